@@ -1,0 +1,164 @@
+//! Commands: the payload of Raft log entries, and what applying one returns.
+//!
+//! Changing these types changes the on-disk log and snapshot format: new variants go at the end.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::state::txn::{TxnOp, TxnOutcome};
+use crate::state::StateData;
+
+/// A state-machine mutation, replicated through Raft.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// One KV operation (`PUT`/`DELETE /v1/kv/...`). Applies or fails as a whole; failure
+    /// (CAS mismatch, lock held) answers `false` and changes nothing.
+    Kv(KvOp),
+    /// An atomic transaction (`PUT /v1/txn`).
+    Txn(Vec<TxnOp>),
+    /// Replace the whole state from a snapshot archive (`PUT /v1/snapshot`).
+    Restore(Box<StateData>),
+    /// Drop tombstones whose delete index is at or below `up_to` (issued by the leader once
+    /// they are older than `tombstone_ttl`).
+    ReapTombstones {
+        /// Highest tombstone index to drop.
+        up_to: u64,
+    },
+    /// Does nothing; used to commit an entry of the current term (e.g. a barrier).
+    Noop,
+}
+
+/// The KV verbs (`api/txn.go` `KVOp`), shared by `/v1/kv` and `/v1/txn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KvVerb {
+    /// Set the value unconditionally.
+    Set,
+    /// Set only if `ModifyIndex` equals `index` (0: only if absent).
+    Cas,
+    /// Acquire the lock with `session` and set the value.
+    Lock,
+    /// Release the lock held by `session` and set the value.
+    Unlock,
+    /// Read one key (txn only).
+    Get,
+    /// Read every key under a prefix (txn only).
+    GetTree,
+    /// Fail unless `ModifyIndex` equals `index` (txn only).
+    CheckIndex,
+    /// Fail unless the key is locked by `session` (txn only).
+    CheckSession,
+    /// Fail if the key exists (txn only).
+    CheckNotExists,
+    /// Delete one key.
+    Delete,
+    /// Delete every key under a prefix.
+    DeleteTree,
+    /// Delete only if `ModifyIndex` equals `index`.
+    DeleteCas,
+}
+
+impl KvVerb {
+    /// Parses the wire spelling used by `/v1/txn` (`"set"`, `"get-tree"`, …).
+    pub fn parse(s: &str) -> Option<KvVerb> {
+        Some(match s {
+            "set" => KvVerb::Set,
+            "cas" => KvVerb::Cas,
+            "lock" => KvVerb::Lock,
+            "unlock" => KvVerb::Unlock,
+            "get" => KvVerb::Get,
+            "get-tree" => KvVerb::GetTree,
+            "check-index" => KvVerb::CheckIndex,
+            "check-session" => KvVerb::CheckSession,
+            "check-not-exists" => KvVerb::CheckNotExists,
+            "delete" => KvVerb::Delete,
+            "delete-tree" => KvVerb::DeleteTree,
+            "delete-cas" => KvVerb::DeleteCas,
+            _ => return None,
+        })
+    }
+
+    /// Whether the verb only reads.
+    pub fn is_read(self) -> bool {
+        matches!(
+            self,
+            KvVerb::Get | KvVerb::GetTree | KvVerb::CheckIndex | KvVerb::CheckSession | KvVerb::CheckNotExists
+        )
+    }
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvVerb::Set => "set",
+            KvVerb::Cas => "cas",
+            KvVerb::Lock => "lock",
+            KvVerb::Unlock => "unlock",
+            KvVerb::Get => "get",
+            KvVerb::GetTree => "get-tree",
+            KvVerb::CheckIndex => "check-index",
+            KvVerb::CheckSession => "check-session",
+            KvVerb::CheckNotExists => "check-not-exists",
+            KvVerb::Delete => "delete",
+            KvVerb::DeleteTree => "delete-tree",
+            KvVerb::DeleteCas => "delete-cas",
+        }
+    }
+}
+
+/// One KV operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvOp {
+    /// What to do.
+    pub verb: KvVerb,
+    /// The key (or prefix, for the `*-tree` verbs).
+    pub key: String,
+    /// The value for writes.
+    pub value: Bytes,
+    /// Client flags stored with the value.
+    pub flags: u64,
+    /// The index for `cas`, `check-index`, `delete-cas`.
+    pub index: u64,
+    /// The session for `lock`, `unlock`, `check-session`.
+    pub session: Option<String>,
+}
+
+impl KvOp {
+    /// An operation with no value, flags, index or session.
+    pub fn new(verb: KvVerb, key: impl Into<String>) -> Self {
+        KvOp { verb, key: key.into(), value: Bytes::new(), flags: 0, index: 0, session: None }
+    }
+
+    /// Sets the value.
+    pub fn with_value(mut self, value: impl Into<Bytes>) -> Self {
+        self.value = value.into();
+        self
+    }
+
+    /// Sets the flags.
+    pub fn with_flags(mut self, flags: u64) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// Sets the index.
+    pub fn with_index(mut self, index: u64) -> Self {
+        self.index = index;
+        self
+    }
+
+    /// Sets the session.
+    pub fn with_session(mut self, session: impl Into<String>) -> Self {
+        self.session = Some(session.into());
+        self
+    }
+}
+
+/// What applying a [`Command`] returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResponse {
+    /// Nothing to report.
+    Ok,
+    /// The `true`/`false` answer of a KV write.
+    Bool(bool),
+    /// The outcome of a transaction.
+    Txn(TxnOutcome),
+}

@@ -1,0 +1,255 @@
+//! The runtime configuration of one agent.
+//!
+//! This is the already-validated, fully-defaulted form: the `consul-rs` binary turns CLI flags
+//! and Consul-style JSON/HCL files into an [`AgentConfig`], and embedders build one directly.
+//! Defaults follow Consul's `agent/config/default.go` unless a comment says otherwise.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+/// Everything an [`crate::agent::Agent`] needs to start.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Datacenter name (`datacenter`, default `dc1`). Lower-cased like Consul does.
+    pub datacenter: String,
+    /// This node's name (`node_name`, default: the host name).
+    pub node_name: String,
+    /// This node's UUID (`node_id`); `None` means: read `<data_dir>/node-id`, or make and
+    /// persist a random one.
+    pub node_id: Option<Uuid>,
+    /// Whether this agent is a server (holds a Raft replica). Client agents arrive with the
+    /// gossip issue; for now every agent is a server.
+    pub server: bool,
+    /// `-dev`: keep all state in memory and bootstrap a single-node cluster at once.
+    pub dev: bool,
+    /// `bootstrap`: make this server leader of a new single-server cluster.
+    pub bootstrap: bool,
+    /// `bootstrap_expect`: wait until this many servers have joined, then form the cluster.
+    pub bootstrap_expect: u32,
+    /// `data_dir`: where the Raft log, snapshots and node id live. Required unless `dev`.
+    pub data_dir: Option<PathBuf>,
+    /// `bind_addr`: address the server RPC and serf_lan listeners bind to.
+    pub bind_addr: IpAddr,
+    /// `advertise_addr`: address other servers use to reach this one (default: `bind_addr`).
+    pub advertise_addr: Option<IpAddr>,
+    /// `client_addr`: address the HTTP (and later DNS) listeners bind to.
+    pub client_addr: IpAddr,
+    /// Listener ports; 0 picks a free port (handy for tests and embedding).
+    pub ports: Ports,
+    /// `retry_join`: addresses (`host` or `host:port`, serf_lan port by default) of agents to
+    /// join, retried every `retry_interval` until one answers.
+    pub retry_join: Vec<String>,
+    /// `retry_interval` (default 30 s; `-dev` and tests use less).
+    pub retry_interval: Duration,
+    /// `retry_max`: give up after this many rounds (0 = forever).
+    pub retry_max: u32,
+    /// Raft timing and log-compaction knobs.
+    pub raft: RaftTuning,
+    /// Size limits on requests.
+    pub limits: Limits,
+    /// `default_query_time`: blocking-query wait when the client gives none (300 s).
+    pub default_query_time: Duration,
+    /// `max_query_time`: the longest blocking-query wait honoured (600 s).
+    pub max_query_time: Duration,
+    /// `performance.rpc_hold_timeout`: how long a request waits for a leader (7 s).
+    pub rpc_hold_timeout: Duration,
+    /// `tombstone_ttl`: how long KV delete tombstones are kept before the leader reaps them (15 min).
+    pub tombstone_ttl: Duration,
+}
+
+/// Listener ports (`ports { … }` in Consul's config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    /// HTTP API (default 8500).
+    pub http: u16,
+    /// DNS (default 8600); served from the DNS issue on.
+    pub dns: u16,
+    /// Server RPC: Raft replication and request forwarding (default 8300).
+    pub server: u16,
+    /// serf_lan: cluster joins (default 8301).
+    pub serf_lan: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports { http: 8500, dns: 8600, server: 8300, serf_lan: 8301 }
+    }
+}
+
+impl Ports {
+    /// All ports 0: every listener picks a free port. For tests and embedding.
+    pub fn any() -> Self {
+        Ports { http: 0, dns: 0, server: 0, serf_lan: 0 }
+    }
+}
+
+/// Raft timing and compaction (`performance.raft_multiplier`, `raft_snapshot_*`, `raft_trailing_logs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTuning {
+    /// `performance.raft_multiplier` (1–10). Consul's default is 5; timings scale linearly.
+    pub raft_multiplier: u32,
+    /// `raft_snapshot_threshold`: take a snapshot after this many new log entries (16384).
+    pub snapshot_threshold: u64,
+    /// `raft_trailing_logs`: log entries kept behind a snapshot for slow followers (10240).
+    pub trailing_logs: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        RaftTuning { raft_multiplier: 5, snapshot_threshold: 16384, trailing_logs: 10240 }
+    }
+}
+
+impl RaftTuning {
+    /// Heartbeat interval. Our base timings (at multiplier 1: heartbeat 50 ms, election
+    /// 300–600 ms) are tighter than hashicorp/raft's because openraft's leader lease keeps
+    /// followers from starting elections while heartbeats arrive; at Consul's default
+    /// multiplier of 5 a dead leader is replaced within about 3 s.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(50 * u64::from(self.raft_multiplier.clamp(1, 10)))
+    }
+
+    /// Minimum election timeout.
+    pub fn election_timeout_min(&self) -> Duration {
+        Duration::from_millis(300 * u64::from(self.raft_multiplier.clamp(1, 10)))
+    }
+
+    /// Maximum election timeout.
+    pub fn election_timeout_max(&self) -> Duration {
+        Duration::from_millis(600 * u64::from(self.raft_multiplier.clamp(1, 10)))
+    }
+
+    /// How long after the last quorum acknowledgement the leader may still answer
+    /// default-mode reads on its own (Consul's "leader lease" reads). Half the minimum
+    /// election timeout: no other leader can be elected before followers' election timers,
+    /// which restart on every heartbeat, run out.
+    pub fn leader_lease(&self) -> Duration {
+        self.election_timeout_min() / 2
+    }
+}
+
+/// Request size limits (`limits { … }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `kv_max_value_size` (512 KiB).
+    pub kv_max_value_size: usize,
+    /// `txn_max_req_len` (512 KiB).
+    pub txn_max_req_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { kv_max_value_size: 512 * 1024, txn_max_req_len: 512 * 1024 }
+    }
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            datacenter: "dc1".to_string(),
+            node_name: default_node_name(),
+            node_id: None,
+            server: true,
+            dev: false,
+            bootstrap: false,
+            bootstrap_expect: 0,
+            data_dir: None,
+            bind_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            advertise_addr: None,
+            client_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ports: Ports::default(),
+            retry_join: Vec::new(),
+            retry_interval: Duration::from_secs(30),
+            retry_max: 0,
+            raft: RaftTuning::default(),
+            limits: Limits::default(),
+            default_query_time: Duration::from_secs(300),
+            max_query_time: Duration::from_secs(600),
+            rpc_hold_timeout: Duration::from_secs(7),
+            tombstone_ttl: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// The configuration `consul agent -dev` uses: an in-memory server on 127.0.0.1 that
+    /// bootstraps itself, with fast Raft timings.
+    pub fn dev() -> Self {
+        AgentConfig {
+            dev: true,
+            server: true,
+            bootstrap: true,
+            bind_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            raft: RaftTuning { raft_multiplier: 1, ..RaftTuning::default() },
+            retry_interval: Duration::from_secs(1),
+            ..AgentConfig::default()
+        }
+    }
+
+    /// A configuration for tests and embedding: like [`AgentConfig::dev`] but every port 0.
+    pub fn dev_any_port() -> Self {
+        AgentConfig { ports: Ports::any(), ..AgentConfig::dev() }
+    }
+
+    /// The address other servers reach this one at, given the port actually bound.
+    pub fn advertise_ip(&self) -> IpAddr {
+        match (self.advertise_addr, self.bind_addr) {
+            (Some(ip), _) => ip,
+            (None, ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            (None, ip) => ip,
+        }
+    }
+
+    /// Socket address helper for the listeners.
+    pub fn bind(&self, ip: IpAddr, port: u16) -> SocketAddr {
+        SocketAddr::new(ip, port)
+    }
+
+    /// Checks what cannot be checked field by field; the message names the offending key.
+    pub fn validate(&self) -> Result<(), crate::error::Error> {
+        use crate::error::Error;
+        if !self.dev && self.data_dir.is_none() {
+            return Err(Error::Config("data_dir: required unless -dev is given".into()));
+        }
+        if self.bootstrap && self.bootstrap_expect > 0 {
+            return Err(Error::Config("bootstrap and bootstrap_expect: cannot both be set".into()));
+        }
+        if !self.server && (self.bootstrap || self.bootstrap_expect > 0) {
+            return Err(Error::Config("bootstrap_expect: only servers can bootstrap (set server)".into()));
+        }
+        if !(1..=10).contains(&self.raft.raft_multiplier) {
+            return Err(Error::Config(format!(
+                "performance.raft_multiplier: {} is outside 1..=10",
+                self.raft.raft_multiplier
+            )));
+        }
+        if self.datacenter.is_empty() || !self.datacenter.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(Error::Config(format!(
+                "datacenter: {:?} must be non-empty and contain only letters, digits, '-' and '_'",
+                self.datacenter
+            )));
+        }
+        if self.node_name.is_empty() {
+            return Err(Error::Config("node_name: must not be empty".into()));
+        }
+        if self.default_query_time.is_zero() || self.max_query_time.is_zero() {
+            return Err(Error::Config("default_query_time/max_query_time: must be positive".into()));
+        }
+        if self.raft.snapshot_threshold == 0 {
+            return Err(Error::Config("raft_snapshot_threshold: must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+fn default_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "consul-rs".to_string())
+}

@@ -1,0 +1,85 @@
+//! The engine's error type.
+//!
+//! One enum for every API surface of the core. Each variant maps to exactly one HTTP status in
+//! [`Error::http_status`]; the bindings map the same variants to their exception classes and
+//! error codes in one place each. Variants say whether state changed: none of them do — a request
+//! that fails has applied nothing.
+
+use std::net::SocketAddr;
+
+/// Errors returned by the consul-rs engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request is malformed (bad parameter, JSON, key, conflicting flags). HTTP 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The addressed object does not exist. HTTP 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// A request body or value is over a configured limit. HTTP 413.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A transaction was rolled back; carries the per-operation errors. HTTP 409.
+    #[error("transaction rolled back: {}", .0.iter().map(|e| e.what.clone()).collect::<Vec<_>>().join("; "))]
+    TxnRolledBack(Vec<crate::state::txn::TxnError>),
+    /// The request names another datacenter; WAN federation is not supported yet. HTTP 500 like
+    /// Consul's "No path to datacenter".
+    #[error("No path to datacenter: {0}")]
+    NoPathToDatacenter(String),
+    /// No leader is known (election in progress or quorum lost). HTTP 500, Consul's wording.
+    #[error("No cluster leader")]
+    NoLeader,
+    /// A request could not reach another server. HTTP 500.
+    #[error("rpc error making call: {0}")]
+    Rpc(String),
+    /// The agent is shutting down. HTTP 503.
+    #[error("agent is shutting down")]
+    ShuttingDown,
+    /// Invalid configuration; the message names the key. Only at start-up.
+    #[error("config: {0}")]
+    Config(String),
+    /// A listener could not bind (port in use, address not available).
+    #[error("failed to bind {what} listener on {addr}: {source}")]
+    Bind {
+        /// Which listener (`HTTP`, `server RPC`, `serf_lan`).
+        what: &'static str,
+        /// The address we tried.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Durable storage failed. HTTP 500.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// The Raft engine failed in a way that is not the caller's fault. HTTP 500.
+    #[error("raft error: {0}")]
+    Raft(String),
+}
+
+impl Error {
+    /// The one place errors become HTTP status codes.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::BadRequest(_) | Error::Config(_) => 400,
+            Error::NotFound(_) => 404,
+            Error::TxnRolledBack(_) => 409,
+            Error::TooLarge(_) => 413,
+            Error::ShuttingDown => 503,
+            Error::NoPathToDatacenter(_)
+            | Error::NoLeader
+            | Error::Rpc(_)
+            | Error::Bind { .. }
+            | Error::Storage(_)
+            | Error::Raft(_) => 500,
+        }
+    }
+
+    /// Whether retrying the same request later may succeed (leader elections, transient RPC).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::NoLeader | Error::Rpc(_))
+    }
+}
+
+/// Shorthand used throughout the core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,37 @@
+//! # consul-core
+//!
+//! The whole consul-rs engine: a Raft-replicated state store (openraft over redb) with
+//! Consul's KV and transaction semantics, blocking queries woken only by what they read, the
+//! Consul-compatible HTTP API, server-to-server RPC with request forwarding, and cluster
+//! formation. An [`agent::Agent`] is a library value — no process-global state — so several
+//! agents can run in one process (tests, embedding in the language bindings).
+//!
+//! Crate map:
+//! - [`agent`]: start/stop an agent; owns every listener and task.
+//! - [`consensus`]: writes through Raft with leader forwarding; read barriers for the three
+//!   consistency modes.
+//! - [`cluster`]: membership exchange on the serf_lan port, bootstrap, adding servers to Raft.
+//! - [`state`]: the replicated data (KV, tombstones, sessions) and change notification.
+//! - [`command`]: Raft log payloads.
+//! - [`raft`]: every openraft type, the redb log store and the state machine.
+//! - [`rpc`]: framed, multiplexed TCP between agents.
+//! - [`http`]: the `/v1` API.
+//! - [`archive`]: the `/v1/snapshot` archive format.
+
+pub mod agent;
+pub mod archive;
+pub mod cluster;
+pub mod command;
+pub mod config;
+pub mod consensus;
+pub mod duration;
+pub mod error;
+pub mod http;
+pub mod raft;
+pub mod rpc;
+pub mod state;
+
+pub use error::{Error, Result};
+
+/// The consul-rs version, reported as `Version` in `/v1/agent/self`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,389 @@
+//! The durable Raft log, vote and snapshot store, on redb.
+//!
+//! ### Group commit
+//! `append` hands its entries to one writer thread and returns at once; openraft is told the
+//! entries are durable through the `LogFlushed` callback only after the redb transaction holding
+//! them committed with `Durability::Immediate` (an fsync). The writer drains every queued request
+//! into one transaction, so however many client writes arrive together, they share one fsync.
+//!
+//! ### Correctness contract (what openraft relies on)
+//! - Entries are readable as soon as `append` returns, flushed or not: unflushed entries sit in
+//!   `pending` until their transaction commits. A reader looks at `pending` *before* opening its
+//!   redb read transaction, so an entry is always in one or the other.
+//! - The vote is durable before `save_vote` returns; truncation and snapshots likewise.
+//! - Operations reach the disk in the order they were issued (one queue, one writer).
+//! - The committed index is written without an fsync: losing it only means re-applying entries
+//!   after a crash, which the state machine rebuilds from the snapshot anyway.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::{mpsc, Arc};
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{AnyError, Entry, ErrorSubject, ErrorVerb, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote};
+use parking_lot::Mutex;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
+
+use super::{NodeId, TypeConfig};
+
+const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+
+const KEY_VOTE: &str = "vote";
+const KEY_COMMITTED: &str = "committed";
+const KEY_LAST_PURGED: &str = "last_purged";
+/// Key of the current state-machine snapshot (meta and data, see `state_machine`).
+pub(crate) const KEY_SNAPSHOT: &str = "snapshot";
+
+type StoreResult<T> = Result<T, StorageError<NodeId>>;
+
+fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageIOError::new(subject, verb, AnyError::new(&e)).into()
+}
+
+fn read_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    io_err(ErrorSubject::Logs, ErrorVerb::Read, e)
+}
+
+fn write_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    io_err(ErrorSubject::Logs, ErrorVerb::Write, e)
+}
+
+fn msg_err(msg: String) -> StorageError<NodeId> {
+    write_err(io::Error::other(msg))
+}
+
+enum WriterOp {
+    Append { entries: Vec<(u64, LogId<NodeId>, Vec<u8>)>, done: LogFlushed<TypeConfig> },
+    Truncate { from: u64, done: oneshot::Sender<Result<(), String>> },
+    Purge { upto: u64, log_id: Vec<u8>, done: oneshot::Sender<Result<(), String>> },
+    Put { key: &'static str, value: Vec<u8>, durable: bool, done: Option<oneshot::Sender<Result<(), String>>> },
+}
+
+impl WriterOp {
+    fn durable(&self) -> bool {
+        match self {
+            WriterOp::Append { .. } | WriterOp::Truncate { .. } => true,
+            WriterOp::Purge { .. } => false,
+            WriterOp::Put { durable, .. } => *durable,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct LogMeta {
+    last_log_id: Option<LogId<NodeId>>,
+    last_purged: Option<LogId<NodeId>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    db: Arc<Database>,
+    writer: Mutex<Option<mpsc::Sender<WriterOp>>>,
+    pending: Mutex<BTreeMap<u64, Entry<TypeConfig>>>,
+    meta: Mutex<LogMeta>,
+}
+
+/// The redb-backed log store. Cheap to clone; clones share the database and writer.
+#[derive(Debug, Clone)]
+pub struct LogStore {
+    shared: Arc<Shared>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the store in `dir/raft.redb`; `None` keeps everything in memory (`-dev`).
+    pub fn open(dir: Option<&Path>) -> Result<LogStore, crate::Error> {
+        let db = match dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| crate::Error::Storage(format!("{}: {e}", dir.display())))?;
+                Database::create(dir.join("raft.redb"))
+            }
+            None => Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()),
+        }
+        .map_err(|e| crate::Error::Storage(format!("opening raft store: {e}")))?;
+        let db = Arc::new(db);
+        {
+            let txn = db.begin_write().map_err(|e| crate::Error::Storage(e.to_string()))?;
+            txn.open_table(LOGS).map_err(|e| crate::Error::Storage(e.to_string()))?;
+            txn.open_table(META).map_err(|e| crate::Error::Storage(e.to_string()))?;
+            txn.commit().map_err(|e| crate::Error::Storage(e.to_string()))?;
+        }
+        let mut meta = LogMeta::default();
+        {
+            let txn = db.begin_read().map_err(|e| crate::Error::Storage(e.to_string()))?;
+            let logs = txn.open_table(LOGS).map_err(|e| crate::Error::Storage(e.to_string()))?;
+            let metas = txn.open_table(META).map_err(|e| crate::Error::Storage(e.to_string()))?;
+            if let Some(v) = metas.get(KEY_LAST_PURGED).map_err(|e| crate::Error::Storage(e.to_string()))? {
+                meta.last_purged = postcard::from_bytes(v.value()).map_err(|e| crate::Error::Storage(e.to_string()))?;
+            }
+            if let Some((_, v)) = logs.last().map_err(|e| crate::Error::Storage(e.to_string()))? {
+                let entry: Entry<TypeConfig> =
+                    postcard::from_bytes(v.value()).map_err(|e| crate::Error::Storage(e.to_string()))?;
+                meta.last_log_id = Some(entry.log_id);
+            }
+            if meta.last_log_id.is_none() {
+                meta.last_log_id = meta.last_purged;
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        let writer_db = db.clone();
+        let shared = Arc::new(Shared {
+            db,
+            writer: Mutex::new(Some(tx)),
+            pending: Mutex::new(BTreeMap::new()),
+            meta: Mutex::new(meta),
+        });
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || writer_loop(writer_db, rx, weak))
+            .map_err(|e| crate::Error::Storage(format!("spawning log writer: {e}")))?;
+        Ok(LogStore { shared })
+    }
+
+    /// Stops the writer thread once it has drained its queue.
+    pub fn close(&self) {
+        self.shared.writer.lock().take();
+    }
+
+    fn send(&self, op: WriterOp) -> StoreResult<()> {
+        match self.shared.writer.lock().as_ref() {
+            Some(tx) => tx.send(op).map_err(|_| msg_err("log writer stopped".into())),
+            None => Err(msg_err("log store closed".into())),
+        }
+    }
+
+    async fn send_and_wait(&self, make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> WriterOp) -> StoreResult<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx))?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(msg_err(e)),
+            Err(_) => Err(msg_err("log writer stopped".into())),
+        }
+    }
+
+    /// Stores `value` under `key` in the metadata table and waits until it is durable.
+    pub(crate) async fn put_meta_durable(&self, key: &'static str, value: Vec<u8>) -> StoreResult<()> {
+        self.send_and_wait(|done| WriterOp::Put { key, value, durable: true, done: Some(done) }).await
+    }
+
+    /// Reads `key` from the metadata table.
+    pub(crate) fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let txn = self.shared.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(META).map_err(read_err)?;
+        let value = table.get(key).map_err(read_err)?.map(|v| v.value().to_vec());
+        Ok(value)
+    }
+
+    fn read_range(&self, start: u64, end_exclusive: u64) -> StoreResult<Vec<Entry<TypeConfig>>> {
+        if start >= end_exclusive {
+            return Ok(Vec::new());
+        }
+        // Pending first, then the database: see the module docs for why this order.
+        let pending: BTreeMap<u64, Entry<TypeConfig>> =
+            self.shared.pending.lock().range(start..end_exclusive).map(|(k, v)| (*k, v.clone())).collect();
+        let mut out: BTreeMap<u64, Entry<TypeConfig>> = BTreeMap::new();
+        let txn = self.shared.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(LOGS).map_err(read_err)?;
+        for item in table.range(start..end_exclusive).map_err(read_err)? {
+            let (k, v) = item.map_err(read_err)?;
+            let entry: Entry<TypeConfig> = postcard::from_bytes(v.value()).map_err(read_err)?;
+            out.insert(k.value(), entry);
+        }
+        out.extend(pending);
+        Ok(out.into_values().collect())
+    }
+}
+
+fn writer_loop(db: Arc<Database>, rx: mpsc::Receiver<WriterOp>, shared: std::sync::Weak<Shared>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let result = write_batch(&db, &batch);
+        let Some(shared) = shared.upgrade() else {
+            finish_batch(batch, &result);
+            return;
+        };
+        if result.is_ok() {
+            let mut pending = shared.pending.lock();
+            for op in &batch {
+                match op {
+                    WriterOp::Append { entries, .. } => {
+                        for (index, log_id, _) in entries {
+                            if pending.get(index).map(|e| e.log_id) == Some(*log_id) {
+                                pending.remove(index);
+                            }
+                        }
+                    }
+                    WriterOp::Truncate { from, .. } => {
+                        pending.split_off(from);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        drop(shared);
+        finish_batch(batch, &result);
+    }
+}
+
+fn finish_batch(batch: Vec<WriterOp>, result: &Result<(), String>) {
+    for op in batch {
+        match op {
+            WriterOp::Append { done, .. } => {
+                done.log_io_completed(result.clone().map_err(io::Error::other));
+            }
+            WriterOp::Truncate { done, .. } | WriterOp::Purge { done, .. } => {
+                let _ = done.send(result.clone());
+            }
+            WriterOp::Put { done, .. } => {
+                if let Some(done) = done {
+                    let _ = done.send(result.clone());
+                }
+            }
+        }
+    }
+}
+
+fn write_batch(db: &Database, batch: &[WriterOp]) -> Result<(), String> {
+    let mut txn = db.begin_write().map_err(|e| e.to_string())?;
+    let durability =
+        if batch.iter().any(WriterOp::durable) { redb::Durability::Immediate } else { redb::Durability::None };
+    txn.set_durability(durability).map_err(|e| e.to_string())?;
+    {
+        let mut logs = txn.open_table(LOGS).map_err(|e| e.to_string())?;
+        let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
+        for op in batch {
+            match op {
+                WriterOp::Append { entries, .. } => {
+                    for (index, _, bytes) in entries {
+                        logs.insert(*index, bytes.as_slice()).map_err(|e| e.to_string())?;
+                    }
+                }
+                WriterOp::Truncate { from, .. } => {
+                    logs.retain_in(*from.., |_, _| false).map_err(|e| e.to_string())?;
+                }
+                WriterOp::Purge { upto, log_id, .. } => {
+                    logs.retain_in(..=*upto, |_, _| false).map_err(|e| e.to_string())?;
+                    meta.insert(KEY_LAST_PURGED, log_id.as_slice()).map_err(|e| e.to_string())?;
+                }
+                WriterOp::Put { key, value, .. } => {
+                    meta.insert(*key, value.as_slice()).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+    }
+    txn.commit().map_err(|e| e.to_string())
+}
+
+fn to_bounds<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(s) => *s,
+        Bound::Excluded(s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(e) => e.saturating_add(1),
+        Bound::Excluded(e) => *e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> StoreResult<Vec<Entry<TypeConfig>>> {
+        let (start, end) = to_bounds(&range);
+        self.read_range(start, end)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> StoreResult<LogState<TypeConfig>> {
+        let meta = self.shared.meta.lock();
+        Ok(LogState { last_purged_log_id: meta.last_purged, last_log_id: meta.last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StoreResult<()> {
+        let bytes = postcard::to_allocvec(vote).map_err(write_err)?;
+        self.put_meta_durable(KEY_VOTE, bytes).await
+    }
+
+    async fn read_vote(&mut self) -> StoreResult<Option<Vote<NodeId>>> {
+        match self.get_meta(KEY_VOTE)? {
+            Some(bytes) => Ok(Some(postcard::from_bytes(&bytes).map_err(read_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StoreResult<()> {
+        let bytes = postcard::to_allocvec(&committed).map_err(write_err)?;
+        self.send(WriterOp::Put { key: KEY_COMMITTED, value: bytes, durable: false, done: None })
+    }
+
+    async fn read_committed(&mut self) -> StoreResult<Option<LogId<NodeId>>> {
+        match self.get_meta(KEY_COMMITTED)? {
+            Some(bytes) => Ok(postcard::from_bytes(&bytes).map_err(read_err)?),
+            None => Ok(None),
+        }
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StoreResult<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut encoded = Vec::new();
+        {
+            let mut pending = self.shared.pending.lock();
+            let mut meta = self.shared.meta.lock();
+            for entry in entries {
+                let bytes = postcard::to_allocvec(&entry).map_err(write_err)?;
+                encoded.push((entry.log_id.index, entry.log_id, bytes));
+                meta.last_log_id = Some(entry.log_id);
+                pending.insert(entry.log_id.index, entry);
+            }
+        }
+        self.send(WriterOp::Append { entries: encoded, done: callback })
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
+        let from = log_id.index;
+        self.send_and_wait(|done| WriterOp::Truncate { from, done }).await?;
+        self.shared.pending.lock().split_off(&from);
+        let prev = if from == 0 { None } else { self.read_range(from - 1, from)?.pop().map(|e| e.log_id) };
+        let mut meta = self.shared.meta.lock();
+        meta.last_log_id = prev.or(meta.last_purged);
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
+        let bytes = postcard::to_allocvec(&Some(log_id)).map_err(write_err)?;
+        let upto = log_id.index;
+        self.send_and_wait(|done| WriterOp::Purge { upto, log_id: bytes, done }).await?;
+        let mut meta = self.shared.meta.lock();
+        meta.last_purged = Some(log_id);
+        if meta.last_log_id.map(|l| l.index) < Some(log_id.index) {
+            meta.last_log_id = Some(log_id);
+        }
+        Ok(())
+    }
+}

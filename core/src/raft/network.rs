@@ -1,0 +1,114 @@
+//! openraft's network, carried by our RPC layer ([`crate::rpc`]).
+
+use std::net::SocketAddr;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+
+use super::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, NodeId, ServerNode,
+    TypeConfig, VoteRequest, VoteResponse,
+};
+use crate::rpc::messages::WireError;
+use crate::rpc::{Request, Response, RpcClient, RpcError};
+
+/// Makes a [`PeerClient`] per replication target.
+#[derive(Debug, Clone)]
+pub struct NetworkFactory {
+    rpc: RpcClient,
+}
+
+impl NetworkFactory {
+    /// A factory sending over `rpc`.
+    pub fn new(rpc: RpcClient) -> Self {
+        NetworkFactory { rpc }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &ServerNode) -> PeerClient {
+        PeerClient { rpc: self.rpc.clone(), target, node: node.clone(), addr: node.rpc_addr.parse().ok() }
+    }
+}
+
+/// Sends Raft RPCs to one peer.
+#[derive(Debug)]
+pub struct PeerClient {
+    rpc: RpcClient,
+    target: NodeId,
+    node: ServerNode,
+    addr: Option<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Msg(String);
+
+impl PeerClient {
+    async fn call<E: std::error::Error>(
+        &self,
+        req: Request,
+        option: &RPCOption,
+    ) -> Result<Response, RPCError<NodeId, ServerNode, RaftError<NodeId, E>>> {
+        let Some(addr) = self.addr else {
+            let e = Msg(format!("bad RPC address {:?} for {}", self.node.rpc_addr, self.node.name));
+            return Err(RPCError::Unreachable(Unreachable::new(&e)));
+        };
+        match self.rpc.call(addr, req, option.hard_ttl()).await {
+            Ok(Response::Error(WireError::Other(msg))) | Ok(Response::Error(WireError::BadRequest(msg))) => {
+                Err(RPCError::Network(NetworkError::new(&Msg(msg))))
+            }
+            Ok(Response::Error(WireError::NotLeader(_))) => {
+                Err(RPCError::Network(NetworkError::new(&Msg("unexpected NotLeader".into()))))
+            }
+            Ok(resp) => Ok(resp),
+            Err(e @ RpcError::Unreachable { .. }) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+
+    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, ServerNode, RaftError<NodeId, E>> {
+        RPCError::RemoteError(RemoteError::new_with_node(
+            self.target,
+            self.node.clone(),
+            RaftError::Fatal(openraft::error::Fatal::Panicked),
+        ))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
+        match self.call(Request::AppendEntries(rpc), &option).await? {
+            Response::AppendEntries(r) => Ok(r),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse, RPCError<NodeId, ServerNode, RaftError<NodeId, InstallSnapshotError>>> {
+        match self.call(Request::InstallSnapshot(rpc), &option).await? {
+            Response::InstallSnapshot(r) => Ok(r),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest,
+        option: RPCOption,
+    ) -> Result<VoteResponse, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
+        match self.call(Request::Vote(rpc), &option).await? {
+            Response::Vote(r) => Ok(r),
+            _ => Err(self.unexpected()),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Messages exchanged between agents. Changing them changes the wire protocol: add variants at
+//! the end.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::command::{Command, CommandResponse};
+use crate::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, NodeId,
+    ServerNode, VoteRequest, VoteResponse,
+};
+
+/// What one agent knows about another (exchanged on join and in periodic push/pull).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// Node UUID.
+    pub node_id: Uuid,
+    /// Node name.
+    pub name: String,
+    /// Datacenter.
+    pub datacenter: String,
+    /// Server RPC address.
+    pub rpc_addr: SocketAddr,
+    /// serf_lan address (joins).
+    pub serf_addr: SocketAddr,
+    /// HTTP API address.
+    pub http_addr: SocketAddr,
+    /// Whether it is a server.
+    pub server: bool,
+    /// Its `bootstrap_expect` setting.
+    pub bootstrap_expect: u32,
+    /// Whether its Raft state is initialised (it belongs to a formed cluster).
+    pub raft_initialized: bool,
+    /// Start time in ms since the epoch: a restarted agent has a larger incarnation, which is how
+    /// a server removed from Raft is recognised when it comes back.
+    pub incarnation: u64,
+}
+
+impl MemberInfo {
+    /// The Raft node id of this member.
+    pub fn raft_id(&self) -> NodeId {
+        crate::raft::raft_id(&self.node_id)
+    }
+
+    /// Its Raft membership record.
+    pub fn server_node(&self) -> ServerNode {
+        ServerNode { node_id: self.node_id.to_string(), name: self.name.clone(), rpc_addr: self.rpc_addr.to_string() }
+    }
+}
+
+/// A request forwarded from a server that is not the leader to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardRequest {
+    /// Propose a command.
+    Write(Command),
+    /// Return an index that covers every write acknowledged so far: under a valid lease the
+    /// leader's applied index, otherwise (or when `consistent`) after a quorum round.
+    ReadIndex {
+        /// Require a quorum round even under a valid lease.
+        consistent: bool,
+    },
+    /// Remove a server from the Raft configuration.
+    RemovePeer(NodeId),
+}
+
+/// The leader's answer to a [`ForwardRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardResponse {
+    /// The command was applied at this index with this result.
+    Written(u64, CommandResponse),
+    /// The read index.
+    ReadIndex(u64),
+    /// Done.
+    Done,
+}
+
+/// An error carried over the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WireError {
+    /// The receiver is not the leader; the leader it knows of, if any.
+    NotLeader(Option<(NodeId, ServerNode)>),
+    /// The request itself is wrong (maps back to HTTP 400).
+    BadRequest(String),
+    /// Anything else (maps to HTTP 500).
+    Other(String),
+}
+
+/// A request on either port.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// Raft AppendEntries.
+    AppendEntries(AppendEntriesRequest),
+    /// Raft RequestVote.
+    Vote(VoteRequest),
+    /// Raft InstallSnapshot chunk.
+    InstallSnapshot(InstallSnapshotRequest),
+    /// A request forwarded to the leader.
+    Forward(ForwardRequest),
+    /// serf_lan: a node joins; the answer lists every member the receiver knows.
+    Join(MemberInfo),
+    /// serf_lan: periodic exchange of member lists.
+    PushPull(Vec<MemberInfo>),
+}
+
+/// A response on either port.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// Raft AppendEntries.
+    AppendEntries(AppendEntriesResponse),
+    /// Raft RequestVote.
+    Vote(VoteResponse),
+    /// Raft InstallSnapshot.
+    InstallSnapshot(InstallSnapshotResponse),
+    /// Answer to a forwarded request.
+    Forward(ForwardResponse),
+    /// Members known to the receiver.
+    Members(Vec<MemberInfo>),
+    /// The request failed.
+    Error(WireError),
+}

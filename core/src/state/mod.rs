@@ -1,0 +1,286 @@
+//! The replicated state store: what every server holds in memory and rebuilds from Raft.
+//!
+//! Every mutation arrives as a [`Command`] in a committed Raft log entry and is applied here
+//! deterministically, stamped with the entry's Raft index — the `CreateIndex`/`ModifyIndex`
+//! Consul clients see. Reads take a short shared lock; blocking queries wait on the
+//! [`watch::WatchHub`], which is notified only for the keys a write touched.
+
+pub mod kv;
+pub mod txn;
+pub mod watch;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, CommandResponse};
+use txn::{KvOverlay, TxnOp, TxnOutcome};
+use watch::WatchHub;
+
+/// One KV entry with Consul's metadata (`api/kv.go` `KVPair`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvEntry {
+    /// The key.
+    pub key: String,
+    /// Raft index of the write that created the key.
+    pub create_index: u64,
+    /// Raft index of the last write to the key.
+    pub modify_index: u64,
+    /// Number of times a session acquired the key.
+    pub lock_index: u64,
+    /// Opaque client flags.
+    pub flags: u64,
+    /// The value.
+    pub value: Bytes,
+    /// The session holding the lock, if any.
+    pub session: Option<String>,
+}
+
+/// A session (the full session API comes with the catalog issue; the KV lock verbs already
+/// consult this table so `lock`/`unlock`/`acquire`/`release` work unchanged once sessions exist).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Session UUID.
+    pub id: String,
+    /// Node the session belongs to.
+    pub node: String,
+    /// Raft index of creation.
+    pub create_index: u64,
+}
+
+/// The whole replicated state. Serialised as-is into Raft snapshots and `/v1/snapshot` archives.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateData {
+    /// KV entries by key.
+    pub kvs: BTreeMap<String, KvEntry>,
+    /// Tombstones of deleted keys: key → Raft index of the delete. They keep prefix indexes
+    /// moving forward so a prefix watch wakes on deletes; the leader reaps old ones.
+    pub tombstones: BTreeMap<String, u64>,
+    /// Sessions by ID.
+    pub sessions: BTreeMap<String, Session>,
+    /// Highest index of any KV or tombstone change (Consul's `kvs` table index).
+    pub kv_index: u64,
+    /// Highest Raft index applied to this state.
+    pub last_index: u64,
+}
+
+/// The in-memory state store shared by the Raft state machine (writer) and the HTTP API (readers).
+#[derive(Debug)]
+pub struct StateStore {
+    data: RwLock<StateData>,
+    watches: WatchHub,
+    /// Highest Raft index applied, published after each applied batch; read barriers wait on it.
+    applied: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for StateStore {
+    fn default() -> Self {
+        StateStore {
+            data: RwLock::default(),
+            watches: WatchHub::default(),
+            applied: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
+
+impl StateStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Publishes that everything up to `index` has been applied.
+    pub fn publish_applied(&self, index: u64) {
+        self.applied.send_if_modified(|current| {
+            let moved = index > *current;
+            if moved {
+                *current = index;
+            }
+            moved
+        });
+    }
+
+    /// Waits until everything up to `index` has been applied, or `timeout` passes.
+    /// Returns whether the index was reached.
+    pub async fn wait_applied(&self, index: u64, timeout: std::time::Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= index)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Runs `f` against a consistent view of the state.
+    pub fn read<T>(&self, f: impl FnOnce(&StateData) -> T) -> T {
+        f(&self.data.read())
+    }
+
+    /// The watch hub blocking queries subscribe to.
+    pub fn watches(&self) -> &WatchHub {
+        &self.watches
+    }
+
+    /// Highest Raft index applied.
+    pub fn last_index(&self) -> u64 {
+        self.data.read().last_index
+    }
+
+    /// Applies one committed command at Raft index `index`. Deterministic: the same commands at
+    /// the same indexes give the same state on every server.
+    pub fn apply(&self, cmd: &Command, index: u64) -> CommandResponse {
+        let mut changed: Vec<String> = Vec::new();
+        let response = {
+            let mut data = self.data.write();
+            data.last_index = data.last_index.max(index);
+            match cmd {
+                Command::Kv(op) => {
+                    let mut overlay = KvOverlay::new(&data);
+                    let ok = overlay.apply_op(op, index).is_ok();
+                    let changes = overlay.finish();
+                    if ok {
+                        changed = changes.commit(&mut data, index);
+                    }
+                    CommandResponse::Bool(ok)
+                }
+                Command::Txn(ops) => {
+                    let outcome = run_txn(&mut data, ops, index, &mut changed);
+                    CommandResponse::Txn(outcome)
+                }
+                Command::Restore(restored) => {
+                    changed = restore(&mut data, restored, index);
+                    CommandResponse::Ok
+                }
+                Command::ReapTombstones { up_to } => {
+                    data.tombstones.retain(|_, idx| *idx > *up_to);
+                    CommandResponse::Ok
+                }
+                Command::Noop => CommandResponse::Ok,
+            }
+        };
+        if matches!(cmd, Command::Restore(_)) {
+            self.watches.notify_all();
+        } else {
+            for key in &changed {
+                self.watches.notify_key(key);
+            }
+        }
+        response
+    }
+
+    /// Records that `index` was applied without a command (Raft blank or membership entries).
+    pub fn note_applied(&self, index: u64) {
+        let mut data = self.data.write();
+        data.last_index = data.last_index.max(index);
+    }
+
+    /// Serialises the whole state (for Raft snapshots and `/v1/snapshot`).
+    pub fn serialize(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_allocvec(&*self.data.read())
+    }
+
+    /// Replaces the whole state (Raft snapshot install or start-up) and wakes every watcher.
+    pub fn replace(&self, data: StateData) {
+        *self.data.write() = data;
+        self.watches.notify_all();
+    }
+}
+
+/// Decodes a serialised state.
+pub fn deserialize_state(bytes: &[u8]) -> Result<StateData, postcard::Error> {
+    postcard::from_bytes(bytes)
+}
+
+fn run_txn(data: &mut StateData, ops: &[TxnOp], index: u64, changed: &mut Vec<String>) -> TxnOutcome {
+    let mut overlay = KvOverlay::new(data);
+    let outcome = overlay.run_txn(ops, index);
+    let changes = overlay.finish();
+    if outcome.errors.is_empty() {
+        *changed = changes.commit(data, index);
+    }
+    outcome
+}
+
+/// Applies a snapshot restore at `index`. Every restored entry is re-stamped with `index` as its
+/// ModifyIndex and every key that disappears gets a tombstone at `index`, so every index a
+/// watcher sees afterwards is larger than any it saw before: restores never make
+/// `X-Consul-Index` go backwards.
+fn restore(data: &mut StateData, restored: &StateData, index: u64) -> Vec<String> {
+    let mut changed: Vec<String> = data.kvs.keys().cloned().collect();
+    let mut kvs = restored.kvs.clone();
+    for entry in kvs.values_mut() {
+        entry.modify_index = index;
+        entry.create_index = entry.create_index.min(index);
+    }
+    let mut tombstones = restored.tombstones.clone();
+    for key in data.kvs.keys() {
+        if !kvs.contains_key(key) {
+            tombstones.insert(key.clone(), index);
+        }
+    }
+    for idx in tombstones.values_mut() {
+        *idx = (*idx).min(index);
+    }
+    changed.extend(kvs.keys().cloned());
+    data.kvs = kvs;
+    data.tombstones = tombstones;
+    data.sessions = restored.sessions.clone();
+    data.kv_index = index;
+    data.last_index = data.last_index.max(index);
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{KvOp, KvVerb};
+
+    fn set(key: &str, value: &str) -> Command {
+        Command::Kv(KvOp::new(KvVerb::Set, key).with_value(value.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn apply_stamps_indexes() {
+        let store = StateStore::new();
+        assert_eq!(store.apply(&set("a", "1"), 5), CommandResponse::Bool(true));
+        assert_eq!(store.apply(&set("a", "2"), 7), CommandResponse::Bool(true));
+        store.read(|d| {
+            let e = &d.kvs["a"];
+            assert_eq!((e.create_index, e.modify_index, e.value.as_ref()), (5, 7, b"2".as_ref()));
+            assert_eq!(d.kv_index, 7);
+        });
+    }
+
+    #[test]
+    fn restore_keeps_indexes_monotonic() {
+        let store = StateStore::new();
+        store.apply(&set("old", "x"), 10);
+        let mut snap = StateData::default();
+        snap.kvs.insert(
+            "new".into(),
+            KvEntry {
+                key: "new".into(),
+                create_index: 3,
+                modify_index: 3,
+                lock_index: 0,
+                flags: 0,
+                value: Bytes::from_static(b"v"),
+                session: None,
+            },
+        );
+        store.apply(&Command::Restore(Box::new(snap)), 12);
+        store.read(|d| {
+            assert_eq!(d.kvs["new"].modify_index, 12);
+            assert_eq!(d.tombstones["old"], 12);
+            assert!(!d.kvs.contains_key("old"));
+            assert_eq!(d.kv_index, 12);
+        });
+    }
+
+    #[test]
+    fn serialization_round_trips() {
+        let store = StateStore::new();
+        store.apply(&set("a/b", "1"), 3);
+        let bytes = store.serialize().expect("serialize");
+        let back = deserialize_state(&bytes).expect("deserialize");
+        assert_eq!(back, store.read(|d| d.clone()));
+    }
+}

@@ -1,0 +1,148 @@
+//! Clusters of real `consul-rs` processes, started with Consul's own flag spellings.
+//!
+//! The binary is found next to the test executable's directory (`target/<profile>/consul-rs`),
+//! or at `$CONSUL_RS_BIN`. Every child is killed when the cluster is dropped.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::client::Api;
+use crate::{eventually, free_port};
+
+/// Path of the `consul-rs` binary under test.
+pub fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("CONSUL_RS_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> → target/<profile>/consul-rs
+    let path = exe.parent().and_then(|d| d.parent()).map(|d| d.join("consul-rs")).expect("target dir");
+    assert!(path.exists(), "{} not found: build it first (cargo build --workspace --bins)", path.display());
+    path
+}
+
+/// Ports of one server process.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcPorts {
+    /// HTTP.
+    pub http: u16,
+    /// Server RPC.
+    pub server: u16,
+    /// serf_lan.
+    pub serf: u16,
+}
+
+/// A cluster of `consul-rs agent -server` processes.
+#[derive(Debug)]
+pub struct ProcCluster {
+    children: Vec<Option<Child>>,
+    ports: Vec<ProcPorts>,
+    dirs: Vec<TempDir>,
+    n: usize,
+}
+
+impl ProcCluster {
+    /// Starts `n` server processes with `-bootstrap-expect n` joined to the first one.
+    pub async fn start(n: usize) -> ProcCluster {
+        let mut c = ProcCluster { children: Vec::new(), ports: Vec::new(), dirs: Vec::new(), n };
+        for _ in 0..n {
+            c.ports.push(ProcPorts { http: free_port(), server: free_port(), serf: free_port() });
+            c.dirs.push(tempfile::tempdir().expect("tempdir"));
+            c.children.push(None);
+        }
+        for i in 0..n {
+            c.spawn(i);
+        }
+        c.wait_for_voters(n).await;
+        c
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let p = self.ports[i];
+        let dir = self.dirs[i].path();
+        let config = dir.join("config.json");
+        std::fs::write(&config, r#"{"performance": {"raft_multiplier": 1}, "retry_interval": "200ms"}"#)
+            .expect("write config");
+        let mut cmd = Command::new(binary());
+        // Mix both Go-flag spellings, as client-library test harnesses do.
+        cmd.arg("agent")
+            .arg("-server")
+            .arg(format!("-bootstrap-expect={}", self.n))
+            .args(["-data-dir", &dir.join("data").display().to_string()])
+            .args(["-node", &format!("proc{i}")])
+            .arg("-bind=127.0.0.1")
+            .args(["-client", "127.0.0.1"])
+            .arg(format!("-http-port={}", p.http))
+            .args(["-server-port", &p.server.to_string()])
+            .arg(format!("-serf-lan-port={}", p.serf))
+            .arg(format!("-config-file={}", config.display()))
+            .args(["-log-level", "warn"]);
+        for (j, other) in self.ports.iter().enumerate() {
+            if j != i {
+                cmd.arg(format!("-retry-join=127.0.0.1:{}", other.serf));
+            }
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+        self.children[i] = Some(cmd.spawn().expect("spawn consul-rs"));
+    }
+
+    /// An API client for server `i`.
+    pub fn api(&self, i: usize) -> Api {
+        Api::new(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.ports[i].http))
+    }
+
+    /// Waits until every running server reports `n` voters and a leader.
+    pub async fn wait_for_voters(&self, n: usize) {
+        for i in 0..self.children.len() {
+            if self.children[i].is_none() {
+                continue;
+            }
+            let api = self.api(i);
+            eventually(Duration::from_secs(60), &format!("server {i} sees {n} voters and a leader"), || {
+                let api = api.clone();
+                async move {
+                    let peers = api.get("/v1/status/peers").await.ok()?.json();
+                    let leader = api.get("/v1/status/leader").await.ok()?.json();
+                    (peers.as_array()?.len() == n && leader.as_str().is_some_and(|s| !s.is_empty())).then_some(())
+                }
+            })
+            .await;
+        }
+    }
+
+    /// `kill -9` server `i`.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Restarts server `i` from its data dir on the same ports.
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.children[i].is_none(), "server {i} is running");
+        self.spawn(i);
+    }
+
+    /// Number of servers.
+    pub fn len(&self) -> usize {
+        self.children.len()
+    }
+
+    /// Whether the cluster has no servers.
+    pub fn is_empty(&self) -> bool {
+        self.children.is_empty()
+    }
+}
+
+impl Drop for ProcCluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill9(i);
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! In-process cluster tests: several agents in this process on 127.0.0.1 with free ports.
+//! Files are named by area with a numeric prefix (t10 KV … t60 snapshots).
+
+mod t10_kv;
+mod t20_blocking;
+mod t30_cluster;
+mod t40_failover;
+mod t50_restart;
+mod t60_snapshot;
