@@ -81,7 +81,11 @@ impl KvVerb {
     pub fn is_read(self) -> bool {
         matches!(
             self,
-            KvVerb::Get | KvVerb::GetTree | KvVerb::CheckIndex | KvVerb::CheckSession | KvVerb::CheckNotExists
+            KvVerb::Get
+                | KvVerb::GetTree
+                | KvVerb::CheckIndex
+                | KvVerb::CheckSession
+                | KvVerb::CheckNotExists
         )
     }
 
@@ -124,7 +128,14 @@ pub struct KvOp {
 impl KvOp {
     /// An operation with no value, flags, index or session.
     pub fn new(verb: KvVerb, key: impl Into<String>) -> Self {
-        KvOp { verb, key: key.into(), value: Bytes::new(), flags: 0, index: 0, session: None }
+        KvOp {
+            verb,
+            key: key.into(),
+            value: Bytes::new(),
+            flags: 0,
+            index: 0,
+            session: None,
+        }
     }
 
     /// Sets the value.

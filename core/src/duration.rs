@@ -3,48 +3,76 @@
 
 use std::time::Duration;
 
-/// Parses a Go duration string: a sequence of decimal numbers with units `ns`, `us`/`µs`, `ms`,
-/// `s`, `m`, `h`, e.g. `"1h2m3.5s"`. A bare `"0"` is zero. Negative durations are refused.
-pub fn parse_go_duration(input: &str) -> Result<Duration, String> {
+/// Parses a Go duration string (`"300ms"`, `"1.5h"`, `"2h45m"`, `"-1s"` is refused).
+///
+/// Units: `ns`, `us` (also `µs`/`μs`), `ms`, `s`, `m`, `h`. `"0"` alone is zero; any other
+/// number needs a unit, because a bare number is ambiguous (Go would read nanoseconds).
+pub fn parse_go_duration(input: &str) -> std::result::Result<Duration, String> {
     let s = input.trim();
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    if s == "0" {
+    let err = |why: &str| format!("invalid duration {input:?}: {why}");
+    if s == "0" || s == "+0" {
         return Ok(Duration::ZERO);
     }
     let s = s.strip_prefix('+').unwrap_or(s);
     if s.starts_with('-') {
-        return Err(format!("negative duration {input:?}"));
+        return Err(err("negative durations are not allowed"));
     }
-    let mut total_ns: f64 = 0.0;
+    if s.is_empty() {
+        return Err(err("empty"));
+    }
+    let mut total: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        if num_len == 0 {
-            return Err(format!("invalid duration {input:?}"));
-        }
-        let number: f64 = rest[..num_len].parse().map_err(|_| format!("invalid duration {input:?}"))?;
-        rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let scale = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            "" => return Err(format!("missing unit in duration {input:?}")),
-            other => return Err(format!("unknown unit {other:?} in duration {input:?}")),
+        let int_len = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (int_part, after) = rest.split_at(int_len);
+        let (frac_part, after) = match after.strip_prefix('.') {
+            Some(a) => {
+                let n = a.find(|c: char| !c.is_ascii_digit()).unwrap_or(a.len());
+                a.split_at(n)
+            }
+            None => ("", after),
         };
-        total_ns += number * scale;
+        if int_part.is_empty() && frac_part.is_empty() {
+            return Err(err("expected a number"));
+        }
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let unit_ns: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60 * 1_000_000_000,
+            "h" => 3600 * 1_000_000_000,
+            "" => return Err(err("missing unit (ns, us, ms, s, m, h)")),
+            other => return Err(err(&format!("unknown unit {other:?}"))),
+        };
+        let whole: u128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().map_err(|_| err("number too large"))?
+        };
+        // Fractions: keep at most 18 digits, more cannot change a nanosecond count below 2^64.
+        let frac_digits = &frac_part[..frac_part.len().min(18)];
+        let frac_ns = if frac_digits.is_empty() {
+            0
+        } else {
+            let num: u128 = frac_digits.parse().map_err(|_| err("bad fraction"))?;
+            num * unit_ns / 10u128.pow(frac_digits.len() as u32)
+        };
+        total = whole
+            .checked_mul(unit_ns)
+            .and_then(|w| w.checked_add(frac_ns))
+            .and_then(|w| w.checked_add(total))
+            .ok_or_else(|| err("too large"))?;
+        rest = after;
     }
-    if !total_ns.is_finite() || total_ns > u64::MAX as f64 {
-        return Err(format!("duration {input:?} out of range"));
-    }
-    Ok(Duration::from_nanos(total_ns as u64))
+    let nanos = u64::try_from(total).map_err(|_| err("too large"))?;
+    Ok(Duration::from_nanos(nanos))
 }
 
 /// Formats a duration the way Go's `time.Duration.String()` does for whole units

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
-    AnyError, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
-    StorageError, StorageIOError, StoredMembership,
+    AnyError, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, Snapshot,
+    SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 
@@ -57,11 +57,15 @@ impl StateMachine {
             membership: StoredMembership::default(),
             snapshot_seq: 0,
         };
-        let stored = sm.store.get_meta(KEY_SNAPSHOT).map_err(|e| crate::Error::Storage(e.to_string()))?;
+        let stored = sm
+            .store
+            .get_meta(KEY_SNAPSHOT)
+            .map_err(|e| crate::Error::Storage(e.to_string()))?;
         if let Some(bytes) = stored {
-            let snap: StoredSnapshot =
-                postcard::from_bytes(&bytes).map_err(|e| crate::Error::Storage(format!("snapshot: {e}")))?;
-            let data = deserialize_state(&snap.data).map_err(|e| crate::Error::Storage(format!("snapshot: {e}")))?;
+            let snap: StoredSnapshot = postcard::from_bytes(&bytes)
+                .map_err(|e| crate::Error::Storage(format!("snapshot: {e}")))?;
+            let data = deserialize_state(&snap.data)
+                .map_err(|e| crate::Error::Storage(format!("snapshot: {e}")))?;
             sm.state.replace(data);
             sm.last_applied = snap.meta.last_log_id;
             sm.membership = snap.meta.last_membership;
@@ -89,11 +93,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.membership.clone(),
             snapshot_id: self.snapshot_id.clone(),
         };
-        let stored = StoredSnapshot { meta: meta.clone(), data };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
         let bytes = postcard::to_allocvec(&stored).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         self.store.put_meta_durable(KEY_SNAPSHOT, bytes).await?;
         tracing::info!(snapshot = %meta.snapshot_id, "snapshot built");
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
     }
 }
 
@@ -164,7 +174,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> StoreResult<()> {
         let bytes = snapshot.into_inner();
         let data = deserialize_state(&bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
-        let stored = StoredSnapshot { meta: meta.clone(), data: bytes };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: bytes,
+        };
         let encoded = postcard::to_allocvec(&stored).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         self.store.put_meta_durable(KEY_SNAPSHOT, encoded).await?;
         let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
@@ -179,8 +192,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(&mut self) -> StoreResult<Option<Snapshot<TypeConfig>>> {
         match self.store.get_meta(KEY_SNAPSHOT)? {
             Some(bytes) => {
-                let stored: StoredSnapshot = postcard::from_bytes(&bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
-                Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
+                let stored: StoredSnapshot =
+                    postcard::from_bytes(&bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+                Ok(Some(Snapshot {
+                    meta: stored.meta,
+                    snapshot: Box::new(Cursor::new(stored.data)),
+                }))
             }
             None => Ok(None),
         }

@@ -106,7 +106,9 @@ impl StateStore {
     /// Returns whether the index was reached.
     pub async fn wait_applied(&self, index: u64, timeout: std::time::Duration) -> bool {
         let mut rx = self.applied.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= index)).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= index))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Runs `f` against a consistent view of the state.
@@ -189,7 +191,12 @@ pub fn deserialize_state(bytes: &[u8]) -> Result<StateData, postcard::Error> {
     postcard::from_bytes(bytes)
 }
 
-fn run_txn(data: &mut StateData, ops: &[TxnOp], index: u64, changed: &mut Vec<String>) -> TxnOutcome {
+fn run_txn(
+    data: &mut StateData,
+    ops: &[TxnOp],
+    index: u64,
+    changed: &mut Vec<String>,
+) -> TxnOutcome {
     let mut overlay = KvOverlay::new(data);
     let outcome = overlay.run_txn(ops, index);
     let changes = overlay.finish();
@@ -244,7 +251,10 @@ mod tests {
         assert_eq!(store.apply(&set("a", "2"), 7), CommandResponse::Bool(true));
         store.read(|d| {
             let e = &d.kvs["a"];
-            assert_eq!((e.create_index, e.modify_index, e.value.as_ref()), (5, 7, b"2".as_ref()));
+            assert_eq!(
+                (e.create_index, e.modify_index, e.value.as_ref()),
+                (5, 7, b"2".as_ref())
+            );
             assert_eq!(d.kv_index, 7);
         });
     }

@@ -60,7 +60,10 @@ impl WatchHub {
         if prefixes.is_empty() {
             return;
         }
-        let boundaries = key.char_indices().map(|(i, _)| i).chain(std::iter::once(key.len()));
+        let boundaries = key
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain(std::iter::once(key.len()));
         for end in boundaries {
             let prefix = &key[..end];
             if let Some(tx) = prefixes.get(prefix) {

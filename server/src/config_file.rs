@@ -1,0 +1,883 @@
+//! Consul-style agent configuration: JSON and HCL files, merged in order, onto [`AgentConfig`].
+//!
+//! Every source (a file, or the command-line flags turned into the same key shape) is parsed into
+//! a `serde_json::Value` first and then walked key by key, so that an unknown key or a value of
+//! the wrong type is reported by its dotted name and the file it came from, as Consul does. A
+//! later source overrides the scalars of an earlier one; lists (`retry_join`) are appended, and
+//! blocks (`ports { … }`) merge key by key, matching Consul's merge rules.
+//!
+//! Keys Consul has but this agent does not act on yet are accepted and remembered in
+//! [`Settings::accepted_unused`], so the agent can log them once logging is set up.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use consul_core::config::AgentConfig;
+use consul_core::duration::parse_go_duration;
+use serde_json::{Map, Value};
+
+/// The fully merged configuration: what the core needs plus what only the binary acts on.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// What [`consul_core::agent::Agent::start`] receives.
+    pub(crate) agent: AgentConfig,
+    /// `log_level` (trace, debug, info, warn, err/error); `info` by default.
+    pub(crate) log_level: String,
+    /// `log_json`: log as JSON lines.
+    pub(crate) log_json: bool,
+    /// `pid_file`: where the agent writes its process id.
+    pub(crate) pid_file: Option<PathBuf>,
+    /// `encrypt`: the gossip key; kept for the gossip work, not used yet.
+    pub(crate) encrypt: Option<String>,
+    /// `enable_script_checks`: accepted, not acted on yet.
+    pub(crate) enable_script_checks: bool,
+    /// `ports.dns = -1`: DNS disabled. The core has no switch for this yet, so it is carried here.
+    pub(crate) dns_disabled: bool,
+    /// `ui` / `ui_config.enabled`: accepted; there is no UI.
+    pub(crate) ui: bool,
+    /// Keys seen that Consul knows but this agent does not act on yet (dotted names).
+    pub(crate) accepted_unused: BTreeSet<String>,
+}
+
+impl Settings {
+    /// Defaults: Consul's (or `-dev`'s when `dev`) before any file or flag is applied.
+    pub(crate) fn new(dev: bool) -> Self {
+        Settings {
+            agent: if dev {
+                AgentConfig::dev()
+            } else {
+                AgentConfig::default()
+            },
+            log_level: "info".to_string(),
+            log_json: false,
+            pid_file: None,
+            encrypt: None,
+            enable_script_checks: false,
+            dns_disabled: false,
+            ui: dev,
+            accepted_unused: BTreeSet::new(),
+        }
+    }
+
+    /// Parses one file (format from its extension unless `format` is given) and merges it in.
+    pub(crate) fn apply_file(&mut self, path: &Path, format: Option<Format>) -> Result<()> {
+        let format = match format {
+            Some(f) => f,
+            None => Format::from_path(path).ok_or_else(|| {
+                anyhow!(
+                    "config: {}: unknown file format; the name must end in .json or .hcl (or pass -config-format)",
+                    path.display()
+                )
+            })?,
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("config: cannot read {}", path.display()))?;
+        let value = parse_text(&text, format)
+            .with_context(|| format!("config: cannot parse {}", path.display()))?;
+        self.apply_value(&value, &path.display().to_string())
+    }
+
+    /// Loads a `-config-dir`: its `.json` and `.hcl` files in lexical order; other entries
+    /// (subdirectories, editor backups, READMEs) are skipped like Consul skips them.
+    pub(crate) fn apply_dir(&mut self, dir: &Path, format: Option<Format>) -> Result<()> {
+        let entries = std::fs::read_dir(dir)
+            .with_context(|| format!("config: cannot read config dir {}", dir.display()))?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry
+                .with_context(|| format!("config: cannot read config dir {}", dir.display()))?;
+            let path = entry.path();
+            // Follow symlinks (config management tools link files in) but skip directories.
+            if !path.is_file() {
+                continue;
+            }
+            if format.is_some() || Format::from_path(&path).is_some() {
+                files.push(path);
+            }
+        }
+        files.sort();
+        for file in files {
+            self.apply_file(&file, format)?;
+        }
+        Ok(())
+    }
+
+    /// Merges one parsed source; `source` names it in error messages.
+    pub(crate) fn apply_value(&mut self, value: &Value, source: &str) -> Result<()> {
+        let ctx = Ctx { source };
+        let Value::Object(map) = value else {
+            bail!(
+                "config: {source}: the top level must be an object, got {}",
+                describe(value)
+            );
+        };
+        for (key, v) in map {
+            self.apply_top(&ctx, key, v)?;
+        }
+        Ok(())
+    }
+
+    fn apply_top(&mut self, ctx: &Ctx<'_>, key: &str, v: &Value) -> Result<()> {
+        let a = &mut self.agent;
+        match key {
+            "datacenter" => a.datacenter = ctx.string(key, v)?.to_lowercase(),
+            "node_name" => a.node_name = ctx.string(key, v)?,
+            "node_id" => {
+                let s = ctx.string(key, v)?;
+                // Consul insists on the canonical 8-4-4-4-12 form; the uuid parser alone would
+                // also take the braced and URN forms.
+                if s.len() != 36 {
+                    return Err(ctx.bad(
+                        key,
+                        &format!("{s:?} is not a UUID like 8-4-4-4-12 hex digits"),
+                    ));
+                }
+                a.node_id = Some(
+                    s.parse()
+                        .map_err(|e| ctx.bad(key, &format!("{s:?} is not a valid UUID: {e}")))?,
+                );
+            }
+            "server" => a.server = ctx.bool(key, v)?,
+            "bootstrap" => a.bootstrap = ctx.bool(key, v)?,
+            "bootstrap_expect" => a.bootstrap_expect = ctx.uint(key, v, u32::MAX.into())? as u32,
+            "data_dir" => {
+                let s = ctx.string(key, v)?;
+                if s.is_empty() {
+                    return Err(ctx.bad(key, "must not be empty"));
+                }
+                a.data_dir = Some(PathBuf::from(s));
+            }
+            "bind_addr" => a.bind_addr = ctx.ip(key, v)?,
+            "advertise_addr" => a.advertise_addr = Some(ctx.ip(key, v)?),
+            "client_addr" => a.client_addr = ctx.ip(key, v)?,
+            "ports" => {
+                for block in ctx.blocks(key, v)? {
+                    self.apply_ports(ctx, block)?;
+                }
+            }
+            "retry_join" | "start_join" => {
+                let list = ctx.string_list(key, v)?;
+                if key == "start_join" {
+                    self.accepted_unused
+                        .insert("start_join (deprecated; treated as retry_join)".into());
+                }
+                self.agent.retry_join.extend(list);
+            }
+            "retry_interval" => a.retry_interval = ctx.duration(key, v)?,
+            "retry_max" => a.retry_max = ctx.uint(key, v, u32::MAX.into())? as u32,
+            "performance" => {
+                for block in ctx.blocks(key, v)? {
+                    self.apply_performance(ctx, block)?;
+                }
+            }
+            "raft_snapshot_threshold" => {
+                a.raft.snapshot_threshold = ctx.uint(key, v, u64::MAX)?;
+            }
+            "raft_trailing_logs" => a.raft.trailing_logs = ctx.uint(key, v, u64::MAX)?,
+            "raft_snapshot_interval" => {
+                // Validated so a typo fails now; the core snapshots by threshold only.
+                ctx.duration(key, v)?;
+                self.accepted_unused.insert(key.to_string());
+            }
+            "limits" => {
+                for block in ctx.blocks(key, v)? {
+                    self.apply_limits(ctx, block)?;
+                }
+            }
+            "default_query_time" => a.default_query_time = ctx.duration(key, v)?,
+            "max_query_time" => a.max_query_time = ctx.duration(key, v)?,
+            "log_level" => self.log_level = ctx.string(key, v)?,
+            "log_json" => self.log_json = ctx.bool(key, v)?,
+            "pid_file" => self.pid_file = Some(PathBuf::from(ctx.string(key, v)?)),
+            "encrypt" => {
+                self.encrypt = Some(ctx.string(key, v)?);
+                self.accepted_unused.insert(key.to_string());
+            }
+            "enable_script_checks" => {
+                self.enable_script_checks = ctx.bool(key, v)?;
+                self.accepted_unused.insert(key.to_string());
+            }
+            "ui" => {
+                self.ui = ctx.bool(key, v)?;
+                self.accepted_unused.insert(key.to_string());
+            }
+            "ui_config" => {
+                for block in ctx.blocks(key, v)? {
+                    if let Some(enabled) = block.get("enabled") {
+                        self.ui = ctx.bool("ui_config.enabled", enabled)?;
+                    }
+                }
+                self.accepted_unused.insert(key.to_string());
+            }
+            _ if ACCEPTED_UNUSED.contains(&key) => {
+                self.accepted_unused.insert(key.to_string());
+            }
+            _ => return Err(ctx.unknown(key)),
+        }
+        Ok(())
+    }
+
+    fn apply_ports(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
+        for (k, v) in block {
+            let key = format!("ports.{k}");
+            let p = &mut self.agent.ports;
+            match k.as_str() {
+                "http" => p.http = ctx.port(&key, v, false)?.unwrap_or_default(),
+                "server" => p.server = ctx.port(&key, v, false)?.unwrap_or_default(),
+                "serf_lan" => p.serf_lan = ctx.port(&key, v, false)?.unwrap_or_default(),
+                "dns" => match ctx.port(&key, v, true)? {
+                    Some(port) => {
+                        p.dns = port;
+                        self.dns_disabled = false;
+                    }
+                    None => self.dns_disabled = true,
+                },
+                "https" | "grpc" | "grpc_tls" | "serf_wan" | "sidecar_min_port"
+                | "sidecar_max_port" | "expose_min_port" | "expose_max_port" => {
+                    ctx.port(&key, v, true)?;
+                    self.accepted_unused.insert(key);
+                }
+                _ => return Err(ctx.unknown(&key)),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_performance(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
+        for (k, v) in block {
+            let key = format!("performance.{k}");
+            match k.as_str() {
+                "raft_multiplier" => {
+                    let m = ctx.uint(&key, v, u32::MAX.into())? as u32;
+                    // Consul: 0 means "use the default"; the upper bound is checked by the core.
+                    self.agent.raft.raft_multiplier = if m == 0 { 5 } else { m };
+                }
+                "rpc_hold_timeout" => self.agent.rpc_hold_timeout = ctx.duration(&key, v)?,
+                "leave_drain_time" => {
+                    ctx.duration(&key, v)?;
+                    self.accepted_unused.insert(key);
+                }
+                _ => return Err(ctx.unknown(&key)),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_limits(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
+        for (k, v) in block {
+            let key = format!("limits.{k}");
+            let l = &mut self.agent.limits;
+            match k.as_str() {
+                "kv_max_value_size" => {
+                    l.kv_max_value_size = ctx.uint(&key, v, usize::MAX as u64)? as usize;
+                }
+                "txn_max_req_len" => {
+                    l.txn_max_req_len = ctx.uint(&key, v, usize::MAX as u64)? as usize
+                }
+                "http_max_conns_per_client" | "rpc_max_conns_per_client" | "rpc_max_burst" => {
+                    ctx.uint(&key, v, u64::MAX)?;
+                    self.accepted_unused.insert(key);
+                }
+                "rpc_rate" => {
+                    // A float in Consul; -1 (the default) means unlimited.
+                    ctx.float(&key, v)?;
+                    self.accepted_unused.insert(key);
+                }
+                "rpc_handshake_timeout" | "rpc_client_timeout" => {
+                    ctx.duration(&key, v)?;
+                    self.accepted_unused.insert(key);
+                }
+                "request_limits" => {
+                    self.accepted_unused.insert(key);
+                }
+                _ => return Err(ctx.unknown(&key)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Keys Consul knows that we accept and do not act on yet. Rejecting them would make existing
+/// configuration files fail outright; logging them keeps the gap visible.
+const ACCEPTED_UNUSED: &[&str] = &[
+    "log_file",
+    "log_rotate_bytes",
+    "log_rotate_duration",
+    "log_rotate_max_files",
+    "enable_syslog",
+    "syslog_facility",
+    "encrypt_verify_incoming",
+    "encrypt_verify_outgoing",
+    "enable_local_script_checks",
+    "disable_remote_exec",
+    "leave_on_terminate",
+    "skip_leave_on_interrupt",
+    "rejoin_after_leave",
+    "reconnect_timeout",
+    "reconnect_timeout_wan",
+    "node_meta",
+    "primary_datacenter",
+    "connect",
+    "acl",
+    "telemetry",
+    "dns_config",
+    "domain",
+    "alt_domain",
+    "recursors",
+    "services",
+    "service",
+    "checks",
+    "check",
+    "watches",
+    "addresses",
+    "disable_update_check",
+    "http_config",
+    "raft_protocol",
+    "autopilot",
+    "check_update_interval",
+    "discovery_max_stale",
+    "use_streaming_backend",
+    "tls",
+    "verify_incoming",
+    "verify_outgoing",
+    "verify_server_hostname",
+    "ca_file",
+    "ca_path",
+    "cert_file",
+    "key_file",
+    "auto_encrypt",
+    "license_path",
+    "disable_host_node_id",
+    "disable_http_unprintable_char_filter",
+    "advertise_addr_wan",
+    "retry_join_wan",
+    "retry_interval_wan",
+    "retry_max_wan",
+    "translate_wan_addrs",
+    "serf_lan",
+    "serf_wan",
+    "rpc",
+    "raft_logstore",
+    "enable_debug",
+    "enable_central_service_config",
+    "disable_keyring_file",
+    "server_name",
+    "segment",
+    "peering",
+    "audit",
+];
+
+/// Configuration file syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// JSON.
+    Json,
+    /// HCL (v2 syntax, as Consul reads it).
+    Hcl,
+}
+
+impl Format {
+    /// From a file name's extension; `None` for anything else.
+    pub(crate) fn from_path(path: &Path) -> Option<Format> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => Some(Format::Json),
+            Some("hcl") => Some(Format::Hcl),
+            _ => None,
+        }
+    }
+
+    /// From `-config-format`.
+    pub(crate) fn from_flag(s: &str) -> Result<Format> {
+        match s {
+            "json" => Ok(Format::Json),
+            "hcl" => Ok(Format::Hcl),
+            other => bail!("config: -config-format: {other:?} is not one of json, hcl"),
+        }
+    }
+}
+
+/// Parses configuration text. An empty or whitespace-only file is an empty configuration.
+pub(crate) fn parse_text(text: &str, format: Format) -> Result<Value> {
+    if text.trim().is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    let v: Value = match format {
+        Format::Json => serde_json::from_str(text)?,
+        Format::Hcl => hcl::from_str(text)?,
+    };
+    Ok(v)
+}
+
+/// Where a value came from, for error messages.
+struct Ctx<'a> {
+    source: &'a str,
+}
+
+impl Ctx<'_> {
+    fn unknown(&self, key: &str) -> anyhow::Error {
+        anyhow!("config: unknown key {key:?} in {}", self.source)
+    }
+
+    fn bad(&self, key: &str, msg: &str) -> anyhow::Error {
+        anyhow!("config: {key}: {msg} (in {})", self.source)
+    }
+
+    fn expected(&self, key: &str, what: &str, got: &Value) -> anyhow::Error {
+        self.bad(key, &format!("expected {what}, got {}", describe(got)))
+    }
+
+    fn string(&self, key: &str, v: &Value) -> Result<String> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            other => Err(self.expected(key, "a string", other)),
+        }
+    }
+
+    fn bool(&self, key: &str, v: &Value) -> Result<bool> {
+        match v {
+            Value::Bool(b) => Ok(*b),
+            // Quoted booleans appear in hand-written HCL; Consul's weak decoding accepts them.
+            Value::String(s) if s == "true" => Ok(true),
+            Value::String(s) if s == "false" => Ok(false),
+            other => Err(self.expected(key, "a boolean", other)),
+        }
+    }
+
+    fn int(&self, key: &str, v: &Value) -> Result<i64> {
+        match v {
+            Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    return Ok(i);
+                }
+                // Whole floats (HCL may hand us 8500.0) are fine; fractions and huge values are not.
+                if let Some(f) = n.as_f64() {
+                    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                        return Ok(f as i64);
+                    }
+                }
+                Err(self.expected(key, "a whole number", v))
+            }
+            Value::String(s) => s
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| self.expected(key, "a number", v)),
+            other => Err(self.expected(key, "a number", other)),
+        }
+    }
+
+    fn uint(&self, key: &str, v: &Value, max: u64) -> Result<u64> {
+        if let Value::Number(n) = v {
+            if let Some(u) = n.as_u64() {
+                return if u <= max {
+                    Ok(u)
+                } else {
+                    Err(self.bad(key, &format!("{u} is too large (max {max})")))
+                };
+            }
+        }
+        let i = self.int(key, v)?;
+        if i < 0 {
+            return Err(self.bad(key, &format!("must not be negative, got {i}")));
+        }
+        let u = i as u64;
+        if u > max {
+            return Err(self.bad(key, &format!("{u} is too large (max {max})")));
+        }
+        Ok(u)
+    }
+
+    fn float(&self, key: &str, v: &Value) -> Result<f64> {
+        match v {
+            Value::Number(n) => n.as_f64().ok_or_else(|| self.expected(key, "a number", v)),
+            Value::String(s) => s
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| self.expected(key, "a number", v)),
+            other => Err(self.expected(key, "a number", other)),
+        }
+    }
+
+    /// A port: 0–65535; `-1` ("disabled") gives `None` where `allow_disable`.
+    fn port(&self, key: &str, v: &Value, allow_disable: bool) -> Result<Option<u16>> {
+        let i = self.int(key, v)?;
+        match i {
+            -1 if allow_disable => Ok(None),
+            -1 => Err(self.bad(key, "cannot be disabled (-1): this listener is required")),
+            0..=65535 => Ok(Some(i as u16)),
+            _ => Err(self.bad(key, &format!("{i} is not a valid port (0-65535)"))),
+        }
+    }
+
+    fn duration(&self, key: &str, v: &Value) -> Result<Duration> {
+        match v {
+            Value::String(s) => parse_go_duration(s).map_err(|e| self.bad(key, &e)),
+            Value::Number(n) if n.as_u64() == Some(0) => Ok(Duration::ZERO),
+            Value::Number(_) => Err(self.bad(
+                key,
+                &format!("expected a duration string with a unit like \"30s\" or \"500ms\", got the bare number {v}"),
+            )),
+            other => Err(self.expected(key, "a duration string like \"30s\"", other)),
+        }
+    }
+
+    fn ip(&self, key: &str, v: &Value) -> Result<IpAddr> {
+        let s = self.string(key, v)?;
+        parse_ip_list_first(&s).map_err(|e| self.bad(key, &e))
+    }
+
+    /// A list of strings; a single string counts as a one-element list (HCL and hand-written
+    /// JSON both produce that).
+    fn string_list(&self, key: &str, v: &Value) -> Result<Vec<String>> {
+        match v {
+            Value::String(s) => Ok(vec![s.clone()]),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| self.string(&format!("{key}[{i}]"), item))
+                .collect(),
+            other => Err(self.expected(key, "a list of strings", other)),
+        }
+    }
+
+    /// A block: one object, or (HCL repeating a block, or JSON written that way) a list of them.
+    fn blocks<'v>(&self, key: &str, v: &'v Value) -> Result<Vec<&'v Map<String, Value>>> {
+        match v {
+            Value::Object(m) => Ok(vec![m]),
+            Value::Array(items) => items
+                .iter()
+                .map(|item| match item {
+                    Value::Object(m) => Ok(m),
+                    other => Err(self.expected(key, "a block (object)", other)),
+                })
+                .collect(),
+            other => Err(self.expected(key, "a block (object)", other)),
+        }
+    }
+}
+
+/// A short rendering of a value for "expected X, got Y" messages.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Object(_) => "an object".to_string(),
+        Value::Array(_) => "a list".to_string(),
+        Value::Null => "null".to_string(),
+        other => {
+            let s = other.to_string();
+            if s.len() > 60 {
+                format!(
+                    "{}…",
+                    &s[..s.char_indices().nth(57).map_or(s.len(), |(i, _)| i)]
+                )
+            } else {
+                s
+            }
+        }
+    }
+}
+
+/// Parses an address setting. Consul allows a space-separated list for `client_addr`; the
+/// listeners here take one address, so the first is used. go-sockaddr templates are not
+/// evaluated, so they are refused with a message saying so rather than a parse error.
+pub(crate) fn parse_ip_list_first(s: &str) -> std::result::Result<IpAddr, String> {
+    if s.contains("{{") {
+        return Err(format!(
+            "{s:?}: go-sockaddr templates are not supported; give an IP address"
+        ));
+    }
+    let first = s
+        .split_whitespace()
+        .next()
+        .ok_or_else(|| "must not be empty".to_string())?;
+    first
+        .parse()
+        .map_err(|_| format!("{first:?} is not an IP address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        let mut f = std::fs::File::create(&p).expect("create");
+        f.write_all(body.as_bytes()).expect("write");
+        p
+    }
+
+    #[test]
+    fn durations() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_go_duration("300ms"), Ok(ms(300)));
+        assert_eq!(parse_go_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(
+            parse_go_duration("2h45m"),
+            Ok(Duration::from_secs(2 * 3600 + 45 * 60))
+        );
+        assert_eq!(parse_go_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("500us"), Ok(Duration::from_micros(500)));
+        assert_eq!(parse_go_duration("1µs"), Ok(Duration::from_micros(1)));
+        assert_eq!(parse_go_duration("42ns"), Ok(Duration::from_nanos(42)));
+        assert_eq!(parse_go_duration(".5s"), Ok(ms(500)));
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_go_duration("0s"), Ok(Duration::ZERO));
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1x",
+            "-1s",
+            "1.s.",
+            "1..5s",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_go_duration(bad).is_err(), "{bad:?} should fail");
+        }
+    }
+
+    #[test]
+    fn json_file_maps_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = write(
+            dir.path(),
+            "a.json",
+            r#"{
+              "datacenter": "DC2", "node_name": "n1", "server": true, "bootstrap_expect": 3,
+              "data_dir": "/tmp/d", "bind_addr": "127.0.0.1", "client_addr": "127.0.0.2 10.0.0.1",
+              "advertise_addr": "10.1.1.1",
+              "node_id": "adf4238a-882b-9ddc-4a9d-5b6758e4159e",
+              "ports": {"http": 18500, "dns": -1, "server": 18300, "serf_lan": 18301, "grpc": 8502},
+              "retry_join": ["10.0.0.2", "10.0.0.3"], "start_join": ["10.0.0.4"],
+              "retry_interval": "5s", "retry_max": 7,
+              "performance": {"raft_multiplier": 1, "rpc_hold_timeout": "3s", "leave_drain_time": "1s"},
+              "raft_snapshot_threshold": 100, "raft_trailing_logs": 50, "raft_snapshot_interval": "5s",
+              "limits": {"kv_max_value_size": 1024, "txn_max_req_len": 2048, "rpc_rate": -1},
+              "default_query_time": "10s", "max_query_time": "20s",
+              "log_level": "debug", "log_json": true, "pid_file": "/tmp/p", "acl": {"enabled": false}
+            }"#,
+        );
+        let mut s = Settings::new(false);
+        s.apply_file(&f, None).expect("apply");
+        let a = &s.agent;
+        assert_eq!(a.datacenter, "dc2");
+        assert_eq!(a.node_name, "n1");
+        assert!(a.server);
+        assert_eq!(a.bootstrap_expect, 3);
+        assert_eq!(a.data_dir.as_deref(), Some(Path::new("/tmp/d")));
+        assert_eq!(a.bind_addr.to_string(), "127.0.0.1");
+        assert_eq!(a.client_addr.to_string(), "127.0.0.2");
+        assert_eq!(
+            a.advertise_addr.map(|i| i.to_string()).as_deref(),
+            Some("10.1.1.1")
+        );
+        assert_eq!(
+            a.node_id.map(|u| u.to_string()).as_deref(),
+            Some("adf4238a-882b-9ddc-4a9d-5b6758e4159e")
+        );
+        assert_eq!(
+            (a.ports.http, a.ports.server, a.ports.serf_lan),
+            (18500, 18300, 18301)
+        );
+        assert!(s.dns_disabled);
+        assert_eq!(a.retry_join, vec!["10.0.0.2", "10.0.0.3", "10.0.0.4"]);
+        assert_eq!(a.retry_interval, Duration::from_secs(5));
+        assert_eq!(a.retry_max, 7);
+        assert_eq!(a.raft.raft_multiplier, 1);
+        assert_eq!(a.rpc_hold_timeout, Duration::from_secs(3));
+        assert_eq!((a.raft.snapshot_threshold, a.raft.trailing_logs), (100, 50));
+        assert_eq!(
+            (a.limits.kv_max_value_size, a.limits.txn_max_req_len),
+            (1024, 2048)
+        );
+        assert_eq!(a.default_query_time, Duration::from_secs(10));
+        assert_eq!(a.max_query_time, Duration::from_secs(20));
+        assert_eq!(s.log_level, "debug");
+        assert!(s.log_json);
+        assert_eq!(s.pid_file.as_deref(), Some(Path::new("/tmp/p")));
+        assert!(s.accepted_unused.contains("acl"));
+        assert!(s.accepted_unused.contains("ports.grpc"));
+    }
+
+    #[test]
+    fn hcl_file_with_blocks_and_repeats() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = write(
+            dir.path(),
+            "a.hcl",
+            r#"
+              datacenter = "east"
+              server = true
+              bootstrap = true
+              data_dir = "/var/consul"
+              retry_join = ["a", "b"]
+              ports {
+                http = 9500
+              }
+              ports {
+                dns = 9600
+              }
+              performance {
+                raft_multiplier = 2
+              }
+              service {
+                name = "web"
+                port = 80
+              }
+              service {
+                name = "db"
+              }
+              limits {
+                kv_max_value_size = 4096
+              }
+            "#,
+        );
+        let mut s = Settings::new(false);
+        s.apply_file(&f, None).expect("apply");
+        assert_eq!(s.agent.datacenter, "east");
+        assert!(s.agent.bootstrap);
+        assert_eq!(s.agent.ports.http, 9500);
+        assert_eq!(s.agent.ports.dns, 9600);
+        assert_eq!(s.agent.raft.raft_multiplier, 2);
+        assert_eq!(s.agent.limits.kv_max_value_size, 4096);
+        assert_eq!(s.agent.retry_join, vec!["a", "b"]);
+        assert!(s.accepted_unused.contains("service"));
+    }
+
+    #[test]
+    fn dir_loads_in_lexical_order_and_later_wins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(
+            dir.path(),
+            "20-b.hcl",
+            "node_name = \"second\"\nretry_join = [\"y\"]\n",
+        );
+        write(
+            dir.path(),
+            "10-a.json",
+            r#"{"node_name": "first", "datacenter": "a", "retry_join": ["x"]}"#,
+        );
+        write(dir.path(), "README.md", "not config");
+        std::fs::create_dir(dir.path().join("sub.json")).expect("mkdir");
+        let mut s = Settings::new(true);
+        s.apply_dir(dir.path(), None).expect("dir");
+        assert_eq!(s.agent.node_name, "second");
+        assert_eq!(s.agent.datacenter, "a");
+        assert_eq!(s.agent.retry_join, vec!["x", "y"]);
+        assert!(s.agent.dev, "dev defaults stay");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = write(dir.path(), "x.json", r#"{"bootstrap_expct": 3}"#);
+        let err = Settings::new(false)
+            .apply_file(&f, None)
+            .expect_err("unknown")
+            .to_string();
+        assert!(err.contains("unknown key \"bootstrap_expct\""), "{err}");
+        assert!(err.contains("x.json"), "{err}");
+
+        let f = write(dir.path(), "y.hcl", "ports {\n htp = 1\n}\n");
+        let err = Settings::new(false)
+            .apply_file(&f, None)
+            .expect_err("unknown")
+            .to_string();
+        assert!(err.contains("unknown key \"ports.htp\""), "{err}");
+        assert!(err.contains("y.hcl"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases = [
+            (
+                r#"{"ports": {"http": "abc"}}"#,
+                "ports.http: expected a number, got \"abc\"",
+            ),
+            (
+                r#"{"ports": {"http": -1}}"#,
+                "ports.http: cannot be disabled",
+            ),
+            (
+                r#"{"ports": {"server": 70000}}"#,
+                "ports.server: 70000 is not a valid port",
+            ),
+            (r#"{"server": "yes"}"#, "server: expected a boolean"),
+            (
+                r#"{"retry_interval": 30}"#,
+                "retry_interval: expected a duration string",
+            ),
+            (
+                r#"{"max_query_time": "10"}"#,
+                "max_query_time: invalid duration",
+            ),
+            (
+                r#"{"bind_addr": "nope"}"#,
+                "bind_addr: \"nope\" is not an IP address",
+            ),
+            (
+                r#"{"bind_addr": "{{ GetPrivateIP }}"}"#,
+                "go-sockaddr templates are not supported",
+            ),
+            (r#"{"node_id": "abc"}"#, "node_id:"),
+            (
+                r#"{"bootstrap_expect": -2}"#,
+                "bootstrap_expect: must not be negative",
+            ),
+            (r#"{"retry_join": [1]}"#, "retry_join[0]: expected a string"),
+            (r#"{"limits": 5}"#, "limits: expected a block"),
+            (r#"[1]"#, "top level must be an object"),
+        ];
+        for (json, want) in cases {
+            let v: Value = serde_json::from_str(json).expect("json");
+            let err = Settings::new(false)
+                .apply_value(&v, "t.json")
+                .expect_err(json)
+                .to_string();
+            assert!(err.contains(want), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn lenient_scalars() {
+        let v: Value = serde_json::from_str(
+            r#"{"ports": {"http": "8501"}, "server": "true", "retry_join": "one", "retry_interval": 0}"#,
+        )
+        .expect("json");
+        let mut s = Settings::new(false);
+        s.apply_value(&v, "t").expect("apply");
+        assert_eq!(s.agent.ports.http, 8501);
+        assert!(s.agent.server);
+        assert_eq!(s.agent.retry_join, vec!["one"]);
+        assert_eq!(s.agent.retry_interval, Duration::ZERO);
+    }
+
+    #[test]
+    fn parse_errors_name_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = write(dir.path(), "broken.json", "{\"a\": ");
+        let err = format!(
+            "{:#}",
+            Settings::new(false)
+                .apply_file(&f, None)
+                .expect_err("broken")
+        );
+        assert!(err.contains("broken.json"), "{err}");
+        let f = write(dir.path(), "conf.txt", "{}");
+        let err = Settings::new(false)
+            .apply_file(&f, None)
+            .expect_err("ext")
+            .to_string();
+        assert!(err.contains(".json or .hcl"), "{err}");
+        Settings::new(false)
+            .apply_file(&f, Some(Format::Json))
+            .expect("explicit format");
+        let f = write(dir.path(), "empty.hcl", "\n");
+        Settings::new(false)
+            .apply_file(&f, None)
+            .expect("empty file is fine");
+    }
+}

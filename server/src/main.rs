@@ -1,0 +1,174 @@
+//! `consul-rs`: the agent and the command-line client, with Consul's command names, flags and
+//! output, so scripts and test harnesses written for `consul` work against it.
+//!
+//! Exit codes: 0 on success, 1 on any error (the message goes to stderr).
+
+mod argv;
+mod cmd_agent;
+mod cmd_info;
+mod cmd_kv;
+mod cmd_operator;
+mod cmd_snapshot;
+mod config_file;
+mod http_client;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+
+/// The command line, after [`argv::normalize`].
+#[derive(Debug, Parser)]
+#[command(
+    name = "consul-rs",
+    about = "A Consul-compatible agent and CLI",
+    disable_version_flag = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an agent.
+    Agent(Box<cmd_agent::AgentArgs>),
+    /// Read and write the key/value store.
+    #[command(subcommand)]
+    Kv(cmd_kv::KvCommand),
+    /// Cluster operations.
+    #[command(subcommand)]
+    Operator(cmd_operator::OperatorCommand),
+    /// Save, restore and inspect snapshots.
+    #[command(subcommand)]
+    Snapshot(cmd_snapshot::SnapshotCommand),
+    /// Print the version.
+    Version,
+    /// Print the agent's debugging information.
+    Info(cmd_info::InfoArgs),
+}
+
+fn main() -> ExitCode {
+    let args = match argv::normalize(std::env::args_os()) {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    let matches = match Cli::command().try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(e) => return clap_exit(e),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => return clap_exit(e),
+    };
+    if let Command::Version = cli.command {
+        print!("{}", cmd_info::version_text());
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Agent(a) => cmd_agent::run(*a, matches.subcommand_matches("agent")).await,
+            Command::Kv(c) => cmd_kv::run(c).await.map(|()| 0),
+            Command::Operator(c) => cmd_operator::run(c).await.map(|()| 0),
+            Command::Snapshot(c) => cmd_snapshot::run(c).await.map(|()| 0),
+            Command::Info(a) => cmd_info::info(a).await.map(|()| 0),
+            Command::Version => Ok(0),
+        }
+    });
+    // Do not wait for stray tasks (a blocked stdin read, a lingering connection) at exit.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(&e),
+    }
+}
+
+/// Prints an error the way Consul does. Messages that already carry Consul's wording
+/// (`Error! No key exists at: k`, `Error starting agent: …`) are printed as they are; others get
+/// an `Error: ` prefix.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    let msg = format!("{e:#}");
+    if msg.starts_with("Error") {
+        eprintln!("{msg}");
+    } else {
+        eprintln!("Error: {msg}");
+    }
+    ExitCode::from(1)
+}
+
+/// Help goes to stdout with status 0; usage errors to stderr with status 1 (Consul's, not clap's 2).
+fn clap_exit(e: clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        let mut v = vec!["consul-rs".to_string()];
+        v.extend(line.split_whitespace().map(str::to_string));
+        let args = argv::normalize(v).expect("argv");
+        let m = Cli::command().try_get_matches_from(&args)?;
+        Cli::from_arg_matches(&m)
+    }
+
+    #[test]
+    fn every_command_parses_in_go_flag_syntax() {
+        for line in [
+            "agent -dev",
+            "agent -dev=true -server=false -dns-port -1 -retry-join a -retry-join=b -join c",
+            "kv get -recurse -separator= -detailed -base64 -stale app/",
+            "kv get -keys -separator / -http-addr 127.0.0.1:8500 -token t -datacenter dc2",
+            "kv put -cas -modify-index 5 -flags=3 -base64 k dmFs",
+            "kv put -acquire -session=abc k v",
+            "kv put k -",
+            "kv delete -recurse=true app",
+            "kv delete -cas -modify-index=7 k",
+            "kv export app/",
+            "kv import -prefix=p @file.json",
+            "operator raft list-peers -stale",
+            "operator raft remove-peer -address=127.0.0.1:8300",
+            "snapshot save -stale f.snap",
+            "snapshot restore f.snap",
+            "snapshot inspect f.snap",
+            "version",
+            "-version",
+            "info -http-addr=http://127.0.0.1:8500",
+        ] {
+            if let Err(e) = parse(line) {
+                panic!("{line}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn positionals_after_flags_keep_dashes() {
+        let Ok(Cli {
+            command: Command::Kv(c),
+        }) = parse("kv put -flags 1 key -value")
+        else {
+            panic!("parse failed");
+        };
+        let text = format!("{c:?}");
+        assert!(text.contains("\"-value\""), "{text}");
+    }
+
+    #[test]
+    fn go_semantics_reject_flags_after_positionals() {
+        assert!(parse("kv get key -recurse").is_err());
+        assert!(parse("agent -bogus-flag").is_err());
+        assert!(parse("kv").is_err());
+    }
+}

@@ -1,0 +1,111 @@
+"""Wire compatibility: the unmodified py-consul client library from PyPI against consul-rs.
+
+py-consul (criteo/py-consul) is the maintained Python client for Consul's HTTP API; every call
+here is the library's own, so a difference in paths, parameters, JSON shapes, headers or status
+codes shows up as a failure.
+"""
+
+import base64
+import threading
+import time
+
+import consul
+import consul.exceptions
+import pytest
+
+
+@pytest.fixture()
+def c(dev_agent):
+    return consul.Consul(host="127.0.0.1", port=dev_agent)
+
+
+def test_kv_put_get_delete(c):
+    assert c.kv.put("py/key", "value") is True
+    index, data = c.kv.get("py/key")
+    assert data["Value"] == b"value"
+    assert data["Key"] == "py/key"
+    # py-consul hands the X-Consul-Index header back as a string.
+    assert int(index) >= data["ModifyIndex"] >= data["CreateIndex"] > 0
+    assert c.kv.delete("py/key") is True
+    index, data = c.kv.get("py/key")
+    assert data is None and int(index) > 0
+
+
+def test_kv_flags_cas_and_listing(c):
+    assert c.kv.put("py/a", "1", flags=7) is True
+    _, data = c.kv.get("py/a")
+    assert data["Flags"] == 7
+    assert c.kv.put("py/a", "2", cas=0) is False
+    assert c.kv.put("py/a", "2", cas=data["ModifyIndex"]) is True
+    c.kv.put("py/dir/x", "x")
+    c.kv.put("py/dir/y", "y")
+    _, keys = c.kv.get("py/", keys=True, separator="/")
+    assert keys == ["py/a", "py/dir/"]
+    _, entries = c.kv.get("py/dir/", recurse=True)
+    assert [e["Value"] for e in entries] == [b"x", b"y"]
+    assert c.kv.delete("py/", recurse=True) is True
+    _, entries = c.kv.get("py/", recurse=True)
+    assert entries is None
+
+
+@pytest.mark.parametrize("consistency", ["default", "consistent", "stale"])
+def test_consistency_modes(dev_agent, consistency):
+    c = consul.Consul(host="127.0.0.1", port=dev_agent, consistency=consistency)
+    c.kv.put("mode", consistency)
+    _, data = c.kv.get("mode")
+    assert data["Value"] == consistency.encode()
+
+
+def test_blocking_query_wakes_on_write(c):
+    c.kv.put("watch/me", "1")
+    index, _ = c.kv.get("watch/me")
+    result = {}
+
+    def watcher():
+        result["index"], result["data"] = c.kv.get("watch/me", index=index, wait="30s")
+
+    t = threading.Thread(target=watcher)
+    t.start()
+    time.sleep(0.3)
+    c.kv.put("watch/me", "2")
+    t.join(timeout=10)
+    assert not t.is_alive(), "blocking query was not woken by the write"
+    assert int(result["index"]) > int(index)
+    assert result["data"]["Value"] == b"2"
+
+
+def test_txn(c):
+    ops = [
+        {"KV": {"Verb": "set", "Key": "txn/a", "Value": base64.b64encode(b"1").decode()}},
+        {"KV": {"Verb": "get", "Key": "txn/a"}},
+    ]
+    r = c.txn.put(ops)
+    assert len(r["Results"]) == 2
+    assert base64.b64decode(r["Results"][1]["KV"]["Value"]) == b"1"
+    with pytest.raises(consul.exceptions.ClientError):
+        c.txn.put([{"KV": {"Verb": "check-index", "Key": "txn/a", "Index": 1}}])
+
+
+def test_status_and_agent_self(c):
+    leader = c.status.leader()
+    assert leader and ":" in leader
+    assert c.status.peers() == [leader]
+    me = c.agent.self()
+    assert me["Config"]["Datacenter"] == "dc1"
+    assert me["Config"]["Server"] is True
+    assert me["Member"]["Name"] == me["Config"]["NodeName"]
+
+
+def test_snapshot_save_restore(c):
+    c.kv.put("snap/k", "before")
+    archive = c.snapshot.save()
+    assert archive[:2] == b"\x1f\x8b"  # gzip
+    c.kv.put("snap/k", "after")
+    assert c.snapshot.restore(archive) is True
+    _, data = c.kv.get("snap/k")
+    assert data["Value"] == b"before"
+
+
+def test_bad_requests_raise(c):
+    with pytest.raises(consul.exceptions.ConsulException):
+        c.kv.get("x", dc="no-such-dc")

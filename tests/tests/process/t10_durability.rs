@@ -1,0 +1,91 @@
+//! Durability: every acknowledged write survives kill -9 of every server.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use consul_tests::process::ProcCluster;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t10_kill9_every_server_loses_no_acknowledged_write() {
+    let mut c = ProcCluster::start(3).await;
+    // Writers on every server keep writing while the servers are killed; only writes answered
+    // `true` count as acknowledged.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..6 {
+        let api = c.api(w % 3);
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) && i < 2000 {
+                let key = format!("durable/{w}/{i}");
+                if let Ok(r) = api.kv_put(&key, format!("v{i}"), "").await {
+                    if r.status == 200 && r.text().trim() == "true" {
+                        acked.push(key);
+                    }
+                }
+                i += 1;
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for i in 0..c.len() {
+        c.kill9(i);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.expect("writer"));
+    }
+    assert!(
+        acked.len() > 20,
+        "the load ran ({} acknowledged writes)",
+        acked.len()
+    );
+    for i in 0..c.len() {
+        c.restart(i);
+    }
+    c.wait_for_voters(3).await;
+    let api = c.api(0);
+    let keys = consul_tests::eventually(
+        Duration::from_secs(30),
+        "keys readable after restart",
+        || {
+            let api = api.clone();
+            async move {
+                api.kv_get("durable/", "?keys&consistent")
+                    .await
+                    .ok()
+                    .filter(|r| r.status == 200)
+            }
+        },
+    )
+    .await
+    .json();
+    let present: std::collections::HashSet<String> = keys
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|k| k.as_str().map(String::from))
+        .collect();
+    let lost: Vec<&String> = acked.iter().filter(|k| !present.contains(*k)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+    // Every server has the same data.
+    for i in 1..c.len() {
+        let r = c
+            .api(i)
+            .kv_get("durable/", "?keys&consistent")
+            .await
+            .expect("keys");
+        assert_eq!(r.json(), keys, "server {i} differs");
+    }
+}

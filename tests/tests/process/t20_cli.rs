@@ -1,0 +1,148 @@
+//! The `consul-rs` CLI: client commands against a dev agent, start-up errors.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use consul_tests::client::Api;
+use consul_tests::{free_port, process::binary};
+
+struct DevAgent {
+    child: Child,
+    http: u16,
+}
+
+impl DevAgent {
+    async fn start() -> DevAgent {
+        let http = free_port();
+        let child = Command::new(binary())
+            .args(["agent", "-dev", "-client", "127.0.0.1", "-bind=127.0.0.1"])
+            .arg(format!("-http-port={http}"))
+            .arg(format!("-server-port={}", free_port()))
+            .arg(format!("-serf-lan-port={}", free_port()))
+            .arg(format!("-dns-port={}", free_port()))
+            .args(["-log-level", "warn"])
+            .stdout(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn dev agent");
+        let api = Api::new(format!("127.0.0.1:{http}").parse().expect("addr"));
+        consul_tests::eventually(Duration::from_secs(30), "dev agent has a leader", || {
+            let api = api.clone();
+            async move {
+                let leader = api.get("/v1/status/leader").await.ok()?.json();
+                leader.as_str().is_some_and(|s| !s.is_empty()).then_some(())
+            }
+        })
+        .await;
+        DevAgent { child, http }
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(binary())
+            .args(args)
+            .env("CONSUL_HTTP_ADDR", format!("127.0.0.1:{}", self.http))
+            .output()
+            .expect("run cli")
+    }
+}
+
+impl Drop for DevAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t20_kv_cli_round_trip() {
+    let agent = DevAgent::start().await;
+    let out = agent.cli(&["kv", "put", "cli/key", "hello"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains("Success! Data written to: cli/key"));
+    let out = agent.cli(&["kv", "get", "cli/key"]);
+    assert_eq!(stdout(&out).trim(), "hello");
+    let out = agent.cli(&["kv", "get", "-recurse", "cli/"]);
+    assert_eq!(stdout(&out).trim(), "cli/key:hello");
+    let out = agent.cli(&["kv", "export", "cli/"]);
+    let exported: serde_json::Value = serde_json::from_slice(&out.stdout).expect("export is JSON");
+    assert_eq!(exported[0]["key"], "cli/key");
+    let out = agent.cli(&["kv", "delete", "cli/key"]);
+    assert!(out.status.success());
+    let out = agent.cli(&["kv", "get", "cli/key"]);
+    assert!(!out.status.success(), "missing key is an error");
+    // -http-addr wins over the environment.
+    let out = Command::new(binary())
+        .args([
+            "kv",
+            "put",
+            &format!("-http-addr=127.0.0.1:{}", agent.http),
+            "cli/flag",
+            "x",
+        ])
+        .env("CONSUL_HTTP_ADDR", "127.0.0.1:1")
+        .output()
+        .expect("cli");
+    assert!(out.status.success(), "{out:?}");
+    let out = agent.cli(&["operator", "raft", "list-peers"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains("leader"));
+    let out = agent.cli(&["version"]);
+    assert!(stdout(&out).contains("Consul v"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t21_snapshot_cli_save_inspect_restore() {
+    let agent = DevAgent::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("backup.snap");
+    assert!(agent.cli(&["kv", "put", "snap/a", "1"]).status.success());
+    let out = agent.cli(&["snapshot", "save", &file.display().to_string()]);
+    assert!(out.status.success(), "{out:?}");
+    let out = agent.cli(&["snapshot", "inspect", &file.display().to_string()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains("Index"));
+    assert!(agent.cli(&["kv", "put", "snap/a", "2"]).status.success());
+    let out = agent.cli(&["snapshot", "restore", &file.display().to_string()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&agent.cli(&["kv", "get", "snap/a"])).trim(), "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t22_startup_errors_are_clear() {
+    // A port in use.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let out = Command::new(binary())
+        .args(["agent", "-dev", "-client=127.0.0.1", "-bind=127.0.0.1"])
+        .arg(format!("-http-port={port}"))
+        .arg(format!("-server-port={}", free_port()))
+        .arg(format!("-serf-lan-port={}", free_port()))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&port.to_string()), "names the port: {err}");
+
+    // An unknown config key names the key.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("bad.json");
+    std::fs::write(&cfg, r#"{"bootstrap_expct": 3}"#).expect("write");
+    let out = Command::new(binary())
+        .args(["agent", "-dev", &format!("-config-file={}", cfg.display())])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bootstrap_expct"));
+
+    // A server without a data dir.
+    let out = Command::new(binary())
+        .args(["agent", "-server"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("data_dir"));
+}
