@@ -118,8 +118,10 @@ mod tests {
 
     #[test]
     fn round_trip_and_tamper_detection() {
-        let mut state = StateData::default();
-        state.kv_index = 7;
+        let mut state = StateData {
+            kv_index: 7,
+            ..StateData::default()
+        };
         state.tombstones.insert("x".into(), 3);
         let bin = postcard::to_allocvec(&state).expect("encode");
         let meta = ArchiveMeta {

@@ -231,7 +231,7 @@ impl Cluster {
                 let this = self.clone();
                 let list = list.clone();
                 async move {
-                    match this
+                    if let Ok(Response::Members(theirs)) = this
                         .rpc
                         .call(
                             peer.serf_addr,
@@ -240,13 +240,10 @@ impl Cluster {
                         )
                         .await
                     {
-                        Ok(Response::Members(theirs)) => {
-                            this.last_seen.lock().insert(peer.node_id, Instant::now());
-                            for m in theirs {
-                                this.merge(m);
-                            }
+                        this.last_seen.lock().insert(peer.node_id, Instant::now());
+                        for m in theirs {
+                            this.merge(m);
                         }
-                        Ok(_) | Err(_) => {}
                     }
                 }
             });

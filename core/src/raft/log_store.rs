@@ -15,6 +15,9 @@
 //! - The committed index is written without an fsync: losing it only means re-applying entries
 //!   after a crash, which the state machine rebuilds from the snapshot anyway.
 
+// openraft's StorageError is large by design; boxing it here would only add an allocation.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;

@@ -99,7 +99,7 @@ mod tests {
     #[test]
     fn wakes_only_matching_watchers() {
         let hub = WatchHub::default();
-        let mut key = hub.subscribe(&WatchTarget::Key("a/b".into()));
+        let key = hub.subscribe(&WatchTarget::Key("a/b".into()));
         let mut prefix = hub.subscribe(&WatchTarget::Prefix("a/".into()));
         let mut other = hub.subscribe(&WatchTarget::Prefix("z/".into()));
         let mut root = hub.subscribe(&WatchTarget::Prefix(String::new()));
