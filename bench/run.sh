@@ -16,6 +16,7 @@
 #   SKIP_BUILD=1       use the existing release binaries
 #   CONSUL_BIN=<repo>/target/release/consul-rs
 #   DATA_ROOT=/tmp     parent of the temporary data dirs (must be a real disk for fsync to mean anything)
+#   BENCH_THREADS=1    load-generator threads (raise it if consul-rs-bench nears a full core)
 #   KEEP_LOGS=1        copy server logs next to the results before the temp dir is removed
 set -euo pipefail
 
@@ -32,6 +33,7 @@ RESULTS_DIR="${RESULTS_DIR:-$ROOT/bench-results}"
 CONSUL_BIN="${CONSUL_BIN:-$ROOT/target/release/consul-rs}"
 BENCH_BIN="$ROOT/target/release/consul-rs-bench"
 DATA_ROOT="${DATA_ROOT:-/tmp}"
+BENCH_THREADS="${BENCH_THREADS:-1}"
 
 # Ports: three of each kind, all on 127.0.0.1.
 ETCD_CLIENT_PORTS=(12379 22379 32379)
@@ -221,7 +223,7 @@ run_one() { # target op mode clients rep
     # In the background + wait, so a TERM/INT trap runs at once instead of after the run.
     "$BENCH_BIN" --target "$target" --endpoints "$endpoints" --clients "$clients" \
         --op "$op" --mode "$mode" --duration "$DURATION" --warmup "$WARMUP" \
-        --value-size "$VALUE_SIZE" --keys "$KEYS" --json --tag "rep$rep" \
+        --value-size "$VALUE_SIZE" --keys "$KEYS" --json --tag "rep$rep" --threads "$BENCH_THREADS" \
         >>"$OUT" 2>>"$TMP/bench.log" &
     BENCH_PID=$!
     if ! wait "$BENCH_PID"; then

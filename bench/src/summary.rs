@@ -115,6 +115,15 @@ fn fmt_ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+fn fmt_range(v: &[f64]) -> String {
+    let min = v.iter().copied().reduce(f64::min);
+    let max = v.iter().copied().reduce(f64::max);
+    match (min, max) {
+        (Some(a), Some(b)) => format!("{a:.0}–{b:.0}"),
+        _ => "—".into(),
+    }
+}
+
 /// Renders the markdown table of medians over all results.
 pub(crate) fn render(results: &[RunResult]) -> String {
     let mut groups: BTreeMap<RowKey, [Group; 2]> = BTreeMap::new();
@@ -131,15 +140,15 @@ pub(crate) fn render(results: &[RunResult]) -> String {
     let mut out = String::new();
     out += "| scenario | etcd read | consul-rs ops/s | etcd ops/s | ops/s ratio (consul-rs/etcd) \
             | consul-rs p50 ms | etcd p50 ms | consul-rs p99 ms | etcd p99 ms \
-            | p99 ratio | runs (c/e) | errors (c/e) |\n";
-    out += "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+            | p99 ratio | runs (c/e) | errors (c/e) | ops/s min–max (c; e) |\n";
+    out += "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
     for (key, [consul, etcd]) in &groups {
         let (label, etcd_read) = row_label(key);
         let (ct, et) = (median(&consul.throughput), median(&etcd.throughput));
         let (c99, e99) = (median(&consul.p99), median(&etcd.p99));
         let _ = writeln!(
             out,
-            "| {label} | {etcd_read} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {}/{} |",
+            "| {label} | {etcd_read} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {}/{} | {}; {} |",
             fmt_ops(ct),
             fmt_ops(et),
             fmt_ratio(ct, et),
@@ -152,6 +161,8 @@ pub(crate) fn render(results: &[RunResult]) -> String {
             etcd.runs(),
             consul.errors,
             etcd.errors,
+            fmt_range(&consul.throughput),
+            fmt_range(&etcd.throughput),
         );
     }
     let sizes: std::collections::BTreeSet<usize> = results.iter().map(|r| r.value_size).collect();
@@ -236,7 +247,11 @@ mod tests {
             "{}",
             lines[2]
         );
-        assert!(lines[2].ends_with("| 1/3 | 0/0 |"), "{}", lines[2]);
+        assert!(
+            lines[2].ends_with("| 1/3 | 0/0 | 2000–2000; 1000–3000 |"),
+            "{}",
+            lines[2]
+        );
         assert!(
             lines[3].starts_with("| GET default, 64 clients | linearizable | pending | 500 | — |"),
             "{}",
