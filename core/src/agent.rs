@@ -192,6 +192,9 @@ impl Agent {
         tasks.push(tokio::spawn(
             consensus.clone().watch_metrics(shutdown.clone()),
         ));
+        tasks.push(tokio::spawn(
+            consensus.clone().run_proposer(shutdown.clone()),
+        ));
         let rpc_handler: rpc::Handler = {
             let c = consensus.clone();
             Arc::new(move |req| c.handle_rpc(req))

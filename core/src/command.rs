@@ -26,6 +26,26 @@ pub enum Command {
     },
     /// Does nothing; used to commit an entry of the current term (e.g. a barrier).
     Noop,
+    /// Several independent client commands proposed together as one Raft entry (see
+    /// `consensus::Proposer`). Each applies on its own, in order, at the entry's index, and has
+    /// its own response; one failing does not affect the others.
+    Batch(Vec<Command>),
+}
+
+impl Command {
+    /// Rough payload size, used to keep batches from growing into huge log entries.
+    pub fn approx_size(&self) -> usize {
+        match self {
+            Command::Kv(op) => op.key.len() + op.value.len() + 32,
+            Command::Txn(ops) => ops
+                .iter()
+                .map(|crate::state::txn::TxnOp::Kv(op)| op.key.len() + op.value.len() + 32)
+                .sum(),
+            Command::Restore(_) => usize::MAX / 2,
+            Command::ReapTombstones { .. } | Command::Noop => 16,
+            Command::Batch(cmds) => cmds.iter().map(Command::approx_size).sum(),
+        }
+    }
 }
 
 /// The KV verbs (`api/txn.go` `KVOp`), shared by `/v1/kv` and `/v1/txn`.
@@ -172,4 +192,6 @@ pub enum CommandResponse {
     Bool(bool),
     /// The outcome of a transaction.
     Txn(TxnOutcome),
+    /// One response per command of a [`Command::Batch`], in order.
+    Batch(Vec<CommandResponse>),
 }

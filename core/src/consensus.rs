@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::command::{Command, CommandResponse};
@@ -81,7 +82,23 @@ pub struct Consensus {
     view: Mutex<LeaderView>,
     /// When this server last received AppendEntries (follower side of `X-Consul-LastContact`).
     last_leader_contact: Mutex<Option<Instant>>,
+    proposals: mpsc::UnboundedSender<Proposal>,
+    proposals_rx: Mutex<Option<mpsc::UnboundedReceiver<Proposal>>>,
 }
+
+/// A command waiting to be proposed, with where to send its outcome.
+struct Proposal {
+    cmd: Command,
+    done: oneshot::Sender<Result<(u64, CommandResponse), WriteError>>,
+}
+
+/// Batches in flight at once. While they are all busy, new proposals queue up and leave together
+/// as one Raft entry: under load the per-entry costs (Raft bookkeeping, a log write, an apply
+/// round) are shared by many writes, while a lone write still goes out at once.
+const MAX_BATCHES_IN_FLIGHT: usize = 4;
+/// Upper bounds on one batch.
+const MAX_BATCH_COMMANDS: usize = 1024;
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 impl std::fmt::Debug for Consensus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,6 +125,7 @@ impl Consensus {
         tuning: RaftTuning,
         hold_timeout: Duration,
     ) -> Arc<Self> {
+        let (proposals, rx) = mpsc::unbounded_channel();
         Arc::new(Consensus {
             raft,
             state,
@@ -117,7 +135,52 @@ impl Consensus {
             hold_timeout,
             view: Mutex::default(),
             last_leader_contact: Mutex::default(),
+            proposals,
+            proposals_rx: Mutex::new(Some(rx)),
         })
+    }
+
+    /// Proposes queued commands in batches until `shutdown` (run once per agent).
+    pub async fn run_proposer(self: Arc<Self>, shutdown: CancellationToken) {
+        let Some(mut rx) = self.proposals_rx.lock().take() else {
+            return;
+        };
+        let permits = Arc::new(Semaphore::new(MAX_BATCHES_IN_FLIGHT));
+        loop {
+            let first = tokio::select! {
+                p = rx.recv() => p,
+                _ = shutdown.cancelled() => None,
+            };
+            let Some(first) = first else { return };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let mut size = first.cmd.approx_size();
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH_COMMANDS && size < MAX_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(p) => {
+                        size = size.saturating_add(p.cmd.approx_size());
+                        batch.push(p);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let raft = self.raft.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                propose_batch(&raft, batch).await;
+            });
+        }
+    }
+
+    async fn propose(&self, cmd: Command) -> Result<(u64, CommandResponse), WriteError> {
+        let (done, rx) = oneshot::channel();
+        if self.proposals.send(Proposal { cmd, done }).is_err() {
+            return Err(WriteError::Other(Error::ShuttingDown));
+        }
+        rx.await
+            .unwrap_or(Err(WriteError::Other(Error::ShuttingDown)))
     }
 
     /// Keeps the leadership view current until `shutdown`.
@@ -205,7 +268,7 @@ impl Consensus {
     pub async fn write(&self, cmd: Command) -> Result<(u64, CommandResponse)> {
         let deadline = Instant::now() + self.hold_timeout;
         loop {
-            match raft::client_write(&self.raft, cmd.clone()).await {
+            match self.propose(cmd.clone()).await {
                 Ok(done) => return Ok(done),
                 Err(WriteError::Other(e)) => return Err(e),
                 Err(WriteError::ForwardTo(Some((id, node)))) if id != self.self_id => {
@@ -378,7 +441,7 @@ impl Consensus {
             e => Response::Error(WireError::Other(e.to_string())),
         };
         match req {
-            ForwardRequest::Write(cmd) => match raft::client_write(&self.raft, cmd).await {
+            ForwardRequest::Write(cmd) => match self.propose(cmd).await {
                 Ok((index, resp)) => Response::Forward(ForwardResponse::Written(index, resp)),
                 Err(WriteError::ForwardTo(leader)) => not_leader(leader),
                 Err(WriteError::Other(e)) => error(e),
@@ -403,6 +466,42 @@ impl Consensus {
                     Ok(()) => Response::Forward(ForwardResponse::Done),
                     Err(e) => error(e),
                 }
+            }
+        }
+    }
+}
+
+/// Proposes one batch and hands every proposal its own outcome.
+async fn propose_batch(raft: &Raft, mut batch: Vec<Proposal>) {
+    if batch.len() == 1 {
+        if let Some(p) = batch.pop() {
+            let _ = p.done.send(raft::client_write(raft, p.cmd).await);
+        }
+        return;
+    }
+    let (cmds, dones): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.done)).unzip();
+    let count = cmds.len();
+    match raft::client_write(raft, Command::Batch(cmds)).await {
+        Ok((index, CommandResponse::Batch(responses))) if responses.len() == count => {
+            for (done, resp) in dones.into_iter().zip(responses) {
+                let _ = done.send(Ok((index, resp)));
+            }
+        }
+        Ok((_, other)) => {
+            for done in dones {
+                let e = Error::Raft(format!("unexpected batch result {other:?}"));
+                let _ = done.send(Err(WriteError::Other(e)));
+            }
+        }
+        Err(WriteError::ForwardTo(leader)) => {
+            for done in dones {
+                let _ = done.send(Err(WriteError::ForwardTo(leader.clone())));
+            }
+        }
+        Err(WriteError::Other(e)) => {
+            let text = e.to_string();
+            for done in dones {
+                let _ = done.send(Err(WriteError::Other(Error::Raft(text.clone()))));
             }
         }
     }

@@ -129,6 +129,9 @@ impl StateStore {
     /// Applies one committed command at Raft index `index`. Deterministic: the same commands at
     /// the same indexes give the same state on every server.
     pub fn apply(&self, cmd: &Command, index: u64) -> CommandResponse {
+        if let Command::Batch(cmds) = cmd {
+            return CommandResponse::Batch(cmds.iter().map(|c| self.apply(c, index)).collect());
+        }
         let mut changed: Vec<String> = Vec::new();
         let response = {
             let mut data = self.data.write();
@@ -156,6 +159,8 @@ impl StateStore {
                     CommandResponse::Ok
                 }
                 Command::Noop => CommandResponse::Ok,
+                // Handled above, before taking the lock.
+                Command::Batch(_) => CommandResponse::Ok,
             }
         };
         if matches!(cmd, Command::Restore(_)) {
@@ -256,6 +261,25 @@ mod tests {
                 (5, 7, b"2".as_ref())
             );
             assert_eq!(d.kv_index, 7);
+        });
+    }
+
+    #[test]
+    fn batch_commands_apply_independently_at_one_index() {
+        let store = StateStore::new();
+        let cas_fail = Command::Kv(KvOp::new(KvVerb::Cas, "a").with_index(99));
+        let batch = Command::Batch(vec![set("a", "1"), cas_fail, set("b", "2")]);
+        let resp = store.apply(&batch, 9);
+        let expected = vec![
+            CommandResponse::Bool(true),
+            CommandResponse::Bool(false),
+            CommandResponse::Bool(true),
+        ];
+        assert_eq!(resp, CommandResponse::Batch(expected));
+        store.read(|d| {
+            assert_eq!(d.kvs["a"].modify_index, 9);
+            assert_eq!(d.kvs["b"].modify_index, 9);
+            assert_eq!(d.kvs["a"].value.as_ref(), b"1");
         });
     }
 
