@@ -159,6 +159,11 @@ impl ProcCluster {
         self.spawn(i);
     }
 
+    /// The server RPC address of server `i` (what `/v1/status/leader` reports).
+    pub fn rpc_addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.ports[i].server)
+    }
+
     /// Number of servers.
     pub fn len(&self) -> usize {
         self.children.len()

@@ -89,3 +89,54 @@ async fn t10_kill9_every_server_loses_no_acknowledged_write() {
         assert_eq!(r.json(), keys, "server {i} differs");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t11_five_servers_kill9_leader_reelect_and_rejoin() {
+    let mut c = ProcCluster::start(5).await;
+    let leader_addr = c
+        .api(0)
+        .get("/v1/status/leader")
+        .await
+        .expect("leader")
+        .json();
+    let leader = (0..c.len())
+        .find(|i| {
+            let peers_of_i = c.rpc_addr(*i);
+            leader_addr.as_str() == Some(peers_of_i.as_str())
+        })
+        .expect("leader is one of ours");
+    let writer = (leader + 1) % c.len();
+    for i in 0..40 {
+        c.api(writer).put_ok(&format!("five/{i}"), "v").await;
+    }
+    c.kill9(leader);
+    // The survivors elect a new leader and keep accepting writes.
+    let api = c.api(writer);
+    consul_tests::eventually(Duration::from_secs(30), "a new leader", || {
+        let api = api.clone();
+        let old = leader_addr.clone();
+        async move {
+            let now = api.get("/v1/status/leader").await.ok()?.json();
+            (now.as_str().is_some_and(|s| !s.is_empty()) && now != old).then_some(())
+        }
+    })
+    .await;
+    for i in 40..50 {
+        c.api(writer).put_ok(&format!("five/{i}"), "v").await;
+    }
+    c.restart(leader);
+    let back = c.api(leader);
+    let keys = consul_tests::eventually(
+        Duration::from_secs(30),
+        "restarted server catches up",
+        || {
+            let back = back.clone();
+            async move {
+                let r = back.kv_get("five/", "?keys&stale").await.ok()?;
+                (r.json().as_array()?.len() == 50).then_some(r)
+            }
+        },
+    )
+    .await;
+    assert_eq!(keys.json().as_array().map(Vec::len), Some(50));
+}

@@ -146,3 +146,51 @@ async fn t22_startup_errors_are_clear() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("data_dir"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t23_sigterm_shuts_down_gracefully_and_removes_the_pid_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("agent.pid");
+    let http = free_port();
+    let mut child = Command::new(binary())
+        .args([
+            "agent",
+            "-dev",
+            "-client",
+            "127.0.0.1",
+            "-bind=127.0.0.1",
+            "-log-level",
+            "warn",
+        ])
+        .arg(format!("-http-port={http}"))
+        .arg(format!("-server-port={}", free_port()))
+        .arg(format!("-serf-lan-port={}", free_port()))
+        .arg(format!("-pid-file={}", pid_file.display()))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid_path = pid_file.clone();
+    consul_tests::eventually(Duration::from_secs(30), "pid file written", || {
+        let pid_path = pid_path.clone();
+        async move {
+            std::fs::read_to_string(&pid_path)
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+        }
+    })
+    .await;
+    let pid = std::fs::read_to_string(&pid_file).expect("pid");
+    assert_eq!(pid.trim(), child.id().to_string());
+    let killed = Command::new("kill")
+        .args(["-TERM", pid.trim()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = consul_tests::eventually(Duration::from_secs(20), "agent exits", || {
+        let status = child.try_wait().ok().flatten();
+        async move { status }
+    })
+    .await;
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+    assert!(!pid_file.exists(), "pid file removed on shutdown");
+}
