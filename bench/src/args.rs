@@ -9,12 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Closed-loop KV load generator for consul-rs (Consul HTTP API) and etcd (v3 JSON gateway).
 #[derive(Parser, Debug)]
-#[command(
-    name = "consul-rs-bench",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "consul-rs-bench", version, about, args_conflicts_with_subcommands = true)]
 pub(crate) struct Cli {
     /// Optional sub-command; without one the tool runs a benchmark.
     #[command(subcommand)]
@@ -106,9 +101,7 @@ impl ReadKind {
 
 /// Stable lower-case name of a clap value enum.
 pub(crate) fn value_name<T: ValueEnum>(v: &T) -> String {
-    v.to_possible_value()
-        .map(|p| p.get_name().to_string())
-        .unwrap_or_default()
+    v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
 }
 
 /// Benchmark options as typed on the command line.
@@ -209,14 +202,7 @@ pub(crate) struct Config {
 
 fn seconds(name: &str, v: f64, allow_zero: bool) -> Result<Duration> {
     if !v.is_finite() || v < 0.0 || (!allow_zero && v == 0.0) {
-        bail!(
-            "--{name} must be a {} number of seconds, got {v}",
-            if allow_zero {
-                "non-negative"
-            } else {
-                "positive"
-            }
-        );
+        bail!("--{name} must be a {} number of seconds, got {v}", if allow_zero { "non-negative" } else { "positive" });
     }
     Ok(Duration::from_secs_f64(v))
 }
@@ -246,22 +232,14 @@ pub(crate) fn parse_endpoint(raw: &str) -> Result<Endpoint> {
     } else {
         authority.contains(':')
     };
-    let host_port = if has_port {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let addrs: Vec<SocketAddr> = host_port
-        .to_socket_addrs()
-        .with_context(|| format!("endpoint {raw:?}: cannot resolve {host_port}"))?
-        .collect();
+    let host_port = if has_port { authority.to_string() } else { format!("{authority}:80") };
+    let addrs: Vec<SocketAddr> =
+        host_port.to_socket_addrs().with_context(|| format!("endpoint {raw:?}: cannot resolve {host_port}"))?.collect();
     let addr = addrs
         .iter()
         .find(|a| a.ip().is_loopback())
         .copied()
-        .with_context(|| {
-            format!("endpoint {raw:?} resolves to {addrs:?}: only loopback addresses are allowed")
-        })?;
+        .with_context(|| format!("endpoint {raw:?} resolves to {addrs:?}: only loopback addresses are allowed"))?;
     if addrs.iter().any(|a| !a.ip().is_loopback()) {
         bail!("endpoint {raw:?} resolves to {addrs:?}: only loopback addresses are allowed");
     }
@@ -294,11 +272,8 @@ impl RunArgs {
         } else {
             self.endpoints.iter().map(String::as_str).collect()
         };
-        let endpoints = raw
-            .into_iter()
-            .filter(|s| !s.trim().is_empty())
-            .map(parse_endpoint)
-            .collect::<Result<Vec<_>>>()?;
+        let endpoints =
+            raw.into_iter().filter(|s| !s.trim().is_empty()).map(parse_endpoint).collect::<Result<Vec<_>>>()?;
         if endpoints.is_empty() {
             bail!("--endpoints is empty");
         }
@@ -381,10 +356,7 @@ mod tests {
         .expect("valid");
         assert_eq!(c.target, Target::Etcd);
         assert_eq!(c.endpoints.len(), 2);
-        assert_eq!(
-            c.endpoints[0].addr,
-            "127.0.0.1:12379".parse().expect("addr")
-        );
+        assert_eq!(c.endpoints[0].addr, "127.0.0.1:12379".parse().expect("addr"));
         assert_eq!(c.endpoints[1].url, "http://127.0.0.2:22379");
         assert_eq!(c.endpoints[1].host_header, "127.0.0.2:22379");
         assert_eq!(c.clients, 64);
@@ -401,13 +373,7 @@ mod tests {
 
     #[test]
     fn repeated_endpoint_flag_also_works() {
-        let c = config(&[
-            "--endpoints",
-            "127.0.0.1:1",
-            "--endpoints",
-            "127.0.0.1:2,127.0.0.1:3",
-        ])
-        .expect("valid");
+        let c = config(&["--endpoints", "127.0.0.1:1", "--endpoints", "127.0.0.1:2,127.0.0.1:3"]).expect("valid");
         let ports: Vec<u16> = c.endpoints.iter().map(|e| e.addr.port()).collect();
         assert_eq!(ports, [1, 2, 3]);
     }
@@ -415,24 +381,12 @@ mod tests {
     #[test]
     fn etcd_mode_mapping() {
         use ReadKind::*;
-        assert_eq!(
-            ReadKind::for_target(Target::Etcd, Mode::Default),
-            Linearizable
-        );
-        assert_eq!(
-            ReadKind::for_target(Target::Etcd, Mode::Consistent),
-            Linearizable
-        );
-        assert_eq!(
-            ReadKind::for_target(Target::Etcd, Mode::Stale),
-            Serializable
-        );
+        assert_eq!(ReadKind::for_target(Target::Etcd, Mode::Default), Linearizable);
+        assert_eq!(ReadKind::for_target(Target::Etcd, Mode::Consistent), Linearizable);
+        assert_eq!(ReadKind::for_target(Target::Etcd, Mode::Stale), Serializable);
         assert_eq!(ReadKind::for_target(Target::Consul, Mode::Default), Leader);
         assert_eq!(ReadKind::for_target(Target::Consul, Mode::Stale), Stale);
-        assert_eq!(
-            ReadKind::for_target(Target::Consul, Mode::Consistent),
-            Consistent
-        );
+        assert_eq!(ReadKind::for_target(Target::Consul, Mode::Consistent), Consistent);
     }
 
     #[test]

@@ -34,13 +34,7 @@ impl Default for Histogram {
 impl Histogram {
     /// An empty histogram.
     pub(crate) fn new() -> Self {
-        Self {
-            counts: vec![0; BUCKETS],
-            total: 0,
-            min: u64::MAX,
-            max: 0,
-            sum: 0,
-        }
+        Self { counts: vec![0; BUCKETS], total: 0, min: u64::MAX, max: 0, sum: 0 }
     }
 
     /// Bucket index holding `v`.
@@ -201,10 +195,7 @@ mod tests {
         for (q, expected) in [(0.5, 5_000_000.0), (0.9, 9_000_000.0), (0.99, 9_900_000.0)] {
             let got = h.value_at_quantile(q) as f64;
             assert!(got >= expected, "q={q}: {got} under-states {expected}");
-            assert!(
-                (got - expected) / expected <= tolerance,
-                "q={q}: {got} vs {expected}"
-            );
+            assert!((got - expected) / expected <= tolerance, "q={q}: {got} vs {expected}");
         }
         assert_eq!(h.value_at_quantile(1.0), 10_000_000);
     }

@@ -60,10 +60,7 @@ pub(crate) fn key_name(n: u64) -> String {
 /// A deterministic printable value of `size` bytes.
 pub(crate) fn make_value(size: usize) -> Bytes {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    (0..size)
-        .map(|i| ALPHABET[i % ALPHABET.len()])
-        .collect::<Vec<u8>>()
-        .into()
+    (0..size).map(|i| ALPHABET[i % ALPHABET.len()]).collect::<Vec<u8>>().into()
 }
 
 impl Planner {
@@ -71,22 +68,12 @@ impl Planner {
     pub(crate) fn new(target: Target, op: Op, read: Option<ReadKind>, value_size: usize) -> Self {
         let value = make_value(value_size);
         let value_b64 = B64.encode(&value);
-        Self {
-            target,
-            op,
-            read,
-            value,
-            value_b64,
-        }
+        Self { target, op, read, value, value_b64 }
     }
 
     /// A planner that writes (used for preloading before a GET run).
     pub(crate) fn writer(&self) -> Self {
-        Self {
-            op: Op::Put,
-            read: None,
-            ..self.clone()
-        }
+        Self { op: Op::Put, read: None, ..self.clone() }
     }
 
     fn check(&self) -> Check {
@@ -123,9 +110,7 @@ impl Planner {
             (Target::Etcd, Op::Put) => PlannedRequest {
                 method: Method::POST,
                 path: "/v3/kv/put".to_string(),
-                body: serde_json::json!({ "key": B64.encode(&key), "value": self.value_b64 })
-                    .to_string()
-                    .into(),
+                body: serde_json::json!({ "key": B64.encode(&key), "value": self.value_b64 }).to_string().into(),
                 content_type: Some("application/json"),
             },
             (Target::Etcd, Op::Get) => {
@@ -180,9 +165,7 @@ enum ReqError {
 type Sender = SendRequest<Full<Bytes>>;
 
 async fn connect(ep: &Endpoint) -> Result<Sender> {
-    let stream = TcpStream::connect(ep.addr)
-        .await
-        .with_context(|| format!("connect {}", ep.url))?;
+    let stream = TcpStream::connect(ep.addr).await.with_context(|| format!("connect {}", ep.url))?;
     stream.set_nodelay(true)?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -207,30 +190,16 @@ async fn send(
     if let Some(ct) = req.content_type {
         builder = builder.header(CONTENT_TYPE, ct);
     }
-    let request = builder
-        .body(Full::new(req.body))
-        .map_err(|e| ReqError::Response(format!("building request: {e}")))?;
-    sender
-        .ready()
-        .await
-        .map_err(|e| ReqError::Transport(format!("connection not ready: {e}")))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| ReqError::Transport(format!("send: {e}")))?;
+    let request =
+        builder.body(Full::new(req.body)).map_err(|e| ReqError::Response(format!("building request: {e}")))?;
+    sender.ready().await.map_err(|e| ReqError::Transport(format!("connection not ready: {e}")))?;
+    let response = sender.send_request(request).await.map_err(|e| ReqError::Transport(format!("send: {e}")))?;
     let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| ReqError::Transport(format!("reading body: {e}")))?
-        .to_bytes();
+    let body =
+        response.into_body().collect().await.map_err(|e| ReqError::Transport(format!("reading body: {e}")))?.to_bytes();
     if status != StatusCode::OK {
         let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-        return Err(ReqError::Response(format!(
-            "HTTP {status}: {}",
-            text.trim()
-        )));
+        return Err(ReqError::Response(format!("HTTP {status}: {}", text.trim())));
     }
     let ok = match check {
         Check::Status => true,
@@ -241,10 +210,7 @@ async fn send(
         Ok(())
     } else {
         let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-        Err(ReqError::Response(format!(
-            "unexpected body: {}",
-            text.trim()
-        )))
+        Err(ReqError::Response(format!("unexpected body: {}", text.trim())))
     }
 }
 
@@ -287,10 +253,7 @@ async fn client_loop(
     window: Window,
 ) -> ClientStats {
     let mut stats = ClientStats::default();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     let mut rng = SplitMix64::new(nanos ^ ((id as u64 + 1) << 32));
     let check = planner.check();
     let mut sender: Option<Sender> = None;
@@ -457,30 +420,15 @@ fn us(ns: u64) -> f64 {
 pub(crate) async fn run(cfg: &Config) -> Result<RunResult> {
     let planner = Arc::new(Planner::new(cfg.target, cfg.op, cfg.read, cfg.value_size));
     if cfg.preload {
-        preload(cfg, &planner, cfg.clients)
-            .await
-            .context("preloading the key space")?;
+        preload(cfg, &planner, cfg.clients).await.context("preloading the key space")?;
     }
     let start = Instant::now();
-    let window = Window {
-        measure_from: start + cfg.warmup,
-        end: start + cfg.warmup + cfg.duration,
-    };
-    let started_unix = (SystemTime::now() + cfg.warmup)
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let window = Window { measure_from: start + cfg.warmup, end: start + cfg.warmup + cfg.duration };
+    let started_unix = (SystemTime::now() + cfg.warmup).duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let mut tasks = Vec::with_capacity(cfg.clients);
     for id in 0..cfg.clients {
         let ep = cfg.endpoints[id % cfg.endpoints.len()].clone();
-        tasks.push(tokio::spawn(client_loop(
-            id,
-            ep,
-            Arc::clone(&planner),
-            cfg.keys,
-            cfg.timeout,
-            window,
-        )));
+        tasks.push(tokio::spawn(client_loop(id, ep, Arc::clone(&planner), cfg.keys, cfg.timeout, window)));
     }
     let mut hist = Histogram::new();
     let mut errors = 0;
@@ -531,28 +479,16 @@ pub(crate) fn render_text(r: &RunResult) -> String {
         "target={} op={}{} clients={} endpoints={} value={}B keys={}\n",
         r.target,
         r.op,
-        r.read
-            .as_deref()
-            .map(|m| format!(" read={m}"))
-            .unwrap_or_default(),
+        r.read.as_deref().map(|m| format!(" read={m}")).unwrap_or_default(),
         r.clients,
         r.endpoints.len(),
         r.value_size,
         r.keys
     );
-    s += &format!(
-        "window      {:.2} s (after {:.2} s warm-up)\n",
-        r.duration_s, r.warmup_s
-    );
+    s += &format!("window      {:.2} s (after {:.2} s warm-up)\n", r.duration_s, r.warmup_s);
     s += &format!("ops         {}\n", r.ops);
     s += &format!("throughput  {:.1} ops/s\n", r.throughput_ops_s);
-    s += &format!(
-        "latency     p50 {}  p90 {}  p99 {}  max {}\n",
-        ms(l.p50),
-        ms(l.p90),
-        ms(l.p99),
-        ms(l.max)
-    );
+    s += &format!("latency     p50 {}  p90 {}  p99 {}  max {}\n", ms(l.p50), ms(l.p90), ms(l.p99), ms(l.max));
     s += &format!("errors      {}\n", r.errors);
     if let Some(e) = &r.first_error {
         s += &format!("first error {e}\n");

@@ -47,10 +47,7 @@ fn main() -> Result<()> {
             read == args::ReadKind::Serializable
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cfg.threads)
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(cfg.threads).enable_all().build()?;
     let result = runtime.block_on(load::run(&cfg))?;
     if cfg.json {
         println!("{}", serde_json::to_string(&result)?);
@@ -60,10 +57,7 @@ fn main() -> Result<()> {
     if result.ops == 0 {
         anyhow::bail!(
             "no operation succeeded{}",
-            result
-                .first_error
-                .map(|e| format!(" (first error: {e})"))
-                .unwrap_or_default()
+            result.first_error.map(|e| format!(" (first error: {e})")).unwrap_or_default()
         );
     }
     Ok(())

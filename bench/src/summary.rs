@@ -26,11 +26,7 @@ pub(crate) fn median(v: &[f64]) -> Option<f64> {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let mid = s.len() / 2;
-    Some(if s.len() % 2 == 1 {
-        s[mid]
-    } else {
-        (s[mid - 1] + s[mid]) / 2.0
-    })
+    Some(if s.len() % 2 == 1 { s[mid] } else { (s[mid - 1] + s[mid]) / 2.0 })
 }
 
 fn mode_order(mode: &str) -> u8 {
@@ -44,12 +40,7 @@ fn mode_order(mode: &str) -> u8 {
 /// The table rows one result contributes to. An etcd linearizable read is the counterpart of
 /// both Consul's default and `consistent` reads; a serializable read of `stale`.
 fn rows_for(r: &RunResult) -> Vec<RowKey> {
-    let row = |op_order, mode_order| RowKey {
-        op_order,
-        mode_order,
-        clients: r.clients,
-        value_size: r.value_size,
-    };
+    let row = |op_order, mode_order| RowKey { op_order, mode_order, clients: r.clients, value_size: r.value_size };
     if r.op == "put" {
         return vec![row(0, 0)];
     }
@@ -92,20 +83,16 @@ pub(crate) fn parse_lines(text: &str) -> Result<Vec<RunResult>> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| l.trim_start().starts_with('{'))
-        .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| format!("line {}: not a result line", i + 1))
-        })
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("line {}: not a result line", i + 1)))
         .collect()
 }
 
 fn fmt_ops(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.0}"))
-        .unwrap_or_else(|| "pending".into())
+    v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "pending".into())
 }
 
 fn fmt_ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{:.2}", v / 1000.0))
-        .unwrap_or_else(|| "pending".into())
+    v.map(|v| format!("{:.2}", v / 1000.0)).unwrap_or_else(|| "pending".into())
 }
 
 fn fmt_ratio(a: Option<f64>, b: Option<f64>) -> String {
@@ -181,14 +168,7 @@ mod tests {
     use super::*;
     use crate::load::LatencyUs;
 
-    fn result(
-        target: &str,
-        op: &str,
-        mode: &str,
-        read: Option<&str>,
-        clients: usize,
-        tput: f64,
-    ) -> RunResult {
+    fn result(target: &str, op: &str, mode: &str, read: Option<&str>, clients: usize, tput: f64) -> RunResult {
         RunResult {
             target: target.into(),
             op: op.into(),
@@ -203,11 +183,7 @@ mod tests {
             ops: (tput * 10.0) as u64,
             errors: 0,
             throughput_ops_s: tput,
-            latency_us: LatencyUs {
-                p50: 1000.0,
-                p99: 2000.0,
-                ..LatencyUs::default()
-            },
+            latency_us: LatencyUs { p50: 1000.0, p99: 2000.0, ..LatencyUs::default() },
             first_error: None,
             tag: None,
             started_unix: 0,
@@ -231,40 +207,16 @@ mod tests {
             result("etcd", "put", "default", None, 16, 1100.0),
             result("etcd", "get", "default", Some("linearizable"), 64, 500.0),
             result("etcd", "get", "stale", Some("serializable"), 64, 900.0),
-            result(
-                "consul",
-                "get",
-                "consistent",
-                Some("consistent"),
-                64,
-                1000.0,
-            ),
+            result("consul", "get", "consistent", Some("consistent"), 64, 1000.0),
         ];
         let t = render(&rs);
         let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[2].starts_with("| PUT, 16 clients | — | 2000 | 1100 | 1.82× |"), "{}", lines[2]);
+        assert!(lines[2].ends_with("| 1/3 | 0/0 | 2000–2000; 1000–3000 |"), "{}", lines[2]);
+        assert!(lines[3].starts_with("| GET default, 64 clients | linearizable | pending | 500 | — |"), "{}", lines[3]);
+        assert!(lines[4].starts_with("| GET stale, 64 clients | serializable | pending | 900 |"), "{}", lines[4]);
         assert!(
-            lines[2].starts_with("| PUT, 16 clients | — | 2000 | 1100 | 1.82× |"),
-            "{}",
-            lines[2]
-        );
-        assert!(
-            lines[2].ends_with("| 1/3 | 0/0 | 2000–2000; 1000–3000 |"),
-            "{}",
-            lines[2]
-        );
-        assert!(
-            lines[3].starts_with("| GET default, 64 clients | linearizable | pending | 500 | — |"),
-            "{}",
-            lines[3]
-        );
-        assert!(
-            lines[4].starts_with("| GET stale, 64 clients | serializable | pending | 900 |"),
-            "{}",
-            lines[4]
-        );
-        assert!(
-            lines[5]
-                .starts_with("| GET consistent, 64 clients | linearizable | 1000 | 500 | 2.00× |"),
+            lines[5].starts_with("| GET consistent, 64 clients | linearizable | 1000 | 500 | 2.00× |"),
             "{}",
             lines[5]
         );
@@ -273,10 +225,7 @@ mod tests {
     #[test]
     fn parses_json_lines_round_trip() {
         let r = result("etcd", "get", "stale", Some("serializable"), 64, 123.4);
-        let text = format!(
-            "\n# comment\n{}\n",
-            serde_json::to_string(&r).expect("serialize")
-        );
+        let text = format!("\n# comment\n{}\n", serde_json::to_string(&r).expect("serialize"));
         let parsed = parse_lines(&text).expect("parse");
         assert_eq!(parsed, vec![r]);
         assert!(parse_lines("{not json").is_err());

@@ -20,9 +20,7 @@ use crate::command::Command;
 use crate::config::AgentConfig;
 use crate::consensus::Consensus;
 use crate::http::{self, ApiContext};
-use crate::raft::{
-    self, log_store::LogStore, network::NetworkFactory, state_machine::StateMachine,
-};
+use crate::raft::{self, log_store::LogStore, network::NetworkFactory, state_machine::StateMachine};
 use crate::rpc::{self, messages::MemberInfo, RpcClient};
 use crate::state::StateStore;
 use crate::{Error, Result};
@@ -43,9 +41,7 @@ pub struct Agent {
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { what, addr, source })
+    TcpListener::bind(addr).await.map_err(|source| Error::Bind { what, addr, source })
 }
 
 /// Reads `<data_dir>/node-id`, or writes a new random one there.
@@ -58,12 +54,8 @@ fn load_node_id(config: &AgentConfig) -> Result<Uuid> {
     };
     let path = dir.join("node-id");
     match std::fs::read_to_string(&path) {
-        Ok(text) => Uuid::parse_str(text.trim()).map_err(|e| {
-            Error::Config(format!(
-                "node_id: {} holds an invalid UUID: {e}",
-                path.display()
-            ))
-        }),
+        Ok(text) => Uuid::parse_str(text.trim())
+            .map_err(|e| Error::Config(format!("node_id: {} holds an invalid UUID: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = Uuid::new_v4();
             write_durably(&path, id.to_string().as_bytes())?;
@@ -90,52 +82,22 @@ impl Agent {
         config.validate()?;
         let node_id = load_node_id(&config)?;
         let raft_id = raft::raft_id(&node_id);
-        let rpc_listener = bind(
-            "server RPC",
-            SocketAddr::new(config.bind_addr, config.ports.server),
-        )
-        .await?;
-        let serf_listener = bind(
-            "serf_lan",
-            SocketAddr::new(config.bind_addr, config.ports.serf_lan),
-        )
-        .await?;
-        let http_listener = bind(
-            "HTTP",
-            SocketAddr::new(config.client_addr, config.ports.http),
-        )
-        .await?;
+        let rpc_listener = bind("server RPC", SocketAddr::new(config.bind_addr, config.ports.server)).await?;
+        let serf_listener = bind("serf_lan", SocketAddr::new(config.bind_addr, config.ports.serf_lan)).await?;
+        let http_listener = bind("HTTP", SocketAddr::new(config.client_addr, config.ports.http)).await?;
         let local = |l: &TcpListener, what: &'static str, want: SocketAddr| {
-            l.local_addr().map_err(|source| Error::Bind {
-                what,
-                addr: want,
-                source,
-            })
+            l.local_addr().map_err(|source| Error::Bind { what, addr: want, source })
         };
         let advertise = config.advertise_ip();
         let rpc_addr = SocketAddr::new(
             advertise,
-            local(
-                &rpc_listener,
-                "server RPC",
-                SocketAddr::new(config.bind_addr, config.ports.server),
-            )?
-            .port(),
+            local(&rpc_listener, "server RPC", SocketAddr::new(config.bind_addr, config.ports.server))?.port(),
         );
         let serf_addr = SocketAddr::new(
             advertise,
-            local(
-                &serf_listener,
-                "serf_lan",
-                SocketAddr::new(config.bind_addr, config.ports.serf_lan),
-            )?
-            .port(),
+            local(&serf_listener, "serf_lan", SocketAddr::new(config.bind_addr, config.ports.serf_lan))?.port(),
         );
-        let http_addr = local(
-            &http_listener,
-            "HTTP",
-            SocketAddr::new(config.client_addr, config.ports.http),
-        )?;
+        let http_addr = local(&http_listener, "HTTP", SocketAddr::new(config.client_addr, config.ports.http))?;
 
         let shutdown = CancellationToken::new();
         let raft_dir = match (&config.data_dir, config.dev) {
@@ -146,27 +108,11 @@ impl Agent {
         let state = Arc::new(StateStore::new());
         let sm = StateMachine::open(state.clone(), log_store.clone())?;
         let rpc_client = RpcClient::new(shutdown.clone());
-        let raft = raft::start(
-            raft_id,
-            &config.raft,
-            NetworkFactory::new(rpc_client.clone()),
-            log_store.clone(),
-            sm,
-        )
-        .await?;
-        let consensus = Consensus::new(
-            raft,
-            state,
-            rpc_client.clone(),
-            raft_id,
-            config.raft,
-            config.rpc_hold_timeout,
-        );
+        let raft =
+            raft::start(raft_id, &config.raft, NetworkFactory::new(rpc_client.clone()), log_store.clone(), sm).await?;
+        let consensus = Consensus::new(raft, state, rpc_client.clone(), raft_id, config.raft, config.rpc_hold_timeout);
 
-        let incarnation = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let incarnation = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let me = MemberInfo {
             node_id,
             name: config.node_name.clone(),
@@ -189,36 +135,20 @@ impl Agent {
         let cluster = Cluster::new(me, consensus.clone(), rpc_client, formation);
 
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(
-            consensus.clone().watch_metrics(shutdown.clone()),
-        ));
-        tasks.push(tokio::spawn(
-            consensus.clone().run_proposer(shutdown.clone()),
-        ));
+        tasks.push(tokio::spawn(consensus.clone().watch_metrics(shutdown.clone())));
+        tasks.push(tokio::spawn(consensus.clone().run_proposer(shutdown.clone())));
         let rpc_handler: rpc::Handler = {
             let c = consensus.clone();
             Arc::new(move |req| c.handle_rpc(req))
         };
-        tasks.push(tokio::spawn(rpc::serve(
-            rpc_listener,
-            rpc_handler,
-            shutdown.clone(),
-        )));
+        tasks.push(tokio::spawn(rpc::serve(rpc_listener, rpc_handler, shutdown.clone())));
         let serf_handler: rpc::Handler = {
             let c = cluster.clone();
             Arc::new(move |req| c.handle_rpc(req))
         };
-        tasks.push(tokio::spawn(rpc::serve(
-            serf_listener,
-            serf_handler,
-            shutdown.clone(),
-        )));
+        tasks.push(tokio::spawn(rpc::serve(serf_listener, serf_handler, shutdown.clone())));
         tasks.push(tokio::spawn(cluster.clone().run(shutdown.clone())));
-        tasks.push(tokio::spawn(reap_tombstones(
-            consensus.clone(),
-            config.tombstone_ttl,
-            shutdown.clone(),
-        )));
+        tasks.push(tokio::spawn(reap_tombstones(consensus.clone(), config.tombstone_ttl, shutdown.clone())));
 
         let ctx = Arc::new(ApiContext {
             consensus: consensus.clone(),
@@ -230,25 +160,13 @@ impl Agent {
         let app = http::router(ctx);
         let http_shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(http_listener, app)
-                .with_graceful_shutdown(http_shutdown.cancelled_owned());
+            let serve = axum::serve(http_listener, app).with_graceful_shutdown(http_shutdown.cancelled_owned());
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         }));
         tracing::info!(node = %config.node_name, %node_id, %http_addr, %rpc_addr, %serf_addr, "agent started");
-        Ok(Agent {
-            config,
-            node_id,
-            http_addr,
-            rpc_addr,
-            serf_addr,
-            consensus,
-            cluster,
-            shutdown,
-            tasks,
-            log_store,
-        })
+        Ok(Agent { config, node_id, http_addr, rpc_addr, serf_addr, consensus, cluster, shutdown, tasks, log_store })
     }
 
     /// The HTTP API address.
@@ -323,10 +241,7 @@ impl Agent {
     async fn stop(&mut self) {
         self.shutdown.cancel();
         for task in self.tasks.drain(..) {
-            if tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
                 tracing::warn!("a task did not stop within 10 s");
             }
         }
@@ -347,9 +262,7 @@ impl Drop for Agent {
 /// it remembers the highest tombstone index it saw at each tick and, once a remembered tick is
 /// `ttl` old, reaps everything up to that index through Raft.
 async fn reap_tombstones(consensus: Arc<Consensus>, ttl: Duration, shutdown: CancellationToken) {
-    let granularity = Duration::from_secs(30)
-        .min(ttl / 2)
-        .max(Duration::from_millis(100));
+    let granularity = Duration::from_secs(30).min(ttl / 2).max(Duration::from_millis(100));
     let mut seen: std::collections::VecDeque<(Instant, u64)> = Default::default();
     loop {
         tokio::select! {
@@ -360,9 +273,7 @@ async fn reap_tombstones(consensus: Arc<Consensus>, ttl: Duration, shutdown: Can
             seen.clear();
             continue;
         }
-        let max = consensus
-            .state()
-            .read(|d| d.tombstones.values().copied().max());
+        let max = consensus.state().read(|d| d.tombstones.values().copied().max());
         if let Some(max) = max {
             if seen.back().map(|(_, i)| *i) != Some(max) {
                 seen.push_back((Instant::now(), max));

@@ -42,21 +42,16 @@ pub fn write_archive(meta: &ArchiveMeta, state_bin: &[u8]) -> Result<Vec<u8>> {
     );
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
-    for (name, bytes) in [
-        ("meta.json", meta_json.as_slice()),
-        ("state.bin", state_bin),
-        ("SHA256SUMS", sums.as_bytes()),
-    ] {
+    for (name, bytes) in
+        [("meta.json", meta_json.as_slice()), ("state.bin", state_bin), ("SHA256SUMS", sums.as_bytes())]
+    {
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);
         header.set_mode(0o644);
         header.set_cksum();
-        tar.append_data(&mut header, name, bytes)
-            .map_err(|e| Error::Storage(e.to_string()))?;
+        tar.append_data(&mut header, name, bytes).map_err(|e| Error::Storage(e.to_string()))?;
     }
-    let gz = tar
-        .into_inner()
-        .map_err(|e| Error::Storage(e.to_string()))?;
+    let gz = tar.into_inner().map_err(|e| Error::Storage(e.to_string()))?;
     let mut out = gz.finish().map_err(|e| Error::Storage(e.to_string()))?;
     out.flush().map_err(|e| Error::Storage(e.to_string()))?;
     Ok(out)
@@ -70,15 +65,9 @@ pub fn read_archive(bytes: &[u8]) -> Result<(ArchiveMeta, StateData)> {
     let (mut meta_json, mut state_bin, mut sums) = (None, None, None);
     for entry in tar.entries().map_err(|e| bad(e.to_string()))? {
         let mut entry = entry.map_err(|e| bad(e.to_string()))?;
-        let name = entry
-            .path()
-            .map_err(|e| bad(e.to_string()))?
-            .to_string_lossy()
-            .into_owned();
+        let name = entry.path().map_err(|e| bad(e.to_string()))?.to_string_lossy().into_owned();
         let mut buf = Vec::new();
-        entry
-            .read_to_end(&mut buf)
-            .map_err(|e| bad(e.to_string()))?;
+        entry.read_to_end(&mut buf).map_err(|e| bad(e.to_string()))?;
         match name.as_str() {
             "meta.json" => meta_json = Some(buf),
             "state.bin" => state_bin = Some(buf),
@@ -93,18 +82,13 @@ pub fn read_archive(bytes: &[u8]) -> Result<(ArchiveMeta, StateData)> {
     for (name, data) in [("meta.json", &meta_json), ("state.bin", &state_bin)] {
         let expected = sums
             .lines()
-            .find_map(|l| {
-                l.split_once("  ")
-                    .filter(|(_, n)| *n == name)
-                    .map(|(h, _)| h.to_string())
-            })
+            .find_map(|l| l.split_once("  ").filter(|(_, n)| *n == name).map(|(h, _)| h.to_string()))
             .ok_or_else(|| bad(format!("SHA256SUMS has no line for {name}")))?;
         if hex::encode(Sha256::digest(data)) != expected {
             return Err(bad(format!("checksum mismatch for {name}")));
         }
     }
-    let meta: ArchiveMeta =
-        serde_json::from_slice(&meta_json).map_err(|e| bad(format!("meta.json: {e}")))?;
+    let meta: ArchiveMeta = serde_json::from_slice(&meta_json).map_err(|e| bad(format!("meta.json: {e}")))?;
     if meta.version != ARCHIVE_VERSION {
         return Err(bad(format!("unsupported version {}", meta.version)));
     }
@@ -118,19 +102,11 @@ mod tests {
 
     #[test]
     fn round_trip_and_tamper_detection() {
-        let mut state = StateData {
-            kv_index: 7,
-            ..StateData::default()
-        };
+        let mut state = StateData { kv_index: 7, ..StateData::default() };
         state.tombstones.insert("x".into(), 3);
         let bin = postcard::to_allocvec(&state).expect("encode");
-        let meta = ArchiveMeta {
-            id: "1-7-1".into(),
-            index: 7,
-            term: 1,
-            version: ARCHIVE_VERSION,
-            size: bin.len() as u64,
-        };
+        let meta =
+            ArchiveMeta { id: "1-7-1".into(), index: 7, term: 1, version: ARCHIVE_VERSION, size: bin.len() as u64 };
         let archive = write_archive(&meta, &bin).expect("archive");
         let (meta2, state2) = read_archive(&archive).expect("read");
         assert_eq!(meta2, meta);

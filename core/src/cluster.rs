@@ -58,12 +58,7 @@ pub struct Cluster {
 
 impl Cluster {
     /// A cluster view holding only this agent.
-    pub fn new(
-        me: MemberInfo,
-        consensus: Arc<Consensus>,
-        rpc: RpcClient,
-        formation: FormationConfig,
-    ) -> Arc<Self> {
+    pub fn new(me: MemberInfo, consensus: Arc<Consensus>, rpc: RpcClient, formation: FormationConfig) -> Arc<Self> {
         Arc::new(Cluster {
             me: Mutex::new(me),
             members: Mutex::default(),
@@ -103,10 +98,7 @@ impl Cluster {
     }
 
     fn alive(&self, id: &Uuid) -> bool {
-        self.last_seen
-            .lock()
-            .get(id)
-            .is_some_and(|t| t.elapsed() < ALIVE_WINDOW)
+        self.last_seen.lock().get(id).is_some_and(|t| t.elapsed() < ALIVE_WINDOW)
     }
 
     /// Answers a request that arrived on the serf_lan port.
@@ -129,9 +121,7 @@ impl Cluster {
                     }
                     Response::Members(this.members())
                 }
-                _ => Response::Error(WireError::BadRequest(
-                    "only membership requests are served on serf_lan".into(),
-                )),
+                _ => Response::Error(WireError::BadRequest("only membership requests are served on serf_lan".into())),
             }
         })
     }
@@ -151,11 +141,7 @@ impl Cluster {
                 if target == self.me.lock().serf_addr {
                     continue;
                 }
-                match self
-                    .rpc
-                    .call(target, Request::Join(self.me()), Duration::from_secs(3))
-                    .await
-                {
+                match self.rpc.call(target, Request::Join(self.me()), Duration::from_secs(3)).await {
                     Ok(Response::Members(list)) => {
                         joined += 1;
                         for m in list {
@@ -195,10 +181,7 @@ impl Cluster {
                 return;
             }
             if self.formation.retry_max > 0 && attempt >= self.formation.retry_max {
-                tracing::error!(
-                    attempts = attempt,
-                    "retry_join: giving up; no address answered"
-                );
+                tracing::error!(attempts = attempt, "retry_join: giving up; no address answered");
                 return;
             }
             tracing::warn!(attempt, retry_in = ?self.formation.retry_interval, "join failed; retrying");
@@ -217,12 +200,7 @@ impl Cluster {
                 _ = tick.tick() => {}
                 _ = shutdown.cancelled() => return,
             }
-            let initialized = self
-                .consensus
-                .raft()
-                .is_initialized()
-                .await
-                .unwrap_or(false);
+            let initialized = self.consensus.raft().is_initialized().await.unwrap_or(false);
             self.me.lock().raft_initialized = initialized;
             let mut list = vec![self.me()];
             let peers: Vec<MemberInfo> = self.members.lock().values().cloned().collect();
@@ -231,14 +209,8 @@ impl Cluster {
                 let this = self.clone();
                 let list = list.clone();
                 async move {
-                    if let Ok(Response::Members(theirs)) = this
-                        .rpc
-                        .call(
-                            peer.serf_addr,
-                            Request::PushPull(list),
-                            Duration::from_secs(1),
-                        )
-                        .await
+                    if let Ok(Response::Members(theirs)) =
+                        this.rpc.call(peer.serf_addr, Request::PushPull(list), Duration::from_secs(1)).await
                     {
                         this.last_seen.lock().insert(peer.node_id, Instant::now());
                         for m in theirs {
@@ -268,26 +240,15 @@ impl Cluster {
                 }
                 return;
             }
-            let servers: Vec<MemberInfo> = self
-                .members()
-                .into_iter()
-                .filter(|m| m.server && m.datacenter == me.datacenter)
-                .collect();
+            let servers: Vec<MemberInfo> =
+                self.members().into_iter().filter(|m| m.server && m.datacenter == me.datacenter).collect();
             let expect = self.formation.bootstrap_expect as usize;
-            let someone_formed = servers
-                .iter()
-                .any(|m| m.raft_initialized && m.node_id != me.node_id);
+            let someone_formed = servers.iter().any(|m| m.raft_initialized && m.node_id != me.node_id);
             if servers.len() >= expect && !someone_formed {
                 let lowest = servers.iter().map(MemberInfo::raft_id).min();
                 if lowest == Some(me.raft_id()) {
-                    let nodes: BTreeMap<_, _> = servers
-                        .iter()
-                        .map(|m| (m.raft_id(), m.server_node()))
-                        .collect();
-                    tracing::info!(
-                        servers = nodes.len(),
-                        "bootstrap_expect reached; forming the cluster"
-                    );
+                    let nodes: BTreeMap<_, _> = servers.iter().map(|m| (m.raft_id(), m.server_node())).collect();
+                    tracing::info!(servers = nodes.len(), "bootstrap_expect reached; forming the cluster");
                     if let Err(e) = raft::initialize(self.consensus.raft(), nodes).await {
                         tracing::error!(error = %e, "bootstrap failed");
                     }
@@ -342,9 +303,7 @@ impl Cluster {
             .as_ref()
             .map(|r| {
                 r.iter()
-                    .filter(|(id, matched)| {
-                        !voters.contains(id) && matched.map(|l| l.index).unwrap_or(0) + 64 >= last
-                    })
+                    .filter(|(id, matched)| !voters.contains(id) && matched.map(|l| l.index).unwrap_or(0) + 64 >= last)
                     .map(|(id, _)| *id)
                     .collect()
             })
@@ -367,10 +326,7 @@ pub async fn resolve(addr: &str) -> std::io::Result<Vec<SocketAddr>> {
     if let Ok(ip) = addr.parse::<std::net::IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, DEFAULT_SERF_LAN_PORT)]);
     }
-    let with_port = if addr
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
+    let with_port = if addr.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
         addr.to_string()
     } else {
         format!("{addr}:{DEFAULT_SERF_LAN_PORT}")

@@ -30,6 +30,10 @@ pub enum Command {
     /// `consensus::Proposer`). Each applies on its own, in order, at the entry's index, and has
     /// its own response; one failing does not affect the others.
     Batch(Vec<Command>),
+    /// Register a node, and optionally a service and checks on it (`/v1/catalog/register`).
+    CatalogRegister(Box<crate::state::catalog::RegisterRequest>),
+    /// Remove a node, a service or a check (`/v1/catalog/deregister`).
+    CatalogDeregister(crate::state::catalog::DeregisterRequest),
 }
 
 impl Command {
@@ -37,13 +41,14 @@ impl Command {
     pub fn approx_size(&self) -> usize {
         match self {
             Command::Kv(op) => op.key.len() + op.value.len() + 32,
-            Command::Txn(ops) => ops
-                .iter()
-                .map(|crate::state::txn::TxnOp::Kv(op)| op.key.len() + op.value.len() + 32)
-                .sum(),
+            Command::Txn(ops) => {
+                ops.iter().map(|crate::state::txn::TxnOp::Kv(op)| op.key.len() + op.value.len() + 32).sum()
+            }
             Command::Restore(_) => usize::MAX / 2,
             Command::ReapTombstones { .. } | Command::Noop => 16,
             Command::Batch(cmds) => cmds.iter().map(Command::approx_size).sum(),
+            Command::CatalogRegister(r) => 512 + r.checks.len() * 256,
+            Command::CatalogDeregister(_) => 64,
         }
     }
 }
@@ -101,11 +106,7 @@ impl KvVerb {
     pub fn is_read(self) -> bool {
         matches!(
             self,
-            KvVerb::Get
-                | KvVerb::GetTree
-                | KvVerb::CheckIndex
-                | KvVerb::CheckSession
-                | KvVerb::CheckNotExists
+            KvVerb::Get | KvVerb::GetTree | KvVerb::CheckIndex | KvVerb::CheckSession | KvVerb::CheckNotExists
         )
     }
 
@@ -148,14 +149,7 @@ pub struct KvOp {
 impl KvOp {
     /// An operation with no value, flags, index or session.
     pub fn new(verb: KvVerb, key: impl Into<String>) -> Self {
-        KvOp {
-            verb,
-            key: key.into(),
-            value: Bytes::new(),
-            flags: 0,
-            index: 0,
-            session: None,
-        }
+        KvOp { verb, key: key.into(), value: Bytes::new(), flags: 0, index: 0, session: None }
     }
 
     /// Sets the value.
@@ -194,4 +188,7 @@ pub enum CommandResponse {
     Txn(TxnOutcome),
     /// One response per command of a [`Command::Batch`], in order.
     Batch(Vec<CommandResponse>),
+    /// The command was refused by the state machine (deterministically, on every server) and
+    /// changed nothing; the text says why. Maps to HTTP 400.
+    Failed(String),
 }

@@ -75,24 +75,14 @@ pub struct Ports {
 
 impl Default for Ports {
     fn default() -> Self {
-        Ports {
-            http: 8500,
-            dns: 8600,
-            server: 8300,
-            serf_lan: 8301,
-        }
+        Ports { http: 8500, dns: 8600, server: 8300, serf_lan: 8301 }
     }
 }
 
 impl Ports {
     /// All ports 0: every listener picks a free port. For tests and embedding.
     pub fn any() -> Self {
-        Ports {
-            http: 0,
-            dns: 0,
-            server: 0,
-            serf_lan: 0,
-        }
+        Ports { http: 0, dns: 0, server: 0, serf_lan: 0 }
     }
 }
 
@@ -109,11 +99,7 @@ pub struct RaftTuning {
 
 impl Default for RaftTuning {
     fn default() -> Self {
-        RaftTuning {
-            raft_multiplier: 5,
-            snapshot_threshold: 16384,
-            trailing_logs: 10240,
-        }
+        RaftTuning { raft_multiplier: 5, snapshot_threshold: 16384, trailing_logs: 10240 }
     }
 }
 
@@ -156,10 +142,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            kv_max_value_size: 512 * 1024,
-            txn_max_req_len: 512 * 1024,
-        }
+        Limits { kv_max_value_size: 512 * 1024, txn_max_req_len: 512 * 1024 }
     }
 }
 
@@ -200,10 +183,7 @@ impl AgentConfig {
             server: true,
             bootstrap: true,
             bind_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            raft: RaftTuning {
-                raft_multiplier: 1,
-                ..RaftTuning::default()
-            },
+            raft: RaftTuning { raft_multiplier: 1, ..RaftTuning::default() },
             retry_interval: Duration::from_secs(1),
             ..AgentConfig::default()
         }
@@ -211,10 +191,7 @@ impl AgentConfig {
 
     /// A configuration for tests and embedding: like [`AgentConfig::dev`] but every port 0.
     pub fn dev_any_port() -> Self {
-        AgentConfig {
-            ports: Ports::any(),
-            ..AgentConfig::dev()
-        }
+        AgentConfig { ports: Ports::any(), ..AgentConfig::dev() }
     }
 
     /// The address other servers reach this one at, given the port actually bound.
@@ -235,19 +212,13 @@ impl AgentConfig {
     pub fn validate(&self) -> Result<(), crate::error::Error> {
         use crate::error::Error;
         if !self.dev && self.data_dir.is_none() {
-            return Err(Error::Config(
-                "data_dir: required unless -dev is given".into(),
-            ));
+            return Err(Error::Config("data_dir: required unless -dev is given".into()));
         }
         if self.bootstrap && self.bootstrap_expect > 0 {
-            return Err(Error::Config(
-                "bootstrap and bootstrap_expect: cannot both be set".into(),
-            ));
+            return Err(Error::Config("bootstrap and bootstrap_expect: cannot both be set".into()));
         }
         if !self.server && (self.bootstrap || self.bootstrap_expect > 0) {
-            return Err(Error::Config(
-                "bootstrap_expect: only servers can bootstrap (set server)".into(),
-            ));
+            return Err(Error::Config("bootstrap_expect: only servers can bootstrap (set server)".into()));
         }
         if !(1..=10).contains(&self.raft.raft_multiplier) {
             return Err(Error::Config(format!(
@@ -256,10 +227,7 @@ impl AgentConfig {
             )));
         }
         if self.datacenter.is_empty()
-            || !self
-                .datacenter
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || !self.datacenter.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             return Err(Error::Config(format!(
                 "datacenter: {:?} must be non-empty and contain only letters, digits, '-' and '_'",
@@ -270,14 +238,10 @@ impl AgentConfig {
             return Err(Error::Config("node_name: must not be empty".into()));
         }
         if self.default_query_time.is_zero() || self.max_query_time.is_zero() {
-            return Err(Error::Config(
-                "default_query_time/max_query_time: must be positive".into(),
-            ));
+            return Err(Error::Config("default_query_time/max_query_time: must be positive".into()));
         }
         if self.raft.snapshot_threshold == 0 {
-            return Err(Error::Config(
-                "raft_snapshot_threshold: must be positive".into(),
-            ));
+            return Err(Error::Config("raft_snapshot_threshold: must be positive".into()));
         }
         Ok(())
     }

@@ -102,9 +102,7 @@ const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 impl std::fmt::Debug for Consensus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consensus")
-            .field("self_id", &self.self_id)
-            .finish_non_exhaustive()
+        f.debug_struct("Consensus").field("self_id", &self.self_id).finish_non_exhaustive()
     }
 }
 
@@ -179,8 +177,7 @@ impl Consensus {
         if self.proposals.send(Proposal { cmd, done }).is_err() {
             return Err(WriteError::Other(Error::ShuttingDown));
         }
-        rx.await
-            .unwrap_or(Err(WriteError::Other(Error::ShuttingDown)))
+        rx.await.unwrap_or(Err(WriteError::Other(Error::ShuttingDown)))
     }
 
     /// Keeps the leadership view current until `shutdown`.
@@ -240,10 +237,7 @@ impl Consensus {
 
     fn lease_valid(&self) -> bool {
         let view = self.view.lock();
-        view.is_leader
-            && view
-                .quorum_ack
-                .is_some_and(|t| t.elapsed() < self.tuning.leader_lease())
+        view.is_leader && view.quorum_ack.is_some_and(|t| t.elapsed() < self.tuning.leader_lease())
     }
 
     fn read_meta(&self, consistency: Consistency) -> ReadMeta {
@@ -251,16 +245,9 @@ impl Consensus {
         let last_contact_ms = if view.is_leader {
             0
         } else {
-            self.last_leader_contact
-                .lock()
-                .map(|t| t.elapsed().as_millis() as u64)
-                .unwrap_or(0)
+            self.last_leader_contact.lock().map(|t| t.elapsed().as_millis() as u64).unwrap_or(0)
         };
-        ReadMeta {
-            known_leader: view.leader.is_some(),
-            last_contact_ms,
-            consistency,
-        }
+        ReadMeta { known_leader: view.leader.is_some(), last_contact_ms, consistency }
     }
 
     /// Proposes `cmd` through Raft, forwarding to the leader when needed; returns the Raft index
@@ -272,16 +259,9 @@ impl Consensus {
                 Ok(done) => return Ok(done),
                 Err(WriteError::Other(e)) => return Err(e),
                 Err(WriteError::ForwardTo(Some((id, node)))) if id != self.self_id => {
-                    match self
-                        .forward(&node, ForwardRequest::Write(cmd.clone()))
-                        .await
-                    {
+                    match self.forward(&node, ForwardRequest::Write(cmd.clone())).await {
                         Ok(ForwardResponse::Written(index, resp)) => return Ok((index, resp)),
-                        Ok(other) => {
-                            return Err(Error::Rpc(format!(
-                                "unexpected answer to a write: {other:?}"
-                            )))
-                        }
+                        Ok(other) => return Err(Error::Rpc(format!("unexpected answer to a write: {other:?}"))),
                         Err(ForwardFailure::Fatal(e)) => return Err(e),
                         Err(ForwardFailure::Retry) => {}
                     }
@@ -310,28 +290,16 @@ impl Consensus {
                 Err(WriteError::Other(e)) if Instant::now() >= deadline => return Err(e),
                 Err(WriteError::Other(_)) => {}
                 Err(WriteError::ForwardTo(Some((id, node)))) if id != self.self_id => {
-                    let req = ForwardRequest::ReadIndex {
-                        consistent: mode == Consistency::Consistent,
-                    };
+                    let req = ForwardRequest::ReadIndex { consistent: mode == Consistency::Consistent };
                     match self.forward(&node, req).await {
                         Ok(ForwardResponse::ReadIndex(index)) => {
                             let left = deadline.saturating_duration_since(Instant::now());
-                            if self
-                                .state
-                                .wait_applied(index, left.max(Duration::from_millis(100)))
-                                .await
-                            {
+                            if self.state.wait_applied(index, left.max(Duration::from_millis(100))).await {
                                 return Ok(self.read_meta(mode));
                             }
-                            return Err(Error::Rpc(format!(
-                                "timed out catching up to the leader's index {index}"
-                            )));
+                            return Err(Error::Rpc(format!("timed out catching up to the leader's index {index}")));
                         }
-                        Ok(other) => {
-                            return Err(Error::Rpc(format!(
-                                "unexpected answer to a read index: {other:?}"
-                            )))
-                        }
+                        Ok(other) => return Err(Error::Rpc(format!("unexpected answer to a read index: {other:?}"))),
                         Err(ForwardFailure::Fatal(e)) => return Err(e),
                         Err(ForwardFailure::Retry) => {}
                     }
@@ -374,27 +342,18 @@ impl Consensus {
         req: ForwardRequest,
     ) -> std::result::Result<ForwardResponse, ForwardFailure> {
         let Ok(addr) = leader.rpc_addr.parse() else {
-            return Err(ForwardFailure::Fatal(Error::Rpc(format!(
-                "bad leader address {:?}",
-                leader.rpc_addr
-            ))));
+            return Err(ForwardFailure::Fatal(Error::Rpc(format!("bad leader address {:?}", leader.rpc_addr))));
         };
         // Generous: the leader itself may hold the request for a whole election.
         let timeout = self.hold_timeout + Duration::from_secs(5);
         match self.rpc.call(addr, Request::Forward(req), timeout).await {
             Ok(Response::Forward(resp)) => Ok(resp),
             Ok(Response::Error(WireError::NotLeader(_))) => Err(ForwardFailure::Retry),
-            Ok(Response::Error(WireError::BadRequest(m))) => {
-                Err(ForwardFailure::Fatal(Error::BadRequest(m)))
-            }
+            Ok(Response::Error(WireError::BadRequest(m))) => Err(ForwardFailure::Fatal(Error::BadRequest(m))),
             Ok(Response::Error(WireError::Other(m))) => Err(ForwardFailure::Fatal(Error::Rpc(m))),
-            Ok(other) => Err(ForwardFailure::Fatal(Error::Rpc(format!(
-                "unexpected RPC answer {other:?}"
-            )))),
+            Ok(other) => Err(ForwardFailure::Fatal(Error::Rpc(format!("unexpected RPC answer {other:?}")))),
             // Never connected: the request was not delivered, so retrying cannot apply it twice.
-            Err(RpcError::Unreachable { reason, .. })
-                if reason.contains("connect") || reason.contains("refused") =>
-            {
+            Err(RpcError::Unreachable { reason, .. }) if reason.contains("connect") || reason.contains("refused") => {
                 Err(ForwardFailure::Retry)
             }
             Err(e) => Err(ForwardFailure::Fatal(Error::Rpc(e.to_string()))),
@@ -405,8 +364,7 @@ impl Consensus {
     pub fn handle_rpc(self: &Arc<Self>, req: Request) -> BoxFuture<'static, Response> {
         let this = self.clone();
         Box::pin(async move {
-            let other =
-                |e: &dyn std::fmt::Display| Response::Error(WireError::Other(e.to_string()));
+            let other = |e: &dyn std::fmt::Display| Response::Error(WireError::Other(e.to_string()));
             match req {
                 Request::AppendEntries(r) => {
                     *this.last_leader_contact.lock() = Some(Instant::now());
@@ -427,9 +385,9 @@ impl Consensus {
                     }
                 }
                 Request::Forward(f) => this.handle_forward(f).await,
-                Request::Join(_) | Request::PushPull(_) => Response::Error(WireError::BadRequest(
-                    "membership requests go to the serf_lan port".into(),
-                )),
+                Request::Join(_) | Request::PushPull(_) => {
+                    Response::Error(WireError::BadRequest("membership requests go to the serf_lan port".into()))
+                }
             }
         })
     }
@@ -451,9 +409,7 @@ impl Consensus {
                     return Response::Forward(ForwardResponse::ReadIndex(self.state.last_index()));
                 }
                 match raft::linearizable_barrier(&self.raft).await {
-                    Ok(index) => Response::Forward(ForwardResponse::ReadIndex(
-                        index.max(self.state.last_index()),
-                    )),
+                    Ok(index) => Response::Forward(ForwardResponse::ReadIndex(index.max(self.state.last_index()))),
                     Err(WriteError::ForwardTo(leader)) => not_leader(leader),
                     Err(WriteError::Other(e)) => error(e),
                 }

@@ -23,9 +23,7 @@ pub fn parse_go_duration(input: &str) -> std::result::Result<Duration, String> {
     let mut total: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let int_len = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let int_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         let (int_part, after) = rest.split_at(int_len);
         let (frac_part, after) = match after.strip_prefix('.') {
             Some(a) => {
@@ -37,9 +35,7 @@ pub fn parse_go_duration(input: &str) -> std::result::Result<Duration, String> {
         if int_part.is_empty() && frac_part.is_empty() {
             return Err(err("expected a number"));
         }
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
         let (unit, after) = after.split_at(unit_len);
         let unit_ns: u128 = match unit {
             "ns" => 1,
@@ -51,11 +47,8 @@ pub fn parse_go_duration(input: &str) -> std::result::Result<Duration, String> {
             "" => return Err(err("missing unit (ns, us, ms, s, m, h)")),
             other => return Err(err(&format!("unknown unit {other:?}"))),
         };
-        let whole: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().map_err(|_| err("number too large"))?
-        };
+        let whole: u128 =
+            if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| err("number too large"))? };
         // Fractions: keep at most 18 digits, more cannot change a nanosecond count below 2^64.
         let frac_digits = &frac_part[..frac_part.len().min(18)];
         let frac_ns = if frac_digits.is_empty() {

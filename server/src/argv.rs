@@ -42,37 +42,16 @@ struct Node {
 }
 
 const fn leaf(name: &'static str) -> Node {
-    Node {
-        name,
-        children: &[],
-    }
+    Node { name, children: &[] }
 }
 
 const COMMANDS: &[Node] = &[
     leaf("agent"),
     leaf("version"),
     leaf("info"),
-    Node {
-        name: "kv",
-        children: &[
-            leaf("get"),
-            leaf("put"),
-            leaf("delete"),
-            leaf("export"),
-            leaf("import"),
-        ],
-    },
-    Node {
-        name: "operator",
-        children: &[Node {
-            name: "raft",
-            children: &[leaf("list-peers"), leaf("remove-peer")],
-        }],
-    },
-    Node {
-        name: "snapshot",
-        children: &[leaf("save"), leaf("restore"), leaf("inspect")],
-    },
+    Node { name: "kv", children: &[leaf("get"), leaf("put"), leaf("delete"), leaf("export"), leaf("import")] },
+    Node { name: "operator", children: &[Node { name: "raft", children: &[leaf("list-peers"), leaf("remove-peer")] }] },
+    Node { name: "snapshot", children: &[leaf("save"), leaf("restore"), leaf("inspect")] },
 ];
 
 /// Whether `name` (without dashes) is a flag that takes no value.
@@ -90,11 +69,7 @@ where
 {
     let args: Vec<String> = args
         .into_iter()
-        .map(|a| {
-            a.into()
-                .into_string()
-                .map_err(|bad| anyhow::anyhow!("argument {bad:?} is not valid UTF-8"))
-        })
+        .map(|a| a.into().into_string().map_err(|bad| anyhow::anyhow!("argument {bad:?} is not valid UTF-8")))
         .collect::<Result<_, _>>()?;
     Ok(normalize_strings(args))
 }
@@ -236,28 +211,16 @@ mod tests {
 
     #[test]
     fn positionals_stop_flag_parsing() {
-        assert_eq!(
-            joined("kv put -flags 5 foo -bar"),
-            "kv put --flags=5 -- foo -bar"
-        );
+        assert_eq!(joined("kv put -flags 5 foo -bar"), "kv put --flags=5 -- foo -bar");
         assert_eq!(joined("kv put foo -"), "kv put -- foo -");
-        assert_eq!(
-            joined("kv get -recurse -separator=/ app/"),
-            "kv get --recurse --separator=/ -- app/"
-        );
+        assert_eq!(joined("kv get -recurse -separator=/ app/"), "kv get --recurse --separator=/ -- app/");
         assert_eq!(joined("kv get -- -weird"), "kv get -- -weird");
     }
 
     #[test]
     fn nested_commands() {
-        assert_eq!(
-            joined("operator raft remove-peer -id abc"),
-            "operator raft remove-peer --id=abc"
-        );
-        assert_eq!(
-            joined("snapshot save -stale f.snap"),
-            "snapshot save --stale -- f.snap"
-        );
+        assert_eq!(joined("operator raft remove-peer -id abc"), "operator raft remove-peer --id=abc");
+        assert_eq!(joined("snapshot save -stale f.snap"), "snapshot save --stale -- f.snap");
     }
 
     #[test]

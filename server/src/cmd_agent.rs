@@ -78,18 +78,10 @@ pub(crate) struct AgentArgs {
     #[arg(long = "dns-port", value_name = "PORT", allow_negative_numbers = true)]
     pub(crate) dns_port: Option<i64>,
     /// Server RPC port.
-    #[arg(
-        long = "server-port",
-        value_name = "PORT",
-        allow_negative_numbers = true
-    )]
+    #[arg(long = "server-port", value_name = "PORT", allow_negative_numbers = true)]
     pub(crate) server_port: Option<i64>,
     /// serf_lan (cluster join) port.
-    #[arg(
-        long = "serf-lan-port",
-        value_name = "PORT",
-        allow_negative_numbers = true
-    )]
+    #[arg(long = "serf-lan-port", value_name = "PORT", allow_negative_numbers = true)]
     pub(crate) serf_lan_port: Option<i64>,
     /// Log level: trace, debug, info, warn, err.
     #[arg(long = "log-level", value_name = "LEVEL")]
@@ -128,27 +120,17 @@ enum Source {
 /// `-config-file` and `-config-dir` interleave: Consul loads them in command-line order, which
 /// the two separate lists lose, so the order is recovered from clap's argument indices.
 fn sources_in_order(args: &AgentArgs, matches: Option<&ArgMatches>) -> Vec<Source> {
-    let indices = |id: &str| -> Vec<usize> {
-        matches
-            .and_then(|m| m.indices_of(id))
-            .map(Iterator::collect)
-            .unwrap_or_default()
-    };
+    let indices =
+        |id: &str| -> Vec<usize> { matches.and_then(|m| m.indices_of(id)).map(Iterator::collect).unwrap_or_default() };
     let file_idx = indices("config_file");
     let dir_idx = indices("config_dir");
     let mut tagged: Vec<(usize, Source)> = Vec::new();
     for (i, f) in args.config_file.iter().enumerate() {
-        tagged.push((
-            file_idx.get(i).copied().unwrap_or(i),
-            Source::File(f.clone()),
-        ));
+        tagged.push((file_idx.get(i).copied().unwrap_or(i), Source::File(f.clone())));
     }
     for (i, d) in args.config_dir.iter().enumerate() {
         // Without indices (no matches), directories follow files: a stable, documented fallback.
-        tagged.push((
-            dir_idx.get(i).copied().unwrap_or(usize::MAX / 2 + i),
-            Source::Dir(d.clone()),
-        ));
+        tagged.push((dir_idx.get(i).copied().unwrap_or(usize::MAX / 2 + i), Source::Dir(d.clone())));
     }
     tagged.sort_by_key(|(i, _)| *i);
     tagged.into_iter().map(|(_, s)| s).collect()
@@ -202,12 +184,8 @@ fn flags_as_config(a: &AgentArgs) -> Value {
         put("retry_max", json!(v));
     }
     let mut ports = Map::new();
-    for (k, v) in [
-        ("http", a.http_port),
-        ("dns", a.dns_port),
-        ("server", a.server_port),
-        ("serf_lan", a.serf_lan_port),
-    ] {
+    for (k, v) in [("http", a.http_port), ("dns", a.dns_port), ("server", a.server_port), ("serf_lan", a.serf_lan_port)]
+    {
         if let Some(p) = v {
             ports.insert(k.to_string(), json!(p));
         }
@@ -243,11 +221,7 @@ fn flags_as_config(a: &AgentArgs) -> Value {
 pub(crate) fn build_settings(args: &AgentArgs, matches: Option<&ArgMatches>) -> Result<Settings> {
     let dev = args.dev.unwrap_or(false);
     let mut s = Settings::new(dev);
-    let format = args
-        .config_format
-        .as_deref()
-        .map(Format::from_flag)
-        .transpose()?;
+    let format = args.config_format.as_deref().map(Format::from_flag).transpose()?;
     for source in sources_in_order(args, matches) {
         match source {
             Source::File(f) => s.apply_file(&f, format)?,
@@ -290,14 +264,8 @@ fn init_logging(level: &str, json: bool) -> Result<()> {
         Ok(s) if !s.trim().is_empty() => EnvFilter::try_new(s).context("invalid RUST_LOG")?,
         _ => EnvFilter::try_new(filter_directives(level)).context("invalid log level")?,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = if json {
-        builder.json().try_init()
-    } else {
-        builder.with_ansi(false).try_init()
-    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = if json { builder.json().try_init() } else { builder.with_ansi(false).try_init() };
     result.map_err(|e| anyhow!("cannot set up logging: {e}"))
 }
 
@@ -307,48 +275,19 @@ fn banner(s: &Settings, agent: &Agent) -> String {
     let http = agent.http_addr();
     let rpc = agent.rpc_addr();
     let serf = agent.serf_addr();
-    let dns = if s.dns_disabled {
-        "-1".to_string()
-    } else {
-        a.ports.dns.to_string()
-    };
+    let dns = if s.dns_disabled { "-1".to_string() } else { a.ports.dns.to_string() };
     let node_id = agent.node_id();
     let rows: Vec<(&str, String)> = vec![
         ("Version", format!("'{}'", consul_core::VERSION)),
         ("Node ID", format!("'{node_id}'")),
         ("Node name", format!("'{}'", a.node_name)),
-        (
-            "Datacenter",
-            format!("'{}' (Segment: '<all>')", a.datacenter),
-        ),
-        (
-            "Server",
-            format!(
-                "{} (Bootstrap: {})",
-                a.server,
-                a.bootstrap || a.bootstrap_expect > 0
-            ),
-        ),
-        (
-            "Client Addr",
-            format!(
-                "[{}] (HTTP: {}, HTTPS: -1, gRPC: -1, DNS: {dns})",
-                http.ip(),
-                http.port()
-            ),
-        ),
-        (
-            "Cluster Addr",
-            format!("{} (LAN: {}, WAN: -1)", serf.ip(), serf.port()),
-        ),
+        ("Datacenter", format!("'{}' (Segment: '<all>')", a.datacenter)),
+        ("Server", format!("{} (Bootstrap: {})", a.server, a.bootstrap || a.bootstrap_expect > 0)),
+        ("Client Addr", format!("[{}] (HTTP: {}, HTTPS: -1, gRPC: -1, DNS: {dns})", http.ip(), http.port())),
+        ("Cluster Addr", format!("{} (LAN: {}, WAN: -1)", serf.ip(), serf.port())),
         ("Server RPC Addr", format!("{rpc}")),
         ("Gossip Encryption", "false".to_string()),
-        (
-            "Data Dir",
-            a.data_dir
-                .as_ref()
-                .map_or_else(|| "(in memory)".to_string(), |d| d.display().to_string()),
-        ),
+        ("Data Dir", a.data_dir.as_ref().map_or_else(|| "(in memory)".to_string(), |d| d.display().to_string())),
     ];
     let mut out = String::new();
     for (k, v) in rows {
@@ -359,8 +298,7 @@ fn banner(s: &Settings, agent: &Agent) -> String {
 
 fn write_pid_file(path: &Path) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
     std::fs::write(path, std::process::id().to_string())
         .with_context(|| format!("cannot write pid file {}", path.display()))
@@ -400,9 +338,7 @@ pub(crate) async fn run(args: AgentArgs, matches: Option<&ArgMatches>) -> Result
         tracing::info!(key = %key, "config key accepted, not yet used");
     }
     if settings.encrypt.is_some() {
-        tracing::warn!(
-            "encrypt: gossip encryption is not implemented yet; cluster traffic is NOT encrypted"
-        );
+        tracing::warn!("encrypt: gossip encryption is not implemented yet; cluster traffic is NOT encrypted");
     }
     if settings.enable_script_checks {
         tracing::debug!("enable_script_checks: script checks are not implemented yet");
@@ -413,9 +349,7 @@ pub(crate) async fn run(args: AgentArgs, matches: Option<&ArgMatches>) -> Result
 
     stdout_line("==> Starting Consul agent...");
     let pid_file = settings.pid_file.clone();
-    let agent = Agent::start(settings.agent.clone())
-        .await
-        .map_err(|e| anyhow!("Error starting agent: {e}"))?;
+    let agent = Agent::start(settings.agent.clone()).await.map_err(|e| anyhow!("Error starting agent: {e}"))?;
     if let Some(p) = &pid_file {
         if let Err(e) = write_pid_file(p) {
             let _ = agent.shutdown().await;
@@ -471,12 +405,7 @@ mod tests {
         v.extend(line.split_whitespace().map(str::to_string));
         let norm = crate::argv::normalize(v).expect("argv");
         // Drop the "agent" word: the wrapper parses the agent flags at top level.
-        let norm: Vec<String> = norm
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| *i != 1)
-            .map(|(_, s)| s)
-            .collect();
+        let norm: Vec<String> = norm.into_iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, s)| s).collect();
         let m = Wrapper::command().try_get_matches_from(norm).expect("clap");
         let w = Wrapper::from_arg_matches(&m).expect("from matches");
         (w.agent, m)
@@ -486,11 +415,7 @@ mod tests {
     fn harness_flags_space_form() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("c.json");
-        std::fs::write(
-            &cfg,
-            r#"{"ports": {"http": 18500}, "node_name": "from-file"}"#,
-        )
-        .expect("write");
+        std::fs::write(&cfg, r#"{"ports": {"http": 18500}, "node_name": "from-file"}"#).expect("write");
         let line = format!(
             "-node n1 -datacenter dc1 -bind 127.0.0.1 -client 127.0.0.1 -bootstrap -server -config-file {} -data-dir {} -pid-file {}",
             cfg.display(),
@@ -504,20 +429,15 @@ mod tests {
         assert!(s.agent.bootstrap && s.agent.server && !s.agent.dev);
         assert_eq!(s.agent.ports.http, 18500);
         assert_eq!(s.agent.bind_addr.to_string(), "127.0.0.1");
-        assert_eq!(
-            s.pid_file.as_deref(),
-            Some(dir.path().join("pid").as_path())
-        );
+        assert_eq!(s.pid_file.as_deref(), Some(dir.path().join("pid").as_path()));
     }
 
     #[test]
     fn harness_flags_equals_form() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("a.hcl"), "ports {\n dns = -1\n}\n").expect("write");
-        let line = format!(
-            "-dev -client=127.0.0.1 -config-dir={} -data-dir=/tmp/x -log-level trace",
-            dir.path().display()
-        );
+        let line =
+            format!("-dev -client=127.0.0.1 -config-dir={} -data-dir=/tmp/x -log-level trace", dir.path().display());
         let (a, m) = parse(&line);
         let s = build_settings(&a, Some(&m)).expect("settings");
         assert!(s.agent.dev && s.agent.bootstrap);
@@ -533,24 +453,10 @@ mod tests {
         std::fs::write(d.join("x.json"), r#"{"node_name": "dir"}"#).expect("write");
         let f = dir.path().join("f.json");
         std::fs::write(&f, r#"{"node_name": "file"}"#).expect("write");
-        let (a, m) = parse(&format!(
-            "-dev -config-dir {} -config-file {}",
-            d.display(),
-            f.display()
-        ));
-        assert_eq!(
-            build_settings(&a, Some(&m)).expect("s").agent.node_name,
-            "file"
-        );
-        let (a, m) = parse(&format!(
-            "-dev -config-file {} -config-dir {}",
-            f.display(),
-            d.display()
-        ));
-        assert_eq!(
-            build_settings(&a, Some(&m)).expect("s").agent.node_name,
-            "dir"
-        );
+        let (a, m) = parse(&format!("-dev -config-dir {} -config-file {}", d.display(), f.display()));
+        assert_eq!(build_settings(&a, Some(&m)).expect("s").agent.node_name, "file");
+        let (a, m) = parse(&format!("-dev -config-file {} -config-dir {}", f.display(), d.display()));
+        assert_eq!(build_settings(&a, Some(&m)).expect("s").agent.node_name, "dir");
     }
 
     #[test]
@@ -558,10 +464,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = dir.path().join("f.json");
         std::fs::write(&f, r#"{"bootstrap": true, "server": true}"#).expect("write");
-        let (a, m) = parse(&format!(
-            "-dev -config-file={} -bootstrap=false",
-            f.display()
-        ));
+        let (a, m) = parse(&format!("-dev -config-file={} -bootstrap=false", f.display()));
         let s = build_settings(&a, Some(&m)).expect("settings");
         assert!(!s.agent.bootstrap);
     }
@@ -569,22 +472,16 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         let (a, m) = parse("-dev -http-port=-1");
-        let e = build_settings(&a, Some(&m))
-            .expect_err("http -1")
-            .to_string();
+        let e = build_settings(&a, Some(&m)).expect_err("http -1").to_string();
         assert!(e.contains("ports.http"), "{e}");
         let (a, m) = parse("-dev -log-level loud");
         let e = build_settings(&a, Some(&m)).expect_err("level").to_string();
         assert!(e.contains("log_level"), "{e}");
         let (a, m) = parse("-dev -retry-interval 5");
-        let e = build_settings(&a, Some(&m))
-            .expect_err("duration")
-            .to_string();
+        let e = build_settings(&a, Some(&m)).expect_err("duration").to_string();
         assert!(e.contains("retry_interval"), "{e}");
         let (a, m) = parse("-server");
-        let e = build_settings(&a, Some(&m))
-            .expect_err("no data dir")
-            .to_string();
+        let e = build_settings(&a, Some(&m)).expect_err("no data dir").to_string();
         assert!(e.contains("data_dir"), "{e}");
     }
 
@@ -597,15 +494,11 @@ mod tests {
 
     #[test]
     fn port_flags() {
-        let (a, m) =
-            parse("-dev -dns-port -1 -http-port 0 -server-port=18300 -serf-lan-port 18301");
+        let (a, m) = parse("-dev -dns-port -1 -http-port 0 -server-port=18300 -serf-lan-port 18301");
         let s = build_settings(&a, Some(&m)).expect("settings");
         assert!(s.dns_disabled);
         assert_eq!(s.agent.ports.http, 0);
-        assert_eq!(
-            (s.agent.ports.server, s.agent.ports.serf_lan),
-            (18300, 18301)
-        );
+        assert_eq!((s.agent.ports.server, s.agent.ports.serf_lan), (18300, 18301));
     }
 
     #[test]

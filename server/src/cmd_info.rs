@@ -65,12 +65,7 @@ fn render_info(v: &Value) -> String {
     if !sections.contains_key("agent") {
         let mut agent = BTreeMap::new();
         if let Some(Value::Object(member)) = v.get("Member") {
-            for (k, key) in [
-                ("Name", "node_name"),
-                ("Addr", "address"),
-                ("Port", "serf_port"),
-                ("Status", "status"),
-            ] {
+            for (k, key) in [("Name", "node_name"), ("Addr", "address"), ("Port", "serf_port"), ("Status", "status")] {
                 if let Some(val) = member.get(k) {
                     agent.insert(key.to_string(), scalar(val));
                 }
@@ -85,12 +80,9 @@ fn render_info(v: &Value) -> String {
     }
     if !sections.contains_key("consul") {
         let mut consul = BTreeMap::new();
-        for (k, key) in [
-            ("Datacenter", "datacenter"),
-            ("Server", "server"),
-            ("Version", "version"),
-            ("NodeName", "node_name"),
-        ] {
+        for (k, key) in
+            [("Datacenter", "datacenter"), ("Server", "server"), ("Version", "version"), ("NodeName", "node_name")]
+        {
             if let Some(val) = cfg(k) {
                 consul.insert(key.to_string(), val);
             }
@@ -144,9 +136,6 @@ mod tests {
         .expect("json");
         let out = render_info(&v);
         assert!(out.starts_with("agent:\n\taddress = 127.0.0.1\n"), "{out}");
-        assert!(
-            out.contains("consul:\n\tdatacenter = dc1\n\tnode_name = n1\n\tserver = true\n"),
-            "{out}"
-        );
+        assert!(out.contains("consul:\n\tdatacenter = dc1\n\tnode_name = n1\n\tserver = true\n"), "{out}");
     }
 }

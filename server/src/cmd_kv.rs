@@ -180,9 +180,9 @@ impl KvPair {
     fn value_bytes(&self) -> Result<Vec<u8>> {
         match &self.value {
             None => Ok(Vec::new()),
-            Some(v) => B64.decode(v).with_context(|| {
-                format!("the agent sent an invalid base64 value for {}", self.key)
-            }),
+            Some(v) => {
+                B64.decode(v).with_context(|| format!("the agent sent an invalid base64 value for {}", self.key))
+            }
         }
     }
 }
@@ -238,8 +238,7 @@ async fn get(a: GetArgs) -> Result<()> {
             return Ok(());
         }
         let resp = crate::http_client::check(resp)?;
-        let keys: Vec<String> =
-            serde_json::from_slice(&resp.body).context("the agent returned invalid JSON")?;
+        let keys: Vec<String> = serde_json::from_slice(&resp.body).context("the agent returned invalid JSON")?;
         let mut text = String::new();
         for k in keys {
             text.push_str(&k);
@@ -256,8 +255,7 @@ async fn get(a: GetArgs) -> Result<()> {
             return Ok(());
         }
         let resp = crate::http_client::check(resp)?;
-        let pairs: Vec<KvPair> =
-            serde_json::from_slice(&resp.body).context("the agent returned invalid JSON")?;
+        let pairs: Vec<KvPair> = serde_json::from_slice(&resp.body).context("the agent returned invalid JSON")?;
         let mut out = Vec::new();
         for (i, pair) in pairs.iter().enumerate() {
             if a.detailed {
@@ -282,11 +280,8 @@ async fn get(a: GetArgs) -> Result<()> {
             bail!("Error! No key exists at: {key}");
         }
         let resp = crate::http_client::check(resp)?;
-        let pairs: Vec<KvPair> =
-            serde_json::from_slice(&resp.body).context("the agent returned invalid JSON")?;
-        let pair = pairs
-            .first()
-            .ok_or_else(|| anyhow!("Error! No key exists at: {key}"))?;
+        let pairs: Vec<KvPair> = serde_json::from_slice(&resp.body).context("the agent returned invalid JSON")?;
+        let pair = pairs.first().ok_or_else(|| anyhow!("Error! No key exists at: {key}"))?;
         return stdout_write(&detailed_table(pair, a.base64)?);
     }
 
@@ -312,11 +307,7 @@ fn render_value(value: &[u8], base64: bool) -> Vec<u8> {
 
 /// The `-detailed` layout: field names in a column padded to the longest name plus six spaces.
 fn detailed_table(pair: &KvPair, base64: bool) -> Result<Vec<u8>> {
-    let session = pair
-        .session
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .unwrap_or("-");
+    let session = pair.session.as_deref().filter(|s| !s.is_empty()).unwrap_or("-");
     let rows: [(&str, String); 6] = [
         ("CreateIndex", pair.create_index.to_string()),
         ("Flags", pair.flags.to_string()),
@@ -344,9 +335,7 @@ fn read_data_arg(arg: &str) -> Result<Vec<u8>> {
     }
     if arg == "-" {
         let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("Error! Failed to read stdin")?;
+        std::io::stdin().read_to_end(&mut buf).context("Error! Failed to read stdin")?;
         return Ok(buf);
     }
     Ok(arg.as_bytes().to_vec())
@@ -357,10 +346,7 @@ fn answer_true(body: &[u8]) -> bool {
 }
 
 async fn put(a: PutArgs) -> Result<()> {
-    let key = a
-        .key
-        .clone()
-        .ok_or_else(|| anyhow!("Error! Missing KEY argument"))?;
+    let key = a.key.clone().ok_or_else(|| anyhow!("Error! Missing KEY argument"))?;
     check_key(&key)?;
     if key.is_empty() {
         bail!("Error! Missing KEY argument");
@@ -378,9 +364,7 @@ async fn put(a: PutArgs) -> Result<()> {
     };
     if a.base64 {
         let text = String::from_utf8_lossy(&data);
-        data = B64
-            .decode(text.trim())
-            .map_err(|e| anyhow!("Error! Cannot base 64 decode data: {e}"))?;
+        data = B64.decode(text.trim()).map_err(|e| anyhow!("Error! Cannot base 64 decode data: {e}"))?;
     }
     let mut q: Vec<(&str, Option<String>)> = Vec::new();
     if a.flags != 0 {
@@ -440,9 +424,7 @@ async fn delete(a: DeleteArgs) -> Result<()> {
         q.push(("recurse", None));
     }
     if a.cas {
-        let idx = a
-            .modify_index
-            .ok_or_else(|| anyhow!("Error! Must specify -modify-index with -cas!"))?;
+        let idx = a.modify_index.ok_or_else(|| anyhow!("Error! Must specify -modify-index with -cas!"))?;
         q.push(("cas", Some(idx.to_string())));
     }
     let client = Client::new(&a.client)?;
@@ -464,23 +446,16 @@ async fn delete(a: DeleteArgs) -> Result<()> {
 async fn export(a: ExportArgs) -> Result<()> {
     let prefix = a.prefix.unwrap_or_default();
     let client = Client::new(&a.client)?;
-    let resp = client
-        .send(Method::GET, &kv_path(&prefix), &[("recurse", None)], None)
-        .await?;
+    let resp = client.send(Method::GET, &kv_path(&prefix), &[("recurse", None)], None).await?;
     let pairs: Vec<KvPair> = if resp.status == StatusCode::NOT_FOUND {
         Vec::new()
     } else {
-        let resp = crate::http_client::check(resp)
-            .map_err(|e| anyhow!("Error querying Consul agent: {e:#}"))?;
+        let resp = crate::http_client::check(resp).map_err(|e| anyhow!("Error querying Consul agent: {e:#}"))?;
         serde_json::from_slice(&resp.body).context("the agent returned invalid JSON")?
     };
     let entries: Vec<ExportEntry> = pairs
         .into_iter()
-        .map(|p| ExportEntry {
-            key: p.key,
-            flags: p.flags,
-            value: p.value.unwrap_or_default(),
-        })
+        .map(|p| ExportEntry { key: p.key, flags: p.flags, value: p.value.unwrap_or_default() })
         .collect();
     let mut text = export_json(&entries)?;
     text.push('\n');
@@ -503,12 +478,9 @@ pub(crate) fn parse_import(data: &[u8]) -> Result<Vec<(ExportEntry, Vec<u8>)>> {
     entries
         .into_iter()
         .map(|e| {
-            let value = B64.decode(&e.value).map_err(|err| {
-                anyhow!(
-                    "Error! Cannot base 64 decode value for key {}: {err}",
-                    e.key
-                )
-            })?;
+            let value = B64
+                .decode(&e.value)
+                .map_err(|err| anyhow!("Error! Cannot base 64 decode value for key {}: {err}", e.key))?;
             Ok((e, value))
         })
         .collect()
@@ -520,18 +492,11 @@ pub(crate) fn import_key(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
         return key.to_string();
     }
-    format!(
-        "{}/{}",
-        prefix.trim_end_matches('/'),
-        key.trim_start_matches('/')
-    )
+    format!("{}/{}", prefix.trim_end_matches('/'), key.trim_start_matches('/'))
 }
 
 async fn import(a: ImportArgs) -> Result<()> {
-    let arg = a
-        .data
-        .as_deref()
-        .ok_or_else(|| anyhow!("Error! Missing DATA argument"))?;
+    let arg = a.data.as_deref().ok_or_else(|| anyhow!("Error! Missing DATA argument"))?;
     let data = read_data_arg(arg)?;
     let entries = parse_import(&data)?;
     let client = Client::new(&a.client)?;
@@ -557,16 +522,8 @@ mod tests {
     #[test]
     fn export_format_is_tab_indented() {
         let entries = vec![
-            ExportEntry {
-                key: "a/b".into(),
-                flags: 0,
-                value: B64.encode("hello"),
-            },
-            ExportEntry {
-                key: "c".into(),
-                flags: 42,
-                value: String::new(),
-            },
+            ExportEntry { key: "a/b".into(), flags: 0, value: B64.encode("hello") },
+            ExportEntry { key: "c".into(), flags: 42, value: String::new() },
         ];
         let text = export_json(&entries).expect("json");
         assert_eq!(
@@ -578,11 +535,7 @@ mod tests {
 
     #[test]
     fn import_round_trips_export() {
-        let entries = vec![ExportEntry {
-            key: "x".into(),
-            flags: 7,
-            value: B64.encode([0u8, 255, 1]),
-        }];
+        let entries = vec![ExportEntry { key: "x".into(), flags: 7, value: B64.encode([0u8, 255, 1]) }];
         let text = export_json(&entries).expect("json");
         let parsed = parse_import(text.as_bytes()).expect("parse");
         assert_eq!(parsed.len(), 1);
@@ -593,9 +546,7 @@ mod tests {
     #[test]
     fn import_rejects_bad_input() {
         assert!(parse_import(b"{").is_err());
-        let err = parse_import(br#"[{"key":"k","flags":0,"value":"!!"}]"#)
-            .expect_err("b64")
-            .to_string();
+        let err = parse_import(br#"[{"key":"k","flags":0,"value":"!!"}]"#).expect_err("b64").to_string();
         assert!(err.contains("key k"), "{err}");
         // Missing flags/value default like Consul's decoder does.
         let ok = parse_import(br#"[{"key":"k"}]"#).expect("defaults");
@@ -635,10 +586,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("v");
         std::fs::write(&p, b"from file").expect("write");
-        assert_eq!(
-            read_data_arg(&format!("@{}", p.display())).expect("file"),
-            b"from file"
-        );
+        assert_eq!(read_data_arg(&format!("@{}", p.display())).expect("file"), b"from file");
         assert_eq!(read_data_arg("plain").expect("plain"), b"plain");
         assert!(read_data_arg("@/nonexistent/x").is_err());
     }

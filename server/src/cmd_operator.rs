@@ -84,37 +84,22 @@ struct RaftServer {
 
 async fn list_peers(a: ListPeersArgs) -> Result<()> {
     let client = Client::new(&a.client)?;
-    let q: Vec<(&str, Option<String>)> = if a.stale {
-        vec![("stale", None)]
-    } else {
-        Vec::new()
-    };
+    let q: Vec<(&str, Option<String>)> = if a.stale { vec![("stale", None)] } else { Vec::new() };
     let resp = client
         .call(Method::GET, "/v1/operator/raft/configuration", &q, None)
         .await
         .map_err(|e| anyhow!("Error getting peers: {e:#}"))?;
-    let conf: RaftConfiguration =
-        serde_json::from_slice(&resp.body).context("the agent returned invalid JSON")?;
+    let conf: RaftConfiguration = serde_json::from_slice(&resp.body).context("the agent returned invalid JSON")?;
     print!("{}", render_peers(&conf.servers));
     Ok(())
 }
 
 /// The list-peers table: columns left-aligned, two spaces apart, like Consul's `columnize`.
 fn render_peers(servers: &[RaftServer]) -> String {
-    let mut rows: Vec<[String; 6]> = vec![[
-        "Node".into(),
-        "ID".into(),
-        "Address".into(),
-        "State".into(),
-        "Voter".into(),
-        "RaftProtocol".into(),
-    ]];
+    let mut rows: Vec<[String; 6]> =
+        vec![["Node".into(), "ID".into(), "Address".into(), "State".into(), "Voter".into(), "RaftProtocol".into()]];
     for s in servers {
-        let proto = if s.protocol_version.is_empty() {
-            "<=1".to_string()
-        } else {
-            s.protocol_version.clone()
-        };
+        let proto = if s.protocol_version.is_empty() { "<=1".to_string() } else { s.protocol_version.clone() };
         rows.push([
             s.node.clone(),
             s.id.clone(),
@@ -161,12 +146,7 @@ async fn remove_peer(a: RemovePeerArgs) -> Result<()> {
     };
     let client = Client::new(&a.client)?;
     client
-        .call(
-            Method::DELETE,
-            "/v1/operator/raft/peer",
-            &[(param, Some(value.clone()))],
-            None,
-        )
+        .call(Method::DELETE, "/v1/operator/raft/peer", &[(param, Some(value.clone()))], None)
         .await
         .map_err(|e| anyhow!("Error removing peer: {e:#}"))?;
     println!("Removed peer with {param} {value:?}");

@@ -63,9 +63,7 @@ pub(crate) async fn run(cmd: SnapshotCommand) -> Result<()> {
         SnapshotCommand::Save(a) => save(a).await,
         SnapshotCommand::Restore(a) => restore(a).await,
         SnapshotCommand::Inspect(a) => {
-            let file = a
-                .file
-                .ok_or_else(|| anyhow!("Error! Missing FILE argument"))?;
+            let file = a.file.ok_or_else(|| anyhow!("Error! Missing FILE argument"))?;
             let f = std::fs::File::open(&file)
                 .with_context(|| format!("Error opening snapshot file {}", file.display()))?;
             let info = inspect_archive(std::io::BufReader::new(f))
@@ -103,9 +101,7 @@ impl SnapshotInfo {
             ("Version", self.version.to_string()),
         ];
         let width = " Version".len() + 6;
-        rows.iter()
-            .map(|(k, v)| format!("{:<width$}{v}\n", format!(" {k}")))
-            .collect()
+        rows.iter().map(|(k, v)| format!("{:<width$}{v}\n", format!(" {k}"))).collect()
     }
 }
 
@@ -120,17 +116,11 @@ pub(crate) fn inspect_archive<R: Read>(reader: R) -> Result<SnapshotInfo> {
     let mut sums: Option<String> = None;
     for entry in archive.entries().context("not a gzip'd tar archive")? {
         let mut entry = entry.context("corrupt archive")?;
-        let name = entry
-            .path()
-            .context("corrupt archive entry name")?
-            .to_string_lossy()
-            .into_owned();
+        let name = entry.path().context("corrupt archive entry name")?.to_string_lossy().into_owned();
         match name.as_str() {
             "meta.json" | "SHA256SUMS" => {
                 let mut buf = Vec::new();
-                entry
-                    .read_to_end(&mut buf)
-                    .with_context(|| format!("corrupt archive member {name}"))?;
+                entry.read_to_end(&mut buf).with_context(|| format!("corrupt archive member {name}"))?;
                 if name == "meta.json" {
                     hashes.insert(name.clone(), hex::encode(Sha256::digest(&buf)));
                     sizes.insert(name, buf.len() as u64);
@@ -142,8 +132,8 @@ pub(crate) fn inspect_archive<R: Read>(reader: R) -> Result<SnapshotInfo> {
             _ => {
                 // Stream the (possibly large) state through the hash instead of holding it.
                 let mut hasher = Sha256::new();
-                let n = std::io::copy(&mut entry, &mut hasher)
-                    .with_context(|| format!("corrupt archive member {name}"))?;
+                let n =
+                    std::io::copy(&mut entry, &mut hasher).with_context(|| format!("corrupt archive member {name}"))?;
                 hashes.insert(name.clone(), hex::encode(hasher.finalize()));
                 sizes.insert(name, n);
             }
@@ -156,9 +146,8 @@ pub(crate) fn inspect_archive<R: Read>(reader: R) -> Result<SnapshotInfo> {
     }
     let mut listed = BTreeMap::new();
     for line in sums.lines().filter(|l| !l.trim().is_empty()) {
-        let (sum, name) = line
-            .split_once(char::is_whitespace)
-            .ok_or_else(|| anyhow!("malformed SHA256SUMS line {line:?}"))?;
+        let (sum, name) =
+            line.split_once(char::is_whitespace).ok_or_else(|| anyhow!("malformed SHA256SUMS line {line:?}"))?;
         // `sha256sum` output puts "  " or " *" between sum and name.
         let name = name.trim_start().trim_start_matches('*');
         listed.insert(name.to_string(), sum.to_ascii_lowercase());
@@ -169,18 +158,13 @@ pub(crate) fn inspect_archive<R: Read>(reader: R) -> Result<SnapshotInfo> {
         }
     }
     for (name, want) in &listed {
-        let got = hashes
-            .get(name)
-            .ok_or_else(|| anyhow!("SHA256SUMS lists {name}, which is not in the archive"))?;
+        let got = hashes.get(name).ok_or_else(|| anyhow!("SHA256SUMS lists {name}, which is not in the archive"))?;
         if got != want {
-            bail!(
-                "checksum mismatch for {name}: SHA256SUMS says {want}, the content hashes to {got}"
-            );
+            bail!("checksum mismatch for {name}: SHA256SUMS says {want}, the content hashes to {got}");
         }
     }
 
-    let meta: serde_json::Value =
-        serde_json::from_slice(&meta).context("meta.json is not valid JSON")?;
+    let meta: serde_json::Value = serde_json::from_slice(&meta).context("meta.json is not valid JSON")?;
     let num = |k: &str| meta.get(k).and_then(serde_json::Value::as_u64);
     let id = match meta.get("ID") {
         Some(serde_json::Value::String(s)) => s.clone(),
@@ -197,15 +181,9 @@ pub(crate) fn inspect_archive<R: Read>(reader: R) -> Result<SnapshotInfo> {
 }
 
 async fn save(a: SaveArgs) -> Result<()> {
-    let file = a
-        .file
-        .ok_or_else(|| anyhow!("Error! Missing FILE argument"))?;
+    let file = a.file.ok_or_else(|| anyhow!("Error! Missing FILE argument"))?;
     let client = Client::new(&a.client)?;
-    let q: Vec<(&str, Option<String>)> = if a.stale {
-        vec![("stale", None)]
-    } else {
-        Vec::new()
-    };
+    let q: Vec<(&str, Option<String>)> = if a.stale { vec![("stale", None)] } else { Vec::new() };
     let resp = client
         .call(Method::GET, "/v1/snapshot", &q, None)
         .await
@@ -213,10 +191,7 @@ async fn save(a: SaveArgs) -> Result<()> {
     // Verify before the file takes its final name, so a bad download never looks like a backup.
     let info = inspect_archive(resp.body.as_slice()).context("Error verifying snapshot")?;
     write_atomically(&file, &resp.body)?;
-    println!(
-        "Saved and verified snapshot to index {}",
-        resp.index.unwrap_or(info.index)
-    );
+    println!("Saved and verified snapshot to index {}", resp.index.unwrap_or(info.index));
     Ok(())
 }
 
@@ -224,19 +199,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes)
-        .with_context(|| format!("Error writing snapshot to {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("Error moving snapshot into place at {}", path.display()))?;
+    std::fs::write(&tmp, bytes).with_context(|| format!("Error writing snapshot to {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("Error moving snapshot into place at {}", path.display()))?;
     Ok(())
 }
 
 async fn restore(a: RestoreArgs) -> Result<()> {
-    let file = a
-        .file
-        .ok_or_else(|| anyhow!("Error! Missing FILE argument"))?;
-    let bytes = std::fs::read(&file)
-        .with_context(|| format!("Error opening snapshot file {}", file.display()))?;
+    let file = a.file.ok_or_else(|| anyhow!("Error! Missing FILE argument"))?;
+    let bytes = std::fs::read(&file).with_context(|| format!("Error opening snapshot file {}", file.display()))?;
     let client = Client::new(&a.client)?;
     client
         .call(Method::PUT, "/v1/snapshot", &[], Some(bytes))
@@ -261,11 +231,7 @@ mod tests {
         });
         let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         let mut tar = tar::Builder::new(gz);
-        for (name, data) in [
-            ("meta.json", meta),
-            ("state.bin", state),
-            ("SHA256SUMS", sums.as_bytes()),
-        ] {
+        for (name, data) in [("meta.json", meta), ("state.bin", state), ("SHA256SUMS", sums.as_bytes())] {
             let mut h = tar::Header::new_gnu();
             h.set_size(data.len() as u64);
             h.set_mode(0o644);
@@ -283,16 +249,7 @@ mod tests {
     fn inspect_good_archive() {
         let archive = build(META, b"state bytes", None);
         let info = inspect_archive(archive.as_slice()).expect("inspect");
-        assert_eq!(
-            info,
-            SnapshotInfo {
-                id: "2-5-1477944140022".into(),
-                size: 667,
-                index: 5,
-                term: 2,
-                version: 1
-            }
-        );
+        assert_eq!(info, SnapshotInfo { id: "2-5-1477944140022".into(), size: 667, index: 5, term: 2, version: 1 });
         assert_eq!(
             info.render(),
             " ID           2-5-1477944140022\n Size         667\n Index        5\n Term         2\n Version      1\n"
@@ -308,29 +265,18 @@ mod tests {
 
     #[test]
     fn bad_checksum_is_an_error() {
-        let sums = format!(
-            "{}  meta.json\n{}  state.bin\n",
-            hex::encode(Sha256::digest(META)),
-            "00".repeat(32)
-        );
-        let err = format!(
-            "{:#}",
-            inspect_archive(build(META, b"state", Some(sums)).as_slice()).expect_err("bad")
-        );
+        let sums = format!("{}  meta.json\n{}  state.bin\n", hex::encode(Sha256::digest(META)), "00".repeat(32));
+        let err = format!("{:#}", inspect_archive(build(META, b"state", Some(sums)).as_slice()).expect_err("bad"));
         assert!(err.contains("checksum mismatch for state.bin"), "{err}");
     }
 
     #[test]
     fn missing_members_and_garbage() {
         let sums = format!("{}  meta.json\n", hex::encode(Sha256::digest(META)));
-        let err = inspect_archive(build(META, b"s", Some(sums)).as_slice())
-            .expect_err("unlisted")
-            .to_string();
+        let err = inspect_archive(build(META, b"s", Some(sums)).as_slice()).expect_err("unlisted").to_string();
         assert!(err.contains("no entry for state.bin"), "{err}");
         assert!(inspect_archive(&b"not an archive"[..]).is_err());
-        let err = inspect_archive(build(b"{}", b"s", None).as_slice())
-            .expect_err("no id")
-            .to_string();
+        let err = inspect_archive(build(b"{}", b"s", None).as_slice()).expect_err("no id").to_string();
         assert!(err.contains("no ID"), "{err}");
     }
 }

@@ -46,11 +46,7 @@ impl Settings {
     /// Defaults: Consul's (or `-dev`'s when `dev`) before any file or flag is applied.
     pub(crate) fn new(dev: bool) -> Self {
         Settings {
-            agent: if dev {
-                AgentConfig::dev()
-            } else {
-                AgentConfig::default()
-            },
+            agent: if dev { AgentConfig::dev() } else { AgentConfig::default() },
             log_level: "info".to_string(),
             log_json: false,
             pid_file: None,
@@ -73,22 +69,19 @@ impl Settings {
                 )
             })?,
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("config: cannot read {}", path.display()))?;
-        let value = parse_text(&text, format)
-            .with_context(|| format!("config: cannot parse {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("config: cannot read {}", path.display()))?;
+        let value = parse_text(&text, format).with_context(|| format!("config: cannot parse {}", path.display()))?;
         self.apply_value(&value, &path.display().to_string())
     }
 
     /// Loads a `-config-dir`: its `.json` and `.hcl` files in lexical order; other entries
     /// (subdirectories, editor backups, READMEs) are skipped like Consul skips them.
     pub(crate) fn apply_dir(&mut self, dir: &Path, format: Option<Format>) -> Result<()> {
-        let entries = std::fs::read_dir(dir)
-            .with_context(|| format!("config: cannot read config dir {}", dir.display()))?;
+        let entries =
+            std::fs::read_dir(dir).with_context(|| format!("config: cannot read config dir {}", dir.display()))?;
         let mut files = Vec::new();
         for entry in entries {
-            let entry = entry
-                .with_context(|| format!("config: cannot read config dir {}", dir.display()))?;
+            let entry = entry.with_context(|| format!("config: cannot read config dir {}", dir.display()))?;
             let path = entry.path();
             // Follow symlinks (config management tools link files in) but skip directories.
             if !path.is_file() {
@@ -109,10 +102,7 @@ impl Settings {
     pub(crate) fn apply_value(&mut self, value: &Value, source: &str) -> Result<()> {
         let ctx = Ctx { source };
         let Value::Object(map) = value else {
-            bail!(
-                "config: {source}: the top level must be an object, got {}",
-                describe(value)
-            );
+            bail!("config: {source}: the top level must be an object, got {}", describe(value));
         };
         for (key, v) in map {
             self.apply_top(&ctx, key, v)?;
@@ -130,15 +120,9 @@ impl Settings {
                 // Consul insists on the canonical 8-4-4-4-12 form; the uuid parser alone would
                 // also take the braced and URN forms.
                 if s.len() != 36 {
-                    return Err(ctx.bad(
-                        key,
-                        &format!("{s:?} is not a UUID like 8-4-4-4-12 hex digits"),
-                    ));
+                    return Err(ctx.bad(key, &format!("{s:?} is not a UUID like 8-4-4-4-12 hex digits")));
                 }
-                a.node_id = Some(
-                    s.parse()
-                        .map_err(|e| ctx.bad(key, &format!("{s:?} is not a valid UUID: {e}")))?,
-                );
+                a.node_id = Some(s.parse().map_err(|e| ctx.bad(key, &format!("{s:?} is not a valid UUID: {e}")))?);
             }
             "server" => a.server = ctx.bool(key, v)?,
             "bootstrap" => a.bootstrap = ctx.bool(key, v)?,
@@ -161,8 +145,7 @@ impl Settings {
             "retry_join" | "start_join" => {
                 let list = ctx.string_list(key, v)?;
                 if key == "start_join" {
-                    self.accepted_unused
-                        .insert("start_join (deprecated; treated as retry_join)".into());
+                    self.accepted_unused.insert("start_join (deprecated; treated as retry_join)".into());
                 }
                 self.agent.retry_join.extend(list);
             }
@@ -235,8 +218,8 @@ impl Settings {
                     }
                     None => self.dns_disabled = true,
                 },
-                "https" | "grpc" | "grpc_tls" | "serf_wan" | "sidecar_min_port"
-                | "sidecar_max_port" | "expose_min_port" | "expose_max_port" => {
+                "https" | "grpc" | "grpc_tls" | "serf_wan" | "sidecar_min_port" | "sidecar_max_port"
+                | "expose_min_port" | "expose_max_port" => {
                     ctx.port(&key, v, true)?;
                     self.accepted_unused.insert(key);
                 }
@@ -274,9 +257,7 @@ impl Settings {
                 "kv_max_value_size" => {
                     l.kv_max_value_size = ctx.uint(&key, v, usize::MAX as u64)? as usize;
                 }
-                "txn_max_req_len" => {
-                    l.txn_max_req_len = ctx.uint(&key, v, usize::MAX as u64)? as usize
-                }
+                "txn_max_req_len" => l.txn_max_req_len = ctx.uint(&key, v, usize::MAX as u64)? as usize,
                 "http_max_conns_per_client" | "rpc_max_conns_per_client" | "rpc_max_burst" => {
                     ctx.uint(&key, v, u64::MAX)?;
                     self.accepted_unused.insert(key);
@@ -460,10 +441,7 @@ impl Ctx<'_> {
                 }
                 Err(self.expected(key, "a whole number", v))
             }
-            Value::String(s) => s
-                .trim()
-                .parse::<i64>()
-                .map_err(|_| self.expected(key, "a number", v)),
+            Value::String(s) => s.trim().parse::<i64>().map_err(|_| self.expected(key, "a number", v)),
             other => Err(self.expected(key, "a number", other)),
         }
     }
@@ -471,11 +449,7 @@ impl Ctx<'_> {
     fn uint(&self, key: &str, v: &Value, max: u64) -> Result<u64> {
         if let Value::Number(n) = v {
             if let Some(u) = n.as_u64() {
-                return if u <= max {
-                    Ok(u)
-                } else {
-                    Err(self.bad(key, &format!("{u} is too large (max {max})")))
-                };
+                return if u <= max { Ok(u) } else { Err(self.bad(key, &format!("{u} is too large (max {max})"))) };
             }
         }
         let i = self.int(key, v)?;
@@ -492,10 +466,7 @@ impl Ctx<'_> {
     fn float(&self, key: &str, v: &Value) -> Result<f64> {
         match v {
             Value::Number(n) => n.as_f64().ok_or_else(|| self.expected(key, "a number", v)),
-            Value::String(s) => s
-                .trim()
-                .parse::<f64>()
-                .map_err(|_| self.expected(key, "a number", v)),
+            Value::String(s) => s.trim().parse::<f64>().map_err(|_| self.expected(key, "a number", v)),
             other => Err(self.expected(key, "a number", other)),
         }
     }
@@ -533,11 +504,9 @@ impl Ctx<'_> {
     fn string_list(&self, key: &str, v: &Value) -> Result<Vec<String>> {
         match v {
             Value::String(s) => Ok(vec![s.clone()]),
-            Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| self.string(&format!("{key}[{i}]"), item))
-                .collect(),
+            Value::Array(items) => {
+                items.iter().enumerate().map(|(i, item)| self.string(&format!("{key}[{i}]"), item)).collect()
+            }
             other => Err(self.expected(key, "a list of strings", other)),
         }
     }
@@ -567,10 +536,7 @@ fn describe(v: &Value) -> String {
         other => {
             let s = other.to_string();
             if s.len() > 60 {
-                format!(
-                    "{}…",
-                    &s[..s.char_indices().nth(57).map_or(s.len(), |(i, _)| i)]
-                )
+                format!("{}…", &s[..s.char_indices().nth(57).map_or(s.len(), |(i, _)| i)])
             } else {
                 s
             }
@@ -583,17 +549,10 @@ fn describe(v: &Value) -> String {
 /// evaluated, so they are refused with a message saying so rather than a parse error.
 pub(crate) fn parse_ip_list_first(s: &str) -> std::result::Result<IpAddr, String> {
     if s.contains("{{") {
-        return Err(format!(
-            "{s:?}: go-sockaddr templates are not supported; give an IP address"
-        ));
+        return Err(format!("{s:?}: go-sockaddr templates are not supported; give an IP address"));
     }
-    let first = s
-        .split_whitespace()
-        .next()
-        .ok_or_else(|| "must not be empty".to_string())?;
-    first
-        .parse()
-        .map_err(|_| format!("{first:?} is not an IP address"))
+    let first = s.split_whitespace().next().ok_or_else(|| "must not be empty".to_string())?;
+    first.parse().map_err(|_| format!("{first:?} is not an IP address"))
 }
 
 #[cfg(test)]
@@ -613,10 +572,7 @@ mod tests {
         let ms = Duration::from_millis;
         assert_eq!(parse_go_duration("300ms"), Ok(ms(300)));
         assert_eq!(parse_go_duration("1.5h"), Ok(Duration::from_secs(5400)));
-        assert_eq!(
-            parse_go_duration("2h45m"),
-            Ok(Duration::from_secs(2 * 3600 + 45 * 60))
-        );
+        assert_eq!(parse_go_duration("2h45m"), Ok(Duration::from_secs(2 * 3600 + 45 * 60)));
         assert_eq!(parse_go_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_go_duration("500us"), Ok(Duration::from_micros(500)));
@@ -625,16 +581,7 @@ mod tests {
         assert_eq!(parse_go_duration(".5s"), Ok(ms(500)));
         assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
         assert_eq!(parse_go_duration("0s"), Ok(Duration::ZERO));
-        for bad in [
-            "",
-            "10",
-            "s",
-            "1x",
-            "-1s",
-            "1.s.",
-            "1..5s",
-            "99999999999999999999h",
-        ] {
+        for bad in ["", "10", "s", "1x", "-1s", "1.s.", "1..5s", "99999999999999999999h"] {
             assert!(parse_go_duration(bad).is_err(), "{bad:?} should fail");
         }
     }
@@ -670,18 +617,9 @@ mod tests {
         assert_eq!(a.data_dir.as_deref(), Some(Path::new("/tmp/d")));
         assert_eq!(a.bind_addr.to_string(), "127.0.0.1");
         assert_eq!(a.client_addr.to_string(), "127.0.0.2");
-        assert_eq!(
-            a.advertise_addr.map(|i| i.to_string()).as_deref(),
-            Some("10.1.1.1")
-        );
-        assert_eq!(
-            a.node_id.map(|u| u.to_string()).as_deref(),
-            Some("adf4238a-882b-9ddc-4a9d-5b6758e4159e")
-        );
-        assert_eq!(
-            (a.ports.http, a.ports.server, a.ports.serf_lan),
-            (18500, 18300, 18301)
-        );
+        assert_eq!(a.advertise_addr.map(|i| i.to_string()).as_deref(), Some("10.1.1.1"));
+        assert_eq!(a.node_id.map(|u| u.to_string()).as_deref(), Some("adf4238a-882b-9ddc-4a9d-5b6758e4159e"));
+        assert_eq!((a.ports.http, a.ports.server, a.ports.serf_lan), (18500, 18300, 18301));
         assert!(s.dns_disabled);
         assert_eq!(a.retry_join, vec!["10.0.0.2", "10.0.0.3", "10.0.0.4"]);
         assert_eq!(a.retry_interval, Duration::from_secs(5));
@@ -689,10 +627,7 @@ mod tests {
         assert_eq!(a.raft.raft_multiplier, 1);
         assert_eq!(a.rpc_hold_timeout, Duration::from_secs(3));
         assert_eq!((a.raft.snapshot_threshold, a.raft.trailing_logs), (100, 50));
-        assert_eq!(
-            (a.limits.kv_max_value_size, a.limits.txn_max_req_len),
-            (1024, 2048)
-        );
+        assert_eq!((a.limits.kv_max_value_size, a.limits.txn_max_req_len), (1024, 2048));
         assert_eq!(a.default_query_time, Duration::from_secs(10));
         assert_eq!(a.max_query_time, Duration::from_secs(20));
         assert_eq!(s.log_level, "debug");
@@ -750,16 +685,8 @@ mod tests {
     #[test]
     fn dir_loads_in_lexical_order_and_later_wins() {
         let dir = tempfile::tempdir().expect("tempdir");
-        write(
-            dir.path(),
-            "20-b.hcl",
-            "node_name = \"second\"\nretry_join = [\"y\"]\n",
-        );
-        write(
-            dir.path(),
-            "10-a.json",
-            r#"{"node_name": "first", "datacenter": "a", "retry_join": ["x"]}"#,
-        );
+        write(dir.path(), "20-b.hcl", "node_name = \"second\"\nretry_join = [\"y\"]\n");
+        write(dir.path(), "10-a.json", r#"{"node_name": "first", "datacenter": "a", "retry_join": ["x"]}"#);
         write(dir.path(), "README.md", "not config");
         std::fs::create_dir(dir.path().join("sub.json")).expect("mkdir");
         let mut s = Settings::new(true);
@@ -774,18 +701,12 @@ mod tests {
     fn unknown_keys_are_named() {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = write(dir.path(), "x.json", r#"{"bootstrap_expct": 3}"#);
-        let err = Settings::new(false)
-            .apply_file(&f, None)
-            .expect_err("unknown")
-            .to_string();
+        let err = Settings::new(false).apply_file(&f, None).expect_err("unknown").to_string();
         assert!(err.contains("unknown key \"bootstrap_expct\""), "{err}");
         assert!(err.contains("x.json"), "{err}");
 
         let f = write(dir.path(), "y.hcl", "ports {\n htp = 1\n}\n");
-        let err = Settings::new(false)
-            .apply_file(&f, None)
-            .expect_err("unknown")
-            .to_string();
+        let err = Settings::new(false).apply_file(&f, None).expect_err("unknown").to_string();
         assert!(err.contains("unknown key \"ports.htp\""), "{err}");
         assert!(err.contains("y.hcl"), "{err}");
     }
@@ -793,50 +714,23 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         let cases = [
-            (
-                r#"{"ports": {"http": "abc"}}"#,
-                "ports.http: expected a number, got \"abc\"",
-            ),
-            (
-                r#"{"ports": {"http": -1}}"#,
-                "ports.http: cannot be disabled",
-            ),
-            (
-                r#"{"ports": {"server": 70000}}"#,
-                "ports.server: 70000 is not a valid port",
-            ),
+            (r#"{"ports": {"http": "abc"}}"#, "ports.http: expected a number, got \"abc\""),
+            (r#"{"ports": {"http": -1}}"#, "ports.http: cannot be disabled"),
+            (r#"{"ports": {"server": 70000}}"#, "ports.server: 70000 is not a valid port"),
             (r#"{"server": "yes"}"#, "server: expected a boolean"),
-            (
-                r#"{"retry_interval": 30}"#,
-                "retry_interval: expected a duration string",
-            ),
-            (
-                r#"{"max_query_time": "10"}"#,
-                "max_query_time: invalid duration",
-            ),
-            (
-                r#"{"bind_addr": "nope"}"#,
-                "bind_addr: \"nope\" is not an IP address",
-            ),
-            (
-                r#"{"bind_addr": "{{ GetPrivateIP }}"}"#,
-                "go-sockaddr templates are not supported",
-            ),
+            (r#"{"retry_interval": 30}"#, "retry_interval: expected a duration string"),
+            (r#"{"max_query_time": "10"}"#, "max_query_time: invalid duration"),
+            (r#"{"bind_addr": "nope"}"#, "bind_addr: \"nope\" is not an IP address"),
+            (r#"{"bind_addr": "{{ GetPrivateIP }}"}"#, "go-sockaddr templates are not supported"),
             (r#"{"node_id": "abc"}"#, "node_id:"),
-            (
-                r#"{"bootstrap_expect": -2}"#,
-                "bootstrap_expect: must not be negative",
-            ),
+            (r#"{"bootstrap_expect": -2}"#, "bootstrap_expect: must not be negative"),
             (r#"{"retry_join": [1]}"#, "retry_join[0]: expected a string"),
             (r#"{"limits": 5}"#, "limits: expected a block"),
             (r#"[1]"#, "top level must be an object"),
         ];
         for (json, want) in cases {
             let v: Value = serde_json::from_str(json).expect("json");
-            let err = Settings::new(false)
-                .apply_value(&v, "t.json")
-                .expect_err(json)
-                .to_string();
+            let err = Settings::new(false).apply_value(&v, "t.json").expect_err(json).to_string();
             assert!(err.contains(want), "{json}: {err}");
         }
     }
@@ -859,25 +753,13 @@ mod tests {
     fn parse_errors_name_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = write(dir.path(), "broken.json", "{\"a\": ");
-        let err = format!(
-            "{:#}",
-            Settings::new(false)
-                .apply_file(&f, None)
-                .expect_err("broken")
-        );
+        let err = format!("{:#}", Settings::new(false).apply_file(&f, None).expect_err("broken"));
         assert!(err.contains("broken.json"), "{err}");
         let f = write(dir.path(), "conf.txt", "{}");
-        let err = Settings::new(false)
-            .apply_file(&f, None)
-            .expect_err("ext")
-            .to_string();
+        let err = Settings::new(false).apply_file(&f, None).expect_err("ext").to_string();
         assert!(err.contains(".json or .hcl"), "{err}");
-        Settings::new(false)
-            .apply_file(&f, Some(Format::Json))
-            .expect("explicit format");
+        Settings::new(false).apply_file(&f, Some(Format::Json)).expect("explicit format");
         let f = write(dir.path(), "empty.hcl", "\n");
-        Settings::new(false)
-            .apply_file(&f, None)
-            .expect("empty file is fine");
+        Settings::new(false).apply_file(&f, None).expect("empty file is fine");
     }
 }

@@ -62,9 +62,7 @@ impl Client {
             (None, Some(path)) => Some(read_token_file(path)?),
             (None, None) => match env("CONSUL_HTTP_TOKEN") {
                 Some(t) => Some(t),
-                None => env("CONSUL_HTTP_TOKEN_FILE")
-                    .map(|p| read_token_file(&p))
-                    .transpose()?,
+                None => env("CONSUL_HTTP_TOKEN_FILE").map(|p| read_token_file(&p)).transpose()?,
             },
         };
         let inner = reqwest::Client::builder()
@@ -73,12 +71,7 @@ impl Client {
             .no_proxy()
             .build()
             .context("cannot build the HTTP client")?;
-        Ok(Client {
-            base,
-            token,
-            datacenter: flags.datacenter.clone(),
-            inner,
-        })
+        Ok(Client { base, token, datacenter: flags.datacenter.clone(), inner })
     }
 
     /// Builds the full URL: `path` is already escaped; `query` pairs are escaped here, a `None`
@@ -118,34 +111,18 @@ impl Client {
         if let Some(b) = body {
             req = req.body(b);
         }
-        let resp = req.send().await.map_err(|e| {
-            anyhow!(
-                "Error connecting to Consul agent at {}: {}",
-                self.base,
-                error_chain(&e)
-            )
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow!("Error connecting to Consul agent at {}: {}", self.base, error_chain(&e)))?;
         let status = resp.status();
-        let index = resp
-            .headers()
-            .get("X-Consul-Index")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let index = resp.headers().get("X-Consul-Index").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         let body = resp
             .bytes()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "error reading the answer to {method} {url}: {}",
-                    error_chain(&e)
-                )
-            })?
+            .map_err(|e| anyhow!("error reading the answer to {method} {url}: {}", error_chain(&e)))?
             .to_vec();
-        Ok(Response {
-            status,
-            index,
-            body,
-        })
+        Ok(Response { status, index, body })
     }
 
     /// Like [`Client::send`], but a non-2xx status is an error: `Unexpected response code: N (body)`,
@@ -172,11 +149,7 @@ pub(crate) fn check(resp: Response) -> Result<Response> {
     if text.is_empty() {
         bail!("Unexpected response code: {}", resp.status.as_u16());
     }
-    bail!(
-        "Unexpected response code: {} ({})",
-        resp.status.as_u16(),
-        text
-    )
+    bail!("Unexpected response code: {} ({})", resp.status.as_u16(), text)
 }
 
 /// reqwest's top-level error says little ("error sending request"); the cause says why.
@@ -192,8 +165,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn read_token_file(path: &str) -> Result<String> {
-    let t =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read token file {path}"))?;
+    let t = std::fs::read_to_string(path).with_context(|| format!("cannot read token file {path}"))?;
     Ok(t.trim().to_string())
 }
 
@@ -223,9 +195,7 @@ pub(crate) fn base_url(addr: &str) -> Result<String> {
 pub(crate) fn escape(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        let keep = b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'_' | b'.' | b'~')
-            || (keep_slash && b == b'/');
+        let keep = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (keep_slash && b == b'/');
         if keep {
             out.push(b as char);
         } else {
@@ -246,14 +216,8 @@ mod tests {
 
     #[test]
     fn base_urls() {
-        assert_eq!(
-            base_url("127.0.0.1:8500").expect("ok"),
-            "http://127.0.0.1:8500"
-        );
-        assert_eq!(
-            base_url("http://localhost:1234/").expect("ok"),
-            "http://localhost:1234"
-        );
+        assert_eq!(base_url("127.0.0.1:8500").expect("ok"), "http://127.0.0.1:8500");
+        assert_eq!(base_url("http://localhost:1234/").expect("ok"), "http://localhost:1234");
         assert!(base_url("https://x:1").is_err());
         assert!(base_url("unix:///tmp/s").is_err());
         assert!(base_url("").is_err());
@@ -275,21 +239,15 @@ mod tests {
         })
         .expect("client");
         assert_eq!(
-            c.url(
-                "/v1/kv/a",
-                &[("recurse", None), ("separator", Some("/".into()))]
-            ),
+            c.url("/v1/kv/a", &[("recurse", None), ("separator", Some("/".into()))]),
             "http://127.0.0.1:1/v1/kv/a?recurse&separator=%2F&dc=dc2"
         );
     }
 
     #[test]
     fn non_success_is_an_error_with_body() {
-        let r = Response {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            index: None,
-            body: b"No cluster leader\n".to_vec(),
-        };
+        let r =
+            Response { status: StatusCode::INTERNAL_SERVER_ERROR, index: None, body: b"No cluster leader\n".to_vec() };
         let e = check(r).expect_err("500").to_string();
         assert_eq!(e, "Unexpected response code: 500 (No cluster leader)");
     }

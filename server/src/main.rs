@@ -18,11 +18,7 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// The command line, after [`argv::normalize`].
 #[derive(Debug, Parser)]
-#[command(
-    name = "consul-rs",
-    about = "A Consul-compatible agent and CLI",
-    disable_version_flag = true
-)]
+#[command(name = "consul-rs", about = "A Consul-compatible agent and CLI", disable_version_flag = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -64,10 +60,7 @@ fn main() -> ExitCode {
         print!("{}", cmd_info::version_text());
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => return fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
     };
@@ -155,10 +148,7 @@ mod tests {
 
     #[test]
     fn positionals_after_flags_keep_dashes() {
-        let Ok(Cli {
-            command: Command::Kv(c),
-        }) = parse("kv put -flags 1 key -value")
-        else {
+        let Ok(Cli { command: Command::Kv(c) }) = parse("kv put -flags 1 key -value") else {
             panic!("parse failed");
         };
         let text = format!("{c:?}");

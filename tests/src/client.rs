@@ -26,20 +26,13 @@ impl Resp {
 
     /// A header as text.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
     }
 
     /// The body as JSON (panics with the body text if it is not JSON).
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 
     /// The body as text.
@@ -70,19 +63,11 @@ impl Api {
             .pool_max_idle_per_host(64)
             .build()
             .expect("reqwest client");
-        Api {
-            base: format!("http://{addr}"),
-            http,
-        }
+        Api { base: format!("http://{addr}"), http }
     }
 
     /// Sends a request; `path` includes the query string.
-    pub async fn request(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> reqwest::Result<Resp> {
+    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> reqwest::Result<Resp> {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(body) = body {
             req = req.body(body);
@@ -91,11 +76,7 @@ impl Api {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.bytes().await?.to_vec();
-        Ok(Resp {
-            status,
-            headers,
-            body,
-        })
+        Ok(Resp { status, headers, body })
     }
 
     /// `GET path`.
@@ -104,18 +85,8 @@ impl Api {
     }
 
     /// `PUT /v1/kv/<key><query>` with `value`; returns the response.
-    pub async fn kv_put(
-        &self,
-        key: &str,
-        value: impl Into<Vec<u8>>,
-        query: &str,
-    ) -> reqwest::Result<Resp> {
-        self.request(
-            reqwest::Method::PUT,
-            &format!("/v1/kv/{key}{query}"),
-            Some(value.into()),
-        )
-        .await
+    pub async fn kv_put(&self, key: &str, value: impl Into<Vec<u8>>, query: &str) -> reqwest::Result<Resp> {
+        self.request(reqwest::Method::PUT, &format!("/v1/kv/{key}{query}"), Some(value.into())).await
     }
 
     /// `PUT /v1/kv/<key>` expecting `true`; panics otherwise.
@@ -131,11 +102,6 @@ impl Api {
 
     /// `DELETE /v1/kv/<key><query>`.
     pub async fn kv_delete(&self, key: &str, query: &str) -> reqwest::Result<Resp> {
-        self.request(
-            reqwest::Method::DELETE,
-            &format!("/v1/kv/{key}{query}"),
-            None,
-        )
-        .await
+        self.request(reqwest::Method::DELETE, &format!("/v1/kv/{key}{query}"), None).await
     }
 }

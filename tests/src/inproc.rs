@@ -24,11 +24,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            snapshot_threshold: 16384,
-            trailing_logs: 10240,
-            tombstone_ttl: Duration::from_secs(15 * 60),
-        }
+        Options { snapshot_threshold: 16384, trailing_logs: 10240, tombstone_ttl: Duration::from_secs(15 * 60) }
     }
 }
 
@@ -40,13 +36,7 @@ pub struct Cluster {
     _dirs: Vec<TempDir>,
 }
 
-fn server_config(
-    i: usize,
-    n: usize,
-    join: SocketAddr,
-    dir: &TempDir,
-    opts: Options,
-) -> AgentConfig {
+fn server_config(i: usize, n: usize, join: SocketAddr, dir: &TempDir, opts: Options) -> AgentConfig {
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     AgentConfig {
         node_name: format!("node{i}"),
@@ -62,11 +52,7 @@ fn server_config(
             server: free_port(),
             serf_lan: if i == 0 { join.port() } else { free_port() },
         },
-        retry_join: if i == 0 {
-            vec![]
-        } else {
-            vec![join.to_string()]
-        },
+        retry_join: if i == 0 { vec![] } else { vec![join.to_string()] },
         retry_interval: Duration::from_millis(200),
         raft: RaftTuning {
             raft_multiplier: 1,
@@ -88,11 +74,7 @@ impl Cluster {
     pub async fn start_with(n: usize, opts: Options) -> Cluster {
         crate::init_tracing();
         let join = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port());
-        let mut cluster = Cluster {
-            agents: Vec::new(),
-            configs: Vec::new(),
-            _dirs: Vec::new(),
-        };
+        let mut cluster = Cluster { agents: Vec::new(), configs: Vec::new(), _dirs: Vec::new() };
         for i in 0..n {
             let dir = tempfile::tempdir().expect("tempdir");
             let config = server_config(i, n, join, &dir, opts);
@@ -108,18 +90,10 @@ impl Cluster {
     /// Adds one more server that joins the cluster (it must be added by the leader and catch up).
     pub async fn add_server(&mut self) -> usize {
         let i = self.agents.len();
-        let join = SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            self.configs[0].ports.serf_lan,
-        );
+        let join = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.configs[0].ports.serf_lan);
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = server_config(
-            i,
-            self.configs[0].bootstrap_expect.max(1) as usize,
-            join,
-            &dir,
-            Options::default(),
-        );
+        let mut config =
+            server_config(i, self.configs[0].bootstrap_expect.max(1) as usize, join, &dir, Options::default());
         config.raft = self.configs[0].raft;
         config.bootstrap = false;
         let agent = Agent::start(config.clone()).await.expect("agent start");
@@ -131,11 +105,7 @@ impl Cluster {
 
     /// Waits until the leader's configuration has `n` voters and every running agent knows the leader.
     pub async fn wait_for_voters(&self, n: usize) {
-        let api = self
-            .running()
-            .next()
-            .map(|i| self.api(i))
-            .expect("no running agent");
+        let api = self.running().next().map(|i| self.api(i)).expect("no running agent");
         eventually(Duration::from_secs(30), &format!("{n} raft voters"), || {
             let api = api.clone();
             async move {
@@ -146,20 +116,13 @@ impl Cluster {
         .await;
         for i in self.running().collect::<Vec<_>>() {
             let agent = self.agent(i);
-            agent
-                .wait_for_leader(Duration::from_secs(20))
-                .await
-                .expect("leader");
+            agent.wait_for_leader(Duration::from_secs(20)).await.expect("leader");
         }
     }
 
     /// Indexes of running agents.
     pub fn running(&self) -> impl Iterator<Item = usize> + '_ {
-        self.agents
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.is_some())
-            .map(|(i, _)| i)
+        self.agents.iter().enumerate().filter(|(_, a)| a.is_some()).map(|(i, _)| i)
     }
 
     /// Agent `i` (panics if stopped).
@@ -197,11 +160,7 @@ impl Cluster {
     pub async fn restart(&mut self, i: usize) {
         assert!(self.agents[i].is_none(), "agent {i} is running");
         let mut config = self.configs[i].clone();
-        config.retry_join = self
-            .running()
-            .filter(|j| *j != i)
-            .map(|j| self.agent(j).serf_addr().to_string())
-            .collect();
+        config.retry_join = self.running().filter(|j| *j != i).map(|j| self.agent(j).serf_addr().to_string()).collect();
         let agent = Agent::start(config).await.expect("agent restart");
         self.agents[i] = Some(agent);
     }

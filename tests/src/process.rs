@@ -20,16 +20,8 @@ pub fn binary() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test> → target/<profile>/consul-rs
-    let path = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join("consul-rs"))
-        .expect("target dir");
-    assert!(
-        path.exists(),
-        "{} not found: build it first (cargo build --workspace --bins)",
-        path.display()
-    );
+    let path = exe.parent().and_then(|d| d.parent()).map(|d| d.join("consul-rs")).expect("target dir");
+    assert!(path.exists(), "{} not found: build it first (cargo build --workspace --bins)", path.display());
     path
 }
 
@@ -56,18 +48,9 @@ pub struct ProcCluster {
 impl ProcCluster {
     /// Starts `n` server processes with `-bootstrap-expect n` joined to the first one.
     pub async fn start(n: usize) -> ProcCluster {
-        let mut c = ProcCluster {
-            children: Vec::new(),
-            ports: Vec::new(),
-            dirs: Vec::new(),
-            n,
-        };
+        let mut c = ProcCluster { children: Vec::new(), ports: Vec::new(), dirs: Vec::new(), n };
         for _ in 0..n {
-            c.ports.push(ProcPorts {
-                http: free_port(),
-                server: free_port(),
-                serf: free_port(),
-            });
+            c.ports.push(ProcPorts { http: free_port(), server: free_port(), serf: free_port() });
             c.dirs.push(tempfile::tempdir().expect("tempdir"));
             c.children.push(None);
         }
@@ -82,11 +65,8 @@ impl ProcCluster {
         let p = self.ports[i];
         let dir = self.dirs[i].path();
         let config = dir.join("config.json");
-        std::fs::write(
-            &config,
-            r#"{"performance": {"raft_multiplier": 1}, "retry_interval": "200ms"}"#,
-        )
-        .expect("write config");
+        std::fs::write(&config, r#"{"performance": {"raft_multiplier": 1}, "retry_interval": "200ms"}"#)
+            .expect("write config");
         let mut cmd = Command::new(binary());
         // Mix both Go-flag spellings, as client-library test harnesses do.
         cmd.arg("agent")
@@ -106,18 +86,13 @@ impl ProcCluster {
                 cmd.arg(format!("-retry-join=127.0.0.1:{}", other.serf));
             }
         }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
         self.children[i] = Some(cmd.spawn().expect("spawn consul-rs"));
     }
 
     /// An API client for server `i`.
     pub fn api(&self, i: usize) -> Api {
-        Api::new(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            self.ports[i].http,
-        ))
+        Api::new(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.ports[i].http))
     }
 
     /// Waits until every running server reports `n` voters and a leader.
@@ -127,20 +102,14 @@ impl ProcCluster {
                 continue;
             }
             let api = self.api(i);
-            eventually(
-                Duration::from_secs(60),
-                &format!("server {i} sees {n} voters and a leader"),
-                || {
-                    let api = api.clone();
-                    async move {
-                        let peers = api.get("/v1/status/peers").await.ok()?.json();
-                        let leader = api.get("/v1/status/leader").await.ok()?.json();
-                        (peers.as_array()?.len() == n
-                            && leader.as_str().is_some_and(|s| !s.is_empty()))
-                        .then_some(())
-                    }
-                },
-            )
+            eventually(Duration::from_secs(60), &format!("server {i} sees {n} voters and a leader"), || {
+                let api = api.clone();
+                async move {
+                    let peers = api.get("/v1/status/peers").await.ok()?.json();
+                    let leader = api.get("/v1/status/leader").await.ok()?.json();
+                    (peers.as_array()?.len() == n && leader.as_str().is_some_and(|s| !s.is_empty())).then_some(())
+                }
+            })
             .await;
         }
     }

@@ -38,11 +38,7 @@ pub(super) async fn agent_self(State(ctx): State<Ctx>, uri: Uri) -> Response {
     let q = QueryParams::from_uri(&uri);
     let me = ctx.cluster.me();
     let metrics = ctx.consensus.metrics();
-    let leader_addr = ctx
-        .consensus
-        .leader()
-        .map(|(_, n)| n.rpc_addr)
-        .unwrap_or_default();
+    let leader_addr = ctx.consensus.leader().map(|(_, n)| n.rpc_addr).unwrap_or_default();
     let state = match metrics.state {
         ServerState::Leader => "Leader",
         ServerState::Follower => "Follower",
@@ -103,12 +99,7 @@ pub(super) async fn agent_self(State(ctx): State<Ctx>, uri: Uri) -> Response {
 /// `GET /v1/agent/members`: the members this agent knows of.
 pub(super) async fn agent_members(State(ctx): State<Ctx>, uri: Uri) -> Response {
     let q = QueryParams::from_uri(&uri);
-    let members: Vec<Value> = ctx
-        .cluster
-        .members()
-        .iter()
-        .map(|m| member_json(m, m.bootstrap_expect))
-        .collect();
+    let members: Vec<Value> = ctx.cluster.members().iter().map(|m| member_json(m, m.bootstrap_expect)).collect();
     json(StatusCode::OK, &members, q.pretty())
 }
 

@@ -31,17 +31,10 @@ pub(super) async fn run<T>(
         return Ok((index, result, meta));
     }
     let jitter_ms = (params.wait.as_millis() / 16) as u64;
-    let jitter = if jitter_ms > 0 {
-        rand::thread_rng().gen_range(0..jitter_ms)
-    } else {
-        0
-    };
+    let jitter = if jitter_ms > 0 { rand::thread_rng().gen_range(0..jitter_ms) } else { 0 };
     let deadline = tokio::time::Instant::now() + params.wait + Duration::from_millis(jitter);
     loop {
-        let mut receivers: Vec<_> = targets
-            .iter()
-            .map(|t| state.watches().subscribe(t))
-            .collect();
+        let mut receivers: Vec<_> = targets.iter().map(|t| state.watches().subscribe(t)).collect();
         let (index, result) = state.read(&query);
         if index > params.index || tokio::time::Instant::now() >= deadline {
             return Ok((index, result, meta));

@@ -38,8 +38,8 @@ pub(super) struct KvPairJson {
 impl KvPairJson {
     /// Renders an entry; `with_value` false gives `"Value": null` (txn write results).
     pub(super) fn from_entry(e: &KvEntry, with_value: bool) -> Self {
-        let value = (with_value && !e.value.is_empty())
-            .then(|| base64::engine::general_purpose::STANDARD.encode(&e.value));
+        let value =
+            (with_value && !e.value.is_empty()).then(|| base64::engine::general_purpose::STANDARD.encode(&e.value));
         KvPairJson {
             lock_index: e.lock_index,
             key: e.key.clone(),
@@ -57,11 +57,7 @@ fn key_of(path: Option<Path<String>>) -> String {
 }
 
 /// `GET /v1/kv/:key`.
-pub(super) async fn get_kv(
-    State(ctx): State<Ctx>,
-    path: Option<Path<String>>,
-    uri: Uri,
-) -> Response {
+pub(super) async fn get_kv(State(ctx): State<Ctx>, path: Option<Path<String>>, uri: Uri) -> Response {
     match get_inner(&ctx, key_of(path), &QueryParams::from_uri(&uri)).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -73,20 +69,11 @@ async fn get_inner(ctx: &Ctx, key: String, q: &QueryParams) -> Result<Response, 
     let params = ReadParams::parse(q, ctx.config.default_query_time, ctx.config.max_query_time)?;
     let pretty = q.pretty();
     if q.has("keys") {
-        let separator = q
-            .get("separator")
-            .or_else(|| q.get("seperator"))
-            .map(str::to_string);
+        let separator = q.get("separator").or_else(|| q.get("seperator")).map(str::to_string);
         let target = [WatchTarget::Prefix(key.clone())];
-        let (index, keys, meta) = blocking::run(ctx, &params, &target, |d| {
-            kvq::keys(d, &key, separator.as_deref())
-        })
-        .await?;
-        let status = if keys.is_empty() && !key.is_empty() {
-            StatusCode::NOT_FOUND
-        } else {
-            StatusCode::OK
-        };
+        let (index, keys, meta) =
+            blocking::run(ctx, &params, &target, |d| kvq::keys(d, &key, separator.as_deref())).await?;
+        let status = if keys.is_empty() && !key.is_empty() { StatusCode::NOT_FOUND } else { StatusCode::OK };
         let mut resp = if status == StatusCode::NOT_FOUND {
             StatusCode::NOT_FOUND.into_response()
         } else {
@@ -97,15 +84,11 @@ async fn get_inner(ctx: &Ctx, key: String, q: &QueryParams) -> Result<Response, 
     }
     if q.has("recurse") {
         let target = [WatchTarget::Prefix(key.clone())];
-        let (index, entries, meta) =
-            blocking::run(ctx, &params, &target, |d| kvq::list(d, &key)).await?;
+        let (index, entries, meta) = blocking::run(ctx, &params, &target, |d| kvq::list(d, &key)).await?;
         let mut resp = if entries.is_empty() {
             StatusCode::NOT_FOUND.into_response()
         } else {
-            let body: Vec<KvPairJson> = entries
-                .iter()
-                .map(|e| KvPairJson::from_entry(e, true))
-                .collect();
+            let body: Vec<KvPairJson> = entries.iter().map(|e| KvPairJson::from_entry(e, true)).collect();
             json(StatusCode::OK, &body, pretty)
         };
         set_read_meta(resp.headers_mut(), index, &meta);
@@ -127,14 +110,8 @@ async fn get_inner(ctx: &Ctx, key: String, q: &QueryParams) -> Result<Response, 
             let mut r = (StatusCode::OK, Body::from(e.value.clone())).into_response();
             let h = r.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-            h.insert(
-                "X-Content-Type-Options",
-                HeaderValue::from_static("nosniff"),
-            );
-            h.insert(
-                "Content-Security-Policy",
-                HeaderValue::from_static("sandbox"),
-            );
+            h.insert("X-Content-Type-Options", HeaderValue::from_static("nosniff"));
+            h.insert("Content-Security-Policy", HeaderValue::from_static("sandbox"));
             r
         }
         Some(e) => json(StatusCode::OK, &[KvPairJson::from_entry(&e, true)], pretty),
@@ -164,24 +141,11 @@ pub(super) async fn put_kv(
         let cas = q.u64("cas", "cas index")?;
         let acquire = q.get("acquire").map(str::to_string);
         let release = q.get("release").map(str::to_string);
-        if [cas.is_some(), acquire.is_some(), release.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count()
-            > 1
-        {
-            return Err(Error::BadRequest(
-                "Conflicting flags: cas=, acquire=, release= are mutually exclusive".into(),
-            ));
+        if [cas.is_some(), acquire.is_some(), release.is_some()].iter().filter(|b| **b).count() > 1 {
+            return Err(Error::BadRequest("Conflicting flags: cas=, acquire=, release= are mutually exclusive".into()));
         }
         let limit = ctx.config.limits.kv_max_value_size;
-        let value = read_body(
-            body,
-            &headers,
-            limit,
-            "the kv_max_value_size limit (limits.kv_max_value_size)",
-        )
-        .await?;
+        let value = read_body(body, &headers, limit, "the kv_max_value_size limit (limits.kv_max_value_size)").await?;
         let op = match (cas, acquire, release) {
             (Some(index), _, _) => KvOp::new(KvVerb::Cas, key).with_index(index),
             (_, Some(session), _) => KvOp::new(KvVerb::Lock, key).with_session(session),
@@ -198,11 +162,7 @@ pub(super) async fn put_kv(
 }
 
 /// `DELETE /v1/kv/:key`.
-pub(super) async fn delete_kv(
-    State(ctx): State<Ctx>,
-    path: Option<Path<String>>,
-    uri: Uri,
-) -> Response {
+pub(super) async fn delete_kv(State(ctx): State<Ctx>, path: Option<Path<String>>, uri: Uri) -> Response {
     let q = QueryParams::from_uri(&uri);
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;
@@ -210,9 +170,7 @@ pub(super) async fn delete_kv(
         let recurse = q.has("recurse");
         let cas = q.u64("cas", "cas index")?;
         if recurse && cas.is_some() {
-            return Err(Error::BadRequest(
-                "Conflicting flags: cas= and recurse are mutually exclusive".into(),
-            ));
+            return Err(Error::BadRequest("Conflicting flags: cas= and recurse are mutually exclusive".into()));
         }
         if key.is_empty() && !recurse {
             return Err(Error::BadRequest("Missing key name".into()));

@@ -6,6 +6,8 @@
 
 mod agent;
 mod blocking;
+pub(crate) mod body;
+pub(crate) mod catalog;
 mod kv;
 mod operator;
 mod query;
@@ -51,46 +53,40 @@ type Ctx = Arc<ApiContext>;
 /// Builds the router.
 pub fn router(ctx: Ctx) -> Router {
     Router::new()
-        .route(
-            "/v1/kv/",
-            get(kv::get_kv).put(kv::put_kv).delete(kv::delete_kv),
-        )
-        .route(
-            "/v1/kv/{*key}",
-            get(kv::get_kv).put(kv::put_kv).delete(kv::delete_kv),
-        )
+        .route("/v1/kv/", get(kv::get_kv).put(kv::put_kv).delete(kv::delete_kv))
+        .route("/v1/kv/{*key}", get(kv::get_kv).put(kv::put_kv).delete(kv::delete_kv))
         .route("/v1/txn", put(txn::txn))
         .route("/v1/status/leader", get(operator::status_leader))
         .route("/v1/status/peers", get(operator::status_peers))
-        .route(
-            "/v1/operator/raft/configuration",
-            get(operator::raft_configuration),
-        )
+        .route("/v1/operator/raft/configuration", get(operator::raft_configuration))
         .route("/v1/operator/raft/peer", delete(operator::raft_remove_peer))
         .route("/v1/agent/self", get(agent::agent_self))
         .route("/v1/agent/members", get(agent::agent_members))
         .route("/v1/agent/version", get(agent::agent_version))
-        .route(
-            "/v1/snapshot",
-            get(snapshot::snapshot_save).put(snapshot::snapshot_restore),
-        )
+        .route("/v1/catalog/register", put(catalog::register))
+        .route("/v1/catalog/deregister", put(catalog::deregister))
+        .route("/v1/catalog/datacenters", get(catalog::datacenters))
+        .route("/v1/catalog/nodes", get(catalog::nodes))
+        .route("/v1/catalog/services", get(catalog::services))
+        .route("/v1/catalog/service/{service}", get(catalog::service))
+        .route("/v1/catalog/node/{node}", get(catalog::node))
+        .route("/v1/catalog/node-services/{node}", get(catalog::node_services))
+        .route("/v1/health/node/{node}", get(catalog::health_node))
+        .route("/v1/health/checks/{service}", get(catalog::health_checks))
+        .route("/v1/health/service/{service}", get(catalog::health_service))
+        .route("/v1/health/state/{state}", get(catalog::health_state))
+        .route("/v1/snapshot", get(snapshot::snapshot_save).put(snapshot::snapshot_restore))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(ctx)
 }
 
 async fn not_found(uri: Uri) -> Response {
-    text(
-        StatusCode::NOT_FOUND,
-        format!("Not found: no handler for path {}", uri.path()),
-    )
+    text(StatusCode::NOT_FOUND, format!("Not found: no handler for path {}", uri.path()))
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
-    text(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("method {method} not allowed for {}", uri.path()),
-    )
+    text(StatusCode::METHOD_NOT_ALLOWED, format!("method {method} not allowed for {}", uri.path()))
 }
 
 /// A plain-text response.
@@ -99,40 +95,25 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
     if !body.ends_with('\n') {
         body.push('\n');
     }
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         text(status, self.to_string())
     }
 }
 
 /// A JSON response, pretty-printed when the request had `?pretty`.
 fn json<T: Serialize>(status: StatusCode, value: &T, pretty: bool) -> Response {
-    let body = if pretty {
-        serde_json::to_vec_pretty(value)
-    } else {
-        serde_json::to_vec(value)
-    };
+    let body = if pretty { serde_json::to_vec_pretty(value) } else { serde_json::to_vec(value) };
     match body {
         Ok(mut bytes) => {
             if pretty {
                 bytes.push(b'\n');
             }
-            (
-                status,
-                [(header::CONTENT_TYPE, "application/json")],
-                Body::from(bytes),
-            )
-                .into_response()
+            (status, [(header::CONTENT_TYPE, "application/json")], Body::from(bytes)).into_response()
         }
         Err(e) => Error::Storage(format!("encoding response: {e}")).into_response(),
     }
@@ -141,40 +122,18 @@ fn json<T: Serialize>(status: StatusCode, value: &T, pretty: bool) -> Response {
 /// Adds Consul's read metadata headers. `X-Consul-Index` is never 0 (`setIndex` in Consul).
 fn set_read_meta(headers: &mut HeaderMap, index: u64, meta: &ReadMeta) {
     headers.insert("X-Consul-Index", HeaderValue::from(index.max(1)));
-    headers.insert(
-        "X-Consul-KnownLeader",
-        HeaderValue::from_static(if meta.known_leader { "true" } else { "false" }),
-    );
-    headers.insert(
-        "X-Consul-LastContact",
-        HeaderValue::from(meta.last_contact_ms),
-    );
-    headers.insert(
-        "X-Consul-Effective-Consistency",
-        HeaderValue::from_static(meta.consistency.as_header()),
-    );
-    headers.insert(
-        "X-Consul-Query-Backend",
-        HeaderValue::from_static("blocking-query"),
-    );
+    headers.insert("X-Consul-KnownLeader", HeaderValue::from_static(if meta.known_leader { "true" } else { "false" }));
+    headers.insert("X-Consul-LastContact", HeaderValue::from(meta.last_contact_ms));
+    headers.insert("X-Consul-Effective-Consistency", HeaderValue::from_static(meta.consistency.as_header()));
+    headers.insert("X-Consul-Query-Backend", HeaderValue::from_static("blocking-query"));
 }
 
 /// Reads a request body of at most `limit` bytes; a larger one is a 413 naming both sizes.
-async fn read_body(
-    body: Body,
-    headers: &HeaderMap,
-    limit: usize,
-    what: &str,
-) -> Result<bytes::Bytes, Error> {
-    let too_large = |n: String| {
-        Error::TooLarge(format!(
-            "Request body({n} bytes) too large, max size: {limit} bytes. See {what}."
-        ))
-    };
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize, what: &str) -> Result<bytes::Bytes, Error> {
+    let too_large =
+        |n: String| Error::TooLarge(format!("Request body({n} bytes) too large, max size: {limit} bytes. See {what}."));
+    if let Some(len) =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
     {
         if len > limit as u64 {
             return Err(too_large(len.to_string()));

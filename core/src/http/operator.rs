@@ -17,11 +17,7 @@ pub(super) async fn status_leader(State(ctx): State<Ctx>, uri: Uri) -> Response 
     if let Err(e) = q.check_dc(&ctx.config.datacenter) {
         return e.into_response();
     }
-    let leader = ctx
-        .consensus
-        .leader()
-        .map(|(_, n)| n.rpc_addr)
-        .unwrap_or_default();
+    let leader = ctx.consensus.leader().map(|(_, n)| n.rpc_addr).unwrap_or_default();
     json(StatusCode::OK, &leader, q.pretty())
 }
 
@@ -32,12 +28,8 @@ pub(super) async fn status_peers(State(ctx): State<Ctx>, uri: Uri) -> Response {
         return e.into_response();
     }
     let config = raft::configuration(&ctx.consensus.metrics());
-    let peers: Vec<String> = config
-        .servers
-        .into_iter()
-        .filter(|(_, _, voter)| *voter)
-        .map(|(_, n, _)| n.rpc_addr)
-        .collect();
+    let peers: Vec<String> =
+        config.servers.into_iter().filter(|(_, _, voter)| *voter).map(|(_, n, _)| n.rpc_addr).collect();
     json(StatusCode::OK, &peers, q.pretty())
 }
 
@@ -57,11 +49,7 @@ pub(super) async fn raft_configuration(State(ctx): State<Ctx>, uri: Uri) -> Resp
                 let matched = if *id == ctx.consensus.self_id() {
                     Some(last_index)
                 } else {
-                    metrics
-                        .replication
-                        .as_ref()
-                        .and_then(|r| r.get(id).copied().flatten())
-                        .map(|l| l.index)
+                    metrics.replication.as_ref().and_then(|r| r.get(id).copied().flatten()).map(|l| l.index)
                 };
                 json_value!({
                     "ID": node.node_id,
@@ -74,11 +62,7 @@ pub(super) async fn raft_configuration(State(ctx): State<Ctx>, uri: Uri) -> Resp
                 })
             })
             .collect();
-        let mut resp = json(
-            StatusCode::OK,
-            &json_value!({ "Servers": servers, "Index": config.index }),
-            q.pretty(),
-        );
+        let mut resp = json(StatusCode::OK, &json_value!({ "Servers": servers, "Index": config.index }), q.pretty());
         set_read_meta(resp.headers_mut(), config.index, &meta);
         Ok::<_, Error>(resp)
     }
@@ -103,11 +87,11 @@ pub(super) async fn raft_remove_peer(State(ctx): State<Ctx>, uri: Uri) -> Respon
                 .iter()
                 .find(|(_, n, _)| n.node_id == id)
                 .ok_or_else(|| Error::BadRequest(format!("id {id:?} was not found in the Raft configuration"))),
-            (None, Some(addr)) => config
-                .servers
-                .iter()
-                .find(|(_, n, _)| n.rpc_addr == addr)
-                .ok_or_else(|| Error::BadRequest(format!("address {addr:?} was not found in the Raft configuration"))),
+            (None, Some(addr)) => {
+                config.servers.iter().find(|(_, n, _)| n.rpc_addr == addr).ok_or_else(|| {
+                    Error::BadRequest(format!("address {addr:?} was not found in the Raft configuration"))
+                })
+            }
             (None, None) => {
                 return Err(Error::BadRequest(
                     "Must specify either ?id with the server's ID or ?address with IP:port of peer to remove".into(),

@@ -21,11 +21,7 @@ impl QueryParams {
     pub fn from_uri(uri: &Uri) -> Self {
         let pairs = uri
             .query()
-            .map(|q| {
-                form_urlencoded::parse(q.as_bytes())
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect()
-            })
+            .map(|q| form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
             .unwrap_or_default();
         QueryParams { pairs }
     }
@@ -37,20 +33,19 @@ impl QueryParams {
 
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a repeatable parameter (`?tag=a&tag=b`).
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// Parses `name` as an unsigned integer; `what` names it in the error.
     pub fn u64(&self, name: &str, what: &str) -> Result<Option<u64>, Error> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => v
-                .parse::<u64>()
-                .map(Some)
-                .map_err(|_| Error::BadRequest(format!("Invalid {what}: {v:?}"))),
+            Some(v) => v.parse::<u64>().map(Some).map_err(|_| Error::BadRequest(format!("Invalid {what}: {v:?}"))),
         }
     }
 
@@ -64,9 +59,9 @@ impl QueryParams {
         let stale = self.has("stale") || self.has("max_stale");
         let consistent = self.has("consistent");
         match (stale, consistent) {
-            (true, true) => Err(Error::BadRequest(
-                "Cannot specify ?stale with ?consistent, conflicting semantics.".into(),
-            )),
+            (true, true) => {
+                Err(Error::BadRequest("Cannot specify ?stale with ?consistent, conflicting semantics.".into()))
+            }
             (true, false) => Ok(Consistency::Stale),
             (false, true) => Ok(Consistency::Consistent),
             (false, false) => Ok(Consistency::Default),
@@ -97,22 +92,15 @@ pub struct ReadParams {
 
 impl ReadParams {
     /// Parses and validates the read parameters.
-    pub fn parse(
-        q: &QueryParams,
-        default_wait: Duration,
-        max_wait: Duration,
-    ) -> Result<Self, Error> {
+    pub fn parse(q: &QueryParams, default_wait: Duration, max_wait: Duration) -> Result<Self, Error> {
         let index = match q.get("index") {
             None | Some("") => 0,
-            Some(v) => v
-                .parse::<u64>()
-                .map_err(|_| Error::BadRequest("Invalid index".into()))?,
+            Some(v) => v.parse::<u64>().map_err(|_| Error::BadRequest("Invalid index".into()))?,
         };
         let wait = match q.get("wait") {
             None | Some("") => default_wait,
             Some(v) => {
-                let d = parse_go_duration(v)
-                    .map_err(|_| Error::BadRequest("Invalid wait time".into()))?;
+                let d = parse_go_duration(v).map_err(|_| Error::BadRequest("Invalid wait time".into()))?;
                 if d.is_zero() {
                     default_wait
                 } else {
@@ -120,11 +108,7 @@ impl ReadParams {
                 }
             }
         };
-        Ok(ReadParams {
-            index,
-            wait,
-            consistency: q.consistency()?,
-        })
+        Ok(ReadParams { index, wait, consistency: q.consistency()? })
     }
 }
 
@@ -134,11 +118,7 @@ pub fn token(q: &QueryParams, headers: &HeaderMap) -> Option<String> {
     if let Some(t) = q.get("token").filter(|t| !t.is_empty()) {
         return Some(t.to_string());
     }
-    if let Some(t) = headers
-        .get("X-Consul-Token")
-        .and_then(|v| v.to_str().ok())
-        .filter(|t| !t.is_empty())
-    {
+    if let Some(t) = headers.get("X-Consul-Token").and_then(|v| v.to_str().ok()).filter(|t| !t.is_empty()) {
         return Some(t.to_string());
     }
     headers
@@ -175,12 +155,7 @@ mod tests {
         assert!(ReadParams::parse(&q("index=abc"), d, m).is_err());
         assert!(ReadParams::parse(&q("wait=5"), d, m).is_err());
         assert!(ReadParams::parse(&q("stale&consistent"), d, m).is_err());
-        assert_eq!(
-            ReadParams::parse(&q("stale"), d, m)
-                .map(|p| p.consistency)
-                .ok(),
-            Some(Consistency::Stale)
-        );
+        assert_eq!(ReadParams::parse(&q("stale"), d, m).map(|p| p.consistency).ok(), Some(Consistency::Stale));
     }
 
     #[test]
@@ -197,9 +172,6 @@ mod tests {
     fn dc_check() {
         assert!(q("dc=dc1").check_dc("dc1").is_ok());
         assert!(q("dc=DC1").check_dc("dc1").is_ok());
-        assert!(matches!(
-            q("dc=other").check_dc("dc1"),
-            Err(Error::NoPathToDatacenter(_))
-        ));
+        assert!(matches!(q("dc=other").check_dc("dc1"), Err(Error::NoPathToDatacenter(_))));
     }
 }

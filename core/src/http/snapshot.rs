@@ -8,9 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::query::QueryParams;
 use super::{read_body, set_read_meta, Ctx};
-use crate::archive::{
-    read_archive, write_archive, ArchiveMeta, ARCHIVE_VERSION, MAX_ARCHIVE_BYTES,
-};
+use crate::archive::{read_archive, write_archive, ArchiveMeta, ARCHIVE_VERSION, MAX_ARCHIVE_BYTES};
 use crate::command::Command;
 use crate::Error;
 
@@ -21,19 +19,13 @@ pub(super) async fn snapshot_save(State(ctx): State<Ctx>, uri: Uri) -> Response 
         q.check_dc(&ctx.config.datacenter)?;
         let meta = ctx.consensus.read_barrier(q.consistency()?).await?;
         // One read lock: the index and the bytes describe the same instant.
-        let (index, state_bin) = ctx
-            .consensus
-            .state()
-            .read(|d| (d.last_index, postcard::to_allocvec(d)));
+        let (index, state_bin) = ctx.consensus.state().read(|d| (d.last_index, postcard::to_allocvec(d)));
         let state_bin = state_bin.map_err(|e| Error::Storage(format!("serialising state: {e}")))?;
         let term = ctx.consensus.metrics().current_term;
         let archive_meta = ArchiveMeta {
             id: format!(
                 "{term}-{index}-{}",
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis())
-                    .unwrap_or(0)
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
             ),
             index,
             term,
@@ -42,10 +34,7 @@ pub(super) async fn snapshot_save(State(ctx): State<Ctx>, uri: Uri) -> Response 
         };
         let archive = write_archive(&archive_meta, &state_bin)?;
         let mut resp = (StatusCode::OK, Body::from(archive)).into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-gzip"),
-        );
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-gzip"));
         set_read_meta(resp.headers_mut(), index, &meta);
         Ok::<_, Error>(resp)
     }
@@ -54,12 +43,7 @@ pub(super) async fn snapshot_save(State(ctx): State<Ctx>, uri: Uri) -> Response 
 }
 
 /// `PUT /v1/snapshot`.
-pub(super) async fn snapshot_restore(
-    State(ctx): State<Ctx>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub(super) async fn snapshot_restore(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let q = QueryParams::from_uri(&uri);
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;

@@ -21,12 +21,7 @@ use crate::Error;
 pub const MAX_TXN_OPS: usize = 128;
 
 /// `PUT /v1/txn`.
-pub(super) async fn txn(
-    State(ctx): State<Ctx>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub(super) async fn txn(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let q = QueryParams::from_uri(&uri);
     match txn_inner(&ctx, &q, &headers, body).await {
         Ok(r) => r,
@@ -34,22 +29,11 @@ pub(super) async fn txn(
     }
 }
 
-async fn txn_inner(
-    ctx: &Ctx,
-    q: &QueryParams,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Response, Error> {
+async fn txn_inner(ctx: &Ctx, q: &QueryParams, headers: &HeaderMap, body: Body) -> Result<Response, Error> {
     q.check_dc(&ctx.config.datacenter)?;
     let limits = ctx.config.limits;
     let limit = limits.txn_max_req_len.max(limits.kv_max_value_size);
-    let bytes = read_body(
-        body,
-        headers,
-        limit,
-        "the txn_max_req_len limit (limits.txn_max_req_len)",
-    )
-    .await?;
+    let bytes = read_body(body, headers, limit, "the txn_max_req_len limit (limits.txn_max_req_len)").await?;
     let ops = parse_ops(&bytes, limits.kv_max_value_size)?;
     let pretty = q.pretty();
     let read_only = ops.iter().all(|TxnOp::Kv(op)| op.verb.is_read());
@@ -67,8 +51,7 @@ async fn txn_inner(
     match ctx.consensus.write(Command::Txn(ops)).await? {
         (index, CommandResponse::Txn(outcome)) => {
             let mut resp = render(&outcome, pretty);
-            resp.headers_mut()
-                .insert("X-Consul-Index", index.max(1).into());
+            resp.headers_mut().insert("X-Consul-Index", index.max(1).into());
             Ok(resp)
         }
         (_, other) => Err(Error::Raft(format!("unexpected result {other:?}"))),
@@ -82,40 +65,24 @@ fn render(outcome: &TxnOutcome, pretty: bool) -> Response {
             .iter()
             .map(|r| json_value!({ "KV": KvPairJson::from_entry(&r.entry, r.with_value) }))
             .collect();
-        json(
-            StatusCode::OK,
-            &json_value!({ "Results": results, "Errors": null }),
-            pretty,
-        )
+        json(StatusCode::OK, &json_value!({ "Results": results, "Errors": null }), pretty)
     } else {
-        let errors: Vec<Value> = outcome
-            .errors
-            .iter()
-            .map(|e| json_value!({ "OpIndex": e.op_index, "What": e.what }))
-            .collect();
-        json(
-            StatusCode::CONFLICT,
-            &json_value!({ "Results": null, "Errors": errors }),
-            pretty,
-        )
+        let errors: Vec<Value> =
+            outcome.errors.iter().map(|e| json_value!({ "OpIndex": e.op_index, "What": e.what })).collect();
+        json(StatusCode::CONFLICT, &json_value!({ "Results": null, "Errors": errors }), pretty)
     }
 }
 
 /// Finds a field by name ignoring case, as Consul's decoder (mapstructure) does.
 fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    obj.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_null())
+    obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v).filter(|v| !v.is_null())
 }
 
 fn parse_ops(body: &[u8], max_value: usize) -> Result<Vec<TxnOp>, Error> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| Error::BadRequest(format!("Failed to parse body: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("Failed to parse body: {e}")))?;
     let Value::Array(items) = value else {
-        return Err(Error::BadRequest(
-            "Failed to parse body: expected a JSON array of operations".into(),
-        ));
+        return Err(Error::BadRequest("Failed to parse body: expected a JSON array of operations".into()));
     };
     if items.len() > MAX_TXN_OPS {
         return Err(Error::TooLarge(format!(
@@ -123,33 +90,20 @@ fn parse_ops(body: &[u8], max_value: usize) -> Result<Vec<TxnOp>, Error> {
             items.len()
         )));
     }
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| parse_op(i, item, max_value))
-        .collect()
+    items.iter().enumerate().map(|(i, item)| parse_op(i, item, max_value)).collect()
 }
 
 fn parse_op(i: usize, item: &Value, max_value: usize) -> Result<TxnOp, Error> {
     let bad = |m: String| Error::BadRequest(format!("operation {i}: {m}"));
-    let obj = item
-        .as_object()
-        .ok_or_else(|| bad("expected an object".into()))?;
+    let obj = item.as_object().ok_or_else(|| bad("expected an object".into()))?;
     for kind in ["Node", "Service", "Check", "Session"] {
         if field(obj, kind).is_some() {
-            return Err(bad(format!(
-                "{kind} operations are not supported yet; only KV operations are"
-            )));
+            return Err(bad(format!("{kind} operations are not supported yet; only KV operations are")));
         }
     }
-    let kv = field(obj, "KV")
-        .and_then(Value::as_object)
-        .ok_or_else(|| bad("missing KV operation".into()))?;
-    let verb_text = field(kv, "Verb")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("missing Verb".into()))?;
-    let verb =
-        KvVerb::parse(verb_text).ok_or_else(|| bad(format!("unknown KV verb {verb_text:?}")))?;
+    let kv = field(obj, "KV").and_then(Value::as_object).ok_or_else(|| bad("missing KV operation".into()))?;
+    let verb_text = field(kv, "Verb").and_then(Value::as_str).ok_or_else(|| bad("missing Verb".into()))?;
+    let verb = KvVerb::parse(verb_text).ok_or_else(|| bad(format!("unknown KV verb {verb_text:?}")))?;
     let key = match field(kv, "Key") {
         None => String::new(),
         Some(Value::String(s)) => s.clone(),
@@ -174,23 +128,17 @@ fn parse_op(i: usize, item: &Value, max_value: usize) -> Result<TxnOp, Error> {
     let number = |name: &str| -> Result<u64, Error> {
         match field(kv, name) {
             None => Ok(0),
-            Some(v) => v
-                .as_u64()
-                .ok_or_else(|| bad(format!("{name} must be an unsigned integer"))),
+            Some(v) => v.as_u64().ok_or_else(|| bad(format!("{name} must be an unsigned integer"))),
         }
     };
-    let mut op = KvOp::new(verb, key)
-        .with_value(value)
-        .with_flags(number("Flags")?)
-        .with_index(number("Index")?);
+    let mut op = KvOp::new(verb, key).with_value(value).with_flags(number("Flags")?).with_index(number("Index")?);
     match field(kv, "Session") {
         None => {}
         Some(Value::String(s)) if s.is_empty() => {}
         Some(Value::String(s)) => op = op.with_session(s.clone()),
         Some(_) => return Err(bad("Session must be a string".into())),
     }
-    if matches!(verb, KvVerb::Lock | KvVerb::Unlock | KvVerb::CheckSession) && op.session.is_none()
-    {
+    if matches!(verb, KvVerb::Lock | KvVerb::Unlock | KvVerb::CheckSession) && op.session.is_none() {
         return Err(bad(format!("verb {verb_text:?} needs a Session")));
     }
     Ok(TxnOp::Kv(op))
@@ -206,12 +154,7 @@ mod tests {
         let ops = parse_ops(body, 1024).expect("parse");
         let TxnOp::Kv(first) = &ops[0];
         assert_eq!(
-            (
-                first.verb,
-                first.key.as_str(),
-                first.value.as_ref(),
-                first.flags
-            ),
+            (first.verb, first.key.as_str(), first.value.as_ref(), first.flags),
             (KvVerb::Set, "a", b"hi".as_ref(), 3)
         );
     }
@@ -219,36 +162,18 @@ mod tests {
     #[test]
     fn rejects_bad_operations() {
         assert!(matches!(parse_ops(b"{}", 10), Err(Error::BadRequest(_))));
-        assert!(matches!(
-            parse_ops(br#"[{"KV":{"Verb":"explode","Key":"a"}}]"#, 10),
-            Err(Error::BadRequest(_))
-        ));
+        assert!(matches!(parse_ops(br#"[{"KV":{"Verb":"explode","Key":"a"}}]"#, 10), Err(Error::BadRequest(_))));
         assert!(matches!(
             parse_ops(br#"[{"KV":{"Verb":"set","Key":"a","Value":"!!"}}]"#, 10),
             Err(Error::BadRequest(_))
         ));
         assert!(matches!(
-            parse_ops(
-                br#"[{"KV":{"Verb":"set","Key":"a","Value":"aGVsbG8="}}]"#,
-                2
-            ),
+            parse_ops(br#"[{"KV":{"Verb":"set","Key":"a","Value":"aGVsbG8="}}]"#, 2),
             Err(Error::TooLarge(_))
         ));
-        assert!(matches!(
-            parse_ops(br#"[{"KV":{"Verb":"lock","Key":"a"}}]"#, 10),
-            Err(Error::BadRequest(_))
-        ));
-        assert!(matches!(
-            parse_ops(br#"[{"Node":{"Verb":"get"}}]"#, 10),
-            Err(Error::BadRequest(_))
-        ));
-        let many = format!(
-            "[{}]",
-            vec![r#"{"KV":{"Verb":"get","Key":"a"}}"#; 129].join(",")
-        );
-        assert!(matches!(
-            parse_ops(many.as_bytes(), 10),
-            Err(Error::TooLarge(_))
-        ));
+        assert!(matches!(parse_ops(br#"[{"KV":{"Verb":"lock","Key":"a"}}]"#, 10), Err(Error::BadRequest(_))));
+        assert!(matches!(parse_ops(br#"[{"Node":{"Verb":"get"}}]"#, 10), Err(Error::BadRequest(_))));
+        let many = format!("[{}]", vec![r#"{"KV":{"Verb":"get","Key":"a"}}"#; 129].join(","));
+        assert!(matches!(parse_ops(many.as_bytes(), 10), Err(Error::TooLarge(_))));
     }
 }

@@ -27,8 +27,7 @@ use std::sync::{mpsc, Arc};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
-    AnyError, Entry, ErrorSubject, ErrorVerb, LogId, LogState, RaftLogReader, StorageError,
-    StorageIOError, Vote,
+    AnyError, Entry, ErrorSubject, ErrorVerb, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote,
 };
 use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -47,11 +46,7 @@ pub(crate) const KEY_SNAPSHOT: &str = "snapshot";
 
 type StoreResult<T> = Result<T, StorageError<NodeId>>;
 
-fn io_err(
-    subject: ErrorSubject<NodeId>,
-    verb: ErrorVerb,
-    e: impl std::error::Error + 'static,
-) -> StorageError<NodeId> {
+fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError<NodeId> {
     StorageIOError::new(subject, verb, AnyError::new(&e)).into()
 }
 
@@ -68,25 +63,10 @@ fn msg_err(msg: String) -> StorageError<NodeId> {
 }
 
 enum WriterOp {
-    Append {
-        entries: Vec<(u64, LogId<NodeId>, Vec<u8>)>,
-        done: LogFlushed<TypeConfig>,
-    },
-    Truncate {
-        from: u64,
-        done: oneshot::Sender<Result<(), String>>,
-    },
-    Purge {
-        upto: u64,
-        log_id: Vec<u8>,
-        done: oneshot::Sender<Result<(), String>>,
-    },
-    Put {
-        key: &'static str,
-        value: Vec<u8>,
-        durable: bool,
-        done: Option<oneshot::Sender<Result<(), String>>>,
-    },
+    Append { entries: Vec<(u64, LogId<NodeId>, Vec<u8>)>, done: LogFlushed<TypeConfig> },
+    Truncate { from: u64, done: oneshot::Sender<Result<(), String>> },
+    Purge { upto: u64, log_id: Vec<u8>, done: oneshot::Sender<Result<(), String>> },
+    Put { key: &'static str, value: Vec<u8>, durable: bool, done: Option<oneshot::Sender<Result<(), String>>> },
 }
 
 impl WriterOp {
@@ -126,8 +106,7 @@ impl LogStore {
     pub fn open(dir: Option<&Path>) -> Result<LogStore, crate::Error> {
         let db = match dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| crate::Error::Storage(format!("{}: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir).map_err(|e| crate::Error::Storage(format!("{}: {e}", dir.display())))?;
                 Database::create(dir.join("raft.redb"))
             }
             None => Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()),
@@ -135,40 +114,22 @@ impl LogStore {
         .map_err(|e| crate::Error::Storage(format!("opening raft store: {e}")))?;
         let db = Arc::new(db);
         {
-            let txn = db
-                .begin_write()
-                .map_err(|e| crate::Error::Storage(e.to_string()))?;
-            txn.open_table(LOGS)
-                .map_err(|e| crate::Error::Storage(e.to_string()))?;
-            txn.open_table(META)
-                .map_err(|e| crate::Error::Storage(e.to_string()))?;
-            txn.commit()
-                .map_err(|e| crate::Error::Storage(e.to_string()))?;
+            let txn = db.begin_write().map_err(|e| crate::Error::Storage(e.to_string()))?;
+            txn.open_table(LOGS).map_err(|e| crate::Error::Storage(e.to_string()))?;
+            txn.open_table(META).map_err(|e| crate::Error::Storage(e.to_string()))?;
+            txn.commit().map_err(|e| crate::Error::Storage(e.to_string()))?;
         }
         let mut meta = LogMeta::default();
         {
-            let txn = db
-                .begin_read()
-                .map_err(|e| crate::Error::Storage(e.to_string()))?;
-            let logs = txn
-                .open_table(LOGS)
-                .map_err(|e| crate::Error::Storage(e.to_string()))?;
-            let metas = txn
-                .open_table(META)
-                .map_err(|e| crate::Error::Storage(e.to_string()))?;
-            if let Some(v) = metas
-                .get(KEY_LAST_PURGED)
-                .map_err(|e| crate::Error::Storage(e.to_string()))?
-            {
-                meta.last_purged = postcard::from_bytes(v.value())
-                    .map_err(|e| crate::Error::Storage(e.to_string()))?;
+            let txn = db.begin_read().map_err(|e| crate::Error::Storage(e.to_string()))?;
+            let logs = txn.open_table(LOGS).map_err(|e| crate::Error::Storage(e.to_string()))?;
+            let metas = txn.open_table(META).map_err(|e| crate::Error::Storage(e.to_string()))?;
+            if let Some(v) = metas.get(KEY_LAST_PURGED).map_err(|e| crate::Error::Storage(e.to_string()))? {
+                meta.last_purged = postcard::from_bytes(v.value()).map_err(|e| crate::Error::Storage(e.to_string()))?;
             }
-            if let Some((_, v)) = logs
-                .last()
-                .map_err(|e| crate::Error::Storage(e.to_string()))?
-            {
-                let entry: Entry<TypeConfig> = postcard::from_bytes(v.value())
-                    .map_err(|e| crate::Error::Storage(e.to_string()))?;
+            if let Some((_, v)) = logs.last().map_err(|e| crate::Error::Storage(e.to_string()))? {
+                let entry: Entry<TypeConfig> =
+                    postcard::from_bytes(v.value()).map_err(|e| crate::Error::Storage(e.to_string()))?;
                 meta.last_log_id = Some(entry.log_id);
             }
             if meta.last_log_id.is_none() {
@@ -204,18 +165,12 @@ impl LogStore {
     }
 
     fn db(&self) -> StoreResult<Arc<Database>> {
-        self.shared
-            .db
-            .lock()
-            .clone()
-            .ok_or_else(|| msg_err("log store closed".into()))
+        self.shared.db.lock().clone().ok_or_else(|| msg_err("log store closed".into()))
     }
 
     fn send(&self, op: WriterOp) -> StoreResult<()> {
         match self.shared.writer.lock().as_ref() {
-            Some(tx) => tx
-                .send(op)
-                .map_err(|_| msg_err("log writer stopped".into())),
+            Some(tx) => tx.send(op).map_err(|_| msg_err("log writer stopped".into())),
             None => Err(msg_err("log store closed".into())),
         }
     }
@@ -234,28 +189,15 @@ impl LogStore {
     }
 
     /// Stores `value` under `key` in the metadata table and waits until it is durable.
-    pub(crate) async fn put_meta_durable(
-        &self,
-        key: &'static str,
-        value: Vec<u8>,
-    ) -> StoreResult<()> {
-        self.send_and_wait(|done| WriterOp::Put {
-            key,
-            value,
-            durable: true,
-            done: Some(done),
-        })
-        .await
+    pub(crate) async fn put_meta_durable(&self, key: &'static str, value: Vec<u8>) -> StoreResult<()> {
+        self.send_and_wait(|done| WriterOp::Put { key, value, durable: true, done: Some(done) }).await
     }
 
     /// Reads `key` from the metadata table.
     pub(crate) fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let txn = self.db()?.begin_read().map_err(read_err)?;
         let table = txn.open_table(META).map_err(read_err)?;
-        let value = table
-            .get(key)
-            .map_err(read_err)?
-            .map(|v| v.value().to_vec());
+        let value = table.get(key).map_err(read_err)?.map(|v| v.value().to_vec());
         Ok(value)
     }
 
@@ -264,13 +206,8 @@ impl LogStore {
             return Ok(Vec::new());
         }
         // Pending first, then the database: see the module docs for why this order.
-        let pending: BTreeMap<u64, Entry<TypeConfig>> = self
-            .shared
-            .pending
-            .lock()
-            .range(start..end_exclusive)
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
+        let pending: BTreeMap<u64, Entry<TypeConfig>> =
+            self.shared.pending.lock().range(start..end_exclusive).map(|(k, v)| (*k, v.clone())).collect();
         let mut out: BTreeMap<u64, Entry<TypeConfig>> = BTreeMap::new();
         let txn = self.db()?.begin_read().map_err(read_err)?;
         let table = txn.open_table(LOGS).map_err(read_err)?;
@@ -341,11 +278,8 @@ fn finish_batch(batch: Vec<WriterOp>, result: &Result<(), String>) {
 
 fn write_batch(db: &Database, batch: &[WriterOp]) -> Result<(), String> {
     let mut txn = db.begin_write().map_err(|e| e.to_string())?;
-    let durability = if batch.iter().any(WriterOp::durable) {
-        redb::Durability::Immediate
-    } else {
-        redb::Durability::None
-    };
+    let durability =
+        if batch.iter().any(WriterOp::durable) { redb::Durability::Immediate } else { redb::Durability::None };
     txn.set_durability(durability).map_err(|e| e.to_string())?;
     {
         let mut logs = txn.open_table(LOGS).map_err(|e| e.to_string())?;
@@ -354,23 +288,18 @@ fn write_batch(db: &Database, batch: &[WriterOp]) -> Result<(), String> {
             match op {
                 WriterOp::Append { entries, .. } => {
                     for (index, _, bytes) in entries {
-                        logs.insert(*index, bytes.as_slice())
-                            .map_err(|e| e.to_string())?;
+                        logs.insert(*index, bytes.as_slice()).map_err(|e| e.to_string())?;
                     }
                 }
                 WriterOp::Truncate { from, .. } => {
-                    logs.retain_in(*from.., |_, _| false)
-                        .map_err(|e| e.to_string())?;
+                    logs.retain_in(*from.., |_, _| false).map_err(|e| e.to_string())?;
                 }
                 WriterOp::Purge { upto, log_id, .. } => {
-                    logs.retain_in(..=*upto, |_, _| false)
-                        .map_err(|e| e.to_string())?;
-                    meta.insert(KEY_LAST_PURGED, log_id.as_slice())
-                        .map_err(|e| e.to_string())?;
+                    logs.retain_in(..=*upto, |_, _| false).map_err(|e| e.to_string())?;
+                    meta.insert(KEY_LAST_PURGED, log_id.as_slice()).map_err(|e| e.to_string())?;
                 }
                 WriterOp::Put { key, value, .. } => {
-                    meta.insert(*key, value.as_slice())
-                        .map_err(|e| e.to_string())?;
+                    meta.insert(*key, value.as_slice()).map_err(|e| e.to_string())?;
                 }
             }
         }
@@ -407,10 +336,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> StoreResult<LogState<TypeConfig>> {
         let meta = self.shared.meta.lock();
-        Ok(LogState {
-            last_purged_log_id: meta.last_purged,
-            last_log_id: meta.last_log_id,
-        })
+        Ok(LogState { last_purged_log_id: meta.last_purged, last_log_id: meta.last_log_id })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -431,12 +357,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StoreResult<()> {
         let bytes = postcard::to_allocvec(&committed).map_err(write_err)?;
-        self.send(WriterOp::Put {
-            key: KEY_COMMITTED,
-            value: bytes,
-            durable: false,
-            done: None,
-        })
+        self.send(WriterOp::Put { key: KEY_COMMITTED, value: bytes, durable: false, done: None })
     }
 
     async fn read_committed(&mut self) -> StoreResult<Option<LogId<NodeId>>> {
@@ -462,22 +383,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 pending.insert(entry.log_id.index, entry);
             }
         }
-        self.send(WriterOp::Append {
-            entries: encoded,
-            done: callback,
-        })
+        self.send(WriterOp::Append { entries: encoded, done: callback })
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
         let from = log_id.index;
-        self.send_and_wait(|done| WriterOp::Truncate { from, done })
-            .await?;
+        self.send_and_wait(|done| WriterOp::Truncate { from, done }).await?;
         self.shared.pending.lock().split_off(&from);
-        let prev = if from == 0 {
-            None
-        } else {
-            self.read_range(from - 1, from)?.pop().map(|e| e.log_id)
-        };
+        let prev = if from == 0 { None } else { self.read_range(from - 1, from)?.pop().map(|e| e.log_id) };
         let mut meta = self.shared.meta.lock();
         meta.last_log_id = prev.or(meta.last_purged);
         Ok(())
@@ -486,12 +399,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
         let bytes = postcard::to_allocvec(&Some(log_id)).map_err(write_err)?;
         let upto = log_id.index;
-        self.send_and_wait(|done| WriterOp::Purge {
-            upto,
-            log_id: bytes,
-            done,
-        })
-        .await?;
+        self.send_and_wait(|done| WriterOp::Purge { upto, log_id: bytes, done }).await?;
         let mut meta = self.shared.meta.lock();
         meta.last_purged = Some(log_id);
         if meta.last_log_id.map(|l| l.index) < Some(log_id.index) {

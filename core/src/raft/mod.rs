@@ -90,10 +90,7 @@ pub fn raft_config(tuning: &RaftTuning) -> Result<Arc<openraft::Config>, crate::
         install_snapshot_timeout: 10_000,
         ..Default::default()
     };
-    config
-        .validate()
-        .map(Arc::new)
-        .map_err(|e| crate::Error::Config(format!("raft: {e}")))
+    config.validate().map(Arc::new).map_err(|e| crate::Error::Config(format!("raft: {e}")))
 }
 
 /// A snapshot of the Raft configuration for the operator API.
@@ -111,38 +108,22 @@ pub struct RaftConfiguration {
 pub fn configuration(metrics: &Metrics) -> RaftConfiguration {
     let membership = metrics.membership_config.membership();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-    let servers = membership
-        .nodes()
-        .map(|(id, node)| (*id, node.clone(), voters.contains(id)))
-        .collect();
+    let servers = membership.nodes().map(|(id, node)| (*id, node.clone(), voters.contains(id))).collect();
     RaftConfiguration {
         servers,
         leader: metrics.current_leader,
-        index: metrics
-            .membership_config
-            .log_id()
-            .map(|l| l.index)
-            .unwrap_or(0),
+        index: metrics.membership_config.log_id().map(|l| l.index).unwrap_or(0),
     }
 }
 
 /// The nodes of the current membership, voters and learners.
 pub fn membership_nodes(metrics: &Metrics) -> BTreeMap<NodeId, ServerNode> {
-    metrics
-        .membership_config
-        .membership()
-        .nodes()
-        .map(|(id, n)| (*id, n.clone()))
-        .collect()
+    metrics.membership_config.membership().nodes().map(|(id, n)| (*id, n.clone())).collect()
 }
 
 /// Whether `id` votes in the current membership.
 pub fn is_voter(metrics: &Metrics, id: NodeId) -> bool {
-    metrics
-        .membership_config
-        .membership()
-        .voter_ids()
-        .any(|v| v == id)
+    metrics.membership_config.membership().voter_ids().any(|v| v == id)
 }
 
 /// Maps an openraft error into ours, keeping the leader hint for forwarding.
@@ -178,66 +159,44 @@ pub async fn linearizable_barrier(raft: &Raft) -> Result<u64, WriteError> {
         Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
             Err(WriteError::ForwardTo(f.leader_id.zip(f.leader_node)))
         }
-        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => Err(WriteError::Other(
-            crate::Error::Rpc(format!("leadership check failed: {e}")),
-        )),
+        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+            Err(WriteError::Other(crate::Error::Rpc(format!("leadership check failed: {e}"))))
+        }
         Err(RaftError::Fatal(e)) => Err(WriteError::Other(crate::Error::Raft(e.to_string()))),
     }
 }
 
 /// Adds `node` as a learner (not waiting for it to catch up).
 pub async fn add_learner(raft: &Raft, id: NodeId, node: ServerNode) -> Result<(), crate::Error> {
-    raft.add_learner(id, node, false)
-        .await
-        .map(|_| ())
-        .map_err(|e| crate::Error::Raft(e.to_string()))
+    raft.add_learner(id, node, false).await.map(|_| ()).map_err(|e| crate::Error::Raft(e.to_string()))
 }
 
 /// Makes `voters` the complete voter set (learners not listed stay learners).
 pub async fn set_voters(raft: &Raft, voters: BTreeSet<NodeId>) -> Result<(), crate::Error> {
-    raft.change_membership(voters, true)
-        .await
-        .map(|_| ())
-        .map_err(|e| crate::Error::Raft(e.to_string()))
+    raft.change_membership(voters, true).await.map(|_| ()).map_err(|e| crate::Error::Raft(e.to_string()))
 }
 
 /// Removes `id` entirely (voter or learner).
 pub async fn remove_node(raft: &Raft, metrics: &Metrics, id: NodeId) -> Result<(), crate::Error> {
-    let voters: BTreeSet<NodeId> = metrics
-        .membership_config
-        .membership()
-        .voter_ids()
-        .filter(|v| *v != id)
-        .collect();
+    let voters: BTreeSet<NodeId> = metrics.membership_config.membership().voter_ids().filter(|v| *v != id).collect();
     if voters.is_empty() {
-        return Err(crate::Error::BadRequest(
-            "cannot remove the last voter".into(),
-        ));
+        return Err(crate::Error::BadRequest("cannot remove the last voter".into()));
     }
-    raft.change_membership(voters, false)
-        .await
-        .map_err(|e| crate::Error::Raft(e.to_string()))?;
+    raft.change_membership(voters, false).await.map_err(|e| crate::Error::Raft(e.to_string()))?;
     let change = openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id]));
     match raft.change_membership(change, false).await {
         Ok(_) => Ok(()),
         // Already gone (it was only a voter, and removing a voter drops it from the node map).
-        Err(e) if e.to_string().contains("not found") || e.to_string().contains("NotExist") => {
-            Ok(())
-        }
+        Err(e) if e.to_string().contains("not found") || e.to_string().contains("NotExist") => Ok(()),
         Err(e) => Err(crate::Error::Raft(e.to_string())),
     }
 }
 
 /// Forms a new cluster with `members` as the voters.
-pub async fn initialize(
-    raft: &Raft,
-    members: BTreeMap<NodeId, ServerNode>,
-) -> Result<(), crate::Error> {
+pub async fn initialize(raft: &Raft, members: BTreeMap<NodeId, ServerNode>) -> Result<(), crate::Error> {
     match raft.initialize(members).await {
         Ok(()) => Ok(()),
-        Err(openraft::error::RaftError::APIError(
-            openraft::error::InitializeError::NotAllowed(_),
-        )) => Ok(()),
+        Err(openraft::error::RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
         Err(e) => Err(crate::Error::Raft(e.to_string())),
     }
 }
@@ -251,9 +210,7 @@ pub async fn start(
     sm: state_machine::StateMachine,
 ) -> Result<Raft, crate::Error> {
     let config = raft_config(tuning)?;
-    openraft::Raft::new(id, config, network, log, sm)
-        .await
-        .map_err(|e| crate::Error::Raft(e.to_string()))
+    openraft::Raft::new(id, config, network, log, sm).await.map_err(|e| crate::Error::Raft(e.to_string()))
 }
 
 /// Stops the Raft node.
@@ -265,8 +222,5 @@ pub async fn shutdown(raft: &Raft) {
 
 /// Asks Raft to take a snapshot now (and compact the log behind it).
 pub async fn trigger_snapshot(raft: &Raft) -> Result<(), crate::Error> {
-    raft.trigger()
-        .snapshot()
-        .await
-        .map_err(|e| crate::Error::Raft(e.to_string()))
+    raft.trigger().snapshot().await.map_err(|e| crate::Error::Raft(e.to_string()))
 }

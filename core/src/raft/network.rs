@@ -2,14 +2,12 @@
 
 use std::net::SocketAddr;
 
-use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
-};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 
 use super::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    NodeId, ServerNode, TypeConfig, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, NodeId, ServerNode,
+    TypeConfig, VoteRequest, VoteResponse,
 };
 use crate::rpc::messages::WireError;
 use crate::rpc::{Request, Response, RpcClient, RpcError};
@@ -31,12 +29,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &ServerNode) -> PeerClient {
-        PeerClient {
-            rpc: self.rpc.clone(),
-            target,
-            node: node.clone(),
-            addr: node.rpc_addr.parse().ok(),
-        }
+        PeerClient { rpc: self.rpc.clone(), target, node: node.clone(), addr: node.rpc_addr.parse().ok() }
     }
 }
 
@@ -60,31 +53,23 @@ impl PeerClient {
         option: &RPCOption,
     ) -> Result<Response, RPCError<NodeId, ServerNode, RaftError<NodeId, E>>> {
         let Some(addr) = self.addr else {
-            let e = Msg(format!(
-                "bad RPC address {:?} for {}",
-                self.node.rpc_addr, self.node.name
-            ));
+            let e = Msg(format!("bad RPC address {:?} for {}", self.node.rpc_addr, self.node.name));
             return Err(RPCError::Unreachable(Unreachable::new(&e)));
         };
         match self.rpc.call(addr, req, option.hard_ttl()).await {
-            Ok(Response::Error(WireError::Other(msg)))
-            | Ok(Response::Error(WireError::BadRequest(msg))) => {
+            Ok(Response::Error(WireError::Other(msg))) | Ok(Response::Error(WireError::BadRequest(msg))) => {
                 Err(RPCError::Network(NetworkError::new(&Msg(msg))))
             }
-            Ok(Response::Error(WireError::NotLeader(_))) => Err(RPCError::Network(
-                NetworkError::new(&Msg("unexpected NotLeader".into())),
-            )),
-            Ok(resp) => Ok(resp),
-            Err(e @ RpcError::Unreachable { .. }) => {
-                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            Ok(Response::Error(WireError::NotLeader(_))) => {
+                Err(RPCError::Network(NetworkError::new(&Msg("unexpected NotLeader".into()))))
             }
+            Ok(resp) => Ok(resp),
+            Err(e @ RpcError::Unreachable { .. }) => Err(RPCError::Unreachable(Unreachable::new(&e))),
             Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
         }
     }
 
-    fn unexpected<E: std::error::Error>(
-        &self,
-    ) -> RPCError<NodeId, ServerNode, RaftError<NodeId, E>> {
+    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, ServerNode, RaftError<NodeId, E>> {
         RPCError::RemoteError(RemoteError::new_with_node(
             self.target,
             self.node.clone(),
@@ -109,10 +94,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: InstallSnapshotRequest,
         option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse,
-        RPCError<NodeId, ServerNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
+    ) -> Result<InstallSnapshotResponse, RPCError<NodeId, ServerNode, RaftError<NodeId, InstallSnapshotError>>> {
         match self.call(Request::InstallSnapshot(rpc), &option).await? {
             Response::InstallSnapshot(r) => Ok(r),
             _ => Err(self.unexpected()),

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
-    AnyError, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, Snapshot,
-    SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+    AnyError, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 
@@ -50,22 +50,13 @@ pub struct StateMachine {
 impl StateMachine {
     /// Opens the state machine, restoring the latest stored snapshot into `state`.
     pub fn open(state: Arc<StateStore>, store: LogStore) -> Result<StateMachine, crate::Error> {
-        let mut sm = StateMachine {
-            state,
-            store,
-            last_applied: None,
-            membership: StoredMembership::default(),
-            snapshot_seq: 0,
-        };
-        let stored = sm
-            .store
-            .get_meta(KEY_SNAPSHOT)
-            .map_err(|e| crate::Error::Storage(e.to_string()))?;
+        let mut sm =
+            StateMachine { state, store, last_applied: None, membership: StoredMembership::default(), snapshot_seq: 0 };
+        let stored = sm.store.get_meta(KEY_SNAPSHOT).map_err(|e| crate::Error::Storage(e.to_string()))?;
         if let Some(bytes) = stored {
-            let snap: StoredSnapshot = postcard::from_bytes(&bytes)
-                .map_err(|e| crate::Error::Storage(format!("snapshot: {e}")))?;
-            let data = deserialize_state(&snap.data)
-                .map_err(|e| crate::Error::Storage(format!("snapshot: {e}")))?;
+            let snap: StoredSnapshot =
+                postcard::from_bytes(&bytes).map_err(|e| crate::Error::Storage(format!("snapshot: {e}")))?;
+            let data = deserialize_state(&snap.data).map_err(|e| crate::Error::Storage(format!("snapshot: {e}")))?;
             sm.state.replace(data);
             sm.last_applied = snap.meta.last_log_id;
             sm.membership = snap.meta.last_membership;
@@ -93,26 +84,18 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.membership.clone(),
             snapshot_id: self.snapshot_id.clone(),
         };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
+        let stored = StoredSnapshot { meta: meta.clone(), data };
         let bytes = postcard::to_allocvec(&stored).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         self.store.put_meta_durable(KEY_SNAPSHOT, bytes).await?;
         tracing::info!(snapshot = %meta.snapshot_id, "snapshot built");
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(
-        &mut self,
-    ) -> StoreResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, ServerNode>)> {
+    async fn applied_state(&mut self) -> StoreResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, ServerNode>)> {
         Ok((self.last_applied, self.membership.clone()))
     }
 
@@ -174,10 +157,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> StoreResult<()> {
         let bytes = snapshot.into_inner();
         let data = deserialize_state(&bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data: bytes,
-        };
+        let stored = StoredSnapshot { meta: meta.clone(), data: bytes };
         let encoded = postcard::to_allocvec(&stored).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         self.store.put_meta_durable(KEY_SNAPSHOT, encoded).await?;
         let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
@@ -192,12 +172,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(&mut self) -> StoreResult<Option<Snapshot<TypeConfig>>> {
         match self.store.get_meta(KEY_SNAPSHOT)? {
             Some(bytes) => {
-                let stored: StoredSnapshot =
-                    postcard::from_bytes(&bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
-                Ok(Some(Snapshot {
-                    meta: stored.meta,
-                    snapshot: Box::new(Cursor::new(stored.data)),
-                }))
+                let stored: StoredSnapshot = postcard::from_bytes(&bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+                Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
             }
             None => Ok(None),
         }

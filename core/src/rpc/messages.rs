@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use crate::command::{Command, CommandResponse};
 use crate::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    NodeId, ServerNode, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, NodeId, ServerNode,
+    VoteRequest, VoteResponse,
 };
 
 /// What one agent knows about another (exchanged on join and in periodic push/pull).
@@ -46,11 +46,7 @@ impl MemberInfo {
 
     /// Its Raft membership record.
     pub fn server_node(&self) -> ServerNode {
-        ServerNode {
-            node_id: self.node_id.to_string(),
-            name: self.name.clone(),
-            rpc_addr: self.rpc_addr.to_string(),
-        }
+        ServerNode { node_id: self.node_id.to_string(), name: self.name.clone(), rpc_addr: self.rpc_addr.to_string() }
     }
 }
 

@@ -30,9 +30,7 @@ const MAX_FRAME: usize = 256 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .max_frame_length(MAX_FRAME)
-        .new_codec()
+    LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME).new_codec()
 }
 
 /// Why an RPC failed.
@@ -73,39 +71,24 @@ pub struct RpcClient {
 impl RpcClient {
     /// A client whose connections close when `shutdown` is cancelled.
     pub fn new(shutdown: CancellationToken) -> Self {
-        RpcClient {
-            conns: Arc::default(),
-            shutdown,
-        }
+        RpcClient { conns: Arc::default(), shutdown }
     }
 
     /// Sends `req` to `addr` and waits up to `timeout` for the answer.
-    pub async fn call(
-        &self,
-        addr: SocketAddr,
-        req: Request,
-        timeout: Duration,
-    ) -> Result<Response, RpcError> {
+    pub async fn call(&self, addr: SocketAddr, req: Request, timeout: Duration) -> Result<Response, RpcError> {
         let conn = self.connection(addr).await?;
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame =
-            postcard::to_allocvec(&(id, &req)).map_err(|e| RpcError::Codec(e.to_string()))?;
+        let frame = postcard::to_allocvec(&(id, &req)).map_err(|e| RpcError::Codec(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
         conn.pending.lock().insert(id, tx);
         if conn.outbound.send(Bytes::from(frame)).is_err() {
             conn.pending.lock().remove(&id);
             self.conns.lock().remove(&addr);
-            return Err(RpcError::Unreachable {
-                addr,
-                reason: "connection closed".into(),
-            });
+            return Err(RpcError::Unreachable { addr, reason: "connection closed".into() });
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(_)) => Err(RpcError::Unreachable {
-                addr,
-                reason: "connection closed".into(),
-            }),
+            Ok(Err(_)) => Err(RpcError::Unreachable { addr, reason: "connection closed".into() }),
             Err(_) => {
                 conn.pending.lock().remove(&id);
                 Err(RpcError::Timeout(addr))
@@ -121,23 +104,13 @@ impl RpcClient {
         }
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
-            .map_err(|_| RpcError::Unreachable {
-                addr,
-                reason: "connect timed out".into(),
-            })?
-            .map_err(|e| RpcError::Unreachable {
-                addr,
-                reason: e.to_string(),
-            })?;
+            .map_err(|_| RpcError::Unreachable { addr, reason: "connect timed out".into() })?
+            .map_err(|e| RpcError::Unreachable { addr, reason: e.to_string() })?;
         let _ = stream.set_nodelay(true);
         let (read_half, write_half) = stream.into_split();
         let (outbound, outbound_rx) = mpsc::unbounded_channel::<Bytes>();
         let pending: PendingMap = Arc::default();
-        let conn = Arc::new(Connection {
-            outbound,
-            pending: pending.clone(),
-            next_id: AtomicU64::new(1),
-        });
+        let conn = Arc::new(Connection { outbound, pending: pending.clone(), next_id: AtomicU64::new(1) });
         // A racing caller may have connected meanwhile; keep theirs and drop ours.
         {
             let mut conns = self.conns.lock();
@@ -175,10 +148,7 @@ impl RpcClient {
             // Fail every waiter at once instead of letting them time out.
             pending.lock().clear();
             let mut conns = conns.lock();
-            if conns
-                .get(&addr)
-                .is_some_and(|c| Arc::ptr_eq(c, &conn_for_cleanup))
-            {
+            if conns.get(&addr).is_some_and(|c| Arc::ptr_eq(c, &conn_for_cleanup)) {
                 conns.remove(&addr);
             }
         });
@@ -205,21 +175,11 @@ pub async fn serve(listener: TcpListener, handler: Handler, shutdown: Cancellati
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(
-            stream,
-            peer,
-            handler.clone(),
-            shutdown.clone(),
-        ));
+        tokio::spawn(serve_connection(stream, peer, handler.clone(), shutdown.clone()));
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    handler: Handler,
-    shutdown: CancellationToken,
-) {
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, handler: Handler, shutdown: CancellationToken) {
     let (read_half, write_half) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
     let writer = tokio::spawn(write_frames(write_half, rx, shutdown.clone()));

@@ -19,14 +19,8 @@ pub struct KvGet {
 /// Reads one key.
 pub fn get(data: &StateData, key: &str) -> KvGet {
     match data.kvs.get(key) {
-        Some(e) => KvGet {
-            index: e.modify_index,
-            entry: Some(e.clone()),
-        },
-        None => KvGet {
-            index: data.kv_index,
-            entry: None,
-        },
+        Some(e) => KvGet { index: e.modify_index, entry: Some(e.clone()) },
+        None => KvGet { index: data.kv_index, entry: None },
     }
 }
 
@@ -47,11 +41,7 @@ pub fn list(data: &StateData, prefix: &str) -> (u64, Vec<KvEntry>) {
 pub fn keys(data: &StateData, prefix: &str, separator: Option<&str>) -> (u64, Vec<String>) {
     let mut out: Vec<String> = Vec::new();
     let mut max_entry = 0;
-    for (key, entry) in data
-        .kvs
-        .range(prefix.to_string()..)
-        .take_while(|(k, _)| k.starts_with(prefix))
-    {
+    for (key, entry) in data.kvs.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)) {
         max_entry = max_entry.max(entry.modify_index);
         let folded = match separator {
             Some(sep) if !sep.is_empty() => match key[prefix.len()..].find(sep) {
@@ -95,15 +85,10 @@ pub fn validate_key(key: &str) -> Result<(), String> {
         return Err(format!("Invalid key {key:?}: keys must not begin with '/'"));
     }
     if let Some(c) = key.chars().find(|c| c.is_control()) {
-        return Err(format!(
-            "Invalid key {key:?}: contains the unprintable character {c:?}"
-        ));
+        return Err(format!("Invalid key {key:?}: contains the unprintable character {c:?}"));
     }
     if key.len() > 64 * 1024 {
-        return Err(format!(
-            "Invalid key: {} bytes is longer than the 65536-byte limit",
-            key.len()
-        ));
+        return Err(format!("Invalid key: {} bytes is longer than the 65536-byte limit", key.len()));
     }
     Ok(())
 }

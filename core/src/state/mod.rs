@@ -5,6 +5,7 @@
 //! Consul clients see. Reads take a short shared lock; blocking queries wait on the
 //! [`watch::WatchHub`], which is notified only for the keys a write touched.
 
+pub mod catalog;
 pub mod kv;
 pub mod txn;
 pub mod watch;
@@ -60,6 +61,8 @@ pub struct StateData {
     pub tombstones: BTreeMap<String, u64>,
     /// Sessions by ID.
     pub sessions: BTreeMap<String, Session>,
+    /// Nodes, services and checks.
+    pub catalog: catalog::Catalog,
     /// Highest index of any KV or tombstone change (Consul's `kvs` table index).
     pub kv_index: u64,
     /// Highest Raft index applied to this state.
@@ -77,11 +80,7 @@ pub struct StateStore {
 
 impl Default for StateStore {
     fn default() -> Self {
-        StateStore {
-            data: RwLock::default(),
-            watches: WatchHub::default(),
-            applied: tokio::sync::watch::channel(0).0,
-        }
+        StateStore { data: RwLock::default(), watches: WatchHub::default(), applied: tokio::sync::watch::channel(0).0 }
     }
 }
 
@@ -106,9 +105,7 @@ impl StateStore {
     /// Returns whether the index was reached.
     pub async fn wait_applied(&self, index: u64, timeout: std::time::Duration) -> bool {
         let mut rx = self.applied.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= index))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= index)).await.is_ok_and(|r| r.is_ok())
     }
 
     /// Runs `f` against a consistent view of the state.
@@ -133,6 +130,8 @@ impl StateStore {
             return CommandResponse::Batch(cmds.iter().map(|c| self.apply(c, index)).collect());
         }
         let mut changed: Vec<String> = Vec::new();
+        // Catalog changes notify exact watch keys only (they are not KV keys).
+        let mut changed_exact: Vec<String> = Vec::new();
         let response = {
             let mut data = self.data.write();
             data.last_index = data.last_index.max(index);
@@ -159,6 +158,17 @@ impl StateStore {
                     CommandResponse::Ok
                 }
                 Command::Noop => CommandResponse::Ok,
+                Command::CatalogRegister(req) => match data.catalog.register(req, index) {
+                    Ok(keys) => {
+                        changed_exact = keys;
+                        CommandResponse::Ok
+                    }
+                    Err(e) => CommandResponse::Failed(e),
+                },
+                Command::CatalogDeregister(req) => {
+                    changed_exact = data.catalog.deregister(req, index);
+                    CommandResponse::Ok
+                }
                 // Handled above, before taking the lock.
                 Command::Batch(_) => CommandResponse::Ok,
             }
@@ -168,6 +178,9 @@ impl StateStore {
         } else {
             for key in &changed {
                 self.watches.notify_key(key);
+            }
+            for key in &changed_exact {
+                self.watches.notify_exact(key);
             }
         }
         response
@@ -193,15 +206,12 @@ impl StateStore {
 
 /// Decodes a serialised state.
 pub fn deserialize_state(bytes: &[u8]) -> Result<StateData, postcard::Error> {
-    postcard::from_bytes(bytes)
+    let mut data: StateData = postcard::from_bytes(bytes)?;
+    data.catalog.rebuild();
+    Ok(data)
 }
 
-fn run_txn(
-    data: &mut StateData,
-    ops: &[TxnOp],
-    index: u64,
-    changed: &mut Vec<String>,
-) -> TxnOutcome {
+fn run_txn(data: &mut StateData, ops: &[TxnOp], index: u64, changed: &mut Vec<String>) -> TxnOutcome {
     let mut overlay = KvOverlay::new(data);
     let outcome = overlay.run_txn(ops, index);
     let changes = overlay.finish();
@@ -235,6 +245,23 @@ fn restore(data: &mut StateData, restored: &StateData, index: u64) -> Vec<String
     data.kvs = kvs;
     data.tombstones = tombstones;
     data.sessions = restored.sessions.clone();
+    // The catalog comes back as saved, with every index moved to the restore's so blocking
+    // catalog and health queries see a change and never an index going backwards.
+    let mut cat = restored.catalog.clone();
+    cat.rebuild();
+    cat.nodes_index = index;
+    cat.services_index = index;
+    cat.checks_index = index;
+    let names: Vec<String> =
+        cat.services.values().map(|s| s.service.clone()).chain(data.catalog.service_indexes.keys().cloned()).collect();
+    for name in names {
+        cat.service_indexes.insert(name, index);
+    }
+    let nodes: Vec<String> = cat.nodes.keys().cloned().chain(data.catalog.node_indexes.keys().cloned()).collect();
+    for name in nodes {
+        cat.node_indexes.insert(name, index);
+    }
+    data.catalog = cat;
     data.kv_index = index;
     data.last_index = data.last_index.max(index);
     changed
@@ -256,10 +283,7 @@ mod tests {
         assert_eq!(store.apply(&set("a", "2"), 7), CommandResponse::Bool(true));
         store.read(|d| {
             let e = &d.kvs["a"];
-            assert_eq!(
-                (e.create_index, e.modify_index, e.value.as_ref()),
-                (5, 7, b"2".as_ref())
-            );
+            assert_eq!((e.create_index, e.modify_index, e.value.as_ref()), (5, 7, b"2".as_ref()));
             assert_eq!(d.kv_index, 7);
         });
     }
@@ -270,11 +294,7 @@ mod tests {
         let cas_fail = Command::Kv(KvOp::new(KvVerb::Cas, "a").with_index(99));
         let batch = Command::Batch(vec![set("a", "1"), cas_fail, set("b", "2")]);
         let resp = store.apply(&batch, 9);
-        let expected = vec![
-            CommandResponse::Bool(true),
-            CommandResponse::Bool(false),
-            CommandResponse::Bool(true),
-        ];
+        let expected = vec![CommandResponse::Bool(true), CommandResponse::Bool(false), CommandResponse::Bool(true)];
         assert_eq!(resp, CommandResponse::Batch(expected));
         store.read(|d| {
             assert_eq!(d.kvs["a"].modify_index, 9);

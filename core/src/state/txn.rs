@@ -65,10 +65,7 @@ pub struct KvChanges {
 impl<'a> KvOverlay<'a> {
     /// A view with no changes yet.
     pub fn new(base: &'a StateData) -> Self {
-        KvOverlay {
-            base,
-            writes: BTreeMap::new(),
-        }
+        KvOverlay { base, writes: BTreeMap::new() }
     }
 
     fn get(&self, key: &str) -> Option<&KvEntry> {
@@ -87,11 +84,7 @@ impl<'a> KvOverlay<'a> {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.as_str(), v))
             .collect();
-        for (k, w) in self
-            .writes
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-        {
+        for (k, w) in self.writes.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)) {
             match w {
                 Some(e) => {
                     out.insert(k.as_str(), e);
@@ -139,12 +132,7 @@ impl<'a> KvOverlay<'a> {
     /// `Err` the reason it failed (the overlay is then unchanged by this operation).
     pub fn apply_op(&mut self, op: &KvOp, index: u64) -> Result<Vec<TxnResult>, String> {
         let key = op.key.as_str();
-        let report = |entry: KvEntry| {
-            vec![TxnResult {
-                entry,
-                with_value: false,
-            }]
-        };
+        let report = |entry: KvEntry| vec![TxnResult { entry, with_value: false }];
         match op.verb {
             KvVerb::Set => {
                 let entry = self.new_entry(op, index);
@@ -175,9 +163,7 @@ impl<'a> KvOverlay<'a> {
                 let mut entry = self.new_entry(op, index);
                 match entry.session.as_deref() {
                     Some(holder) if holder == session => {}
-                    Some(_) => {
-                        return Err(format!("failed to lock key {key:?}, lock is already held"))
-                    }
+                    Some(_) => return Err(format!("failed to lock key {key:?}, lock is already held")),
                     None => {
                         entry.lock_index += 1;
                         entry.session = Some(session.to_string());
@@ -199,26 +185,15 @@ impl<'a> KvOverlay<'a> {
                 Ok(report(entry))
             }
             KvVerb::Get => match self.get(key) {
-                Some(e) => Ok(vec![TxnResult {
-                    entry: e.clone(),
-                    with_value: true,
-                }]),
+                Some(e) => Ok(vec![TxnResult { entry: e.clone(), with_value: true }]),
                 None => Err(format!("key {key:?} doesn't exist")),
             },
-            KvVerb::GetTree => Ok(self
-                .tree(key)
-                .into_iter()
-                .map(|entry| TxnResult {
-                    entry,
-                    with_value: true,
-                })
-                .collect()),
+            KvVerb::GetTree => {
+                Ok(self.tree(key).into_iter().map(|entry| TxnResult { entry, with_value: true }).collect())
+            }
             KvVerb::CheckIndex => match self.get(key) {
                 Some(e) if e.modify_index == op.index => Ok(report(e.clone())),
-                Some(e) => Err(format!(
-                    "current modify index {} != {}",
-                    e.modify_index, op.index
-                )),
+                Some(e) => Err(format!("current modify index {} != {}", e.modify_index, op.index)),
                 None => Err(format!("key {key:?} doesn't exist")),
             },
             KvVerb::CheckSession => match self.get(key) {
@@ -276,9 +251,7 @@ impl<'a> KvOverlay<'a> {
 
     /// Detaches the recorded changes from the borrowed state.
     pub fn finish(self) -> KvChanges {
-        KvChanges {
-            writes: self.writes,
-        }
+        KvChanges { writes: self.writes }
     }
 }
 
@@ -334,25 +307,16 @@ mod tests {
     fn cas_zero_creates_only_when_absent() {
         let mut data = StateData::default();
         let cas0 = TxnOp::Kv(op(KvVerb::Cas, "k").with_value(b"1".to_vec()));
-        assert!(commit(&mut data, std::slice::from_ref(&cas0), 2)
-            .errors
-            .is_empty());
+        assert!(commit(&mut data, std::slice::from_ref(&cas0), 2).errors.is_empty());
         let again = commit(&mut data, &[cas0], 3);
-        assert_eq!(
-            again.errors[0].what,
-            "failed to set key \"k\", index is stale"
-        );
+        assert_eq!(again.errors[0].what, "failed to set key \"k\", index is stale");
         assert_eq!(data.kvs["k"].modify_index, 2);
     }
 
     #[test]
     fn rollback_changes_nothing() {
         let mut data = StateData::default();
-        commit(
-            &mut data,
-            &[TxnOp::Kv(op(KvVerb::Set, "a").with_value(b"1".to_vec()))],
-            2,
-        );
+        commit(&mut data, &[TxnOp::Kv(op(KvVerb::Set, "a").with_value(b"1".to_vec()))], 2);
         let before = data.clone();
         let outcome = commit(
             &mut data,
@@ -384,12 +348,7 @@ mod tests {
             4,
         );
         assert!(outcome.errors.is_empty());
-        let keys: Vec<_> = outcome
-            .results
-            .iter()
-            .filter(|r| r.with_value)
-            .map(|r| r.entry.key.clone())
-            .collect();
+        let keys: Vec<_> = outcome.results.iter().filter(|r| r.with_value).map(|r| r.entry.key.clone()).collect();
         assert_eq!(keys, vec!["p/b".to_string()]);
         assert!(!data.kvs.contains_key("p/a"));
         // p/a never existed in committed state, so no tombstone is left for it.
@@ -401,11 +360,7 @@ mod tests {
         let mut data = StateData::default();
         commit(
             &mut data,
-            &[
-                TxnOp::Kv(op(KvVerb::Set, "t/1")),
-                TxnOp::Kv(op(KvVerb::Set, "t/2")),
-                TxnOp::Kv(op(KvVerb::Set, "u")),
-            ],
+            &[TxnOp::Kv(op(KvVerb::Set, "t/1")), TxnOp::Kv(op(KvVerb::Set, "t/2")), TxnOp::Kv(op(KvVerb::Set, "u"))],
             2,
         );
         commit(&mut data, &[TxnOp::Kv(op(KvVerb::DeleteTree, "t/"))], 5);
@@ -418,61 +373,18 @@ mod tests {
     #[test]
     fn lock_needs_a_session() {
         let mut data = StateData::default();
-        let outcome = commit(
-            &mut data,
-            &[TxnOp::Kv(op(KvVerb::Lock, "l").with_session("nope"))],
-            2,
-        );
+        let outcome = commit(&mut data, &[TxnOp::Kv(op(KvVerb::Lock, "l").with_session("nope"))], 2);
         assert_eq!(outcome.errors[0].what, "invalid session \"nope\"");
-        data.sessions.insert(
-            "s1".into(),
-            super::super::Session {
-                id: "s1".into(),
-                node: "n".into(),
-                create_index: 1,
-            },
-        );
-        data.sessions.insert(
-            "s2".into(),
-            super::super::Session {
-                id: "s2".into(),
-                node: "n".into(),
-                create_index: 1,
-            },
-        );
-        assert!(commit(
-            &mut data,
-            &[TxnOp::Kv(op(KvVerb::Lock, "l").with_session("s1"))],
-            3
-        )
-        .errors
-        .is_empty());
+        data.sessions.insert("s1".into(), super::super::Session { id: "s1".into(), node: "n".into(), create_index: 1 });
+        data.sessions.insert("s2".into(), super::super::Session { id: "s2".into(), node: "n".into(), create_index: 1 });
+        assert!(commit(&mut data, &[TxnOp::Kv(op(KvVerb::Lock, "l").with_session("s1"))], 3).errors.is_empty());
         assert_eq!(data.kvs["l"].lock_index, 1);
         // Re-acquire by the holder does not bump LockIndex.
-        assert!(commit(
-            &mut data,
-            &[TxnOp::Kv(op(KvVerb::Lock, "l").with_session("s1"))],
-            4
-        )
-        .errors
-        .is_empty());
+        assert!(commit(&mut data, &[TxnOp::Kv(op(KvVerb::Lock, "l").with_session("s1"))], 4).errors.is_empty());
         assert_eq!(data.kvs["l"].lock_index, 1);
-        let held = commit(
-            &mut data,
-            &[TxnOp::Kv(op(KvVerb::Lock, "l").with_session("s2"))],
-            5,
-        );
-        assert_eq!(
-            held.errors[0].what,
-            "failed to lock key \"l\", lock is already held"
-        );
-        assert!(commit(
-            &mut data,
-            &[TxnOp::Kv(op(KvVerb::Unlock, "l").with_session("s1"))],
-            6
-        )
-        .errors
-        .is_empty());
+        let held = commit(&mut data, &[TxnOp::Kv(op(KvVerb::Lock, "l").with_session("s2"))], 5);
+        assert_eq!(held.errors[0].what, "failed to lock key \"l\", lock is already held");
+        assert!(commit(&mut data, &[TxnOp::Kv(op(KvVerb::Unlock, "l").with_session("s1"))], 6).errors.is_empty());
         assert_eq!(data.kvs["l"].session, None);
     }
 }

@@ -60,16 +60,23 @@ impl WatchHub {
         if prefixes.is_empty() {
             return;
         }
-        let boundaries = key
-            .char_indices()
-            .map(|(i, _)| i)
-            .chain(std::iter::once(key.len()));
+        let boundaries = key.char_indices().map(|(i, _)| i).chain(std::iter::once(key.len()));
         for end in boundaries {
             let prefix = &key[..end];
             if let Some(tx) = prefixes.get(prefix) {
                 if tx.send(()).is_err() {
                     prefixes.remove(prefix);
                 }
+            }
+        }
+    }
+
+    /// Wakes only the watchers of exactly `key` (catalog watch keys, which no KV prefix covers).
+    pub fn notify_exact(&self, key: &str) {
+        let mut keys = self.keys.lock();
+        if let Some(tx) = keys.get(key) {
+            if tx.send(()).is_err() {
+                keys.remove(key);
             }
         }
     }

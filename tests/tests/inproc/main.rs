@@ -7,3 +7,4 @@ mod t30_cluster;
 mod t40_failover;
 mod t50_restart;
 mod t60_snapshot;
+mod t70_catalog;

@@ -19,42 +19,26 @@ async fn kill_leader_and_check(n: usize) {
     let new_leader = c.leader().await;
     let elected_in = stopped_at.elapsed();
     assert_ne!(new_leader, leader);
-    assert!(
-        elected_in < Duration::from_secs(10),
-        "election took {elected_in:?}"
-    );
+    assert!(elected_in < Duration::from_secs(10), "election took {elected_in:?}");
     // Writes keep working (a follower forwards to the new leader).
     for i in 50..60 {
         api.put_ok(&format!("ack/{i}"), format!("v{i}")).await;
         acked.push(i);
     }
     for i in c.running().collect::<Vec<_>>() {
-        let keys = c
-            .api(i)
-            .kv_get("ack/", "?keys&consistent")
-            .await
-            .expect("keys")
-            .json();
-        assert_eq!(
-            keys.as_array().map(Vec::len),
-            Some(acked.len()),
-            "server {i} lost acknowledged writes"
-        );
+        let keys = c.api(i).kv_get("ack/", "?keys&consistent").await.expect("keys").json();
+        assert_eq!(keys.as_array().map(Vec::len), Some(acked.len()), "server {i} lost acknowledged writes");
     }
     // The old leader comes back and catches up.
     c.restart(leader).await;
     let back = c.api(leader);
-    consul_tests::eventually(
-        Duration::from_secs(20),
-        "restarted leader catches up",
-        || {
-            let back = back.clone();
-            async move {
-                let r = back.kv_get("ack/", "?keys&stale").await.ok()?;
-                (r.json().as_array()?.len() == 60).then_some(())
-            }
-        },
-    )
+    consul_tests::eventually(Duration::from_secs(20), "restarted leader catches up", || {
+        let back = back.clone();
+        async move {
+            let r = back.kv_get("ack/", "?keys&stale").await.ok()?;
+            (r.json().as_array()?.len() == 60).then_some(())
+        }
+    })
     .await;
     c.shutdown().await;
 }
@@ -77,21 +61,11 @@ async fn t42_remove_dead_peer() {
     c.stop(victim).await;
     let leader = c.leader().await;
     let api = c.api(leader);
-    let r = api
-        .request(
-            reqwest::Method::DELETE,
-            "/v1/operator/raft/peer?address=127.0.0.1:1",
-            None,
-        )
-        .await
-        .expect("delete");
+    let r =
+        api.request(reqwest::Method::DELETE, "/v1/operator/raft/peer?address=127.0.0.1:1", None).await.expect("delete");
     assert_eq!(r.status, 400, "unknown address is refused: {}", r.text());
     let r = api
-        .request(
-            reqwest::Method::DELETE,
-            &format!("/v1/operator/raft/peer?address={victim_addr}"),
-            None,
-        )
+        .request(reqwest::Method::DELETE, &format!("/v1/operator/raft/peer?address={victim_addr}"), None)
         .await
         .expect("delete");
     assert_eq!(r.status, 200, "{}", r.text());

@@ -8,9 +8,7 @@ use consul_tests::inproc::Cluster;
 async fn t50_whole_cluster_restart_keeps_data() {
     let mut c = Cluster::start(3).await;
     for i in 0..30 {
-        c.api(i % 3)
-            .put_ok(&format!("persist/{i}"), format!("v{i}"))
-            .await;
+        c.api(i % 3).put_ok(&format!("persist/{i}"), format!("v{i}")).await;
     }
     for i in 0..3 {
         c.stop(i).await;
@@ -23,12 +21,7 @@ async fn t50_whole_cluster_restart_keeps_data() {
         let api = c.api(i);
         let keys = consul_tests::eventually(Duration::from_secs(20), "keys after restart", || {
             let api = api.clone();
-            async move {
-                api.kv_get("persist/", "?keys")
-                    .await
-                    .ok()
-                    .filter(|r| r.status == 200)
-            }
+            async move { api.kv_get("persist/", "?keys").await.ok().filter(|r| r.status == 200) }
         })
         .await;
         assert_eq!(keys.json().as_array().map(Vec::len), Some(30), "server {i}");
@@ -47,15 +40,8 @@ async fn t51_single_server_restart_keeps_data_and_node_id() {
     let node_id = c.agent(0).node_id();
     c.stop(0).await;
     c.restart(0).await;
-    assert_eq!(
-        c.agent(0).node_id(),
-        node_id,
-        "node-id persists in the data dir"
-    );
+    assert_eq!(c.agent(0).node_id(), node_id, "node-id persists in the data dir");
     c.leader().await;
-    assert_eq!(
-        c.api(0).kv_get("solo", "?raw").await.expect("get").body,
-        b"1"
-    );
+    assert_eq!(c.api(0).kv_get("solo", "?raw").await.expect("get").body, b"1");
     c.shutdown().await;
 }

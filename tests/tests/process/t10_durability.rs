@@ -40,37 +40,20 @@ async fn t10_kill9_every_server_loses_no_acknowledged_write() {
     for w in writers {
         acked.extend(w.await.expect("writer"));
     }
-    assert!(
-        acked.len() > 20,
-        "the load ran ({} acknowledged writes)",
-        acked.len()
-    );
+    assert!(acked.len() > 20, "the load ran ({} acknowledged writes)", acked.len());
     for i in 0..c.len() {
         c.restart(i);
     }
     c.wait_for_voters(3).await;
     let api = c.api(0);
-    let keys = consul_tests::eventually(
-        Duration::from_secs(30),
-        "keys readable after restart",
-        || {
-            let api = api.clone();
-            async move {
-                api.kv_get("durable/", "?keys&consistent")
-                    .await
-                    .ok()
-                    .filter(|r| r.status == 200)
-            }
-        },
-    )
+    let keys = consul_tests::eventually(Duration::from_secs(30), "keys readable after restart", || {
+        let api = api.clone();
+        async move { api.kv_get("durable/", "?keys&consistent").await.ok().filter(|r| r.status == 200) }
+    })
     .await
     .json();
-    let present: std::collections::HashSet<String> = keys
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter_map(|k| k.as_str().map(String::from))
-        .collect();
+    let present: std::collections::HashSet<String> =
+        keys.as_array().expect("array").iter().filter_map(|k| k.as_str().map(String::from)).collect();
     let lost: Vec<&String> = acked.iter().filter(|k| !present.contains(*k)).collect();
     assert!(
         lost.is_empty(),
@@ -81,11 +64,7 @@ async fn t10_kill9_every_server_loses_no_acknowledged_write() {
     );
     // Every server has the same data.
     for i in 1..c.len() {
-        let r = c
-            .api(i)
-            .kv_get("durable/", "?keys&consistent")
-            .await
-            .expect("keys");
+        let r = c.api(i).kv_get("durable/", "?keys&consistent").await.expect("keys");
         assert_eq!(r.json(), keys, "server {i} differs");
     }
 }
@@ -93,12 +72,7 @@ async fn t10_kill9_every_server_loses_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t11_five_servers_kill9_leader_reelect_and_rejoin() {
     let mut c = ProcCluster::start(5).await;
-    let leader_addr = c
-        .api(0)
-        .get("/v1/status/leader")
-        .await
-        .expect("leader")
-        .json();
+    let leader_addr = c.api(0).get("/v1/status/leader").await.expect("leader").json();
     let leader = (0..c.len())
         .find(|i| {
             let peers_of_i = c.rpc_addr(*i);
@@ -126,17 +100,13 @@ async fn t11_five_servers_kill9_leader_reelect_and_rejoin() {
     }
     c.restart(leader);
     let back = c.api(leader);
-    let keys = consul_tests::eventually(
-        Duration::from_secs(30),
-        "restarted server catches up",
-        || {
-            let back = back.clone();
-            async move {
-                let r = back.kv_get("five/", "?keys&stale").await.ok()?;
-                (r.json().as_array()?.len() == 50).then_some(r)
-            }
-        },
-    )
+    let keys = consul_tests::eventually(Duration::from_secs(30), "restarted server catches up", || {
+        let back = back.clone();
+        async move {
+            let r = back.kv_get("five/", "?keys&stale").await.ok()?;
+            (r.json().as_array()?.len() == 50).then_some(r)
+        }
+    })
     .await;
     assert_eq!(keys.json().as_array().map(Vec::len), Some(50));
 }

@@ -76,13 +76,7 @@ async fn t20_kv_cli_round_trip() {
     assert!(!out.status.success(), "missing key is an error");
     // -http-addr wins over the environment.
     let out = Command::new(binary())
-        .args([
-            "kv",
-            "put",
-            &format!("-http-addr=127.0.0.1:{}", agent.http),
-            "cli/flag",
-            "x",
-        ])
+        .args(["kv", "put", &format!("-http-addr=127.0.0.1:{}", agent.http), "cli/flag", "x"])
         .env("CONSUL_HTTP_ADDR", "127.0.0.1:1")
         .output()
         .expect("cli");
@@ -139,10 +133,7 @@ async fn t22_startup_errors_are_clear() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bootstrap_expct"));
 
     // A server without a data dir.
-    let out = Command::new(binary())
-        .args(["agent", "-server"])
-        .output()
-        .expect("run");
+    let out = Command::new(binary()).args(["agent", "-server"]).output().expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("data_dir"));
 }
@@ -153,15 +144,7 @@ async fn t23_sigterm_shuts_down_gracefully_and_removes_the_pid_file() {
     let pid_file = dir.path().join("agent.pid");
     let http = free_port();
     let mut child = Command::new(binary())
-        .args([
-            "agent",
-            "-dev",
-            "-client",
-            "127.0.0.1",
-            "-bind=127.0.0.1",
-            "-log-level",
-            "warn",
-        ])
+        .args(["agent", "-dev", "-client", "127.0.0.1", "-bind=127.0.0.1", "-log-level", "warn"])
         .arg(format!("-http-port={http}"))
         .arg(format!("-server-port={}", free_port()))
         .arg(format!("-serf-lan-port={}", free_port()))
@@ -172,19 +155,12 @@ async fn t23_sigterm_shuts_down_gracefully_and_removes_the_pid_file() {
     let pid_path = pid_file.clone();
     consul_tests::eventually(Duration::from_secs(30), "pid file written", || {
         let pid_path = pid_path.clone();
-        async move {
-            std::fs::read_to_string(&pid_path)
-                .ok()
-                .filter(|s| !s.trim().is_empty())
-        }
+        async move { std::fs::read_to_string(&pid_path).ok().filter(|s| !s.trim().is_empty()) }
     })
     .await;
     let pid = std::fs::read_to_string(&pid_file).expect("pid");
     assert_eq!(pid.trim(), child.id().to_string());
-    let killed = Command::new("kill")
-        .args(["-TERM", pid.trim()])
-        .status()
-        .expect("kill");
+    let killed = Command::new("kill").args(["-TERM", pid.trim()]).status().expect("kill");
     assert!(killed.success());
     let status = consul_tests::eventually(Duration::from_secs(20), "agent exits", || {
         let status = child.try_wait().ok().flatten();
