@@ -186,3 +186,38 @@ async fn t97_bad_packets_other_domains_and_recursors() {
     assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t98_aaaa_any_cname_alt_domain_and_disabled() {
+    let cfg = DnsConfig { alt_domain: Some("example.internal.".into()), ..DnsConfig::default() };
+    let c = Cluster::start_with(1, Options { dns: cfg, ..Options::default() }).await;
+    let api = c.api(0);
+    register(&api, "v6", "2001:db8::7", "web-v6", &[], "passing").await;
+    let body = json!({
+        "Node": "h1", "Address": "10.4.0.1",
+        "Service": {"ID": "api1", "Service": "api", "Port": 443, "Address": "api.example.com"},
+    });
+    let r = api.request(Method::PUT, "/v1/catalog/register", Some(body.to_string().into_bytes())).await.expect("register");
+    assert_eq!(r.status, 200);
+    let server = dns(&c, 0);
+    let aaaa = ask(server, "web.service.consul.", RecordType::AAAA, None, false).await;
+    assert!(matches!(&aaaa.answers[0].data, RData::AAAA(a) if a.0.to_string() == "2001:db8::7"));
+    assert!(ask(server, "web.service.consul.", RecordType::A, None, false).await.answers.is_empty());
+    let any = ask(server, "v6.node.consul.", RecordType::ANY, None, false).await;
+    assert!(any.answers.iter().any(|r| matches!(r.data, RData::AAAA(_))));
+    let cname = ask(server, "api.service.consul.", RecordType::A, None, false).await;
+    assert!(matches!(&cname.answers[0].data, RData::CNAME(n) if n.0.to_ascii() == "api.example.com."));
+    let alt = ask(server, "web.service.example.internal.", RecordType::AAAA, None, false).await;
+    assert_eq!(alt.answers.len(), 1, "alt_domain answers like the primary domain");
+    assert!(alt.answers[0].name.to_ascii().ends_with("example.internal."), "the answer echoes the domain asked");
+    c.shutdown().await;
+
+    let off = consul_core::agent::Agent::start(consul_core::config::AgentConfig {
+        dns: DnsConfig { enabled: false, ..DnsConfig::default() },
+        ..consul_core::config::AgentConfig::dev_any_port()
+    })
+    .await
+    .expect("start");
+    assert!(off.dns_addr().is_none(), "ports.dns = -1 disables DNS");
+    off.shutdown().await.expect("shutdown");
+}
