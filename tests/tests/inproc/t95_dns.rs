@@ -197,7 +197,8 @@ async fn t98_aaaa_any_cname_alt_domain_and_disabled() {
         "Node": "h1", "Address": "10.4.0.1",
         "Service": {"ID": "api1", "Service": "api", "Port": 443, "Address": "api.example.com"},
     });
-    let r = api.request(Method::PUT, "/v1/catalog/register", Some(body.to_string().into_bytes())).await.expect("register");
+    let r =
+        api.request(Method::PUT, "/v1/catalog/register", Some(body.to_string().into_bytes())).await.expect("register");
     assert_eq!(r.status, 200);
     let server = dns(&c, 0);
     let aaaa = ask(server, "web.service.consul.", RecordType::AAAA, None, false).await;
