@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, ErrorCode, Result};
 
-static RUNTIME: OnceLock<Mutex<Option<(u32, Arc<tokio::runtime::Runtime>)>>> = OnceLock::new();
+/// The runtime and the process id it belongs to.
+type Owned = Option<(u32, Arc<tokio::runtime::Runtime>)>;
+
+static RUNTIME: OnceLock<Mutex<Owned>> = OnceLock::new();
 
 /// The runtime for this process, made on first use.
 pub fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
