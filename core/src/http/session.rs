@@ -26,9 +26,8 @@ const MAX_BODY: usize = 64 * 1024;
 
 /// Consul's `SessionEntry` JSON.
 pub(crate) fn session_json(s: &Session) -> Value {
-    let service_checks: Option<Vec<Value>> = (!s.service_checks.is_empty()).then(|| {
-        s.service_checks.iter().map(|c| json_value!({ "ID": c.id, "Namespace": c.namespace })).collect()
-    });
+    let service_checks: Option<Vec<Value>> = (!s.service_checks.is_empty())
+        .then(|| s.service_checks.iter().map(|c| json_value!({ "ID": c.id, "Namespace": c.namespace })).collect());
     let mut v = json_value!({
         "ID": s.id,
         "Name": s.name,
@@ -193,11 +192,7 @@ pub(super) async fn renew(State(ctx): State<Ctx>, Path(id): Path<String>, uri: U
     }
 }
 
-async fn read_sessions(
-    ctx: &Ctx,
-    uri: &Uri,
-    pick: impl Fn(&StateData) -> Vec<Session>,
-) -> Result<Response, Error> {
+async fn read_sessions(ctx: &Ctx, uri: &Uri, pick: impl Fn(&StateData) -> Vec<Session>) -> Result<Response, Error> {
     let q = QueryParams::from_uri(uri);
     q.check_dc(&ctx.config.datacenter)?;
     let params = ReadParams::parse(&q, ctx.config.default_query_time, ctx.config.max_query_time)?;
