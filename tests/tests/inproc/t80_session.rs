@@ -188,3 +188,47 @@ async fn t83_node_deregister_invalidates_and_delete_behavior() {
     assert_eq!(api.kv_get("eph/key", "").await.expect("get").status, 404);
     c.shutdown().await;
 }
+
+/// `/v1/txn` verbs `lock`, `check-session`, `unlock` (Consul: api-docs/txn.mdx), and a blocking
+/// read of a held key wakes when its session is destroyed (what lock waiters rely on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t84_txn_lock_verbs_and_blocking_wake_on_invalidation() {
+    let c = Cluster::start(1).await;
+    let api = c.api(0);
+    register_node(&api, "n1").await;
+    let s1 = create(&api, json!({"Node": "n1", "LockDelay": 0})).await;
+    let s2 = create(&api, json!({"Node": "n1", "LockDelay": 0})).await;
+    let txn = |ops: Value| {
+        let api = api.clone();
+        async move { put(&api, "/v1/txn", Some(ops)).await }
+    };
+    let r = txn(json!([{"KV": {"Verb": "lock", "Key": "t/k", "Value": "dg==", "Session": s1}},
+                       {"KV": {"Verb": "check-session", "Key": "t/k", "Session": s1}}]))
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["Results"][0]["KV"]["LockIndex"], 1);
+    let r = txn(json!([{"KV": {"Verb": "lock", "Key": "t/k", "Session": s2}}])).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.json()["Errors"][0]["What"].as_str().unwrap_or("").contains("already held"));
+    let r = txn(json!([{"KV": {"Verb": "check-session", "Key": "t/k", "Session": s2}}])).await;
+    assert_eq!(r.status, 409);
+    let r = txn(json!([{"KV": {"Verb": "unlock", "Key": "t/k", "Session": s2}}])).await;
+    assert_eq!(r.status, 409);
+    let r = txn(json!([{"KV": {"Verb": "lock", "Key": "t/k", "Session": "nope"}}])).await;
+    assert!(r.json()["Errors"][0]["What"].as_str().unwrap_or("").contains("invalid session"));
+    assert_eq!(txn(json!([{"KV": {"Verb": "unlock", "Key": "t/k", "Session": s1}}])).await.status, 200);
+    assert_eq!(acquire(&api, "t/k", &s1).await.json(), json!(true));
+
+    let idx = api.kv_get("t/k", "").await.expect("get").index().expect("index");
+    let waiter = {
+        let api = api.clone();
+        tokio::spawn(async move { api.kv_get("t/k", &format!("?index={idx}&wait=20s")).await.expect("get") })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    assert_eq!(put(&api, &format!("/v1/session/destroy/{s1}"), None).await.status, 200);
+    let woke = waiter.await.expect("waiter");
+    assert!(started.elapsed() < Duration::from_secs(5), "the waiter woke on the release");
+    assert!(woke.json()[0].get("Session").is_none());
+    c.shutdown().await;
+}
