@@ -37,15 +37,18 @@ async fn holder(api: &Api, key: &str) -> Option<String> {
 
 async fn session_endpoints(n: usize) {
     let c = Cluster::start(n).await;
-    let leader = c.api(c.leader().await);
-    let api = c.api(if n > 1 { c.followers().await[0] } else { 0 });
+    let i = if n > 1 { c.followers().await[0] } else { 0 };
+    let api = c.api(i);
     // The agent's own node is not in the catalog yet: Consul's "Missing node registration".
     let r = put(&api, "/v1/session/create", None).await;
     assert_eq!(r.status, 500, "{}", r.text());
     assert!(r.text().contains("Missing node registration"), "{}", r.text());
-    register_node(&api, c.agent(0).node_name()).await;
-    let default_node = put(&leader, "/v1/session/create", None).await;
+    register_node(&api, c.agent(i).node_name()).await;
+    let default_node = put(&api, "/v1/session/create", None).await;
     assert_eq!(default_node.status, 200, "{}", default_node.text());
+    let id = default_node.json()["ID"].as_str().expect("ID").to_string();
+    let info = api.get(&format!("/v1/session/info/{id}")).await.expect("info").json();
+    assert_eq!(info[0]["Node"].as_str(), Some(c.agent(i).node_name()));
 
     register_node(&api, "n1").await;
     let r = put(&api, "/v1/session/create", Some(json!({"Node": "n1", "TTL": "5s"}))).await;
