@@ -235,3 +235,32 @@ async fn t84_txn_lock_verbs_and_blocking_wake_on_invalidation() {
     assert!(woke.json()[0].get("Session").is_none());
     c.shutdown().await;
 }
+
+/// A new leader gives every TTL session a full 2 × TTL (Consul re-arms its timers on
+/// fail-over): a session 15 s into its 20 s window when the leader stops survives past the old
+/// deadline, then lapses on the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t85_new_leader_rearms_ttl_timers() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let api = c.api(c.followers().await[0]);
+    register_node(&api, "n1").await;
+    let s = create(&api, json!({"Node": "n1", "TTL": "10s"})).await;
+    let created = Instant::now();
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    c.stop(leader).await;
+    let survivor = c.api(c.leader().await);
+    tokio::time::sleep(Duration::from_secs(22).saturating_sub(created.elapsed())).await;
+    let info = survivor.get(&format!("/v1/session/info/{s}")).await.expect("info").json();
+    assert_eq!(info.as_array().map(Vec::len), Some(1), "alive past the old leader's deadline");
+    consul_tests::eventually(Duration::from_secs(25), "the session lapses on the new leader", || {
+        let survivor = survivor.clone();
+        let s = s.clone();
+        async move {
+            let info = survivor.get(&format!("/v1/session/info/{s}")).await.ok()?.json();
+            (info == json!([])).then_some(())
+        }
+    })
+    .await;
+    c.shutdown().await;
+}
