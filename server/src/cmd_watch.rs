@@ -239,9 +239,9 @@ pub(crate) async fn run(a: WatchArgs) -> Result<u8> {
         .call(Method::GET, "/v1/agent/self", &[], None)
         .await
         .map_err(|e| anyhow!("Error querying Consul agent: {e:#}"))?;
-    let handler = Handler { args: a.handler.clone(), shell: a.shell };
+    let mut handler = Handler { args: a.handler.clone(), shell: a.shell };
     tokio::select! {
-        r = watch_loop(&client, &spec, a.stale, &handler) => r,
+        r = watch_loop(&client, &spec, a.stale, &mut handler) => r,
         r = shutdown_signal() => r.map(|()| 0),
     }
 }
@@ -272,7 +272,13 @@ async fn query(client: &Client, spec: &Spec, stale: bool, index: Option<u64>) ->
     Ok((resp.index.unwrap_or(0), value))
 }
 
-async fn watch_loop(client: &Client, spec: &Spec, stale: bool, handler: &Handler) -> Result<u8> {
+/// Receives each new result; an error ends the watch.
+trait Sink {
+    /// Called at start and on every change, with the answer's index.
+    async fn fire(&mut self, index: u64, value: &Value) -> Result<()>;
+}
+
+async fn watch_loop(client: &Client, spec: &Spec, stale: bool, sink: &mut impl Sink) -> Result<u8> {
     let mut index: Option<u64> = None;
     let mut last: Option<Value> = None;
     let mut failures = 0u32;
@@ -301,7 +307,7 @@ async fn watch_loop(client: &Client, spec: &Spec, stale: bool, handler: &Handler
         if !first && last.as_ref() == Some(&value) {
             continue;
         }
-        handler.fire(got, &value).await?;
+        sink.fire(got, &value).await?;
         last = Some(value);
     }
 }
@@ -312,8 +318,8 @@ struct Handler {
     shell: bool,
 }
 
-impl Handler {
-    async fn fire(&self, index: u64, value: &Value) -> Result<()> {
+impl Sink for Handler {
+    async fn fire(&mut self, index: u64, value: &Value) -> Result<()> {
         if self.args.is_empty() {
             if !value.is_null() {
                 let mut out = tokio::io::stdout();
@@ -434,6 +440,78 @@ mod tests {
         assert_eq!(retry_delay(1), Duration::from_secs(5));
         assert_eq!(retry_delay(2), Duration::from_secs(20));
         assert_eq!(retry_delay(100), RETRY_MAX);
+    }
+
+    /// Collects results; stops the loop (with an error) once it has `stop_after`.
+    struct Collect {
+        seen: Vec<(u64, Value)>,
+        stop_after: usize,
+    }
+
+    impl Sink for Collect {
+        async fn fire(&mut self, index: u64, value: &Value) -> Result<()> {
+            self.seen.push((index, value.clone()));
+            if self.seen.len() >= self.stop_after {
+                bail!("enough");
+            }
+            Ok(())
+        }
+    }
+
+    /// The loop against canned answers: fires at start, not on a timeout (same index) nor on
+    /// an unchanged result, resets a backwards index to 0, blocks with `index` and `wait=5m`,
+    /// and starts at most one query per 100 ms.
+    #[tokio::test]
+    async fn loop_fires_on_change_only_and_resets_backwards_index() {
+        let answers = vec![
+            (200, 5, r#"[{"Node":"a"}]"#.to_string()),
+            (200, 5, r#"[{"Node":"a"}]"#.to_string()),
+            (200, 6, r#"[{"Node":"a"}]"#.to_string()),
+            (200, 7, r#"[{"Node":"b"}]"#.to_string()),
+            (200, 3, r#"[{"Node":"b"}]"#.to_string()),
+            (200, 8, r#"[{"Node":"c"}]"#.to_string()),
+        ];
+        let server = crate::testserver::TestServer::start_indexed(answers).await;
+        let client = Client::new(&ClientFlags { http_addr: Some(server.addr.clone()), ..ClientFlags::default() })
+            .expect("client");
+        let mut sink = Collect { seen: Vec::new(), stop_after: 3 };
+        let started = std::time::Instant::now();
+        let e = watch_loop(&client, &Spec::Nodes, true, &mut sink).await.expect_err("stopped by the sink");
+        assert_eq!(e.to_string(), "enough");
+        assert!(started.elapsed() >= Duration::from_millis(500), "six queries take at least 5 x 100 ms");
+        assert_eq!(
+            sink.seen,
+            vec![(5, json!([{"Node": "a"}])), (7, json!([{"Node": "b"}])), (8, json!([{"Node": "c"}]))]
+        );
+        let targets: Vec<String> = server.requests().await.into_iter().map(|r| r.target).collect();
+        assert_eq!(
+            targets,
+            vec![
+                "/v1/catalog/nodes?stale",
+                "/v1/catalog/nodes?stale&index=5&wait=5m",
+                "/v1/catalog/nodes?stale&index=5&wait=5m",
+                "/v1/catalog/nodes?stale&index=6&wait=5m",
+                "/v1/catalog/nodes?stale&index=7&wait=5m",
+                "/v1/catalog/nodes?stale",
+            ]
+        );
+    }
+
+    /// The handler gets CONSUL_INDEX and the compact JSON on stdin (empty for a missing key);
+    /// a failing handler is an error.
+    #[tokio::test]
+    async fn handler_runs_with_index_and_stdin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("out");
+        let script = format!("echo \"$CONSUL_INDEX\" >> '{0}'; cat >> '{0}'", f.display());
+        let mut direct = Handler { args: vec!["sh".into(), "-c".into(), script.clone()], shell: false };
+        direct.fire(42, &json!({"Key": "k"})).await.expect("runs");
+        let mut shell = Handler { args: vec![script], shell: true };
+        shell.fire(43, &Value::Null).await.expect("runs");
+        assert_eq!(std::fs::read_to_string(&f).expect("written"), "42\n{\"Key\":\"k\"}\n43\n");
+        let mut failing = Handler { args: vec!["exit 3".into()], shell: true };
+        let e = failing.fire(1, &json!([])).await.expect_err("exit 3");
+        assert!(e.to_string().contains("Error executing handler"), "{e}");
     }
 
     #[test]

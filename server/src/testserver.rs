@@ -34,8 +34,14 @@ pub(crate) struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server answering requests with `answers` in order (then 404s).
+    /// Starts a server answering requests with `answers` in order (then 404s), each with
+    /// `X-Consul-Index: 1`.
     pub(crate) async fn start(answers: Vec<(u16, String)>) -> TestServer {
+        Self::start_indexed(answers.into_iter().map(|(s, b)| (s, 1, b)).collect()).await
+    }
+
+    /// Like [`TestServer::start`], with the `X-Consul-Index` of each answer.
+    pub(crate) async fn start_indexed(answers: Vec<(u16, u64, String)>) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind test server");
         let addr = listener.local_addr().expect("addr").to_string();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -46,10 +52,10 @@ impl TestServer {
                 // One request per connection keeps the parser trivial (`Connection: close`).
                 let Some(req) = read_request(&mut sock).await else { continue };
                 record.lock().await.push(req);
-                let (status, body) = answers.next().unwrap_or((404, "no more answers".into()));
+                let (status, index, body) = answers.next().unwrap_or((404, 1, "no more answers".into()));
                 let resp = format!(
                     "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: application/json\r\n\
-                     X-Consul-Index: 1\r\nConnection: close\r\n\r\n{body}",
+                     X-Consul-Index: {index}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = sock.write_all(resp.as_bytes()).await;

@@ -214,6 +214,13 @@ async fn t41_watch_key_and_service_print_initial_then_changed_results() {
         base64::engine::general_purpose::STANDARD.encode(s)
     };
 
+    // A key that does not exist yet prints nothing until it is written.
+    let watch = Watch::start(&agent, &["watch", "-type=key", "-key=watch/later"]);
+    watch.quiet_for(Duration::from_millis(500));
+    agent.api.put_ok("watch/later", "now").await;
+    assert_eq!(watch.next_json(Duration::from_secs(20))["Value"], b64("now"));
+    drop(watch);
+
     agent.api.put_ok("watch/k", "one").await;
     let watch = Watch::start(&agent, &["watch", "-type=key", "-key", "watch/k"]);
     let first = watch.next_json(Duration::from_secs(20));
