@@ -46,6 +46,9 @@ pub(crate) struct RegisterArgs {
     /// Metadata `key=value`; repeatable.
     #[arg(long = "meta", value_name = "KEY=VALUE", action = ArgAction::Append)]
     meta: Vec<String>,
+    /// A tagged address `key=address[:port]` (e.g. `wan=203.0.113.1:80`); repeatable.
+    #[arg(long = "tagged-address", value_name = "KEY=ADDR", action = ArgAction::Append)]
+    tagged_addresses: Vec<String>,
     /// Service definition files (.json or .hcl).
     files: Vec<String>,
 }
@@ -95,7 +98,38 @@ pub(crate) fn registration_from_flags(a: &RegisterArgs) -> Result<Value> {
         }
         m.insert("Meta".into(), Value::Object(meta));
     }
+    if !a.tagged_addresses.is_empty() {
+        let mut tagged = Map::new();
+        for pair in &a.tagged_addresses {
+            let (k, v) = split_pair(pair)?;
+            let (address, port) = split_host_port(v)?;
+            let mut addr = Map::new();
+            addr.insert("Address".into(), address.into());
+            if let Some(p) = port {
+                addr.insert("Port".into(), p.into());
+            }
+            tagged.insert(k.to_string(), Value::Object(addr));
+        }
+        m.insert("TaggedAddresses".into(), Value::Object(tagged));
+    }
     Ok(Value::Object(m))
+}
+
+/// `host:port`, `[v6]:port`, or a bare address (IPv6 included) with no port.
+fn split_host_port(s: &str) -> Result<(String, Option<u16>)> {
+    let parse_port = |p: &str| p.parse::<u16>().map_err(|_| anyhow!("Invalid port {p:?} in address {s:?}"));
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(|| anyhow!("Invalid address {s:?}: missing ']'"))?;
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((host.to_string(), Some(parse_port(p)?))),
+            None if after.is_empty() => Ok((host.to_string(), None)),
+            None => bail!("Invalid address {s:?}"),
+        };
+    }
+    match s.split_once(':') {
+        Some((host, p)) if !p.contains(':') => Ok((host.to_string(), Some(parse_port(p)?))),
+        _ => Ok((s.to_string(), None)),
+    }
 }
 
 /// Reads service definitions from files, in order.
@@ -403,6 +437,15 @@ mod tests {
             json!({"ID": "web-1", "Name": "web", "Tags": ["v1", "primary"], "Address": "10.0.0.5",
                    "Port": 8080, "Meta": {"env": "prod", "a": "b=c"}})
         );
+        let a = reg_args(
+            "-name=db -tagged-address wan=203.0.113.1:8080 -tagged-address=lan_ipv6=[::1]:80 -tagged-address v6=::1",
+        );
+        assert_eq!(
+            registration_from_flags(&a).expect("ok")["TaggedAddresses"],
+            json!({"wan": {"Address": "203.0.113.1", "Port": 8080}, "lan_ipv6": {"Address": "::1", "Port": 80},
+                   "v6": {"Address": "::1"}})
+        );
+        assert!(registration_from_flags(&reg_args("-name=db -tagged-address=wan=h:x")).is_err());
         let a = reg_args("-name=db");
         assert_eq!(registration_from_flags(&a).expect("ok"), json!({"Name": "db"}));
         let a = reg_args("-name=db -meta novalue");
