@@ -159,15 +159,27 @@ async fn t40_catalog_commands_list_registered_nodes_and_services() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(stdout(&out), "dc1\n");
 
+    // The agent may register its own node (and a `consul` service) too; leave those out.
+    let own = agent.api.get("/v1/agent/self").await.expect("self").json()["Config"]["NodeName"]
+        .as_str()
+        .expect("node name")
+        .to_string();
+    let cols = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    let rows = |o: &Output| -> Vec<Vec<String>> {
+        stdout(o).lines().map(cols).filter(|c| c.first().is_some_and(|n| *n != own && n != "consul")).collect()
+    };
     let out = agent.cli(&["catalog", "nodes"]);
     assert!(out.status.success(), "{out:?}");
-    let text = stdout(&out);
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 3, "{text}");
-    let cols = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
-    assert_eq!(cols(lines[0]), ["Node", "ID", "Address", "DC"]);
-    assert_eq!(cols(lines[1]), ["node-a", "0e8ffa51", "10.1.0.6", "dc1"]);
-    assert_eq!(cols(lines[2]), ["node-bb", "7d1c44a0", "10.1.0.7", "dc1"]);
+    assert_eq!(
+        rows(&out),
+        [
+            vec!["Node", "ID", "Address", "DC"],
+            vec!["node-a", "0e8ffa51", "10.1.0.6", "dc1"],
+            vec!["node-bb", "7d1c44a0", "10.1.0.7", "dc1"]
+        ],
+        "{}",
+        stdout(&out)
+    );
 
     // -service: nodes providing it; -node-meta: filtered; -detailed: full ID, tagged addresses, meta.
     let out = agent.cli(&["catalog", "nodes", "-service=db"]);
@@ -188,11 +200,9 @@ async fn t40_catalog_commands_list_registered_nodes_and_services() {
 
     let out = agent.cli(&["catalog", "services"]);
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(stdout(&out), "db\nweb\n");
+    assert_eq!(rows(&out), [["db"], ["web"]], "{}", stdout(&out));
     let out = agent.cli(&["catalog", "services", "-tags"]);
-    let text = stdout(&out);
-    let rows: Vec<Vec<String>> = text.lines().map(cols).collect();
-    assert_eq!(rows, [vec!["db", "pg"], vec!["web", "primary,v1"]], "{text}");
+    assert_eq!(rows(&out), [vec!["db", "pg"], vec!["web", "primary,v1"]], "{}", stdout(&out));
     let out = agent.cli(&["catalog", "services", "-node=node-a", "-tags"]);
     assert_eq!(stdout(&out).lines().map(cols).collect::<Vec<_>>(), [vec!["web", "primary,v1"]]);
     let out = agent.cli(&["catalog", "services", "-node-meta=rack=r2"]);
