@@ -50,6 +50,8 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     local pid
+    # dnsperf runs under /usr/bin/time: stop the child first, then the rest.
+    [[ -n "$CUR_PID" ]] && pkill -TERM -P "$CUR_PID" 2>/dev/null || true
     for pid in "$CUR_PID" "$PERF_PID" "${PIDS[@]}"; do
         [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
     done
@@ -246,26 +248,33 @@ QFILE="$TMP/queries.txt"
 echo "web.service.consul SRV" >"$QFILE"
 
 # Runs dnsperf against server $1 in mode $2 for $3 seconds, output to $4; sets RUN_CPU to the CPU
-# seconds the server used meanwhile. (Not called in a subshell, so cleanup sees CUR_PID.)
+# seconds the server used meanwhile and RUN_CLIENT_CPU to dnsperf's own (empty without
+# /usr/bin/time). Not called in a subshell, so cleanup sees CUR_PID.
 run_dnsperf() {
-    local server="$1" mode="$2" secs="$3" out="$4" pid c0 c1
+    local server="$1" mode="$2" secs="$3" out="$4" pid c0 c1 timer=()
     local args=(-s 127.0.0.1 -p "$(port_of "$server")" -d "$QFILE" -l "$secs" -c "$CLIENTS" -q "$OUTSTANDING" -t 5)
     [[ "$mode" == edns ]] && args+=(-e)
     [[ -n "$MAX_QPS" ]] && args+=(-Q "$MAX_QPS")
+    [[ -x /usr/bin/time ]] && timer=(/usr/bin/time -f '%U %S' -o "$TMP/client-cpu")
+    rm -f "$TMP/client-cpu"
     pid="$(pid_of "$server")"
     c0="$(cpu_secs "$pid")"
     echo "# dnsperf ${args[*]}" >"$out"
-    dnsperf "${args[@]}" >>"$out" 2>&1 &
+    "${timer[@]}" dnsperf "${args[@]}" >>"$out" 2>&1 &
     CUR_PID=$!
     wait "$CUR_PID" || die "dnsperf failed against $(label_of "$server") ($mode): $(tail -3 "$out")"
     CUR_PID=""
     c1="$(cpu_secs "$pid")"
     RUN_CPU="$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.3f", b - a }')"
+    RUN_CLIENT_CPU=""
+    [[ -s "$TMP/client-cpu" ]] && RUN_CLIENT_CPU="$(awk 'END { printf "%.3f", $1 + $2 }' "$TMP/client-cpu")"
+    return 0
 }
 
-# One line per run: server mode repeat qps avg_ms max_ms sd_ms sent completed lost resp_bytes cpu_cores noerror_pct
-parse_dnsperf() { # file server mode repeat cpu_secs
-    awk -v s="$2" -v m="$3" -v r="$4" -v cpu="$5" '
+# One line per run: server mode repeat qps avg_ms max_ms sd_ms sent completed lost resp_bytes
+# server_cpu_cores noerror_pct client_cpu_cores
+parse_dnsperf() { # file server mode repeat server_cpu_secs client_cpu_secs
+    awk -v s="$2" -v m="$3" -v r="$4" -v cpu="$5" -v ccpu="$6" '
         /Queries sent:/ { sent = $3 }
         /Queries completed:/ { done = $3 }
         /Queries lost:/ { lost = $3 }
@@ -277,13 +286,14 @@ parse_dnsperf() { # file server mode repeat cpu_secs
         /Latency StdDev \(s\):/ { sd = $4 }
         END {
             if (qps == "") exit 1
-            printf "%s\t%s\t%s\t%.1f\t%.3f\t%.3f\t%.3f\t%d\t%d\t%d\t%d\t%.2f\t%s\n",
-                s, m, r, qps, avg * 1000, mx * 1000, sd * 1000, sent, done, lost, rsp, cpu / rt, (ok == "" ? 0 : ok)
+            printf "%s\t%s\t%s\t%.1f\t%.3f\t%.3f\t%.3f\t%d\t%d\t%d\t%d\t%.2f\t%s\t%s\n",
+                s, m, r, qps, avg * 1000, mx * 1000, sd * 1000, sent, done, lost, rsp, cpu / rt, (ok == "" ? 0 : ok),
+                (ccpu == "" ? "nan" : sprintf("%.2f", ccpu / rt))
         }' "$1"
 }
 
 RUNS="$OUT/runs.tsv"
-printf 'server\tmode\trepeat\tqps\tavg_ms\tmax_ms\tsd_ms\tsent\tcompleted\tlost\tresp_bytes\tcpu_cores\tnoerror_pct\n' >"$RUNS"
+printf 'server\tmode\trepeat\tqps\tavg_ms\tmax_ms\tsd_ms\tsent\tcompleted\tlost\tresp_bytes\tserver_cpu_cores\tnoerror_pct\tclient_cpu_cores\n' >"$RUNS"
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 if ((WARMUP > 0)); then
@@ -300,29 +310,35 @@ for ((r = 1; r <= REPEATS; r++)); do
         for s in "${order[@]}"; do
             f="$OUT/raw/$r-$m-$s.txt"
             run_dnsperf "$s" "$m" "$DURATION" "$f"
-            line="$(parse_dnsperf "$f" "$s" "$m" "$r" "$RUN_CPU")" || die "could not parse $f"
+            line="$(parse_dnsperf "$f" "$s" "$m" "$r" "$RUN_CPU" "$RUN_CLIENT_CPU")" || die "could not parse $f"
             echo "$line" >>"$RUNS"
-            log "repeat $r/$REPEATS $m $(label_of "$s"): $(cut -f4 <<<"$line") q/s, avg $(cut -f5 <<<"$line") ms, lost $(cut -f10 <<<"$line"), server CPU $(cut -f12 <<<"$line") cores"
+            log "repeat $r/$REPEATS $m $(label_of "$s"): $(cut -f4 <<<"$line") q/s, avg $(cut -f5 <<<"$line") ms, lost $(cut -f10 <<<"$line"), server CPU $(cut -f12 <<<"$line") cores, dnsperf CPU $(cut -f14 <<<"$line") cores"
         done
     done
 done
 LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- optional profile
+# consul-rs is built without frame pointers but with debug info (profile.release debug = 1), so
+# call graphs are unwound from DWARF; -F 499 keeps perf.data to ~20 MB/s (it stays in $TMP).
 if [[ "$PROFILE" == 1 ]]; then
     for m in "${MODES[@]}"; do
         log "profiling consul-rs ($m, ${DURATION} s)"
-        perf record -g -o "$TMP/perf-$m.data" -p "$CONSUL_PID" >"$TMP/perf-$m.log" 2>&1 &
+        perf record -F 499 --call-graph dwarf,32768 -o "$TMP/perf-$m.data" -p "$CONSUL_PID" >"$TMP/perf-$m.log" 2>&1 &
         PERF_PID=$!
         sleep 0.5
         run_dnsperf consul "$m" "$DURATION" "$OUT/raw/profile-$m.txt"
         kill -INT "$PERF_PID" 2>/dev/null || true
         wait "$PERF_PID" 2>/dev/null || true
         PERF_PID=""
-        perf report -i "$TMP/perf-$m.data" --stdio --no-children --sort comm,dso,symbol --percent-limit 0.5 \
-            >"$OUT/perf-$m-self.txt" 2>/dev/null || true
-        perf report -i "$TMP/perf-$m.data" --stdio --children --sort symbol -g none --percent-limit 3 \
-            >"$OUT/perf-$m-children.txt" 2>/dev/null || true
+        # Flat self time, then inclusive time of every (non-inlined) frame above 1 %.
+        perf report -i "$TMP/perf-$m.data" --stdio --no-children --sort symbol -g none --percent-limit 0.5 \
+            2>/dev/null | grep -v -e '^#' -e '^$' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//' \
+            >"$OUT/perf-$m-self.txt" || true
+        perf report -i "$TMP/perf-$m.data" --stdio --children --sort symbol -g none --percent-limit 1 \
+            2>/dev/null | grep -v -e '^#' -e '^$' -e '(inlined)' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//' \
+            >"$OUT/perf-$m-inclusive.txt" || true
+        rm -f "$TMP/perf-$m.data"
     done
 fi
 
@@ -344,8 +360,8 @@ MODE_LABEL_udp="plain UDP (no EDNS)"
 MODE_LABEL_edns="EDNS0, 4096-byte buffer"
 TABLE="$OUT/table.md"
 {
-    echo "| mode | consul-rs q/s | unbound q/s | q/s ratio (consul-rs/unbound) | consul-rs avg ms | unbound avg ms | consul-rs max ms | unbound max ms | response bytes (c/u) | server CPU, cores (c/u) | q/s per core (c/u) | lost (c/u) | q/s min–max (c; u) |"
-    echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    echo "| mode | consul-rs q/s | unbound q/s | q/s ratio (consul-rs/unbound) | consul-rs avg ms | unbound avg ms | consul-rs max ms | unbound max ms | response bytes (c/u) | server CPU, cores (c/u) | q/s per server core (c/u) | dnsperf CPU, cores (c/u) | lost (c/u) | q/s min–max (c; u) |"
+    echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     for m in "${MODES[@]}"; do
         label_var="MODE_LABEL_$m"
         cq="$(med consul "$m" 4)"; uq="$(med unbound "$m" 4)"
@@ -354,12 +370,13 @@ TABLE="$OUT/table.md"
         cb="$(med consul "$m" 11)"; ub="$(med unbound "$m" 11)"
         cc="$(med consul "$m" 12)"; uc="$(med unbound "$m" 12)"
         cl="$(sum consul "$m" 10)"; ul="$(sum unbound "$m" 10)"
+        ck="$(med consul "$m" 14)"; uk="$(med unbound "$m" 14)"
         cpc="$(awk -v q="$cq" -v c="$cc" 'BEGIN { if (c > 0) printf "%.0f", q / c; else print "—" }')"
         upc="$(awk -v q="$uq" -v c="$uc" 'BEGIN { if (c > 0) printf "%.0f", q / c; else print "—" }')"
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s/%s | %s/%s | %s/%s | %s/%s | %s; %s |\n' \
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s/%s | %s/%s | %s/%s | %s/%s | %s/%s | %s; %s |\n' \
             "${!label_var}" "$(fmt "$cq" %.0f)" "$(fmt "$uq" %.0f)" "$(ratio "$cq" "$uq")" \
             "$(fmt "$ca" %.3f)" "$(fmt "$ua" %.3f)" "$(fmt "$cx" %.2f)" "$(fmt "$ux" %.2f)" \
-            "$(fmt "$cb" %.0f)" "$(fmt "$ub" %.0f)" "$cc" "$uc" "$cpc" "$upc" "$cl" "$ul" \
+            "$(fmt "$cb" %.0f)" "$(fmt "$ub" %.0f)" "$(fmt "$cc" %.2f)" "$(fmt "$uc" %.2f)" "$cpc" "$upc" "$(fmt "$ck" %.2f)" "$(fmt "$uk" %.2f)" "$cl" "$ul" \
             "$(minmax consul "$m" 4)" "$(minmax unbound "$m" 4)"
     done
 } >"$TABLE"
@@ -381,5 +398,8 @@ echo
 echo "Medians over $REPEATS runs of ${DURATION} s:"
 echo
 cat "$TABLE"
+awk -F'\t' 'NR > 1 && $13 != "100.00" { printf "WARNING: %s %s repeat %s: only %s%% NOERROR answers\n", $1, $2, $3, $13 }' \
+    "$RUNS" | tee "$OUT/warnings.txt"
+[[ -s "$OUT/warnings.txt" ]] || rm -f "$OUT/warnings.txt"
 echo
 echo "Raw outputs: $OUT"

@@ -19,10 +19,20 @@ pub struct DnsAnswer {
     pub nx_domain: bool,
     /// Answer records.
     pub answers: Vec<Record>,
-    /// Additional records (addresses of SRV targets, node-meta TXT).
-    pub additionals: Vec<Record>,
+    /// Additional records per answer, parallel to `answers` (addresses of SRV targets,
+    /// node-meta TXT), so trimming an answer trims its extras with it.
+    pub extras: Vec<Vec<Record>>,
+    /// Answers were left out because of the answer limit.
+    pub limited: bool,
     /// Authority records (the SOA on empty and negative answers).
     pub authorities: Vec<Record>,
+}
+
+impl DnsAnswer {
+    /// Every additional record.
+    pub fn additionals(&self) -> impl Iterator<Item = &Record> {
+        self.extras.iter().flatten()
+    }
 }
 
 /// A question under one of our domains, split into the labels before the domain (lower case).
@@ -152,7 +162,16 @@ fn split_dc<'a>(labels: &mut Vec<&'a str>) -> Option<&'a str> {
 }
 
 /// Resolves one question against `data`. `qname` is the question name as asked.
-pub fn resolve(data: &StateData, config: &DnsConfig, datacenter: &str, qname: &str, qtype: RecordType) -> DnsAnswer {
+/// `max_answers` (0 = no limit) caps the answers built (the UDP answer limit), so a big service
+/// costs no more than the records that will be sent.
+pub fn resolve(
+    data: &StateData,
+    config: &DnsConfig,
+    datacenter: &str,
+    qname: &str,
+    qtype: RecordType,
+    max_answers: usize,
+) -> DnsAnswer {
     let lower = qname.to_ascii_lowercase();
     let doms = domains(config);
     let Some((labels, domain)) = labels_under(&lower, &doms) else {
@@ -188,16 +207,28 @@ pub fn resolve(data: &StateData, config: &DnsConfig, datacenter: &str, qname: &s
             }
             None => negative(true),
         },
-        [svc, "service"] => service_answer(data, config, &domain, datacenter, &owner, svc, None, qtype, negative),
+        [svc, "service"] => {
+            service_answer(data, config, &domain, datacenter, &owner, (svc, None), qtype, max_answers, negative)
+        }
         [svc, proto, "service"] | [svc, proto] if svc.starts_with('_') && proto.starts_with('_') => {
             let svc = &svc[1..];
             let tag = &proto[1..];
             // RFC 2782: `_tcp`/`_udp` as the protocol label means "no tag filter".
             let tag = if matches!(tag, "tcp" | "udp") { None } else { Some(tag) };
-            service_answer(data, config, &domain, datacenter, &owner, svc, tag, RecordType::SRV, negative)
+            service_answer(
+                data,
+                config,
+                &domain,
+                datacenter,
+                &owner,
+                (svc, tag),
+                RecordType::SRV,
+                max_answers,
+                negative,
+            )
         }
         [tag, svc, "service"] => {
-            service_answer(data, config, &domain, datacenter, &owner, svc, Some(tag), qtype, negative)
+            service_answer(data, config, &domain, datacenter, &owner, (svc, Some(tag)), qtype, max_answers, negative)
         }
         [] => {
             // The domain apex: SOA (and nothing else).
@@ -250,9 +281,9 @@ fn service_answer(
     domain: &str,
     datacenter: &str,
     owner: &Name,
-    service: &str,
-    tag: Option<&str>,
+    (service, tag): (&str, Option<&str>),
     qtype: RecordType,
+    max_answers: usize,
     negative: impl Fn(bool) -> DnsAnswer,
 ) -> DnsAnswer {
     let name_match = data.catalog.service_indexes.keys().find(|k| k.eq_ignore_ascii_case(service)).cloned();
@@ -271,8 +302,19 @@ fn service_answer(
         .collect();
     picked.shuffle(&mut rand::thread_rng());
     let ttl = service_ttl(config, &service_name);
+    let mut limit = if max_answers == 0 { usize::MAX } else { max_answers };
+    if config.a_record_limit > 0 && qtype != RecordType::SRV {
+        limit = limit.min(config.a_record_limit);
+    }
     let mut a = DnsAnswer::default();
+    // Several instances on one address give identical A records: answer each address once.
+    let mut seen_ips = std::collections::HashSet::new();
+    let mut cname = None;
     for (node, svc, checks) in picked {
+        if a.answers.len() >= limit {
+            a.limited = true;
+            break;
+        }
         let address = if svc.address.is_empty() { node.address.as_str() } else { svc.address.as_str() };
         let ip = IpAddr::from_str(address).ok();
         if qtype == RecordType::SRV {
@@ -284,39 +326,44 @@ fn service_answer(
                 None => format!("{address}."),
             };
             let Some(target_name) = name(&target) else { continue };
-            a.answers.push(Record::from_rdata(
-                owner.clone(),
-                ttl,
-                RData::SRV(SRV::new(1, weight, svc.port, target_name.clone())),
-            ));
+            let mut extra = Vec::with_capacity(2);
             match ip {
-                Some(ip) => a.additionals.extend(addr_record(&target_name, ttl, ip, RecordType::SRV)),
+                Some(ip) => extra.extend(addr_record(&target_name, ttl, ip, RecordType::SRV)),
                 None => {
                     if let Some(cname) = name(address) {
-                        a.additionals.push(Record::from_rdata(target_name.clone(), ttl, RData::CNAME(CNAME(cname))));
+                        extra.push(Record::from_rdata(target_name.clone(), ttl, RData::CNAME(CNAME(cname))));
                     }
                 }
             }
             if config.node_meta_txt && svc.address.is_empty() && !node.meta.is_empty() {
-                a.additionals.push(Record::from_rdata(target_name, ttl, RData::TXT(TXT::new(meta_txt(node)))));
+                extra.push(Record::from_rdata(target_name.clone(), ttl, RData::TXT(TXT::new(meta_txt(node)))));
             }
+            a.answers.push(Record::from_rdata(
+                owner.clone(),
+                ttl,
+                RData::SRV(SRV::new(1, weight, svc.port, target_name)),
+            ));
+            a.extras.push(extra);
         } else {
             match ip {
-                Some(ip) => a.answers.extend(addr_record(owner, ttl, ip, qtype)),
+                Some(ip) => {
+                    if seen_ips.insert(ip) {
+                        a.answers.extend(addr_record(owner, ttl, ip, qtype));
+                    }
+                }
                 None if matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY | RecordType::CNAME) => {
-                    if let Some(cname) = name(address) {
-                        a.answers.push(Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(cname))));
+                    if cname.is_none() {
+                        cname = name(address).map(|c| Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(c))));
                     }
                 }
                 None => {}
             }
         }
     }
-    // Several instances on one address give identical A records: answer each once.
-    let mut seen = std::collections::HashSet::new();
-    a.answers.retain(|r| seen.insert(format!("{r}")));
-    if config.a_record_limit > 0 && qtype != RecordType::SRV {
-        a.answers.truncate(config.a_record_limit);
+    // A name with a CNAME may hold nothing else: answer the CNAME only when it was asked for,
+    // or when no instance has an address.
+    if qtype == RecordType::CNAME || a.answers.is_empty() {
+        a.answers = cname.into_iter().collect();
     }
     if a.answers.is_empty() {
         a.authorities.extend(soa(config, domain));
@@ -377,19 +424,20 @@ mod tests {
     #[test]
     fn service_a_records_skip_critical() {
         let cfg = DnsConfig::default();
-        let a = resolve(&state(), &cfg, "dc1", "web.service.consul.", RecordType::A);
+        let a = resolve(&state(), &cfg, "dc1", "web.service.consul.", RecordType::A, 0);
         assert_eq!(ips(&a), ["10.0.0.1", "10.0.0.2"]);
         let only = DnsConfig { only_passing: true, ..DnsConfig::default() };
-        assert_eq!(ips(&resolve(&state(), &only, "dc1", "WEB.service.dc1.consul.", RecordType::A)), ["10.0.0.1"]);
-        assert_eq!(ips(&resolve(&state(), &cfg, "dc1", "primary.web.service.consul.", RecordType::A)), ["10.0.0.1"]);
+        assert_eq!(ips(&resolve(&state(), &only, "dc1", "WEB.service.dc1.consul.", RecordType::A, 0)), ["10.0.0.1"]);
+        assert_eq!(ips(&resolve(&state(), &cfg, "dc1", "primary.web.service.consul.", RecordType::A, 0)), ["10.0.0.1"]);
     }
 
     #[test]
     fn srv_has_targets_and_additionals() {
-        let a = resolve(&state(), &DnsConfig::default(), "dc1", "_web._tcp.service.consul.", RecordType::SRV);
+        let a = resolve(&state(), &DnsConfig::default(), "dc1", "_web._tcp.service.consul.", RecordType::SRV, 0);
         assert_eq!(a.answers.len(), 3, "two healthy IP instances and the hostname one");
-        assert!(a.additionals.iter().any(|r| r.name.to_ascii() == "n1.node.dc1.consul."));
-        let tagged = resolve(&state(), &DnsConfig::default(), "dc1", "_web._primary.service.consul.", RecordType::SRV);
+        assert!(a.additionals().any(|r| r.name.to_ascii() == "n1.node.dc1.consul."));
+        let tagged =
+            resolve(&state(), &DnsConfig::default(), "dc1", "_web._primary.service.consul.", RecordType::SRV, 0);
         assert_eq!(tagged.answers.len(), 1);
     }
 
@@ -397,15 +445,15 @@ mod tests {
     fn nodes_addrs_and_negatives() {
         let cfg = DnsConfig::default();
         let st = state();
-        assert_eq!(ips(&resolve(&st, &cfg, "dc1", "n2.node.consul.", RecordType::A)), ["10.0.0.2"]);
-        let txt = resolve(&st, &cfg, "dc1", "n2.node.consul.", RecordType::TXT);
+        assert_eq!(ips(&resolve(&st, &cfg, "dc1", "n2.node.consul.", RecordType::A, 0)), ["10.0.0.2"]);
+        let txt = resolve(&st, &cfg, "dc1", "n2.node.consul.", RecordType::TXT, 0);
         assert_eq!(txt.answers.len(), 1);
-        assert_eq!(ips(&resolve(&st, &cfg, "dc1", "0a000001.addr.dc1.consul.", RecordType::A)), ["10.0.0.1"]);
-        let nx = resolve(&st, &cfg, "dc1", "nope.service.consul.", RecordType::A);
+        assert_eq!(ips(&resolve(&st, &cfg, "dc1", "0a000001.addr.dc1.consul.", RecordType::A, 0)), ["10.0.0.1"]);
+        let nx = resolve(&st, &cfg, "dc1", "nope.service.consul.", RecordType::A, 0);
         assert!(nx.nx_domain && !nx.authorities.is_empty());
-        let other_dc = resolve(&st, &cfg, "dc1", "web.service.dc2.consul.", RecordType::A);
+        let other_dc = resolve(&st, &cfg, "dc1", "web.service.dc2.consul.", RecordType::A, 0);
         assert!(other_dc.nx_domain);
-        let cname = resolve(&st, &cfg, "dc1", "web.service.consul.", RecordType::CNAME);
+        let cname = resolve(&st, &cfg, "dc1", "web.service.consul.", RecordType::CNAME, 0);
         assert_eq!(cname.answers.len(), 1);
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::DNSClass;
+use hickory_proto::rr::{DNSClass, Record};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
@@ -59,30 +59,32 @@ fn error_reply(id: u16, op: OpCode, code: ResponseCode) -> Handled {
     m.to_vec().map(Handled::Reply).unwrap_or(Handled::Drop)
 }
 
-/// Encodes `resp`, dropping records until it fits in `max` bytes. Returns the bytes and whether
-/// answers were cut.
-fn encode_within(mut resp: Message, max: usize, answer_limit: Option<usize>) -> Option<(Vec<u8>, bool)> {
-    let mut cut = false;
-    if let Some(limit) = answer_limit.filter(|l| *l > 0) {
-        if resp.answers.len() > limit {
-            resp.answers.truncate(limit);
-            cut = true;
-        }
+/// Encodes `resp` with `answers` (each with its extra records) in at most `max` bytes, dropping
+/// answers from the end — together with their extras — until it fits. Returns the bytes and
+/// whether answers were dropped.
+fn encode_within(mut resp: Message, answers: Vec<(Record, Vec<Record>)>, max: usize) -> Option<(Vec<u8>, bool)> {
+    let total = answers.len();
+    let encode = |keep: usize, resp: &mut Message| -> Option<Vec<u8>> {
+        resp.answers = answers[..keep].iter().map(|(r, _)| r.clone()).collect();
+        resp.additionals = answers[..keep].iter().flat_map(|(_, x)| x.iter().cloned()).collect();
+        resp.to_vec().ok()
+    };
+    let mut keep = total;
+    let mut bytes = encode(keep, &mut resp)?;
+    if bytes.len() > max && keep > 0 {
+        // Jump close to the size that fits, then step down.
+        keep = (keep * max / bytes.len()).min(keep - 1);
+        bytes = encode(keep, &mut resp)?;
     }
-    loop {
-        let bytes = resp.to_vec().ok()?;
-        if bytes.len() <= max {
-            return Some((bytes, cut));
-        }
-        if !resp.additionals.is_empty() {
-            resp.additionals.clear();
-        } else if resp.answers.pop().is_some() {
-            cut = true;
-        } else {
-            resp.authorities.clear();
-            return resp.to_vec().ok().map(|b| (b, cut));
-        }
+    while bytes.len() > max && keep > 0 {
+        keep -= 1;
+        bytes = encode(keep, &mut resp)?;
     }
+    if bytes.len() > max {
+        resp.authorities.clear();
+        bytes = resp.to_vec().ok()?;
+    }
+    Some((bytes, keep < total))
 }
 
 async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool) -> Handled {
@@ -125,33 +127,37 @@ async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool) -> Handled {
     if too_stale && ctx.consensus.read_barrier(Consistency::Default).await.is_err() {
         return error_reply(id, OpCode::Query, ResponseCode::ServFail);
     }
-    let answer = ctx.consensus.state().read(|d| resolve(d, &ctx.config, &ctx.datacenter, &qname, query.query_type));
+    let client_edns = req.edns.as_ref().map(|e| usize::from(e.max_payload()).max(UDP_PLAIN_MAX));
+    let (max, limit) = match (udp, client_edns) {
+        (false, _) => (TCP_MAX, 0),
+        (true, Some(size)) => (size, 0),
+        (true, None) => (UDP_PLAIN_MAX, ctx.config.udp_answer_limit),
+    };
+    let answer =
+        ctx.consensus.state().read(|d| resolve(d, &ctx.config, &ctx.datacenter, &qname, query.query_type, limit));
     let mut resp = Message::response(id, OpCode::Query);
     resp.metadata.authoritative = true;
     resp.metadata.recursion_desired = req.metadata.recursion_desired;
     resp.metadata.recursion_available = !ctx.config.recursors.is_empty();
     resp.metadata.response_code = if answer.nx_domain { ResponseCode::NXDomain } else { ResponseCode::NoError };
     resp.queries = req.queries.clone();
-    resp.answers = answer.answers;
-    resp.additionals = answer.additionals;
     resp.authorities = answer.authorities;
-    let client_edns = req.edns.as_ref().map(|e| usize::from(e.max_payload()).max(UDP_PLAIN_MAX));
     if let Some(size) = client_edns {
         let mut edns = Edns::new();
         edns.set_max_payload(size.min(4096) as u16);
         resp.set_edns(edns);
     }
-    let (max, limit) = match (udp, client_edns) {
-        (false, _) => (TCP_MAX, None),
-        (true, Some(size)) => (size, None),
-        (true, None) => (UDP_PLAIN_MAX, Some(ctx.config.udp_answer_limit)),
-    };
-    match encode_within(resp.clone(), max, limit) {
-        Some((bytes, cut)) if cut && udp && ctx.config.enable_truncate => {
-            // Re-encode with TC set (the flag does not change the size).
-            let mut truncated = Message::from_vec(&bytes).unwrap_or(resp);
-            truncated.metadata.truncation = true;
-            truncated.to_vec().map(Handled::Reply).unwrap_or(Handled::Drop)
+    let mut extras = answer.extras.into_iter();
+    let answers: Vec<(Record, Vec<Record>)> =
+        answer.answers.into_iter().map(|r| (r, extras.next().unwrap_or_default())).collect();
+    let limited = answer.limited;
+    match encode_within(resp, answers, max) {
+        Some((mut bytes, cut)) if (cut || limited) && udp && ctx.config.enable_truncate => {
+            // Set TC in the encoded header (byte 2, bit 0x02): the flag does not change the size.
+            if let Some(flags) = bytes.get_mut(2) {
+                *flags |= 0x02;
+            }
+            Handled::Reply(bytes)
         }
         Some((bytes, _)) => Handled::Reply(bytes),
         None => error_reply(id, OpCode::Query, ResponseCode::ServFail),
@@ -183,11 +189,20 @@ async fn recurse(ctx: &DnsContext, packet: &[u8]) -> Vec<u8> {
     servfail()
 }
 
-/// Serves DNS over UDP on `socket` until shutdown. Catalog lookups are answered inline (they
-/// only read memory, so one task bounds DNS to a share of the CPU and a query flood cannot
-/// starve the HTTP API); recursive lookups run in their own tasks.
+/// Serves DNS over UDP on `socket` until shutdown. Catalog lookups are answered inline by two
+/// receiver tasks (they only read memory, so a fixed number of tasks bounds DNS to a share of
+/// the CPU and a query flood cannot starve the HTTP API); recursive lookups run in their own
+/// tasks.
 pub async fn serve_udp(socket: UdpSocket, ctx: Arc<DnsContext>) {
     let socket = Arc::new(socket);
+    // Two receivers share the socket so both cores can answer under load; catalog lookups are
+    // short reads, and tokio interleaves these tasks with the HTTP API's, so DNS cannot starve it.
+    let second = tokio::spawn(udp_worker(socket.clone(), ctx.clone()));
+    udp_worker(socket, ctx).await;
+    let _ = second.await;
+}
+
+async fn udp_worker(socket: Arc<UdpSocket>, ctx: Arc<DnsContext>) {
     let mut buf = vec![0u8; 65535];
     loop {
         let received = tokio::select! {

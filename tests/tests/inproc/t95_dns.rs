@@ -110,6 +110,15 @@ async fn t96_truncation_edns_tcp_and_shuffle() {
     assert_eq!(edns.answers.len(), 40, "EDNS0 buffer fits them all");
     let tcp = ask(server, "web.service.consul.", RecordType::SRV, None, true).await;
     assert_eq!(tcp.answers.len(), 40, "TCP is not truncated");
+    let a_count = |m: &Message| m.additionals.iter().filter(|r| matches!(r.data, RData::A(_))).count();
+    assert_eq!(a_count(&tcp), 40, "every SRV target's address in ADDITIONAL");
+    assert_eq!(tcp.additionals.len(), 80, "and its node-meta TXT");
+    // Trimmed answers keep the addresses of the SRV records that stay (Consul's syncExtra).
+    let srv3 = ask(server, "web.service.consul.", RecordType::SRV, None, false).await;
+    assert_eq!((srv3.answers.len(), a_count(&srv3)), (3, 3));
+    let srv_edns = ask(server, "web.service.consul.", RecordType::SRV, Some(1232), false).await;
+    assert!(srv_edns.answers.len() > 3 && srv_edns.answers.len() < 40, "EDNS buffer of 1232 bytes fits some");
+    assert_eq!(a_count(&srv_edns), srv_edns.answers.len());
     let srv_udp = exchange_udp(server, &{
         let mut m = Message::query();
         m.add_query(hickory_proto::op::Query::query("web.service.consul.".parse().expect("name"), RecordType::SRV));
