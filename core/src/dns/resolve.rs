@@ -345,16 +345,12 @@ fn service_answer(
             ));
             a.extras.push(extra);
         } else {
+            let wants_cname = matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY | RecordType::CNAME);
             match ip {
-                Some(ip) => {
-                    if seen_ips.insert(ip) {
-                        a.answers.extend(addr_record(owner, ttl, ip, qtype));
-                    }
-                }
-                None if matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY | RecordType::CNAME) => {
-                    if cname.is_none() {
-                        cname = name(address).map(|c| Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(c))));
-                    }
+                Some(ip) if seen_ips.insert(ip) => a.answers.extend(addr_record(owner, ttl, ip, qtype)),
+                Some(_) => {}
+                None if wants_cname && cname.is_none() => {
+                    cname = name(address).map(|c| Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(c))));
                 }
                 None => {}
             }

@@ -150,6 +150,7 @@ async fn t23_sigterm_shuts_down_gracefully_and_removes_the_pid_file() {
         .arg(format!("-http-port={http}"))
         .arg(format!("-server-port={}", free_port()))
         .arg(format!("-serf-lan-port={}", free_port()))
+        .arg(format!("-dns-port={}", free_port()))
         .arg(format!("-pid-file={}", pid_file.display()))
         .stdout(Stdio::null())
         .spawn()
