@@ -17,9 +17,12 @@
 //! - [`rpc`]: framed, multiplexed TCP between agents.
 //! - [`http`]: the `/v1` API.
 //! - [`archive`]: the `/v1/snapshot` archive format.
+//! - [`local`]: the agent's own services and checks, persistence and anti-entropy.
+//! - `checks`: the check runners (HTTP, TCP, UDP, gRPC, TTL, script, alias).
 
 pub mod agent;
 pub mod archive;
+pub(crate) mod checks;
 pub mod cluster;
 pub mod command;
 pub mod config;
@@ -27,6 +30,7 @@ pub mod consensus;
 pub mod duration;
 pub mod error;
 pub mod http;
+pub mod local;
 pub mod raft;
 pub mod rpc;
 pub mod state;

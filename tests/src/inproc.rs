@@ -20,11 +20,18 @@ pub struct Options {
     pub trailing_logs: u64,
     /// How long KV tombstones live before the leader reaps them.
     pub tombstone_ttl: Duration,
+    /// Adjusts each server's configuration (e.g. shorter anti-entropy intervals).
+    pub tweak: Option<fn(&mut AgentConfig)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { snapshot_threshold: 16384, trailing_logs: 10240, tombstone_ttl: Duration::from_secs(15 * 60) }
+        Options {
+            snapshot_threshold: 16384,
+            trailing_logs: 10240,
+            tombstone_ttl: Duration::from_secs(15 * 60),
+            tweak: None,
+        }
     }
 }
 
@@ -38,7 +45,7 @@ pub struct Cluster {
 
 fn server_config(i: usize, n: usize, join: SocketAddr, dir: &TempDir, opts: Options) -> AgentConfig {
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    AgentConfig {
+    let mut config = AgentConfig {
         node_name: format!("node{i}"),
         server: true,
         bootstrap: n == 1,
@@ -61,7 +68,11 @@ fn server_config(i: usize, n: usize, join: SocketAddr, dir: &TempDir, opts: Opti
         },
         tombstone_ttl: opts.tombstone_ttl,
         ..AgentConfig::default()
+    };
+    if let Some(tweak) = opts.tweak {
+        tweak(&mut config);
     }
+    config
 }
 
 impl Cluster {

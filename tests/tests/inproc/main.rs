@@ -8,3 +8,4 @@ mod t40_failover;
 mod t50_restart;
 mod t60_snapshot;
 mod t70_catalog;
+mod t90_agent;
