@@ -9,3 +9,4 @@ mod t50_restart;
 mod t60_snapshot;
 mod t70_catalog;
 mod t90_agent;
+mod t91_checks;
