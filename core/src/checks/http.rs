@@ -13,7 +13,8 @@ use crate::state::catalog::{CRITICAL, PASSING, WARNING};
 pub(super) fn client(timeout: Duration, disable_redirects: bool) -> Option<reqwest::Client> {
     let redirect =
         if disable_redirects { reqwest::redirect::Policy::none() } else { reqwest::redirect::Policy::limited(10) };
-    reqwest::Client::builder().timeout(timeout).redirect(redirect).pool_max_idle_per_host(1).build().ok()
+    // No keep-alive, like Consul: hundreds of checks must not hold idle connections open.
+    reqwest::Client::builder().timeout(timeout).redirect(redirect).pool_max_idle_per_host(0).build().ok()
 }
 
 pub(super) async fn check(

@@ -248,63 +248,44 @@ async fn t93_tcp_and_udp_checks() {
     c.shutdown().await;
 }
 
-// --- a minimal gRPC health server (HTTP/2 prior knowledge, hand-built frames) ---
+// --- a gRPC health server on a real HTTP/2 implementation (the h2 crate) ---
 
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
-    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-    f.extend_from_slice(&stream.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
-fn hstr(out: &mut Vec<u8>, s: &str) {
-    out.push(s.len() as u8);
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// Serves `grpc.health.v1.Health/Check`: the whole server (`""`) and `"db"` answer `status`
-/// (1 SERVING, 2 NOT_SERVING); other services SERVICE_UNKNOWN.
-async fn grpc_conn(mut conn: TcpStream, status: Arc<AtomicU8>) -> Option<()> {
-    let mut preface = [0u8; 24];
-    conn.read_exact(&mut preface).await.ok()?;
-    conn.write_all(&frame(4, 0, 0, &[])).await.ok()?;
-    let mut data = Vec::new();
-    loop {
-        let mut head = [0u8; 9];
-        conn.read_exact(&mut head).await.ok()?;
-        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
-        let mut payload = vec![0u8; len];
-        conn.read_exact(&mut payload).await.ok()?;
-        match head[3] {
-            4 if head[4] & 1 == 0 => conn.write_all(&frame(4, 1, 0, &[])).await.ok()?,
-            0 => {
-                data.extend_from_slice(&payload);
-                if head[4] & 1 == 0 {
-                    continue;
-                }
-                let pb = data.get(5..)?;
-                let service = if pb.len() > 2 { String::from_utf8_lossy(&pb[2..]).to_string() } else { String::new() };
-                let code = if service.is_empty() || service == "db" { status.load(Ordering::SeqCst) } else { 3 };
-                let mut h = vec![0x88]; // :status 200
-                h.extend_from_slice(&[0x0f, 0x10]); // content-type (static 31), literal
-                hstr(&mut h, "application/grpc");
-                let mut msg = vec![0, 0, 0, 0, 2, 0x08, code];
-                if code == 0 {
-                    msg = vec![0, 0, 0, 0, 0];
-                }
-                let mut t = vec![0x00];
-                hstr(&mut t, "grpc-status");
-                hstr(&mut t, "0");
-                let mut out = frame(1, 4, 1, &h);
-                out.extend(frame(0, 0, 1, &msg));
-                out.extend(frame(1, 4 | 1, 1, &t));
-                conn.write_all(&out).await.ok()?;
-                return Some(());
+/// Answers `grpc.health.v1.Health/Check`: the whole server (`""`) and `"db"` answer `status`
+/// (1 SERVING, 2 NOT_SERVING); other services SERVICE_UNKNOWN (3).
+async fn grpc_conn(conn: TcpStream, status: Arc<AtomicU8>) -> Result<(), h2::Error> {
+    let mut h2c = h2::server::handshake(conn).await?;
+    while let Some(req) = h2c.accept().await {
+        let (request, mut respond) = req?;
+        let status = status.clone();
+        tokio::spawn(async move {
+            assert_eq!(request.uri().path(), "/grpc.health.v1.Health/Check");
+            assert_eq!(request.method(), http::Method::POST);
+            assert_eq!(request.headers().get("content-type").map(|v| v.as_bytes()), Some(&b"application/grpc"[..]));
+            let mut body = request.into_body();
+            let mut data = Vec::new();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk?;
+                let _ = body.flow_control().release_capacity(chunk.len());
+                data.extend_from_slice(&chunk);
             }
-            _ => {}
-        }
+            // 5-byte gRPC prefix, then HealthCheckRequest{service (field 1)}.
+            let pb = data.get(5..).unwrap_or_default();
+            let service = if pb.len() > 2 { String::from_utf8_lossy(&pb[2..]).to_string() } else { String::new() };
+            let code = if service.is_empty() || service == "db" { status.load(Ordering::SeqCst) } else { 3 };
+            let response = http::Response::builder()
+                .status(200)
+                .header("content-type", "application/grpc")
+                .body(())
+                .expect("response");
+            let mut send = respond.send_response(response, false)?;
+            send.send_data(bytes::Bytes::from(vec![0, 0, 0, 0, 2, 0x08, code]), false)?;
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+            send.send_trailers(trailers)?;
+            Ok::<(), h2::Error>(())
+        });
     }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
