@@ -201,6 +201,8 @@ async fn t91_agent_health_endpoints_and_ttl_updates() {
     let mut ids: Vec<&str> = checks.as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
     ids.sort_unstable();
     assert_eq!(ids, ["service:api1:1", "service:api1:2", "service:api2"]);
+    let stats = &get_json(&api, "/v1/agent/self").await["Stats"]["agent"];
+    assert_eq!((stats["services"].as_str(), stats["checks"].as_str()), (Some("2"), Some("3")));
     c.shutdown().await;
 }
 

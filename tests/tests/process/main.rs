@@ -3,3 +3,4 @@
 
 mod t10_durability;
 mod t20_cli;
+mod t30_agent_services;
