@@ -207,8 +207,9 @@ fn maintenance_params(uri: &Uri) -> Result<(bool, String), Error> {
     let q = QueryParams::from_uri(uri);
     let enable = match q.get("enable") {
         None | Some("") => return Err(Error::BadRequest("Missing value for enable".into())),
-        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
-        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
+        // Go's strconv.ParseBool spellings.
+        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" || v == "t" || v == "T" => true,
+        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" || v == "f" || v == "F" => false,
         Some(v) => return Err(Error::BadRequest(format!("Invalid value for enable: {v:?}"))),
     };
     Ok((enable, q.get("reason").unwrap_or_default().to_string()))

@@ -731,3 +731,92 @@ impl LocalAgent {
         self.runner.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::catalog::ServiceInstance;
+
+    fn ttl_check(id: &str, service: &str) -> CheckDefinition {
+        let mut c = CheckDefinition::manual(id, id, "", service, CRITICAL);
+        c.kind = CheckKind::Ttl { ttl: Duration::from_secs(60) };
+        c
+    }
+
+    fn service(id: &str, checks: Vec<CheckDefinition>) -> ServiceDefinition {
+        ServiceDefinition {
+            service: ServiceInstance { id: id.into(), service: "web".into(), ..Default::default() },
+            checks,
+        }
+    }
+
+    #[test]
+    fn sync_status_generations_and_deferral() {
+        let st = LocalState::new(None, Duration::from_secs(300));
+        let (added, removed) = st
+            .add_service(service("w", vec![ttl_check("a", "w"), ttl_check("b", "w")]), Source::Api, false)
+            .expect("add");
+        assert_eq!((added.len(), removed.len()), (2, 0));
+        let a = st.check("a").expect("a");
+        assert_eq!(a.synced_rev, 0, "new entries are out of sync");
+        assert!(a.critical_since.is_some());
+        // A stale runner generation is ignored.
+        assert!(!st.update_check("a", Some(a.generation + 100), PASSING, "x".into()));
+        assert!(st.update_check("a", Some(a.generation), PASSING, "x".into()));
+        let a = st.check("a").expect("a");
+        assert_eq!((a.status.as_str(), a.critical_since, a.defer_until), (PASSING, None, None));
+        st.mark_check_synced("a", a.rev);
+        // Output-only: deferred. Status change: not deferred.
+        st.update_check("a", None, PASSING, "y".into());
+        let a2 = st.check("a").expect("a");
+        assert!(a2.defer_until.is_some() && a2.synced_rev != a2.rev);
+        st.update_check("a", None, WARNING, "z".into());
+        assert!(st.check("a").expect("a").defer_until.is_none());
+        // Marking synced at an old revision does nothing.
+        st.mark_check_synced("a", a.rev);
+        assert_ne!(st.check("a").expect("a").synced_rev, st.check("a").expect("a").rev);
+        // Output is capped.
+        st.update_check("b", None, PASSING, "x".repeat(10_000));
+        assert_eq!(st.check("b").expect("b").output.len(), def::MAX_OUTPUT);
+    }
+
+    #[test]
+    fn replace_existing_checks_and_removal_bookkeeping() {
+        let st = LocalState::new(None, Duration::ZERO);
+        st.add_service(service("w", vec![ttl_check("a", "w"), ttl_check("b", "w")]), Source::Api, false).expect("add");
+        let (_, removed) = st.add_service(service("w", vec![ttl_check("a", "w")]), Source::Api, true).expect("replace");
+        assert_eq!(removed, ["b"]);
+        let snap = st.snapshot();
+        assert!(snap.removed_checks.contains("b") && !snap.checks.contains_key("b"));
+        // Removing the service removes its checks with it (one catalog deregistration).
+        assert_eq!(st.remove_service("w").expect("remove"), ["a"]);
+        let snap = st.snapshot();
+        assert!(snap.removed_services.contains("w") && snap.checks.is_empty());
+        assert!(matches!(st.remove_service("w"), Err(Error::NotFound(_))));
+        assert!(matches!(st.add_check(ttl_check("c", "w"), Source::Api), Err(Error::BadRequest(_))));
+    }
+
+    #[test]
+    fn re_registration_keeps_the_current_result() {
+        let st = LocalState::new(None, Duration::ZERO);
+        st.add_check(ttl_check("a", ""), Source::Api).expect("add");
+        st.update_check("a", None, PASSING, "ok".into());
+        st.add_check(ttl_check("a", ""), Source::Api).expect("again");
+        assert_eq!(st.check("a").expect("a").status, PASSING);
+        let mut explicit = ttl_check("a", "");
+        explicit.status = WARNING.into();
+        st.add_check(explicit, Source::Api).expect("explicit");
+        assert_eq!(st.check("a").expect("a").status, WARNING);
+    }
+
+    #[test]
+    fn aggregate_puts_maintenance_first() {
+        let st = LocalState::new(None, Duration::ZERO);
+        st.add_check(ttl_check("a", ""), Source::Api).expect("add");
+        st.add_check(CheckDefinition::manual(NODE_MAINTENANCE, "m", "", "", CRITICAL), Source::Api).expect("add");
+        let snap = st.snapshot();
+        assert_eq!(aggregate(snap.checks.values()), "maintenance");
+        assert_eq!(aggregate(snap.checks.values().filter(|c| c.def.id == "a")), CRITICAL);
+        assert_eq!(aggregate(std::iter::empty()), PASSING);
+    }
+}
