@@ -141,8 +141,10 @@ async fn t91_http_check_done_when_service_follows_its_endpoint_within_one_interv
     })
     .await;
     let took = up.elapsed();
-    // One interval, plus the sync through Raft and the polling granularity.
-    assert!(took < interval + Duration::from_millis(700), "passing after {took:?}");
+    // One interval for the check to see it, plus slack for the sync through Raft, polling and a
+    // loaded test machine.
+    let slack = Duration::from_secs(1);
+    assert!(took < interval + slack, "passing after {took:?}");
 
     server.stop().await;
     let down = Instant::now();
@@ -151,7 +153,7 @@ async fn t91_http_check_done_when_service_follows_its_endpoint_within_one_interv
     })
     .await;
     let took = down.elapsed();
-    assert!(took < interval + Duration::from_millis(700), "removed after {took:?}");
+    assert!(took < interval + slack, "removed after {took:?}");
     let out = check(&api, "service:web").await["Output"].as_str().unwrap_or_default().to_string();
     assert!(out.contains(&format!("127.0.0.1:{port}")), "{out}");
     c.shutdown().await;
