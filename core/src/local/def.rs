@@ -290,6 +290,12 @@ fn headers(o: &Obj<'_>) -> Result<BTreeMap<String, Vec<String>>, Error> {
                 .ok_or_else(|| bad(format!("Invalid Header.{k}: expected a list of strings")))?,
             _ => return Err(bad(format!("Invalid Header.{k}: expected a list of strings"))),
         };
+        if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            return Err(bad(format!("Invalid Header {k:?}: not a valid HTTP header name")));
+        }
+        if values.iter().any(|v| reqwest::header::HeaderValue::from_str(v).is_err()) {
+            return Err(bad(format!("Invalid Header.{k}: values must be printable text without line breaks")));
+        }
         out.insert(k.clone(), values);
     }
     Ok(out)
@@ -566,6 +572,15 @@ mod tests {
                 "FailuresBeforeWarning",
             ),
             (json!({"Name": "x", "Check": {"DockerContainerID": "abc", "Interval": "1s"}}), "DockerContainerID"),
+            (
+                json!({"Name": "x", "Check": {"HTTP": "http://a/", "Interval": "1s", "Header": {"a b": ["c"]}}}),
+                "Header",
+            ),
+            (
+                json!({"Name": "x", "Check": {"HTTP": "http://a/", "Interval": "1s", "Header": {"A": ["x\ny"]}}}),
+                "Header.A",
+            ),
+            (json!({"Name": "x", "Check": {"HTTP": "https://a/", "Interval": "1s"}}), "https"),
         ];
         for (v, want) in cases {
             let err = parse_service_registration(&v).expect_err(&v.to_string()).to_string();

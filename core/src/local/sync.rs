@@ -284,7 +284,11 @@ pub(crate) async fn run(
                 d.min(next_full)
             }
             Err(e) => {
-                tracing::debug!(error = %e, full, "anti-entropy sync failed; retrying");
+                if e.is_retryable() {
+                    tracing::debug!(error = %e, full, "anti-entropy sync failed; retrying");
+                } else {
+                    tracing::warn!(error = %e, full, "anti-entropy sync failed; retrying");
+                }
                 // No leader yet (start-up, election): retry soon, the write already waited for
                 // one. Anything else backs off up to Consul's 15 s.
                 let wake = Instant::now() + if e.is_retryable() { Duration::from_millis(500) } else { backoff };
