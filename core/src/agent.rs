@@ -32,6 +32,7 @@ pub struct Agent {
     config: AgentConfig,
     node_id: Uuid,
     http_addr: SocketAddr,
+    dns_addr: Option<SocketAddr>,
     rpc_addr: SocketAddr,
     serf_addr: SocketAddr,
     consensus: Arc<Consensus>,
@@ -44,6 +45,22 @@ pub struct Agent {
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|source| Error::Bind { what, addr, source })
+}
+
+/// Binds the DNS UDP socket and TCP listener on the same port (with port 0, the TCP listener
+/// follows the port the UDP socket got, retrying if that port is taken for TCP).
+async fn bind_dns(addr: SocketAddr) -> Result<(tokio::net::UdpSocket, TcpListener)> {
+    let err = |source| Error::Bind { what: "DNS", addr, source };
+    for _ in 0..16 {
+        let udp = tokio::net::UdpSocket::bind(addr).await.map_err(err)?;
+        let port = udp.local_addr().map_err(err)?.port();
+        match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() != 0 => return Err(err(e)),
+            Err(_) => continue,
+        }
+    }
+    Err(err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no port free for both UDP and TCP")))
 }
 
 /// Reads `<data_dir>/node-id`, or writes a new random one there.
@@ -87,6 +104,11 @@ impl Agent {
         let rpc_listener = bind("server RPC", SocketAddr::new(config.bind_addr, config.ports.server)).await?;
         let serf_listener = bind("serf_lan", SocketAddr::new(config.bind_addr, config.ports.serf_lan)).await?;
         let http_listener = bind("HTTP", SocketAddr::new(config.client_addr, config.ports.http)).await?;
+        let dns_sockets = match config.dns.enabled {
+            true => Some(bind_dns(SocketAddr::new(config.client_addr, config.ports.dns)).await?),
+            false => None,
+        };
+        let dns_addr = dns_sockets.as_ref().and_then(|(udp, _)| udp.local_addr().ok());
         let local = |l: &TcpListener, what: &'static str, want: SocketAddr| {
             l.local_addr().map_err(|source| Error::Bind { what, addr: want, source })
         };
@@ -175,6 +197,17 @@ impl Agent {
         tasks.push(tokio::spawn(cluster.clone().run(shutdown.clone())));
         tasks.push(tokio::spawn(reap_tombstones(consensus.clone(), config.tombstone_ttl, shutdown.clone())));
 
+        if let Some((udp, tcp)) = dns_sockets {
+            let dns = Arc::new(crate::dns::DnsContext::new(
+                consensus.clone(),
+                config.dns.clone(),
+                config.datacenter.clone(),
+                shutdown.clone(),
+            ));
+            tasks.push(tokio::spawn(crate::dns::serve_udp(udp, dns.clone())));
+            tasks.push(tokio::spawn(crate::dns::serve_tcp(tcp, dns)));
+        }
+
         let ctx = Arc::new(ApiContext {
             consensus: consensus.clone(),
             cluster: cluster.clone(),
@@ -196,6 +229,7 @@ impl Agent {
             config,
             node_id,
             http_addr,
+            dns_addr,
             rpc_addr,
             serf_addr,
             consensus,
@@ -210,6 +244,11 @@ impl Agent {
     /// The HTTP API address.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The DNS address (UDP and TCP), unless DNS is disabled.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns_addr
     }
 
     /// The server RPC address (as advertised).

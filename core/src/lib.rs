@@ -16,6 +16,7 @@
 //! - [`raft`]: every openraft type, the redb log store and the state machine.
 //! - [`rpc`]: framed, multiplexed TCP between agents.
 //! - [`http`]: the `/v1` API.
+//! - [`dns`]: the DNS interface for the `consul.` domain.
 //! - [`archive`]: the `/v1/snapshot` archive format.
 //! - [`local`]: the agent's own services and checks, persistence and anti-entropy.
 //! - `checks`: the check runners (HTTP, TCP, UDP, gRPC, TTL, script, alias).
@@ -27,6 +28,7 @@ pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod consensus;
+pub mod dns;
 pub mod duration;
 pub mod error;
 pub mod http;

@@ -77,6 +77,15 @@ pub(crate) struct AgentArgs {
     /// DNS port (-1 disables DNS).
     #[arg(long = "dns-port", value_name = "PORT", allow_negative_numbers = true)]
     pub(crate) dns_port: Option<i64>,
+    /// DNS domain (default consul.).
+    #[arg(long, value_name = "DOMAIN")]
+    pub(crate) domain: Option<String>,
+    /// A second DNS domain answered like the first.
+    #[arg(long = "alt-domain", value_name = "DOMAIN")]
+    pub(crate) alt_domain: Option<String>,
+    /// Upstream DNS server for other domains; repeatable.
+    #[arg(long = "recursor", value_name = "ADDR", action = ArgAction::Append)]
+    pub(crate) recursor: Vec<String>,
     /// Server RPC port.
     #[arg(long = "server-port", value_name = "PORT", allow_negative_numbers = true)]
     pub(crate) server_port: Option<i64>,
@@ -182,6 +191,15 @@ fn flags_as_config(a: &AgentArgs) -> Value {
     }
     if let Some(v) = a.retry_max {
         put("retry_max", json!(v));
+    }
+    if let Some(v) = &a.domain {
+        put("domain", json!(v));
+    }
+    if let Some(v) = &a.alt_domain {
+        put("alt_domain", json!(v));
+    }
+    if !a.recursor.is_empty() {
+        put("recursors", json!(a.recursor));
     }
     let mut ports = Map::new();
     for (k, v) in [("http", a.http_port), ("dns", a.dns_port), ("server", a.server_port), ("serf_lan", a.serf_lan_port)]

@@ -201,6 +201,20 @@ impl Settings {
                     self.agent.checks.push(def);
                 }
             }
+            "domain" => a.dns.domain = dns_domain(&ctx.string(key, v)?),
+            "alt_domain" => a.dns.alt_domain = Some(dns_domain(&ctx.string(key, v)?)),
+            "recursors" => {
+                a.dns.recursors = ctx
+                    .string_list(key, v)?
+                    .iter()
+                    .map(|r| parse_recursor(r).map_err(|e| ctx.bad(key, &e)))
+                    .collect::<Result<_>>()?;
+            }
+            "dns_config" => {
+                for block in ctx.blocks(key, v)? {
+                    self.apply_dns_config(ctx, block)?;
+                }
+            }
             "ui" => {
                 self.ui = ctx.bool(key, v)?;
                 self.accepted_unused.insert(key.to_string());
@@ -233,8 +247,12 @@ impl Settings {
                     Some(port) => {
                         p.dns = port;
                         self.dns_disabled = false;
+                        self.agent.dns.enabled = true;
                     }
-                    None => self.dns_disabled = true,
+                    None => {
+                        self.dns_disabled = true;
+                        self.agent.dns.enabled = false;
+                    }
                 },
                 "https" | "grpc" | "grpc_tls" | "serf_wan" | "sidecar_min_port" | "sidecar_max_port"
                 | "expose_min_port" | "expose_max_port" => {
@@ -259,6 +277,51 @@ impl Settings {
                 "rpc_hold_timeout" => self.agent.rpc_hold_timeout = ctx.duration(&key, v)?,
                 "leave_drain_time" => {
                     ctx.duration(&key, v)?;
+                    self.accepted_unused.insert(key);
+                }
+                _ => return Err(ctx.unknown(&key)),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_dns_config(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
+        for (k, v) in block {
+            let key = format!("dns_config.{k}");
+            let d = &mut self.agent.dns;
+            match k.as_str() {
+                "allow_stale" => d.allow_stale = ctx.bool(&key, v)?,
+                "max_stale" => d.max_stale = ctx.duration(&key, v)?,
+                "node_ttl" => d.node_ttl = ctx.duration(&key, v)?,
+                "service_ttl" => {
+                    for block in ctx.blocks(&key, v)? {
+                        for (name, ttl) in block {
+                            let ttl = ctx.duration(&format!("{key}.{name}"), ttl)?;
+                            d.service_ttl.insert(name.clone(), ttl);
+                        }
+                    }
+                }
+                "only_passing" => d.only_passing = ctx.bool(&key, v)?,
+                "enable_truncate" => d.enable_truncate = ctx.bool(&key, v)?,
+                "udp_answer_limit" => d.udp_answer_limit = ctx.uint(&key, v, 65535)? as usize,
+                "a_record_limit" => d.a_record_limit = ctx.uint(&key, v, 65535)? as usize,
+                "recursor_timeout" => d.recursor_timeout = ctx.duration(&key, v)?,
+                "enable_additional_node_meta_txt" => d.node_meta_txt = ctx.bool(&key, v)?,
+                "soa" => {
+                    for block in ctx.blocks(&key, v)? {
+                        for (field, val) in block {
+                            let n = ctx.uint(&format!("{key}.{field}"), val, u32::MAX.into())? as u32;
+                            match field.as_str() {
+                                "refresh" => d.soa.0 = n,
+                                "retry" => d.soa.1 = n,
+                                "expire" => d.soa.2 = n,
+                                "min_ttl" => d.soa.3 = n,
+                                _ => return Err(ctx.unknown(&format!("{key}.{field}"))),
+                            }
+                        }
+                    }
+                }
+                "disable_compression" | "recursor_strategy" | "use_cache" | "cache_max_age" | "prefer_namespace" => {
                     self.accepted_unused.insert(key);
                 }
                 _ => return Err(ctx.unknown(&key)),
@@ -299,6 +362,22 @@ impl Settings {
     }
 }
 
+/// A DNS domain in the form the core uses: lower case with a trailing dot.
+fn dns_domain(s: &str) -> String {
+    format!("{}.", s.trim().trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// A recursor: `ip`, `ip:port` or `[ipv6]:port` (port 53 by default).
+fn parse_recursor(s: &str) -> std::result::Result<std::net::SocketAddr, String> {
+    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        return Ok(sa);
+    }
+    s.trim_matches(|c| c == '[' || c == ']')
+        .parse::<IpAddr>()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{s:?} is not an IP address or IP:port"))
+}
+
 /// Keys Consul knows that we accept and do not act on yet. Rejecting them would make existing
 /// configuration files fail outright; logging them keeps the gap visible.
 const ACCEPTED_UNUSED: &[&str] = &[
@@ -321,10 +400,6 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "connect",
     "acl",
     "telemetry",
-    "dns_config",
-    "domain",
-    "alt_domain",
-    "recursors",
     "watches",
     "addresses",
     "disable_update_check",

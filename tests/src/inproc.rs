@@ -5,14 +5,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use consul_core::agent::Agent;
-use consul_core::config::{AgentConfig, Ports, RaftTuning};
+use consul_core::config::{AgentConfig, DnsConfig, Ports, RaftTuning};
 use tempfile::TempDir;
 
 use crate::client::Api;
 use crate::{eventually, free_port};
 
 /// Options for [`Cluster::start`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Raft snapshot threshold (small values exercise compaction).
     pub snapshot_threshold: u64,
@@ -22,6 +22,8 @@ pub struct Options {
     pub tombstone_ttl: Duration,
     /// Adjusts each server's configuration (e.g. shorter anti-entropy intervals).
     pub tweak: Option<fn(&mut AgentConfig)>,
+    /// DNS settings.
+    pub dns: DnsConfig,
 }
 
 impl Default for Options {
@@ -31,6 +33,7 @@ impl Default for Options {
             trailing_logs: 10240,
             tombstone_ttl: Duration::from_secs(15 * 60),
             tweak: None,
+            dns: DnsConfig::default(),
         }
     }
 }
@@ -43,7 +46,7 @@ pub struct Cluster {
     _dirs: Vec<TempDir>,
 }
 
-fn server_config(i: usize, n: usize, join: SocketAddr, dir: &TempDir, opts: Options) -> AgentConfig {
+fn server_config(i: usize, n: usize, join: SocketAddr, dir: &TempDir, opts: &Options) -> AgentConfig {
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut config = AgentConfig {
         node_name: format!("node{i}"),
@@ -67,6 +70,7 @@ fn server_config(i: usize, n: usize, join: SocketAddr, dir: &TempDir, opts: Opti
             trailing_logs: opts.trailing_logs,
         },
         tombstone_ttl: opts.tombstone_ttl,
+        dns: opts.dns.clone(),
         ..AgentConfig::default()
     };
     if let Some(tweak) = opts.tweak {
@@ -88,7 +92,7 @@ impl Cluster {
         let mut cluster = Cluster { agents: Vec::new(), configs: Vec::new(), _dirs: Vec::new() };
         for i in 0..n {
             let dir = tempfile::tempdir().expect("tempdir");
-            let config = server_config(i, n, join, &dir, opts);
+            let config = server_config(i, n, join, &dir, &opts);
             let agent = Agent::start(config.clone()).await.expect("agent start");
             cluster.agents.push(Some(agent));
             cluster.configs.push(config);
@@ -104,7 +108,7 @@ impl Cluster {
         let join = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.configs[0].ports.serf_lan);
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config =
-            server_config(i, self.configs[0].bootstrap_expect.max(1) as usize, join, &dir, Options::default());
+            server_config(i, self.configs[0].bootstrap_expect.max(1) as usize, join, &dir, &Options::default());
         config.raft = self.configs[0].raft;
         config.bootstrap = false;
         let agent = Agent::start(config.clone()).await.expect("agent start");

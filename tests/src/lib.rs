@@ -5,6 +5,7 @@
 //! child processes are killed.
 
 pub mod client;
+pub mod dns;
 pub mod inproc;
 pub mod process;
 

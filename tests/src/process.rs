@@ -79,6 +79,8 @@ impl ProcCluster {
             .arg(format!("-http-port={}", p.http))
             .args(["-server-port", &p.server.to_string()])
             .arg(format!("-serf-lan-port={}", p.serf))
+            // Any free port: several servers on one host cannot all have DNS on 8600.
+            .arg("-dns-port=0")
             .arg(format!("-config-file={}", config.display()))
             .args(["-log-level", "warn"]);
         for (j, other) in self.ports.iter().enumerate() {

@@ -10,3 +10,4 @@ mod t60_snapshot;
 mod t70_catalog;
 mod t90_agent;
 mod t91_checks;
+mod t95_dns;

@@ -9,17 +9,19 @@ use consul_tests::{free_port, process::binary};
 struct DevAgent {
     child: Child,
     http: u16,
+    dns: u16,
 }
 
 impl DevAgent {
     async fn start() -> DevAgent {
         let http = free_port();
+        let dns = free_port();
         let child = Command::new(binary())
             .args(["agent", "-dev", "-client", "127.0.0.1", "-bind=127.0.0.1"])
             .arg(format!("-http-port={http}"))
             .arg(format!("-server-port={}", free_port()))
             .arg(format!("-serf-lan-port={}", free_port()))
-            .arg(format!("-dns-port={}", free_port()))
+            .arg(format!("-dns-port={dns}"))
             .args(["-log-level", "warn"])
             .stdout(Stdio::null())
             .stdin(Stdio::null())
@@ -34,7 +36,7 @@ impl DevAgent {
             }
         })
         .await;
-        DevAgent { child, http }
+        DevAgent { child, http, dns }
     }
 
     fn cli(&self, args: &[&str]) -> Output {
@@ -169,4 +171,40 @@ async fn t23_sigterm_shuts_down_gracefully_and_removes_the_pid_file() {
     .await;
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
     assert!(!pid_file.exists(), "pid file removed on shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t24_dig_finds_only_healthy_instances() {
+    let agent = DevAgent::start().await;
+    let api = Api::new(format!("127.0.0.1:{}", agent.http).parse().expect("addr"));
+    for (node, ip, status) in
+        [("a", "10.9.0.1", "passing"), ("b", "10.9.0.2", "critical"), ("c", "10.9.0.3", "warning")]
+    {
+        let body = serde_json::json!({
+            "Node": node, "Address": ip,
+            "Service": {"ID": format!("web-{node}"), "Service": "web", "Port": 80},
+            "Check": {"CheckID": format!("c-{node}"), "Status": status, "ServiceID": format!("web-{node}")},
+        });
+        let r = api
+            .request(reqwest::Method::PUT, "/v1/catalog/register", Some(body.to_string().into_bytes()))
+            .await
+            .expect("register");
+        assert_eq!(r.status, 200);
+    }
+    let dig = |args: &[&str]| {
+        let out = Command::new("dig")
+            .args(["@127.0.0.1", "-p", &agent.dns.to_string(), "+short", "+time=2", "+tries=1"])
+            .args(args)
+            .output()
+            .expect("dig is installed (Debian bind9-dnsutils)");
+        assert!(out.status.success(), "{out:?}");
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(dig(&["web.service.consul", "A"]), ["10.9.0.1", "10.9.0.3"]);
+    let srv = dig(&["web.service.consul", "SRV"]);
+    assert_eq!(srv.len(), 2, "{srv:?}");
+    assert!(srv.iter().all(|l| l.starts_with("1 1 80 ") && l.ends_with(".node.dc1.consul.")), "{srv:?}");
+    assert_eq!(dig(&["b.node.consul", "A"]), ["10.9.0.2"], "node lookups are not health-filtered");
 }

@@ -1,0 +1,559 @@
+//! A client for any Consul-compatible agent's HTTP API (consul-rs or HashiCorp's).
+//!
+//! Every method is `async` and runs on whatever tokio runtime polls it; the bindings poll them on
+//! the facade's runtime ([`crate::runtime`]). `Client` is cheap to clone.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::types::{
+    CheckKind, Consistency, HealthCheck, HealthFilter, KvPair, KvPairWire, Node, PutOptions, QueryMeta, QueryOptions,
+    ServiceEntry, ServiceRegistration,
+};
+use crate::watch::{Watch, WatchOptions, WatchSpec};
+
+/// Where and how to reach an agent.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Base URL or `host:port` (default `CONSUL_HTTP_ADDR`, else `127.0.0.1:8500`).
+    pub address: String,
+    /// ACL token sent as `X-Consul-Token`.
+    pub token: Option<String>,
+    /// Datacenter for every request (default: the agent's).
+    pub datacenter: Option<String>,
+    /// Timeout of a non-blocking request; blocking queries get their wait on top.
+    pub timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            address: std::env::var("CONSUL_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8500".into()),
+            token: std::env::var("CONSUL_HTTP_TOKEN").ok().filter(|t| !t.is_empty()),
+            datacenter: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    base: String,
+    token: Option<String>,
+    datacenter: Option<String>,
+    timeout: Duration,
+    http: reqwest::Client,
+}
+
+/// A Consul HTTP API client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// A response: status, metadata and body.
+struct Answer {
+    status: StatusCode,
+    meta: QueryMeta,
+    body: Bytes,
+}
+
+impl Answer {
+    fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::new(ErrorCode::Internal, format!("unexpected answer from the agent: {e}")))
+    }
+}
+
+fn header_u64(h: &reqwest::header::HeaderMap, name: &str) -> u64 {
+    h.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn url_path(s: &str) -> String {
+    // Keys may hold any character but a leading '/'; escape what URLs would misread, keep '/'.
+    s.split('/')
+        .map(|seg| form_urlencoded::byte_serialize(seg.as_bytes()).collect::<String>().replace('+', "%20"))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn decode_pair(w: KvPairWire) -> Result<KvPair> {
+    let value = match w.value {
+        None => None,
+        Some(v) => Some(Bytes::from(
+            base64::engine::general_purpose::STANDARD
+                .decode(v)
+                .map_err(|e| Error::new(ErrorCode::Internal, format!("bad base64 in KV answer: {e}")))?,
+        )),
+    };
+    Ok(KvPair {
+        key: w.key,
+        value,
+        flags: w.flags,
+        create_index: w.create_index,
+        modify_index: w.modify_index,
+        lock_index: w.lock_index,
+        session: w.session.filter(|s| !s.is_empty()),
+    })
+}
+
+fn go_duration(d: Duration) -> String {
+    format!("{}ms", d.as_millis().max(1))
+}
+
+impl Client {
+    /// A client for `config`. Fails only on an unusable address.
+    pub fn new(config: ClientConfig) -> Result<Client> {
+        let address = config.address.trim().trim_end_matches('/');
+        if address.is_empty() {
+            return Err(Error::invalid("address", "must not be empty"));
+        }
+        let base = if address.starts_with("http://") || address.starts_with("https://") {
+            address.to_string()
+        } else {
+            format!("http://{address}")
+        };
+        reqwest::Url::parse(&base).map_err(|e| Error::invalid("address", format!("{base:?}: {e}")))?;
+        if base.starts_with("https://") {
+            return Err(Error::invalid("address", "https is not supported by this build; use http://"));
+        }
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                base,
+                token: config.token,
+                datacenter: config.datacenter,
+                timeout: config.timeout,
+                http,
+            }),
+        })
+    }
+
+    /// The agent's base URL.
+    pub fn address(&self) -> &str {
+        &self.inner.base
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        mut params: Vec<(String, String)>,
+        q: Option<&QueryOptions>,
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer> {
+        let mut timeout = self.inner.timeout;
+        if let Some(q) = q {
+            match q.consistency {
+                Consistency::Default => {}
+                Consistency::Stale => params.push(("stale".into(), String::new())),
+                Consistency::Consistent => params.push(("consistent".into(), String::new())),
+            }
+            if let Some(index) = q.index.filter(|i| *i > 0) {
+                params.push(("index".into(), index.to_string()));
+                let wait = q.wait.unwrap_or(Duration::from_secs(300));
+                params.push(("wait".into(), go_duration(wait)));
+                // The server may hold the request for wait + wait/16.
+                timeout += wait + wait / 16;
+            }
+            if let Some(dc) = &q.datacenter {
+                params.push(("dc".into(), dc.clone()));
+            }
+        }
+        if let Some(dc) = &self.inner.datacenter {
+            if !params.iter().any(|(k, _)| k == "dc") {
+                params.push(("dc".into(), dc.clone()));
+            }
+        }
+        let mut url = format!("{}{}", self.inner.base, path);
+        if !params.is_empty() {
+            let query: Vec<String> = params
+                .iter()
+                .map(|(k, v)| {
+                    if v.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{k}={}", form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>())
+                    }
+                })
+                .collect();
+            url.push('?');
+            url.push_str(&query.join("&"));
+        }
+        let mut req = self.inner.http.request(method, url).timeout(timeout);
+        if let Some(t) = &self.inner.token {
+            req = req.header("X-Consul-Token", t);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let h = resp.headers();
+        let meta = QueryMeta {
+            index: header_u64(h, "X-Consul-Index"),
+            known_leader: h.get("X-Consul-KnownLeader").and_then(|v| v.to_str().ok()) == Some("true"),
+            last_contact_ms: header_u64(h, "X-Consul-LastContact"),
+        };
+        let body = resp.bytes().await?;
+        Ok(Answer { status, meta, body })
+    }
+
+    /// Fails unless the answer is 2xx.
+    fn ok(a: Answer) -> Result<Answer> {
+        if a.status.is_success() {
+            Ok(a)
+        } else {
+            Err(Error::from_http(a.status.as_u16(), &String::from_utf8_lossy(&a.body)))
+        }
+    }
+
+    /// Like [`Client::ok`], but a 404 is "nothing there".
+    fn ok_or_missing(a: Answer) -> Result<Option<Answer>> {
+        if a.status == StatusCode::NOT_FOUND {
+            Ok(None)
+        } else {
+            Self::ok(a).map(Some)
+        }
+    }
+
+    // ---- KV ----
+
+    /// Reads one key (`None` if absent).
+    pub async fn kv_get(&self, key: &str, q: &QueryOptions) -> Result<(QueryMeta, Option<KvPair>)> {
+        check_key(key)?;
+        let a = self.call(Method::GET, &format!("/v1/kv/{}", url_path(key)), vec![], Some(q), None).await?;
+        let meta = a.meta;
+        match Self::ok_or_missing(a)? {
+            None => Ok((meta, None)),
+            Some(a) => {
+                let mut pairs: Vec<KvPairWire> = a.json()?;
+                Ok((meta, pairs.pop().map(decode_pair).transpose()?))
+            }
+        }
+    }
+
+    /// Reads every key under `prefix`.
+    pub async fn kv_list(&self, prefix: &str, q: &QueryOptions) -> Result<(QueryMeta, Vec<KvPair>)> {
+        let params = vec![("recurse".to_string(), String::new())];
+        let a = self.call(Method::GET, &format!("/v1/kv/{}", url_path(prefix)), params, Some(q), None).await?;
+        let meta = a.meta;
+        match Self::ok_or_missing(a)? {
+            None => Ok((meta, Vec::new())),
+            Some(a) => {
+                let pairs: Vec<KvPairWire> = a.json()?;
+                Ok((meta, pairs.into_iter().map(decode_pair).collect::<Result<_>>()?))
+            }
+        }
+    }
+
+    /// Lists key names under `prefix`, folded at `separator`.
+    pub async fn kv_keys(
+        &self,
+        prefix: &str,
+        separator: Option<&str>,
+        q: &QueryOptions,
+    ) -> Result<(QueryMeta, Vec<String>)> {
+        let mut params = vec![("keys".to_string(), String::new())];
+        if let Some(sep) = separator {
+            params.push(("separator".into(), sep.into()));
+        }
+        let a = self.call(Method::GET, &format!("/v1/kv/{}", url_path(prefix)), params, Some(q), None).await?;
+        let meta = a.meta;
+        match Self::ok_or_missing(a)? {
+            None => Ok((meta, Vec::new())),
+            Some(a) => Ok((meta, a.json()?)),
+        }
+    }
+
+    /// Writes a key; `false` when a CAS or lock condition failed.
+    pub async fn kv_put(&self, key: &str, value: impl Into<Bytes>, o: &PutOptions) -> Result<bool> {
+        check_key(key)?;
+        let given = [o.cas.is_some(), o.acquire.is_some(), o.release.is_some()].iter().filter(|b| **b).count();
+        if given > 1 {
+            return Err(Error::invalid("cas/acquire/release", "only one may be given"));
+        }
+        let mut params = Vec::new();
+        if let Some(c) = o.cas {
+            params.push(("cas".into(), c.to_string()));
+        }
+        if let Some(f) = o.flags {
+            params.push(("flags".into(), f.to_string()));
+        }
+        if let Some(s) = &o.acquire {
+            params.push(("acquire".into(), s.clone()));
+        }
+        if let Some(s) = &o.release {
+            params.push(("release".into(), s.clone()));
+        }
+        let value: Bytes = value.into();
+        let a =
+            self.call(Method::PUT, &format!("/v1/kv/{}", url_path(key)), params, None, Some(value.to_vec())).await?;
+        Self::ok(a)?.json()
+    }
+
+    /// Deletes a key (or, with `recurse`, every key under the prefix); `false` when a CAS failed.
+    pub async fn kv_delete(&self, key: &str, recurse: bool, cas: Option<u64>) -> Result<bool> {
+        if !recurse {
+            check_key(key)?;
+        }
+        let mut params = Vec::new();
+        if recurse {
+            params.push(("recurse".into(), String::new()));
+        }
+        if let Some(c) = cas {
+            params.push(("cas".into(), c.to_string()));
+        }
+        let a = self.call(Method::DELETE, &format!("/v1/kv/{}", url_path(key)), params, None, None).await?;
+        Self::ok(a)?.json()
+    }
+
+    /// Runs a transaction (`/v1/txn`, Consul's JSON operation list); returns the answer's JSON.
+    /// A rolled-back transaction is an [`ErrorCode::Conflict`] error carrying the per-op errors.
+    pub async fn txn(&self, ops: &Value) -> Result<Value> {
+        let body = serde_json::to_vec(ops).map_err(|e| Error::invalid("ops", e))?;
+        let a = self.call(Method::PUT, "/v1/txn", vec![], None, Some(body)).await?;
+        Self::ok(a)?.json()
+    }
+
+    // ---- status ----
+
+    /// The leader's server address (`""` if none).
+    pub async fn status_leader(&self) -> Result<String> {
+        Self::ok(self.call(Method::GET, "/v1/status/leader", vec![], None, None).await?)?.json()
+    }
+
+    /// The voting servers' addresses.
+    pub async fn status_peers(&self) -> Result<Vec<String>> {
+        Self::ok(self.call(Method::GET, "/v1/status/peers", vec![], None, None).await?)?.json()
+    }
+
+    // ---- catalog and health ----
+
+    /// Service names with their tags.
+    pub async fn catalog_services(&self, q: &QueryOptions) -> Result<(QueryMeta, BTreeMap<String, Vec<String>>)> {
+        let a = Self::ok(self.call(Method::GET, "/v1/catalog/services", vec![], Some(q), None).await?)?;
+        Ok((a.meta, a.json()?))
+    }
+
+    /// Nodes.
+    pub async fn catalog_nodes(&self, q: &QueryOptions) -> Result<(QueryMeta, Vec<Node>)> {
+        let a = Self::ok(self.call(Method::GET, "/v1/catalog/nodes", vec![], Some(q), None).await?)?;
+        Ok((a.meta, a.json()?))
+    }
+
+    /// Instances of `name` with their nodes and checks.
+    pub async fn health_service(
+        &self,
+        name: &str,
+        f: &HealthFilter,
+        q: &QueryOptions,
+    ) -> Result<(QueryMeta, Vec<ServiceEntry>)> {
+        check_name("name", name)?;
+        let mut params = Vec::new();
+        if f.passing {
+            params.push(("passing".into(), String::new()));
+        }
+        if let Some(t) = &f.tag {
+            params.push(("tag".into(), t.clone()));
+        }
+        let a = Self::ok(
+            self.call(Method::GET, &format!("/v1/health/service/{}", url_path(name)), params, Some(q), None).await?,
+        )?;
+        Ok((a.meta, a.json()?))
+    }
+
+    /// Checks of service `name`.
+    pub async fn health_checks(&self, name: &str, q: &QueryOptions) -> Result<(QueryMeta, Vec<HealthCheck>)> {
+        check_name("name", name)?;
+        let a = Self::ok(
+            self.call(Method::GET, &format!("/v1/health/checks/{}", url_path(name)), vec![], Some(q), None).await?,
+        )?;
+        Ok((a.meta, a.json()?))
+    }
+
+    /// Checks in `state` (`any`, `passing`, `warning`, `critical`).
+    pub async fn health_state(&self, state: &str, q: &QueryOptions) -> Result<(QueryMeta, Vec<HealthCheck>)> {
+        if !matches!(state, "any" | "passing" | "warning" | "critical") {
+            return Err(Error::invalid("state", "use any, passing, warning or critical"));
+        }
+        let a = Self::ok(self.call(Method::GET, &format!("/v1/health/state/{state}"), vec![], Some(q), None).await?)?;
+        Ok((a.meta, a.json()?))
+    }
+
+    /// Registers a node, and optionally a service and checks, directly in the catalog.
+    pub async fn catalog_register(&self, registration: &Value) -> Result<()> {
+        let body = serde_json::to_vec(registration).map_err(|e| Error::invalid("registration", e))?;
+        Self::ok(self.call(Method::PUT, "/v1/catalog/register", vec![], None, Some(body)).await?).map(|_| ())
+    }
+
+    // ---- agent ----
+
+    /// `/v1/agent/self`.
+    pub async fn agent_self(&self) -> Result<Value> {
+        Self::ok(self.call(Method::GET, "/v1/agent/self", vec![], None, None).await?)?.json()
+    }
+
+    /// Registers a service (with its checks) on the agent.
+    pub async fn service_register(&self, reg: &ServiceRegistration) -> Result<()> {
+        let body = registration_json(reg)?;
+        let a = self
+            .call(Method::PUT, "/v1/agent/service/register", vec![], None, Some(body.to_string().into_bytes()))
+            .await?;
+        Self::ok(a).map(|_| ())
+    }
+
+    /// Deregisters a service from the agent.
+    pub async fn service_deregister(&self, service_id: &str) -> Result<()> {
+        check_name("service_id", service_id)?;
+        let path = format!("/v1/agent/service/deregister/{}", url_path(service_id));
+        Self::ok(self.call(Method::PUT, &path, vec![], None, None).await?).map(|_| ())
+    }
+
+    /// Reports a TTL check's status (`pass`, `warn` or `fail`) with a note.
+    pub async fn check_update_ttl(&self, check_id: &str, status: &str, note: Option<&str>) -> Result<()> {
+        check_name("check_id", check_id)?;
+        if !matches!(status, "pass" | "warn" | "fail") {
+            return Err(Error::invalid("status", "use pass, warn or fail"));
+        }
+        let params = note.map(|n| vec![("note".to_string(), n.to_string())]).unwrap_or_default();
+        let path = format!("/v1/agent/check/{status}/{}", url_path(check_id));
+        Self::ok(self.call(Method::PUT, &path, params, None, None).await?).map(|_| ())
+    }
+
+    // ---- sessions ----
+
+    /// Creates a session (`/v1/session/create`); returns its ID.
+    pub async fn session_create(&self, body: &Value) -> Result<String> {
+        let a = self.call(Method::PUT, "/v1/session/create", vec![], None, Some(body.to_string().into_bytes())).await?;
+        let v: Value = Self::ok(a)?.json()?;
+        v.get("ID")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| Error::new(ErrorCode::Internal, "session create answered without an ID"))
+    }
+
+    /// Destroys a session.
+    pub async fn session_destroy(&self, id: &str) -> Result<()> {
+        check_name("id", id)?;
+        Self::ok(self.call(Method::PUT, &format!("/v1/session/destroy/{}", url_path(id)), vec![], None, None).await?)
+            .map(|_| ())
+    }
+
+    /// Renews a TTL session; [`ErrorCode::NotFound`] once it is gone.
+    pub async fn session_renew(&self, id: &str) -> Result<()> {
+        check_name("id", id)?;
+        Self::ok(self.call(Method::PUT, &format!("/v1/session/renew/{}", url_path(id)), vec![], None, None).await?)
+            .map(|_| ())
+    }
+
+    /// Starts a watch: a pull stream of results of `spec`, as a blocking-query loop.
+    pub fn watch(&self, spec: WatchSpec, opts: WatchOptions) -> Watch {
+        Watch::start(self.clone(), spec, opts)
+    }
+}
+
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid("key", "must not be empty"));
+    }
+    if key.starts_with('/') {
+        return Err(Error::invalid("key", "must not begin with '/'"));
+    }
+    Ok(())
+}
+
+fn check_name(what: &str, s: &str) -> Result<()> {
+    if s.is_empty() {
+        return Err(Error::invalid(what, "must not be empty"));
+    }
+    Ok(())
+}
+
+fn registration_json(reg: &ServiceRegistration) -> Result<Value> {
+    check_name("name", &reg.name)?;
+    let checks: Vec<Value> = reg
+        .checks
+        .iter()
+        .map(|c| {
+            let mut v = match &c.kind {
+                CheckKind::Http { url } => json!({ "HTTP": url }),
+                CheckKind::Tcp { address } => json!({ "TCP": address }),
+                CheckKind::Grpc { target } => json!({ "GRPC": target }),
+                CheckKind::Ttl { ttl } => json!({ "TTL": go_duration(*ttl) }),
+            };
+            let obj = v.as_object_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "check JSON"))?;
+            if let Some(i) = c.interval {
+                obj.insert("Interval".into(), json!(go_duration(i)));
+            } else if !matches!(c.kind, CheckKind::Ttl { .. }) {
+                obj.insert("Interval".into(), json!("10s"));
+            }
+            if let Some(t) = c.timeout {
+                obj.insert("Timeout".into(), json!(go_duration(t)));
+            }
+            if let Some(d) = c.deregister_critical_after {
+                obj.insert("DeregisterCriticalServiceAfter".into(), json!(go_duration(d)));
+            }
+            Ok(v)
+        })
+        .collect::<Result<_>>()?;
+    let mut v = json!({ "Name": reg.name, "Tags": reg.tags, "Meta": reg.meta, "Checks": checks });
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(id) = &reg.id {
+            obj.insert("ID".into(), json!(id));
+        }
+        if let Some(a) = &reg.address {
+            obj.insert("Address".into(), json!(a));
+        }
+        if let Some(p) = reg.port {
+            obj.insert("Port".into(), json!(p));
+        }
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_arguments() {
+        assert!(Client::new(ClientConfig { address: "".into(), ..ClientConfig::default() }).is_err());
+        let c =
+            Client::new(ClientConfig { address: "127.0.0.1:8500".into(), ..ClientConfig::default() }).expect("client");
+        assert_eq!(c.address(), "http://127.0.0.1:8500");
+        assert!(check_key("/lead").is_err());
+        assert_eq!(url_path("a b/c?d"), "a%20b/c%3Fd");
+    }
+
+    #[test]
+    fn registration_shape() {
+        let reg = ServiceRegistration {
+            name: "web".into(),
+            port: Some(8080),
+            checks: vec![crate::types::CheckDefinition {
+                kind: CheckKind::Ttl { ttl: Duration::from_secs(10) },
+                interval: None,
+                timeout: None,
+                deregister_critical_after: None,
+            }],
+            ..ServiceRegistration::default()
+        };
+        let v = registration_json(&reg).expect("json");
+        assert_eq!(v["Name"], "web");
+        assert_eq!(v["Checks"][0]["TTL"], "10000ms");
+        assert!(registration_json(&ServiceRegistration::default()).is_err());
+    }
+}

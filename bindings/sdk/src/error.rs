@@ -1,0 +1,165 @@
+//! The SDK's one error type. Every binding maps [`ErrorCode`] exactly once: to an exception class
+//! in Python, to `err.code` in Node, to a status code in C.
+
+use std::fmt;
+
+/// What kind of failure happened. The numeric values are the C ABI's status codes: stable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The caller passed something invalid (HTTP 400 or a local check).
+    InvalidArgument = 1,
+    /// The addressed object does not exist (HTTP 404 where absence is an error).
+    NotFound = 2,
+    /// ACL refusal (HTTP 403).
+    PermissionDenied = 3,
+    /// A conflict: transaction rolled back (HTTP 409), lock held elsewhere.
+    Conflict = 4,
+    /// No answer in time.
+    Timeout = 5,
+    /// Could not reach the agent.
+    Connection = 6,
+    /// The cluster has no leader (Consul's "No cluster leader").
+    NoLeader = 7,
+    /// The agent answered with a server error (HTTP 5xx).
+    Unavailable = 8,
+    /// The operation was cancelled (a watch closed, a task cancelled).
+    Cancelled = 9,
+    /// The embedded agent or the client is shut down.
+    Shutdown = 10,
+    /// Used in a process forked after the object was made.
+    Forked = 11,
+    /// A blocking call was made from inside an async runtime, where it would deadlock.
+    WouldDeadlock = 12,
+    /// A bug or an unexpected answer.
+    Internal = 13,
+    /// A request or value is over a size limit (HTTP 413).
+    TooLarge = 14,
+}
+
+impl ErrorCode {
+    /// The stable string form (`"NOT_FOUND"`, …), used as Node's `err.code`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::Connection => "CONNECTION",
+            ErrorCode::NoLeader => "NO_LEADER",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Cancelled => "CANCELLED",
+            ErrorCode::Shutdown => "SHUTDOWN",
+            ErrorCode::Forked => "FORKED",
+            ErrorCode::WouldDeadlock => "WOULD_DEADLOCK",
+            ErrorCode::Internal => "INTERNAL",
+            ErrorCode::TooLarge => "TOO_LARGE",
+        }
+    }
+
+    /// The code for an HTTP error status from an agent, given its body.
+    pub fn from_http(status: u16, body: &str) -> ErrorCode {
+        match status {
+            400 => ErrorCode::InvalidArgument,
+            403 => ErrorCode::PermissionDenied,
+            404 => ErrorCode::NotFound,
+            409 => ErrorCode::Conflict,
+            413 => ErrorCode::TooLarge,
+            429 | 503 => ErrorCode::Unavailable,
+            500 if body.contains("No cluster leader") => ErrorCode::NoLeader,
+            s if s >= 500 => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An SDK error: a code, a message naming what went wrong, and the HTTP status when an agent
+/// answered.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Error {
+    /// The kind of failure.
+    pub code: ErrorCode,
+    /// What went wrong, for people.
+    pub message: String,
+    /// The HTTP status, when the agent answered.
+    pub http_status: Option<u16>,
+}
+
+impl Error {
+    /// A new error.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error { code, message: message.into(), http_status: None }
+    }
+
+    /// An invalid-argument error naming the argument.
+    pub fn invalid(arg: &str, why: impl fmt::Display) -> Self {
+        Error::new(ErrorCode::InvalidArgument, format!("{arg}: {why}"))
+    }
+
+    /// An error from an agent's HTTP answer.
+    pub fn from_http(status: u16, body: &str) -> Self {
+        let text = body.trim();
+        Error {
+            code: ErrorCode::from_http(status, text),
+            message: if text.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {text}") },
+            http_status: Some(status),
+        }
+    }
+}
+
+impl From<reqwest::Error> for Error {
+    fn from(e: reqwest::Error) -> Self {
+        let code = if e.is_timeout() {
+            ErrorCode::Timeout
+        } else if e.is_connect() || e.is_request() {
+            ErrorCode::Connection
+        } else if e.is_decode() {
+            ErrorCode::Internal
+        } else {
+            ErrorCode::Connection
+        };
+        Error::new(code, e.to_string())
+    }
+}
+
+impl From<consul_core::Error> for Error {
+    fn from(e: consul_core::Error) -> Self {
+        let status = e.http_status();
+        let mut err = Error::from_http(status, &e.to_string());
+        if matches!(e, consul_core::Error::ShuttingDown) {
+            err.code = ErrorCode::Shutdown;
+        }
+        if matches!(e, consul_core::Error::Bind { .. } | consul_core::Error::Config(_)) {
+            err.code = ErrorCode::InvalidArgument;
+        }
+        err.http_status = None;
+        err
+    }
+}
+
+/// Shorthand.
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_mapping() {
+        assert_eq!(Error::from_http(404, "").code, ErrorCode::NotFound);
+        assert_eq!(Error::from_http(500, "No cluster leader").code, ErrorCode::NoLeader);
+        assert_eq!(Error::from_http(500, "rpc error").code, ErrorCode::Unavailable);
+        assert_eq!(Error::from_http(409, "").code, ErrorCode::Conflict);
+        assert_eq!(ErrorCode::NoLeader.as_str(), "NO_LEADER");
+        assert_eq!(ErrorCode::TooLarge as u32, 14);
+    }
+}

@@ -1,0 +1,27 @@
+//! # consul-sdk
+//!
+//! The facade the Python, Node and C packages wrap: plain Rust, no FFI types.
+//!
+//! - [`Client`]: any Consul-compatible agent's HTTP API (KV, txn, status, catalog, health,
+//!   agent services and checks, sessions).
+//! - [`Watch`]: one pull primitive over blocking queries that rides out server restarts and
+//!   leader changes, resets when the index goes backwards, backs off and rate-limits.
+//! - [`Discovery`]: a live set of a service's healthy instances with local selection.
+//! - [`EmbeddedAgent`]: a full node inside the calling process.
+//! - [`Error`] with one [`ErrorCode`] per failure kind, mapped once per language.
+//! - [`runtime`]: the runtime policy for callers without one.
+
+pub mod agent;
+pub mod client;
+pub mod discovery;
+pub mod error;
+pub mod runtime;
+pub mod types;
+pub mod watch;
+
+pub use agent::EmbeddedAgent;
+pub use client::{Client, ClientConfig};
+pub use discovery::{Discovery, Strategy};
+pub use error::{Error, ErrorCode, Result};
+pub use types::*;
+pub use watch::{Watch, WatchEvent, WatchOptions, WatchSpec, WatchValue};

@@ -1,0 +1,271 @@
+//! Owned result and option types, with Consul's JSON field names.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Consistency mode of a read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// Leader-lease read (Consul's default).
+    #[default]
+    Default,
+    /// Any server may answer.
+    Stale,
+    /// The leader confirms its leadership with a quorum first.
+    Consistent,
+}
+
+/// Options common to reads.
+#[derive(Debug, Clone, Default)]
+pub struct QueryOptions {
+    /// Consistency mode.
+    pub consistency: Consistency,
+    /// Block until the result's index passes this (0 or `None`: don't block).
+    pub index: Option<u64>,
+    /// How long to block at most (server default 5 min, max 10 min).
+    pub wait: Option<Duration>,
+    /// Datacenter (default: the agent's).
+    pub datacenter: Option<String>,
+}
+
+/// Metadata of a read (`X-Consul-*` headers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryMeta {
+    /// `X-Consul-Index`.
+    pub index: u64,
+    /// `X-Consul-KnownLeader`.
+    pub known_leader: bool,
+    /// `X-Consul-LastContact` in ms.
+    pub last_contact_ms: u64,
+}
+
+/// A KV entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvPair {
+    /// Key.
+    pub key: String,
+    /// Value (`None` for an empty value).
+    pub value: Option<Bytes>,
+    /// Client flags.
+    pub flags: u64,
+    /// Raft index of creation.
+    pub create_index: u64,
+    /// Raft index of the last write.
+    pub modify_index: u64,
+    /// Times the key was acquired by a session.
+    pub lock_index: u64,
+    /// The session holding the key's lock.
+    pub session: Option<String>,
+}
+
+/// The wire form of a KV pair.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct KvPairWire {
+    pub(crate) key: String,
+    pub(crate) value: Option<String>,
+    #[serde(default)]
+    pub(crate) flags: u64,
+    #[serde(default)]
+    pub(crate) create_index: u64,
+    #[serde(default)]
+    pub(crate) modify_index: u64,
+    #[serde(default)]
+    pub(crate) lock_index: u64,
+    #[serde(default)]
+    pub(crate) session: Option<String>,
+}
+
+/// Options of a KV write.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    /// Check-and-set: write only if the key's ModifyIndex is this (0: only if absent).
+    pub cas: Option<u64>,
+    /// Client flags to store.
+    pub flags: Option<u64>,
+    /// Acquire the key's lock for this session.
+    pub acquire: Option<String>,
+    /// Release the key's lock held by this session.
+    pub release: Option<String>,
+}
+
+/// A node (`/v1/catalog/nodes`, `ServiceEntry.Node`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Node {
+    /// Node UUID.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Node name.
+    pub node: String,
+    /// Address.
+    pub address: String,
+    /// Datacenter.
+    pub datacenter: String,
+    /// Tagged addresses.
+    pub tagged_addresses: BTreeMap<String, String>,
+    /// Metadata.
+    pub meta: BTreeMap<String, String>,
+}
+
+/// SRV weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Weights {
+    /// Weight when passing.
+    pub passing: i32,
+    /// Weight when warning.
+    pub warning: i32,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights { passing: 1, warning: 1 }
+    }
+}
+
+/// A service instance as agents and the catalog report it (`AgentService`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AgentService {
+    /// Instance ID.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Service name.
+    pub service: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Address (empty: the node's).
+    pub address: String,
+    /// Port.
+    pub port: u16,
+    /// Metadata.
+    pub meta: BTreeMap<String, String>,
+    /// SRV weights.
+    pub weights: Weights,
+}
+
+/// A health check (`HealthCheck`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HealthCheck {
+    /// Node.
+    pub node: String,
+    /// Check ID.
+    #[serde(rename = "CheckID")]
+    pub check_id: String,
+    /// Name.
+    pub name: String,
+    /// `passing`, `warning` or `critical`.
+    pub status: String,
+    /// Output of the last run.
+    pub output: String,
+    /// Service instance the check belongs to.
+    #[serde(rename = "ServiceID")]
+    pub service_id: String,
+    /// Service name.
+    pub service_name: String,
+}
+
+/// One instance with its node and checks (`/v1/health/service/:name`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ServiceEntry {
+    /// The node.
+    pub node: Node,
+    /// The instance.
+    pub service: AgentService,
+    /// Its checks, node-level ones included.
+    pub checks: Vec<HealthCheck>,
+}
+
+impl ServiceEntry {
+    /// The address to connect to: the service's, else the node's.
+    pub fn address(&self) -> &str {
+        if self.service.address.is_empty() {
+            &self.node.address
+        } else {
+            &self.service.address
+        }
+    }
+
+    /// The worst status of the entry's checks (`passing` with no checks).
+    pub fn status(&self) -> &str {
+        if self.checks.iter().any(|c| c.status == "critical") {
+            "critical"
+        } else if self.checks.iter().any(|c| c.status == "warning") {
+            "warning"
+        } else {
+            "passing"
+        }
+    }
+}
+
+/// Filters of a health query.
+#[derive(Debug, Clone, Default)]
+pub struct HealthFilter {
+    /// Only instances whose every check passes.
+    pub passing: bool,
+    /// Only instances with this tag.
+    pub tag: Option<String>,
+}
+
+/// A check attached to a service registration (Consul's `AgentServiceCheck`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// HTTP GET of a URL: 2xx passing, 429 warning, else critical.
+    Http {
+        /// The URL.
+        url: String,
+    },
+    /// TCP connect to `host:port`.
+    Tcp {
+        /// The address.
+        address: String,
+    },
+    /// gRPC health (`host:port[/service]`).
+    Grpc {
+        /// The target.
+        target: String,
+    },
+    /// The application reports its health before each TTL runs out.
+    Ttl {
+        /// The TTL.
+        ttl: Duration,
+    },
+}
+
+/// A check definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckDefinition {
+    /// What to check.
+    pub kind: CheckKind,
+    /// How often (not for TTL checks).
+    pub interval: Option<Duration>,
+    /// How long one run may take.
+    pub timeout: Option<Duration>,
+    /// Deregister the service after it has been critical this long.
+    pub deregister_critical_after: Option<Duration>,
+}
+
+/// A service registration (Consul's `AgentServiceRegistration`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceRegistration {
+    /// Instance ID (default: the name).
+    pub id: Option<String>,
+    /// Service name.
+    pub name: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Address (default: the agent's node address).
+    pub address: Option<String>,
+    /// Port.
+    pub port: Option<u16>,
+    /// Metadata.
+    pub meta: BTreeMap<String, String>,
+    /// Checks.
+    pub checks: Vec<CheckDefinition>,
+}

@@ -1,0 +1,256 @@
+//! Watches: one pull primitive over Consul's blocking queries.
+//!
+//! A background task long-polls with the last `X-Consul-Index`, resets the index to 0 when it
+//! goes backwards (snapshot restore, server change), backs off exponentially on errors (servers
+//! restarting or electing a leader are ridden out silently), never queries more often than
+//! `min_interval`, and publishes only results that changed. Delivery coalesces: a slow reader
+//! gets the latest result, never a backlog.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Mutex};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::Client;
+use crate::error::{Error, ErrorCode, Result};
+use crate::types::{Consistency, HealthCheck, HealthFilter, KvPair, Node, QueryMeta, QueryOptions, ServiceEntry};
+
+/// What to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchSpec {
+    /// One key.
+    Key(String),
+    /// Every key under a prefix.
+    KeyPrefix(String),
+    /// Instances of a service.
+    Service {
+        /// Service name.
+        name: String,
+        /// Only instances whose every check passes.
+        passing_only: bool,
+        /// Only instances with this tag.
+        tag: Option<String>,
+    },
+    /// Checks of a service.
+    Checks {
+        /// Service name.
+        service: String,
+    },
+    /// Service names and tags.
+    Services,
+    /// Nodes.
+    Nodes,
+}
+
+/// How to watch.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    /// Longest single blocking query (default 5 min).
+    pub wait: Duration,
+    /// Consistency mode of the queries.
+    pub consistency: Consistency,
+    /// Longest pause between retries after errors (default 30 s).
+    pub max_backoff: Duration,
+    /// Shortest time between two queries, so churn cannot turn the loop into a flood (100 ms).
+    pub min_interval: Duration,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        WatchOptions {
+            wait: Duration::from_secs(300),
+            consistency: Consistency::Default,
+            max_backoff: Duration::from_secs(30),
+            min_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// A watched result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchValue {
+    /// [`WatchSpec::Key`].
+    Kv(Option<KvPair>),
+    /// [`WatchSpec::KeyPrefix`].
+    KvList(Vec<KvPair>),
+    /// [`WatchSpec::Service`].
+    Service(Vec<ServiceEntry>),
+    /// [`WatchSpec::Checks`].
+    Checks(Vec<HealthCheck>),
+    /// [`WatchSpec::Services`].
+    Services(BTreeMap<String, Vec<String>>),
+    /// [`WatchSpec::Nodes`].
+    Nodes(Vec<Node>),
+}
+
+/// One delivery: the result and the index it was read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchEvent {
+    /// `X-Consul-Index` of the result.
+    pub index: u64,
+    /// The result.
+    pub value: WatchValue,
+}
+
+#[derive(Debug, Clone)]
+enum Slot {
+    Empty,
+    Event(u64, Arc<WatchEvent>),
+    Failed(Error),
+    Closed,
+}
+
+/// A running watch. Dropping it (or [`Watch::close`]) stops the background task.
+#[derive(Debug)]
+pub struct Watch {
+    rx: Mutex<(watch::Receiver<Slot>, u64)>,
+    cancel: CancellationToken,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn fetch(client: &Client, spec: &WatchSpec, q: &QueryOptions) -> Result<(QueryMeta, WatchValue)> {
+    Ok(match spec {
+        WatchSpec::Key(k) => {
+            let (m, v) = client.kv_get(k, q).await?;
+            (m, WatchValue::Kv(v))
+        }
+        WatchSpec::KeyPrefix(p) => {
+            let (m, v) = client.kv_list(p, q).await?;
+            (m, WatchValue::KvList(v))
+        }
+        WatchSpec::Service { name, passing_only, tag } => {
+            let f = HealthFilter { passing: *passing_only, tag: tag.clone() };
+            let (m, v) = client.health_service(name, &f, q).await?;
+            (m, WatchValue::Service(v))
+        }
+        WatchSpec::Checks { service } => {
+            let (m, v) = client.health_checks(service, q).await?;
+            (m, WatchValue::Checks(v))
+        }
+        WatchSpec::Services => {
+            let (m, v) = client.catalog_services(q).await?;
+            (m, WatchValue::Services(v))
+        }
+        WatchSpec::Nodes => {
+            let (m, v) = client.catalog_nodes(q).await?;
+            (m, WatchValue::Nodes(v))
+        }
+    })
+}
+
+/// Errors that retrying cannot fix end the watch; everything else is retried with backoff.
+fn is_fatal(e: &Error) -> bool {
+    matches!(e.code, ErrorCode::InvalidArgument | ErrorCode::PermissionDenied | ErrorCode::NotFound)
+}
+
+async fn run(client: Client, spec: WatchSpec, opts: WatchOptions, tx: watch::Sender<Slot>, cancel: CancellationToken) {
+    let mut index = 0u64;
+    let mut seq = 0u64;
+    let mut last: Option<WatchValue> = None;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let started = tokio::time::Instant::now();
+        let q =
+            QueryOptions { consistency: opts.consistency, index: Some(index), wait: Some(opts.wait), datacenter: None };
+        let result = tokio::select! {
+            r = fetch(&client, &spec, &q) => r,
+            _ = cancel.cancelled() => break,
+        };
+        match result {
+            Ok((meta, value)) => {
+                backoff = Duration::from_millis(100);
+                // An index that went backwards means the server's state was replaced: start over.
+                index = if meta.index < index { 0 } else { meta.index };
+                if last.as_ref() != Some(&value) {
+                    seq += 1;
+                    last = Some(value.clone());
+                    let event = Arc::new(WatchEvent { index: meta.index, value });
+                    if tx.send(Slot::Event(seq, event)).is_err() {
+                        break;
+                    }
+                }
+                let pause = opts.min_interval.saturating_sub(started.elapsed());
+                if !pause.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = cancel.cancelled() => break,
+                    }
+                }
+            }
+            Err(e) if is_fatal(&e) => {
+                let _ = tx.send(Slot::Failed(e));
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, ?backoff, "watch query failed; retrying");
+                let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 4 + 1));
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff + jitter) => {}
+                    _ = cancel.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(opts.max_backoff);
+            }
+        }
+    }
+    let _ = tx.send(Slot::Closed);
+}
+
+impl Watch {
+    /// Starts watching on the current tokio runtime (the bindings start it on the SDK runtime).
+    pub(crate) fn start(client: Client, spec: WatchSpec, opts: WatchOptions) -> Watch {
+        let (tx, rx) = watch::channel(Slot::Empty);
+        let cancel = CancellationToken::new();
+        tokio::spawn(run(client, spec, opts, tx, cancel.clone()));
+        Watch { rx: Mutex::new((rx, 0)), cancel }
+    }
+
+    /// The next result that differs from the last one returned; the first call returns the
+    /// current result. `Ok(None)` once the watch is closed.
+    pub async fn next(&self) -> Result<Option<WatchEvent>> {
+        let mut guard = self.rx.lock().await;
+        let (rx, seen) = &mut *guard;
+        loop {
+            let slot = rx.borrow_and_update().clone();
+            match slot {
+                Slot::Event(seq, ev) if seq > *seen => {
+                    *seen = seq;
+                    return Ok(Some((*ev).clone()));
+                }
+                Slot::Failed(e) => return Err(e),
+                Slot::Closed => return Ok(None),
+                Slot::Empty | Slot::Event(..) => {}
+            }
+            if self.cancel.is_cancelled() {
+                return Ok(None);
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return Ok(None) },
+                _ = self.cancel.cancelled() => return Ok(None),
+            }
+        }
+    }
+
+    /// [`Watch::next`] with a deadline: [`ErrorCode::Timeout`] if nothing new arrives in time.
+    pub async fn next_timeout(&self, timeout: Duration) -> Result<Option<WatchEvent>> {
+        tokio::time::timeout(timeout, self.next())
+            .await
+            .map_err(|_| Error::new(ErrorCode::Timeout, format!("no change within {timeout:?}")))?
+    }
+
+    /// Stops the watch; a pending or later [`Watch::next`] returns `Ok(None)`. Idempotent.
+    pub fn close(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Whether [`Watch::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+}

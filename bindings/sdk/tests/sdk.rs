@@ -1,0 +1,143 @@
+//! The SDK facade against a real embedded agent.
+
+use std::time::{Duration, Instant};
+
+use consul_sdk::agent::AgentConfig;
+use consul_sdk::runtime::block_on;
+use consul_sdk::{
+    Client, ClientConfig, Discovery, EmbeddedAgent, ErrorCode, PutOptions, QueryOptions, Strategy, WatchOptions,
+    WatchSpec, WatchValue,
+};
+use serde_json::json;
+
+fn agent() -> (EmbeddedAgent, Client) {
+    let agent = EmbeddedAgent::start(AgentConfig::dev_any_port()).expect("start");
+    agent.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    let client = agent.client().expect("client");
+    (agent, client)
+}
+
+#[test]
+fn kv_round_trip_and_errors() {
+    let (mut agent, c) = agent();
+    let out = block_on(async move {
+        let q = QueryOptions::default();
+        assert!(c.kv_put("app/a", "1", &PutOptions::default()).await?);
+        assert!(c.kv_put("app/b", &b"\x00\xff"[..], &PutOptions { flags: Some(9), ..PutOptions::default() }).await?);
+        let (meta, pair) = c.kv_get("app/b", &q).await?;
+        let pair = pair.expect("present");
+        assert_eq!(pair.value.as_deref(), Some(&b"\x00\xff"[..]));
+        assert_eq!(pair.flags, 9);
+        assert!(meta.index >= pair.modify_index && meta.known_leader);
+        assert!(!c.kv_put("app/a", "2", &PutOptions { cas: Some(0), ..PutOptions::default() }).await?);
+        assert_eq!(c.kv_list("app/", &q).await?.1.len(), 2);
+        assert_eq!(c.kv_keys("", Some("/"), &q).await?.1, vec!["app/".to_string()]);
+        assert!(c.kv_get("missing", &q).await?.1.is_none());
+        assert!(c.kv_delete("app/", true, None).await?);
+        assert!(c.kv_list("app/", &q).await?.1.is_empty());
+        let bad = c.kv_put("/lead", "x", &PutOptions::default()).await.expect_err("leading slash");
+        assert_eq!(bad.code, ErrorCode::InvalidArgument);
+        let conflict =
+            c.txn(&json!([{"KV": {"Verb": "check-index", "Key": "nope", "Index": 5}}])).await.expect_err("rollback");
+        assert_eq!((conflict.code, conflict.http_status), (ErrorCode::Conflict, Some(409)));
+        assert!(!c.status_leader().await?.is_empty());
+        Ok::<_, consul_sdk::Error>(())
+    })
+    .expect("runtime");
+    out.expect("kv calls");
+    agent.shutdown().expect("shutdown");
+    agent.shutdown().expect("idempotent");
+    assert!(!agent.is_running());
+}
+
+#[test]
+fn unreachable_agent_is_a_connection_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let c = Client::new(ClientConfig {
+        address: format!("127.0.0.1:{port}"),
+        timeout: Duration::from_secs(2),
+        ..ClientConfig::default()
+    })
+    .expect("client");
+    let e =
+        block_on(async move { c.kv_get("k", &QueryOptions::default()).await }).expect("runtime").expect_err("refused");
+    assert_eq!(e.code, ErrorCode::Connection, "{e}");
+}
+
+#[test]
+fn watch_wakes_on_put_and_skips_unchanged_results() {
+    let (_agent, c) = agent();
+    block_on(async move {
+        let w = c.watch(WatchSpec::Key("cfg/feature".into()), WatchOptions::default());
+        let first = w.next().await.expect("first").expect("event");
+        assert_eq!(first.value, WatchValue::Kv(None), "the first event is the current state");
+        let started = Instant::now();
+        c.kv_put("cfg/other", "x", &PutOptions::default()).await.expect("put");
+        c.kv_put("cfg/feature", "on", &PutOptions::default()).await.expect("put");
+        let ev = w.next_timeout(Duration::from_secs(5)).await.expect("woken").expect("event");
+        let WatchValue::Kv(Some(pair)) = ev.value else { panic!("unexpected {ev:?}") };
+        assert_eq!(pair.value.as_deref(), Some(&b"on"[..]));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Nothing changed: no event.
+        assert_eq!(w.next_timeout(Duration::from_millis(300)).await.expect_err("timeout").code, ErrorCode::Timeout);
+        w.close();
+        assert!(w.next().await.expect("closed").is_none());
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn discovery_tracks_health_and_picks_locally() {
+    let (_agent, c) = agent();
+    block_on(async move {
+        for i in 0..4 {
+            c.catalog_register(&json!({
+                "Node": format!("n{i}"), "Address": format!("10.5.0.{i}"),
+                "Service": {"ID": format!("web{i}"), "Service": "web", "Port": 80, "Weights": {"Passing": if i == 0 { 100 } else { 1 }, "Warning": 1}},
+                "Check": {"CheckID": format!("c{i}"), "Status": "passing", "ServiceID": format!("web{i}")},
+            }))
+            .await
+            .expect("register");
+        }
+        let d = Discovery::start(&c, "web", None).expect("discovery");
+        d.ready(Duration::from_secs(5)).await.expect("ready");
+        assert_eq!(d.instances().len(), 4);
+        let rr: std::collections::HashSet<String> =
+            (0..4).map(|_| d.pick(Strategy::RoundRobin, None).expect("pick").expect("some").service.id).collect();
+        assert_eq!(rr.len(), 4, "round robin visits every instance");
+        let sticky = d.pick(Strategy::ConsistentHash, Some("user-42")).expect("pick").expect("some").service.id;
+        for _ in 0..10 {
+            assert_eq!(d.pick(Strategy::ConsistentHash, Some("user-42")).expect("pick").expect("some").service.id, sticky);
+        }
+        let heavy = (0..200).filter(|_| d.pick(Strategy::Weighted, None).ok().flatten().is_some_and(|e| e.service.id == "web0")).count();
+        assert!(heavy > 150, "weights are honoured ({heavy}/200)");
+        assert_eq!(d.pick(Strategy::ConsistentHash, None).expect_err("needs key").code, ErrorCode::InvalidArgument);
+        // Another instance going critical leaves the sticky pick alone and drops out of the set.
+        let victim = if sticky == "web1" { 2 } else { 1 };
+        c.catalog_register(&json!({
+            "Node": format!("n{victim}"), "Address": format!("10.5.0.{victim}"),
+            "Check": {"CheckID": format!("c{victim}"), "Status": "critical", "ServiceID": format!("web{victim}")},
+        }))
+        .await
+        .expect("flip");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while d.instances().len() != 3 {
+            assert!(Instant::now() < deadline, "discovery did not drop the critical instance");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(d.pick(Strategy::ConsistentHash, Some("user-42")).expect("pick").expect("some").service.id, sticky);
+        assert!(Strategy::parse("bogus").is_err());
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn blocking_calls_refuse_inside_a_runtime() {
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+    rt.block_on(async {
+        let e = block_on(async { 1 }).expect_err("would deadlock");
+        assert_eq!(e.code, ErrorCode::WouldDeadlock);
+        let e = EmbeddedAgent::start(AgentConfig::dev_any_port()).expect_err("would deadlock");
+        assert_eq!(e.code, ErrorCode::WouldDeadlock);
+    });
+}
