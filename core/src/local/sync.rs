@@ -272,7 +272,12 @@ pub(crate) async fn run(
         let node_dirty = full && compare_full(&agent, &consensus, &mut snap);
         let plan = plan_changes(&agent, &snap, node_dirty);
         let deferred = plan.next_deferred;
-        let wake = match execute(&agent, &consensus, plan).await {
+        // A write can wait for a leader for up to rpc_hold_timeout; shutdown must not.
+        let result = tokio::select! {
+            r = execute(&agent, &consensus, plan) => r,
+            _ = shutdown.cancelled() => return,
+        };
+        let wake = match result {
             Ok(()) => {
                 backoff = Duration::from_millis(250);
                 if full {
