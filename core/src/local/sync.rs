@@ -22,6 +22,8 @@ use crate::{Error, Result};
 
 /// The node-level check maintained by the leader from gossip; never touched by anti-entropy.
 const SERF_HEALTH: &str = "serfHealth";
+/// The `consul` service the leader registers for each server; never touched by anti-entropy.
+const CONSUL_SERVICE: &str = "consul";
 const MAX_RETRY: Duration = Duration::from_secs(15);
 
 /// Timing of the sync and reaper tasks.
@@ -210,6 +212,7 @@ fn compare_full(agent: &LocalAgent, consensus: &Consensus, snap: &mut Snapshot) 
     };
     for s in &services {
         match snap.services.get_mut(&s.id) {
+            None if s.id == CONSUL_SERVICE => {}
             None => {
                 snap.removed_services.insert(s.id.clone());
             }
@@ -229,7 +232,8 @@ fn compare_full(agent: &LocalAgent, consensus: &Consensus, snap: &mut Snapshot) 
     let rows: BTreeMap<String, HealthCheck> =
         snap.checks.iter().map(|(id, c)| (id.clone(), c.to_health_check(&me.node, &snap.services))).collect();
     for c in &checks {
-        if c.check_id == SERF_HEALTH {
+        if c.check_id == SERF_HEALTH || (c.service_id == CONSUL_SERVICE && !snap.services.contains_key(CONSUL_SERVICE))
+        {
             continue;
         }
         match rows.get(&c.check_id) {

@@ -321,11 +321,18 @@ async fn t95_anti_entropy_makes_the_catalog_match_the_agent() {
         200
     );
     wait_json(&api, "/v1/catalog/service/mine", "mine restored", |v| len(v) == 1).await;
+    // The leader-managed `consul` service and `serfHealth` check are left alone too.
+    let leader_managed = json!({"Node": "node0", "Address": "127.0.0.1", "Service": {"Service": "consul", "Port": 8300},
+                                "Check": {"CheckID": "serfHealth", "Name": "Serf Health Status", "Status": "passing"}});
+    assert_eq!(put(&api, "/v1/catalog/register", Some(leader_managed)).await.status, 200);
     // Other nodes (external services) are left alone.
     let ext = json!({"Node": "external", "Address": "192.0.2.1", "Service": {"Service": "ext", "Port": 3}});
     assert_eq!(put(&api, "/v1/catalog/register", Some(ext)).await.status, 200);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(len(&get_json(&api, "/v1/catalog/service/ext").await), 1);
+    assert_eq!(len(&get_json(&api, "/v1/catalog/service/consul").await), 1);
+    let node_checks = get_json(&api, "/v1/health/node/node0").await;
+    assert!(node_checks.as_array().is_some_and(|a| a.iter().any(|c| c["CheckID"] == "serfHealth")), "{node_checks}");
     c.shutdown().await;
 }
 
