@@ -59,16 +59,15 @@ struct Plan {
     next_deferred: Option<std::time::Instant>,
 }
 
+/// What one command of the plan settles once applied (one entry per command, in order).
 enum Done {
     Service(String, u64, Vec<(String, u64)>),
-    Check(String, u64),
+    NodeChecks(Vec<(String, u64)>),
     Removed(Option<String>, Option<String>),
-    Node,
 }
 
-fn plan_changes(agent: &LocalAgent, snap: &Snapshot, node_dirty: bool) -> Plan {
+fn plan_changes(node: &Node, snap: &Snapshot, node_dirty: bool) -> Plan {
     let now = std::time::Instant::now();
-    let node = node_registration(agent);
     let mut plan = Plan::default();
     for id in &snap.removed_services {
         plan.commands.push(Command::CatalogDeregister(DeregisterRequest {
@@ -136,38 +135,45 @@ fn plan_changes(agent: &LocalAgent, snap: &Snapshot, node_dirty: bool) -> Plan {
             service: None,
             checks: node_checks.iter().map(|c| c.to_health_check(&node.node, &snap.services)).collect(),
         })));
-        for c in node_checks {
-            plan.done.push(Done::Check(c.def.id.clone(), c.rev));
-        }
-        plan.done.push(Done::Node);
+        plan.done.push(Done::NodeChecks(node_checks.iter().map(|c| (c.def.id.clone(), c.rev)).collect()));
     }
     plan
 }
 
+/// Most commands per Raft entry: a big change (hundreds of services at start) is split so no
+/// single log entry grows past a few hundred KiB.
+const MAX_BATCH: usize = 64;
+
 async fn execute(agent: &LocalAgent, consensus: &Consensus, plan: Plan) -> Result<()> {
-    if plan.commands.is_empty() {
-        return Ok(());
-    }
-    let (_, resp) = consensus.write(Command::Batch(plan.commands)).await?;
-    let CommandResponse::Batch(responses) = resp else {
-        return Err(Error::Raft(format!("unexpected answer to an anti-entropy batch: {resp:?}")));
-    };
     let mut failure = None;
-    for (done, resp) in plan.done.into_iter().zip(responses) {
-        if let CommandResponse::Failed(msg) = resp {
-            failure = Some(msg);
-            continue;
-        }
-        match done {
-            Done::Service(id, rev, checks) => {
-                agent.state.mark_service_synced(&id, rev);
-                for (cid, crev) in checks {
-                    agent.state.mark_check_synced(&cid, crev);
-                }
+    let mut done = plan.done.into_iter();
+    let mut commands = plan.commands.into_iter().peekable();
+    while commands.peek().is_some() {
+        let chunk: Vec<Command> = commands.by_ref().take(MAX_BATCH).collect();
+        let n = chunk.len();
+        let (_, resp) = consensus.write(Command::Batch(chunk)).await?;
+        let CommandResponse::Batch(responses) = resp else {
+            return Err(Error::Raft(format!("unexpected answer to an anti-entropy batch: {resp:?}")));
+        };
+        for (d, resp) in done.by_ref().take(n).zip(responses) {
+            if let CommandResponse::Failed(msg) = resp {
+                failure = Some(msg);
+                continue;
             }
-            Done::Check(id, rev) => agent.state.mark_check_synced(&id, rev),
-            Done::Removed(s, c) => agent.state.forget_removed(s.as_deref(), c.as_deref()),
-            Done::Node => {}
+            match d {
+                Done::Service(id, rev, checks) => {
+                    agent.state.mark_service_synced(&id, rev);
+                    for (cid, crev) in checks {
+                        agent.state.mark_check_synced(&cid, crev);
+                    }
+                }
+                Done::NodeChecks(checks) => {
+                    for (cid, crev) in checks {
+                        agent.state.mark_check_synced(&cid, crev);
+                    }
+                }
+                Done::Removed(s, c) => agent.state.forget_removed(s.as_deref(), c.as_deref()),
+            }
         }
     }
     match failure {
@@ -274,7 +280,7 @@ pub(crate) async fn run(
         let full = now >= next_full;
         let mut snap = agent.state.snapshot();
         let node_dirty = full && compare_full(&agent, &consensus, &mut snap);
-        let plan = plan_changes(&agent, &snap, node_dirty);
+        let plan = plan_changes(&node_registration(&agent), &snap, node_dirty);
         let deferred = plan.next_deferred;
         // A write can wait for a leader for up to rpc_hold_timeout; shutdown must not.
         let result = tokio::select! {
@@ -340,5 +346,64 @@ pub(crate) async fn reap(agent: Arc<LocalAgent>, timing: SyncTiming, shutdown: C
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::{CheckDefinition, LocalCheck, LocalService, Source};
+
+    fn check(id: &str, service: &str, rev: u64, synced: u64, defer: Option<std::time::Instant>) -> LocalCheck {
+        LocalCheck {
+            def: CheckDefinition::manual(id, id, "", service, "passing"),
+            source: Source::Api,
+            status: "passing".into(),
+            output: String::new(),
+            rev,
+            synced_rev: synced,
+            defer_until: defer,
+            critical_since: None,
+            generation: rev,
+        }
+    }
+
+    #[test]
+    fn one_settlement_per_command_and_deferred_output_waits() {
+        let node = Node { node: "n".into(), address: "10.0.0.1".into(), ..Node::default() };
+        let mut snap = Snapshot::default();
+        let later = std::time::Instant::now() + Duration::from_secs(60);
+        snap.services.insert(
+            "web".into(),
+            LocalService {
+                service: ServiceInstance { id: "web".into(), service: "web".into(), ..Default::default() },
+                source: Source::Api,
+                rev: 2,
+                synced_rev: 0,
+            },
+        );
+        snap.checks.insert("a".into(), check("a", "", 3, 0, None));
+        snap.checks.insert("b".into(), check("b", "", 4, 1, None));
+        snap.checks.insert("c".into(), check("c", "", 5, 1, Some(later)));
+        snap.checks.insert("w".into(), check("w", "web", 6, 0, None));
+        snap.removed_services.insert("old".into());
+        let plan = plan_changes(&node, &snap, false);
+        assert_eq!(plan.commands.len(), plan.done.len());
+        // Removal, the service with its check, the node checks a and b (c waits).
+        assert_eq!(plan.commands.len(), 3);
+        let node_checks = plan.commands.iter().find_map(|c| match c {
+            Command::CatalogRegister(r) if r.service.is_none() => {
+                Some(r.checks.iter().map(|c| c.check_id.clone()).collect::<Vec<_>>())
+            }
+            _ => None,
+        });
+        assert_eq!(node_checks, Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(plan.next_deferred, Some(later));
+        // Nothing pending: nothing to write (a never-synced check is not deferred).
+        let mut quiet = Snapshot::default();
+        quiet.checks.insert("n".into(), check("n", "", 1, 0, Some(later)));
+        assert_eq!(plan_changes(&node, &quiet, false).commands.len(), 1);
+        quiet.checks.insert("n".into(), check("n", "", 1, 1, None));
+        assert!(plan_changes(&node, &quiet, false).commands.is_empty());
     }
 }
