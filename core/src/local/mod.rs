@@ -418,6 +418,24 @@ impl LocalState {
         }
     }
 
+    /// Takes the catalog's tags for a service with `EnableTagOverride` (other writers may edit
+    /// them; the agent keeps what they set instead of reverting it).
+    pub(crate) fn adopt_tags(&self, id: &str, tags: &[String]) {
+        let mut g = self.inner.lock();
+        if let Some(s) = g.services.get_mut(id) {
+            if s.service.enable_tag_override && s.service.tags != tags {
+                s.service.tags = tags.to_vec();
+                if let (Some(p), Source::Api) = (&self.persist, s.source) {
+                    if let Err(e) = p.save_service(&PersistedService { service: s.service.clone() }) {
+                        tracing::warn!(service = %id, error = %e, "could not persist adopted tags");
+                    }
+                }
+            }
+        }
+        drop(g);
+        self.version.send_modify(|v| *v += 1);
+    }
+
     /// The catalog no longer holds a removed entry.
     pub(crate) fn forget_removed(&self, service: Option<&str>, check: Option<&str>) {
         let mut g = self.inner.lock();

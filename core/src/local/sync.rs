@@ -187,10 +187,6 @@ fn same_service(local: &ServiceInstance, catalog: &ServiceInstance) -> bool {
     c.node.clear();
     c.create_index = 0;
     c.modify_index = 0;
-    if local.enable_tag_override {
-        // Tags edited in the catalog are kept (EnableTagOverride).
-        c.tags = local.tags.clone();
-    }
     &c == local
 }
 
@@ -221,6 +217,15 @@ fn compare_full(agent: &LocalAgent, consensus: &Consensus, snap: &mut Snapshot) 
             None if s.id == CONSUL_SERVICE => {}
             None => {
                 snap.removed_services.insert(s.id.clone());
+            }
+            // EnableTagOverride: tags edited in the catalog become the local tags.
+            Some(local) if local.service.enable_tag_override && local.service.tags != s.tags => {
+                agent.state.adopt_tags(&s.id, &s.tags);
+                local.service.tags = s.tags.clone();
+                if !same_service(&local.service, s) {
+                    agent.state.mark_dirty(Some(&s.id), None);
+                    local.synced_rev = 0;
+                }
             }
             Some(local) if !same_service(&local.service, s) => {
                 agent.state.mark_dirty(Some(&s.id), None);

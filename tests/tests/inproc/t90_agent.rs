@@ -325,6 +325,19 @@ async fn t95_anti_entropy_makes_the_catalog_match_the_agent() {
     let leader_managed = json!({"Node": "node0", "Address": "127.0.0.1", "Service": {"Service": "consul", "Port": 8300},
                                 "Check": {"CheckID": "serfHealth", "Name": "Serf Health Status", "Status": "passing"}});
     assert_eq!(put(&api, "/v1/catalog/register", Some(leader_managed)).await.status, 200);
+    // EnableTagOverride: tags edited in the catalog are kept, and adopted locally.
+    put_ok(
+        &api,
+        "/v1/agent/service/register",
+        Some(json!({"Name": "tagged", "Tags": ["a"], "EnableTagOverride": true})),
+    )
+    .await;
+    wait_json(&api, "/v1/catalog/service/tagged", "tagged registered", |v| len(v) == 1).await;
+    let edit = json!({"Node": "node0", "Address": "127.0.0.1",
+                      "Service": {"Service": "tagged", "Tags": ["b"], "EnableTagOverride": true}});
+    assert_eq!(put(&api, "/v1/catalog/register", Some(edit)).await.status, 200);
+    wait_json(&api, "/v1/agent/services", "tags adopted", |v| v["tagged"]["Tags"] == json!(["b"])).await;
+    assert_eq!(get_json(&api, "/v1/catalog/service/tagged").await[0]["ServiceTags"], json!(["b"]));
     // Other nodes (external services) are left alone.
     let ext = json!({"Node": "external", "Address": "192.0.2.1", "Service": {"Service": "ext", "Port": 3}});
     assert_eq!(put(&api, "/v1/catalog/register", Some(ext)).await.status, 200);
