@@ -35,6 +35,7 @@ pub mod http;
 pub mod local;
 pub mod raft;
 pub mod rpc;
+pub mod session_ttl;
 pub mod state;
 
 pub use error::{Error, Result};

@@ -32,6 +32,10 @@ const BOOL_FLAGS: &[&str] = &[
     "disable-host-node-id",
     "acquire",
     "release",
+    "verbose",
+    "shell",
+    "child-exit-code",
+    "pass-stdin",
 ];
 
 /// The command tree: a word is a subcommand only where this tree says so; everything below a
@@ -49,6 +53,7 @@ const COMMANDS: &[Node] = &[
     leaf("agent"),
     leaf("version"),
     leaf("info"),
+    leaf("lock"),
     Node { name: "kv", children: &[leaf("get"), leaf("put"), leaf("delete"), leaf("export"), leaf("import")] },
     Node { name: "operator", children: &[Node { name: "raft", children: &[leaf("list-peers"), leaf("remove-peer")] }] },
     Node { name: "snapshot", children: &[leaf("save"), leaf("restore"), leaf("inspect")] },

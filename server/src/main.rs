@@ -7,6 +7,7 @@ mod argv;
 mod cmd_agent;
 mod cmd_info;
 mod cmd_kv;
+mod cmd_lock;
 mod cmd_operator;
 mod cmd_snapshot;
 mod config_file;
@@ -41,6 +42,8 @@ enum Command {
     Version,
     /// Print the agent's debugging information.
     Info(cmd_info::InfoArgs),
+    /// Run a command while holding a lock (or a semaphore slot with -n).
+    Lock(Box<cmd_lock::LockArgs>),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
             Command::Operator(c) => cmd_operator::run(c).await.map(|()| 0),
             Command::Snapshot(c) => cmd_snapshot::run(c).await.map(|()| 0),
             Command::Info(a) => cmd_info::info(a).await.map(|()| 0),
+            Command::Lock(a) => cmd_lock::run(*a).await,
             Command::Version => Ok(0),
         }
     });
@@ -139,6 +143,7 @@ mod tests {
             "version",
             "-version",
             "info -http-addr=http://127.0.0.1:8500",
+            "lock -n 2 -name=x -timeout 5s -verbose -shell=false svc/lock echo -x hi",
         ] {
             if let Err(e) = parse(line) {
                 panic!("{line}: {e}");

@@ -130,6 +130,11 @@ impl ProcCluster {
         self.spawn(i);
     }
 
+    /// The HTTP address of server `i` (`127.0.0.1:port`, for `-http-addr`).
+    pub fn http_addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.ports[i].http)
+    }
+
     /// The server RPC address of server `i` (what `/v1/status/leader` reports).
     pub fn rpc_addr(&self, i: usize) -> String {
         format!("127.0.0.1:{}", self.ports[i].server)

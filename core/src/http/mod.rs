@@ -12,6 +12,7 @@ pub(crate) mod catalog;
 mod kv;
 mod operator;
 mod query;
+mod session;
 mod snapshot;
 mod txn;
 
@@ -94,6 +95,12 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/v1/health/checks/{service}", get(catalog::health_checks))
         .route("/v1/health/service/{service}", get(catalog::health_service))
         .route("/v1/health/state/{state}", get(catalog::health_state))
+        .route("/v1/session/create", put(session::create))
+        .route("/v1/session/destroy/{id}", put(session::destroy))
+        .route("/v1/session/renew/{id}", put(session::renew))
+        .route("/v1/session/info/{id}", get(session::info))
+        .route("/v1/session/node/{node}", get(session::node))
+        .route("/v1/session/list", get(session::list))
         .route("/v1/snapshot", get(snapshot::snapshot_save).put(snapshot::snapshot_restore))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
