@@ -3,5 +3,5 @@
 
 mod t10_durability;
 mod t20_cli;
-mod t30_lock;
 mod t30_agent_services;
+mod t30_lock;
