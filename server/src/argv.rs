@@ -36,6 +36,10 @@ const BOOL_FLAGS: &[&str] = &[
     "shell",
     "child-exit-code",
     "pass-stdin",
+    "tags",
+    "passingonly",
+    "enable",
+    "disable",
 ];
 
 /// The command tree: a word is a subcommand only where this tree says so; everything below a
@@ -57,6 +61,11 @@ const COMMANDS: &[Node] = &[
     Node { name: "kv", children: &[leaf("get"), leaf("put"), leaf("delete"), leaf("export"), leaf("import")] },
     Node { name: "operator", children: &[Node { name: "raft", children: &[leaf("list-peers"), leaf("remove-peer")] }] },
     Node { name: "snapshot", children: &[leaf("save"), leaf("restore"), leaf("inspect")] },
+    Node { name: "services", children: &[leaf("register"), leaf("deregister")] },
+    Node { name: "catalog", children: &[leaf("datacenters"), leaf("nodes"), leaf("services")] },
+    leaf("watch"),
+    leaf("maint"),
+    leaf("reload"),
 ];
 
 /// Whether `name` (without dashes) is a flag that takes no value.

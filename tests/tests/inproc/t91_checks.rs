@@ -206,6 +206,12 @@ async fn t92_http_status_mapping_request_shape_and_thresholds() {
     assert!(back.elapsed() >= Duration::from_millis(900), "SuccessBeforePassing=2 needs two runs");
     server.set(429);
     wait_status(&api, "service:api", "warning").await;
+    // Let the watcher see the last state too before stopping it.
+    eventually(Duration::from_secs(10), "watcher saw the last warning", || async {
+        let v = seen.lock().expect("lock").clone();
+        (v.len() >= 5 && v.last().map(String::as_str) == Some("warning")).then_some(())
+    })
+    .await;
     watcher.abort();
     let seen = seen.lock().expect("lock").clone();
     assert_eq!(
