@@ -20,6 +20,7 @@ use crate::command::Command;
 use crate::config::AgentConfig;
 use crate::consensus::Consensus;
 use crate::http::{self, ApiContext};
+use crate::local::{self, LocalAgent, NodeInfo};
 use crate::raft::{self, log_store::LogStore, network::NetworkFactory, state_machine::StateMachine};
 use crate::rpc::{self, messages::MemberInfo, RpcClient};
 use crate::state::StateStore;
@@ -39,6 +40,7 @@ pub struct Agent {
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     log_store: LogStore,
+    local: Arc<LocalAgent>,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener> {
@@ -156,7 +158,30 @@ impl Agent {
         };
         let cluster = Cluster::new(me, consensus.clone(), rpc_client, formation);
 
+        let node_info = NodeInfo {
+            name: config.node_name.clone(),
+            id: node_id.to_string(),
+            address: advertise.to_string(),
+            datacenter: config.datacenter.clone(),
+        };
+        let local = match LocalAgent::start(&config, node_info, consensus.clone(), shutdown.clone()) {
+            Ok(l) => l,
+            Err(e) => {
+                shutdown.cancel();
+                raft::shutdown(consensus.raft()).await;
+                log_store.close();
+                return Err(e);
+            }
+        };
+
         let mut tasks = Vec::new();
+        let timing = local::sync::SyncTiming {
+            ae_interval: config.ae_interval,
+            reap_interval: config.check_reap_interval,
+            deregister_min: config.check_deregister_interval_min,
+        };
+        tasks.push(tokio::spawn(local::sync::run(local.clone(), consensus.clone(), timing, shutdown.clone())));
+        tasks.push(tokio::spawn(local::sync::reap(local.clone(), timing, shutdown.clone())));
         tasks.push(tokio::spawn(consensus.clone().watch_metrics(shutdown.clone())));
         tasks.push(tokio::spawn(consensus.clone().run_proposer(shutdown.clone())));
         let rpc_handler: rpc::Handler = {
@@ -190,6 +215,7 @@ impl Agent {
             config: config.clone(),
             shutdown: shutdown.clone(),
             http_addr,
+            local: local.clone(),
         });
         let app = http::router(ctx);
         let http_shutdown = shutdown.clone();
@@ -212,6 +238,7 @@ impl Agent {
             shutdown,
             tasks,
             log_store,
+            local,
         })
     }
 
@@ -258,6 +285,21 @@ impl Agent {
     /// The cluster view.
     pub fn cluster(&self) -> &Arc<Cluster> {
         &self.cluster
+    }
+
+    /// The agent's own services and checks.
+    pub fn local(&self) -> &Arc<LocalAgent> {
+        &self.local
+    }
+
+    /// Replaces the config-file services and checks (`consul reload`); API-registered ones stay.
+    pub fn reload(&self, services: Vec<local::ServiceDefinition>, checks: Vec<local::CheckDefinition>) -> Result<()> {
+        self.local.reload(services, checks)
+    }
+
+    /// Sets how `PUT /v1/agent/reload` re-reads the config files (the binary owns parsing them).
+    pub fn set_reload_handler(&self, handler: local::ReloadHandler) {
+        self.local.set_reload_handler(handler);
     }
 
     /// Whether this agent is the Raft leader.

@@ -58,6 +58,26 @@ pub struct AgentConfig {
     pub rpc_hold_timeout: Duration,
     /// `tombstone_ttl`: how long KV delete tombstones are kept before the leader reaps them (15 min).
     pub tombstone_ttl: Duration,
+    /// `enable_script_checks`: allow script checks from any source, the HTTP API included
+    /// (default false: a script check registered over HTTP is remote code execution).
+    pub enable_script_checks: bool,
+    /// `enable_local_script_checks`: allow script checks defined in config files only.
+    pub enable_local_script_checks: bool,
+    /// `services`/`service` blocks of the config files: registered at start, replaced on reload.
+    pub services: Vec<crate::local::ServiceDefinition>,
+    /// `checks`/`check` blocks of the config files.
+    pub checks: Vec<crate::local::CheckDefinition>,
+    /// Anti-entropy full-sync period (Consul's `ae_interval`, 1 min; tests use less).
+    pub ae_interval: Duration,
+    /// `check_update_interval`: how long an output-only check change may wait before it is
+    /// synced to the catalog (5 min; 0 syncs every change at once).
+    pub check_update_interval: Duration,
+    /// How often services critical for longer than their `DeregisterCriticalServiceAfter` are
+    /// looked for (Consul's `check_reap_interval`, 30 s).
+    pub check_reap_interval: Duration,
+    /// The smallest `DeregisterCriticalServiceAfter` honoured; smaller values are raised to it
+    /// (Consul's `check_deregister_interval_min`, 1 min).
+    pub check_deregister_interval_min: Duration,
     /// The DNS interface (`domain`, `alt_domain`, `recursors`, `dns_config { … }`).
     pub dns: DnsConfig,
 }
@@ -229,6 +249,14 @@ impl Default for AgentConfig {
             max_query_time: Duration::from_secs(600),
             rpc_hold_timeout: Duration::from_secs(7),
             tombstone_ttl: Duration::from_secs(15 * 60),
+            enable_script_checks: false,
+            enable_local_script_checks: false,
+            services: Vec::new(),
+            checks: Vec::new(),
+            ae_interval: Duration::from_secs(60),
+            check_update_interval: Duration::from_secs(5 * 60),
+            check_reap_interval: Duration::from_secs(30),
+            check_deregister_interval_min: Duration::from_secs(60),
             dns: DnsConfig::default(),
         }
     }
@@ -299,6 +327,9 @@ impl AgentConfig {
         }
         if self.default_query_time.is_zero() || self.max_query_time.is_zero() {
             return Err(Error::Config("default_query_time/max_query_time: must be positive".into()));
+        }
+        if self.ae_interval.is_zero() || self.check_reap_interval.is_zero() {
+            return Err(Error::Config("ae_interval/check_reap_interval: must be positive".into()));
         }
         if self.raft.snapshot_threshold == 0 {
             return Err(Error::Config("raft_snapshot_threshold: must be positive".into()));

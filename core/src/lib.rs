@@ -18,9 +18,12 @@
 //! - [`http`]: the `/v1` API.
 //! - [`dns`]: the DNS interface for the `consul.` domain.
 //! - [`archive`]: the `/v1/snapshot` archive format.
+//! - [`local`]: the agent's own services and checks, persistence and anti-entropy.
+//! - `checks`: the check runners (HTTP, TCP, UDP, gRPC, TTL, script, alias).
 
 pub mod agent;
 pub mod archive;
+pub(crate) mod checks;
 pub mod cluster;
 pub mod command;
 pub mod config;
@@ -29,6 +32,7 @@ pub mod dns;
 pub mod duration;
 pub mod error;
 pub mod http;
+pub mod local;
 pub mod raft;
 pub mod rpc;
 pub mod session_ttl;

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use crate::config_file::{Format, Settings};
 
 /// `agent` flags. Each one, when given, overrides the same setting from the config files.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct AgentArgs {
     /// Development mode: in-memory server on 127.0.0.1 that bootstraps itself.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
@@ -109,11 +109,11 @@ pub(crate) struct AgentArgs {
     /// Gossip encryption key (accepted; not used yet).
     #[arg(long)]
     pub(crate) encrypt: Option<String>,
-    /// Allow script health checks (accepted; not used yet).
+    /// Allow script health checks, including ones registered over the HTTP API.
     #[arg(long = "enable-script-checks", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) enable_script_checks: Option<bool>,
-    /// Allow script checks from local config only (accepted; not used yet).
+    /// Allow script checks from local config files only.
     #[arg(long = "enable-local-script-checks", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) enable_local_script_checks: Option<bool>,
@@ -329,8 +329,9 @@ fn stdout_line(line: &str) {
     let _ = out.flush();
 }
 
-/// Which signal ended the run.
-async fn wait_for_signal() -> Result<&'static str> {
+/// Which signal ended the run. SIGHUP reloads the config-file services and checks of `agent`
+/// (when given) and keeps waiting, like Consul.
+async fn wait_for_signal(agent: Option<&Agent>) -> Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
@@ -339,9 +340,15 @@ async fn wait_for_signal() -> Result<&'static str> {
         tokio::select! {
             _ = term.recv() => return Ok("terminated"),
             _ = int.recv() => return Ok("interrupt"),
-            // Consul reloads on SIGHUP; without reload support, staying up is the safe answer
-            // (the default action would kill the agent).
-            _ = hup.recv() => tracing::warn!("SIGHUP received: configuration reload is not supported yet; ignoring"),
+            // Consul reloads on SIGHUP. Only services and checks are reloadable; other changed
+            // keys need a restart. (Without a handler the default action would kill the agent.)
+            _ = hup.recv() => match agent {
+                Some(agent) => match agent.local().reload_from_config().await {
+                    Ok(()) => tracing::info!("SIGHUP received: reloaded services and checks"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP received: reload failed; nothing changed"),
+                },
+                None => tracing::warn!("SIGHUP received while shutting down; ignoring"),
+            },
         }
     }
 }
@@ -359,7 +366,7 @@ pub(crate) async fn run(args: AgentArgs, matches: Option<&ArgMatches>) -> Result
         tracing::warn!("encrypt: gossip encryption is not implemented yet; cluster traffic is NOT encrypted");
     }
     if settings.enable_script_checks {
-        tracing::debug!("enable_script_checks: script checks are not implemented yet");
+        tracing::warn!("enable_script_checks: script checks can be registered over the HTTP API");
     }
     if settings.dns_disabled {
         tracing::info!("ports.dns = -1: DNS disabled");
@@ -382,12 +389,25 @@ pub(crate) async fn run(args: AgentArgs, matches: Option<&ArgMatches>) -> Result
     tracing::info!(http = %agent.http_addr(), rpc = %agent.rpc_addr(), serf_lan = %agent.serf_addr(), "Consul agent running!");
     stdout_line("==> Consul agent running!");
 
-    let sig = wait_for_signal().await?;
+    // `PUT /v1/agent/reload` and SIGHUP re-read the same config sources, flags included.
+    {
+        let args = args.clone();
+        let matches = matches.cloned();
+        agent.set_reload_handler(std::sync::Arc::new(move || {
+            let args = args.clone();
+            let matches = matches.clone();
+            Box::pin(async move {
+                let s = build_settings(&args, matches.as_ref()).map_err(|e| format!("{e:#}"))?;
+                Ok((s.agent.services, s.agent.checks))
+            })
+        }));
+    }
+    let sig = wait_for_signal(Some(&agent)).await?;
     stdout_line(&format!("==> Caught signal: {sig}"));
     stdout_line("==> Gracefully shutting down agent...");
     // A second signal while shutting down means "now": exit without waiting.
     tokio::spawn(async {
-        if wait_for_signal().await.is_ok() {
+        if wait_for_signal(None).await.is_ok() {
             eprintln!("==> Second signal received, exiting immediately");
             std::process::exit(1);
         }

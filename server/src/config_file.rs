@@ -32,7 +32,7 @@ pub(crate) struct Settings {
     pub(crate) pid_file: Option<PathBuf>,
     /// `encrypt`: the gossip key; kept for the gossip work, not used yet.
     pub(crate) encrypt: Option<String>,
-    /// `enable_script_checks`: accepted, not acted on yet.
+    /// `enable_script_checks` (also copied into [`AgentConfig::enable_script_checks`]).
     pub(crate) enable_script_checks: bool,
     /// `ports.dns = -1`: DNS disabled. The core has no switch for this yet, so it is carried here.
     pub(crate) dns_disabled: bool,
@@ -181,7 +181,25 @@ impl Settings {
             }
             "enable_script_checks" => {
                 self.enable_script_checks = ctx.bool(key, v)?;
-                self.accepted_unused.insert(key.to_string());
+                self.agent.enable_script_checks = self.enable_script_checks;
+            }
+            "enable_local_script_checks" => a.enable_local_script_checks = ctx.bool(key, v)?,
+            "check_update_interval" => a.check_update_interval = ctx.duration(key, v)?,
+            // Service and check definitions: the same parser as the agent API, so a block can be
+            // posted to /v1/agent/service/register as-is and errors read the same.
+            "service" | "services" => {
+                for (i, block) in ctx.blocks(key, v)?.into_iter().enumerate() {
+                    let def = consul_core::local::parse_service_registration(&Value::Object(block.clone()))
+                        .map_err(|e| ctx.bad(&format!("{key}[{i}]"), &e.to_string()))?;
+                    self.agent.services.push(def);
+                }
+            }
+            "check" | "checks" => {
+                for (i, block) in ctx.blocks(key, v)?.into_iter().enumerate() {
+                    let def = consul_core::local::parse_check_registration(&Value::Object(block.clone()))
+                        .map_err(|e| ctx.bad(&format!("{key}[{i}]"), &e.to_string()))?;
+                    self.agent.checks.push(def);
+                }
             }
             "domain" => a.dns.domain = dns_domain(&ctx.string(key, v)?),
             "alt_domain" => a.dns.alt_domain = Some(dns_domain(&ctx.string(key, v)?)),
@@ -371,7 +389,6 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "syslog_facility",
     "encrypt_verify_incoming",
     "encrypt_verify_outgoing",
-    "enable_local_script_checks",
     "disable_remote_exec",
     "leave_on_terminate",
     "skip_leave_on_interrupt",
@@ -383,17 +400,12 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "connect",
     "acl",
     "telemetry",
-    "services",
-    "service",
-    "checks",
-    "check",
     "watches",
     "addresses",
     "disable_update_check",
     "http_config",
     "raft_protocol",
     "autopilot",
-    "check_update_interval",
     "discovery_max_stale",
     "use_streaming_backend",
     "tls",
@@ -754,7 +766,63 @@ mod tests {
         assert_eq!(s.agent.raft.raft_multiplier, 2);
         assert_eq!(s.agent.limits.kv_max_value_size, 4096);
         assert_eq!(s.agent.retry_join, vec!["a", "b"]);
-        assert!(s.accepted_unused.contains("service"));
+        let names: Vec<&str> = s.agent.services.iter().map(|d| d.service.service.as_str()).collect();
+        assert_eq!(names, ["web", "db"]);
+        assert_eq!(s.agent.services[0].service.port, 80);
+    }
+
+    #[test]
+    fn service_and_check_definitions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = write(
+            dir.path(),
+            "svc.hcl",
+            r#"
+              enable_local_script_checks = true
+              check_update_interval = "30s"
+              service {
+                name = "web"
+                id = "web-1"
+                port = 8080
+                tags = ["a"]
+                check {
+                  http = "http://127.0.0.1:8080/health"
+                  interval = "10s"
+                  deregister_critical_service_after = "1m"
+                }
+              }
+              check {
+                id = "mem"
+                name = "memory"
+                args = ["/bin/true"]
+                interval = "30s"
+              }
+            "#,
+        );
+        let mut s = Settings::new(false);
+        s.apply_file(&f, None).expect("apply");
+        let a = &s.agent;
+        assert!(a.enable_local_script_checks && !a.enable_script_checks);
+        assert_eq!(a.check_update_interval, Duration::from_secs(30));
+        assert_eq!(a.services.len(), 1);
+        assert_eq!(a.services[0].service.id, "web-1");
+        assert_eq!(a.services[0].checks[0].id, "service:web-1");
+        assert_eq!(a.services[0].checks[0].deregister_critical_service_after, Some(Duration::from_secs(60)));
+        assert_eq!(a.checks[0].id, "mem");
+        let j = write(dir.path(), "svcs.json", r#"{"services": [{"name": "a"}, {"name": "b", "port": 1}]}"#);
+        s.apply_file(&j, None).expect("apply");
+        assert_eq!(s.agent.services.len(), 3, "definitions from several files add up");
+
+        for (json, want) in [
+            (r#"{"service": {"port": 1}}"#, "service[0]: Missing service name"),
+            (r#"{"services": [{"name": "x", "check": {"http": "http://a/"}}]}"#, "Interval is required"),
+            (r#"{"check": {"name": "c"}}"#, "check[0]: Invalid check"),
+            (r#"{"check_update_interval": "soon"}"#, "check_update_interval"),
+        ] {
+            let v: Value = serde_json::from_str(json).expect("json");
+            let err = Settings::new(false).apply_value(&v, "t.json").expect_err(json).to_string();
+            assert!(err.contains(want), "{json}: {err}");
+        }
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub struct Options {
     pub trailing_logs: u64,
     /// How long KV tombstones live before the leader reaps them.
     pub tombstone_ttl: Duration,
+    /// Adjusts each server's configuration (e.g. shorter anti-entropy intervals).
+    pub tweak: Option<fn(&mut AgentConfig)>,
     /// DNS settings.
     pub dns: DnsConfig,
 }
@@ -30,6 +32,7 @@ impl Default for Options {
             snapshot_threshold: 16384,
             trailing_logs: 10240,
             tombstone_ttl: Duration::from_secs(15 * 60),
+            tweak: None,
             dns: DnsConfig::default(),
         }
     }
@@ -45,7 +48,7 @@ pub struct Cluster {
 
 fn server_config(i: usize, n: usize, join: SocketAddr, dir: &TempDir, opts: &Options) -> AgentConfig {
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    AgentConfig {
+    let mut config = AgentConfig {
         node_name: format!("node{i}"),
         server: true,
         bootstrap: n == 1,
@@ -69,7 +72,11 @@ fn server_config(i: usize, n: usize, join: SocketAddr, dir: &TempDir, opts: &Opt
         tombstone_ttl: opts.tombstone_ttl,
         dns: opts.dns.clone(),
         ..AgentConfig::default()
+    };
+    if let Some(tweak) = opts.tweak {
+        tweak(&mut config);
     }
+    config
 }
 
 impl Cluster {

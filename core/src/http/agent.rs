@@ -1,5 +1,5 @@
 //! `/v1/agent/self`, `/v1/agent/members`, `/v1/agent/version` (`agent/agent_endpoint.go`).
-//! The rest of the agent API (services, checks, maintenance) comes with the catalog issue.
+//! The agent's services and checks are in `agent_local.rs`.
 
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
@@ -8,6 +8,7 @@ use serde_json::{json as json_value, Value};
 
 use super::query::QueryParams;
 use super::{json, Ctx};
+use crate::local::CheckKind;
 use crate::raft::ServerState;
 use crate::rpc::messages::MemberInfo;
 
@@ -46,6 +47,7 @@ pub(super) async fn agent_self(State(ctx): State<Ctx>, uri: Uri) -> Response {
         ServerState::Learner => "Learner",
         ServerState::Shutdown => "Shutdown",
     };
+    let local = ctx.local.state.snapshot();
     let body = json_value!({
         "Config": {
             "Datacenter": ctx.config.datacenter,
@@ -71,7 +73,12 @@ pub(super) async fn agent_self(State(ctx): State<Ctx>, uri: Uri) -> Response {
         "Coord": null,
         "Member": member_json(&me, ctx.config.bootstrap_expect),
         "Stats": {
-            "agent": { "check_monitors": "0", "check_ttls": "0", "checks": "0", "services": "0" },
+            "agent": {
+                "check_monitors": local.checks.values().filter(|c| matches!(c.def.kind, CheckKind::Script { .. })).count().to_string(),
+                "check_ttls": local.checks.values().filter(|c| matches!(c.def.kind, CheckKind::Ttl { .. })).count().to_string(),
+                "checks": local.checks.len().to_string(),
+                "services": local.services.len().to_string(),
+            },
             "consul": {
                 "bootstrap": ctx.config.bootstrap.to_string(),
                 "known_datacenters": "1",

@@ -378,7 +378,8 @@ pub(crate) fn parse_check(o: Obj<'_>, node: &str) -> Result<HealthCheck, Error> 
 }
 
 /// Parses the service part of a registration. `name_fields` is `["Service"]` for the catalog
-/// shape and `["Name"]` for the agent shape.
+/// shape and `["Name"]` for the agent shape. Multi-word fields also take their snake_case
+/// spelling, as the agent endpoint and config files do.
 pub(crate) fn parse_service(o: Obj<'_>, name_fields: &[&str]) -> Result<ServiceInstance, Error> {
     let name = o.string(name_fields)?;
     if name.is_empty() {
@@ -402,7 +403,7 @@ pub(crate) fn parse_service(o: Obj<'_>, name_fields: &[&str]) -> Result<ServiceI
         }
     };
     let mut tagged = std::collections::BTreeMap::new();
-    if let Some(t) = o.object(&["TaggedAddresses"])? {
+    if let Some(t) = o.object(&["TaggedAddresses", "tagged_addresses"])? {
         for (k, v) in t {
             let a =
                 v.as_object().ok_or_else(|| Error::BadRequest(format!("TaggedAddresses.{k}: expected an object")))?;
@@ -426,7 +427,7 @@ pub(crate) fn parse_service(o: Obj<'_>, name_fields: &[&str]) -> Result<ServiceI
         meta,
         tagged_addresses: tagged,
         weights,
-        enable_tag_override: o.boolean(&["EnableTagOverride"])?,
+        enable_tag_override: o.boolean(&["EnableTagOverride", "enable_tag_override"])?,
         ..ServiceInstance::default()
     })
 }

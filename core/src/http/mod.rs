@@ -5,6 +5,7 @@
 //! text; unknown paths answer 404 and wrong methods 405 with an `Allow` header, like Consul.
 
 mod agent;
+mod agent_local;
 mod blocking;
 pub(crate) mod body;
 pub(crate) mod catalog;
@@ -47,6 +48,8 @@ pub struct ApiContext {
     pub shutdown: CancellationToken,
     /// The address the HTTP listener is bound to.
     pub http_addr: SocketAddr,
+    /// The agent's own services and checks.
+    pub local: Arc<crate::local::LocalAgent>,
 }
 
 type Ctx = Arc<ApiContext>;
@@ -64,6 +67,22 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/v1/agent/self", get(agent::agent_self))
         .route("/v1/agent/members", get(agent::agent_members))
         .route("/v1/agent/version", get(agent::agent_version))
+        .route("/v1/agent/services", get(agent_local::services))
+        .route("/v1/agent/service/register", put(agent_local::register_service))
+        .route("/v1/agent/service/deregister/{*id}", put(agent_local::deregister_service))
+        .route("/v1/agent/service/maintenance/{*id}", put(agent_local::service_maintenance))
+        .route("/v1/agent/service/{*id}", get(agent_local::service))
+        .route("/v1/agent/checks", get(agent_local::checks))
+        .route("/v1/agent/check/register", put(agent_local::register_check))
+        .route("/v1/agent/check/deregister/{*id}", put(agent_local::deregister_check))
+        .route("/v1/agent/check/pass/{*id}", put(agent_local::check_pass))
+        .route("/v1/agent/check/warn/{*id}", put(agent_local::check_warn))
+        .route("/v1/agent/check/fail/{*id}", put(agent_local::check_fail))
+        .route("/v1/agent/check/update/{*id}", put(agent_local::check_update))
+        .route("/v1/agent/maintenance", put(agent_local::node_maintenance))
+        .route("/v1/agent/health/service/name/{*name}", get(agent_local::health_by_name))
+        .route("/v1/agent/health/service/id/{*id}", get(agent_local::health_by_id))
+        .route("/v1/agent/reload", put(agent_local::reload))
         .route("/v1/catalog/register", put(catalog::register))
         .route("/v1/catalog/deregister", put(catalog::deregister))
         .route("/v1/catalog/datacenters", get(catalog::datacenters))

@@ -3,5 +3,6 @@
 
 mod t10_durability;
 mod t20_cli;
+mod t30_agent_services;
 mod t30_lock;
 mod t40_cli_discovery;

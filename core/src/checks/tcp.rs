@@ -1,0 +1,14 @@
+//! TCP checks: a connect within the timeout is passing.
+
+use std::time::Duration;
+
+use super::Outcome;
+use crate::state::catalog::{CRITICAL, PASSING};
+
+pub(super) async fn check(address: &str, timeout: Duration) -> Outcome {
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await {
+        Ok(Ok(_)) => (PASSING, format!("TCP connect {address}: Success")),
+        Ok(Err(e)) => (CRITICAL, format!("dial tcp {address}: {e}")),
+        Err(_) => (CRITICAL, format!("dial tcp {address}: i/o timeout after {timeout:?}")),
+    }
+}

@@ -1,0 +1,840 @@
+//! The agent's local state: the services and checks this node runs (Consul's `agent/local`).
+//!
+//! This is the source of truth for this node; the catalog holds a replica that anti-entropy
+//! ([`sync`]) keeps equal to it. Every entry carries a revision and the revision last synced, so
+//! the sync task knows what to push without ever marking a change made during an in-flight
+//! write as synced. API-registered entries are persisted under the data dir ([`persist`]);
+//! config-file entries are not (they come back from the config) and are replaced on reload.
+
+pub mod def;
+pub(crate) mod persist;
+pub mod sync;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+pub use def::{
+    parse_check_registration, parse_service_registration, CheckDefinition, CheckKind, ServiceDefinition, Source,
+};
+use persist::{Persist, PersistedCheck, PersistedService};
+
+use crate::checks::Runner;
+use crate::config::AgentConfig;
+use crate::consensus::Consensus;
+use crate::state::catalog::{HealthCheck, ServiceInstance, CRITICAL, PASSING, WARNING};
+use crate::{Error, Result};
+
+/// Check ID of node maintenance mode.
+pub const NODE_MAINTENANCE: &str = "_node_maintenance";
+/// Check ID prefix of service maintenance mode (`_service_maintenance:<service id>`).
+pub const SERVICE_MAINTENANCE_PREFIX: &str = "_service_maintenance:";
+
+/// One local service.
+#[derive(Debug, Clone)]
+pub struct LocalService {
+    /// The service (`node` empty).
+    pub service: ServiceInstance,
+    /// Where it came from.
+    pub source: Source,
+    /// Bumped on every change.
+    pub rev: u64,
+    /// The revision the catalog holds (0: never synced).
+    pub synced_rev: u64,
+}
+
+/// One local check and its current result.
+#[derive(Debug, Clone)]
+pub struct LocalCheck {
+    /// The definition.
+    pub def: CheckDefinition,
+    /// Where it came from.
+    pub source: Source,
+    /// Current status.
+    pub status: String,
+    /// Current output.
+    pub output: String,
+    /// Bumped on every change.
+    pub rev: u64,
+    /// The revision the catalog holds.
+    pub synced_rev: u64,
+    /// For output-only changes: not synced before this instant (`check_update_interval`).
+    pub defer_until: Option<Instant>,
+    /// When the check last became critical (for `DeregisterCriticalServiceAfter`).
+    pub critical_since: Option<Instant>,
+    /// Registration generation: results of a runner from an older registration are ignored.
+    pub generation: u64,
+}
+
+impl LocalCheck {
+    /// The catalog row for this check on `node` (service name and tags filled in from `services`).
+    pub fn to_health_check(&self, node: &str, services: &BTreeMap<String, LocalService>) -> HealthCheck {
+        let svc = services.get(&self.def.service_id);
+        HealthCheck {
+            node: node.to_string(),
+            check_id: self.def.id.clone(),
+            name: self.def.name.clone(),
+            status: self.status.clone(),
+            notes: self.def.notes.clone(),
+            output: self.output.clone(),
+            service_id: self.def.service_id.clone(),
+            service_name: svc.map(|s| s.service.service.clone()).unwrap_or_default(),
+            service_tags: svc.map(|s| s.service.tags.clone()).unwrap_or_default(),
+            check_type: self.def.kind.type_name().to_string(),
+            interval: self.def.interval_string(),
+            timeout: self.def.timeout_string(),
+            definition: self.def.definition_json().to_string(),
+            create_index: 0,
+            modify_index: 0,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    services: BTreeMap<String, LocalService>,
+    checks: BTreeMap<String, LocalCheck>,
+    /// Removed locally, still to be removed from the catalog.
+    removed_services: BTreeSet<String>,
+    removed_checks: BTreeSet<String>,
+    next_rev: u64,
+}
+
+impl Inner {
+    fn rev(&mut self) -> u64 {
+        self.next_rev += 1;
+        self.next_rev
+    }
+}
+
+/// What [`LocalState::add_service`] changed: checks added (with their generation) and IDs of
+/// checks removed, for the runner.
+pub(crate) type ServiceChange = (Vec<(CheckDefinition, u64)>, Vec<String>);
+
+/// A consistent copy of the local state.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Services by ID.
+    pub services: BTreeMap<String, LocalService>,
+    /// Checks by ID.
+    pub checks: BTreeMap<String, LocalCheck>,
+    /// Removed services not yet removed from the catalog.
+    pub removed_services: BTreeSet<String>,
+    /// Removed checks not yet removed from the catalog.
+    pub removed_checks: BTreeSet<String>,
+}
+
+/// The agent's services and checks.
+#[derive(Debug)]
+pub struct LocalState {
+    inner: Mutex<Inner>,
+    persist: Option<Persist>,
+    version: watch::Sender<u64>,
+    sync: Notify,
+    check_update_interval: Duration,
+}
+
+fn truncate_output(mut s: String) -> String {
+    if s.len() > def::MAX_OUTPUT {
+        let mut end = def::MAX_OUTPUT;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+impl LocalState {
+    /// An empty state; `persist_dir` is the data dir (`None` in `-dev`: memory only).
+    pub fn new(persist_dir: Option<&std::path::Path>, check_update_interval: Duration) -> Self {
+        LocalState {
+            inner: Mutex::new(Inner::default()),
+            persist: persist_dir.map(Persist::new),
+            version: watch::channel(0).0,
+            sync: Notify::new(),
+            check_update_interval,
+        }
+    }
+
+    fn changed(&self) {
+        self.version.send_modify(|v| *v += 1);
+        self.sync.notify_one();
+    }
+
+    /// A receiver that changes whenever anything local changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Waits until a sync is requested (a local change).
+    pub(crate) async fn sync_requested(&self) {
+        self.sync.notified().await
+    }
+
+    /// A copy of everything.
+    pub fn snapshot(&self) -> Snapshot {
+        let g = self.inner.lock();
+        Snapshot {
+            services: g.services.clone(),
+            checks: g.checks.clone(),
+            removed_services: g.removed_services.clone(),
+            removed_checks: g.removed_checks.clone(),
+        }
+    }
+
+    /// One service.
+    pub fn service(&self, id: &str) -> Option<LocalService> {
+        self.inner.lock().services.get(id).cloned()
+    }
+
+    /// One check.
+    pub fn check(&self, id: &str) -> Option<LocalCheck> {
+        self.inner.lock().checks.get(id).cloned()
+    }
+
+    fn persist_check(&self, c: &LocalCheck) -> Result<()> {
+        match (&self.persist, c.source) {
+            (Some(p), Source::Api) => {
+                p.save_check(&PersistedCheck { def: c.def.clone(), status: c.status.clone(), output: c.output.clone() })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn new_check(g: &mut Inner, def: CheckDefinition, source: Source) -> LocalCheck {
+        let rev = g.rev();
+        // Re-registering the same kind of check keeps its current result unless a status is given
+        // explicitly, so re-registration does not flap health.
+        let (status, output) = match g.checks.get(&def.id) {
+            Some(old) if old.def.kind == def.kind && old.def.status == def.status => {
+                (old.status.clone(), old.output.clone())
+            }
+            _ => (def.status.clone(), String::new()),
+        };
+        let critical_since = match g.checks.get(&def.id) {
+            Some(old) if old.status == CRITICAL && status == CRITICAL => old.critical_since,
+            _ => (status == CRITICAL).then(Instant::now),
+        };
+        LocalCheck {
+            def,
+            source,
+            status,
+            output,
+            rev,
+            synced_rev: 0,
+            defer_until: None,
+            critical_since,
+            generation: rev,
+        }
+    }
+
+    /// Adds or replaces a service and its checks. With `replace_existing_checks`, the service's
+    /// checks not in `def` are removed. Returns the checks added (with their generation) and the
+    /// IDs of checks removed, for the runner.
+    pub(crate) fn add_service(
+        &self,
+        def: ServiceDefinition,
+        source: Source,
+        replace_existing_checks: bool,
+    ) -> Result<ServiceChange> {
+        let mut g = self.inner.lock();
+        let id = def.service.id.clone();
+        let removed: Vec<String> = if replace_existing_checks {
+            g.checks
+                .values()
+                .filter(|c| c.def.service_id == id && !c.def.id.starts_with(SERVICE_MAINTENANCE_PREFIX))
+                .filter(|c| !def.checks.iter().any(|n| n.id == c.def.id))
+                .map(|c| c.def.id.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let rev = g.rev();
+        let mut service = def.service;
+        service.node.clear();
+        let svc = LocalService { service, source, rev, synced_rev: 0 };
+        let checks: Vec<LocalCheck> = def.checks.into_iter().map(|c| Self::new_check(&mut g, c, source)).collect();
+        // Persist first: a storage failure leaves memory untouched.
+        if let (Some(p), Source::Api) = (&self.persist, source) {
+            p.save_service(&PersistedService { service: svc.service.clone() })?;
+        }
+        for c in &checks {
+            self.persist_check(c)?;
+        }
+        for cid in &removed {
+            if let Some(p) = &self.persist {
+                p.remove_check(cid)?;
+            }
+        }
+        g.removed_services.remove(&id);
+        g.services.insert(id, svc);
+        let mut added = Vec::new();
+        for c in checks {
+            g.removed_checks.remove(&c.def.id);
+            added.push((c.def.clone(), c.generation));
+            g.checks.insert(c.def.id.clone(), c);
+        }
+        for cid in &removed {
+            g.checks.remove(cid);
+            g.removed_checks.insert(cid.clone());
+        }
+        drop(g);
+        self.changed();
+        Ok((added, removed))
+    }
+
+    /// Removes a service and its checks; returns the removed check IDs.
+    pub(crate) fn remove_service(&self, id: &str) -> Result<Vec<String>> {
+        let mut g = self.inner.lock();
+        if !g.services.contains_key(id) {
+            return Err(Error::NotFound(format!(
+                "Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name."
+            )));
+        }
+        let checks: Vec<String> =
+            g.checks.values().filter(|c| c.def.service_id == id).map(|c| c.def.id.clone()).collect();
+        if let Some(p) = &self.persist {
+            p.remove_service(id)?;
+            for cid in &checks {
+                p.remove_check(cid)?;
+            }
+        }
+        g.services.remove(id);
+        g.removed_services.insert(id.to_string());
+        for cid in &checks {
+            g.checks.remove(cid);
+            // The catalog drops a service's checks with the service.
+            g.removed_checks.remove(cid);
+        }
+        drop(g);
+        self.changed();
+        Ok(checks)
+    }
+
+    /// Adds or replaces a check; returns its generation.
+    pub(crate) fn add_check(&self, def: CheckDefinition, source: Source) -> Result<u64> {
+        let mut g = self.inner.lock();
+        if !def.service_id.is_empty() && !g.services.contains_key(&def.service_id) {
+            return Err(Error::BadRequest(format!("ServiceID {:?} does not exist", def.service_id)));
+        }
+        let c = Self::new_check(&mut g, def, source);
+        self.persist_check(&c)?;
+        let generation = c.generation;
+        g.removed_checks.remove(&c.def.id);
+        g.checks.insert(c.def.id.clone(), c);
+        drop(g);
+        self.changed();
+        Ok(generation)
+    }
+
+    /// Removes a check.
+    pub(crate) fn remove_check(&self, id: &str) -> Result<()> {
+        let mut g = self.inner.lock();
+        if !g.checks.contains_key(id) {
+            return Err(Error::NotFound(format!(
+                "Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name."
+            )));
+        }
+        if let Some(p) = &self.persist {
+            p.remove_check(id)?;
+        }
+        g.checks.remove(id);
+        g.removed_checks.insert(id.to_string());
+        drop(g);
+        self.changed();
+        Ok(())
+    }
+
+    /// Sets a check's status and output. `generation`, when given, must match the current
+    /// registration (a replaced check's old runner is ignored). Output-only changes are deferred
+    /// by `check_update_interval`; status changes sync at once. Returns whether the check exists.
+    pub(crate) fn update_check(&self, id: &str, generation: Option<u64>, status: &str, output: String) -> bool {
+        let output = truncate_output(output);
+        let mut g = self.inner.lock();
+        let rev = g.rev();
+        let Some(c) = g.checks.get_mut(id) else { return false };
+        if generation.is_some_and(|gen| gen != c.generation) {
+            return false;
+        }
+        let status_changed = c.status != status;
+        let output_changed = c.output != output;
+        if !status_changed && !output_changed {
+            return true;
+        }
+        if status_changed {
+            c.critical_since = (status == CRITICAL).then(Instant::now);
+            c.defer_until = None;
+        } else if c.defer_until.is_none() && !self.check_update_interval.is_zero() {
+            c.defer_until = Some(Instant::now() + self.check_update_interval);
+        }
+        c.status = status.to_string();
+        c.output = output;
+        c.rev = rev;
+        let persist = matches!(c.def.kind, CheckKind::Ttl { .. }).then(|| c.clone());
+        drop(g);
+        if let Some(c) = persist {
+            if let Err(e) = self.persist_check(&c) {
+                tracing::warn!(check = %id, error = %e, "could not persist TTL check state");
+            }
+        }
+        self.changed();
+        true
+    }
+
+    /// Marks a service as synced at `rev` (unless it changed meanwhile).
+    pub(crate) fn mark_service_synced(&self, id: &str, rev: u64) {
+        if let Some(s) = self.inner.lock().services.get_mut(id) {
+            if s.rev == rev {
+                s.synced_rev = rev;
+            }
+        }
+    }
+
+    /// Marks a check as synced at `rev`.
+    pub(crate) fn mark_check_synced(&self, id: &str, rev: u64) {
+        if let Some(c) = self.inner.lock().checks.get_mut(id) {
+            if c.rev == rev {
+                c.synced_rev = rev;
+                c.defer_until = None;
+            }
+        }
+    }
+
+    /// Marks a service (or check) as out of sync: anti-entropy found the catalog differs.
+    pub(crate) fn mark_dirty(&self, service: Option<&str>, check: Option<&str>) {
+        let mut g = self.inner.lock();
+        if let Some(s) = service.and_then(|id| g.services.get_mut(id)) {
+            s.synced_rev = 0;
+        }
+        if let Some(c) = check.and_then(|id| g.checks.get_mut(id)) {
+            c.synced_rev = 0;
+            c.defer_until = None;
+        }
+    }
+
+    /// Takes the catalog's tags for a service with `EnableTagOverride` (other writers may edit
+    /// them; the agent keeps what they set instead of reverting it).
+    pub(crate) fn adopt_tags(&self, id: &str, tags: &[String]) {
+        let mut g = self.inner.lock();
+        if let Some(s) = g.services.get_mut(id) {
+            if s.service.enable_tag_override && s.service.tags != tags {
+                s.service.tags = tags.to_vec();
+                if let (Some(p), Source::Api) = (&self.persist, s.source) {
+                    if let Err(e) = p.save_service(&PersistedService { service: s.service.clone() }) {
+                        tracing::warn!(service = %id, error = %e, "could not persist adopted tags");
+                    }
+                }
+            }
+        }
+        drop(g);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// The catalog no longer holds a removed entry.
+    pub(crate) fn forget_removed(&self, service: Option<&str>, check: Option<&str>) {
+        let mut g = self.inner.lock();
+        if let Some(s) = service {
+            g.removed_services.remove(s);
+        }
+        if let Some(c) = check {
+            g.removed_checks.remove(c);
+        }
+    }
+
+    fn load(&self) -> (Vec<PersistedService>, Vec<PersistedCheck>) {
+        self.persist.as_ref().map(Persist::load).unwrap_or_default()
+    }
+}
+
+/// Aggregated health of a set of checks, maintenance first (Consul's agent health endpoints).
+pub fn aggregate<'a>(checks: impl IntoIterator<Item = &'a LocalCheck>) -> &'static str {
+    let mut worst = PASSING;
+    for c in checks {
+        if c.def.id == NODE_MAINTENANCE || c.def.id.starts_with(SERVICE_MAINTENANCE_PREFIX) {
+            return "maintenance";
+        }
+        match c.status.as_str() {
+            CRITICAL => worst = CRITICAL,
+            WARNING if worst != CRITICAL => worst = WARNING,
+            _ => {}
+        }
+    }
+    worst
+}
+
+/// Re-reads the config files and returns their service and check definitions (set by the
+/// binary, which owns config parsing).
+pub type ReloadHandler = Arc<
+    dyn Fn() -> BoxFuture<'static, std::result::Result<(Vec<ServiceDefinition>, Vec<CheckDefinition>), String>>
+        + Send
+        + Sync,
+>;
+
+/// This node's identity as registered in the catalog.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// Node name.
+    pub name: String,
+    /// Node UUID.
+    pub id: String,
+    /// Advertise address.
+    pub address: String,
+    /// Datacenter.
+    pub datacenter: String,
+}
+
+/// The local state plus everything that acts on it: check runners, persistence and the rules
+/// of the agent endpoints.
+pub struct LocalAgent {
+    /// The services and checks.
+    pub state: Arc<LocalState>,
+    runner: Runner,
+    /// This node.
+    pub node: NodeInfo,
+    enable_script_checks: bool,
+    enable_local_script_checks: bool,
+    reload_handler: Mutex<Option<ReloadHandler>>,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for LocalAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalAgent").field("node", &self.node).finish_non_exhaustive()
+    }
+}
+
+impl LocalAgent {
+    /// Builds the local agent: loads persisted entries (not in `-dev`), adds the config-file
+    /// definitions and starts their checks. Fails on a config definition that is not allowed.
+    pub fn start(
+        config: &AgentConfig,
+        node: NodeInfo,
+        consensus: Arc<Consensus>,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<LocalAgent>> {
+        let dir = config.data_dir.as_deref().filter(|_| !config.dev);
+        let state = Arc::new(LocalState::new(dir, config.check_update_interval));
+        let runner = Runner::new(state.clone(), consensus, node.name.clone(), shutdown);
+        let agent = Arc::new(LocalAgent {
+            state,
+            runner,
+            node,
+            enable_script_checks: config.enable_script_checks,
+            enable_local_script_checks: config.enable_local_script_checks,
+            reload_handler: Mutex::new(None),
+            reload_lock: tokio::sync::Mutex::new(()),
+        });
+        let (services, checks) = agent.state.load();
+        for s in services {
+            let id = s.service.id.clone();
+            let def = ServiceDefinition { service: s.service, checks: Vec::new() };
+            if let Err(e) = agent.register_service(def, Source::Api, false) {
+                tracing::warn!(service = %id, error = %e, "skipping persisted service");
+            }
+        }
+        for c in checks {
+            let id = c.def.id.clone();
+            let ttl = matches!(c.def.kind, CheckKind::Ttl { .. });
+            match agent.register_check(c.def, Source::Api) {
+                // TTL checks come back with the status they had (Consul persists it too).
+                Ok(()) if ttl => {
+                    agent.state.update_check(&id, None, &c.status, c.output);
+                }
+                Ok(()) => {}
+                Err(e) => tracing::warn!(check = %id, error = %e, "skipping persisted check"),
+            }
+        }
+        for s in &config.services {
+            agent
+                .register_service(s.clone(), Source::Config, false)
+                .map_err(|e| Error::Config(format!("service {:?}: {e}", s.service.id)))?;
+        }
+        for c in &config.checks {
+            agent
+                .register_check(c.clone(), Source::Config)
+                .map_err(|e| Error::Config(format!("check {:?}: {e}", c.id)))?;
+        }
+        Ok(agent)
+    }
+
+    fn check_allowed(&self, c: &CheckDefinition, source: Source) -> Result<()> {
+        if matches!(c.kind, CheckKind::Script { .. }) {
+            let allowed = match source {
+                Source::Api => self.enable_script_checks,
+                Source::Config => self.enable_script_checks || self.enable_local_script_checks,
+            };
+            if !allowed {
+                return Err(Error::BadRequest(match source {
+                    Source::Api => format!(
+                        "Invalid check {:?}: script checks are disabled on this agent for API registrations; \
+                         to enable, configure 'enable_script_checks' to true",
+                        c.id
+                    ),
+                    Source::Config => format!(
+                        "Invalid check {:?}: script checks are disabled on this agent; to enable, configure \
+                         'enable_script_checks' or 'enable_local_script_checks' to true",
+                        c.id
+                    ),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers (or replaces) a service with its checks.
+    pub fn register_service(
+        &self,
+        def: ServiceDefinition,
+        source: Source,
+        replace_existing_checks: bool,
+    ) -> Result<()> {
+        for c in &def.checks {
+            self.check_allowed(c, source)?;
+        }
+        let (added, removed) = self.state.add_service(def, source, replace_existing_checks)?;
+        for id in removed {
+            self.runner.stop(&id);
+        }
+        for (c, generation) in added {
+            self.runner.start(c, generation);
+        }
+        Ok(())
+    }
+
+    /// Deregisters a service and its checks.
+    pub fn deregister_service(&self, id: &str) -> Result<()> {
+        for cid in self.state.remove_service(id)? {
+            self.runner.stop(&cid);
+        }
+        Ok(())
+    }
+
+    /// Registers (or replaces) a check.
+    pub fn register_check(&self, def: CheckDefinition, source: Source) -> Result<()> {
+        self.check_allowed(&def, source)?;
+        let generation = self.state.add_check(def.clone(), source)?;
+        self.runner.start(def, generation);
+        Ok(())
+    }
+
+    /// Deregisters a check.
+    pub fn deregister_check(&self, id: &str) -> Result<()> {
+        self.state.remove_check(id)?;
+        self.runner.stop(id);
+        Ok(())
+    }
+
+    /// `/v1/agent/check/pass|warn|fail|update`: reports the result of a TTL check.
+    pub fn update_ttl(&self, id: &str, status: &str, output: String) -> Result<()> {
+        let Some(c) = self.state.check(id) else {
+            return Err(Error::NotFound(format!(
+                "Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name."
+            )));
+        };
+        if !matches!(c.def.kind, CheckKind::Ttl { .. }) {
+            return Err(Error::BadRequest(format!("CheckID {id:?} does not have associated TTL")));
+        }
+        self.state.update_check(id, None, status, output);
+        self.runner.reset_ttl(id);
+        Ok(())
+    }
+
+    /// `/v1/agent/service/maintenance/:id`.
+    pub fn service_maintenance(&self, id: &str, enable: bool, reason: &str) -> Result<()> {
+        if self.state.service(id).is_none() {
+            return Err(Error::NotFound(format!("Unknown service ID {id:?}")));
+        }
+        let cid = format!("{SERVICE_MAINTENANCE_PREFIX}{id}");
+        if !enable {
+            return match self.state.remove_check(&cid) {
+                Ok(()) | Err(Error::NotFound(_)) => Ok(()),
+                Err(e) => Err(e),
+            };
+        }
+        let notes = if reason.is_empty() {
+            "Maintenance mode is enabled for this service, but no reason was provided. This is a default message."
+        } else {
+            reason
+        };
+        let def = CheckDefinition::manual(&cid, "Service Maintenance Mode", notes, id, CRITICAL);
+        self.state.add_check(def, Source::Api).map(|_| ())
+    }
+
+    /// `/v1/agent/maintenance`.
+    pub fn node_maintenance(&self, enable: bool, reason: &str) -> Result<()> {
+        if !enable {
+            return match self.state.remove_check(NODE_MAINTENANCE) {
+                Ok(()) | Err(Error::NotFound(_)) => Ok(()),
+                Err(e) => Err(e),
+            };
+        }
+        let notes = if reason.is_empty() {
+            "Maintenance mode is enabled for this node, but no reason was provided. This is a default message."
+        } else {
+            reason
+        };
+        let def = CheckDefinition::manual(NODE_MAINTENANCE, "Node Maintenance Mode", notes, "", CRITICAL);
+        self.state.add_check(def, Source::Api).map(|_| ())
+    }
+
+    /// Replaces the config-file services and checks with `services` and `checks`; entries
+    /// registered through the API stay. Unchanged definitions keep running untouched.
+    pub fn reload(&self, services: Vec<ServiceDefinition>, checks: Vec<CheckDefinition>) -> Result<()> {
+        // Validate everything first so a bad file changes nothing.
+        for c in services.iter().flat_map(|s| s.checks.iter()).chain(checks.iter()) {
+            self.check_allowed(c, Source::Config)?;
+        }
+        let snap = self.state.snapshot();
+        let wanted_services: BTreeSet<&str> = services.iter().map(|s| s.service.id.as_str()).collect();
+        let wanted_checks: BTreeSet<&str> =
+            services.iter().flat_map(|s| s.checks.iter()).chain(checks.iter()).map(|c| c.id.as_str()).collect();
+        for (id, s) in &snap.services {
+            if s.source == Source::Config && !wanted_services.contains(id.as_str()) {
+                self.deregister_service(id)?;
+            }
+        }
+        for (id, c) in &snap.checks {
+            if c.source == Source::Config && !wanted_checks.contains(id.as_str()) {
+                match self.deregister_check(id) {
+                    Ok(()) | Err(Error::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let current: HashMap<&str, &CheckDefinition> = snap.checks.iter().map(|(k, c)| (k.as_str(), &c.def)).collect();
+        for s in services {
+            let same_service = snap.services.get(&s.service.id).is_some_and(|old| {
+                let mut new = s.service.clone();
+                new.node.clear();
+                old.source == Source::Config && old.service == new
+            });
+            if same_service && s.checks.iter().all(|c| current.get(c.id.as_str()) == Some(&c)) {
+                continue;
+            }
+            self.register_service(s, Source::Config, true)?;
+        }
+        for c in checks {
+            if current.get(c.id.as_str()) == Some(&&c) {
+                continue;
+            }
+            self.register_check(c, Source::Config)?;
+        }
+        Ok(())
+    }
+
+    /// Sets what `PUT /v1/agent/reload` runs to re-read the config files.
+    pub fn set_reload_handler(&self, handler: ReloadHandler) {
+        *self.reload_handler.lock() = Some(handler);
+    }
+
+    /// `PUT /v1/agent/reload`: re-reads the config files (when the embedding program set a
+    /// handler) and applies their services and checks.
+    pub async fn reload_from_config(&self) -> Result<()> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let handler = self.reload_handler.lock().clone();
+        let Some(handler) = handler else { return Ok(()) };
+        let (services, checks) =
+            handler().await.map_err(|e| Error::BadRequest(format!("Failed reloading config: {e}")))?;
+        self.reload(services, checks)
+    }
+
+    /// Number of checks with a running task (for tests and `/v1/agent/self`).
+    pub fn running_checks(&self) -> usize {
+        self.runner.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::catalog::ServiceInstance;
+
+    fn ttl_check(id: &str, service: &str) -> CheckDefinition {
+        let mut c = CheckDefinition::manual(id, id, "", service, CRITICAL);
+        c.kind = CheckKind::Ttl { ttl: Duration::from_secs(60) };
+        c
+    }
+
+    fn service(id: &str, checks: Vec<CheckDefinition>) -> ServiceDefinition {
+        ServiceDefinition {
+            service: ServiceInstance { id: id.into(), service: "web".into(), ..Default::default() },
+            checks,
+        }
+    }
+
+    #[test]
+    fn sync_status_generations_and_deferral() {
+        let st = LocalState::new(None, Duration::from_secs(300));
+        let (added, removed) = st
+            .add_service(service("w", vec![ttl_check("a", "w"), ttl_check("b", "w")]), Source::Api, false)
+            .expect("add");
+        assert_eq!((added.len(), removed.len()), (2, 0));
+        let a = st.check("a").expect("a");
+        assert_eq!(a.synced_rev, 0, "new entries are out of sync");
+        assert!(a.critical_since.is_some());
+        // A stale runner generation is ignored.
+        assert!(!st.update_check("a", Some(a.generation + 100), PASSING, "x".into()));
+        assert!(st.update_check("a", Some(a.generation), PASSING, "x".into()));
+        let a = st.check("a").expect("a");
+        assert_eq!((a.status.as_str(), a.critical_since, a.defer_until), (PASSING, None, None));
+        st.mark_check_synced("a", a.rev);
+        // Output-only: deferred. Status change: not deferred.
+        st.update_check("a", None, PASSING, "y".into());
+        let a2 = st.check("a").expect("a");
+        assert!(a2.defer_until.is_some() && a2.synced_rev != a2.rev);
+        st.update_check("a", None, WARNING, "z".into());
+        assert!(st.check("a").expect("a").defer_until.is_none());
+        // Marking synced at an old revision does nothing.
+        st.mark_check_synced("a", a.rev);
+        assert_ne!(st.check("a").expect("a").synced_rev, st.check("a").expect("a").rev);
+        // Output is capped.
+        st.update_check("b", None, PASSING, "x".repeat(10_000));
+        assert_eq!(st.check("b").expect("b").output.len(), def::MAX_OUTPUT);
+    }
+
+    #[test]
+    fn replace_existing_checks_and_removal_bookkeeping() {
+        let st = LocalState::new(None, Duration::ZERO);
+        st.add_service(service("w", vec![ttl_check("a", "w"), ttl_check("b", "w")]), Source::Api, false).expect("add");
+        let (_, removed) = st.add_service(service("w", vec![ttl_check("a", "w")]), Source::Api, true).expect("replace");
+        assert_eq!(removed, ["b"]);
+        let snap = st.snapshot();
+        assert!(snap.removed_checks.contains("b") && !snap.checks.contains_key("b"));
+        // Removing the service removes its checks with it (one catalog deregistration).
+        assert_eq!(st.remove_service("w").expect("remove"), ["a"]);
+        let snap = st.snapshot();
+        assert!(snap.removed_services.contains("w") && snap.checks.is_empty());
+        assert!(matches!(st.remove_service("w"), Err(Error::NotFound(_))));
+        assert!(matches!(st.add_check(ttl_check("c", "w"), Source::Api), Err(Error::BadRequest(_))));
+    }
+
+    #[test]
+    fn re_registration_keeps_the_current_result() {
+        let st = LocalState::new(None, Duration::ZERO);
+        st.add_check(ttl_check("a", ""), Source::Api).expect("add");
+        st.update_check("a", None, PASSING, "ok".into());
+        st.add_check(ttl_check("a", ""), Source::Api).expect("again");
+        assert_eq!(st.check("a").expect("a").status, PASSING);
+        let mut explicit = ttl_check("a", "");
+        explicit.status = WARNING.into();
+        st.add_check(explicit, Source::Api).expect("explicit");
+        assert_eq!(st.check("a").expect("a").status, WARNING);
+    }
+
+    #[test]
+    fn aggregate_puts_maintenance_first() {
+        let st = LocalState::new(None, Duration::ZERO);
+        st.add_check(ttl_check("a", ""), Source::Api).expect("add");
+        st.add_check(CheckDefinition::manual(NODE_MAINTENANCE, "m", "", "", CRITICAL), Source::Api).expect("add");
+        let snap = st.snapshot();
+        assert_eq!(aggregate(snap.checks.values()), "maintenance");
+        assert_eq!(aggregate(snap.checks.values().filter(|c| c.def.id == "a")), CRITICAL);
+        assert_eq!(aggregate(std::iter::empty()), PASSING);
+    }
+}
