@@ -299,3 +299,115 @@ async fn t42_watch_handler_gets_the_json_on_stdin() {
     let keys: Vec<&str> = docs[1].as_array().expect("list").iter().filter_map(|p| p["Key"].as_str()).collect();
     assert_eq!(keys, ["handler/a", "handler/b"]);
 }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t43_services_register_deregister_from_flags_and_files() {
+    let agent = DevAgent::start().await;
+    let out = agent.cli(&[
+        "services",
+        "register",
+        "-name=web",
+        "-id",
+        "web-1",
+        "-tag",
+        "v1",
+        "-tag=primary",
+        "-port",
+        "8080",
+        "-address=10.0.0.9",
+        "-meta",
+        "env=prod",
+        "-tagged-address",
+        "wan=203.0.113.1:80",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "Registered service: web\n");
+    let svc = agent.api.get("/v1/agent/service/web-1").await.expect("get").json();
+    assert_eq!(svc["Service"], "web");
+    assert_eq!(svc["Port"], 8080);
+    assert_eq!(svc["Address"], "10.0.0.9");
+    assert_eq!(svc["Tags"], json!(["v1", "primary"]));
+    assert_eq!(svc["Meta"], json!({"env": "prod"}));
+    assert_eq!(svc["TaggedAddresses"]["wan"], json!({"Address": "203.0.113.1", "Port": 80}));
+
+    // Files: HCL `service` block (snake_case, embedded check) and JSON `services` list (PascalCase).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hcl = dir.path().join("api.hcl");
+    std::fs::write(
+        &hcl,
+        "service {\n  name = \"api\"\n  port = 9000\n  enable_tag_override = true\n  check {\n    id = \"api-ttl\"\n    ttl = \"30s\"\n  }\n}\n",
+    )
+    .expect("write");
+    let json_file = dir.path().join("db.json");
+    std::fs::write(&json_file, r#"{"services": [{"Name": "db", "ID": "db-1", "Port": 5432}, {"name": "cache"}]}"#)
+        .expect("write");
+    let files = [hcl.display().to_string(), json_file.display().to_string()];
+    let out = agent.cli(&["services", "register", &files[0], &files[1]]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "Registered service: api\nRegistered service: db\nRegistered service: cache\n");
+    let services = agent.api.get("/v1/agent/services").await.expect("get").json();
+    let mut ids: Vec<&String> = services.as_object().expect("map").keys().collect();
+    ids.sort();
+    assert_eq!(ids, ["api", "cache", "db-1", "web-1"]);
+    assert_eq!(services["api"]["EnableTagOverride"], true);
+    let checks = agent.api.get("/v1/agent/checks").await.expect("get").json();
+    assert_eq!(checks["api-ttl"]["ServiceID"], "api");
+
+    // Deregistration by -id and by the same files (ID, else name).
+    let out = agent.cli(&["services", "deregister", "-id=web-1"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "Deregistered service: web-1\n");
+    let out = agent.cli(&["services", "deregister", &files[0], &files[1]]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "Deregistered service: api\nDeregistered service: db-1\nDeregistered service: cache\n");
+    assert_eq!(agent.api.get("/v1/agent/services").await.expect("get").json(), json!({}));
+
+    // Errors exit 1 with the agent's message.
+    let out = agent.cli(&["services", "deregister", "-id=nope"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Error deregistering service \"nope\""), "{out:?}");
+    let out = agent.cli(&["services", "register"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t44_maint_and_reload() {
+    let agent = DevAgent::start().await;
+    assert!(agent.cli(&["services", "register", "-name=web", "-id=web-1"]).status.success());
+    let out = agent.cli(&["maint"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "");
+
+    let out = agent.cli(&["maint", "-enable", "-reason", "kernel upgrade"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "Node maintenance is now enabled\n");
+    let out = agent.cli(&["maint", "-enable", "-service=web-1", "-reason=deploy"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "Service maintenance is now enabled for \"web-1\"\n");
+    let checks = agent.api.get("/v1/agent/checks").await.expect("get").json();
+    assert_eq!(checks["_node_maintenance"]["Status"], "critical");
+    assert_eq!(checks["_service_maintenance:web-1"]["Notes"], "deploy");
+
+    let node = agent.api.get("/v1/agent/self").await.expect("self").json()["Config"]["NodeName"]
+        .as_str()
+        .expect("node name")
+        .to_string();
+    let out = agent.cli(&["maint"]);
+    assert_eq!(
+        stdout(&out),
+        format!("Node:\n  Name:   {node}\n  Reason: kernel upgrade\n\nService:\n  ID:     web-1\n  Reason: deploy\n\n")
+    );
+
+    assert_eq!(stdout(&agent.cli(&["maint", "-disable"])), "Node maintenance is now disabled\n");
+    assert_eq!(
+        stdout(&agent.cli(&["maint", "-disable", "-service", "web-1"])),
+        "Service maintenance is now disabled for \"web-1\"\n"
+    );
+    assert_eq!(stdout(&agent.cli(&["maint"])), "");
+    let out = agent.cli(&["maint", "-enable", "-service=nope"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Error enabling service maintenance"), "{out:?}");
+
+    let out = agent.cli(&["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "Configuration reload triggered\n");
+}
