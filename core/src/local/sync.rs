@@ -97,13 +97,16 @@ fn plan_changes(node: &Node, snap: &Snapshot, node_dirty: bool) -> Plan {
             _ => true,
         }
     };
+    // Checks ready to sync, grouped by service once (thousands of services and checks on one
+    // agent would make a per-service scan of every check quadratic).
+    let mut ready_by_service: std::collections::HashMap<&str, Vec<&super::LocalCheck>> = Default::default();
+    for c in snap.checks.values() {
+        if !c.def.service_id.is_empty() && ready(c, &mut Plan::default()) {
+            ready_by_service.entry(c.def.service_id.as_str()).or_default().push(c);
+        }
+    }
     for (id, s) in &snap.services {
-        let checks: Vec<&super::LocalCheck> = snap
-            .checks
-            .values()
-            .filter(|c| &c.def.service_id == id)
-            .filter(|c| ready(c, &mut Plan::default()))
-            .collect();
+        let checks: Vec<&super::LocalCheck> = ready_by_service.remove(id.as_str()).unwrap_or_default();
         if s.synced_rev == s.rev && checks.is_empty() {
             continue;
         }

@@ -512,16 +512,26 @@ pub fn service_entries<'a>(
     data: &'a StateData,
     name: &str,
 ) -> Vec<(&'a Node, &'a ServiceInstance, Vec<&'a HealthCheck>)> {
+    use std::collections::HashMap;
     let cat = &data.catalog;
+    // Group each involved node's checks by service once: one agent node can carry thousands of
+    // instances and checks, and scanning all of them per instance would be quadratic.
+    type ByService<'a> = HashMap<&'a str, Vec<&'a HealthCheck>>;
+    let mut per_node: HashMap<&str, ByService<'_>> = HashMap::new();
     cat.instances(name)
         .into_iter()
         .filter_map(|svc| {
             let node = cat.nodes.get(&svc.node)?;
-            let checks = cat
-                .node_checks(&svc.node)
-                .into_iter()
-                .filter(|c| c.service_id.is_empty() || c.service_id == svc.id)
-                .collect();
+            let groups = per_node.entry(svc.node.as_str()).or_insert_with(|| {
+                let mut g: ByService<'_> = HashMap::new();
+                for c in cat.node_checks(&svc.node) {
+                    g.entry(c.service_id.as_str()).or_default().push(c);
+                }
+                g
+            });
+            let mut checks: Vec<&HealthCheck> = groups.get("").cloned().unwrap_or_default();
+            checks.extend(groups.get(svc.id.as_str()).into_iter().flatten().copied());
+            checks.sort_by(|a, b| a.check_id.cmp(&b.check_id));
             Some((node, svc, checks))
         })
         .collect()
