@@ -497,6 +497,7 @@ impl NativeClient {
 
     /// Starts a watch: `kind` is `key`, `key_prefix`, `service`, `checks`, `services`, `nodes`.
     #[pyo3(signature = (kind, target="", passing=false, tag=None, wait=300.0, consistency=""))]
+    #[allow(clippy::too_many_arguments)]
     fn watch(
         &self,
         py: Python<'_>,

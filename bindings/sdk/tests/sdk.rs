@@ -141,3 +141,37 @@ fn blocking_calls_refuse_inside_a_runtime() {
         assert_eq!(e.code, ErrorCode::WouldDeadlock);
     });
 }
+
+#[test]
+fn lock_options_are_validated_before_any_request() {
+    // Consul's session TTL range is 10 s to 24 h; refused locally, naming the argument.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let c =
+        Client::new(ClientConfig { address: format!("127.0.0.1:{port}"), ..ClientConfig::default() }).expect("client");
+    let out = block_on(async move {
+        let short = consul_sdk::LockOptions { ttl: Duration::from_secs(1), ..Default::default() };
+        let e1 = consul_sdk::Lock::acquire(&c, "k", short).await.expect_err("ttl too short");
+        let e2 = consul_sdk::Lock::acquire(&c, "", Default::default()).await.expect_err("empty key");
+        (e1, e2)
+    })
+    .expect("runtime");
+    assert_eq!(out.0.code, ErrorCode::InvalidArgument);
+    assert!(out.0.message.starts_with("ttl"));
+    assert_eq!(out.1.code, ErrorCode::InvalidArgument);
+}
+
+#[test]
+fn registration_against_an_unreachable_agent_fails_cleanly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let c = Client::new(ClientConfig {
+        address: format!("127.0.0.1:{port}"),
+        timeout: Duration::from_secs(2),
+        ..ClientConfig::default()
+    })
+    .expect("client");
+    let reg = consul_sdk::ServiceRegistration { name: "web".into(), ..Default::default() };
+    let e = block_on(async move { consul_sdk::Registration::start(&c, reg).await.map(|_| ()) })
+        .expect("runtime")
+        .expect_err("nothing listens");
+    assert_eq!(e.code, ErrorCode::Connection);
+}

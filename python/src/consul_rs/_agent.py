@@ -98,15 +98,7 @@ class Agent:
             self._tmp = None
 
     def _atexit(self) -> None:
-        if os.getpid() == self._a_pid():
-            self.shutdown()
-
-    def _a_pid(self) -> int:
-        try:
-            self._a.http_addr
-        except Exception:  # noqa: BLE001 - forked: not ours to stop
-            return -1
-        return os.getpid()
+        self.shutdown()
 
     def __enter__(self) -> Agent:
         return self

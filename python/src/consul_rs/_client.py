@@ -28,6 +28,7 @@ _live_lock = threading.Lock()
 
 
 def _track(obj: Any) -> None:
+    obj._owner_pid = os.getpid()
     with _live_lock:
         _live.add(obj)
 
@@ -37,6 +38,8 @@ def _close_all() -> None:
     with _live_lock:
         items = list(_live)
     for obj in items:
+        if getattr(obj, "_owner_pid", None) != os.getpid():
+            continue  # a forked child must not deregister or release what its parent holds
         try:
             obj._atexit()
         except BaseException:  # noqa: BLE001 - nothing may stop interpreter exit
