@@ -45,15 +45,21 @@ def test_agent_service_register_and_ttl_updates(client, prefix):
     name = "areg-" + prefix.strip("/")
     client.agent.service_register(name, id=name + "-1", port=1, check=consul_rs.Check.ttl("30s"))
     check = f"service:{name}-1"
-    assert client.health.checks(name)[0].status == "critical"  # a TTL check starts critical
+
+    def status() -> str | None:
+        checks = client.health.checks(name)
+        return checks[0].status if checks else None
+
+    assert _eventually(lambda: status() == "critical")  # a TTL check starts critical
     client.agent.check_pass(check, note="ok")
-    assert client.health.checks(name)[0].status == "passing"
+    assert _eventually(lambda: status() == "passing")
+    assert client.health.checks(name)[0].output == "ok"
     client.agent.check_warn(check)
-    assert client.health.checks(name)[0].status == "warning"
+    assert _eventually(lambda: status() == "warning")
     client.agent.check_fail(check)
-    assert client.health.checks(name)[0].status == "critical"
+    assert _eventually(lambda: status() == "critical")
     client.agent.service_deregister(name + "-1")
-    assert client.health.service(name) == []
+    assert _eventually(lambda: client.health.service(name) == [])
     try:
         client.agent.check_pass("no-such-check")
         raise AssertionError("expected NotFoundError")
@@ -93,7 +99,8 @@ time.sleep(60)
         p.kill()
         p.wait()
         assert _eventually(lambda: c.health.service(name, passing=True) == [], timeout=15)
-        assert _eventually(lambda: c.health.service(name) == [], timeout=90)
+        # Consul reaps after max(DeregisterCriticalServiceAfter, 1 min), checking every 30 s.
+        assert _eventually(lambda: c.health.service(name) == [], timeout=100)
     finally:
         p.kill()
         p.wait()
