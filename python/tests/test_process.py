@@ -141,3 +141,30 @@ asyncio.run(main())
     out = run_python(code, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "cancelled"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_child_async_client_works_after_parent_used_async(binary_agent):
+    code = PRELUDE + f"""
+import asyncio
+c = consul_rs.AsyncClient({binary_agent!r})
+asyncio.run(c.kv.put("fork/async", b"parent"))
+pid = os.fork()
+if pid == 0:
+    async def child():
+        assert (await c.kv.get("fork/async")).value == b"parent"
+        await asyncio.wait_for(c.kv.put("fork/async", b"child"), 10)
+    try:
+        asyncio.run(child())
+        os._exit(0)
+    except BaseException as e:
+        print("child failed:", repr(e), flush=True)
+        os._exit(6)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+assert asyncio.run(c.kv.get("fork/async")).value == b"child"
+print("ok", flush=True)
+"""
+    out = run_python(code, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip().endswith("ok")

@@ -59,6 +59,54 @@ fn sdk_runtime(py: Python<'_>) -> PyResult<Arc<tokio::runtime::Runtime>> {
 /// Turns an SDK result into a Python object (runs with the GIL held).
 type Convert<T> = Box<dyn FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send>;
 
+/// The asyncio bridge's runtime: the SDK's per-process runtime (fork-aware, see
+/// `consul_sdk::runtime`), so awaitables keep working in a forked child, and one runtime serves
+/// sync and async calls alike.
+struct SdkRuntime;
+
+tokio::task_local! {
+    static TASK_LOCALS: pyo3_async_runtimes::TaskLocals;
+}
+
+impl pyo3_async_runtimes::generic::Runtime for SdkRuntime {
+    type JoinError = tokio::task::JoinError;
+    type JoinHandle = tokio::task::JoinHandle<()>;
+
+    fn spawn<F>(fut: F) -> Self::JoinHandle
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match consul_sdk::runtime::runtime() {
+            Ok(rt) => rt.spawn(fut),
+            // Only if the SDK runtime cannot be built: fall back to the bridge's own.
+            Err(_) => pyo3_async_runtimes::tokio::get_runtime().spawn(fut),
+        }
+    }
+
+    fn spawn_blocking<F>(f: F) -> Self::JoinHandle
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        match consul_sdk::runtime::runtime() {
+            Ok(rt) => rt.spawn_blocking(f),
+            Err(_) => pyo3_async_runtimes::tokio::get_runtime().spawn_blocking(f),
+        }
+    }
+}
+
+impl pyo3_async_runtimes::generic::ContextExt for SdkRuntime {
+    fn scope<F, R>(locals: pyo3_async_runtimes::TaskLocals, fut: F) -> std::pin::Pin<Box<dyn Future<Output = R> + Send>>
+    where
+        F: Future<Output = R> + Send + 'static,
+    {
+        Box::pin(TASK_LOCALS.scope(locals, fut))
+    }
+
+    fn get_task_locals() -> Option<pyo3_async_runtimes::TaskLocals> {
+        TASK_LOCALS.try_with(|l| l.clone()).ok()
+    }
+}
+
 /// Aborts a tokio task when dropped: an abandoned wait (Ctrl-C, asyncio cancellation) cancels
 /// the request instead of leaving it running.
 struct AbortOnDrop(tokio::task::AbortHandle);
@@ -80,7 +128,7 @@ where
     if is_async {
         let handle = rt.spawn(fut);
         let guard = AbortOnDrop(handle.abort_handle());
-        let aw = pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let aw = pyo3_async_runtimes::generic::future_into_py::<SdkRuntime, _, _>(py, async move {
             let _guard = guard;
             let out = handle.await;
             Python::attach(|py| match out {

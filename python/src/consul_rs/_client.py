@@ -137,10 +137,9 @@ class _Base:
 
     def _call(self, fn: Callable[..., Any], post: Callable[[Any], Any] | None, *args: Any, **kw: Any) -> Any:
         if self._async:
-            aw = fn(*args, is_async=True, **kw)
-
+            # The request starts when awaited, on the awaiting task's event loop.
             async def finish() -> Any:
-                out = await aw
+                out = await fn(*args, is_async=True, **kw)
                 return post(out) if post else out
 
             return finish()
