@@ -183,3 +183,10 @@ def test_lock_ttl_is_validated_before_any_request(client):
         client.lock("k", ttl=1).acquire()
     with pytest.raises(ValueError, match="key"):
         client.lock("")
+
+
+def test_register_targets_the_embedded_agent_by_default(embedded_agent, monkeypatch):
+    # consul_rs.register() with no client: CONSUL_HTTP_ADDR, else this process's embedded agent.
+    from consul_rs import _client
+    monkeypatch.delenv("CONSUL_HTTP_ADDR", raising=False)
+    assert _client._embedded_agent() is embedded_agent

@@ -785,12 +785,23 @@ class Registration:
         await self._r.close(is_async=True)
 
 
+def _embedded_agent() -> Any:
+    """The running Agent embedded in this process, if there is exactly one."""
+    with _live_lock:
+        agents = [o for o in _live if type(o).__name__ == "Agent" and getattr(o, "_owner_pid", None) == os.getpid()]
+    running = [a for a in agents if a.running]
+    return running[0] if len(running) == 1 else None
+
+
 def register(name: str, port: int | None = None, address: str | None = None, tags: Iterable[str] = (),
              meta: Mapping[str, str] | None = None, check: Check | Iterable[Check] | None = None, *,
              id: str | None = None, client: Client | None = None, agent: Any = None) -> Registration:
-    """Registers this process's service with the local agent (``client``, an embedded
-    ``agent``, else ``CONSUL_HTTP_ADDR`` or ``127.0.0.1:8500``), keeps its TTL check passing,
+    """Registers this process's service with the local agent (``client``, or ``agent``, else
+    ``CONSUL_HTTP_ADDR``, else the Agent embedded in this process, else ``127.0.0.1:8500``),
+    keeps its TTL check passing,
     and deregisters it at :meth:`Registration.close`, context exit and interpreter exit."""
+    if client is None and agent is None and not os.environ.get("CONSUL_HTTP_ADDR"):
+        agent = _embedded_agent()
     if client is None:
         client = agent.client() if agent is not None else Client()
     reg = client.register(name, port=port, address=address, tags=tags, meta=meta, check=check, id=id)
