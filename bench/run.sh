@@ -150,7 +150,7 @@ if want consul; then
         "$CONSUL_BIN" agent -server -bootstrap-expect 3 \
             -data-dir "$TMP/consul-$n" -bind 127.0.0.1 -client 127.0.0.1 \
             -http-port "${CONSUL_HTTP_PORTS[$i]}" -server-port "${CONSUL_SERVER_PORTS[$i]}" \
-            -serf-lan-port "${CONSUL_SERF_PORTS[$i]}" \
+            -serf-lan-port "${CONSUL_SERF_PORTS[$i]}" -dns-port -1 \
             -retry-join "127.0.0.1:${CONSUL_SERF_PORTS[0]}" -node "$n" \
             -config-file "$TMP/consul-$n.json" \
             >"$TMP/consul-$n.log" 2>&1 &

@@ -171,6 +171,7 @@ impl Agent {
         tasks.push(tokio::spawn(rpc::serve(serf_listener, serf_handler, shutdown.clone())));
         tasks.push(tokio::spawn(cluster.clone().run(shutdown.clone())));
         tasks.push(tokio::spawn(reap_tombstones(consensus.clone(), config.tombstone_ttl, shutdown.clone())));
+        tasks.push(tokio::spawn(crate::session_ttl::reap_sessions(consensus.clone(), shutdown.clone())));
 
         if let Some((udp, tcp)) = dns_sockets {
             let dns = Arc::new(crate::dns::DnsContext::new(

@@ -34,6 +34,17 @@ pub enum Command {
     CatalogRegister(Box<crate::state::catalog::RegisterRequest>),
     /// Remove a node, a service or a check (`/v1/catalog/deregister`).
     CatalogDeregister(crate::state::catalog::DeregisterRequest),
+    /// Create a session (`PUT /v1/session/create`); the ID was chosen before proposing.
+    SessionCreate(Box<crate::state::session::Session>),
+    /// Destroy (invalidate) a session: through the API, or by the leader when its TTL lapsed.
+    /// Releases or deletes its locks; `now_ms` (unix ms, stamped by the proposer) starts their
+    /// lock-delays.
+    SessionDestroy {
+        /// Session ID.
+        id: String,
+        /// The proposer's clock, unix ms.
+        now_ms: u64,
+    },
 }
 
 impl Command {
@@ -49,6 +60,8 @@ impl Command {
             Command::Batch(cmds) => cmds.iter().map(Command::approx_size).sum(),
             Command::CatalogRegister(r) => 512 + r.checks.len() * 256,
             Command::CatalogDeregister(_) => 64,
+            Command::SessionCreate(s) => 256 + s.node_checks.len() * 64 + s.service_checks.len() * 64,
+            Command::SessionDestroy { .. } => 64,
         }
     }
 }
@@ -144,12 +157,15 @@ pub struct KvOp {
     pub index: u64,
     /// The session for `lock`, `unlock`, `check-session`.
     pub session: Option<String>,
+    /// The proposer's clock (unix ms) for `lock`: a lock-delay still running at this time makes
+    /// the acquire fail. `None` skips the lock-delay check.
+    pub now_ms: Option<u64>,
 }
 
 impl KvOp {
     /// An operation with no value, flags, index or session.
     pub fn new(verb: KvVerb, key: impl Into<String>) -> Self {
-        KvOp { verb, key: key.into(), value: Bytes::new(), flags: 0, index: 0, session: None }
+        KvOp { verb, key: key.into(), value: Bytes::new(), flags: 0, index: 0, session: None, now_ms: None }
     }
 
     /// Sets the value.
@@ -173,6 +189,12 @@ impl KvOp {
     /// Sets the session.
     pub fn with_session(mut self, session: impl Into<String>) -> Self {
         self.session = Some(session.into());
+        self
+    }
+
+    /// Stamps the proposer's clock (unix ms), checked against lock-delays by `lock`.
+    pub fn with_now_ms(mut self, now_ms: u64) -> Self {
+        self.now_ms = Some(now_ms);
         self
     }
 }

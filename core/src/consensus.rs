@@ -25,7 +25,8 @@ use crate::config::RaftTuning;
 use crate::raft::{self, NodeId, Raft, ServerNode, ServerState, WriteError};
 use crate::rpc::messages::{ForwardRequest, ForwardResponse, WireError};
 use crate::rpc::{Request, Response, RpcClient, RpcError};
-use crate::state::StateStore;
+use crate::session_ttl::SessionTimers;
+use crate::state::{Session, StateStore};
 use crate::{Error, Result};
 
 /// Consistency mode of a read (`?stale`, default, `?consistent`).
@@ -84,6 +85,8 @@ pub struct Consensus {
     last_leader_contact: Mutex<Option<Instant>>,
     proposals: mpsc::UnboundedSender<Proposal>,
     proposals_rx: Mutex<Option<mpsc::UnboundedReceiver<Proposal>>>,
+    /// Session TTL timers (meaningful on the leader only).
+    session_timers: SessionTimers,
 }
 
 /// A command waiting to be proposed, with where to send its outcome.
@@ -135,6 +138,7 @@ impl Consensus {
             last_leader_contact: Mutex::default(),
             proposals,
             proposals_rx: Mutex::new(Some(rx)),
+            session_timers: SessionTimers::default(),
         })
     }
 
@@ -336,6 +340,51 @@ impl Consensus {
         }
     }
 
+    /// The leader-local session TTL timers.
+    pub fn session_timers(&self) -> &SessionTimers {
+        &self.session_timers
+    }
+
+    /// Renews session `id` on the leader (forwarded there from a follower): returns the session
+    /// after a consistent read, or `None` if it does not exist.
+    pub async fn renew_session(&self, id: &str) -> Result<Option<Session>> {
+        let deadline = Instant::now() + self.hold_timeout;
+        loop {
+            if self.is_leader() {
+                match self.renew_on_leader(id).await {
+                    Ok(found) => return Ok(found),
+                    Err(e) if Instant::now() >= deadline => return Err(e),
+                    Err(_) => {}
+                }
+            } else if let Some((leader, node)) = self.leader() {
+                if leader != self.self_id {
+                    match self.forward(&node, ForwardRequest::SessionRenew(id.to_string())).await {
+                        Ok(ForwardResponse::Session(found)) => return Ok(found.map(|s| *s)),
+                        Ok(other) => return Err(Error::Rpc(format!("unexpected answer to a renew: {other:?}"))),
+                        Err(ForwardFailure::Fatal(e)) => return Err(e),
+                        Err(ForwardFailure::Retry) => {}
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::NoLeader);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn renew_on_leader(&self, id: &str) -> Result<Option<Session>> {
+        raft::linearizable_barrier(&self.raft).await.map_err(|e| match e {
+            WriteError::Other(e) => e,
+            WriteError::ForwardTo(_) => Error::NoLeader,
+        })?;
+        let found = self.state.read(|d| d.sessions.get(id).cloned());
+        if found.is_some() {
+            self.session_timers.renew(id);
+        }
+        Ok(found)
+    }
+
     async fn forward(
         &self,
         leader: &ServerNode,
@@ -420,6 +469,16 @@ impl Consensus {
                 }
                 match raft::remove_node(&self.raft, &self.metrics(), id).await {
                     Ok(()) => Response::Forward(ForwardResponse::Done),
+                    Err(e) => error(e),
+                }
+            }
+            ForwardRequest::SessionRenew(id) => {
+                if !self.is_leader() {
+                    return not_leader(self.leader());
+                }
+                match self.renew_on_leader(&id).await {
+                    Ok(found) => Response::Forward(ForwardResponse::Session(found.map(Box::new))),
+                    Err(Error::NoLeader) => not_leader(self.leader()),
                     Err(e) => error(e),
                 }
             }

@@ -31,6 +31,7 @@ pub mod error;
 pub mod http;
 pub mod raft;
 pub mod rpc;
+pub mod session_ttl;
 pub mod state;
 
 pub use error::{Error, Result};

@@ -32,6 +32,14 @@ const BOOL_FLAGS: &[&str] = &[
     "disable-host-node-id",
     "acquire",
     "release",
+    "verbose",
+    "shell",
+    "child-exit-code",
+    "pass-stdin",
+    "tags",
+    "passingonly",
+    "enable",
+    "disable",
 ];
 
 /// The command tree: a word is a subcommand only where this tree says so; everything below a
@@ -49,9 +57,15 @@ const COMMANDS: &[Node] = &[
     leaf("agent"),
     leaf("version"),
     leaf("info"),
+    leaf("lock"),
     Node { name: "kv", children: &[leaf("get"), leaf("put"), leaf("delete"), leaf("export"), leaf("import")] },
     Node { name: "operator", children: &[Node { name: "raft", children: &[leaf("list-peers"), leaf("remove-peer")] }] },
     Node { name: "snapshot", children: &[leaf("save"), leaf("restore"), leaf("inspect")] },
+    Node { name: "services", children: &[leaf("register"), leaf("deregister")] },
+    Node { name: "catalog", children: &[leaf("datacenters"), leaf("nodes"), leaf("services")] },
+    leaf("watch"),
+    leaf("maint"),
+    leaf("reload"),
 ];
 
 /// Whether `name` (without dashes) is a flag that takes no value.

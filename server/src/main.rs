@@ -5,12 +5,19 @@
 
 mod argv;
 mod cmd_agent;
+mod cmd_catalog;
 mod cmd_info;
 mod cmd_kv;
+mod cmd_lock;
+mod cmd_maint;
 mod cmd_operator;
+mod cmd_services;
 mod cmd_snapshot;
+mod cmd_watch;
 mod config_file;
 mod http_client;
+#[cfg(test)]
+mod testserver;
 
 use std::process::ExitCode;
 
@@ -41,6 +48,20 @@ enum Command {
     Version,
     /// Print the agent's debugging information.
     Info(cmd_info::InfoArgs),
+    /// Run a command while holding a lock (or a semaphore slot with -n).
+    Lock(Box<cmd_lock::LockArgs>),
+    /// Register and deregister services with the local agent.
+    #[command(subcommand)]
+    Services(cmd_services::ServicesCommand),
+    /// Query the catalog: datacenters, nodes, services.
+    #[command(subcommand)]
+    Catalog(cmd_catalog::CatalogCommand),
+    /// Watch a view (keys, services, nodes, health) and print or handle each change.
+    Watch(Box<cmd_watch::WatchArgs>),
+    /// Put the node or a service in maintenance mode, or list maintenance.
+    Maint(cmd_maint::MaintArgs),
+    /// Ask the agent to reload its configuration.
+    Reload(cmd_maint::ReloadArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +92,12 @@ fn main() -> ExitCode {
             Command::Operator(c) => cmd_operator::run(c).await.map(|()| 0),
             Command::Snapshot(c) => cmd_snapshot::run(c).await.map(|()| 0),
             Command::Info(a) => cmd_info::info(a).await.map(|()| 0),
+            Command::Lock(a) => cmd_lock::run(*a).await,
+            Command::Services(c) => cmd_services::run(c).await.map(|()| 0),
+            Command::Catalog(c) => cmd_catalog::run(c).await.map(|()| 0),
+            Command::Watch(a) => cmd_watch::run(*a).await,
+            Command::Maint(a) => cmd_maint::maint(a).await.map(|()| 0),
+            Command::Reload(a) => cmd_maint::reload(a).await.map(|()| 0),
             Command::Version => Ok(0),
         }
     });
@@ -109,7 +136,7 @@ fn clap_exit(e: clap::Error) -> ExitCode {
 mod tests {
     use super::*;
 
-    fn parse(line: &str) -> Result<Cli, clap::Error> {
+    pub(crate) fn parse(line: &str) -> Result<Cli, clap::Error> {
         let mut v = vec!["consul-rs".to_string()];
         v.extend(line.split_whitespace().map(str::to_string));
         let args = argv::normalize(v).expect("argv");
@@ -139,6 +166,19 @@ mod tests {
             "version",
             "-version",
             "info -http-addr=http://127.0.0.1:8500",
+            "lock -n 2 -name=x -timeout 5s -verbose -shell=false svc/lock echo -x hi",
+            "services register -name web -tag a -tag=b -meta k=v -port 80 -address 10.0.0.1 -id w1",
+            "services register a.json b.hcl",
+            "services deregister -id w1",
+            "catalog datacenters",
+            "catalog nodes -service web -detailed -node-meta=rack=r1 -near _agent",
+            "catalog services -node n1 -tags -node-meta a=b",
+            "watch -type=key -key k",
+            "watch -type service -service web -tag v1 -passingonly -stale cat > /tmp/x",
+            "watch -type=checks -state=critical -shell=false /bin/handler arg",
+            "maint -enable -service=web -reason=deploy",
+            "maint",
+            "reload",
         ] {
             if let Err(e) = parse(line) {
                 panic!("{line}: {e}");

@@ -109,3 +109,48 @@ def test_snapshot_save_restore(c):
 def test_bad_requests_raise(c):
     with pytest.raises(consul.exceptions.ConsulException):
         c.kv.get("x", dc="no-such-dc")
+
+
+def _register_agent_node(c):
+    """Sessions need the agent's node in the catalog; register it if the agent has not."""
+    node = c.agent.self()["Config"]["NodeName"]
+    if c.catalog.node(node)[1] is None:
+        assert c.catalog.register(node, "127.0.0.1") is True
+    return node
+
+
+def test_session_create_info_list_destroy(c):
+    node = _register_agent_node(c)
+    sid = c.session.create(name="py-session", ttl=30, lock_delay=5, behavior="delete")
+    _, info = c.session.info(sid)
+    assert info["ID"] == sid and info["Name"] == "py-session" and info["Node"] == node
+    assert info["TTL"] == "30s" and info["Behavior"] == "delete" and info["LockDelay"] == 5_000_000_000
+    _, sessions = c.session.list()
+    assert [s["ID"] for s in sessions] == [sid]
+    _, on_node = c.session.node(node)
+    assert [s["ID"] for s in on_node] == [sid]
+    assert c.session.renew(sid)["ID"] == sid
+    assert c.session.destroy(sid) is True
+    _, info = c.session.info(sid)
+    assert info is None
+    with pytest.raises(consul.exceptions.NotFound):
+        c.session.renew(sid)
+
+
+def test_kv_acquire_release(c):
+    _register_agent_node(c)
+    s1 = c.session.create(lock_delay=0)
+    s2 = c.session.create(lock_delay=0)
+    assert c.kv.put("py/lock", "one", acquire=s1) is True
+    assert c.kv.put("py/lock", "two", acquire=s2) is False
+    _, data = c.kv.get("py/lock")
+    assert data["Session"] == s1 and data["LockIndex"] == 1 and data["Value"] == b"one"
+    assert c.kv.put("py/lock", "x", release=s2) is False
+    assert c.kv.put("py/lock", "x", release=s1) is True
+    _, data = c.kv.get("py/lock")
+    assert "Session" not in data and data["LockIndex"] == 1
+    assert c.session.destroy(s1) is True
+    assert c.kv.put("py/lock", "two", acquire=s2) is True
+    assert c.session.destroy(s2) is True
+    _, data = c.kv.get("py/lock")
+    assert "Session" not in data

@@ -81,12 +81,26 @@ impl Cluster {
     /// [`Cluster::start`] with options.
     pub async fn start_with(n: usize, opts: Options) -> Cluster {
         crate::init_tracing();
-        let join = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port());
+        let mut join = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port());
         let mut cluster = Cluster { agents: Vec::new(), configs: Vec::new(), _dirs: Vec::new() };
         for i in 0..n {
             let dir = tempfile::tempdir().expect("tempdir");
-            let config = server_config(i, n, join, &dir, &opts);
-            let agent = Agent::start(config.clone()).await.expect("agent start");
+            // `free_port` releases the port before the agent binds it, so a parallel test can
+            // take it in between: pick new ports and try again.
+            let mut attempt = 0;
+            let (config, agent) = loop {
+                let config = server_config(i, n, join, &dir, &opts);
+                match Agent::start(config.clone()).await {
+                    Ok(agent) => break (config, agent),
+                    Err(consul_core::Error::Bind { .. }) if attempt < 5 => {
+                        attempt += 1;
+                        if i == 0 {
+                            join.set_port(free_port());
+                        }
+                    }
+                    Err(e) => panic!("agent start: {e}"),
+                }
+            };
             cluster.agents.push(Some(agent));
             cluster.configs.push(config);
             cluster._dirs.push(dir);

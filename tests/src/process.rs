@@ -34,6 +34,8 @@ pub struct ProcPorts {
     pub server: u16,
     /// serf_lan.
     pub serf: u16,
+    /// DNS.
+    pub dns: u16,
 }
 
 /// A cluster of `consul-rs agent -server` processes.
@@ -50,7 +52,7 @@ impl ProcCluster {
     pub async fn start(n: usize) -> ProcCluster {
         let mut c = ProcCluster { children: Vec::new(), ports: Vec::new(), dirs: Vec::new(), n };
         for _ in 0..n {
-            c.ports.push(ProcPorts { http: free_port(), server: free_port(), serf: free_port() });
+            c.ports.push(ProcPorts { http: free_port(), server: free_port(), serf: free_port(), dns: free_port() });
             c.dirs.push(tempfile::tempdir().expect("tempdir"));
             c.children.push(None);
         }
@@ -79,6 +81,7 @@ impl ProcCluster {
             .arg(format!("-http-port={}", p.http))
             .args(["-server-port", &p.server.to_string()])
             .arg(format!("-serf-lan-port={}", p.serf))
+            .arg(format!("-dns-port={}", p.dns))
             .arg(format!("-config-file={}", config.display()))
             .args(["-log-level", "warn"]);
         for (j, other) in self.ports.iter().enumerate() {
@@ -126,6 +129,11 @@ impl ProcCluster {
     pub fn restart(&mut self, i: usize) {
         assert!(self.children[i].is_none(), "server {i} is running");
         self.spawn(i);
+    }
+
+    /// The HTTP address of server `i` (`127.0.0.1:port`, for `-http-addr`).
+    pub fn http_addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.ports[i].http)
     }
 
     /// The server RPC address of server `i` (what `/v1/status/leader` reports).

@@ -148,7 +148,9 @@ pub(super) async fn put_kv(
         let value = read_body(body, &headers, limit, "the kv_max_value_size limit (limits.kv_max_value_size)").await?;
         let op = match (cas, acquire, release) {
             (Some(index), _, _) => KvOp::new(KvVerb::Cas, key).with_index(index),
-            (_, Some(session), _) => KvOp::new(KvVerb::Lock, key).with_session(session),
+            (_, Some(session), _) => {
+                KvOp::new(KvVerb::Lock, key).with_session(session).with_now_ms(crate::session_ttl::now_ms())
+            }
             (_, _, Some(session)) => KvOp::new(KvVerb::Unlock, key).with_session(session),
             _ => KvOp::new(KvVerb::Set, key),
         }
@@ -190,6 +192,8 @@ pub(super) async fn delete_kv(State(ctx): State<Ctx>, path: Option<Path<String>>
 fn bool_response(result: Result<CommandResponse, Error>, pretty: bool) -> Response {
     match result {
         Ok(CommandResponse::Bool(b)) => json(StatusCode::OK, &b, pretty),
+        // An acquire with an unknown session: Consul answers an error, not `false`.
+        Ok(CommandResponse::Failed(msg)) => super::text(StatusCode::INTERNAL_SERVER_ERROR, msg),
         Ok(other) => Error::Raft(format!("unexpected result {other:?}")).into_response(),
         Err(e) => e.into_response(),
     }

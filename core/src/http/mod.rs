@@ -11,6 +11,7 @@ pub(crate) mod catalog;
 mod kv;
 mod operator;
 mod query;
+mod session;
 mod snapshot;
 mod txn;
 
@@ -75,6 +76,12 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/v1/health/checks/{service}", get(catalog::health_checks))
         .route("/v1/health/service/{service}", get(catalog::health_service))
         .route("/v1/health/state/{state}", get(catalog::health_state))
+        .route("/v1/session/create", put(session::create))
+        .route("/v1/session/destroy/{id}", put(session::destroy))
+        .route("/v1/session/renew/{id}", put(session::renew))
+        .route("/v1/session/info/{id}", get(session::info))
+        .route("/v1/session/node/{node}", get(session::node))
+        .route("/v1/session/list", get(session::list))
         .route("/v1/snapshot", get(snapshot::snapshot_save).put(snapshot::snapshot_restore))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -132,19 +139,41 @@ fn set_read_meta(headers: &mut HeaderMap, index: u64, meta: &ReadMeta) {
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize, what: &str) -> Result<bytes::Bytes, Error> {
     let too_large =
         |n: String| Error::TooLarge(format!("Request body({n} bytes) too large, max size: {limit} bytes. See {what}."));
-    if let Some(len) =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit as u64 {
-            return Err(too_large(len.to_string()));
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared.filter(|len| *len > limit as u64) {
+        drain(body).await;
+        return Err(too_large(len.to_string()));
+    }
+    use http_body_util::BodyExt;
+    let mut collected = Vec::new();
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::BadRequest(format!("failed to read request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > limit {
+                drain(body).await;
+                return Err(too_large(format!("more than {limit}")));
+            }
+            collected.extend_from_slice(&data);
         }
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // axum reports an over-limit body only through the error text.
-        if e.to_string().contains("length limit exceeded") {
-            too_large(format!("more than {limit}"))
-        } else {
-            Error::BadRequest(format!("failed to read request body: {e}"))
+    Ok(bytes::Bytes::from(collected))
+}
+
+/// Reads and discards what is left of a refused body (up to 64 MiB, 10 s), so the client gets to
+/// finish sending and reads our error instead of a connection reset.
+async fn drain(mut body: Body) {
+    use http_body_util::BodyExt;
+    let mut left: usize = 64 * 1024 * 1024;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map(|d| d.len()).unwrap_or(0);
+            if n >= left {
+                break;
+            }
+            left -= n;
         }
     })
+    .await;
 }

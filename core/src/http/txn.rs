@@ -141,6 +141,9 @@ fn parse_op(i: usize, item: &Value, max_value: usize) -> Result<TxnOp, Error> {
     if matches!(verb, KvVerb::Lock | KvVerb::Unlock | KvVerb::CheckSession) && op.session.is_none() {
         return Err(bad(format!("verb {verb_text:?} needs a Session")));
     }
+    if verb == KvVerb::Lock {
+        op = op.with_now_ms(crate::session_ttl::now_ms());
+    }
     Ok(TxnOp::Kv(op))
 }
 

@@ -63,6 +63,8 @@ pub enum ForwardRequest {
     },
     /// Remove a server from the Raft configuration.
     RemovePeer(NodeId),
+    /// Renew a session: a consistent read of it plus a reset of the leader's TTL timer.
+    SessionRenew(String),
 }
 
 /// The leader's answer to a [`ForwardRequest`].
@@ -74,6 +76,8 @@ pub enum ForwardResponse {
     ReadIndex(u64),
     /// Done.
     Done,
+    /// The renewed session, or `None` if it does not exist.
+    Session(Option<Box<crate::state::Session>>),
 }
 
 /// An error carried over the wire.

@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod kv;
+pub mod session;
 pub mod txn;
 pub mod watch;
 
@@ -39,17 +40,7 @@ pub struct KvEntry {
     pub session: Option<String>,
 }
 
-/// A session (the full session API comes with the catalog issue; the KV lock verbs already
-/// consult this table so `lock`/`unlock`/`acquire`/`release` work unchanged once sessions exist).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Session {
-    /// Session UUID.
-    pub id: String,
-    /// Node the session belongs to.
-    pub node: String,
-    /// Raft index of creation.
-    pub create_index: u64,
-}
+pub use session::Session;
 
 /// The whole replicated state. Serialised as-is into Raft snapshots and `/v1/snapshot` archives.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +58,10 @@ pub struct StateData {
     pub kv_index: u64,
     /// Highest Raft index applied to this state.
     pub last_index: u64,
+    /// Index of the last change to the session table.
+    pub session_index: u64,
+    /// Running lock-delays by KV key (see [`session`]).
+    pub lock_delays: BTreeMap<String, session::LockDelay>,
 }
 
 /// The in-memory state store shared by the Raft state machine (writer) and the HTTP API (readers).
@@ -132,11 +127,24 @@ impl StateStore {
         let mut changed: Vec<String> = Vec::new();
         // Catalog changes notify exact watch keys only (they are not KV keys).
         let mut changed_exact: Vec<String> = Vec::new();
+        let sessions_changed;
         let response = {
             let mut data = self.data.write();
             data.last_index = data.last_index.max(index);
-            match cmd {
-                Command::Kv(op) => {
+            let session_index = data.session_index;
+            let response = match cmd {
+                Command::Kv(op) => 'kv: {
+                    if let Some(now) = op.now_ms {
+                        session::settle_lock_delays(&mut data, now);
+                    }
+                    // Consul answers an error, not `false`, for a lock with an unknown session.
+                    if op.verb == crate::command::KvVerb::Lock {
+                        if let Some(id) = op.session.as_deref().filter(|s| !s.is_empty()) {
+                            if !data.sessions.contains_key(id) {
+                                break 'kv CommandResponse::Failed(format!("invalid session {id:?}"));
+                            }
+                        }
+                    }
                     let mut overlay = KvOverlay::new(&data);
                     let ok = overlay.apply_op(op, index).is_ok();
                     let changes = overlay.finish();
@@ -146,6 +154,9 @@ impl StateStore {
                     CommandResponse::Bool(ok)
                 }
                 Command::Txn(ops) => {
+                    if let Some(now) = ops.iter().filter_map(|TxnOp::Kv(op)| op.now_ms).max() {
+                        session::settle_lock_delays(&mut data, now);
+                    }
                     let outcome = run_txn(&mut data, ops, index, &mut changed);
                     CommandResponse::Txn(outcome)
                 }
@@ -161,17 +172,37 @@ impl StateStore {
                 Command::CatalogRegister(req) => match data.catalog.register(req, index) {
                     Ok(keys) => {
                         changed_exact = keys;
+                        changed = invalidate_unsupported_sessions(&mut data, &req.node.node, index);
                         CommandResponse::Ok
                     }
                     Err(e) => CommandResponse::Failed(e),
                 },
                 Command::CatalogDeregister(req) => {
                     changed_exact = data.catalog.deregister(req, index);
+                    changed = invalidate_unsupported_sessions(&mut data, &req.node, index);
+                    CommandResponse::Ok
+                }
+                Command::SessionCreate(s) => match session::create_error(&data, s) {
+                    Some(e) => CommandResponse::Failed(e),
+                    None => {
+                        let mut s = (**s).clone();
+                        s.create_index = index;
+                        s.modify_index = index;
+                        data.sessions.insert(s.id.clone(), s);
+                        data.session_index = index;
+                        CommandResponse::Ok
+                    }
+                },
+                Command::SessionDestroy { id, now_ms } => {
+                    session::settle_lock_delays(&mut data, *now_ms);
+                    changed = session::invalidate(&mut data, id, index, Some(*now_ms));
                     CommandResponse::Ok
                 }
                 // Handled above, before taking the lock.
                 Command::Batch(_) => CommandResponse::Ok,
-            }
+            };
+            sessions_changed = data.session_index != session_index;
+            response
         };
         if matches!(cmd, Command::Restore(_)) {
             self.watches.notify_all();
@@ -181,6 +212,9 @@ impl StateStore {
             }
             for key in &changed_exact {
                 self.watches.notify_exact(key);
+            }
+            if sessions_changed {
+                self.watches.notify_exact(session::WATCH_SESSIONS);
             }
         }
         response
@@ -209,6 +243,16 @@ pub fn deserialize_state(bytes: &[u8]) -> Result<StateData, postcard::Error> {
     let mut data: StateData = postcard::from_bytes(bytes)?;
     data.catalog.rebuild();
     Ok(data)
+}
+
+/// Invalidates the sessions on `node` that the catalog no longer supports (node gone, linked
+/// check gone or critical); returns the KV keys that changed.
+fn invalidate_unsupported_sessions(data: &mut StateData, node: &str, index: u64) -> Vec<String> {
+    let mut changed = Vec::new();
+    for id in session::unsupported_on_node(data, node) {
+        changed.extend(session::invalidate(data, &id, index, None));
+    }
+    changed
 }
 
 fn run_txn(data: &mut StateData, ops: &[TxnOp], index: u64, changed: &mut Vec<String>) -> TxnOutcome {
@@ -245,6 +289,8 @@ fn restore(data: &mut StateData, restored: &StateData, index: u64) -> Vec<String
     data.kvs = kvs;
     data.tombstones = tombstones;
     data.sessions = restored.sessions.clone();
+    data.lock_delays = restored.lock_delays.clone();
+    data.session_index = index;
     // The catalog comes back as saved, with every index moved to the restore's so blocking
     // catalog and health queries see a change and never an index going backwards.
     let mut cat = restored.catalog.clone();

@@ -160,6 +160,11 @@ impl<'a> KvOverlay<'a> {
                 if !self.session_exists(session) {
                     return Err(format!("invalid session {session:?}"));
                 }
+                if let Some(now) = op.now_ms {
+                    if super::session::in_lock_delay(&self.base.lock_delays, key, now) {
+                        return Err(format!("failed to lock key {key:?}, lock delay is in effect"));
+                    }
+                }
                 let mut entry = self.new_entry(op, index);
                 match entry.session.as_deref() {
                     Some(holder) if holder == session => {}
@@ -375,8 +380,10 @@ mod tests {
         let mut data = StateData::default();
         let outcome = commit(&mut data, &[TxnOp::Kv(op(KvVerb::Lock, "l").with_session("nope"))], 2);
         assert_eq!(outcome.errors[0].what, "invalid session \"nope\"");
-        data.sessions.insert("s1".into(), super::super::Session { id: "s1".into(), node: "n".into(), create_index: 1 });
-        data.sessions.insert("s2".into(), super::super::Session { id: "s2".into(), node: "n".into(), create_index: 1 });
+        data.sessions
+            .insert("s1".into(), super::super::Session { id: "s1".into(), node: "n".into(), ..Default::default() });
+        data.sessions
+            .insert("s2".into(), super::super::Session { id: "s2".into(), node: "n".into(), ..Default::default() });
         assert!(commit(&mut data, &[TxnOp::Kv(op(KvVerb::Lock, "l").with_session("s1"))], 3).errors.is_empty());
         assert_eq!(data.kvs["l"].lock_index, 1);
         // Re-acquire by the holder does not bump LockIndex.

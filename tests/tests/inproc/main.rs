@@ -1,5 +1,5 @@
 //! In-process cluster tests: several agents in this process on 127.0.0.1 with free ports.
-//! Files are named by area with a numeric prefix (t10 KV … t60 snapshots).
+//! Files are named by area with a numeric prefix (t10 KV … t60 snapshots, t70 catalog, t80 sessions, t95 DNS).
 
 mod t10_kv;
 mod t20_blocking;
@@ -8,4 +8,5 @@ mod t40_failover;
 mod t50_restart;
 mod t60_snapshot;
 mod t70_catalog;
+mod t80_session;
 mod t95_dns;

@@ -1,0 +1,522 @@
+//! `consul-rs watch`: Consul's watch command (reference §7.1, blocking queries §2.1).
+//!
+//! A blocking-query loop over one view (a key, a key prefix, the service list, the node list,
+//! one service's health, or checks). It fires once at start and then each time the result
+//! changes, printing the result as JSON or running a handler with the JSON on its stdin.
+//!
+//! Loop rules (the client obligations of §2.1):
+//! - the next query blocks on the `X-Consul-Index` of the last answer, with `wait=5m`;
+//! - an index that goes backwards (snapshot restore, reaped tombstones) resets to 0;
+//! - an answer with the same index, or with the same data as last time, does not fire;
+//! - queries start at most once per 100 ms, so a churning key cannot spin the loop;
+//! - errors back off quadratically (5 s, 20 s, 45 s, … up to 3 min), like Consul's watch plans.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use clap::{ArgAction, Args};
+use reqwest::{Method, StatusCode};
+use serde::Serialize as _;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt as _;
+use tokio::time::Instant;
+
+use crate::http_client::{escape, kv_path, Client, ClientFlags};
+
+/// Minimum time between the starts of two queries.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// First retry delay after an error; the n-th consecutive error waits n² times this.
+const RETRY_BASE: Duration = Duration::from_secs(5);
+/// Longest retry delay.
+const RETRY_MAX: Duration = Duration::from_secs(180);
+/// The blocking wait sent with each query.
+const WAIT: &str = "5m";
+
+/// `watch` flags.
+#[derive(Debug, Args)]
+pub(crate) struct WatchArgs {
+    #[command(flatten)]
+    client: ClientFlags,
+    /// What to watch: key, keyprefix, services, nodes, service or checks.
+    #[arg(long = "type", value_name = "TYPE")]
+    watch_type: Option<String>,
+    /// The key (type key).
+    #[arg(long)]
+    key: Option<String>,
+    /// The key prefix (type keyprefix).
+    #[arg(long)]
+    prefix: Option<String>,
+    /// The service (type service; for checks, that service's checks).
+    #[arg(long)]
+    service: Option<String>,
+    /// Only instances with this tag (type service); repeatable, all must match.
+    #[arg(long = "tag", value_name = "TAG", action = ArgAction::Append)]
+    tags: Vec<String>,
+    /// Only instances whose checks all pass (type service).
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    passingonly: bool,
+    /// Only checks in this state: any, passing, warning, critical (type checks).
+    #[arg(long)]
+    state: Option<String>,
+    /// Let any server answer, even if it is behind the leader.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    stale: bool,
+    /// Run the handler through `sh -c` (default); `-shell=false` runs it directly.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_value = "true", default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    shell: bool,
+    /// The handler command; without one, results are printed.
+    handler: Vec<String>,
+}
+
+/// What is watched, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Spec {
+    /// One KV entry: a `KVPair`, or nothing while the key does not exist.
+    Key(String),
+    /// Entries under a prefix: `[KVPair]`.
+    KeyPrefix(String),
+    /// `{name: [tags]}`.
+    Services,
+    /// `[Node]`.
+    Nodes,
+    /// `[ServiceEntry]` of one service.
+    Service {
+        /// Service name.
+        name: String,
+        /// Required tags.
+        tags: Vec<String>,
+        /// `?passing`.
+        passing: bool,
+    },
+    /// `[HealthCheck]` in a state.
+    ChecksInState(String),
+    /// `[HealthCheck]` of a service.
+    ChecksOfService(String),
+}
+
+impl WatchArgs {
+    /// Checks the flags against the type, as Consul does: required ones present, the ones that
+    /// mean nothing for the type refused by name.
+    pub(crate) fn spec(&self) -> Result<Spec> {
+        let Some(t) = self.watch_type.as_deref().filter(|t| !t.is_empty()) else {
+            bail!("Error! Watch type must be specified");
+        };
+        let given: Vec<(&str, bool)> = vec![
+            ("key", self.key.is_some()),
+            ("prefix", self.prefix.is_some()),
+            ("service", self.service.is_some()),
+            ("tag", !self.tags.is_empty()),
+            ("passingonly", self.passingonly),
+            ("state", self.state.is_some()),
+        ];
+        let allowed: &[&str] = match t {
+            "key" => &["key"],
+            "keyprefix" => &["prefix"],
+            "services" | "nodes" => &[],
+            "service" => &["service", "tag", "passingonly"],
+            "checks" => &["service", "state"],
+            "event" => bail!("Error! Watch type \"event\" is not supported by this agent (no user events yet)"),
+            other => bail!("Error! Unsupported watch type: {other}"),
+        };
+        let extra: Vec<String> =
+            given.iter().filter(|(n, set)| *set && !allowed.contains(n)).map(|(n, _)| format!("-{n}")).collect();
+        if !extra.is_empty() {
+            bail!("Error! Watch type {t} does not take {}", extra.join(", "));
+        }
+        let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        Ok(match t {
+            "key" => {
+                Spec::Key(nonempty(&self.key).ok_or_else(|| anyhow!("Error! Must specify a single key to watch"))?)
+            }
+            "keyprefix" => {
+                // The empty prefix (every key) is allowed, but the flag must be given.
+                Spec::KeyPrefix(
+                    self.prefix.clone().ok_or_else(|| anyhow!("Error! Must specify a key prefix to watch"))?,
+                )
+            }
+            "services" => Spec::Services,
+            "nodes" => Spec::Nodes,
+            "service" => Spec::Service {
+                name: nonempty(&self.service)
+                    .ok_or_else(|| anyhow!("Error! Must specify a single service to watch"))?,
+                tags: self.tags.clone(),
+                passing: self.passingonly,
+            },
+            _ => match (nonempty(&self.service), nonempty(&self.state)) {
+                (Some(_), Some(_)) => bail!("Error! Cannot specify both -service and -state"),
+                (Some(s), None) => Spec::ChecksOfService(s),
+                (None, state) => {
+                    let state = state.unwrap_or_else(|| "any".to_string());
+                    if !matches!(state.as_str(), "any" | "passing" | "warning" | "critical") {
+                        bail!("Error! Invalid -state {state:?}: use any, passing, warning or critical");
+                    }
+                    Spec::ChecksInState(state)
+                }
+            },
+        })
+    }
+}
+
+impl Spec {
+    /// The endpoint and its query (without `index`, `wait`, `stale`).
+    pub(crate) fn request(&self) -> (String, Vec<(&'static str, Option<String>)>) {
+        match self {
+            Spec::Key(k) => (kv_path(k), vec![]),
+            Spec::KeyPrefix(p) => (kv_path(p), vec![("recurse", None)]),
+            Spec::Services => ("/v1/catalog/services".into(), vec![]),
+            Spec::Nodes => ("/v1/catalog/nodes".into(), vec![]),
+            Spec::Service { name, tags, passing } => {
+                let mut q: Vec<(&'static str, Option<String>)> =
+                    tags.iter().map(|t| ("tag", Some(t.clone()))).collect();
+                if *passing {
+                    q.push(("passing", None));
+                }
+                (format!("/v1/health/service/{}", escape(name, false)), q)
+            }
+            Spec::ChecksInState(s) => (format!("/v1/health/state/{}", escape(s, false)), vec![]),
+            Spec::ChecksOfService(s) => (format!("/v1/health/checks/{}", escape(s, false)), vec![]),
+        }
+    }
+
+    /// Turns an answer into the watched value. A missing key is `Null` (nothing to print), a
+    /// missing prefix an empty list; other non-2xx answers are errors.
+    pub(crate) fn result(&self, status: StatusCode, body: &[u8]) -> Result<Value> {
+        let kv = matches!(self, Spec::Key(_) | Spec::KeyPrefix(_));
+        if kv && status == StatusCode::NOT_FOUND {
+            return Ok(match self {
+                Spec::Key(_) => Value::Null,
+                _ => Value::Array(vec![]),
+            });
+        }
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(body);
+            bail!("Unexpected response code: {} ({})", status.as_u16(), text.trim());
+        }
+        let v: Value = serde_json::from_slice(body).context("the agent returned invalid JSON")?;
+        Ok(match self {
+            Spec::Key(_) => v.as_array().and_then(|a| a.first()).cloned().unwrap_or(Value::Null),
+            _ => v,
+        })
+    }
+}
+
+/// Consul's watch output: indented with four spaces, like Go's `json.MarshalIndent`.
+pub(crate) fn pretty(v: &Value) -> String {
+    let mut buf = Vec::new();
+    let mut ser =
+        serde_json::Serializer::with_formatter(&mut buf, serde_json::ser::PrettyFormatter::with_indent(b"    "));
+    // Serialising a `Value` into memory cannot fail.
+    let _ = v.serialize(&mut ser);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The index to block on next, given the last one (`None` before the first answer) and the
+/// index just received: one that went backwards resets to 0 (§2.1).
+pub(crate) fn next_index(last: Option<u64>, got: u64) -> u64 {
+    match last {
+        Some(prev) if got < prev => 0,
+        _ => got,
+    }
+}
+
+/// The delay after the `failures`-th consecutive error.
+pub(crate) fn retry_delay(failures: u32) -> Duration {
+    RETRY_BASE.saturating_mul(failures.saturating_mul(failures)).min(RETRY_MAX)
+}
+
+/// Runs `watch` until a signal (exit 0) or a handler failure (exit 1).
+pub(crate) async fn run(a: WatchArgs) -> Result<u8> {
+    let spec = a.spec()?;
+    let client = Client::new(&a.client)?;
+    // Fail fast when there is no agent, rather than retrying forever.
+    client
+        .call(Method::GET, "/v1/agent/self", &[], None)
+        .await
+        .map_err(|e| anyhow!("Error querying Consul agent: {e:#}"))?;
+    let mut handler = Handler { args: a.handler.clone(), shell: a.shell };
+    tokio::select! {
+        r = watch_loop(&client, &spec, a.stale, &mut handler) => r,
+        r = shutdown_signal() => r.map(|()| 0),
+    }
+}
+
+async fn shutdown_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// One query of the loop: the answer's index and the watched value.
+async fn query(client: &Client, spec: &Spec, stale: bool, index: Option<u64>) -> Result<(u64, Value)> {
+    let (path, mut q) = spec.request();
+    if stale {
+        q.push(("stale", None));
+    }
+    if let Some(i) = index.filter(|i| *i > 0) {
+        q.push(("index", Some(i.to_string())));
+        q.push(("wait", Some(WAIT.to_string())));
+    }
+    let resp = client.send(Method::GET, &path, &q, None).await?;
+    let value = spec.result(resp.status, &resp.body)?;
+    Ok((resp.index.unwrap_or(0), value))
+}
+
+/// Receives each new result; an error ends the watch.
+trait Sink {
+    /// Called at start and on every change, with the answer's index.
+    async fn fire(&mut self, index: u64, value: &Value) -> Result<()>;
+}
+
+async fn watch_loop(client: &Client, spec: &Spec, stale: bool, sink: &mut impl Sink) -> Result<u8> {
+    let mut index: Option<u64> = None;
+    let mut last: Option<Value> = None;
+    let mut failures = 0u32;
+    let mut last_start: Option<Instant> = None;
+    loop {
+        if let Some(t) = last_start {
+            tokio::time::sleep_until(t + MIN_INTERVAL).await;
+        }
+        last_start = Some(Instant::now());
+        let (got, value) = match query(client, spec, stale, index).await {
+            Ok(r) => r,
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let delay = retry_delay(failures);
+                eprintln!("Watch errored: {e:#}; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        failures = 0;
+        if index == Some(got) {
+            continue;
+        }
+        let first = index.is_none();
+        index = Some(next_index(index, got));
+        if !first && last.as_ref() == Some(&value) {
+            continue;
+        }
+        sink.fire(got, &value).await?;
+        last = Some(value);
+    }
+}
+
+/// What to do with each new result.
+struct Handler {
+    args: Vec<String>,
+    shell: bool,
+}
+
+impl Sink for Handler {
+    async fn fire(&mut self, index: u64, value: &Value) -> Result<()> {
+        if self.args.is_empty() {
+            if !value.is_null() {
+                let mut out = tokio::io::stdout();
+                out.write_all(format!("{}\n", pretty(value)).as_bytes()).await?;
+                out.flush().await?;
+            }
+            return Ok(());
+        }
+        let mut cmd = if self.shell {
+            let mut c = tokio::process::Command::new("sh");
+            c.arg("-c").arg(self.args.join(" "));
+            c
+        } else {
+            let mut c = tokio::process::Command::new(&self.args[0]);
+            c.args(&self.args[1..]);
+            c
+        };
+        cmd.env("CONSUL_INDEX", index.to_string())
+            .stdin(std::process::Stdio::piped())
+            // A watch stopped by a signal must not leave its handler behind.
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| anyhow!("Error starting handler: {e}"))?;
+        // A missing key is passed as empty input.
+        let input = if value.is_null() { Vec::new() } else { format!("{value}\n").into_bytes() };
+        if let Some(mut stdin) = child.stdin.take() {
+            // A handler that does not read its input is fine: ignore a closed pipe.
+            let _ = stdin.write_all(&input).await;
+            drop(stdin);
+        }
+        let status = child.wait().await.map_err(|e| anyhow!("Error executing handler: {e}"))?;
+        if !status.success() {
+            bail!("Error executing handler: {status}");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn args(line: &str) -> WatchArgs {
+        match crate::tests::parse(&format!("watch {line}")) {
+            Ok(crate::Cli { command: crate::Command::Watch(a) }) => *a,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn specs_from_flags() {
+        assert_eq!(args("-type=key -key a/b").spec().expect("ok"), Spec::Key("a/b".into()));
+        assert_eq!(args("-type keyprefix -prefix=").spec().expect("ok"), Spec::KeyPrefix(String::new()));
+        assert_eq!(args("-type=services").spec().expect("ok"), Spec::Services);
+        assert_eq!(args("-type=nodes -stale").spec().expect("ok"), Spec::Nodes);
+        assert_eq!(
+            args("-type=service -service web -tag a -tag=b -passingonly").spec().expect("ok"),
+            Spec::Service { name: "web".into(), tags: vec!["a".into(), "b".into()], passing: true }
+        );
+        assert_eq!(args("-type=checks").spec().expect("ok"), Spec::ChecksInState("any".into()));
+        assert_eq!(args("-type=checks -state critical").spec().expect("ok"), Spec::ChecksInState("critical".into()));
+        assert_eq!(args("-type=checks -service=db").spec().expect("ok"), Spec::ChecksOfService("db".into()));
+    }
+
+    #[test]
+    fn bad_specs_are_refused() {
+        for (line, needle) in [
+            ("", "type must be specified"),
+            ("-type=bogus", "Unsupported watch type"),
+            ("-type=key", "key"),
+            ("-type=service", "service"),
+            ("-type=key -key=a -service=b", "-service"),
+            ("-type=nodes -passingonly", "-passingonly"),
+            ("-type=checks -service=a -state=any", "both"),
+            ("-type=checks -state=sad", "sad"),
+        ] {
+            let e = args(line).spec().expect_err(line);
+            assert!(format!("{e:#}").contains(needle), "{line}: {e:#}");
+        }
+    }
+
+    #[test]
+    fn handler_words_follow_flags() {
+        let a = args("-type=nodes -shell=false cat -n");
+        assert_eq!(a.handler, vec!["cat", "-n"]);
+        assert!(!a.shell);
+        assert!(args("-type=nodes").shell);
+    }
+
+    #[test]
+    fn requests_per_type() {
+        assert_eq!(Spec::Key("a b".into()).request(), ("/v1/kv/a%20b".to_string(), vec![]));
+        assert_eq!(Spec::KeyPrefix("app/".into()).request(), ("/v1/kv/app/".to_string(), vec![("recurse", None)]));
+        let (p, q) = Spec::Service { name: "web".into(), tags: vec!["v1".into()], passing: true }.request();
+        assert_eq!(p, "/v1/health/service/web");
+        assert_eq!(q, vec![("tag", Some("v1".into())), ("passing", None)]);
+        assert_eq!(Spec::ChecksInState("any".into()).request().0, "/v1/health/state/any");
+        assert_eq!(Spec::ChecksOfService("db".into()).request().0, "/v1/health/checks/db");
+    }
+
+    #[test]
+    fn results_per_type() {
+        let key = Spec::Key("k".into());
+        assert_eq!(key.result(StatusCode::NOT_FOUND, b"").expect("ok"), Value::Null);
+        assert_eq!(key.result(StatusCode::OK, br#"[{"Key":"k"}]"#).expect("ok"), json!({"Key": "k"}));
+        let prefix = Spec::KeyPrefix("p".into());
+        assert_eq!(prefix.result(StatusCode::NOT_FOUND, b"").expect("ok"), json!([]));
+        assert!(Spec::Nodes.result(StatusCode::NOT_FOUND, b"").is_err());
+        let e = Spec::Services.result(StatusCode::INTERNAL_SERVER_ERROR, b"No cluster leader").expect_err("500");
+        assert!(e.to_string().contains("No cluster leader"));
+    }
+
+    #[test]
+    fn index_rules() {
+        assert_eq!(next_index(None, 7), 7);
+        assert_eq!(next_index(Some(7), 9), 9);
+        assert_eq!(next_index(Some(9), 3), 0, "backwards resets to 0");
+        assert_eq!(retry_delay(1), Duration::from_secs(5));
+        assert_eq!(retry_delay(2), Duration::from_secs(20));
+        assert_eq!(retry_delay(100), RETRY_MAX);
+    }
+
+    /// Collects results; stops the loop (with an error) once it has `stop_after`.
+    struct Collect {
+        seen: Vec<(u64, Value)>,
+        stop_after: usize,
+    }
+
+    impl Sink for Collect {
+        async fn fire(&mut self, index: u64, value: &Value) -> Result<()> {
+            self.seen.push((index, value.clone()));
+            if self.seen.len() >= self.stop_after {
+                bail!("enough");
+            }
+            Ok(())
+        }
+    }
+
+    /// The loop against canned answers: fires at start, not on a timeout (same index) nor on
+    /// an unchanged result, resets a backwards index to 0, blocks with `index` and `wait=5m`,
+    /// and starts at most one query per 100 ms.
+    #[tokio::test]
+    async fn loop_fires_on_change_only_and_resets_backwards_index() {
+        let answers = vec![
+            (200, 5, r#"[{"Node":"a"}]"#.to_string()),
+            (200, 5, r#"[{"Node":"a"}]"#.to_string()),
+            (200, 6, r#"[{"Node":"a"}]"#.to_string()),
+            (200, 7, r#"[{"Node":"b"}]"#.to_string()),
+            (200, 3, r#"[{"Node":"b"}]"#.to_string()),
+            (200, 8, r#"[{"Node":"c"}]"#.to_string()),
+        ];
+        let server = crate::testserver::TestServer::start_indexed(answers).await;
+        let client = Client::new(&ClientFlags { http_addr: Some(server.addr.clone()), ..ClientFlags::default() })
+            .expect("client");
+        let mut sink = Collect { seen: Vec::new(), stop_after: 3 };
+        let started = std::time::Instant::now();
+        let e = watch_loop(&client, &Spec::Nodes, true, &mut sink).await.expect_err("stopped by the sink");
+        assert_eq!(e.to_string(), "enough");
+        assert!(started.elapsed() >= Duration::from_millis(500), "six queries take at least 5 x 100 ms");
+        assert_eq!(
+            sink.seen,
+            vec![(5, json!([{"Node": "a"}])), (7, json!([{"Node": "b"}])), (8, json!([{"Node": "c"}]))]
+        );
+        let targets: Vec<String> = server.requests().await.into_iter().map(|r| r.target).collect();
+        assert_eq!(
+            targets,
+            vec![
+                "/v1/catalog/nodes?stale",
+                "/v1/catalog/nodes?stale&index=5&wait=5m",
+                "/v1/catalog/nodes?stale&index=5&wait=5m",
+                "/v1/catalog/nodes?stale&index=6&wait=5m",
+                "/v1/catalog/nodes?stale&index=7&wait=5m",
+                "/v1/catalog/nodes?stale",
+            ]
+        );
+    }
+
+    /// The handler gets CONSUL_INDEX and the compact JSON on stdin (empty for a missing key);
+    /// a failing handler is an error.
+    #[tokio::test]
+    async fn handler_runs_with_index_and_stdin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("out");
+        let script = format!("echo \"$CONSUL_INDEX\" >> '{0}'; cat >> '{0}'", f.display());
+        let mut direct = Handler { args: vec!["sh".into(), "-c".into(), script.clone()], shell: false };
+        direct.fire(42, &json!({"Key": "k"})).await.expect("runs");
+        let mut shell = Handler { args: vec![script], shell: true };
+        shell.fire(43, &Value::Null).await.expect("runs");
+        assert_eq!(std::fs::read_to_string(&f).expect("written"), "42\n{\"Key\":\"k\"}\n43\n");
+        let mut failing = Handler { args: vec!["exit 3".into()], shell: true };
+        let e = failing.fire(1, &json!([])).await.expect_err("exit 3");
+        assert!(e.to_string().contains("Error executing handler"), "{e}");
+    }
+
+    #[test]
+    fn output_is_indented_with_four_spaces() {
+        assert_eq!(pretty(&json!({"a": [1]})), "{\n    \"a\": [\n        1\n    ]\n}");
+        assert_eq!(pretty(&json!([])), "[]");
+    }
+}
