@@ -27,6 +27,12 @@ _live: weakref.WeakSet[Any] = weakref.WeakSet()
 _live_lock = threading.Lock()
 
 
+# Registrations stay alive until closed even when the caller drops them, as
+# `consul_rs.register(...)` without keeping the result is the common use: the atexit hook
+# still finds them (the set above is weak) and deregisters.
+_pinned: set[Any] = set()
+
+
 def _track(obj: Any) -> None:
     obj._owner_pid = os.getpid()
     with _live_lock:
@@ -748,6 +754,12 @@ class Registration:
         self._r = native
         self._async = is_async
         _track(self)
+        with _live_lock:
+            _pinned.add(self)
+
+    def _unpin(self) -> None:
+        with _live_lock:
+            _pinned.discard(self)
 
     @property
     def service_id(self) -> str:
@@ -766,9 +778,11 @@ class Registration:
 
     def close(self) -> Any:
         """Stops the keep-alive and deregisters (a coroutine on an AsyncClient). Idempotent."""
+        self._unpin()
         return self._r.close(is_async=self._async)
 
     def _atexit(self) -> None:
+        self._unpin()
         if not self._r.closed:
             self._r.close(is_async=False)
 
@@ -776,12 +790,14 @@ class Registration:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._unpin()
         self._r.close(is_async=False)
 
     async def __aenter__(self) -> Registration:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
+        self._unpin()
         await self._r.close(is_async=True)
 
 
