@@ -175,3 +175,45 @@ fn registration_against_an_unreachable_agent_fails_cleanly() {
         .expect_err("nothing listens");
     assert_eq!(e.code, ErrorCode::Connection);
 }
+
+/// Consul's lock recipe over `/v1/session/create` + `PUT /v1/kv/:key?acquire=` / `?release=`.
+#[test]
+fn lock_is_exclusive_and_released() {
+    let (mut agent, c) = agent();
+    let out = block_on(async move {
+        // In Consul the agent's node is always in the catalog; sessions need it.
+        let me = c.agent_self().await?["Config"]["NodeName"].as_str().unwrap_or_default().to_string();
+        c.catalog_register(&json!({"Node": me, "Address": "127.0.0.1"})).await?;
+        let opts = || consul_sdk::LockOptions {
+            value: "holder".into(),
+            lock_delay: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        let first = consul_sdk::Lock::acquire(&c, "locks/a", opts()).await?;
+        assert!(first.is_held());
+        let (_, pair) = c.kv_get("locks/a", &QueryOptions::default()).await?;
+        let pair = pair.expect("locked key");
+        assert_eq!((pair.session.as_deref(), pair.lock_index), (Some(first.session()), 1));
+        let waited = consul_sdk::LockOptions { wait: Some(Duration::from_millis(500)), ..opts() };
+        let refused = consul_sdk::Lock::acquire(&c, "locks/a", waited).await.expect_err("held elsewhere");
+        assert_eq!(refused.code, ErrorCode::Timeout);
+        let c2 = c.clone();
+        let second = tokio::spawn(async move { consul_sdk::Lock::acquire(&c2, "locks/a", opts()).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        first.release().await?;
+        first.release().await?; // idempotent
+        assert!(!first.is_held());
+        let second = tokio::time::timeout(Duration::from_secs(10), second)
+            .await
+            .map_err(|_| consul_sdk::Error::new(ErrorCode::Timeout, "second acquire"))?
+            .map_err(|e| consul_sdk::Error::new(ErrorCode::Internal, e.to_string()))??;
+        assert!(second.is_held());
+        second.release().await?;
+        let (_, pair) = c.kv_get("locks/a", &QueryOptions::default()).await?;
+        assert_eq!(pair.expect("key stays").session, None);
+        Ok::<_, consul_sdk::Error>(())
+    })
+    .expect("runtime");
+    out.expect("lock calls");
+    agent.shutdown().expect("shutdown");
+}
