@@ -190,3 +190,10 @@ def test_register_targets_the_embedded_agent_by_default(embedded_agent, monkeypa
     from consul_rs import _client
     monkeypatch.delenv("CONSUL_HTTP_ADDR", raising=False)
     assert _client._embedded_agent() is embedded_agent
+
+
+def test_agent_client_keeps_its_agent_alive():
+    c = consul_rs.Agent().client()  # the Agent itself is not referenced by the caller
+    import gc
+    gc.collect()
+    assert c.kv.put("alive", b"1") is True

@@ -83,12 +83,16 @@ class Agent:
         self._a.wait_for_leader(float(timeout))
 
     def client(self, **kwargs: Any) -> Client:
-        """A :class:`Client` for this agent."""
-        return Client(f"http://{self.http_addr}", **kwargs)
+        """A :class:`Client` for this agent (it keeps the agent alive while referenced)."""
+        c = Client(f"http://{self.http_addr}", **kwargs)
+        c._agent_ref = self
+        return c
 
     def async_client(self, **kwargs: Any) -> AsyncClient:
-        """An :class:`AsyncClient` for this agent."""
-        return AsyncClient(f"http://{self.http_addr}", **kwargs)
+        """An :class:`AsyncClient` for this agent (it keeps the agent alive while referenced)."""
+        c = AsyncClient(f"http://{self.http_addr}", **kwargs)
+        c._agent_ref = self
+        return c
 
     def shutdown(self) -> None:
         """Stops the node (idempotent)."""

@@ -118,6 +118,7 @@ class _Base:
         self._native_client = _native.NativeClient(address, token, datacenter, float(timeout))
         self._pid = os.getpid()
         self._closed = False
+        self._agent_ref: Any = None  # the embedded Agent this client belongs to, kept alive
         self.kv = _KV(self)
         self.status = _Status(self)
         self.catalog = _Catalog(self)
