@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust (unit + in-process clusters + real processes) and the
-# Python wire-compatibility suite against the unmodified py-consul client. Node and C suites
+# Python wire-compatibility suite against the unmodified py-consul client, then the consul_rs
+# Python package (built with `pip install ./python`) and its pytest suite. Node and C suites
 # join here when their packages land. Prints each runner's summary, then one total line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,11 +25,28 @@ fi
 CONSUL_RS_BIN="$PWD/target/debug/consul-rs" "$venv/bin/python" -m pytest -q tests/python 2>&1 | tee "$log_dir/pytest.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
+echo "==> pip install ./python + pytest python/tests (the consul_rs package)"
+# Reuse the workspace target/ and its dev profile, so only the extension itself is compiled.
+if CARGO_TARGET_DIR="$PWD/target" MATURIN_PEP517_ARGS="--profile dev" "$venv/bin/pip" install --quiet \
+    --disable-pip-version-check ./python pytest-asyncio mypy; then
+  CONSUL_RS_BIN="$PWD/target/debug/consul-rs" "$venv/bin/python" -m pytest -q python/tests 2>&1 | tee "$log_dir/pytest-sdk.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+else
+  status=1
+fi
+
 # One total over every runner, from their own summary lines.
 cargo_passed=$(grep -E '^test result:' "$log_dir/cargo.log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | paste -sd+ - | bc)
 cargo_failed=$(grep -E '^test result:' "$log_dir/cargo.log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | paste -sd+ - | bc)
-py_passed=$(grep -oE '[0-9]+ passed' "$log_dir/pytest.log" | tail -1 | grep -oE '[0-9]+' || echo 0)
-py_failed=$(grep -oE '[0-9]+ failed' "$log_dir/pytest.log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+py_passed=0
+py_failed=0
+for log in "$log_dir"/pytest*.log; do
+  [ -f "$log" ] || continue
+  n=$(grep -oE '[0-9]+ passed' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+  f=$(grep -oE '[0-9]+ failed' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+  py_passed=$(( py_passed + ${n:-0} ))
+  py_failed=$(( py_failed + ${f:-0} ))
+done
 passed=$(( ${cargo_passed:-0} + ${py_passed:-0} ))
 failed=$(( ${cargo_failed:-0} + ${py_failed:-0} ))
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then

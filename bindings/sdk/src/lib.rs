@@ -7,6 +7,8 @@
 //! - [`Watch`]: one pull primitive over blocking queries that rides out server restarts and
 //!   leader changes, resets when the index goes backwards, backs off and rate-limits.
 //! - [`Discovery`]: a live set of a service's healthy instances with local selection.
+//! - [`Lock`]: locks and leader election on sessions; [`Registration`]: self-registration kept
+//!   alive by TTL updates.
 //! - [`EmbeddedAgent`]: a full node inside the calling process.
 //! - [`Error`] with one [`ErrorCode`] per failure kind, mapped once per language.
 //! - [`runtime`]: the runtime policy for callers without one.
@@ -15,6 +17,8 @@ pub mod agent;
 pub mod client;
 pub mod discovery;
 pub mod error;
+pub mod lock;
+pub mod registration;
 pub mod runtime;
 pub mod types;
 pub mod watch;
@@ -23,5 +27,7 @@ pub use agent::EmbeddedAgent;
 pub use client::{Client, ClientConfig};
 pub use discovery::{Discovery, Strategy};
 pub use error::{Error, ErrorCode, Result};
+pub use lock::{Lock, LockOptions};
+pub use registration::Registration;
 pub use types::*;
 pub use watch::{Watch, WatchEvent, WatchOptions, WatchSpec, WatchValue};

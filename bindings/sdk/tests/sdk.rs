@@ -141,3 +141,79 @@ fn blocking_calls_refuse_inside_a_runtime() {
         assert_eq!(e.code, ErrorCode::WouldDeadlock);
     });
 }
+
+#[test]
+fn lock_options_are_validated_before_any_request() {
+    // Consul's session TTL range is 10 s to 24 h; refused locally, naming the argument.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let c =
+        Client::new(ClientConfig { address: format!("127.0.0.1:{port}"), ..ClientConfig::default() }).expect("client");
+    let out = block_on(async move {
+        let short = consul_sdk::LockOptions { ttl: Duration::from_secs(1), ..Default::default() };
+        let e1 = consul_sdk::Lock::acquire(&c, "k", short).await.expect_err("ttl too short");
+        let e2 = consul_sdk::Lock::acquire(&c, "", Default::default()).await.expect_err("empty key");
+        (e1, e2)
+    })
+    .expect("runtime");
+    assert_eq!(out.0.code, ErrorCode::InvalidArgument);
+    assert!(out.0.message.starts_with("ttl"));
+    assert_eq!(out.1.code, ErrorCode::InvalidArgument);
+}
+
+#[test]
+fn registration_against_an_unreachable_agent_fails_cleanly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let c = Client::new(ClientConfig {
+        address: format!("127.0.0.1:{port}"),
+        timeout: Duration::from_secs(2),
+        ..ClientConfig::default()
+    })
+    .expect("client");
+    let reg = consul_sdk::ServiceRegistration { name: "web".into(), ..Default::default() };
+    let e = block_on(async move { consul_sdk::Registration::start(&c, reg).await.map(|_| ()) })
+        .expect("runtime")
+        .expect_err("nothing listens");
+    assert_eq!(e.code, ErrorCode::Connection);
+}
+
+/// Consul's lock recipe over `/v1/session/create` + `PUT /v1/kv/:key?acquire=` / `?release=`.
+#[test]
+fn lock_is_exclusive_and_released() {
+    let (mut agent, c) = agent();
+    let out = block_on(async move {
+        // In Consul the agent's node is always in the catalog; sessions need it.
+        let me = c.agent_self().await?["Config"]["NodeName"].as_str().unwrap_or_default().to_string();
+        c.catalog_register(&json!({"Node": me, "Address": "127.0.0.1"})).await?;
+        let opts = || consul_sdk::LockOptions {
+            value: "holder".into(),
+            lock_delay: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        let first = consul_sdk::Lock::acquire(&c, "locks/a", opts()).await?;
+        assert!(first.is_held());
+        let (_, pair) = c.kv_get("locks/a", &QueryOptions::default()).await?;
+        let pair = pair.expect("locked key");
+        assert_eq!((pair.session.as_deref(), pair.lock_index), (Some(first.session()), 1));
+        let waited = consul_sdk::LockOptions { wait: Some(Duration::from_millis(500)), ..opts() };
+        let refused = consul_sdk::Lock::acquire(&c, "locks/a", waited).await.expect_err("held elsewhere");
+        assert_eq!(refused.code, ErrorCode::Timeout);
+        let c2 = c.clone();
+        let second = tokio::spawn(async move { consul_sdk::Lock::acquire(&c2, "locks/a", opts()).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        first.release().await?;
+        first.release().await?; // idempotent
+        assert!(!first.is_held());
+        let second = tokio::time::timeout(Duration::from_secs(10), second)
+            .await
+            .map_err(|_| consul_sdk::Error::new(ErrorCode::Timeout, "second acquire"))?
+            .map_err(|e| consul_sdk::Error::new(ErrorCode::Internal, e.to_string()))??;
+        assert!(second.is_held());
+        second.release().await?;
+        let (_, pair) = c.kv_get("locks/a", &QueryOptions::default()).await?;
+        assert_eq!(pair.expect("key stays").session, None);
+        Ok::<_, consul_sdk::Error>(())
+    })
+    .expect("runtime");
+    out.expect("lock calls");
+    agent.shutdown().expect("shutdown");
+}

@@ -1,0 +1,140 @@
+//! Self-registration: register a service with the local agent, keep its TTL checks passing from
+//! a background task, re-register if the agent forgot it (restart), deregister on close.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::client::Client;
+use crate::error::{ErrorCode, Result};
+use crate::types::{CheckKind, ServiceRegistration};
+
+/// A service registered by this process and kept alive.
+#[derive(Debug)]
+pub struct Registration {
+    client: Client,
+    service_id: String,
+    check_ids: Vec<String>,
+    stop: CancellationToken,
+}
+
+/// The check IDs the agent gives a registration's checks (Consul: `service:<id>` for a single
+/// check, `service:<id>:<n>` counting from 1 when there are several).
+pub fn check_ids(reg: &ServiceRegistration) -> Vec<String> {
+    let id = reg.id.clone().unwrap_or_else(|| reg.name.clone());
+    match reg.checks.len() {
+        1 => vec![format!("service:{id}")],
+        n => (1..=n).map(|i| format!("service:{id}:{i}")).collect(),
+    }
+}
+
+impl Registration {
+    /// Registers `reg` and, for each TTL check, starts a task that reports `pass` three times
+    /// per TTL. Must be called on a tokio runtime.
+    pub async fn start(client: &Client, reg: ServiceRegistration) -> Result<Registration> {
+        client.service_register(&reg).await?;
+        let ids = check_ids(&reg);
+        let ttls: Vec<(String, Duration)> = reg
+            .checks
+            .iter()
+            .zip(ids.iter())
+            .filter_map(|(c, id)| match c.kind {
+                CheckKind::Ttl { ttl } => Some((id.clone(), ttl)),
+                _ => None,
+            })
+            .collect();
+        let stop = CancellationToken::new();
+        if !ttls.is_empty() {
+            // Report at once so the service is passing immediately, not after the first period.
+            for (id, _) in &ttls {
+                client.check_update_ttl(id, "pass", None).await?;
+            }
+            tokio::spawn(keep_alive(client.clone(), reg.clone(), ttls, stop.clone()));
+        }
+        Ok(Registration {
+            client: client.clone(),
+            service_id: reg.id.clone().unwrap_or_else(|| reg.name.clone()),
+            check_ids: ids,
+            stop,
+        })
+    }
+
+    /// The registered service ID.
+    pub fn service_id(&self) -> &str {
+        &self.service_id
+    }
+
+    /// The IDs of the registration's checks.
+    pub fn check_ids(&self) -> &[String] {
+        &self.check_ids
+    }
+
+    /// Whether [`Registration::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// Stops the keep-alive and deregisters the service. Idempotent.
+    pub async fn close(&self) -> Result<()> {
+        if self.stop.is_cancelled() {
+            return Ok(());
+        }
+        self.stop.cancel();
+        match self.client.service_deregister(&self.service_id).await {
+            Err(e) if e.code == ErrorCode::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // Stop reporting: the TTL check then goes critical; bindings call `close` explicitly.
+        self.stop.cancel();
+    }
+}
+
+async fn keep_alive(client: Client, reg: ServiceRegistration, ttls: Vec<(String, Duration)>, stop: CancellationToken) {
+    let every =
+        ttls.iter().map(|(_, t)| *t / 3).min().unwrap_or(Duration::from_secs(10)).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+        for (id, _) in &ttls {
+            match client.check_update_ttl(id, "pass", None).await {
+                Ok(()) => {}
+                Err(e) if e.code == ErrorCode::NotFound => {
+                    // The agent lost the registration (restarted without it): register again.
+                    tracing::info!(service = %reg.name, "service unknown to the agent; registering again");
+                    if let Err(e) = client.service_register(&reg).await {
+                        tracing::debug!(error = %e, "re-registration failed; retrying");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, check = %id, "TTL update failed; retrying"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::CheckDefinition;
+
+    #[test]
+    fn consul_check_ids() {
+        let ttl = CheckDefinition {
+            kind: CheckKind::Ttl { ttl: Duration::from_secs(10) },
+            interval: None,
+            timeout: None,
+            deregister_critical_after: None,
+        };
+        let mut reg = ServiceRegistration { name: "web".into(), checks: vec![ttl.clone()], ..Default::default() };
+        assert_eq!(check_ids(&reg), vec!["service:web"]);
+        reg.id = Some("web-1".into());
+        reg.checks.push(ttl);
+        assert_eq!(check_ids(&reg), vec!["service:web-1:1", "service:web-1:2"]);
+    }
+}

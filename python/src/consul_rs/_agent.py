@@ -1,0 +1,111 @@
+"""An embedded consul-rs node: a full agent inside this Python process."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from typing import Any
+
+from . import _native
+from ._client import AsyncClient, Client, _track
+
+__all__ = ["Agent"]
+
+
+class Agent:
+    """Starts a consul-rs node in this process and returns once it serves.
+
+    With no ``bootstrap_expect`` and no ``data_dir`` it is a dev node (in-memory, its own
+    leader). ``bootstrap_expect=3`` plus ``retry_join=[first.serf_addr]`` on each of three
+    Agents forms a cluster in one process. Ports default to free ones. Use it as a context
+    manager, or call :meth:`shutdown` (also done at interpreter exit). An Agent cannot be used
+    in a process forked after it started (:class:`ForkedError`).
+    """
+
+    def __init__(self, node_name: str | None = None, *, dev: bool | None = None, bootstrap_expect: int = 0,
+                 data_dir: str | os.PathLike[str] | None = None, datacenter: str = "dc1",
+                 bind_addr: str = "127.0.0.1", http_port: int = 0, serf_lan_port: int = 0,
+                 server_port: int = 0, dns_port: int = 0, retry_join: Iterable[str] = (),
+                 raft_multiplier: int = 1, wait_for_leader: bool | None = None, timeout: float = 30.0) -> None:
+        if node_name is None:
+            node_name = f"py-{os.getpid()}-{id(self) & 0xFFFF:x}"
+        if not isinstance(node_name, str) or not node_name:
+            raise TypeError("node_name: expected a non-empty str")
+        if isinstance(bootstrap_expect, bool) or not isinstance(bootstrap_expect, int) or bootstrap_expect < 0:
+            raise ValueError("bootstrap_expect: expected a non-negative int")
+        for name, port in (("http_port", http_port), ("serf_lan_port", serf_lan_port),
+                           ("server_port", server_port), ("dns_port", dns_port)):
+            if isinstance(port, bool) or not isinstance(port, int):
+                raise TypeError(f"{name}: expected int, got {type(port).__name__}")
+            if not 0 <= port <= 65535:
+                raise ValueError(f"{name}: {port} is out of range 0-65535")
+        if isinstance(retry_join, str):
+            raise TypeError("retry_join: expected a list of addresses, got str")
+        if dev is None:
+            dev = bootstrap_expect == 0 and data_dir is None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if not dev and data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="consul-rs-agent-")
+            data_dir = self._tmp.name
+        self._a = _native.NativeAgent(node_name, dev, bootstrap_expect,
+                                      None if data_dir is None else os.fspath(data_dir), datacenter, bind_addr,
+                                      http_port, serf_lan_port, server_port, dns_port, list(retry_join),
+                                      raft_multiplier)
+        _track(self)
+        if wait_for_leader is None:
+            wait_for_leader = dev or bootstrap_expect <= 1
+        if wait_for_leader:
+            self.wait_for_leader(timeout)
+
+    @property
+    def http_addr(self) -> str:
+        """``host:port`` of the HTTP API."""
+        return self._a.http_addr
+
+    @property
+    def serf_addr(self) -> str:
+        """``host:port`` other agents ``retry_join``."""
+        return self._a.serf_addr
+
+    @property
+    def node_name(self) -> str:
+        """The node name."""
+        return self._a.node_name
+
+    @property
+    def running(self) -> bool:
+        """Whether the agent is running."""
+        return self._a.running
+
+    def wait_for_leader(self, timeout: float = 30.0) -> None:
+        """Blocks until the agent knows a leader; :class:`ConsulTimeoutError` after ``timeout``."""
+        self._a.wait_for_leader(float(timeout))
+
+    def client(self, **kwargs: Any) -> Client:
+        """A :class:`Client` for this agent (it keeps the agent alive while referenced)."""
+        c = Client(f"http://{self.http_addr}", **kwargs)
+        c._agent_ref = self
+        return c
+
+    def async_client(self, **kwargs: Any) -> AsyncClient:
+        """An :class:`AsyncClient` for this agent (it keeps the agent alive while referenced)."""
+        c = AsyncClient(f"http://{self.http_addr}", **kwargs)
+        c._agent_ref = self
+        return c
+
+    def shutdown(self) -> None:
+        """Stops the node (idempotent)."""
+        self._a.shutdown()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def _atexit(self) -> None:
+        self.shutdown()
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()

@@ -1,0 +1,214 @@
+"""Result types (frozen dataclasses with attribute access) and check definitions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["KVPair", "Node", "Service", "HealthCheck", "ServiceEntry", "WatchEvent", "Check", "parse_duration"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h)?\s*$")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: float | int | str, name: str) -> float:
+    """Seconds from a number or a Go-style duration string (``"10s"``, ``"500ms"``, ``"1m"``)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected seconds or a duration string, got bool")
+    if isinstance(value, (int, float)):
+        if value < 0 or value != value:
+            raise ValueError(f"{name}: must be a non-negative number of seconds, got {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", value.strip())
+        if parts and "".join(a + b for a, b in parts) == value.strip():
+            return sum(float(n) * _UNITS[u] for n, u in parts)
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _UNITS[m.group(2)]
+        raise ValueError(f"{name}: {value!r} is not a duration (use e.g. '10s', '500ms' or seconds)")
+    raise TypeError(f"{name}: expected seconds or a duration string, got {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class KVPair:
+    """A KV entry."""
+
+    key: str
+    value: bytes | None
+    flags: int = 0
+    create_index: int = 0
+    modify_index: int = 0
+    lock_index: int = 0
+    session: str | None = None
+
+    @classmethod
+    def _from_native(cls, t: Any) -> KVPair | None:
+        return None if t is None else cls(*t)
+
+
+@dataclass(frozen=True)
+class Node:
+    """A node of the catalog."""
+
+    id: str = ""
+    node: str = ""
+    address: str = ""
+    datacenter: str = ""
+    tagged_addresses: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any]) -> Node:
+        return cls(
+            id=d.get("ID", ""),
+            node=d.get("Node", ""),
+            address=d.get("Address", ""),
+            datacenter=d.get("Datacenter", ""),
+            tagged_addresses=d.get("TaggedAddresses") or {},
+            meta=d.get("Meta") or {},
+        )
+
+
+@dataclass(frozen=True)
+class Service:
+    """A service instance."""
+
+    id: str = ""
+    service: str = ""
+    tags: list[str] = field(default_factory=list)
+    address: str = ""
+    port: int = 0
+    meta: dict[str, str] = field(default_factory=dict)
+    weights: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any]) -> Service:
+        return cls(
+            id=d.get("ID", ""),
+            service=d.get("Service", ""),
+            tags=d.get("Tags") or [],
+            address=d.get("Address", ""),
+            port=d.get("Port", 0),
+            meta=d.get("Meta") or {},
+            weights=d.get("Weights") or {},
+        )
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A health check and its status (``passing``, ``warning``, ``critical``)."""
+
+    node: str = ""
+    check_id: str = ""
+    name: str = ""
+    status: str = ""
+    output: str = ""
+    service_id: str = ""
+    service_name: str = ""
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any]) -> HealthCheck:
+        return cls(
+            node=d.get("Node", ""),
+            check_id=d.get("CheckID", ""),
+            name=d.get("Name", ""),
+            status=d.get("Status", ""),
+            output=d.get("Output", ""),
+            service_id=d.get("ServiceID", ""),
+            service_name=d.get("ServiceName", ""),
+        )
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    """One instance of a service with its node and checks."""
+
+    node: Node
+    service: Service
+    checks: list[HealthCheck]
+
+    @property
+    def address(self) -> str:
+        """The address to connect to: the service's, else the node's."""
+        return self.service.address or self.node.address
+
+    @property
+    def port(self) -> int:
+        """The service port."""
+        return self.service.port
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any]) -> ServiceEntry:
+        return cls(
+            node=Node._from_json(d.get("Node") or {}),
+            service=Service._from_json(d.get("Service") or {}),
+            checks=[HealthCheck._from_json(c) for c in d.get("Checks") or []],
+        )
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One watch delivery: the result and the ``X-Consul-Index`` it was read at.
+
+    ``value`` is ``KVPair | None`` for key watches, ``list[KVPair]`` for prefixes,
+    ``list[ServiceEntry]`` for services, ``list[HealthCheck]`` for checks.
+    """
+
+    index: int
+    value: Any
+
+
+@dataclass(frozen=True)
+class Check:
+    """A check attached to a registration. Build one with :meth:`http`, :meth:`tcp`,
+    :meth:`grpc` or :meth:`ttl`."""
+
+    kind: str
+    target: str
+    interval: float | None = None
+    timeout: float | None = None
+    deregister_critical_after: float | None = None
+
+    @staticmethod
+    def _opt(v: float | str | None, name: str) -> float | None:
+        return None if v is None else parse_duration(v, name)
+
+    @classmethod
+    def http(cls, url: str, *, interval: float | str = 10.0, timeout: float | str | None = None,
+             deregister_critical_after: float | str | None = None) -> Check:
+        """An HTTP GET check: 2xx passing, 429 warning, anything else critical."""
+        if not isinstance(url, str) or not url:
+            raise ValueError("url: must be a non-empty string")
+        return cls("http", url, cls._opt(interval, "interval"), cls._opt(timeout, "timeout"),
+                   cls._opt(deregister_critical_after, "deregister_critical_after"))
+
+    @classmethod
+    def tcp(cls, address: str, *, interval: float | str = 10.0, timeout: float | str | None = None,
+            deregister_critical_after: float | str | None = None) -> Check:
+        """A TCP connect check to ``host:port``."""
+        if not isinstance(address, str) or not address:
+            raise ValueError("address: must be a non-empty 'host:port' string")
+        return cls("tcp", address, cls._opt(interval, "interval"), cls._opt(timeout, "timeout"),
+                   cls._opt(deregister_critical_after, "deregister_critical_after"))
+
+    @classmethod
+    def grpc(cls, target: str, *, interval: float | str = 10.0, timeout: float | str | None = None,
+             deregister_critical_after: float | str | None = None) -> Check:
+        """A gRPC health check of ``host:port[/service]``."""
+        if not isinstance(target, str) or not target:
+            raise ValueError("target: must be a non-empty 'host:port' string")
+        return cls("grpc", target, cls._opt(interval, "interval"), cls._opt(timeout, "timeout"),
+                   cls._opt(deregister_critical_after, "deregister_critical_after"))
+
+    @classmethod
+    def ttl(cls, ttl: float | str, *, deregister_critical_after: float | str | None = None) -> Check:
+        """A TTL check: :func:`consul_rs.register` keeps it passing from a background task."""
+        seconds = parse_duration(ttl, "ttl")
+        if seconds <= 0:
+            raise ValueError("ttl: must be positive")
+        return cls("ttl", repr(seconds), None, None, cls._opt(deregister_critical_after, "deregister_critical_after"))
+
+    def _native(self) -> tuple[str, str, float | None, float | None, float | None]:
+        return (self.kind, self.target, self.interval, self.timeout, self.deregister_critical_after)

@@ -1,0 +1,69 @@
+"""Client-side discovery over /v1/health/service?passing, updating as checks flip.
+Instances are registered with /v1/catalog/register so checks can be flipped directly."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+
+
+def _register(client, name, node, status, weight=1):
+    client.catalog.register({
+        "Node": node, "Address": "10.9.0." + node[-1],
+        "Service": {"Service": name, "ID": name, "Port": 80, "Weights": {"Passing": weight, "Warning": 1}},
+        "Checks": [{"CheckID": name + "-" + node, "Name": "c", "Status": status, "ServiceID": name}],
+    })
+
+
+def _eventually(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_discovery_follows_check_flips(client, prefix):
+    name = "disc-" + prefix.strip("/")
+    for i in range(3):
+        _register(client, name, f"dn{i}", "passing", weight=1 + i)
+    with client.discover(name) as d:
+        d.ready(5)
+        assert _eventually(lambda: len(d.instances) == 3)
+        rr = Counter(d.pick().node.node for _ in range(30))
+        assert rr == {"dn0": 10, "dn1": 10, "dn2": 10}
+        assert {d.pick("random").node.node for _ in range(100)} == {"dn0", "dn1", "dn2"}
+        weighted = Counter(d.pick("weighted").node.node for _ in range(600))
+        assert weighted["dn2"] > weighted["dn0"]
+        owner = d.pick("consistent_hash", key="user-42").node.node
+        assert all(d.pick("consistent_hash", key="user-42").node.node == owner for _ in range(10))
+        assert d.pick("nearest") is not None
+        # A check goes critical: the instance leaves the set, and the consistent-hash owner of a
+        # key on another instance stays put.
+        victim = next(n for n in ("dn0", "dn1", "dn2") if n != owner)
+        t = time.monotonic()
+        _register(client, name, victim, "critical")
+        assert _eventually(lambda: victim not in {e.node.node for e in d.instances})
+        print(f"discovery updated {1000 * (time.monotonic() - t):.1f} ms after the check flipped")
+        assert d.pick("consistent_hash", key="user-42").node.node == owner
+        _register(client, name, victim, "passing")
+        assert _eventually(lambda: len(d.instances) == 3)
+        with pytest.raises(ValueError, match="key"):
+            d.pick("consistent_hash")
+
+
+def test_discovery_of_unknown_service_picks_none(client):
+    with client.discover("no-such-service") as d:
+        d.ready(5)
+        assert d.pick() is None and d.instances == []
+
+
+async def test_async_discovery(aclient, prefix):
+    name = "adisc-" + prefix.strip("/")
+    await aclient.catalog.register({"Node": "adn1", "Address": "10.8.0.1", "Service": {"Service": name, "Port": 1}})
+    with aclient.discover(name) as d:
+        await d.ready(5)
+        assert d.pick().service.service == name
