@@ -1,6 +1,5 @@
 //! HTTP checks: 2xx passing, 429 warning, anything else critical; the first 4 KiB of the body
-//! become the output. Plain `http://` only: this build has no TLS client (https URLs are refused
-//! at registration).
+//! become the output. Plain `http://` here; `https://` checks run in [`super::https`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -10,6 +10,7 @@
 mod alias;
 mod grpc;
 mod http;
+mod https;
 mod script;
 mod tcp;
 mod ttl;
@@ -159,11 +160,20 @@ impl Thresholds {
     }
 }
 
-async fn probe(def: &CheckDefinition, http_client: Option<&reqwest::Client>) -> Outcome {
+/// The client an HTTP check keeps between runs.
+enum HttpClient {
+    /// Plain `http://`.
+    Plain(reqwest::Client),
+    /// `https://`, with the check's TLS settings.
+    Tls(std::sync::Arc<rustls::ClientConfig>),
+}
+
+async fn probe(def: &CheckDefinition, http_client: Option<&HttpClient>) -> Outcome {
     let timeout = def.effective_timeout();
     match &def.kind {
-        CheckKind::Http { url, method, header, body, .. } => match http_client {
-            Some(client) => http::check(client, url, method, header, body).await,
+        CheckKind::Http { url, method, header, body, tls_server_name, .. } => match http_client {
+            Some(HttpClient::Plain(client)) => http::check(client, url, method, header, body).await,
+            Some(HttpClient::Tls(tls)) => https::check(tls, url, method, header, body, tls_server_name, timeout).await,
             None => (CRITICAL, "HTTP client could not be built".to_string()),
         },
         CheckKind::Tcp { address } => tcp::check(address, timeout).await,
@@ -181,7 +191,12 @@ async fn run_interval(ctx: RunCtx, def: CheckDefinition, generation: u64, cancel
     let interval = def.interval.max(Duration::from_millis(10));
     let first = Duration::from_millis(rand::thread_rng().gen_range(0..interval.as_millis().max(1) as u64));
     let client = match &def.kind {
-        CheckKind::Http { disable_redirects, .. } => http::client(def.effective_timeout(), *disable_redirects),
+        CheckKind::Http { url, tls_skip_verify, .. } if url.to_ascii_lowercase().starts_with("https://") => {
+            https::tls_config(*tls_skip_verify).ok().map(HttpClient::Tls)
+        }
+        CheckKind::Http { disable_redirects, .. } => {
+            http::client(def.effective_timeout(), *disable_redirects).map(HttpClient::Plain)
+        }
         _ => None,
     };
     let mut thresholds = Thresholds::new(&def);

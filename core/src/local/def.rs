@@ -400,13 +400,12 @@ pub(crate) fn parse_check(o: Obj<'_>, default_id: &str, default_name: &str) -> R
         CheckKind::Ttl { ttl }
     } else if !http.is_empty() {
         let lower = http.to_ascii_lowercase();
-        if lower.starts_with("https://") {
-            return Err(bad(format!(
-                "Invalid HTTP {http:?}: https checks are not supported by this build of consul-rs (plain http only)"
-            )));
+        let scheme_len = if lower.starts_with("https://") { "https://".len() } else { "http://".len() };
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) || http.len() <= scheme_len {
+            return Err(bad(format!("Invalid HTTP {http:?}: expected an http:// or https:// URL")));
         }
-        if !lower.starts_with("http://") || http.len() <= "http://".len() {
-            return Err(bad(format!("Invalid HTTP {http:?}: expected an http:// URL")));
+        if reqwest::Url::parse(&http).is_err() {
+            return Err(bad(format!("Invalid HTTP {http:?}: not a valid URL")));
         }
         let method = match o.string(&["Method"])? {
             m if m.is_empty() => "GET".to_string(),
@@ -580,7 +579,7 @@ mod tests {
                 json!({"Name": "x", "Check": {"HTTP": "http://a/", "Interval": "1s", "Header": {"A": ["x\ny"]}}}),
                 "Header.A",
             ),
-            (json!({"Name": "x", "Check": {"HTTP": "https://a/", "Interval": "1s"}}), "https"),
+            (json!({"Name": "x", "Check": {"HTTP": "ftp://a/", "Interval": "1s"}}), "http://"),
         ];
         for (v, want) in cases {
             let err = parse_service_registration(&v).expect_err(&v.to_string()).to_string();

@@ -436,3 +436,72 @@ async fn t97_hundreds_of_checks_run_cheaply_and_never_block_each_other() {
     hold.abort();
     c.shutdown().await;
 }
+
+/// An HTTPS server with a self-signed certificate for 127.0.0.1 answering every request 200.
+async fn https_server() -> (u16, JoinHandle<()>) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("cert");
+    let der = rustls::pki_types::CertificateDer::from(cert.cert.der().to_vec());
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).expect("key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![der], key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let mut buf = [0u8; 4096];
+                let mut seen = Vec::new();
+                while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ =
+                    tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nsecure ok").await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t98_https_checks_verify_or_skip_verification() {
+    let c = Cluster::start(1).await;
+    let api = c.api(0);
+    let (port, server) = https_server().await;
+    let url = format!("https://127.0.0.1:{port}/health");
+    register(
+        &api,
+        json!({"Name": "tls-skip", "Port": port, "Check": {"CheckID": "skip", "HTTP": url, "Interval": "1s", "TLSSkipVerify": true}}),
+    )
+    .await;
+    register(
+        &api,
+        json!({"Name": "tls-verify", "Port": port, "Check": {"CheckID": "verify", "HTTP": url, "Interval": "1s"}}),
+    )
+    .await;
+    let skip = wait_status(&api, "skip", "passing").await;
+    assert!(skip["Output"].as_str().is_some_and(|o| o.contains("200") && o.contains("secure ok")), "{skip}");
+    // A self-signed certificate does not verify against the web PKI roots.
+    let verify = eventually(Duration::from_secs(20), "verify check ran", || async {
+        let c = check(&api, "verify").await;
+        c["Output"].as_str().is_some_and(|o| !o.is_empty()).then_some(c)
+    })
+    .await;
+    assert_eq!(verify["Status"], "critical");
+    assert!(verify["Output"].as_str().is_some_and(|o| o.contains("TLS handshake")), "{verify}");
+    server.abort();
+    c.shutdown().await;
+}

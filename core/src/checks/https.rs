@@ -1,0 +1,160 @@
+//! HTTPS checks: the HTTP check over TLS (rustls on ring), with Consul's `TLSSkipVerify` and
+//! `TLSServerName`. Each check builds its own TLS configuration — no process-wide crypto
+//! provider is installed, so embedding programs keep theirs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+
+use super::Outcome;
+use crate::local::def::MAX_OUTPUT;
+use crate::state::catalog::{CRITICAL, PASSING, WARNING};
+
+/// Accepts any certificate (`TLSSkipVerify`), still checking the handshake signatures.
+#[derive(Debug)]
+struct SkipVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for SkipVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The TLS client configuration of one check.
+pub(super) fn tls_config(skip_verify: bool) -> Result<Arc<ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let config = if skip_verify {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(SkipVerify(provider))).with_no_client_auth()
+    } else {
+        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(Arc::new(config))
+}
+
+/// Runs one HTTPS check against `url`.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn check(
+    tls: &Arc<ClientConfig>,
+    url: &str,
+    method: &str,
+    header: &BTreeMap<String, Vec<String>>,
+    body: &str,
+    server_name: &str,
+    timeout: Duration,
+) -> Outcome {
+    match tokio::time::timeout(timeout, request(tls, url, method, header, body, server_name)).await {
+        Ok(Ok((code, text))) => {
+            let output = format!("HTTP {method} {url}: {code} Output: {text}");
+            let status = match code {
+                200..=299 => PASSING,
+                429 => WARNING,
+                _ => CRITICAL,
+            };
+            (status, output)
+        }
+        Ok(Err(e)) => (CRITICAL, format!("HTTP {method} {url}: {e}")),
+        Err(_) => (CRITICAL, format!("HTTP {method} {url}: timed out after {timeout:?}")),
+    }
+}
+
+async fn request(
+    tls: &Arc<ClientConfig>,
+    url: &str,
+    method: &str,
+    header: &BTreeMap<String, Vec<String>>,
+    body: &str,
+    server_name: &str,
+) -> Result<(u16, String), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
+    let host = parsed.host_str().ok_or("URL has no host")?.trim_matches(|c| c == '[' || c == ']').to_string();
+    let port = parsed.port().unwrap_or(443);
+    let sni = if server_name.is_empty() { host.clone() } else { server_name.to_string() };
+    let name = ServerName::try_from(sni.clone()).map_err(|e| format!("invalid TLS server name {sni:?}: {e}"))?;
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| format!("connect: {e}"))?;
+    let stream = tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
+    let driver = tokio::spawn(conn);
+    let path = match parsed.query() {
+        Some(q) => format!("{}?{q}", parsed.path()),
+        None => parsed.path().to_string(),
+    };
+    let mut req = hyper::Request::builder().method(method).uri(path);
+    let host_header = match parsed.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.clone(),
+    };
+    let has = |name: &str| header.keys().any(|k| k.eq_ignore_ascii_case(name));
+    req = req.header("Host", host_header).header("Connection", "close");
+    if !has("User-Agent") {
+        req = req.header("User-Agent", "Consul Health Check");
+    }
+    if !has("Accept") {
+        req = req.header("Accept", "text/plain, text/*, */*");
+    }
+    for (k, values) in header {
+        for v in values {
+            req = req.header(k.as_str(), v.as_str());
+        }
+    }
+    let req = req.body(Full::new(Bytes::from(body.to_string()))).map_err(|e| format!("request: {e}"))?;
+    let resp = sender.send_request(req).await.map_err(|e| format!("request: {e}"))?;
+    let code = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut out = Vec::new();
+    while out.len() < MAX_OUTPUT {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    out.extend_from_slice(&data[..data.len().min(MAX_OUTPUT - out.len())]);
+                }
+            }
+            _ => break,
+        }
+    }
+    driver.abort();
+    Ok((code, String::from_utf8_lossy(&out).into_owned()))
+}
