@@ -231,3 +231,51 @@ async fn t98_aaaa_any_cname_alt_domain_and_disabled() {
     assert!(off.dns_addr().is_none(), "ports.dns = -1 disables DNS");
     off.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t99_query_flood_does_not_starve_the_http_api() {
+    let c = Cluster::start(1).await;
+    let api = c.api(0);
+    for i in 0..20 {
+        register(&api, &format!("f{i}"), &format!("10.6.0.{}", i + 1), &format!("web{i}"), &[], "passing").await;
+    }
+    let server = dns(&c, 0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Eight senders fire queries without waiting for answers (bounded: 3 s or 200k packets).
+    let mut flooders = Vec::new();
+    for _ in 0..8 {
+        let stop = stop.clone();
+        flooders.push(tokio::spawn(async move {
+            let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+            let mut m = Message::query();
+            m.add_query(hickory_proto::op::Query::query("web.service.consul.".parse().expect("name"), RecordType::SRV));
+            let packet = m.to_vec().expect("encode");
+            let started = std::time::Instant::now();
+            let mut sent = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(3)
+                && sent < 25_000
+            {
+                let _ = sock.send_to(&packet, server).await;
+                sent += 1;
+                if sent % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    // Meanwhile the HTTP API keeps answering reads and writes.
+    for i in 0..10 {
+        let r = tokio::time::timeout(Duration::from_secs(5), api.kv_put(&format!("flood/{i}"), "v", "")).await;
+        assert!(matches!(r, Ok(Ok(ref resp)) if resp.status == 200), "HTTP write {i} during the flood: {r:?}");
+        let r = tokio::time::timeout(Duration::from_secs(5), api.get("/v1/health/service/web")).await;
+        assert!(matches!(r, Ok(Ok(ref resp)) if resp.status == 200), "HTTP read {i} during the flood");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for f in flooders {
+        f.await.expect("flooder");
+    }
+    // And DNS still answers afterwards.
+    assert!(!ask(server, "web.service.consul.", RecordType::A, None, false).await.answers.is_empty());
+    c.shutdown().await;
+}
