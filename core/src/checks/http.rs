@@ -16,6 +16,23 @@ pub(super) fn client(timeout: Duration, disable_redirects: bool) -> Option<reqwe
     reqwest::Client::builder().timeout(timeout).redirect(redirect).pool_max_idle_per_host(0).build().ok()
 }
 
+/// The headers a check sends: the check's own, plus Consul's `User-Agent` and `Accept` unless
+/// the check sets them.
+pub(super) fn request_headers(header: &BTreeMap<String, Vec<String>>) -> Vec<(&str, &str)> {
+    let has = |name: &str| header.keys().any(|k| k.eq_ignore_ascii_case(name));
+    let mut out = Vec::new();
+    if !has("User-Agent") {
+        out.push(("User-Agent", "Consul Health Check"));
+    }
+    if !has("Accept") {
+        out.push(("Accept", "text/plain, text/*, */*"));
+    }
+    for (k, values) in header {
+        out.extend(values.iter().map(|v| (k.as_str(), v.as_str())));
+    }
+    out
+}
+
 pub(super) async fn check(
     client: &reqwest::Client,
     url: &str,
@@ -28,17 +45,8 @@ pub(super) async fn check(
         Err(e) => return (CRITICAL, format!("invalid method {method:?}: {e}")),
     };
     let mut req = client.request(m, url);
-    let has = |name: &str| header.keys().any(|k| k.eq_ignore_ascii_case(name));
-    if !has("User-Agent") {
-        req = req.header("User-Agent", "Consul Health Check");
-    }
-    if !has("Accept") {
-        req = req.header("Accept", "text/plain, text/*, */*");
-    }
-    for (k, values) in header {
-        for v in values {
-            req = req.header(k.as_str(), v.as_str());
-        }
+    for (k, v) in request_headers(header) {
+        req = req.header(k, v);
     }
     if !body.is_empty() {
         req = req.body(body.to_string());

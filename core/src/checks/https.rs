@@ -127,18 +127,9 @@ async fn request(
         Some(p) => format!("{host}:{p}"),
         None => host.clone(),
     };
-    let has = |name: &str| header.keys().any(|k| k.eq_ignore_ascii_case(name));
     req = req.header("Host", host_header).header("Connection", "close");
-    if !has("User-Agent") {
-        req = req.header("User-Agent", "Consul Health Check");
-    }
-    if !has("Accept") {
-        req = req.header("Accept", "text/plain, text/*, */*");
-    }
-    for (k, values) in header {
-        for v in values {
-            req = req.header(k.as_str(), v.as_str());
-        }
+    for (k, v) in super::http::request_headers(header) {
+        req = req.header(k, v);
     }
     let req = req.body(Full::new(Bytes::from(body.to_string()))).map_err(|e| format!("request: {e}"))?;
     let resp = sender.send_request(req).await.map_err(|e| format!("request: {e}"))?;
