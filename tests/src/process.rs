@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -158,4 +158,70 @@ impl Drop for ProcCluster {
             self.kill9(i);
         }
     }
+}
+
+/// A `consul-rs agent -dev` process on free loopback ports, killed on drop.
+#[derive(Debug)]
+pub struct DevAgent {
+    child: Child,
+    /// HTTP port.
+    pub http: u16,
+    /// DNS port.
+    pub dns: u16,
+    /// A client for its HTTP API.
+    pub api: Api,
+}
+
+impl DevAgent {
+    /// Starts the agent and waits until it has a leader.
+    pub async fn start() -> DevAgent {
+        let http = free_port();
+        let dns = free_port();
+        let child = Command::new(binary())
+            .args(["agent", "-dev", "-client", "127.0.0.1", "-bind=127.0.0.1"])
+            .arg(format!("-http-port={http}"))
+            .arg(format!("-server-port={}", free_port()))
+            .arg(format!("-serf-lan-port={}", free_port()))
+            .arg(format!("-dns-port={dns}"))
+            .args(["-log-level", "warn"])
+            .stdout(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn dev agent");
+        let api = Api::new(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), http));
+        let probe = api.clone();
+        eventually(Duration::from_secs(30), "dev agent has a leader", || {
+            let api = probe.clone();
+            async move {
+                let leader = api.get("/v1/status/leader").await.ok()?.json();
+                leader.as_str().is_some_and(|s| !s.is_empty()).then_some(())
+            }
+        })
+        .await;
+        DevAgent { child, http, dns, api }
+    }
+
+    /// A `consul-rs` CLI command aimed at this agent (through `CONSUL_HTTP_ADDR`).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(binary());
+        c.args(args).env("CONSUL_HTTP_ADDR", format!("127.0.0.1:{}", self.http)).env_remove("CONSUL_HTTP_TOKEN");
+        c
+    }
+
+    /// Runs a CLI command to completion.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run cli")
+    }
+}
+
+impl Drop for DevAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A command's standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }

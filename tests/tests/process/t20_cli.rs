@@ -1,63 +1,11 @@
 //! The `consul-rs` CLI: client commands against a dev agent, start-up errors.
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use consul_tests::client::Api;
-use consul_tests::{free_port, process::binary};
-
-struct DevAgent {
-    child: Child,
-    http: u16,
-    dns: u16,
-}
-
-impl DevAgent {
-    async fn start() -> DevAgent {
-        let http = free_port();
-        let dns = free_port();
-        let child = Command::new(binary())
-            .args(["agent", "-dev", "-client", "127.0.0.1", "-bind=127.0.0.1"])
-            .arg(format!("-http-port={http}"))
-            .arg(format!("-server-port={}", free_port()))
-            .arg(format!("-serf-lan-port={}", free_port()))
-            .arg(format!("-dns-port={dns}"))
-            .args(["-log-level", "warn"])
-            .stdout(Stdio::null())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn dev agent");
-        let api = Api::new(format!("127.0.0.1:{http}").parse().expect("addr"));
-        consul_tests::eventually(Duration::from_secs(30), "dev agent has a leader", || {
-            let api = api.clone();
-            async move {
-                let leader = api.get("/v1/status/leader").await.ok()?.json();
-                leader.as_str().is_some_and(|s| !s.is_empty()).then_some(())
-            }
-        })
-        .await;
-        DevAgent { child, http, dns }
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(binary())
-            .args(args)
-            .env("CONSUL_HTTP_ADDR", format!("127.0.0.1:{}", self.http))
-            .output()
-            .expect("run cli")
-    }
-}
-
-impl Drop for DevAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use consul_tests::free_port;
+use consul_tests::process::{binary, stdout, DevAgent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t20_kv_cli_round_trip() {

@@ -7,53 +7,16 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use consul_tests::client::Api;
-use consul_tests::{free_port, process::binary};
+use consul_tests::process::{binary, stdout, DevAgent};
 use serde_json::{json, Value};
 
-struct DevAgent {
-    child: Child,
-    http: u16,
-    api: Api,
+/// Catalog writes used by these tests.
+trait CatalogWrites {
+    async fn put(&self, path: &str, body: Value);
+    async fn register(&self, node: &str, id: &str, meta: Value, service: Option<Value>);
 }
 
-impl DevAgent {
-    async fn start() -> DevAgent {
-        let http = free_port();
-        let child = Command::new(binary())
-            .args(["agent", "-dev", "-client", "127.0.0.1", "-bind=127.0.0.1"])
-            .arg(format!("-http-port={http}"))
-            .arg(format!("-server-port={}", free_port()))
-            .arg(format!("-serf-lan-port={}", free_port()))
-            .arg(format!("-dns-port={}", free_port()))
-            .args(["-log-level", "warn"])
-            .stdout(Stdio::null())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn dev agent");
-        let api = Api::new(format!("127.0.0.1:{http}").parse().expect("addr"));
-        let probe = api.clone();
-        consul_tests::eventually(Duration::from_secs(30), "dev agent has a leader", || {
-            let api = probe.clone();
-            async move {
-                let leader = api.get("/v1/status/leader").await.ok()?.json();
-                leader.as_str().is_some_and(|s| !s.is_empty()).then_some(())
-            }
-        })
-        .await;
-        DevAgent { child, http, api }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(binary());
-        c.args(args).env("CONSUL_HTTP_ADDR", format!("127.0.0.1:{}", self.http)).env_remove("CONSUL_HTTP_TOKEN");
-        c
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run cli")
-    }
-
+impl CatalogWrites for DevAgent {
     async fn put(&self, path: &str, body: Value) {
         let resp =
             self.api.request(reqwest::Method::PUT, path, Some(body.to_string().into_bytes())).await.expect("request");
@@ -68,17 +31,6 @@ impl DevAgent {
         }
         self.put("/v1/catalog/register", body).await;
     }
-}
-
-impl Drop for DevAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// A running `consul-rs watch`, its stdout read line by line on a thread; killed on drop.
