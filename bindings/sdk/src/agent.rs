@@ -12,6 +12,7 @@ pub use consul_core::config::{AgentConfig, Ports};
 
 use crate::client::{Client, ClientConfig};
 use crate::error::{Error, ErrorCode, Result};
+use crate::types::AgentMember;
 
 /// A node running inside this process.
 #[derive(Debug)]
@@ -104,6 +105,32 @@ impl EmbeddedAgent {
         };
         rt.block_on(agent.wait_for_leader(timeout))
             .map_err(|_| Error::new(ErrorCode::Timeout, format!("no leader within {timeout:?}")))
+    }
+
+    /// Runs one HTTP call against this agent on its own runtime.
+    fn call_self<T>(&self, f: impl AsyncFnOnce(Client) -> Result<T>) -> Result<T> {
+        self.check_process()?;
+        let Some(rt) = &self.runtime else {
+            return Err(Error::new(ErrorCode::Shutdown, "the agent is shut down"));
+        };
+        let client = self.client()?;
+        rt.block_on(f(client))
+    }
+
+    /// Joins the gossip pool of the agent at `address` (`host` or `host:port` of its serf_lan).
+    pub fn join(&self, address: &str) -> Result<()> {
+        self.call_self(async |c| c.agent_join(address, false).await)
+    }
+
+    /// Members of this agent's LAN gossip pool, itself included.
+    pub fn members(&self) -> Result<Vec<AgentMember>> {
+        self.call_self(async |c| c.agent_members(false).await)
+    }
+
+    /// Leaves the pool gracefully (others see `left`, not `failed`), then shuts down.
+    pub fn leave(&mut self) -> Result<()> {
+        self.call_self(async |c| c.agent_leave().await)?;
+        self.shutdown()
     }
 
     /// Stops the agent. Idempotent.

@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::types::{
-    CheckKind, Consistency, HealthCheck, HealthFilter, KvPair, KvPairWire, Node, PutOptions, QueryMeta, QueryOptions,
-    ServiceEntry, ServiceRegistration,
+    AgentMember, CheckKind, Consistency, EventFilter, HealthCheck, HealthFilter, KvPair, KvPairWire, Node, PutOptions,
+    QueryMeta, QueryOptions, ServiceEntry, ServiceRegistration, UserEvent, UserEventWire,
 };
 use crate::watch::{Watch, WatchOptions, WatchSpec};
 
@@ -102,6 +102,27 @@ fn decode_pair(w: KvPairWire) -> Result<KvPair> {
         modify_index: w.modify_index,
         lock_index: w.lock_index,
         session: w.session.filter(|s| !s.is_empty()),
+    })
+}
+
+fn decode_event(w: UserEventWire) -> Result<UserEvent> {
+    let payload = match w.payload {
+        None => None,
+        Some(p) => Some(Bytes::from(
+            base64::engine::general_purpose::STANDARD
+                .decode(p)
+                .map_err(|e| Error::new(ErrorCode::Internal, format!("bad base64 in event payload: {e}")))?,
+        )),
+    };
+    Ok(UserEvent {
+        id: w.id,
+        name: w.name,
+        payload: payload.filter(|p| !p.is_empty()),
+        node_filter: w.node_filter,
+        service_filter: w.service_filter,
+        tag_filter: w.tag_filter,
+        version: w.version,
+        ltime: w.ltime,
     })
 }
 
@@ -431,6 +452,60 @@ impl Client {
         let params = note.map(|n| vec![("note".to_string(), n.to_string())]).unwrap_or_default();
         let path = format!("/v1/agent/check/{status}/{}", url_path(check_id));
         Self::ok(self.call(Method::PUT, &path, params, None, None).await?).map(|_| ())
+    }
+
+    /// Members of the agent's LAN gossip pool (WAN with `wan`).
+    pub async fn agent_members(&self, wan: bool) -> Result<Vec<AgentMember>> {
+        let params = if wan { vec![("wan".to_string(), "1".to_string())] } else { vec![] };
+        Self::ok(self.call(Method::GET, "/v1/agent/members", params, None, None).await?)?.json()
+    }
+
+    /// Asks the agent to join the gossip pool of the agent at `address` (`host` or `host:port`).
+    pub async fn agent_join(&self, address: &str, wan: bool) -> Result<()> {
+        check_name("address", address)?;
+        let params = if wan { vec![("wan".to_string(), "1".to_string())] } else { vec![] };
+        let path = format!("/v1/agent/join/{}", url_path(address));
+        Self::ok(self.call(Method::PUT, &path, params, None, None).await?).map(|_| ())
+    }
+
+    /// Asks the agent to leave its pool gracefully and shut down.
+    pub async fn agent_leave(&self) -> Result<()> {
+        Self::ok(self.call(Method::PUT, "/v1/agent/leave", vec![], None, None).await?).map(|_| ())
+    }
+
+    /// Marks a failed member as left (`prune`: forget it entirely).
+    pub async fn agent_force_leave(&self, node: &str, prune: bool) -> Result<()> {
+        check_name("node", node)?;
+        let params = if prune { vec![("prune".to_string(), "1".to_string())] } else { vec![] };
+        let path = format!("/v1/agent/force-leave/{}", url_path(node));
+        Self::ok(self.call(Method::PUT, &path, params, None, None).await?).map(|_| ())
+    }
+
+    // ---- events ----
+
+    /// Fires a user event (payload at most 512 bytes); returns it with its ID.
+    pub async fn event_fire(&self, name: &str, payload: impl Into<Bytes>, filter: &EventFilter) -> Result<UserEvent> {
+        check_name("name", name)?;
+        let payload: Bytes = payload.into();
+        let mut params = Vec::new();
+        for (k, v) in [("node", &filter.node), ("service", &filter.service), ("tag", &filter.tag)] {
+            if let Some(v) = v {
+                params.push((k.to_string(), v.clone()));
+            }
+        }
+        let path = format!("/v1/event/fire/{}", url_path(name));
+        let a = self.call(Method::PUT, &path, params, None, Some(payload.to_vec())).await?;
+        decode_event(Self::ok(a)?.json()?)
+    }
+
+    /// The agent's recent user events, oldest first (only those named `name` if given). The
+    /// index of an event list is a hash of the newest event, not a Raft index.
+    pub async fn event_list(&self, name: Option<&str>, q: &QueryOptions) -> Result<(QueryMeta, Vec<UserEvent>)> {
+        let params = name.map(|n| vec![("name".to_string(), n.to_string())]).unwrap_or_default();
+        let a = Self::ok(self.call(Method::GET, "/v1/event/list", params, Some(q), None).await?)?;
+        let wire: Option<Vec<UserEventWire>> = a.json()?;
+        let events = wire.unwrap_or_default().into_iter().map(decode_event).collect::<Result<Vec<_>>>()?;
+        Ok((a.meta, events))
     }
 
     // ---- sessions ----

@@ -269,3 +269,85 @@ pub struct ServiceRegistration {
     /// Checks.
     pub checks: Vec<CheckDefinition>,
 }
+
+/// A gossip pool member (`/v1/agent/members`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AgentMember {
+    /// Node name.
+    pub name: String,
+    /// Gossip address.
+    pub addr: String,
+    /// Gossip port.
+    pub port: u16,
+    /// Serf tags (`role`, `dc`, `port`, `build`, …).
+    pub tags: BTreeMap<String, String>,
+    /// Serf status: 0 none, 1 alive, 2 leaving, 3 left, 4 failed.
+    pub status: i32,
+}
+
+impl AgentMember {
+    /// The status as Consul's CLI prints it (`alive`, `leaving`, `left`, `failed`, `none`).
+    pub fn status_name(&self) -> &'static str {
+        match self.status {
+            1 => "alive",
+            2 => "leaving",
+            3 => "left",
+            4 => "failed",
+            _ => "none",
+        }
+    }
+}
+
+/// A user event (`/v1/event/fire`, `/v1/event/list`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserEvent {
+    /// Event UUID.
+    pub id: String,
+    /// Event name.
+    pub name: String,
+    /// Payload (`None` when empty).
+    pub payload: Option<Bytes>,
+    /// Node name regex the event was addressed to.
+    pub node_filter: String,
+    /// Service name regex.
+    pub service_filter: String,
+    /// Tag regex (needs a service filter).
+    pub tag_filter: String,
+    /// Event format version.
+    pub version: u32,
+    /// Lamport time of the event in the pool (0 in a fire answer).
+    pub ltime: u64,
+}
+
+/// The wire form of a user event.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct UserEventWire {
+    #[serde(rename = "ID")]
+    pub(crate) id: String,
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) payload: Option<String>,
+    #[serde(default, rename = "NodeFilter")]
+    pub(crate) node_filter: String,
+    #[serde(default)]
+    pub(crate) service_filter: String,
+    #[serde(default)]
+    pub(crate) tag_filter: String,
+    #[serde(default)]
+    pub(crate) version: u32,
+    #[serde(default, rename = "LTime")]
+    pub(crate) ltime: u64,
+}
+
+/// Who a user event is for; each receiving agent evaluates the regexes itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Node name regex.
+    pub node: Option<String>,
+    /// Service name regex.
+    pub service: Option<String>,
+    /// Tag regex (with `service`).
+    pub tag: Option<String>,
+}

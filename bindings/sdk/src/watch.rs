@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
-use crate::types::{Consistency, HealthCheck, HealthFilter, KvPair, Node, QueryMeta, QueryOptions, ServiceEntry};
+use crate::types::{
+    Consistency, HealthCheck, HealthFilter, KvPair, Node, QueryMeta, QueryOptions, ServiceEntry, UserEvent,
+};
 
 /// What to watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +44,11 @@ pub enum WatchSpec {
     Services,
     /// Nodes.
     Nodes,
+    /// User events this agent has seen (only those named `name` if given).
+    Events {
+        /// Event name filter.
+        name: Option<String>,
+    },
 }
 
 /// How to watch.
@@ -83,6 +90,8 @@ pub enum WatchValue {
     Services(BTreeMap<String, Vec<String>>),
     /// [`WatchSpec::Nodes`].
     Nodes(Vec<Node>),
+    /// [`WatchSpec::Events`]: the agent's recent events, oldest first.
+    Events(Vec<UserEvent>),
 }
 
 /// One delivery: the result and the index it was read at.
@@ -142,6 +151,10 @@ async fn fetch(client: &Client, spec: &WatchSpec, q: &QueryOptions) -> Result<(Q
             let (m, v) = client.catalog_nodes(q).await?;
             (m, WatchValue::Nodes(v))
         }
+        WatchSpec::Events { name } => {
+            let (m, v) = client.event_list(name.as_deref(), q).await?;
+            (m, WatchValue::Events(v))
+        }
     })
 }
 
@@ -167,7 +180,9 @@ async fn run(client: Client, spec: WatchSpec, opts: WatchOptions, tx: watch::Sen
             Ok((meta, value)) => {
                 backoff = Duration::from_millis(100);
                 // An index that went backwards means the server's state was replaced: start over.
-                index = if meta.index < index { 0 } else { meta.index };
+                // Event lists are the exception: their index is a hash of the newest event.
+                let opaque_index = matches!(spec, WatchSpec::Events { .. });
+                index = if meta.index < index && !opaque_index { 0 } else { meta.index };
                 if last.as_ref() != Some(&value) {
                     seq += 1;
                     last = Some(value.clone());
