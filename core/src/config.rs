@@ -20,8 +20,9 @@ pub struct AgentConfig {
     /// This node's UUID (`node_id`); `None` means: read `<data_dir>/node-id`, or make and
     /// persist a random one.
     pub node_id: Option<Uuid>,
-    /// Whether this agent is a server (holds a Raft replica). Client agents arrive with the
-    /// gossip issue; for now every agent is a server.
+    /// Whether this agent is a server (holds a Raft replica). A client agent (`false`) keeps
+    /// no replicated state: it joins the gossip pool, runs its own checks and anti-entropy, and
+    /// forwards every other request to a server.
     pub server: bool,
     /// `-dev`: keep all state in memory and bootstrap a single-node cluster at once.
     pub dev: bool,
@@ -80,6 +81,17 @@ pub struct AgentConfig {
     pub check_deregister_interval_min: Duration,
     /// The DNS interface (`domain`, `alt_domain`, `recursors`, `dns_config { … }`).
     pub dns: DnsConfig,
+    /// `encrypt`: the base64 gossip key (16, 24 or 32 bytes); `None` leaves gossip in the clear.
+    /// Ignored when `data_dir/serf/local.keyring` exists (rotated keys win, as in Consul).
+    pub encrypt: Option<String>,
+    /// `encrypt_verify_incoming` (true): refuse plaintext gossip when a key is installed.
+    pub encrypt_verify_incoming: bool,
+    /// `encrypt_verify_outgoing` (true): encrypt outgoing gossip when a key is installed.
+    pub encrypt_verify_outgoing: bool,
+    /// `disable_keyring_file`: keep the keyring in memory only.
+    pub disable_keyring_file: bool,
+    /// `gossip_lan { … }` timing, `reconnect_timeout`.
+    pub gossip_lan: crate::gossip::GossipConfig,
 }
 
 /// DNS settings (Consul's `domain`, `alt_domain`, `recursors`, `dns_config`, `ports.dns`).
@@ -258,6 +270,11 @@ impl Default for AgentConfig {
             check_reap_interval: Duration::from_secs(30),
             check_deregister_interval_min: Duration::from_secs(60),
             dns: DnsConfig::default(),
+            encrypt: None,
+            encrypt_verify_incoming: true,
+            encrypt_verify_outgoing: true,
+            disable_keyring_file: false,
+            gossip_lan: crate::gossip::GossipConfig::lan(),
         }
     }
 }
@@ -273,6 +290,7 @@ impl AgentConfig {
             bind_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             raft: RaftTuning { raft_multiplier: 1, ..RaftTuning::default() },
             retry_interval: Duration::from_secs(1),
+            gossip_lan: crate::gossip::GossipConfig::dev(),
             ..AgentConfig::default()
         }
     }
@@ -330,6 +348,18 @@ impl AgentConfig {
         }
         if self.ae_interval.is_zero() || self.check_reap_interval.is_zero() {
             return Err(Error::Config("ae_interval/check_reap_interval: must be positive".into()));
+        }
+        if let Some(key) = &self.encrypt {
+            crate::gossip::keyring::decode_key(key).map_err(|e| Error::Config(format!("encrypt: {e}")))?;
+        }
+        if self.gossip_lan.probe_interval.is_zero()
+            || self.gossip_lan.probe_timeout.is_zero()
+            || self.gossip_lan.gossip_interval.is_zero()
+            || self.gossip_lan.suspicion_mult == 0
+        {
+            return Err(Error::Config(
+                "gossip_lan: probe_interval, probe_timeout, gossip_interval and suspicion_mult must be positive".into(),
+            ));
         }
         if self.raft.snapshot_threshold == 0 {
             return Err(Error::Config("raft_snapshot_threshold: must be positive".into()));

@@ -23,6 +23,7 @@
 
 pub mod agent;
 pub mod archive;
+pub mod backend;
 pub(crate) mod checks;
 pub mod cluster;
 pub mod command;
@@ -31,6 +32,7 @@ pub mod consensus;
 pub mod dns;
 pub mod duration;
 pub mod error;
+pub mod gossip;
 pub mod http;
 pub mod local;
 pub mod raft;

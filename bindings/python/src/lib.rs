@@ -663,6 +663,7 @@ fn watch_event(py: Python<'_>, ev: Option<consul_sdk::WatchEvent>) -> PyResult<P
         WatchValue::Checks(v) => ("checks", json_text(py, v)?),
         WatchValue::Services(v) => ("services", json_text(py, v)?),
         WatchValue::Nodes(v) => ("nodes", json_text(py, v)?),
+        WatchValue::Events(v) => ("events", json_text(py, v)?),
     };
     obj(py, (ev.index, kind, payload))
 }

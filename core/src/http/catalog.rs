@@ -481,7 +481,7 @@ pub(super) async fn register(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMa
         q.check_dc(&ctx.config.datacenter)?;
         let bytes = read_body(body, &headers, MAX_BODY, "the catalog request size limit").await?;
         let req = parse_register(&bytes, &ctx.config.datacenter)?;
-        ctx.consensus.write(Command::CatalogRegister(Box::new(req))).await
+        ctx.consensus()?.write(Command::CatalogRegister(Box::new(req))).await
     }
     .await;
     write_result(result, q.pretty())
@@ -501,7 +501,7 @@ pub(super) async fn deregister(State(ctx): State<Ctx>, uri: Uri, headers: Header
         }
         let service_id = Some(o.string(&["ServiceID"])?).filter(|s| !s.is_empty());
         let check_id = Some(o.string(&["CheckID"])?).filter(|s| !s.is_empty());
-        ctx.consensus.write(Command::CatalogDeregister(DeregisterRequest { node, service_id, check_id })).await
+        ctx.consensus()?.write(Command::CatalogDeregister(DeregisterRequest { node, service_id, check_id })).await
     }
     .await;
     write_result(result, q.pretty())
