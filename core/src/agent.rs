@@ -19,6 +19,7 @@ use crate::cluster::{Cluster, FormationConfig};
 use crate::command::Command;
 use crate::config::AgentConfig;
 use crate::consensus::Consensus;
+use crate::coordinate::{self, CoordinateClient};
 use crate::http::{self, ApiContext};
 use crate::local::{self, LocalAgent, NodeInfo};
 use crate::raft::{self, log_store::LogStore, network::NetworkFactory, state_machine::StateMachine};
@@ -41,6 +42,7 @@ pub struct Agent {
     tasks: Vec<JoinHandle<()>>,
     log_store: LogStore,
     local: Arc<LocalAgent>,
+    coordinates: Option<Arc<CoordinateClient>>,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener> {
@@ -124,6 +126,8 @@ impl Agent {
         let http_addr = local(&http_listener, "HTTP", SocketAddr::new(config.client_addr, config.ports.http))?;
 
         let shutdown = CancellationToken::new();
+        // Network coordinates: fed by gossip probes, published by the sync task below.
+        let coordinates = (!config.disable_coordinates).then(|| Arc::new(CoordinateClient::new()));
         let raft_dir = match (&config.data_dir, config.dev) {
             (Some(dir), false) => Some(dir.join("raft")),
             _ => None,
@@ -198,6 +202,27 @@ impl Agent {
         tasks.push(tokio::spawn(reap_tombstones(consensus.clone(), config.tombstone_ttl, shutdown.clone())));
         tasks.push(tokio::spawn(crate::session_ttl::reap_sessions(consensus.clone(), shutdown.clone())));
 
+        if let Some(client) = &coordinates {
+            let members: coordinate::sync::MemberCount = {
+                let cluster = cluster.clone();
+                Arc::new(move || cluster.members().len())
+            };
+            let timing = coordinate::sync::SyncTiming {
+                interval_min: config.sync_coordinate_interval_min,
+                rate_target: config.sync_coordinate_rate_target,
+            };
+            let sync = coordinate::sync::run(
+                client.clone(),
+                consensus.clone(),
+                config.node_name.clone(),
+                config.server,
+                members,
+                timing,
+                shutdown.clone(),
+            );
+            tasks.push(tokio::spawn(sync));
+        }
+
         if let Some((udp, tcp)) = dns_sockets {
             let dns = Arc::new(crate::dns::DnsContext::new(
                 consensus.clone(),
@@ -216,6 +241,7 @@ impl Agent {
             shutdown: shutdown.clone(),
             http_addr,
             local: local.clone(),
+            coordinates: coordinates.clone(),
         });
         let app = http::router(ctx);
         let http_shutdown = shutdown.clone();
@@ -239,6 +265,7 @@ impl Agent {
             tasks,
             log_store,
             local,
+            coordinates,
         })
     }
 
@@ -290,6 +317,13 @@ impl Agent {
     /// The agent's own services and checks.
     pub fn local(&self) -> &Arc<LocalAgent> {
         &self.local
+    }
+
+    /// This agent's network coordinate client, which the gossip layer feeds with probe round
+    /// trips (`update(peer, &peer_coord, rtt)`) and reads to piggyback on its acks; `None`
+    /// with `disable_coordinates`.
+    pub fn coordinates(&self) -> Option<&Arc<CoordinateClient>> {
+        self.coordinates.as_ref()
     }
 
     /// Replaces the config-file services and checks (`consul reload`); API-registered ones stay.

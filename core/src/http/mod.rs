@@ -9,6 +9,7 @@ mod agent_local;
 mod blocking;
 pub(crate) mod body;
 pub(crate) mod catalog;
+mod coordinate;
 mod kv;
 mod operator;
 mod query;
@@ -50,6 +51,8 @@ pub struct ApiContext {
     pub http_addr: SocketAddr,
     /// The agent's own services and checks.
     pub local: Arc<crate::local::LocalAgent>,
+    /// This agent's network coordinate (`None` with `disable_coordinates`).
+    pub coordinates: Option<Arc<crate::coordinate::CoordinateClient>>,
 }
 
 type Ctx = Arc<ApiContext>;
@@ -102,6 +105,10 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/v1/session/node/{node}", get(session::node))
         .route("/v1/session/list", get(session::list))
         .route("/v1/snapshot", get(snapshot::snapshot_save).put(snapshot::snapshot_restore))
+        .route("/v1/coordinate/datacenters", get(coordinate::datacenters))
+        .route("/v1/coordinate/nodes", get(coordinate::nodes))
+        .route("/v1/coordinate/node/{node}", get(coordinate::node))
+        .route("/v1/coordinate/update", put(coordinate::update))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(ctx)
