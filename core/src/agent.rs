@@ -20,6 +20,7 @@ use crate::cluster::{Cluster, FormationConfig};
 use crate::command::Command;
 use crate::config::AgentConfig;
 use crate::consensus::Consensus;
+use crate::coordinate::{self, CoordinateClient};
 use crate::gossip::{Gossip, Keyring};
 use crate::http::{self, ApiContext};
 use crate::local::{self, LocalAgent, NodeInfo};
@@ -46,6 +47,7 @@ pub struct Agent {
     tasks: Vec<JoinHandle<()>>,
     log_store: Option<LogStore>,
     local: Arc<LocalAgent>,
+    coordinates: Option<Arc<CoordinateClient>>,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener> {
@@ -141,6 +143,8 @@ impl Agent {
         let http_addr = local(&http_listener, "HTTP", SocketAddr::new(config.client_addr, config.ports.http))?;
 
         let shutdown = CancellationToken::new();
+        // Network coordinates: fed by gossip probes, published by the sync task below.
+        let coordinates = (!config.disable_coordinates).then(|| Arc::new(CoordinateClient::new()));
         let rpc_client = RpcClient::new(shutdown.clone());
         let incarnation = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let me = MemberInfo {
@@ -164,6 +168,9 @@ impl Agent {
         let gossip = Gossip::bind(gossip_bind, me, gossip_config, keyring, rpc_client.clone())
             .await
             .map_err(|source| Error::Bind { what: "serf_lan (UDP)", addr: gossip_bind, source })?;
+        if let Some(c) = &coordinates {
+            gossip.set_rtt_observer(c.clone());
+        }
 
         // Servers open storage and start Raft; client agents reach the servers through gossip.
         let mut log_store = None;
@@ -254,6 +261,28 @@ impl Agent {
             config.datacenter.clone(),
             shutdown.clone(),
         ));
+
+        if let Some(client) = &coordinates {
+            let members: coordinate::sync::MemberCount = {
+                let cluster = cluster.clone();
+                Arc::new(move || cluster.members().len())
+            };
+            let timing = coordinate::sync::SyncTiming {
+                interval_min: config.sync_coordinate_interval_min,
+                rate_target: config.sync_coordinate_rate_target,
+            };
+            let sync = coordinate::sync::run(
+                client.clone(),
+                backend.clone(),
+                config.node_name.clone(),
+                config.server,
+                members,
+                timing,
+                shutdown.clone(),
+            );
+            tasks.push(tokio::spawn(sync));
+        }
+
         if let Some((udp, tcp)) = dns_sockets {
             tasks.push(tokio::spawn(crate::dns::serve_udp(udp, dns.clone())));
             tasks.push(tokio::spawn(crate::dns::serve_tcp(tcp, dns.clone())));
@@ -268,7 +297,7 @@ impl Agent {
             http_addr,
             local: local.clone(),
             left: left.clone(),
-            extra: Default::default(),
+            coordinates: coordinates.clone(),
         });
         let app = http::router(ctx);
         if let Some(c) = &consensus {
@@ -318,6 +347,7 @@ impl Agent {
             tasks,
             log_store,
             local,
+            coordinates,
         })
     }
 
@@ -387,6 +417,13 @@ impl Agent {
     /// The agent's own services and checks.
     pub fn local(&self) -> &Arc<LocalAgent> {
         &self.local
+    }
+
+    /// This agent's network coordinate client, which the gossip layer feeds with probe round
+    /// trips (`update(peer, &peer_coord, rtt)`) and reads to piggyback on its acks; `None`
+    /// with `disable_coordinates`.
+    pub fn coordinates(&self) -> Option<&Arc<CoordinateClient>> {
+        self.coordinates.as_ref()
     }
 
     /// Replaces the config-file services and checks (`consul reload`); API-registered ones stay.

@@ -92,6 +92,15 @@ pub struct AgentConfig {
     pub disable_keyring_file: bool,
     /// `gossip_lan { … }` timing, `reconnect_timeout`.
     pub gossip_lan: crate::gossip::GossipConfig,
+    /// `disable_coordinates`: no network coordinates at all — the agent neither keeps nor
+    /// publishes one, `/v1/coordinate/*` answers 401, `?near=` does not sort.
+    pub disable_coordinates: bool,
+    /// Shortest period between two coordinate publications by this agent (Consul's
+    /// `sync_coordinate_interval_min`, 15 s; tests use less). The period grows with the
+    /// cluster size so the whole datacenter stays near `sync_coordinate_rate_target`.
+    pub sync_coordinate_interval_min: Duration,
+    /// Coordinate publications per second the whole datacenter aims for (64).
+    pub sync_coordinate_rate_target: f64,
 }
 
 /// DNS settings (Consul's `domain`, `alt_domain`, `recursors`, `dns_config`, `ports.dns`).
@@ -275,6 +284,9 @@ impl Default for AgentConfig {
             encrypt_verify_outgoing: true,
             disable_keyring_file: false,
             gossip_lan: crate::gossip::GossipConfig::lan(),
+            disable_coordinates: false,
+            sync_coordinate_interval_min: Duration::from_secs(15),
+            sync_coordinate_rate_target: 64.0,
         }
     }
 }
@@ -360,6 +372,15 @@ impl AgentConfig {
             return Err(Error::Config(
                 "gossip_lan: probe_interval, probe_timeout, gossip_interval and suspicion_mult must be positive".into(),
             ));
+        }
+        if self.sync_coordinate_interval_min.is_zero() {
+            return Err(Error::Config("sync_coordinate_interval_min: must be positive".into()));
+        }
+        if !(self.sync_coordinate_rate_target.is_finite() && self.sync_coordinate_rate_target > 0.0) {
+            return Err(Error::Config(format!(
+                "sync_coordinate_rate_target: {} must be a positive number",
+                self.sync_coordinate_rate_target
+            )));
         }
         if self.raft.snapshot_threshold == 0 {
             return Err(Error::Config("raft_snapshot_threshold: must be positive".into()));

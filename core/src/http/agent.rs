@@ -67,7 +67,7 @@ pub(super) async fn agent_self(State(ctx): State<Ctx>, uri: Uri) -> Response {
             "DataDir": ctx.config.data_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
             "RetryJoinLAN": ctx.config.retry_join,
         },
-        "Coord": null,
+        "Coord": ctx.coordinates.as_ref().map(|c| c.get()),
         "Member": member_json(&me, MemberStatus::Alive),
         "Stats": {
             "agent": {

@@ -9,6 +9,7 @@ mod agent_local;
 mod blocking;
 pub(crate) mod body;
 pub(crate) mod catalog;
+mod coordinate;
 mod event;
 mod kv;
 mod operator;
@@ -55,13 +56,9 @@ pub struct ApiContext {
     pub local: Arc<crate::local::LocalAgent>,
     /// Cancelled once `PUT /v1/agent/leave` has left the pool: the agent should now stop.
     pub left: CancellationToken,
-    /// This agent's network coordinate client (shared with gossip).
-    pub extra: ApiExtras,
+    /// This agent's network coordinate (`None` with `disable_coordinates`).
+    pub coordinates: Option<Arc<crate::coordinate::CoordinateClient>>,
 }
-
-/// Optional parts of the API context (kept apart so new ones do not touch every constructor).
-#[derive(Debug, Default)]
-pub struct ApiExtras {}
 
 impl ApiContext {
     /// The local replica; an error on client agents, whose data requests are proxied to a
@@ -139,6 +136,10 @@ fn data_routes() -> Router<Ctx> {
         .route("/v1/session/node/{node}", get(session::node))
         .route("/v1/session/list", get(session::list))
         .route("/v1/snapshot", get(snapshot::snapshot_save).put(snapshot::snapshot_restore))
+        .route("/v1/coordinate/datacenters", get(coordinate::datacenters))
+        .route("/v1/coordinate/nodes", get(coordinate::nodes))
+        .route("/v1/coordinate/node/{node}", get(coordinate::node))
+        .route("/v1/coordinate/update", put(coordinate::update))
 }
 
 async fn not_found(uri: Uri) -> Response {
