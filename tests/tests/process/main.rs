@@ -8,3 +8,4 @@ mod t30_agent_services;
 mod t30_lock;
 mod t40_cli_discovery;
 mod t50_rtt;
+mod t60_gossip;
