@@ -133,6 +133,7 @@ fn clone_request(req: &Request) -> Request {
         Request::Http(h) => Request::Http(h.clone()),
         Request::Dns { packet, udp } => Request::Dns { packet: packet.clone(), udp: *udp },
         Request::GossipSync(b) => Request::GossipSync(b.clone()),
+        Request::KeyringOp(b) => Request::KeyringOp(b.clone()),
         // Raft traffic never goes through a client agent.
         _ => Request::Forward(ForwardRequest::ReadIndex { consistent: false }),
     }

@@ -103,6 +103,7 @@ impl Cluster {
         Box::pin(async move {
             match req {
                 Request::GossipSync(bytes) => this.gossip.handle_sync(&bytes),
+                Request::KeyringOp(bytes) => this.gossip.handle_keyring(&bytes),
                 _ => Response::Error(WireError::BadRequest("only gossip requests are served on serf_lan".into())),
             }
         })
@@ -395,9 +396,9 @@ mod tests {
                 node_id: uuid::Uuid::new_v4(),
                 name: name.into(),
                 datacenter: "dc1".into(),
-                rpc_addr: "127.0.0.1:8300".parse().unwrap(),
-                serf_addr: "127.0.0.1:8301".parse().unwrap(),
-                http_addr: "127.0.0.1:8500".parse().unwrap(),
+                rpc_addr: "127.0.0.1:8300".parse().expect("test setup"),
+                serf_addr: "127.0.0.1:8301".parse().expect("test setup"),
+                http_addr: "127.0.0.1:8500".parse().expect("test setup"),
                 server,
                 bootstrap_expect: 0,
                 raft_initialized: false,
@@ -412,7 +413,7 @@ mod tests {
         for (i, c) in cmds.iter().enumerate() {
             match c {
                 Command::CatalogRegister(r) => {
-                    catalog.register(r, 10 + i as u64).unwrap();
+                    catalog.register(r, 10 + i as u64).expect("test setup");
                 }
                 Command::CatalogDeregister(r) => {
                     catalog.deregister(r, 10 + i as u64);
@@ -437,12 +438,12 @@ mod tests {
         assert!(catalog.services.contains_key(&("s1".into(), "consul".into())));
         assert!(plan_reconcile(&members, &catalog).is_empty(), "a second pass writes nothing");
 
-        members.get_mut("c1").unwrap().status = MemberStatus::Failed;
+        members.get_mut("c1").expect("test setup").status = MemberStatus::Failed;
         let cmds = plan_reconcile(&members, &catalog);
         apply(&mut catalog, &cmds);
         assert_eq!(catalog.checks[&("c1".into(), SERF_HEALTH.into())].status, CRITICAL);
 
-        members.get_mut("c1").unwrap().status = MemberStatus::Left;
+        members.get_mut("c1").expect("test setup").status = MemberStatus::Left;
         let cmds = plan_reconcile(&members, &catalog);
         apply(&mut catalog, &cmds);
         assert!(!catalog.nodes.contains_key("c1"));

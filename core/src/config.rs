@@ -22,7 +22,8 @@ pub struct AgentConfig {
     pub node_id: Option<Uuid>,
     /// Whether this agent is a server (holds a Raft replica). A client agent (`false`) keeps
     /// no replicated state: it joins the gossip pool, runs its own checks and anti-entropy, and
-    /// forwards every other request to a server.
+    /// forwards every other request to a server. Consul's default is a client agent; `-server`,
+    /// `server = true` and `-dev` make a server.
     pub server: bool,
     /// `-dev`: keep all state in memory and bootstrap a single-node cluster at once.
     pub dev: bool,
@@ -252,7 +253,7 @@ impl Default for AgentConfig {
             datacenter: "dc1".to_string(),
             node_name: default_node_name(),
             node_id: None,
-            server: true,
+            server: false,
             dev: false,
             bootstrap: false,
             bootstrap_expect: 0,

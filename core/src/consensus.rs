@@ -434,7 +434,7 @@ impl Consensus {
                     }
                 }
                 Request::Forward(f) => this.handle_forward(f).await,
-                Request::GossipSync(_) => {
+                Request::GossipSync(_) | Request::KeyringOp(_) => {
                     Response::Error(WireError::BadRequest("gossip requests go to the serf_lan port".into()))
                 }
                 // The agent answers these before handing the rest to us.

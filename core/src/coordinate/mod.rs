@@ -349,6 +349,22 @@ impl Coordinate {
     }
 }
 
+/// Gossip carries this node's coordinate in its packets and reports probe round trips here.
+impl crate::gossip::engine::RttObserver for CoordinateClient {
+    fn local_coordinate(&self) -> Vec<u8> {
+        postcard::to_stdvec(&self.get()).unwrap_or_default()
+    }
+
+    fn observe(&self, peer: &str, coordinate: &[u8], rtt: std::time::Duration) {
+        // A coordinate that does not decode or is refused (NaN, wrong dimension, absurd RTT) is
+        // dropped: a peer must not be able to poison ours.
+        let Ok(remote) = postcard::from_bytes::<Coordinate>(coordinate) else { return };
+        if let Err(e) = self.update(peer, &remote, rtt) {
+            tracing::debug!(%peer, error = %e, "coordinate update refused");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,21 +495,5 @@ mod tests {
         assert!(c.validate().expect_err("nan").to_string().contains("vivaldi_cc"));
         let c = CoordinateConfig { latency_filter_size: 0, ..CoordinateConfig::default() };
         assert!(c.validate().expect_err("zero").to_string().contains("latency_filter_size"));
-    }
-}
-
-/// Gossip carries this node's coordinate in its packets and reports probe round trips here.
-impl crate::gossip::engine::RttObserver for CoordinateClient {
-    fn local_coordinate(&self) -> Vec<u8> {
-        postcard::to_stdvec(&self.get()).unwrap_or_default()
-    }
-
-    fn observe(&self, peer: &str, coordinate: &[u8], rtt: std::time::Duration) {
-        // A coordinate that does not decode or is refused (NaN, wrong dimension, absurd RTT) is
-        // dropped: a peer must not be able to poison ours.
-        let Ok(remote) = postcard::from_bytes::<Coordinate>(coordinate) else { return };
-        if let Err(e) = self.update(peer, &remote, rtt) {
-            tracing::debug!(%peer, error = %e, "coordinate update refused");
-        }
     }
 }

@@ -44,12 +44,55 @@ pub enum JoinError {
     },
 }
 
+/// A keyring operation, applied by every member of the pool (`consul keyring`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum KeyringOp {
+    /// Report installed keys.
+    List,
+    /// Install a key.
+    Install(String),
+    /// Make an installed key the primary one.
+    Use(String),
+    /// Remove a non-primary key.
+    Remove(String),
+}
+
+/// One member's answer to a [`KeyringOp`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyringReply {
+    /// Installed keys after the operation.
+    pub keys: Vec<String>,
+    /// The primary key after the operation.
+    pub primary: Option<String>,
+    /// Why the operation failed there.
+    pub error: Option<String>,
+}
+
+/// The pool's answers to a [`KeyringOp`], tallied like Consul's `KeyringResponse`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyringSummary {
+    /// Members asked (this agent included).
+    pub num_nodes: usize,
+    /// Key → how many members have it installed.
+    pub keys: std::collections::BTreeMap<String, usize>,
+    /// Key → how many members use it as primary.
+    pub primary_keys: std::collections::BTreeMap<String, usize>,
+    /// Member → error, for members that failed or did not answer.
+    pub messages: std::collections::BTreeMap<String, String>,
+}
+
+/// Time allowed for each member's answer to a keyring operation.
+const KEYRING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Timers armed by the engine, on their way to the timer task.
+type TimerQueue = mpsc::UnboundedReceiver<(Instant, Timer<NodeIdentity>)>;
+
 /// A running gossip pool member. Cheap to share (`Arc`).
 pub struct Gossip {
     engine: Mutex<Engine>,
     socket: Arc<UdpSocket>,
     timers_tx: mpsc::UnboundedSender<(Instant, Timer<NodeIdentity>)>,
-    timers_rx: Mutex<Option<mpsc::UnboundedReceiver<(Instant, Timer<NodeIdentity>)>>>,
+    timers_rx: Mutex<Option<TimerQueue>>,
     rpc: RpcClient,
     keyring: Arc<Keyring>,
     config: GossipConfig,
@@ -266,6 +309,110 @@ impl Gossip {
         }
     }
 
+    fn apply_keyring(&self, op: &KeyringOp) -> KeyringReply {
+        let r = match op {
+            KeyringOp::List => Ok(()),
+            KeyringOp::Install(k) => self.keyring.install(k),
+            KeyringOp::Use(k) => self.keyring.use_key(k),
+            KeyringOp::Remove(k) => self.keyring.remove(k),
+        };
+        KeyringReply {
+            keys: self.keyring.list(),
+            primary: self.keyring.primary(),
+            error: r.err().map(|e| e.to_string()),
+        }
+    }
+
+    /// Applies `op` here and on every alive member; tallies the answers.
+    pub async fn keyring_op(&self, op: KeyringOp) -> Result<KeyringSummary, super::keyring::KeyringError> {
+        if !self.keyring.enabled() {
+            return Err(super::keyring::KeyringError::NotEnabled);
+        }
+        if let KeyringOp::Install(k) | KeyringOp::Use(k) | KeyringOp::Remove(k) = &op {
+            super::keyring::decode_key(k)?;
+        }
+        let me = self.me();
+        let mut summary = KeyringSummary::default();
+        let tally = |name: &str, reply: KeyringReply, s: &mut KeyringSummary| {
+            s.num_nodes += 1;
+            for k in reply.keys {
+                *s.keys.entry(k).or_default() += 1;
+            }
+            if let Some(p) = reply.primary {
+                *s.primary_keys.entry(p).or_default() += 1;
+            }
+            if let Some(e) = reply.error {
+                s.messages.insert(name.to_string(), e);
+            }
+        };
+        // Here first: an installed key must be known locally before replies sealed with it arrive.
+        tally(&me.name, self.apply_keyring(&op), &mut summary);
+        let sealed = {
+            let engine = self.engine.lock();
+            match postcard::to_stdvec(&op) {
+                Ok(b) => engine.seal_stream(&b),
+                Err(e) => return Err(super::keyring::KeyringError::File("keyring op".into(), e.to_string())),
+            }
+        };
+        let peers: Vec<MemberInfo> = self
+            .members()
+            .into_iter()
+            .filter(|m| m.status == MemberStatus::Alive && m.info.name != me.name)
+            .map(|m| m.info)
+            .collect();
+        let calls = peers.into_iter().map(|peer| {
+            let req = Request::KeyringOp(sealed.clone());
+            async move {
+                let answer = match self.rpc.call(peer.serf_addr, req, KEYRING_TIMEOUT).await {
+                    Ok(Response::KeyringOp(bytes)) => self
+                        .engine
+                        .lock()
+                        .open_stream(&bytes)
+                        .map_err(|e| e.to_string())
+                        .and_then(|plain| postcard::from_bytes::<KeyringReply>(&plain).map_err(|e| e.to_string())),
+                    Ok(Response::Error(e)) => Err(format!("{e:?}")),
+                    Ok(other) => Err(format!("unexpected answer {other:?}")),
+                    Err(e) => Err(e.to_string()),
+                };
+                (peer.name, answer)
+            }
+        });
+        for (name, answer) in futures::future::join_all(calls).await {
+            match answer {
+                Ok(reply) => tally(&name, reply, &mut summary),
+                Err(e) => {
+                    summary.num_nodes += 1;
+                    summary.messages.insert(name, e);
+                }
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Answers a keyring operation another member sent (sealed with a key we hold).
+    pub fn handle_keyring(&self, sealed: &[u8]) -> Response {
+        let op = self
+            .engine
+            .lock()
+            .open_stream(sealed)
+            .map_err(|e| e.to_string())
+            .and_then(|plain| postcard::from_bytes::<KeyringOp>(&plain).map_err(|e| e.to_string()));
+        let op = match op {
+            Ok(op) => op,
+            Err(e) => {
+                tracing::warn!(error = %e, "rejected a keyring operation");
+                return Response::Error(WireError::BadRequest(e));
+            }
+        };
+        tracing::info!(?op, "keyring operation from the pool");
+        let reply = self.apply_keyring(&op);
+        let engine = self.engine.lock();
+        match postcard::to_stdvec(&reply) {
+            Ok(b) => Response::KeyringOp(engine.seal_stream(&b)),
+            Err(e) => Response::Error(WireError::Other(e.to_string())),
+        }
+    }
+
     /// Runs the receive loop, timers, push/pull and reaping until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         self.with_engine(|e, now, out| e.start(now, out));
@@ -299,11 +446,7 @@ impl Gossip {
         }
     }
 
-    async fn timer_loop(
-        self: Arc<Self>,
-        mut rx: mpsc::UnboundedReceiver<(Instant, Timer<NodeIdentity>)>,
-        shutdown: CancellationToken,
-    ) {
+    async fn timer_loop(self: Arc<Self>, mut rx: TimerQueue, shutdown: CancellationToken) {
         let mut heap: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
         let mut pending: HashMap<u64, Timer<NodeIdentity>> = HashMap::new();
         let mut seq = 0u64;

@@ -264,18 +264,18 @@ mod tests {
     fn seal_open_round_trip_for_every_key_size() {
         for n in [16usize, 24, 32] {
             let key = base64::engine::general_purpose::STANDARD.encode(vec![7u8; n]);
-            let ring = Keyring::new(&[key], None, "").unwrap();
-            let sealed = ring.seal(b"hello").unwrap();
+            let ring = Keyring::new(&[key], None, "").expect("test setup");
+            let sealed = ring.seal(b"hello").expect("test setup");
             assert_eq!(sealed.len(), 5 + OVERHEAD);
-            assert_eq!(ring.open(&sealed).unwrap(), b"hello");
+            assert_eq!(ring.open(&sealed).expect("test setup"), b"hello");
         }
     }
 
     #[test]
     fn wrong_key_tampering_and_garbage_are_refused() {
-        let a = Keyring::new(&[generate_key()], None, "").unwrap();
-        let b = Keyring::new(&[generate_key()], None, "").unwrap();
-        let mut sealed = a.seal(b"secret").unwrap();
+        let a = Keyring::new(&[generate_key()], None, "").expect("test setup");
+        let b = Keyring::new(&[generate_key()], None, "").expect("test setup");
+        let mut sealed = a.seal(b"secret").expect("test setup");
         assert_eq!(b.open(&sealed), Err(KeyringError::NoKeyMatches));
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
@@ -287,36 +287,36 @@ mod tests {
     #[test]
     fn labels_separate_pools() {
         let key = generate_key();
-        let a = Keyring::new(&[key.clone()], None, "a").unwrap();
-        let b = Keyring::new(&[key], None, "b").unwrap();
-        assert!(b.open(&a.seal(b"x").unwrap()).is_err());
+        let a = Keyring::new(std::slice::from_ref(&key), None, "a").expect("test setup");
+        let b = Keyring::new(&[key], None, "b").expect("test setup");
+        assert!(b.open(&a.seal(b"x").expect("test setup")).is_err());
     }
 
     #[test]
     fn invalid_keys_are_named() {
         assert!(matches!(decode_key("not base64!"), Err(KeyringError::InvalidKey(m)) if m.contains("base64")));
         assert!(matches!(decode_key("AAAA"), Err(KeyringError::InvalidKey(m)) if m.contains("3 bytes")));
-        assert_eq!(decode_key(&generate_key()).unwrap().len(), 32);
+        assert_eq!(decode_key(&generate_key()).expect("test setup").len(), 32);
     }
 
     #[test]
     fn rotation_install_use_remove() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test setup");
         let file = dir.path().join("serf/local.keyring");
         let (old, new) = (generate_key(), generate_key());
-        let ring = Keyring::load_or_init(&file, Some(&old), "").unwrap();
-        let sealed_old = ring.seal(b"m").unwrap();
-        ring.install(&new).unwrap();
+        let ring = Keyring::load_or_init(&file, Some(&old), "").expect("test setup");
+        let sealed_old = ring.seal(b"m").expect("test setup");
+        ring.install(&new).expect("test setup");
         assert_eq!(ring.remove(&old), Err(KeyringError::RemovePrimary));
-        ring.use_key(&new).unwrap();
+        ring.use_key(&new).expect("test setup");
         assert_eq!(ring.primary(), Some(new.clone()));
         // Messages sealed under the old key still open while it is installed.
-        assert_eq!(ring.open(&sealed_old).unwrap(), b"m");
-        ring.remove(&old).unwrap();
+        assert_eq!(ring.open(&sealed_old).expect("test setup"), b"m");
+        ring.remove(&old).expect("test setup");
         assert!(ring.open(&sealed_old).is_err());
         assert_eq!(ring.remove(&old), Err(KeyringError::UnknownKey));
         // The file wins over `encrypt` on restart.
-        let again = Keyring::load_or_init(&file, Some(&old), "").unwrap();
+        let again = Keyring::load_or_init(&file, Some(old.as_str()), "").expect("test setup");
         assert_eq!(again.list(), vec![new]);
     }
 }

@@ -9,6 +9,7 @@ pub mod driver;
 pub mod engine;
 pub mod events;
 pub mod keyring;
+pub mod sim;
 
 pub use driver::Gossip;
 pub use engine::{GossipConfig, Member, MemberStatus};

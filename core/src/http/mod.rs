@@ -11,6 +11,7 @@ pub(crate) mod body;
 pub(crate) mod catalog;
 mod coordinate;
 mod event;
+mod keyring;
 mod kv;
 mod operator;
 pub mod proxy;
@@ -98,7 +99,11 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/v1/agent/leave", put(agent::agent_leave))
         .route("/v1/agent/force-leave/{*node}", put(agent::agent_force_leave))
         .route("/v1/event/fire/{*name}", put(event::fire))
-        .route("/v1/event/list", get(event::list));
+        .route("/v1/event/list", get(event::list))
+        .route(
+            "/v1/operator/keyring",
+            get(keyring::keyring).post(keyring::keyring).put(keyring::keyring).delete(keyring::keyring),
+        );
     let router = if ctx.backend.consensus().is_some() {
         agent.merge(data_routes()).fallback(not_found)
     } else {

@@ -111,6 +111,8 @@ pub enum Request {
     GossipSync(Vec<u8>),
     /// server port: a client agent's HTTP request, served by the server's own API.
     Http(HttpRequest),
+    /// serf_lan: a keyring operation (sealed [`crate::gossip::driver::KeyringOp`]).
+    KeyringOp(Vec<u8>),
     /// server port: a DNS query a client agent received, resolved by the server.
     Dns {
         /// The query as received.
@@ -161,6 +163,8 @@ pub enum Response {
     GossipSync(Vec<u8>),
     /// Answer to [`Request::Http`].
     Http(HttpResponse),
+    /// Answer to [`Request::KeyringOp`] (sealed [`crate::gossip::driver::KeyringReply`]).
+    KeyringOp(Vec<u8>),
     /// Answer to [`Request::Dns`] (`None`: drop the query).
     Dns(Option<Vec<u8>>),
 }

@@ -8,4 +8,5 @@ mod t30_agent_services;
 mod t30_lock;
 mod t40_cli_discovery;
 mod t50_rtt;
-mod t60_gossip_cli;
+mod t60_gossip;
+mod t70_gossip_cli;

@@ -62,7 +62,7 @@ impl Drop for ClientAgent {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t60_members_join_and_force_leave() {
+async fn t70_members_join_and_force_leave() {
     let agent = DevAgent::start().await;
     let me = agent.api.get("/v1/agent/members").await.expect("members").json();
     let me = &me.as_array().expect("list")[0];
@@ -183,7 +183,7 @@ fn fired_id(o: &Output) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t60_event_fire_list_and_watch() {
+async fn t70_event_fire_list_and_watch() {
     let agent = DevAgent::start().await;
     let first = fired_id(&agent.cli(&["event", "-name=deploy", "v1"]));
     let list = agent.api.get("/v1/event/list?name=deploy").await.expect("list").json();
@@ -239,7 +239,7 @@ async fn t60_event_fire_list_and_watch() {
 }
 
 #[test]
-fn t60_keygen_prints_a_32_byte_key() {
+fn t70_keygen_prints_a_32_byte_key() {
     let out = Command::new(binary()).arg("keygen").output().expect("run keygen");
     assert!(out.status.success(), "{out:?}");
     let text = stdout(&out);
@@ -249,7 +249,7 @@ fn t60_keygen_prints_a_32_byte_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t60_leave_stops_the_agent() {
+async fn t70_leave_stops_the_agent() {
     let mut agent = DevAgent::start().await;
     let out = agent.cli(&["leave"]);
     assert!(out.status.success(), "{out:?}");
@@ -260,4 +260,70 @@ async fn t60_leave_stops_the_agent() {
     let out = agent.cli(&["leave"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).starts_with("Error leaving: "), "{}", stderr(&out));
+}
+
+/// Key rotation with the CLI on an encrypted agent: install, use, remove, each step visible in
+/// `-list` / `-list-primary` in Consul's format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t70_keyring_rotation() {
+    let keygen = || {
+        let out = Command::new(binary()).arg("keygen").output().expect("run keygen");
+        stdout(&out).trim().to_string()
+    };
+    let (old, new) = (keygen(), keygen());
+    let agent = DevAgent::start_with(&["-encrypt", &old]).await;
+    let list = |flag: &str| {
+        let out = agent.cli(&["keyring", flag]);
+        assert!(out.status.success(), "{out:?}");
+        stdout(&out)
+    };
+    let block = |keys: &[&str]| {
+        let mut keys = keys.to_vec();
+        keys.sort();
+        let lines: String = keys.iter().map(|k| format!("  {k} [1/1]\n")).collect();
+        format!("\ndc1 (LAN):\n{lines}")
+    };
+    let listing = "==> Gathering installed encryption keys...\n";
+    let primary = "==> Gathering installed primary encryption keys...\n";
+    assert_eq!(list("-list"), format!("{listing}{}", block(&[&old])));
+
+    let out = agent.cli(&["keyring", "-install", &new]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "==> Installing new gossip encryption key...\n");
+    assert_eq!(list("-list"), format!("{listing}{}", block(&[&old, &new])));
+    assert_eq!(list("-list-primary"), format!("{primary}{}", block(&[&old])));
+
+    let out = agent.cli(&["keyring", &format!("-use={new}")]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "==> Changing primary gossip encryption key...\n");
+    assert_eq!(list("-list-primary"), format!("{primary}{}", block(&[&new])));
+
+    let out = agent.cli(&["keyring", "-remove", &old]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "==> Removing gossip encryption key...\n");
+    assert_eq!(list("-list"), format!("{listing}{}", block(&[&new])));
+
+    // The primary key cannot be removed: the agent's error, exit 1.
+    let out = agent.cli(&["keyring", "-remove", &new]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr(&out).starts_with("error: Unexpected response code: "), "{}", stderr(&out));
+    assert_eq!(list("-list"), format!("{listing}{}", block(&[&new])));
+
+    // Exactly one action per run.
+    let out = agent.cli(&["keyring"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("Usage: consul-rs keyring"), "{}", stderr(&out));
+    let out = agent.cli(&["keyring", "-list", "-install", &old]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), "Only a single action is allowed\n");
+    assert_eq!(stdout(&out), "");
+}
+
+/// Without an `encrypt` key there is no keyring: the agent says so and the CLI exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t70_keyring_without_encryption() {
+    let agent = DevAgent::start().await;
+    let out = agent.cli(&["keyring", "-list"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr(&out).starts_with("error: "), "{}", stderr(&out));
 }
