@@ -10,10 +10,12 @@
 //!   of ours raises it, a timely ack lowers it, and while it is raised our probe interval and
 //!   probe timeout stretch by `1 + LHM` (up to `awareness_max_multiplier`). A node that is itself
 //!   slow or overloaded thus probes less eagerly and stops accusing healthy peers. foca exposes
-//!   no nacks and no "I was suspected" signal, so those two LHM inputs are not used, and
-//!   Lifeguard's dynamic suspicion timeout (LHA-Suspicion: start long, shorten with independent
-//!   confirmations) is not implemented — foca does not surface confirmations; the suspicion
-//!   timeout is memberlist's minimum, scaled to the pool size.
+//!   no nacks and no "I was suspected" signal, so those two LHM inputs are not used.
+//! - **Lifeguard dynamic suspicion** (LHA-Suspicion): a member whose own probes fail
+//!   broadcasts who it suspects (foca's suspect updates do not carry their originator); every
+//!   member counts the distinct originators and runs each suspicion timer from
+//!   `suspicion_max_timeout_mult ×` the minimum down to the minimum as confirmations arrive
+//!   (memberlist's formula), so one unhealthy accuser cannot fail a member quickly.
 //! - Suspicion timeout scaled to the pool size as memberlist does
 //!   (`suspicion_mult × max(1, log10 N) × probe_interval`), retransmissions `retransmit_mult ×
 //!   ceil(log10(N + 1))`, both re-applied as the pool grows or shrinks.
@@ -127,10 +129,46 @@ impl GossipConfig {
         (self.retransmit_mult as usize) * ((n as f64 + 1.0).log10().ceil() as usize).max(1)
     }
 
-    /// The upper bound on failure detection for a pool of `n`: a probe period, the probe
-    /// timeout and the suspicion timeout (what the tests and benchmarks compare against).
+    /// The push/pull period in a pool of `n`: memberlist stretches it by `ceil(log2(n / 32))`
+    /// beyond 32 members so the pool's total TCP sync rate stays bounded.
+    pub fn push_pull_period(&self, n: usize) -> Duration {
+        let scale = if n > 32 { ((n as f64 / 32.0).log2().ceil() as u32).max(1) } else { 1 };
+        self.push_pull_interval * scale
+    }
+
+    /// Independent suspicions Lifeguard waits for before using the shortest suspicion timeout
+    /// (memberlist: `suspicion_mult - 2`, or none in pools too small to provide them).
+    pub fn expected_confirmations(&self, n: usize) -> usize {
+        let k = self.suspicion_mult.saturating_sub(2) as usize;
+        if n < k + 2 {
+            0
+        } else {
+            k
+        }
+    }
+
+    /// Lifeguard's dynamic suspicion timeout (memberlist `remainingSuspicionTime`): the
+    /// longest (`suspicion_max_timeout_mult ×` the minimum) with no confirmation, falling
+    /// logarithmically to the minimum as `confirmations` independent suspicions arrive.
+    pub fn dynamic_suspicion_timeout(&self, n: usize, confirmations: usize) -> Duration {
+        let min = self.suspicion_timeout(n);
+        let k = self.expected_confirmations(n);
+        if k == 0 {
+            return min;
+        }
+        let max = min * self.suspicion_max_timeout_mult.max(1);
+        let frac = ((confirmations as f64) + 1.0).ln() / ((k as f64) + 1.0).ln();
+        let raw = max.as_secs_f64() - frac * (max.as_secs_f64() - min.as_secs_f64());
+        Duration::from_secs_f64(raw.max(min.as_secs_f64()))
+    }
+
+    /// The expected upper bound on failure detection in a pool of `n`: the probe periods in
+    /// which the expected independent suspicions arrive, the probe timeout and the shortest
+    /// suspicion timeout (what the tests and benchmarks compare against).
     pub fn detection_bound(&self, n: usize) -> Duration {
-        self.probe_interval + self.probe_timeout + self.suspicion_timeout(n)
+        self.probe_interval * (1 + self.expected_confirmations(n) as u32)
+            + self.probe_timeout
+            + self.suspicion_timeout(n)
     }
 
     fn foca(&self, n: usize) -> foca::Config {
@@ -326,6 +364,14 @@ pub enum EngineError {
     BadEvent(String),
 }
 
+/// A suspicion timer this node runs (Lifeguard shortens it as confirmations arrive).
+#[derive(Debug)]
+struct PendingSuspicion {
+    start: Instant,
+    deadline: Instant,
+    timer: Timer<NodeIdentity>,
+}
+
 /// The engine. Owns foca; not `Sync` — the driver wraps it in a mutex.
 pub struct Engine {
     foca: Foca<NodeIdentity, PostcardCodec, StdRng, Handler>,
@@ -343,6 +389,9 @@ pub struct Engine {
     sized_for: usize,
     members_tx: Arc<watch::Sender<u64>>,
     events_tx: Arc<watch::Sender<u64>>,
+    /// Suspected member → originator → when their suspicion reached us.
+    originators: HashMap<String, HashMap<String, Instant>>,
+    suspicions: HashMap<String, PendingSuspicion>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -383,6 +432,48 @@ impl Engine {
             sized_for: 1,
             members_tx: Arc::new(watch::channel(0u64).0),
             events_tx,
+            originators: HashMap::new(),
+            suspicions: HashMap::new(),
+        }
+    }
+
+    /// Independent suspicions of `name` beyond the first, from the recent window.
+    fn confirmations(&self, name: &str) -> usize {
+        let window = self.config.suspicion_timeout(self.sized_for) * self.config.suspicion_max_timeout_mult.max(1);
+        self.originators
+            .get(name)
+            .map(|o| o.values().filter(|t| self.now.saturating_duration_since(**t) <= window).count())
+            .unwrap_or(0)
+            .saturating_sub(1)
+    }
+
+    /// Records newly heard originators and pulls pending suspicion deadlines in accordingly.
+    fn absorb_suspicions(&mut self, out: &mut Outbox) {
+        let fresh = std::mem::take(&mut self.received.lock().new_suspects);
+        if fresh.is_empty() {
+            return;
+        }
+        let now = self.now;
+        for (target, from) in &fresh {
+            self.originators.entry(target.clone()).or_default().insert(from.clone(), now);
+        }
+        for (target, _) in fresh {
+            let c = self.confirmations(&target);
+            let timeout = self.config.dynamic_suspicion_timeout(self.sized_for, c);
+            let Some(p) = self.suspicions.get_mut(&target) else { continue };
+            let deadline = p.start + timeout;
+            if deadline + Duration::from_millis(1) < p.deadline {
+                // The earlier copy fires the verdict; the later one finds it settled (a no-op).
+                p.deadline = deadline;
+                out.timers.push((deadline.saturating_duration_since(now), p.timer.clone()));
+            }
+        }
+        if self.originators.len() > 4 * self.members.len() + 64 {
+            let window = self.config.suspicion_timeout(self.sized_for) * self.config.suspicion_max_timeout_mult.max(1);
+            self.originators.retain(|_, o| {
+                o.retain(|_, t| now.saturating_duration_since(*t) <= window);
+                !o.is_empty()
+            });
         }
     }
 
@@ -765,10 +856,20 @@ impl Engine {
             self.members_tx.send_modify(|v| *v += 1);
             self.resize();
         }
+        self.absorb_suspicions(out);
         let stretch = 1 + self.lhm;
         for (after, timer) in std::mem::take(&mut out.raw_timers) {
             let after = match &timer {
                 Timer::ProbeRandomMember(_) | Timer::SendIndirectProbe { .. } => after * stretch,
+                Timer::ChangeSuspectToDown { member_id, .. } => {
+                    // Lifeguard: start from the longest timeout the confirmations so far allow.
+                    let name = member_id.0.name.clone();
+                    let timeout = self.config.dynamic_suspicion_timeout(self.sized_for, self.confirmations(&name));
+                    let pending =
+                        PendingSuspicion { start: self.now, deadline: self.now + timeout, timer: timer.clone() };
+                    self.suspicions.insert(name, pending);
+                    timeout
+                }
                 _ => after,
             };
             out.timers.push((after, timer));
@@ -797,6 +898,8 @@ impl Engine {
                     Some(m) if m.info.incarnation <= id.0.incarnation => {
                         m.status = if left { MemberStatus::Left } else { MemberStatus::Failed };
                         m.since = now;
+                        self.suspicions.remove(&id.0.name);
+                        self.originators.remove(&id.0.name);
                         tracing::info!(member = %id.0.name, status = m.status.name(), "gossip: member down");
                         true
                     }
@@ -831,6 +934,13 @@ impl Engine {
             }
             OwnedNotification::ProbeFailed(_, id) => {
                 self.lhm = (self.lhm + 1).min(self.config.awareness_max_multiplier.saturating_sub(1));
+                // Tell the pool this is an independent suspicion (for Lifeguard's confirmations).
+                let b = Broadcast::Suspect {
+                    name: id.0.name.clone(),
+                    incarnation: id.0.incarnation,
+                    from: self.me.0.name.clone(),
+                };
+                self.broadcast(&b);
                 tracing::debug!(member = %id.0.name, lhm = self.lhm, "gossip: probe failed");
                 false
             }
@@ -878,6 +988,20 @@ mod tests {
             raft_initialized: false,
             incarnation: 1,
         }
+    }
+
+    #[test]
+    fn dynamic_suspicion_shrinks_with_confirmations_like_memberlist() {
+        let c = GossipConfig::lan();
+        let s = |n, k| c.dynamic_suspicion_timeout(n, k).as_secs_f64();
+        assert_eq!(c.suspicion_timeout(100), Duration::from_secs(8));
+        assert!((s(100, 0) - 48.0).abs() < 1e-9);
+        assert!((s(100, 1) - (48.0 - 40.0 * 2f64.ln() / 3f64.ln())).abs() < 1e-9);
+        assert!((s(100, 2) - 8.0).abs() < 1e-9);
+        assert!((s(100, 9) - 8.0).abs() < 1e-9, "never below the minimum");
+        // Too few members to expect confirmations: the minimum at once.
+        assert_eq!(c.dynamic_suspicion_timeout(3, 0), c.suspicion_timeout(3));
+        assert_eq!(c.detection_bound(100), Duration::from_millis(3000 + 500 + 8000));
     }
 
     #[test]

@@ -54,6 +54,15 @@ async fn t60_three_servers_three_clients_one_datacenter() {
         })
         .await;
     }
+    // `consul-rs members` on a client agent lists all six.
+    let out = dc.cli(SERVERS, &["members"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = consul_tests::process::stdout(&out);
+    let rows: Vec<&str> = text.lines().skip(1).filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(rows.len(), n, "{text}");
+    assert!(rows.iter().all(|r| r.contains(" alive ")), "{text}");
+    assert_eq!(rows.iter().filter(|r| r.contains(" server ")).count(), SERVERS, "{text}");
+    assert_eq!(rows.iter().filter(|r| r.contains(" client ")).count(), CLIENTS, "{text}");
     let members = dc.api(SERVERS).get("/v1/agent/members").await.expect("members").json();
     let roles: Vec<&str> =
         members.as_array().expect("array").iter().filter_map(|m| m["Tags"]["role"].as_str()).collect();
