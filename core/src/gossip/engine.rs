@@ -50,6 +50,8 @@ const KIND_FOCA: u8 = 0;
 const KIND_SYNC: u8 = 1;
 /// Largest UDP packet we send (memberlist's `UDPBufferSize`).
 pub const MAX_PACKET: usize = 1400;
+/// Sealed packets remembered for replay detection (minutes of traffic for a busy member).
+const REPLAY_WINDOW: usize = 65536;
 /// Room kept for the envelope: magic, kind, coordinate, seal.
 const ENVELOPE_ROOM: usize = 2 + 1 + 128 + OVERHEAD;
 
@@ -321,6 +323,8 @@ pub struct Counters {
     pub dropped_decrypt: u64,
     /// Plaintext packets refused because encryption is required.
     pub dropped_plaintext: u64,
+    /// Sealed packets seen before (replays).
+    pub dropped_replayed: u64,
 }
 
 /// Why a packet was dropped.
@@ -335,6 +339,9 @@ pub enum PacketError {
     /// Plaintext while encryption is required.
     #[error("plaintext gossip packet refused: encryption is required (encrypt_verify_incoming)")]
     Plaintext,
+    /// A sealed packet seen before.
+    #[error("replayed gossip packet dropped")]
+    Replayed,
 }
 
 /// The state one member sends another in a push/pull exchange (over TCP, sealed).
@@ -392,6 +399,8 @@ pub struct Engine {
     /// Suspected member → originator → when their suspicion reached us.
     originators: HashMap<String, HashMap<String, Instant>>,
     suspicions: HashMap<String, PendingSuspicion>,
+    seen_nonces: std::collections::HashSet<[u8; 12]>,
+    nonce_order: std::collections::VecDeque<[u8; 12]>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -434,6 +443,8 @@ impl Engine {
             events_tx,
             originators: HashMap::new(),
             suspicions: HashMap::new(),
+            seen_nonces: Default::default(),
+            nonce_order: Default::default(),
         }
     }
 
@@ -552,13 +563,14 @@ impl Engine {
             Err(PacketError::Malformed(_)) => self.counters.dropped_malformed += 1,
             Err(PacketError::Decrypt(_)) => self.counters.dropped_decrypt += 1,
             Err(PacketError::Plaintext) => self.counters.dropped_plaintext += 1,
+            Err(PacketError::Replayed) => self.counters.dropped_replayed += 1,
         }
         self.flush(out);
         self.sender_coordinate = None;
         result
     }
 
-    fn open_packet(&self, data: &[u8]) -> Result<Vec<u8>, PacketError> {
+    fn open_packet(&mut self, data: &[u8]) -> Result<Vec<u8>, PacketError> {
         match data.first() {
             Some(&PLAIN_MAGIC) => {
                 if self.keyring.enabled() && self.config.verify_incoming {
@@ -569,6 +581,19 @@ impl Engine {
             }
             Some(_) if self.keyring.enabled() => {
                 let plain = self.keyring.open(data).map_err(PacketError::Decrypt)?;
+                // Authentic but already seen: a replay. Every seal draws a fresh random nonce,
+                // so a repeated nonce means a repeated packet.
+                if let Some(nonce) = Keyring::nonce_of(data) {
+                    if !self.seen_nonces.insert(nonce) {
+                        return Err(PacketError::Replayed);
+                    }
+                    self.nonce_order.push_back(nonce);
+                    if self.nonce_order.len() > REPLAY_WINDOW {
+                        if let Some(old) = self.nonce_order.pop_front() {
+                            self.seen_nonces.remove(&old);
+                        }
+                    }
+                }
                 if plain.first() != Some(&PLAIN_MAGIC) {
                     return Err(PacketError::Malformed("sealed content is not a gossip packet".into()));
                 }
@@ -637,6 +662,7 @@ impl Engine {
             Err(PacketError::Malformed(_)) => self.counters.dropped_malformed += 1,
             Err(PacketError::Decrypt(_)) => self.counters.dropped_decrypt += 1,
             Err(PacketError::Plaintext) => self.counters.dropped_plaintext += 1,
+            Err(PacketError::Replayed) => self.counters.dropped_replayed += 1,
         }
         r
     }
