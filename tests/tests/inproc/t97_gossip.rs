@@ -105,7 +105,7 @@ async fn t97_client_agent_forwards_and_gossip_input_is_checked() {
     // Plaintext while encryption is required.
     udp.send_to(b"\xc5\x00\x00garbage", target).await.expect("send");
     // A packet sealed with our key but holding nonsense, sent twice: the copy is a replay.
-    let ring = Keyring::new(&[key.clone()], None, "").expect("ring");
+    let ring = Keyring::new(std::slice::from_ref(&key), None, "").expect("ring");
     let sealed = ring.seal(b"\xc5\x00\x00not a foca message").expect("seal");
     udp.send_to(&sealed, target).await.expect("send");
     udp.send_to(&sealed, target).await.expect("send");
