@@ -203,13 +203,15 @@ impl GossipConfig {
 }
 
 /// A member's identity in the pool: its [`MemberInfo`] (name, addresses, role, tags).
-/// Two identities with the same name are the same node; the larger `incarnation` (start time,
-/// bumped on every rejoin) wins, so a restarted node replaces its old self.
+/// Two identities with the same node ID (persisted in the data dir) are the same node; the
+/// larger `incarnation` (start time, bumped on every rejoin or tag change) wins, so a restarted
+/// node replaces its old self. The ID is also what foca compares on every update, so it must be
+/// cheap: a `Copy` UUID, not the name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeIdentity(pub MemberInfo);
 
 impl foca::Identity for NodeIdentity {
-    type Addr = String;
+    type Addr = uuid::Uuid;
 
     fn renew(&self) -> Option<Self> {
         let mut next = self.0.clone();
@@ -217,8 +219,8 @@ impl foca::Identity for NodeIdentity {
         Some(NodeIdentity(next))
     }
 
-    fn addr(&self) -> String {
-        self.0.name.clone()
+    fn addr(&self) -> uuid::Uuid {
+        self.0.node_id
     }
 
     fn win_addr_conflict(&self, other: &Self) -> bool {
@@ -1028,6 +1030,40 @@ mod tests {
         // Too few members to expect confirmations: the minimum at once.
         assert_eq!(c.dynamic_suspicion_timeout(3, 0), c.suspicion_timeout(3));
         assert_eq!(c.detection_bound(100), Duration::from_millis(3000 + 500 + 8000));
+    }
+
+    #[test]
+    fn rolling_encryption_follows_the_verify_flags() {
+        let now = Instant::now();
+        let key = super::super::keyring::generate_key();
+        let keyed = || Arc::new(Keyring::new(std::slice::from_ref(&key), None, "").expect("test setup"));
+        let plain_ring = Arc::new(Keyring::new(&[], None, "").expect("test setup"));
+        let cfg = |incoming, outgoing| GossipConfig {
+            verify_incoming: incoming,
+            verify_outgoing: outgoing,
+            ..GossipConfig::lan()
+        };
+        // Step 1 of a rollout: keys installed, neither verified: plaintext out, both accepted in.
+        let mut step1 = Engine::new(info(1), cfg(false, false), keyed(), 1, now);
+        let old = Engine::new(info(2), GossipConfig::lan(), plain_ring, 2, now);
+        let from_old = old.seal_stream(b"hi");
+        assert_eq!(step1.open_stream(&from_old).expect("plaintext accepted"), b"hi");
+        let from_step1 = step1.seal_stream(b"hi");
+        assert_eq!(from_step1, from_old, "nothing is encrypted yet");
+        // Step 2: outgoing encrypted; incoming still lenient.
+        let mut step2 = Engine::new(info(3), cfg(false, true), keyed(), 3, now);
+        let sealed = step2.seal_stream(b"hi");
+        assert_ne!(sealed, from_old);
+        assert_eq!(step1.open_stream(&sealed).expect("sealed accepted"), b"hi");
+        assert_eq!(step2.open_stream(&from_old).expect("plaintext still accepted"), b"hi");
+        // Step 3: both verified: plaintext refused and counted.
+        let mut step3 = Engine::new(info(4), GossipConfig::lan(), keyed(), 4, now);
+        assert!(matches!(step3.open_stream(&from_old), Err(PacketError::Plaintext)));
+        assert_eq!(step3.counters().dropped_plaintext, 1);
+        assert_eq!(step3.open_stream(&sealed).expect("sealed"), b"hi");
+        // The same sealed message twice is a replay.
+        assert!(matches!(step3.open_stream(&sealed), Err(PacketError::Replayed)));
+        assert_eq!(step3.counters().dropped_replayed, 1);
     }
 
     #[test]

@@ -30,6 +30,7 @@ async fn t97_client_agent_forwards_and_gossip_input_is_checked() {
     let server = Agent::start(AgentConfig {
         node_name: "srv".into(),
         encrypt: Some(key.clone()),
+        sync_coordinate_interval_min: Duration::from_millis(300),
         ..AgentConfig::dev_any_port()
     })
     .await
@@ -47,6 +48,7 @@ async fn t97_client_agent_forwards_and_gossip_input_is_checked() {
         retry_interval: Duration::from_millis(200),
         encrypt: Some(key.clone()),
         gossip_lan: GossipConfig::dev(),
+        sync_coordinate_interval_min: Duration::from_millis(300),
         ..AgentConfig::default()
     })
     .await
@@ -94,6 +96,19 @@ async fn t97_client_agent_forwards_and_gossip_input_is_checked() {
     let dns = client.dns_addr().expect("dns");
     let answer = consul_tests::dns::ask(dns, "api.service.consul.", RecordType::SRV, None, false).await;
     assert_eq!(answer.answers.len(), 1, "{answer:?}");
+
+    // Probe round trips feed network coordinates, which both agents publish to the catalog.
+    eventually(Duration::from_secs(20), "coordinates of both nodes from gossip RTTs", || {
+        let s = s.clone();
+        async move {
+            let nodes = s.get("/v1/coordinate/nodes").await.ok()?.json();
+            let names: Vec<&str> = nodes.as_array()?.iter().filter_map(|n| n["Node"].as_str()).collect();
+            (names.contains(&"srv") && names.contains(&"cli")).then_some(())
+        }
+    })
+    .await;
+    let me = c.get("/v1/agent/self").await.expect("self").json();
+    assert!(me["Coord"]["Vec"].as_array().is_some_and(|v| v.len() == 8), "{}", me["Coord"]);
 
     // Garbage on the gossip port is dropped and counted; the agent keeps serving.
     let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("udp");
