@@ -343,7 +343,7 @@ TEST(discovery_pick) {
   CHECK(x == NULL);
   consul_discovery_free(d);
   for (int i = 0; i < 3; i++) {
-    char id[16];
+    char id[32];
     snprintf(id, sizeof id, "pool-%d", i);
     CHECK_OK(consul_service_deregister(cl, id, &err));
   }

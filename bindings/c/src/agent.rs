@@ -86,7 +86,8 @@ impl AgentC {
     /// Runs `f` on the running agent.
     fn with<T>(&self, f: impl FnOnce(&mut EmbeddedAgent) -> consul_sdk::Result<T>) -> CResult<T> {
         let mut guard = self.lock();
-        let agent = guard.as_mut().ok_or_else(|| CError::new(consul_status::CONSUL_E_SHUTDOWN, "the agent is shut down"))?;
+        let agent =
+            guard.as_mut().ok_or_else(|| CError::new(consul_status::CONSUL_E_SHUTDOWN, "the agent is shut down"))?;
         Ok(f(agent)?)
     }
 

@@ -434,9 +434,11 @@ pub unsafe extern "C" fn consul_health_service(
         // SAFETY: forwarded contract.
         let q = unsafe { query_options(options) }?;
         let f = HealthFilter { passing: passing_only, tag };
-        json_query(out_json, out_index, || async move {
-            cl.health_service(&name, &f, &q).await.map(|(m, v)| (m.index, v))
-        })
+        json_query(
+            out_json,
+            out_index,
+            || async move { cl.health_service(&name, &f, &q).await.map(|(m, v)| (m.index, v)) },
+        )
     })
 }
 

@@ -67,7 +67,8 @@ pub unsafe extern "C" fn consul_lock_acquire(
         let k = key.clone();
         let lock = ffi::run(async move { Lock::acquire(&cl, &k, opts).await })?;
         let session = ffi::cstring_lossy(lock.session());
-        let handle = ffi::into_handle::<consul_lock>(LockC { lock: Arc::new(lock), key: ffi::cstring_lossy(key), session });
+        let handle =
+            ffi::into_handle::<consul_lock>(LockC { lock: Arc::new(lock), key: ffi::cstring_lossy(key), session });
         // SAFETY: checked non-NULL.
         unsafe { ffi::write_out(out, handle) };
         Ok(())

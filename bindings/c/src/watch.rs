@@ -9,6 +9,7 @@
 //! held, so a callback may call any `consul_*` function, including blocking ones and
 //! `consul_watch_close`/`consul_watch_free` on its own watch.
 
+use std::cell::Cell;
 use std::ffi::{c_char, c_void, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -434,13 +435,19 @@ impl Handle for consul_watch {
     const NAME: &'static str = "consul_watch";
 }
 
+thread_local! {
+    /// The watch whose callbacks this thread delivers (null on every other thread), so that a
+    /// close from inside a callback does not wait for itself.
+    static DISPATCHING: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
+}
+
 impl WatchC {
     /// Stops the watch and waits for a running callback (unless called from it).
     fn close(&self) {
         self.shared.close();
         let handle = self.dispatcher.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(h) = handle {
-            if h.thread().id() == std::thread::current().id() {
+            if DISPATCHING.with(|d| d.get() == Arc::as_ptr(&self.shared)) {
                 // Called from the callback: the thread finishes (and frees user_data) when the
                 // callback returns; it cannot wait for itself.
                 drop(h);
@@ -659,6 +666,7 @@ struct CallbackTarget {
 unsafe impl Send for CallbackTarget {}
 
 fn dispatch(shared: Arc<Shared>, target: CallbackTarget) {
+    DISPATCHING.with(|d| d.set(Arc::as_ptr(&shared)));
     loop {
         let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match shared.take(None) {
             Ok(Some(Delivery::Event(ev))) => {
@@ -720,7 +728,8 @@ pub unsafe extern "C" fn consul_watch_set_callback(
         }
         let target = CallbackTarget { cb, user_data, free: user_data_free };
         let shared = w.shared.clone();
-        let spawned = std::thread::Builder::new().name("consul-watch-cb".into()).spawn(move || dispatch(shared, target));
+        let spawned =
+            std::thread::Builder::new().name("consul-watch-cb".into()).spawn(move || dispatch(shared, target));
         match spawned {
             Ok(h) => {
                 *w.dispatcher.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);

@@ -121,7 +121,13 @@ impl Drop for Registration {
     }
 }
 
-async fn keep_alive(client: Client, body: Value, service: String, ttls: Vec<(String, Duration)>, stop: CancellationToken) {
+async fn keep_alive(
+    client: Client,
+    body: Value,
+    service: String,
+    ttls: Vec<(String, Duration)>,
+    stop: CancellationToken,
+) {
     let every =
         ttls.iter().map(|(_, t)| *t / 3).min().unwrap_or(Duration::from_secs(10)).max(Duration::from_millis(100));
     loop {
