@@ -1255,7 +1255,8 @@ const char *consul_instance_node(const struct consul_instance *p);
 uint16_t consul_instance_port(const struct consul_instance *p);
 
 /**
- * The whole entry as Consul's JSON (`{"Node":…,"Service":…,"Checks":[…]}`). Borrowed.
+ * The whole entry as Consul's JSON (`{"Node":…,"Service":…,"Checks":[…]}`). Borrowed; made on
+ * first call.
  *
  * # Safety
  * `p` is NULL or a live `consul_instance`.

@@ -123,7 +123,7 @@ pub unsafe extern "C" fn consul_discovery_pick(
         };
         let picked = d.pick(strategy, key)?;
         let handle = match picked {
-            Some(e) => ffi::into_handle::<consul_instance>(InstanceC::from_entry(&e)?),
+            Some(e) => ffi::into_handle::<consul_instance>(InstanceC::from_entry(e)),
             None => std::ptr::null_mut(),
         };
         // SAFETY: checked non-NULL.

@@ -374,7 +374,8 @@ pub struct consul_instance {
     _opaque: [u8; 0],
 }
 
-/// What a `consul_instance` holds.
+/// What a `consul_instance` holds. The JSON form is made on first request only: `pick` is on
+/// the hot path of a caller choosing where to connect.
 #[derive(Debug)]
 pub(crate) struct InstanceC {
     id: CString,
@@ -382,7 +383,8 @@ pub(crate) struct InstanceC {
     address: CString,
     node: CString,
     port: u16,
-    json: CString,
+    entry: ServiceEntry,
+    json: std::sync::OnceLock<CString>,
 }
 
 impl Handle for consul_instance {
@@ -392,15 +394,16 @@ impl Handle for consul_instance {
 }
 
 impl InstanceC {
-    pub(crate) fn from_entry(e: &ServiceEntry) -> CResult<InstanceC> {
-        Ok(InstanceC {
+    pub(crate) fn from_entry(e: ServiceEntry) -> InstanceC {
+        InstanceC {
             id: ffi::cstring_lossy(e.service.id.as_str()),
             service: ffi::cstring_lossy(e.service.service.as_str()),
             address: ffi::cstring_lossy(e.address()),
             node: ffi::cstring_lossy(e.node.node.as_str()),
             port: e.service.port,
-            json: ffi::cstring_lossy(serde_json::to_string(e).map_err(CError::internal)?),
-        })
+            entry: e,
+            json: std::sync::OnceLock::new(),
+        }
     }
 }
 
@@ -459,14 +462,20 @@ pub unsafe extern "C" fn consul_instance_port(p: *const consul_instance) -> u16 
     ffi::catch_or(0, || unsafe { instance(p) }.map_or(0, |i| i.port))
 }
 
-/// The whole entry as Consul's JSON (`{"Node":…,"Service":…,"Checks":[…]}`). Borrowed.
+/// The whole entry as Consul's JSON (`{"Node":…,"Service":…,"Checks":[…]}`). Borrowed; made on
+/// first call.
 ///
 /// # Safety
 /// `p` is NULL or a live `consul_instance`.
 #[no_mangle]
 pub unsafe extern "C" fn consul_instance_json(p: *const consul_instance) -> *const c_char {
-    // SAFETY: forwarded contract.
-    ffi::catch_or(std::ptr::null(), || unsafe { instance(p) }.map_or(std::ptr::null(), |i| i.json.as_ptr()))
+    ffi::catch_or(std::ptr::null(), || {
+        // SAFETY: forwarded contract.
+        let Some(i) = (unsafe { instance(p) }) else { return std::ptr::null() };
+        i.json
+            .get_or_init(|| ffi::cstring_lossy(serde_json::to_string(&i.entry).unwrap_or_else(|_| "null".into())))
+            .as_ptr()
+    })
 }
 
 /// Frees an instance. NULL-safe.
