@@ -267,6 +267,11 @@ mod tests {
         let a = &s.agent;
         assert!(a.enable_local_script_checks && !a.enable_script_checks);
         assert_eq!(a.check_update_interval, Duration::from_secs(30));
+        assert!(!a.disable_coordinates);
+        let v: Value = serde_json::from_str(r#"{"disable_coordinates": true}"#).expect("json");
+        let mut d = Settings::new(false);
+        d.apply_value(&v, "t.json").expect("apply");
+        assert!(d.agent.disable_coordinates);
         assert_eq!(a.services.len(), 1);
         assert_eq!(a.services[0].service.id, "web-1");
         assert_eq!(a.services[0].checks[0].id, "service:web-1");
@@ -281,6 +286,7 @@ mod tests {
             (r#"{"services": [{"name": "x", "check": {"http": "http://a/"}}]}"#, "Interval is required"),
             (r#"{"check": {"name": "c"}}"#, "check[0]: Invalid check"),
             (r#"{"check_update_interval": "soon"}"#, "check_update_interval"),
+            (r#"{"disable_coordinates": "maybe"}"#, "disable_coordinates"),
         ] {
             let v: Value = serde_json::from_str(json).expect("json");
             let err = Settings::new(false).apply_value(&v, "t.json").expect_err(json).to_string();

@@ -26,7 +26,9 @@ use crate::ffi::{self, Handle};
 /// the binary accepts but does not act on are accepted here too), plus one key of its own:
 ///
 /// - `"dev"` (bool): an in-memory server that elects itself at once, like `consul agent -dev`.
-///   Default: true unless `data_dir` is given.
+///   Default: true unless `data_dir` is given or `server` is false. Without `dev`, `server`
+///   defaults to false as in Consul (a client agent, which joins servers through `retry_join`
+///   or `consul_agent_join`), and `data_dir` is required.
 ///
 /// Defaults that differ from the binary's, because a library shares its host's machine: every
 /// port 0 (each listener picks a free port; read them back with `consul_agent_http_addr`, …),
@@ -40,7 +42,8 @@ pub(crate) fn agent_config(text: Option<&str>) -> CResult<AgentConfig> {
     };
     let obj = v.as_object_mut().ok_or_else(|| CError::invalid("config_json", "must be a JSON object"))?;
     let dev = match obj.remove("dev") {
-        None => !obj.contains_key("data_dir"),
+        // A client agent (`"server": false`) is never a dev server: it needs a data_dir.
+        None => !obj.contains_key("data_dir") && obj.get("server") != Some(&Value::Bool(false)),
         Some(Value::Bool(b)) => b,
         Some(other) => return Err(CError::invalid("config_json", format!("dev: expected true or false, got {other}"))),
     };

@@ -805,8 +805,10 @@ pub unsafe extern "C" fn consul_event_fire(
             tag: unsafe { ffi::opt_str_arg(tag_filter, "tag_filter") }?.map(str::to_string),
         };
         let ev = ffi::run(async move { cl.event_fire(&name, payload, &filter).await })?;
-        // SAFETY: NULL or writable.
-        unsafe { ffi::write_opt(out_id, ffi::out_string(ev.id)) };
+        if !out_id.is_null() {
+            // SAFETY: non-NULL and writable per the contract.
+            unsafe { ffi::write_out(out_id, ffi::out_string(ev.id)) };
+        }
         Ok(())
     })
 }
