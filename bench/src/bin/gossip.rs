@@ -116,8 +116,9 @@ fn run_size(n: usize, a: &Args) -> Row {
     // then probe timeout, then the suspicion timeout, then the verdict spreads epidemically.
     let rounds = epidemic_rounds(n, cfg.gossip_nodes);
     let spread = cfg.gossip_interval.as_secs_f64() * rounds;
-    let model_detect =
-        cfg.probe_interval.as_secs_f64() / 2.0 + cfg.probe_timeout.as_secs_f64() + cfg.suspicion_timeout(n).as_secs_f64();
+    let model_detect = cfg.probe_interval.as_secs_f64() / 2.0
+        + cfg.probe_timeout.as_secs_f64()
+        + cfg.suspicion_timeout(n).as_secs_f64();
     Row {
         n,
         detect_first: median(firsts),

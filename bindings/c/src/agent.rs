@@ -357,12 +357,19 @@ mod tests {
         assert_eq!(c.bind_addr, IpAddr::V4(Ipv4Addr::LOCALHOST));
 
         let c = agent_config(Some(
-            r#"{"node_name":"n1","data_dir":"/tmp/x","bootstrap_expect":3,"ports":{"http":8600,"dns":-1},
+            r#"{"node_name":"n1","data_dir":"/tmp/x","server":true,"bootstrap_expect":3,"ports":{"http":8600,"dns":-1},
                 "retry_join":["127.0.0.1:1"],"performance":{"raft_multiplier":1},"log_level":"debug"}"#,
         ))
         .expect("server config");
-        assert!(!c.dev);
+        assert!(!c.dev && c.server);
         assert_eq!(c.node_name, "n1");
+        // Without `server`, a data_dir means a client agent (Consul's default), which joins.
+        let cl = agent_config(Some(r#"{"data_dir":"/tmp/x","retry_join":["127.0.0.1:1"]}"#)).expect("client");
+        assert!(!cl.dev && !cl.server);
+        let cl = agent_config(Some(r#"{"server":false,"data_dir":"/tmp/x"}"#)).expect("client");
+        assert!(!cl.server);
+        let e = agent_config(Some(r#"{"server":false}"#)).expect_err("a client needs a data_dir");
+        assert!(e.message.contains("data_dir"), "{}", e.message);
         assert_eq!(c.bootstrap_expect, 3);
         assert_eq!(c.ports.http, 8600);
         assert!(!c.dns.enabled);

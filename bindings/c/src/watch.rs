@@ -298,6 +298,8 @@ struct State {
     closed: bool,
     /// Results go to a callback; `consul_watch_next` is refused.
     callback: bool,
+    /// The callback thread has made its last call and released `user_data`.
+    dispatch_done: bool,
     notifier: Option<Notifier>,
 }
 
@@ -445,15 +447,21 @@ impl WatchC {
     /// Stops the watch and waits for a running callback (unless called from it).
     fn close(&self) {
         self.shared.close();
-        let handle = self.dispatcher.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(h) = handle {
-            if DISPATCHING.with(|d| d.get() == Arc::as_ptr(&self.shared)) {
-                // Called from the callback: the thread finishes (and frees user_data) when the
-                // callback returns; it cannot wait for itself.
-                drop(h);
-            } else {
-                let _ = h.join();
-            }
+        if DISPATCHING.with(|d| d.get() == Arc::as_ptr(&self.shared)) {
+            // Called from the callback: the thread finishes (and frees user_data) when the
+            // callback returns; it cannot wait for itself. Its handle is dropped (detached).
+            drop(self.dispatcher.lock().unwrap_or_else(|p| p.into_inner()).take());
+            return;
+        }
+        // Every closing thread waits for the last callback, not only the one that reaps the
+        // thread.
+        let mut st = self.shared.lock();
+        while st.callback && !st.dispatch_done {
+            st = self.shared.cond.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        drop(st);
+        if let Some(h) = self.dispatcher.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
         }
     }
 }
@@ -692,6 +700,8 @@ fn dispatch(shared: Arc<Shared>, target: CallbackTarget) {
         // SAFETY: called once, after the last callback, as documented.
         unsafe { free(target.user_data) };
     }
+    shared.lock().dispatch_done = true;
+    shared.cond.notify_all();
 }
 
 /// Delivers the watch's results to `cb` from now on, on a thread the library starts for this
@@ -738,6 +748,7 @@ pub unsafe extern "C" fn consul_watch_set_callback(
             Err(e) => {
                 // The closure (and with it `user_data`) was dropped without being called.
                 w.shared.lock().callback = false;
+                w.shared.cond.notify_all();
                 Err(CError::internal(format!("cannot start the callback thread: {e}")))
             }
         }
