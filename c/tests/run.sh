@@ -121,7 +121,8 @@ staged() {
   done
   [ "$(readlink "$stage/usr/lib/libconsul_rs.so")" = libconsul_rs.so.0 ] || return 1
   grep -q '^prefix=/usr$' "$stage/usr/lib/pkgconfig/consul-rs.pc" || return 1
-  readelf -d "$stage/usr/lib/libconsul_rs.so.0" | grep -q 'SONAME.*libconsul_rs.so.0'
+  local dyn
+  dyn=$(readelf -d "$stage/usr/lib/libconsul_rs.so.0") && grep -q 'SONAME.*libconsul_rs.so.0' <<<"$dyn"
 }
 check "DESTDIR layout: libs, soname symlinks, header, .pc" staged
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
@@ -134,14 +135,14 @@ build_shared() (
   cd "$consumer" &&
     $CC -std=c99 "${WARN[@]}" $(pkg-config --cflags consul-rs) app.c -o app $(pkg-config --libs consul-rs) \
       -Wl,-rpath,"$(pkg-config --variable=libdir consul-rs)" &&
-    ldd ./app | grep -q "libconsul_rs.so.0 => $prefix/lib/"
+    deps=$(ldd ./app) && grep -q "libconsul_rs.so.0 => $prefix/lib/" <<<"$deps"
 )
 check "consumer builds with pkg-config --cflags --libs consul-rs (shared)" build_shared
 build_static() (
   cd "$consumer" &&
     $CC -std=c99 "${WARN[@]}" $(pkg-config --cflags consul-rs) app.c -o app_static \
       $(pkg-config --static --libs consul-rs | sed 's/-lconsul_rs/-l:libconsul_rs.a/') &&
-    ! readelf -d ./app_static | grep -q libconsul_rs
+    dyn=$(readelf -d ./app_static) && ! grep -q libconsul_rs <<<"$dyn"
 )
 check "consumer builds with pkg-config --static --libs consul-rs (static)" build_static
 [ -x "$consumer/app" ] && check "consumer (shared) embeds a node, registers, gets a watch callback, shuts down" \
