@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust (unit + in-process clusters + real processes) and the
 # Python wire-compatibility suite against the unmodified py-consul client, then the consul_rs
-# Python package (built with `pip install ./python`) and its pytest suite. Node and C suites
-# join here when their packages land. Prints each runner's summary, then one total line.
+# Python package (built with `pip install ./python`) and its pytest suite, then the C library's
+# suite (scripts/test-c.sh). Prints each runner's summary, then one total line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log_dir=$(mktemp -d)
@@ -35,6 +35,10 @@ else
   status=1
 fi
 
+echo "==> C library: make -C c test (libconsul_rs; ASan/UBSan, valgrind, install + pkg-config)"
+./scripts/test-c.sh 2>&1 | tee "$log_dir/c.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
 # One total over every runner, from their own summary lines.
 cargo_passed=$(grep -E '^test result:' "$log_dir/cargo.log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | paste -sd+ - | bc)
 cargo_failed=$(grep -E '^test result:' "$log_dir/cargo.log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | paste -sd+ - | bc)
@@ -47,8 +51,11 @@ for log in "$log_dir"/pytest*.log; do
   py_passed=$(( py_passed + ${n:-0} ))
   py_failed=$(( py_failed + ${f:-0} ))
 done
-passed=$(( ${cargo_passed:-0} + ${py_passed:-0} ))
-failed=$(( ${cargo_failed:-0} + ${py_failed:-0} ))
+c_line=$(grep -E '^c: [0-9]+ passed, [0-9]+ failed$' "$log_dir/c.log" | tail -1)
+c_passed=$(echo "$c_line" | sed -nE 's/^c: ([0-9]+) passed.*/\1/p')
+c_failed=$(echo "$c_line" | sed -nE 's/.* ([0-9]+) failed$/\1/p')
+passed=$(( ${cargo_passed:-0} + ${py_passed:-0} + ${c_passed:-0} ))
+failed=$(( ${cargo_failed:-0} + ${py_failed:-0} + ${c_failed:-0} ))
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1 # a runner failed without a countable test failure (build or collection error)
 fi

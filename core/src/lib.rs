@@ -29,6 +29,7 @@ pub(crate) mod checks;
 pub mod cluster;
 pub mod command;
 pub mod config;
+pub mod config_file;
 pub mod consensus;
 pub mod coordinate;
 pub mod dns;

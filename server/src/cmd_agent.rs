@@ -9,7 +9,7 @@ use clap::{ArgAction, ArgMatches, Args};
 use consul_core::agent::Agent;
 use serde_json::{json, Map, Value};
 
-use crate::config_file::{Format, Settings};
+use crate::config_file::{Format, LoadFiles, Settings};
 
 /// `agent` flags. Each one, when given, overrides the same setting from the config files.
 #[derive(Debug, Clone, Args)]

@@ -436,6 +436,16 @@ impl Client {
         Self::ok(a).map(|_| ())
     }
 
+    /// Registers a service from Consul's own registration JSON (the body of
+    /// `/v1/agent/service/register`, `Check`/`Checks` included) as-is.
+    pub async fn service_register_json(&self, registration: &Value) -> Result<()> {
+        if !registration.is_object() {
+            return Err(Error::invalid("registration", "must be a JSON object"));
+        }
+        let body = serde_json::to_vec(registration).map_err(|e| Error::invalid("registration", e))?;
+        Self::ok(self.call(Method::PUT, "/v1/agent/service/register", vec![], None, Some(body)).await?).map(|_| ())
+    }
+
     /// Deregisters a service from the agent.
     pub async fn service_deregister(&self, service_id: &str) -> Result<()> {
         check_name("service_id", service_id)?;
@@ -557,7 +567,7 @@ fn check_name(what: &str, s: &str) -> Result<()> {
     Ok(())
 }
 
-fn registration_json(reg: &ServiceRegistration) -> Result<Value> {
+pub(crate) fn registration_json(reg: &ServiceRegistration) -> Result<Value> {
     check_name("name", &reg.name)?;
     let checks: Vec<Value> = reg
         .checks

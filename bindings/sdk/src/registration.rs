@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
-use crate::error::{ErrorCode, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::types::{CheckKind, ServiceRegistration};
 
 /// A service registered by this process and kept alive.
@@ -32,7 +33,7 @@ impl Registration {
     /// Registers `reg` and, for each TTL check, starts a task that reports `pass` three times
     /// per TTL. Must be called on a tokio runtime.
     pub async fn start(client: &Client, reg: ServiceRegistration) -> Result<Registration> {
-        client.service_register(&reg).await?;
+        let body = crate::client::registration_json(&reg)?;
         let ids = check_ids(&reg);
         let ttls: Vec<(String, Duration)> = reg
             .checks
@@ -43,20 +44,46 @@ impl Registration {
                 _ => None,
             })
             .collect();
+        let service_id = reg.id.clone().unwrap_or_else(|| reg.name.clone());
+        Self::start_body(client, body, service_id, ids, ttls).await
+    }
+
+    /// Like [`Registration::start`], from Consul's own registration JSON (the body of
+    /// `/v1/agent/service/register`: `Name`, `ID`, `Check`, `Checks`, … in any letter case).
+    /// The service ID, check IDs and TTLs are read with the agent's own parser, so custom
+    /// `CheckID`s are kept alive too.
+    pub async fn start_json(client: &Client, body: Value) -> Result<Registration> {
+        let def = consul_core::local::parse_service_registration(&body)
+            .map_err(|e| Error::invalid("registration", e.to_string()))?;
+        let ids: Vec<String> = def.checks.iter().map(|c| c.id.clone()).collect();
+        let ttls = def
+            .checks
+            .iter()
+            .filter_map(|c| match c.kind {
+                consul_core::local::CheckKind::Ttl { ttl } => Some((c.id.clone(), ttl)),
+                _ => None,
+            })
+            .collect();
+        Self::start_body(client, body, def.service.id, ids, ttls).await
+    }
+
+    async fn start_body(
+        client: &Client,
+        body: Value,
+        service_id: String,
+        check_ids: Vec<String>,
+        ttls: Vec<(String, Duration)>,
+    ) -> Result<Registration> {
+        client.service_register_json(&body).await?;
         let stop = CancellationToken::new();
         if !ttls.is_empty() {
             // Report at once so the service is passing immediately, not after the first period.
             for (id, _) in &ttls {
                 client.check_update_ttl(id, "pass", None).await?;
             }
-            tokio::spawn(keep_alive(client.clone(), reg.clone(), ttls, stop.clone()));
+            tokio::spawn(keep_alive(client.clone(), body, service_id.clone(), ttls, stop.clone()));
         }
-        Ok(Registration {
-            client: client.clone(),
-            service_id: reg.id.clone().unwrap_or_else(|| reg.name.clone()),
-            check_ids: ids,
-            stop,
-        })
+        Ok(Registration { client: client.clone(), service_id, check_ids, stop })
     }
 
     /// The registered service ID.
@@ -94,7 +121,13 @@ impl Drop for Registration {
     }
 }
 
-async fn keep_alive(client: Client, reg: ServiceRegistration, ttls: Vec<(String, Duration)>, stop: CancellationToken) {
+async fn keep_alive(
+    client: Client,
+    body: Value,
+    service: String,
+    ttls: Vec<(String, Duration)>,
+    stop: CancellationToken,
+) {
     let every =
         ttls.iter().map(|(_, t)| *t / 3).min().unwrap_or(Duration::from_secs(10)).max(Duration::from_millis(100));
     loop {
@@ -107,8 +140,8 @@ async fn keep_alive(client: Client, reg: ServiceRegistration, ttls: Vec<(String,
                 Ok(()) => {}
                 Err(e) if e.code == ErrorCode::NotFound => {
                     // The agent lost the registration (restarted without it): register again.
-                    tracing::info!(service = %reg.name, "service unknown to the agent; registering again");
-                    if let Err(e) = client.service_register(&reg).await {
+                    tracing::info!(%service, "service unknown to the agent; registering again");
+                    if let Err(e) = client.service_register_json(&body).await {
                         tracing::debug!(error = %e, "re-registration failed; retrying");
                     }
                 }
@@ -136,5 +169,16 @@ mod tests {
         reg.id = Some("web-1".into());
         reg.checks.push(ttl);
         assert_eq!(check_ids(&reg), vec!["service:web-1:1", "service:web-1:2"]);
+    }
+
+    #[test]
+    fn json_registration_ids_match_the_agent() {
+        // start_json reads IDs with the agent's parser; they must agree with check_ids().
+        let body = serde_json::json!({"Name": "web", "ID": "web-1", "Checks": [{"TTL": "10s"}, {"ttl": "5s"}]});
+        let def = consul_core::local::parse_service_registration(&body).expect("parse");
+        let ids: Vec<String> = def.checks.iter().map(|c| c.id.clone()).collect();
+        assert_eq!(ids, vec!["service:web-1:1", "service:web-1:2"]);
+        assert_eq!(def.service.id, "web-1");
+        assert!(consul_core::local::parse_service_registration(&serde_json::json!({"Port": 1})).is_err());
     }
 }

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use crate::error::{Error, ErrorCode, Result};
 
@@ -56,4 +57,48 @@ where
     let rt = runtime()?;
     rt.block_on(async move { tokio::spawn(f).await })
         .map_err(|e| Error::new(ErrorCode::Internal, format!("SDK task failed: {e}")))
+}
+
+/// Stops this process's SDK runtime, waiting up to `timeout` for its tasks to finish (watches,
+/// discoveries and keep-alives still running are cancelled). A later SDK call makes a new
+/// runtime. For hosts that want every thread and allocation gone before exit (the C library's
+/// `consul_rs_shutdown`, leak checkers); never needed otherwise.
+///
+/// The runtime is shut down on a plain thread, so this is safe to call from anywhere; if another
+/// thread is still inside a blocking SDK call, that thread drops the runtime when it returns.
+pub fn shutdown(timeout: Duration) {
+    let Some(cell) = RUNTIME.get() else { return };
+    let taken = match cell.lock() {
+        Ok(mut guard) => match guard.as_ref() {
+            Some((owner, _)) if *owner == std::process::id() => guard.take(),
+            // A forked child never touches the parent's runtime.
+            _ => None,
+        },
+        Err(_) => None,
+    };
+    let Some((_, rt)) = taken else { return };
+    if let Ok(rt) = Arc::try_unwrap(rt) {
+        let stop = move || rt.shutdown_timeout(timeout);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Inside some runtime: shutting down blocks, which is only allowed on a plain thread.
+            if let Ok(h) = std::thread::Builder::new().name("consul-sdk-stop".into()).spawn(stop) {
+                let _ = h.join();
+            }
+        } else {
+            stop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_then_a_new_runtime() {
+        assert_eq!(block_on(async { 1 + 1 }).expect("first runtime"), 2);
+        shutdown(Duration::from_secs(1));
+        shutdown(Duration::from_secs(1)); // idempotent
+        assert_eq!(block_on(async { 2 + 2 }).expect("a fresh runtime"), 4);
+    }
 }

@@ -1,0 +1,173 @@
+//! `consul_discovery`: the live set of a service's passing instances (kept current by a watch)
+//! and `pick`, answered locally without a request.
+
+use std::ffi::c_char;
+use std::sync::Arc;
+use std::time::Duration;
+
+use consul_sdk::{Discovery, Strategy};
+
+use crate::client::{client, consul_client};
+use crate::error::{consul_error, consul_status, CError};
+use crate::ffi::{self, Handle};
+use crate::types::{consul_instance, InstanceC};
+
+/// How `consul_discovery_pick` chooses an instance.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy)]
+pub enum consul_pick_strategy {
+    /// Each instance in turn.
+    CONSUL_PICK_ROUND_ROBIN = 0,
+    /// Uniformly at random.
+    CONSUL_PICK_RANDOM = 1,
+    /// At random, in proportion to each instance's `Weights.Passing`.
+    CONSUL_PICK_WEIGHTED = 2,
+    /// The same instance for the same `key` while it is there (rendezvous hashing).
+    CONSUL_PICK_CONSISTENT_HASH = 3,
+    /// Nearest by network coordinates (round-robin until coordinates exist).
+    CONSUL_PICK_NEAREST = 4,
+}
+
+/// The passing instances of one service. Thread-safe: pick from any number of threads at once.
+/// Free once, after the last use.
+pub struct consul_discovery {
+    _opaque: [u8; 0],
+}
+
+impl Handle for consul_discovery {
+    type Target = Arc<Discovery>;
+    const MAGIC: u64 = 0xC0_5E_E7_70_0E_77_00_30;
+    const NAME: &'static str = "consul_discovery";
+}
+
+/// Starts tracking the passing instances of `service` (with `tag`, unless NULL). Returns at
+/// once; `consul_discovery_ready` waits for the first answer.
+///
+/// # Safety
+/// `c` is a live client; `service` is NUL-terminated; `tag` is NULL or NUL-terminated; `out` is
+/// writable; `err` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn consul_discovery_new(
+    c: *const consul_client,
+    service: *const c_char,
+    tag: *const c_char,
+    out: *mut *mut consul_discovery,
+    err: *mut *mut consul_error,
+) -> consul_status {
+    ffi::boundary(err, || {
+        // SAFETY: forwarded contract.
+        let cl = unsafe { client(c) }?;
+        // SAFETY: forwarded contract.
+        let service = unsafe { ffi::str_arg(service, "service") }?;
+        // SAFETY: forwarded contract.
+        let tag = unsafe { ffi::opt_str_arg(tag, "tag") }?;
+        ffi::need_out(out, "out")?;
+        let rt = consul_sdk::runtime::runtime()?;
+        let d = {
+            let _enter = rt.enter();
+            Discovery::start(cl, service, tag)?
+        };
+        // SAFETY: checked non-NULL.
+        unsafe { ffi::write_out(out, ffi::into_handle::<consul_discovery>(Arc::new(d))) };
+        Ok(())
+    })
+}
+
+/// Waits up to `timeout_ms` for the first answer (`CONSUL_E_TIMEOUT` otherwise).
+///
+/// # Safety
+/// `d` is a live discovery; `err` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn consul_discovery_ready(
+    d: *const consul_discovery,
+    timeout_ms: u32,
+    err: *mut *mut consul_error,
+) -> consul_status {
+    ffi::boundary(err, || {
+        // SAFETY: forwarded contract.
+        let d = unsafe { ffi::borrow::<consul_discovery>(d, "discovery") }?.clone();
+        let t = Duration::from_millis(u64::from(timeout_ms));
+        ffi::run(async move { d.ready(t).await })
+    })
+}
+
+/// Picks one passing instance by `strategy` (a `consul_pick_strategy`); `key` is required by
+/// `CONSUL_PICK_CONSISTENT_HASH` and ignored otherwise. `*out` gets the instance (free with
+/// `consul_instance_free`), or NULL when no instance is passing. Local: no request is made.
+///
+/// # Safety
+/// `d` is a live discovery; `key` is NULL or NUL-terminated; `out` is writable; `err` is NULL
+/// or writable.
+#[no_mangle]
+pub unsafe extern "C" fn consul_discovery_pick(
+    d: *const consul_discovery,
+    strategy: u32,
+    key: *const c_char,
+    out: *mut *mut consul_instance,
+    err: *mut *mut consul_error,
+) -> consul_status {
+    ffi::boundary(err, || {
+        // SAFETY: forwarded contract.
+        let d = unsafe { ffi::borrow::<consul_discovery>(d, "discovery") }?;
+        // SAFETY: forwarded contract.
+        let key = unsafe { ffi::opt_str_arg(key, "key") }?;
+        ffi::need_out(out, "out")?;
+        let strategy = match strategy {
+            0 => Strategy::RoundRobin,
+            1 => Strategy::Random,
+            2 => Strategy::Weighted,
+            3 => Strategy::ConsistentHash,
+            4 => Strategy::Nearest,
+            n => return Err(CError::invalid("strategy", format!("{n} is not a consul_pick_strategy"))),
+        };
+        let picked = d.pick(strategy, key)?;
+        let handle = match picked {
+            Some(e) => ffi::into_handle::<consul_instance>(InstanceC::from_entry(e)),
+            None => std::ptr::null_mut(),
+        };
+        // SAFETY: checked non-NULL.
+        unsafe { ffi::write_out(out, handle) };
+        Ok(())
+    })
+}
+
+/// The current passing instances as Consul's `/v1/health/service` JSON.
+///
+/// # Safety
+/// `d` is a live discovery; `out_json` is writable; `out_index` and `err` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn consul_discovery_instances(
+    d: *const consul_discovery,
+    out_json: *mut *mut c_char,
+    out_index: *mut u64,
+    err: *mut *mut consul_error,
+) -> consul_status {
+    ffi::boundary(err, || {
+        // SAFETY: forwarded contract.
+        let d = unsafe { ffi::borrow::<consul_discovery>(d, "discovery") }?;
+        ffi::need_out(out_json, "out_json")?;
+        let index = d.index();
+        let text = ffi::json_string(&d.instances())?;
+        // SAFETY: `out_json` checked non-NULL; `out_index` NULL or writable.
+        unsafe {
+            ffi::write_out(out_json, text);
+            ffi::write_opt(out_index, index);
+        }
+        Ok(())
+    })
+}
+
+/// Stops tracking and frees. NULL-safe.
+///
+/// # Safety
+/// `d` is NULL or a live discovery that no other thread uses any more.
+#[no_mangle]
+pub unsafe extern "C" fn consul_discovery_free(d: *mut consul_discovery) {
+    ffi::catch_or((), || {
+        // SAFETY: forwarded contract.
+        if let Some(d) = unsafe { ffi::take::<consul_discovery>(d) } {
+            d.value.close();
+        }
+    })
+}

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# The C test suite of libconsul_rs (run by `make -C c test`, after the library is built):
+#
+#   1. the committed header equals a fresh cbindgen generation, and compiles as C99 and C++;
+#   2. every tests/test_*.c, built with -Wall -Wextra -Werror -fsanitize=address,undefined
+#      against the (unsanitised) library, and run: ASan, LeakSanitizer and UBSan watch the C side
+#      and every allocation the library makes through malloc;
+#   3. the same tests built without sanitisers and run under valgrind with leak checking
+#      (--errors-for-leak-kinds=definite: each binary calls consul_rs_shutdown() at the end);
+#   4. examples/ built with -std=c99 -pedantic (C++17 for the C++ one) and run;
+#   5. `make install` into a clean prefix and a DESTDIR, then a program that includes only
+#      <consul_rs.h> and links with `pkg-config --libs consul-rs` embeds a node, registers a
+#      service, gets a watch callback and shuts down clean — run plainly and under valgrind,
+#      linked against the shared library and (pkg-config --static) the static one.
+#
+# Every step counts as passed or failed; the test binaries add their own counts. The last line
+# is "c: N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+C_DIR=$PWD
+BUILD=${BUILD:-$C_DIR/build}
+CC=${CC:-cc}
+CXX=${CXX:-c++}
+export RUST_BACKTRACE=0 # the panic self-test prints the panic message; no backtrace noise
+passed=0
+failed=0
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL $1"; }
+# check NAME CMD...: one counted step, output shown only on failure.
+check() {
+  local name=$1
+  shift
+  if "$@" >"$work/step.log" 2>&1; then ok "$name"; else bad "$name"; sed 's/^/    /' "$work/step.log" | tail -40; fi
+}
+# run_counted NAME CMD...: a test binary; adds its "N passed, N failed" line to the totals.
+run_counted() {
+  local name=$1
+  shift
+  echo "== $name"
+  "$@" 2>&1 | tee "$work/run.log"
+  local rc=${PIPESTATUS[0]}
+  local line
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$work/run.log" | tail -1)
+  if [ -n "$line" ]; then
+    passed=$((passed + $(echo "$line" | cut -d' ' -f1)))
+    failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
+  fi
+  if [ "$rc" -ne 0 ] && { [ -z "$line" ] || [ "$(echo "$line" | cut -d' ' -f3)" = 0 ]; }; then
+    bad "$name exited with status $rc" # a crash, a sanitizer or valgrind report
+  fi
+}
+
+WARN=(-Wall -Wextra -Werror)
+LIBS=(-L"$BUILD" -lconsul_rs -Wl,-rpath,"$BUILD" -lpthread)
+VALGRIND=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+  --show-leak-kinds=definite --track-fds=no)
+
+echo "== header"
+check "header is a fresh cbindgen generation" make -s -C "$C_DIR" check-header
+echo '#include <consul_rs.h>
+int main(void) { return consul_rs_abi_version() == CONSUL_RS_ABI_VERSION ? 0 : 1; }' >"$work/h.c"
+cp "$work/h.c" "$work/h.cpp"
+check "header compiles as C99 (-pedantic)" "$CC" -std=c99 -pedantic "${WARN[@]}" -I"$C_DIR/include" -c "$work/h.c" -o "$work/h.o"
+check "header compiles as C++11 (-pedantic, extern \"C\")" "$CXX" -std=c++11 -pedantic "${WARN[@]}" -I"$C_DIR/include" \
+  "$work/h.cpp" -o "$work/hpp" -L"$BUILD" -lconsul_rs -Wl,-rpath,"$BUILD"
+check "C++ program links and runs" "$work/hpp"
+
+tests=()
+for src in "$C_DIR"/tests/test_*.c; do tests+=("$(basename "$src" .c)"); done
+
+echo "== build (ASan + UBSan, and plain for valgrind)"
+for t in "${tests[@]}"; do
+  check "build $t (asan,ubsan)" "$CC" -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+    -fno-sanitize-recover=all "${WARN[@]}" -I"$C_DIR/include" "$C_DIR/tests/$t.c" -o "$BUILD/$t.asan" "${LIBS[@]}"
+  check "build $t (plain)" "$CC" -std=gnu11 -g "${WARN[@]}" -I"$C_DIR/include" "$C_DIR/tests/$t.c" -o "$BUILD/$t" "${LIBS[@]}"
+done
+
+for t in "${tests[@]}"; do
+  [ -x "$BUILD/$t.asan" ] && run_counted "$t (asan,ubsan)" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+    UBSAN_OPTIONS=print_stacktrace=1 "$BUILD/$t.asan"
+done
+
+if command -v valgrind >/dev/null; then
+  for t in "${tests[@]}"; do
+    [ -x "$BUILD/$t" ] && run_counted "$t (valgrind)" "${VALGRIND[@]}" "$BUILD/$t"
+  done
+else
+  bad "valgrind is not installed (.ci/run installs it)"
+fi
+
+echo "== examples"
+for src in "$C_DIR"/examples/*.c; do
+  ex=$(basename "$src" .c)
+  check "example $ex builds (c99 -pedantic)" "$CC" -std=c99 -pedantic "${WARN[@]}" -I"$C_DIR/include" "$src" \
+    -o "$BUILD/example_$ex" "${LIBS[@]}"
+  [ -x "$BUILD/example_$ex" ] && check "example $ex runs" timeout 120 "$BUILD/example_$ex"
+done
+for src in "$C_DIR"/examples/*.cpp; do
+  ex=$(basename "$src" .cpp)
+  check "example $ex builds (c++17)" "$CXX" -std=c++17 -pedantic "${WARN[@]}" -I"$C_DIR/include" "$src" \
+    -o "$BUILD/example_$ex" "${LIBS[@]}"
+  [ -x "$BUILD/example_$ex" ] && check "example $ex runs" timeout 120 "$BUILD/example_$ex"
+done
+
+awk '/^## A first program/{f=1} f&&/^```c/{p=1;next} p&&/^```/{exit} p' "$C_DIR/README.md" >"$work/readme.c"
+check "README's first program builds (c99 -pedantic)" "$CC" -std=c99 -pedantic "${WARN[@]}" -I"$C_DIR/include" \
+  "$work/readme.c" -o "$BUILD/example_readme" "${LIBS[@]}"
+[ -x "$BUILD/example_readme" ] && check "README's first program runs" timeout 120 "$BUILD/example_readme"
+
+echo "== install + pkg-config from a clean prefix"
+prefix="$work/prefix"
+stage="$work/stage"
+check "make install PREFIX=<clean prefix>" make -s -C "$C_DIR" install PREFIX="$prefix"
+check "make install PREFIX=/usr DESTDIR=<stage>" make -s -C "$C_DIR" install PREFIX=/usr DESTDIR="$stage"
+staged() {
+  for f in lib/libconsul_rs.so lib/libconsul_rs.so.0 lib/libconsul_rs.a include/consul_rs.h lib/pkgconfig/consul-rs.pc; do
+    [ -e "$stage/usr/$f" ] || { echo "missing $stage/usr/$f"; return 1; }
+  done
+  [ "$(readlink "$stage/usr/lib/libconsul_rs.so")" = libconsul_rs.so.0 ] || return 1
+  grep -q '^prefix=/usr$' "$stage/usr/lib/pkgconfig/consul-rs.pc" || return 1
+  local dyn
+  dyn=$(readelf -d "$stage/usr/lib/libconsul_rs.so.0") && grep -q 'SONAME.*libconsul_rs.so.0' <<<"$dyn"
+}
+check "DESTDIR layout: libs, soname symlinks, header, .pc" staged
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+pc_version() { [ "$(pkg-config --modversion consul-rs)" = "$(sed -n 's/^#define CONSUL_RS_VERSION_STRING "\(.*\)"/\1/p' "$prefix/include/consul_rs.h")" ]; }
+check "pkg-config --modversion consul-rs matches the header" pc_version
+consumer="$work/consumer"
+mkdir -p "$consumer"
+cp "$C_DIR/examples/embed_agent.c" "$consumer/app.c" # includes only <consul_rs.h> and libc headers
+build_shared() (
+  cd "$consumer" &&
+    $CC -std=c99 "${WARN[@]}" $(pkg-config --cflags consul-rs) app.c -o app $(pkg-config --libs consul-rs) \
+      -Wl,-rpath,"$(pkg-config --variable=libdir consul-rs)" &&
+    deps=$(ldd ./app) && grep -q "libconsul_rs.so.0 => $prefix/lib/" <<<"$deps"
+)
+check "consumer builds with pkg-config --cflags --libs consul-rs (shared)" build_shared
+build_static() (
+  cd "$consumer" &&
+    $CC -std=c99 "${WARN[@]}" $(pkg-config --cflags consul-rs) app.c -o app_static \
+      $(pkg-config --static --libs consul-rs | sed 's/-lconsul_rs/-l:libconsul_rs.a/') &&
+    dyn=$(readelf -d ./app_static) && ! grep -q libconsul_rs <<<"$dyn"
+)
+check "consumer builds with pkg-config --static --libs consul-rs (static)" build_static
+[ -x "$consumer/app" ] && check "consumer (shared) embeds a node, registers, gets a watch callback, shuts down" \
+  timeout 120 "$consumer/app"
+[ -x "$consumer/app_static" ] && check "consumer (static) runs" timeout 120 "$consumer/app_static"
+if command -v valgrind >/dev/null && [ -x "$consumer/app" ]; then
+  check "consumer under valgrind: no errors, no definite leaks" timeout 300 "${VALGRIND[@]}" "$consumer/app"
+fi
+
+echo
+echo "c: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

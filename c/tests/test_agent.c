@@ -1,0 +1,233 @@
+/*
+ * Embedded agents: lifecycle (addresses, shutdown idempotent, calls after shutdown), Consul
+ * config keys, signal dispositions left alone, and a 3-server cluster in this one process
+ * (bootstrap_expect + retry_join, replication, a server leaving).
+ */
+#include "test_util.h"
+
+#include <ftw.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+TEST(lifecycle) {
+  consul_error *err = NULL;
+  consul_agent *a = NULL;
+  CHECK_OK(consul_agent_start("{\"node_name\": \"life\", \"datacenter\": \"DC-Test\", \"log_level\": \"warn\"}", &a, &err));
+  if (!a) return;
+  CHECK(consul_agent_is_running(a));
+  CHECK(strcmp(consul_agent_node_name(a), "life") == 0);
+  CHECK(strncmp(consul_agent_http_addr(a), "127.0.0.1:", 10) == 0);
+  CHECK(strncmp(consul_agent_serf_addr(a), "127.0.0.1:", 10) == 0);
+  CHECK(consul_agent_dns_addr(a) != NULL);
+  CHECK(strcmp(consul_agent_http_addr(a), consul_agent_serf_addr(a)) != 0);
+  CHECK_OK(consul_agent_wait_for_leader(a, 30000, &err));
+  consul_client *c = NULL;
+  CHECK_OK(consul_agent_client(a, &c, &err));
+  char want[64];
+  snprintf(want, sizeof want, "http://%s", consul_agent_http_addr(a));
+  CHECK(c && strcmp(consul_client_address(c), want) == 0);
+  CHECK_OK(consul_kv_put(c, "life/k", (const uint8_t *)"v", 1, NULL, NULL, &err));
+  char *json = NULL;
+  CHECK_OK(consul_agent_members_json(a, &json, &err));
+  CHECK(json && strstr(json, "\"Name\":\"life\"") && strstr(json, "\"dc\":\"dc-test\""));
+  consul_string_free(json);
+  CHECK_OK(consul_agent_self(c, &json, &err));
+  CHECK(json && strstr(json, "dc-test")); /* datacenter lower-cased, as Consul does */
+  consul_string_free(json);
+
+  CHECK_OK(consul_agent_shutdown(a, &err));
+  CHECK(!consul_agent_is_running(a));
+  CHECK_OK(consul_agent_shutdown(a, &err)); /* idempotent */
+  CHECK_OK(consul_agent_leave(a, &err));    /* nothing left to leave */
+  /* The handle stays valid: calls answer SHUTDOWN; its old client cannot connect. */
+  consul_client *c2 = NULL;
+  CHECK_STATUS(CONSUL_E_SHUTDOWN, consul_agent_client(a, &c2, &err));
+  CHECK_STATUS(CONSUL_E_SHUTDOWN, consul_agent_wait_for_leader(a, 100, &err));
+  CHECK_STATUS(CONSUL_E_SHUTDOWN, consul_agent_join(a, "127.0.0.1:1", &err));
+  CHECK_STATUS(CONSUL_E_SHUTDOWN, consul_agent_members_json(a, &json, &err));
+  CHECK(consul_agent_http_addr(a) != NULL);
+  CHECK_STATUS(CONSUL_E_CONNECTION, consul_kv_put(c, "life/k", NULL, 0, NULL, NULL, &err));
+  consul_client_free(c);
+  consul_agent_free(a);
+}
+
+TEST(config_keys) {
+  consul_error *err = NULL;
+  consul_agent *a = NULL;
+  /* DNS off, a service defined in the config (as in a Consul config file). */
+  CHECK_OK(consul_agent_start("{\"node_name\": \"cfg\", \"ports\": {\"dns\": -1},"
+                              " \"services\": [{\"name\": \"from-config\", \"port\": 4000}],"
+                              " \"ui_config\": {\"enabled\": true}, \"telemetry\": {}}",
+                              &a, &err));
+  if (!a) return;
+  CHECK(consul_agent_dns_addr(a) == NULL);
+  consul_client *c = NULL;
+  CHECK_OK(consul_agent_client(a, &c, &err));
+  char *json = NULL;
+  CHECK(WAIT_JSON(json, consul_catalog_services(c, NULL, &json, NULL, NULL), json && strstr(json, "from-config")));
+  consul_string_free(json);
+  consul_client_free(c);
+  consul_agent_free(a); /* free shuts a running agent down */
+  /* The same address and ports twice: the second cannot bind. */
+  CHECK_OK(consul_agent_start("{\"node_name\": \"first\"}", &a, &err));
+  if (!a) return;
+  const char *http = consul_agent_http_addr(a);
+  char cfg[160];
+  snprintf(cfg, sizeof cfg, "{\"node_name\": \"second\", \"ports\": {\"http\": %s}}", strchr(http, ':') + 1);
+  consul_agent *b = NULL;
+  CHECK_STATUS(CONSUL_E_INVALID_ARGUMENT, consul_agent_start(cfg, &b, &err));
+  CHECK(b == NULL);
+  consul_agent_free(a);
+}
+
+static const int watched_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2};
+#define NSIG_WATCHED (sizeof watched_signals / sizeof watched_signals[0])
+
+static void snapshot_signals(struct sigaction *out) {
+  for (size_t i = 0; i < NSIG_WATCHED; i++) sigaction(watched_signals[i], NULL, &out[i]);
+}
+
+TEST(signal_handlers_untouched) {
+  struct sigaction before[NSIG_WATCHED], after[NSIG_WATCHED];
+  snapshot_signals(before);
+  consul_client *c = NULL;
+  consul_agent *a = start_dev_agent("signals", &c);
+  consul_error *err = NULL;
+  CHECK_OK(consul_kv_put(c, "sig/k", (const uint8_t *)"v", 1, NULL, NULL, &err));
+  consul_watch *w = NULL;
+  CHECK_OK(consul_watch_key(c, "sig/k", &w, &err));
+  consul_watch_event *ev = NULL;
+  CHECK_OK(consul_watch_next(w, 10000, &ev, &err));
+  consul_watch_event_free(ev);
+  snapshot_signals(after);
+  for (size_t i = 0; i < NSIG_WATCHED; i++) {
+    if (before[i].sa_handler != after[i].sa_handler) fprintf(stderr, "    signal %d changed\n", watched_signals[i]);
+    CHECK(before[i].sa_handler == after[i].sa_handler);
+  }
+  consul_watch_free(w);
+  consul_client_free(c);
+  consul_agent_free(a);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+static void rm_rf(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+TEST(three_servers_in_one_process) {
+  consul_error *err = NULL;
+  char root[] = "/tmp/consul-rs-c-cluster-XXXXXX";
+  if (!mkdtemp(root)) {
+    CHECK(!"mkdtemp");
+    return;
+  }
+  consul_agent *a[3] = {NULL, NULL, NULL};
+  consul_client *c[3] = {NULL, NULL, NULL};
+  char cfg[512];
+  for (int i = 0; i < 3; i++) {
+    /* srv1 finds srv0 through retry_join; srv2 is told to join with consul_agent_join. */
+    char join[96] = "";
+    if (i == 1) snprintf(join, sizeof join, "\"retry_join\": [\"%s\"],", consul_agent_serf_addr(a[0]));
+    snprintf(cfg, sizeof cfg,
+             "{\"node_name\": \"srv%d\", \"server\": true, \"bootstrap_expect\": 3, \"data_dir\": \"%s/n%d\","
+             " %s \"retry_interval\": \"200ms\", \"performance\": {\"raft_multiplier\": 1}}",
+             i, root, i, join);
+    CHECK_OK(consul_agent_start(cfg, &a[i], &err));
+    if (!a[i]) goto out;
+  }
+  CHECK_OK(consul_agent_join(a[2], consul_agent_serf_addr(a[0]), &err));
+  for (int i = 0; i < 3; i++) {
+    CHECK_OK(consul_agent_wait_for_leader(a[i], 60000, &err));
+    CHECK_OK(consul_agent_client(a[i], &c[i], &err));
+  }
+  char *json = NULL;
+  CHECK(WAIT_JSON(json, consul_status_peers(c[0], &json, NULL),
+                  json && strchr(json, ',') && strchr(strchr(json, ',') + 1, ','))); /* three voters */
+  consul_string_free(json);
+  CHECK_OK(consul_agent_members_json(a[0], &json, &err));
+  CHECK(json && strstr(json, "srv1") && strstr(json, "srv2"));
+  consul_string_free(json);
+  /* A write through one server is read back, consistently, through another. */
+  bool ok = false;
+  CHECK_OK(consul_kv_put(c[1], "cluster/k", (const uint8_t *)"replicated", 10, NULL, &ok, &err));
+  CHECK(ok);
+  consul_query_options q = {.consistency = CONSUL_CONSISTENCY_CONSISTENT};
+  consul_kv_pair *p = NULL;
+  CHECK_OK(consul_kv_get(c[2], "cluster/k", &q, &p, NULL, &err));
+  size_t len = 0;
+  CHECK(p && consul_kv_pair_value(p, &len) && len == 10);
+  consul_kv_pair_free(p);
+  /* One server goes away; the other two keep a quorum and keep serving writes. */
+  CHECK_OK(consul_agent_leave(a[2], &err));
+  CHECK(!consul_agent_is_running(a[2]));
+  double deadline = t_now() + 30;
+  ok = false;
+  while (!ok && t_now() < deadline) {
+    if (consul_kv_put(c[0], "cluster/k", (const uint8_t *)"after", 5, NULL, &ok, NULL) != CONSUL_OK) t_sleep_ms(200);
+  }
+  CHECK(ok);
+out:
+  for (int i = 0; i < 3; i++) {
+    consul_client_free(c[i]);
+    if (a[i]) CHECK_OK(consul_agent_shutdown(a[i], &err));
+    consul_agent_free(a[i]);
+  }
+  rm_rf(root);
+}
+
+TEST(client_agent_joins_a_server) {
+  consul_error *err = NULL;
+  char root[] = "/tmp/consul-rs-c-client-XXXXXX";
+  if (!mkdtemp(root)) {
+    CHECK(!"mkdtemp");
+    return;
+  }
+  consul_client *sc = NULL, *cc = NULL;
+  consul_agent *srv = start_dev_agent("srv", &sc);
+  consul_agent *cli = NULL;
+  char cfg[512];
+  /* A client agent (server false; Consul requires a data_dir) that finds the server. */
+  snprintf(cfg, sizeof cfg,
+           "{\"node_name\": \"cli\", \"server\": false, \"data_dir\": \"%s\", \"retry_join\": [\"%s\"],"
+           " \"retry_interval\": \"200ms\"}",
+           root, srv ? consul_agent_serf_addr(srv) : "127.0.0.1:1");
+  CHECK_OK(consul_agent_start(cfg, &cli, &err));
+  if (!srv || !cli) goto out;
+  CHECK_OK(consul_agent_wait_for_leader(cli, 30000, &err));
+  CHECK_OK(consul_agent_client(cli, &cc, &err));
+  /* Writes through the client agent are forwarded to the server. */
+  CHECK_OK(consul_kv_put(cc, "via/client", (const uint8_t *)"x", 1, NULL, NULL, &err));
+  consul_kv_pair *p = NULL;
+  CHECK_OK(consul_kv_get(sc, "via/client", NULL, &p, NULL, &err));
+  CHECK(p != NULL);
+  consul_kv_pair_free(p);
+  char *json = NULL;
+  CHECK(WAIT_JSON(json, consul_agent_members_json(srv, &json, NULL), json && strstr(json, "\"Name\":\"cli\"")));
+  consul_string_free(json);
+  /* A graceful leave: the server sees the client as left (serf status 3), not failed. */
+  CHECK_OK(consul_agent_leave(cli, &err));
+  CHECK(!consul_agent_is_running(cli));
+  CHECK(WAIT_JSON(json, consul_agent_members_json(srv, &json, NULL),
+                  json && strstr(json, "\"Name\":\"cli\"") && strstr(strstr(json, "\"Name\":\"cli\""), "\"Status\":3")));
+  consul_string_free(json);
+out:
+  consul_client_free(cc);
+  consul_client_free(sc);
+  consul_agent_free(cli);
+  consul_agent_free(srv);
+  rm_rf(root);
+}
+
+int main(int argc, char **argv) {
+  TEST_MAIN_INIT(argc, argv);
+  RUN(lifecycle);
+  RUN(config_keys);
+  RUN(signal_handlers_untouched);
+  RUN(three_servers_in_one_process);
+  RUN(client_agent_joins_a_server);
+  return test_summary();
+}
