@@ -1,5 +1,5 @@
-"""The "Client basics" example in python/README.md runs as written (the quick start, which
-needs the agent endpoints, runs in test_register.py)."""
+"""The "Client basics" and "Clusters, client agents and events" examples in python/README.md run
+as written (the quick start, which needs the agent endpoints, runs in test_register.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,18 @@ from conftest import run_python
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_example_runs():
+def _blocks() -> list[str]:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    assert blocks, "README has a python example"
-    assert len(blocks) >= 2, "README has the quick start and the client basics examples"
-    out = run_python(blocks[1], timeout=120)
+    assert len(blocks) >= 3, "README has the quick start, client basics and cluster examples"
+    return blocks
+
+
+def test_readme_example_runs():
+    out = run_python(_blocks()[1], timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_readme_cluster_example_runs():
+    out = run_python(_blocks()[2], timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "('app1', 'node', 'alive')" in out.stdout and "[b'v2']" in out.stdout

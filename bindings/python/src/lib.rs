@@ -7,6 +7,7 @@
 //! and JSON text; the Python package turns them into dataclasses.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +15,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use consul_sdk::agent::{AgentConfig, Ports};
 use consul_sdk::{
-    CheckDefinition, CheckKind, Client, ClientConfig, Consistency, Discovery, EmbeddedAgent, Error, ErrorCode,
-    HealthFilter, KvPair, Lock, LockOptions, PutOptions, QueryMeta, QueryOptions, Registration, ServiceRegistration,
-    Strategy, Watch, WatchOptions, WatchSpec, WatchValue,
+    AgentMember, CheckDefinition, CheckKind, Client, ClientConfig, Consistency, Discovery, EmbeddedAgent, Error,
+    ErrorCode, EventFilter, HealthFilter, KvPair, Lock, LockOptions, PutOptions, QueryMeta, QueryOptions, Registration,
+    ServiceRegistration, Strategy, UserEvent, Watch, WatchOptions, WatchSpec, WatchValue,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -50,6 +51,37 @@ fn to_py_err(py: Python<'_>, e: Error) -> PyErr {
         Ok(inst) => PyErr::from_value(inst),
         Err(import_failed) => import_failed,
     }
+}
+
+/// Set by the module's `atexit` hook: from then on no runtime thread attaches to Python. A
+/// thread attaching while the interpreter finalizes is made to exit inside CPython (before
+/// 3.13), which kills a Rust thread mid-unwind and crashes the process at exit. Process-wide
+/// like the interpreter it guards.
+static INTERPRETER_EXITING: AtomicBool = AtomicBool::new(false);
+/// Runtime threads inside [`attach_unless_exiting`], which the exit hook waits for.
+static ATTACHING: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `f` (which may attach to Python) on a runtime thread unless the interpreter is exiting;
+/// `None` then, and `f` is dropped unrun.
+fn attach_unless_exiting<R>(f: impl FnOnce() -> R) -> Option<R> {
+    ATTACHING.fetch_add(1, Ordering::SeqCst);
+    let out = if INTERPRETER_EXITING.load(Ordering::SeqCst) { None } else { Some(f()) };
+    ATTACHING.fetch_sub(1, Ordering::SeqCst);
+    out
+}
+
+/// The `atexit` hook (it runs before finalization, after `consul_rs`'s own hook has closed
+/// watches and agents): stops runtime threads from attaching, then waits, detached, for those
+/// already attaching, so none is left to attach during finalization.
+#[pyfunction]
+fn _before_exit(py: Python<'_>) {
+    INTERPRETER_EXITING.store(true, Ordering::SeqCst);
+    py.detach(|| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while ATTACHING.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
 }
 
 fn sdk_runtime(py: Python<'_>) -> PyResult<Arc<tokio::runtime::Runtime>> {
@@ -87,6 +119,10 @@ impl pyo3_async_runtimes::generic::Runtime for SdkRuntime {
     where
         F: FnOnce() + Send + 'static,
     {
+        // The bridge hands awaitables their results from here, attached to Python.
+        let f = move || {
+            let _ = attach_unless_exiting(f);
+        };
         match consul_sdk::runtime::runtime() {
             Ok(rt) => rt.spawn_blocking(f),
             Err(_) => pyo3_async_runtimes::tokio::get_runtime().spawn_blocking(f),
@@ -131,11 +167,14 @@ where
         let aw = pyo3_async_runtimes::generic::future_into_py::<SdkRuntime, _, _>(py, async move {
             let _guard = guard;
             let out = handle.await;
-            Python::attach(|py| match out {
-                Ok(Ok(v)) => convert(py, v),
-                Ok(Err(e)) => Err(to_py_err(py, e)),
-                Err(j) => Err(to_py_err(py, Error::new(ErrorCode::Cancelled, format!("request ended: {j}")))),
+            attach_unless_exiting(|| {
+                Python::attach(|py| match out {
+                    Ok(Ok(v)) => convert(py, v),
+                    Ok(Err(e)) => Err(to_py_err(py, e)),
+                    Err(j) => Err(to_py_err(py, Error::new(ErrorCode::Cancelled, format!("request ended: {j}")))),
+                })
             })
+            .unwrap_or_else(|| Err(pyo3::exceptions::PyRuntimeError::new_err("the interpreter is exiting")))
         })?;
         return Ok(aw.unbind());
     }
@@ -193,6 +232,39 @@ fn kv_list(py: Python<'_>, l: &[KvPair]) -> PyResult<Py<PyAny>> {
     obj(py, items)
 }
 
+/// A member as `(name, addr, port, tags, status)`.
+fn member_tuple(py: Python<'_>, m: &AgentMember) -> PyResult<Py<PyAny>> {
+    obj(py, (m.name.as_str(), m.addr.as_str(), m.port, m.tags.clone(), m.status))
+}
+
+fn member_list(py: Python<'_>, l: &[AgentMember]) -> PyResult<Py<PyAny>> {
+    let items = l.iter().map(|m| member_tuple(py, m)).collect::<PyResult<Vec<_>>>()?;
+    obj(py, items)
+}
+
+/// A user event as `(id, name, payload, node_filter, service_filter, tag_filter, version, ltime)`.
+fn event_tuple(py: Python<'_>, e: &UserEvent) -> PyResult<Py<PyAny>> {
+    let payload = e.payload.as_ref().map(|p| PyBytes::new(py, p));
+    obj(
+        py,
+        (
+            e.id.as_str(),
+            e.name.as_str(),
+            payload,
+            e.node_filter.as_str(),
+            e.service_filter.as_str(),
+            e.tag_filter.as_str(),
+            e.version,
+            e.ltime,
+        ),
+    )
+}
+
+fn event_list(py: Python<'_>, l: &[UserEvent]) -> PyResult<Py<PyAny>> {
+    let items = l.iter().map(|e| event_tuple(py, e)).collect::<PyResult<Vec<_>>>()?;
+    obj(py, items)
+}
+
 fn consistency(c: &str) -> consul_sdk::Result<Consistency> {
     Ok(match c {
         "" | "default" => Consistency::Default,
@@ -217,6 +289,7 @@ fn query(py: Python<'_>, c: &str, index: Option<u64>, wait: Option<f64>) -> PyRe
             index,
             wait: opt_secs("wait", wait)?,
             datacenter: None,
+            near: None,
         })
     })();
     q.map_err(|e| to_py_err(py, e))
@@ -520,6 +593,71 @@ impl NativeClient {
         go(py, is_async, async move { c.check_update_ttl(&check_id, &status, note.as_deref()).await }, plain())
     }
 
+    /// Members of the agent's gossip pool as `(name, addr, port, tags, status)` tuples.
+    #[pyo3(signature = (wan=false, is_async=false))]
+    fn agent_members(&self, py: Python<'_>, wan: bool, is_async: bool) -> PyResult<Py<PyAny>> {
+        let c = self.client.clone();
+        go(py, is_async, async move { c.agent_members(wan).await }, Box::new(|py, l| member_list(py, &l)))
+    }
+
+    /// Asks the agent to join the pool of the agent at `address` (`host[:port]` of its serf_lan).
+    #[pyo3(signature = (address, wan=false, is_async=false))]
+    fn agent_join(&self, py: Python<'_>, address: String, wan: bool, is_async: bool) -> PyResult<Py<PyAny>> {
+        let c = self.client.clone();
+        go(py, is_async, async move { c.agent_join(&address, wan).await }, plain())
+    }
+
+    /// Asks the agent to leave its pool gracefully and stop.
+    #[pyo3(signature = (is_async=false))]
+    fn agent_leave(&self, py: Python<'_>, is_async: bool) -> PyResult<Py<PyAny>> {
+        let c = self.client.clone();
+        go(py, is_async, async move { c.agent_leave().await }, plain())
+    }
+
+    /// Marks a failed member as left (`prune`: forget it).
+    #[pyo3(signature = (node, prune=false, is_async=false))]
+    fn agent_force_leave(&self, py: Python<'_>, node: String, prune: bool, is_async: bool) -> PyResult<Py<PyAny>> {
+        let c = self.client.clone();
+        go(py, is_async, async move { c.agent_force_leave(&node, prune).await }, plain())
+    }
+
+    /// Fires a user event; answers it as an event tuple (see `event_list`).
+    #[pyo3(signature = (name, payload=vec![], node=None, service=None, tag=None, is_async=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn event_fire(
+        &self,
+        py: Python<'_>,
+        name: String,
+        payload: Vec<u8>,
+        node: Option<String>,
+        service: Option<String>,
+        tag: Option<String>,
+        is_async: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let c = self.client.clone();
+        let filter = EventFilter { node, service, tag };
+        go(
+            py,
+            is_async,
+            async move { c.event_fire(&name, Bytes::from(payload), &filter).await },
+            Box::new(|py, e| event_tuple(py, &e)),
+        )
+    }
+
+    /// The agent's recent user events, oldest first, as
+    /// `(id, name, payload, node_filter, service_filter, tag_filter, version, ltime)` tuples.
+    #[pyo3(signature = (name=None, is_async=false))]
+    fn event_list(&self, py: Python<'_>, name: Option<String>, is_async: bool) -> PyResult<Py<PyAny>> {
+        let c = self.client.clone();
+        let q = QueryOptions::default();
+        go(
+            py,
+            is_async,
+            async move { c.event_list(name.as_deref(), &q).await.map(|(_, l)| l) },
+            Box::new(|py, l| event_list(py, &l)),
+        )
+    }
+
     /// Creates a session from a JSON body; answers its ID.
     #[pyo3(signature = (body_json, is_async=false))]
     fn session_create(&self, py: Python<'_>, body_json: &str, is_async: bool) -> PyResult<Py<PyAny>> {
@@ -543,7 +681,8 @@ impl NativeClient {
         go(py, is_async, async move { c.session_renew(&session_id).await }, plain())
     }
 
-    /// Starts a watch: `kind` is `key`, `key_prefix`, `service`, `checks`, `services`, `nodes`.
+    /// Starts a watch: `kind` is `key`, `key_prefix`, `service`, `checks`, `services`, `nodes`,
+    /// `events` (`target`: the event name, `""` for every event).
     #[pyo3(signature = (kind, target="", passing=false, tag=None, wait=300.0, consistency=""))]
     #[allow(clippy::too_many_arguments)]
     fn watch(
@@ -563,6 +702,7 @@ impl NativeClient {
             "checks" => WatchSpec::Checks { service: target.to_string() },
             "services" => WatchSpec::Services,
             "nodes" => WatchSpec::Nodes,
+            "events" => WatchSpec::Events { name: Some(target.to_string()).filter(|t| !t.is_empty()) },
             other => return Err(PyValueError::new_err(format!("kind: unknown watch kind {other:?}"))),
         };
         if matches!(kind, "key" | "service" | "checks") && target.is_empty() {
@@ -663,7 +803,7 @@ fn watch_event(py: Python<'_>, ev: Option<consul_sdk::WatchEvent>) -> PyResult<P
         WatchValue::Checks(v) => ("checks", json_text(py, v)?),
         WatchValue::Services(v) => ("services", json_text(py, v)?),
         WatchValue::Nodes(v) => ("nodes", json_text(py, v)?),
-        WatchValue::Events(v) => ("events", json_text(py, v)?),
+        WatchValue::Events(v) => ("events", event_list(py, v)?),
     };
     obj(py, (ev.index, kind, payload))
 }
@@ -837,6 +977,23 @@ impl NativeAgent {
         }
         Ok(())
     }
+
+    /// Runs `f` on the running agent with the GIL released.
+    fn with_agent<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&EmbeddedAgent) -> consul_sdk::Result<T> + Send,
+    ) -> PyResult<T> {
+        self.check_pid(py)?;
+        py.detach(|| {
+            let guard = self.agent.lock().map_err(|_| Error::new(ErrorCode::Internal, "agent lock poisoned"))?;
+            match guard.as_ref() {
+                None => Err(Error::new(ErrorCode::Shutdown, "the agent is shut down")),
+                Some(a) => f(a),
+            }
+        })
+        .map_err(|e| to_py_err(py, e))
+    }
 }
 
 #[pymethods]
@@ -949,6 +1106,30 @@ impl NativeAgent {
         }
     }
 
+    /// Joins the gossip pool of the agent at `address` (`host[:port]` of its serf_lan).
+    fn join(&self, py: Python<'_>, address: String) -> PyResult<()> {
+        if address.is_empty() {
+            return Err(to_py_err(py, Error::invalid("address", "must not be empty")));
+        }
+        self.with_agent(py, |a| a.join(&address))
+    }
+
+    /// Members of this agent's LAN pool as `(name, addr, port, tags, status)` tuples.
+    fn members(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let members = self.with_agent(py, |a| a.members())?;
+        member_list(py, &members)
+    }
+
+    /// Leaves the pool gracefully (peers list this node as left), then stops (GIL released).
+    fn leave(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_pid(py)?;
+        let taken = self.agent.lock().ok().and_then(|mut a| a.take());
+        match taken {
+            Some(mut agent) => py.detach(move || agent.leave()).map_err(|e| to_py_err(py, e)),
+            None => Err(to_py_err(py, Error::new(ErrorCode::Shutdown, "the agent is shut down"))),
+        }
+    }
+
     /// Stops the agent (GIL released). Idempotent.
     fn shutdown(&self, py: Python<'_>) -> PyResult<()> {
         self.check_pid(py)?;
@@ -963,6 +1144,8 @@ impl NativeAgent {
 /// The extension module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Registered before `consul_rs` registers its own hook, so it runs after that one.
+    m.py().import("atexit")?.call_method1("register", (wrap_pyfunction!(_before_exit, m)?,))?;
     m.add_class::<NativeClient>()?;
     m.add_class::<NativeWatch>()?;
     m.add_class::<NativeDiscovery>()?;

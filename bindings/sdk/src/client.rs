@@ -192,6 +192,9 @@ impl Client {
             if let Some(dc) = &q.datacenter {
                 params.push(("dc".into(), dc.clone()));
             }
+            if let Some(near) = q.near.as_ref().filter(|n| !n.is_empty()) {
+                params.push(("near".into(), near.clone()));
+            }
         }
         if let Some(dc) = &self.inner.datacenter {
             if !params.iter().any(|(k, _)| k == "dc") {
@@ -489,6 +492,24 @@ impl Client {
         let params = if prune { vec![("prune".to_string(), "1".to_string())] } else { vec![] };
         let path = format!("/v1/agent/force-leave/{}", url_path(node));
         Self::ok(self.call(Method::PUT, &path, params, None, None).await?).map(|_| ())
+    }
+
+    // ---- network coordinates ----
+
+    /// Whether the servers hold a LAN network coordinate for `node`
+    /// (`/v1/coordinate/node/:node`), with the coordinate table's index, which changes whenever
+    /// any node's coordinate does. `false` when there is none yet (404) or coordinates are
+    /// disabled (401): that is when `near` sorting leaves results in their natural order.
+    pub async fn coordinate_exists(&self, node: &str, q: &QueryOptions) -> Result<(QueryMeta, bool)> {
+        check_name("node", node)?;
+        let path = format!("/v1/coordinate/node/{}", url_path(node));
+        let a = self.call(Method::GET, &path, vec![], Some(q), None).await?;
+        if a.status == StatusCode::NOT_FOUND || a.status == StatusCode::UNAUTHORIZED {
+            return Ok((a.meta, false));
+        }
+        let a = Self::ok(a)?;
+        let entries: Option<Vec<Value>> = a.json()?;
+        Ok((a.meta, entries.is_some_and(|e| !e.is_empty())))
     }
 
     // ---- events ----

@@ -2,8 +2,9 @@
 //! selection among them answered locally — no network round trip per pick.
 
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::RwLock;
 use rand::Rng;
@@ -11,8 +12,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
-use crate::types::ServiceEntry;
-use crate::watch::{WatchOptions, WatchSpec, WatchValue};
+use crate::types::{HealthFilter, QueryOptions, ServiceEntry};
+use crate::watch::{Watch, WatchOptions, WatchSpec, WatchValue};
+
+/// How often a discovery that has served a [`Strategy::Nearest`] pick checks whether network
+/// coordinates changed, and then re-reads the RTT order (a blocking query on the service does
+/// not wake for coordinate changes). Agents publish coordinates every 15 s at the most often.
+const NEAR_REFRESH: Duration = Duration::from_secs(5);
 
 /// How [`Discovery::pick`] chooses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +32,10 @@ pub enum Strategy {
     /// The same instance for the same key while it is there; when instances come or go only
     /// the keys of those instances move (rendezvous hashing).
     ConsistentHash,
-    /// Nearest by network coordinates. Coordinates arrive with the gossip layer; until then
-    /// this falls back to round-robin.
+    /// The instance nearest to the local agent by estimated round-trip time (network
+    /// coordinates; the set is read with `?near=` the local agent's node). When the agent or
+    /// the instances' nodes have no coordinates yet, Consul leaves the order alone, and this
+    /// falls back to round-robin.
     Nearest,
 }
 
@@ -45,13 +53,26 @@ impl Strategy {
     }
 }
 
-/// The healthy instances of one service, kept current by a watch.
+/// The current set, as the discovery task last read it.
+#[derive(Debug, Default)]
+struct Current {
+    index: u64,
+    list: Vec<ServiceEntry>,
+    /// Whether `list` is in RTT order: the local agent's node and the first instance's node
+    /// have coordinates (instances without one sort last, so then some instance has one).
+    by_distance: bool,
+}
+
+/// The healthy instances of one service, kept current by a watch. Instances come nearest
+/// first when network coordinates exist.
 #[derive(Debug)]
 pub struct Discovery {
-    instances: Arc<RwLock<(u64, Vec<ServiceEntry>)>>,
+    current: Arc<RwLock<Current>>,
     cursor: AtomicUsize,
     cancel: CancellationToken,
     ready: tokio::sync::watch::Receiver<bool>,
+    /// Set by the first [`Strategy::Nearest`] pick: only then is the RTT order kept fresh.
+    near_wanted: Arc<AtomicBool>,
 }
 
 impl Drop for Discovery {
@@ -68,6 +89,160 @@ fn rendezvous(key: &str, e: &ServiceEntry) -> u64 {
     h.finish()
 }
 
+/// The index in `list` that `strategy` picks; `cursor` drives round-robin. `list` is not empty.
+fn choose(
+    list: &[ServiceEntry],
+    by_distance: bool,
+    strategy: Strategy,
+    key: Option<&str>,
+    cursor: &AtomicUsize,
+) -> Result<usize> {
+    Ok(match strategy {
+        Strategy::Nearest if by_distance => 0,
+        Strategy::RoundRobin | Strategy::Nearest => cursor.fetch_add(1, Ordering::Relaxed) % list.len(),
+        Strategy::Random => rand::thread_rng().gen_range(0..list.len()),
+        Strategy::Weighted => {
+            let weights: Vec<u64> = list.iter().map(|e| e.service.weights.passing.max(0) as u64).collect();
+            let total: u64 = weights.iter().sum();
+            if total == 0 {
+                rand::thread_rng().gen_range(0..list.len())
+            } else {
+                let mut r = rand::thread_rng().gen_range(0..total);
+                weights
+                    .iter()
+                    .position(|w| {
+                        if r < *w {
+                            true
+                        } else {
+                            r -= w;
+                            false
+                        }
+                    })
+                    .unwrap_or(0)
+            }
+        }
+        Strategy::ConsistentHash => {
+            let key = key.ok_or_else(|| Error::invalid("key", "consistent_hash needs a key"))?;
+            (0..list.len()).max_by_key(|i| rendezvous(key, &list[*i])).unwrap_or(0)
+        }
+    })
+}
+
+/// The local agent's node name (`/v1/agent/self`), which `?near=` names.
+async fn local_node(client: &Client) -> Option<String> {
+    let me = client.agent_self().await.ok()?;
+    me.pointer("/Config/NodeName").and_then(|v| v.as_str()).filter(|n| !n.is_empty()).map(str::to_string)
+}
+
+/// Whether `list` came sorted by distance from `source`, with the coordinate table's index.
+async fn sorted_by_distance(client: &Client, source: Option<&str>, list: &[ServiceEntry]) -> (Option<u64>, bool) {
+    let (Some(source), Some(first)) = (source, list.first()) else { return (None, false) };
+    let q = QueryOptions::default();
+    match client.coordinate_exists(source, &q).await {
+        Ok((meta, true)) => {
+            let first_known = client.coordinate_exists(&first.node.node, &q).await.is_ok_and(|(_, known)| known);
+            (Some(meta.index), first_known)
+        }
+        Ok((meta, false)) => (Some(meta.index), false),
+        Err(_) => (None, false),
+    }
+}
+
+/// What the background task of one discovery needs.
+struct Tracker {
+    client: Client,
+    service: String,
+    tag: Option<String>,
+    current: Arc<RwLock<Current>>,
+    ready: tokio::sync::watch::Sender<bool>,
+    near_wanted: Arc<AtomicBool>,
+    /// The local agent's node, once known.
+    source: Option<String>,
+    /// The coordinate table's index when the order was last checked.
+    coord_index: Option<u64>,
+}
+
+impl Tracker {
+    fn watch(&self) -> Watch {
+        let spec = WatchSpec::Service { name: self.service.clone(), passing_only: true, tag: self.tag.clone() };
+        // The node name rather than `_agent`: a client agent forwards the read to a server,
+        // which would read `_agent` as itself.
+        let near = self.source.clone().unwrap_or_else(|| "_agent".into());
+        self.client.watch(spec, WatchOptions { near: Some(near), ..WatchOptions::default() })
+    }
+
+    /// Takes a new set and says whether it is in RTT order.
+    async fn publish(&mut self, index: u64, list: Vec<ServiceEntry>) {
+        let (coord_index, by_distance) = sorted_by_distance(&self.client, self.source.as_deref(), &list).await;
+        self.coord_index = coord_index;
+        *self.current.write() = Current { index, list, by_distance };
+        let _ = self.ready.send(true);
+    }
+
+    /// A refresh tick of a discovery used with [`Strategy::Nearest`]. Returns a new watch when
+    /// the local node has just become known (the old one asked for `_agent`).
+    async fn refresh(&mut self) -> Option<Watch> {
+        let Some(source) = self.source.clone() else {
+            self.source = local_node(&self.client).await;
+            return self.source.is_some().then(|| self.watch());
+        };
+        let q = QueryOptions::default();
+        let Ok((meta, _)) = self.client.coordinate_exists(&source, &q).await else { return None };
+        if self.coord_index == Some(meta.index) {
+            return None;
+        }
+        let filter = HealthFilter { passing: true, tag: self.tag.clone() };
+        let q = QueryOptions { near: Some(source), ..QueryOptions::default() };
+        let Ok((meta, list)) = self.client.health_service(&self.service, &filter, &q).await else { return None };
+        // A newer set from the watch wins; it is in the current order anyway.
+        if meta.index >= self.current.read().index {
+            self.publish(meta.index, list).await;
+        }
+        None
+    }
+
+    async fn run(mut self, stop: CancellationToken) {
+        self.source = tokio::select! {
+            s = local_node(&self.client) => s,
+            _ = stop.cancelled() => return,
+        };
+        let mut watch = self.watch();
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + NEAR_REFRESH, NEAR_REFRESH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                ev = watch.next() => match ev {
+                    Ok(Some(ev)) => {
+                        if let WatchValue::Service(list) = ev.value {
+                            tokio::select! {
+                                _ = self.publish(ev.index, list) => {}
+                                _ = stop.cancelled() => break,
+                            }
+                        }
+                    }
+                    Ok(None) | Err(_) => break,
+                },
+                // Always armed: a branch guard would be read once, before a watch wait of minutes.
+                _ = tick.tick() => {
+                    if !self.near_wanted.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let replaced = tokio::select! {
+                        w = self.refresh() => w,
+                        _ = stop.cancelled() => break,
+                    };
+                    if let Some(w) = replaced {
+                        watch.close();
+                        watch = w;
+                    }
+                }
+            }
+        }
+        watch.close();
+    }
+}
+
 impl Discovery {
     /// Starts tracking the passing instances of `service` (optionally with `tag`), on the current
     /// tokio runtime.
@@ -75,31 +250,22 @@ impl Discovery {
         if service.is_empty() {
             return Err(Error::invalid("service", "must not be empty"));
         }
-        let spec = WatchSpec::Service { name: service.to_string(), passing_only: true, tag: tag.map(str::to_string) };
-        let watch = client.watch(spec, WatchOptions::default());
-        let instances: Arc<RwLock<(u64, Vec<ServiceEntry>)>> = Arc::default();
+        let current: Arc<RwLock<Current>> = Arc::default();
         let cancel = CancellationToken::new();
         let (ready_tx, ready) = tokio::sync::watch::channel(false);
-        let (set, stop) = (instances.clone(), cancel.clone());
-        tokio::spawn(async move {
-            loop {
-                let ev = tokio::select! {
-                    e = watch.next() => e,
-                    _ = stop.cancelled() => break,
-                };
-                match ev {
-                    Ok(Some(ev)) => {
-                        if let WatchValue::Service(list) = ev.value {
-                            *set.write() = (ev.index, list);
-                            let _ = ready_tx.send(true);
-                        }
-                    }
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            watch.close();
-        });
-        Ok(Discovery { instances, cursor: AtomicUsize::new(0), cancel, ready })
+        let near_wanted = Arc::new(AtomicBool::new(false));
+        let tracker = Tracker {
+            client: client.clone(),
+            service: service.to_string(),
+            tag: tag.map(str::to_string),
+            current: current.clone(),
+            ready: ready_tx,
+            near_wanted: near_wanted.clone(),
+            source: None,
+            coord_index: None,
+        };
+        tokio::spawn(tracker.run(cancel.clone()));
+        Ok(Discovery { current, cursor: AtomicUsize::new(0), cancel, ready, near_wanted })
     }
 
     /// Waits until the first result has arrived.
@@ -113,57 +279,77 @@ impl Discovery {
         }
     }
 
-    /// The current healthy instances.
+    /// The current healthy instances, nearest first when network coordinates exist.
     pub fn instances(&self) -> Vec<ServiceEntry> {
-        self.instances.read().1.clone()
+        self.current.read().list.clone()
     }
 
     /// The index of the current set.
     pub fn index(&self) -> u64 {
-        self.instances.read().0
+        self.current.read().index
     }
 
     /// Picks one instance; `key` is required by [`Strategy::ConsistentHash`]. `None` when there
     /// is no healthy instance.
     pub fn pick(&self, strategy: Strategy, key: Option<&str>) -> Result<Option<ServiceEntry>> {
-        let guard = self.instances.read();
-        let list = &guard.1;
-        if list.is_empty() {
+        if strategy == Strategy::Nearest {
+            self.near_wanted.store(true, Ordering::Relaxed);
+        }
+        let cur = self.current.read();
+        if cur.list.is_empty() {
             return Ok(None);
         }
-        let i = match strategy {
-            Strategy::RoundRobin | Strategy::Nearest => self.cursor.fetch_add(1, Ordering::Relaxed) % list.len(),
-            Strategy::Random => rand::thread_rng().gen_range(0..list.len()),
-            Strategy::Weighted => {
-                let weights: Vec<u64> = list.iter().map(|e| e.service.weights.passing.max(0) as u64).collect();
-                let total: u64 = weights.iter().sum();
-                if total == 0 {
-                    rand::thread_rng().gen_range(0..list.len())
-                } else {
-                    let mut r = rand::thread_rng().gen_range(0..total);
-                    weights
-                        .iter()
-                        .position(|w| {
-                            if r < *w {
-                                true
-                            } else {
-                                r -= w;
-                                false
-                            }
-                        })
-                        .unwrap_or(0)
-                }
-            }
-            Strategy::ConsistentHash => {
-                let key = key.ok_or_else(|| Error::invalid("key", "consistent_hash needs a key"))?;
-                (0..list.len()).max_by_key(|i| rendezvous(key, &list[*i])).unwrap_or(0)
-            }
-        };
-        Ok(list.get(i).cloned())
+        let i = choose(&cur.list, cur.by_distance, strategy, key, &self.cursor)?;
+        Ok(cur.list.get(i).cloned())
     }
 
     /// Stops tracking.
     pub fn close(&self) {
         self.cancel.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(nodes: &[&str]) -> Vec<ServiceEntry> {
+        nodes
+            .iter()
+            .map(|n| {
+                let mut e = ServiceEntry::default();
+                e.node.node = n.to_string();
+                e.service.id = format!("web-{n}");
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nearest_takes_the_first_of_an_rtt_ordered_set() {
+        let list = entries(&["near", "mid", "far"]);
+        let cursor = AtomicUsize::new(0);
+        for _ in 0..5 {
+            assert_eq!(choose(&list, true, Strategy::Nearest, None, &cursor).expect("pick"), 0);
+        }
+    }
+
+    #[test]
+    fn nearest_round_robins_without_coordinates() {
+        let list = entries(&["a", "b", "c"]);
+        let cursor = AtomicUsize::new(0);
+        let picked: Vec<usize> =
+            (0..6).map(|_| choose(&list, false, Strategy::Nearest, None, &cursor).expect("pick")).collect();
+        assert_eq!(picked, vec![0, 1, 2, 0, 1, 2]);
+        // Other strategies ignore the order's origin.
+        assert_eq!(choose(&list, true, Strategy::RoundRobin, None, &cursor).expect("pick"), 0);
+        assert!(choose(&list, true, Strategy::ConsistentHash, None, &cursor).is_err());
+    }
+
+    #[test]
+    fn strategies_parse() {
+        assert_eq!(Strategy::parse("nearest").expect("nearest"), Strategy::Nearest);
+        assert_eq!(Strategy::parse("round-robin").expect("rr"), Strategy::RoundRobin);
+        assert_eq!(Strategy::parse("closest").expect_err("unknown").code, ErrorCode::InvalidArgument);
     }
 }

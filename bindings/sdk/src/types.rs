@@ -29,6 +29,11 @@ pub struct QueryOptions {
     pub wait: Option<Duration>,
     /// Datacenter (default: the agent's).
     pub datacenter: Option<String>,
+    /// Sort catalog and health results by estimated round-trip time from this node, nearest
+    /// first (Consul's `?near=`, `QueryOptions.Near`). `_agent` names the answering agent's
+    /// node; the discovery watch sends the local agent's node name instead, which also holds
+    /// when the agent forwards the read. Without coordinates the order is left alone.
+    pub near: Option<String>,
 }
 
 /// Metadata of a read (`X-Consul-*` headers).

@@ -62,6 +62,9 @@ pub struct WatchOptions {
     pub max_backoff: Duration,
     /// Shortest time between two queries, so churn cannot turn the loop into a flood (100 ms).
     pub min_interval: Duration,
+    /// Sort service and node results by estimated round-trip time from this node
+    /// ([`QueryOptions::near`]); `None` keeps Consul's natural order.
+    pub near: Option<String>,
 }
 
 impl Default for WatchOptions {
@@ -71,6 +74,7 @@ impl Default for WatchOptions {
             consistency: Consistency::Default,
             max_backoff: Duration::from_secs(30),
             min_interval: Duration::from_millis(100),
+            near: None,
         }
     }
 }
@@ -170,8 +174,13 @@ async fn run(client: Client, spec: WatchSpec, opts: WatchOptions, tx: watch::Sen
     let mut backoff = Duration::from_millis(100);
     loop {
         let started = tokio::time::Instant::now();
-        let q =
-            QueryOptions { consistency: opts.consistency, index: Some(index), wait: Some(opts.wait), datacenter: None };
+        let q = QueryOptions {
+            consistency: opts.consistency,
+            index: Some(index),
+            wait: Some(opts.wait),
+            datacenter: None,
+            near: opts.near.clone(),
+        };
         let result = tokio::select! {
             r = fetch(&client, &spec, &q) => r,
             _ = cancel.cancelled() => break,

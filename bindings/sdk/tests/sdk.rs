@@ -217,3 +217,60 @@ fn lock_is_exclusive_and_released() {
     out.expect("lock calls");
     agent.shutdown().expect("shutdown");
 }
+
+/// Sets `node`'s LAN coordinate to `x` seconds from the origin along one axis.
+async fn put_coordinate(http: &str, node: &str, x: f64) {
+    let body = json!({"Node": node, "Coord": {"Vec": [x, 0, 0, 0, 0, 0, 0, 0], "Error": 0.2, "Adjustment": 0, "Height": 1e-5}});
+    let resp = reqwest::Client::new()
+        .put(format!("{http}/v1/coordinate/update"))
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("coordinate update");
+    assert!(resp.status().is_success(), "coordinate update: {}", resp.status());
+}
+
+#[test]
+fn nearest_follows_network_coordinates() {
+    let (agent, c) = agent();
+    let me = agent.node_name().to_string();
+    let http = format!("http://{}", agent.http_addr());
+    block_on(async move {
+        // Node names against their distance, so name order is not RTT order.
+        let nodes = [("na", 0.2), ("nb", 0.05), ("nc", 0.005)];
+        for (n, _) in nodes {
+            c.catalog_register(
+                &json!({"Node": n, "Address": "10.6.0.1", "Service": {"ID": "db", "Service": "db", "Port": 5432}}),
+            )
+            .await
+            .expect("register");
+        }
+        let before = Discovery::start(&c, "db", None).expect("discovery");
+        before.ready(Duration::from_secs(5)).await.expect("ready");
+        let pick = |d: &Discovery| d.pick(Strategy::Nearest, None).expect("pick").expect("some").node.node;
+        let seen: std::collections::HashSet<String> = (0..3).map(|_| pick(&before)).collect();
+        assert_eq!(seen.len(), 3, "no coordinates: round-robin");
+        // Coordinates arrive (the agent's own at the origin); the running discovery re-reads the
+        // order within its refresh period.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for (n, x) in nodes.iter().copied().chain([(me.as_str(), 0.0)]) {
+                put_coordinate(&http, n, x).await;
+            }
+            if (0..3).all(|_| pick(&before) == "nc") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "nearest did not settle on the nearest node");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let order: Vec<String> = before.instances().into_iter().map(|e| e.node.node).collect();
+        assert_eq!(order, ["nc", "nb", "na"], "instances come nearest first");
+        // A discovery started now has the order at once.
+        let after = Discovery::start(&c, "db", None).expect("discovery");
+        after.ready(Duration::from_secs(5)).await.expect("ready");
+        assert_eq!(pick(&after), "nc");
+        assert_eq!(after.pick(Strategy::RoundRobin, None).expect("pick").expect("some").node.node, "nc");
+        assert_eq!(after.pick(Strategy::RoundRobin, None).expect("pick").expect("some").node.node, "nb");
+    })
+    .expect("runtime");
+}

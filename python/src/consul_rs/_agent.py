@@ -9,6 +9,7 @@ from typing import Any
 
 from . import _native
 from ._client import AsyncClient, Client, _track
+from ._types import AgentMember
 
 __all__ = ["Agent"]
 
@@ -16,22 +17,34 @@ __all__ = ["Agent"]
 class Agent:
     """Starts a consul-rs node in this process and returns once it serves.
 
-    With no ``bootstrap_expect`` and no ``data_dir`` it is a dev node (in-memory, its own
-    leader). ``bootstrap_expect=3`` plus ``retry_join=[first.serf_addr]`` on each of three
-    Agents forms a cluster in one process. Ports default to free ones. Use it as a context
-    manager, or call :meth:`shutdown` (also done at interpreter exit). An Agent cannot be used
-    in a process forked after it started (:class:`ForkedError`).
+    A server by default. With no ``bootstrap_expect`` and no ``data_dir`` it is a dev node
+    (in-memory, its own leader). ``bootstrap_expect=3`` plus ``retry_join=[first.serf_addr]`` on
+    each of three Agents forms a cluster in one process. ``server=False`` makes a client agent,
+    Consul's default kind of node: it keeps no replicated state, joins the servers through
+    ``retry_join`` (or :meth:`join`), runs its own services and checks, and forwards every other
+    request to a server. Ports default to free ones. Use it as a context manager, or call
+    :meth:`shutdown` or :meth:`leave` (shutdown is also done at interpreter exit). An Agent
+    cannot be used in a process forked after it started (:class:`ForkedError`).
+
+    ``wait_for_leader`` (default: for a dev or single server, and for a client agent with
+    ``retry_join``) waits up to ``timeout`` seconds until the node knows a leader; a client
+    agent knows one once a server it reaches does.
     """
 
-    def __init__(self, node_name: str | None = None, *, dev: bool | None = None, bootstrap_expect: int = 0,
-                 data_dir: str | os.PathLike[str] | None = None, datacenter: str = "dc1",
-                 bind_addr: str = "127.0.0.1", http_port: int = 0, serf_lan_port: int = 0,
-                 server_port: int = 0, dns_port: int = 0, retry_join: Iterable[str] = (),
-                 raft_multiplier: int = 1, wait_for_leader: bool | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, node_name: str | None = None, *, server: bool = True, dev: bool | None = None,
+                 bootstrap_expect: int = 0, data_dir: str | os.PathLike[str] | None = None,
+                 datacenter: str = "dc1", bind_addr: str = "127.0.0.1", http_port: int = 0,
+                 serf_lan_port: int = 0, server_port: int = 0, dns_port: int = 0,
+                 retry_join: Iterable[str] = (), raft_multiplier: int = 1, wait_for_leader: bool | None = None,
+                 timeout: float = 30.0) -> None:
         if node_name is None:
             node_name = f"py-{os.getpid()}-{id(self) & 0xFFFF:x}"
         if not isinstance(node_name, str) or not node_name:
             raise TypeError("node_name: expected a non-empty str")
+        if not isinstance(server, bool):
+            raise TypeError(f"server: expected bool, got {type(server).__name__}")
+        if dev is not None and not isinstance(dev, bool):
+            raise TypeError(f"dev: expected bool or None, got {type(dev).__name__}")
         if isinstance(bootstrap_expect, bool) or not isinstance(bootstrap_expect, int) or bootstrap_expect < 0:
             raise ValueError("bootstrap_expect: expected a non-negative int")
         for name, port in (("http_port", http_port), ("serf_lan_port", serf_lan_port),
@@ -42,21 +55,42 @@ class Agent:
                 raise ValueError(f"{name}: {port} is out of range 0-65535")
         if isinstance(retry_join, str):
             raise TypeError("retry_join: expected a list of addresses, got str")
+        join = list(retry_join)
+        for addr in join:
+            if not isinstance(addr, str) or not addr:
+                raise TypeError("retry_join: expected non-empty str addresses")
+        if not server:
+            if dev:
+                raise ValueError("dev: a client agent (server=False) cannot be a dev agent")
+            if bootstrap_expect:
+                raise ValueError("bootstrap_expect: only servers bootstrap; a client agent (server=False) joins them")
+            dev = False
         if dev is None:
             dev = bootstrap_expect == 0 and data_dir is None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if not dev and data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="consul-rs-agent-")
             data_dir = self._tmp.name
-        self._a = _native.NativeAgent(node_name, dev, bootstrap_expect,
-                                      None if data_dir is None else os.fspath(data_dir), datacenter, bind_addr,
-                                      http_port, serf_lan_port, server_port, dns_port, list(retry_join),
-                                      raft_multiplier)
+        try:
+            self._a = _native.NativeAgent(
+                node_name, dev=dev, server=server, bootstrap_expect=bootstrap_expect,
+                data_dir=None if data_dir is None else os.fspath(data_dir), datacenter=datacenter,
+                bind_addr=bind_addr, http_port=http_port, serf_lan_port=serf_lan_port, server_port=server_port,
+                dns_port=dns_port, retry_join=join, raft_multiplier=raft_multiplier)
+        except BaseException:
+            self._cleanup_tmp()
+            raise
+        self._server = server
         _track(self)
         if wait_for_leader is None:
-            wait_for_leader = dev or bootstrap_expect <= 1
+            wait_for_leader = (dev or bootstrap_expect <= 1) if server else bool(join)
         if wait_for_leader:
             self.wait_for_leader(timeout)
+
+    @property
+    def server(self) -> bool:
+        """Whether this node is a server (else a client agent)."""
+        return self._server
 
     @property
     def http_addr(self) -> str:
@@ -94,9 +128,34 @@ class Agent:
         c._agent_ref = self
         return c
 
+    def join(self, address: str) -> None:
+        """Joins the gossip pool of the agent at ``address`` (``host`` or ``host:port`` of its
+        serf_lan listener, e.g. another Agent's :attr:`serf_addr`)."""
+        if not isinstance(address, str):
+            raise TypeError(f"address: expected str, got {type(address).__name__}")
+        if not address:
+            raise ValueError("address: must not be empty")
+        self._a.join(address)
+
+    def members(self) -> list[AgentMember]:
+        """The members of this node's LAN gossip pool, itself included."""
+        return [AgentMember._from_native(m) for m in self._a.members()]
+
+    def leave(self) -> None:
+        """Leaves the gossip pool gracefully, so the other members list this node as ``left``
+        (a client agent's node then leaves the catalog; a server leaves the Raft
+        configuration), then stops the node. :class:`ShutdownError` if it already stopped."""
+        try:
+            self._a.leave()
+        finally:
+            self._cleanup_tmp()
+
     def shutdown(self) -> None:
-        """Stops the node (idempotent)."""
+        """Stops the node without leaving: the others see it fail (idempotent)."""
         self._a.shutdown()
+        self._cleanup_tmp()
+
+    def _cleanup_tmp(self) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from . import _native
-from ._types import Check, HealthCheck, KVPair, Node, ServiceEntry, WatchEvent, parse_duration
+from ._types import AgentMember, Check, HealthCheck, KVPair, Node, ServiceEntry, UserEvent, WatchEvent, parse_duration
 from .errors import ConsulError, ConsulTimeoutError, ShutdownError
 
 __all__ = [
@@ -68,6 +68,16 @@ def _bytes(value: Any, name: str) -> bytes:
     raise TypeError(f"{name}: expected bytes or str, got {type(value).__name__}")
 
 
+def _opt_str(value: Any, name: str) -> str | None:
+    return None if value is None else _str(value, name)
+
+
+def _bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected bool, got {type(value).__name__}")
+    return value
+
+
 def _opt_int(value: Any, name: str) -> int | None:
     if value is None:
         return None
@@ -89,6 +99,8 @@ def _watch_value(kind: str, payload: Any) -> Any:
         return KVPair._from_native(payload)
     if kind == "key_prefix":
         return [KVPair(*t) for t in payload]
+    if kind == "events":
+        return [UserEvent._from_native(t) for t in payload]
     data = json.loads(payload)
     if kind == "service":
         return [ServiceEntry._from_json(e) for e in data]
@@ -125,6 +137,7 @@ class _Base:
         self.health = _Health(self)
         self.agent = _AgentAPI(self)
         self.session = _Session(self)
+        self.event = _Event(self)
         self.watch = _Watches(self)
 
     @property
@@ -384,6 +397,53 @@ class _AgentAPI(_Area):
         """Marks a TTL check critical."""
         return self._c._call(self._c._n.check_update_ttl, None, _str(check_id, "check_id"), "fail", note)
 
+    def members(self, wan: bool = False) -> Any:
+        """The members of the agent's LAN gossip pool (the servers' WAN pool with ``wan``),
+        itself included, as :class:`AgentMember` objects."""
+        return self._c._call(self._c._n.agent_members, lambda ms: [AgentMember._from_native(m) for m in ms],
+                             _bool(wan, "wan"))
+
+    def join(self, address: str) -> Any:
+        """Asks the agent to join the gossip pool of the agent at ``address`` (``host`` or
+        ``host:port`` of its serf_lan listener, e.g. an :attr:`Agent.serf_addr`)."""
+        return self._c._call(self._c._n.agent_join, None, _str(address, "address"))
+
+    def leave(self) -> Any:
+        """Asks the agent to leave its pool gracefully: the others list it as ``left``, a
+        client agent's node leaves the catalog, and an agent process then exits. For an
+        :class:`Agent` embedded in this process use :meth:`Agent.leave`, which also stops it."""
+        return self._c._call(self._c._n.agent_leave, None)
+
+    def force_leave(self, node: str, prune: bool = False) -> Any:
+        """Marks the failed member ``node`` as left (``prune``: forget it at once).
+        :class:`NotFoundError` when no member has that name."""
+        return self._c._call(self._c._n.agent_force_leave, None, _str(node, "node"), _bool(prune, "prune"))
+
+
+class _Event(_Area):
+    """``/v1/event``: user events, spread to every agent by gossip."""
+
+    def fire(self, name: str, payload: bytes | str = b"", *, node: str | None = None, service: str | None = None,
+             tag: str | None = None) -> Any:
+        """Fires the user event ``name`` with ``payload`` (at most 512 bytes, else
+        :class:`TooLargeError`), for the agents whose node name matches the ``node`` regex and
+        that run a service matching ``service`` (with a tag matching ``tag``). Returns the
+        :class:`UserEvent` with its ID."""
+        _str(name, "name")
+        data = _bytes(payload, "payload")
+        _opt_str(node, "node")
+        _opt_str(service, "service")
+        _opt_str(tag, "tag")
+        if tag is not None and service is None:
+            raise ValueError("tag: a tag filter needs a service filter")
+        return self._c._call(self._c._n.event_fire, UserEvent._from_native, name, data, node, service, tag)
+
+    def list(self, name: str | None = None) -> Any:
+        """The recent user events this agent has seen (only those named ``name`` if given),
+        oldest first."""
+        return self._c._call(self._c._n.event_list, lambda es: [UserEvent._from_native(e) for e in es],
+                             _opt_str(name, "name"))
+
 
 class _Session(_Area):
     """``/v1/session``."""
@@ -440,6 +500,12 @@ class _Watches(_Area):
         """Watches the node list: events carry ``list[Node]``."""
         return self._make("nodes", "", wait=wait)
 
+    def events(self, name: str | None = None, *, wait: float | str = 300.0) -> Watch:
+        """Watches the user events this agent receives (only those named ``name`` if given).
+        Like Consul's event watch, the first delivery carries the events the agent already
+        holds and each later one only the new events, as ``list[UserEvent]``, oldest first."""
+        return self._make("events", "" if name is None else _str(name, "name"), wait=wait)
+
 
 class Watch:
     """A running watch. The first event is the current result; each later one differs from
@@ -448,14 +514,27 @@ class Watch:
     def __init__(self, native: _native.NativeWatch, is_async: bool) -> None:
         self._w = native
         self._async = is_async
+        self._last_event_id: str | None = None
         _track(self)
 
-    @staticmethod
-    def _event(t: Any) -> WatchEvent | None:
+    def _event(self, t: Any) -> WatchEvent | None:
         if t is None:
             return None
         index, kind, payload = t
-        return WatchEvent(index, _watch_value(kind, payload))
+        value = _watch_value(kind, payload)
+        if kind == "events":
+            value = self._new_events(value)
+        return WatchEvent(index, value)
+
+    def _new_events(self, events: list[UserEvent]) -> list[UserEvent]:
+        # The agent answers with its whole recent buffer: keep what follows the newest event
+        # already delivered (all of it if that one has rotated out), as Consul's watch does.
+        ids = [e.id for e in events]
+        if self._last_event_id in ids:
+            events = events[ids.index(self._last_event_id) + 1:]
+        if events:
+            self._last_event_id = events[-1].id
+        return events
 
     def next(self, timeout: float | None = None) -> WatchEvent | None:
         """Blocks (GIL released, Ctrl-C honoured) until the next change; ``None`` once closed.
@@ -573,14 +652,16 @@ class Discovery:
 
     def pick(self, strategy: str = "round_robin", *, key: str | None = None) -> ServiceEntry | None:
         """One instance, or ``None`` when none is passing. ``strategy``: ``round_robin``,
-        ``random``, ``weighted``, ``consistent_hash`` (needs ``key``), ``nearest``."""
+        ``random``, ``weighted``, ``consistent_hash`` (needs ``key``), ``nearest`` (the lowest
+        estimated round-trip time from the local agent by network coordinates; round-robin while
+        the agent or the instances have none)."""
         _str(strategy, "strategy")
         s = self._d.pick(strategy, key)
         return None if s is None else ServiceEntry._from_json(json.loads(s))
 
     @property
     def instances(self) -> list[ServiceEntry]:
-        """The current passing instances."""
+        """The current passing instances, nearest first when network coordinates exist."""
         return [ServiceEntry._from_json(e) for e in json.loads(self._d.instances())]
 
     @property

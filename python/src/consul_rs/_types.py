@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["KVPair", "Node", "Service", "HealthCheck", "ServiceEntry", "WatchEvent", "Check", "parse_duration"]
+__all__ = ["KVPair", "Node", "Service", "HealthCheck", "ServiceEntry", "AgentMember", "UserEvent", "WatchEvent", "Check",
+           "parse_duration"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h)?\s*$")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -148,12 +149,70 @@ class ServiceEntry:
         )
 
 
+_MEMBER_STATUS = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
+
+
+@dataclass(frozen=True)
+class AgentMember:
+    """A member of an agent's gossip pool (``/v1/agent/members``).
+
+    ``tags`` holds the Serf tags (``role``: ``consul`` for servers, ``node`` for client agents;
+    ``dc``, ``port``, ...). ``status`` is Serf's number: 0 none, 1 alive, 2 leaving, 3 left,
+    4 failed; :attr:`status_name` spells it.
+    """
+
+    name: str
+    addr: str
+    port: int
+    tags: dict[str, str] = field(default_factory=dict)
+    status: int = 0
+
+    @property
+    def status_name(self) -> str:
+        """``alive``, ``leaving``, ``left``, ``failed`` or ``none``."""
+        return _MEMBER_STATUS.get(self.status, "none")
+
+    @property
+    def role(self) -> str:
+        """``consul`` for a server, ``node`` for a client agent (the ``role`` tag)."""
+        return self.tags.get("role", "")
+
+    @classmethod
+    def _from_native(cls, t: Any) -> AgentMember:
+        name, addr, port, tags, status = t
+        return cls(name, addr, port, dict(tags), status)
+
+
+@dataclass(frozen=True)
+class UserEvent:
+    """A user event (``/v1/event/fire``, ``/v1/event/list``).
+
+    ``payload`` is ``None`` when empty. The filters are the regexes the event was addressed
+    with (``""``: everyone). ``ltime`` is the event's Lamport time in the pool (0 in the answer
+    of :meth:`fire`).
+    """
+
+    id: str
+    name: str
+    payload: bytes | None = None
+    node_filter: str = ""
+    service_filter: str = ""
+    tag_filter: str = ""
+    version: int = 1
+    ltime: int = 0
+
+    @classmethod
+    def _from_native(cls, t: Any) -> UserEvent:
+        return cls(*t)
+
+
 @dataclass(frozen=True)
 class WatchEvent:
     """One watch delivery: the result and the ``X-Consul-Index`` it was read at.
 
     ``value`` is ``KVPair | None`` for key watches, ``list[KVPair]`` for prefixes,
-    ``list[ServiceEntry]`` for services, ``list[HealthCheck]`` for checks.
+    ``list[ServiceEntry]`` for services, ``list[HealthCheck]`` for checks, ``list[Node]`` for
+    nodes, ``{name: [tags]}`` for the service list, ``list[UserEvent]`` (oldest first) for events.
     """
 
     index: int
