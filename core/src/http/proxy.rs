@@ -50,7 +50,7 @@ pub(super) async fn forward(
     };
     let req = HttpRequest {
         method: method.to_string(),
-        uri: uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| uri.path().to_string()),
+        uri: forwarded_uri(&uri, &ctx.config.node_name),
         headers: FORWARDED_HEADERS
             .iter()
             .filter_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).map(|v| (h.to_string(), v.to_string())))
@@ -68,6 +68,30 @@ pub(super) async fn forward(
             let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{e}\n")).into_response()
         }
+    }
+}
+
+/// The path and query to send: `?near=_agent` means *this* agent, so it is spelled out as our
+/// node name before a server (which would read it as itself) sees it.
+fn forwarded_uri(uri: &Uri, node_name: &str) -> String {
+    let path = uri.path();
+    let Some(query) = uri.query() else { return path.to_string() };
+    let mut changed = false;
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|p| {
+            if p == "near=_agent" {
+                changed = true;
+                format!("near={}", form_urlencoded::byte_serialize(node_name.as_bytes()).collect::<String>())
+            } else {
+                p.to_string()
+            }
+        })
+        .collect();
+    if changed {
+        format!("{path}?{}", parts.join("&"))
+    } else {
+        format!("{path}?{query}")
     }
 }
 
@@ -111,4 +135,19 @@ pub async fn serve_forwarded(router: axum::Router, req: HttpRequest) -> Result<H
         .to_bytes()
         .to_vec();
     Ok(HttpResponse { status, headers, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn near_agent_names_the_client_agent() {
+        let u: Uri = "/v1/health/service/web?passing&near=_agent".parse().expect("uri");
+        assert_eq!(forwarded_uri(&u, "client 1"), "/v1/health/service/web?passing&near=client+1");
+        let u: Uri = "/v1/kv/a?index=5".parse().expect("uri");
+        assert_eq!(forwarded_uri(&u, "c"), "/v1/kv/a?index=5");
+        let u: Uri = "/v1/kv/a".parse().expect("uri");
+        assert_eq!(forwarded_uri(&u, "c"), "/v1/kv/a");
+    }
 }
