@@ -251,3 +251,33 @@ fn agent_services_and_checks_list_what_the_agent_holds() {
     out.expect("agent calls");
     agent.shutdown().expect("shutdown");
 }
+
+#[test]
+fn closing_a_registration_during_a_ttl_round_does_not_register_it_again() {
+    use consul_sdk::{CheckDefinition, CheckKind, Registration, ServiceRegistration};
+    let (mut agent, c) = agent();
+    let out = block_on(async move {
+        for i in 0..8u64 {
+            let reg = ServiceRegistration {
+                name: "flappy".into(),
+                checks: vec![CheckDefinition {
+                    kind: CheckKind::Ttl { ttl: Duration::from_millis(300) },
+                    interval: None,
+                    timeout: None,
+                    deregister_critical_after: None,
+                }],
+                ..ServiceRegistration::default()
+            };
+            let r = Registration::start(&c, reg).await?;
+            // Close at different points of the keep-alive's 100 ms rounds.
+            tokio::time::sleep(Duration::from_millis(100 + i * 12)).await;
+            r.close().await?;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            assert!(c.agent_services().await?.is_empty(), "round {i}: registered again after close");
+        }
+        Ok::<_, consul_sdk::Error>(())
+    })
+    .expect("runtime");
+    out.expect("registrations");
+    agent.shutdown().expect("shutdown");
+}
