@@ -2,6 +2,8 @@
 
 /// <reference types="node" />
 
+import { EventEmitter } from 'node:events';
+
 /** The SDK's error codes: `ConsulError.code`. */
 export type ErrorCode =
   | 'INVALID_ARGUMENT'
@@ -91,6 +93,10 @@ export interface ServiceEntry {
   node: Node;
   service: Service;
   checks: HealthCheck[];
+  /** Where to connect: the service's address, else its node's. */
+  address: string;
+  /** The service port. */
+  port: number;
 }
 
 export interface Member {
@@ -255,7 +261,7 @@ export interface LeaderElectionOptions {
 
 /** Campaigns for leadership until `resign()`. Emits `elected`, `lost` and (when listened to)
  * `error`. Keeps the process alive until resigned or `unref()`'d. */
-export declare class LeaderElection extends NodeJS.EventEmitter {
+export declare class LeaderElection extends EventEmitter {
   private constructor();
   readonly isLeader: boolean;
   /** `true` once elected, `false` after `timeoutMs` or on resign. */

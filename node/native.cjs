@@ -1,6 +1,10 @@
-// Loads the native addon built by scripts/build.js for this platform.
+// Loads the native addon built by scripts/build.js for this platform. If it is missing (npm
+// skipped the install script: `--ignore-scripts`, or a newer npm's install-script approvals),
+// it is built here once, from the source checkout this package sits in.
 'use strict';
 
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
 const path = require('node:path');
 
 function triple() {
@@ -10,6 +14,16 @@ function triple() {
 }
 
 const file = path.join(__dirname, `consul-rs.${triple()}.node`);
+const build = path.join(__dirname, 'scripts', 'build.js');
+
+if (!fs.existsSync(file) && fs.existsSync(build) && !process.env.CONSUL_RS_NO_AUTOBUILD) {
+  process.stderr.write('consul-rs: the native addon is not built yet (npm skipped the install script?); building it now\n');
+  const r = spawnSync(process.execPath, [build], { stdio: ['ignore', 2, 2] });
+  if (r.status !== 0) {
+    throw new Error(`consul-rs: building the native addon failed; run \`npm run build\` in ${__dirname} (needs cargo)`);
+  }
+}
+
 try {
   module.exports = require(file);
 } catch (e) {

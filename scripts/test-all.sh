@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust (unit + in-process clusters + real processes) and the
 # Python wire-compatibility suite against the unmodified py-consul client, then the consul_rs
-# Python package (built with `pip install ./python`) and its pytest suite. Node and C suites
-# join here when their packages land. Prints each runner's summary, then one total line.
+# Python package (built with `pip install ./python`) and its pytest suite, then the consul-rs
+# Node package (scripts/test-node.sh). The C suite joins here when its package lands. Prints
+# each runner's summary, then one total line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log_dir=$(mktemp -d)
@@ -35,6 +36,17 @@ else
   status=1
 fi
 
+# ---- Node package (node/): npm install + node --test; summary line `node: N passed, M failed`.
+echo "==> scripts/test-node.sh (the consul-rs Node package)"
+CONSUL_RS_BIN="$PWD/target/debug/consul-rs" ./scripts/test-node.sh 2>&1 | tee "$log_dir/node.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+node_passed=$(grep -E '^node: [0-9]+ passed, [0-9]+ failed$' "$log_dir/node.log" | tail -1 | sed -E 's/^node: ([0-9]+) passed.*/\1/')
+node_failed=$(grep -E '^node: [0-9]+ passed, [0-9]+ failed$' "$log_dir/node.log" | tail -1 | sed -E 's/.* ([0-9]+) failed$/\1/')
+if [ -z "$node_passed" ]; then
+  node_passed=0
+  node_failed=1 # no summary line: the runner itself broke
+fi
+
 # One total over every runner, from their own summary lines.
 cargo_passed=$(grep -E '^test result:' "$log_dir/cargo.log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | paste -sd+ - | bc)
 cargo_failed=$(grep -E '^test result:' "$log_dir/cargo.log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | paste -sd+ - | bc)
@@ -47,8 +59,8 @@ for log in "$log_dir"/pytest*.log; do
   py_passed=$(( py_passed + ${n:-0} ))
   py_failed=$(( py_failed + ${f:-0} ))
 done
-passed=$(( ${cargo_passed:-0} + ${py_passed:-0} ))
-failed=$(( ${cargo_failed:-0} + ${py_failed:-0} ))
+passed=$(( ${cargo_passed:-0} + ${py_passed:-0} + ${node_passed:-0} ))
+failed=$(( ${cargo_failed:-0} + ${py_failed:-0} + ${node_failed:-0} ))
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1 # a runner failed without a countable test failure (build or collection error)
 fi

@@ -136,6 +136,8 @@ where
             let out = std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(panic_error(p)));
             let _ = tsfn.call(out, ThreadsafeFunctionCallMode::NonBlocking);
         })
-        .map_err(|e| napi::Error::new(ErrorCode::Internal.as_str().to_string(), format!("cannot start a thread: {e}")))?;
+        .map_err(|e| {
+            napi::Error::new(ErrorCode::Internal.as_str().to_string(), format!("cannot start a thread: {e}"))
+        })?;
     Ok(())
 }

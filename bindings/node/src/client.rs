@@ -104,7 +104,10 @@ impl NativeClient {
     #[napi]
     pub fn kv_list(&self, prefix: String, consistency: String, cb: Callback<'_>) -> Result<()> {
         let (c, q) = (self.client.clone(), query(&consistency)?);
-        spawn(cb, async move { Ok(c.kv_list(&prefix, &q).await?.1.into_iter().map(JsKvPair::from).collect::<Vec<_>>()) })
+        spawn(
+            cb,
+            async move { Ok(c.kv_list(&prefix, &q).await?.1.into_iter().map(JsKvPair::from).collect::<Vec<_>>()) },
+        )
     }
 
     #[napi]

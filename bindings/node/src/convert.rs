@@ -8,8 +8,8 @@ use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 
 use consul_sdk::{
-    AgentMember, AgentService, CheckDefinition, CheckKind, Consistency, Error, HealthCheck, KvPair, Node,
-    ServiceEntry, ServiceRegistration, UserEvent, WatchEvent, WatchValue,
+    AgentMember, AgentService, CheckDefinition, CheckKind, Consistency, Error, HealthCheck, KvPair, Node, ServiceEntry,
+    ServiceRegistration, UserEvent, WatchEvent, WatchValue,
 };
 
 /// A KV entry.
@@ -131,11 +131,17 @@ pub struct JsServiceEntry {
     pub node: JsNode,
     pub service: JsService,
     pub checks: Vec<JsHealthCheck>,
+    /// Where to connect: the service's address, else its node's.
+    pub address: String,
+    /// The service port.
+    pub port: u32,
 }
 
 impl From<ServiceEntry> for JsServiceEntry {
     fn from(e: ServiceEntry) -> Self {
         JsServiceEntry {
+            address: e.address().to_string(),
+            port: u32::from(e.service.port),
             node: e.node.into(),
             service: e.service.into(),
             checks: e.checks.into_iter().map(Into::into).collect(),
@@ -324,7 +330,9 @@ impl JsRegistration {
         }
         let port = match self.port {
             None => None,
-            Some(p) => Some(u16::try_from(p).map_err(|_| Error::invalid("port", format!("{p} is out of range 0-65535")))?),
+            Some(p) => {
+                Some(u16::try_from(p).map_err(|_| Error::invalid("port", format!("{p} is out of range 0-65535")))?)
+            }
         };
         let checks = self
             .checks
@@ -369,5 +377,59 @@ impl JsRegistration {
             meta: self.meta.unwrap_or_default().into_iter().collect(),
             checks,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use consul_sdk::ErrorCode;
+
+    #[test]
+    fn numbers_from_js_are_checked_by_name() {
+        assert_eq!(millis("waitMs", 1500.0).ok(), Some(Duration::from_millis(1500)));
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            let e = millis("waitMs", bad).expect_err("refused");
+            assert_eq!(e.code, ErrorCode::InvalidArgument);
+            assert!(e.message.starts_with("waitMs:"), "{}", e.message);
+        }
+        assert_eq!(whole("cas", Some(7.0)).ok(), Some(Some(7)));
+        assert_eq!(whole("cas", None).ok(), Some(None));
+        assert!(whole("cas", Some(1.5)).is_err() && whole("cas", Some(-1.0)).is_err());
+        assert!(consistency("quorum").is_err());
+    }
+
+    #[test]
+    fn registrations_are_validated() {
+        let reg = |port, checks| JsRegistration {
+            name: "web".into(),
+            id: None,
+            address: None,
+            port,
+            tags: None,
+            meta: None,
+            checks: Some(checks),
+        };
+        let check = |kind: &str, target: Option<&str>, ttl_ms| JsCheck {
+            kind: kind.into(),
+            target: target.map(Into::into),
+            ttl_ms,
+            interval_ms: Some(1000.0),
+            timeout_ms: None,
+            deregister_critical_after_ms: None,
+        };
+        let ok = reg(Some(80), vec![check("ttl", None, Some(10_000.0)), check("tcp", Some("127.0.0.1:80"), None)])
+            .into_sdk()
+            .expect("valid");
+        assert_eq!(ok.port, Some(80));
+        assert_eq!(ok.checks[0].kind, CheckKind::Ttl { ttl: Duration::from_secs(10) });
+        let refused = |r: JsRegistration, arg: &str| {
+            let e = r.into_sdk().expect_err("refused");
+            assert!(e.message.starts_with(arg), "{} should name {arg}", e.message);
+        };
+        refused(reg(Some(70_000), vec![]), "port");
+        refused(reg(None, vec![check("ttl", None, Some(0.0))]), "ttl");
+        refused(reg(None, vec![check("http", None, None)]), "check");
+        refused(reg(None, vec![check("script", Some("x"), None)]), "check");
     }
 }

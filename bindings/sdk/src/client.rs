@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::types::{
-    AgentMember, AgentService, CheckKind, Consistency, EventFilter, HealthCheck, HealthFilter, KvPair, KvPairWire, Node, PutOptions,
-    QueryMeta, QueryOptions, ServiceEntry, ServiceRegistration, UserEvent, UserEventWire,
+    AgentMember, AgentService, CheckKind, Consistency, EventFilter, HealthCheck, HealthFilter, KvPair, KvPairWire,
+    Node, PutOptions, QueryMeta, QueryOptions, ServiceEntry, ServiceRegistration, UserEvent, UserEventWire,
 };
 use crate::watch::{Watch, WatchOptions, WatchSpec};
 
