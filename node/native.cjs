@@ -13,7 +13,8 @@ function triple() {
   return `${process.platform}-${process.arch}${libc}`;
 }
 
-const file = path.join(__dirname, `consul-rs.${triple()}.node`);
+// CONSUL_RS_NODE_ADDON: load another build of the addon (the benchmark's release build).
+const file = process.env.CONSUL_RS_NODE_ADDON || path.join(__dirname, `consul-rs.${triple()}.node`);
 const build = path.join(__dirname, 'scripts', 'build.js');
 
 if (!fs.existsSync(file) && fs.existsSync(build) && !process.env.CONSUL_RS_NO_AUTOBUILD) {

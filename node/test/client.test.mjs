@@ -129,6 +129,16 @@ for (const [kind, addr] of agents.kinds) {
       assert.ok(await eventually(async () => (await status()) === 'critical'));
       await c.agent.serviceDeregister(`${name}-1`);
       assert.equal((await c.agent.services())[`${name}-1`], undefined);
+      // Every check kind, with its timing options.
+      const timing = { interval: '5s', timeout: 1000, deregisterCriticalAfter: '10m' };
+      await c.agent.serviceRegister({
+        name, id: `${name}-2`, port: 9,
+        checks: [Check.http(`http://${addr}/v1/status/leader`, timing), Check.tcp(addr, timing),
+          Check.grpc('127.0.0.1:1/health', timing), Check.ttl(60000)],
+      });
+      const mine = Object.values(await c.agent.checks()).filter((x) => x.serviceId === `${name}-2`);
+      assert.deepEqual(mine.map((x) => x.checkId).sort(), [1, 2, 3, 4].map((i) => `service:${name}-2:${i}`));
+      await c.agent.serviceDeregister(`${name}-2`);
       await assert.rejects(c.agent.checkPass('no-such-check'), (e) => e.code === 'NOT_FOUND' && e.httpStatus === 404);
     });
 
