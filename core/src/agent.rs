@@ -15,14 +15,18 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::backend::{Backend, Remote};
 use crate::cluster::{Cluster, FormationConfig};
 use crate::command::Command;
 use crate::config::AgentConfig;
 use crate::consensus::Consensus;
+use crate::coordinate::{self, CoordinateClient};
+use crate::gossip::{Gossip, Keyring};
 use crate::http::{self, ApiContext};
 use crate::local::{self, LocalAgent, NodeInfo};
 use crate::raft::{self, log_store::LogStore, network::NetworkFactory, state_machine::StateMachine};
-use crate::rpc::{self, messages::MemberInfo, RpcClient};
+use crate::rpc::messages::{HttpRequest, MemberInfo, WireError};
+use crate::rpc::{self, Request, Response, RpcClient};
 use crate::state::StateStore;
 use crate::{Error, Result};
 
@@ -35,12 +39,15 @@ pub struct Agent {
     dns_addr: Option<SocketAddr>,
     rpc_addr: SocketAddr,
     serf_addr: SocketAddr,
-    consensus: Arc<Consensus>,
+    consensus: Option<Arc<Consensus>>,
+    backend: Backend,
     cluster: Arc<Cluster>,
     shutdown: CancellationToken,
+    left: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
-    log_store: LogStore,
+    log_store: Option<LogStore>,
     local: Arc<LocalAgent>,
+    coordinates: Option<Arc<CoordinateClient>>,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener> {
@@ -61,6 +68,18 @@ async fn bind_dns(addr: SocketAddr) -> Result<(tokio::net::UdpSocket, TcpListene
         }
     }
     Err(err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no port free for both UDP and TCP")))
+}
+
+/// The gossip keyring: `data_dir/serf/local.keyring` when it exists (rotated keys survive
+/// restarts), else the `encrypt` key.
+fn open_keyring(config: &AgentConfig) -> Result<Keyring> {
+    let bad = |e: crate::gossip::keyring::KeyringError| Error::Config(format!("encrypt: {e}"));
+    match (&config.data_dir, config.dev || config.disable_keyring_file) {
+        (Some(dir), false) => {
+            Keyring::load_or_init(&dir.join("serf").join("local.keyring"), config.encrypt.as_deref(), "").map_err(bad)
+        }
+        _ => Keyring::new(config.encrypt.as_slice(), None, "").map_err(bad),
+    }
 }
 
 /// Reads `<data_dir>/node-id`, or writes a new random one there.
@@ -124,18 +143,9 @@ impl Agent {
         let http_addr = local(&http_listener, "HTTP", SocketAddr::new(config.client_addr, config.ports.http))?;
 
         let shutdown = CancellationToken::new();
-        let raft_dir = match (&config.data_dir, config.dev) {
-            (Some(dir), false) => Some(dir.join("raft")),
-            _ => None,
-        };
-        let log_store = LogStore::open(raft_dir.as_deref())?;
-        let state = Arc::new(StateStore::new());
-        let sm = StateMachine::open(state.clone(), log_store.clone())?;
+        // Network coordinates: fed by gossip probes, published by the sync task below.
+        let coordinates = (!config.disable_coordinates).then(|| Arc::new(CoordinateClient::new()));
         let rpc_client = RpcClient::new(shutdown.clone());
-        let raft =
-            raft::start(raft_id, &config.raft, NetworkFactory::new(rpc_client.clone()), log_store.clone(), sm).await?;
-        let consensus = Consensus::new(raft, state, rpc_client.clone(), raft_id, config.raft, config.rpc_hold_timeout);
-
         let incarnation = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let me = MemberInfo {
             node_id,
@@ -149,6 +159,50 @@ impl Agent {
             raft_initialized: false,
             incarnation,
         };
+        let keyring = Arc::new(open_keyring(&config)?);
+        let mut gossip_config = config.gossip_lan.clone();
+        gossip_config.verify_incoming = config.encrypt_verify_incoming;
+        gossip_config.verify_outgoing = config.encrypt_verify_outgoing;
+        // UDP shares the serf_lan TCP listener's port, on the bind address.
+        let gossip_bind = SocketAddr::new(config.bind_addr, serf_addr.port());
+        let gossip = Gossip::bind(gossip_bind, me, gossip_config, keyring, rpc_client.clone())
+            .await
+            .map_err(|source| Error::Bind { what: "serf_lan (UDP)", addr: gossip_bind, source })?;
+        if let Some(c) = &coordinates {
+            gossip.set_rtt_observer(c.clone());
+        }
+
+        // Servers open storage and start Raft; client agents reach the servers through gossip.
+        let mut log_store = None;
+        let backend = if config.server {
+            let raft_dir = match (&config.data_dir, config.dev) {
+                (Some(dir), false) => Some(dir.join("raft")),
+                _ => None,
+            };
+            let store = LogStore::open(raft_dir.as_deref())?;
+            let state = Arc::new(StateStore::new());
+            let sm = StateMachine::open(state.clone(), store.clone())?;
+            let raft =
+                raft::start(raft_id, &config.raft, NetworkFactory::new(rpc_client.clone()), store.clone(), sm).await?;
+            log_store = Some(store);
+            Backend::Server(Consensus::new(
+                raft,
+                state,
+                rpc_client.clone(),
+                raft_id,
+                config.raft,
+                config.rpc_hold_timeout,
+            ))
+        } else {
+            Backend::Client(Remote::new(
+                rpc_client.clone(),
+                gossip.clone(),
+                config.datacenter.clone(),
+                config.rpc_hold_timeout,
+            ))
+        };
+        let consensus = backend.consensus().cloned();
+
         let formation = FormationConfig {
             bootstrap: config.bootstrap || config.dev,
             bootstrap_expect: config.bootstrap_expect,
@@ -156,7 +210,7 @@ impl Agent {
             retry_interval: config.retry_interval,
             retry_max: config.retry_max,
         };
-        let cluster = Cluster::new(me, consensus.clone(), rpc_client, formation);
+        let cluster = Cluster::new(gossip.clone(), consensus.clone(), formation);
 
         let node_info = NodeInfo {
             name: config.node_name.clone(),
@@ -164,12 +218,16 @@ impl Agent {
             address: advertise.to_string(),
             datacenter: config.datacenter.clone(),
         };
-        let local = match LocalAgent::start(&config, node_info, consensus.clone(), shutdown.clone()) {
+        let local = match LocalAgent::start(&config, node_info, backend.clone(), shutdown.clone()) {
             Ok(l) => l,
             Err(e) => {
                 shutdown.cancel();
-                raft::shutdown(consensus.raft()).await;
-                log_store.close();
+                if let Some(c) = &consensus {
+                    raft::shutdown(c.raft()).await;
+                }
+                if let Some(store) = &log_store {
+                    store.close();
+                }
                 return Err(e);
             }
         };
@@ -180,44 +238,92 @@ impl Agent {
             reap_interval: config.check_reap_interval,
             deregister_min: config.check_deregister_interval_min,
         };
-        tasks.push(tokio::spawn(local::sync::run(local.clone(), consensus.clone(), timing, shutdown.clone())));
+        tasks.push(tokio::spawn(local::sync::run(local.clone(), backend.clone(), timing, shutdown.clone())));
         tasks.push(tokio::spawn(local::sync::reap(local.clone(), timing, shutdown.clone())));
-        tasks.push(tokio::spawn(consensus.clone().watch_metrics(shutdown.clone())));
-        tasks.push(tokio::spawn(consensus.clone().run_proposer(shutdown.clone())));
-        let rpc_handler: rpc::Handler = {
-            let c = consensus.clone();
-            Arc::new(move |req| c.handle_rpc(req))
-        };
-        tasks.push(tokio::spawn(rpc::serve(rpc_listener, rpc_handler, shutdown.clone())));
+        if let Some(c) = &consensus {
+            tasks.push(tokio::spawn(c.clone().watch_metrics(shutdown.clone())));
+            tasks.push(tokio::spawn(c.clone().run_proposer(shutdown.clone())));
+            tasks.push(tokio::spawn(reap_tombstones(c.clone(), config.tombstone_ttl, shutdown.clone())));
+            tasks.push(tokio::spawn(crate::session_ttl::reap_sessions(c.clone(), shutdown.clone())));
+        }
         let serf_handler: rpc::Handler = {
             let c = cluster.clone();
             Arc::new(move |req| c.handle_rpc(req))
         };
         tasks.push(tokio::spawn(rpc::serve(serf_listener, serf_handler, shutdown.clone())));
+        tasks.push(tokio::spawn(gossip.clone().run(shutdown.clone())));
         tasks.push(tokio::spawn(cluster.clone().run(shutdown.clone())));
-        tasks.push(tokio::spawn(reap_tombstones(consensus.clone(), config.tombstone_ttl, shutdown.clone())));
-        tasks.push(tokio::spawn(crate::session_ttl::reap_sessions(consensus.clone(), shutdown.clone())));
 
-        if let Some((udp, tcp)) = dns_sockets {
-            let dns = Arc::new(crate::dns::DnsContext::new(
-                consensus.clone(),
-                config.dns.clone(),
-                config.datacenter.clone(),
+        // Servers resolve DNS queries their client agents forward, even with their own DNS port off.
+        let dns = Arc::new(crate::dns::DnsContext::new(
+            backend.clone(),
+            config.dns.clone(),
+            config.datacenter.clone(),
+            shutdown.clone(),
+        ));
+
+        if let Some(client) = &coordinates {
+            let members: coordinate::sync::MemberCount = {
+                let cluster = cluster.clone();
+                Arc::new(move || cluster.members().len())
+            };
+            let timing = coordinate::sync::SyncTiming {
+                interval_min: config.sync_coordinate_interval_min,
+                rate_target: config.sync_coordinate_rate_target,
+            };
+            let sync = coordinate::sync::run(
+                client.clone(),
+                backend.clone(),
+                config.node_name.clone(),
+                config.server,
+                members,
+                timing,
                 shutdown.clone(),
-            ));
-            tasks.push(tokio::spawn(crate::dns::serve_udp(udp, dns.clone())));
-            tasks.push(tokio::spawn(crate::dns::serve_tcp(tcp, dns)));
+            );
+            tasks.push(tokio::spawn(sync));
         }
 
+        if let Some((udp, tcp)) = dns_sockets {
+            tasks.push(tokio::spawn(crate::dns::serve_udp(udp, dns.clone())));
+            tasks.push(tokio::spawn(crate::dns::serve_tcp(tcp, dns.clone())));
+        }
+
+        let left = CancellationToken::new();
         let ctx = Arc::new(ApiContext {
-            consensus: consensus.clone(),
+            backend: backend.clone(),
             cluster: cluster.clone(),
             config: config.clone(),
             shutdown: shutdown.clone(),
             http_addr,
             local: local.clone(),
+            left: left.clone(),
+            coordinates: coordinates.clone(),
         });
         let app = http::router(ctx);
+        if let Some(c) = &consensus {
+            // The server port: Raft, forwarded writes and reads, and client agents' HTTP and DNS.
+            let (c, app, dns) = (c.clone(), app.clone(), dns.clone());
+            let rpc_handler: rpc::Handler = Arc::new(move |req| match req {
+                Request::Http(h) => {
+                    let app = app.clone();
+                    Box::pin(async move {
+                        match http::proxy::serve_forwarded(app, h).await {
+                            Ok(r) => Response::Http(r),
+                            Err(e) => Response::Error(WireError::BadRequest(e.to_string())),
+                        }
+                    })
+                }
+                Request::Dns { packet, udp } => {
+                    let dns = dns.clone();
+                    Box::pin(async move { Response::Dns(crate::dns::answer_forwarded(&dns, &packet, udp).await) })
+                }
+                other => c.handle_rpc(other),
+            });
+            tasks.push(tokio::spawn(rpc::serve(rpc_listener, rpc_handler, shutdown.clone())));
+        } else {
+            // A client agent holds no server port open; `rpc_addr` is only advertised.
+            drop(rpc_listener);
+        }
         let http_shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             let serve = axum::serve(http_listener, app).with_graceful_shutdown(http_shutdown.cancelled_owned());
@@ -234,11 +340,14 @@ impl Agent {
             rpc_addr,
             serf_addr,
             consensus,
+            backend,
             cluster,
             shutdown,
+            left,
             tasks,
             log_store,
             local,
+            coordinates,
         })
     }
 
@@ -277,9 +386,27 @@ impl Agent {
         &self.config
     }
 
-    /// The consensus facade (for embedding and tests).
-    pub fn consensus(&self) -> &Arc<Consensus> {
-        &self.consensus
+    /// The consensus facade (for embedding and tests); `None` on client agents.
+    pub fn consensus(&self) -> Option<&Arc<Consensus>> {
+        self.consensus.as_ref()
+    }
+
+    /// Whether this agent is a server.
+    pub fn is_server(&self) -> bool {
+        self.consensus.is_some()
+    }
+
+    /// Completes once the agent has left the pool through `PUT /v1/agent/leave`; the owner
+    /// should then call [`Agent::shutdown`] (the `consul-rs` binary exits).
+    pub async fn left(&self) {
+        self.left.cancelled().await
+    }
+
+    /// Leaves the gossip pool gracefully (peers list this agent as `left`, and a server is
+    /// removed from the Raft configuration), then shuts down.
+    pub async fn leave(self) -> Result<()> {
+        self.cluster.gossip().leave().await;
+        self.shutdown().await
     }
 
     /// The cluster view.
@@ -290,6 +417,13 @@ impl Agent {
     /// The agent's own services and checks.
     pub fn local(&self) -> &Arc<LocalAgent> {
         &self.local
+    }
+
+    /// This agent's network coordinate client, which the gossip layer feeds with probe round
+    /// trips (`update(peer, &peer_coord, rtt)`) and reads to piggyback on its acks; `None`
+    /// with `disable_coordinates`.
+    pub fn coordinates(&self) -> Option<&Arc<CoordinateClient>> {
+        self.coordinates.as_ref()
     }
 
     /// Replaces the config-file services and checks (`consul reload`); API-registered ones stay.
@@ -304,24 +438,43 @@ impl Agent {
 
     /// Whether this agent is the Raft leader.
     pub fn is_leader(&self) -> bool {
-        self.consensus.is_leader()
+        self.consensus.as_ref().is_some_and(|c| c.is_leader())
     }
 
     /// Waits until some leader is known, or `timeout` passes.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.consensus.leader().is_some() {
-                return Ok(());
+            match &self.consensus {
+                Some(c) if c.leader().is_some() => return Ok(()),
+                Some(_) => {}
+                // A client agent: some server it knows of reports a leader.
+                None => {
+                    if self.client_sees_leader().await {
+                        return Ok(());
+                    }
+                }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Err(Error::NoLeader)
     }
 
+    async fn client_sees_leader(&self) -> bool {
+        let Backend::Client(remote) = &self.backend else { return false };
+        let req = HttpRequest { method: "GET".into(), uri: "/v1/status/leader".into(), headers: vec![], body: vec![] };
+        match remote.http(req, Duration::from_secs(2)).await {
+            Ok(r) => r.status == 200 && r.body.len() > 2,
+            Err(_) => false,
+        }
+    }
+
     /// Takes a Raft snapshot now and compacts the log behind it.
     pub async fn snapshot_now(&self) -> Result<()> {
-        raft::trigger_snapshot(self.consensus.raft()).await
+        match &self.consensus {
+            Some(c) => raft::trigger_snapshot(c.raft()).await,
+            None => Err(Error::BadRequest("client agents hold no Raft log".into())),
+        }
     }
 
     /// Stops every listener and task, then Raft and storage. Blocking queries in flight return
@@ -338,8 +491,12 @@ impl Agent {
                 tracing::warn!("a task did not stop within 10 s");
             }
         }
-        raft::shutdown(self.consensus.raft()).await;
-        self.log_store.close();
+        if let Some(c) = &self.consensus {
+            raft::shutdown(c.raft()).await;
+        }
+        if let Some(store) = &self.log_store {
+            store.close();
+        }
         tracing::info!(node = %self.config.node_name, "agent stopped");
     }
 }

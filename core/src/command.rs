@@ -45,6 +45,9 @@ pub enum Command {
         /// The proposer's clock, unix ms.
         now_ms: u64,
     },
+    /// Store network coordinates (agents' periodic sync, `PUT /v1/coordinate/update`). Updates
+    /// for nodes not in the catalog are skipped.
+    CoordinateBatchUpdate(Vec<crate::state::coordinate::CoordinateUpdate>),
 }
 
 impl Command {
@@ -62,6 +65,7 @@ impl Command {
             Command::CatalogDeregister(_) => 64,
             Command::SessionCreate(s) => 256 + s.node_checks.len() * 64 + s.service_checks.len() * 64,
             Command::SessionDestroy { .. } => 64,
+            Command::CoordinateBatchUpdate(u) => u.iter().map(|u| u.node.len() + u.segment.len() + 96).sum(),
         }
     }
 }

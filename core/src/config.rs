@@ -20,8 +20,10 @@ pub struct AgentConfig {
     /// This node's UUID (`node_id`); `None` means: read `<data_dir>/node-id`, or make and
     /// persist a random one.
     pub node_id: Option<Uuid>,
-    /// Whether this agent is a server (holds a Raft replica). Client agents arrive with the
-    /// gossip issue; for now every agent is a server.
+    /// Whether this agent is a server (holds a Raft replica). A client agent (`false`) keeps
+    /// no replicated state: it joins the gossip pool, runs its own checks and anti-entropy, and
+    /// forwards every other request to a server. Consul's default is a client agent; `-server`,
+    /// `server = true` and `-dev` make a server.
     pub server: bool,
     /// `-dev`: keep all state in memory and bootstrap a single-node cluster at once.
     pub dev: bool,
@@ -80,6 +82,26 @@ pub struct AgentConfig {
     pub check_deregister_interval_min: Duration,
     /// The DNS interface (`domain`, `alt_domain`, `recursors`, `dns_config { … }`).
     pub dns: DnsConfig,
+    /// `encrypt`: the base64 gossip key (16, 24 or 32 bytes); `None` leaves gossip in the clear.
+    /// Ignored when `data_dir/serf/local.keyring` exists (rotated keys win, as in Consul).
+    pub encrypt: Option<String>,
+    /// `encrypt_verify_incoming` (true): refuse plaintext gossip when a key is installed.
+    pub encrypt_verify_incoming: bool,
+    /// `encrypt_verify_outgoing` (true): encrypt outgoing gossip when a key is installed.
+    pub encrypt_verify_outgoing: bool,
+    /// `disable_keyring_file`: keep the keyring in memory only.
+    pub disable_keyring_file: bool,
+    /// `gossip_lan { … }` timing, `reconnect_timeout`.
+    pub gossip_lan: crate::gossip::GossipConfig,
+    /// `disable_coordinates`: no network coordinates at all — the agent neither keeps nor
+    /// publishes one, `/v1/coordinate/*` answers 401, `?near=` does not sort.
+    pub disable_coordinates: bool,
+    /// Shortest period between two coordinate publications by this agent (Consul's
+    /// `sync_coordinate_interval_min`, 15 s; tests use less). The period grows with the
+    /// cluster size so the whole datacenter stays near `sync_coordinate_rate_target`.
+    pub sync_coordinate_interval_min: Duration,
+    /// Coordinate publications per second the whole datacenter aims for (64).
+    pub sync_coordinate_rate_target: f64,
 }
 
 /// DNS settings (Consul's `domain`, `alt_domain`, `recursors`, `dns_config`, `ports.dns`).
@@ -231,7 +253,7 @@ impl Default for AgentConfig {
             datacenter: "dc1".to_string(),
             node_name: default_node_name(),
             node_id: None,
-            server: true,
+            server: false,
             dev: false,
             bootstrap: false,
             bootstrap_expect: 0,
@@ -258,6 +280,14 @@ impl Default for AgentConfig {
             check_reap_interval: Duration::from_secs(30),
             check_deregister_interval_min: Duration::from_secs(60),
             dns: DnsConfig::default(),
+            encrypt: None,
+            encrypt_verify_incoming: true,
+            encrypt_verify_outgoing: true,
+            disable_keyring_file: false,
+            gossip_lan: crate::gossip::GossipConfig::lan(),
+            disable_coordinates: false,
+            sync_coordinate_interval_min: Duration::from_secs(15),
+            sync_coordinate_rate_target: 64.0,
         }
     }
 }
@@ -273,6 +303,7 @@ impl AgentConfig {
             bind_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             raft: RaftTuning { raft_multiplier: 1, ..RaftTuning::default() },
             retry_interval: Duration::from_secs(1),
+            gossip_lan: crate::gossip::GossipConfig::dev(),
             ..AgentConfig::default()
         }
     }
@@ -330,6 +361,27 @@ impl AgentConfig {
         }
         if self.ae_interval.is_zero() || self.check_reap_interval.is_zero() {
             return Err(Error::Config("ae_interval/check_reap_interval: must be positive".into()));
+        }
+        if let Some(key) = &self.encrypt {
+            crate::gossip::keyring::decode_key(key).map_err(|e| Error::Config(format!("encrypt: {e}")))?;
+        }
+        if self.gossip_lan.probe_interval.is_zero()
+            || self.gossip_lan.probe_timeout.is_zero()
+            || self.gossip_lan.gossip_interval.is_zero()
+            || self.gossip_lan.suspicion_mult == 0
+        {
+            return Err(Error::Config(
+                "gossip_lan: probe_interval, probe_timeout, gossip_interval and suspicion_mult must be positive".into(),
+            ));
+        }
+        if self.sync_coordinate_interval_min.is_zero() {
+            return Err(Error::Config("sync_coordinate_interval_min: must be positive".into()));
+        }
+        if !(self.sync_coordinate_rate_target.is_finite() && self.sync_coordinate_rate_target > 0.0) {
+            return Err(Error::Config(format!(
+                "sync_coordinate_rate_target: {} must be a positive number",
+                self.sync_coordinate_rate_target
+            )));
         }
         if self.raft.snapshot_threshold == 0 {
             return Err(Error::Config("raft_snapshot_threshold: must be positive".into()));

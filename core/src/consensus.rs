@@ -434,8 +434,12 @@ impl Consensus {
                     }
                 }
                 Request::Forward(f) => this.handle_forward(f).await,
-                Request::Join(_) | Request::PushPull(_) => {
-                    Response::Error(WireError::BadRequest("membership requests go to the serf_lan port".into()))
+                Request::GossipSync(_) | Request::KeyringOp(_) => {
+                    Response::Error(WireError::BadRequest("gossip requests go to the serf_lan port".into()))
+                }
+                // The agent answers these before handing the rest to us.
+                Request::Http(_) | Request::Dns { .. } => {
+                    Response::Error(WireError::BadRequest("this server does not serve forwarded requests".into()))
                 }
             }
         })
@@ -472,6 +476,12 @@ impl Consensus {
                     Err(e) => error(e),
                 }
             }
+            ForwardRequest::ReadNode(node) => match self.read_barrier(Consistency::Default).await {
+                Ok(_) => {
+                    Response::Forward(ForwardResponse::Node(Box::new(self.state.read(|d| d.catalog.node_state(&node)))))
+                }
+                Err(e) => error(e),
+            },
             ForwardRequest::SessionRenew(id) => {
                 if !self.is_leader() {
                     return not_leader(self.leader());

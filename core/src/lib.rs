@@ -11,6 +11,7 @@
 //! - [`consensus`]: writes through Raft with leader forwarding; read barriers for the three
 //!   consistency modes.
 //! - [`cluster`]: membership exchange on the serf_lan port, bootstrap, adding servers to Raft.
+//! - [`coordinate`]: Vivaldi network coordinates (RTT estimates between nodes).
 //! - [`state`]: the replicated data (KV, tombstones, sessions) and change notification.
 //! - [`command`]: Raft log payloads.
 //! - [`raft`]: every openraft type, the redb log store and the state machine.
@@ -23,14 +24,17 @@
 
 pub mod agent;
 pub mod archive;
+pub mod backend;
 pub(crate) mod checks;
 pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod consensus;
+pub mod coordinate;
 pub mod dns;
 pub mod duration;
 pub mod error;
+pub mod gossip;
 pub mod http;
 pub mod local;
 pub mod raft;

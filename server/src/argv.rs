@@ -40,6 +40,7 @@ const BOOL_FLAGS: &[&str] = &[
     "passingonly",
     "enable",
     "disable",
+    "wan",
 ];
 
 /// The command tree: a word is a subcommand only where this tree says so; everything below a
@@ -66,6 +67,7 @@ const COMMANDS: &[Node] = &[
     leaf("watch"),
     leaf("maint"),
     leaf("reload"),
+    leaf("rtt"),
 ];
 
 /// Whether `name` (without dashes) is a flag that takes no value.

@@ -106,7 +106,7 @@ pub(crate) struct AgentArgs {
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) ui: Option<bool>,
-    /// Gossip encryption key (accepted; not used yet).
+    /// Gossip encryption key (base64, as `consul-rs keygen` prints).
     #[arg(long)]
     pub(crate) encrypt: Option<String>,
     /// Allow script health checks, including ones registered over the HTTP API.
@@ -248,6 +248,7 @@ pub(crate) fn build_settings(args: &AgentArgs, matches: Option<&ArgMatches>) -> 
     }
     s.apply_value(&flags_as_config(args), "command-line flags")?;
     parse_log_level(&s.log_level)?;
+    s.settle_leave_defaults();
     s.agent.validate().map_err(|e| anyhow!("{e}"))?;
     Ok(s)
 }
@@ -362,9 +363,6 @@ pub(crate) async fn run(args: AgentArgs, matches: Option<&ArgMatches>) -> Result
     for key in &settings.accepted_unused {
         tracing::info!(key = %key, "config key accepted, not yet used");
     }
-    if settings.encrypt.is_some() {
-        tracing::warn!("encrypt: gossip encryption is not implemented yet; cluster traffic is NOT encrypted");
-    }
     if settings.enable_script_checks {
         tracing::warn!("enable_script_checks: script checks can be registered over the HTTP API");
     }
@@ -402,8 +400,23 @@ pub(crate) async fn run(args: AgentArgs, matches: Option<&ArgMatches>) -> Result
             })
         }));
     }
-    let sig = wait_for_signal(Some(&agent)).await?;
+    let sig = tokio::select! {
+        s = wait_for_signal(Some(&agent)) => s?,
+        // `consul-rs leave` / `PUT /v1/agent/leave`: the agent already left the pool.
+        _ = agent.left() => "leave",
+    };
     stdout_line(&format!("==> Caught signal: {sig}"));
+    // Consul's defaults: client agents leave the pool on SIGINT and SIGTERM (others see them
+    // `left`, not `failed`); servers just stop (`skip_leave_on_interrupt`, `leave_on_terminate`).
+    let leave = match sig {
+        "interrupt" => !settings.skip_leave_on_interrupt,
+        "terminated" => settings.leave_on_terminate,
+        _ => false,
+    };
+    if leave {
+        stdout_line("==> Gracefully leaving the cluster...");
+        agent.cluster().gossip().leave().await;
+    }
     stdout_line("==> Gracefully shutting down agent...");
     // A second signal while shutting down means "now": exit without waiting.
     tokio::spawn(async {

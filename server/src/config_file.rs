@@ -30,8 +30,12 @@ pub(crate) struct Settings {
     pub(crate) log_json: bool,
     /// `pid_file`: where the agent writes its process id.
     pub(crate) pid_file: Option<PathBuf>,
-    /// `encrypt`: the gossip key; kept for the gossip work, not used yet.
-    pub(crate) encrypt: Option<String>,
+    /// `skip_leave_on_interrupt` (servers: true, clients: false).
+    pub(crate) skip_leave_on_interrupt: bool,
+    /// `leave_on_terminate` (servers: false, clients: true).
+    pub(crate) leave_on_terminate: bool,
+    /// Whether the two above were set explicitly (else they follow `server`).
+    leave_flags_set: (bool, bool),
     /// `enable_script_checks` (also copied into [`AgentConfig::enable_script_checks`]).
     pub(crate) enable_script_checks: bool,
     /// `ports.dns = -1`: DNS disabled. The core has no switch for this yet, so it is carried here.
@@ -50,7 +54,9 @@ impl Settings {
             log_level: "info".to_string(),
             log_json: false,
             pid_file: None,
-            encrypt: None,
+            skip_leave_on_interrupt: true,
+            leave_on_terminate: false,
+            leave_flags_set: (false, false),
             enable_script_checks: false,
             dns_disabled: false,
             ui: dev,
@@ -176,8 +182,33 @@ impl Settings {
             "log_json" => self.log_json = ctx.bool(key, v)?,
             "pid_file" => self.pid_file = Some(PathBuf::from(ctx.string(key, v)?)),
             "encrypt" => {
-                self.encrypt = Some(ctx.string(key, v)?);
-                self.accepted_unused.insert(key.to_string());
+                let k = ctx.string(key, v)?;
+                consul_core::gossip::keyring::decode_key(&k).map_err(|e| ctx.bad(key, &e.to_string()))?;
+                a.encrypt = Some(k);
+            }
+            "encrypt_verify_incoming" => a.encrypt_verify_incoming = ctx.bool(key, v)?,
+            "encrypt_verify_outgoing" => a.encrypt_verify_outgoing = ctx.bool(key, v)?,
+            "disable_keyring_file" => a.disable_keyring_file = ctx.bool(key, v)?,
+            "reconnect_timeout" => {
+                let d = ctx.duration(key, v)?;
+                // Consul's floor: failed nodes must get a real chance to come back.
+                if d < Duration::from_secs(8 * 3600) {
+                    return Err(ctx.bad(key, "must be at least 8h"));
+                }
+                a.gossip_lan.reconnect_timeout = d;
+            }
+            "skip_leave_on_interrupt" => {
+                self.skip_leave_on_interrupt = ctx.bool(key, v)?;
+                self.leave_flags_set.0 = true;
+            }
+            "leave_on_terminate" => {
+                self.leave_on_terminate = ctx.bool(key, v)?;
+                self.leave_flags_set.1 = true;
+            }
+            "gossip_lan" => {
+                for block in ctx.blocks(key, v)? {
+                    self.apply_gossip_lan(ctx, block)?;
+                }
             }
             "enable_script_checks" => {
                 self.enable_script_checks = ctx.bool(key, v)?;
@@ -185,6 +216,7 @@ impl Settings {
             }
             "enable_local_script_checks" => a.enable_local_script_checks = ctx.bool(key, v)?,
             "check_update_interval" => a.check_update_interval = ctx.duration(key, v)?,
+            "disable_coordinates" => a.disable_coordinates = ctx.bool(key, v)?,
             // Service and check definitions: the same parser as the agent API, so a block can be
             // posted to /v1/agent/service/register as-is and errors read the same.
             "service" | "services" => {
@@ -330,6 +362,34 @@ impl Settings {
         Ok(())
     }
 
+    fn apply_gossip_lan(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
+        let g = &mut self.agent.gossip_lan;
+        for (k, v) in block {
+            let key = format!("gossip_lan.{k}");
+            match k.as_str() {
+                "gossip_nodes" => g.gossip_nodes = ctx.uint(&key, v, 64)? as usize,
+                "gossip_interval" => g.gossip_interval = ctx.duration(&key, v)?,
+                "probe_interval" => g.probe_interval = ctx.duration(&key, v)?,
+                "probe_timeout" => g.probe_timeout = ctx.duration(&key, v)?,
+                "suspicion_mult" => g.suspicion_mult = ctx.uint(&key, v, 100)? as u32,
+                "retransmit_mult" => g.retransmit_mult = ctx.uint(&key, v, 100)? as u32,
+                _ => return Err(ctx.bad(&key, "unknown key")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The leave defaults follow the role unless set explicitly (Consul's `leave_on_terminate`
+    /// and `skip_leave_on_interrupt` defaults differ for servers and clients).
+    pub(crate) fn settle_leave_defaults(&mut self) {
+        if !self.leave_flags_set.0 {
+            self.skip_leave_on_interrupt = self.agent.server;
+        }
+        if !self.leave_flags_set.1 {
+            self.leave_on_terminate = !self.agent.server;
+        }
+    }
+
     fn apply_limits(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
         for (k, v) in block {
             let key = format!("limits.{k}");
@@ -387,13 +447,8 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "log_rotate_max_files",
     "enable_syslog",
     "syslog_facility",
-    "encrypt_verify_incoming",
-    "encrypt_verify_outgoing",
     "disable_remote_exec",
-    "leave_on_terminate",
-    "skip_leave_on_interrupt",
     "rejoin_after_leave",
-    "reconnect_timeout",
     "reconnect_timeout_wan",
     "node_meta",
     "primary_datacenter",
@@ -431,7 +486,6 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "raft_logstore",
     "enable_debug",
     "enable_central_service_config",
-    "disable_keyring_file",
     "server_name",
     "segment",
     "peering",
@@ -804,6 +858,11 @@ mod tests {
         let a = &s.agent;
         assert!(a.enable_local_script_checks && !a.enable_script_checks);
         assert_eq!(a.check_update_interval, Duration::from_secs(30));
+        assert!(!a.disable_coordinates);
+        let v: Value = serde_json::from_str(r#"{"disable_coordinates": true}"#).expect("json");
+        let mut d = Settings::new(false);
+        d.apply_value(&v, "t.json").expect("apply");
+        assert!(d.agent.disable_coordinates);
         assert_eq!(a.services.len(), 1);
         assert_eq!(a.services[0].service.id, "web-1");
         assert_eq!(a.services[0].checks[0].id, "service:web-1");
@@ -818,6 +877,7 @@ mod tests {
             (r#"{"services": [{"name": "x", "check": {"http": "http://a/"}}]}"#, "Interval is required"),
             (r#"{"check": {"name": "c"}}"#, "check[0]: Invalid check"),
             (r#"{"check_update_interval": "soon"}"#, "check_update_interval"),
+            (r#"{"disable_coordinates": "maybe"}"#, "disable_coordinates"),
         ] {
             let v: Value = serde_json::from_str(json).expect("json");
             let err = Settings::new(false).apply_value(&v, "t.json").expect_err(json).to_string();

@@ -11,6 +11,7 @@ mod cmd_kv;
 mod cmd_lock;
 mod cmd_maint;
 mod cmd_operator;
+mod cmd_rtt;
 mod cmd_services;
 mod cmd_snapshot;
 mod cmd_watch;
@@ -62,6 +63,8 @@ enum Command {
     Maint(cmd_maint::MaintArgs),
     /// Ask the agent to reload its configuration.
     Reload(cmd_maint::ReloadArgs),
+    /// Estimate the network round-trip time between two nodes.
+    Rtt(cmd_rtt::RttArgs),
 }
 
 fn main() -> ExitCode {
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
             Command::Watch(a) => cmd_watch::run(*a).await,
             Command::Maint(a) => cmd_maint::maint(a).await.map(|()| 0),
             Command::Reload(a) => cmd_maint::reload(a).await.map(|()| 0),
+            Command::Rtt(a) => cmd_rtt::run(a).await,
             Command::Version => Ok(0),
         }
     });
@@ -179,6 +183,9 @@ mod tests {
             "maint -enable -service=web -reason=deploy",
             "maint",
             "reload",
+            "rtt n1",
+            "rtt -http-addr=127.0.0.1:8500 n1 n2",
+            "rtt -wan n1.dc1",
         ] {
             if let Err(e) = parse(line) {
                 panic!("{line}: {e}");

@@ -154,3 +154,24 @@ def test_kv_acquire_release(c):
     assert c.session.destroy(s2) is True
     _, data = c.kv.get("py/lock")
     assert "Session" not in data
+
+
+def test_coordinates_and_near(c):
+    for node in ("py-near", "py-far"):
+        assert c.catalog.register(node, "10.0.0.1") is True
+    near = {"Vec": [0.001, 0, 0, 0, 0, 0, 0, 0], "Error": 0.2, "Adjustment": 0.0, "Height": 1e-05}
+    far = dict(near, Vec=[0.050, 0, 0, 0, 0, 0, 0, 0])
+    assert c.coordinate.update("py-far", far) is True
+    assert c.coordinate.update("py-near", near) is True
+    index, entries = c.coordinate.nodes()
+    assert index and [e["Node"] for e in entries if e["Node"].startswith("py-")] == ["py-far", "py-near"]
+    _, one = c.coordinate.node("py-near")
+    assert one[0]["Segment"] == "" and one[0]["Coord"]["Vec"][0] == 0.001
+    _, missing = c.coordinate.node("py-nowhere")
+    assert missing is None
+    dcs = c.coordinate.datacenters()
+    assert dcs[0]["Datacenter"] == "dc1" and dcs[0]["AreaID"] == "WAN"
+    _, nodes = c.catalog.nodes(near="py-near")
+    assert [n["Node"] for n in nodes][:2] == ["py-near", "py-far"]
+    with pytest.raises(consul.exceptions.ConsulException):
+        c.coordinate.update("py-near", dict(near, Vec=[0, 0]))

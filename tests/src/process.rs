@@ -225,3 +225,181 @@ impl Drop for DevAgent {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// A datacenter of real processes: `servers` servers and `clients` client agents, each on its
+/// own loopback address (127.0.0.10, .11, …), all started with one `-retry-join` address (the
+/// first server's), optionally with a gossip key. Every child is killed when dropped.
+#[derive(Debug)]
+pub struct Datacenter {
+    children: Vec<Option<Child>>,
+    ports: Vec<ProcPorts>,
+    dirs: Vec<TempDir>,
+    servers: usize,
+    encrypt: Option<String>,
+    /// Where each agent's stderr goes (to read its log).
+    pub logs: Vec<PathBuf>,
+}
+
+impl Datacenter {
+    /// Starts the agents and waits for the servers to elect a leader.
+    pub async fn start(servers: usize, clients: usize, encrypt: Option<&str>) -> Datacenter {
+        let n = servers + clients;
+        let mut dc = Datacenter {
+            children: Vec::new(),
+            ports: Vec::new(),
+            dirs: Vec::new(),
+            servers,
+            encrypt: encrypt.map(str::to_string),
+            logs: Vec::new(),
+        };
+        for i in 0..n {
+            dc.ports.push(ProcPorts { http: free_port(), server: free_port(), serf: free_port(), dns: free_port() });
+            let dir = tempfile::tempdir().expect("tempdir");
+            dc.logs.push(dir.path().join("stderr.log"));
+            dc.dirs.push(dir);
+            dc.children.push(None);
+            let _ = i;
+        }
+        for i in 0..n {
+            let key = dc.encrypt.clone();
+            dc.spawn(i, key.as_deref());
+        }
+        dc.wait_for_leader().await;
+        dc
+    }
+
+    /// The loopback address agent `i` binds.
+    pub fn ip(i: usize) -> String {
+        format!("127.0.0.{}", 10 + i)
+    }
+
+    /// Node name of agent `i` (`server0`…, `client0`…).
+    pub fn name(&self, i: usize) -> String {
+        if i < self.servers {
+            format!("server{i}")
+        } else {
+            format!("client{}", i - self.servers)
+        }
+    }
+
+    /// Starts agent `i` with gossip key `key` (which may differ from the datacenter's).
+    pub fn spawn(&mut self, i: usize, key: Option<&str>) {
+        let p = self.ports[i];
+        let dir = self.dirs[i].path();
+        let config = dir.join("config.json");
+        std::fs::write(&config, r#"{"performance": {"raft_multiplier": 1}, "retry_interval": "200ms"}"#)
+            .expect("write config");
+        let mut cmd = Command::new(binary());
+        cmd.arg("agent");
+        if i < self.servers {
+            cmd.arg("-server").arg(format!("-bootstrap-expect={}", self.servers));
+        }
+        cmd.args(["-data-dir", &dir.join("data").display().to_string()])
+            .args(["-node", &self.name(i)])
+            .arg(format!("-bind={}", Self::ip(i)))
+            .args(["-client", "127.0.0.1"])
+            .arg(format!("-http-port={}", p.http))
+            .args(["-server-port", &p.server.to_string()])
+            .arg(format!("-serf-lan-port={}", p.serf))
+            .arg(format!("-dns-port={}", p.dns))
+            .arg(format!("-config-file={}", config.display()))
+            .arg(format!("-retry-join={}:{}", Self::ip(0), self.ports[0].serf))
+            .args(["-log-level", "info"]);
+        if let Some(k) = key {
+            cmd.arg(format!("-encrypt={k}"));
+        }
+        let log = std::fs::File::create(&self.logs[i]).expect("log file");
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log));
+        self.children[i] = Some(cmd.spawn().expect("spawn consul-rs"));
+    }
+
+    /// Adds one more agent slot (not started); returns its index.
+    pub fn add_slot(&mut self) -> usize {
+        self.ports.push(ProcPorts { http: free_port(), server: free_port(), serf: free_port(), dns: free_port() });
+        let dir = tempfile::tempdir().expect("tempdir");
+        self.logs.push(dir.path().join("stderr.log"));
+        self.dirs.push(dir);
+        self.children.push(None);
+        self.children.len() - 1
+    }
+
+    /// Waits until every running server sees the same leader.
+    pub async fn wait_for_leader(&self) {
+        for i in 0..self.servers {
+            if self.children[i].is_none() {
+                continue;
+            }
+            let api = self.api(i);
+            eventually(Duration::from_secs(60), &format!("server {i} knows a leader"), || {
+                let api = api.clone();
+                async move {
+                    let leader = api.get("/v1/status/leader").await.ok()?.json();
+                    leader.as_str().is_some_and(|s| !s.is_empty()).then_some(())
+                }
+            })
+            .await;
+        }
+    }
+
+    /// An API client for agent `i`.
+    pub fn api(&self, i: usize) -> Api {
+        Api::new(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.ports[i].http))
+    }
+
+    /// Ports of agent `i`.
+    pub fn ports(&self, i: usize) -> ProcPorts {
+        self.ports[i]
+    }
+
+    /// `kill -9` agent `i`.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGINT to agent `i` and waits for it to exit; its exit status.
+    pub fn interrupt(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let mut child = self.children[i].take()?;
+        let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+        for _ in 0..200 {
+            if let Ok(Some(s)) = child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    /// Restarts agent `i` from its data dir with the datacenter's key.
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.children[i].is_none(), "agent {i} is running");
+        let key = self.encrypt.clone();
+        self.spawn(i, key.as_deref());
+    }
+
+    /// A `consul-rs` CLI command aimed at agent `i`.
+    pub fn cli(&self, i: usize, args: &[&str]) -> Output {
+        Command::new(binary())
+            .args(args)
+            .env("CONSUL_HTTP_ADDR", format!("127.0.0.1:{}", self.ports[i].http))
+            .env_remove("CONSUL_HTTP_TOKEN")
+            .output()
+            .expect("run cli")
+    }
+
+    /// Agent `i`'s log so far.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.logs[i]).unwrap_or_default()
+    }
+}
+
+impl Drop for Datacenter {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill9(i);
+        }
+    }
+}

@@ -663,6 +663,7 @@ fn watch_event(py: Python<'_>, ev: Option<consul_sdk::WatchEvent>) -> PyResult<P
         WatchValue::Checks(v) => ("checks", json_text(py, v)?),
         WatchValue::Services(v) => ("services", json_text(py, v)?),
         WatchValue::Nodes(v) => ("nodes", json_text(py, v)?),
+        WatchValue::Events(v) => ("events", json_text(py, v)?),
     };
     obj(py, (ev.index, kind, payload))
 }
@@ -842,13 +843,14 @@ impl NativeAgent {
 impl NativeAgent {
     /// Starts a node and returns once it serves (GIL released while starting).
     #[new]
-    #[pyo3(signature = (node_name, dev=true, bootstrap_expect=0, data_dir=None, datacenter="dc1", bind_addr="127.0.0.1",
+    #[pyo3(signature = (node_name, dev=true, server=true, bootstrap_expect=0, data_dir=None, datacenter="dc1", bind_addr="127.0.0.1",
                         http_port=0, serf_lan_port=0, server_port=0, dns_port=0, retry_join=vec![], raft_multiplier=1))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         node_name: String,
         dev: bool,
+        server: bool,
         bootstrap_expect: u32,
         data_dir: Option<std::path::PathBuf>,
         datacenter: &str,
@@ -863,10 +865,17 @@ impl NativeAgent {
         let ip: std::net::IpAddr =
             bind_addr.parse().map_err(|e| to_py_err(py, Error::invalid("bind_addr", format!("{bind_addr:?}: {e}"))))?;
         let base = if dev { AgentConfig::dev() } else { AgentConfig::default() };
+        if !server && (dev || bootstrap_expect > 0) {
+            return Err(to_py_err(
+                py,
+                Error::invalid("server", "a client agent (server=False) cannot use dev or bootstrap_expect"),
+            ));
+        }
         let mut config = AgentConfig {
             node_name,
+            server,
             datacenter: datacenter.to_string(),
-            bootstrap: dev || bootstrap_expect == 1,
+            bootstrap: server && (dev || bootstrap_expect == 1),
             bootstrap_expect: if bootstrap_expect == 1 { 0 } else { bootstrap_expect },
             data_dir,
             bind_addr: ip,

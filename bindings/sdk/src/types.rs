@@ -351,3 +351,24 @@ pub struct EventFilter {
     /// Tag regex (with `service`).
     pub tag: Option<String>,
 }
+
+impl Serialize for UserEvent {
+    /// Consul's JSON shape (`ID`, `Name`, base64 `Payload`, `NodeFilter`, …, `LTime`).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use base64::Engine;
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("UserEvent", 8)?;
+        st.serialize_field("ID", &self.id)?;
+        st.serialize_field("Name", &self.name)?;
+        st.serialize_field(
+            "Payload",
+            &self.payload.as_ref().map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
+        )?;
+        st.serialize_field("NodeFilter", &self.node_filter)?;
+        st.serialize_field("ServiceFilter", &self.service_filter)?;
+        st.serialize_field("TagFilter", &self.tag_filter)?;
+        st.serialize_field("Version", &self.version)?;
+        st.serialize_field("LTime", &self.ltime)?;
+        st.end()
+    }
+}

@@ -5,7 +5,7 @@
 use tokio_util::sync::CancellationToken;
 
 use super::{Outcome, RunCtx};
-use crate::state::catalog::{watch_node, CRITICAL, PASSING, WARNING};
+use crate::state::catalog::{watch_node, NodeState, CRITICAL, PASSING, WARNING};
 use crate::state::watch::WatchTarget;
 
 fn summarise<'a>(checks: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> Outcome {
@@ -40,21 +40,26 @@ fn evaluate(ctx: &RunCtx, own_id: &str, service: &str, node: &str) -> Outcome {
             .map(|c| (c.def.name.as_str(), c.status.as_str(), c.output.as_str()));
         return summarise(checks);
     }
-    ctx.consensus.state().read(|d| {
-        if !d.catalog.nodes.contains_key(node) {
-            return (CRITICAL, format!("Node {node:?} not found"));
-        }
-        if !service.is_empty() && !d.catalog.services.contains_key(&(node.to_string(), service.to_string())) {
-            return (CRITICAL, format!("Service {service:?} not found on node {node:?}"));
-        }
-        let checks = d
-            .catalog
-            .node_checks(node)
-            .into_iter()
-            .filter(|c| c.service_id.is_empty() || c.service_id == service)
-            .map(|c| (c.name.as_str(), c.status.as_str(), c.output.as_str()));
-        summarise(checks)
-    })
+    match ctx.backend.consensus() {
+        Some(c) => c.state().read(|d| evaluate_remote(&d.catalog.node_state(node), service, node)),
+        // Client agents poll a server instead (see `run`).
+        None => (CRITICAL, "waiting for the catalog".to_string()),
+    }
+}
+
+fn evaluate_remote(state: &NodeState, service: &str, node: &str) -> Outcome {
+    if state.node.is_none() {
+        return (CRITICAL, format!("Node {node:?} not found"));
+    }
+    if !service.is_empty() && !state.services.iter().any(|s| s.id == service) {
+        return (CRITICAL, format!("Service {service:?} not found on node {node:?}"));
+    }
+    let checks = state
+        .checks
+        .iter()
+        .filter(|c| c.service_id.is_empty() || c.service_id == service)
+        .map(|c| (c.name.as_str(), c.status.as_str(), c.output.as_str()));
+    summarise(checks)
 }
 
 pub(super) async fn run(
@@ -68,10 +73,19 @@ pub(super) async fn run(
     let mut local = ctx.state.subscribe();
     let remote = !node.is_empty() && node != ctx.node;
     loop {
-        let mut catalog =
-            remote.then(|| ctx.consensus.state().watches().subscribe(&WatchTarget::Key(watch_node(&node))));
+        let local_catalog = ctx.backend.consensus().filter(|_| remote);
+        let mut catalog = local_catalog.map(|c| c.state().watches().subscribe(&WatchTarget::Key(watch_node(&node))));
         local.mark_unchanged();
-        let (status, output) = evaluate(&ctx, &id, &service, &node);
+        // A client agent has no replica to watch: it reads the node from a server each second.
+        let polled = remote && local_catalog.is_none();
+        let (status, output) = if polled {
+            match ctx.backend.read_node(&node).await {
+                Ok(state) => evaluate_remote(&state, &service, &node),
+                Err(e) => (CRITICAL, format!("cannot read node {node:?} from the servers: {e}")),
+            }
+        } else {
+            evaluate(&ctx, &id, &service, &node)
+        };
         ctx.state.update_check(&id, Some(generation), status, output);
         let catalog_changed = async {
             match catalog.as_mut() {
@@ -85,7 +99,7 @@ pub(super) async fn run(
             _ = local.changed() => {}
             _ = catalog_changed => {}
             // A safety net: re-evaluate now and then even without a notification.
-            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(if polled { 1 } else { 30 })) => {}
             _ = cancel.cancelled() => return,
         }
     }

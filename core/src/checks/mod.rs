@@ -25,7 +25,7 @@ use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::consensus::Consensus;
+use crate::backend::Backend;
 use crate::local::{CheckDefinition, CheckKind, LocalState};
 use crate::state::catalog::{CRITICAL, PASSING, WARNING};
 
@@ -42,7 +42,7 @@ struct Handle {
 #[derive(Debug, Clone)]
 pub(crate) struct RunCtx {
     pub(crate) state: Arc<LocalState>,
-    pub(crate) consensus: Arc<Consensus>,
+    pub(crate) backend: Backend,
     pub(crate) node: String,
 }
 
@@ -56,13 +56,8 @@ pub(crate) struct Runner {
 
 impl Runner {
     /// A runner whose tasks all stop when `shutdown` is cancelled.
-    pub(crate) fn new(
-        state: Arc<LocalState>,
-        consensus: Arc<Consensus>,
-        node: String,
-        shutdown: CancellationToken,
-    ) -> Self {
-        Runner { tasks: Mutex::new(HashMap::new()), ctx: RunCtx { state, consensus, node }, shutdown }
+    pub(crate) fn new(state: Arc<LocalState>, backend: Backend, node: String, shutdown: CancellationToken) -> Self {
+        Runner { tasks: Mutex::new(HashMap::new()), ctx: RunCtx { state, backend, node }, shutdown }
     }
 
     /// Starts (or restarts) the task of `def`; checks without a runner just stop any old task.

@@ -14,4 +14,4 @@ mod resolve;
 mod server;
 
 pub use resolve::{resolve, DnsAnswer};
-pub use server::{serve_tcp, serve_udp, DnsContext};
+pub use server::{answer_forwarded, serve_tcp, serve_udp, DnsContext};

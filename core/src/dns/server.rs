@@ -12,8 +12,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::resolve::{in_our_domains, resolve};
+use crate::backend::Backend;
 use crate::config::DnsConfig;
-use crate::consensus::{Consensus, Consistency};
+use crate::consensus::Consistency;
 
 /// Largest plain-DNS UDP answer (RFC 1035).
 const UDP_PLAIN_MAX: usize = 512;
@@ -25,8 +26,8 @@ const MAX_RECURSIONS: usize = 64;
 /// What the DNS server needs.
 #[derive(Debug)]
 pub struct DnsContext {
-    /// Catalog reads (stale by default) and read barriers.
-    pub consensus: Arc<Consensus>,
+    /// Catalog reads (stale by default) and read barriers on servers; forwarding on clients.
+    pub backend: Backend,
     /// `dns_config` and friends.
     pub config: DnsConfig,
     /// This agent's datacenter.
@@ -38,8 +39,21 @@ pub struct DnsContext {
 
 impl DnsContext {
     /// A context for one agent.
-    pub fn new(consensus: Arc<Consensus>, config: DnsConfig, datacenter: String, shutdown: CancellationToken) -> Self {
-        DnsContext { consensus, config, datacenter, shutdown, recursions: Semaphore::new(MAX_RECURSIONS) }
+    pub fn new(backend: Backend, config: DnsConfig, datacenter: String, shutdown: CancellationToken) -> Self {
+        DnsContext { backend, config, datacenter, shutdown, recursions: Semaphore::new(MAX_RECURSIONS) }
+    }
+
+    fn is_client(&self) -> bool {
+        matches!(self.backend, Backend::Client(_))
+    }
+}
+
+/// Answers a query a client agent forwarded (`None`: drop it).
+pub async fn answer_forwarded(ctx: &DnsContext, packet: &[u8], udp: bool) -> Option<Vec<u8>> {
+    match handle(ctx, packet, udp).await {
+        Handled::Reply(b) => Some(b),
+        // The client recurses itself; a forwarded query is always for our domains.
+        Handled::Recurse | Handled::Drop => None,
     }
 }
 
@@ -118,13 +132,24 @@ async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool) -> Handled {
     }
     // DNS reads are stale by default (`allow_stale`); past `max_stale` behind the leader, or with
     // stale reads off, read through the leader like a default-mode HTTP query.
+    let consensus = match &ctx.backend {
+        Backend::Server(c) => c,
+        // A client agent has no catalog: a server resolves the query.
+        Backend::Client(remote) => {
+            return match remote.dns(packet.to_vec(), udp).await {
+                Ok(Some(bytes)) => Handled::Reply(bytes),
+                Ok(None) => Handled::Drop,
+                Err(_) => error_reply(id, OpCode::Query, ResponseCode::ServFail),
+            };
+        }
+    };
     let mode = if ctx.config.allow_stale { Consistency::Stale } else { Consistency::Default };
-    let meta = match ctx.consensus.read_barrier(mode).await {
+    let meta = match consensus.read_barrier(mode).await {
         Ok(m) => m,
         Err(_) => return error_reply(id, OpCode::Query, ResponseCode::ServFail),
     };
     let too_stale = mode == Consistency::Stale && Duration::from_millis(meta.last_contact_ms) > ctx.config.max_stale;
-    if too_stale && ctx.consensus.read_barrier(Consistency::Default).await.is_err() {
+    if too_stale && consensus.read_barrier(Consistency::Default).await.is_err() {
         return error_reply(id, OpCode::Query, ResponseCode::ServFail);
     }
     let client_edns = req.edns.as_ref().map(|e| usize::from(e.max_payload()).max(UDP_PLAIN_MAX));
@@ -133,8 +158,7 @@ async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool) -> Handled {
         (true, Some(size)) => (size, 0),
         (true, None) => (UDP_PLAIN_MAX, ctx.config.udp_answer_limit),
     };
-    let answer =
-        ctx.consensus.state().read(|d| resolve(d, &ctx.config, &ctx.datacenter, &qname, query.query_type, limit));
+    let answer = consensus.state().read(|d| resolve(d, &ctx.config, &ctx.datacenter, &qname, query.query_type, limit));
     let mut resp = Message::response(id, OpCode::Query);
     resp.metadata.authoritative = true;
     resp.metadata.recursion_desired = req.metadata.recursion_desired;
@@ -211,6 +235,21 @@ async fn udp_worker(socket: Arc<UdpSocket>, ctx: Arc<DnsContext>) {
         };
         let Ok((len, peer)) = received else { continue };
         let packet = &buf[..len];
+        if ctx.is_client() {
+            // Forwarded queries wait on a server round trip: never hold a receiver for that.
+            let (socket, ctx, packet) = (socket.clone(), ctx.clone(), packet.to_vec());
+            tokio::spawn(async move {
+                let reply = match handle(&ctx, &packet, true).await {
+                    Handled::Reply(b) => b,
+                    Handled::Recurse => recurse(&ctx, &packet).await,
+                    Handled::Drop => return,
+                };
+                if !reply.is_empty() {
+                    let _ = socket.send_to(&reply, peer).await;
+                }
+            });
+            continue;
+        }
         match handle(&ctx, packet, true).await {
             Handled::Reply(bytes) => {
                 let _ = socket.send_to(&bytes, peer).await;

@@ -24,8 +24,8 @@ pub(super) async fn run<T>(
     targets: &[WatchTarget],
     query: impl Fn(&StateData) -> (u64, T),
 ) -> Result<(u64, T, ReadMeta)> {
-    let meta = ctx.consensus.read_barrier(params.consistency).await?;
-    let state = ctx.consensus.state();
+    let meta = ctx.consensus()?.read_barrier(params.consistency).await?;
+    let state = ctx.consensus()?.state();
     if params.index == 0 {
         let (index, result) = state.read(&query);
         return Ok((index, result, meta));

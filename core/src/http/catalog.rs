@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use super::body::{parse_object, validate_meta, Obj};
+use super::coordinate::{near_node, sort_near};
 use super::query::{QueryParams, ReadParams};
 use super::{blocking, json as json_response, read_body, set_read_meta, Ctx};
 use crate::command::{Command, CommandResponse};
@@ -93,13 +94,13 @@ fn has_tags(s: &ServiceInstance, tags: &[String]) -> bool {
     tags.iter().all(|t| s.tags.iter().any(|st| st.eq_ignore_ascii_case(t)))
 }
 
-struct ReadCtx {
-    params: ReadParams,
-    pretty: bool,
-    q: QueryParams,
+pub(super) struct ReadCtx {
+    pub(super) params: ReadParams,
+    pub(super) pretty: bool,
+    pub(super) q: QueryParams,
 }
 
-fn read_ctx(ctx: &Ctx, uri: &Uri) -> Result<ReadCtx, Error> {
+pub(super) fn read_ctx(ctx: &Ctx, uri: &Uri) -> Result<ReadCtx, Error> {
     let q = QueryParams::from_uri(uri);
     q.check_dc(&ctx.config.datacenter)?;
     let params = ReadParams::parse(&q, ctx.config.default_query_time, ctx.config.max_query_time)?;
@@ -118,7 +119,7 @@ async fn blocking_json(
     Ok(resp)
 }
 
-fn respond(r: Result<Response, Error>) -> Response {
+pub(super) fn respond(r: Result<Response, Error>) -> Response {
     r.unwrap_or_else(IntoResponse::into_response)
 }
 
@@ -134,9 +135,11 @@ pub(super) async fn nodes(State(ctx): State<Ctx>, uri: Uri) -> Response {
         async {
             let rc = read_ctx(&ctx, &uri)?;
             let filters = node_meta_filter(&rc.q)?;
+            let near = near_node(&ctx, &rc.q);
             blocking_json(&ctx, &rc, watch_nodes(), |d| {
-                let list: Vec<Value> =
-                    d.catalog.nodes.values().filter(|n| node_matches(n, &filters)).map(node_json).collect();
+                let mut nodes: Vec<&Node> = d.catalog.nodes.values().filter(|n| node_matches(n, &filters)).collect();
+                sort_near(d, near.as_deref(), &mut nodes, |n| &n.node);
+                let list: Vec<Value> = nodes.into_iter().map(node_json).collect();
                 (d.catalog.nodes_index, Value::Array(list))
             })
             .await
@@ -174,20 +177,17 @@ pub(super) async fn service(State(ctx): State<Ctx>, Path(name): Path<String>, ur
             let rc = read_ctx(&ctx, &uri)?;
             let filters = node_meta_filter(&rc.q)?;
             let tags: Vec<String> = rc.q.all("tag").map(str::to_string).collect();
+            let near = near_node(&ctx, &rc.q);
             blocking_json(&ctx, &rc, watch_service(&name), |d| {
-                let list: Vec<Value> = d
+                let mut found: Vec<(&Node, &ServiceInstance)> = d
                     .catalog
                     .instances(&name)
                     .into_iter()
                     .filter(|s| has_tags(s, &tags))
-                    .filter_map(|s| {
-                        d.catalog
-                            .nodes
-                            .get(&s.node)
-                            .filter(|n| node_matches(n, &filters))
-                            .map(|n| catalog_service_json(n, s))
-                    })
+                    .filter_map(|s| d.catalog.nodes.get(&s.node).filter(|n| node_matches(n, &filters)).map(|n| (n, s)))
                     .collect();
+                sort_near(d, near.as_deref(), &mut found, |(n, _)| &n.node);
+                let list: Vec<Value> = found.into_iter().map(|(n, s)| catalog_service_json(n, s)).collect();
                 (d.catalog.service_index(&name), Value::Array(list))
             })
             .await
@@ -267,15 +267,17 @@ pub(super) async fn health_checks(State(ctx): State<Ctx>, Path(name): Path<Strin
         async {
             let rc = read_ctx(&ctx, &uri)?;
             let filters = node_meta_filter(&rc.q)?;
+            let near = near_node(&ctx, &rc.q);
             blocking_json(&ctx, &rc, watch_service(&name), |d| {
-                let list: Vec<Value> = d
+                let mut checks: Vec<&HealthCheck> = d
                     .catalog
                     .checks
                     .values()
                     .filter(|c| c.service_name == name)
                     .filter(|c| d.catalog.nodes.get(&c.node).is_some_and(|n| node_matches(n, &filters)))
-                    .map(check_json)
                     .collect();
+                sort_near(d, near.as_deref(), &mut checks, |c| &c.node);
+                let list: Vec<Value> = checks.into_iter().map(check_json).collect();
                 (d.catalog.service_index(&name), Value::Array(list))
             })
             .await
@@ -294,11 +296,16 @@ pub(super) async fn health_service(State(ctx): State<Ctx>, Path(name): Path<Stri
             let tags: Vec<String> = rc.q.all("tag").map(str::to_string).collect();
             let passing = rc.q.has("passing");
             let dc = ctx.config.datacenter.clone();
+            let near = near_node(&ctx, &rc.q);
             blocking_json(&ctx, &rc, watch_service(&name), |d| {
-                let list: Vec<Value> = service_entries(d, &name)
+                let mut entries: Vec<_> = service_entries(d, &name)
                     .into_iter()
                     .filter(|(n, s, _)| node_matches(n, &filters) && has_tags(s, &tags))
                     .filter(|(_, _, checks)| !passing || aggregate_status(checks.iter().copied()) == PASSING)
+                    .collect();
+                sort_near(d, near.as_deref(), &mut entries, |(n, _, _)| &n.node);
+                let list: Vec<Value> = entries
+                    .into_iter()
                     .map(|(n, s, checks)| {
                         json!({
                             "Node": node_json(n),
@@ -326,15 +333,17 @@ pub(super) async fn health_state(State(ctx): State<Ctx>, Path(state): Path<Strin
             }
             let rc = read_ctx(&ctx, &uri)?;
             let filters = node_meta_filter(&rc.q)?;
+            let near = near_node(&ctx, &rc.q);
             blocking_json(&ctx, &rc, watch_checks(), |d| {
-                let list: Vec<Value> = d
+                let mut checks: Vec<&HealthCheck> = d
                     .catalog
                     .checks
                     .values()
                     .filter(|c| state == "any" || c.status == state)
                     .filter(|c| d.catalog.nodes.get(&c.node).is_some_and(|n| node_matches(n, &filters)))
-                    .map(check_json)
                     .collect();
+                sort_near(d, near.as_deref(), &mut checks, |c| &c.node);
+                let list: Vec<Value> = checks.into_iter().map(check_json).collect();
                 (d.catalog.checks_index, Value::Array(list))
             })
             .await
@@ -481,7 +490,7 @@ pub(super) async fn register(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMa
         q.check_dc(&ctx.config.datacenter)?;
         let bytes = read_body(body, &headers, MAX_BODY, "the catalog request size limit").await?;
         let req = parse_register(&bytes, &ctx.config.datacenter)?;
-        ctx.consensus.write(Command::CatalogRegister(Box::new(req))).await
+        ctx.consensus()?.write(Command::CatalogRegister(Box::new(req))).await
     }
     .await;
     write_result(result, q.pretty())
@@ -501,7 +510,7 @@ pub(super) async fn deregister(State(ctx): State<Ctx>, uri: Uri, headers: Header
         }
         let service_id = Some(o.string(&["ServiceID"])?).filter(|s| !s.is_empty());
         let check_id = Some(o.string(&["CheckID"])?).filter(|s| !s.is_empty());
-        ctx.consensus.write(Command::CatalogDeregister(DeregisterRequest { node, service_id, check_id })).await
+        ctx.consensus()?.write(Command::CatalogDeregister(DeregisterRequest { node, service_id, check_id })).await
     }
     .await;
     write_result(result, q.pretty())

@@ -156,7 +156,7 @@ pub(super) async fn put_kv(
         }
         .with_value(value)
         .with_flags(flags);
-        let (_, resp) = ctx.consensus.write(Command::Kv(op)).await?;
+        let (_, resp) = ctx.consensus()?.write(Command::Kv(op)).await?;
         Ok(resp)
     }
     .await;
@@ -182,7 +182,7 @@ pub(super) async fn delete_kv(State(ctx): State<Ctx>, path: Option<Path<String>>
             (false, Some(index)) => KvOp::new(KvVerb::DeleteCas, key).with_index(index),
             (false, None) => KvOp::new(KvVerb::Delete, key),
         };
-        let (_, resp) = ctx.consensus.write(Command::Kv(op)).await?;
+        let (_, resp) = ctx.consensus()?.write(Command::Kv(op)).await?;
         Ok(resp)
     }
     .await;

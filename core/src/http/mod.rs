@@ -9,8 +9,12 @@ mod agent_local;
 mod blocking;
 pub(crate) mod body;
 pub(crate) mod catalog;
+mod coordinate;
+mod event;
+mod keyring;
 mod kv;
 mod operator;
+pub mod proxy;
 mod query;
 mod session;
 mod snapshot;
@@ -27,6 +31,7 @@ use axum::Router;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::Backend;
 use crate::cluster::Cluster;
 use crate::config::AgentConfig;
 use crate::consensus::{Consensus, ReadMeta};
@@ -38,8 +43,8 @@ pub use txn::MAX_TXN_OPS;
 /// Everything a handler needs.
 #[derive(Debug)]
 pub struct ApiContext {
-    /// Writes and read barriers.
-    pub consensus: Arc<Consensus>,
+    /// The replica (servers) or the way to the servers (client agents).
+    pub backend: Backend,
     /// Membership.
     pub cluster: Arc<Cluster>,
     /// The agent's configuration.
@@ -50,20 +55,27 @@ pub struct ApiContext {
     pub http_addr: SocketAddr,
     /// The agent's own services and checks.
     pub local: Arc<crate::local::LocalAgent>,
+    /// Cancelled once `PUT /v1/agent/leave` has left the pool: the agent should now stop.
+    pub left: CancellationToken,
+    /// This agent's network coordinate (`None` with `disable_coordinates`).
+    pub coordinates: Option<Arc<crate::coordinate::CoordinateClient>>,
+}
+
+impl ApiContext {
+    /// The local replica; an error on client agents, whose data requests are proxied to a
+    /// server before reaching any handler that calls this.
+    pub fn consensus(&self) -> Result<&Arc<Consensus>, Error> {
+        self.backend.consensus().ok_or_else(|| Error::BadRequest("this request must be served by a server".into()))
+    }
 }
 
 type Ctx = Arc<ApiContext>;
 
-/// Builds the router.
+/// Builds the router. Agent endpoints (`/v1/agent/*`, `/v1/event/*`) are served by every agent
+/// itself; data endpoints by servers from their replica, and by client agents by forwarding the
+/// request to a server ([`proxy`]).
 pub fn router(ctx: Ctx) -> Router {
-    Router::new()
-        .route("/v1/kv/", get(kv::get_kv).put(kv::put_kv).delete(kv::delete_kv))
-        .route("/v1/kv/{*key}", get(kv::get_kv).put(kv::put_kv).delete(kv::delete_kv))
-        .route("/v1/txn", put(txn::txn))
-        .route("/v1/status/leader", get(operator::status_leader))
-        .route("/v1/status/peers", get(operator::status_peers))
-        .route("/v1/operator/raft/configuration", get(operator::raft_configuration))
-        .route("/v1/operator/raft/peer", delete(operator::raft_remove_peer))
+    let agent = Router::new()
         .route("/v1/agent/self", get(agent::agent_self))
         .route("/v1/agent/members", get(agent::agent_members))
         .route("/v1/agent/version", get(agent::agent_version))
@@ -83,6 +95,33 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/v1/agent/health/service/name/{*name}", get(agent_local::health_by_name))
         .route("/v1/agent/health/service/id/{*id}", get(agent_local::health_by_id))
         .route("/v1/agent/reload", put(agent_local::reload))
+        .route("/v1/agent/join/{*address}", put(agent::agent_join))
+        .route("/v1/agent/leave", put(agent::agent_leave))
+        .route("/v1/agent/force-leave/{*node}", put(agent::agent_force_leave))
+        .route("/v1/event/fire/{*name}", put(event::fire))
+        .route("/v1/event/list", get(event::list))
+        .route(
+            "/v1/operator/keyring",
+            get(keyring::keyring).post(keyring::keyring).put(keyring::keyring).delete(keyring::keyring),
+        );
+    let router = if ctx.backend.consensus().is_some() {
+        agent.merge(data_routes()).fallback(not_found)
+    } else {
+        agent.fallback(proxy::forward)
+    };
+    router.method_not_allowed_fallback(method_not_allowed).with_state(ctx)
+}
+
+/// The endpoints a server answers from its replica.
+fn data_routes() -> Router<Ctx> {
+    Router::new()
+        .route("/v1/kv/", get(kv::get_kv).put(kv::put_kv).delete(kv::delete_kv))
+        .route("/v1/kv/{*key}", get(kv::get_kv).put(kv::put_kv).delete(kv::delete_kv))
+        .route("/v1/txn", put(txn::txn))
+        .route("/v1/status/leader", get(operator::status_leader))
+        .route("/v1/status/peers", get(operator::status_peers))
+        .route("/v1/operator/raft/configuration", get(operator::raft_configuration))
+        .route("/v1/operator/raft/peer", delete(operator::raft_remove_peer))
         .route("/v1/catalog/register", put(catalog::register))
         .route("/v1/catalog/deregister", put(catalog::deregister))
         .route("/v1/catalog/datacenters", get(catalog::datacenters))
@@ -102,9 +141,10 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/v1/session/node/{node}", get(session::node))
         .route("/v1/session/list", get(session::list))
         .route("/v1/snapshot", get(snapshot::snapshot_save).put(snapshot::snapshot_restore))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(ctx)
+        .route("/v1/coordinate/datacenters", get(coordinate::datacenters))
+        .route("/v1/coordinate/nodes", get(coordinate::nodes))
+        .route("/v1/coordinate/node/{node}", get(coordinate::node))
+        .route("/v1/coordinate/update", put(coordinate::update))
 }
 
 async fn not_found(uri: Uri) -> Response {

@@ -17,7 +17,11 @@ pub(super) async fn status_leader(State(ctx): State<Ctx>, uri: Uri) -> Response 
     if let Err(e) = q.check_dc(&ctx.config.datacenter) {
         return e.into_response();
     }
-    let leader = ctx.consensus.leader().map(|(_, n)| n.rpc_addr).unwrap_or_default();
+    let consensus = match ctx.consensus() {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let leader = consensus.leader().map(|(_, n)| n.rpc_addr).unwrap_or_default();
     json(StatusCode::OK, &leader, q.pretty())
 }
 
@@ -27,7 +31,11 @@ pub(super) async fn status_peers(State(ctx): State<Ctx>, uri: Uri) -> Response {
     if let Err(e) = q.check_dc(&ctx.config.datacenter) {
         return e.into_response();
     }
-    let config = raft::configuration(&ctx.consensus.metrics());
+    let consensus = match ctx.consensus() {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let config = raft::configuration(&consensus.metrics());
     let peers: Vec<String> =
         config.servers.into_iter().filter(|(_, _, voter)| *voter).map(|(_, n, _)| n.rpc_addr).collect();
     json(StatusCode::OK, &peers, q.pretty())
@@ -38,15 +46,17 @@ pub(super) async fn raft_configuration(State(ctx): State<Ctx>, uri: Uri) -> Resp
     let q = QueryParams::from_uri(&uri);
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;
-        let meta = ctx.consensus.read_barrier(q.consistency()?).await?;
-        let metrics = ctx.consensus.metrics();
+        let consensus = ctx.consensus()?;
+        let meta = consensus.read_barrier(q.consistency()?).await?;
+        let metrics = consensus.metrics();
         let config = raft::configuration(&metrics);
         let last_index = metrics.last_log_index.unwrap_or(0);
+        let self_id = consensus.self_id();
         let servers: Vec<_> = config
             .servers
             .iter()
             .map(|(id, node, voter)| {
-                let matched = if *id == ctx.consensus.self_id() {
+                let matched = if *id == self_id {
                     Some(last_index)
                 } else {
                     metrics.replication.as_ref().and_then(|r| r.get(id).copied().flatten()).map(|l| l.index)
@@ -77,7 +87,7 @@ pub(super) async fn raft_remove_peer(State(ctx): State<Ctx>, uri: Uri) -> Respon
         q.check_dc(&ctx.config.datacenter)?;
         let id = q.get("id").filter(|s| !s.is_empty());
         let address = q.get("address").filter(|s| !s.is_empty());
-        let config = raft::configuration(&ctx.consensus.metrics());
+        let config = raft::configuration(&ctx.consensus()?.metrics());
         let found = match (id, address) {
             (Some(_), Some(_)) => {
                 return Err(Error::BadRequest("Must specify only one of ?id or ?address".into()));
@@ -98,7 +108,7 @@ pub(super) async fn raft_remove_peer(State(ctx): State<Ctx>, uri: Uri) -> Respon
                 ));
             }
         }?;
-        ctx.consensus.remove_peer(found.0).await?;
+        ctx.consensus()?.remove_peer(found.0).await?;
         Ok(StatusCode::OK.into_response())
     }
     .await;

@@ -147,7 +147,7 @@ pub(super) async fn create(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap,
         // Chosen here, before Raft, so applying the command stays deterministic.
         session.id = uuid::Uuid::new_v4().to_string();
         let id = session.id.clone();
-        let (_, resp) = ctx.consensus.write(Command::SessionCreate(Box::new(session))).await?;
+        let (_, resp) = ctx.consensus()?.write(Command::SessionCreate(Box::new(session))).await?;
         Ok::<_, Error>((id, resp))
     }
     .await;
@@ -168,7 +168,7 @@ pub(super) async fn destroy(State(ctx): State<Ctx>, Path(id): Path<String>, uri:
         if id.is_empty() {
             return Err(Error::BadRequest("Missing session".into()));
         }
-        ctx.consensus.write(Command::SessionDestroy { id, now_ms: now_ms() }).await
+        ctx.consensus()?.write(Command::SessionDestroy { id, now_ms: now_ms() }).await
     }
     .await;
     match result {
@@ -182,7 +182,7 @@ pub(super) async fn renew(State(ctx): State<Ctx>, Path(id): Path<String>, uri: U
     let q = QueryParams::from_uri(&uri);
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;
-        ctx.consensus.renew_session(&id).await
+        ctx.consensus()?.renew_session(&id).await
     }
     .await;
     match result {

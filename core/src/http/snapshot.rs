@@ -17,11 +17,11 @@ pub(super) async fn snapshot_save(State(ctx): State<Ctx>, uri: Uri) -> Response 
     let q = QueryParams::from_uri(&uri);
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;
-        let meta = ctx.consensus.read_barrier(q.consistency()?).await?;
+        let meta = ctx.consensus()?.read_barrier(q.consistency()?).await?;
         // One read lock: the index and the bytes describe the same instant.
-        let (index, state_bin) = ctx.consensus.state().read(|d| (d.last_index, postcard::to_allocvec(d)));
+        let (index, state_bin) = ctx.consensus()?.state().read(|d| (d.last_index, postcard::to_allocvec(d)));
         let state_bin = state_bin.map_err(|e| Error::Storage(format!("serialising state: {e}")))?;
-        let term = ctx.consensus.metrics().current_term;
+        let term = ctx.consensus()?.metrics().current_term;
         let archive_meta = ArchiveMeta {
             id: format!(
                 "{term}-{index}-{}",
@@ -50,7 +50,7 @@ pub(super) async fn snapshot_restore(State(ctx): State<Ctx>, uri: Uri, headers: 
         let bytes = read_body(body, &headers, MAX_ARCHIVE_BYTES as usize, "the snapshot size limit").await?;
         let (meta, state) = read_archive(&bytes)?;
         tracing::warn!(snapshot = %meta.id, index = meta.index, "restoring snapshot into the running cluster");
-        let (index, _) = ctx.consensus.write(Command::Restore(Box::new(state))).await?;
+        let (index, _) = ctx.consensus()?.write(Command::Restore(Box::new(state))).await?;
         let mut resp = StatusCode::OK.into_response();
         resp.headers_mut().insert("X-Consul-Index", index.max(1).into());
         Ok::<_, Error>(resp)

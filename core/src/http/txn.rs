@@ -39,8 +39,8 @@ async fn txn_inner(ctx: &Ctx, q: &QueryParams, headers: &HeaderMap, body: Body) 
     let read_only = ops.iter().all(|TxnOp::Kv(op)| op.verb.is_read());
     if read_only {
         let consistency = q.consistency()?;
-        let meta = ctx.consensus.read_barrier(consistency).await?;
-        let (index, outcome) = ctx.consensus.state().read(|d| {
+        let meta = ctx.consensus()?.read_barrier(consistency).await?;
+        let (index, outcome) = ctx.consensus()?.state().read(|d| {
             let mut overlay = KvOverlay::new(d);
             (d.last_index, overlay.run_txn(&ops, 0))
         });
@@ -48,7 +48,7 @@ async fn txn_inner(ctx: &Ctx, q: &QueryParams, headers: &HeaderMap, body: Body) 
         set_read_meta(resp.headers_mut(), index, &meta);
         return Ok(resp);
     }
-    match ctx.consensus.write(Command::Txn(ops)).await? {
+    match ctx.consensus()?.write(Command::Txn(ops)).await? {
         (index, CommandResponse::Txn(outcome)) => {
             let mut resp = render(&outcome, pretty);
             resp.headers_mut().insert("X-Consul-Index", index.max(1).into());

@@ -24,9 +24,9 @@ pub use def::{
 };
 use persist::{Persist, PersistedCheck, PersistedService};
 
+use crate::backend::Backend;
 use crate::checks::Runner;
 use crate::config::AgentConfig;
-use crate::consensus::Consensus;
 use crate::state::catalog::{HealthCheck, ServiceInstance, CRITICAL, PASSING, WARNING};
 use crate::{Error, Result};
 
@@ -515,12 +515,12 @@ impl LocalAgent {
     pub fn start(
         config: &AgentConfig,
         node: NodeInfo,
-        consensus: Arc<Consensus>,
+        backend: Backend,
         shutdown: CancellationToken,
     ) -> Result<Arc<LocalAgent>> {
         let dir = config.data_dir.as_deref().filter(|_| !config.dev);
         let state = Arc::new(LocalState::new(dir, config.check_update_interval));
-        let runner = Runner::new(state.clone(), consensus, node.name.clone(), shutdown);
+        let runner = Runner::new(state.clone(), backend, node.name.clone(), shutdown);
         let agent = Arc::new(LocalAgent {
             state,
             runner,

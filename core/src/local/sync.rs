@@ -15,9 +15,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{LocalAgent, Snapshot};
+use crate::backend::Backend;
 use crate::command::{Command, CommandResponse};
-use crate::consensus::Consensus;
-use crate::state::catalog::{DeregisterRequest, HealthCheck, Node, RegisterRequest, ServiceInstance, CRITICAL};
+use crate::state::catalog::{
+    DeregisterRequest, HealthCheck, Node, NodeState, RegisterRequest, ServiceInstance, CRITICAL,
+};
 use crate::{Error, Result};
 
 /// The node-level check maintained by the leader from gossip; never touched by anti-entropy.
@@ -147,14 +149,14 @@ fn plan_changes(node: &Node, snap: &Snapshot, node_dirty: bool) -> Plan {
 /// single log entry grows past a few hundred KiB.
 const MAX_BATCH: usize = 64;
 
-async fn execute(agent: &LocalAgent, consensus: &Consensus, plan: Plan) -> Result<()> {
+async fn execute(agent: &LocalAgent, backend: &Backend, plan: Plan) -> Result<()> {
     let mut failure = None;
     let mut done = plan.done.into_iter();
     let mut commands = plan.commands.into_iter().peekable();
     while commands.peek().is_some() {
         let chunk: Vec<Command> = commands.by_ref().take(MAX_BATCH).collect();
         let n = chunk.len();
-        let (_, resp) = consensus.write(Command::Batch(chunk)).await?;
+        let (_, resp) = backend.write(Command::Batch(chunk)).await?;
         let CommandResponse::Batch(responses) = resp else {
             return Err(Error::Raft(format!("unexpected answer to an anti-entropy batch: {resp:?}")));
         };
@@ -202,15 +204,9 @@ fn same_check(local: &HealthCheck, catalog: &HealthCheck) -> bool {
 
 /// Compares the catalog with the local state; marks what differs and queues removals of what
 /// the agent does not know. Returns whether the node entry itself needs writing.
-fn compare_full(agent: &LocalAgent, consensus: &Consensus, snap: &mut Snapshot) -> bool {
+fn compare_full(agent: &LocalAgent, catalog: NodeState, snap: &mut Snapshot) -> bool {
     let me = node_registration(agent);
-    let (node, services, checks) = consensus.state().read(|d| {
-        (
-            d.catalog.nodes.get(&me.node).cloned(),
-            d.catalog.node_services(&me.node).into_iter().cloned().collect::<Vec<_>>(),
-            d.catalog.node_checks(&me.node).into_iter().cloned().collect::<Vec<_>>(),
-        )
-    });
+    let NodeState { node, services, checks } = catalog;
     let node_dirty = match node {
         None => true,
         Some(n) => n.address != me.address || n.id != me.id || n.tagged_addresses != me.tagged_addresses,
@@ -275,24 +271,39 @@ fn compare_full(agent: &LocalAgent, consensus: &Consensus, snap: &mut Snapshot) 
 }
 
 /// Runs anti-entropy until `shutdown`.
-pub(crate) async fn run(
-    agent: Arc<LocalAgent>,
-    consensus: Arc<Consensus>,
-    timing: SyncTiming,
-    shutdown: CancellationToken,
-) {
+pub(crate) async fn run(agent: Arc<LocalAgent>, backend: Backend, timing: SyncTiming, shutdown: CancellationToken) {
     let mut next_full = Instant::now();
     let mut backoff = Duration::from_millis(250);
     loop {
         let now = Instant::now();
         let full = now >= next_full;
         let mut snap = agent.state.snapshot();
-        let node_dirty = full && compare_full(&agent, &consensus, &mut snap);
+        let node_dirty = if full {
+            // A client agent reads the catalog from a server; failing that, retry like a failed write.
+            let read = tokio::select! {
+                r = backend.read_node(&agent.node.name) => r,
+                _ = shutdown.cancelled() => return,
+            };
+            match read {
+                Ok(catalog) => compare_full(&agent, catalog, &mut snap),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "anti-entropy: reading the catalog failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(MAX_RETRY);
+                    continue;
+                }
+            }
+        } else {
+            false
+        };
         let plan = plan_changes(&node_registration(&agent), &snap, node_dirty);
         let deferred = plan.next_deferred;
         // A write can wait for a leader for up to rpc_hold_timeout; shutdown must not.
         let result = tokio::select! {
-            r = execute(&agent, &consensus, plan) => r,
+            r = execute(&agent, &backend, plan) => r,
             _ = shutdown.cancelled() => return,
         };
         let wake = match result {

@@ -12,7 +12,7 @@ use crate::raft::{
     VoteRequest, VoteResponse,
 };
 
-/// What one agent knows about another (exchanged on join and in periodic push/pull).
+/// A member's identity and tags, as the gossip pool spreads them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberInfo {
     /// Node UUID.
@@ -65,6 +65,9 @@ pub enum ForwardRequest {
     RemovePeer(NodeId),
     /// Renew a session: a consistent read of it plus a reset of the leader's TTL timer.
     SessionRenew(String),
+    /// A client agent's anti-entropy: what the catalog holds for this node (any server answers,
+    /// after a default-consistency read barrier).
+    ReadNode(String),
 }
 
 /// The leader's answer to a [`ForwardRequest`].
@@ -78,6 +81,8 @@ pub enum ForwardResponse {
     Done,
     /// The renewed session, or `None` if it does not exist.
     Session(Option<Box<crate::state::Session>>),
+    /// Answer to [`ForwardRequest::ReadNode`].
+    Node(Box<crate::state::catalog::NodeState>),
 }
 
 /// An error carried over the wire.
@@ -102,10 +107,43 @@ pub enum Request {
     InstallSnapshot(InstallSnapshotRequest),
     /// A request forwarded to the leader.
     Forward(ForwardRequest),
-    /// serf_lan: a node joins; the answer lists every member the receiver knows.
-    Join(MemberInfo),
-    /// serf_lan: periodic exchange of member lists.
-    PushPull(Vec<MemberInfo>),
+    /// serf_lan: a gossip push/pull or join: the sender's sealed state.
+    GossipSync(Vec<u8>),
+    /// server port: a client agent's HTTP request, served by the server's own API.
+    Http(HttpRequest),
+    /// serf_lan: a keyring operation (sealed [`crate::gossip::driver::KeyringOp`]).
+    KeyringOp(Vec<u8>),
+    /// server port: a DNS query a client agent received, resolved by the server.
+    Dns {
+        /// The query as received.
+        packet: Vec<u8>,
+        /// Whether it came over UDP (answer size limits).
+        udp: bool,
+    },
+}
+
+/// An HTTP request a client agent forwards to a server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpRequest {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    /// Headers worth forwarding (token, content type).
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// A server's answer to a forwarded HTTP request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
 }
 
 /// A response on either port.
@@ -119,8 +157,14 @@ pub enum Response {
     InstallSnapshot(InstallSnapshotResponse),
     /// Answer to a forwarded request.
     Forward(ForwardResponse),
-    /// Members known to the receiver.
-    Members(Vec<MemberInfo>),
     /// The request failed.
     Error(WireError),
+    /// The receiver's sealed gossip state.
+    GossipSync(Vec<u8>),
+    /// Answer to [`Request::Http`].
+    Http(HttpResponse),
+    /// Answer to [`Request::KeyringOp`] (sealed [`crate::gossip::driver::KeyringReply`]).
+    KeyringOp(Vec<u8>),
+    /// Answer to [`Request::Dns`] (`None`: drop the query).
+    Dns(Option<Vec<u8>>),
 }

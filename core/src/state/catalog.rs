@@ -158,6 +158,17 @@ pub struct DeregisterRequest {
     pub check_id: Option<String>,
 }
 
+/// Everything the catalog holds for one node (what anti-entropy compares against).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeState {
+    /// The node, if registered.
+    pub node: Option<Node>,
+    /// Its service instances.
+    pub services: Vec<ServiceInstance>,
+    /// Its checks (node-level and service checks).
+    pub checks: Vec<HealthCheck>,
+}
+
 /// Catalog tables and their indexes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Catalog {
@@ -310,6 +321,15 @@ impl Catalog {
             keys.push(watch_node(name));
         }
         keys
+    }
+
+    /// What the catalog holds for `node`.
+    pub fn node_state(&self, node: &str) -> NodeState {
+        NodeState {
+            node: self.nodes.get(node).cloned(),
+            services: self.node_services(node).into_iter().cloned().collect(),
+            checks: self.node_checks(node).into_iter().cloned().collect(),
+        }
     }
 
     /// Applies a registration at `index`; all or nothing. Returns the watch keys to notify.

@@ -6,6 +6,7 @@
 //! [`watch::WatchHub`], which is notified only for the keys a write touched.
 
 pub mod catalog;
+pub mod coordinate;
 pub mod kv;
 pub mod session;
 pub mod txn;
@@ -62,6 +63,8 @@ pub struct StateData {
     pub session_index: u64,
     /// Running lock-delays by KV key (see [`session`]).
     pub lock_delays: BTreeMap<String, session::LockDelay>,
+    /// Network coordinates by (node, segment).
+    pub coordinates: coordinate::CoordinateTable,
 }
 
 /// The in-memory state store shared by the Raft state machine (writer) and the HTTP API (readers).
@@ -179,6 +182,10 @@ impl StateStore {
                 },
                 Command::CatalogDeregister(req) => {
                     changed_exact = data.catalog.deregister(req, index);
+                    let whole_node = req.service_id.is_none() && req.check_id.is_none();
+                    if whole_node && data.coordinates.remove_node(&req.node, index) {
+                        changed_exact.push(coordinate::WATCH_COORDINATES.to_string());
+                    }
                     changed = invalidate_unsupported_sessions(&mut data, &req.node, index);
                     CommandResponse::Ok
                 }
@@ -196,6 +203,13 @@ impl StateStore {
                 Command::SessionDestroy { id, now_ms } => {
                     session::settle_lock_delays(&mut data, *now_ms);
                     changed = session::invalidate(&mut data, id, index, Some(*now_ms));
+                    CommandResponse::Ok
+                }
+                Command::CoordinateBatchUpdate(updates) => {
+                    let data = &mut *data;
+                    if data.coordinates.batch_update(&data.catalog, updates, index) {
+                        changed_exact.push(coordinate::WATCH_COORDINATES.to_string());
+                    }
                     CommandResponse::Ok
                 }
                 // Handled above, before taking the lock.
@@ -308,6 +322,10 @@ fn restore(data: &mut StateData, restored: &StateData, index: u64) -> Vec<String
         cat.node_indexes.insert(name, index);
     }
     data.catalog = cat;
+    let mut coordinates = restored.coordinates.clone();
+    coordinates.retain_catalog_nodes(&data.catalog);
+    coordinates.index = index;
+    data.coordinates = coordinates;
     data.kv_index = index;
     data.last_index = data.last_index.max(index);
     changed

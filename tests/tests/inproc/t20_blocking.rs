@@ -98,7 +98,7 @@ async fn t23_tombstones_are_reaped_after_their_ttl() {
     let api = c.api(leader);
     api.put_ok("tomb/a", "1").await;
     assert_eq!(api.kv_delete("tomb/a", "").await.expect("delete").text().trim(), "true");
-    let count = |i: usize| c.agent(i).consensus().state().read(|d| d.tombstones.len());
+    let count = |i: usize| c.agent(i).consensus().expect("server").state().read(|d| d.tombstones.len());
     // The leader applied the delete before acknowledging it; the TTL keeps it for 2 s.
     assert_eq!(count(leader), 1, "a delete leaves a tombstone");
     consul_tests::eventually(Duration::from_secs(15), "tombstones reaped on every server", || async {

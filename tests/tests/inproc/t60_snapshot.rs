@@ -17,7 +17,7 @@ async fn t60_compaction_then_new_server_catches_up_from_snapshot() {
     c.agent(leader).snapshot_now().await.expect("snapshot");
     // The leader's log no longer starts at the beginning.
     consul_tests::eventually(Duration::from_secs(10), "log purged behind the snapshot", || async {
-        let m = c.agent(leader).consensus().metrics();
+        let m = c.agent(leader).consensus().expect("server").metrics();
         (m.purged.map(|p| p.index).unwrap_or(0) > 100).then_some(())
     })
     .await;

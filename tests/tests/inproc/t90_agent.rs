@@ -65,6 +65,12 @@ async fn t90_register_syncs_to_catalog_and_health_on_a_cluster() {
     let node1 = nodes.as_array().and_then(|n| n.iter().find(|n| n["Node"] == "node1")).cloned().expect("node1");
     assert_eq!(node1["ID"], c.agent(1).node_id().to_string());
     assert_eq!(node1["Address"], "127.0.0.1");
+    // The leader reflects gossip membership into the catalog: a passing serfHealth per node.
+    let serf = wait_json(&other, "/v1/health/state/passing", "serfHealth on every node", |v| {
+        v.as_array().map(|a| a.iter().filter(|c| c["CheckID"] == "serfHealth").count()) == Some(3)
+    })
+    .await;
+    assert!(serf.as_array().expect("array").iter().any(|c| c["Output"] == "Agent alive and reachable"));
 
     let reg = json!({"Name": "web", "ID": "web1", "Port": 8080, "Tags": ["v1"], "Meta": {"m": "x"},
                      "Check": {"TTL": "30s", "Notes": "app heartbeat"}});
@@ -88,7 +94,9 @@ async fn t90_register_syncs_to_catalog_and_health_on_a_cluster() {
 
     put_ok(&agent, "/v1/agent/check/pass/service:web1?note=all%20good", None).await;
     let healthy = wait_json(&other, "/v1/health/service/web?passing", "web passing", |v| len(v) == 1).await;
-    assert_eq!(healthy[0]["Checks"][0]["Output"], "all good");
+    let web_check =
+        healthy[0]["Checks"].as_array().and_then(|c| c.iter().find(|c| c["CheckID"] == "service:web1")).cloned();
+    assert_eq!(web_check.expect("service check")["Output"], "all good");
 
     // A blocking health query wakes when the check flips.
     let r = other.get("/v1/health/service/web?passing").await.expect("get");
@@ -110,7 +118,11 @@ async fn t90_register_syncs_to_catalog_and_health_on_a_cluster() {
     assert_eq!(get_json(&agent, "/v1/agent/services").await, json!({}));
     assert_eq!(get_json(&agent, "/v1/agent/checks").await, json!({}));
     wait_json(&other, "/v1/catalog/service/web", "web gone", |v| len(v) == 0).await;
-    wait_json(&other, "/v1/health/node/node1", "its checks gone", |v| len(v) == 0).await;
+    // Only the leader-managed serfHealth check stays on the node.
+    wait_json(&other, "/v1/health/node/node1", "its checks gone", |v| {
+        v.as_array().is_some_and(|a| a.len() == 1 && a[0]["CheckID"] == "serfHealth")
+    })
+    .await;
     c.shutdown().await;
 }
 

@@ -1,8 +1,11 @@
 //! Tests against real `consul-rs` processes: cluster formation with Consul's CLI flags,
-//! kill -9 of every server, the CLI client commands, start-up errors, and `consul-rs lock`.
+//! kill -9 of every server, the CLI client commands, start-up errors, `consul-rs lock`, and
+//! `consul-rs rtt`.
 
 mod t10_durability;
 mod t20_cli;
 mod t30_agent_services;
 mod t30_lock;
 mod t40_cli_discovery;
+mod t50_rtt;
+mod t60_gossip;

@@ -1,0 +1,184 @@
+//! Where an agent's writes and catalog reads go: its own Raft replica (servers) or, over RPC,
+//! a server of its datacenter (client agents).
+//!
+//! A client agent keeps no replicated state. It learns the servers from the gossip pool (members
+//! tagged `role=consul` in its datacenter) and sends each request to one of them, trying the
+//! next on a connection failure and waiting up to `rpc_hold_timeout` for a server to appear.
+//! Writes go to the leader (a server that is not the leader answers with the leader's address,
+//! and the client retries there); reads go to any server, which serves them under the requested
+//! consistency mode (default and `consistent` reads confirm the leader's index first, `stale`
+//! reads answer from that server's replica).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+use tokio::time::Instant;
+
+use crate::command::{Command, CommandResponse};
+use crate::consensus::Consensus;
+use crate::gossip::{Gossip, MemberStatus};
+use crate::rpc::messages::{ForwardRequest, ForwardResponse, HttpRequest, HttpResponse, WireError};
+use crate::rpc::{Request, Response, RpcClient};
+use crate::state::catalog::NodeState;
+use crate::{Error, Result};
+
+/// Time allowed for one forwarded request that is not a blocking query.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The servers of a client agent's datacenter, reached over RPC.
+#[derive(Debug)]
+pub struct Remote {
+    rpc: RpcClient,
+    gossip: Arc<Gossip>,
+    datacenter: String,
+    hold_timeout: Duration,
+}
+
+impl Remote {
+    /// Servers as the gossip pool knows them.
+    pub fn new(rpc: RpcClient, gossip: Arc<Gossip>, datacenter: String, hold_timeout: Duration) -> Arc<Remote> {
+        Arc::new(Remote { rpc, gossip, datacenter, hold_timeout })
+    }
+
+    /// RPC addresses of alive servers, shuffled so load spreads.
+    pub fn servers(&self) -> Vec<std::net::SocketAddr> {
+        let mut list: Vec<_> = self
+            .gossip
+            .members()
+            .into_iter()
+            .filter(|m| m.status == MemberStatus::Alive && m.info.server && m.info.datacenter == self.datacenter)
+            .map(|m| m.info.rpc_addr)
+            .collect();
+        list.shuffle(&mut rand::thread_rng());
+        list
+    }
+
+    /// Sends `req` to some server, trying each in turn and waiting (up to the hold timeout)
+    /// for one to be known.
+    pub async fn call(&self, req: &Request, timeout: Duration) -> Result<Response> {
+        let deadline = Instant::now() + self.hold_timeout;
+        let mut last_error = None;
+        loop {
+            for addr in self.servers() {
+                match self.rpc.call(addr, clone_request(req), timeout).await {
+                    Ok(resp) => return Ok(resp),
+                    Err(e) => {
+                        tracing::debug!(%addr, error = %e, "server unreachable; trying another");
+                        last_error = Some(e.to_string());
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Rpc(match last_error {
+                    Some(e) => format!("no server answered: {e}"),
+                    None => "No known Consul servers".to_string(),
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A forwarded request, following `NotLeader` redirects to the leader.
+    async fn forward(&self, req: ForwardRequest) -> Result<ForwardResponse> {
+        let deadline = Instant::now() + self.hold_timeout;
+        let mut resp = self.call(&Request::Forward(req.clone()), CALL_TIMEOUT).await?;
+        loop {
+            match resp {
+                Response::Forward(f) => return Ok(f),
+                Response::Error(WireError::BadRequest(m)) => return Err(Error::BadRequest(m)),
+                Response::Error(WireError::Other(m)) => return Err(Error::Rpc(m)),
+                Response::Error(WireError::NotLeader(leader)) => {
+                    if Instant::now() >= deadline {
+                        return Err(Error::NoLeader);
+                    }
+                    resp = match leader.and_then(|(_, node)| node.rpc_addr.parse().ok()) {
+                        Some(addr) => match self.rpc.call(addr, Request::Forward(req.clone()), CALL_TIMEOUT).await {
+                            Ok(r) => r,
+                            Err(_) => self.call(&Request::Forward(req.clone()), CALL_TIMEOUT).await?,
+                        },
+                        None => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            self.call(&Request::Forward(req.clone()), CALL_TIMEOUT).await?
+                        }
+                    };
+                }
+                other => return Err(Error::Rpc(format!("unexpected answer from a server: {other:?}"))),
+            }
+        }
+    }
+
+    /// Serves an HTTP request on some server's API (the request's own timeout applies).
+    pub async fn http(&self, req: HttpRequest, timeout: Duration) -> Result<HttpResponse> {
+        match self.call(&Request::Http(req), timeout).await? {
+            Response::Http(r) => Ok(r),
+            Response::Error(WireError::BadRequest(m)) => Err(Error::BadRequest(m)),
+            Response::Error(e) => Err(Error::Rpc(format!("{e:?}"))),
+            other => Err(Error::Rpc(format!("unexpected answer from a server: {other:?}"))),
+        }
+    }
+
+    /// Resolves a DNS query on some server.
+    pub async fn dns(&self, packet: Vec<u8>, udp: bool) -> Result<Option<Vec<u8>>> {
+        match self.call(&Request::Dns { packet, udp }, CALL_TIMEOUT).await? {
+            Response::Dns(r) => Ok(r),
+            other => Err(Error::Rpc(format!("unexpected answer from a server: {other:?}"))),
+        }
+    }
+}
+
+fn clone_request(req: &Request) -> Request {
+    match req {
+        Request::Forward(f) => Request::Forward(f.clone()),
+        Request::Http(h) => Request::Http(h.clone()),
+        Request::Dns { packet, udp } => Request::Dns { packet: packet.clone(), udp: *udp },
+        Request::GossipSync(b) => Request::GossipSync(b.clone()),
+        Request::KeyringOp(b) => Request::KeyringOp(b.clone()),
+        // Raft traffic never goes through a client agent.
+        _ => Request::Forward(ForwardRequest::ReadIndex { consistent: false }),
+    }
+}
+
+/// An agent's access to the catalog: local Raft or remote servers.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A server: its own replica.
+    Server(Arc<Consensus>),
+    /// A client agent: the servers, over RPC.
+    Client(Arc<Remote>),
+}
+
+impl Backend {
+    /// Writes through Raft (forwarded to the leader as needed).
+    pub async fn write(&self, cmd: Command) -> Result<(u64, CommandResponse)> {
+        match self {
+            Backend::Server(c) => c.write(cmd).await,
+            Backend::Client(r) => match r.forward(ForwardRequest::Write(cmd)).await? {
+                ForwardResponse::Written(index, resp) => Ok((index, resp)),
+                other => Err(Error::Rpc(format!("unexpected answer to a write: {other:?}"))),
+            },
+        }
+    }
+
+    /// What the catalog holds for one node (a default-consistency read).
+    pub async fn read_node(&self, node: &str) -> Result<NodeState> {
+        match self {
+            Backend::Server(c) => {
+                c.read_barrier(crate::consensus::Consistency::Default).await?;
+                Ok(c.state().read(|d| d.catalog.node_state(node)))
+            }
+            Backend::Client(r) => match r.forward(ForwardRequest::ReadNode(node.to_string())).await? {
+                ForwardResponse::Node(state) => Ok(*state),
+                other => Err(Error::Rpc(format!("unexpected answer to a node read: {other:?}"))),
+            },
+        }
+    }
+
+    /// The local replica, on servers.
+    pub fn consensus(&self) -> Option<&Arc<Consensus>> {
+        match self {
+            Backend::Server(c) => Some(c),
+            Backend::Client(_) => None,
+        }
+    }
+}
