@@ -38,6 +38,9 @@ fn config(o: AgentOpts) -> consul_sdk::Result<AgentConfig> {
     if o.node_name.is_empty() {
         return Err(Error::invalid("nodeName", "must not be empty"));
     }
+    if !o.server && (o.dev || o.bootstrap_expect > 0) {
+        return Err(Error::invalid("server", "a client agent (server: false) cannot use dev or bootstrapExpect"));
+    }
     if !(1..=10).contains(&o.raft_multiplier) {
         return Err(Error::invalid("raftMultiplier", "must be between 1 and 10"));
     }
