@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 
 import { Client } from '../index.mjs';
-import { bothAgents, child, run, sleep, unique } from './helpers.mjs';
+import { bothAgents, child, eventually, run, sleep, unique } from './helpers.mjs';
 
 const agents = await bothAgents();
 after(() => agents.stop());
@@ -119,7 +119,8 @@ describe('process lifetime', () => {
     clean(out);
     assert.equal(out.stdout.trim(), 'exiting');
     const c = new Client({ address: addr });
-    assert.deepEqual(await c.health.service(name), []);
+    assert.equal((await c.agent.services())[name], undefined);
+    assert.ok(await eventually(async () => (await c.health.service(name)).length === 0, 5000));
     assert.equal((await c.kv.get('life/exit-lock')).session, null);
     assert.equal((await c.kv.get('life/exit-leader')).session, null);
   });
