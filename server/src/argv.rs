@@ -41,6 +41,10 @@ const BOOL_FLAGS: &[&str] = &[
     "enable",
     "disable",
     "wan",
+    "list",
+    "list-primary",
+    "local-only",
+    "prune",
 ];
 
 /// The command tree: a word is a subcommand only where this tree says so; everything below a
@@ -68,6 +72,13 @@ const COMMANDS: &[Node] = &[
     leaf("maint"),
     leaf("reload"),
     leaf("rtt"),
+    leaf("members"),
+    leaf("join"),
+    leaf("leave"),
+    leaf("force-leave"),
+    leaf("keygen"),
+    leaf("keyring"),
+    leaf("event"),
 ];
 
 /// Whether `name` (without dashes) is a flag that takes no value.
@@ -245,6 +256,17 @@ mod tests {
         assert_eq!(joined("agent -help"), "agent --help");
         assert_eq!(joined("-v"), "version");
         assert_eq!(joined("bogus -x"), "bogus -x");
+    }
+
+    #[test]
+    fn gossip_commands() {
+        assert_eq!(joined("members -detailed -status failed"), "members --detailed --status=failed");
+        assert_eq!(joined("join -wan 10.0.0.1 10.0.0.2"), "join --wan -- 10.0.0.1 10.0.0.2");
+        assert_eq!(joined("force-leave -prune n1"), "force-leave --prune -- n1");
+        assert_eq!(joined("keyring -list -relay-factor 2"), "keyring --list --relay-factor=2");
+        assert_eq!(joined("keyring -install +k/ey= -local-only"), "keyring --install=+k/ey= --local-only");
+        assert_eq!(joined("event -name deploy -node ^web -- -payload"), "event --name=deploy --node=^web -- -payload");
+        assert_eq!(joined("watch -type event -name deploy"), "watch --type=event --name=deploy");
     }
 
     #[test]

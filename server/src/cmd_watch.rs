@@ -1,7 +1,7 @@
 //! `consul-rs watch`: Consul's watch command (reference §7.1, blocking queries §2.1).
 //!
 //! A blocking-query loop over one view (a key, a key prefix, the service list, the node list,
-//! one service's health, or checks). It fires once at start and then each time the result
+//! one service's health, checks, or user events). It fires once at start and then each time the result
 //! changes, printing the result as JSON or running a handler with the JSON on its stdin.
 //!
 //! Loop rules (the client obligations of §2.1):
@@ -10,6 +10,10 @@
 //! - an answer with the same index, or with the same data as last time, does not fire;
 //! - queries start at most once per 100 ms, so a churning key cannot spin the loop;
 //! - errors back off quadratically (5 s, 20 s, 45 s, … up to 3 min), like Consul's watch plans.
+//!
+//! User events (`-type=event`) differ: their index is a hash of the newest event's ID, not a
+//! counter, so any new index means new events (none is "backwards"), and each run gets only the
+//! events that arrived since the last one (all of the agent's recent events at start).
 
 use std::time::Duration;
 
@@ -37,7 +41,7 @@ const WAIT: &str = "5m";
 pub(crate) struct WatchArgs {
     #[command(flatten)]
     client: ClientFlags,
-    /// What to watch: key, keyprefix, services, nodes, service or checks.
+    /// What to watch: key, keyprefix, services, nodes, service, checks or event.
     #[arg(long = "type", value_name = "TYPE")]
     watch_type: Option<String>,
     /// The key (type key).
@@ -60,6 +64,9 @@ pub(crate) struct WatchArgs {
     /// Only checks in this state: any, passing, warning, critical (type checks).
     #[arg(long)]
     state: Option<String>,
+    /// Only user events with this name (type event).
+    #[arg(long)]
+    name: Option<String>,
     /// Let any server answer, even if it is behind the leader.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true",
@@ -98,6 +105,9 @@ pub(crate) enum Spec {
     ChecksInState(String),
     /// `[HealthCheck]` of a service.
     ChecksOfService(String),
+    /// `[UserEvent]`, all or those with a name: the agent's recent events at start, then only
+    /// the ones that arrived since the last run.
+    Events(Option<String>),
 }
 
 impl WatchArgs {
@@ -114,6 +124,7 @@ impl WatchArgs {
             ("tag", !self.tags.is_empty()),
             ("passingonly", self.passingonly),
             ("state", self.state.is_some()),
+            ("name", self.name.is_some()),
         ];
         let allowed: &[&str] = match t {
             "key" => &["key"],
@@ -121,7 +132,7 @@ impl WatchArgs {
             "services" | "nodes" => &[],
             "service" => &["service", "tag", "passingonly"],
             "checks" => &["service", "state"],
-            "event" => bail!("Error! Watch type \"event\" is not supported by this agent (no user events yet)"),
+            "event" => &["name"],
             other => bail!("Error! Unsupported watch type: {other}"),
         };
         let extra: Vec<String> =
@@ -142,6 +153,7 @@ impl WatchArgs {
             }
             "services" => Spec::Services,
             "nodes" => Spec::Nodes,
+            "event" => Spec::Events(nonempty(&self.name)),
             "service" => Spec::Service {
                 name: nonempty(&self.service)
                     .ok_or_else(|| anyhow!("Error! Must specify a single service to watch"))?,
@@ -181,6 +193,7 @@ impl Spec {
             }
             Spec::ChecksInState(s) => (format!("/v1/health/state/{}", escape(s, false)), vec![]),
             Spec::ChecksOfService(s) => (format!("/v1/health/checks/{}", escape(s, false)), vec![]),
+            Spec::Events(name) => ("/v1/event/list".into(), name.iter().map(|n| ("name", Some(n.clone()))).collect()),
         }
     }
 
@@ -225,6 +238,23 @@ pub(crate) fn next_index(last: Option<u64>, got: u64) -> u64 {
     }
 }
 
+/// The ID of the newest event in an event list (the last one: the agent lists oldest first).
+pub(crate) fn newest_event_id(list: &Value) -> Option<String> {
+    list.as_array()?.last()?.get("ID")?.as_str().map(str::to_string)
+}
+
+/// The events of `list` that came after the one with ID `seen`, as Consul's event watch prunes
+/// them. All of them when nothing was seen yet, or when the seen event is no longer listed (more
+/// than the agent's buffer of events arrived since).
+pub(crate) fn events_after(list: &Value, seen: Option<&str>) -> Vec<Value> {
+    let events = list.as_array().cloned().unwrap_or_default();
+    let Some(seen) = seen else { return events };
+    match events.iter().position(|e| e.get("ID").and_then(Value::as_str) == Some(seen)) {
+        Some(i) => events[i + 1..].to_vec(),
+        None => events,
+    }
+}
+
 /// The delay after the `failures`-th consecutive error.
 pub(crate) fn retry_delay(failures: u32) -> Duration {
     RETRY_BASE.saturating_mul(failures.saturating_mul(failures)).min(RETRY_MAX)
@@ -239,7 +269,8 @@ pub(crate) async fn run(a: WatchArgs) -> Result<u8> {
         .call(Method::GET, "/v1/agent/self", &[], None)
         .await
         .map_err(|e| anyhow!("Error querying Consul agent: {e:#}"))?;
-    let mut handler = Handler { args: a.handler.clone(), shell: a.shell };
+    let events = matches!(spec, Spec::Events(_));
+    let mut handler = Handler { args: a.handler.clone(), shell: a.shell, events };
     tokio::select! {
         r = watch_loop(&client, &spec, a.stale, &mut handler) => r,
         r = shutdown_signal() => r.map(|()| 0),
@@ -260,7 +291,8 @@ async fn shutdown_signal() -> Result<()> {
 /// One query of the loop: the answer's index and the watched value.
 async fn query(client: &Client, spec: &Spec, stale: bool, index: Option<u64>) -> Result<(u64, Value)> {
     let (path, mut q) = spec.request();
-    if stale {
+    // Events live on each agent, not in the replicated state: there is nothing to read stale.
+    if stale && !matches!(spec, Spec::Events(_)) {
         q.push(("stale", None));
     }
     if let Some(i) = index.filter(|i| *i > 0) {
@@ -281,6 +313,8 @@ trait Sink {
 async fn watch_loop(client: &Client, spec: &Spec, stale: bool, sink: &mut impl Sink) -> Result<u8> {
     let mut index: Option<u64> = None;
     let mut last: Option<Value> = None;
+    // The ID of the newest user event already delivered (event watches only).
+    let mut seen_event: Option<String> = None;
     let mut failures = 0u32;
     let mut last_start: Option<Instant> = None;
     loop {
@@ -303,6 +337,19 @@ async fn watch_loop(client: &Client, spec: &Spec, stale: bool, sink: &mut impl S
             continue;
         }
         let first = index.is_none();
+        if let Spec::Events(_) = spec {
+            // The event list's index is a hash of the newest event's ID, not a counter: any
+            // change means new events, and a "smaller" index must be blocked on as it is.
+            index = Some(got);
+            let fresh = events_after(&value, seen_event.as_deref());
+            if let Some(id) = newest_event_id(&value) {
+                seen_event = Some(id);
+            }
+            if first || !fresh.is_empty() {
+                sink.fire(got, &Value::Array(fresh)).await?;
+            }
+            continue;
+        }
         index = Some(next_index(index, got));
         if !first && last.as_ref() == Some(&value) {
             continue;
@@ -316,6 +363,52 @@ async fn watch_loop(client: &Client, spec: &Spec, stale: bool, sink: &mut impl S
 struct Handler {
     args: Vec<String>,
     shell: bool,
+    /// The results are user event lists, printed with Consul's field order.
+    events: bool,
+}
+
+/// A user event with its fields in the order Consul's watch prints them (`api.UserEvent`);
+/// a `Value` would sort them by name.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct OrderedEvent {
+    #[serde(rename = "ID")]
+    id: String,
+    name: String,
+    payload: Option<String>,
+    node_filter: String,
+    service_filter: String,
+    tag_filter: String,
+    version: u64,
+    #[serde(rename = "LTime")]
+    ltime: u64,
+}
+
+/// The JSON text of a result: indented for the terminal, compact (one line) for a handler's
+/// stdin. Event lists keep Consul's field order; anything else falls back to the `Value`.
+pub(crate) fn render(value: &Value, events: bool, indented: bool) -> String {
+    if events {
+        if let Ok(list) = serde_json::from_value::<Vec<OrderedEvent>>(value.clone()) {
+            let text = if indented {
+                let mut buf = Vec::new();
+                let mut ser = serde_json::Serializer::with_formatter(
+                    &mut buf,
+                    serde_json::ser::PrettyFormatter::with_indent(b"    "),
+                );
+                list.serialize(&mut ser).map(|()| String::from_utf8_lossy(&buf).into_owned())
+            } else {
+                serde_json::to_string(&list)
+            };
+            if let Ok(t) = text {
+                return t;
+            }
+        }
+    }
+    if indented {
+        pretty(value)
+    } else {
+        value.to_string()
+    }
 }
 
 impl Sink for Handler {
@@ -323,7 +416,7 @@ impl Sink for Handler {
         if self.args.is_empty() {
             if !value.is_null() {
                 let mut out = tokio::io::stdout();
-                out.write_all(format!("{}\n", pretty(value)).as_bytes()).await?;
+                out.write_all(format!("{}\n", render(value, self.events, true)).as_bytes()).await?;
                 out.flush().await?;
             }
             return Ok(());
@@ -343,7 +436,8 @@ impl Sink for Handler {
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|e| anyhow!("Error starting handler: {e}"))?;
         // A missing key is passed as empty input.
-        let input = if value.is_null() { Vec::new() } else { format!("{value}\n").into_bytes() };
+        let input =
+            if value.is_null() { Vec::new() } else { format!("{}\n", render(value, self.events, false)).into_bytes() };
         if let Some(mut stdin) = child.stdin.take() {
             // A handler that does not read its input is fine: ignore a closed pipe.
             let _ = stdin.write_all(&input).await;
@@ -382,6 +476,72 @@ mod tests {
         assert_eq!(args("-type=checks").spec().expect("ok"), Spec::ChecksInState("any".into()));
         assert_eq!(args("-type=checks -state critical").spec().expect("ok"), Spec::ChecksInState("critical".into()));
         assert_eq!(args("-type=checks -service=db").spec().expect("ok"), Spec::ChecksOfService("db".into()));
+        assert_eq!(args("-type=event").spec().expect("ok"), Spec::Events(None));
+        assert_eq!(args("-type=event -name deploy").spec().expect("ok"), Spec::Events(Some("deploy".into())));
+        assert!(args("-type=event -key=k").spec().is_err(), "event watches take only -name");
+        assert!(args("-type=key -key=k -name=n").spec().is_err(), "-name is for event watches");
+    }
+
+    fn event(id: &str) -> Value {
+        json!({"ID": id, "Name": "deploy", "Payload": null, "NodeFilter": "", "ServiceFilter": "",
+               "TagFilter": "", "Version": 1, "LTime": 0})
+    }
+
+    #[test]
+    fn events_after_the_last_seen_one() {
+        let list = json!([event("a"), event("b"), event("c")]);
+        assert_eq!(events_after(&list, None).len(), 3);
+        assert_eq!(events_after(&list, Some("b")), vec![event("c")]);
+        assert!(events_after(&list, Some("c")).is_empty());
+        assert_eq!(events_after(&list, Some("evicted")).len(), 3, "an unknown last event: all are new");
+        assert_eq!(newest_event_id(&list).as_deref(), Some("c"));
+        assert_eq!(newest_event_id(&json!([])), None);
+        assert_eq!(
+            Spec::Events(Some("a b".into())).request(),
+            ("/v1/event/list".to_string(), vec![("name", Some("a b".to_string()))])
+        );
+    }
+
+    /// Event indexes are hashes: a "smaller" one is blocked on as it is, not reset to 0; each
+    /// run gets only the events that arrived since the last; a timeout (same index) fires
+    /// nothing; `-stale` is not sent.
+    #[tokio::test]
+    async fn event_loop_delivers_new_events_whatever_the_index() {
+        let list = |ids: &[&str]| Value::Array(ids.iter().map(|i| event(i)).collect()).to_string();
+        let answers = vec![
+            (200, 1, list(&[])),
+            (200, 900, list(&["a"])),
+            (200, 900, list(&["a"])),
+            (200, 5, list(&["a", "b", "c"])),
+            (200, 700, list(&["a", "b", "c", "d"])),
+        ];
+        let server = crate::testserver::TestServer::start_indexed(answers).await;
+        let client = Client::new(&ClientFlags { http_addr: Some(server.addr.clone()), ..ClientFlags::default() })
+            .expect("client");
+        let mut sink = Collect { seen: Vec::new(), stop_after: 4 };
+        let spec = Spec::Events(Some("deploy".into()));
+        let e = watch_loop(&client, &spec, true, &mut sink).await.expect_err("stopped by the sink");
+        assert_eq!(e.to_string(), "enough");
+        assert_eq!(
+            sink.seen,
+            vec![
+                (1, json!([])),
+                (900, json!([event("a")])),
+                (5, json!([event("b"), event("c")])),
+                (700, json!([event("d")])),
+            ]
+        );
+        let targets: Vec<String> = server.requests().await.into_iter().map(|r| r.target).collect();
+        assert_eq!(
+            targets,
+            vec![
+                "/v1/event/list?name=deploy",
+                "/v1/event/list?name=deploy&index=1&wait=5m",
+                "/v1/event/list?name=deploy&index=900&wait=5m",
+                "/v1/event/list?name=deploy&index=900&wait=5m",
+                "/v1/event/list?name=deploy&index=5&wait=5m",
+            ]
+        );
     }
 
     #[test]
@@ -504,14 +664,29 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = dir.path().join("out");
         let script = format!("echo \"$CONSUL_INDEX\" >> '{0}'; cat >> '{0}'", f.display());
-        let mut direct = Handler { args: vec!["sh".into(), "-c".into(), script.clone()], shell: false };
+        let mut direct = Handler { args: vec!["sh".into(), "-c".into(), script.clone()], shell: false, events: false };
         direct.fire(42, &json!({"Key": "k"})).await.expect("runs");
-        let mut shell = Handler { args: vec![script], shell: true };
+        let mut shell = Handler { args: vec![script], shell: true, events: false };
         shell.fire(43, &Value::Null).await.expect("runs");
         assert_eq!(std::fs::read_to_string(&f).expect("written"), "42\n{\"Key\":\"k\"}\n43\n");
-        let mut failing = Handler { args: vec!["exit 3".into()], shell: true };
+        let mut failing = Handler { args: vec!["exit 3".into()], shell: true, events: false };
         let e = failing.fire(1, &json!([])).await.expect_err("exit 3");
         assert!(e.to_string().contains("Error executing handler"), "{e}");
+    }
+
+    #[test]
+    fn events_print_in_consuls_field_order() {
+        let list = json!([event("a")]);
+        assert_eq!(
+            render(&list, true, false),
+            r#"[{"ID":"a","Name":"deploy","Payload":null,"NodeFilter":"","ServiceFilter":"","TagFilter":"","Version":1,"LTime":0}]"#
+        );
+        let text = render(&list, true, true);
+        assert!(text.starts_with("[\n    {\n        \"ID\": \"a\",\n        \"Name\": \"deploy\","), "{text}");
+        assert_eq!(render(&json!([]), true, true), "[]");
+        // Not an event list after all: printed as it came.
+        assert_eq!(render(&json!([{"x": 1}]), true, false), r#"[{"x":1}]"#);
+        assert_eq!(render(&json!({"b": 1, "a": 2}), false, false), r#"{"a":2,"b":1}"#);
     }
 
     #[test]

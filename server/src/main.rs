@@ -1,15 +1,22 @@
 //! `consul-rs`: the agent and the command-line client, with Consul's command names, flags and
 //! output, so scripts and test harnesses written for `consul` work against it.
 //!
-//! Exit codes: 0 on success, 1 on any error (the message goes to stderr).
+//! Exit codes: 0 on success, 1 on any error (the message goes to stderr); `members` exits 2 when
+//! `-status` leaves no member, as Consul's does.
 
 mod argv;
 mod cmd_agent;
 mod cmd_catalog;
+mod cmd_event;
 mod cmd_info;
+mod cmd_join;
+mod cmd_keygen;
+mod cmd_keyring;
 mod cmd_kv;
+mod cmd_leave;
 mod cmd_lock;
 mod cmd_maint;
+mod cmd_members;
 mod cmd_operator;
 mod cmd_rtt;
 mod cmd_services;
@@ -65,6 +72,20 @@ enum Command {
     Reload(cmd_maint::ReloadArgs),
     /// Estimate the network round-trip time between two nodes.
     Rtt(cmd_rtt::RttArgs),
+    /// List the members of the gossip pool.
+    Members(cmd_members::MembersArgs),
+    /// Tell the agent to join a cluster through one of its members.
+    Join(cmd_join::JoinArgs),
+    /// Leave the cluster gracefully and shut the agent down.
+    Leave(cmd_leave::LeaveArgs),
+    /// Force a member of the cluster into the "left" state.
+    ForceLeave(cmd_leave::ForceLeaveArgs),
+    /// Generate a new gossip encryption key.
+    Keygen(cmd_keygen::KeygenArgs),
+    /// List, install, use and remove gossip encryption keys.
+    Keyring(Box<cmd_keyring::KeyringArgs>),
+    /// Fire a user event.
+    Event(cmd_event::EventArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,9 +101,14 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return clap_exit(e),
     };
-    if let Command::Version = cli.command {
-        print!("{}", cmd_info::version_text());
-        return ExitCode::SUCCESS;
+    match cli.command {
+        Command::Version => {
+            print!("{}", cmd_info::version_text());
+            return ExitCode::SUCCESS;
+        }
+        // No agent to talk to: no runtime either.
+        Command::Keygen(a) => return ExitCode::from(cmd_keygen::run(a)),
+        _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -102,7 +128,13 @@ fn main() -> ExitCode {
             Command::Maint(a) => cmd_maint::maint(a).await.map(|()| 0),
             Command::Reload(a) => cmd_maint::reload(a).await.map(|()| 0),
             Command::Rtt(a) => cmd_rtt::run(a).await,
-            Command::Version => Ok(0),
+            Command::Members(a) => cmd_members::run(a).await,
+            Command::Join(a) => cmd_join::run(a).await,
+            Command::Leave(a) => cmd_leave::leave(a).await,
+            Command::ForceLeave(a) => cmd_leave::force_leave(a).await,
+            Command::Keyring(a) => cmd_keyring::run(*a).await,
+            Command::Event(a) => cmd_event::run(a).await,
+            Command::Version | Command::Keygen(_) => Ok(0),
         }
     });
     // Do not wait for stray tasks (a blocked stdin read, a lingering connection) at exit.
@@ -186,6 +218,23 @@ mod tests {
             "rtt n1",
             "rtt -http-addr=127.0.0.1:8500 n1 n2",
             "rtt -wan n1.dc1",
+            "members",
+            "members -detailed -wan -status=alive -segment _all -http-addr 127.0.0.1:8500",
+            "join 10.0.0.1",
+            "join -wan 10.0.0.1 10.0.0.2:8302",
+            "leave -token t",
+            "force-leave -prune node1",
+            "force-leave -wan=true node1",
+            "keygen",
+            "keyring -list",
+            "keyring -list-primary -local-only -relay-factor=3",
+            "keyring -install abc= -relay-factor 1",
+            "keyring -use abc=",
+            "keyring -remove=abc=",
+            "event -name deploy",
+            "event -name=deploy -node=web -service api -tag=v1 payload",
+            "watch -type=event -name=deploy",
+            "watch -type event cat",
         ] {
             if let Err(e) = parse(line) {
                 panic!("{line}: {e}");

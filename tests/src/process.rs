@@ -175,6 +175,11 @@ pub struct DevAgent {
 impl DevAgent {
     /// Starts the agent and waits until it has a leader.
     pub async fn start() -> DevAgent {
+        Self::start_with(&[]).await
+    }
+
+    /// Like [`DevAgent::start`], with more agent flags (e.g. `-encrypt=KEY`).
+    pub async fn start_with(extra: &[&str]) -> DevAgent {
         let http = free_port();
         let dns = free_port();
         let child = Command::new(binary())
@@ -184,6 +189,7 @@ impl DevAgent {
             .arg(format!("-serf-lan-port={}", free_port()))
             .arg(format!("-dns-port={dns}"))
             .args(["-log-level", "warn"])
+            .args(extra)
             .stdout(Stdio::null())
             .stdin(Stdio::null())
             .spawn()
@@ -211,6 +217,21 @@ impl DevAgent {
     /// Runs a CLI command to completion.
     pub fn cli(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run cli")
+    }
+
+    /// Waits up to `timeout` for the agent process to exit on its own (after
+    /// `consul-rs leave`); its exit status, or `None` if it is still running.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

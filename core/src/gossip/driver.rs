@@ -482,9 +482,8 @@ impl Gossip {
         loop {
             // memberlist scales the interval with the pool so the total rate stays bounded.
             let n = self.engine.lock().alive_count();
-            let scale = if n > 32 { ((n as f64 / 32.0).log2().ceil() as u32).max(1) } else { 1 };
             tokio::select! {
-                _ = tokio::time::sleep(self.config.push_pull_interval * scale) => {}
+                _ = tokio::time::sleep(self.config.push_pull_period(n)) => {}
                 _ = shutdown.cancelled() => return,
             }
             let me = self.me().name;

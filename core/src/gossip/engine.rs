@@ -10,10 +10,12 @@
 //!   of ours raises it, a timely ack lowers it, and while it is raised our probe interval and
 //!   probe timeout stretch by `1 + LHM` (up to `awareness_max_multiplier`). A node that is itself
 //!   slow or overloaded thus probes less eagerly and stops accusing healthy peers. foca exposes
-//!   no nacks and no "I was suspected" signal, so those two LHM inputs are not used, and
-//!   Lifeguard's dynamic suspicion timeout (LHA-Suspicion: start long, shorten with independent
-//!   confirmations) is not implemented — foca does not surface confirmations; the suspicion
-//!   timeout is memberlist's minimum, scaled to the pool size.
+//!   no nacks and no "I was suspected" signal, so those two LHM inputs are not used.
+//! - **Lifeguard dynamic suspicion** (LHA-Suspicion): a member whose own probes fail
+//!   broadcasts who it suspects (foca's suspect updates do not carry their originator); every
+//!   member counts the distinct originators and runs each suspicion timer from
+//!   `suspicion_max_timeout_mult ×` the minimum down to the minimum as confirmations arrive
+//!   (memberlist's formula), so one unhealthy accuser cannot fail a member quickly.
 //! - Suspicion timeout scaled to the pool size as memberlist does
 //!   (`suspicion_mult × max(1, log10 N) × probe_interval`), retransmissions `retransmit_mult ×
 //!   ceil(log10(N + 1))`, both re-applied as the pool grows or shrinks.
@@ -48,6 +50,8 @@ const KIND_FOCA: u8 = 0;
 const KIND_SYNC: u8 = 1;
 /// Largest UDP packet we send (memberlist's `UDPBufferSize`).
 pub const MAX_PACKET: usize = 1400;
+/// Sealed packets remembered for replay detection (minutes of traffic for a busy member).
+const REPLAY_WINDOW: usize = 65536;
 /// Room kept for the envelope: magic, kind, coordinate, seal.
 const ENVELOPE_ROOM: usize = 2 + 1 + 128 + OVERHEAD;
 
@@ -127,10 +131,46 @@ impl GossipConfig {
         (self.retransmit_mult as usize) * ((n as f64 + 1.0).log10().ceil() as usize).max(1)
     }
 
-    /// The upper bound on failure detection for a pool of `n`: a probe period, the probe
-    /// timeout and the suspicion timeout (what the tests and benchmarks compare against).
+    /// The push/pull period in a pool of `n`: memberlist stretches it by `ceil(log2(n / 32))`
+    /// beyond 32 members so the pool's total TCP sync rate stays bounded.
+    pub fn push_pull_period(&self, n: usize) -> Duration {
+        let scale = if n > 32 { ((n as f64 / 32.0).log2().ceil() as u32).max(1) } else { 1 };
+        self.push_pull_interval * scale
+    }
+
+    /// Independent suspicions Lifeguard waits for before using the shortest suspicion timeout
+    /// (memberlist: `suspicion_mult - 2`, or none in pools too small to provide them).
+    pub fn expected_confirmations(&self, n: usize) -> usize {
+        let k = self.suspicion_mult.saturating_sub(2) as usize;
+        if n < k + 2 {
+            0
+        } else {
+            k
+        }
+    }
+
+    /// Lifeguard's dynamic suspicion timeout (memberlist `remainingSuspicionTime`): the
+    /// longest (`suspicion_max_timeout_mult ×` the minimum) with no confirmation, falling
+    /// logarithmically to the minimum as `confirmations` independent suspicions arrive.
+    pub fn dynamic_suspicion_timeout(&self, n: usize, confirmations: usize) -> Duration {
+        let min = self.suspicion_timeout(n);
+        let k = self.expected_confirmations(n);
+        if k == 0 {
+            return min;
+        }
+        let max = min * self.suspicion_max_timeout_mult.max(1);
+        let frac = ((confirmations as f64) + 1.0).ln() / ((k as f64) + 1.0).ln();
+        let raw = max.as_secs_f64() - frac * (max.as_secs_f64() - min.as_secs_f64());
+        Duration::from_secs_f64(raw.max(min.as_secs_f64()))
+    }
+
+    /// The expected upper bound on failure detection in a pool of `n`: the probe periods in
+    /// which the expected independent suspicions arrive, the probe timeout and the shortest
+    /// suspicion timeout (what the tests and benchmarks compare against).
     pub fn detection_bound(&self, n: usize) -> Duration {
-        self.probe_interval + self.probe_timeout + self.suspicion_timeout(n)
+        self.probe_interval * (1 + self.expected_confirmations(n) as u32)
+            + self.probe_timeout
+            + self.suspicion_timeout(n)
     }
 
     fn foca(&self, n: usize) -> foca::Config {
@@ -163,13 +203,15 @@ impl GossipConfig {
 }
 
 /// A member's identity in the pool: its [`MemberInfo`] (name, addresses, role, tags).
-/// Two identities with the same name are the same node; the larger `incarnation` (start time,
-/// bumped on every rejoin) wins, so a restarted node replaces its old self.
+/// Two identities with the same node ID (persisted in the data dir) are the same node; the
+/// larger `incarnation` (start time, bumped on every rejoin or tag change) wins, so a restarted
+/// node replaces its old self. The ID is also what foca compares on every update, so it must be
+/// cheap: a `Copy` UUID, not the name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeIdentity(pub MemberInfo);
 
 impl foca::Identity for NodeIdentity {
-    type Addr = String;
+    type Addr = uuid::Uuid;
 
     fn renew(&self) -> Option<Self> {
         let mut next = self.0.clone();
@@ -177,8 +219,8 @@ impl foca::Identity for NodeIdentity {
         Some(NodeIdentity(next))
     }
 
-    fn addr(&self) -> String {
-        self.0.name.clone()
+    fn addr(&self) -> uuid::Uuid {
+        self.0.node_id
     }
 
     fn win_addr_conflict(&self, other: &Self) -> bool {
@@ -283,6 +325,8 @@ pub struct Counters {
     pub dropped_decrypt: u64,
     /// Plaintext packets refused because encryption is required.
     pub dropped_plaintext: u64,
+    /// Sealed packets seen before (replays).
+    pub dropped_replayed: u64,
 }
 
 /// Why a packet was dropped.
@@ -297,6 +341,9 @@ pub enum PacketError {
     /// Plaintext while encryption is required.
     #[error("plaintext gossip packet refused: encryption is required (encrypt_verify_incoming)")]
     Plaintext,
+    /// A sealed packet seen before.
+    #[error("replayed gossip packet dropped")]
+    Replayed,
 }
 
 /// The state one member sends another in a push/pull exchange (over TCP, sealed).
@@ -326,6 +373,14 @@ pub enum EngineError {
     BadEvent(String),
 }
 
+/// A suspicion timer this node runs (Lifeguard shortens it as confirmations arrive).
+#[derive(Debug)]
+struct PendingSuspicion {
+    start: Instant,
+    deadline: Instant,
+    timer: Timer<NodeIdentity>,
+}
+
 /// The engine. Owns foca; not `Sync` — the driver wraps it in a mutex.
 pub struct Engine {
     foca: Foca<NodeIdentity, PostcardCodec, StdRng, Handler>,
@@ -343,6 +398,11 @@ pub struct Engine {
     sized_for: usize,
     members_tx: Arc<watch::Sender<u64>>,
     events_tx: Arc<watch::Sender<u64>>,
+    /// Suspected member → originator → when their suspicion reached us.
+    originators: HashMap<String, HashMap<String, Instant>>,
+    suspicions: HashMap<String, PendingSuspicion>,
+    seen_nonces: std::collections::HashSet<[u8; 12]>,
+    nonce_order: std::collections::VecDeque<[u8; 12]>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -383,6 +443,50 @@ impl Engine {
             sized_for: 1,
             members_tx: Arc::new(watch::channel(0u64).0),
             events_tx,
+            originators: HashMap::new(),
+            suspicions: HashMap::new(),
+            seen_nonces: Default::default(),
+            nonce_order: Default::default(),
+        }
+    }
+
+    /// Independent suspicions of `name` beyond the first, from the recent window.
+    fn confirmations(&self, name: &str) -> usize {
+        let window = self.config.suspicion_timeout(self.sized_for) * self.config.suspicion_max_timeout_mult.max(1);
+        self.originators
+            .get(name)
+            .map(|o| o.values().filter(|t| self.now.saturating_duration_since(**t) <= window).count())
+            .unwrap_or(0)
+            .saturating_sub(1)
+    }
+
+    /// Records newly heard originators and pulls pending suspicion deadlines in accordingly.
+    fn absorb_suspicions(&mut self, out: &mut Outbox) {
+        let fresh = std::mem::take(&mut self.received.lock().new_suspects);
+        if fresh.is_empty() {
+            return;
+        }
+        let now = self.now;
+        for (target, from) in &fresh {
+            self.originators.entry(target.clone()).or_default().insert(from.clone(), now);
+        }
+        for (target, _) in fresh {
+            let c = self.confirmations(&target);
+            let timeout = self.config.dynamic_suspicion_timeout(self.sized_for, c);
+            let Some(p) = self.suspicions.get_mut(&target) else { continue };
+            let deadline = p.start + timeout;
+            if deadline + Duration::from_millis(1) < p.deadline {
+                // The earlier copy fires the verdict; the later one finds it settled (a no-op).
+                p.deadline = deadline;
+                out.timers.push((deadline.saturating_duration_since(now), p.timer.clone()));
+            }
+        }
+        if self.originators.len() > 4 * self.members.len() + 64 {
+            let window = self.config.suspicion_timeout(self.sized_for) * self.config.suspicion_max_timeout_mult.max(1);
+            self.originators.retain(|_, o| {
+                o.retain(|_, t| now.saturating_duration_since(*t) <= window);
+                !o.is_empty()
+            });
         }
     }
 
@@ -461,13 +565,14 @@ impl Engine {
             Err(PacketError::Malformed(_)) => self.counters.dropped_malformed += 1,
             Err(PacketError::Decrypt(_)) => self.counters.dropped_decrypt += 1,
             Err(PacketError::Plaintext) => self.counters.dropped_plaintext += 1,
+            Err(PacketError::Replayed) => self.counters.dropped_replayed += 1,
         }
         self.flush(out);
         self.sender_coordinate = None;
         result
     }
 
-    fn open_packet(&self, data: &[u8]) -> Result<Vec<u8>, PacketError> {
+    fn open_packet(&mut self, data: &[u8]) -> Result<Vec<u8>, PacketError> {
         match data.first() {
             Some(&PLAIN_MAGIC) => {
                 if self.keyring.enabled() && self.config.verify_incoming {
@@ -478,6 +583,19 @@ impl Engine {
             }
             Some(_) if self.keyring.enabled() => {
                 let plain = self.keyring.open(data).map_err(PacketError::Decrypt)?;
+                // Authentic but already seen: a replay. Every seal draws a fresh random nonce,
+                // so a repeated nonce means a repeated packet.
+                if let Some(nonce) = Keyring::nonce_of(data) {
+                    if !self.seen_nonces.insert(nonce) {
+                        return Err(PacketError::Replayed);
+                    }
+                    self.nonce_order.push_back(nonce);
+                    if self.nonce_order.len() > REPLAY_WINDOW {
+                        if let Some(old) = self.nonce_order.pop_front() {
+                            self.seen_nonces.remove(&old);
+                        }
+                    }
+                }
                 if plain.first() != Some(&PLAIN_MAGIC) {
                     return Err(PacketError::Malformed("sealed content is not a gossip packet".into()));
                 }
@@ -546,6 +664,7 @@ impl Engine {
             Err(PacketError::Malformed(_)) => self.counters.dropped_malformed += 1,
             Err(PacketError::Decrypt(_)) => self.counters.dropped_decrypt += 1,
             Err(PacketError::Plaintext) => self.counters.dropped_plaintext += 1,
+            Err(PacketError::Replayed) => self.counters.dropped_replayed += 1,
         }
         r
     }
@@ -765,10 +884,20 @@ impl Engine {
             self.members_tx.send_modify(|v| *v += 1);
             self.resize();
         }
+        self.absorb_suspicions(out);
         let stretch = 1 + self.lhm;
         for (after, timer) in std::mem::take(&mut out.raw_timers) {
             let after = match &timer {
                 Timer::ProbeRandomMember(_) | Timer::SendIndirectProbe { .. } => after * stretch,
+                Timer::ChangeSuspectToDown { member_id, .. } => {
+                    // Lifeguard: start from the longest timeout the confirmations so far allow.
+                    let name = member_id.0.name.clone();
+                    let timeout = self.config.dynamic_suspicion_timeout(self.sized_for, self.confirmations(&name));
+                    let pending =
+                        PendingSuspicion { start: self.now, deadline: self.now + timeout, timer: timer.clone() };
+                    self.suspicions.insert(name, pending);
+                    timeout
+                }
                 _ => after,
             };
             out.timers.push((after, timer));
@@ -797,6 +926,8 @@ impl Engine {
                     Some(m) if m.info.incarnation <= id.0.incarnation => {
                         m.status = if left { MemberStatus::Left } else { MemberStatus::Failed };
                         m.since = now;
+                        self.suspicions.remove(&id.0.name);
+                        self.originators.remove(&id.0.name);
                         tracing::info!(member = %id.0.name, status = m.status.name(), "gossip: member down");
                         true
                     }
@@ -831,6 +962,13 @@ impl Engine {
             }
             OwnedNotification::ProbeFailed(_, id) => {
                 self.lhm = (self.lhm + 1).min(self.config.awareness_max_multiplier.saturating_sub(1));
+                // Tell the pool this is an independent suspicion (for Lifeguard's confirmations).
+                let b = Broadcast::Suspect {
+                    name: id.0.name.clone(),
+                    incarnation: id.0.incarnation,
+                    from: self.me.0.name.clone(),
+                };
+                self.broadcast(&b);
                 tracing::debug!(member = %id.0.name, lhm = self.lhm, "gossip: probe failed");
                 false
             }
@@ -878,6 +1016,54 @@ mod tests {
             raft_initialized: false,
             incarnation: 1,
         }
+    }
+
+    #[test]
+    fn dynamic_suspicion_shrinks_with_confirmations_like_memberlist() {
+        let c = GossipConfig::lan();
+        let s = |n, k| c.dynamic_suspicion_timeout(n, k).as_secs_f64();
+        assert_eq!(c.suspicion_timeout(100), Duration::from_secs(8));
+        assert!((s(100, 0) - 48.0).abs() < 1e-9);
+        assert!((s(100, 1) - (48.0 - 40.0 * 2f64.ln() / 3f64.ln())).abs() < 1e-9);
+        assert!((s(100, 2) - 8.0).abs() < 1e-9);
+        assert!((s(100, 9) - 8.0).abs() < 1e-9, "never below the minimum");
+        // Too few members to expect confirmations: the minimum at once.
+        assert_eq!(c.dynamic_suspicion_timeout(3, 0), c.suspicion_timeout(3));
+        assert_eq!(c.detection_bound(100), Duration::from_millis(3000 + 500 + 8000));
+    }
+
+    #[test]
+    fn rolling_encryption_follows_the_verify_flags() {
+        let now = Instant::now();
+        let key = super::super::keyring::generate_key();
+        let keyed = || Arc::new(Keyring::new(std::slice::from_ref(&key), None, "").expect("test setup"));
+        let plain_ring = Arc::new(Keyring::new(&[], None, "").expect("test setup"));
+        let cfg = |incoming, outgoing| GossipConfig {
+            verify_incoming: incoming,
+            verify_outgoing: outgoing,
+            ..GossipConfig::lan()
+        };
+        // Step 1 of a rollout: keys installed, neither verified: plaintext out, both accepted in.
+        let mut step1 = Engine::new(info(1), cfg(false, false), keyed(), 1, now);
+        let old = Engine::new(info(2), GossipConfig::lan(), plain_ring, 2, now);
+        let from_old = old.seal_stream(b"hi");
+        assert_eq!(step1.open_stream(&from_old).expect("plaintext accepted"), b"hi");
+        let from_step1 = step1.seal_stream(b"hi");
+        assert_eq!(from_step1, from_old, "nothing is encrypted yet");
+        // Step 2: outgoing encrypted; incoming still lenient.
+        let mut step2 = Engine::new(info(3), cfg(false, true), keyed(), 3, now);
+        let sealed = step2.seal_stream(b"hi");
+        assert_ne!(sealed, from_old);
+        assert_eq!(step1.open_stream(&sealed).expect("sealed accepted"), b"hi");
+        assert_eq!(step2.open_stream(&from_old).expect("plaintext still accepted"), b"hi");
+        // Step 3: both verified: plaintext refused and counted.
+        let mut step3 = Engine::new(info(4), GossipConfig::lan(), keyed(), 4, now);
+        assert!(matches!(step3.open_stream(&from_old), Err(PacketError::Plaintext)));
+        assert_eq!(step3.counters().dropped_plaintext, 1);
+        assert_eq!(step3.open_stream(&sealed).expect("sealed"), b"hi");
+        // The same sealed message twice is a replay.
+        assert!(matches!(step3.open_stream(&sealed), Err(PacketError::Replayed)));
+        assert_eq!(step3.counters().dropped_replayed, 1);
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub(crate) enum Broadcast {
     /// A member is leaving on purpose (or was force-left): when it goes down it is `left`,
     /// not `failed`. `prune` drops it from member lists at once.
     Leave { name: String, incarnation: u64, prune: bool },
+    /// `from`'s own probes of a member failed: an independent suspicion, which Lifeguard's
+    /// dynamic suspicion timeout counts (foca's suspect updates do not say who originated them).
+    Suspect { name: String, incarnation: u64, from: String },
 }
 
 /// Identifies a broadcast so foca can tell fresh from already-spread items.
@@ -56,6 +59,7 @@ pub(crate) enum Broadcast {
 pub(crate) enum BroadcastKey {
     Event(u64, String),
     Leave(String, u64),
+    Suspect(String, u64, String),
 }
 
 impl foca::Invalidates for BroadcastKey {
@@ -76,6 +80,9 @@ pub(crate) struct Received {
     pub leaving: BTreeMap<(String, u64), bool>,
     /// Events accepted so far (for watchers).
     pub accepted: u64,
+    /// Independent suspicions seen since the engine last looked: (suspected, originator).
+    pub new_suspects: Vec<(String, String)>,
+    seen_suspects: HashSet<(String, u64, String)>,
 }
 
 impl Received {
@@ -137,6 +144,18 @@ impl<T> foca::BroadcastHandler<T> for Handler {
                     drop(r);
                     self.events_tx.send_replace(n);
                     Some(key)
+                } else {
+                    None
+                }
+            }
+            Broadcast::Suspect { name, incarnation, from } => {
+                if r.seen_suspects.len() > 65536 {
+                    // Bounded memory; a re-spread duplicate after this only re-counts one originator.
+                    r.seen_suspects.clear();
+                }
+                if r.seen_suspects.insert((name.clone(), incarnation, from.clone())) {
+                    r.new_suspects.push((name.clone(), from.clone()));
+                    Some(BroadcastKey::Suspect(name, incarnation, from))
                 } else {
                     None
                 }

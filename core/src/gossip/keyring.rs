@@ -242,6 +242,11 @@ impl Keyring {
         Ok(out)
     }
 
+    /// The nonce of a sealed message (its identity for replay detection).
+    pub fn nonce_of(sealed: &[u8]) -> Option<[u8; NONCE_LEN]> {
+        sealed.get(1..1 + NONCE_LEN).and_then(|n| n.try_into().ok())
+    }
+
     /// Opens a sealed message with whichever installed key sealed it.
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, KeyringError> {
         if sealed.len() < OVERHEAD || sealed[0] != SEALED_V1 {

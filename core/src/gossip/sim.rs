@@ -214,7 +214,7 @@ impl Sim {
                     self.absorb(to, out);
                 }
                 Event::PushPull { node } => {
-                    let interval = self.config.gossip.push_pull_interval;
+                    let interval = self.config.gossip.push_pull_period(self.engines[node].alive_count());
                     self.push(self.now + interval, Event::PushPull { node });
                     if self.crashed[node] {
                         continue;

@@ -87,6 +87,7 @@ pub(super) async fn agent_self(State(ctx): State<Ctx>, uri: Uri) -> Response {
                 "dropped_malformed": counters.dropped_malformed.to_string(),
                 "dropped_decrypt": counters.dropped_decrypt.to_string(),
                 "dropped_plaintext": counters.dropped_plaintext.to_string(),
+                "dropped_replayed": counters.dropped_replayed.to_string(),
             },
             "build": { "version": crate::VERSION, "revision": "consul-rs", "prerelease": "" },
         },

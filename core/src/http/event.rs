@@ -126,12 +126,14 @@ pub(super) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Response {
             .filter(|e| name.as_deref().is_none_or(|n| e.name == n))
             .filter(|e| for_this_agent(&ctx, e))
             .collect();
-        let index = events.last().map(|e| id_to_index(&e.id)).unwrap_or(0);
+        // 1 for an empty list, the index sent back: a watcher blocking on it must then wait
+        // for the first event instead of being answered at once, over and over.
+        let index = events.last().map(|e| id_to_index(&e.id)).unwrap_or(0).max(1);
         let done = stopping || params.index == 0 || index != params.index || tokio::time::Instant::now() >= deadline;
         if done {
             let body: Vec<Value> = events.iter().map(event_json).collect();
             let mut resp = json(StatusCode::OK, &body, q.pretty());
-            resp.headers_mut().insert("X-Consul-Index", HeaderValue::from(index.max(1)));
+            resp.headers_mut().insert("X-Consul-Index", HeaderValue::from(index));
             return resp;
         }
         tokio::select! {

@@ -14,3 +14,4 @@ mod t90_agent;
 mod t91_checks;
 mod t95_dns;
 mod t96_coordinate;
+mod t97_gossip;

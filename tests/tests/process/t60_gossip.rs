@@ -54,6 +54,15 @@ async fn t60_three_servers_three_clients_one_datacenter() {
         })
         .await;
     }
+    // `consul-rs members` on a client agent lists all six.
+    let out = dc.cli(SERVERS, &["members"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = consul_tests::process::stdout(&out);
+    let rows: Vec<&str> = text.lines().skip(1).filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(rows.len(), n, "{text}");
+    assert!(rows.iter().all(|r| r.contains(" alive ")), "{text}");
+    assert_eq!(rows.iter().filter(|r| r.contains(" server ")).count(), SERVERS, "{text}");
+    assert_eq!(rows.iter().filter(|r| r.contains(" client ")).count(), CLIENTS, "{text}");
     let members = dc.api(SERVERS).get("/v1/agent/members").await.expect("members").json();
     let roles: Vec<&str> =
         members.as_array().expect("array").iter().filter_map(|m| m["Tags"]["role"].as_str()).collect();
@@ -183,6 +192,32 @@ async fn t60_three_servers_three_clients_one_datacenter() {
         assert_eq!(l.as_array().map(Vec::len), Some(0), "agent {i} is not a target of `deploy`: {l}");
     }
 
+    // Key rotation across the datacenter without downtime: install, use, remove the old key.
+    let new_key = consul_core::gossip::keyring::generate_key();
+    for args in [
+        vec!["keyring", "-install", new_key.as_str()],
+        vec!["keyring", "-use", new_key.as_str()],
+        vec!["keyring", "-remove", key.as_str()],
+    ] {
+        let out = dc.cli(SERVERS, &args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            consul_tests::process::stdout(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = dc.cli(1, &["keyring", "-list"]);
+    let listing = consul_tests::process::stdout(&out);
+    assert!(listing.contains(&format!("{new_key} [{n}/{n}]")), "{listing}");
+    assert!(!listing.contains(&key), "the old key is gone everywhere: {listing}");
+    c2.put_ok("gossip/after-rotation", "ok").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for i in 0..n {
+        let m = dc.api(i).get("/v1/agent/members").await.expect("members").json();
+        assert!(members_by_status(&m).iter().all(|(_, s)| *s == 1), "agent {i} after rotation: {m}");
+    }
+
     // kill -9 client2: failed in the catalog within the detection bound, its lock released.
     let killed_at = Instant::now();
     dc.kill9(SERVERS + 2);
@@ -272,4 +307,19 @@ async fn t60_three_servers_three_clients_one_datacenter() {
     let theirs = dc.api(intruder).get("/v1/agent/members").await.expect("members").json();
     assert_eq!(members_by_status(&theirs).len(), 1, "the intruder sees only itself: {theirs}");
     assert!(dc.log(0).contains("rejected"), "the server logs the rejected push/pull");
+
+    // A server that leaves gracefully is removed from the Raft configuration.
+    let r = dc.api(2).request(reqwest::Method::PUT, "/v1/agent/leave", None).await.expect("leave");
+    assert_eq!(r.status, 200);
+    eventually(Duration::from_secs(30), "server2 left and out of the raft configuration", || {
+        let api = leader_api.clone();
+        async move {
+            let peers = api.get("/v1/status/peers").await.ok()?.json();
+            let members = api.get("/v1/agent/members").await.ok()?.json();
+            (peers.as_array()?.len() == SERVERS - 1
+                && members_by_status(&members).contains(&("server2".to_string(), 3)))
+            .then_some(())
+        }
+    })
+    .await;
 }
