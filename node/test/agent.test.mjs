@@ -99,7 +99,7 @@ describe('embedded agent', () => {
 
   it('join, members and leave between embedded agents', async (t) => {
     const a = await Agent.start({ nodeName: 'join-a' });
-    const b = await Agent.start({ nodeName: 'join-b' });
+    const b = await Agent.start({ nodeName: 'join-b', server: false }); // a client agent, joined by hand
     try {
       let joined;
       try {
