@@ -2,7 +2,8 @@
 # Runs every test of the project: Rust (unit + in-process clusters + real processes) and the
 # Python wire-compatibility suite against the unmodified py-consul client, then the consul_rs
 # Python package (built with `pip install ./python`) and its pytest suite, then the C library's
-# suite (scripts/test-c.sh). Prints each runner's summary, then one total line.
+# suite (scripts/test-c.sh) and the consul-rs Node package (scripts/test-node.sh). Prints each
+# runner's summary, then one total line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log_dir=$(mktemp -d)
@@ -39,6 +40,17 @@ echo "==> C library: make -C c test (libconsul_rs; ASan/UBSan, valgrind, install
 ./scripts/test-c.sh 2>&1 | tee "$log_dir/c.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
+# ---- Node package (node/): npm install + node --test; summary line `node: N passed, M failed`.
+echo "==> scripts/test-node.sh (the consul-rs Node package)"
+CONSUL_RS_BIN="$PWD/target/debug/consul-rs" ./scripts/test-node.sh 2>&1 | tee "$log_dir/node.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+node_passed=$(grep -E '^node: [0-9]+ passed, [0-9]+ failed$' "$log_dir/node.log" | tail -1 | sed -E 's/^node: ([0-9]+) passed.*/\1/')
+node_failed=$(grep -E '^node: [0-9]+ passed, [0-9]+ failed$' "$log_dir/node.log" | tail -1 | sed -E 's/.* ([0-9]+) failed$/\1/')
+if [ -z "$node_passed" ]; then
+  node_passed=0
+  node_failed=1 # no summary line: the runner itself broke
+fi
+
 # One total over every runner, from their own summary lines.
 cargo_passed=$(grep -E '^test result:' "$log_dir/cargo.log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | paste -sd+ - | bc)
 cargo_failed=$(grep -E '^test result:' "$log_dir/cargo.log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | paste -sd+ - | bc)
@@ -54,8 +66,8 @@ done
 c_line=$(grep -E '^c: [0-9]+ passed, [0-9]+ failed$' "$log_dir/c.log" | tail -1)
 c_passed=$(echo "$c_line" | sed -nE 's/^c: ([0-9]+) passed.*/\1/p')
 c_failed=$(echo "$c_line" | sed -nE 's/.* ([0-9]+) failed$/\1/p')
-passed=$(( ${cargo_passed:-0} + ${py_passed:-0} + ${c_passed:-0} ))
-failed=$(( ${cargo_failed:-0} + ${py_failed:-0} + ${c_failed:-0} ))
+passed=$(( ${cargo_passed:-0} + ${py_passed:-0} + ${c_passed:-0} + ${node_passed:-0} ))
+failed=$(( ${cargo_failed:-0} + ${py_failed:-0} + ${c_failed:-0} + ${node_failed:-0} ))
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1 # a runner failed without a countable test failure (build or collection error)
 fi

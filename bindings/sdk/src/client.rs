@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::types::{
-    AgentMember, CheckKind, Consistency, EventFilter, HealthCheck, HealthFilter, KvPair, KvPairWire, Node, PutOptions,
-    QueryMeta, QueryOptions, ServiceEntry, ServiceRegistration, UserEvent, UserEventWire,
+    AgentMember, AgentService, CheckKind, Consistency, EventFilter, HealthCheck, HealthFilter, KvPair, KvPairWire,
+    Node, PutOptions, QueryMeta, QueryOptions, ServiceEntry, ServiceRegistration, UserEvent, UserEventWire,
 };
 use crate::watch::{Watch, WatchOptions, WatchSpec};
 
@@ -428,6 +428,16 @@ impl Client {
     /// `/v1/agent/self`.
     pub async fn agent_self(&self) -> Result<Value> {
         Self::ok(self.call(Method::GET, "/v1/agent/self", vec![], None, None).await?)?.json()
+    }
+
+    /// The services registered on this agent, by instance ID (`/v1/agent/services`).
+    pub async fn agent_services(&self) -> Result<BTreeMap<String, AgentService>> {
+        Self::ok(self.call(Method::GET, "/v1/agent/services", vec![], None, None).await?)?.json()
+    }
+
+    /// The checks registered on this agent, by check ID (`/v1/agent/checks`).
+    pub async fn agent_checks(&self) -> Result<BTreeMap<String, HealthCheck>> {
+        Self::ok(self.call(Method::GET, "/v1/agent/checks", vec![], None, None).await?)?.json()
     }
 
     /// Registers a service (with its checks) on the agent.

@@ -1,6 +1,7 @@
 //! Self-registration: register a service with the local agent, keep its TTL checks passing from
 //! a background task, re-register if the agent forgot it (restart), deregister on close.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -17,6 +18,10 @@ pub struct Registration {
     service_id: String,
     check_ids: Vec<String>,
     stop: CancellationToken,
+    /// Held by the keep-alive task for each round of TTL updates, and by [`Registration::close`]
+    /// before it deregisters: a round already under way when `close` is called could otherwise
+    /// see the deregistration as "the agent forgot us" and register the service again.
+    round: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The check IDs the agent gives a registration's checks (Consul: `service:<id>` for a single
@@ -76,14 +81,15 @@ impl Registration {
     ) -> Result<Registration> {
         client.service_register_json(&body).await?;
         let stop = CancellationToken::new();
+        let round = Arc::new(tokio::sync::Mutex::new(()));
         if !ttls.is_empty() {
             // Report at once so the service is passing immediately, not after the first period.
             for (id, _) in &ttls {
                 client.check_update_ttl(id, "pass", None).await?;
             }
-            tokio::spawn(keep_alive(client.clone(), body, service_id.clone(), ttls, stop.clone()));
+            tokio::spawn(keep_alive(client.clone(), body, service_id.clone(), ttls, stop.clone(), round.clone()));
         }
-        Ok(Registration { client: client.clone(), service_id, check_ids, stop })
+        Ok(Registration { client: client.clone(), service_id, check_ids, stop, round })
     }
 
     /// The registered service ID.
@@ -107,6 +113,8 @@ impl Registration {
             return Ok(());
         }
         self.stop.cancel();
+        // Wait for a round of TTL updates under way (it ends early: `stop` is cancelled).
+        let _round = self.round.lock().await;
         match self.client.service_deregister(&self.service_id).await {
             Err(e) if e.code == ErrorCode::NotFound => Ok(()),
             other => other,
@@ -127,6 +135,7 @@ async fn keep_alive(
     service: String,
     ttls: Vec<(String, Duration)>,
     stop: CancellationToken,
+    round: Arc<tokio::sync::Mutex<()>>,
 ) {
     let every =
         ttls.iter().map(|(_, t)| *t / 3).min().unwrap_or(Duration::from_secs(10)).max(Duration::from_millis(100));
@@ -135,7 +144,11 @@ async fn keep_alive(
             _ = tokio::time::sleep(every) => {}
             _ = stop.cancelled() => return,
         }
+        let _round = round.lock().await;
         for (id, _) in &ttls {
+            if stop.is_cancelled() {
+                return;
+            }
             match client.check_update_ttl(id, "pass", None).await {
                 Ok(()) => {}
                 Err(e) if e.code == ErrorCode::NotFound => {

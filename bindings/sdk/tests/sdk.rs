@@ -274,3 +274,67 @@ fn nearest_follows_network_coordinates() {
     })
     .expect("runtime");
 }
+
+#[test]
+fn agent_services_and_checks_list_what_the_agent_holds() {
+    use consul_sdk::{CheckDefinition, CheckKind, ServiceRegistration};
+    let (mut agent, c) = agent();
+    let out = block_on(async move {
+        let reg = ServiceRegistration {
+            id: Some("web-1".into()),
+            name: "web".into(),
+            port: Some(8080),
+            tags: vec!["v1".into()],
+            checks: vec![CheckDefinition {
+                kind: CheckKind::Ttl { ttl: Duration::from_secs(30) },
+                interval: None,
+                timeout: None,
+                deregister_critical_after: None,
+            }],
+            ..ServiceRegistration::default()
+        };
+        c.service_register(&reg).await?;
+        let services = c.agent_services().await?;
+        let web = services.get("web-1").expect("listed by instance ID");
+        assert_eq!((web.service.as_str(), web.port, web.tags.clone()), ("web", 8080, vec!["v1".to_string()]));
+        let checks = c.agent_checks().await?;
+        let check = checks.get("service:web-1").expect("listed by check ID");
+        assert_eq!((check.service_id.as_str(), check.status.as_str()), ("web-1", "critical"));
+        c.service_deregister("web-1").await?;
+        assert!(c.agent_services().await?.is_empty() && c.agent_checks().await?.is_empty());
+        Ok::<_, consul_sdk::Error>(())
+    })
+    .expect("runtime");
+    out.expect("agent calls");
+    agent.shutdown().expect("shutdown");
+}
+
+#[test]
+fn closing_a_registration_during_a_ttl_round_does_not_register_it_again() {
+    use consul_sdk::{CheckDefinition, CheckKind, Registration, ServiceRegistration};
+    let (mut agent, c) = agent();
+    let out = block_on(async move {
+        for i in 0..8u64 {
+            let reg = ServiceRegistration {
+                name: "flappy".into(),
+                checks: vec![CheckDefinition {
+                    kind: CheckKind::Ttl { ttl: Duration::from_millis(300) },
+                    interval: None,
+                    timeout: None,
+                    deregister_critical_after: None,
+                }],
+                ..ServiceRegistration::default()
+            };
+            let r = Registration::start(&c, reg).await?;
+            // Close at different points of the keep-alive's 100 ms rounds.
+            tokio::time::sleep(Duration::from_millis(100 + i * 12)).await;
+            r.close().await?;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            assert!(c.agent_services().await?.is_empty(), "round {i}: registered again after close");
+        }
+        Ok::<_, consul_sdk::Error>(())
+    })
+    .expect("runtime");
+    out.expect("registrations");
+    agent.shutdown().expect("shutdown");
+}

@@ -1,0 +1,215 @@
+//! Native handles with background work: watches, discoveries, locks and registrations.
+//!
+//! Each has an idempotent, synchronous `close`/`release` so `index.js` can stop it from
+//! `process.on('exit')`, where nothing asynchronous runs any more.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use consul_sdk::{Discovery, Error, ErrorCode, Lock, Registration, Strategy, Watch};
+use napi_derive::napi;
+
+use crate::call::{js_err, spawn, spawn_weak, Callback, Result};
+use crate::convert::{millis, JsServiceEntry, JsWatchEvent};
+
+/// Runs `fut` to completion from the JS thread, bounded by `timeout` (exit-time cleanup only:
+/// the JS thread is not inside any tokio runtime, so this cannot deadlock).
+fn block_on_bounded<T: Send + 'static>(
+    timeout: Duration,
+    fut: impl std::future::Future<Output = consul_sdk::Result<T>> + Send + 'static,
+) -> consul_sdk::Result<T> {
+    consul_sdk::runtime::block_on(async move {
+        tokio::time::timeout(timeout, fut)
+            .await
+            .unwrap_or_else(|_| Err(Error::new(ErrorCode::Timeout, format!("not done within {timeout:?}"))))
+    })?
+}
+
+/// A running watch.
+#[napi]
+pub struct NativeWatch {
+    watch: Arc<Watch>,
+}
+
+impl NativeWatch {
+    pub(crate) fn new(watch: Watch) -> Self {
+        NativeWatch { watch: Arc::new(watch) }
+    }
+}
+
+#[napi]
+impl NativeWatch {
+    /// The next changed result, or `null` once closed. The pending call does not keep Node
+    /// alive (`index.js` holds the watch's keep-alive handle).
+    #[napi]
+    pub fn next(&self, cb: Callback<'_>) -> Result<()> {
+        let w = self.watch.clone();
+        spawn_weak(cb, async move { Ok(w.next().await?.map(JsWatchEvent::from)) })
+    }
+
+    /// Stops the watch; pending and later `next` calls answer `null`. Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        self.watch.close();
+    }
+
+    /// Whether `close` was called.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.watch.is_closed()
+    }
+}
+
+/// A live set of a service's passing instances.
+#[napi]
+pub struct NativeDiscovery {
+    discovery: Arc<Discovery>,
+}
+
+impl NativeDiscovery {
+    pub(crate) fn new(d: Discovery) -> Self {
+        NativeDiscovery { discovery: Arc::new(d) }
+    }
+}
+
+#[napi]
+impl NativeDiscovery {
+    /// Answers once the first result arrived (`TIMEOUT` after `timeout_ms`).
+    #[napi]
+    pub fn ready(&self, timeout_ms: f64, cb: Callback<'_>) -> Result<()> {
+        let t = millis("timeoutMs", timeout_ms).map_err(js_err)?;
+        let d = self.discovery.clone();
+        spawn(cb, async move { d.ready(t).await })
+    }
+
+    /// One instance, or `null` when none passes; answered locally.
+    #[napi(catch_unwind)]
+    pub fn pick(&self, strategy: String, key: Option<String>) -> Result<Option<JsServiceEntry>> {
+        let s = Strategy::parse(&strategy).map_err(js_err)?;
+        Ok(self.discovery.pick(s, key.as_deref()).map_err(js_err)?.map(JsServiceEntry::from))
+    }
+
+    /// The current passing instances.
+    #[napi]
+    pub fn instances(&self) -> Vec<JsServiceEntry> {
+        self.discovery.instances().into_iter().map(JsServiceEntry::from).collect()
+    }
+
+    /// The index of the current set.
+    #[napi(getter)]
+    pub fn index(&self) -> f64 {
+        self.discovery.index() as f64
+    }
+
+    /// Stops tracking. Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        self.discovery.close();
+    }
+}
+
+/// A held lock.
+#[napi]
+pub struct NativeLock {
+    lock: Arc<Lock>,
+}
+
+impl NativeLock {
+    pub(crate) fn new(lock: Arc<Lock>) -> Self {
+        NativeLock { lock }
+    }
+}
+
+#[napi]
+impl NativeLock {
+    /// Whether the lock is still held.
+    #[napi(getter)]
+    pub fn held(&self) -> bool {
+        self.lock.is_held()
+    }
+
+    /// The locked key.
+    #[napi(getter)]
+    pub fn key(&self) -> String {
+        self.lock.key().to_string()
+    }
+
+    /// The session holding the lock.
+    #[napi(getter)]
+    pub fn session(&self) -> String {
+        self.lock.session().to_string()
+    }
+
+    /// Answers when the lock is lost or released; does not keep Node alive.
+    #[napi]
+    pub fn lost(&self, cb: Callback<'_>) -> Result<()> {
+        let l = self.lock.clone();
+        spawn_weak(cb, async move {
+            l.lost().await;
+            Ok(())
+        })
+    }
+
+    /// Releases the key and destroys the session. Idempotent.
+    #[napi]
+    pub fn release(&self, cb: Callback<'_>) -> Result<()> {
+        let l = self.lock.clone();
+        spawn(cb, async move { l.release().await })
+    }
+
+    /// [`NativeLock::release`] from the JS thread, at most `timeout_ms` (process exit).
+    #[napi(catch_unwind)]
+    pub fn release_sync(&self, timeout_ms: f64) -> Result<()> {
+        let t = millis("timeoutMs", timeout_ms).map_err(js_err)?;
+        let l = self.lock.clone();
+        block_on_bounded(t, async move { l.release().await }).map_err(js_err)
+    }
+}
+
+/// A service registration kept alive.
+#[napi]
+pub struct NativeRegistration {
+    reg: Arc<Registration>,
+}
+
+impl NativeRegistration {
+    pub(crate) fn new(reg: Registration) -> Self {
+        NativeRegistration { reg: Arc::new(reg) }
+    }
+}
+
+#[napi]
+impl NativeRegistration {
+    /// The registered service ID.
+    #[napi(getter)]
+    pub fn service_id(&self) -> String {
+        self.reg.service_id().to_string()
+    }
+
+    /// The IDs of its checks.
+    #[napi(getter)]
+    pub fn check_ids(&self) -> Vec<String> {
+        self.reg.check_ids().to_vec()
+    }
+
+    /// Whether `close` was called.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.reg.is_closed()
+    }
+
+    /// Stops the keep-alive and deregisters. Idempotent.
+    #[napi]
+    pub fn close(&self, cb: Callback<'_>) -> Result<()> {
+        let r = self.reg.clone();
+        spawn(cb, async move { r.close().await })
+    }
+
+    /// [`NativeRegistration::close`] from the JS thread, at most `timeout_ms` (process exit).
+    #[napi(catch_unwind)]
+    pub fn close_sync(&self, timeout_ms: f64) -> Result<()> {
+        let t = millis("timeoutMs", timeout_ms).map_err(js_err)?;
+        let r = self.reg.clone();
+        block_on_bounded(t, async move { r.close().await }).map_err(js_err)
+    }
+}

@@ -1,0 +1,74 @@
+// Client-side discovery over /v1/health/service?passing following check flips, with local
+// selection strategies; instances registered with /v1/catalog/register so checks flip directly.
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+
+import { Client, Discovery } from '../index.mjs';
+import { bothAgents, eventually, unique } from './helpers.mjs';
+
+const agents = await bothAgents();
+after(() => agents.stop());
+
+function register(c, name, node, status, weight = 1) {
+  return c.catalog.register({
+    Node: node, Address: `10.9.0.${node.slice(-1)}`,
+    Service: { Service: name, ID: name, Port: 80, Weights: { Passing: weight, Warning: 1 } },
+    Checks: [{ CheckID: `${name}-${node}`, Name: 'c', Status: status, ServiceID: name }],
+  });
+}
+
+const count = (xs) => xs.reduce((m, x) => ({ ...m, [x]: (m[x] || 0) + 1 }), {});
+
+for (const [kind, addr] of agents.kinds) {
+  describe(`discovery against the ${kind} agent`, () => {
+    const c = new Client({ address: addr });
+
+    it('follows a check flip and picks by strategy', async (t) => {
+      const name = unique('disc');
+      const nodes = ['dn0', 'dn1', 'dn2'].map((n) => `${name}-${n}`);
+      for (const [i, n] of nodes.entries()) await register(c, name, n, 'passing', 1 + i);
+      const d = c.discover(name);
+      try {
+        assert.ok(d instanceof Discovery);
+        assert.equal(await d.ready({ timeoutMs: 5000 }), d);
+        assert.ok(await eventually(() => d.instances.length === 3));
+        assert.ok(d.index > 0);
+        const rr = count(Array.from({ length: 30 }, () => d.pick().node.node));
+        assert.deepEqual(Object.values(rr), [10, 10, 10]);
+        assert.equal(new Set(Array.from({ length: 100 }, () => d.pick({ strategy: 'random' }).node.node)).size, 3);
+        const weighted = count(Array.from({ length: 600 }, () => d.pick({ strategy: 'weighted' }).node.node));
+        assert.ok(weighted[nodes[2]] > weighted[nodes[0]]);
+        const owner = d.pick({ strategy: 'consistentHash', key: 'user-42' }).node.node;
+        for (let i = 0; i < 10; i += 1) assert.equal(d.pick({ strategy: 'consistent_hash', key: 'user-42' }).node.node, owner);
+        assert.ok(d.pick({ strategy: 'nearest' }));
+        // A check goes critical: the instance leaves the set; the consistent-hash owner of a key
+        // on another instance stays put. Then it passes again and comes back.
+        const victim = nodes.find((n) => n !== owner);
+        const t0 = performance.now();
+        await register(c, name, victim, 'critical');
+        assert.ok(await eventually(() => !d.instances.some((e) => e.node.node === victim), 5000, 5));
+        t.diagnostic(`${kind}: discovery updated ${(performance.now() - t0).toFixed(1)} ms after the check flipped`);
+        assert.equal(d.pick({ strategy: 'consistent_hash', key: 'user-42' }).node.node, owner);
+        await register(c, name, victim, 'passing');
+        assert.ok(await eventually(() => d.instances.length === 3));
+      } finally {
+        await d.close();
+      }
+    });
+
+    it('an unknown service picks null; tags filter', async () => {
+      const d = await c.discover(unique('none')).ready();
+      assert.equal(d.pick(), null);
+      assert.deepEqual(d.instances, []);
+      d.close();
+      const name = unique('tagged');
+      await c.catalog.register({ Node: `n-${name}`, Address: '10.7.0.1', Service: { Service: name, Port: 1, Tags: ['blue'] } });
+      const blue = await c.discover(name, { tag: 'blue' }).ready();
+      const green = await c.discover(name, { tag: 'green' }).ready();
+      assert.ok(await eventually(() => blue.instances.length === 1));
+      assert.equal(green.pick(), null);
+      blue.close();
+      green[Symbol.dispose]();
+    });
+  });
+}

@@ -1,0 +1,143 @@
+// Event-loop hygiene in child processes: closed handles let the process exit by itself, open
+// watches and agents keep it alive like a server (unless unref()'d), and exiting with live
+// handles is clean (no crash, everything stopped: registrations deregistered, locks released).
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+
+import { Client } from '../index.mjs';
+import { bothAgents, child, eventually, run, sleep, unique } from './helpers.mjs';
+
+const agents = await bothAgents();
+after(() => agents.stop());
+const addr = agents.kinds[0][1];
+
+function clean(out) {
+  assert.equal(out.code, 0, `exit ${out.code} ${out.signal}: ${out.stdout}\n${out.stderr}`);
+  assert.equal(out.signal, null);
+  assert.equal(out.stderr.trim(), '', out.stderr);
+}
+
+describe('process lifetime', () => {
+  it('a process that closed everything exits by itself', async () => {
+    const out = await run(`
+      import { Agent, Client, register, Check } from 'consul-rs';
+      const c = new Client({ address: ${JSON.stringify(addr)} });
+      const w = c.watch.keyPrefix('life/');
+      await w.next();
+      const pending = w.next();
+      const sub = c.watch.key('life/k').subscribe(() => {});
+      const d = await c.discover('web').ready();
+      const lock = await c.lock('life/lock', { lockDelay: 0 });
+      const election = c.leaderElection('life/leader');
+      await election.waitForLeadership({ timeoutMs: 10000 });
+      const reg = await c.register({ name: 'life', check: Check.ttl('10s') });
+      const agent = await Agent.start();
+      await agent.client().kv.put('x', '1');
+      await w.close();
+      console.log('pending', await pending);
+      await sub.stop();
+      await d.close();
+      await lock.release();
+      await election.resign();
+      await reg.close();
+      await agent.shutdown();
+      console.log('closed');
+    `);
+    clean(out);
+    assert.deepEqual(out.stdout.trim().split('\n'), ['pending null', 'closed']);
+    assert.ok(out.ms < 20000, `${out.ms} ms`);
+  });
+
+  it('an open watch keeps the process alive; unref() lets it exit', async () => {
+    const code = (unref) => `
+      import { Client } from 'consul-rs';
+      const c = new Client({ address: ${JSON.stringify(addr)} });
+      const w = c.watch.key('life/alive-${unref}');
+      console.log('first', (await w.next()).value);
+      ${unref ? 'w.unref();' : ''}
+      w.next().then((ev) => console.log('woke', ev && ev.value.value.toString()));
+    `;
+    const kept = child(code(false));
+    try {
+      await kept.line('first null');
+      await sleep(1500);
+      assert.equal(kept.proc.exitCode, null, 'still running while the watch is open');
+      await new Client({ address: addr }).kv.put('life/alive-false', 'yes');
+      await kept.line('woke yes');
+    } finally {
+      await kept.kill();
+    }
+    const out = await run(code(true), { timeoutMs: 20000 });
+    clean(out);
+    assert.equal(out.stdout.trim(), 'first null');
+  });
+
+  it('a running agent keeps the process alive; unref() lets it exit and it is shut down', async () => {
+    const code = (unref) => `
+      import { Agent } from 'consul-rs';
+      const agent = await Agent.start();
+      ${unref ? 'agent.unref();' : ''}
+      console.log(agent.httpAddr);
+    `;
+    const kept = child(code(false));
+    try {
+      const httpAddr = await kept.line(/^127\.0\.0\.1:\d+$/);
+      await sleep(1000);
+      assert.equal(kept.proc.exitCode, null);
+      assert.equal(await (await fetch(`http://${httpAddr}/v1/status/leader`)).text() !== '""', true);
+    } finally {
+      await kept.kill();
+    }
+    const out = await run(code(true), { timeoutMs: 20000 });
+    clean(out);
+    const httpAddr = out.stdout.trim();
+    await assert.rejects(fetch(`http://${httpAddr}/v1/status/leader`), 'the agent stopped with the process');
+  });
+
+  it('process.exit() with everything live is clean: deregistered, released, stopped', async () => {
+    const name = unique('exiting');
+    const out = await run(`
+      import { Agent, Client, Check } from 'consul-rs';
+      const c = new Client({ address: ${JSON.stringify(addr)} });
+      const w = c.watch.key('life/exit');
+      await w.next();
+      w.next().then(() => {});
+      c.watch.key('life/exit2').subscribe(() => {});
+      await c.discover('web').ready();
+      await c.lock('life/exit-lock', { lockDelay: 0 });
+      const e = c.leaderElection('life/exit-leader');
+      await e.waitForLeadership({ timeoutMs: 10000 });
+      await c.register({ name: ${JSON.stringify(name)}, check: Check.ttl('10s') });
+      const agent = await Agent.start();
+      const ac = agent.client();
+      const aw = ac.watch.key('k');
+      await aw.next();
+      aw.next();
+      console.log('exiting');
+      process.exit(0);
+    `, { timeoutMs: 30000 });
+    clean(out);
+    assert.equal(out.stdout.trim(), 'exiting');
+    const c = new Client({ address: addr });
+    assert.equal((await c.agent.services())[name], undefined);
+    assert.ok(await eventually(async () => (await c.health.service(name)).length === 0, 5000));
+    assert.equal((await c.kv.get('life/exit-lock')).session, null);
+    assert.equal((await c.kv.get('life/exit-leader')).session, null);
+  });
+
+  it('an uncaught error with live handles exits with code 1, without a native crash', async () => {
+    const out = await run(`
+      import { Agent, Client } from 'consul-rs';
+      const c = new Client({ address: ${JSON.stringify(addr)} });
+      const w = c.watch.key('life/crash');
+      await w.next();
+      w.next();
+      await Agent.start();
+      throw new Error('app bug');
+    `, { timeoutMs: 30000 });
+    assert.equal(out.code, 1);
+    assert.equal(out.signal, null);
+    assert.match(out.stderr, /app bug/);
+    assert.doesNotMatch(out.stderr, /FATAL|Check failed|panicked|Segmentation/);
+  });
+});
