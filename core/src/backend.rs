@@ -5,9 +5,10 @@
 //! tagged `role=consul` in its datacenter) and sends each request to one of them, trying the
 //! next on a connection failure and waiting up to `rpc_hold_timeout` for a server to appear.
 //! Writes go to the leader (a server that is not the leader answers with the leader's address,
-//! and the client retries there); reads go to any server, which serves them under the requested
-//! consistency mode (default and `consistent` reads confirm the leader's index first, `stale`
-//! reads answer from that server's replica).
+//! which the client remembers and retries at); default and `consistent` reads go to that leader
+//! too when it is known, `stale` reads to any server. Any server would serve every mode
+//! correctly — default and `consistent` reads confirm the leader's index first — the leader
+//! just saves a hop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,12 +34,15 @@ pub struct Remote {
     gossip: Arc<Gossip>,
     datacenter: String,
     hold_timeout: Duration,
+    /// The leader's RPC address as last learned from a redirect: writes and non-`stale` reads
+    /// go there first, saving the hop a follower would add.
+    leader_hint: parking_lot::Mutex<Option<std::net::SocketAddr>>,
 }
 
 impl Remote {
     /// Servers as the gossip pool knows them.
     pub fn new(rpc: RpcClient, gossip: Arc<Gossip>, datacenter: String, hold_timeout: Duration) -> Arc<Remote> {
-        Arc::new(Remote { rpc, gossip, datacenter, hold_timeout })
+        Arc::new(Remote { rpc, gossip, datacenter, hold_timeout, leader_hint: parking_lot::Mutex::new(None) })
     }
 
     /// RPC addresses of alive servers, shuffled so load spreads.
@@ -57,10 +61,24 @@ impl Remote {
     /// Sends `req` to some server, trying each in turn and waiting (up to the hold timeout)
     /// for one to be known.
     pub async fn call(&self, req: &Request, timeout: Duration) -> Result<Response> {
+        self.call_preferring(req, timeout, None).await
+    }
+
+    /// Like [`Remote::call`], trying `first` (if it is a known alive server) before the others.
+    async fn call_preferring(
+        &self,
+        req: &Request,
+        timeout: Duration,
+        first: Option<std::net::SocketAddr>,
+    ) -> Result<Response> {
         let deadline = Instant::now() + self.hold_timeout;
         let mut last_error = None;
         loop {
-            for addr in self.servers() {
+            let mut servers = self.servers();
+            if let Some(pos) = first.and_then(|f| servers.iter().position(|s| *s == f)) {
+                servers.swap(0, pos);
+            }
+            for addr in servers {
                 match self.rpc.call(addr, clone_request(req), timeout).await {
                     Ok(resp) => return Ok(resp),
                     Err(e) => {
@@ -82,7 +100,8 @@ impl Remote {
     /// A forwarded request, following `NotLeader` redirects to the leader.
     async fn forward(&self, req: ForwardRequest) -> Result<ForwardResponse> {
         let deadline = Instant::now() + self.hold_timeout;
-        let mut resp = self.call(&Request::Forward(req.clone()), CALL_TIMEOUT).await?;
+        let hint = *self.leader_hint.lock();
+        let mut resp = self.call_preferring(&Request::Forward(req.clone()), CALL_TIMEOUT, hint).await?;
         loop {
             match resp {
                 Response::Forward(f) => return Ok(f),
@@ -92,7 +111,10 @@ impl Remote {
                     if Instant::now() >= deadline {
                         return Err(Error::NoLeader);
                     }
-                    resp = match leader.and_then(|(_, node)| node.rpc_addr.parse().ok()) {
+                    let leader_addr: Option<std::net::SocketAddr> =
+                        leader.and_then(|(_, node)| node.rpc_addr.parse().ok());
+                    *self.leader_hint.lock() = leader_addr;
+                    resp = match leader_addr {
                         Some(addr) => match self.rpc.call(addr, Request::Forward(req.clone()), CALL_TIMEOUT).await {
                             Ok(r) => r,
                             Err(_) => self.call(&Request::Forward(req.clone()), CALL_TIMEOUT).await?,
@@ -110,7 +132,12 @@ impl Remote {
 
     /// Serves an HTTP request on some server's API (the request's own timeout applies).
     pub async fn http(&self, req: HttpRequest, timeout: Duration) -> Result<HttpResponse> {
-        match self.call(&Request::Http(req), timeout).await? {
+        // `?stale` reads may go to any server; the rest go to the leader when we know it
+        // (any server would answer them correctly too, after asking the leader).
+        let stale =
+            req.uri.split_once('?').is_some_and(|(_, q)| q.split('&').any(|p| p == "stale" || p.starts_with("stale=")));
+        let first = if stale { None } else { *self.leader_hint.lock() };
+        match self.call_preferring(&Request::Http(req), timeout, first).await? {
             Response::Http(r) => Ok(r),
             Response::Error(WireError::BadRequest(m)) => Err(Error::BadRequest(m)),
             Response::Error(e) => Err(Error::Rpc(format!("{e:?}"))),
