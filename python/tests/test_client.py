@@ -83,6 +83,21 @@ def test_status_catalog_health(client, prefix):
     assert isinstance(client.agent.self(), dict)
 
 
+def test_agent_services_and_checks(client, prefix):
+    sid = "local-" + prefix.strip("/")
+    client.agent.service_register("local", id=sid, port=7000, tags=["a"], check=consul_rs.Check.ttl("30s"))
+    try:
+        services = client.agent.services()
+        assert services[sid].service == "local" and services[sid].port == 7000 and services[sid].tags == ["a"]
+        checks = client.agent.checks()
+        check = checks["service:" + sid]
+        assert (check.service_id, check.status) == (sid, "critical")
+    finally:
+        client.agent.service_deregister(sid)
+    assert sid not in client.agent.services()
+    assert "service:" + sid not in client.agent.checks()
+
+
 def test_bad_arguments(client):
     with pytest.raises(TypeError, match="key"):
         client.kv.get(5)

@@ -593,6 +593,20 @@ impl NativeClient {
         go(py, is_async, async move { c.check_update_ttl(&check_id, &status, note.as_deref()).await }, plain())
     }
 
+    /// The services registered on this agent (`/v1/agent/services`), JSON text.
+    #[pyo3(signature = (is_async=false))]
+    fn agent_services(&self, py: Python<'_>, is_async: bool) -> PyResult<Py<PyAny>> {
+        let c = self.client.clone();
+        go(py, is_async, async move { c.agent_services().await }, json_conv())
+    }
+
+    /// The checks registered on this agent (`/v1/agent/checks`), JSON text.
+    #[pyo3(signature = (is_async=false))]
+    fn agent_checks(&self, py: Python<'_>, is_async: bool) -> PyResult<Py<PyAny>> {
+        let c = self.client.clone();
+        go(py, is_async, async move { c.agent_checks().await }, json_conv())
+    }
+
     /// Members of the agent's gossip pool as `(name, addr, port, tags, status)` tuples.
     #[pyo3(signature = (wan=false, is_async=false))]
     fn agent_members(&self, py: Python<'_>, wan: bool, is_async: bool) -> PyResult<Py<PyAny>> {

@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from . import _native
-from ._types import AgentMember, Check, HealthCheck, KVPair, Node, ServiceEntry, UserEvent, WatchEvent, parse_duration
+from ._types import (
+    AgentMember, Check, HealthCheck, KVPair, Node, Service, ServiceEntry, UserEvent, WatchEvent, parse_duration,
+)
 from .errors import ConsulError, ConsulTimeoutError, ShutdownError
 
 __all__ = [
@@ -371,6 +373,16 @@ class _AgentAPI(_Area):
     def self(self) -> Any:
         """``/v1/agent/self``."""
         return self._c._call(self._c._n.agent_self, json.loads)
+
+    def services(self) -> Any:
+        """The services registered on this agent, ``{service ID: Service}``."""
+        return self._c._call(self._c._n.agent_services,
+                             lambda s: {k: Service._from_json(v) for k, v in json.loads(s).items()})
+
+    def checks(self) -> Any:
+        """The checks registered on this agent, ``{check ID: HealthCheck}``."""
+        return self._c._call(self._c._n.agent_checks,
+                             lambda s: {k: HealthCheck._from_json(v) for k, v in json.loads(s).items()})
 
     def service_register(self, name: str, *, port: int | None = None, address: str | None = None,
                          tags: Iterable[str] = (), meta: Mapping[str, str] | None = None,
