@@ -816,6 +816,11 @@ impl Engine {
         for n in &gone {
             self.members.remove(n);
         }
+        // Leave intents only matter while their member is listed; forget the rest.
+        {
+            let members = &self.members;
+            self.received.lock().leaving.retain(|(name, _), _| members.contains_key(name));
+        }
         if !gone.is_empty() {
             self.members_tx.send_modify(|v| *v += 1);
         }
