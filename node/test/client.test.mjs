@@ -10,19 +10,6 @@ import { bothAgents, eventually, freePort, unique } from './helpers.mjs';
 const agents = await bothAgents();
 after(() => agents.stop());
 
-/** Runs `body`, skipping the test when the agent lacks the endpoint (features still landing). */
-async function orSkip(t, what, body) {
-  try {
-    return await body();
-  } catch (e) {
-    if (e instanceof ConsulError && e.code === 'NOT_FOUND' && e.httpStatus === 404) {
-      t.skip(`${what}: this agent does not serve it yet`);
-      return undefined;
-    }
-    throw e;
-  }
-}
-
 for (const [kind, addr] of agents.kinds) {
   describe(`client against the ${kind} agent`, () => {
     let c;
@@ -142,16 +129,15 @@ for (const [kind, addr] of agents.kinds) {
       await assert.rejects(c.agent.checkPass('no-such-check'), (e) => e.code === 'NOT_FOUND' && e.httpStatus === 404);
     });
 
-    it('agent: members, join, forceLeave (gossip)', async (t) => {
-      const members = await orSkip(t, '/v1/agent/members', () => c.agent.members());
-      if (!members) return;
+    it('agent: members, join, forceLeave (gossip)', async () => {
+      const members = await c.agent.members();
       assert.ok(members.length >= 1);
       assert.ok(members.every((m) => m.statusText === 'alive' || m.statusText === 'left' || m.statusText === 'failed'));
       assert.ok(Array.isArray(await c.agent.members({ wan: true })));
       // A client agent of its own joins this agent's pool, then is forced out.
       const extra = await Agent.start({ nodeName: unique('extra'), server: false });
       try {
-        await orSkip(t, '/v1/agent/join', () => c.agent.join(extra.serfAddr));
+        await c.agent.join(extra.serfAddr);
         assert.ok(await eventually(async () => (await c.agent.members()).some((m) => m.name === extra.nodeName && m.statusText === 'alive')));
       } finally {
         await extra.shutdown();
@@ -172,10 +158,9 @@ for (const [kind, addr] of agents.kinds) {
       await assert.rejects(c.session.renew(id), (e) => e.code === 'NOT_FOUND');
     });
 
-    it('event: fire and list (gossip)', async (t) => {
+    it('event: fire and list (gossip)', async () => {
       const name = unique('ev');
-      const fired = await orSkip(t, '/v1/event/fire', () => c.event.fire(name, 'payload', {}));
-      if (!fired) return;
+      const fired = await c.event.fire(name, 'payload', {});
       assert.equal(fired.name, name);
       assert.ok(fired.id);
       assert.ok(await eventually(async () => (await c.event.list({ name })).some((e) => e.id === fired.id)));
