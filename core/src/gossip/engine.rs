@@ -1072,6 +1072,28 @@ mod tests {
     }
 
     #[test]
+    fn failed_members_are_reaped_after_the_reconnect_timeout_left_ones_after_the_tombstone() {
+        let t0 = Instant::now();
+        let ring = Arc::new(Keyring::new(&[], None, "").expect("test setup"));
+        let cfg = GossipConfig {
+            reconnect_timeout: Duration::from_secs(100),
+            tombstone_timeout: Duration::from_secs(10),
+            ..GossipConfig::lan()
+        };
+        let mut e = Engine::new(info(1), cfg, ring, 1, t0);
+        for (i, status) in [(2, MemberStatus::Failed), (3, MemberStatus::Left), (4, MemberStatus::Alive)] {
+            e.members.insert(format!("n{i}"), Member { info: info(i), status, since: t0 });
+        }
+        e.received.lock().leaving.insert(("n3".into(), 1), false);
+        assert!(e.reap(t0 + Duration::from_secs(5)).is_empty());
+        assert_eq!(e.reap(t0 + Duration::from_secs(11)), vec!["n3".to_string()]);
+        assert!(e.received.lock().leaving.is_empty(), "its leave intent goes with it");
+        assert_eq!(e.reap(t0 + Duration::from_secs(101)), vec!["n2".to_string()]);
+        assert_eq!(e.status_of("n4"), Some(MemberStatus::Alive), "alive members stay");
+        assert_eq!(e.status_of("n1"), Some(MemberStatus::Alive), "and so does this node");
+    }
+
+    #[test]
     fn push_pull_makes_two_engines_see_each_other() {
         let now = Instant::now();
         let ring = Arc::new(Keyring::new(&[], None, "").expect("test setup"));
