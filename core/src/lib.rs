@@ -10,8 +10,13 @@
 //! - [`agent`]: start/stop an agent; owns every listener and task.
 //! - [`consensus`]: writes through Raft with leader forwarding; read barriers for the three
 //!   consistency modes.
-//! - [`cluster`]: membership exchange on the serf_lan port, bootstrap, adding servers to Raft.
-//! - [`coordinate`]: Vivaldi network coordinates (RTT estimates between nodes).
+//! - [`gossip`]: the LAN gossip pool (SWIM on foca with Lifeguard, encryption and keyring, user
+//!   events) and its deterministic simulator.
+//! - [`cluster`]: bootstrap from gossip membership, servers into and out of Raft, members into
+//!   the catalog (`serfHealth`).
+//! - [`backend`]: where writes and catalog reads go — a server's replica or, for client agents,
+//!   the servers over RPC.
+//! - [`coordinate`]: Vivaldi network coordinates fed by gossip probe round trips.
 //! - [`state`]: the replicated data (KV, tombstones, sessions) and change notification.
 //! - [`command`]: Raft log payloads.
 //! - [`raft`]: every openraft type, the redb log store and the state machine.
@@ -21,6 +26,8 @@
 //! - [`archive`]: the `/v1/snapshot` archive format.
 //! - [`local`]: the agent's own services and checks, persistence and anti-entropy.
 //! - `checks`: the check runners (HTTP, TCP, UDP, gRPC, TTL, script, alias).
+//! - [`config_file`]: Consul's configuration keys (JSON/HCL values) onto [`config::AgentConfig`],
+//!   shared by the binary and the C library.
 
 pub mod agent;
 pub mod archive;

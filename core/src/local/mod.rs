@@ -3,7 +3,7 @@
 //! This is the source of truth for this node; the catalog holds a replica that anti-entropy
 //! ([`sync`]) keeps equal to it. Every entry carries a revision and the revision last synced, so
 //! the sync task knows what to push without ever marking a change made during an in-flight
-//! write as synced. API-registered entries are persisted under the data dir ([`persist`]);
+//! write as synced. API-registered entries are persisted under the data dir (`persist`);
 //! config-file entries are not (they come back from the config) and are replaced on reload.
 
 pub mod def;
