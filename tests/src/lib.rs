@@ -35,11 +35,31 @@ pub fn init_tracing() {
     }
 }
 
-/// Reserves a free TCP port on 127.0.0.1 (bound then released, so it can be passed to an agent
-/// that must keep the same port across restarts).
+/// Picks a port free for both TCP and UDP on 127.0.0.1 (checked, then released, so it can be
+/// passed to an agent that must keep the same port across restarts).
+///
+/// Ports come from below the kernel's ephemeral range (32768–60999 on Linux): outgoing
+/// connections and `bind(0)` draw from that range, so a port taken from it could be grabbed by
+/// some other connection while an agent is down between a kill and its restart. Within one test
+/// process the ports are handed out in sequence from a random start, so never twice.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        let start = std::process::id().wrapping_mul(7919).wrapping_add(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0),
+        ) % SPAN;
+        let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {LOW} and {}", LOW + SPAN)
 }

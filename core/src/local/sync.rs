@@ -276,10 +276,12 @@ pub(crate) async fn run(agent: Arc<LocalAgent>, backend: Backend, timing: SyncTi
     let mut backoff = Duration::from_millis(250);
     loop {
         let now = Instant::now();
-        let full = now >= next_full;
+        let mut full = now >= next_full;
+        let mut read_failed = false;
         let mut snap = agent.state.snapshot();
         let node_dirty = if full {
-            // A client agent reads the catalog from a server; failing that, retry like a failed write.
+            // A client agent reads the catalog from a server, which can fail; then this round
+            // pushes the local changes only and the comparison is retried later.
             let read = tokio::select! {
                 r = backend.read_node(&agent.node.name) => r,
                 _ = shutdown.cancelled() => return,
@@ -288,12 +290,11 @@ pub(crate) async fn run(agent: Arc<LocalAgent>, backend: Backend, timing: SyncTi
                 Ok(catalog) => compare_full(&agent, catalog, &mut snap),
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "anti-entropy: reading the catalog failed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.cancelled() => return,
-                    }
+                    full = false;
+                    read_failed = true;
+                    next_full = Instant::now() + backoff;
                     backoff = (backoff * 2).min(MAX_RETRY);
-                    continue;
+                    false
                 }
             }
         } else {
@@ -308,7 +309,9 @@ pub(crate) async fn run(agent: Arc<LocalAgent>, backend: Backend, timing: SyncTi
         };
         let wake = match result {
             Ok(()) => {
-                backoff = Duration::from_millis(250);
+                if !read_failed {
+                    backoff = Duration::from_millis(250);
+                }
                 if full {
                     // Spread full syncs of many agents (Consul staggers them too).
                     let stagger = rand::thread_rng().gen_range(0..=timing.ae_interval.as_millis() as u64 / 16);
