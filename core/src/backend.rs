@@ -79,7 +79,7 @@ impl Remote {
                 servers.swap(0, pos);
             }
             for addr in servers {
-                match self.rpc.call(addr, clone_request(req), timeout).await {
+                match self.rpc.call(addr, req.clone(), timeout).await {
                     Ok(resp) => return Ok(resp),
                     Err(e) => {
                         tracing::debug!(%addr, error = %e, "server unreachable; trying another");
@@ -151,18 +151,6 @@ impl Remote {
             Response::Dns(r) => Ok(r),
             other => Err(Error::Rpc(format!("unexpected answer from a server: {other:?}"))),
         }
-    }
-}
-
-fn clone_request(req: &Request) -> Request {
-    match req {
-        Request::Forward(f) => Request::Forward(f.clone()),
-        Request::Http(h) => Request::Http(h.clone()),
-        Request::Dns { packet, udp } => Request::Dns { packet: packet.clone(), udp: *udp },
-        Request::GossipSync(b) => Request::GossipSync(b.clone()),
-        Request::KeyringOp(b) => Request::KeyringOp(b.clone()),
-        // Raft traffic never goes through a client agent.
-        _ => Request::Forward(ForwardRequest::ReadIndex { consistent: false }),
     }
 }
 

@@ -38,9 +38,6 @@ pub const DEFAULT_SERF_LAN_PORT: u16 = 8301;
 pub const SERF_HEALTH: &str = "serfHealth";
 const SERF_ALIVE: &str = "Agent alive and reachable";
 const SERF_DEAD: &str = "Agent not live or unreachable";
-/// Full reconciliation period on the leader (Consul's `ReconcileInterval` is 60 s; membership
-/// changes trigger a pass at once, so this only repairs drift).
-const RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Settings for cluster formation.
 #[derive(Debug, Clone)]
@@ -210,7 +207,6 @@ impl Cluster {
     async fn reconcile_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let Some(consensus) = self.consensus.clone() else { return };
         let mut changes = self.gossip.member_changes();
-        let mut last_full = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -222,10 +218,6 @@ impl Cluster {
             }
             if let Err(e) = self.reconcile_raft(&consensus).await {
                 tracing::warn!(error = %e, "reconciling raft servers failed; will retry");
-            }
-            let full = last_full.elapsed() >= RECONCILE_INTERVAL;
-            if full {
-                last_full = tokio::time::Instant::now();
             }
             if let Err(e) = self.reconcile_catalog(&consensus).await {
                 tracing::warn!(error = %e, "reconciling members into the catalog failed; will retry");

@@ -79,7 +79,8 @@ describe('self-registration', () => {
       try {
         await p.line('registered');
         const c = new Client({ address: binAddr });
-        assert.equal((await c.health.service(name, { passing: true })).length, 1);
+        // The agent syncs the registration to the catalog right after answering: wait for it.
+        assert.ok(await eventually(async () => (await c.health.service(name, { passing: true })).length === 1, 5000));
         p.proc.kill(signal);
         const { signal: died } = await p.exited;
         assert.equal(died, signal);

@@ -97,7 +97,7 @@ pub enum WireError {
 }
 
 /// A request on either port.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
     /// Raft AppendEntries.
     AppendEntries(AppendEntriesRequest),
