@@ -179,7 +179,7 @@ impl Agent {
                 (Some(dir), false) => Some(dir.join("raft")),
                 _ => None,
             };
-            let store = LogStore::open(raft_dir.as_deref())?;
+            let store = LogStore::open(raft_dir.as_deref(), raft_id)?;
             let state = Arc::new(StateStore::new());
             let sm = StateMachine::open(state.clone(), store.clone())?;
             let raft =
@@ -221,10 +221,10 @@ impl Agent {
         let local = match LocalAgent::start(&config, node_info, backend.clone(), shutdown.clone()) {
             Ok(l) => l,
             Err(e) => {
-                shutdown.cancel();
                 if let Some(c) = &consensus {
-                    raft::shutdown(c.raft()).await;
+                    c.close().await;
                 }
+                shutdown.cancel();
                 if let Some(store) = &log_store {
                     store.close();
                 }
@@ -485,14 +485,15 @@ impl Agent {
     }
 
     async fn stop(&mut self) {
+        // Raft first, while its connections still work: see `Consensus::close`.
+        if let Some(c) = &self.consensus {
+            c.close().await;
+        }
         self.shutdown.cancel();
         for task in self.tasks.drain(..) {
             if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
                 tracing::warn!("a task did not stop within 10 s");
             }
-        }
-        if let Some(c) = &self.consensus {
-            raft::shutdown(c.raft()).await;
         }
         if let Some(store) = &self.log_store {
             store.close();

@@ -9,6 +9,12 @@
 //! too when it is known, `stale` reads to any server. Any server would serve every mode
 //! correctly — default and `consistent` reads confirm the leader's index first — the leader
 //! just saves a hop.
+//!
+//! A request is sent to another server after a failure only when that cannot apply it twice:
+//! when it never left this agent ([`crate::rpc::RpcError::not_delivered`]), or when it is safe
+//! to repeat — a read, or a write carrying its request id (writes are tracked here, where they
+//! enter the cluster, see [`crate::state::dedup`]). A forwarded HTTP request that changes state
+//! and whose connection broke after it was sent is answered with an "outcome unknown" error.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +22,7 @@ use std::time::Duration;
 use rand::seq::SliceRandom;
 use tokio::time::Instant;
 
-use crate::command::{Command, CommandResponse};
+use crate::command::{Command, CommandResponse, RequestIds};
 use crate::consensus::Consensus;
 use crate::gossip::{Gossip, MemberStatus};
 use crate::rpc::messages::{ForwardRequest, ForwardResponse, HttpRequest, HttpResponse, WireError};
@@ -37,12 +43,21 @@ pub struct Remote {
     /// The leader's RPC address as last learned from a redirect: writes and non-`stale` reads
     /// go there first, saving the hop a follower would add.
     leader_hint: parking_lot::Mutex<Option<std::net::SocketAddr>>,
+    /// Request ids for this agent's writes (anti-entropy, coordinates).
+    ids: RequestIds,
 }
 
 impl Remote {
     /// Servers as the gossip pool knows them.
     pub fn new(rpc: RpcClient, gossip: Arc<Gossip>, datacenter: String, hold_timeout: Duration) -> Arc<Remote> {
-        Arc::new(Remote { rpc, gossip, datacenter, hold_timeout, leader_hint: parking_lot::Mutex::new(None) })
+        Arc::new(Remote {
+            rpc,
+            gossip,
+            datacenter,
+            hold_timeout,
+            leader_hint: parking_lot::Mutex::new(None),
+            ids: RequestIds::new(),
+        })
     }
 
     /// RPC addresses of alive servers, shuffled so load spreads.
@@ -59,17 +74,19 @@ impl Remote {
     }
 
     /// Sends `req` to some server, trying each in turn and waiting (up to the hold timeout)
-    /// for one to be known.
+    /// for one to be known. `req` must be safe to repeat (see the module docs).
     pub async fn call(&self, req: &Request, timeout: Duration) -> Result<Response> {
-        self.call_preferring(req, timeout, None).await
+        self.call_preferring(req, timeout, None, true).await
     }
 
     /// Like [`Remote::call`], trying `first` (if it is a known alive server) before the others.
+    /// Unless `repeatable`, a request that may have reached a server is not sent to another.
     async fn call_preferring(
         &self,
         req: &Request,
         timeout: Duration,
         first: Option<std::net::SocketAddr>,
+        repeatable: bool,
     ) -> Result<Response> {
         let deadline = Instant::now() + self.hold_timeout;
         let mut last_error = None;
@@ -81,6 +98,9 @@ impl Remote {
             for addr in servers {
                 match self.rpc.call(addr, req.clone(), timeout).await {
                     Ok(resp) => return Ok(resp),
+                    Err(e) if !repeatable && !e.not_delivered() => {
+                        return Err(Error::OutcomeUnknown(format!("server {addr}: {e}")));
+                    }
                     Err(e) => {
                         tracing::debug!(%addr, error = %e, "server unreachable; trying another");
                         last_error = Some(e.to_string());
@@ -101,12 +121,13 @@ impl Remote {
     async fn forward(&self, req: ForwardRequest) -> Result<ForwardResponse> {
         let deadline = Instant::now() + self.hold_timeout;
         let hint = *self.leader_hint.lock();
-        let mut resp = self.call_preferring(&Request::Forward(req.clone()), CALL_TIMEOUT, hint).await?;
+        let mut resp = self.call_preferring(&Request::Forward(req.clone()), CALL_TIMEOUT, hint, true).await?;
         loop {
             match resp {
                 Response::Forward(f) => return Ok(f),
                 Response::Error(WireError::BadRequest(m)) => return Err(Error::BadRequest(m)),
                 Response::Error(WireError::Other(m)) => return Err(Error::Rpc(m)),
+                Response::Error(WireError::OutcomeUnknown(m)) => return Err(Error::OutcomeUnknown(m)),
                 Response::Error(WireError::NotLeader(leader)) => {
                     if Instant::now() >= deadline {
                         return Err(Error::NoLeader);
@@ -137,7 +158,9 @@ impl Remote {
         let stale =
             req.uri.split_once('?').is_some_and(|(_, q)| q.split('&').any(|p| p == "stale" || p.starts_with("stale=")));
         let first = if stale { None } else { *self.leader_hint.lock() };
-        match self.call_preferring(&Request::Http(req), timeout, first).await? {
+        // Reads may be asked of another server; a write that may have reached one may not.
+        let repeatable = matches!(req.method.as_str(), "GET" | "HEAD");
+        match self.call_preferring(&Request::Http(req), timeout, first, repeatable).await? {
             Response::Http(r) => Ok(r),
             Response::Error(WireError::BadRequest(m)) => Err(Error::BadRequest(m)),
             Response::Error(e) => Err(Error::Rpc(format!("{e:?}"))),
@@ -168,8 +191,8 @@ impl Backend {
     pub async fn write(&self, cmd: Command) -> Result<(u64, CommandResponse)> {
         match self {
             Backend::Server(c) => c.write(cmd).await,
-            Backend::Client(r) => match r.forward(ForwardRequest::Write(cmd)).await? {
-                ForwardResponse::Written(index, resp) => Ok((index, resp)),
+            Backend::Client(r) => match r.forward(ForwardRequest::Write(r.ids.track(cmd))).await? {
+                ForwardResponse::Written(index, resp) => crate::consensus::settle_write(index, resp),
                 other => Err(Error::Rpc(format!("unexpected answer to a write: {other:?}"))),
             },
         }

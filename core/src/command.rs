@@ -48,6 +48,65 @@ pub enum Command {
     /// Store network coordinates (agents' periodic sync, `PUT /v1/coordinate/update`). Updates
     /// for nodes not in the catalog are skipped.
     CoordinateBatchUpdate(Vec<crate::state::coordinate::CoordinateUpdate>),
+    /// A client write with its request id: applied at most once however often it is proposed
+    /// (see [`crate::state::dedup`]). Repeats answer [`CommandResponse::Replayed`].
+    Tracked {
+        /// Chosen once where the request entered the cluster; kept across retries and forwards.
+        id: RequestId,
+        /// The write itself.
+        cmd: Box<Command>,
+    },
+}
+
+/// Identifies one client write across retries: `origin` is a random id drawn by each agent
+/// when it starts (one incarnation of one agent), `seq` counts that origin's writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId {
+    /// The agent incarnation that assigned the id.
+    pub origin: u64,
+    /// Position among that origin's writes (strictly increasing).
+    pub seq: u64,
+}
+
+impl RequestId {
+    /// Every id of `origin`, as a range for ordered maps.
+    pub fn origin_range(origin: u64) -> std::ops::RangeInclusive<RequestId> {
+        RequestId { origin, seq: 0 }..=RequestId { origin, seq: u64::MAX }
+    }
+}
+
+/// Hands out [`RequestId`]s for one agent incarnation.
+#[derive(Debug)]
+pub struct RequestIds {
+    origin: u64,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RequestIds {
+    /// A generator with a fresh random origin.
+    pub fn new() -> Self {
+        RequestIds { origin: rand::random(), next: std::sync::atomic::AtomicU64::new(1) }
+    }
+
+    /// The next id.
+    pub fn next_id(&self) -> RequestId {
+        RequestId { origin: self.origin, seq: self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) }
+    }
+
+    /// Wraps `cmd` with a fresh id, unless it already carries one (it was tracked where it
+    /// entered the cluster, e.g. on a client agent).
+    pub fn track(&self, cmd: Command) -> Command {
+        match cmd {
+            Command::Tracked { .. } => cmd,
+            cmd => Command::Tracked { id: self.next_id(), cmd: Box::new(cmd) },
+        }
+    }
 }
 
 impl Command {
@@ -66,6 +125,7 @@ impl Command {
             Command::SessionCreate(s) => 256 + s.node_checks.len() * 64 + s.service_checks.len() * 64,
             Command::SessionDestroy { .. } => 64,
             Command::CoordinateBatchUpdate(u) => u.iter().map(|u| u.node.len() + u.segment.len() + 96).sum(),
+            Command::Tracked { cmd, .. } => cmd.approx_size().saturating_add(16),
         }
     }
 }
@@ -217,4 +277,15 @@ pub enum CommandResponse {
     /// The command was refused by the state machine (deterministically, on every server) and
     /// changed nothing; the text says why. Maps to HTTP 400.
     Failed(String),
+    /// A [`Command::Tracked`] whose id was applied before: nothing changed now; this is the
+    /// first application's index and result.
+    Replayed {
+        /// Raft index of the first application.
+        index: u64,
+        /// Its result.
+        response: Box<CommandResponse>,
+    },
+    /// A [`Command::Tracked`] whose id is older than the dedup window remembers: it may or may
+    /// not have been applied before, so it was not applied now.
+    Expired,
 }

@@ -33,6 +33,11 @@ pub enum Error {
     /// A request could not reach another server. HTTP 500.
     #[error("rpc error making call: {0}")]
     Rpc(String),
+    /// A write may or may not have been applied: every attempt to learn its fate failed before
+    /// the hold timeout (the leader died or was cut off with it in flight). HTTP 500; retrying
+    /// it is the client's call.
+    #[error("write outcome unknown (it may or may not have been applied): {0}")]
+    OutcomeUnknown(String),
     /// The agent is shutting down. HTTP 503.
     #[error("agent is shutting down")]
     ShuttingDown,
@@ -68,6 +73,7 @@ impl Error {
             Error::ShuttingDown => 503,
             Error::NoPathToDatacenter(_)
             | Error::NoLeader
+            | Error::OutcomeUnknown(_)
             | Error::Rpc(_)
             | Error::Bind { .. }
             | Error::Storage(_)

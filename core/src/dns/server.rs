@@ -143,13 +143,8 @@ async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool) -> Handled {
             };
         }
     };
-    let mode = if ctx.config.allow_stale { Consistency::Stale } else { Consistency::Default };
-    let meta = match consensus.read_barrier(mode).await {
-        Ok(m) => m,
-        Err(_) => return error_reply(id, OpCode::Query, ResponseCode::ServFail),
-    };
-    let too_stale = mode == Consistency::Stale && Duration::from_millis(meta.last_contact_ms) > ctx.config.max_stale;
-    if too_stale && consensus.read_barrier(Consistency::Default).await.is_err() {
+    let mode = if ctx.config.allow_stale { Consistency::MaxStale(ctx.config.max_stale) } else { Consistency::Default };
+    if consensus.read_barrier(mode).await.is_err() {
         return error_reply(id, OpCode::Query, ResponseCode::ServFail);
     }
     let client_edns = req.edns.as_ref().map(|e| usize::from(e.max_payload()).max(UDP_PLAIN_MAX));

@@ -55,13 +55,22 @@ impl QueryParams {
     }
 
     /// The consistency mode; `stale` with `consistent` is refused like Consul does.
+    /// `max_stale=<duration>` is a bounded `stale` (past the bound this server is too far
+    /// behind and the read goes through the leader).
     pub fn consistency(&self) -> Result<Consistency, Error> {
-        let stale = self.has("stale") || self.has("max_stale");
+        let max_stale = match self.get("max_stale").filter(|v| !v.is_empty()) {
+            Some(v) => {
+                Some(parse_go_duration(v).map_err(|_| Error::BadRequest(format!("Invalid max_stale value {v:?}")))?)
+            }
+            None => None,
+        };
+        let stale = self.has("stale") || max_stale.is_some();
         let consistent = self.has("consistent");
         match (stale, consistent) {
             (true, true) => {
                 Err(Error::BadRequest("Cannot specify ?stale with ?consistent, conflicting semantics.".into()))
             }
+            (true, false) if !self.has("stale") => Ok(Consistency::MaxStale(max_stale.unwrap_or(Duration::MAX))),
             (true, false) => Ok(Consistency::Stale),
             (false, true) => Ok(Consistency::Consistent),
             (false, false) => Ok(Consistency::Default),

@@ -14,6 +14,17 @@
 //! - Operations reach the disk in the order they were issued (one queue, one writer).
 //! - The committed index is written without an fsync: losing it only means re-applying entries
 //!   after a crash, which the state machine rebuilds from the snapshot anyway.
+//!
+//! ### No resuming leadership across a restart
+//! openraft 0.9 restarts a node whose stored vote is a *committed* vote for itself straight
+//! into the leader role, in the same term, with the commit index it last persisted — which
+//! lags (see above). Such a leader's first lease and ReadIndex reads would be served from a
+//! state older than writes the cluster already acknowledged (its "no-op" entry is an old one, so
+//! nothing forces it to learn the real commit index first). [`LogStore::read_vote`] therefore
+//! hands back our own vote as *uncommitted*: the node restarts as a follower that has voted for
+//! itself in that term (so it still cannot vote for anyone else in it), and leads again only by
+//! winning an election in a new term — whose blank entry must commit, and be applied, before it
+//! answers any read.
 
 // openraft's StorageError is large by design; boxing it here would only add an allocation.
 #![allow(clippy::result_large_err)]
@@ -99,11 +110,14 @@ struct Shared {
 #[derive(Debug, Clone)]
 pub struct LogStore {
     shared: Arc<Shared>,
+    /// This server's Raft id (see "No resuming leadership across a restart").
+    self_id: NodeId,
 }
 
 impl LogStore {
-    /// Opens (or creates) the store in `dir/raft.redb`; `None` keeps everything in memory (`-dev`).
-    pub fn open(dir: Option<&Path>) -> Result<LogStore, crate::Error> {
+    /// Opens (or creates) the store in `dir/raft.redb` for server `self_id`; `None` keeps
+    /// everything in memory (`-dev`).
+    pub fn open(dir: Option<&Path>, self_id: NodeId) -> Result<LogStore, crate::Error> {
         let db = match dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| crate::Error::Storage(format!("{}: {e}", dir.display())))?;
@@ -151,7 +165,7 @@ impl LogStore {
             .spawn(move || writer_loop(writer_db, rx, weak))
             .map_err(|e| crate::Error::Storage(format!("spawning log writer: {e}")))?;
         *shared.writer_thread.lock() = Some(handle);
-        Ok(LogStore { shared })
+        Ok(LogStore { shared, self_id })
     }
 
     /// Drains the writer's queue, stops it and closes the database, releasing its file lock so
@@ -349,10 +363,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> StoreResult<Option<Vote<NodeId>>> {
-        match self.get_meta(KEY_VOTE)? {
-            Some(bytes) => Ok(Some(postcard::from_bytes(&bytes).map_err(read_err)?)),
-            None => Ok(None),
+        let Some(bytes) = self.get_meta(KEY_VOTE)? else { return Ok(None) };
+        let mut vote: Vote<NodeId> = postcard::from_bytes(&bytes).map_err(read_err)?;
+        // openraft reads the vote only at start-up: see "No resuming leadership across a restart".
+        if vote.leader_id.voted_for() == Some(self.self_id) {
+            vote.committed = false;
         }
+        Ok(Some(vote))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StoreResult<()> {
@@ -406,5 +423,33 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             meta.last_log_id = Some(log_id);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A leader restarted in its own term must come back as a follower (see the module docs).
+    #[tokio::test]
+    async fn a_committed_vote_for_ourselves_is_read_back_uncommitted() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = LogStore::open(Some(dir.path()), 1).unwrap();
+            store.save_vote(&Vote::new_committed(3, 1)).await.unwrap();
+            store.close();
+        }
+        let mut store = LogStore::open(Some(dir.path()), 1).unwrap();
+        let vote = store.read_vote().await.unwrap().unwrap();
+        assert_eq!(vote, Vote::new(3, 1), "same term, still our own vote, no longer committed");
+        store.close();
+
+        // Another server's restart keeps the committed vote for that leader: it must not campaign
+        // before the leader's lease runs out, or it would unseat a healthy leader.
+        let mut other = LogStore::open(Some(dir.path()), 2).unwrap();
+        assert_eq!(other.read_vote().await.unwrap().unwrap(), Vote::new_committed(3, 1));
+        other.close();
     }
 }

@@ -121,6 +121,12 @@ pub fn membership_nodes(metrics: &Metrics) -> BTreeMap<NodeId, ServerNode> {
     metrics.membership_config.membership().nodes().map(|(id, n)| (*id, n.clone())).collect()
 }
 
+/// Whether the last applied entry belongs to the current term. On a leader that means it has
+/// applied its own first entry, and with it everything committed before its term.
+pub fn applied_in_current_term(metrics: &Metrics) -> bool {
+    metrics.last_applied.is_some_and(|l| l.leader_id.term == metrics.current_term)
+}
+
 /// Whether `id` votes in the current membership.
 pub fn is_voter(metrics: &Metrics, id: NodeId) -> bool {
     metrics.membership_config.membership().voter_ids().any(|v| v == id)

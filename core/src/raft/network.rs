@@ -57,14 +57,16 @@ impl PeerClient {
             return Err(RPCError::Unreachable(Unreachable::new(&e)));
         };
         match self.rpc.call(addr, req, option.hard_ttl()).await {
-            Ok(Response::Error(WireError::Other(msg))) | Ok(Response::Error(WireError::BadRequest(msg))) => {
-                Err(RPCError::Network(NetworkError::new(&Msg(msg))))
-            }
+            Ok(Response::Error(
+                WireError::Other(msg) | WireError::BadRequest(msg) | WireError::OutcomeUnknown(msg),
+            )) => Err(RPCError::Network(NetworkError::new(&Msg(msg)))),
             Ok(Response::Error(WireError::NotLeader(_))) => {
                 Err(RPCError::Network(NetworkError::new(&Msg("unexpected NotLeader".into()))))
             }
             Ok(resp) => Ok(resp),
-            Err(e @ RpcError::Unreachable { .. }) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e @ (RpcError::NotDelivered { .. } | RpcError::ConnectionLost(_))) => {
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
             Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
         }
     }

@@ -179,3 +179,117 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The dedup window as the state machine sees it: a tracked write repeated in the log is
+    //! applied once, across a restart (snapshot + log replay) and a snapshot install.
+    #![allow(clippy::unwrap_used)]
+
+    use openraft::storage::RaftStateMachine;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
+
+    use super::*;
+    use crate::command::{Command, KvOp, KvVerb, RequestId};
+
+    const SELF: NodeId = 1;
+
+    fn entry(index: u64, cmd: Command) -> Entry<TypeConfig> {
+        Entry { log_id: LogId::new(CommittedLeaderId::new(1, SELF), index), payload: EntryPayload::Normal(cmd) }
+    }
+
+    fn tracked(seq: u64, cmd: Command) -> Command {
+        Command::Tracked { id: RequestId { origin: 42, seq }, cmd: Box::new(cmd) }
+    }
+
+    fn put(key: &str, value: &'static str) -> Command {
+        Command::Kv(KvOp::new(KvVerb::Set, key).with_value(value.as_bytes()))
+    }
+
+    fn value(state: &StateStore, key: &str) -> Option<(String, u64)> {
+        state.read(|d| d.kvs.get(key).map(|e| (String::from_utf8_lossy(&e.value).into_owned(), e.modify_index)))
+    }
+
+    #[tokio::test]
+    async fn a_repeated_request_applies_once_and_answers_the_first_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(Some(dir.path()), SELF).unwrap();
+        let state = Arc::new(StateStore::new());
+        let mut sm = StateMachine::open(state.clone(), store.clone()).unwrap();
+        // The story of issue 12: PUT A (tracked), CAS A→B acknowledged, then PUT A proposed again
+        // by a retry. The retry must not overwrite B.
+        let responses = sm
+            .apply(vec![
+                entry(1, tracked(1, put("k", "A"))),
+                entry(2, tracked(2, Command::Kv(KvOp::new(KvVerb::Cas, "k").with_value(&b"B"[..]).with_index(1)))),
+                entry(3, tracked(1, put("k", "A"))),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(responses[0], CommandResponse::Bool(true));
+        assert_eq!(responses[1], CommandResponse::Bool(true));
+        assert_eq!(
+            responses[2],
+            CommandResponse::Replayed { index: 1, response: Box::new(CommandResponse::Bool(true)) }
+        );
+        assert_eq!(value(&state, "k"), Some(("B".into(), 2)));
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn the_window_survives_a_restart_from_snapshot_and_log() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = LogStore::open(Some(dir.path()), SELF).unwrap();
+            let state = Arc::new(StateStore::new());
+            let mut sm = StateMachine::open(state, store.clone()).unwrap();
+            sm.apply(vec![entry(1, tracked(1, put("k", "A")))]).await.unwrap();
+            sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+            store.close();
+        }
+        // Restart: the snapshot (holding the window) is loaded; the retry arrives afterwards.
+        let store = LogStore::open(Some(dir.path()), SELF).unwrap();
+        let state = Arc::new(StateStore::new());
+        let mut sm = StateMachine::open(state.clone(), store.clone()).unwrap();
+        assert_eq!(value(&state, "k"), Some(("A".into(), 1)));
+        sm.apply(vec![entry(2, put("k", "B"))]).await.unwrap();
+        let r = sm.apply(vec![entry(3, tracked(1, put("k", "A")))]).await.unwrap();
+        assert!(matches!(r[0], CommandResponse::Replayed { index: 1, .. }), "{r:?}");
+        assert_eq!(value(&state, "k"), Some(("B".into(), 2)));
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn an_installed_snapshot_brings_the_window_along() {
+        let leader_dir = tempfile::tempdir().unwrap();
+        let leader_store = LogStore::open(Some(leader_dir.path()), SELF).unwrap();
+        let mut leader = StateMachine::open(Arc::new(StateStore::new()), leader_store.clone()).unwrap();
+        leader.apply(vec![entry(1, tracked(7, put("k", "A")))]).await.unwrap();
+        let snap = leader.get_snapshot_builder().await.build_snapshot().await.unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(Some(dir.path()), 2).unwrap();
+        let state = Arc::new(StateStore::new());
+        let mut follower = StateMachine::open(state.clone(), store.clone()).unwrap();
+        follower.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
+        let r = follower.apply(vec![entry(2, tracked(7, put("k", "A")))]).await.unwrap();
+        assert!(matches!(r[0], CommandResponse::Replayed { index: 1, .. }), "{r:?}");
+        assert_eq!(value(&state, "k"), Some(("A".into(), 1)), "the replay must not bump ModifyIndex");
+        leader_store.close();
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn a_request_older_than_the_window_is_refused_not_reapplied() {
+        let store = LogStore::open(None, SELF).unwrap();
+        let state = Arc::new(StateStore::new());
+        let mut sm = StateMachine::open(state.clone(), store.clone()).unwrap();
+        let n = crate::state::dedup::MAX_ENTRIES as u64 + 1;
+        let entries: Vec<_> = (1..=n).map(|seq| entry(seq, tracked(seq, put("k", "x")))).collect();
+        sm.apply(entries).await.unwrap();
+        let r = sm.apply(vec![entry(n + 1, tracked(1, put("k", "late")))]).await.unwrap();
+        assert_eq!(r[0], CommandResponse::Expired);
+        assert_eq!(value(&state, "k"), Some(("x".into(), n)));
+        store.close();
+    }
+}

@@ -94,6 +94,19 @@ pub enum WireError {
     BadRequest(String),
     /// Anything else (maps to HTTP 500).
     Other(String),
+    /// A write whose outcome the leader cannot tell (maps to HTTP 500, and is never retried).
+    OutcomeUnknown(String),
+}
+
+impl WireError {
+    /// The wire form of an error answered to a forwarded request.
+    pub fn from_error(e: crate::Error) -> WireError {
+        match e {
+            crate::Error::BadRequest(m) => WireError::BadRequest(m),
+            crate::Error::OutcomeUnknown(m) => WireError::OutcomeUnknown(m),
+            e => WireError::Other(e.to_string()),
+        }
+    }
 }
 
 /// A request on either port.

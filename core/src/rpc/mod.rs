@@ -34,22 +34,40 @@ fn codec() -> LengthDelimitedCodec {
 }
 
 /// Why an RPC failed.
+///
+/// The variants split on one question a caller must answer before retrying anything that
+/// changes state: could the peer have received the request? [`RpcError::NotDelivered`] says no
+/// (nothing left this process), so any request may be sent again; [`RpcError::ConnectionLost`]
+/// and [`RpcError::Timeout`] say "maybe" — the peer may have acted on it — so only a request
+/// that is safe to repeat (a read, or a write carrying its request id) may be retried.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
-    /// Could not connect, or the connection broke before the answer came.
+    /// The request never left this process: the connection could not be made, or was already
+    /// closed when the request was queued.
     #[error("{addr} unreachable: {reason}")]
-    Unreachable {
+    NotDelivered {
         /// The peer.
         addr: SocketAddr,
         /// What happened.
         reason: String,
     },
-    /// No answer within the deadline.
+    /// The connection broke after the request was queued for sending and before its answer
+    /// came: the peer may or may not have received and acted on it.
+    #[error("connection to {0} closed before it answered")]
+    ConnectionLost(SocketAddr),
+    /// No answer within the deadline (the peer may still act on the request).
     #[error("{0} timed out")]
     Timeout(SocketAddr),
     /// The message could not be encoded or decoded.
     #[error("codec: {0}")]
     Codec(String),
+}
+
+impl RpcError {
+    /// Whether the peer certainly did not receive the request.
+    pub fn not_delivered(&self) -> bool {
+        matches!(self, RpcError::NotDelivered { .. } | RpcError::Codec(_))
+    }
 }
 
 type PendingMap = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
@@ -84,11 +102,11 @@ impl RpcClient {
         if conn.outbound.send(Bytes::from(frame)).is_err() {
             conn.pending.lock().remove(&id);
             self.conns.lock().remove(&addr);
-            return Err(RpcError::Unreachable { addr, reason: "connection closed".into() });
+            return Err(RpcError::NotDelivered { addr, reason: "connection closed".into() });
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(_)) => Err(RpcError::Unreachable { addr, reason: "connection closed".into() }),
+            Ok(Err(_)) => Err(RpcError::ConnectionLost(addr)),
             Err(_) => {
                 conn.pending.lock().remove(&id);
                 Err(RpcError::Timeout(addr))
@@ -104,8 +122,8 @@ impl RpcClient {
         }
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
-            .map_err(|_| RpcError::Unreachable { addr, reason: "connect timed out".into() })?
-            .map_err(|e| RpcError::Unreachable { addr, reason: e.to_string() })?;
+            .map_err(|_| RpcError::NotDelivered { addr, reason: "connect timed out".into() })?
+            .map_err(|e| RpcError::NotDelivered { addr, reason: e.to_string() })?;
         let _ = stream.set_nodelay(true);
         let (read_half, write_half) = stream.into_split();
         let (outbound, outbound_rx) = mpsc::unbounded_channel::<Bytes>();

@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod coordinate;
+pub mod dedup;
 pub mod kv;
 pub mod session;
 pub mod txn;
@@ -65,6 +66,9 @@ pub struct StateData {
     pub lock_delays: BTreeMap<String, session::LockDelay>,
     /// Network coordinates by (node, segment).
     pub coordinates: coordinate::CoordinateTable,
+    /// Results of recent client writes by request id: what makes every write apply once.
+    /// Kept across `/v1/snapshot` restores (it describes the log, not the data).
+    pub dedup: dedup::DedupWindow,
 }
 
 /// The in-memory state store shared by the Raft state machine (writer) and the HTTP API (readers).
@@ -126,6 +130,26 @@ impl StateStore {
     pub fn apply(&self, cmd: &Command, index: u64) -> CommandResponse {
         if let Command::Batch(cmds) = cmd {
             return CommandResponse::Batch(cmds.iter().map(|c| self.apply(c, index)).collect());
+        }
+        if let Command::Tracked { id, cmd } = cmd {
+            // Look up, apply, record: three lock scopes are fine, the state machine is the only
+            // writer and applies one entry at a time.
+            let seen = self.data.read().dedup.lookup(id);
+            return match seen {
+                dedup::Lookup::Applied { index: first, response } => {
+                    self.note_applied(index);
+                    CommandResponse::Replayed { index: first, response: Box::new(response) }
+                }
+                dedup::Lookup::Expired => {
+                    self.note_applied(index);
+                    CommandResponse::Expired
+                }
+                dedup::Lookup::New => {
+                    let response = self.apply(cmd, index);
+                    self.data.write().dedup.record(*id, index, response.clone());
+                    response
+                }
+            };
         }
         let mut changed: Vec<String> = Vec::new();
         // Catalog changes notify exact watch keys only (they are not KV keys).
@@ -213,7 +237,7 @@ impl StateStore {
                     CommandResponse::Ok
                 }
                 // Handled above, before taking the lock.
-                Command::Batch(_) => CommandResponse::Ok,
+                Command::Batch(_) | Command::Tracked { .. } => CommandResponse::Ok,
             };
             sessions_changed = data.session_index != session_index;
             response

@@ -48,6 +48,15 @@ pub struct TxnOutcome {
     pub errors: Vec<TxnError>,
 }
 
+impl TxnOutcome {
+    /// Rough in-memory size (keys, values, error texts), for bounds on remembered results.
+    pub fn approx_size(&self) -> usize {
+        let results: usize = self.results.iter().map(|r| 64 + r.entry.key.len() + r.entry.value.len()).sum();
+        let errors: usize = self.errors.iter().map(|e| 16 + e.what.len()).sum();
+        results + errors
+    }
+}
+
 /// A copy-on-write view over the committed KV state.
 #[derive(Debug)]
 pub struct KvOverlay<'a> {
