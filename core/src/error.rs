@@ -7,6 +7,8 @@
 
 use std::net::SocketAddr;
 
+use serde::{Deserialize, Serialize};
+
 /// Errors returned by the consul-rs engine.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -22,7 +24,7 @@ pub enum Error {
     TooLarge(String),
     /// A transaction was rolled back; carries the per-operation errors. HTTP 409.
     #[error("transaction rolled back: {}", .0.iter().map(|e| e.what.clone()).collect::<Vec<_>>().join("; "))]
-    TxnRolledBack(Vec<crate::state::txn::TxnError>),
+    TxnRolledBack(Vec<TxnError>),
     /// The request names another datacenter; WAN federation is not supported yet. HTTP 500 like
     /// Consul's "No path to datacenter".
     #[error("No path to datacenter: {0}")]
@@ -89,3 +91,12 @@ impl Error {
 
 /// Shorthand used throughout the core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A per-operation error of a rolled-back transaction (`TxnError`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnError {
+    /// Position of the failing operation in the request.
+    pub op_index: usize,
+    /// What went wrong.
+    pub what: String,
+}

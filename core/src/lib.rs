@@ -6,49 +6,67 @@
 //! formation. An [`agent::Agent`] is a library value — no process-global state — so several
 //! agents can run in one process (tests, embedding in the language bindings).
 //!
-//! Crate map:
-//! - [`agent`]: start/stop an agent; owns every listener and task.
-//! - [`consensus`]: writes through Raft with leader forwarding; read barriers for the three
-//!   consistency modes.
-//! - [`gossip`]: the LAN gossip pool (SWIM on foca with Lifeguard, encryption and keyring, user
-//!   events) and its deterministic simulator.
-//! - [`cluster`]: bootstrap from gossip membership, servers into and out of Raft, members into
-//!   the catalog (`serfHealth`).
-//! - [`backend`]: where writes and catalog reads go — a server's replica or, for client agents,
-//!   the servers over RPC.
-//! - [`coordinate`]: Vivaldi network coordinates fed by gossip probe round trips.
-//! - [`state`]: the replicated data (KV, tombstones, sessions) and change notification.
-//! - [`command`]: Raft log payloads.
-//! - [`raft`]: every openraft type, the redb log store and the state machine.
-//! - [`rpc`]: framed, multiplexed TCP between agents.
-//! - [`http`]: the `/v1` API.
-//! - [`dns`]: the DNS interface for the `consul.` domain.
-//! - [`archive`]: the `/v1/snapshot` archive format.
-//! - [`local`]: the agent's own services and checks, persistence and anti-entropy.
-//! - `checks`: the check runners (HTTP, TCP, UDP, gRPC, TTL, script, alias).
-//! - [`config_file`]: Consul's configuration keys (JSON/HCL values) onto [`config::AgentConfig`],
-//!   shared by the binary and the C library.
+//! ## Layers
+//!
+//! Each top-level module is one layer and calls only the layers below it (no import cycle
+//! between top-level modules; `../shared/tools/module-cycles.py core/src` checks it):
+//!
+//! ```text
+//!   agent        assembly: config, config files, listeners, the RPC router, start/stop
+//!     │
+//!   api          the /v1 HTTP API and the DNS interface
+//!     │
+//!   local        the agent's own services and checks, check runners, anti-entropy
+//!     │
+//!   membership   gossip pool, cluster formation, members → Raft and catalog, coordinate sync
+//!     │
+//!   replication  Raft (openraft + redb), consensus (forwarding, reads, exactly-once), backend
+//!     │
+//!   wire · rpc   Consul's JSON shapes and parsers · framed multiplexed TCP (service tag + bytes)
+//!     │
+//!   state        the replicated data: commands, KV, txn, catalog, sessions, dedup, watches
+//!     │
+//!   coordinate · duration · error     leaf modules: Vivaldi math, Go durations, the error type
+//! ```
+//!
+//! - [`agent`]: start/stop an agent; owns every listener and task; [`agent::config`] and
+//!   [`agent::config_file`] (Consul's configuration keys, shared by the binary and the C
+//!   library).
+//! - [`api`]: [`api::http`] and [`api::dns`].
+//! - [`local`]: the agent's own services and checks, persistence, check runners, anti-entropy.
+//! - [`membership`]: [`membership::gossip`] (SWIM on foca with Lifeguard, encryption, events,
+//!   a deterministic simulator), [`membership::cluster`] (bootstrap, servers into and out of
+//!   Raft, `serfHealth`), [`membership::coordinate_sync`].
+//! - [`replication`]: [`replication::raft`] (every openraft type, the redb log store, the state
+//!   machine), [`replication::consensus`] (writes with forwarding and exactly-once tracking,
+//!   read barriers for the three consistency modes), [`replication::backend`] (a server's
+//!   replica or a client agent's RPC), [`replication::session_ttl`].
+//! - [`wire`]: Consul's JSON request shapes (registrations, checks) and their parsers, used by
+//!   the HTTP API, config files and the local agent alike.
+//! - [`rpc`]: framed, multiplexed TCP between agents; each subsystem owns its message types.
+//! - [`state`]: the replicated data and change notification; [`state::command`] (Raft log
+//!   payloads), [`state::archive`] (the `/v1/snapshot` format), [`state::dedup`].
+//! - [`coordinate`]: Vivaldi network coordinates (the algorithm and the local client).
 
 pub mod agent;
-pub mod archive;
-pub mod backend;
-pub(crate) mod checks;
-pub mod cluster;
-pub mod command;
-pub mod config;
-pub mod config_file;
-pub mod consensus;
+pub mod api;
 pub mod coordinate;
-pub mod dns;
 pub mod duration;
 pub mod error;
-pub mod gossip;
-pub mod http;
 pub mod local;
-pub mod raft;
+pub mod membership;
+pub mod replication;
 pub mod rpc;
-pub mod session_ttl;
 pub mod state;
+pub mod wire;
+
+// Stable paths for the crates built on the core (the binary, the bindings, tests); code inside
+// the core uses the layered paths above.
+pub use agent::{config, config_file};
+pub use api::{dns, http};
+pub use membership::{cluster, gossip};
+pub use replication::{backend, consensus, raft};
+pub use state::{archive, command};
 
 pub use error::{Error, Result};
 

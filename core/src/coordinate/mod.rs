@@ -15,7 +15,6 @@
 //! written to a Consul-compatible client round-trip unchanged.
 
 mod client;
-pub mod sync;
 
 use std::time::Duration;
 
@@ -346,22 +345,6 @@ impl Coordinate {
         let c = Coordinate::try_from(wire).map_err(|e| e.to_string())?;
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
-    }
-}
-
-/// Gossip carries this node's coordinate in its packets and reports probe round trips here.
-impl crate::gossip::engine::RttObserver for CoordinateClient {
-    fn local_coordinate(&self) -> Vec<u8> {
-        postcard::to_stdvec(&self.get()).unwrap_or_default()
-    }
-
-    fn observe(&self, peer: &str, coordinate: &[u8], rtt: std::time::Duration) {
-        // A coordinate that does not decode or is refused (NaN, wrong dimension, absurd RTT) is
-        // dropped: a peer must not be able to poison ours.
-        let Ok(remote) = postcard::from_bytes::<Coordinate>(coordinate) else { return };
-        if let Err(e) = self.update(peer, &remote, rtt) {
-            tracing::debug!(%peer, error = %e, "coordinate update refused");
-        }
     }
 }
 

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::duration::format_go_duration;
-use crate::http::body::Obj;
 use crate::state::catalog::{valid_status, ServiceInstance, CRITICAL};
+use crate::wire::body::Obj;
 use crate::Error;
 
 /// Consul's `checks.MinInterval`: shorter intervals are raised to this.
@@ -486,7 +486,7 @@ const KINDS: &[&str] =
 pub fn parse_service_registration(v: &Value) -> Result<ServiceDefinition, Error> {
     let Value::Object(m) = v else { return Err(bad("Request decode failed: expected a JSON object".into())) };
     let o = Obj::new(m, "");
-    let mut service = crate::http::catalog::parse_service(o, &["Name"])?;
+    let mut service = crate::wire::catalog::parse_service(o, &["Name"])?;
     if !KINDS.contains(&service.kind.as_str()) {
         return Err(bad(format!("Invalid Kind {:?}: use one of {}", service.kind, KINDS[2..].join(", "))));
     }

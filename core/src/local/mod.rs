@@ -6,6 +6,7 @@
 //! write as synced. API-registered entries are persisted under the data dir (`persist`);
 //! config-file entries are not (they come back from the config) and are replaced on reload.
 
+pub(crate) mod checks;
 pub mod def;
 pub(crate) mod persist;
 pub mod sync;
@@ -24,9 +25,8 @@ pub use def::{
 };
 use persist::{Persist, PersistedCheck, PersistedService};
 
-use crate::backend::Backend;
-use crate::checks::Runner;
-use crate::config::AgentConfig;
+use crate::local::checks::Runner;
+use crate::replication::backend::Backend;
 use crate::state::catalog::{HealthCheck, ServiceInstance, CRITICAL, PASSING, WARNING};
 use crate::{Error, Result};
 
@@ -509,17 +509,33 @@ impl std::fmt::Debug for LocalAgent {
     }
 }
 
+/// What the local agent needs of the agent's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct LocalConfig {
+    /// Where registrations persist (`data_dir`); `None` keeps them in memory (`-dev`).
+    pub persist_dir: Option<std::path::PathBuf>,
+    /// `check_update_interval`: unchanged check output is synced at most this often.
+    pub check_update_interval: std::time::Duration,
+    /// `enable_script_checks`.
+    pub enable_script_checks: bool,
+    /// `enable_local_script_checks`.
+    pub enable_local_script_checks: bool,
+    /// `service` blocks of the config files.
+    pub services: Vec<ServiceDefinition>,
+    /// `check` blocks of the config files.
+    pub checks: Vec<CheckDefinition>,
+}
+
 impl LocalAgent {
     /// Builds the local agent: loads persisted entries (not in `-dev`), adds the config-file
     /// definitions and starts their checks. Fails on a config definition that is not allowed.
     pub fn start(
-        config: &AgentConfig,
+        config: &LocalConfig,
         node: NodeInfo,
         backend: Backend,
         shutdown: CancellationToken,
     ) -> Result<Arc<LocalAgent>> {
-        let dir = config.data_dir.as_deref().filter(|_| !config.dev);
-        let state = Arc::new(LocalState::new(dir, config.check_update_interval));
+        let state = Arc::new(LocalState::new(config.persist_dir.as_deref(), config.check_update_interval));
         let runner = Runner::new(state.clone(), backend, node.name.clone(), shutdown);
         let agent = Arc::new(LocalAgent {
             state,

@@ -15,11 +15,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{LocalAgent, Snapshot};
-use crate::backend::Backend;
-use crate::command::{Command, CommandResponse};
+use crate::replication::backend::Backend;
 use crate::state::catalog::{
     DeregisterRequest, HealthCheck, Node, NodeState, RegisterRequest, ServiceInstance, CRITICAL,
 };
+use crate::state::command::{Command, CommandResponse};
 use crate::{Error, Result};
 
 /// The node-level check maintained by the leader from gossip; never touched by anti-entropy.

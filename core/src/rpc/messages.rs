@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::command::{Command, CommandResponse};
-use crate::raft::{
+use crate::replication::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, NodeId, ServerNode,
     VoteRequest, VoteResponse,
 };
+use crate::state::command::{Command, CommandResponse};
 
 /// A member's identity and tags, as the gossip pool spreads them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +41,7 @@ pub struct MemberInfo {
 impl MemberInfo {
     /// The Raft node id of this member.
     pub fn raft_id(&self) -> NodeId {
-        crate::raft::raft_id(&self.node_id)
+        crate::replication::raft::raft_id(&self.node_id)
     }
 
     /// Its Raft membership record.
@@ -124,7 +124,7 @@ pub enum Request {
     GossipSync(Vec<u8>),
     /// server port: a client agent's HTTP request, served by the server's own API.
     Http(HttpRequest),
-    /// serf_lan: a keyring operation (sealed [`crate::gossip::driver::KeyringOp`]).
+    /// serf_lan: a keyring operation (sealed [`crate::membership::gossip::driver::KeyringOp`]).
     KeyringOp(Vec<u8>),
     /// server port: a DNS query a client agent received, resolved by the server.
     Dns {
@@ -176,7 +176,7 @@ pub enum Response {
     GossipSync(Vec<u8>),
     /// Answer to [`Request::Http`].
     Http(HttpResponse),
-    /// Answer to [`Request::KeyringOp`] (sealed [`crate::gossip::driver::KeyringReply`]).
+    /// Answer to [`Request::KeyringOp`] (sealed [`crate::membership::gossip::driver::KeyringReply`]).
     KeyringOp(Vec<u8>),
     /// Answer to [`Request::Dns`] (`None`: drop the query).
     Dns(Option<Vec<u8>>),

@@ -154,8 +154,8 @@ mod tests {
 
     #[test]
     fn store_applies_batches_deregisters_and_snapshots() {
-        use crate::command::Command;
         use crate::state::catalog::DeregisterRequest;
+        use crate::state::command::Command;
         use crate::state::watch::WatchTarget;
         use crate::state::{deserialize_state, StateData, StateStore};
 

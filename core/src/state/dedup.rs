@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{CommandResponse, RequestId};
+use crate::state::command::{CommandResponse, RequestId};
 
 /// Results remembered at most (oldest evicted first).
 pub const MAX_ENTRIES: usize = 65_536;

@@ -96,7 +96,7 @@ pub fn validate_key(key: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{KvOp, KvVerb};
+    use crate::state::command::{KvOp, KvVerb};
     use crate::state::txn::{KvOverlay, TxnOp};
 
     fn state_with(keys: &[(&str, u64)]) -> StateData {

@@ -5,7 +5,9 @@
 //! Consul clients see. Reads take a short shared lock; blocking queries wait on the
 //! [`watch::WatchHub`], which is notified only for the keys a write touched.
 
+pub mod archive;
 pub mod catalog;
+pub mod command;
 pub mod coordinate;
 pub mod dedup;
 pub mod kv;
@@ -19,7 +21,7 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, CommandResponse};
+use crate::state::command::{Command, CommandResponse};
 use txn::{KvOverlay, TxnOp, TxnOutcome};
 use watch::WatchHub;
 
@@ -165,7 +167,7 @@ impl StateStore {
                         session::settle_lock_delays(&mut data, now);
                     }
                     // Consul answers an error, not `false`, for a lock with an unknown session.
-                    if op.verb == crate::command::KvVerb::Lock {
+                    if op.verb == crate::state::command::KvVerb::Lock {
                         if let Some(id) = op.session.as_deref().filter(|s| !s.is_empty()) {
                             if !data.sessions.contains_key(id) {
                                 break 'kv CommandResponse::Failed(format!("invalid session {id:?}"));
@@ -358,7 +360,7 @@ fn restore(data: &mut StateData, restored: &StateData, index: u64) -> Vec<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{KvOp, KvVerb};
+    use crate::state::command::{KvOp, KvVerb};
 
     fn set(key: &str, value: &str) -> Command {
         Command::Kv(KvOp::new(KvVerb::Set, key).with_value(value.as_bytes().to_vec()))

@@ -208,8 +208,8 @@ pub fn invalidate(data: &mut StateData, id: &str, index: u64, now_ms: Option<u64
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{Command, CommandResponse, KvOp, KvVerb};
     use crate::state::catalog::{DeregisterRequest, HealthCheck, Node, RegisterRequest, PASSING};
+    use crate::state::command::{Command, CommandResponse, KvOp, KvVerb};
     use crate::state::StateStore;
 
     fn register(store: &StateStore, node: &str, checks: &[(&str, &str)], index: u64) {

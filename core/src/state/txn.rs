@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{KvEntry, StateData};
-use crate::command::{KvOp, KvVerb};
+use crate::state::command::{KvOp, KvVerb};
 
 /// One transaction operation. Only KV operations exist so far; catalog operations (`Node`,
 /// `Service`, `Check`) join with the catalog issue.
@@ -30,14 +30,7 @@ pub struct TxnResult {
     pub with_value: bool,
 }
 
-/// A per-operation error of a rolled-back transaction (`TxnError`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TxnError {
-    /// Position of the failing operation in the request.
-    pub op_index: usize,
-    /// What went wrong.
-    pub what: String,
-}
+pub use crate::error::TxnError;
 
 /// The outcome of a transaction: results when it committed, errors when it rolled back.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,624 @@
+//! Consul-style agent configuration keys, walked onto [`AgentConfig`].
+//!
+//! One source (a parsed JSON or HCL file, the command-line flags turned into the same key shape,
+//! or an embedder's JSON) is a `serde_json::Value`, walked key by key so that an unknown key or a
+//! value of the wrong type is reported by its dotted name and the source it came from, as Consul
+//! does. A later source overrides the scalars of an earlier one; lists (`retry_join`) are
+//! appended, and blocks (`ports { … }`) merge key by key, matching Consul's merge rules.
+//!
+//! It lives in the core (not the `consul-rs` binary, which adds file and HCL loading on top) so
+//! that every embedder — the binary, the C library's `consul_agent_start_json`, other bindings —
+//! accepts exactly the same keys with the same errors.
+//!
+//! Keys Consul has but this agent does not act on yet are accepted and remembered in
+//! [`Settings::accepted_unused`], so the agent can log them once logging is set up.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::agent::config::AgentConfig;
+use crate::duration::parse_go_duration;
+use crate::error::Error;
+
+/// Results of this module; errors are [`Error::Config`] naming the key and the source.
+type Result<T> = std::result::Result<T, Error>;
+
+/// The fully merged configuration: what the core needs plus what only the binary acts on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// What [`crate::agent::Agent::start`] receives.
+    pub agent: AgentConfig,
+    /// `log_level` (trace, debug, info, warn, err/error); `info` by default.
+    pub log_level: String,
+    /// `log_json`: log as JSON lines.
+    pub log_json: bool,
+    /// `pid_file`: where the agent writes its process id.
+    pub pid_file: Option<PathBuf>,
+    /// `skip_leave_on_interrupt` (servers: true, clients: false).
+    pub skip_leave_on_interrupt: bool,
+    /// `leave_on_terminate` (servers: false, clients: true).
+    pub leave_on_terminate: bool,
+    /// Whether the two above were set explicitly (else they follow `server`).
+    leave_flags_set: (bool, bool),
+    /// `enable_script_checks` (also copied into [`AgentConfig::enable_script_checks`]).
+    pub enable_script_checks: bool,
+    /// `ports.dns = -1`: DNS disabled. The core has no switch for this yet, so it is carried here.
+    pub dns_disabled: bool,
+    /// `ui` / `ui_config.enabled`: accepted; there is no UI.
+    pub ui: bool,
+    /// Keys seen that Consul knows but this agent does not act on yet (dotted names).
+    pub accepted_unused: BTreeSet<String>,
+}
+
+impl Settings {
+    /// Defaults: Consul's (or `-dev`'s when `dev`) before any file or flag is applied.
+    pub fn new(dev: bool) -> Self {
+        Settings {
+            agent: if dev { AgentConfig::dev() } else { AgentConfig::default() },
+            log_level: "info".to_string(),
+            log_json: false,
+            pid_file: None,
+            skip_leave_on_interrupt: true,
+            leave_on_terminate: false,
+            leave_flags_set: (false, false),
+            enable_script_checks: false,
+            dns_disabled: false,
+            ui: dev,
+            accepted_unused: BTreeSet::new(),
+        }
+    }
+
+    /// Merges one parsed source; `source` names it in error messages.
+    pub fn apply_value(&mut self, value: &Value, source: &str) -> Result<()> {
+        let ctx = Ctx { source };
+        let Value::Object(map) = value else {
+            return Err(Error::Config(format!("{source}: the top level must be an object, got {}", describe(value))));
+        };
+        for (key, v) in map {
+            self.apply_top(&ctx, key, v)?;
+        }
+        Ok(())
+    }
+
+    fn apply_top(&mut self, ctx: &Ctx<'_>, key: &str, v: &Value) -> Result<()> {
+        let a = &mut self.agent;
+        match key {
+            "datacenter" => a.datacenter = ctx.string(key, v)?.to_lowercase(),
+            "node_name" => a.node_name = ctx.string(key, v)?,
+            "node_id" => {
+                let s = ctx.string(key, v)?;
+                // Consul insists on the canonical 8-4-4-4-12 form; the uuid parser alone would
+                // also take the braced and URN forms.
+                if s.len() != 36 {
+                    return Err(ctx.bad(key, &format!("{s:?} is not a UUID like 8-4-4-4-12 hex digits")));
+                }
+                a.node_id = Some(s.parse().map_err(|e| ctx.bad(key, &format!("{s:?} is not a valid UUID: {e}")))?);
+            }
+            "server" => a.server = ctx.bool(key, v)?,
+            "bootstrap" => a.bootstrap = ctx.bool(key, v)?,
+            "bootstrap_expect" => a.bootstrap_expect = ctx.uint(key, v, u32::MAX.into())? as u32,
+            "data_dir" => {
+                let s = ctx.string(key, v)?;
+                if s.is_empty() {
+                    return Err(ctx.bad(key, "must not be empty"));
+                }
+                a.data_dir = Some(PathBuf::from(s));
+            }
+            "bind_addr" => a.bind_addr = ctx.ip(key, v)?,
+            "advertise_addr" => a.advertise_addr = Some(ctx.ip(key, v)?),
+            "client_addr" => a.client_addr = ctx.ip(key, v)?,
+            "ports" => {
+                for block in ctx.blocks(key, v)? {
+                    self.apply_ports(ctx, block)?;
+                }
+            }
+            "retry_join" | "start_join" => {
+                let list = ctx.string_list(key, v)?;
+                if key == "start_join" {
+                    self.accepted_unused.insert("start_join (deprecated; treated as retry_join)".into());
+                }
+                self.agent.retry_join.extend(list);
+            }
+            "retry_interval" => a.retry_interval = ctx.duration(key, v)?,
+            "retry_max" => a.retry_max = ctx.uint(key, v, u32::MAX.into())? as u32,
+            "performance" => {
+                for block in ctx.blocks(key, v)? {
+                    self.apply_performance(ctx, block)?;
+                }
+            }
+            "raft_snapshot_threshold" => {
+                a.raft.snapshot_threshold = ctx.uint(key, v, u64::MAX)?;
+            }
+            "raft_trailing_logs" => a.raft.trailing_logs = ctx.uint(key, v, u64::MAX)?,
+            "raft_snapshot_interval" => {
+                // Validated so a typo fails now; the core snapshots by threshold only.
+                ctx.duration(key, v)?;
+                self.accepted_unused.insert(key.to_string());
+            }
+            "limits" => {
+                for block in ctx.blocks(key, v)? {
+                    self.apply_limits(ctx, block)?;
+                }
+            }
+            "default_query_time" => a.default_query_time = ctx.duration(key, v)?,
+            "max_query_time" => a.max_query_time = ctx.duration(key, v)?,
+            "log_level" => self.log_level = ctx.string(key, v)?,
+            "log_json" => self.log_json = ctx.bool(key, v)?,
+            "pid_file" => self.pid_file = Some(PathBuf::from(ctx.string(key, v)?)),
+            "encrypt" => {
+                let k = ctx.string(key, v)?;
+                crate::membership::gossip::keyring::decode_key(&k).map_err(|e| ctx.bad(key, &e.to_string()))?;
+                a.encrypt = Some(k);
+            }
+            "encrypt_verify_incoming" => a.encrypt_verify_incoming = ctx.bool(key, v)?,
+            "encrypt_verify_outgoing" => a.encrypt_verify_outgoing = ctx.bool(key, v)?,
+            "disable_keyring_file" => a.disable_keyring_file = ctx.bool(key, v)?,
+            "reconnect_timeout" => {
+                let d = ctx.duration(key, v)?;
+                // Consul's floor: failed nodes must get a real chance to come back.
+                if d < Duration::from_secs(8 * 3600) {
+                    return Err(ctx.bad(key, "must be at least 8h"));
+                }
+                a.gossip_lan.reconnect_timeout = d;
+            }
+            "skip_leave_on_interrupt" => {
+                self.skip_leave_on_interrupt = ctx.bool(key, v)?;
+                self.leave_flags_set.0 = true;
+            }
+            "leave_on_terminate" => {
+                self.leave_on_terminate = ctx.bool(key, v)?;
+                self.leave_flags_set.1 = true;
+            }
+            "gossip_lan" => {
+                for block in ctx.blocks(key, v)? {
+                    self.apply_gossip_lan(ctx, block)?;
+                }
+            }
+            "enable_script_checks" => {
+                self.enable_script_checks = ctx.bool(key, v)?;
+                self.agent.enable_script_checks = self.enable_script_checks;
+            }
+            "enable_local_script_checks" => a.enable_local_script_checks = ctx.bool(key, v)?,
+            "check_update_interval" => a.check_update_interval = ctx.duration(key, v)?,
+            "disable_coordinates" => a.disable_coordinates = ctx.bool(key, v)?,
+            // Service and check definitions: the same parser as the agent API, so a block can be
+            // posted to /v1/agent/service/register as-is and errors read the same.
+            "service" | "services" => {
+                for (i, block) in ctx.blocks(key, v)?.into_iter().enumerate() {
+                    let def = crate::local::parse_service_registration(&Value::Object(block.clone()))
+                        .map_err(|e| ctx.bad(&format!("{key}[{i}]"), &e.to_string()))?;
+                    self.agent.services.push(def);
+                }
+            }
+            "check" | "checks" => {
+                for (i, block) in ctx.blocks(key, v)?.into_iter().enumerate() {
+                    let def = crate::local::parse_check_registration(&Value::Object(block.clone()))
+                        .map_err(|e| ctx.bad(&format!("{key}[{i}]"), &e.to_string()))?;
+                    self.agent.checks.push(def);
+                }
+            }
+            "domain" => a.dns.domain = dns_domain(&ctx.string(key, v)?),
+            "alt_domain" => a.dns.alt_domain = Some(dns_domain(&ctx.string(key, v)?)),
+            "recursors" => {
+                a.dns.recursors = ctx
+                    .string_list(key, v)?
+                    .iter()
+                    .map(|r| parse_recursor(r).map_err(|e| ctx.bad(key, &e)))
+                    .collect::<Result<_>>()?;
+            }
+            "dns_config" => {
+                for block in ctx.blocks(key, v)? {
+                    self.apply_dns_config(ctx, block)?;
+                }
+            }
+            "ui" => {
+                self.ui = ctx.bool(key, v)?;
+                self.accepted_unused.insert(key.to_string());
+            }
+            "ui_config" => {
+                for block in ctx.blocks(key, v)? {
+                    if let Some(enabled) = block.get("enabled") {
+                        self.ui = ctx.bool("ui_config.enabled", enabled)?;
+                    }
+                }
+                self.accepted_unused.insert(key.to_string());
+            }
+            _ if ACCEPTED_UNUSED.contains(&key) => {
+                self.accepted_unused.insert(key.to_string());
+            }
+            _ => return Err(ctx.unknown(key)),
+        }
+        Ok(())
+    }
+
+    fn apply_ports(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
+        for (k, v) in block {
+            let key = format!("ports.{k}");
+            let p = &mut self.agent.ports;
+            match k.as_str() {
+                "http" => p.http = ctx.port(&key, v, false)?.unwrap_or_default(),
+                "server" => p.server = ctx.port(&key, v, false)?.unwrap_or_default(),
+                "serf_lan" => p.serf_lan = ctx.port(&key, v, false)?.unwrap_or_default(),
+                "dns" => match ctx.port(&key, v, true)? {
+                    Some(port) => {
+                        p.dns = port;
+                        self.dns_disabled = false;
+                        self.agent.dns.enabled = true;
+                    }
+                    None => {
+                        self.dns_disabled = true;
+                        self.agent.dns.enabled = false;
+                    }
+                },
+                "https" | "grpc" | "grpc_tls" | "serf_wan" | "sidecar_min_port" | "sidecar_max_port"
+                | "expose_min_port" | "expose_max_port" => {
+                    ctx.port(&key, v, true)?;
+                    self.accepted_unused.insert(key);
+                }
+                _ => return Err(ctx.unknown(&key)),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_performance(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
+        for (k, v) in block {
+            let key = format!("performance.{k}");
+            match k.as_str() {
+                "raft_multiplier" => {
+                    let m = ctx.uint(&key, v, u32::MAX.into())? as u32;
+                    // Consul: 0 means "use the default"; the upper bound is checked by the core.
+                    self.agent.raft.raft_multiplier = if m == 0 { 5 } else { m };
+                }
+                "rpc_hold_timeout" => self.agent.rpc_hold_timeout = ctx.duration(&key, v)?,
+                "leave_drain_time" => {
+                    ctx.duration(&key, v)?;
+                    self.accepted_unused.insert(key);
+                }
+                _ => return Err(ctx.unknown(&key)),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_dns_config(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
+        for (k, v) in block {
+            let key = format!("dns_config.{k}");
+            let d = &mut self.agent.dns;
+            match k.as_str() {
+                "allow_stale" => d.allow_stale = ctx.bool(&key, v)?,
+                "max_stale" => d.max_stale = ctx.duration(&key, v)?,
+                "node_ttl" => d.node_ttl = ctx.duration(&key, v)?,
+                "service_ttl" => {
+                    for block in ctx.blocks(&key, v)? {
+                        for (name, ttl) in block {
+                            let ttl = ctx.duration(&format!("{key}.{name}"), ttl)?;
+                            d.service_ttl.insert(name.clone(), ttl);
+                        }
+                    }
+                }
+                "only_passing" => d.only_passing = ctx.bool(&key, v)?,
+                "enable_truncate" => d.enable_truncate = ctx.bool(&key, v)?,
+                "udp_answer_limit" => d.udp_answer_limit = ctx.uint(&key, v, 65535)? as usize,
+                "a_record_limit" => d.a_record_limit = ctx.uint(&key, v, 65535)? as usize,
+                "recursor_timeout" => d.recursor_timeout = ctx.duration(&key, v)?,
+                "enable_additional_node_meta_txt" => d.node_meta_txt = ctx.bool(&key, v)?,
+                "soa" => {
+                    for block in ctx.blocks(&key, v)? {
+                        for (field, val) in block {
+                            let n = ctx.uint(&format!("{key}.{field}"), val, u32::MAX.into())? as u32;
+                            match field.as_str() {
+                                "refresh" => d.soa.0 = n,
+                                "retry" => d.soa.1 = n,
+                                "expire" => d.soa.2 = n,
+                                "min_ttl" => d.soa.3 = n,
+                                _ => return Err(ctx.unknown(&format!("{key}.{field}"))),
+                            }
+                        }
+                    }
+                }
+                "disable_compression" | "recursor_strategy" | "use_cache" | "cache_max_age" | "prefer_namespace" => {
+                    self.accepted_unused.insert(key);
+                }
+                _ => return Err(ctx.unknown(&key)),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_gossip_lan(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
+        let g = &mut self.agent.gossip_lan;
+        for (k, v) in block {
+            let key = format!("gossip_lan.{k}");
+            match k.as_str() {
+                "gossip_nodes" => g.gossip_nodes = ctx.uint(&key, v, 64)? as usize,
+                "gossip_interval" => g.gossip_interval = ctx.duration(&key, v)?,
+                "probe_interval" => g.probe_interval = ctx.duration(&key, v)?,
+                "probe_timeout" => g.probe_timeout = ctx.duration(&key, v)?,
+                "suspicion_mult" => g.suspicion_mult = ctx.uint(&key, v, 100)? as u32,
+                "retransmit_mult" => g.retransmit_mult = ctx.uint(&key, v, 100)? as u32,
+                _ => return Err(ctx.bad(&key, "unknown key")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The leave defaults follow the role unless set explicitly (Consul's `leave_on_terminate`
+    /// and `skip_leave_on_interrupt` defaults differ for servers and clients).
+    pub fn settle_leave_defaults(&mut self) {
+        if !self.leave_flags_set.0 {
+            self.skip_leave_on_interrupt = self.agent.server;
+        }
+        if !self.leave_flags_set.1 {
+            self.leave_on_terminate = !self.agent.server;
+        }
+    }
+
+    fn apply_limits(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
+        for (k, v) in block {
+            let key = format!("limits.{k}");
+            let l = &mut self.agent.limits;
+            match k.as_str() {
+                "kv_max_value_size" => {
+                    l.kv_max_value_size = ctx.uint(&key, v, usize::MAX as u64)? as usize;
+                }
+                "txn_max_req_len" => l.txn_max_req_len = ctx.uint(&key, v, usize::MAX as u64)? as usize,
+                "http_max_conns_per_client" | "rpc_max_conns_per_client" | "rpc_max_burst" => {
+                    ctx.uint(&key, v, u64::MAX)?;
+                    self.accepted_unused.insert(key);
+                }
+                "rpc_rate" => {
+                    // A float in Consul; -1 (the default) means unlimited.
+                    ctx.float(&key, v)?;
+                    self.accepted_unused.insert(key);
+                }
+                "rpc_handshake_timeout" | "rpc_client_timeout" => {
+                    ctx.duration(&key, v)?;
+                    self.accepted_unused.insert(key);
+                }
+                "request_limits" => {
+                    self.accepted_unused.insert(key);
+                }
+                _ => return Err(ctx.unknown(&key)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A DNS domain in the form the core uses: lower case with a trailing dot.
+fn dns_domain(s: &str) -> String {
+    format!("{}.", s.trim().trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// A recursor: `ip`, `ip:port` or `[ipv6]:port` (port 53 by default).
+fn parse_recursor(s: &str) -> std::result::Result<std::net::SocketAddr, String> {
+    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        return Ok(sa);
+    }
+    s.trim_matches(|c| c == '[' || c == ']')
+        .parse::<IpAddr>()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{s:?} is not an IP address or IP:port"))
+}
+
+/// Keys Consul knows that we accept and do not act on yet. Rejecting them would make existing
+/// configuration files fail outright; logging them keeps the gap visible.
+const ACCEPTED_UNUSED: &[&str] = &[
+    "log_file",
+    "log_rotate_bytes",
+    "log_rotate_duration",
+    "log_rotate_max_files",
+    "enable_syslog",
+    "syslog_facility",
+    "disable_remote_exec",
+    "rejoin_after_leave",
+    "reconnect_timeout_wan",
+    "node_meta",
+    "primary_datacenter",
+    "connect",
+    "acl",
+    "telemetry",
+    "watches",
+    "addresses",
+    "disable_update_check",
+    "http_config",
+    "raft_protocol",
+    "autopilot",
+    "discovery_max_stale",
+    "use_streaming_backend",
+    "tls",
+    "verify_incoming",
+    "verify_outgoing",
+    "verify_server_hostname",
+    "ca_file",
+    "ca_path",
+    "cert_file",
+    "key_file",
+    "auto_encrypt",
+    "license_path",
+    "disable_host_node_id",
+    "disable_http_unprintable_char_filter",
+    "advertise_addr_wan",
+    "retry_join_wan",
+    "retry_interval_wan",
+    "retry_max_wan",
+    "translate_wan_addrs",
+    "serf_lan",
+    "serf_wan",
+    "rpc",
+    "raft_logstore",
+    "enable_debug",
+    "enable_central_service_config",
+    "server_name",
+    "segment",
+    "peering",
+    "audit",
+];
+
+/// Where a value came from, for error messages.
+struct Ctx<'a> {
+    source: &'a str,
+}
+
+impl Ctx<'_> {
+    fn unknown(&self, key: &str) -> Error {
+        Error::Config(format!("unknown key {key:?} in {}", self.source))
+    }
+
+    fn bad(&self, key: &str, msg: &str) -> Error {
+        Error::Config(format!("{key}: {msg} (in {})", self.source))
+    }
+
+    fn expected(&self, key: &str, what: &str, got: &Value) -> Error {
+        self.bad(key, &format!("expected {what}, got {}", describe(got)))
+    }
+
+    fn string(&self, key: &str, v: &Value) -> Result<String> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            other => Err(self.expected(key, "a string", other)),
+        }
+    }
+
+    fn bool(&self, key: &str, v: &Value) -> Result<bool> {
+        match v {
+            Value::Bool(b) => Ok(*b),
+            // Quoted booleans appear in hand-written HCL; Consul's weak decoding accepts them.
+            Value::String(s) if s == "true" => Ok(true),
+            Value::String(s) if s == "false" => Ok(false),
+            other => Err(self.expected(key, "a boolean", other)),
+        }
+    }
+
+    fn int(&self, key: &str, v: &Value) -> Result<i64> {
+        match v {
+            Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    return Ok(i);
+                }
+                // Whole floats (HCL may hand us 8500.0) are fine; fractions and huge values are not.
+                if let Some(f) = n.as_f64() {
+                    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                        return Ok(f as i64);
+                    }
+                }
+                Err(self.expected(key, "a whole number", v))
+            }
+            Value::String(s) => s.trim().parse::<i64>().map_err(|_| self.expected(key, "a number", v)),
+            other => Err(self.expected(key, "a number", other)),
+        }
+    }
+
+    fn uint(&self, key: &str, v: &Value, max: u64) -> Result<u64> {
+        if let Value::Number(n) = v {
+            if let Some(u) = n.as_u64() {
+                return if u <= max { Ok(u) } else { Err(self.bad(key, &format!("{u} is too large (max {max})"))) };
+            }
+        }
+        let i = self.int(key, v)?;
+        if i < 0 {
+            return Err(self.bad(key, &format!("must not be negative, got {i}")));
+        }
+        let u = i as u64;
+        if u > max {
+            return Err(self.bad(key, &format!("{u} is too large (max {max})")));
+        }
+        Ok(u)
+    }
+
+    fn float(&self, key: &str, v: &Value) -> Result<f64> {
+        match v {
+            Value::Number(n) => n.as_f64().ok_or_else(|| self.expected(key, "a number", v)),
+            Value::String(s) => s.trim().parse::<f64>().map_err(|_| self.expected(key, "a number", v)),
+            other => Err(self.expected(key, "a number", other)),
+        }
+    }
+
+    /// A port: 0–65535; `-1` ("disabled") gives `None` where `allow_disable`.
+    fn port(&self, key: &str, v: &Value, allow_disable: bool) -> Result<Option<u16>> {
+        let i = self.int(key, v)?;
+        match i {
+            -1 if allow_disable => Ok(None),
+            -1 => Err(self.bad(key, "cannot be disabled (-1): this listener is required")),
+            0..=65535 => Ok(Some(i as u16)),
+            _ => Err(self.bad(key, &format!("{i} is not a valid port (0-65535)"))),
+        }
+    }
+
+    fn duration(&self, key: &str, v: &Value) -> Result<Duration> {
+        match v {
+            Value::String(s) => parse_go_duration(s).map_err(|e| self.bad(key, &e)),
+            Value::Number(n) if n.as_u64() == Some(0) => Ok(Duration::ZERO),
+            Value::Number(_) => Err(self.bad(
+                key,
+                &format!("expected a duration string with a unit like \"30s\" or \"500ms\", got the bare number {v}"),
+            )),
+            other => Err(self.expected(key, "a duration string like \"30s\"", other)),
+        }
+    }
+
+    fn ip(&self, key: &str, v: &Value) -> Result<IpAddr> {
+        let s = self.string(key, v)?;
+        parse_ip_list_first(&s).map_err(|e| self.bad(key, &e))
+    }
+
+    /// A list of strings; a single string counts as a one-element list (HCL and hand-written
+    /// JSON both produce that).
+    fn string_list(&self, key: &str, v: &Value) -> Result<Vec<String>> {
+        match v {
+            Value::String(s) => Ok(vec![s.clone()]),
+            Value::Array(items) => {
+                items.iter().enumerate().map(|(i, item)| self.string(&format!("{key}[{i}]"), item)).collect()
+            }
+            other => Err(self.expected(key, "a list of strings", other)),
+        }
+    }
+
+    /// A block: one object, or (HCL repeating a block, or JSON written that way) a list of them.
+    fn blocks<'v>(&self, key: &str, v: &'v Value) -> Result<Vec<&'v Map<String, Value>>> {
+        match v {
+            Value::Object(m) => Ok(vec![m]),
+            Value::Array(items) => items
+                .iter()
+                .map(|item| match item {
+                    Value::Object(m) => Ok(m),
+                    other => Err(self.expected(key, "a block (object)", other)),
+                })
+                .collect(),
+            other => Err(self.expected(key, "a block (object)", other)),
+        }
+    }
+}
+
+/// A short rendering of a value for "expected X, got Y" messages.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Object(_) => "an object".to_string(),
+        Value::Array(_) => "a list".to_string(),
+        Value::Null => "null".to_string(),
+        other => {
+            let s = other.to_string();
+            if s.len() > 60 {
+                format!("{}…", &s[..s.char_indices().nth(57).map_or(s.len(), |(i, _)| i)])
+            } else {
+                s
+            }
+        }
+    }
+}
+
+/// Parses an address setting. Consul allows a space-separated list for `client_addr`; the
+/// listeners here take one address, so the first is used. go-sockaddr templates are not
+/// evaluated, so they are refused with a message saying so rather than a parse error.
+pub fn parse_ip_list_first(s: &str) -> std::result::Result<IpAddr, String> {
+    if s.contains("{{") {
+        return Err(format!("{s:?}: go-sockaddr templates are not supported; give an IP address"));
+    }
+    let first = s.split_whitespace().next().ok_or_else(|| "must not be empty".to_string())?;
+    first.parse().map_err(|_| format!("{first:?} is not an IP address"))
+}

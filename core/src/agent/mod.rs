@@ -1,0 +1,550 @@
+//! The agent: one consul-rs node as a library value.
+//!
+//! [`Agent::start`] binds every listener (port 0 picks a free one), opens storage, starts Raft,
+//! the RPC and HTTP servers and the cluster tasks on the caller's tokio runtime, and returns a
+//! handle; [`Agent::shutdown`] stops them all. Nothing is process-global, so a test or an
+//! embedding program can run many agents side by side.
+//!
+//! The top layer: it may call every other module, and nothing calls it (the API gets what it
+//! needs of the configuration as plain values).
+
+pub mod config;
+pub mod config_file;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::agent::config::AgentConfig;
+use crate::api::http::{self, ApiContext};
+use crate::coordinate::CoordinateClient;
+use crate::local::{self, LocalAgent, NodeInfo};
+use crate::membership::cluster::{Cluster, FormationConfig};
+use crate::membership::gossip::{Gossip, Keyring};
+use crate::replication::backend::{Backend, Remote};
+use crate::replication::consensus::Consensus;
+use crate::replication::raft::{self, log_store::LogStore, network::NetworkFactory, state_machine::StateMachine};
+use crate::rpc::messages::{HttpRequest, MemberInfo, WireError};
+use crate::rpc::{self, Request, Response, RpcClient};
+use crate::state::command::Command;
+use crate::state::StateStore;
+use crate::{Error, Result};
+
+/// A running agent.
+#[derive(Debug)]
+pub struct Agent {
+    config: AgentConfig,
+    node_id: Uuid,
+    http_addr: SocketAddr,
+    dns_addr: Option<SocketAddr>,
+    rpc_addr: SocketAddr,
+    serf_addr: SocketAddr,
+    consensus: Option<Arc<Consensus>>,
+    backend: Backend,
+    cluster: Arc<Cluster>,
+    shutdown: CancellationToken,
+    left: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    log_store: Option<LogStore>,
+    local: Arc<LocalAgent>,
+    coordinates: Option<Arc<CoordinateClient>>,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|source| Error::Bind { what, addr, source })
+}
+
+/// Binds the DNS UDP socket and TCP listener on the same port (with port 0, the TCP listener
+/// follows the port the UDP socket got, retrying if that port is taken for TCP).
+async fn bind_dns(addr: SocketAddr) -> Result<(tokio::net::UdpSocket, TcpListener)> {
+    let err = |source| Error::Bind { what: "DNS", addr, source };
+    for _ in 0..16 {
+        let udp = tokio::net::UdpSocket::bind(addr).await.map_err(err)?;
+        let port = udp.local_addr().map_err(err)?.port();
+        match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() != 0 => return Err(err(e)),
+            Err(_) => continue,
+        }
+    }
+    Err(err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no port free for both UDP and TCP")))
+}
+
+/// The gossip keyring: `data_dir/serf/local.keyring` when it exists (rotated keys survive
+/// restarts), else the `encrypt` key.
+fn open_keyring(config: &AgentConfig) -> Result<Keyring> {
+    let bad = |e: crate::membership::gossip::keyring::KeyringError| Error::Config(format!("encrypt: {e}"));
+    match (&config.data_dir, config.dev || config.disable_keyring_file) {
+        (Some(dir), false) => {
+            Keyring::load_or_init(&dir.join("serf").join("local.keyring"), config.encrypt.as_deref(), "").map_err(bad)
+        }
+        _ => Keyring::new(config.encrypt.as_slice(), None, "").map_err(bad),
+    }
+}
+
+/// Reads `<data_dir>/node-id`, or writes a new random one there.
+fn load_node_id(config: &AgentConfig) -> Result<Uuid> {
+    if let Some(id) = config.node_id {
+        return Ok(id);
+    }
+    let Some(dir) = config.data_dir.as_deref().filter(|_| !config.dev) else {
+        return Ok(Uuid::new_v4());
+    };
+    let path = dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Uuid::parse_str(text.trim())
+            .map_err(|e| Error::Config(format!("node_id: {} holds an invalid UUID: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = Uuid::new_v4();
+            write_durably(&path, id.to_string().as_bytes())?;
+            Ok(id)
+        }
+        Err(e) => Err(Error::Storage(format!("{}: {e}", path.display()))),
+    }
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let err = |e: std::io::Error| Error::Storage(format!("{}: {e}", path.display()));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    let mut f = std::fs::File::create(path).map_err(err)?;
+    f.write_all(bytes).map_err(err)?;
+    f.sync_all().map_err(err)
+}
+
+impl Agent {
+    /// Starts an agent. Fails with a clear error on invalid configuration or a port in use.
+    pub async fn start(config: AgentConfig) -> Result<Agent> {
+        config.validate()?;
+        let node_id = load_node_id(&config)?;
+        let raft_id = raft::raft_id(&node_id);
+        let rpc_listener = bind("server RPC", SocketAddr::new(config.bind_addr, config.ports.server)).await?;
+        let serf_listener = bind("serf_lan", SocketAddr::new(config.bind_addr, config.ports.serf_lan)).await?;
+        let http_listener = bind("HTTP", SocketAddr::new(config.client_addr, config.ports.http)).await?;
+        let dns_sockets = match config.dns.enabled {
+            true => Some(bind_dns(SocketAddr::new(config.client_addr, config.ports.dns)).await?),
+            false => None,
+        };
+        let dns_addr = dns_sockets.as_ref().and_then(|(udp, _)| udp.local_addr().ok());
+        let local = |l: &TcpListener, what: &'static str, want: SocketAddr| {
+            l.local_addr().map_err(|source| Error::Bind { what, addr: want, source })
+        };
+        let advertise = config.advertise_ip();
+        let rpc_addr = SocketAddr::new(
+            advertise,
+            local(&rpc_listener, "server RPC", SocketAddr::new(config.bind_addr, config.ports.server))?.port(),
+        );
+        let serf_addr = SocketAddr::new(
+            advertise,
+            local(&serf_listener, "serf_lan", SocketAddr::new(config.bind_addr, config.ports.serf_lan))?.port(),
+        );
+        let http_addr = local(&http_listener, "HTTP", SocketAddr::new(config.client_addr, config.ports.http))?;
+
+        let shutdown = CancellationToken::new();
+        // Network coordinates: fed by gossip probes, published by the sync task below.
+        let coordinates = (!config.disable_coordinates).then(|| Arc::new(CoordinateClient::new()));
+        let rpc_client = RpcClient::new(shutdown.clone());
+        let incarnation = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let me = MemberInfo {
+            node_id,
+            name: config.node_name.clone(),
+            datacenter: config.datacenter.clone(),
+            rpc_addr,
+            serf_addr,
+            http_addr,
+            server: config.server,
+            bootstrap_expect: config.bootstrap_expect,
+            raft_initialized: false,
+            incarnation,
+        };
+        let keyring = Arc::new(open_keyring(&config)?);
+        let mut gossip_config = config.gossip_lan.clone();
+        gossip_config.verify_incoming = config.encrypt_verify_incoming;
+        gossip_config.verify_outgoing = config.encrypt_verify_outgoing;
+        // UDP shares the serf_lan TCP listener's port, on the bind address.
+        let gossip_bind = SocketAddr::new(config.bind_addr, serf_addr.port());
+        let gossip = Gossip::bind(gossip_bind, me, gossip_config, keyring, rpc_client.clone())
+            .await
+            .map_err(|source| Error::Bind { what: "serf_lan (UDP)", addr: gossip_bind, source })?;
+        if let Some(c) = &coordinates {
+            gossip.set_rtt_observer(c.clone());
+        }
+
+        // Servers open storage and start Raft; client agents reach the servers through gossip.
+        let mut log_store = None;
+        let backend = if config.server {
+            let raft_dir = match (&config.data_dir, config.dev) {
+                (Some(dir), false) => Some(dir.join("raft")),
+                _ => None,
+            };
+            let store = LogStore::open(raft_dir.as_deref(), raft_id)?;
+            let state = Arc::new(StateStore::new());
+            let sm = StateMachine::open(state.clone(), store.clone())?;
+            let raft =
+                raft::start(raft_id, &config.raft, NetworkFactory::new(rpc_client.clone()), store.clone(), sm).await?;
+            log_store = Some(store);
+            Backend::Server(Consensus::new(
+                raft,
+                state,
+                rpc_client.clone(),
+                raft_id,
+                config.raft,
+                config.rpc_hold_timeout,
+            ))
+        } else {
+            Backend::Client(Remote::new(
+                rpc_client.clone(),
+                gossip.clone(),
+                config.datacenter.clone(),
+                config.rpc_hold_timeout,
+            ))
+        };
+        let consensus = backend.consensus().cloned();
+
+        let formation = FormationConfig {
+            bootstrap: config.bootstrap || config.dev,
+            bootstrap_expect: config.bootstrap_expect,
+            retry_join: config.retry_join.clone(),
+            retry_interval: config.retry_interval,
+            retry_max: config.retry_max,
+        };
+        let cluster = Cluster::new(gossip.clone(), consensus.clone(), formation);
+
+        let node_info = NodeInfo {
+            name: config.node_name.clone(),
+            id: node_id.to_string(),
+            address: advertise.to_string(),
+            datacenter: config.datacenter.clone(),
+        };
+        let local = match LocalAgent::start(&config.local_config(), node_info, backend.clone(), shutdown.clone()) {
+            Ok(l) => l,
+            Err(e) => {
+                if let Some(c) = &consensus {
+                    c.close().await;
+                }
+                shutdown.cancel();
+                if let Some(store) = &log_store {
+                    store.close();
+                }
+                return Err(e);
+            }
+        };
+
+        let mut tasks = Vec::new();
+        let timing = local::sync::SyncTiming {
+            ae_interval: config.ae_interval,
+            reap_interval: config.check_reap_interval,
+            deregister_min: config.check_deregister_interval_min,
+        };
+        tasks.push(tokio::spawn(local::sync::run(local.clone(), backend.clone(), timing, shutdown.clone())));
+        tasks.push(tokio::spawn(local::sync::reap(local.clone(), timing, shutdown.clone())));
+        if let Some(c) = &consensus {
+            tasks.push(tokio::spawn(c.clone().watch_metrics(shutdown.clone())));
+            tasks.push(tokio::spawn(c.clone().run_proposer(shutdown.clone())));
+            tasks.push(tokio::spawn(reap_tombstones(c.clone(), config.tombstone_ttl, shutdown.clone())));
+            tasks.push(tokio::spawn(crate::replication::session_ttl::reap_sessions(c.clone(), shutdown.clone())));
+        }
+        let serf_handler: rpc::Handler = {
+            let c = cluster.clone();
+            Arc::new(move |req| c.handle_rpc(req))
+        };
+        tasks.push(tokio::spawn(rpc::serve(serf_listener, serf_handler, shutdown.clone())));
+        tasks.push(tokio::spawn(gossip.clone().run(shutdown.clone())));
+        tasks.push(tokio::spawn(cluster.clone().run(shutdown.clone())));
+
+        // Servers resolve DNS queries their client agents forward, even with their own DNS port off.
+        let dns = Arc::new(crate::api::dns::DnsContext::new(
+            backend.clone(),
+            config.dns.clone(),
+            config.datacenter.clone(),
+            shutdown.clone(),
+        ));
+
+        if let Some(client) = &coordinates {
+            let members: crate::membership::coordinate_sync::MemberCount = {
+                let cluster = cluster.clone();
+                Arc::new(move || cluster.members().len())
+            };
+            let timing = crate::membership::coordinate_sync::SyncTiming {
+                interval_min: config.sync_coordinate_interval_min,
+                rate_target: config.sync_coordinate_rate_target,
+            };
+            let sync = crate::membership::coordinate_sync::run(
+                client.clone(),
+                backend.clone(),
+                config.node_name.clone(),
+                config.server,
+                members,
+                timing,
+                shutdown.clone(),
+            );
+            tasks.push(tokio::spawn(sync));
+        }
+
+        if let Some((udp, tcp)) = dns_sockets {
+            tasks.push(tokio::spawn(crate::api::dns::serve_udp(udp, dns.clone())));
+            tasks.push(tokio::spawn(crate::api::dns::serve_tcp(tcp, dns.clone())));
+        }
+
+        let left = CancellationToken::new();
+        let ctx = Arc::new(ApiContext {
+            backend: backend.clone(),
+            cluster: cluster.clone(),
+            config: config.api_settings(),
+            shutdown: shutdown.clone(),
+            http_addr,
+            local: local.clone(),
+            left: left.clone(),
+            coordinates: coordinates.clone(),
+        });
+        let app = http::router(ctx);
+        if let Some(c) = &consensus {
+            // The server port: Raft, forwarded writes and reads, and client agents' HTTP and DNS.
+            let (c, app, dns) = (c.clone(), app.clone(), dns.clone());
+            let rpc_handler: rpc::Handler = Arc::new(move |req| match req {
+                Request::Http(h) => {
+                    let app = app.clone();
+                    Box::pin(async move {
+                        match http::proxy::serve_forwarded(app, h).await {
+                            Ok(r) => Response::Http(r),
+                            Err(e) => Response::Error(WireError::BadRequest(e.to_string())),
+                        }
+                    })
+                }
+                Request::Dns { packet, udp } => {
+                    let dns = dns.clone();
+                    Box::pin(async move { Response::Dns(crate::api::dns::answer_forwarded(&dns, &packet, udp).await) })
+                }
+                other => c.handle_rpc(other),
+            });
+            tasks.push(tokio::spawn(rpc::serve(rpc_listener, rpc_handler, shutdown.clone())));
+        } else {
+            // A client agent holds no server port open; `rpc_addr` is only advertised.
+            drop(rpc_listener);
+        }
+        let http_shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(http_listener, app).with_graceful_shutdown(http_shutdown.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        }));
+        tracing::info!(node = %config.node_name, %node_id, %http_addr, %rpc_addr, %serf_addr, "agent started");
+        Ok(Agent {
+            config,
+            node_id,
+            http_addr,
+            dns_addr,
+            rpc_addr,
+            serf_addr,
+            consensus,
+            backend,
+            cluster,
+            shutdown,
+            left,
+            tasks,
+            log_store,
+            local,
+            coordinates,
+        })
+    }
+
+    /// The HTTP API address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The DNS address (UDP and TCP), unless DNS is disabled.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns_addr
+    }
+
+    /// The server RPC address (as advertised).
+    pub fn rpc_addr(&self) -> SocketAddr {
+        self.rpc_addr
+    }
+
+    /// The serf_lan address (as advertised): what other agents `-retry-join`.
+    pub fn serf_addr(&self) -> SocketAddr {
+        self.serf_addr
+    }
+
+    /// This node's UUID.
+    pub fn node_id(&self) -> Uuid {
+        self.node_id
+    }
+
+    /// This node's name.
+    pub fn node_name(&self) -> &str {
+        &self.config.node_name
+    }
+
+    /// The configuration the agent runs with.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// The consensus facade (for embedding and tests); `None` on client agents.
+    pub fn consensus(&self) -> Option<&Arc<Consensus>> {
+        self.consensus.as_ref()
+    }
+
+    /// Whether this agent is a server.
+    pub fn is_server(&self) -> bool {
+        self.consensus.is_some()
+    }
+
+    /// Completes once the agent has left the pool through `PUT /v1/agent/leave`; the owner
+    /// should then call [`Agent::shutdown`] (the `consul-rs` binary exits).
+    pub async fn left(&self) {
+        self.left.cancelled().await
+    }
+
+    /// Leaves the gossip pool gracefully (peers list this agent as `left`, and a server is
+    /// removed from the Raft configuration), then shuts down.
+    pub async fn leave(self) -> Result<()> {
+        self.cluster.gossip().leave().await;
+        self.shutdown().await
+    }
+
+    /// The cluster view.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// The agent's own services and checks.
+    pub fn local(&self) -> &Arc<LocalAgent> {
+        &self.local
+    }
+
+    /// This agent's network coordinate client, which the gossip layer feeds with probe round
+    /// trips (`update(peer, &peer_coord, rtt)`) and reads to piggyback on its acks; `None`
+    /// with `disable_coordinates`.
+    pub fn coordinates(&self) -> Option<&Arc<CoordinateClient>> {
+        self.coordinates.as_ref()
+    }
+
+    /// Replaces the config-file services and checks (`consul reload`); API-registered ones stay.
+    pub fn reload(&self, services: Vec<local::ServiceDefinition>, checks: Vec<local::CheckDefinition>) -> Result<()> {
+        self.local.reload(services, checks)
+    }
+
+    /// Sets how `PUT /v1/agent/reload` re-reads the config files (the binary owns parsing them).
+    pub fn set_reload_handler(&self, handler: local::ReloadHandler) {
+        self.local.set_reload_handler(handler);
+    }
+
+    /// Whether this agent is the Raft leader.
+    pub fn is_leader(&self) -> bool {
+        self.consensus.as_ref().is_some_and(|c| c.is_leader())
+    }
+
+    /// Waits until some leader is known, or `timeout` passes.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match &self.consensus {
+                Some(c) if c.leader().is_some() => return Ok(()),
+                Some(_) => {}
+                // A client agent: some server it knows of reports a leader.
+                None => {
+                    if self.client_sees_leader().await {
+                        return Ok(());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(Error::NoLeader)
+    }
+
+    async fn client_sees_leader(&self) -> bool {
+        let Backend::Client(remote) = &self.backend else { return false };
+        let req = HttpRequest { method: "GET".into(), uri: "/v1/status/leader".into(), headers: vec![], body: vec![] };
+        match remote.http(req, Duration::from_secs(2)).await {
+            Ok(r) => r.status == 200 && r.body.len() > 2,
+            Err(_) => false,
+        }
+    }
+
+    /// Takes a Raft snapshot now and compacts the log behind it.
+    pub async fn snapshot_now(&self) -> Result<()> {
+        match &self.consensus {
+            Some(c) => raft::trigger_snapshot(c.raft()).await,
+            None => Err(Error::BadRequest("client agents hold no Raft log".into())),
+        }
+    }
+
+    /// Stops every listener and task, then Raft and storage. Blocking queries in flight return
+    /// their current result.
+    pub async fn shutdown(mut self) -> Result<()> {
+        self.stop().await;
+        Ok(())
+    }
+
+    async fn stop(&mut self) {
+        // Raft first, while its connections still work: see `Consensus::close`.
+        if let Some(c) = &self.consensus {
+            c.close().await;
+        }
+        self.shutdown.cancel();
+        for task in self.tasks.drain(..) {
+            if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
+                tracing::warn!("a task did not stop within 10 s");
+            }
+        }
+        if let Some(store) = &self.log_store {
+            store.close();
+        }
+        tracing::info!(node = %self.config.node_name, "agent stopped");
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // Without an explicit shutdown, at least stop the listeners and background tasks.
+        self.shutdown.cancel();
+    }
+}
+
+/// On the leader, drops tombstones older than `ttl` (Consul's tombstone GC, 30 s granularity):
+/// it remembers the highest tombstone index it saw at each tick and, once a remembered tick is
+/// `ttl` old, reaps everything up to that index through Raft.
+async fn reap_tombstones(consensus: Arc<Consensus>, ttl: Duration, shutdown: CancellationToken) {
+    let granularity = Duration::from_secs(30).min(ttl / 2).max(Duration::from_millis(100));
+    let mut seen: std::collections::VecDeque<(Instant, u64)> = Default::default();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(granularity) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if !consensus.is_leader() {
+            seen.clear();
+            continue;
+        }
+        let max = consensus.state().read(|d| d.tombstones.values().copied().max());
+        if let Some(max) = max {
+            if seen.back().map(|(_, i)| *i) != Some(max) {
+                seen.push_back((Instant::now(), max));
+            }
+        }
+        let mut up_to = None;
+        while seen.front().is_some_and(|(t, _)| t.elapsed() >= ttl) {
+            up_to = seen.pop_front().map(|(_, i)| i);
+        }
+        if let Some(up_to) = up_to {
+            if let Err(e) = consensus.write(Command::ReapTombstones { up_to }).await {
+                tracing::warn!(error = %e, "tombstone reaping failed; will retry");
+                seen.push_front((Instant::now() - ttl, up_to));
+            }
+        }
+    }
+}

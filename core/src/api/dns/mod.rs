@@ -1,0 +1,20 @@
+//! The DNS interface (Consul's `agent/dns.go`): service and node discovery for the `consul.`
+//! domain over UDP and TCP, answered from the catalog.
+//!
+//! Names: `[tag.]<service>.service[.<dc>].<domain>`, RFC 2782 `_<service>._<tag|proto>[.service][.<dc>].<domain>`,
+//! `<node>.node[.<dc>].<domain>`, `<hex-ip>.addr[.<dc>].<domain>`. Instances with a critical
+//! check are never returned (`only_passing` drops warning ones too); answers are shuffled on
+//! every reply. Unknown names get NXDOMAIN with an SOA; known names with nothing healthy get an
+//! empty NOERROR. Names outside our domains go to `recursors`, or are refused.
+//!
+//! Packets are parsed and written by `hickory-proto`; the lookup logic ([`resolve`]) is a plain
+//! function of (query, state, config) so it is tested without sockets.
+
+mod config;
+mod resolve;
+mod server;
+
+pub use config::DnsConfig;
+
+pub use resolve::{resolve, DnsAnswer};
+pub use server::{answer_forwarded, serve_tcp, serve_udp, DnsContext};

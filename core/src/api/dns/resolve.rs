@@ -1,0 +1,466 @@
+//! Turning one DNS question into records, from the catalog.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use rand::seq::SliceRandom;
+
+use super::DnsConfig;
+use crate::state::catalog::{service_entries, HealthCheck, Node, CRITICAL, WARNING};
+use crate::state::StateData;
+
+/// What a question resolved to.
+#[derive(Debug, Clone, Default)]
+pub struct DnsAnswer {
+    /// The name is unknown: NXDOMAIN.
+    pub nx_domain: bool,
+    /// Answer records.
+    pub answers: Vec<Record>,
+    /// Additional records per answer, parallel to `answers` (addresses of SRV targets,
+    /// node-meta TXT), so trimming an answer trims its extras with it.
+    pub extras: Vec<Vec<Record>>,
+    /// Answers were left out because of the answer limit.
+    pub limited: bool,
+    /// Authority records (the SOA on empty and negative answers).
+    pub authorities: Vec<Record>,
+}
+
+impl DnsAnswer {
+    /// Every additional record.
+    pub fn additionals(&self) -> impl Iterator<Item = &Record> {
+        self.extras.iter().flatten()
+    }
+}
+
+/// A question under one of our domains, split into the labels before the domain (lower case).
+fn labels_under<'a>(qname: &'a str, domains: &[&str]) -> Option<(Vec<&'a str>, String)> {
+    for domain in domains {
+        let domain = domain.trim_end_matches('.');
+        let name = qname.trim_end_matches('.');
+        if name == domain {
+            return Some((Vec::new(), domain.to_string()));
+        }
+        if let Some(rest) = name.strip_suffix(domain).and_then(|r| r.strip_suffix('.')) {
+            return Some((rest.split('.').collect(), domain.to_string()));
+        }
+    }
+    None
+}
+
+/// Whether `qname` is under one of our domains.
+pub(crate) fn in_our_domains(qname: &str, config: &DnsConfig) -> bool {
+    let lower = qname.to_ascii_lowercase();
+    labels_under(&lower, &domains(config)).is_some()
+}
+
+fn domains(config: &DnsConfig) -> Vec<&str> {
+    std::iter::once(config.domain.as_str()).chain(config.alt_domain.as_deref()).collect()
+}
+
+fn name(s: &str) -> Option<Name> {
+    let fq = if s.ends_with('.') { s.to_string() } else { format!("{s}.") };
+    Name::from_str(&fq).ok()
+}
+
+fn ttl_secs(d: Duration) -> u32 {
+    d.as_secs().min(u64::from(u32::MAX)) as u32
+}
+
+/// `dns_config.service_ttl`: exact name, then the longest matching `prefix*`, then `*`.
+fn service_ttl(config: &DnsConfig, service: &str) -> u32 {
+    if let Some(d) = config.service_ttl.get(service) {
+        return ttl_secs(*d);
+    }
+    let best = config
+        .service_ttl
+        .iter()
+        .filter_map(|(pat, d)| pat.strip_suffix('*').filter(|p| service.starts_with(p)).map(|p| (p.len(), *d)))
+        .max_by_key(|(len, _)| *len);
+    best.map(|(_, d)| ttl_secs(d)).unwrap_or(0)
+}
+
+/// The SOA for `domain`.
+pub(crate) fn soa(config: &DnsConfig, domain: &str) -> Option<Record> {
+    let (refresh, retry, expire, min_ttl) = config.soa;
+    let serial =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
+    let rdata = SOA::new(
+        name(&format!("ns.{domain}"))?,
+        name(&format!("hostmaster.{domain}"))?,
+        serial,
+        refresh as i32,
+        retry as i32,
+        expire as i32,
+        min_ttl,
+    );
+    Some(Record::from_rdata(name(domain)?, 0, RData::SOA(rdata)))
+}
+
+fn addr_record(owner: &Name, ttl: u32, ip: IpAddr, qtype: RecordType) -> Option<Record> {
+    match (ip, qtype) {
+        (IpAddr::V4(v4), RecordType::A | RecordType::ANY | RecordType::SRV) => {
+            Some(Record::from_rdata(owner.clone(), ttl, RData::A(A(v4))))
+        }
+        (IpAddr::V6(v6), RecordType::AAAA | RecordType::ANY | RecordType::SRV) => {
+            Some(Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(v6))))
+        }
+        _ => None,
+    }
+}
+
+/// Node metadata as TXT strings (RFC 1464 `key=value`; `rfc1035-` keys give the bare value).
+fn meta_txt(node: &Node) -> Vec<String> {
+    node.meta
+        .iter()
+        .map(|(k, v)| match k.strip_prefix("rfc1035-") {
+            Some(_) => v.clone(),
+            None => format!("{k}={v}"),
+        })
+        .collect()
+}
+
+fn hex_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().iter().map(|b| format!("{b:02x}")).collect(),
+        IpAddr::V6(v6) => v6.octets().iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+fn parse_hex_ip(s: &str) -> Option<IpAddr> {
+    let bytes: Option<Vec<u8>> =
+        (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
+    match bytes?.as_slice() {
+        [a, b, c, d] => Some(IpAddr::V4(Ipv4Addr::new(*a, *b, *c, *d))),
+        b if b.len() == 16 => {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(b);
+            Some(IpAddr::V6(Ipv6Addr::from(o)))
+        }
+        _ => None,
+    }
+}
+
+/// Removes and returns an optional datacenter label (`…service.dc1`, `…service.dc1.dc`,
+/// `_svc._tag.dc1`) from the end of `labels`.
+fn split_dc<'a>(labels: &mut Vec<&'a str>) -> Option<&'a str> {
+    let n = labels.len();
+    let is_kind = |l: &str| matches!(l, "service" | "node" | "addr");
+    if n >= 3 && labels[n - 1] == "dc" && is_kind(labels[n - 3]) {
+        labels.pop();
+        return labels.pop();
+    }
+    if n >= 2 && is_kind(labels[n - 2]) && !is_kind(labels[n - 1]) {
+        return labels.pop();
+    }
+    if n == 3 && labels[0].starts_with('_') && labels[1].starts_with('_') && labels[2] != "service" {
+        return labels.pop();
+    }
+    None
+}
+
+/// Resolves one question against `data`. `qname` is the question name as asked.
+/// `max_answers` (0 = no limit) caps the answers built (the UDP answer limit), so a big service
+/// costs no more than the records that will be sent.
+pub fn resolve(
+    data: &StateData,
+    config: &DnsConfig,
+    datacenter: &str,
+    qname: &str,
+    qtype: RecordType,
+    max_answers: usize,
+) -> DnsAnswer {
+    let lower = qname.to_ascii_lowercase();
+    let doms = domains(config);
+    let Some((labels, domain)) = labels_under(&lower, &doms) else {
+        return DnsAnswer { nx_domain: true, ..Default::default() };
+    };
+    let domain = format!("{domain}.");
+    let negative = |nx: bool| DnsAnswer {
+        nx_domain: nx,
+        authorities: soa(config, &domain).into_iter().collect(),
+        ..Default::default()
+    };
+    let Some(owner) = name(qname) else { return negative(true) };
+
+    let mut labels = labels;
+    if let Some(dc) = split_dc(&mut labels) {
+        if !dc.eq_ignore_ascii_case(datacenter) {
+            return negative(true);
+        }
+    }
+
+    match labels.as_slice() {
+        [node, "node"] => {
+            node_answer(data, config, &domain, datacenter, &owner, node, qtype).unwrap_or_else(|| negative(true))
+        }
+        [hex, "addr"] => match parse_hex_ip(hex) {
+            Some(ip) => {
+                let mut a = DnsAnswer::default();
+                a.answers.extend(addr_record(&owner, 0, ip, qtype));
+                if a.answers.is_empty() {
+                    a.authorities.extend(soa(config, &domain));
+                }
+                a
+            }
+            None => negative(true),
+        },
+        [svc, "service"] => {
+            service_answer(data, config, &domain, datacenter, &owner, (svc, None), qtype, max_answers, negative)
+        }
+        [svc, proto, "service"] | [svc, proto] if svc.starts_with('_') && proto.starts_with('_') => {
+            let svc = &svc[1..];
+            let tag = &proto[1..];
+            // RFC 2782: `_tcp`/`_udp` as the protocol label means "no tag filter".
+            let tag = if matches!(tag, "tcp" | "udp") { None } else { Some(tag) };
+            service_answer(
+                data,
+                config,
+                &domain,
+                datacenter,
+                &owner,
+                (svc, tag),
+                RecordType::SRV,
+                max_answers,
+                negative,
+            )
+        }
+        [tag, svc, "service"] => {
+            service_answer(data, config, &domain, datacenter, &owner, (svc, Some(tag)), qtype, max_answers, negative)
+        }
+        [] => {
+            // The domain apex: SOA (and nothing else).
+            let mut a = DnsAnswer::default();
+            if matches!(qtype, RecordType::SOA | RecordType::ANY) {
+                a.answers.extend(soa(config, &domain));
+            } else {
+                a.authorities.extend(soa(config, &domain));
+            }
+            a
+        }
+        _ => negative(true),
+    }
+}
+
+fn node_answer(
+    data: &StateData,
+    config: &DnsConfig,
+    domain: &str,
+    _datacenter: &str,
+    owner: &Name,
+    node: &str,
+    qtype: RecordType,
+) -> Option<DnsAnswer> {
+    let node = data.catalog.nodes.values().find(|n| n.node.eq_ignore_ascii_case(node))?;
+    let ttl = ttl_secs(config.node_ttl);
+    let mut a = DnsAnswer::default();
+    match IpAddr::from_str(&node.address) {
+        Ok(ip) => a.answers.extend(addr_record(owner, ttl, ip, qtype)),
+        Err(_) if matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY | RecordType::CNAME) => {
+            if let Some(target) = name(&node.address) {
+                a.answers.push(Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(target))));
+            }
+        }
+        Err(_) => {}
+    }
+    if matches!(qtype, RecordType::TXT | RecordType::ANY) && !node.meta.is_empty() {
+        a.answers.push(Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::new(meta_txt(node)))));
+    }
+    if a.answers.is_empty() {
+        a.authorities.extend(soa(config, domain));
+    }
+    Some(a)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn service_answer(
+    data: &StateData,
+    config: &DnsConfig,
+    domain: &str,
+    datacenter: &str,
+    owner: &Name,
+    (service, tag): (&str, Option<&str>),
+    qtype: RecordType,
+    max_answers: usize,
+    negative: impl Fn(bool) -> DnsAnswer,
+) -> DnsAnswer {
+    let name_match = data.catalog.service_indexes.keys().find(|k| k.eq_ignore_ascii_case(service)).cloned();
+    let service_name = name_match.unwrap_or_else(|| service.to_string());
+    let entries = service_entries(data, &service_name);
+    if entries.is_empty() {
+        return negative(true);
+    }
+    let healthy = |checks: &[&HealthCheck]| {
+        !checks.iter().any(|c| c.status == CRITICAL || (config.only_passing && c.status == WARNING))
+    };
+    let mut picked: Vec<_> = entries
+        .into_iter()
+        .filter(|(_, s, _)| tag.is_none_or(|t| s.tags.iter().any(|st| st.eq_ignore_ascii_case(t))))
+        .filter(|(_, _, checks)| healthy(checks))
+        .collect();
+    picked.shuffle(&mut rand::thread_rng());
+    let ttl = service_ttl(config, &service_name);
+    let mut limit = if max_answers == 0 { usize::MAX } else { max_answers };
+    if config.a_record_limit > 0 && qtype != RecordType::SRV {
+        limit = limit.min(config.a_record_limit);
+    }
+    let mut a = DnsAnswer::default();
+    // Several instances on one address give identical A records: answer each address once.
+    let mut seen_ips = std::collections::HashSet::new();
+    let mut cname = None;
+    for (node, svc, checks) in picked {
+        if a.answers.len() >= limit {
+            a.limited = true;
+            break;
+        }
+        let address = if svc.address.is_empty() { node.address.as_str() } else { svc.address.as_str() };
+        let ip = IpAddr::from_str(address).ok();
+        if qtype == RecordType::SRV {
+            let warning = checks.iter().any(|c| c.status == WARNING);
+            let weight = if warning { svc.weights.warning } else { svc.weights.passing }.clamp(0, 65535) as u16;
+            let target = match ip {
+                _ if svc.address.is_empty() => format!("{}.node.{datacenter}.{domain}", node.node),
+                Some(ip) => format!("{}.addr.{datacenter}.{domain}", hex_ip(ip)),
+                None => format!("{address}."),
+            };
+            let Some(target_name) = name(&target) else { continue };
+            let mut extra = Vec::with_capacity(2);
+            match ip {
+                Some(ip) => extra.extend(addr_record(&target_name, ttl, ip, RecordType::SRV)),
+                None => {
+                    if let Some(cname) = name(address) {
+                        extra.push(Record::from_rdata(target_name.clone(), ttl, RData::CNAME(CNAME(cname))));
+                    }
+                }
+            }
+            if config.node_meta_txt && svc.address.is_empty() && !node.meta.is_empty() {
+                extra.push(Record::from_rdata(target_name.clone(), ttl, RData::TXT(TXT::new(meta_txt(node)))));
+            }
+            a.answers.push(Record::from_rdata(
+                owner.clone(),
+                ttl,
+                RData::SRV(SRV::new(1, weight, svc.port, target_name)),
+            ));
+            a.extras.push(extra);
+        } else {
+            let wants_cname = matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY | RecordType::CNAME);
+            match ip {
+                Some(ip) if seen_ips.insert(ip) => a.answers.extend(addr_record(owner, ttl, ip, qtype)),
+                Some(_) => {}
+                None if wants_cname && cname.is_none() => {
+                    cname = name(address).map(|c| Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(c))));
+                }
+                None => {}
+            }
+        }
+    }
+    // A name with a CNAME may hold nothing else: answer the CNAME only when it was asked for,
+    // or when no instance has an address.
+    if qtype == RecordType::CNAME || a.answers.is_empty() {
+        a.answers = cname.into_iter().collect();
+    }
+    if a.answers.is_empty() {
+        a.authorities.extend(soa(config, domain));
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::catalog::{Catalog, RegisterRequest, ServiceInstance, PASSING};
+
+    fn state() -> StateData {
+        let mut cat = Catalog::default();
+        let reg = |node: &str, addr: &str, id: &str, tags: &[&str], status: &str, svc_addr: &str| RegisterRequest {
+            node: Node {
+                node: node.into(),
+                address: addr.into(),
+                meta: [("rack".to_string(), "r1".to_string())].into(),
+                ..Node::default()
+            },
+            service: Some(ServiceInstance {
+                id: id.into(),
+                service: "web".into(),
+                port: 80,
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                address: svc_addr.into(),
+                ..ServiceInstance::default()
+            }),
+            checks: vec![HealthCheck {
+                check_id: format!("{id}-c"),
+                service_id: id.into(),
+                status: status.into(),
+                ..HealthCheck::default()
+            }],
+            ..RegisterRequest::default()
+        };
+        cat.register(&reg("n1", "10.0.0.1", "web1", &["primary"], PASSING, ""), 2).expect("reg");
+        cat.register(&reg("n2", "10.0.0.2", "web2", &[], WARNING, ""), 3).expect("reg");
+        cat.register(&reg("n3", "10.0.0.3", "web3", &[], CRITICAL, ""), 4).expect("reg");
+        cat.register(&reg("n4", "10.0.0.4", "web4", &[], PASSING, "web.example.com"), 5).expect("reg");
+        StateData { catalog: cat, ..StateData::default() }
+    }
+
+    fn ips(a: &DnsAnswer) -> Vec<String> {
+        let mut v: Vec<String> = a
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(a.0.to_string()),
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn service_a_records_skip_critical() {
+        let cfg = DnsConfig::default();
+        let a = resolve(&state(), &cfg, "dc1", "web.service.consul.", RecordType::A, 0);
+        assert_eq!(ips(&a), ["10.0.0.1", "10.0.0.2"]);
+        let only = DnsConfig { only_passing: true, ..DnsConfig::default() };
+        assert_eq!(ips(&resolve(&state(), &only, "dc1", "WEB.service.dc1.consul.", RecordType::A, 0)), ["10.0.0.1"]);
+        assert_eq!(ips(&resolve(&state(), &cfg, "dc1", "primary.web.service.consul.", RecordType::A, 0)), ["10.0.0.1"]);
+    }
+
+    #[test]
+    fn srv_has_targets_and_additionals() {
+        let a = resolve(&state(), &DnsConfig::default(), "dc1", "_web._tcp.service.consul.", RecordType::SRV, 0);
+        assert_eq!(a.answers.len(), 3, "two healthy IP instances and the hostname one");
+        assert!(a.additionals().any(|r| r.name.to_ascii() == "n1.node.dc1.consul."));
+        let tagged =
+            resolve(&state(), &DnsConfig::default(), "dc1", "_web._primary.service.consul.", RecordType::SRV, 0);
+        assert_eq!(tagged.answers.len(), 1);
+    }
+
+    #[test]
+    fn nodes_addrs_and_negatives() {
+        let cfg = DnsConfig::default();
+        let st = state();
+        assert_eq!(ips(&resolve(&st, &cfg, "dc1", "n2.node.consul.", RecordType::A, 0)), ["10.0.0.2"]);
+        let txt = resolve(&st, &cfg, "dc1", "n2.node.consul.", RecordType::TXT, 0);
+        assert_eq!(txt.answers.len(), 1);
+        assert_eq!(ips(&resolve(&st, &cfg, "dc1", "0a000001.addr.dc1.consul.", RecordType::A, 0)), ["10.0.0.1"]);
+        let nx = resolve(&st, &cfg, "dc1", "nope.service.consul.", RecordType::A, 0);
+        assert!(nx.nx_domain && !nx.authorities.is_empty());
+        let other_dc = resolve(&st, &cfg, "dc1", "web.service.dc2.consul.", RecordType::A, 0);
+        assert!(other_dc.nx_domain);
+        let cname = resolve(&st, &cfg, "dc1", "web.service.consul.", RecordType::CNAME, 0);
+        assert_eq!(cname.answers.len(), 1);
+    }
+
+    #[test]
+    fn ttls_by_pattern() {
+        let mut cfg = DnsConfig::default();
+        cfg.service_ttl.insert("*".into(), Duration::from_secs(5));
+        cfg.service_ttl.insert("we*".into(), Duration::from_secs(30));
+        assert_eq!(service_ttl(&cfg, "web"), 30);
+        assert_eq!(service_ttl(&cfg, "db"), 5);
+        cfg.service_ttl.insert("web".into(), Duration::from_secs(7));
+        assert_eq!(service_ttl(&cfg, "web"), 7);
+    }
+}

@@ -1,0 +1,303 @@
+//! DNS over UDP and TCP: packet handling, truncation, EDNS0, recursion.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, Record};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::resolve::{in_our_domains, resolve};
+use super::DnsConfig;
+use crate::replication::backend::Backend;
+use crate::replication::consensus::Consistency;
+
+/// Largest plain-DNS UDP answer (RFC 1035).
+const UDP_PLAIN_MAX: usize = 512;
+/// Largest answer we build over TCP (the 2-byte length prefix limit).
+const TCP_MAX: usize = 65535;
+/// Recursive lookups in flight at once; more are answered SERVFAIL instead of queueing.
+const MAX_RECURSIONS: usize = 64;
+
+/// What the DNS server needs.
+#[derive(Debug)]
+pub struct DnsContext {
+    /// Catalog reads (stale by default) and read barriers on servers; forwarding on clients.
+    pub backend: Backend,
+    /// `dns_config` and friends.
+    pub config: DnsConfig,
+    /// This agent's datacenter.
+    pub datacenter: String,
+    /// Stops the listeners.
+    pub shutdown: CancellationToken,
+    recursions: Semaphore,
+}
+
+impl DnsContext {
+    /// A context for one agent.
+    pub fn new(backend: Backend, config: DnsConfig, datacenter: String, shutdown: CancellationToken) -> Self {
+        DnsContext { backend, config, datacenter, shutdown, recursions: Semaphore::new(MAX_RECURSIONS) }
+    }
+
+    fn is_client(&self) -> bool {
+        matches!(self.backend, Backend::Client(_))
+    }
+}
+
+/// Answers a query a client agent forwarded (`None`: drop it).
+pub async fn answer_forwarded(ctx: &DnsContext, packet: &[u8], udp: bool) -> Option<Vec<u8>> {
+    match handle(ctx, packet, udp).await {
+        Handled::Reply(b) => Some(b),
+        // The client recurses itself; a forwarded query is always for our domains.
+        Handled::Recurse | Handled::Drop => None,
+    }
+}
+
+/// The outcome of handling one packet.
+enum Handled {
+    /// Send these bytes.
+    Reply(Vec<u8>),
+    /// Not ours: forward the packet to the recursors.
+    Recurse,
+    /// Say nothing (the packet was not a query, or not even a header).
+    Drop,
+}
+
+fn error_reply(id: u16, op: OpCode, code: ResponseCode) -> Handled {
+    let mut m = Message::error_msg(id, op, code);
+    m.metadata.message_type = MessageType::Response;
+    m.to_vec().map(Handled::Reply).unwrap_or(Handled::Drop)
+}
+
+/// Encodes `resp` with `answers` (each with its extra records) in at most `max` bytes, dropping
+/// answers from the end — together with their extras — until it fits. Returns the bytes and
+/// whether answers were dropped.
+fn encode_within(mut resp: Message, answers: Vec<(Record, Vec<Record>)>, max: usize) -> Option<(Vec<u8>, bool)> {
+    let total = answers.len();
+    let encode = |keep: usize, resp: &mut Message| -> Option<Vec<u8>> {
+        resp.answers = answers[..keep].iter().map(|(r, _)| r.clone()).collect();
+        resp.additionals = answers[..keep].iter().flat_map(|(_, x)| x.iter().cloned()).collect();
+        resp.to_vec().ok()
+    };
+    let mut keep = total;
+    let mut bytes = encode(keep, &mut resp)?;
+    if bytes.len() > max && keep > 0 {
+        // Jump close to the size that fits, then step down.
+        keep = (keep * max / bytes.len()).min(keep - 1);
+        bytes = encode(keep, &mut resp)?;
+    }
+    while bytes.len() > max && keep > 0 {
+        keep -= 1;
+        bytes = encode(keep, &mut resp)?;
+    }
+    if bytes.len() > max {
+        resp.authorities.clear();
+        bytes = resp.to_vec().ok()?;
+    }
+    Some((bytes, keep < total))
+}
+
+async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool) -> Handled {
+    let req = match Message::from_vec(packet) {
+        Ok(m) => m,
+        Err(_) if packet.len() >= 2 => {
+            return error_reply(u16::from_be_bytes([packet[0], packet[1]]), OpCode::Query, ResponseCode::FormErr);
+        }
+        Err(_) => return Handled::Drop,
+    };
+    let id = req.metadata.id;
+    if req.metadata.message_type != MessageType::Query {
+        return Handled::Drop;
+    }
+    if req.metadata.op_code != OpCode::Query {
+        return error_reply(id, req.metadata.op_code, ResponseCode::NotImp);
+    }
+    let [query] = req.queries.as_slice() else {
+        return error_reply(id, OpCode::Query, ResponseCode::FormErr);
+    };
+    if !matches!(query.query_class, DNSClass::IN | DNSClass::ANY) {
+        return error_reply(id, OpCode::Query, ResponseCode::NotImp);
+    }
+    let qname = query.name.to_ascii();
+    if !in_our_domains(&qname, &ctx.config) {
+        return if ctx.config.recursors.is_empty() {
+            error_reply(id, OpCode::Query, ResponseCode::Refused)
+        } else {
+            Handled::Recurse
+        };
+    }
+    // DNS reads are stale by default (`allow_stale`); past `max_stale` behind the leader, or with
+    // stale reads off, read through the leader like a default-mode HTTP query.
+    let consensus = match &ctx.backend {
+        Backend::Server(c) => c,
+        // A client agent has no catalog: a server resolves the query.
+        Backend::Client(remote) => {
+            return match remote.dns(packet.to_vec(), udp).await {
+                Ok(Some(bytes)) => Handled::Reply(bytes),
+                Ok(None) => Handled::Drop,
+                Err(_) => error_reply(id, OpCode::Query, ResponseCode::ServFail),
+            };
+        }
+    };
+    let mode = if ctx.config.allow_stale { Consistency::MaxStale(ctx.config.max_stale) } else { Consistency::Default };
+    if consensus.read_barrier(mode).await.is_err() {
+        return error_reply(id, OpCode::Query, ResponseCode::ServFail);
+    }
+    let client_edns = req.edns.as_ref().map(|e| usize::from(e.max_payload()).max(UDP_PLAIN_MAX));
+    let (max, limit) = match (udp, client_edns) {
+        (false, _) => (TCP_MAX, 0),
+        (true, Some(size)) => (size, 0),
+        (true, None) => (UDP_PLAIN_MAX, ctx.config.udp_answer_limit),
+    };
+    let answer = consensus.state().read(|d| resolve(d, &ctx.config, &ctx.datacenter, &qname, query.query_type, limit));
+    let mut resp = Message::response(id, OpCode::Query);
+    resp.metadata.authoritative = true;
+    resp.metadata.recursion_desired = req.metadata.recursion_desired;
+    resp.metadata.recursion_available = !ctx.config.recursors.is_empty();
+    resp.metadata.response_code = if answer.nx_domain { ResponseCode::NXDomain } else { ResponseCode::NoError };
+    resp.queries = req.queries.clone();
+    resp.authorities = answer.authorities;
+    if let Some(size) = client_edns {
+        let mut edns = Edns::new();
+        edns.set_max_payload(size.min(4096) as u16);
+        resp.set_edns(edns);
+    }
+    let mut extras = answer.extras.into_iter();
+    let answers: Vec<(Record, Vec<Record>)> =
+        answer.answers.into_iter().map(|r| (r, extras.next().unwrap_or_default())).collect();
+    let limited = answer.limited;
+    match encode_within(resp, answers, max) {
+        Some((mut bytes, cut)) if (cut || limited) && udp && ctx.config.enable_truncate => {
+            // Set TC in the encoded header (byte 2, bit 0x02): the flag does not change the size.
+            if let Some(flags) = bytes.get_mut(2) {
+                *flags |= 0x02;
+            }
+            Handled::Reply(bytes)
+        }
+        Some((bytes, _)) => Handled::Reply(bytes),
+        None => error_reply(id, OpCode::Query, ResponseCode::ServFail),
+    }
+}
+
+/// Forwards `packet` to each recursor in turn; the first answer wins.
+async fn recurse(ctx: &DnsContext, packet: &[u8]) -> Vec<u8> {
+    let id = if packet.len() >= 2 { u16::from_be_bytes([packet[0], packet[1]]) } else { 0 };
+    let servfail = || match error_reply(id, OpCode::Query, ResponseCode::ServFail) {
+        Handled::Reply(b) => b,
+        _ => Vec::new(),
+    };
+    let Ok(_permit) = ctx.recursions.try_acquire() else { return servfail() };
+    for upstream in &ctx.config.recursors {
+        let bind: SocketAddr = if upstream.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().unwrap_or(*upstream);
+        let Ok(sock) = UdpSocket::bind(bind).await else { continue };
+        if sock.send_to(packet, upstream).await.is_err() {
+            continue;
+        }
+        let mut buf = vec![0u8; 4096];
+        if let Ok(Ok((n, from))) = tokio::time::timeout(ctx.config.recursor_timeout, sock.recv_from(&mut buf)).await {
+            if from == *upstream {
+                buf.truncate(n);
+                return buf;
+            }
+        }
+    }
+    servfail()
+}
+
+/// Serves DNS over UDP on `socket` until shutdown. Catalog lookups are answered inline by two
+/// receiver tasks (they only read memory, so a fixed number of tasks bounds DNS to a share of
+/// the CPU and a query flood cannot starve the HTTP API); recursive lookups run in their own
+/// tasks.
+pub async fn serve_udp(socket: UdpSocket, ctx: Arc<DnsContext>) {
+    let socket = Arc::new(socket);
+    // Two receivers share the socket so both cores can answer under load; catalog lookups are
+    // short reads, and tokio interleaves these tasks with the HTTP API's, so DNS cannot starve it.
+    let second = tokio::spawn(udp_worker(socket.clone(), ctx.clone()));
+    udp_worker(socket, ctx).await;
+    let _ = second.await;
+}
+
+async fn udp_worker(socket: Arc<UdpSocket>, ctx: Arc<DnsContext>) {
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let received = tokio::select! {
+            r = socket.recv_from(&mut buf) => r,
+            _ = ctx.shutdown.cancelled() => return,
+        };
+        let Ok((len, peer)) = received else { continue };
+        let packet = &buf[..len];
+        if ctx.is_client() {
+            // Forwarded queries wait on a server round trip: never hold a receiver for that.
+            let (socket, ctx, packet) = (socket.clone(), ctx.clone(), packet.to_vec());
+            tokio::spawn(async move {
+                let reply = match handle(&ctx, &packet, true).await {
+                    Handled::Reply(b) => b,
+                    Handled::Recurse => recurse(&ctx, &packet).await,
+                    Handled::Drop => return,
+                };
+                if !reply.is_empty() {
+                    let _ = socket.send_to(&reply, peer).await;
+                }
+            });
+            continue;
+        }
+        match handle(&ctx, packet, true).await {
+            Handled::Reply(bytes) => {
+                let _ = socket.send_to(&bytes, peer).await;
+            }
+            Handled::Recurse => {
+                let (socket, ctx, packet) = (socket.clone(), ctx.clone(), packet.to_vec());
+                tokio::spawn(async move {
+                    let reply = recurse(&ctx, &packet).await;
+                    if !reply.is_empty() {
+                        let _ = socket.send_to(&reply, peer).await;
+                    }
+                });
+            }
+            Handled::Drop => {}
+        }
+    }
+}
+
+/// Serves DNS over TCP (RFC 7766 framing: a 2-byte length before each message) until shutdown.
+pub async fn serve_tcp(listener: TcpListener, ctx: Arc<DnsContext>) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = ctx.shutdown.cancelled() => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        tokio::spawn(serve_tcp_conn(stream, ctx.clone()));
+    }
+}
+
+async fn serve_tcp_conn(mut stream: TcpStream, ctx: Arc<DnsContext>) {
+    let idle = Duration::from_secs(10);
+    loop {
+        let mut len = [0u8; 2];
+        let read = tokio::select! {
+            r = tokio::time::timeout(idle, stream.read_exact(&mut len)) => r,
+            _ = ctx.shutdown.cancelled() => return,
+        };
+        if !matches!(read, Ok(Ok(_))) {
+            return;
+        }
+        let mut packet = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        if !matches!(tokio::time::timeout(idle, stream.read_exact(&mut packet)).await, Ok(Ok(_))) {
+            return;
+        }
+        let reply = match handle(&ctx, &packet, false).await {
+            Handled::Reply(b) => b,
+            Handled::Recurse => recurse(&ctx, &packet).await,
+            Handled::Drop => return,
+        };
+        let Ok(n) = u16::try_from(reply.len()) else { return };
+        if stream.write_all(&n.to_be_bytes()).await.is_err() || stream.write_all(&reply).await.is_err() {
+            return;
+        }
+    }
+}

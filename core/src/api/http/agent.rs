@@ -1,0 +1,208 @@
+//! `/v1/agent/self`, `/v1/agent/members`, `join`, `leave`, `force-leave`, `/v1/agent/version`
+//! (`agent/agent_endpoint.go`). The agent's services and checks are in `agent_local.rs`.
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json as json_value, Value};
+
+use super::query::QueryParams;
+use super::{json, ApiContext, Ctx};
+use crate::local::CheckKind;
+use crate::membership::gossip::engine::EngineError;
+use crate::membership::gossip::MemberStatus;
+use crate::replication::raft::ServerState;
+use crate::rpc::messages::MemberInfo;
+use crate::Error;
+
+/// Consul's `AgentMember` shape for one member.
+pub(crate) fn member_json(m: &MemberInfo, status: MemberStatus) -> Value {
+    let expect = m.bootstrap_expect;
+    json_value!({
+        "Name": m.name,
+        "Addr": m.serf_addr.ip().to_string(),
+        "Port": m.serf_addr.port(),
+        "Tags": {
+            "role": if m.server { "consul" } else { "node" },
+            "dc": m.datacenter,
+            "id": m.node_id.to_string(),
+            "port": m.rpc_addr.port().to_string(),
+            "expect": expect.to_string(),
+            "build": format!("{}:consul-rs", crate::VERSION),
+            "vsn": "2", "vsn_min": "2", "vsn_max": "3",
+            "raft_vsn": "3",
+        },
+        "Status": status.code(),
+        "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
+        "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
+    })
+}
+
+/// `GET /v1/agent/self`.
+pub(super) async fn agent_self(State(ctx): State<Ctx>, uri: Uri) -> Response {
+    let q = QueryParams::from_uri(&uri);
+    let me = ctx.cluster.me();
+    let local = ctx.local.state.snapshot();
+    let gossip = ctx.cluster.gossip();
+    let counters = gossip.counters();
+    let body = json_value!({
+        "Config": {
+            "Datacenter": ctx.config.datacenter,
+            "PrimaryDatacenter": ctx.config.datacenter,
+            "NodeName": me.name,
+            "NodeID": me.node_id.to_string(),
+            "Server": me.server,
+            "Revision": "consul-rs",
+            "Version": crate::VERSION,
+            "BuildDate": "",
+        },
+        "DebugConfig": {
+            "Bootstrap": ctx.config.bootstrap,
+            "BootstrapExpect": ctx.config.bootstrap_expect,
+            "DevMode": ctx.config.dev,
+            "ClientAddrs": [ctx.config.client_addr.to_string()],
+            "HTTPAddrs": [format!("tcp://{}", ctx.http_addr)],
+            "RPCBindAddr": format!("tcp://{}", me.rpc_addr),
+            "SerfBindAddrLAN": format!("tcp://{}", me.serf_addr),
+            "DataDir": ctx.config.data_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
+            "RetryJoinLAN": ctx.config.retry_join,
+        },
+        "Coord": ctx.coordinates.as_ref().map(|c| c.get()),
+        "Member": member_json(&me, MemberStatus::Alive),
+        "Stats": {
+            "agent": {
+                "check_monitors": local.checks.values().filter(|c| matches!(c.def.kind, CheckKind::Script { .. })).count().to_string(),
+                "check_ttls": local.checks.values().filter(|c| matches!(c.def.kind, CheckKind::Ttl { .. })).count().to_string(),
+                "checks": local.checks.len().to_string(),
+                "services": local.services.len().to_string(),
+            },
+            "consul": consul_stats(&ctx, &me),
+            "raft": raft_stats(&ctx),
+            "serf_lan": {
+                "members": ctx.cluster.members().len().to_string(),
+                "health_score": gossip.local_health().to_string(),
+                "encrypted": gossip.keyring().enabled().to_string(),
+                "packets_in": counters.packets_in.to_string(),
+                "packets_out": counters.packets_out.to_string(),
+                "dropped_malformed": counters.dropped_malformed.to_string(),
+                "dropped_decrypt": counters.dropped_decrypt.to_string(),
+                "dropped_plaintext": counters.dropped_plaintext.to_string(),
+                "dropped_replayed": counters.dropped_replayed.to_string(),
+            },
+            "build": { "version": crate::VERSION, "revision": "consul-rs", "prerelease": "" },
+        },
+        "Meta": {},
+    });
+    json(StatusCode::OK, &body, q.pretty())
+}
+
+fn consul_stats(ctx: &ApiContext, me: &MemberInfo) -> Value {
+    let Some(c) = ctx.backend.consensus() else {
+        return json_value!({ "server": "false", "known_servers": ctx.cluster.servers().len().to_string() });
+    };
+    let leader = c.is_leader();
+    json_value!({
+        "bootstrap": ctx.config.bootstrap.to_string(),
+        "known_datacenters": "1",
+        "leader": leader.to_string(),
+        "leader_addr": c.leader().map(|(_, n)| n.rpc_addr).unwrap_or_default(),
+        "server": me.server.to_string(),
+    })
+}
+
+fn raft_stats(ctx: &ApiContext) -> Value {
+    let Some(c) = ctx.backend.consensus() else { return Value::Null };
+    let metrics = c.metrics();
+    let state = match metrics.state {
+        ServerState::Leader => "Leader",
+        ServerState::Follower => "Follower",
+        ServerState::Candidate => "Candidate",
+        ServerState::Learner => "Learner",
+        ServerState::Shutdown => "Shutdown",
+    };
+    json_value!({
+        "state": state,
+        "term": metrics.current_term.to_string(),
+        "last_log_index": metrics.last_log_index.unwrap_or(0).to_string(),
+        "applied_index": metrics.last_applied.map(|l| l.index).unwrap_or(0).to_string(),
+        "commit_index": metrics.last_applied.map(|l| l.index).unwrap_or(0).to_string(),
+        "last_snapshot_index": metrics.snapshot.map(|l| l.index).unwrap_or(0).to_string(),
+        "num_peers": crate::replication::raft::configuration(&metrics).servers.len().saturating_sub(1).to_string(),
+        "protocol_version": "3",
+    })
+}
+
+/// `GET /v1/agent/members` (`?wan`, `?segment`): the members this agent knows of.
+pub(super) async fn agent_members(State(ctx): State<Ctx>, uri: Uri) -> Response {
+    let q = QueryParams::from_uri(&uri);
+    let wan = q.has("wan") && q.get("wan") != Some("false") && q.get("wan") != Some("0");
+    // No network segments exist here: only the default ("") and `_all` name the LAN pool.
+    let segment_ok = matches!(q.get("segment"), None | Some("") | Some("_all"));
+    let members: Vec<Value> = if wan {
+        // One datacenter: its WAN pool would be its servers, named `node.dc`.
+        if !ctx.config.server {
+            return Error::BadRequest("WAN members are only known to servers".into()).into_response();
+        }
+        ctx.cluster
+            .members()
+            .iter()
+            .filter(|m| m.info.server)
+            .map(|m| {
+                let mut v = member_json(&m.info, m.status);
+                v["Name"] = Value::String(format!("{}.{}", m.info.name, m.info.datacenter));
+                v
+            })
+            .collect()
+    } else if segment_ok {
+        ctx.cluster.members().iter().map(|m| member_json(&m.info, m.status)).collect()
+    } else {
+        Vec::new()
+    };
+    json(StatusCode::OK, &members, q.pretty())
+}
+
+/// `PUT /v1/agent/join/:address` (`?wan`).
+pub(super) async fn agent_join(State(ctx): State<Ctx>, Path(address): Path<String>, uri: Uri) -> Response {
+    let q = QueryParams::from_uri(&uri);
+    if q.has("wan") && q.get("wan") != Some("false") && q.get("wan") != Some("0") {
+        return Error::BadRequest("WAN join is not supported: consul-rs runs a single datacenter".into())
+            .into_response();
+    }
+    if address.is_empty() {
+        return Error::BadRequest("missing address to join".into()).into_response();
+    }
+    match ctx.cluster.join(std::slice::from_ref(&address)).await {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(e) => Error::Rpc(e.to_string()).into_response(),
+    }
+}
+
+/// `PUT /v1/agent/leave`: leave the pool gracefully; the agent then shuts down.
+pub(super) async fn agent_leave(State(ctx): State<Ctx>) -> Response {
+    ctx.cluster.gossip().leave().await;
+    ctx.left.cancel();
+    StatusCode::OK.into_response()
+}
+
+/// `PUT /v1/agent/force-leave/:node` (`?prune`): mark a failed member as left.
+pub(super) async fn agent_force_leave(State(ctx): State<Ctx>, Path(node): Path<String>, uri: Uri) -> Response {
+    let q = QueryParams::from_uri(&uri);
+    let prune = q.has("prune") && q.get("prune") != Some("false") && q.get("prune") != Some("0");
+    match ctx.cluster.gossip().force_leave(&node, prune) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e @ EngineError::UnknownMember(_)) => {
+            (StatusCode::NOT_FOUND, format!("agent: No node found with name '{node}' ({e})\n")).into_response()
+        }
+        Err(e) => Error::Rpc(e.to_string()).into_response(),
+    }
+}
+
+/// `GET /v1/agent/version`.
+pub(super) async fn agent_version(State(ctx): State<Ctx>, uri: Uri) -> Response {
+    let q = QueryParams::from_uri(&uri);
+    let body = json_value!({
+        "SHA": "", "BuildDate": "", "HumanVersion": crate::VERSION, "FIPS": "",
+        "Datacenter": ctx.config.datacenter,
+    });
+    json(StatusCode::OK, &body, q.pretty())
+}

@@ -1,0 +1,308 @@
+//! The agent's own services and checks (`agent/agent_endpoint.go`): registration,
+//! deregistration, TTL updates, maintenance mode, local health, hash-blocking service reads and
+//! `PUT /v1/agent/reload`. Registrations change the local state only; anti-entropy carries them
+//! to the catalog.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::catalog::{check_json, service_json};
+use super::query::QueryParams;
+use super::{json as json_response, read_body, text, Ctx};
+use crate::duration::parse_go_duration;
+use crate::local::{aggregate, parse_check_registration, parse_service_registration, LocalCheck, Snapshot, Source};
+use crate::state::catalog::{valid_status, CRITICAL, PASSING, WARNING};
+use crate::Error;
+
+/// Largest registration body.
+const MAX_BODY: usize = 1024 * 1024;
+
+fn respond(r: Result<Response, Error>) -> Response {
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn ok_empty() -> Response {
+    StatusCode::OK.into_response()
+}
+
+async fn body_json(body: Body, headers: &HeaderMap) -> Result<Value, Error> {
+    let bytes = read_body(body, headers, MAX_BODY, "the agent request size limit").await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::BadRequest("Request decode failed: empty body".into()));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| Error::BadRequest(format!("Request decode failed: {e}")))
+}
+
+fn check_dc(ctx: &Ctx, q: &QueryParams) -> Result<(), Error> {
+    q.check_dc(&ctx.config.datacenter)
+}
+
+fn agent_service_json(ctx: &Ctx, s: &crate::state::catalog::ServiceInstance) -> Value {
+    service_json(s, &ctx.config.datacenter)
+}
+
+fn agent_check_json(ctx: &Ctx, c: &LocalCheck, snap: &Snapshot) -> Value {
+    check_json(&c.to_health_check(&ctx.local.node.name, &snap.services))
+}
+
+/// `PUT /v1/agent/service/register`.
+pub(super) async fn register_service(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    respond(
+        async {
+            let q = QueryParams::from_uri(&uri);
+            check_dc(&ctx, &q)?;
+            let v = body_json(body, &headers).await?;
+            let def = parse_service_registration(&v)?;
+            ctx.local.register_service(def, Source::Api, q.has("replace-existing-checks"))?;
+            Ok(ok_empty())
+        }
+        .await,
+    )
+}
+
+/// `PUT /v1/agent/service/deregister/:id`.
+pub(super) async fn deregister_service(State(ctx): State<Ctx>, Path(id): Path<String>) -> Response {
+    respond(ctx.local.deregister_service(&id).map(|()| ok_empty()))
+}
+
+/// `GET /v1/agent/services`: service ID → `AgentService`.
+pub(super) async fn services(State(ctx): State<Ctx>, uri: Uri) -> Response {
+    let q = QueryParams::from_uri(&uri);
+    let snap = ctx.local.state.snapshot();
+    let out: Map<String, Value> =
+        snap.services.iter().map(|(id, s)| (id.clone(), agent_service_json(&ctx, &s.service))).collect();
+    json_response(StatusCode::OK, &Value::Object(out), q.pretty())
+}
+
+fn content_hash(v: &Value) -> String {
+    let digest = Sha256::digest(v.to_string().as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// `GET /v1/agent/service/:id`: the local definition with `ContentHash`; `?hash=` blocks until
+/// the hash differs (or `?wait` runs out).
+pub(super) async fn service(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
+    respond(
+        async {
+            let q = QueryParams::from_uri(&uri);
+            let wait = match q.get("wait") {
+                None => ctx.config.default_query_time,
+                Some(w) => parse_go_duration(w)
+                    .map_err(|_| Error::BadRequest(format!("Invalid wait time {w:?}")))?
+                    .min(ctx.config.max_query_time),
+            };
+            let wait = if wait.is_zero() { ctx.config.default_query_time } else { wait };
+            let want = q.get("hash").filter(|h| !h.is_empty()).map(str::to_string);
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                let mut changes = ctx.local.state.subscribe();
+                let Some(s) = ctx.local.state.service(&id) else {
+                    return Err(Error::NotFound(format!("unknown service ID: {id}")));
+                };
+                let mut body = agent_service_json(&ctx, &s.service);
+                let hash = content_hash(&body);
+                let done = want.as_deref() != Some(hash.as_str()) || tokio::time::Instant::now() >= deadline;
+                if done {
+                    if let Value::Object(m) = &mut body {
+                        m.insert("ContentHash".into(), Value::String(hash.clone()));
+                    }
+                    let mut resp = json_response(StatusCode::OK, &body, q.pretty());
+                    if let Ok(h) = HeaderValue::from_str(&hash) {
+                        resp.headers_mut().insert("X-Consul-ContentHash", h);
+                    }
+                    return Ok(resp);
+                }
+                tokio::select! {
+                    _ = changes.changed() => {}
+                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = ctx.shutdown.cancelled() => {}
+                }
+            }
+        }
+        .await,
+    )
+}
+
+/// `GET /v1/agent/checks`: check ID → `AgentCheck`.
+pub(super) async fn checks(State(ctx): State<Ctx>, uri: Uri) -> Response {
+    let q = QueryParams::from_uri(&uri);
+    let snap = ctx.local.state.snapshot();
+    let out: Map<String, Value> =
+        snap.checks.iter().map(|(id, c)| (id.clone(), agent_check_json(&ctx, c, &snap))).collect();
+    json_response(StatusCode::OK, &Value::Object(out), q.pretty())
+}
+
+/// `PUT /v1/agent/check/register`.
+pub(super) async fn register_check(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    respond(
+        async {
+            let q = QueryParams::from_uri(&uri);
+            check_dc(&ctx, &q)?;
+            let v = body_json(body, &headers).await?;
+            let def = parse_check_registration(&v)?;
+            ctx.local.register_check(def, Source::Api)?;
+            Ok(ok_empty())
+        }
+        .await,
+    )
+}
+
+/// `PUT /v1/agent/check/deregister/:id`.
+pub(super) async fn deregister_check(State(ctx): State<Ctx>, Path(id): Path<String>) -> Response {
+    respond(ctx.local.deregister_check(&id).map(|()| ok_empty()))
+}
+
+fn ttl(ctx: &Ctx, id: &str, uri: &Uri, status: &str) -> Response {
+    let q = QueryParams::from_uri(uri);
+    let note = q.get("note").unwrap_or_default().to_string();
+    respond(ctx.local.update_ttl(id, status, note).map(|()| ok_empty()))
+}
+
+/// `PUT /v1/agent/check/pass/:id?note=`.
+pub(super) async fn check_pass(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
+    ttl(&ctx, &id, &uri, PASSING)
+}
+
+/// `PUT /v1/agent/check/warn/:id?note=`.
+pub(super) async fn check_warn(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
+    ttl(&ctx, &id, &uri, WARNING)
+}
+
+/// `PUT /v1/agent/check/fail/:id?note=`.
+pub(super) async fn check_fail(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
+    ttl(&ctx, &id, &uri, CRITICAL)
+}
+
+/// `PUT /v1/agent/check/update/:id` with `{"Status": …, "Output": …}`.
+pub(super) async fn check_update(
+    State(ctx): State<Ctx>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(
+        async {
+            let v = body_json(body, &headers).await?;
+            let Value::Object(m) = &v else {
+                return Err(Error::BadRequest("Request decode failed: expected a JSON object".into()));
+            };
+            let o = crate::wire::body::Obj::new(m, "");
+            let status = o.string(&["Status"])?;
+            if !valid_status(&status) {
+                return Err(Error::BadRequest(format!("Invalid check status: {status:?}")));
+            }
+            ctx.local.update_ttl(&id, &status, o.string(&["Output"])?)?;
+            Ok(ok_empty())
+        }
+        .await,
+    )
+}
+
+/// `?enable=true|false` (required) and `?reason=`.
+fn maintenance_params(uri: &Uri) -> Result<(bool, String), Error> {
+    let q = QueryParams::from_uri(uri);
+    let enable = match q.get("enable") {
+        None | Some("") => return Err(Error::BadRequest("Missing value for enable".into())),
+        // Go's strconv.ParseBool spellings.
+        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" || v == "t" || v == "T" => true,
+        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" || v == "f" || v == "F" => false,
+        Some(v) => return Err(Error::BadRequest(format!("Invalid value for enable: {v:?}"))),
+    };
+    Ok((enable, q.get("reason").unwrap_or_default().to_string()))
+}
+
+/// `PUT /v1/agent/service/maintenance/:id?enable=&reason=`.
+pub(super) async fn service_maintenance(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
+    respond(
+        maintenance_params(&uri)
+            .and_then(|(enable, reason)| ctx.local.service_maintenance(&id, enable, &reason).map(|()| ok_empty())),
+    )
+}
+
+/// `PUT /v1/agent/maintenance?enable=&reason=`.
+pub(super) async fn node_maintenance(State(ctx): State<Ctx>, uri: Uri) -> Response {
+    respond(
+        maintenance_params(&uri)
+            .and_then(|(enable, reason)| ctx.local.node_maintenance(enable, &reason).map(|()| ok_empty())),
+    )
+}
+
+fn status_code(status: &str) -> StatusCode {
+    match status {
+        PASSING => StatusCode::OK,
+        WARNING => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn rank(status: &str) -> u8 {
+    match status {
+        "maintenance" => 3,
+        CRITICAL => 2,
+        WARNING => 1,
+        _ => 0,
+    }
+}
+
+/// One `{AggregatedStatus, Service, Checks}` entry: the service's checks and the node's.
+fn health_entry(ctx: &Ctx, snap: &Snapshot, id: &str) -> Option<(&'static str, Value)> {
+    let s = snap.services.get(id)?;
+    let checks: Vec<&LocalCheck> =
+        snap.checks.values().filter(|c| c.def.service_id == id || c.def.service_id.is_empty()).collect();
+    let status = aggregate(checks.iter().copied());
+    let body = json!({
+        "AggregatedStatus": status,
+        "Service": agent_service_json(ctx, &s.service),
+        "Checks": checks.iter().map(|c| agent_check_json(ctx, c, snap)).collect::<Vec<_>>(),
+    });
+    Some((status, body))
+}
+
+fn health_response(status: &'static str, body: Value, q: &QueryParams) -> Response {
+    let code = status_code(status);
+    if q.get("format") == Some("text") {
+        return text(code, status);
+    }
+    json_response(code, &body, q.pretty())
+}
+
+/// `GET /v1/agent/health/service/id/:id`: 200 passing, 429 warning, 503 critical or maintenance.
+pub(super) async fn health_by_id(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
+    let q = QueryParams::from_uri(&uri);
+    let snap = ctx.local.state.snapshot();
+    match health_entry(&ctx, &snap, &id) {
+        Some((status, body)) => health_response(status, body, &q),
+        None => text(StatusCode::NOT_FOUND, format!("ServiceId {id} not found")),
+    }
+}
+
+/// `GET /v1/agent/health/service/name/:name`: every local instance of `name`; the status code
+/// follows the worst of them.
+pub(super) async fn health_by_name(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Response {
+    let q = QueryParams::from_uri(&uri);
+    let snap = ctx.local.state.snapshot();
+    let ids: Vec<&String> = snap.services.iter().filter(|(_, s)| s.service.service == name).map(|(id, _)| id).collect();
+    if ids.is_empty() {
+        return text(StatusCode::NOT_FOUND, format!("ServiceName {name} Not Found"));
+    }
+    let mut worst = PASSING;
+    let mut entries = Vec::new();
+    for id in ids {
+        if let Some((status, body)) = health_entry(&ctx, &snap, id) {
+            if rank(status) > rank(worst) {
+                worst = status;
+            }
+            entries.push(body);
+        }
+    }
+    health_response(worst, Value::Array(entries), &q)
+}
+
+/// `PUT /v1/agent/reload`: re-reads the config files' services and checks.
+pub(super) async fn reload(State(ctx): State<Ctx>) -> Response {
+    respond(ctx.local.reload_from_config().await.map(|()| ok_empty()))
+}

@@ -1,0 +1,395 @@
+//! `/v1/catalog/*` (`agent/catalog_endpoint.go`) and `/v1/health/*` (`agent/health_endpoint.go`):
+//! catalog writes go through Raft; every read is a blocking query under the requested
+//! consistency mode, watching only the service, node or table it reads.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+use super::coordinate::{near_node, sort_near};
+use super::query::{QueryParams, ReadParams};
+use super::{blocking, json as json_response, read_body, set_read_meta, Ctx};
+use crate::state::catalog::{
+    aggregate_status, service_entries, valid_status, watch_checks, watch_node, watch_nodes, watch_service,
+    watch_services, DeregisterRequest, HealthCheck, Node, ServiceInstance, PASSING,
+};
+use crate::state::command::{Command, CommandResponse};
+use crate::state::watch::WatchTarget;
+use crate::state::StateData;
+use crate::wire::body::{parse_object, Obj};
+use crate::wire::catalog::parse_register;
+use crate::Error;
+
+/// Largest catalog request body.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// `Node` JSON.
+pub(crate) fn node_json(n: &Node) -> Value {
+    json!({
+        "ID": n.id, "Node": n.node, "Address": n.address, "Datacenter": n.datacenter,
+        "TaggedAddresses": n.tagged_addresses, "Meta": n.meta,
+        "CreateIndex": n.create_index, "ModifyIndex": n.modify_index,
+    })
+}
+
+fn tagged_json(s: &ServiceInstance) -> Value {
+    let m: Map<String, Value> =
+        s.tagged_addresses.iter().map(|(k, a)| (k.clone(), json!({"Address": a.address, "Port": a.port}))).collect();
+    Value::Object(m)
+}
+
+/// `AgentService` JSON (the read shape: `Service` holds the name).
+pub(crate) fn service_json(s: &ServiceInstance, datacenter: &str) -> Value {
+    json!({
+        "Kind": s.kind, "ID": s.id, "Service": s.service, "Tags": s.tags, "Meta": s.meta,
+        "Port": s.port, "Address": s.address, "TaggedAddresses": tagged_json(s),
+        "Weights": {"Passing": s.weights.passing, "Warning": s.weights.warning},
+        "EnableTagOverride": s.enable_tag_override, "Datacenter": datacenter,
+        "CreateIndex": s.create_index, "ModifyIndex": s.modify_index,
+    })
+}
+
+/// `HealthCheck` JSON.
+pub(crate) fn check_json(c: &HealthCheck) -> Value {
+    let definition: Value = serde_json::from_str(&c.definition).unwrap_or_else(|_| json!({}));
+    json!({
+        "Node": c.node, "CheckID": c.check_id, "Name": c.name, "Status": c.status, "Notes": c.notes,
+        "Output": c.output, "ServiceID": c.service_id, "ServiceName": c.service_name,
+        "ServiceTags": c.service_tags, "Type": c.check_type, "Interval": c.interval, "Timeout": c.timeout,
+        "ExposedPort": 0, "Definition": definition,
+        "CreateIndex": c.create_index, "ModifyIndex": c.modify_index,
+    })
+}
+
+fn catalog_service_json(n: &Node, s: &ServiceInstance) -> Value {
+    json!({
+        "ID": n.id, "Node": n.node, "Address": n.address, "Datacenter": n.datacenter,
+        "TaggedAddresses": n.tagged_addresses, "NodeMeta": n.meta,
+        "ServiceKind": s.kind, "ServiceID": s.id, "ServiceName": s.service, "ServiceTags": s.tags,
+        "ServiceAddress": s.address, "ServiceTaggedAddresses": tagged_json(s), "ServiceMeta": s.meta,
+        "ServicePort": s.port, "ServiceWeights": {"Passing": s.weights.passing, "Warning": s.weights.warning},
+        "ServiceEnableTagOverride": s.enable_tag_override,
+        "CreateIndex": s.create_index, "ModifyIndex": s.modify_index,
+    })
+}
+
+/// `?node-meta=key:value` filters (repeatable; all must match).
+fn node_meta_filter(q: &QueryParams) -> Result<Vec<(String, String)>, Error> {
+    q.all("node-meta")
+        .map(|v| {
+            v.split_once(':')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| Error::BadRequest(format!("Invalid node-meta filter {v:?}: expected key:value")))
+        })
+        .collect()
+}
+
+fn node_matches(n: &Node, filters: &[(String, String)]) -> bool {
+    filters.iter().all(|(k, v)| n.meta.get(k) == Some(v))
+}
+
+fn has_tags(s: &ServiceInstance, tags: &[String]) -> bool {
+    tags.iter().all(|t| s.tags.iter().any(|st| st.eq_ignore_ascii_case(t)))
+}
+
+pub(super) struct ReadCtx {
+    pub(super) params: ReadParams,
+    pub(super) pretty: bool,
+    pub(super) q: QueryParams,
+}
+
+pub(super) fn read_ctx(ctx: &Ctx, uri: &Uri) -> Result<ReadCtx, Error> {
+    let q = QueryParams::from_uri(uri);
+    q.check_dc(&ctx.config.datacenter)?;
+    let params = ReadParams::parse(&q, ctx.config.default_query_time, ctx.config.max_query_time)?;
+    Ok(ReadCtx { params, pretty: q.pretty(), q })
+}
+
+async fn blocking_json(
+    ctx: &Ctx,
+    rc: &ReadCtx,
+    watch: String,
+    query: impl Fn(&StateData) -> (u64, Value),
+) -> Result<Response, Error> {
+    let (index, body, meta) = blocking::run(ctx, &rc.params, &[WatchTarget::Key(watch)], query).await?;
+    let mut resp = json_response(StatusCode::OK, &body, rc.pretty);
+    set_read_meta(resp.headers_mut(), index, &meta);
+    Ok(resp)
+}
+
+pub(super) fn respond(r: Result<Response, Error>) -> Response {
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /v1/catalog/datacenters`.
+pub(super) async fn datacenters(State(ctx): State<Ctx>, uri: Uri) -> Response {
+    let q = QueryParams::from_uri(&uri);
+    json_response(StatusCode::OK, &[ctx.config.datacenter.as_str()], q.pretty())
+}
+
+/// `GET /v1/catalog/nodes`.
+pub(super) async fn nodes(State(ctx): State<Ctx>, uri: Uri) -> Response {
+    respond(
+        async {
+            let rc = read_ctx(&ctx, &uri)?;
+            let filters = node_meta_filter(&rc.q)?;
+            let near = near_node(&ctx, &rc.q);
+            blocking_json(&ctx, &rc, watch_nodes(), |d| {
+                let mut nodes: Vec<&Node> = d.catalog.nodes.values().filter(|n| node_matches(n, &filters)).collect();
+                sort_near(d, near.as_deref(), &mut nodes, |n| &n.node);
+                let list: Vec<Value> = nodes.into_iter().map(node_json).collect();
+                (d.catalog.nodes_index, Value::Array(list))
+            })
+            .await
+        }
+        .await,
+    )
+}
+
+/// `GET /v1/catalog/services`: service names with the union of their tags.
+pub(super) async fn services(State(ctx): State<Ctx>, uri: Uri) -> Response {
+    respond(
+        async {
+            let rc = read_ctx(&ctx, &uri)?;
+            let filters = node_meta_filter(&rc.q)?;
+            blocking_json(&ctx, &rc, watch_services(), |d| {
+                let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+                    Default::default();
+                for s in d.catalog.services.values() {
+                    if d.catalog.nodes.get(&s.node).is_some_and(|n| node_matches(n, &filters)) {
+                        out.entry(s.service.clone()).or_default().extend(s.tags.iter().cloned());
+                    }
+                }
+                (d.catalog.services_index, json!(out))
+            })
+            .await
+        }
+        .await,
+    )
+}
+
+/// `GET /v1/catalog/service/:service`.
+pub(super) async fn service(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Response {
+    respond(
+        async {
+            let rc = read_ctx(&ctx, &uri)?;
+            let filters = node_meta_filter(&rc.q)?;
+            let tags: Vec<String> = rc.q.all("tag").map(str::to_string).collect();
+            let near = near_node(&ctx, &rc.q);
+            blocking_json(&ctx, &rc, watch_service(&name), |d| {
+                let mut found: Vec<(&Node, &ServiceInstance)> = d
+                    .catalog
+                    .instances(&name)
+                    .into_iter()
+                    .filter(|s| has_tags(s, &tags))
+                    .filter_map(|s| d.catalog.nodes.get(&s.node).filter(|n| node_matches(n, &filters)).map(|n| (n, s)))
+                    .collect();
+                sort_near(d, near.as_deref(), &mut found, |(n, _)| &n.node);
+                let list: Vec<Value> = found.into_iter().map(|(n, s)| catalog_service_json(n, s)).collect();
+                (d.catalog.service_index(&name), Value::Array(list))
+            })
+            .await
+        }
+        .await,
+    )
+}
+
+/// `GET /v1/catalog/node/:node`: the node and its services keyed by ID (`null` if unknown).
+pub(super) async fn node(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Response {
+    respond(
+        async {
+            let rc = read_ctx(&ctx, &uri)?;
+            let dc = ctx.config.datacenter.clone();
+            blocking_json(&ctx, &rc, watch_node(&name), |d| {
+                let body = match d.catalog.nodes.get(&name) {
+                    None => Value::Null,
+                    Some(n) => {
+                        let services: Map<String, Value> = d
+                            .catalog
+                            .node_services(&name)
+                            .into_iter()
+                            .map(|s| (s.id.clone(), service_json(s, &dc)))
+                            .collect();
+                        json!({"Node": node_json(n), "Services": services})
+                    }
+                };
+                (d.catalog.node_index(&name), body)
+            })
+            .await
+        }
+        .await,
+    )
+}
+
+/// `GET /v1/catalog/node-services/:node`: the node and its services as a list.
+pub(super) async fn node_services(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Response {
+    respond(
+        async {
+            let rc = read_ctx(&ctx, &uri)?;
+            let dc = ctx.config.datacenter.clone();
+            blocking_json(&ctx, &rc, watch_node(&name), |d| {
+                let body = match d.catalog.nodes.get(&name) {
+                    None => Value::Null,
+                    Some(n) => {
+                        let services: Vec<Value> =
+                            d.catalog.node_services(&name).into_iter().map(|s| service_json(s, &dc)).collect();
+                        json!({"Node": node_json(n), "Services": services})
+                    }
+                };
+                (d.catalog.node_index(&name), body)
+            })
+            .await
+        }
+        .await,
+    )
+}
+
+/// `GET /v1/health/node/:node`.
+pub(super) async fn health_node(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Response {
+    respond(
+        async {
+            let rc = read_ctx(&ctx, &uri)?;
+            blocking_json(&ctx, &rc, watch_node(&name), |d| {
+                let list: Vec<Value> = d.catalog.node_checks(&name).into_iter().map(check_json).collect();
+                (d.catalog.node_index(&name), Value::Array(list))
+            })
+            .await
+        }
+        .await,
+    )
+}
+
+/// `GET /v1/health/checks/:service`.
+pub(super) async fn health_checks(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Response {
+    respond(
+        async {
+            let rc = read_ctx(&ctx, &uri)?;
+            let filters = node_meta_filter(&rc.q)?;
+            let near = near_node(&ctx, &rc.q);
+            blocking_json(&ctx, &rc, watch_service(&name), |d| {
+                let mut checks: Vec<&HealthCheck> = d
+                    .catalog
+                    .checks
+                    .values()
+                    .filter(|c| c.service_name == name)
+                    .filter(|c| d.catalog.nodes.get(&c.node).is_some_and(|n| node_matches(n, &filters)))
+                    .collect();
+                sort_near(d, near.as_deref(), &mut checks, |c| &c.node);
+                let list: Vec<Value> = checks.into_iter().map(check_json).collect();
+                (d.catalog.service_index(&name), Value::Array(list))
+            })
+            .await
+        }
+        .await,
+    )
+}
+
+/// `GET /v1/health/service/:service`: `[ServiceEntry]`, with `?passing` keeping only instances
+/// whose every check (node checks included) passes.
+pub(super) async fn health_service(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Response {
+    respond(
+        async {
+            let rc = read_ctx(&ctx, &uri)?;
+            let filters = node_meta_filter(&rc.q)?;
+            let tags: Vec<String> = rc.q.all("tag").map(str::to_string).collect();
+            let passing = rc.q.has("passing");
+            let dc = ctx.config.datacenter.clone();
+            let near = near_node(&ctx, &rc.q);
+            blocking_json(&ctx, &rc, watch_service(&name), |d| {
+                let mut entries: Vec<_> = service_entries(d, &name)
+                    .into_iter()
+                    .filter(|(n, s, _)| node_matches(n, &filters) && has_tags(s, &tags))
+                    .filter(|(_, _, checks)| !passing || aggregate_status(checks.iter().copied()) == PASSING)
+                    .collect();
+                sort_near(d, near.as_deref(), &mut entries, |(n, _, _)| &n.node);
+                let list: Vec<Value> = entries
+                    .into_iter()
+                    .map(|(n, s, checks)| {
+                        json!({
+                            "Node": node_json(n),
+                            "Service": service_json(s, &dc),
+                            "Checks": checks.into_iter().map(check_json).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                (d.catalog.service_index(&name), Value::Array(list))
+            })
+            .await
+        }
+        .await,
+    )
+}
+
+/// `GET /v1/health/state/:state` (`any`, `passing`, `warning`, `critical`).
+pub(super) async fn health_state(State(ctx): State<Ctx>, Path(state): Path<String>, uri: Uri) -> Response {
+    respond(
+        async {
+            if state != "any" && !valid_status(&state) {
+                return Err(Error::BadRequest(format!(
+                    "Invalid check state {state:?}: use any, passing, warning or critical"
+                )));
+            }
+            let rc = read_ctx(&ctx, &uri)?;
+            let filters = node_meta_filter(&rc.q)?;
+            let near = near_node(&ctx, &rc.q);
+            blocking_json(&ctx, &rc, watch_checks(), |d| {
+                let mut checks: Vec<&HealthCheck> = d
+                    .catalog
+                    .checks
+                    .values()
+                    .filter(|c| state == "any" || c.status == state)
+                    .filter(|c| d.catalog.nodes.get(&c.node).is_some_and(|n| node_matches(n, &filters)))
+                    .collect();
+                sort_near(d, near.as_deref(), &mut checks, |c| &c.node);
+                let list: Vec<Value> = checks.into_iter().map(check_json).collect();
+                (d.catalog.checks_index, Value::Array(list))
+            })
+            .await
+        }
+        .await,
+    )
+}
+
+fn write_result(result: Result<(u64, CommandResponse), Error>, pretty: bool) -> Response {
+    match result {
+        Ok((_, CommandResponse::Ok)) => json_response(StatusCode::OK, &true, pretty),
+        Ok((_, CommandResponse::Failed(msg))) => Error::BadRequest(msg).into_response(),
+        Ok((_, other)) => Error::Raft(format!("unexpected result {other:?}")).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `PUT /v1/catalog/register`.
+pub(super) async fn register(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let q = QueryParams::from_uri(&uri);
+    let result = async {
+        q.check_dc(&ctx.config.datacenter)?;
+        let bytes = read_body(body, &headers, MAX_BODY, "the catalog request size limit").await?;
+        let req = parse_register(&bytes, &ctx.config.datacenter)?;
+        ctx.consensus()?.write(Command::CatalogRegister(Box::new(req))).await
+    }
+    .await;
+    write_result(result, q.pretty())
+}
+
+/// `PUT /v1/catalog/deregister`.
+pub(super) async fn deregister(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let q = QueryParams::from_uri(&uri);
+    let result = async {
+        q.check_dc(&ctx.config.datacenter)?;
+        let bytes = read_body(body, &headers, MAX_BODY, "the catalog request size limit").await?;
+        let map = parse_object(&bytes)?;
+        let o = Obj::new(&map, "");
+        let node = o.string(&["Node"])?;
+        if node.is_empty() {
+            return Err(Error::BadRequest("Must provide node".into()));
+        }
+        let service_id = Some(o.string(&["ServiceID"])?).filter(|s| !s.is_empty());
+        let check_id = Some(o.string(&["CheckID"])?).filter(|s| !s.is_empty());
+        ctx.consensus()?.write(Command::CatalogDeregister(DeregisterRequest { node, service_id, check_id })).await
+    }
+    .await;
+    write_result(result, q.pretty())
+}

@@ -1,0 +1,200 @@
+//! `/v1/kv/` (Consul's `agent/kvs_endpoint.go`): GET with `recurse`, `keys`, `separator`, `raw`;
+//! PUT with `flags`, `cas`, `acquire`, `release`; DELETE with `recurse`, `cas`.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde::Serialize;
+
+use super::query::{token, QueryParams, ReadParams};
+use super::{blocking, json, read_body, set_read_meta, Ctx};
+use crate::state::command::{Command, CommandResponse, KvOp, KvVerb};
+use crate::state::kv::{self as kvq, validate_key};
+use crate::state::watch::WatchTarget;
+use crate::state::KvEntry;
+use crate::Error;
+
+/// Consul's `KVPair` JSON shape.
+#[derive(Debug, Serialize)]
+pub(super) struct KvPairJson {
+    #[serde(rename = "LockIndex")]
+    lock_index: u64,
+    #[serde(rename = "Key")]
+    key: String,
+    #[serde(rename = "Flags")]
+    flags: u64,
+    #[serde(rename = "Value")]
+    value: Option<String>,
+    #[serde(rename = "Session", skip_serializing_if = "Option::is_none")]
+    session: Option<String>,
+    #[serde(rename = "CreateIndex")]
+    create_index: u64,
+    #[serde(rename = "ModifyIndex")]
+    modify_index: u64,
+}
+
+impl KvPairJson {
+    /// Renders an entry; `with_value` false gives `"Value": null` (txn write results).
+    pub(super) fn from_entry(e: &KvEntry, with_value: bool) -> Self {
+        let value =
+            (with_value && !e.value.is_empty()).then(|| base64::engine::general_purpose::STANDARD.encode(&e.value));
+        KvPairJson {
+            lock_index: e.lock_index,
+            key: e.key.clone(),
+            flags: e.flags,
+            value,
+            session: e.session.clone(),
+            create_index: e.create_index,
+            modify_index: e.modify_index,
+        }
+    }
+}
+
+fn key_of(path: Option<Path<String>>) -> String {
+    path.map(|Path(k)| k).unwrap_or_default()
+}
+
+/// `GET /v1/kv/:key`.
+pub(super) async fn get_kv(State(ctx): State<Ctx>, path: Option<Path<String>>, uri: Uri) -> Response {
+    match get_inner(&ctx, key_of(path), &QueryParams::from_uri(&uri)).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn get_inner(ctx: &Ctx, key: String, q: &QueryParams) -> Result<Response, Error> {
+    q.check_dc(&ctx.config.datacenter)?;
+    let params = ReadParams::parse(q, ctx.config.default_query_time, ctx.config.max_query_time)?;
+    let pretty = q.pretty();
+    if q.has("keys") {
+        let separator = q.get("separator").or_else(|| q.get("seperator")).map(str::to_string);
+        let target = [WatchTarget::Prefix(key.clone())];
+        let (index, keys, meta) =
+            blocking::run(ctx, &params, &target, |d| kvq::keys(d, &key, separator.as_deref())).await?;
+        let status = if keys.is_empty() && !key.is_empty() { StatusCode::NOT_FOUND } else { StatusCode::OK };
+        let mut resp = if status == StatusCode::NOT_FOUND {
+            StatusCode::NOT_FOUND.into_response()
+        } else {
+            json(status, &keys, pretty)
+        };
+        set_read_meta(resp.headers_mut(), index, &meta);
+        return Ok(resp);
+    }
+    if q.has("recurse") {
+        let target = [WatchTarget::Prefix(key.clone())];
+        let (index, entries, meta) = blocking::run(ctx, &params, &target, |d| kvq::list(d, &key)).await?;
+        let mut resp = if entries.is_empty() {
+            StatusCode::NOT_FOUND.into_response()
+        } else {
+            let body: Vec<KvPairJson> = entries.iter().map(|e| KvPairJson::from_entry(e, true)).collect();
+            json(StatusCode::OK, &body, pretty)
+        };
+        set_read_meta(resp.headers_mut(), index, &meta);
+        return Ok(resp);
+    }
+    if key.is_empty() {
+        return Err(Error::BadRequest("Missing key name".into()));
+    }
+    let target = [WatchTarget::Key(key.clone())];
+    let (index, entry, meta) = blocking::run(ctx, &params, &target, |d| {
+        let got = kvq::get(d, &key);
+        (got.index, got.entry)
+    })
+    .await?;
+    let mut resp = match entry {
+        None => StatusCode::NOT_FOUND.into_response(),
+        Some(e) if q.has("raw") => {
+            // Served as inert text: a stored value must never run as a page (CVE-2020-25864).
+            let mut r = (StatusCode::OK, Body::from(e.value.clone())).into_response();
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            h.insert("X-Content-Type-Options", HeaderValue::from_static("nosniff"));
+            h.insert("Content-Security-Policy", HeaderValue::from_static("sandbox"));
+            r
+        }
+        Some(e) => json(StatusCode::OK, &[KvPairJson::from_entry(&e, true)], pretty),
+    };
+    set_read_meta(resp.headers_mut(), index, &meta);
+    Ok(resp)
+}
+
+/// `PUT /v1/kv/:key`.
+pub(super) async fn put_kv(
+    State(ctx): State<Ctx>,
+    path: Option<Path<String>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let q = QueryParams::from_uri(&uri);
+    let result = async {
+        q.check_dc(&ctx.config.datacenter)?;
+        let _token = token(&q, &headers);
+        let key = key_of(path);
+        if key.is_empty() {
+            return Err(Error::BadRequest("Missing key name".into()));
+        }
+        validate_key(&key).map_err(Error::BadRequest)?;
+        let flags = q.u64("flags", "flags")?.unwrap_or(0);
+        let cas = q.u64("cas", "cas index")?;
+        let acquire = q.get("acquire").map(str::to_string);
+        let release = q.get("release").map(str::to_string);
+        if [cas.is_some(), acquire.is_some(), release.is_some()].iter().filter(|b| **b).count() > 1 {
+            return Err(Error::BadRequest("Conflicting flags: cas=, acquire=, release= are mutually exclusive".into()));
+        }
+        let limit = ctx.config.limits.kv_max_value_size;
+        let value = read_body(body, &headers, limit, "the kv_max_value_size limit (limits.kv_max_value_size)").await?;
+        let op = match (cas, acquire, release) {
+            (Some(index), _, _) => KvOp::new(KvVerb::Cas, key).with_index(index),
+            (_, Some(session), _) => KvOp::new(KvVerb::Lock, key)
+                .with_session(session)
+                .with_now_ms(crate::replication::session_ttl::now_ms()),
+            (_, _, Some(session)) => KvOp::new(KvVerb::Unlock, key).with_session(session),
+            _ => KvOp::new(KvVerb::Set, key),
+        }
+        .with_value(value)
+        .with_flags(flags);
+        let (_, resp) = ctx.consensus()?.write(Command::Kv(op)).await?;
+        Ok(resp)
+    }
+    .await;
+    bool_response(result, q.pretty())
+}
+
+/// `DELETE /v1/kv/:key`.
+pub(super) async fn delete_kv(State(ctx): State<Ctx>, path: Option<Path<String>>, uri: Uri) -> Response {
+    let q = QueryParams::from_uri(&uri);
+    let result = async {
+        q.check_dc(&ctx.config.datacenter)?;
+        let key = key_of(path);
+        let recurse = q.has("recurse");
+        let cas = q.u64("cas", "cas index")?;
+        if recurse && cas.is_some() {
+            return Err(Error::BadRequest("Conflicting flags: cas= and recurse are mutually exclusive".into()));
+        }
+        if key.is_empty() && !recurse {
+            return Err(Error::BadRequest("Missing key name".into()));
+        }
+        let op = match (recurse, cas) {
+            (true, _) => KvOp::new(KvVerb::DeleteTree, key),
+            (false, Some(index)) => KvOp::new(KvVerb::DeleteCas, key).with_index(index),
+            (false, None) => KvOp::new(KvVerb::Delete, key),
+        };
+        let (_, resp) = ctx.consensus()?.write(Command::Kv(op)).await?;
+        Ok(resp)
+    }
+    .await;
+    bool_response(result, q.pretty())
+}
+
+fn bool_response(result: Result<CommandResponse, Error>, pretty: bool) -> Response {
+    match result {
+        Ok(CommandResponse::Bool(b)) => json(StatusCode::OK, &b, pretty),
+        // An acquire with an unknown session: Consul answers an error, not `false`.
+        Ok(CommandResponse::Failed(msg)) => super::text(StatusCode::INTERNAL_SERVER_ERROR, msg),
+        Ok(other) => Error::Raft(format!("unexpected result {other:?}")).into_response(),
+        Err(e) => e.into_response(),
+    }
+}

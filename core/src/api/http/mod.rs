@@ -1,0 +1,282 @@
+//! The Consul-compatible `/v1` HTTP API.
+//!
+//! Paths, parameters, JSON field names, headers and status codes follow Consul's
+//! (`agent/http_register.go` and the endpoint files named in each module). Errors are plain
+//! text; unknown paths answer 404 and wrong methods 405 with an `Allow` header, like Consul.
+
+mod agent;
+mod agent_local;
+mod blocking;
+pub(crate) mod catalog;
+mod coordinate;
+mod event;
+mod keyring;
+mod kv;
+mod operator;
+pub mod proxy;
+mod query;
+mod session;
+mod snapshot;
+mod txn;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, put};
+use axum::Router;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::membership::cluster::Cluster;
+use crate::replication::backend::Backend;
+use crate::replication::consensus::{Consensus, ReadMeta};
+use crate::Error;
+
+pub use query::{token, QueryParams, ReadParams};
+pub use txn::MAX_TXN_OPS;
+
+/// What the HTTP API needs of the agent's configuration (the agent builds it from its own).
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// `datacenter`.
+    pub datacenter: String,
+    /// `node_name`.
+    pub node_name: String,
+    /// `server`.
+    pub server: bool,
+    /// `-dev`.
+    pub dev: bool,
+    /// `bootstrap`.
+    pub bootstrap: bool,
+    /// `bootstrap_expect`.
+    pub bootstrap_expect: u32,
+    /// `data_dir`.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// `client_addr`.
+    pub client_addr: std::net::IpAddr,
+    /// `retry_join`.
+    pub retry_join: Vec<String>,
+    /// `limits { … }`.
+    pub limits: Limits,
+    /// `default_query_time`.
+    pub default_query_time: std::time::Duration,
+    /// `max_query_time`.
+    pub max_query_time: std::time::Duration,
+    /// `disable_coordinates`.
+    pub disable_coordinates: bool,
+}
+
+/// Request size limits (`limits { … }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `kv_max_value_size` (512 KiB).
+    pub kv_max_value_size: usize,
+    /// `txn_max_req_len` (512 KiB).
+    pub txn_max_req_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { kv_max_value_size: 512 * 1024, txn_max_req_len: 512 * 1024 }
+    }
+}
+
+/// Everything a handler needs.
+#[derive(Debug)]
+pub struct ApiContext {
+    /// The replica (servers) or the way to the servers (client agents).
+    pub backend: Backend,
+    /// Membership.
+    pub cluster: Arc<Cluster>,
+    /// What the API needs of the agent's configuration.
+    pub config: ApiSettings,
+    /// Cancelled when the agent shuts down: ends blocking queries early.
+    pub shutdown: CancellationToken,
+    /// The address the HTTP listener is bound to.
+    pub http_addr: SocketAddr,
+    /// The agent's own services and checks.
+    pub local: Arc<crate::local::LocalAgent>,
+    /// Cancelled once `PUT /v1/agent/leave` has left the pool: the agent should now stop.
+    pub left: CancellationToken,
+    /// This agent's network coordinate (`None` with `disable_coordinates`).
+    pub coordinates: Option<Arc<crate::coordinate::CoordinateClient>>,
+}
+
+impl ApiContext {
+    /// The local replica; an error on client agents, whose data requests are proxied to a
+    /// server before reaching any handler that calls this.
+    pub fn consensus(&self) -> Result<&Arc<Consensus>, Error> {
+        self.backend.consensus().ok_or_else(|| Error::BadRequest("this request must be served by a server".into()))
+    }
+}
+
+type Ctx = Arc<ApiContext>;
+
+/// Builds the router. Agent endpoints (`/v1/agent/*`, `/v1/event/*`) are served by every agent
+/// itself; data endpoints by servers from their replica, and by client agents by forwarding the
+/// request to a server ([`proxy`]).
+pub fn router(ctx: Ctx) -> Router {
+    let agent = Router::new()
+        .route("/v1/agent/self", get(agent::agent_self))
+        .route("/v1/agent/members", get(agent::agent_members))
+        .route("/v1/agent/version", get(agent::agent_version))
+        .route("/v1/agent/services", get(agent_local::services))
+        .route("/v1/agent/service/register", put(agent_local::register_service))
+        .route("/v1/agent/service/deregister/{*id}", put(agent_local::deregister_service))
+        .route("/v1/agent/service/maintenance/{*id}", put(agent_local::service_maintenance))
+        .route("/v1/agent/service/{*id}", get(agent_local::service))
+        .route("/v1/agent/checks", get(agent_local::checks))
+        .route("/v1/agent/check/register", put(agent_local::register_check))
+        .route("/v1/agent/check/deregister/{*id}", put(agent_local::deregister_check))
+        .route("/v1/agent/check/pass/{*id}", put(agent_local::check_pass))
+        .route("/v1/agent/check/warn/{*id}", put(agent_local::check_warn))
+        .route("/v1/agent/check/fail/{*id}", put(agent_local::check_fail))
+        .route("/v1/agent/check/update/{*id}", put(agent_local::check_update))
+        .route("/v1/agent/maintenance", put(agent_local::node_maintenance))
+        .route("/v1/agent/health/service/name/{*name}", get(agent_local::health_by_name))
+        .route("/v1/agent/health/service/id/{*id}", get(agent_local::health_by_id))
+        .route("/v1/agent/reload", put(agent_local::reload))
+        .route("/v1/agent/join/{*address}", put(agent::agent_join))
+        .route("/v1/agent/leave", put(agent::agent_leave))
+        .route("/v1/agent/force-leave/{*node}", put(agent::agent_force_leave))
+        .route("/v1/event/fire/{*name}", put(event::fire))
+        .route("/v1/event/list", get(event::list))
+        .route(
+            "/v1/operator/keyring",
+            get(keyring::keyring).post(keyring::keyring).put(keyring::keyring).delete(keyring::keyring),
+        );
+    let router = if ctx.backend.consensus().is_some() {
+        agent.merge(data_routes()).fallback(not_found)
+    } else {
+        agent.fallback(proxy::forward)
+    };
+    router.method_not_allowed_fallback(method_not_allowed).with_state(ctx)
+}
+
+/// The endpoints a server answers from its replica.
+fn data_routes() -> Router<Ctx> {
+    Router::new()
+        .route("/v1/kv/", get(kv::get_kv).put(kv::put_kv).delete(kv::delete_kv))
+        .route("/v1/kv/{*key}", get(kv::get_kv).put(kv::put_kv).delete(kv::delete_kv))
+        .route("/v1/txn", put(txn::txn))
+        .route("/v1/status/leader", get(operator::status_leader))
+        .route("/v1/status/peers", get(operator::status_peers))
+        .route("/v1/operator/raft/configuration", get(operator::raft_configuration))
+        .route("/v1/operator/raft/peer", delete(operator::raft_remove_peer))
+        .route("/v1/catalog/register", put(catalog::register))
+        .route("/v1/catalog/deregister", put(catalog::deregister))
+        .route("/v1/catalog/datacenters", get(catalog::datacenters))
+        .route("/v1/catalog/nodes", get(catalog::nodes))
+        .route("/v1/catalog/services", get(catalog::services))
+        .route("/v1/catalog/service/{service}", get(catalog::service))
+        .route("/v1/catalog/node/{node}", get(catalog::node))
+        .route("/v1/catalog/node-services/{node}", get(catalog::node_services))
+        .route("/v1/health/node/{node}", get(catalog::health_node))
+        .route("/v1/health/checks/{service}", get(catalog::health_checks))
+        .route("/v1/health/service/{service}", get(catalog::health_service))
+        .route("/v1/health/state/{state}", get(catalog::health_state))
+        .route("/v1/session/create", put(session::create))
+        .route("/v1/session/destroy/{id}", put(session::destroy))
+        .route("/v1/session/renew/{id}", put(session::renew))
+        .route("/v1/session/info/{id}", get(session::info))
+        .route("/v1/session/node/{node}", get(session::node))
+        .route("/v1/session/list", get(session::list))
+        .route("/v1/snapshot", get(snapshot::snapshot_save).put(snapshot::snapshot_restore))
+        .route("/v1/coordinate/datacenters", get(coordinate::datacenters))
+        .route("/v1/coordinate/nodes", get(coordinate::nodes))
+        .route("/v1/coordinate/node/{node}", get(coordinate::node))
+        .route("/v1/coordinate/update", put(coordinate::update))
+}
+
+async fn not_found(uri: Uri) -> Response {
+    text(StatusCode::NOT_FOUND, format!("Not found: no handler for path {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    text(StatusCode::METHOD_NOT_ALLOWED, format!("method {method} not allowed for {}", uri.path()))
+}
+
+/// A plain-text response.
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    let mut body: String = body.into();
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        text(status, self.to_string())
+    }
+}
+
+/// A JSON response, pretty-printed when the request had `?pretty`.
+fn json<T: Serialize>(status: StatusCode, value: &T, pretty: bool) -> Response {
+    let body = if pretty { serde_json::to_vec_pretty(value) } else { serde_json::to_vec(value) };
+    match body {
+        Ok(mut bytes) => {
+            if pretty {
+                bytes.push(b'\n');
+            }
+            (status, [(header::CONTENT_TYPE, "application/json")], Body::from(bytes)).into_response()
+        }
+        Err(e) => Error::Storage(format!("encoding response: {e}")).into_response(),
+    }
+}
+
+/// Adds Consul's read metadata headers. `X-Consul-Index` is never 0 (`setIndex` in Consul).
+fn set_read_meta(headers: &mut HeaderMap, index: u64, meta: &ReadMeta) {
+    headers.insert("X-Consul-Index", HeaderValue::from(index.max(1)));
+    headers.insert("X-Consul-KnownLeader", HeaderValue::from_static(if meta.known_leader { "true" } else { "false" }));
+    headers.insert("X-Consul-LastContact", HeaderValue::from(meta.last_contact_ms));
+    headers.insert("X-Consul-Effective-Consistency", HeaderValue::from_static(meta.consistency.as_header()));
+    headers.insert("X-Consul-Query-Backend", HeaderValue::from_static("blocking-query"));
+}
+
+/// Reads a request body of at most `limit` bytes; a larger one is a 413 naming both sizes.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize, what: &str) -> Result<bytes::Bytes, Error> {
+    let too_large =
+        |n: String| Error::TooLarge(format!("Request body({n} bytes) too large, max size: {limit} bytes. See {what}."));
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared.filter(|len| *len > limit as u64) {
+        drain(body).await;
+        return Err(too_large(len.to_string()));
+    }
+    use http_body_util::BodyExt;
+    let mut collected = Vec::new();
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::BadRequest(format!("failed to read request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > limit {
+                drain(body).await;
+                return Err(too_large(format!("more than {limit}")));
+            }
+            collected.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes::Bytes::from(collected))
+}
+
+/// Reads and discards what is left of a refused body (up to 64 MiB, 10 s), so the client gets to
+/// finish sending and reads our error instead of a connection reset.
+async fn drain(mut body: Body) {
+    use http_body_util::BodyExt;
+    let mut left: usize = 64 * 1024 * 1024;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map(|d| d.len()).unwrap_or(0);
+            if n >= left {
+                break;
+            }
+            left -= n;
+        }
+    })
+    .await;
+}

@@ -1,0 +1,270 @@
+//! `/v1/session/*` (Consul's `agent/session_endpoint.go`): create, destroy, renew, and blocking
+//! reads of one session, a node's sessions and all sessions.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json as json_value, Value};
+
+use super::query::{QueryParams, ReadParams};
+use super::{blocking, json, read_body, set_read_meta, text, Ctx};
+use crate::duration::{format_go_duration, parse_go_duration};
+use crate::replication::session_ttl::{now_ms, TTL_MAX, TTL_MIN};
+use crate::state::command::{Command, CommandResponse};
+use crate::state::session::{
+    Behavior, ServiceCheck, Session, DEFAULT_LOCK_DELAY_NS, MAX_LOCK_DELAY_NS, SERF_HEALTH, WATCH_SESSIONS,
+};
+use crate::state::watch::WatchTarget;
+use crate::state::StateData;
+use crate::wire::body::{parse_object, Obj};
+use crate::Error;
+
+const MAX_BODY: usize = 64 * 1024;
+
+/// Consul's `SessionEntry` JSON.
+pub(crate) fn session_json(s: &Session) -> Value {
+    let service_checks: Option<Vec<Value>> = (!s.service_checks.is_empty())
+        .then(|| s.service_checks.iter().map(|c| json_value!({ "ID": c.id, "Namespace": c.namespace })).collect());
+    let mut v = json_value!({
+        "ID": s.id,
+        "Name": s.name,
+        "Node": s.node,
+        "LockDelay": s.lock_delay_ns,
+        "Behavior": s.behavior.as_str(),
+        "TTL": s.ttl,
+        "NodeChecks": s.node_checks,
+        "ServiceChecks": service_checks,
+        "CreateIndex": s.create_index,
+        "ModifyIndex": s.modify_index,
+    });
+    // The deprecated `Checks` (node and service check IDs) is left out when it would only name
+    // the default serfHealth.
+    let checks: Vec<&str> =
+        s.node_checks.iter().map(String::as_str).chain(s.service_checks.iter().map(|c| c.id.as_str())).collect();
+    if checks != [SERF_HEALTH] {
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("Checks".into(), json_value!(checks));
+        }
+    }
+    v
+}
+
+/// Parses `LockDelay`: a Go duration string, or a number of nanoseconds where values below 1000
+/// mean seconds (`lockDelayMinThreshold`).
+fn parse_lock_delay(v: Option<&Value>) -> Result<u64, Error> {
+    let bad = |m: String| Error::BadRequest(format!("Request decode failed: LockDelay: {m}"));
+    let ns = match v {
+        None => return Ok(DEFAULT_LOCK_DELAY_NS),
+        Some(Value::String(s)) => {
+            let d = parse_go_duration(s).map_err(|e| bad(format!("{s:?}: {e}")))?;
+            u64::try_from(d.as_nanos()).map_err(|_| bad(format!("{s:?} is too long")))?
+        }
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) if v < 1000 => v.saturating_mul(1_000_000_000),
+            Some(v) => v,
+            None => return Err(bad(format!("{n} must be a non-negative number of nanoseconds"))),
+        },
+        Some(_) => return Err(bad("expected a duration string or a number".into())),
+    };
+    if ns > MAX_LOCK_DELAY_NS {
+        return Err(Error::BadRequest(format!(
+            "Lock delay must be less than {}",
+            format_go_duration(Duration::from_nanos(MAX_LOCK_DELAY_NS))
+        )));
+    }
+    Ok(ns)
+}
+
+/// Parses a create body into a session (ID and indexes not yet set).
+fn parse_create(bytes: &[u8], default_node: &str) -> Result<Session, Error> {
+    let map = if bytes.iter().all(u8::is_ascii_whitespace) { Default::default() } else { parse_object(bytes)? };
+    let o = Obj::new(&map, "");
+    let node = Some(o.string(&["Node"])?).filter(|n| !n.is_empty()).unwrap_or_else(|| default_node.to_string());
+    let behavior_text = o.string(&["Behavior"])?;
+    let behavior = Behavior::parse(&behavior_text)
+        .ok_or_else(|| Error::BadRequest(format!("Invalid Behavior setting '{behavior_text}'")))?;
+    let mut ttl = o.string(&["TTL"])?;
+    if !ttl.is_empty() {
+        let d = parse_go_duration(&ttl)
+            .map_err(|e| Error::BadRequest(format!("Request decode failed: TTL: {ttl:?}: {e}")))?;
+        if d.is_zero() {
+            ttl.clear();
+        } else if d < TTL_MIN || d > TTL_MAX {
+            return Err(Error::BadRequest(format!(
+                "Invalid Session TTL '{ttl}', must be between [{}={}]",
+                format_go_duration(TTL_MIN),
+                format_go_duration(TTL_MAX)
+            )));
+        }
+    }
+    // NodeChecks (or the deprecated Checks) default to serfHealth only when neither is given;
+    // an explicit empty list links the session to no node check.
+    let mut node_checks = o.strings(&["NodeChecks"])?;
+    for c in o.strings(&["Checks"])? {
+        if !node_checks.contains(&c) {
+            node_checks.push(c);
+        }
+    }
+    if o.get(&["NodeChecks"]).is_none() && o.get(&["Checks"]).is_none() {
+        node_checks.push(SERF_HEALTH.to_string());
+    }
+    let service_checks = o
+        .objects(&["ServiceChecks"])?
+        .into_iter()
+        .map(|c| {
+            let c = Obj::new(c, "ServiceChecks");
+            let id = c.string(&["ID"])?;
+            if id.is_empty() {
+                return Err(Error::BadRequest("Request decode failed: ServiceChecks.ID: missing".into()));
+            }
+            Ok(ServiceCheck { id, namespace: c.string(&["Namespace"])? })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(Session {
+        id: String::new(),
+        name: o.string(&["Name"])?,
+        node,
+        lock_delay_ns: parse_lock_delay(o.get(&["LockDelay"]))?,
+        behavior,
+        ttl,
+        node_checks,
+        service_checks,
+        create_index: 0,
+        modify_index: 0,
+    })
+}
+
+/// `PUT /v1/session/create`.
+pub(super) async fn create(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let q = QueryParams::from_uri(&uri);
+    let result = async {
+        q.check_dc(&ctx.config.datacenter)?;
+        let bytes = read_body(body, &headers, MAX_BODY, "the session request size limit").await?;
+        let mut session = parse_create(&bytes, &ctx.config.node_name)?;
+        // Chosen here, before Raft, so applying the command stays deterministic.
+        session.id = uuid::Uuid::new_v4().to_string();
+        let id = session.id.clone();
+        let (_, resp) = ctx.consensus()?.write(Command::SessionCreate(Box::new(session))).await?;
+        Ok::<_, Error>((id, resp))
+    }
+    .await;
+    match result {
+        Ok((id, CommandResponse::Ok)) => json(StatusCode::OK, &json_value!({ "ID": id }), q.pretty()),
+        // Consul answers a refused create (missing node or check, critical check) with a 500.
+        Ok((_, CommandResponse::Failed(msg))) => text(StatusCode::INTERNAL_SERVER_ERROR, msg),
+        Ok((_, other)) => Error::Raft(format!("unexpected result {other:?}")).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `PUT /v1/session/destroy/:id` (idempotent: an unknown ID is still `true`).
+pub(super) async fn destroy(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
+    let q = QueryParams::from_uri(&uri);
+    let result = async {
+        q.check_dc(&ctx.config.datacenter)?;
+        if id.is_empty() {
+            return Err(Error::BadRequest("Missing session".into()));
+        }
+        ctx.consensus()?.write(Command::SessionDestroy { id, now_ms: now_ms() }).await
+    }
+    .await;
+    match result {
+        Ok(_) => json(StatusCode::OK, &true, q.pretty()),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `PUT /v1/session/renew/:id`: the session as a one-element list, 404 if it does not exist.
+pub(super) async fn renew(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
+    let q = QueryParams::from_uri(&uri);
+    let result = async {
+        q.check_dc(&ctx.config.datacenter)?;
+        ctx.consensus()?.renew_session(&id).await
+    }
+    .await;
+    match result {
+        Ok(Some(s)) => json(StatusCode::OK, &[session_json(&s)], q.pretty()),
+        Ok(None) => text(StatusCode::NOT_FOUND, format!("Session id '{id}' not found")),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn read_sessions(ctx: &Ctx, uri: &Uri, pick: impl Fn(&StateData) -> Vec<Session>) -> Result<Response, Error> {
+    let q = QueryParams::from_uri(uri);
+    q.check_dc(&ctx.config.datacenter)?;
+    let params = ReadParams::parse(&q, ctx.config.default_query_time, ctx.config.max_query_time)?;
+    let targets = [WatchTarget::Key(WATCH_SESSIONS.to_string())];
+    let (index, sessions, meta) = blocking::run(ctx, &params, &targets, |d| (d.session_index, pick(d))).await?;
+    let body: Vec<Value> = sessions.iter().map(session_json).collect();
+    let mut resp = json(StatusCode::OK, &body, q.pretty());
+    set_read_meta(resp.headers_mut(), index, &meta);
+    Ok(resp)
+}
+
+/// `GET /v1/session/info/:id`: `[SessionEntry]`, or `[]` when unknown.
+pub(super) async fn info(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
+    read_sessions(&ctx, &uri, |d| d.sessions.get(&id).cloned().into_iter().collect())
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /v1/session/node/:node`.
+pub(super) async fn node(State(ctx): State<Ctx>, Path(node): Path<String>, uri: Uri) -> Response {
+    read_sessions(&ctx, &uri, |d| d.sessions.values().filter(|s| s.node == node).cloned().collect())
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /v1/session/list`.
+pub(super) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Response {
+    read_sessions(&ctx, &uri, |d| d.sessions.values().cloned().collect())
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_defaults() {
+        let s = parse_create(b"", "agent-1").expect("parse");
+        assert_eq!(s.node, "agent-1");
+        assert_eq!(s.lock_delay_ns, DEFAULT_LOCK_DELAY_NS);
+        assert_eq!(s.behavior, Behavior::Release);
+        assert_eq!(s.node_checks, vec![SERF_HEALTH.to_string()]);
+        assert_eq!(s.ttl, "");
+    }
+
+    #[test]
+    fn create_fields() {
+        let body = br#"{"node":"n","Name":"x","LockDelay":"5s","Behavior":"delete","TTL":"30s","NodeChecks":[],
+            "ServiceChecks":[{"ID":"svc:1"}]}"#;
+        let s = parse_create(body, "a").expect("parse");
+        assert_eq!((s.node.as_str(), s.name.as_str(), s.lock_delay_ns), ("n", "x", 5_000_000_000));
+        assert_eq!((s.behavior, s.ttl.as_str()), (Behavior::Delete, "30s"));
+        assert!(s.node_checks.is_empty());
+        assert_eq!(s.service_checks[0].id, "svc:1");
+        assert_eq!(parse_create(br#"{"LockDelay":7}"#, "a").map(|s| s.lock_delay_ns).ok(), Some(7_000_000_000));
+        assert_eq!(parse_create(br#"{"LockDelay":2000000}"#, "a").map(|s| s.lock_delay_ns).ok(), Some(2_000_000));
+    }
+
+    #[test]
+    fn create_rejects_bad_values() {
+        for body in [
+            &br#"{"TTL":"5s"}"#[..],
+            br#"{"TTL":"25h"}"#,
+            br#"{"TTL":"soon"}"#,
+            br#"{"Behavior":"explode"}"#,
+            br#"{"LockDelay":"61s"}"#,
+            br#"{"LockDelay":-1}"#,
+            br#"{"ServiceChecks":[{}]}"#,
+            br#"[1]"#,
+        ] {
+            assert!(matches!(parse_create(body, "a"), Err(Error::BadRequest(_))), "{}", String::from_utf8_lossy(body));
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The front ends: Consul's `/v1` HTTP API ([`http`]) and DNS interface ([`dns`]).
+//!
+//! Owns request parsing, response shapes, headers and status codes, blocking queries, and the
+//! `consul.` DNS domain. Every answer comes from the layers below; nothing here is replicated.
+//!
+//! May call every layer below: [`crate::local`], [`crate::membership`],
+//! [`crate::replication`], [`crate::wire`], [`crate::state`], [`crate::rpc`]. Never
+//! [`crate::agent`]: what it needs of the agent's configuration is handed to it as plain values.
+
+pub mod dns;
+pub mod http;

@@ -1,0 +1,632 @@
+//! Writes and reads on top of Raft, with Consul's forwarding and consistency rules.
+//!
+//! - Writes go through the leader: a follower sends them straight to the leader it knows over
+//!   the server RPC port, and during an election a request is held up to `rpc_hold_timeout`
+//!   before failing with `No cluster leader`.
+//! - Every write is applied exactly once. It is wrapped in [`Command::Tracked`] with a request id
+//!   chosen once, here (or on the client agent that received it), and the state machine's dedup
+//!   window answers a repeated id with the first application's result. That makes every retry
+//!   safe — after a leader died holding the request, after a connection broke with the request
+//!   sent, after a forward timed out — so a write is retried with the same id until the hold
+//!   timeout, and only then answered with an error that says its outcome is unknown.
+//! - Reads run against the local state after a *read barrier* chosen by the consistency mode
+//!   (`agent/consul/rpc.go` semantics):
+//!   - `stale`: no barrier; any server answers, even without a leader.
+//!   - `max_stale=d`: like `stale` while this server heard from the leader within `d`,
+//!     otherwise like default (Consul re-runs such a query on the leader).
+//!   - default: the leader answers from its own state while its lease holds (a quorum
+//!     acknowledged it within [`RaftTuning::leader_lease`]) *and* it has applied an entry of its
+//!     own term — before that its state may lack entries an earlier leader committed. A follower
+//!     asks the leader for its applied index and waits until it has applied that much itself —
+//!     the same guarantee as Consul's forward-to-leader, without shipping results between
+//!     servers.
+//!   - `consistent`: the leader confirms its leadership with a quorum round (ReadIndex) first.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::replication::raft::{self, NodeId, Raft, RaftTuning, ServerNode, ServerState, WriteError};
+use crate::replication::session_ttl::SessionTimers;
+use crate::rpc::messages::{ForwardRequest, ForwardResponse, WireError};
+use crate::rpc::{Request, Response, RpcClient};
+use crate::state::command::{Command, CommandResponse, RequestIds};
+use crate::state::{Session, StateStore};
+use crate::{Error, Result};
+
+/// Consistency mode of a read (`?stale`, default, `?consistent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// Leader lease read (the default).
+    Default,
+    /// Any server, no leader needed.
+    Stale,
+    /// Leader after a quorum round.
+    Consistent,
+    /// `?max_stale=d`: any server that heard from the leader within `d`, else as
+    /// [`Consistency::Default`].
+    MaxStale(Duration),
+}
+
+impl Consistency {
+    /// The `X-Consul-Effective-Consistency` value.
+    pub fn as_header(self) -> &'static str {
+        match self {
+            Consistency::Default => "leader",
+            Consistency::Stale | Consistency::MaxStale(_) => "stale",
+            Consistency::Consistent => "consistent",
+        }
+    }
+}
+
+/// What a read reports in its response headers.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadMeta {
+    /// `X-Consul-KnownLeader`.
+    pub known_leader: bool,
+    /// `X-Consul-LastContact`, in ms (0 on the leader; `u64::MAX` when this server never
+    /// heard from a leader since it started, as Consul's time since the zero time).
+    pub last_contact_ms: u64,
+    /// `X-Consul-Effective-Consistency`.
+    pub consistency: Consistency,
+}
+
+/// Leadership facts refreshed from Raft metrics by a background task, so the read path never
+/// clones metrics.
+#[derive(Debug, Default)]
+struct LeaderView {
+    is_leader: bool,
+    leader: Option<NodeId>,
+    /// When a quorum last acknowledged this leader.
+    quorum_ack: Option<Instant>,
+    /// Whether this leader has applied an entry of its own term, hence everything committed
+    /// before it was elected (Raft §8: only then may it answer reads from its state).
+    applied_own_term: bool,
+}
+
+/// Consensus facade shared by the HTTP API, the RPC server and cluster management.
+pub struct Consensus {
+    raft: Raft,
+    state: Arc<StateStore>,
+    rpc: RpcClient,
+    self_id: NodeId,
+    tuning: RaftTuning,
+    hold_timeout: Duration,
+    view: Mutex<LeaderView>,
+    /// The leader id as last seen in metrics: in-flight forwards to a leader that was replaced
+    /// give up at once and retry at the new one.
+    leader_changes: tokio::sync::watch::Sender<Option<NodeId>>,
+    /// When this server last received AppendEntries (follower side of `X-Consul-LastContact`).
+    last_leader_contact: Mutex<Option<Instant>>,
+    proposals: mpsc::UnboundedSender<Proposal>,
+    proposals_rx: Mutex<Option<mpsc::UnboundedReceiver<Proposal>>>,
+    /// Session TTL timers (meaningful on the leader only).
+    session_timers: SessionTimers,
+    /// Request ids for the writes that enter the cluster here.
+    ids: RequestIds,
+    /// Cancelled when the agent starts stopping: leader requests give up at once instead of
+    /// retrying against connections that are closing.
+    closing: CancellationToken,
+}
+
+/// A command waiting to be proposed, with where to send its outcome.
+struct Proposal {
+    cmd: Command,
+    done: oneshot::Sender<Result<(u64, CommandResponse), WriteError>>,
+}
+
+/// Batches in flight at once. While they are all busy, new proposals queue up and leave together
+/// as one Raft entry: under load the per-entry costs (Raft bookkeeping, a log write, an apply
+/// round) are shared by many writes, while a lone write still goes out at once.
+const MAX_BATCHES_IN_FLIGHT: usize = 4;
+/// Upper bounds on one batch.
+const MAX_BATCH_COMMANDS: usize = 1024;
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// Pause between attempts while no leader is known or the leader just changed.
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
+
+impl std::fmt::Debug for Consensus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consensus").field("self_id", &self.self_id).finish_non_exhaustive()
+    }
+}
+
+/// Where a request for the leader goes right now.
+enum Route {
+    /// This server leads.
+    Local,
+    /// Another server leads.
+    Remote(NodeId, ServerNode),
+    /// No leader is known (election in progress).
+    Unknown,
+}
+
+/// Why one attempt at a leader request did not produce an answer.
+#[derive(Debug)]
+enum Failure {
+    /// Not applied, or repeatable without harm: try again (perhaps at another leader).
+    Retry,
+    /// The request may have taken effect (the connection broke after it was sent, the leader
+    /// lost leadership with it in its log, the leader changed while it was in flight). Every
+    /// leader request is safe to repeat — writes carry their request id — so it is retried
+    /// too; if the hold timeout runs out after one of these, a write's outcome is unknown.
+    Ambiguous(String),
+    /// Failed for good; the error is the answer.
+    Fatal(Error),
+}
+
+impl Consensus {
+    /// Wraps a started Raft node.
+    pub fn new(
+        raft: Raft,
+        state: Arc<StateStore>,
+        rpc: RpcClient,
+        self_id: NodeId,
+        tuning: RaftTuning,
+        hold_timeout: Duration,
+    ) -> Arc<Self> {
+        let (proposals, rx) = mpsc::unbounded_channel();
+        Arc::new(Consensus {
+            raft,
+            state,
+            rpc,
+            self_id,
+            tuning,
+            hold_timeout,
+            view: Mutex::default(),
+            leader_changes: tokio::sync::watch::channel(None).0,
+            last_leader_contact: Mutex::default(),
+            proposals,
+            proposals_rx: Mutex::new(Some(rx)),
+            session_timers: SessionTimers::default(),
+            ids: RequestIds::new(),
+            closing: CancellationToken::new(),
+        })
+    }
+
+    /// Stops Raft participation: pending and new leader requests fail with
+    /// [`Error::ShuttingDown`], and the Raft node stops (no more votes, elections or
+    /// heartbeats). The agent calls this first when it stops, *before* closing its connections:
+    /// a Raft node left running without them would time out, start election after election and
+    /// come back from a restart with an inflated term that unseats a healthy leader.
+    pub async fn close(&self) {
+        self.closing.cancel();
+        raft::shutdown(&self.raft).await;
+    }
+
+    /// Proposes queued commands in batches until `shutdown` (run once per agent).
+    pub async fn run_proposer(self: Arc<Self>, shutdown: CancellationToken) {
+        let Some(mut rx) = self.proposals_rx.lock().take() else {
+            return;
+        };
+        let permits = Arc::new(Semaphore::new(MAX_BATCHES_IN_FLIGHT));
+        loop {
+            let first = tokio::select! {
+                p = rx.recv() => p,
+                _ = shutdown.cancelled() => None,
+            };
+            let Some(first) = first else { return };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let mut size = first.cmd.approx_size();
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH_COMMANDS && size < MAX_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(p) => {
+                        size = size.saturating_add(p.cmd.approx_size());
+                        batch.push(p);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let raft = self.raft.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                propose_batch(&raft, batch).await;
+            });
+        }
+    }
+
+    async fn propose(&self, cmd: Command) -> Result<(u64, CommandResponse), WriteError> {
+        let (done, rx) = oneshot::channel();
+        if self.proposals.send(Proposal { cmd, done }).is_err() {
+            return Err(WriteError::Other(Error::ShuttingDown));
+        }
+        rx.await.unwrap_or(Err(WriteError::Other(Error::ShuttingDown)))
+    }
+
+    /// Keeps the leadership view current until `shutdown`.
+    pub async fn watch_metrics(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut rx = self.raft.metrics();
+        loop {
+            {
+                let m = rx.borrow_and_update();
+                let mut view = self.view.lock();
+                view.is_leader = m.state == ServerState::Leader;
+                view.leader = m.current_leader;
+                view.quorum_ack = match (view.is_leader, m.millis_since_quorum_ack) {
+                    (true, Some(ms)) => Instant::now().checked_sub(Duration::from_millis(ms)),
+                    _ => None,
+                };
+                view.applied_own_term = view.is_leader && raft::applied_in_current_term(&m);
+                self.leader_changes.send_if_modified(|l| std::mem::replace(l, m.current_leader) != m.current_leader);
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return },
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// The Raft handle.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The replicated state.
+    pub fn state(&self) -> &Arc<StateStore> {
+        &self.state
+    }
+
+    /// This server's Raft id.
+    pub fn self_id(&self) -> NodeId {
+        self.self_id
+    }
+
+    /// Current Raft metrics (a clone: not for hot paths).
+    pub fn metrics(&self) -> raft::Metrics {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// The current leader and its record, if known.
+    pub fn leader(&self) -> Option<(NodeId, ServerNode)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, node))
+    }
+
+    /// Whether this server is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.view.lock().is_leader
+    }
+
+    /// Whether this server may answer a default-mode read from its own state: it leads, has
+    /// applied an entry of its own term, and a quorum acknowledged it within the lease.
+    fn lease_valid(&self) -> bool {
+        let view = self.view.lock();
+        view.is_leader
+            && view.applied_own_term
+            && view.quorum_ack.is_some_and(|t| t.elapsed() < self.tuning.leader_lease())
+    }
+
+    /// Time since this server last heard from a leader (zero on the leader), `None` if never.
+    fn since_leader_contact(&self) -> Option<Duration> {
+        if self.view.lock().is_leader {
+            return Some(Duration::ZERO);
+        }
+        self.last_leader_contact.lock().map(|t| t.elapsed())
+    }
+
+    fn read_meta(&self, consistency: Consistency) -> ReadMeta {
+        let known_leader = self.view.lock().leader.is_some();
+        let last_contact_ms = self.since_leader_contact().map_or(u64::MAX, |d| d.as_millis() as u64);
+        ReadMeta { known_leader, last_contact_ms, consistency }
+    }
+
+    fn route(&self) -> Route {
+        let view = self.view.lock();
+        if view.is_leader {
+            return Route::Local;
+        }
+        match view.leader {
+            Some(id) if id != self.self_id => {
+                let metrics = self.raft.metrics();
+                let m = metrics.borrow();
+                match m.membership_config.membership().get_node(&id) {
+                    Some(node) => Route::Remote(id, node.clone()),
+                    None => Route::Unknown,
+                }
+            }
+            _ => Route::Unknown,
+        }
+    }
+
+    /// Proposes `cmd` through Raft, forwarding to the leader when needed; returns the Raft index
+    /// the command was applied at and its result. Applied exactly once however often it is
+    /// retried (see the module docs); a repeat answers the first application's index and result.
+    pub async fn write(&self, cmd: Command) -> Result<(u64, CommandResponse)> {
+        let cmd = self.ids.track(cmd);
+        match self.on_leader(ForwardRequest::Write(cmd)).await? {
+            ForwardResponse::Written(index, resp) => settle_write(index, resp),
+            other => Err(Error::Rpc(format!("unexpected answer to a write: {other:?}"))),
+        }
+    }
+
+    /// Makes the local state fresh enough for a read in `mode`; returns the response metadata.
+    pub async fn read_barrier(&self, mode: Consistency) -> Result<ReadMeta> {
+        let mode = match mode {
+            Consistency::Stale => return Ok(self.read_meta(mode)),
+            Consistency::MaxStale(max) if self.since_leader_contact().is_some_and(|d| d <= max) => {
+                return Ok(self.read_meta(mode));
+            }
+            // Too far behind (or never heard from a leader since start): read as default does.
+            Consistency::MaxStale(_) => Consistency::Default,
+            m => m,
+        };
+        if mode == Consistency::Default && self.lease_valid() {
+            return Ok(self.read_meta(mode));
+        }
+        let started = Instant::now();
+        let req = ForwardRequest::ReadIndex { consistent: mode == Consistency::Consistent };
+        let ForwardResponse::ReadIndex(index) = self.on_leader(req).await? else {
+            return Err(Error::Rpc("unexpected answer to a read index".into()));
+        };
+        let left = self.hold_timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+        if self.state.wait_applied(index, left).await {
+            Ok(self.read_meta(mode))
+        } else {
+            Err(Error::Rpc(format!("timed out catching up to the leader's index {index}")))
+        }
+    }
+
+    /// Removes a server from the Raft configuration (on the leader, or forwarded to it).
+    pub async fn remove_peer(&self, id: NodeId) -> Result<()> {
+        self.on_leader(ForwardRequest::RemovePeer(id)).await.map(|_| ())
+    }
+
+    /// The leader-local session TTL timers.
+    pub fn session_timers(&self) -> &SessionTimers {
+        &self.session_timers
+    }
+
+    /// Renews session `id` on the leader (forwarded there from a follower): returns the session
+    /// after a consistent read, or `None` if it does not exist.
+    pub async fn renew_session(&self, id: &str) -> Result<Option<Session>> {
+        match self.on_leader(ForwardRequest::SessionRenew(id.to_string())).await? {
+            ForwardResponse::Session(found) => Ok(found.map(|s| *s)),
+            other => Err(Error::Rpc(format!("unexpected answer to a renew: {other:?}"))),
+        }
+    }
+
+    /// Runs `req` on the leader — here when this server leads, else over RPC — retrying through
+    /// elections and leader changes until the hold timeout. The one retry loop of this module.
+    async fn on_leader(&self, req: ForwardRequest) -> Result<ForwardResponse> {
+        let deadline = Instant::now() + self.hold_timeout;
+        let mut ambiguous: Option<String> = None;
+        loop {
+            if self.closing.is_cancelled() {
+                return Err(match (ambiguous, &req) {
+                    (Some(why), ForwardRequest::Write(_)) => Error::OutcomeUnknown(format!("{why}; agent stopping")),
+                    _ => Error::ShuttingDown,
+                });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = match self.route() {
+                Route::Local => self.serve_as_leader(req.clone(), left).await,
+                Route::Remote(id, node) => self.forward(id, &node, req.clone(), left).await,
+                Route::Unknown => Err(Failure::Retry),
+            };
+            match attempt {
+                Ok(resp) => return Ok(resp),
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Retry) => {}
+                Err(Failure::Ambiguous(why)) => ambiguous = Some(why),
+            }
+            if Instant::now() >= deadline {
+                return Err(match (ambiguous, &req) {
+                    (Some(why), ForwardRequest::Write(_)) => Error::OutcomeUnknown(why),
+                    (Some(why), _) => Error::Rpc(why),
+                    (None, _) => Error::NoLeader,
+                });
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY_PAUSE) => {}
+                _ = self.closing.cancelled() => {}
+            }
+        }
+    }
+
+    /// One attempt at `req` on this server, as the leader (what a forward asks of us, too).
+    async fn serve_as_leader(&self, req: ForwardRequest, time_left: Duration) -> Result<ForwardResponse, Failure> {
+        match req {
+            ForwardRequest::Write(cmd) => {
+                let cmd = self.ids.track(cmd);
+                match tokio::time::timeout(time_left, self.propose(cmd)).await {
+                    Ok(Ok((index, resp))) => Ok(ForwardResponse::Written(index, resp)),
+                    // Refused before appending, or appended and then leadership lost: either
+                    // way the same request id may go to the next leader.
+                    Ok(Err(WriteError::ForwardTo(_))) => Err(Failure::Ambiguous("leadership changed".into())),
+                    Ok(Err(WriteError::Other(e))) => Err(Failure::Fatal(Error::OutcomeUnknown(e.to_string()))),
+                    Err(_) => Err(Failure::Ambiguous("timed out waiting for the write to commit".into())),
+                }
+            }
+            ForwardRequest::ReadIndex { consistent } => {
+                if !consistent && self.lease_valid() {
+                    return Ok(ForwardResponse::ReadIndex(self.state.last_index()));
+                }
+                match raft::linearizable_barrier(&self.raft).await {
+                    Ok(index) => Ok(ForwardResponse::ReadIndex(index.max(self.state.last_index()))),
+                    Err(WriteError::ForwardTo(_)) => Err(Failure::Retry),
+                    Err(WriteError::Other(e)) => Err(Failure::Ambiguous(e.to_string())),
+                }
+            }
+            ForwardRequest::RemovePeer(id) => {
+                if !self.is_leader() {
+                    return Err(Failure::Retry);
+                }
+                match raft::remove_node(&self.raft, &self.metrics(), id).await {
+                    Ok(()) => Ok(ForwardResponse::Done),
+                    Err(e) => Err(Failure::Fatal(e)),
+                }
+            }
+            ForwardRequest::SessionRenew(id) => {
+                if !self.is_leader() {
+                    return Err(Failure::Retry);
+                }
+                match self.renew_on_leader(&id).await {
+                    Ok(found) => Ok(ForwardResponse::Session(found.map(Box::new))),
+                    Err(Error::NoLeader) => Err(Failure::Retry),
+                    Err(e) => Err(Failure::Ambiguous(e.to_string())),
+                }
+            }
+            // Any server answers these; they never travel through `on_leader`.
+            ForwardRequest::ReadNode(_) => {
+                Err(Failure::Fatal(Error::Rpc("a node read is not a leader request".into())))
+            }
+        }
+    }
+
+    async fn renew_on_leader(&self, id: &str) -> Result<Option<Session>> {
+        raft::linearizable_barrier(&self.raft).await.map_err(|e| match e {
+            WriteError::Other(e) => e,
+            WriteError::ForwardTo(_) => Error::NoLeader,
+        })?;
+        let found = self.state.read(|d| d.sessions.get(id).cloned());
+        if found.is_some() {
+            self.session_timers.renew(id);
+        }
+        Ok(found)
+    }
+
+    /// Sends `req` to leader `leader_id`. Gives up early — as an ambiguous failure, so the same
+    /// request is retried — when metrics name another leader meanwhile: a paused or partitioned
+    /// leader holds a connection open without ever answering.
+    async fn forward(
+        &self,
+        leader_id: NodeId,
+        leader: &ServerNode,
+        req: ForwardRequest,
+        time_left: Duration,
+    ) -> Result<ForwardResponse, Failure> {
+        let Ok(addr) = leader.rpc_addr.parse() else {
+            return Err(Failure::Fatal(Error::Rpc(format!("bad leader address {:?}", leader.rpc_addr))));
+        };
+        let mut leader_changes = self.leader_changes.subscribe();
+        let replaced = leader_changes.wait_for(|l| *l != Some(leader_id));
+        // A little past our own deadline, so the leader's answer to a write that just made it
+        // is not thrown away.
+        let call = self.rpc.call(addr, Request::Forward(req), time_left + Duration::from_millis(500));
+        let answer = tokio::select! {
+            a = call => a,
+            _ = replaced => return Err(Failure::Ambiguous(format!("leader {leader} was replaced"))),
+            _ = self.closing.cancelled() => return Err(Failure::Ambiguous("agent stopping".into())),
+        };
+        match answer {
+            Ok(Response::Forward(resp)) => Ok(resp),
+            Ok(Response::Error(WireError::NotLeader(_))) => Err(Failure::Retry),
+            Ok(Response::Error(WireError::BadRequest(m))) => Err(Failure::Fatal(Error::BadRequest(m))),
+            Ok(Response::Error(WireError::Other(m))) => Err(Failure::Fatal(Error::Rpc(m))),
+            Ok(Response::Error(WireError::OutcomeUnknown(m))) => Err(Failure::Fatal(Error::OutcomeUnknown(m))),
+            Ok(other) => Err(Failure::Fatal(Error::Rpc(format!("unexpected RPC answer {other:?}")))),
+            Err(e) if e.not_delivered() => Err(Failure::Retry),
+            Err(e) => Err(Failure::Ambiguous(e.to_string())),
+        }
+    }
+
+    /// Answers a request that arrived on the server RPC port.
+    pub fn handle_rpc(self: &Arc<Self>, req: Request) -> BoxFuture<'static, Response> {
+        let this = self.clone();
+        Box::pin(async move {
+            let other = |e: &dyn std::fmt::Display| Response::Error(WireError::Other(e.to_string()));
+            match req {
+                Request::AppendEntries(r) => {
+                    *this.last_leader_contact.lock() = Some(Instant::now());
+                    match this.raft.append_entries(r).await {
+                        Ok(resp) => Response::AppendEntries(resp),
+                        Err(e) => other(&e),
+                    }
+                }
+                Request::Vote(r) => match this.raft.vote(r).await {
+                    Ok(resp) => Response::Vote(resp),
+                    Err(e) => other(&e),
+                },
+                Request::InstallSnapshot(r) => {
+                    *this.last_leader_contact.lock() = Some(Instant::now());
+                    match this.raft.install_snapshot(r).await {
+                        Ok(resp) => Response::InstallSnapshot(resp),
+                        Err(e) => other(&e),
+                    }
+                }
+                Request::Forward(f) => this.handle_forward(f).await,
+                Request::GossipSync(_) | Request::KeyringOp(_) => {
+                    Response::Error(WireError::BadRequest("gossip requests go to the serf_lan port".into()))
+                }
+                // The agent answers these before handing the rest to us.
+                Request::Http(_) | Request::Dns { .. } => {
+                    Response::Error(WireError::BadRequest("this server does not serve forwarded requests".into()))
+                }
+            }
+        })
+    }
+
+    async fn handle_forward(&self, req: ForwardRequest) -> Response {
+        if let ForwardRequest::ReadNode(node) = req {
+            return match self.read_barrier(Consistency::Default).await {
+                Ok(_) => {
+                    Response::Forward(ForwardResponse::Node(Box::new(self.state.read(|d| d.catalog.node_state(&node)))))
+                }
+                Err(e) => Response::Error(WireError::from_error(e)),
+            };
+        }
+        // One attempt: the forwarding server owns the retry loop (and the request id).
+        match self.serve_as_leader(req, self.hold_timeout).await {
+            Ok(resp) => Response::Forward(resp),
+            Err(Failure::Retry) | Err(Failure::Ambiguous(_)) => Response::Error(WireError::NotLeader(self.leader())),
+            Err(Failure::Fatal(e)) => Response::Error(WireError::from_error(e)),
+        }
+    }
+}
+
+/// Unwraps what the dedup window may have answered for a tracked write.
+pub(crate) fn settle_write(index: u64, resp: CommandResponse) -> Result<(u64, CommandResponse)> {
+    match resp {
+        CommandResponse::Replayed { index, response } => Ok((index, *response)),
+        CommandResponse::Expired => {
+            Err(Error::OutcomeUnknown("the request is older than the server's record of applied requests".into()))
+        }
+        resp => Ok((index, resp)),
+    }
+}
+
+/// Proposes one batch and hands every proposal its own outcome.
+async fn propose_batch(raft: &Raft, mut batch: Vec<Proposal>) {
+    if batch.len() == 1 {
+        if let Some(p) = batch.pop() {
+            let _ = p.done.send(raft::client_write(raft, p.cmd).await);
+        }
+        return;
+    }
+    let (cmds, dones): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.done)).unzip();
+    let count = cmds.len();
+    match raft::client_write(raft, Command::Batch(cmds)).await {
+        Ok((index, CommandResponse::Batch(responses))) if responses.len() == count => {
+            for (done, resp) in dones.into_iter().zip(responses) {
+                let _ = done.send(Ok((index, resp)));
+            }
+        }
+        Ok((_, other)) => {
+            for done in dones {
+                let e = Error::Raft(format!("unexpected batch result {other:?}"));
+                let _ = done.send(Err(WriteError::Other(e)));
+            }
+        }
+        Err(WriteError::ForwardTo(leader)) => {
+            for done in dones {
+                let _ = done.send(Err(WriteError::ForwardTo(leader.clone())));
+            }
+        }
+        Err(WriteError::Other(e)) => {
+            let text = e.to_string();
+            for done in dones {
+                let _ = done.send(Err(WriteError::Other(Error::Raft(text.clone()))));
+            }
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Consensus: openraft, its storage and its network.
+//!
+//! Every openraft type the rest of the crate touches is named here (as an alias or a wrapper),
+//! so a bump of the exactly-pinned openraft version changes this module only.
+
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+mod tuning;
+
+pub use tuning::RaftTuning;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::state::command::{Command, CommandResponse};
+
+openraft::declare_raft_types!(
+    /// The type configuration of our Raft group.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = u64,
+        Node = ServerNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A Raft handle.
+pub type Raft = openraft::Raft<TypeConfig>;
+/// Raft node id: derived from the agent's node UUID with [`raft_id`].
+pub type NodeId = u64;
+/// Raft metrics.
+pub type Metrics = openraft::RaftMetrics<NodeId, ServerNode>;
+/// AppendEntries request.
+pub type AppendEntriesRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;
+/// AppendEntries response.
+pub type AppendEntriesResponse = openraft::raft::AppendEntriesResponse<NodeId>;
+/// Vote request.
+pub type VoteRequest = openraft::raft::VoteRequest<NodeId>;
+/// Vote response.
+pub type VoteResponse = openraft::raft::VoteResponse<NodeId>;
+/// InstallSnapshot request (one chunk).
+pub type InstallSnapshotRequest = openraft::raft::InstallSnapshotRequest<TypeConfig>;
+/// InstallSnapshot response.
+pub type InstallSnapshotResponse = openraft::raft::InstallSnapshotResponse<NodeId>;
+/// Server state (leader, follower, …).
+pub type ServerState = openraft::ServerState;
+
+/// What the Raft membership records about each server: enough to reach it and to show it in
+/// `/v1/operator/raft/configuration`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerNode {
+    /// The agent's node UUID.
+    pub node_id: String,
+    /// The agent's node name.
+    pub name: String,
+    /// Server RPC address (`ip:port`), where Raft traffic and forwarded requests go.
+    pub rpc_addr: String,
+}
+
+impl fmt::Display for ServerNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.rpc_addr)
+    }
+}
+
+/// Derives the Raft node id from a node UUID (its first 8 bytes). Collisions would need two
+/// random UUIDs sharing 64 bits.
+pub fn raft_id(node_id: &Uuid) -> NodeId {
+    let b = node_id.as_bytes();
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// Builds openraft's configuration from Consul-style tuning.
+pub fn raft_config(tuning: &RaftTuning) -> Result<Arc<openraft::Config>, crate::Error> {
+    let config = openraft::Config {
+        cluster_name: "consul-rs".into(),
+        heartbeat_interval: tuning.heartbeat().as_millis() as u64,
+        election_timeout_min: tuning.election_timeout_min().as_millis() as u64,
+        election_timeout_max: tuning.election_timeout_max().as_millis() as u64,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(tuning.snapshot_threshold),
+        max_in_snapshot_log_to_keep: tuning.trailing_logs,
+        // Big enough for a 512 KiB value plus framing in one chunk.
+        snapshot_max_chunk_size: 4 * 1024 * 1024,
+        max_payload_entries: 1024,
+        install_snapshot_timeout: 10_000,
+        ..Default::default()
+    };
+    config.validate().map(Arc::new).map_err(|e| crate::Error::Config(format!("raft: {e}")))
+}
+
+/// A snapshot of the Raft configuration for the operator API.
+#[derive(Debug, Clone)]
+pub struct RaftConfiguration {
+    /// Servers in the configuration with whether each votes.
+    pub servers: Vec<(NodeId, ServerNode, bool)>,
+    /// The current leader.
+    pub leader: Option<NodeId>,
+    /// Index of the log entry that holds this configuration.
+    pub index: u64,
+}
+
+/// Reads the membership out of metrics.
+pub fn configuration(metrics: &Metrics) -> RaftConfiguration {
+    let membership = metrics.membership_config.membership();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let servers = membership.nodes().map(|(id, node)| (*id, node.clone(), voters.contains(id))).collect();
+    RaftConfiguration {
+        servers,
+        leader: metrics.current_leader,
+        index: metrics.membership_config.log_id().map(|l| l.index).unwrap_or(0),
+    }
+}
+
+/// The nodes of the current membership, voters and learners.
+pub fn membership_nodes(metrics: &Metrics) -> BTreeMap<NodeId, ServerNode> {
+    metrics.membership_config.membership().nodes().map(|(id, n)| (*id, n.clone())).collect()
+}
+
+/// Whether the last applied entry belongs to the current term. On a leader that means it has
+/// applied its own first entry, and with it everything committed before its term.
+pub fn applied_in_current_term(metrics: &Metrics) -> bool {
+    metrics.last_applied.is_some_and(|l| l.leader_id.term == metrics.current_term)
+}
+
+/// Whether `id` votes in the current membership.
+pub fn is_voter(metrics: &Metrics, id: NodeId) -> bool {
+    metrics.membership_config.membership().voter_ids().any(|v| v == id)
+}
+
+/// Maps an openraft error into ours, keeping the leader hint for forwarding.
+#[derive(Debug)]
+pub enum WriteError {
+    /// This server is not the leader; the leader is given when known.
+    ForwardTo(Option<(NodeId, ServerNode)>),
+    /// Anything else.
+    Other(crate::Error),
+}
+
+/// Proposes `cmd` on this server (which must be the leader) and waits for it to be applied.
+pub async fn client_write(raft: &Raft, cmd: Command) -> Result<(u64, CommandResponse), WriteError> {
+    use openraft::error::{ClientWriteError, RaftError};
+    match raft.client_write(cmd).await {
+        Ok(resp) => Ok((resp.log_id.index, resp.data)),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Err(WriteError::ForwardTo(f.leader_id.zip(f.leader_node)))
+        }
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+            Err(WriteError::Other(crate::Error::Raft(e.to_string())))
+        }
+        Err(RaftError::Fatal(e)) => Err(WriteError::Other(crate::Error::Raft(e.to_string()))),
+    }
+}
+
+/// Confirms leadership with a quorum (ReadIndex) and waits until the state machine has applied
+/// everything committed before the call. Returns the read index.
+pub async fn linearizable_barrier(raft: &Raft) -> Result<u64, WriteError> {
+    use openraft::error::{CheckIsLeaderError, RaftError};
+    match raft.ensure_linearizable().await {
+        Ok(log_id) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            Err(WriteError::ForwardTo(f.leader_id.zip(f.leader_node)))
+        }
+        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+            Err(WriteError::Other(crate::Error::Rpc(format!("leadership check failed: {e}"))))
+        }
+        Err(RaftError::Fatal(e)) => Err(WriteError::Other(crate::Error::Raft(e.to_string()))),
+    }
+}
+
+/// Adds `node` as a learner (not waiting for it to catch up).
+pub async fn add_learner(raft: &Raft, id: NodeId, node: ServerNode) -> Result<(), crate::Error> {
+    raft.add_learner(id, node, false).await.map(|_| ()).map_err(|e| crate::Error::Raft(e.to_string()))
+}
+
+/// Makes `voters` the complete voter set (learners not listed stay learners).
+pub async fn set_voters(raft: &Raft, voters: BTreeSet<NodeId>) -> Result<(), crate::Error> {
+    raft.change_membership(voters, true).await.map(|_| ()).map_err(|e| crate::Error::Raft(e.to_string()))
+}
+
+/// Removes `id` entirely (voter or learner).
+pub async fn remove_node(raft: &Raft, metrics: &Metrics, id: NodeId) -> Result<(), crate::Error> {
+    let voters: BTreeSet<NodeId> = metrics.membership_config.membership().voter_ids().filter(|v| *v != id).collect();
+    if voters.is_empty() {
+        return Err(crate::Error::BadRequest("cannot remove the last voter".into()));
+    }
+    raft.change_membership(voters, false).await.map_err(|e| crate::Error::Raft(e.to_string()))?;
+    let change = openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+    match raft.change_membership(change, false).await {
+        Ok(_) => Ok(()),
+        // Already gone (it was only a voter, and removing a voter drops it from the node map).
+        Err(e) if e.to_string().contains("not found") || e.to_string().contains("NotExist") => Ok(()),
+        Err(e) => Err(crate::Error::Raft(e.to_string())),
+    }
+}
+
+/// Forms a new cluster with `members` as the voters.
+pub async fn initialize(raft: &Raft, members: BTreeMap<NodeId, ServerNode>) -> Result<(), crate::Error> {
+    match raft.initialize(members).await {
+        Ok(()) => Ok(()),
+        Err(openraft::error::RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(crate::Error::Raft(e.to_string())),
+    }
+}
+
+/// Starts the Raft node `id` over the given storage and network.
+pub async fn start(
+    id: NodeId,
+    tuning: &RaftTuning,
+    network: network::NetworkFactory,
+    log: log_store::LogStore,
+    sm: state_machine::StateMachine,
+) -> Result<Raft, crate::Error> {
+    let config = raft_config(tuning)?;
+    openraft::Raft::new(id, config, network, log, sm).await.map_err(|e| crate::Error::Raft(e.to_string()))
+}
+
+/// Stops the Raft node.
+pub async fn shutdown(raft: &Raft) {
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "raft shutdown");
+    }
+}
+
+/// Asks Raft to take a snapshot now (and compact the log behind it).
+pub async fn trigger_snapshot(raft: &Raft) -> Result<(), crate::Error> {
+    raft.trigger().snapshot().await.map_err(|e| crate::Error::Raft(e.to_string()))
+}

@@ -1,0 +1,132 @@
+//! Catalog registrations as Consul's clients send them (`structs.RegisterRequest` and its
+//! `Service`/`Check` parts), parsed into the state store's catalog types. Shared by
+//! `/v1/catalog/register`, the agent's own registration endpoints and config files.
+
+use super::body::{parse_object, validate_meta, Obj};
+use crate::state::catalog::{
+    valid_status, HealthCheck, Node, RegisterRequest, ServiceAddress, ServiceInstance, Weights, CRITICAL,
+};
+use crate::Error;
+
+/// Parses a `Check` object of a catalog registration.
+pub(crate) fn parse_check(o: Obj<'_>, node: &str) -> Result<HealthCheck, Error> {
+    let status = match o.string(&["Status"])? {
+        s if s.is_empty() => CRITICAL.to_string(),
+        s if valid_status(&s) => s,
+        s => return Err(Error::BadRequest(format!("Invalid check status {s:?}: use passing, warning or critical"))),
+    };
+    let check_id = match o.string(&["CheckID", "ID"])? {
+        id if id.is_empty() => o.string(&["Name"])?,
+        id => id,
+    };
+    if check_id.is_empty() {
+        return Err(Error::BadRequest("Check: missing CheckID or Name".into()));
+    }
+    let definition = o.get(&["Definition"]).map(|v| v.to_string()).unwrap_or_else(|| "{}".into());
+    Ok(HealthCheck {
+        node: node.to_string(),
+        name: match o.string(&["Name"])? {
+            n if n.is_empty() => check_id.clone(),
+            n => n,
+        },
+        check_id,
+        status,
+        notes: o.string(&["Notes"])?,
+        output: o.string(&["Output"])?,
+        service_id: o.string(&["ServiceID"])?,
+        check_type: o.string(&["Type"])?,
+        interval: o.string(&["Interval"])?,
+        timeout: o.string(&["Timeout"])?,
+        definition,
+        ..HealthCheck::default()
+    })
+}
+
+/// Parses the service part of a registration. `name_fields` is `["Service"]` for the catalog
+/// shape and `["Name"]` for the agent shape. Multi-word fields also take their snake_case
+/// spelling, as the agent endpoint and config files do.
+pub(crate) fn parse_service(o: Obj<'_>, name_fields: &[&str]) -> Result<ServiceInstance, Error> {
+    let name = o.string(name_fields)?;
+    if name.is_empty() {
+        return Err(Error::BadRequest(format!("Missing service name ({})", name_fields[0])));
+    }
+    let id = match o.string(&["ID"])? {
+        id if id.is_empty() => name.clone(),
+        id => id,
+    };
+    let meta = o.string_map(&["Meta"])?;
+    validate_meta("Service.Meta", &meta)?;
+    let port = o.int(&["Port"], 0, 65535)?.unwrap_or(0) as u16;
+    let weights = match o.object(&["Weights"])? {
+        None => Weights::default(),
+        Some(w) => {
+            let w = Obj::new(w, "Weights");
+            Weights {
+                passing: w.int(&["Passing"], 1, 65535)?.unwrap_or(1) as i32,
+                warning: w.int(&["Warning"], 0, 65535)?.unwrap_or(1) as i32,
+            }
+        }
+    };
+    let mut tagged = std::collections::BTreeMap::new();
+    if let Some(t) = o.object(&["TaggedAddresses", "tagged_addresses"])? {
+        for (k, v) in t {
+            let a =
+                v.as_object().ok_or_else(|| Error::BadRequest(format!("TaggedAddresses.{k}: expected an object")))?;
+            let a = Obj::new(a, "TaggedAddresses");
+            tagged.insert(
+                k.clone(),
+                ServiceAddress {
+                    address: a.string(&["Address"])?,
+                    port: a.int(&["Port"], 0, 65535)?.unwrap_or(0) as u16,
+                },
+            );
+        }
+    }
+    Ok(ServiceInstance {
+        kind: o.string(&["Kind"])?,
+        id,
+        service: name,
+        tags: o.strings(&["Tags"])?,
+        address: o.string(&["Address"])?,
+        port,
+        meta,
+        tagged_addresses: tagged,
+        weights,
+        enable_tag_override: o.boolean(&["EnableTagOverride", "enable_tag_override"])?,
+        ..ServiceInstance::default()
+    })
+}
+
+/// Parses a catalog registration (`PUT /v1/catalog/register`).
+pub(crate) fn parse_register(bytes: &[u8], datacenter: &str) -> Result<RegisterRequest, Error> {
+    let map = parse_object(bytes)?;
+    let o = Obj::new(&map, "");
+    let node_name = o.string(&["Node"])?;
+    if node_name.is_empty() {
+        return Err(Error::BadRequest("Must provide node".into()));
+    }
+    let node_meta = o.string_map(&["NodeMeta"])?;
+    validate_meta("NodeMeta", &node_meta)?;
+    let id = o.string(&["ID"])?;
+    if !id.is_empty() && uuid::Uuid::parse_str(&id).is_err() {
+        return Err(Error::BadRequest(format!("Invalid node ID {id:?}: must be a UUID")));
+    }
+    let node = Node {
+        id,
+        node: node_name.clone(),
+        address: o.string(&["Address"])?,
+        datacenter: datacenter.to_string(),
+        tagged_addresses: o.string_map(&["TaggedAddresses"])?,
+        meta: node_meta,
+        ..Node::default()
+    };
+    let service = o.object(&["Service"])?.map(|s| parse_service(Obj::new(s, "Service"), &["Service"])).transpose()?;
+    let mut checks = Vec::new();
+    if let Some(c) = o.object(&["Check"])? {
+        checks.push(parse_check(Obj::new(c, "Check"), &node_name)?);
+    }
+    for c in o.objects(&["Checks"])? {
+        checks.push(parse_check(Obj::new(c, "Checks"), &node_name)?);
+    }
+    Ok(RegisterRequest { node, skip_node_update: o.boolean(&["SkipNodeUpdate"])?, service, checks })
+}
