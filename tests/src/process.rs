@@ -181,10 +181,11 @@ impl ProcCluster {
         self.dirs[i].path().join("server.log")
     }
 
-    /// The last `lines` lines of server `i`'s log file (empty if it logs to stderr).
+    /// The last `lines` lines of server `i`'s log file (empty if it logs to stderr), each cut
+    /// to 300 characters (openraft logs whole state dumps on one line).
     pub fn log_tail(&self, i: usize, lines: usize) -> String {
         let log = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
-        let all: Vec<&str> = log.lines().collect();
+        let all: Vec<String> = log.lines().map(|l| l.chars().take(300).collect()).collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 

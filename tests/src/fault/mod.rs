@@ -19,6 +19,7 @@
 //! ```
 
 pub mod checker;
+pub mod diagnose;
 pub mod history;
 pub mod nemesis;
 pub mod workload;
@@ -92,6 +93,8 @@ pub struct Report {
     pub kept: Option<PathBuf>,
     /// The tail of each server's log, for a failing schedule.
     pub server_logs: Vec<String>,
+    /// For a failing schedule: which known anomalies the reads show ([`diagnose::diagnose`]).
+    pub diagnosis: Vec<String>,
 }
 
 impl Report {
@@ -111,6 +114,12 @@ impl Report {
                 if let Some(h) = &k.html {
                     s += &format!("    visualization: {}\n", h.display());
                 }
+            }
+        }
+        if !self.diagnosis.is_empty() {
+            s += "diagnosis (from the ModifyIndexes reads reported):\n";
+            for d in &self.diagnosis {
+                s += &format!("  {d}\n");
             }
         }
         if let Err(e) = &self.converged {
@@ -175,15 +184,16 @@ pub async fn run_schedule(s: &Schedule) -> Report {
         Err(e) => Err(e),
     };
 
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempfile::Builder::new().prefix("consul-rs-fault-").tempdir().expect("tempdir");
     let path = dir.path().join("history.json");
     history.write(&path).expect("write history");
     let verdict = check_history_with(&path, s.check_timeout, Some(&dir.path().join("html")));
     let mut report =
-        Report { seed: s.seed, ops: history.len(), faults, verdict, converged, log, kept: None, server_logs: Vec::new() };
+        Report { seed: s.seed, ops: history.len(), faults, verdict, converged, log, kept: None, server_logs: Vec::new(), diagnosis: Vec::new() };
     if !report.ok() {
+        report.diagnosis = diagnose::diagnose(&history.ops(), 2);
         report.kept = Some(dir.keep());
-        report.server_logs = (0..cluster.len()).map(|i| cluster.log_tail(i, 25)).collect();
+        report.server_logs = (0..cluster.len()).map(|i| cluster.log_tail(i, 15)).collect();
     }
     println!(
         "fault: schedule {} seed={} ops={} faults={} result={:?} converged={}",

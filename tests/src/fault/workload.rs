@@ -22,6 +22,8 @@ pub enum Target {
     Random,
     /// Only servers that are not the leader (as last seen), so every write is forwarded.
     Followers,
+    /// Only the leader (as last seen), so writes are (almost) never forwarded.
+    Leader,
 }
 
 /// A read's consistency mode.
@@ -225,7 +227,7 @@ impl Workload {
         let stop = Arc::new(AtomicBool::new(false));
         let leader = Arc::new(AtomicUsize::new(usize::MAX));
         let mut tasks = Vec::new();
-        if cfg.target == Target::Followers {
+        if cfg.target != Target::Random {
             // Tracks the leader so clients can avoid it; a stale answer for a few hundred ms
             // after a failover only means a few requests go to the new leader directly.
             let (view, stop, leader) = (view.clone(), stop.clone(), leader.clone());
@@ -298,6 +300,7 @@ impl Workload {
 /// A server for the next request: any, or any but the leader.
 fn pick_server(rng: &mut StdRng, n: usize, target: Target, leader: usize) -> usize {
     match target {
+        Target::Leader if leader < n => leader,
         Target::Followers if leader < n => {
             let i = rng.gen_range(0..n - 1);
             if i >= leader {
@@ -311,8 +314,9 @@ fn pick_server(rng: &mut StdRng, n: usize, target: Target, leader: usize) -> usi
 }
 
 /// Default-mode reads of every key from every server, as fast as they answer, for `dur`:
-/// what a client sees right after a restart. Server `s`'s reads are recorded as client
-/// `first_client + s`.
+/// what a client sees right after a restart. All keys are read at once, so the first reads a
+/// restarted server answers cover every key. Server `s`'s reads are recorded as client
+/// `first_client + s` (one read per key at a time, so per key the client is sequential).
 pub fn read_burst(view: ClusterView, history: History, keys: usize, first_client: usize, dur: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let kv = KvClient::new();
@@ -320,15 +324,19 @@ pub fn read_burst(view: ClusterView, history: History, keys: usize, first_client
         let readers = (0..view.http.len()).map(|s| {
             let (kv, history, addr) = (kv.clone(), history.clone(), view.http[s]);
             async move {
-                let mut k = 0;
                 while tokio::time::Instant::now() < until {
-                    let key = key_name(k % keys);
-                    let read = recorded_read(&kv, &history, first_client + s, s, addr, &key, ReadMode::Default);
-                    if read.await.is_none() {
-                        // Not up yet (connection refused) or no leader: retry soon, not in a hot loop.
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    k += 1;
+                    let reads = (0..keys).map(|k| {
+                        let (kv, history) = (kv.clone(), history.clone());
+                        async move {
+                            let key = key_name(k);
+                            recorded_read(&kv, &history, first_client + s, s, addr, &key, ReadMode::Default).await
+                        }
+                    });
+                    let answered = futures::future::join_all(reads).await.iter().filter(|r| r.is_some()).count();
+                    // Throttled so the history stays checkable; a server not up yet is retried
+                    // every millisecond, so its very first answers are caught.
+                    let pause = if answered == 0 { 1 } else { 3 };
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
             }
         });
