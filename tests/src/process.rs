@@ -115,14 +115,8 @@ impl ProcCluster {
 
     /// Like [`ProcCluster::start`], with a raft multiplier and optionally logs to files.
     pub async fn start_with(n: usize, opts: ProcOptions) -> ProcCluster {
-        let mut c = ProcCluster {
-            children: Vec::new(),
-            ports: Vec::new(),
-            dirs: Vec::new(),
-            stopped: vec![false; n],
-            n,
-            opts,
-        };
+        let mut c =
+            ProcCluster { children: Vec::new(), ports: Vec::new(), dirs: Vec::new(), stopped: vec![false; n], n, opts };
         for _ in 0..n {
             c.ports.push(ProcPorts { http: free_port(), server: free_port(), serf: free_port(), dns: free_port() });
             c.dirs.push(tempfile::tempdir().expect("tempdir"));
@@ -192,7 +186,9 @@ impl ProcCluster {
     /// The addresses of the servers, for tasks that run beside the cluster's owner.
     pub fn view(&self) -> ClusterView {
         ClusterView {
-            http: (0..self.len()).map(|i| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.ports[i].http)).collect(),
+            http: (0..self.len())
+                .map(|i| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.ports[i].http))
+                .collect(),
             rpc: (0..self.len()).map(|i| self.rpc_addr(i)).collect(),
             probe: reqwest::Client::builder().timeout(Duration::from_secs(1)).build().expect("reqwest client"),
         }

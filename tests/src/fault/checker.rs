@@ -110,7 +110,11 @@ pub fn checker_binary() -> PathBuf {
             .output()
             .map_err(|e| format!("running go build: {e}"))?;
         if !out.status.success() {
-            return Err(format!("go build of {} failed:\n{}", module_dir().display(), String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "go build of {} failed:\n{}",
+                module_dir().display(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         std::fs::rename(&tmp, &bin).map_err(|e| e.to_string())?;
         Ok(bin)

@@ -69,12 +69,24 @@ pub fn diagnose(ops: &[Op], examples: usize) -> Vec<String> {
         // writes the first index their value was read at.
         let mut done: Vec<(i64, u64, String)> = reads
             .iter()
-            .map(|(op, v, mi)| (op.return_ns.unwrap_or(i64::MAX), *mi, format!("read {v:?} ({}) done at {}", op.meta, at(op.return_ns.unwrap_or(0)))))
+            .map(|(op, v, mi)| {
+                (
+                    op.return_ns.unwrap_or(i64::MAX),
+                    *mi,
+                    format!("read {v:?} ({}) done at {}", op.meta, at(op.return_ns.unwrap_or(0))),
+                )
+            })
             .collect();
         for op in &ops {
-            if let (Kind::Put { value } | Kind::Cas { value, .. }, Some(Output::Written(true)), Some(ret)) = (&op.kind, &op.output, op.return_ns) {
+            if let (Kind::Put { value } | Kind::Cas { value, .. }, Some(Output::Written(true)), Some(ret)) =
+                (&op.kind, &op.output, op.return_ns)
+            {
                 if let Some(mi) = seen.get(value.as_str()).and_then(|i| i.iter().min()) {
-                    done.push((ret, *mi, format!("write {value:?} ({}) acknowledged at {}, index {mi}", op.meta, at(ret))));
+                    done.push((
+                        ret,
+                        *mi,
+                        format!("write {value:?} ({}) acknowledged at {}, index {mi}", op.meta, at(ret)),
+                    ));
                 }
             }
         }

@@ -188,8 +188,17 @@ pub async fn run_schedule(s: &Schedule) -> Report {
     let path = dir.path().join("history.json");
     history.write(&path).expect("write history");
     let verdict = check_history_with(&path, s.check_timeout, Some(&dir.path().join("html")));
-    let mut report =
-        Report { seed: s.seed, ops: history.len(), faults, verdict, converged, log, kept: None, server_logs: Vec::new(), diagnosis: Vec::new() };
+    let mut report = Report {
+        seed: s.seed,
+        ops: history.len(),
+        faults,
+        verdict,
+        converged,
+        log,
+        kept: None,
+        server_logs: Vec::new(),
+        diagnosis: Vec::new(),
+    };
     if !report.ok() {
         report.diagnosis = diagnose::diagnose(&history.ops(), 2);
         report.kept = Some(dir.keep());
@@ -209,7 +218,12 @@ pub async fn run_schedule(s: &Schedule) -> Report {
 
 /// A `?consistent` read of every key through the leader, recorded as client `client`; the
 /// value and ModifyIndex of each.
-async fn final_reads(cluster: &ProcCluster, history: &History, keys: usize, client: usize) -> Result<BTreeMap<String, Read>, String> {
+async fn final_reads(
+    cluster: &ProcCluster,
+    history: &History,
+    keys: usize,
+    client: usize,
+) -> Result<BTreeMap<String, Read>, String> {
     let view = cluster.view();
     let kv = KvClient::new();
     let mut finals = BTreeMap::new();
@@ -218,7 +232,8 @@ async fn final_reads(cluster: &ProcCluster, history: &History, keys: usize, clie
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let leader = view.leader_index().await.unwrap_or(0);
-            let read = workload::recorded_read(&kv, history, client, leader, view.http[leader], &key, ReadMode::Consistent);
+            let read =
+                workload::recorded_read(&kv, history, client, leader, view.http[leader], &key, ReadMode::Consistent);
             if let Some(r) = read.await {
                 finals.insert(key, r);
                 break;

@@ -96,7 +96,14 @@ pub struct Nemesis<'a> {
 impl<'a> Nemesis<'a> {
     /// A nemesis seeded with `seed`; read bursts are recorded into `history` as clients
     /// `burst_client..burst_client + servers`, over `keys` keys.
-    pub fn new(cluster: &'a mut ProcCluster, cfg: NemesisConfig, seed: u64, history: History, keys: usize, burst_client: usize) -> Self {
+    pub fn new(
+        cluster: &'a mut ProcCluster,
+        cfg: NemesisConfig,
+        seed: u64,
+        history: History,
+        keys: usize,
+        burst_client: usize,
+    ) -> Self {
         Nemesis {
             cluster,
             cfg,
@@ -213,7 +220,8 @@ impl<'a> Nemesis<'a> {
             }
             Fault::PauseRandom | Fault::PauseLeader => {
                 let pause = self.draw(self.cfg.pause_ms);
-                let target = if fault == Fault::PauseLeader { self.leader().await } else { Some(self.rng.gen_range(0..n)) };
+                let target =
+                    if fault == Fault::PauseLeader { self.leader().await } else { Some(self.rng.gen_range(0..n)) };
                 let Some(i) = target.filter(|&i| self.cluster.pid(i).is_some()) else {
                     self.note(format!("{fault:?}: no target, skipped"));
                     return;

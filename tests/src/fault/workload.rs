@@ -111,7 +111,8 @@ impl KvClient {
     /// `GET /v1/kv/<key><query>`: the value (or absence) and `X-Consul-Index`; `Err` when the
     /// read failed (such reads say nothing and are left out of the history).
     pub async fn read(&self, addr: SocketAddr, key: &str, query: &str) -> Result<(Read, u64), String> {
-        let resp = self.http.get(format!("http://{addr}/v1/kv/{key}{query}")).send().await.map_err(|e| e.to_string())?;
+        let resp =
+            self.http.get(format!("http://{addr}/v1/kv/{key}{query}")).send().await.map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
         let index = resp
             .headers()
@@ -180,7 +181,10 @@ pub async fn recorded_read(
         output: Some(Output::Read(value)),
         call_ns,
         return_ns: Some(return_ns),
-        meta: format!("s{server} {} index={index} modify={mi}", if query.is_empty() { "default" } else { "consistent" }),
+        meta: format!(
+            "s{server} {} index={index} modify={mi}",
+            if query.is_empty() { "default" } else { "consistent" }
+        ),
     });
     Some(read)
 }
@@ -261,7 +265,8 @@ impl Workload {
                         }
                         30..=54 => {
                             // CAS: the index comes from a ?consistent read, recorded too.
-                            let read = recorded_read(&kv, &history, client, server, addr, &key, ReadMode::Consistent).await;
+                            let read =
+                                recorded_read(&kv, &history, client, server, addr, &key, ReadMode::Consistent).await;
                             // A 404 means "absent": ?cas=0 succeeds only if the key still is.
                             let (expected, index) = match read {
                                 Some(Read::Value { value, modify_index }) => (value, modify_index),
@@ -317,7 +322,13 @@ fn pick_server(rng: &mut StdRng, n: usize, target: Target, leader: usize) -> usi
 /// what a client sees right after a restart. All keys are read at once, so the first reads a
 /// restarted server answers cover every key. Server `s`'s reads are recorded as client
 /// `first_client + s` (one read per key at a time, so per key the client is sequential).
-pub fn read_burst(view: ClusterView, history: History, keys: usize, first_client: usize, dur: Duration) -> JoinHandle<()> {
+pub fn read_burst(
+    view: ClusterView,
+    history: History,
+    keys: usize,
+    first_client: usize,
+    dur: Duration,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let kv = KvClient::new();
         let until = tokio::time::Instant::now() + dur;

@@ -38,12 +38,12 @@ fn check(ops: &[Op]) -> consul_tests::fault::Verdict {
 #[test]
 fn valid_concurrent_history_passes() {
     let ops = [
-        get(0, "", 0, 5),                 // before any write: absent
-        cas(1, "", "a", true, 1, 12),     // cas=0 on the absent key
-        get(2, "", 2, 11),                // concurrent with the CAS: may still see it absent
-        put(0, "b", 10, 20),              // concurrent with the CAS: ordered after it
-        get(2, "a", 13, 14),              // between the CAS and the PUT
-        cas(1, "a", "c", false, 21, 25),  // "a" is gone
+        get(0, "", 0, 5),                // before any write: absent
+        cas(1, "", "a", true, 1, 12),    // cas=0 on the absent key
+        get(2, "", 2, 11),               // concurrent with the CAS: may still see it absent
+        put(0, "b", 10, 20),             // concurrent with the CAS: ordered after it
+        get(2, "a", 13, 14),             // between the CAS and the PUT
+        cas(1, "a", "c", false, 21, 25), // "a" is gone
         get(3, "b", 22, 30),
         op(4, Kind::Get, Some(Output::Read("b".into())), 31, Some(31)),
     ];
