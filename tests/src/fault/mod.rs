@@ -204,6 +204,10 @@ pub async fn run_schedule(s: &Schedule) -> Report {
         report.kept = Some(dir.keep());
         report.server_logs = (0..cluster.len()).map(|i| cluster.log_tail(i, 15)).collect();
     }
+    // The nemesis log, always: what a passing schedule survived is worth seeing too.
+    for l in &report.log {
+        println!("fault:   {l}");
+    }
     println!(
         "fault: schedule {} seed={} ops={} faults={} result={:?} converged={}",
         s.name,
