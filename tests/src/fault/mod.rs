@@ -106,7 +106,10 @@ impl Report {
     /// A human-readable account of a failure: seed, what porcupine found, the nemesis log,
     /// where the history is, and the tail of every server's log.
     pub fn failure(&self) -> String {
-        let mut s = format!("fault: seed={} FAILED (replay: FAULT_SEED={} FAULT_SCHEDULES=1)\n", self.seed, self.seed);
+        let mut s = format!(
+            "fault: seed={} FAILED (replay: FAULT_SEED={} and the same test; for t30 also FAULT_SCHEDULES=1)\n",
+            self.seed, self.seed
+        );
         s += &format!("checker: {:?} over {} ops\n", self.verdict.result, self.verdict.ops);
         for k in &self.verdict.keys {
             if k.result != CheckResult::Ok {
