@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod dns;
+pub mod fault;
 pub mod inproc;
 pub mod process;
 

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
@@ -38,19 +38,85 @@ pub struct ProcPorts {
     pub dns: u16,
 }
 
+/// How [`ProcCluster::start_with`] runs its servers.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcOptions {
+    /// `performance.raft_multiplier` (1 = fastest elections, Consul's default is 5).
+    pub raft_multiplier: u32,
+    /// Send each server's stderr (its log, at `info`) to `server.log` in its temp dir instead of
+    /// the test's stderr, so a failing test can print the tail of every server's log.
+    pub log_to_file: bool,
+}
+
+impl Default for ProcOptions {
+    fn default() -> Self {
+        ProcOptions { raft_multiplier: 1, log_to_file: false }
+    }
+}
+
+/// The addresses of a [`ProcCluster`]'s servers, detached from it so tasks can find the leader
+/// while the cluster itself is owned (and mutated) elsewhere. Ports never change on restart.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    /// HTTP address of each server.
+    pub http: Vec<SocketAddr>,
+    /// Server RPC address of each server (what `/v1/status/leader` reports).
+    pub rpc: Vec<String>,
+    probe: reqwest::Client,
+}
+
+impl ClusterView {
+    /// Which server is leader: asks every server `/v1/status/leader` (1 s timeout each, so a
+    /// stopped or dead server only delays the answer) and matches the reported RPC address with
+    /// the servers'. A server that names itself wins over what others report, since a freshly
+    /// restarted follower may still name a dead leader. `None` when nobody knows a leader.
+    pub async fn leader_index(&self) -> Option<usize> {
+        let asks = self.http.iter().map(|addr| {
+            let req = self.probe.get(format!("http://{addr}/v1/status/leader"));
+            async move {
+                let body = req.send().await.ok()?.json::<serde_json::Value>().await.ok()?;
+                body.as_str().map(str::to_string)
+            }
+        });
+        let answers = futures::future::join_all(asks).await;
+        let find = |addr: &str| self.rpc.iter().position(|r| r == addr);
+        let self_named = answers.iter().enumerate().find(|(i, a)| a.as_deref() == Some(self.rpc[*i].as_str()));
+        if let Some((i, _)) = self_named {
+            return Some(i);
+        }
+        answers.iter().flatten().find_map(|a| find(a))
+    }
+
+    /// The leader server `i` names (its RPC address), if it answers and knows one.
+    pub async fn leader_seen_by(&self, i: usize) -> Option<String> {
+        let resp = self.probe.get(format!("http://{}/v1/status/leader", self.http[i])).send().await.ok()?;
+        let leader = resp.json::<serde_json::Value>().await.ok()?.as_str()?.to_string();
+        (!leader.is_empty()).then_some(leader)
+    }
+}
+
 /// A cluster of `consul-rs agent -server` processes.
 #[derive(Debug)]
 pub struct ProcCluster {
     children: Vec<Option<Child>>,
     ports: Vec<ProcPorts>,
     dirs: Vec<TempDir>,
+    /// Servers currently held by SIGSTOP (continued before they are killed).
+    stopped: Vec<bool>,
     n: usize,
+    opts: ProcOptions,
 }
 
 impl ProcCluster {
     /// Starts `n` server processes with `-bootstrap-expect n` joined to the first one.
     pub async fn start(n: usize) -> ProcCluster {
-        let mut c = ProcCluster { children: Vec::new(), ports: Vec::new(), dirs: Vec::new(), n };
+        Self::start_with(n, ProcOptions::default()).await
+    }
+
+    /// Like [`ProcCluster::start`], with a raft multiplier and optionally logs to files.
+    pub async fn start_with(n: usize, opts: ProcOptions) -> ProcCluster {
+        let mut c =
+            ProcCluster { children: Vec::new(), ports: Vec::new(), dirs: Vec::new(), stopped: vec![false; n], n, opts };
         for _ in 0..n {
             c.ports.push(ProcPorts { http: free_port(), server: free_port(), serf: free_port(), dns: free_port() });
             c.dirs.push(tempfile::tempdir().expect("tempdir"));
@@ -67,8 +133,11 @@ impl ProcCluster {
         let p = self.ports[i];
         let dir = self.dirs[i].path();
         let config = dir.join("config.json");
-        std::fs::write(&config, r#"{"performance": {"raft_multiplier": 1}, "retry_interval": "200ms"}"#)
-            .expect("write config");
+        let config_json = format!(
+            r#"{{"performance": {{"raft_multiplier": {}}}, "retry_interval": "200ms"}}"#,
+            self.opts.raft_multiplier
+        );
+        std::fs::write(&config, config_json).expect("write config");
         let mut cmd = Command::new(binary());
         // Mix both Go-flag spellings, as client-library test harnesses do.
         cmd.arg("agent")
@@ -83,14 +152,109 @@ impl ProcCluster {
             .arg(format!("-serf-lan-port={}", p.serf))
             .arg(format!("-dns-port={}", p.dns))
             .arg(format!("-config-file={}", config.display()))
-            .args(["-log-level", "warn"]);
+            .args(["-log-level", if self.opts.log_to_file { "info" } else { "warn" }]);
         for (j, other) in self.ports.iter().enumerate() {
             if j != i {
                 cmd.arg(format!("-retry-join=127.0.0.1:{}", other.serf));
             }
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        if self.opts.log_to_file {
+            // Appended across restarts, so the log shows every incarnation of the server.
+            let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(i)).expect("log file");
+            cmd.stderr(Stdio::from(log));
+        } else {
+            cmd.stderr(Stdio::inherit());
+        }
         self.children[i] = Some(cmd.spawn().expect("spawn consul-rs"));
+        self.stopped[i] = false;
+    }
+
+    /// Where server `i` logs when started with [`ProcOptions::log_to_file`].
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.dirs[i].path().join("server.log")
+    }
+
+    /// The last `lines` lines of server `i`'s log file (empty if it logs to stderr), each cut
+    /// to 300 characters (openraft logs whole state dumps on one line).
+    pub fn log_tail(&self, i: usize, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+        let all: Vec<String> = log.lines().map(|l| l.chars().take(300).collect()).collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The addresses of the servers, for tasks that run beside the cluster's owner.
+    pub fn view(&self) -> ClusterView {
+        ClusterView {
+            http: (0..self.len())
+                .map(|i| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.ports[i].http))
+                .collect(),
+            rpc: (0..self.len()).map(|i| self.rpc_addr(i)).collect(),
+            probe: reqwest::Client::builder().timeout(Duration::from_secs(1)).build().expect("reqwest client"),
+        }
+    }
+
+    /// Which server is leader (see [`ClusterView::leader_index`]).
+    pub async fn leader_index(&self) -> Option<usize> {
+        self.view().leader_index().await
+    }
+
+    /// The process id of server `i`, if it is running.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.children[i].as_ref().map(Child::id)
+    }
+
+    /// Whether server `i` has a live process (running or stopped).
+    pub fn is_running(&mut self, i: usize) -> bool {
+        match self.children[i].as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Whether server `i` is held by SIGSTOP.
+    pub fn is_stopped(&self, i: usize) -> bool {
+        self.stopped[i]
+    }
+
+    /// Sends `kill -<sig>` (e.g. `STOP`, `CONT`, `TERM`) to server `i`; false if it has no
+    /// process or `kill` failed. Tracks STOP/CONT so the cluster never leaves a stopped child.
+    pub fn signal(&mut self, i: usize, sig: &str) -> bool {
+        let Some(pid) = self.pid(i) else { return false };
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        match sig {
+            "STOP" if ok => self.stopped[i] = true,
+            "CONT" => self.stopped[i] = false,
+            _ => {}
+        }
+        ok
+    }
+
+    /// SIGTERMs server `i` and waits up to `timeout` for it to exit (then kill -9s it); how long
+    /// it took to exit on its own, or `None` if it had to be killed (or was not running).
+    pub fn terminate(&mut self, i: usize, timeout: Duration) -> Option<Duration> {
+        if self.stopped[i] {
+            self.signal(i, "CONT");
+        }
+        let start = Instant::now();
+        if !self.signal(i, "TERM") {
+            self.kill9(i);
+            return None;
+        }
+        let mut child = self.children[i].take()?;
+        while start.elapsed() < timeout {
+            if let Ok(Some(_)) = child.try_wait() {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 
     /// An API client for server `i`.
@@ -123,6 +287,8 @@ impl ProcCluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // SIGKILL ends a stopped process too; nothing is left stopped.
+        self.stopped[i] = false;
     }
 
     /// Restarts server `i` from its data dir on the same ports.
@@ -155,6 +321,9 @@ impl ProcCluster {
 impl Drop for ProcCluster {
     fn drop(&mut self) {
         for i in 0..self.children.len() {
+            if self.stopped[i] {
+                self.signal(i, "CONT");
+            }
             self.kill9(i);
         }
     }
