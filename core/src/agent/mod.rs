@@ -22,16 +22,17 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::agent::config::AgentConfig;
+use crate::api::http::proxy::HttpRequest;
 use crate::api::http::{self, ApiContext};
 use crate::coordinate::CoordinateClient;
 use crate::local::{self, LocalAgent, NodeInfo};
 use crate::membership::cluster::{Cluster, FormationConfig};
+use crate::membership::gossip::MemberInfo;
 use crate::membership::gossip::{Gossip, Keyring};
 use crate::replication::backend::{Backend, Remote};
 use crate::replication::consensus::Consensus;
 use crate::replication::raft::{self, log_store::LogStore, network::NetworkFactory, state_machine::StateMachine};
-use crate::rpc::messages::{HttpRequest, MemberInfo, WireError};
-use crate::rpc::{self, Request, Response, RpcClient};
+use crate::rpc::{self, RpcClient, Service};
 use crate::state::command::Command;
 use crate::state::StateStore;
 use crate::{Error, Result};
@@ -200,12 +201,11 @@ impl Agent {
                 config.rpc_hold_timeout,
             ))
         } else {
-            Backend::Client(Remote::new(
-                rpc_client.clone(),
-                gossip.clone(),
-                config.datacenter.clone(),
-                config.rpc_hold_timeout,
-            ))
+            let servers = crate::membership::gossip::GossipServers {
+                gossip: gossip.clone(),
+                datacenter: config.datacenter.clone(),
+            };
+            Backend::Client(Remote::new(rpc_client.clone(), Arc::new(servers), config.rpc_hold_timeout))
         };
         let consensus = backend.consensus().cloned();
 
@@ -252,11 +252,12 @@ impl Agent {
             tasks.push(tokio::spawn(reap_tombstones(c.clone(), config.tombstone_ttl, shutdown.clone())));
             tasks.push(tokio::spawn(crate::replication::session_ttl::reap_sessions(c.clone(), shutdown.clone())));
         }
-        let serf_handler: rpc::Handler = {
-            let c = cluster.clone();
-            Arc::new(move |req| c.handle_rpc(req))
-        };
-        tasks.push(tokio::spawn(rpc::serve(serf_listener, serf_handler, shutdown.clone())));
+        // The serf_lan port: gossip push/pull and joins, keyring fan-out.
+        let (g1, g2) = (gossip.clone(), gossip.clone());
+        let serf_router = rpc::Router::new()
+            .route(Service::Gossip, move |sealed: Vec<u8>| std::future::ready(g1.handle_sync(&sealed)))
+            .route(Service::Keyring, move |sealed: Vec<u8>| std::future::ready(g2.handle_keyring(&sealed)));
+        tasks.push(tokio::spawn(rpc::serve(serf_listener, serf_router, shutdown.clone())));
         tasks.push(tokio::spawn(gossip.clone().run(shutdown.clone())));
         tasks.push(tokio::spawn(cluster.clone().run(shutdown.clone())));
 
@@ -309,23 +310,25 @@ impl Agent {
         if let Some(c) = &consensus {
             // The server port: Raft, forwarded writes and reads, and client agents' HTTP and DNS.
             let (c, app, dns) = (c.clone(), app.clone(), dns.clone());
-            let rpc_handler: rpc::Handler = Arc::new(move |req| match req {
-                Request::Http(h) => {
-                    let app = app.clone();
-                    Box::pin(async move {
-                        match http::proxy::serve_forwarded(app, h).await {
-                            Ok(r) => Response::Http(r),
-                            Err(e) => Response::Error(WireError::BadRequest(e.to_string())),
-                        }
-                    })
-                }
-                Request::Dns { packet, udp } => {
+            let (c2, app2) = (c.clone(), app.clone());
+            let router = rpc::Router::new()
+                .route(Service::Raft, move |req| {
+                    let c = c.clone();
+                    async move { c.handle_raft(req).await }
+                })
+                .route(Service::Forward, move |req| {
+                    let c = c2.clone();
+                    async move { c.handle_forward(req).await }
+                })
+                .route(Service::Http, move |req: HttpRequest| {
+                    let app = app2.clone();
+                    async move { http::proxy::serve_forwarded(app, req).await.map_err(|e| e.to_string()) }
+                })
+                .route(Service::Dns, move |q| {
                     let dns = dns.clone();
-                    Box::pin(async move { Response::Dns(crate::api::dns::answer_forwarded(&dns, &packet, udp).await) })
-                }
-                other => c.handle_rpc(other),
-            });
-            tasks.push(tokio::spawn(rpc::serve(rpc_listener, rpc_handler, shutdown.clone())));
+                    async move { crate::api::dns::answer_forwarded(&dns, q).await }
+                });
+            tasks.push(tokio::spawn(rpc::serve(rpc_listener, router, shutdown.clone())));
         } else {
             // A client agent holds no server port open; `rpc_addr` is only advertised.
             drop(rpc_listener);
@@ -469,7 +472,7 @@ impl Agent {
     async fn client_sees_leader(&self) -> bool {
         let Backend::Client(remote) = &self.backend else { return false };
         let req = HttpRequest { method: "GET".into(), uri: "/v1/status/leader".into(), headers: vec![], body: vec![] };
-        match remote.http(req, Duration::from_secs(2)).await {
+        match http::proxy::call_server(remote, &req, Duration::from_secs(2)).await {
             Ok(r) => r.status == 200 && r.body.len() > 2,
             Err(_) => false,
         }

@@ -5,7 +5,7 @@
 //!
 //! May call every layer below: [`crate::local`], [`crate::membership`],
 //! [`crate::replication`], [`crate::wire`], [`crate::state`], [`crate::rpc`]. Never
-//! [`crate::agent`]: what it needs of the agent's configuration is handed to it as plain values.
+//! the agent layer above: what it needs of the configuration is handed to it as plain values.
 
 pub mod dns;
 pub mod http;

@@ -19,14 +19,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
+use crate::membership::gossip::MemberInfo;
 use crate::membership::gossip::{Gossip, Member, MemberStatus};
 use crate::replication::consensus::Consensus;
 use crate::replication::raft;
-use crate::rpc::messages::{MemberInfo, WireError};
-use crate::rpc::{Request, Response};
 use crate::state::catalog::{
     DeregisterRequest, HealthCheck, Node, RegisterRequest, ServiceInstance, CRITICAL, PASSING,
 };
@@ -92,18 +90,6 @@ impl Cluster {
             .filter(|m| m.status == MemberStatus::Alive && m.info.server && m.info.datacenter == dc)
             .map(|m| m.info)
             .collect()
-    }
-
-    /// Answers a request that arrived on the serf_lan port.
-    pub fn handle_rpc(self: &Arc<Self>, req: Request) -> BoxFuture<'static, Response> {
-        let this = self.clone();
-        Box::pin(async move {
-            match req {
-                Request::GossipSync(bytes) => this.gossip.handle_sync(&bytes),
-                Request::KeyringOp(bytes) => this.gossip.handle_keyring(&bytes),
-                _ => Response::Error(WireError::BadRequest("only gossip requests are served on serf_lan".into())),
-            }
-        })
     }
 
     /// Joins the agents at `addrs` (`host` or `host:port`); how many answered, or why none did.

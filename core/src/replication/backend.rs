@@ -1,8 +1,8 @@
 //! Where an agent's writes and catalog reads go: its own Raft replica (servers) or, over RPC,
 //! a server of its datacenter (client agents).
 //!
-//! A client agent keeps no replicated state. It learns the servers from the gossip pool (members
-//! tagged `role=consul` in its datacenter) and sends each request to one of them, trying the
+//! A client agent keeps no replicated state. It learns the servers from a [`ServerSource`] (the
+//! gossip pool's alive servers of its datacenter) and sends each request to one of them, trying the
 //! next on a connection failure and waiting up to `rpc_hold_timeout` for a server to appear.
 //! Writes go to the leader (a server that is not the leader answers with the leader's address,
 //! which the client remembers and retries at); default and `consistent` reads go to that leader
@@ -22,10 +22,9 @@ use std::time::Duration;
 use rand::seq::SliceRandom;
 use tokio::time::Instant;
 
-use crate::membership::gossip::{Gossip, MemberStatus};
 use crate::replication::consensus::Consensus;
-use crate::rpc::messages::{ForwardRequest, ForwardResponse, HttpRequest, HttpResponse, WireError};
-use crate::rpc::{Request, Response, RpcClient};
+use crate::replication::forward::{ForwardRequest, ForwardResponse, WireError};
+use crate::rpc::{RpcClient, Service};
 use crate::state::catalog::NodeState;
 use crate::state::command::{Command, CommandResponse, RequestIds};
 use crate::{Error, Result};
@@ -33,12 +32,18 @@ use crate::{Error, Result};
 /// Time allowed for one forwarded request that is not a blocking query.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Where a client agent learns the servers of its datacenter. The membership layer implements
+/// it over the gossip pool; replication only asks.
+pub trait ServerSource: Send + Sync + std::fmt::Debug {
+    /// RPC addresses of the servers believed alive, in any order.
+    fn servers(&self) -> Vec<std::net::SocketAddr>;
+}
+
 /// The servers of a client agent's datacenter, reached over RPC.
 #[derive(Debug)]
 pub struct Remote {
     rpc: RpcClient,
-    gossip: Arc<Gossip>,
-    datacenter: String,
+    source: Arc<dyn ServerSource>,
     hold_timeout: Duration,
     /// The leader's RPC address as last learned from a redirect: writes and non-`stale` reads
     /// go there first, saving the hop a follower would add.
@@ -48,12 +53,11 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// Servers as the gossip pool knows them.
-    pub fn new(rpc: RpcClient, gossip: Arc<Gossip>, datacenter: String, hold_timeout: Duration) -> Arc<Remote> {
+    /// The servers `source` names.
+    pub fn new(rpc: RpcClient, source: Arc<dyn ServerSource>, hold_timeout: Duration) -> Arc<Remote> {
         Arc::new(Remote {
             rpc,
-            gossip,
-            datacenter,
+            source,
             hold_timeout,
             leader_hint: parking_lot::Mutex::new(None),
             ids: RequestIds::new(),
@@ -62,32 +66,24 @@ impl Remote {
 
     /// RPC addresses of alive servers, shuffled so load spreads.
     pub fn servers(&self) -> Vec<std::net::SocketAddr> {
-        let mut list: Vec<_> = self
-            .gossip
-            .members()
-            .into_iter()
-            .filter(|m| m.status == MemberStatus::Alive && m.info.server && m.info.datacenter == self.datacenter)
-            .map(|m| m.info.rpc_addr)
-            .collect();
+        let mut list = self.source.servers();
         list.shuffle(&mut rand::thread_rng());
         list
     }
 
-    /// Sends `req` to some server, trying each in turn and waiting (up to the hold timeout)
-    /// for one to be known. `req` must be safe to repeat (see the module docs).
-    pub async fn call(&self, req: &Request, timeout: Duration) -> Result<Response> {
-        self.call_preferring(req, timeout, None, true).await
-    }
-
-    /// Like [`Remote::call`], trying `first` (if it is a known alive server) before the others.
-    /// Unless `repeatable`, a request that may have reached a server is not sent to another.
-    async fn call_preferring(
+    /// Sends an encoded request to `service` on some server, trying each in turn and waiting
+    /// (up to the hold timeout) for one to be known; the encoded answer. With `prefer_leader`
+    /// the leader learned from redirects goes first. Unless `repeatable`, a request that may
+    /// have reached a server is not sent to another (see the module docs).
+    pub async fn call_raw(
         &self,
-        req: &Request,
+        service: Service,
+        body: Vec<u8>,
         timeout: Duration,
-        first: Option<std::net::SocketAddr>,
+        prefer_leader: bool,
         repeatable: bool,
-    ) -> Result<Response> {
+    ) -> Result<Vec<u8>> {
+        let first = if prefer_leader { *self.leader_hint.lock() } else { None };
         let deadline = Instant::now() + self.hold_timeout;
         let mut last_error = None;
         loop {
@@ -96,7 +92,7 @@ impl Remote {
                 servers.swap(0, pos);
             }
             for addr in servers {
-                match self.rpc.call(addr, req.clone(), timeout).await {
+                match self.rpc.call_raw(addr, service, body.clone(), timeout).await {
                     Ok(resp) => return Ok(resp),
                     Err(e) if !repeatable && !e.not_delivered() => {
                         return Err(Error::OutcomeUnknown(format!("server {addr}: {e}")));
@@ -117,62 +113,40 @@ impl Remote {
         }
     }
 
-    /// A forwarded request, following `NotLeader` redirects to the leader.
+    /// A forwarded request, following `NotLeader` redirects to the leader. Every forwarded
+    /// request is safe to repeat (writes carry their request id).
     async fn forward(&self, req: ForwardRequest) -> Result<ForwardResponse> {
         let deadline = Instant::now() + self.hold_timeout;
-        let hint = *self.leader_hint.lock();
-        let mut resp = self.call_preferring(&Request::Forward(req.clone()), CALL_TIMEOUT, hint, true).await?;
+        let body = postcard::to_allocvec(&req).map_err(|e| Error::Rpc(e.to_string()))?;
+        let decode = |bytes: Vec<u8>| -> Result<std::result::Result<ForwardResponse, WireError>> {
+            postcard::from_bytes(&bytes).map_err(|e| Error::Rpc(format!("undecodable answer from a server: {e}")))
+        };
+        let mut resp = decode(self.call_raw(Service::Forward, body.clone(), CALL_TIMEOUT, true, true).await?)?;
         loop {
             match resp {
-                Response::Forward(f) => return Ok(f),
-                Response::Error(WireError::BadRequest(m)) => return Err(Error::BadRequest(m)),
-                Response::Error(WireError::Other(m)) => return Err(Error::Rpc(m)),
-                Response::Error(WireError::OutcomeUnknown(m)) => return Err(Error::OutcomeUnknown(m)),
-                Response::Error(WireError::NotLeader(leader)) => {
+                Ok(f) => return Ok(f),
+                Err(WireError::NotLeader(leader)) => {
                     if Instant::now() >= deadline {
                         return Err(Error::NoLeader);
                     }
                     let leader_addr: Option<std::net::SocketAddr> =
                         leader.and_then(|(_, node)| node.rpc_addr.parse().ok());
                     *self.leader_hint.lock() = leader_addr;
-                    resp = match leader_addr {
-                        Some(addr) => match self.rpc.call(addr, Request::Forward(req.clone()), CALL_TIMEOUT).await {
+                    let answer = match leader_addr {
+                        Some(addr) => match self.rpc.call_raw(addr, Service::Forward, body.clone(), CALL_TIMEOUT).await
+                        {
                             Ok(r) => r,
-                            Err(_) => self.call(&Request::Forward(req.clone()), CALL_TIMEOUT).await?,
+                            Err(_) => self.call_raw(Service::Forward, body.clone(), CALL_TIMEOUT, false, true).await?,
                         },
                         None => {
                             tokio::time::sleep(Duration::from_millis(100)).await;
-                            self.call(&Request::Forward(req.clone()), CALL_TIMEOUT).await?
+                            self.call_raw(Service::Forward, body.clone(), CALL_TIMEOUT, false, true).await?
                         }
                     };
+                    resp = decode(answer)?;
                 }
-                other => return Err(Error::Rpc(format!("unexpected answer from a server: {other:?}"))),
+                Err(e) => return Err(e.into_error()),
             }
-        }
-    }
-
-    /// Serves an HTTP request on some server's API (the request's own timeout applies).
-    pub async fn http(&self, req: HttpRequest, timeout: Duration) -> Result<HttpResponse> {
-        // `?stale` reads may go to any server; the rest go to the leader when we know it
-        // (any server would answer them correctly too, after asking the leader).
-        let stale =
-            req.uri.split_once('?').is_some_and(|(_, q)| q.split('&').any(|p| p == "stale" || p.starts_with("stale=")));
-        let first = if stale { None } else { *self.leader_hint.lock() };
-        // Reads may be asked of another server; a write that may have reached one may not.
-        let repeatable = matches!(req.method.as_str(), "GET" | "HEAD");
-        match self.call_preferring(&Request::Http(req), timeout, first, repeatable).await? {
-            Response::Http(r) => Ok(r),
-            Response::Error(WireError::BadRequest(m)) => Err(Error::BadRequest(m)),
-            Response::Error(e) => Err(Error::Rpc(format!("{e:?}"))),
-            other => Err(Error::Rpc(format!("unexpected answer from a server: {other:?}"))),
-        }
-    }
-
-    /// Resolves a DNS query on some server.
-    pub async fn dns(&self, packet: Vec<u8>, udp: bool) -> Result<Option<Vec<u8>>> {
-        match self.call(&Request::Dns { packet, udp }, CALL_TIMEOUT).await? {
-            Response::Dns(r) => Ok(r),
-            other => Err(Error::Rpc(format!("unexpected answer from a server: {other:?}"))),
         }
     }
 }

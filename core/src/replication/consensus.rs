@@ -25,15 +25,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::replication::forward::{ForwardRequest, ForwardResponse, WireError};
 use crate::replication::raft::{self, NodeId, Raft, RaftTuning, ServerNode, ServerState, WriteError};
+use crate::replication::raft::{RaftRequest, RaftResponse};
 use crate::replication::session_ttl::SessionTimers;
-use crate::rpc::messages::{ForwardRequest, ForwardResponse, WireError};
-use crate::rpc::{Request, Response, RpcClient};
+use crate::rpc::{RpcClient, Service};
 use crate::state::command::{Command, CommandResponse, RequestIds};
 use crate::state::{Session, StateStore};
 use crate::{Error, Result};
@@ -512,74 +512,65 @@ impl Consensus {
         let replaced = leader_changes.wait_for(|l| *l != Some(leader_id));
         // A little past our own deadline, so the leader's answer to a write that just made it
         // is not thrown away.
-        let call = self.rpc.call(addr, Request::Forward(req), time_left + Duration::from_millis(500));
+        let call = self.rpc.call::<_, Result<ForwardResponse, WireError>>(
+            addr,
+            Service::Forward,
+            &req,
+            time_left + Duration::from_millis(500),
+        );
         let answer = tokio::select! {
             a = call => a,
             _ = replaced => return Err(Failure::Ambiguous(format!("leader {leader} was replaced"))),
             _ = self.closing.cancelled() => return Err(Failure::Ambiguous("agent stopping".into())),
         };
         match answer {
-            Ok(Response::Forward(resp)) => Ok(resp),
-            Ok(Response::Error(WireError::NotLeader(_))) => Err(Failure::Retry),
-            Ok(Response::Error(WireError::BadRequest(m))) => Err(Failure::Fatal(Error::BadRequest(m))),
-            Ok(Response::Error(WireError::Other(m))) => Err(Failure::Fatal(Error::Rpc(m))),
-            Ok(Response::Error(WireError::OutcomeUnknown(m))) => Err(Failure::Fatal(Error::OutcomeUnknown(m))),
-            Ok(other) => Err(Failure::Fatal(Error::Rpc(format!("unexpected RPC answer {other:?}")))),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(WireError::NotLeader(_))) => Err(Failure::Retry),
+            Ok(Err(e)) => Err(Failure::Fatal(e.into_error())),
             Err(e) if e.not_delivered() => Err(Failure::Retry),
             Err(e) => Err(Failure::Ambiguous(e.to_string())),
         }
     }
 
-    /// Answers a request that arrived on the server RPC port.
-    pub fn handle_rpc(self: &Arc<Self>, req: Request) -> BoxFuture<'static, Response> {
-        let this = self.clone();
-        Box::pin(async move {
-            let other = |e: &dyn std::fmt::Display| Response::Error(WireError::Other(e.to_string()));
-            match req {
-                Request::AppendEntries(r) => {
-                    *this.last_leader_contact.lock() = Some(Instant::now());
-                    match this.raft.append_entries(r).await {
-                        Ok(resp) => Response::AppendEntries(resp),
-                        Err(e) => other(&e),
-                    }
-                }
-                Request::Vote(r) => match this.raft.vote(r).await {
-                    Ok(resp) => Response::Vote(resp),
-                    Err(e) => other(&e),
-                },
-                Request::InstallSnapshot(r) => {
-                    *this.last_leader_contact.lock() = Some(Instant::now());
-                    match this.raft.install_snapshot(r).await {
-                        Ok(resp) => Response::InstallSnapshot(resp),
-                        Err(e) => other(&e),
-                    }
-                }
-                Request::Forward(f) => this.handle_forward(f).await,
-                Request::GossipSync(_) | Request::KeyringOp(_) => {
-                    Response::Error(WireError::BadRequest("gossip requests go to the serf_lan port".into()))
-                }
-                // The agent answers these before handing the rest to us.
-                Request::Http(_) | Request::Dns { .. } => {
-                    Response::Error(WireError::BadRequest("this server does not serve forwarded requests".into()))
+    /// Answers a Raft message from another server (the [`Service::Raft`] RPC service).
+    pub async fn handle_raft(&self, req: RaftRequest) -> RaftResponse {
+        let error = |e: &dyn std::fmt::Display| RaftResponse::Error(e.to_string());
+        match req {
+            RaftRequest::AppendEntries(r) => {
+                *self.last_leader_contact.lock() = Some(Instant::now());
+                match self.raft.append_entries(r).await {
+                    Ok(resp) => RaftResponse::AppendEntries(resp),
+                    Err(e) => error(&e),
                 }
             }
-        })
+            RaftRequest::Vote(r) => match self.raft.vote(r).await {
+                Ok(resp) => RaftResponse::Vote(resp),
+                Err(e) => error(&e),
+            },
+            RaftRequest::InstallSnapshot(r) => {
+                *self.last_leader_contact.lock() = Some(Instant::now());
+                match self.raft.install_snapshot(r).await {
+                    Ok(resp) => RaftResponse::InstallSnapshot(resp),
+                    Err(e) => error(&e),
+                }
+            }
+        }
     }
 
-    async fn handle_forward(&self, req: ForwardRequest) -> Response {
+    /// Answers a request forwarded by another server or a client agent (the
+    /// [`Service::Forward`] RPC service).
+    pub async fn handle_forward(&self, req: ForwardRequest) -> Result<ForwardResponse, WireError> {
         if let ForwardRequest::ReadNode(node) = req {
             return match self.read_barrier(Consistency::Default).await {
-                Ok(_) => {
-                    Response::Forward(ForwardResponse::Node(Box::new(self.state.read(|d| d.catalog.node_state(&node)))))
-                }
-                Err(e) => Response::Error(WireError::from_error(e)),
+                Ok(_) => Ok(ForwardResponse::Node(Box::new(self.state.read(|d| d.catalog.node_state(&node))))),
+                Err(e) => Err(WireError::from_error(e)),
             };
         }
         // One attempt: the forwarding server owns the retry loop (and the request id).
         match self.serve_as_leader(req, self.hold_timeout).await {
-            Ok(resp) => Response::Forward(resp),
-            Err(Failure::Retry) | Err(Failure::Ambiguous(_)) => Response::Error(WireError::NotLeader(self.leader())),
-            Err(Failure::Fatal(e)) => Response::Error(WireError::from_error(e)),
+            Ok(resp) => Ok(resp),
+            Err(Failure::Retry) | Err(Failure::Ambiguous(_)) => Err(WireError::NotLeader(self.leader())),
+            Err(Failure::Fatal(e)) => Err(WireError::from_error(e)),
         }
     }
 }

@@ -13,5 +13,6 @@
 
 pub mod backend;
 pub mod consensus;
+pub mod forward;
 pub mod raft;
 pub mod session_ttl;

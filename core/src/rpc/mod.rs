@@ -1,11 +1,14 @@
-//! Server-to-server RPC: length-delimited postcard frames over TCP, multiplexed by request id.
+//! Agent-to-agent RPC: length-delimited postcard frames over TCP, multiplexed by request id.
 //!
-//! One connection per peer carries any number of concurrent requests; each frame is
-//! `(request id, message)`. The server side handles every request in its own task so a slow
-//! forwarded write never delays a heartbeat. The same framing serves the server RPC port (Raft
-//! and forwarding) and the serf_lan port (joins), each with its own handler.
-
-pub mod messages;
+//! One connection per peer carries any number of concurrent requests; each request frame is
+//! `(request id, service, body)` and each answer `(request id, reply)`. The transport knows
+//! nothing of what it carries: every subsystem owns its message types and encodes them into the
+//! body (Raft messages in `replication::raft`, forwarded requests in `replication::consensus`,
+//! gossip in `membership::gossip`, proxied HTTP and DNS in `api`), and a [`Router`] hands each
+//! body to the handler registered for its [`Service`]. The server side handles every request
+//! in its own task so a slow forwarded write never delays a heartbeat.
+//!
+//! The bottom of the stack next to `state`: it calls nothing but the leaf modules.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,7 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
-pub use messages::{Request, Response};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// Largest frame accepted: a snapshot restore travels as one Raft entry.
 const MAX_FRAME: usize = 256 * 1024 * 1024;
@@ -61,16 +65,97 @@ pub enum RpcError {
     /// The message could not be encoded or decoded.
     #[error("codec: {0}")]
     Codec(String),
+    /// The peer received the request but ran nothing for it: no handler for the service on that
+    /// port, or a body its handler could not decode.
+    #[error("{addr} refused the request: {reason}")]
+    Refused {
+        /// The peer.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl RpcError {
     /// Whether the peer certainly did not receive the request.
     pub fn not_delivered(&self) -> bool {
-        matches!(self, RpcError::NotDelivered { .. } | RpcError::Codec(_))
+        matches!(self, RpcError::NotDelivered { .. } | RpcError::Codec(_) | RpcError::Refused { .. })
     }
 }
 
-type PendingMap = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+/// Which subsystem a request is for. New services go at the end (the tag is on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Service {
+    /// Raft AppendEntries, Vote, InstallSnapshot (server port).
+    Raft,
+    /// A request forwarded to the leader, or a client agent's write or node read (server port).
+    Forward,
+    /// Gossip push/pull and joins (serf_lan port).
+    Gossip,
+    /// Keyring operations fanned out over the pool (serf_lan port).
+    Keyring,
+    /// A client agent's HTTP request, served by a server's API (server port).
+    Http,
+    /// A client agent's DNS query, resolved by a server (server port).
+    Dns,
+}
+
+/// A handler's answer: the encoded response, or why nothing ran.
+type Reply = Result<Vec<u8>, String>;
+
+/// Handles one request body of one service; returns the encoded response.
+pub type Handler = Arc<dyn Fn(Vec<u8>) -> BoxFuture<'static, Reply> + Send + Sync>;
+
+/// The handlers of one listening port, by service.
+#[derive(Clone, Default)]
+pub struct Router {
+    handlers: HashMap<Service, Handler>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").field("services", &self.handlers.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+impl Router {
+    /// A router with no services.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves `service` with `handle`, which takes the decoded request and returns the response
+    /// to encode. A body that does not decode is refused without calling it.
+    pub fn route<Req, Resp, F, Fut>(mut self, service: Service, handle: F) -> Self
+    where
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+        F: Fn(Req) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Resp> + Send + 'static,
+    {
+        let handle = Arc::new(handle);
+        let handler: Handler = Arc::new(move |body: Vec<u8>| {
+            let handle = handle.clone();
+            Box::pin(async move {
+                let req: Req =
+                    postcard::from_bytes(&body).map_err(|e| format!("undecodable {service:?} request: {e}"))?;
+                let resp = handle(req).await;
+                postcard::to_allocvec(&resp).map_err(|e| format!("could not encode the {service:?} answer: {e}"))
+            })
+        });
+        self.handlers.insert(service, handler);
+        self
+    }
+
+    fn dispatch(&self, service: Service, body: Vec<u8>) -> BoxFuture<'static, Reply> {
+        match self.handlers.get(&service) {
+            Some(h) => h(body),
+            None => Box::pin(async move { Err(format!("no {service:?} service on this port")) }),
+        }
+    }
+}
+
+type PendingMap = Arc<Mutex<HashMap<u64, oneshot::Sender<Reply>>>>;
 
 #[derive(Debug)]
 struct Connection {
@@ -92,11 +177,34 @@ impl RpcClient {
         RpcClient { conns: Arc::default(), shutdown }
     }
 
-    /// Sends `req` to `addr` and waits up to `timeout` for the answer.
-    pub async fn call(&self, addr: SocketAddr, req: Request, timeout: Duration) -> Result<Response, RpcError> {
+    /// Sends `req` to `service` at `addr` and waits up to `timeout` for the answer.
+    pub async fn call<Req, Resp>(
+        &self,
+        addr: SocketAddr,
+        service: Service,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RpcError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let body = postcard::to_allocvec(req).map_err(|e| RpcError::Codec(e.to_string()))?;
+        let answer = self.call_raw(addr, service, body, timeout).await?;
+        postcard::from_bytes(&answer).map_err(|e| RpcError::Codec(format!("{service:?} answer from {addr}: {e}")))
+    }
+
+    /// Sends an encoded body to `service` at `addr`; the encoded answer.
+    pub async fn call_raw(
+        &self,
+        addr: SocketAddr,
+        service: Service,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, RpcError> {
         let conn = self.connection(addr).await?;
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = postcard::to_allocvec(&(id, &req)).map_err(|e| RpcError::Codec(e.to_string()))?;
+        let frame = postcard::to_allocvec(&(id, service, body)).map_err(|e| RpcError::Codec(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
         conn.pending.lock().insert(id, tx);
         if conn.outbound.send(Bytes::from(frame)).is_err() {
@@ -105,7 +213,8 @@ impl RpcClient {
             return Err(RpcError::NotDelivered { addr, reason: "connection closed".into() });
         }
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(Ok(resp))) => Ok(resp),
+            Ok(Ok(Err(reason))) => Err(RpcError::Refused { addr, reason }),
             Ok(Err(_)) => Err(RpcError::ConnectionLost(addr)),
             Err(_) => {
                 conn.pending.lock().remove(&id);
@@ -151,7 +260,7 @@ impl RpcClient {
                     _ = shutdown.cancelled() => None,
                 };
                 let Some(Ok(frame)) = next else { break };
-                match postcard::from_bytes::<(u64, Response)>(&frame) {
+                match postcard::from_bytes::<(u64, Reply)>(&frame) {
                     Ok((id, resp)) => {
                         if let Some(tx) = pending.lock().remove(&id) {
                             let _ = tx.send(resp);
@@ -174,11 +283,9 @@ impl RpcClient {
     }
 }
 
-/// Handles one request; returns its response.
-pub type Handler = Arc<dyn Fn(Request) -> BoxFuture<'static, Response> + Send + Sync>;
-
-/// Accepts connections on `listener` until `shutdown`, answering each request with `handler`.
-pub async fn serve(listener: TcpListener, handler: Handler, shutdown: CancellationToken) {
+/// Accepts connections on `listener` until `shutdown`, answering each request through `router`.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
+    let router = Arc::new(router);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -193,11 +300,11 @@ pub async fn serve(listener: TcpListener, handler: Handler, shutdown: Cancellati
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(stream, peer, handler.clone(), shutdown.clone()));
+        tokio::spawn(serve_connection(stream, peer, router.clone(), shutdown.clone()));
     }
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, handler: Handler, shutdown: CancellationToken) {
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, router: Arc<Router>, shutdown: CancellationToken) {
     let (read_half, write_half) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
     let writer = tokio::spawn(write_frames(write_half, rx, shutdown.clone()));
@@ -208,17 +315,17 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, handler: Handler,
             _ = shutdown.cancelled() => None,
         };
         let Some(Ok(frame)) = next else { break };
-        let (id, req) = match postcard::from_bytes::<(u64, Request)>(&frame) {
+        let (id, service, body) = match postcard::from_bytes::<(u64, Service, Vec<u8>)>(&frame) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "undecodable RPC request; closing connection");
                 break;
             }
         };
-        let handler = handler.clone();
+        let reply = router.dispatch(service, body);
         let tx = tx.clone();
         tokio::spawn(async move {
-            let resp = handler(req).await;
+            let resp = reply.await;
             match postcard::to_allocvec(&(id, &resp)) {
                 Ok(bytes) => {
                     let _ = tx.send(Bytes::from(bytes));

@@ -17,4 +17,4 @@ mod server;
 pub use config::DnsConfig;
 
 pub use resolve::{resolve, DnsAnswer};
-pub use server::{answer_forwarded, serve_tcp, serve_udp, DnsContext};
+pub use server::{answer_forwarded, serve_tcp, serve_udp, DnsContext, ForwardedQuery};

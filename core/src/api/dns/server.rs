@@ -15,9 +15,12 @@ use super::resolve::{in_our_domains, resolve};
 use super::DnsConfig;
 use crate::replication::backend::Backend;
 use crate::replication::consensus::Consistency;
+use crate::rpc::Service;
 
 /// Largest plain-DNS UDP answer (RFC 1035).
 const UDP_PLAIN_MAX: usize = 512;
+/// How long a client agent waits for a server to resolve a query it forwarded.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest answer we build over TCP (the 2-byte length prefix limit).
 const TCP_MAX: usize = 65535;
 /// Recursive lookups in flight at once; more are answered SERVFAIL instead of queueing.
@@ -48,8 +51,18 @@ impl DnsContext {
     }
 }
 
+/// A DNS query a client agent hands to a server (the [`Service::Dns`] RPC service).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ForwardedQuery {
+    /// The query as received.
+    pub packet: Vec<u8>,
+    /// Whether it came over UDP (answer size limits).
+    pub udp: bool,
+}
+
 /// Answers a query a client agent forwarded (`None`: drop it).
-pub async fn answer_forwarded(ctx: &DnsContext, packet: &[u8], udp: bool) -> Option<Vec<u8>> {
+pub async fn answer_forwarded(ctx: &DnsContext, q: ForwardedQuery) -> Option<Vec<u8>> {
+    let (packet, udp) = (&q.packet[..], q.udp);
     match handle(ctx, packet, udp).await {
         Handled::Reply(b) => Some(b),
         // The client recurses itself; a forwarded query is always for our domains.
@@ -136,10 +149,15 @@ async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool) -> Handled {
         Backend::Server(c) => c,
         // A client agent has no catalog: a server resolves the query.
         Backend::Client(remote) => {
-            return match remote.dns(packet.to_vec(), udp).await {
-                Ok(Some(bytes)) => Handled::Reply(bytes),
-                Ok(None) => Handled::Drop,
-                Err(_) => error_reply(id, OpCode::Query, ResponseCode::ServFail),
+            let q = ForwardedQuery { packet: packet.to_vec(), udp };
+            let answer = match postcard::to_allocvec(&q) {
+                Ok(body) => remote.call_raw(Service::Dns, body, FORWARD_TIMEOUT, false, true).await,
+                Err(e) => Err(crate::Error::Rpc(e.to_string())),
+            };
+            return match answer.ok().and_then(|b| postcard::from_bytes::<Option<Vec<u8>>>(&b).ok()) {
+                Some(Some(bytes)) => Handled::Reply(bytes),
+                Some(None) => Handled::Drop,
+                None => error_reply(id, OpCode::Query, ResponseCode::ServFail),
             };
         }
     };

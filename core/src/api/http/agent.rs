@@ -10,9 +10,9 @@ use super::query::QueryParams;
 use super::{json, ApiContext, Ctx};
 use crate::local::CheckKind;
 use crate::membership::gossip::engine::EngineError;
+use crate::membership::gossip::MemberInfo;
 use crate::membership::gossip::MemberStatus;
 use crate::replication::raft::ServerState;
-use crate::rpc::messages::MemberInfo;
 use crate::Error;
 
 /// Consul's `AgentMember` shape for one member.

@@ -14,9 +14,47 @@ use http_body_util::BodyExt;
 use super::query::QueryParams;
 use super::{read_body, Ctx};
 use crate::duration::parse_go_duration;
-use crate::replication::backend::Backend;
-use crate::rpc::messages::{HttpRequest, HttpResponse};
+use crate::replication::backend::{Backend, Remote};
+use crate::rpc::Service;
 use crate::Error;
+
+/// An HTTP request a client agent forwards to a server.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct HttpRequest {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    /// Headers worth forwarding (token, content type).
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// A server's answer to a forwarded HTTP request.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// Has some server answer `req` (the [`Service::Http`] RPC service): the leader we know of
+/// first unless the read is `?stale`. Only reads may be retried at another server after a
+/// failure that might have reached the first (see `replication::backend`).
+pub async fn call_server(remote: &Remote, req: &HttpRequest, timeout: Duration) -> Result<HttpResponse, Error> {
+    let stale =
+        req.uri.split_once('?').is_some_and(|(_, q)| q.split('&').any(|p| p == "stale" || p.starts_with("stale=")));
+    let repeatable = matches!(req.method.as_str(), "GET" | "HEAD");
+    let body = postcard::to_allocvec(req).map_err(|e| Error::Rpc(e.to_string()))?;
+    let answer = remote.call_raw(Service::Http, body, timeout, !stale, repeatable).await?;
+    let answer: Result<HttpResponse, String> =
+        postcard::from_bytes(&answer).map_err(|e| Error::Rpc(format!("undecodable answer from a server: {e}")))?;
+    answer.map_err(Error::BadRequest)
+}
 
 /// Largest body a client agent forwards (snapshot restores are the big ones).
 const MAX_FORWARDED_BODY: usize = 64 * 1024 * 1024;
@@ -59,7 +97,7 @@ pub(super) async fn forward(
     };
     let timeout = timeout_for(&uri, ctx.config.default_query_time, ctx.config.max_query_time);
     let answer = tokio::select! {
-        r = remote.http(req, timeout) => r,
+        r = call_server(remote, &req, timeout) => r,
         _ = ctx.shutdown.cancelled() => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     };
     match answer {

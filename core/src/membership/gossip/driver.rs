@@ -21,8 +21,8 @@ use super::engine::{
 };
 use super::events::UserEvent;
 use super::keyring::Keyring;
-use crate::rpc::messages::{MemberInfo, WireError};
-use crate::rpc::{Request, Response, RpcClient};
+use super::MemberInfo;
+use crate::rpc::{RpcClient, Service};
 
 /// How long a graceful leave waits for the intent to spread (Serf's `LeavePropagateDelay`).
 const LEAVE_PROPAGATE: Duration = Duration::from_secs(1);
@@ -271,12 +271,12 @@ impl Gossip {
             let body = postcard::to_stdvec(&engine.sync_state()).map_err(|e| e.to_string())?;
             engine.seal_stream(&body)
         };
-        let answer = match self.rpc.call(target, Request::GossipSync(sealed), SYNC_TIMEOUT).await {
-            Ok(Response::GossipSync(bytes)) => bytes,
-            Ok(Response::Error(WireError::BadRequest(m) | WireError::Other(m))) => return Err(format!("refused: {m}")),
-            Ok(other) => return Err(format!("unexpected answer {other:?}")),
-            Err(e) => return Err(e.to_string()),
-        };
+        let answer =
+            match self.rpc.call::<_, Result<Vec<u8>, String>>(target, Service::Gossip, &sealed, SYNC_TIMEOUT).await {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(m)) => return Err(format!("refused: {m}")),
+                Err(e) => return Err(e.to_string()),
+            };
         let state = self.open_state(&answer).map_err(|e| format!("cannot read its answer: {e}"))?;
         let peer = state.members.iter().find(|m| m.id().0.serf_addr == target).map(|m| m.id().0.clone());
         self.with_engine(|e, now, out| {
@@ -293,13 +293,14 @@ impl Gossip {
         postcard::from_bytes(&plain).map_err(|e| format!("undecodable state: {e}"))
     }
 
-    /// Answers a push/pull or join that arrived on the serf_lan TCP port.
-    pub fn handle_sync(&self, sealed: &[u8]) -> Response {
+    /// Answers a push/pull or join that arrived on the serf_lan TCP port (the
+    /// [`Service::Gossip`] RPC service): our sealed state, or why theirs was refused.
+    pub fn handle_sync(&self, sealed: &[u8]) -> Result<Vec<u8>, String> {
         let state = match self.open_state(sealed) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "rejected a gossip push/pull (check the `encrypt` key)");
-                return Response::Error(WireError::BadRequest(e));
+                return Err(e);
             }
         };
         let mine = {
@@ -307,10 +308,7 @@ impl Gossip {
             postcard::to_stdvec(&engine.sync_state()).map(|b| engine.seal_stream(&b))
         };
         self.with_engine(|e, now, out| e.apply_sync(now, state, out));
-        match mine {
-            Ok(b) => Response::GossipSync(b),
-            Err(e) => Response::Error(WireError::Other(e.to_string())),
-        }
+        mine.map_err(|e| e.to_string())
     }
 
     fn apply_keyring(&self, op: &KeyringOp) -> KeyringReply {
@@ -365,17 +363,22 @@ impl Gossip {
             .map(|m| m.info)
             .collect();
         let calls = peers.into_iter().map(|peer| {
-            let req = Request::KeyringOp(sealed.clone());
+            let sealed = &sealed;
             async move {
-                let answer = match self.rpc.call(peer.serf_addr, req, KEYRING_TIMEOUT).await {
-                    Ok(Response::KeyringOp(bytes)) => self
+                let call = self.rpc.call::<_, Result<Vec<u8>, String>>(
+                    peer.serf_addr,
+                    Service::Keyring,
+                    sealed,
+                    KEYRING_TIMEOUT,
+                );
+                let answer = match call.await {
+                    Ok(Ok(bytes)) => self
                         .engine
                         .lock()
                         .open_stream(&bytes)
                         .map_err(|e| e.to_string())
                         .and_then(|plain| postcard::from_bytes::<KeyringReply>(&plain).map_err(|e| e.to_string())),
-                    Ok(Response::Error(e)) => Err(format!("{e:?}")),
-                    Ok(other) => Err(format!("unexpected answer {other:?}")),
+                    Ok(Err(e)) => Err(e),
                     Err(e) => Err(e.to_string()),
                 };
                 (peer.name, answer)
@@ -393,8 +396,9 @@ impl Gossip {
         Ok(summary)
     }
 
-    /// Answers a keyring operation another member sent (sealed with a key we hold).
-    pub fn handle_keyring(&self, sealed: &[u8]) -> Response {
+    /// Answers a keyring operation another member sent, sealed with a key we hold (the
+    /// [`Service::Keyring`] RPC service): our sealed reply, or why it was refused.
+    pub fn handle_keyring(&self, sealed: &[u8]) -> Result<Vec<u8>, String> {
         let op = self
             .engine
             .lock()
@@ -405,16 +409,13 @@ impl Gossip {
             Ok(op) => op,
             Err(e) => {
                 tracing::warn!(error = %e, "rejected a keyring operation");
-                return Response::Error(WireError::BadRequest(e));
+                return Err(e);
             }
         };
         tracing::info!(?op, "keyring operation from the pool");
         let reply = self.apply_keyring(&op);
         let engine = self.engine.lock();
-        match postcard::to_stdvec(&reply) {
-            Ok(b) => Response::KeyringOp(engine.seal_stream(&b)),
-            Err(e) => Response::Error(WireError::Other(e.to_string())),
-        }
+        postcard::to_stdvec(&reply).map(|b| engine.seal_stream(&b)).map_err(|e| e.to_string())
     }
 
     /// Runs the receive loop, timers, push/pull and reaping until `shutdown`.

@@ -40,7 +40,7 @@ use tokio::sync::watch;
 
 use super::events::{Broadcast, Handler, Received, UserEvent, MAX_PAYLOAD};
 use super::keyring::{Keyring, KeyringError, OVERHEAD};
-use crate::rpc::messages::MemberInfo;
+use super::MemberInfo;
 
 /// First byte of a plaintext packet (a sealed one starts with the seal version, 1).
 const PLAIN_MAGIC: u8 = 0xC5;

@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use super::engine::{Engine, GossipConfig, MemberStatus, NodeIdentity, Outbox};
 use super::events::UserEvent;
 use super::keyring::Keyring;
-use crate::rpc::messages::MemberInfo;
+use super::MemberInfo;
 
 /// Network and pool settings of a simulation.
 #[derive(Debug, Clone)]

@@ -49,6 +49,30 @@ pub type VoteResponse = openraft::raft::VoteResponse<NodeId>;
 pub type InstallSnapshotRequest = openraft::raft::InstallSnapshotRequest<TypeConfig>;
 /// InstallSnapshot response.
 pub type InstallSnapshotResponse = openraft::raft::InstallSnapshotResponse<NodeId>;
+/// A Raft message between servers (the [`crate::rpc::Service::Raft`] service).
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftRequest {
+    /// AppendEntries (and heartbeats).
+    AppendEntries(AppendEntriesRequest),
+    /// RequestVote.
+    Vote(VoteRequest),
+    /// One InstallSnapshot chunk.
+    InstallSnapshot(InstallSnapshotRequest),
+}
+
+/// The answer to a [`RaftRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftResponse {
+    /// To AppendEntries.
+    AppendEntries(AppendEntriesResponse),
+    /// To RequestVote.
+    Vote(VoteResponse),
+    /// To InstallSnapshot.
+    InstallSnapshot(InstallSnapshotResponse),
+    /// The receiving Raft node failed to handle it (e.g. it is shutting down).
+    Error(String),
+}
+
 /// Server state (leader, follower, …).
 pub type ServerState = openraft::ServerState;
 

@@ -9,8 +9,8 @@ use super::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, NodeId, ServerNode,
     TypeConfig, VoteRequest, VoteResponse,
 };
-use crate::rpc::messages::WireError;
-use crate::rpc::{Request, Response, RpcClient, RpcError};
+use super::{RaftRequest, RaftResponse};
+use crate::rpc::{RpcClient, RpcError, Service};
 
 /// Makes a [`PeerClient`] per replication target.
 #[derive(Debug, Clone)]
@@ -49,22 +49,17 @@ struct Msg(String);
 impl PeerClient {
     async fn call<E: std::error::Error>(
         &self,
-        req: Request,
+        req: RaftRequest,
         option: &RPCOption,
-    ) -> Result<Response, RPCError<NodeId, ServerNode, RaftError<NodeId, E>>> {
+    ) -> Result<RaftResponse, RPCError<NodeId, ServerNode, RaftError<NodeId, E>>> {
         let Some(addr) = self.addr else {
             let e = Msg(format!("bad RPC address {:?} for {}", self.node.rpc_addr, self.node.name));
             return Err(RPCError::Unreachable(Unreachable::new(&e)));
         };
-        match self.rpc.call(addr, req, option.hard_ttl()).await {
-            Ok(Response::Error(
-                WireError::Other(msg) | WireError::BadRequest(msg) | WireError::OutcomeUnknown(msg),
-            )) => Err(RPCError::Network(NetworkError::new(&Msg(msg)))),
-            Ok(Response::Error(WireError::NotLeader(_))) => {
-                Err(RPCError::Network(NetworkError::new(&Msg("unexpected NotLeader".into()))))
-            }
+        match self.rpc.call(addr, Service::Raft, &req, option.hard_ttl()).await {
+            Ok(RaftResponse::Error(msg)) => Err(RPCError::Network(NetworkError::new(&Msg(msg)))),
             Ok(resp) => Ok(resp),
-            Err(e @ (RpcError::NotDelivered { .. } | RpcError::ConnectionLost(_))) => {
+            Err(e @ (RpcError::NotDelivered { .. } | RpcError::ConnectionLost(_) | RpcError::Refused { .. })) => {
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
             Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
@@ -86,8 +81,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
-        match self.call(Request::AppendEntries(rpc), &option).await? {
-            Response::AppendEntries(r) => Ok(r),
+        match self.call(RaftRequest::AppendEntries(rpc), &option).await? {
+            RaftResponse::AppendEntries(r) => Ok(r),
             _ => Err(self.unexpected()),
         }
     }
@@ -97,8 +92,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse, RPCError<NodeId, ServerNode, RaftError<NodeId, InstallSnapshotError>>> {
-        match self.call(Request::InstallSnapshot(rpc), &option).await? {
-            Response::InstallSnapshot(r) => Ok(r),
+        match self.call(RaftRequest::InstallSnapshot(rpc), &option).await? {
+            RaftResponse::InstallSnapshot(r) => Ok(r),
             _ => Err(self.unexpected()),
         }
     }
@@ -108,8 +103,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest,
         option: RPCOption,
     ) -> Result<VoteResponse, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
-        match self.call(Request::Vote(rpc), &option).await? {
-            Response::Vote(r) => Ok(r),
+        match self.call(RaftRequest::Vote(rpc), &option).await? {
+            RaftResponse::Vote(r) => Ok(r),
             _ => Err(self.unexpected()),
         }
     }

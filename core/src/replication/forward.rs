@@ -1,0 +1,77 @@
+//! Requests a server sends the leader, and client agents send servers (the `Forward` RPC
+//! service), with their answers and errors. Changing them changes the wire protocol: add
+//! variants at the end.
+
+use serde::{Deserialize, Serialize};
+
+use crate::replication::raft::{NodeId, ServerNode};
+use crate::state::command::{Command, CommandResponse};
+
+/// A request forwarded from a server that is not the leader to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardRequest {
+    /// Propose a command.
+    Write(Command),
+    /// Return an index that covers every write acknowledged so far: under a valid lease the
+    /// leader's applied index, otherwise (or when `consistent`) after a quorum round.
+    ReadIndex {
+        /// Require a quorum round even under a valid lease.
+        consistent: bool,
+    },
+    /// Remove a server from the Raft configuration.
+    RemovePeer(NodeId),
+    /// Renew a session: a consistent read of it plus a reset of the leader's TTL timer.
+    SessionRenew(String),
+    /// A client agent's anti-entropy: what the catalog holds for this node (any server answers,
+    /// after a default-consistency read barrier).
+    ReadNode(String),
+}
+
+/// The leader's answer to a [`ForwardRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardResponse {
+    /// The command was applied at this index with this result.
+    Written(u64, CommandResponse),
+    /// The read index.
+    ReadIndex(u64),
+    /// Done.
+    Done,
+    /// The renewed session, or `None` if it does not exist.
+    Session(Option<Box<crate::state::Session>>),
+    /// Answer to [`ForwardRequest::ReadNode`].
+    Node(Box<crate::state::catalog::NodeState>),
+}
+
+/// An error carried over the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WireError {
+    /// The receiver is not the leader; the leader it knows of, if any.
+    NotLeader(Option<(NodeId, ServerNode)>),
+    /// The request itself is wrong (maps back to HTTP 400).
+    BadRequest(String),
+    /// Anything else (maps to HTTP 500).
+    Other(String),
+    /// A write whose outcome the leader cannot tell (maps to HTTP 500, and is never retried).
+    OutcomeUnknown(String),
+}
+
+impl WireError {
+    /// The error a forwarded request's caller answers with.
+    pub fn into_error(self) -> crate::Error {
+        match self {
+            WireError::NotLeader(_) => crate::Error::NoLeader,
+            WireError::BadRequest(m) => crate::Error::BadRequest(m),
+            WireError::Other(m) => crate::Error::Rpc(m),
+            WireError::OutcomeUnknown(m) => crate::Error::OutcomeUnknown(m),
+        }
+    }
+
+    /// The wire form of an error answered to a forwarded request.
+    pub fn from_error(e: crate::Error) -> WireError {
+        match e {
+            crate::Error::BadRequest(m) => WireError::BadRequest(m),
+            crate::Error::OutcomeUnknown(m) => WireError::OutcomeUnknown(m),
+            e => WireError::Other(e.to_string()),
+        }
+    }
+}
