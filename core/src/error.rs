@@ -59,6 +59,10 @@ pub enum Error {
     /// Durable storage failed. HTTP 500.
     #[error("storage error: {0}")]
     Storage(String),
+    /// The state machine refused a write (deterministically, on every server) and nothing
+    /// changed. HTTP 400 or 500 by kind, as Consul answers each.
+    #[error("{0}")]
+    Apply(ApplyError),
     /// The Raft engine failed in a way that is not the caller's fault. HTTP 500.
     #[error("raft error: {0}")]
     Raft(String),
@@ -68,7 +72,7 @@ impl Error {
     /// The one place errors become HTTP status codes.
     pub fn http_status(&self) -> u16 {
         match self {
-            Error::BadRequest(_) | Error::Config(_) => 400,
+            Error::BadRequest(_) | Error::Config(_) | Error::Apply(ApplyError::InvalidRegistration(_)) => 400,
             Error::NotFound(_) => 404,
             Error::TxnRolledBack(_) => 409,
             Error::TooLarge(_) => 413,
@@ -79,6 +83,7 @@ impl Error {
             | Error::Rpc(_)
             | Error::Bind { .. }
             | Error::Storage(_)
+            | Error::Apply(_)
             | Error::Raft(_) => 500,
         }
     }
@@ -99,4 +104,26 @@ pub struct TxnError {
     pub op_index: usize,
     /// What went wrong.
     pub what: String,
+}
+
+/// Why the state machine refused a command. Part of the replicated state (remembered results),
+/// so new variants go at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ApplyError {
+    /// A KV lock named a session that does not exist (Consul answers 500 "invalid session").
+    #[error("invalid session {0:?}")]
+    UnknownSession(String),
+    /// The catalog refused a registration: no node name, no address, a bad check (400).
+    #[error("{0}")]
+    InvalidRegistration(String),
+    /// A session could not be created: its node or a linked check is missing or critical, or
+    /// the ID is taken (Consul answers 500).
+    #[error("{0}")]
+    SessionRefused(String),
+}
+
+impl From<ApplyError> for Error {
+    fn from(e: ApplyError) -> Self {
+        Error::Apply(e)
+    }
 }

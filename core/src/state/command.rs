@@ -275,8 +275,8 @@ pub enum CommandResponse {
     /// One response per command of a [`Command::Batch`], in order.
     Batch(Vec<CommandResponse>),
     /// The command was refused by the state machine (deterministically, on every server) and
-    /// changed nothing; the text says why. Maps to HTTP 400.
-    Failed(String),
+    /// changed nothing.
+    Failed(crate::error::ApplyError),
     /// A [`Command::Tracked`] whose id was applied before: nothing changed now; this is the
     /// first application's index and result.
     Replayed {

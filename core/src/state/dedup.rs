@@ -139,7 +139,7 @@ impl DedupWindow {
 fn response_size(r: &CommandResponse) -> usize {
     match r {
         CommandResponse::Ok | CommandResponse::Bool(_) | CommandResponse::Expired => 16,
-        CommandResponse::Failed(m) => 16 + m.len(),
+        CommandResponse::Failed(e) => 16 + e.to_string().len(),
         CommandResponse::Batch(rs) => 16 + rs.iter().map(response_size).sum::<usize>(),
         CommandResponse::Replayed { response, .. } => 16 + response_size(response),
         CommandResponse::Txn(outcome) => 64 + outcome.approx_size(),
@@ -183,7 +183,7 @@ mod tests {
     #[test]
     fn byte_bound_evicts_big_results_first_in_line() {
         let mut w = DedupWindow::default();
-        let big = CommandResponse::Failed("x".repeat(MAX_RESPONSE_BYTES / 2));
+        let big = CommandResponse::Failed(crate::error::ApplyError::SessionRefused("x".repeat(MAX_RESPONSE_BYTES / 2)));
         w.record(id(1, 1), 1, big.clone());
         w.record(id(1, 2), 2, big.clone());
         w.record(id(1, 3), 3, big);

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
+use crate::error::ApplyError;
 use crate::state::command::{Command, CommandResponse};
 use txn::{KvOverlay, TxnOp, TxnOutcome};
 use watch::WatchHub;
@@ -170,7 +171,7 @@ impl StateStore {
                     if op.verb == crate::state::command::KvVerb::Lock {
                         if let Some(id) = op.session.as_deref().filter(|s| !s.is_empty()) {
                             if !data.sessions.contains_key(id) {
-                                break 'kv CommandResponse::Failed(format!("invalid session {id:?}"));
+                                break 'kv CommandResponse::Failed(ApplyError::UnknownSession(id.to_string()));
                             }
                         }
                     }
@@ -204,7 +205,7 @@ impl StateStore {
                         changed = invalidate_unsupported_sessions(&mut data, &req.node.node, index);
                         CommandResponse::Ok
                     }
-                    Err(e) => CommandResponse::Failed(e),
+                    Err(e) => CommandResponse::Failed(ApplyError::InvalidRegistration(e)),
                 },
                 Command::CatalogDeregister(req) => {
                     changed_exact = data.catalog.deregister(req, index);
@@ -216,7 +217,7 @@ impl StateStore {
                     CommandResponse::Ok
                 }
                 Command::SessionCreate(s) => match session::create_error(&data, s) {
-                    Some(e) => CommandResponse::Failed(e),
+                    Some(e) => CommandResponse::Failed(ApplyError::SessionRefused(e)),
                     None => {
                         let mut s = (**s).clone();
                         s.create_index = index;

@@ -262,13 +262,13 @@ mod tests {
     fn create_validates_node_and_checks() {
         let store = StateStore::new();
         assert!(
-            matches!(create(&store, "s1", "n1", Behavior::Release, &[SERF_HEALTH], 2), CommandResponse::Failed(m) if m.contains("Missing node registration"))
+            matches!(create(&store, "s1", "n1", Behavior::Release, &[SERF_HEALTH], 2), CommandResponse::Failed(e) if e.to_string().contains("Missing node registration"))
         );
         register(&store, "n1", &[("c1", PASSING), ("bad", CRITICAL)], 3);
         assert_eq!(create(&store, "s1", "n1", Behavior::Release, &[SERF_HEALTH, "c1"], 4), CommandResponse::Ok);
         assert!(matches!(create(&store, "s2", "n1", Behavior::Release, &["nope"], 5), CommandResponse::Failed(_)));
         assert!(
-            matches!(create(&store, "s3", "n1", Behavior::Release, &["bad"], 6), CommandResponse::Failed(m) if m.contains("critical"))
+            matches!(create(&store, "s3", "n1", Behavior::Release, &["bad"], 6), CommandResponse::Failed(e) if e.to_string().contains("critical"))
         );
         store.read(|d| {
             assert_eq!(d.sessions.len(), 1);
@@ -290,7 +290,7 @@ mod tests {
         assert_eq!((e.lock_index, e.modify_index, e.session.as_deref()), (1, 6, Some("a")));
         assert_eq!(store.apply(&lock("k", "b", 1000), 7), CommandResponse::Bool(false));
         assert!(
-            matches!(store.apply(&lock("k", "zz", 1000), 8), CommandResponse::Failed(m) if m == "invalid session \"zz\"")
+            matches!(store.apply(&lock("k", "zz", 1000), 8), CommandResponse::Failed(crate::error::ApplyError::UnknownSession(id)) if id == "zz")
         );
         let release = |s: &str| Command::Kv(KvOp::new(KvVerb::Unlock, "k").with_session(s));
         assert_eq!(store.apply(&release("b"), 9), CommandResponse::Bool(false));

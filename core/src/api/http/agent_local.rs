@@ -21,10 +21,6 @@ use crate::Error;
 /// Largest registration body.
 const MAX_BODY: usize = 1024 * 1024;
 
-fn respond(r: Result<Response, Error>) -> Response {
-    r.unwrap_or_else(IntoResponse::into_response)
-}
-
 fn ok_empty() -> Response {
     StatusCode::OK.into_response()
 }
@@ -50,23 +46,23 @@ fn agent_check_json(ctx: &Ctx, c: &LocalCheck, snap: &Snapshot) -> Value {
 }
 
 /// `PUT /v1/agent/service/register`.
-pub(super) async fn register_service(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    respond(
-        async {
-            let q = QueryParams::from_uri(&uri);
-            check_dc(&ctx, &q)?;
-            let v = body_json(body, &headers).await?;
-            let def = parse_service_registration(&v)?;
-            ctx.local.register_service(def, Source::Api, q.has("replace-existing-checks"))?;
-            Ok(ok_empty())
-        }
-        .await,
-    )
+pub(super) async fn register_service(
+    State(ctx): State<Ctx>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Error> {
+    let q = QueryParams::from_uri(&uri);
+    check_dc(&ctx, &q)?;
+    let v = body_json(body, &headers).await?;
+    let def = parse_service_registration(&v)?;
+    ctx.local.register_service(def, Source::Api, q.has("replace-existing-checks"))?;
+    Ok(ok_empty())
 }
 
 /// `PUT /v1/agent/service/deregister/:id`.
-pub(super) async fn deregister_service(State(ctx): State<Ctx>, Path(id): Path<String>) -> Response {
-    respond(ctx.local.deregister_service(&id).map(|()| ok_empty()))
+pub(super) async fn deregister_service(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Response, Error> {
+    ctx.local.deregister_service(&id).map(|()| ok_empty())
 }
 
 /// `GET /v1/agent/services`: service ID → `AgentService`.
@@ -85,46 +81,41 @@ fn content_hash(v: &Value) -> String {
 
 /// `GET /v1/agent/service/:id`: the local definition with `ContentHash`; `?hash=` blocks until
 /// the hash differs (or `?wait` runs out).
-pub(super) async fn service(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
-    respond(
-        async {
-            let q = QueryParams::from_uri(&uri);
-            let wait = match q.get("wait") {
-                None => ctx.config.default_query_time,
-                Some(w) => parse_go_duration(w)
-                    .map_err(|_| Error::BadRequest(format!("Invalid wait time {w:?}")))?
-                    .min(ctx.config.max_query_time),
-            };
-            let wait = if wait.is_zero() { ctx.config.default_query_time } else { wait };
-            let want = q.get("hash").filter(|h| !h.is_empty()).map(str::to_string);
-            let deadline = tokio::time::Instant::now() + wait;
-            loop {
-                let mut changes = ctx.local.state.subscribe();
-                let Some(s) = ctx.local.state.service(&id) else {
-                    return Err(Error::NotFound(format!("unknown service ID: {id}")));
-                };
-                let mut body = agent_service_json(&ctx, &s.service);
-                let hash = content_hash(&body);
-                let done = want.as_deref() != Some(hash.as_str()) || tokio::time::Instant::now() >= deadline;
-                if done {
-                    if let Value::Object(m) = &mut body {
-                        m.insert("ContentHash".into(), Value::String(hash.clone()));
-                    }
-                    let mut resp = json_response(StatusCode::OK, &body, q.pretty());
-                    if let Ok(h) = HeaderValue::from_str(&hash) {
-                        resp.headers_mut().insert("X-Consul-ContentHash", h);
-                    }
-                    return Ok(resp);
-                }
-                tokio::select! {
-                    _ = changes.changed() => {}
-                    _ = tokio::time::sleep_until(deadline) => {}
-                    _ = ctx.shutdown.cancelled() => {}
-                }
+pub(super) async fn service(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Result<Response, Error> {
+    let q = QueryParams::from_uri(&uri);
+    let wait = match q.get("wait") {
+        None => ctx.config.default_query_time,
+        Some(w) => parse_go_duration(w)
+            .map_err(|_| Error::BadRequest(format!("Invalid wait time {w:?}")))?
+            .min(ctx.config.max_query_time),
+    };
+    let wait = if wait.is_zero() { ctx.config.default_query_time } else { wait };
+    let want = q.get("hash").filter(|h| !h.is_empty()).map(str::to_string);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let mut changes = ctx.local.state.subscribe();
+        let Some(s) = ctx.local.state.service(&id) else {
+            return Err(Error::NotFound(format!("unknown service ID: {id}")));
+        };
+        let mut body = agent_service_json(&ctx, &s.service);
+        let hash = content_hash(&body);
+        let done = want.as_deref() != Some(hash.as_str()) || tokio::time::Instant::now() >= deadline;
+        if done {
+            if let Value::Object(m) = &mut body {
+                m.insert("ContentHash".into(), Value::String(hash.clone()));
             }
+            let mut resp = json_response(StatusCode::OK, &body, q.pretty());
+            if let Ok(h) = HeaderValue::from_str(&hash) {
+                resp.headers_mut().insert("X-Consul-ContentHash", h);
+            }
+            return Ok(resp);
         }
-        .await,
-    )
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = ctx.shutdown.cancelled() => {}
+        }
+    }
 }
 
 /// `GET /v1/agent/checks`: check ID → `AgentCheck`.
@@ -137,43 +128,43 @@ pub(super) async fn checks(State(ctx): State<Ctx>, uri: Uri) -> Response {
 }
 
 /// `PUT /v1/agent/check/register`.
-pub(super) async fn register_check(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    respond(
-        async {
-            let q = QueryParams::from_uri(&uri);
-            check_dc(&ctx, &q)?;
-            let v = body_json(body, &headers).await?;
-            let def = parse_check_registration(&v)?;
-            ctx.local.register_check(def, Source::Api)?;
-            Ok(ok_empty())
-        }
-        .await,
-    )
+pub(super) async fn register_check(
+    State(ctx): State<Ctx>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Error> {
+    let q = QueryParams::from_uri(&uri);
+    check_dc(&ctx, &q)?;
+    let v = body_json(body, &headers).await?;
+    let def = parse_check_registration(&v)?;
+    ctx.local.register_check(def, Source::Api)?;
+    Ok(ok_empty())
 }
 
 /// `PUT /v1/agent/check/deregister/:id`.
-pub(super) async fn deregister_check(State(ctx): State<Ctx>, Path(id): Path<String>) -> Response {
-    respond(ctx.local.deregister_check(&id).map(|()| ok_empty()))
+pub(super) async fn deregister_check(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Response, Error> {
+    ctx.local.deregister_check(&id).map(|()| ok_empty())
 }
 
-fn ttl(ctx: &Ctx, id: &str, uri: &Uri, status: &str) -> Response {
+fn ttl(ctx: &Ctx, id: &str, uri: &Uri, status: &str) -> Result<Response, Error> {
     let q = QueryParams::from_uri(uri);
     let note = q.get("note").unwrap_or_default().to_string();
-    respond(ctx.local.update_ttl(id, status, note).map(|()| ok_empty()))
+    ctx.local.update_ttl(id, status, note).map(|()| ok_empty())
 }
 
 /// `PUT /v1/agent/check/pass/:id?note=`.
-pub(super) async fn check_pass(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
+pub(super) async fn check_pass(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Result<Response, Error> {
     ttl(&ctx, &id, &uri, PASSING)
 }
 
 /// `PUT /v1/agent/check/warn/:id?note=`.
-pub(super) async fn check_warn(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
+pub(super) async fn check_warn(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Result<Response, Error> {
     ttl(&ctx, &id, &uri, WARNING)
 }
 
 /// `PUT /v1/agent/check/fail/:id?note=`.
-pub(super) async fn check_fail(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
+pub(super) async fn check_fail(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Result<Response, Error> {
     ttl(&ctx, &id, &uri, CRITICAL)
 }
 
@@ -183,23 +174,18 @@ pub(super) async fn check_update(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    respond(
-        async {
-            let v = body_json(body, &headers).await?;
-            let Value::Object(m) = &v else {
-                return Err(Error::BadRequest("Request decode failed: expected a JSON object".into()));
-            };
-            let o = crate::wire::body::Obj::new(m, "");
-            let status = o.string(&["Status"])?;
-            if !valid_status(&status) {
-                return Err(Error::BadRequest(format!("Invalid check status: {status:?}")));
-            }
-            ctx.local.update_ttl(&id, &status, o.string(&["Output"])?)?;
-            Ok(ok_empty())
-        }
-        .await,
-    )
+) -> Result<Response, Error> {
+    let v = body_json(body, &headers).await?;
+    let Value::Object(m) = &v else {
+        return Err(Error::BadRequest("Request decode failed: expected a JSON object".into()));
+    };
+    let o = crate::wire::body::Obj::new(m, "");
+    let status = o.string(&["Status"])?;
+    if !valid_status(&status) {
+        return Err(Error::BadRequest(format!("Invalid check status: {status:?}")));
+    }
+    ctx.local.update_ttl(&id, &status, o.string(&["Output"])?)?;
+    Ok(ok_empty())
 }
 
 /// `?enable=true|false` (required) and `?reason=`.
@@ -216,19 +202,19 @@ fn maintenance_params(uri: &Uri) -> Result<(bool, String), Error> {
 }
 
 /// `PUT /v1/agent/service/maintenance/:id?enable=&reason=`.
-pub(super) async fn service_maintenance(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
-    respond(
-        maintenance_params(&uri)
-            .and_then(|(enable, reason)| ctx.local.service_maintenance(&id, enable, &reason).map(|()| ok_empty())),
-    )
+pub(super) async fn service_maintenance(
+    State(ctx): State<Ctx>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    maintenance_params(&uri)
+        .and_then(|(enable, reason)| ctx.local.service_maintenance(&id, enable, &reason).map(|()| ok_empty()))
 }
 
 /// `PUT /v1/agent/maintenance?enable=&reason=`.
-pub(super) async fn node_maintenance(State(ctx): State<Ctx>, uri: Uri) -> Response {
-    respond(
-        maintenance_params(&uri)
-            .and_then(|(enable, reason)| ctx.local.node_maintenance(enable, &reason).map(|()| ok_empty())),
-    )
+pub(super) async fn node_maintenance(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, Error> {
+    maintenance_params(&uri)
+        .and_then(|(enable, reason)| ctx.local.node_maintenance(enable, &reason).map(|()| ok_empty()))
 }
 
 fn status_code(status: &str) -> StatusCode {
@@ -303,6 +289,6 @@ pub(super) async fn health_by_name(State(ctx): State<Ctx>, Path(name): Path<Stri
 }
 
 /// `PUT /v1/agent/reload`: re-reads the config files' services and checks.
-pub(super) async fn reload(State(ctx): State<Ctx>) -> Response {
-    respond(ctx.local.reload_from_config().await.map(|()| ok_empty()))
+pub(super) async fn reload(State(ctx): State<Ctx>) -> Result<Response, Error> {
+    ctx.local.reload_from_config().await.map(|()| ok_empty())
 }

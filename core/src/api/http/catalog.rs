@@ -5,7 +5,7 @@
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::coordinate::{near_node, sort_near};
@@ -119,10 +119,6 @@ async fn blocking_json(
     Ok(resp)
 }
 
-pub(super) fn respond(r: Result<Response, Error>) -> Response {
-    r.unwrap_or_else(IntoResponse::into_response)
-}
-
 /// `GET /v1/catalog/datacenters`.
 pub(super) async fn datacenters(State(ctx): State<Ctx>, uri: Uri) -> Response {
     let q = QueryParams::from_uri(&uri);
@@ -130,266 +126,231 @@ pub(super) async fn datacenters(State(ctx): State<Ctx>, uri: Uri) -> Response {
 }
 
 /// `GET /v1/catalog/nodes`.
-pub(super) async fn nodes(State(ctx): State<Ctx>, uri: Uri) -> Response {
-    respond(
-        async {
-            let rc = read_ctx(&ctx, &uri)?;
-            let filters = node_meta_filter(&rc.q)?;
-            let near = near_node(&ctx, &rc.q);
-            blocking_json(&ctx, &rc, watch_nodes(), |d| {
-                let mut nodes: Vec<&Node> = d.catalog.nodes.values().filter(|n| node_matches(n, &filters)).collect();
-                sort_near(d, near.as_deref(), &mut nodes, |n| &n.node);
-                let list: Vec<Value> = nodes.into_iter().map(node_json).collect();
-                (d.catalog.nodes_index, Value::Array(list))
-            })
-            .await
-        }
-        .await,
-    )
+pub(super) async fn nodes(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, Error> {
+    let rc = read_ctx(&ctx, &uri)?;
+    let filters = node_meta_filter(&rc.q)?;
+    let near = near_node(&ctx, &rc.q);
+    blocking_json(&ctx, &rc, watch_nodes(), |d| {
+        let mut nodes: Vec<&Node> = d.catalog.nodes.values().filter(|n| node_matches(n, &filters)).collect();
+        sort_near(d, near.as_deref(), &mut nodes, |n| &n.node);
+        let list: Vec<Value> = nodes.into_iter().map(node_json).collect();
+        (d.catalog.nodes_index, Value::Array(list))
+    })
+    .await
 }
 
 /// `GET /v1/catalog/services`: service names with the union of their tags.
-pub(super) async fn services(State(ctx): State<Ctx>, uri: Uri) -> Response {
-    respond(
-        async {
-            let rc = read_ctx(&ctx, &uri)?;
-            let filters = node_meta_filter(&rc.q)?;
-            blocking_json(&ctx, &rc, watch_services(), |d| {
-                let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
-                    Default::default();
-                for s in d.catalog.services.values() {
-                    if d.catalog.nodes.get(&s.node).is_some_and(|n| node_matches(n, &filters)) {
-                        out.entry(s.service.clone()).or_default().extend(s.tags.iter().cloned());
-                    }
-                }
-                (d.catalog.services_index, json!(out))
-            })
-            .await
+pub(super) async fn services(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, Error> {
+    let rc = read_ctx(&ctx, &uri)?;
+    let filters = node_meta_filter(&rc.q)?;
+    blocking_json(&ctx, &rc, watch_services(), |d| {
+        let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+        for s in d.catalog.services.values() {
+            if d.catalog.nodes.get(&s.node).is_some_and(|n| node_matches(n, &filters)) {
+                out.entry(s.service.clone()).or_default().extend(s.tags.iter().cloned());
+            }
         }
-        .await,
-    )
+        (d.catalog.services_index, json!(out))
+    })
+    .await
 }
 
 /// `GET /v1/catalog/service/:service`.
-pub(super) async fn service(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Response {
-    respond(
-        async {
-            let rc = read_ctx(&ctx, &uri)?;
-            let filters = node_meta_filter(&rc.q)?;
-            let tags: Vec<String> = rc.q.all("tag").map(str::to_string).collect();
-            let near = near_node(&ctx, &rc.q);
-            blocking_json(&ctx, &rc, watch_service(&name), |d| {
-                let mut found: Vec<(&Node, &ServiceInstance)> = d
-                    .catalog
-                    .instances(&name)
-                    .into_iter()
-                    .filter(|s| has_tags(s, &tags))
-                    .filter_map(|s| d.catalog.nodes.get(&s.node).filter(|n| node_matches(n, &filters)).map(|n| (n, s)))
-                    .collect();
-                sort_near(d, near.as_deref(), &mut found, |(n, _)| &n.node);
-                let list: Vec<Value> = found.into_iter().map(|(n, s)| catalog_service_json(n, s)).collect();
-                (d.catalog.service_index(&name), Value::Array(list))
-            })
-            .await
-        }
-        .await,
-    )
+pub(super) async fn service(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Result<Response, Error> {
+    let rc = read_ctx(&ctx, &uri)?;
+    let filters = node_meta_filter(&rc.q)?;
+    let tags: Vec<String> = rc.q.all("tag").map(str::to_string).collect();
+    let near = near_node(&ctx, &rc.q);
+    blocking_json(&ctx, &rc, watch_service(&name), |d| {
+        let mut found: Vec<(&Node, &ServiceInstance)> = d
+            .catalog
+            .instances(&name)
+            .into_iter()
+            .filter(|s| has_tags(s, &tags))
+            .filter_map(|s| d.catalog.nodes.get(&s.node).filter(|n| node_matches(n, &filters)).map(|n| (n, s)))
+            .collect();
+        sort_near(d, near.as_deref(), &mut found, |(n, _)| &n.node);
+        let list: Vec<Value> = found.into_iter().map(|(n, s)| catalog_service_json(n, s)).collect();
+        (d.catalog.service_index(&name), Value::Array(list))
+    })
+    .await
 }
 
 /// `GET /v1/catalog/node/:node`: the node and its services keyed by ID (`null` if unknown).
-pub(super) async fn node(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Response {
-    respond(
-        async {
-            let rc = read_ctx(&ctx, &uri)?;
-            let dc = ctx.config.datacenter.clone();
-            blocking_json(&ctx, &rc, watch_node(&name), |d| {
-                let body = match d.catalog.nodes.get(&name) {
-                    None => Value::Null,
-                    Some(n) => {
-                        let services: Map<String, Value> = d
-                            .catalog
-                            .node_services(&name)
-                            .into_iter()
-                            .map(|s| (s.id.clone(), service_json(s, &dc)))
-                            .collect();
-                        json!({"Node": node_json(n), "Services": services})
-                    }
-                };
-                (d.catalog.node_index(&name), body)
-            })
-            .await
-        }
-        .await,
-    )
+pub(super) async fn node(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Result<Response, Error> {
+    let rc = read_ctx(&ctx, &uri)?;
+    let dc = ctx.config.datacenter.clone();
+    blocking_json(&ctx, &rc, watch_node(&name), |d| {
+        let body = match d.catalog.nodes.get(&name) {
+            None => Value::Null,
+            Some(n) => {
+                let services: Map<String, Value> =
+                    d.catalog.node_services(&name).into_iter().map(|s| (s.id.clone(), service_json(s, &dc))).collect();
+                json!({"Node": node_json(n), "Services": services})
+            }
+        };
+        (d.catalog.node_index(&name), body)
+    })
+    .await
 }
 
 /// `GET /v1/catalog/node-services/:node`: the node and its services as a list.
-pub(super) async fn node_services(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Response {
-    respond(
-        async {
-            let rc = read_ctx(&ctx, &uri)?;
-            let dc = ctx.config.datacenter.clone();
-            blocking_json(&ctx, &rc, watch_node(&name), |d| {
-                let body = match d.catalog.nodes.get(&name) {
-                    None => Value::Null,
-                    Some(n) => {
-                        let services: Vec<Value> =
-                            d.catalog.node_services(&name).into_iter().map(|s| service_json(s, &dc)).collect();
-                        json!({"Node": node_json(n), "Services": services})
-                    }
-                };
-                (d.catalog.node_index(&name), body)
-            })
-            .await
-        }
-        .await,
-    )
+pub(super) async fn node_services(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    let rc = read_ctx(&ctx, &uri)?;
+    let dc = ctx.config.datacenter.clone();
+    blocking_json(&ctx, &rc, watch_node(&name), |d| {
+        let body = match d.catalog.nodes.get(&name) {
+            None => Value::Null,
+            Some(n) => {
+                let services: Vec<Value> =
+                    d.catalog.node_services(&name).into_iter().map(|s| service_json(s, &dc)).collect();
+                json!({"Node": node_json(n), "Services": services})
+            }
+        };
+        (d.catalog.node_index(&name), body)
+    })
+    .await
 }
 
 /// `GET /v1/health/node/:node`.
-pub(super) async fn health_node(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Response {
-    respond(
-        async {
-            let rc = read_ctx(&ctx, &uri)?;
-            blocking_json(&ctx, &rc, watch_node(&name), |d| {
-                let list: Vec<Value> = d.catalog.node_checks(&name).into_iter().map(check_json).collect();
-                (d.catalog.node_index(&name), Value::Array(list))
-            })
-            .await
-        }
-        .await,
-    )
+pub(super) async fn health_node(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Result<Response, Error> {
+    let rc = read_ctx(&ctx, &uri)?;
+    blocking_json(&ctx, &rc, watch_node(&name), |d| {
+        let list: Vec<Value> = d.catalog.node_checks(&name).into_iter().map(check_json).collect();
+        (d.catalog.node_index(&name), Value::Array(list))
+    })
+    .await
 }
 
 /// `GET /v1/health/checks/:service`.
-pub(super) async fn health_checks(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Response {
-    respond(
-        async {
-            let rc = read_ctx(&ctx, &uri)?;
-            let filters = node_meta_filter(&rc.q)?;
-            let near = near_node(&ctx, &rc.q);
-            blocking_json(&ctx, &rc, watch_service(&name), |d| {
-                let mut checks: Vec<&HealthCheck> = d
-                    .catalog
-                    .checks
-                    .values()
-                    .filter(|c| c.service_name == name)
-                    .filter(|c| d.catalog.nodes.get(&c.node).is_some_and(|n| node_matches(n, &filters)))
-                    .collect();
-                sort_near(d, near.as_deref(), &mut checks, |c| &c.node);
-                let list: Vec<Value> = checks.into_iter().map(check_json).collect();
-                (d.catalog.service_index(&name), Value::Array(list))
-            })
-            .await
-        }
-        .await,
-    )
+pub(super) async fn health_checks(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    let rc = read_ctx(&ctx, &uri)?;
+    let filters = node_meta_filter(&rc.q)?;
+    let near = near_node(&ctx, &rc.q);
+    blocking_json(&ctx, &rc, watch_service(&name), |d| {
+        let mut checks: Vec<&HealthCheck> = d
+            .catalog
+            .checks
+            .values()
+            .filter(|c| c.service_name == name)
+            .filter(|c| d.catalog.nodes.get(&c.node).is_some_and(|n| node_matches(n, &filters)))
+            .collect();
+        sort_near(d, near.as_deref(), &mut checks, |c| &c.node);
+        let list: Vec<Value> = checks.into_iter().map(check_json).collect();
+        (d.catalog.service_index(&name), Value::Array(list))
+    })
+    .await
 }
 
 /// `GET /v1/health/service/:service`: `[ServiceEntry]`, with `?passing` keeping only instances
 /// whose every check (node checks included) passes.
-pub(super) async fn health_service(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Response {
-    respond(
-        async {
-            let rc = read_ctx(&ctx, &uri)?;
-            let filters = node_meta_filter(&rc.q)?;
-            let tags: Vec<String> = rc.q.all("tag").map(str::to_string).collect();
-            let passing = rc.q.has("passing");
-            let dc = ctx.config.datacenter.clone();
-            let near = near_node(&ctx, &rc.q);
-            blocking_json(&ctx, &rc, watch_service(&name), |d| {
-                let mut entries: Vec<_> = service_entries(d, &name)
-                    .into_iter()
-                    .filter(|(n, s, _)| node_matches(n, &filters) && has_tags(s, &tags))
-                    .filter(|(_, _, checks)| !passing || aggregate_status(checks.iter().copied()) == PASSING)
-                    .collect();
-                sort_near(d, near.as_deref(), &mut entries, |(n, _, _)| &n.node);
-                let list: Vec<Value> = entries
-                    .into_iter()
-                    .map(|(n, s, checks)| {
-                        json!({
-                            "Node": node_json(n),
-                            "Service": service_json(s, &dc),
-                            "Checks": checks.into_iter().map(check_json).collect::<Vec<_>>(),
-                        })
-                    })
-                    .collect();
-                (d.catalog.service_index(&name), Value::Array(list))
+pub(super) async fn health_service(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    let rc = read_ctx(&ctx, &uri)?;
+    let filters = node_meta_filter(&rc.q)?;
+    let tags: Vec<String> = rc.q.all("tag").map(str::to_string).collect();
+    let passing = rc.q.has("passing");
+    let dc = ctx.config.datacenter.clone();
+    let near = near_node(&ctx, &rc.q);
+    blocking_json(&ctx, &rc, watch_service(&name), |d| {
+        let mut entries: Vec<_> = service_entries(d, &name)
+            .into_iter()
+            .filter(|(n, s, _)| node_matches(n, &filters) && has_tags(s, &tags))
+            .filter(|(_, _, checks)| !passing || aggregate_status(checks.iter().copied()) == PASSING)
+            .collect();
+        sort_near(d, near.as_deref(), &mut entries, |(n, _, _)| &n.node);
+        let list: Vec<Value> = entries
+            .into_iter()
+            .map(|(n, s, checks)| {
+                json!({
+                    "Node": node_json(n),
+                    "Service": service_json(s, &dc),
+                    "Checks": checks.into_iter().map(check_json).collect::<Vec<_>>(),
+                })
             })
-            .await
-        }
-        .await,
-    )
+            .collect();
+        (d.catalog.service_index(&name), Value::Array(list))
+    })
+    .await
 }
 
 /// `GET /v1/health/state/:state` (`any`, `passing`, `warning`, `critical`).
-pub(super) async fn health_state(State(ctx): State<Ctx>, Path(state): Path<String>, uri: Uri) -> Response {
-    respond(
-        async {
-            if state != "any" && !valid_status(&state) {
-                return Err(Error::BadRequest(format!(
-                    "Invalid check state {state:?}: use any, passing, warning or critical"
-                )));
-            }
-            let rc = read_ctx(&ctx, &uri)?;
-            let filters = node_meta_filter(&rc.q)?;
-            let near = near_node(&ctx, &rc.q);
-            blocking_json(&ctx, &rc, watch_checks(), |d| {
-                let mut checks: Vec<&HealthCheck> = d
-                    .catalog
-                    .checks
-                    .values()
-                    .filter(|c| state == "any" || c.status == state)
-                    .filter(|c| d.catalog.nodes.get(&c.node).is_some_and(|n| node_matches(n, &filters)))
-                    .collect();
-                sort_near(d, near.as_deref(), &mut checks, |c| &c.node);
-                let list: Vec<Value> = checks.into_iter().map(check_json).collect();
-                (d.catalog.checks_index, Value::Array(list))
-            })
-            .await
-        }
-        .await,
-    )
+pub(super) async fn health_state(
+    State(ctx): State<Ctx>,
+    Path(state): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    if state != "any" && !valid_status(&state) {
+        return Err(Error::BadRequest(format!("Invalid check state {state:?}: use any, passing, warning or critical")));
+    }
+    let rc = read_ctx(&ctx, &uri)?;
+    let filters = node_meta_filter(&rc.q)?;
+    let near = near_node(&ctx, &rc.q);
+    blocking_json(&ctx, &rc, watch_checks(), |d| {
+        let mut checks: Vec<&HealthCheck> = d
+            .catalog
+            .checks
+            .values()
+            .filter(|c| state == "any" || c.status == state)
+            .filter(|c| d.catalog.nodes.get(&c.node).is_some_and(|n| node_matches(n, &filters)))
+            .collect();
+        sort_near(d, near.as_deref(), &mut checks, |c| &c.node);
+        let list: Vec<Value> = checks.into_iter().map(check_json).collect();
+        (d.catalog.checks_index, Value::Array(list))
+    })
+    .await
 }
 
-fn write_result(result: Result<(u64, CommandResponse), Error>, pretty: bool) -> Response {
+fn write_result(result: (u64, CommandResponse), pretty: bool) -> Result<Response, Error> {
     match result {
-        Ok((_, CommandResponse::Ok)) => json_response(StatusCode::OK, &true, pretty),
-        Ok((_, CommandResponse::Failed(msg))) => Error::BadRequest(msg).into_response(),
-        Ok((_, other)) => Error::Raft(format!("unexpected result {other:?}")).into_response(),
-        Err(e) => e.into_response(),
+        (_, CommandResponse::Ok) => Ok(json_response(StatusCode::OK, &true, pretty)),
+        (_, other) => Err(Error::Raft(format!("unexpected result {other:?}"))),
     }
 }
 
 /// `PUT /v1/catalog/register`.
-pub(super) async fn register(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn register(
+    State(ctx): State<Ctx>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Error> {
     let q = QueryParams::from_uri(&uri);
-    let result = async {
-        q.check_dc(&ctx.config.datacenter)?;
-        let bytes = read_body(body, &headers, MAX_BODY, "the catalog request size limit").await?;
-        let req = parse_register(&bytes, &ctx.config.datacenter)?;
-        ctx.consensus()?.write(Command::CatalogRegister(Box::new(req))).await
-    }
-    .await;
-    write_result(result, q.pretty())
+    q.check_dc(&ctx.config.datacenter)?;
+    let bytes = read_body(body, &headers, MAX_BODY, "the catalog request size limit").await?;
+    let req = parse_register(&bytes, &ctx.config.datacenter)?;
+    write_result(ctx.consensus()?.write(Command::CatalogRegister(Box::new(req))).await?, q.pretty())
 }
 
 /// `PUT /v1/catalog/deregister`.
-pub(super) async fn deregister(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn deregister(
+    State(ctx): State<Ctx>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Error> {
     let q = QueryParams::from_uri(&uri);
-    let result = async {
-        q.check_dc(&ctx.config.datacenter)?;
-        let bytes = read_body(body, &headers, MAX_BODY, "the catalog request size limit").await?;
-        let map = parse_object(&bytes)?;
-        let o = Obj::new(&map, "");
-        let node = o.string(&["Node"])?;
-        if node.is_empty() {
-            return Err(Error::BadRequest("Must provide node".into()));
-        }
-        let service_id = Some(o.string(&["ServiceID"])?).filter(|s| !s.is_empty());
-        let check_id = Some(o.string(&["CheckID"])?).filter(|s| !s.is_empty());
-        ctx.consensus()?.write(Command::CatalogDeregister(DeregisterRequest { node, service_id, check_id })).await
+    q.check_dc(&ctx.config.datacenter)?;
+    let bytes = read_body(body, &headers, MAX_BODY, "the catalog request size limit").await?;
+    let map = parse_object(&bytes)?;
+    let o = Obj::new(&map, "");
+    let node = o.string(&["Node"])?;
+    if node.is_empty() {
+        return Err(Error::BadRequest("Must provide node".into()));
     }
-    .await;
-    write_result(result, q.pretty())
+    let service_id = Some(o.string(&["ServiceID"])?).filter(|s| !s.is_empty());
+    let check_id = Some(o.string(&["CheckID"])?).filter(|s| !s.is_empty());
+    let cmd = Command::CatalogDeregister(DeregisterRequest { node, service_id, check_id });
+    write_result(ctx.consensus()?.write(cmd).await?, q.pretty())
 }

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::catalog::{read_ctx, respond, ReadCtx};
+use super::catalog::{read_ctx, ReadCtx};
 use super::query::QueryParams;
 use super::{blocking, json as json_response, read_body, set_read_meta, text, ApiContext, Ctx};
 use crate::coordinate::{distance_secs, Coordinate};
@@ -93,48 +93,38 @@ pub(super) async fn datacenters(State(ctx): State<Ctx>, uri: Uri) -> Response {
 }
 
 /// `GET /v1/coordinate/nodes`: every node's LAN coordinate, by node name (blocking).
-pub(super) async fn nodes(State(ctx): State<Ctx>, uri: Uri) -> Response {
+pub(super) async fn nodes(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, Error> {
     if let Some(r) = disabled(&ctx) {
-        return r;
+        return Ok(r);
     }
-    respond(
-        async {
-            let rc = read_ctx(&ctx, &uri)?;
-            let segment = segment_filter(&rc.q);
-            blocking_coordinates(&ctx, &rc, false, |d| {
-                d.coordinates
-                    .entries
-                    .iter()
-                    .filter(|((_, seg), _)| segment.as_ref().is_none_or(|s| s == seg))
-                    .map(|((node, seg), c)| entry_json(node, seg, c))
-                    .collect()
-            })
-            .await
-        }
-        .await,
-    )
+    let rc = read_ctx(&ctx, &uri)?;
+    let segment = segment_filter(&rc.q);
+    blocking_coordinates(&ctx, &rc, false, |d| {
+        d.coordinates
+            .entries
+            .iter()
+            .filter(|((_, seg), _)| segment.as_ref().is_none_or(|s| s == seg))
+            .map(|((node, seg), c)| entry_json(node, seg, c))
+            .collect()
+    })
+    .await
 }
 
 /// `GET /v1/coordinate/node/:node`: that node's coordinates (one per segment); 404 if none.
-pub(super) async fn node(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Response {
+pub(super) async fn node(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Result<Response, Error> {
     if let Some(r) = disabled(&ctx) {
-        return r;
+        return Ok(r);
     }
-    respond(
-        async {
-            let rc = read_ctx(&ctx, &uri)?;
-            let segment = segment_filter(&rc.q);
-            blocking_coordinates(&ctx, &rc, true, |d| {
-                d.coordinates
-                    .for_node(&name)
-                    .filter(|(seg, _)| segment.as_deref().is_none_or(|s| s == *seg))
-                    .map(|(seg, c)| entry_json(&name, seg, c))
-                    .collect()
-            })
-            .await
-        }
-        .await,
-    )
+    let rc = read_ctx(&ctx, &uri)?;
+    let segment = segment_filter(&rc.q);
+    blocking_coordinates(&ctx, &rc, true, |d| {
+        d.coordinates
+            .for_node(&name)
+            .filter(|(seg, _)| segment.as_deref().is_none_or(|s| s == *seg))
+            .map(|(seg, c)| entry_json(&name, seg, c))
+            .collect()
+    })
+    .await
 }
 
 /// Parses a `{Node, Segment, Coord}` body.
@@ -155,23 +145,22 @@ fn parse_update(bytes: &[u8]) -> Result<CoordinateUpdate, Error> {
 
 /// `PUT /v1/coordinate/update`: sets a node's LAN coordinate (for nodes without an agent).
 /// Answers 200 with an empty body, like Consul; a node not in the catalog is ignored.
-pub(super) async fn update(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn update(
+    State(ctx): State<Ctx>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Error> {
     if let Some(r) = disabled(&ctx) {
-        return r;
+        return Ok(r);
     }
     let q = QueryParams::from_uri(&uri);
-    let result = async {
-        q.check_dc(&ctx.config.datacenter)?;
-        let bytes = read_body(body, &headers, MAX_BODY, "the coordinate update size limit").await?;
-        let update = parse_update(&bytes)?;
-        ctx.consensus()?.write(Command::CoordinateBatchUpdate(vec![update])).await
-    }
-    .await;
-    match result {
-        Ok((_, CommandResponse::Ok)) => StatusCode::OK.into_response(),
-        Ok((_, CommandResponse::Failed(msg))) => Error::BadRequest(msg).into_response(),
-        Ok((_, other)) => Error::Raft(format!("unexpected result {other:?}")).into_response(),
-        Err(e) => e.into_response(),
+    q.check_dc(&ctx.config.datacenter)?;
+    let bytes = read_body(body, &headers, MAX_BODY, "the coordinate update size limit").await?;
+    let update = parse_update(&bytes)?;
+    match ctx.consensus()?.write(Command::CoordinateBatchUpdate(vec![update])).await? {
+        (_, CommandResponse::Ok) => Ok(StatusCode::OK.into_response()),
+        (_, other) => Err(Error::Raft(format!("unexpected result {other:?}"))),
     }
 }
 

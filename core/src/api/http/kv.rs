@@ -57,14 +57,9 @@ fn key_of(path: Option<Path<String>>) -> String {
 }
 
 /// `GET /v1/kv/:key`.
-pub(super) async fn get_kv(State(ctx): State<Ctx>, path: Option<Path<String>>, uri: Uri) -> Response {
-    match get_inner(&ctx, key_of(path), &QueryParams::from_uri(&uri)).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn get_inner(ctx: &Ctx, key: String, q: &QueryParams) -> Result<Response, Error> {
+pub(super) async fn get_kv(State(ctx): State<Ctx>, path: Option<Path<String>>, uri: Uri) -> Result<Response, Error> {
+    let (key, q) = (key_of(path), QueryParams::from_uri(&uri));
+    let (ctx, q) = (&ctx, &q);
     q.check_dc(&ctx.config.datacenter)?;
     let params = ReadParams::parse(q, ctx.config.default_query_time, ctx.config.max_query_time)?;
     let pretty = q.pretty();
@@ -127,7 +122,7 @@ pub(super) async fn put_kv(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<Response, Error> {
     let q = QueryParams::from_uri(&uri);
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;
@@ -164,7 +159,7 @@ pub(super) async fn put_kv(
 }
 
 /// `DELETE /v1/kv/:key`.
-pub(super) async fn delete_kv(State(ctx): State<Ctx>, path: Option<Path<String>>, uri: Uri) -> Response {
+pub(super) async fn delete_kv(State(ctx): State<Ctx>, path: Option<Path<String>>, uri: Uri) -> Result<Response, Error> {
     let q = QueryParams::from_uri(&uri);
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;
@@ -189,12 +184,11 @@ pub(super) async fn delete_kv(State(ctx): State<Ctx>, path: Option<Path<String>>
     bool_response(result, q.pretty())
 }
 
-fn bool_response(result: Result<CommandResponse, Error>, pretty: bool) -> Response {
-    match result {
-        Ok(CommandResponse::Bool(b)) => json(StatusCode::OK, &b, pretty),
-        // An acquire with an unknown session: Consul answers an error, not `false`.
-        Ok(CommandResponse::Failed(msg)) => super::text(StatusCode::INTERNAL_SERVER_ERROR, msg),
-        Ok(other) => Error::Raft(format!("unexpected result {other:?}")).into_response(),
-        Err(e) => e.into_response(),
+/// `true`/`false`. (An acquire with an unknown session is an error, not `false`, as in Consul:
+/// it arrives as `Error::Apply`.)
+fn bool_response(result: Result<CommandResponse, Error>, pretty: bool) -> Result<Response, Error> {
+    match result? {
+        CommandResponse::Bool(b) => Ok(json(StatusCode::OK, &b, pretty)),
+        other => Err(Error::Raft(format!("unexpected result {other:?}"))),
     }
 }

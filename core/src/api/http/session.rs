@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json as json_value, Value};
 
 use super::query::{QueryParams, ReadParams};
-use super::{blocking, json, read_body, set_read_meta, text, Ctx};
+use super::{blocking, json, read_body, set_read_meta, Ctx};
 use crate::duration::{format_go_duration, parse_go_duration};
 use crate::replication::session_ttl::{now_ms, TTL_MAX, TTL_MIN};
 use crate::state::command::{Command, CommandResponse};
@@ -138,57 +138,44 @@ fn parse_create(bytes: &[u8], default_node: &str) -> Result<Session, Error> {
 }
 
 /// `PUT /v1/session/create`.
-pub(super) async fn create(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+/// A refused create (missing node or check, critical check) is `Error::Apply`: a 500, as Consul.
+pub(super) async fn create(
+    State(ctx): State<Ctx>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Error> {
     let q = QueryParams::from_uri(&uri);
-    let result = async {
-        q.check_dc(&ctx.config.datacenter)?;
-        let bytes = read_body(body, &headers, MAX_BODY, "the session request size limit").await?;
-        let mut session = parse_create(&bytes, &ctx.config.node_name)?;
-        // Chosen here, before Raft, so applying the command stays deterministic.
-        session.id = uuid::Uuid::new_v4().to_string();
-        let id = session.id.clone();
-        let (_, resp) = ctx.consensus()?.write(Command::SessionCreate(Box::new(session))).await?;
-        Ok::<_, Error>((id, resp))
-    }
-    .await;
-    match result {
-        Ok((id, CommandResponse::Ok)) => json(StatusCode::OK, &json_value!({ "ID": id }), q.pretty()),
-        // Consul answers a refused create (missing node or check, critical check) with a 500.
-        Ok((_, CommandResponse::Failed(msg))) => text(StatusCode::INTERNAL_SERVER_ERROR, msg),
-        Ok((_, other)) => Error::Raft(format!("unexpected result {other:?}")).into_response(),
-        Err(e) => e.into_response(),
+    q.check_dc(&ctx.config.datacenter)?;
+    let bytes = read_body(body, &headers, MAX_BODY, "the session request size limit").await?;
+    let mut session = parse_create(&bytes, &ctx.config.node_name)?;
+    // Chosen here, before Raft, so applying the command stays deterministic.
+    session.id = uuid::Uuid::new_v4().to_string();
+    let id = session.id.clone();
+    match ctx.consensus()?.write(Command::SessionCreate(Box::new(session))).await? {
+        (_, CommandResponse::Ok) => Ok(json(StatusCode::OK, &json_value!({ "ID": id }), q.pretty())),
+        (_, other) => Err(Error::Raft(format!("unexpected result {other:?}"))),
     }
 }
 
 /// `PUT /v1/session/destroy/:id` (idempotent: an unknown ID is still `true`).
-pub(super) async fn destroy(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
+pub(super) async fn destroy(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Result<Response, Error> {
     let q = QueryParams::from_uri(&uri);
-    let result = async {
-        q.check_dc(&ctx.config.datacenter)?;
-        if id.is_empty() {
-            return Err(Error::BadRequest("Missing session".into()));
-        }
-        ctx.consensus()?.write(Command::SessionDestroy { id, now_ms: now_ms() }).await
+    q.check_dc(&ctx.config.datacenter)?;
+    if id.is_empty() {
+        return Err(Error::BadRequest("Missing session".into()));
     }
-    .await;
-    match result {
-        Ok(_) => json(StatusCode::OK, &true, q.pretty()),
-        Err(e) => e.into_response(),
-    }
+    ctx.consensus()?.write(Command::SessionDestroy { id, now_ms: now_ms() }).await?;
+    Ok(json(StatusCode::OK, &true, q.pretty()))
 }
 
 /// `PUT /v1/session/renew/:id`: the session as a one-element list, 404 if it does not exist.
-pub(super) async fn renew(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
+pub(super) async fn renew(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Result<Response, Error> {
     let q = QueryParams::from_uri(&uri);
-    let result = async {
-        q.check_dc(&ctx.config.datacenter)?;
-        ctx.consensus()?.renew_session(&id).await
-    }
-    .await;
-    match result {
-        Ok(Some(s)) => json(StatusCode::OK, &[session_json(&s)], q.pretty()),
-        Ok(None) => text(StatusCode::NOT_FOUND, format!("Session id '{id}' not found")),
-        Err(e) => e.into_response(),
+    q.check_dc(&ctx.config.datacenter)?;
+    match ctx.consensus()?.renew_session(&id).await? {
+        Some(s) => Ok(json(StatusCode::OK, &[session_json(&s)], q.pretty())),
+        None => Err(Error::NotFound(format!("Session id '{id}' not found"))),
     }
 }
 

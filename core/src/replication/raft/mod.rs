@@ -214,12 +214,16 @@ pub async fn remove_node(raft: &Raft, metrics: &Metrics, id: NodeId) -> Result<(
     if voters.is_empty() {
         return Err(crate::Error::BadRequest("cannot remove the last voter".into()));
     }
+    use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
     raft.change_membership(voters, false).await.map_err(|e| crate::Error::Raft(e.to_string()))?;
     let change = openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id]));
     match raft.change_membership(change, false).await {
         Ok(_) => Ok(()),
-        // Already gone (it was only a voter, and removing a voter drops it from the node map).
-        Err(e) if e.to_string().contains("not found") || e.to_string().contains("NotExist") => Ok(()),
+        // openraft refuses to remove a node it still counts as a voter (the voter change above
+        // has not taken effect yet); removing it from the voters already dropped it.
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::LearnerNotFound(
+            _,
+        )))) => Ok(()),
         Err(e) => Err(crate::Error::Raft(e.to_string())),
     }
 }
