@@ -98,6 +98,10 @@ struct RunArgs {
     /// Deadline in seconds for the cluster to become healthy (start-up and each rejoin).
     #[arg(long, default_value_t = 90)]
     ready_timeout_s: u64,
+    /// Overlapping writes: start an attempt every `--interval-ms` even while earlier ones are
+    /// outstanding (default: one at a time, the next at once after a failure).
+    #[arg(long)]
+    overlap: bool,
     /// Print one JSON line on stdout (the human-readable report then goes to stderr).
     #[arg(long)]
     json: bool,
@@ -150,10 +154,8 @@ fn free_port() -> Result<u16> {
     const SPAN: u32 = 22_000;
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
     if NEXT.load(Ordering::Relaxed) == u32::MAX {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let start = std::process::id().wrapping_mul(7919).wrapping_add(nanos) % SPAN;
         let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::Relaxed, Ordering::Relaxed);
     }
@@ -384,6 +386,7 @@ struct View {
     applied: BTreeMap<usize, u64>,
 }
 
+#[derive(Clone)]
 struct Client {
     http: reqwest::Client,
     system: System,
@@ -413,9 +416,7 @@ impl Client {
             && match self.system {
                 System::Consul => body.trim() == "true",
                 // A successful put answers {"header": {...}}; errors carry "error"/"code".
-                System::Etcd => {
-                    serde_json::from_str::<Value>(&body).ok().is_some_and(|v| v.get("header").is_some())
-                }
+                System::Etcd => serde_json::from_str::<Value>(&body).ok().is_some_and(|v| v.get("header").is_some()),
             };
         if ok {
             Ok(())
@@ -584,6 +585,27 @@ struct Sample {
     other_errors: u64,
 }
 
+impl Sample {
+    /// Counts one failed attempt, and its message per kind.
+    fn count(&mut self, e: WriteFail, conn: &mut BTreeMap<String, u64>, other: &mut BTreeMap<String, u64>) {
+        match e {
+            WriteFail::Timeout => self.timeouts += 1,
+            WriteFail::Connection(m) => {
+                self.connection_errors += 1;
+                *conn.entry(category(&m)).or_default() += 1;
+            }
+            WriteFail::Other(m) => {
+                self.other_errors += 1;
+                *other.entry(category(&m)).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// Most write attempts outstanding at once with `--overlap` (500 ms timeout / 10 ms spacing
+/// needs 50).
+const MAX_IN_FLIGHT: usize = 64;
+
 /// Nearest-rank percentile (`p` in 0–100) of sorted values: for 20 samples p90 is the 18th
 /// value and p99 the largest.
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -623,10 +645,9 @@ fn timing(a: &RunArgs) -> (String, String) {
                 ),
             )
         }
-        System::Etcd => (
-            "etcd".into(),
-            format!("heartbeat {} ms, election timeout {} ms", a.etcd_heartbeat_ms, a.etcd_election_ms),
-        ),
+        System::Etcd => {
+            ("etcd".into(), format!("heartbeat {} ms, election timeout {} ms", a.etcd_heartbeat_ms, a.etcd_election_ms))
+        }
     }
 }
 
@@ -645,7 +666,10 @@ fn version(a: &RunArgs, c: &Cluster) -> String {
 }
 
 async fn run_scenario(a: &RunArgs) -> Result<Value> {
-    let (scenario, timing_text) = timing(a);
+    let (mut scenario, timing_text) = timing(a);
+    if a.overlap {
+        scenario.push_str(", overlapping writes");
+    }
     let client = Client::new(a.system, Duration::from_millis(a.timeout_ms))?;
     let mut cluster = Cluster::start(a)?;
     let ver = version(a, &cluster);
@@ -684,28 +708,49 @@ async fn run_scenario(a: &RunArgs) -> Result<Value> {
             connection_errors: 0,
             other_errors: 0,
         };
-        while t0.elapsed() < give_up {
-            // Attempts start at most every `interval`; one that failed after the interval
-            // (a timeout) is followed at once.
-            tokio::time::sleep_until(next.into()).await;
-            let sent = Instant::now();
-            next = sent + interval;
-            seq += 1;
-            s.attempts += 1;
-            match client.put(&base, seq).await {
-                Ok(()) => {
-                    s.failover_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
-                    s.first_ok_sent_ms = Some((sent - t0).as_secs_f64() * 1000.0);
-                    break;
+        if a.overlap {
+            // Open loop: a new attempt every `interval` whether or not earlier ones have
+            // answered, so the result is not rounded up to a multiple of the timeout when a
+            // server silently drops requests that arrived while it had no leader.
+            let mut inflight = tokio::task::JoinSet::new();
+            while t0.elapsed() < give_up {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next.into()), if inflight.len() < MAX_IN_FLIGHT => {
+                        let sent = Instant::now();
+                        next = sent + interval;
+                        seq += 1;
+                        s.attempts += 1;
+                        let (c, b, n) = (client.clone(), base.clone(), seq);
+                        inflight.spawn(async move { (sent, c.put(&b, n).await) });
+                    }
+                    Some(res) = inflight.join_next(), if !inflight.is_empty() => match res {
+                        Ok((sent, Ok(()))) => {
+                            s.failover_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
+                            s.first_ok_sent_ms = Some((sent - t0).as_secs_f64() * 1000.0);
+                            break;
+                        }
+                        Ok((_, Err(e))) => s.count(e, &mut connection_kinds, &mut unexpected),
+                        Err(e) => bail!("writer task: {e}"),
+                    },
                 }
-                Err(WriteFail::Timeout) => s.timeouts += 1,
-                Err(WriteFail::Connection(m)) => {
-                    s.connection_errors += 1;
-                    *connection_kinds.entry(category(&m)).or_default() += 1;
-                }
-                Err(WriteFail::Other(m)) => {
-                    s.other_errors += 1;
-                    *unexpected.entry(category(&m)).or_default() += 1;
+            }
+            inflight.abort_all();
+        } else {
+            while t0.elapsed() < give_up {
+                // Attempts start at most every `interval`; one that failed after the interval
+                // (a timeout) is followed at once.
+                tokio::time::sleep_until(next.into()).await;
+                let sent = Instant::now();
+                next = sent + interval;
+                seq += 1;
+                s.attempts += 1;
+                match client.put(&base, seq).await {
+                    Ok(()) => {
+                        s.failover_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
+                        s.first_ok_sent_ms = Some((sent - t0).as_secs_f64() * 1000.0);
+                        break;
+                    }
+                    Err(e) => s.count(e, &mut connection_kinds, &mut unexpected),
                 }
             }
         }
@@ -783,6 +828,7 @@ async fn run_scenario(a: &RunArgs) -> Result<Value> {
         "runs": samples.len(),
         "ok": ok.len(),
         "failed": failed,
+        "writer": if a.overlap { "overlapping" } else { "sequential" },
         "interval_ms": a.interval_ms,
         "timeout_ms": a.timeout_ms,
         "samples_ms": samples.iter().map(|s| s.failover_ms.map(round2)).collect::<Vec<_>>(),
@@ -863,9 +909,10 @@ fn render_text(r: &Value) -> String {
 
 /// The BENCHMARKS.md table: one row per scenario, ratios against the etcd row.
 fn render_table(results: &[Value]) -> String {
-    let etcd = results.iter().rev().find(|r| r["system"] == "etcd");
+    // Against the (last) etcd row measured with the same writer.
+    let etcd = |r: &Value| results.iter().rev().find(|e| e["system"] == "etcd" && e["writer"] == r["writer"]);
     let ratio = |r: &Value, key: &str| -> String {
-        match (r[key].as_f64(), etcd.and_then(|e| e[key].as_f64())) {
+        match (r[key].as_f64(), etcd(r).and_then(|e| e[key].as_f64())) {
             (Some(a), Some(b)) if b > 0.0 && r["system"] != "etcd" => format!("{:.2}×", a / b),
             _ => "—".into(),
         }
