@@ -73,9 +73,11 @@ OUT="$RESULTS_DIR/failover-$STAMP.jsonl"
 # The commit measured; "-dirty" when tracked files differ from it (the binary may not match).
 COMMIT="$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
 [[ -z "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]] || COMMIT+="-dirty"
+# The last commit that changed the server code (core/, server/): what the numbers belong to.
+CODE_COMMIT="$(git -C "$ROOT" log -1 --format=%h -- core server 2>/dev/null || echo unknown)"
 
 machine() {
-    echo "- commit measured: $COMMIT (consul-rs binary $CONSUL_BIN, built $(date -u -r "$CONSUL_BIN" +%Y-%m-%dT%H:%MZ 2>/dev/null || echo '?'))"
+    echo "- commit measured: $COMMIT (last change to core/ or server/: $CODE_COMMIT; consul-rs binary $CONSUL_BIN, built $(date -u -r "$CONSUL_BIN" +%Y-%m-%dT%H:%MZ 2>/dev/null || echo '?'))"
     echo "- machine: $(nproc) cores (nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(free -h | awk '/^Mem:/ {print $2}') RAM, kernel $(uname -r)"
     want etcd && echo "- etcd: $(etcd --version | head -n1 | sed 's/etcd Version: //')"
     echo "- data dirs: $(df -T "$DATA_ROOT" | awk 'NR == 2 {print $2}') under $DATA_ROOT; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -86,7 +88,7 @@ printf '%s\n\n' "$MACHINE" >&2
 
 # ---------------------------------------------------------------- scenarios
 for s in $SCENARIOS; do
-    args=(--runs "$RUNS" --json --label "commit $COMMIT" --data-root "$DATA_ROOT")
+    args=(--runs "$RUNS" --json --label "commit $COMMIT (core/server $CODE_COMMIT)" --data-root "$DATA_ROOT")
     if [[ $s == etcd ]]; then
         args+=(--system etcd)
     else
