@@ -81,7 +81,7 @@ machine() {
     echo "- machine: $(nproc) cores (nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(free -h | awk '/^Mem:/ {print $2}') RAM, kernel $(uname -r)"
     want etcd && echo "- etcd: $(etcd --version | head -n1 | sed 's/etcd Version: //')"
     echo "- data dirs: $(df -T "$DATA_ROOT" | awk 'NR == 2 {print $2}') under $DATA_ROOT; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "- $RUNS leader kills per scenario; writes every 10 ms, 500 ms timeout, to a fixed survivor"
+    echo "- $RUNS leader kills per scenario; writes every 10 ms, 500 ms timeout, to a fixed survivor${EXTRA_ARGS:+; extra flags: $EXTRA_ARGS}"
 }
 MACHINE="$(machine)"
 printf '%s\n\n' "$MACHINE" >&2
