@@ -792,8 +792,9 @@ async fn run_scenario(a: &RunArgs) -> Result<Value> {
                 notes.push(note);
             }
         }
-        // A slow failover is worth a look at the survivors' logs; keep the last lines.
-        if s.failover_ms.is_some_and(|ms| ms > 2.0 * median_so_far(&samples).max(1000.0)) {
+        // A failover far slower than the ones before it is worth a look at the survivor's
+        // log; keep its last lines (needs a few samples to know what is normal).
+        if samples.len() >= 3 && s.failover_ms.is_some_and(|ms| ms > 2.0 * median_so_far(&samples)) {
             let i = survivor;
             notes.push(format!(
                 "run {run}: {:.0} ms; {} log during the run:\n{}",
