@@ -64,7 +64,7 @@ impl QueryParams {
             }
             None => None,
         };
-        let stale = self.has("stale") || max_stale.is_some();
+        let stale = self.has("stale") || self.has("max_stale");
         let consistent = self.has("consistent");
         match (stale, consistent) {
             (true, true) => {
@@ -165,6 +165,17 @@ mod tests {
         assert!(ReadParams::parse(&q("wait=5"), d, m).is_err());
         assert!(ReadParams::parse(&q("stale&consistent"), d, m).is_err());
         assert_eq!(ReadParams::parse(&q("stale"), d, m).map(|p| p.consistency).ok(), Some(Consistency::Stale));
+    }
+
+    /// `?max_stale=d` is a bounded `?stale` (Consul's `QueryOptions.MaxStaleDuration`); a bare
+    /// `?max_stale` is unbounded; `?stale` wins over it; a bad duration is a 400.
+    #[test]
+    fn max_stale_bounds_stale_reads() {
+        assert_eq!(q("max_stale=5s").consistency().ok(), Some(Consistency::MaxStale(Duration::from_secs(5))));
+        assert_eq!(q("max_stale").consistency().ok(), Some(Consistency::MaxStale(Duration::MAX)));
+        assert_eq!(q("stale&max_stale=5s").consistency().ok(), Some(Consistency::Stale));
+        assert!(matches!(q("max_stale=soon").consistency(), Err(Error::BadRequest(m)) if m.contains("max_stale")));
+        assert!(q("max_stale=1s&consistent").consistency().is_err());
     }
 
     #[test]
