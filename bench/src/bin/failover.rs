@@ -977,16 +977,24 @@ fn main() -> Result<()> {
         bail!("--runs must be at least 1");
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let result = rt.block_on(async {
+    // Ok(Err(signal exit code)) when interrupted.
+    let outcome: Result<std::result::Result<Value, i32>> = rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        // On Ctrl-C/TERM the scenario future is dropped, and with it the cluster guard, which
-        // kills every server and removes the temp dir.
+        // On Ctrl-C/TERM `select!` drops the scenario future, and with it the cluster guard,
+        // which kills every server and removes the temp dir before we exit.
         tokio::select! {
-            r = run_scenario(&a) => r,
-            _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
-            _ = term.recv() => Err(anyhow!("terminated")),
+            r = run_scenario(&a) => r.map(Ok),
+            _ = tokio::signal::ctrl_c() => Ok(Err(130)),
+            _ = term.recv() => Ok(Err(143)),
         }
-    })?;
+    });
+    let result = match outcome? {
+        Ok(v) => v,
+        Err(code) => {
+            eprintln!("[failover] interrupted: servers killed, temp dir removed");
+            std::process::exit(code);
+        }
+    };
     if a.json {
         println!("{}", serde_json::to_string(&result)?);
         // The readable report too, where it does not mix with the JSON.
