@@ -1,5 +1,8 @@
 //! Network coordinates: Vivaldi estimates of the round-trip time between nodes.
 //!
+//! A leaf module (pure math and the local client): it calls nothing else in the crate. Gossip
+//! feeds it through `membership::coordinate_sync`, which also publishes it to the servers.
+//!
 //! Every agent keeps a [`Coordinate`] — a point in 8-dimensional Euclidean space plus a
 //! "height" (the node's access-link latency) and an "adjustment" (a correction learnt from
 //! recent observations) — such that the [`distance`] between two nodes' coordinates estimates

@@ -5,6 +5,12 @@
 //! the sync task knows what to push without ever marking a change made during an in-flight
 //! write as synced. API-registered entries are persisted under the data dir (`persist`);
 //! config-file entries are not (they come back from the config) and are replaced on reload.
+//!
+//! Owns the agent's registrations, their persistence, the check runners ([`checks`]) and
+//! anti-entropy. May call: [`crate::replication`] (catalog writes and reads through a
+//! [`crate::replication::backend::Backend`]), [`crate::wire`] (registration parsing),
+//! [`crate::state`] and the leaf modules; what it needs of the agent's configuration arrives as a
+//! [`LocalConfig`]. Never membership or the API.
 
 pub(crate) mod checks;
 pub mod def;

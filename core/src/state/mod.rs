@@ -4,6 +4,11 @@
 //! deterministically, stamped with the entry's Raft index — the `CreateIndex`/`ModifyIndex`
 //! Consul clients see. Reads take a short shared lock; blocking queries wait on the
 //! [`watch::WatchHub`], which is notified only for the keys a write touched.
+//!
+//! Owns the data model and how each [`command::Command`] changes it (including the exactly-once
+//! [`dedup`] window), and the `/v1/snapshot` archive format. The bottom data layer: it may call
+//! only the leaf modules (`error`, `duration`, `coordinate`); nothing here knows about Raft, the
+//! network or HTTP.
 
 pub mod archive;
 pub mod catalog;
