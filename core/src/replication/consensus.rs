@@ -16,10 +16,11 @@
 //!     otherwise like default (Consul re-runs such a query on the leader).
 //!   - default: the leader answers from its own state while its lease holds (a quorum
 //!     acknowledged it within [`RaftTuning::leader_lease`]) *and* it has applied an entry of its
-//!     own term — before that its state may lack entries an earlier leader committed. A follower
-//!     asks the leader for its applied index and waits until it has applied that much itself —
-//!     the same guarantee as Consul's forward-to-leader, without shipping results between
-//!     servers.
+//!     own term — before that its state may lack entries an earlier leader committed — once its
+//!     state machine has applied everything up to its commit index (followers may apply a
+//!     committed entry before the leader does, so the applied index is not enough). A follower
+//!     asks the leader for that index and waits until it has applied that much itself — the
+//!     same guarantee as Consul's forward-to-leader, without shipping results between servers.
 //!   - `consistent`: the leader confirms its leadership with a quorum round (ReadIndex) first.
 
 use std::sync::Arc;
@@ -306,6 +307,16 @@ impl Consensus {
             && view.quorum_ack.is_some_and(|t| t.elapsed() < self.tuning.leader_lease())
     }
 
+    /// The index a default-mode read must reflect, when this server may answer it from its lease
+    /// (see [`Consensus::lease_valid`]): the commit index, not the applied one — a follower may
+    /// already have applied, and served, entries this leader's state machine has not reached yet.
+    async fn lease_read_index(&self) -> Option<u64> {
+        if !self.lease_valid() {
+            return None;
+        }
+        raft::leader_commit_index(&self.raft).await
+    }
+
     /// Time since this server last heard from a leader (zero on the leader), `None` if never.
     fn since_leader_contact(&self) -> Option<Duration> {
         if self.view.lock().is_leader {
@@ -360,13 +371,16 @@ impl Consensus {
             Consistency::MaxStale(_) => Consistency::Default,
             m => m,
         };
-        if mode == Consistency::Default && self.lease_valid() {
-            return Ok(self.read_meta(mode));
-        }
         let started = Instant::now();
-        let req = ForwardRequest::ReadIndex { consistent: mode == Consistency::Consistent };
-        let ForwardResponse::ReadIndex(index) = self.on_leader(req).await? else {
-            return Err(Error::Rpc("unexpected answer to a read index".into()));
+        let index = match self.lease_read_index().await {
+            Some(index) if mode == Consistency::Default => index,
+            _ => {
+                let req = ForwardRequest::ReadIndex { consistent: mode == Consistency::Consistent };
+                let ForwardResponse::ReadIndex(index) = self.on_leader(req).await? else {
+                    return Err(Error::Rpc("unexpected answer to a read index".into()));
+                };
+                index
+            }
         };
         let left = self.hold_timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
         if self.state.wait_applied(index, left).await {
@@ -448,8 +462,10 @@ impl Consensus {
                 }
             }
             ForwardRequest::ReadIndex { consistent } => {
-                if !consistent && self.lease_valid() {
-                    return Ok(ForwardResponse::ReadIndex(self.state.last_index()));
+                if !consistent {
+                    if let Some(index) = self.lease_read_index().await {
+                        return Ok(ForwardResponse::ReadIndex(index));
+                    }
                 }
                 match raft::linearizable_barrier(&self.raft).await {
                     Ok(index) => Ok(ForwardResponse::ReadIndex(index.max(self.state.last_index()))),

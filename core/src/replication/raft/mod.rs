@@ -198,6 +198,22 @@ pub async fn linearizable_barrier(raft: &Raft) -> Result<u64, WriteError> {
     }
 }
 
+/// The commit index of this server if — at the same instant, asked of the Raft core (a local
+/// round trip, no network) — it is the leader of the current term; `None` otherwise. On a
+/// leader the commit index covers every write the cluster acknowledged, which its own state
+/// machine may not have applied yet: followers can apply an entry before the leader does.
+/// Metrics lag the core a little, so a leader that just granted its vote to a candidate may
+/// still look like one there; this check does not.
+pub async fn leader_commit_index(raft: &Raft) -> Option<u64> {
+    raft.with_raft_state(|st| {
+        (st.server_state == ServerState::Leader && st.vote_ref().is_committed())
+            .then(|| st.committed.map(|l| l.index).unwrap_or(0))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 /// Adds `node` as a learner (not waiting for it to catch up).
 pub async fn add_learner(raft: &Raft, id: NodeId, node: ServerNode) -> Result<(), crate::Error> {
     raft.add_learner(id, node, false).await.map(|_| ()).map_err(|e| crate::Error::Raft(e.to_string()))
