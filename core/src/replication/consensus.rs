@@ -23,12 +23,15 @@
 //!   - `consistent`: the leader confirms its leadership with a quorum round (ReadIndex) first.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::replication::forward::{ForwardRequest, ForwardResponse, WireError};
 use crate::replication::raft::{self, NodeId, Raft, RaftTuning, ServerNode, ServerState, WriteError};
 use crate::replication::raft::{RaftRequest, RaftResponse};
@@ -111,6 +114,8 @@ pub struct Consensus {
     /// Cancelled when the agent starts stopping: leader requests give up at once instead of
     /// retrying against connections that are closing.
     closing: CancellationToken,
+    /// Time for leases, deadlines and the proposer's `now_ms` stamps (virtual in simulations).
+    clock: SharedClock,
 }
 
 /// A command waiting to be proposed, with where to send its outcome.
@@ -160,7 +165,7 @@ enum Failure {
 }
 
 impl Consensus {
-    /// Wraps a started Raft node.
+    /// Wraps a started Raft node (on the system clock).
     pub fn new(
         raft: Raft,
         state: Arc<StateStore>,
@@ -168,6 +173,19 @@ impl Consensus {
         self_id: NodeId,
         tuning: RaftTuning,
         hold_timeout: Duration,
+    ) -> Arc<Self> {
+        Self::with_clock(raft, state, rpc, self_id, tuning, hold_timeout, SystemClock::shared())
+    }
+
+    /// Wraps a started Raft node, reading time from `clock`.
+    pub fn with_clock(
+        raft: Raft,
+        state: Arc<StateStore>,
+        rpc: RpcClient,
+        self_id: NodeId,
+        tuning: RaftTuning,
+        hold_timeout: Duration,
+        clock: SharedClock,
     ) -> Arc<Self> {
         let (proposals, rx) = mpsc::unbounded_channel();
         Arc::new(Consensus {
@@ -182,9 +200,10 @@ impl Consensus {
             last_leader_contact: Mutex::default(),
             proposals,
             proposals_rx: Mutex::new(Some(rx)),
-            session_timers: SessionTimers::default(),
+            session_timers: SessionTimers::new(clock.clone()),
             ids: RequestIds::new(),
             closing: CancellationToken::new(),
+            clock,
         })
     }
 
@@ -250,7 +269,7 @@ impl Consensus {
                 view.is_leader = m.state == ServerState::Leader;
                 view.leader = m.current_leader;
                 view.quorum_ack = match (view.is_leader, m.millis_since_quorum_ack) {
-                    (true, Some(ms)) => Instant::now().checked_sub(Duration::from_millis(ms)),
+                    (true, Some(ms)) => self.clock.now().checked_sub(Duration::from_millis(ms)),
                     _ => None,
                 };
                 view.applied_own_term = view.is_leader && raft::applied_in_current_term(&m);
@@ -266,6 +285,11 @@ impl Consensus {
     /// The Raft handle.
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// The clock this server reads (stamp commands' `now_ms` with its `unix_ms`).
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// The replicated state.
@@ -303,7 +327,9 @@ impl Consensus {
         let view = self.view.lock();
         view.is_leader
             && view.applied_own_term
-            && view.quorum_ack.is_some_and(|t| t.elapsed() < self.tuning.leader_lease())
+            && view
+                .quorum_ack
+                .is_some_and(|t| self.clock.now().saturating_duration_since(t) < self.tuning.leader_lease())
     }
 
     /// Time since this server last heard from a leader (zero on the leader), `None` if never.
@@ -311,7 +337,7 @@ impl Consensus {
         if self.view.lock().is_leader {
             return Some(Duration::ZERO);
         }
-        self.last_leader_contact.lock().map(|t| t.elapsed())
+        self.last_leader_contact.lock().map(|t| self.clock.now().saturating_duration_since(t))
     }
 
     fn read_meta(&self, consistency: Consistency) -> ReadMeta {
@@ -363,12 +389,15 @@ impl Consensus {
         if mode == Consistency::Default && self.lease_valid() {
             return Ok(self.read_meta(mode));
         }
-        let started = Instant::now();
+        let started = self.clock.now();
         let req = ForwardRequest::ReadIndex { consistent: mode == Consistency::Consistent };
         let ForwardResponse::ReadIndex(index) = self.on_leader(req).await? else {
             return Err(Error::Rpc("unexpected answer to a read index".into()));
         };
-        let left = self.hold_timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+        let left = self
+            .hold_timeout
+            .saturating_sub(self.clock.now().saturating_duration_since(started))
+            .max(Duration::from_millis(100));
         if self.state.wait_applied(index, left).await {
             Ok(self.read_meta(mode))
         } else {
@@ -398,7 +427,7 @@ impl Consensus {
     /// Runs `req` on the leader — here when this server leads, else over RPC — retrying through
     /// elections and leader changes until the hold timeout. The one retry loop of this module.
     async fn on_leader(&self, req: ForwardRequest) -> Result<ForwardResponse> {
-        let deadline = Instant::now() + self.hold_timeout;
+        let deadline = self.clock.now() + self.hold_timeout;
         let mut ambiguous: Option<String> = None;
         loop {
             if self.closing.is_cancelled() {
@@ -407,7 +436,7 @@ impl Consensus {
                     _ => Error::ShuttingDown,
                 });
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(self.clock.now());
             let attempt = match self.route() {
                 Route::Local => self.serve_as_leader(req.clone(), left).await,
                 Route::Remote(id, node) => self.forward(id, &node, req.clone(), left).await,
@@ -419,7 +448,7 @@ impl Consensus {
                 Err(Failure::Retry) => {}
                 Err(Failure::Ambiguous(why)) => ambiguous = Some(why),
             }
-            if Instant::now() >= deadline {
+            if self.clock.now() >= deadline {
                 return Err(match (ambiguous, &req) {
                     (Some(why), ForwardRequest::Write(_)) => Error::OutcomeUnknown(why),
                     (Some(why), _) => Error::Rpc(why),
@@ -537,7 +566,7 @@ impl Consensus {
         let error = |e: &dyn std::fmt::Display| RaftResponse::Error(e.to_string());
         match req {
             RaftRequest::AppendEntries(r) => {
-                *self.last_leader_contact.lock() = Some(Instant::now());
+                *self.last_leader_contact.lock() = Some(self.clock.now());
                 match self.raft.append_entries(r).await {
                     Ok(resp) => RaftResponse::AppendEntries(resp),
                     Err(e) => error(&e),
@@ -548,7 +577,7 @@ impl Consensus {
                 Err(e) => error(&e),
             },
             RaftRequest::InstallSnapshot(r) => {
-                *self.last_leader_contact.lock() = Some(Instant::now());
+                *self.last_leader_contact.lock() = Some(self.clock.now());
                 match self.raft.install_snapshot(r).await {
                     Ok(resp) => RaftResponse::InstallSnapshot(resp),
                     Err(e) => error(&e),
