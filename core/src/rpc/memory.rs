@@ -15,7 +15,8 @@
 //! |--------------------------------------|---------------------------------|-------------------|
 //! | peer down or unknown, caller down    | `NotDelivered` at once          | no                |
 //! | request dropped, or the link is cut  | `Timeout` at the deadline       | no                |
-//! | peer crashed while handling it       | `ConnectionLost`                | maybe             |
+//! | peer crashed while handling it, or   | `ConnectionLost`                | maybe             |
+//! | before its response arrived          |                                 |                   |
 //! | response dropped, or the link is cut | `Timeout` at the deadline       | yes               |
 //! | no handler / undecodable body        | `Refused`                       | no                |
 
@@ -259,6 +260,11 @@ impl MemoryNetwork {
                 return std::future::pending().await;
             }
             tokio::time::sleep(delay).await;
+            // A response still in a crashed peer's buffers never arrives.
+            if peer_life.is_cancelled() {
+                self.net.lock().stats.broken += 1;
+                return Err(RpcError::ConnectionLost(to));
+            }
             reply.map_err(|reason| RpcError::Refused { addr: to, reason })
         };
         match tokio::time::timeout(timeout, exchange).await {

@@ -252,7 +252,8 @@ impl LogStore {
         Ok(value)
     }
 
-    fn read_range(&self, start: u64, end_exclusive: u64) -> StoreResult<Vec<Entry<TypeConfig>>> {
+    /// Entries `start..end_exclusive` that are in the log.
+    pub(crate) fn read_range(&self, start: u64, end_exclusive: u64) -> StoreResult<Vec<Entry<TypeConfig>>> {
         if start >= end_exclusive {
             return Ok(Vec::new());
         }

@@ -241,7 +241,18 @@ pub async fn start(
     log: log_store::LogStore,
     sm: state_machine::StateMachine,
 ) -> Result<Raft, crate::Error> {
-    let config = raft_config(tuning)?;
+    start_with_config(id, raft_config(tuning)?, network, log, sm).await
+}
+
+/// Starts the Raft node `id` with an explicit configuration (the simulator fixes each node's
+/// election timeout; see `replication::sim`).
+pub async fn start_with_config(
+    id: NodeId,
+    config: Arc<openraft::Config>,
+    network: network::NetworkFactory,
+    log: log_store::LogStore,
+    sm: state_machine::StateMachine,
+) -> Result<Raft, crate::Error> {
     openraft::Raft::new(id, config, network, log, sm).await.map_err(|e| crate::Error::Raft(e.to_string()))
 }
 
