@@ -650,3 +650,7 @@ async fn propose_batch(raft: &Raft, mut batch: Vec<Proposal>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "consensus_tests.rs"]
+mod tests;

@@ -189,6 +189,13 @@ impl SimCluster {
         self.servers[i].addr
     }
 
+    /// Server `i`'s log entries up to its applied index.
+    pub(crate) fn log_entries(&self, i: usize) -> Result<Vec<openraft::Entry<raft::TypeConfig>>, String> {
+        let live = self.servers[i].live.as_ref().ok_or("server down")?;
+        let last = live.consensus.state().last_index();
+        live.store.read_range(1, last + 1).map_err(|e| e.to_string())
+    }
+
     fn len(&self) -> usize {
         self.servers.len()
     }

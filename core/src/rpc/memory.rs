@@ -2,8 +2,9 @@
 //! unit tests that need more than one server in one process.
 //!
 //! Nodes register a [`Router`] under an address. A call from one node to another is delayed,
-//! maybe dropped, maybe cut by a partition, and runs the peer's handler in a task of its own —
-//! as the TCP server does — so a caller that gives up does not cancel work the peer started.
+//! maybe dropped, maybe cut by a partition. A request that was sent is delivered and handled in
+//! a task of the peer's own — as the TCP server does — whether or not the caller still waits: a
+//! caller that gives up (a timeout, a dropped future) does not take back what it sent.
 //! A node that [crashes](MemoryNetwork::crash) stops answering at once: requests to it are
 //! refused ([`RpcError::NotDelivered`]), handlers it was running are dropped mid-way and their
 //! callers see [`RpcError::ConnectionLost`], exactly the ambiguity a real crash creates.
@@ -224,32 +225,37 @@ impl MemoryNetwork {
             let response = net.draw(to, from);
             (router, peer_life, caller_life, request, response)
         };
-        let exchange = async {
-            let (lost, delay) = request;
-            if lost {
-                self.net.lock().stats.lost += 1;
-                return std::future::pending().await;
-            }
-            tokio::time::sleep(delay).await;
-            if peer_life.is_cancelled() {
-                return Err(RpcError::ConnectionLost(to));
-            }
-            // The peer handles the request in its own task (as `serve_connection` does): it
-            // runs to the end even if the caller stops waiting, unless the peer crashes.
-            let (tx, rx) = oneshot::channel();
-            let handler = router.dispatch(service, body);
+        // The request is on the wire: it arrives (or not) whether or not the caller keeps
+        // waiting, and the peer handles it in its own task (as `serve_connection` does), which
+        // only the peer's crash stops.
+        let (tx, rx) = oneshot::channel();
+        let (lost, delay) = request;
+        let mut unanswered = None;
+        if lost {
+            self.net.lock().stats.lost += 1;
+            // Keep the sender: the caller waits for an answer that never comes (a timeout).
+            unanswered = Some(tx);
+        } else {
             let life = peer_life.clone();
             tokio::spawn(async move {
                 tokio::select! {
-                    reply = handler => { let _ = tx.send(reply); }
                     _ = life.cancelled() => {}
+                    _ = async {
+                        tokio::time::sleep(delay).await;
+                        let reply = router.dispatch(service, body).await;
+                        let _ = tx.send(reply);
+                    } => {}
                 }
             });
+        }
+        let exchange = async {
+            let _unanswered = unanswered;
             let reply = tokio::select! {
                 r = rx => r,
                 _ = caller_life.cancelled() => return std::future::pending().await,
             };
             let Ok(reply) = reply else {
+                // The peer crashed before or while handling it.
                 self.net.lock().stats.broken += 1;
                 return Err(RpcError::ConnectionLost(to));
             };

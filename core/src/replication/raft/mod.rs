@@ -267,3 +267,65 @@ pub async fn shutdown(raft: &Raft) {
 pub async fn trigger_snapshot(raft: &Raft) -> Result<(), crate::Error> {
     raft.trigger().snapshot().await.map_err(|e| crate::Error::Raft(e.to_string()))
 }
+
+#[cfg(test)]
+mod storage_suite {
+    //! openraft's own storage test suite (`openraft::testing::Suite`) over our [`LogStore`] and
+    //! [`StateMachine`]: the contract openraft states for `RaftLogStorage` and
+    //! `RaftStateMachine` (log ranges, vote, committed index, purge and truncate, membership
+    //! recovery from log and state machine, apply, snapshot transfer), checked by openraft.
+    //!
+    //! [`LogStore`]: log_store::LogStore
+    //! [`StateMachine`]: state_machine::StateMachine
+    #![allow(clippy::unwrap_used)]
+
+    use openraft::testing::{StoreBuilder, Suite};
+    use openraft::StorageError;
+
+    use super::log_store::LogStore;
+    use super::state_machine::StateMachine;
+    use super::{NodeId, TypeConfig};
+    use crate::state::StateStore;
+
+    /// The suite's own node id (`testing::suite::NODE_ID`): the store's "our own vote reads back
+    /// uncommitted" rule applies to the votes the suite saves, which are all uncommitted.
+    const SELF: NodeId = 0;
+
+    fn storage(e: crate::Error) -> StorageError<NodeId> {
+        openraft::StorageIOError::<NodeId>::write(&std::io::Error::other(e.to_string())).into()
+    }
+
+    /// The production configuration: a redb file and the group-commit writer thread.
+    struct OnDisk;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for OnDisk {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<NodeId>> {
+            let dir = tempfile::tempdir().map_err(|e| storage(crate::Error::Storage(e.to_string())))?;
+            let store = LogStore::open(Some(dir.path()), SELF).map_err(storage)?;
+            let sm = StateMachine::open(std::sync::Arc::new(StateStore::new()), store.clone()).map_err(storage)?;
+            Ok((dir, store, sm))
+        }
+    }
+
+    /// The simulator's configuration: in memory, committed inline.
+    struct Inline;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine> for Inline {
+        async fn build(&self) -> Result<((), LogStore, StateMachine), StorageError<NodeId>> {
+            let store = LogStore::open_inline(LogStore::memory_database().map_err(storage)?, SELF).map_err(storage)?;
+            let sm = StateMachine::open(std::sync::Arc::new(StateStore::new()), store.clone()).map_err(storage)?;
+            Ok(((), store, sm))
+        }
+    }
+
+    // `Suite::test_all` makes a runtime per case, so these are plain tests.
+    #[test]
+    fn openraft_suite_on_disk_with_group_commit() {
+        Suite::test_all(OnDisk).unwrap();
+    }
+
+    #[test]
+    fn openraft_suite_in_memory_inline() {
+        Suite::test_all(Inline).unwrap();
+    }
+}
