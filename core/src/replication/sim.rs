@@ -520,7 +520,9 @@ async fn run_async(scenario: &Scenario, seed: u64) -> Result<RunReport, String> 
     let nemesis_log = nemesis.await.map_err(|e| format!("nemesis panicked: {e}"))?;
 
     let mut cluster = cluster_rc.lock().await;
-    let result = settle_and_check(&mut cluster, &history.lock(), scenario.snapshots).await;
+    // The clients are done: take the history out of its lock.
+    let history = std::mem::take(&mut *history.lock());
+    let result = settle_and_check(&mut cluster, &history, scenario.snapshots).await;
     cluster.stop().await;
     let mut report = result.map_err(|e| format!("{e}\nnemesis log:\n  {}", nemesis_log.join("\n  ")))?;
     report.nemesis = nemesis_log;
