@@ -133,3 +133,38 @@ fn a_lapsed_session_is_destroyed_on_virtual_time() {
         reaper.abort();
     });
 }
+
+/// A follower forwards a write; the leader appends it and replicates it, but no follower's
+/// acknowledgement reaches it, so it cannot commit and its proposal times out (the write's
+/// outcome is now unknown: it is in a majority of logs). Once the network heals, the leader
+/// commits it. Whatever the client was told must not be "No cluster leader" (which says that
+/// nothing was applied): only success or "outcome unknown" are true answers.
+#[test]
+fn a_write_whose_commit_the_leader_cannot_confirm_is_never_answered_no_leader() {
+    paused(async {
+        let (cluster, leader) = three_servers(14).await;
+        let (f, g) = ((leader + 1) % 3, (leader + 2) % 3);
+        let l = cluster.consensus(leader).unwrap();
+        let before = l.metrics().last_log_index;
+
+        let via = cluster.consensus(f).unwrap();
+        let write = tokio::spawn(async move { via.write(put("k", "w")).await });
+        while l.metrics().last_log_index == before {
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+        // The leader has appended it: from now on every answer to the leader is lost.
+        cluster.net().cut(cluster.addr(f), cluster.addr(leader));
+        cluster.net().cut(cluster.addr(g), cluster.addr(leader));
+
+        let answer = write.await.unwrap();
+        cluster.net().heal();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let applied = kv(&cluster.consensus(g).unwrap(), "k").is_some();
+        eprintln!("answer {answer:?}, applied {applied}");
+        match answer {
+            Ok(_) => assert!(applied),
+            Err(Error::OutcomeUnknown(_)) => {}
+            Err(e) => assert!(!applied, "answered {e:?}, yet the write was applied"),
+        }
+    });
+}

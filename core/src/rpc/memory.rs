@@ -171,6 +171,12 @@ impl MemoryNetwork {
         }
     }
 
+    /// Cuts the directed link `from → to`: requests and responses travelling that way are lost
+    /// (a response is checked when it would leave, so calls already in flight are hit too).
+    pub fn cut(&self, from: SocketAddr, to: SocketAddr) {
+        self.net.lock().cut.insert((from, to));
+    }
+
     /// Cuts `addr` off from every node registered now (both directions).
     pub fn isolate(&self, addr: SocketAddr) {
         let mut net = self.net.lock();
