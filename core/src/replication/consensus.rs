@@ -555,6 +555,8 @@ impl Consensus {
         match answer {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(WireError::NotLeader(_))) => Err(Failure::Retry),
+            // Safe to repeat (the request id), but the first attempt may have been applied.
+            Ok(Err(WireError::OutcomeUnknown(why))) => Err(Failure::Ambiguous(why)),
             Ok(Err(e)) => Err(Failure::Fatal(e.into_error())),
             Err(e) if e.not_delivered() => Err(Failure::Retry),
             Err(e) => Err(Failure::Ambiguous(e.to_string())),
@@ -598,7 +600,11 @@ impl Consensus {
         // One attempt: the forwarding server owns the retry loop (and the request id).
         match self.serve_as_leader(req, self.hold_timeout).await {
             Ok(resp) => Ok(resp),
-            Err(Failure::Retry) | Err(Failure::Ambiguous(_)) => Err(WireError::NotLeader(self.leader())),
+            Err(Failure::Retry) => Err(WireError::NotLeader(self.leader())),
+            // The write may have taken effect here (appended, then not confirmed): the
+            // forwarding server must keep that ambiguity — it retries with the same request id
+            // and, if time runs out, answers "outcome unknown", never "No cluster leader".
+            Err(Failure::Ambiguous(why)) => Err(WireError::OutcomeUnknown(why)),
             Err(Failure::Fatal(e)) => Err(WireError::from_error(e)),
         }
     }

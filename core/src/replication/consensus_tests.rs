@@ -160,7 +160,6 @@ fn a_write_whose_commit_the_leader_cannot_confirm_is_never_answered_no_leader() 
         cluster.net().heal();
         tokio::time::sleep(Duration::from_secs(3)).await;
         let applied = kv(&cluster.consensus(g).unwrap(), "k").is_some();
-        eprintln!("answer {answer:?}, applied {applied}");
         match answer {
             Ok(_) => assert!(applied),
             Err(Error::OutcomeUnknown(_)) => {}
