@@ -26,7 +26,8 @@
 //!     │
 //!   state        the replicated data: commands, KV, txn, catalog, sessions, dedup, watches
 //!     │
-//!   coordinate · duration · error     leaf modules: Vivaldi math, Go durations, the error type
+//!   clock · coordinate · duration · error   leaf modules: the clock seam, Vivaldi math, Go
+//!                                           durations, the error type
 //! ```
 //!
 //! - [`agent`]: start/stop an agent; owns every listener and task; [`agent::config`] and
@@ -43,13 +44,17 @@
 //!   replica or a client agent's RPC), [`replication::session_ttl`].
 //! - [`wire`]: Consul's JSON request shapes (registrations, checks) and their parsers, used by
 //!   the HTTP API, config files and the local agent alike.
-//! - [`rpc`]: framed, multiplexed TCP between agents; each subsystem owns its message types.
+//! - [`rpc`]: framed, multiplexed TCP between agents behind the [`rpc::Transport`] seam (with
+//!   an in-memory twin, [`rpc::memory::MemoryNetwork`]); each subsystem owns its message types.
 //! - [`state`]: the replicated data and change notification; [`state::command`] (Raft log
 //!   payloads), [`state::archive`] (the `/v1/snapshot` format), [`state::dedup`].
+//! - [`clock`]: the clock seam ([`clock::SystemClock`], and [`clock::ManualClock`] for
+//!   simulations).
 //! - [`coordinate`]: Vivaldi network coordinates (the algorithm and the local client).
 
 pub mod agent;
 pub mod api;
+pub mod clock;
 pub mod coordinate;
 pub mod duration;
 pub mod error;

@@ -165,10 +165,17 @@ impl Backend {
     pub async fn write(&self, cmd: Command) -> Result<(u64, CommandResponse)> {
         match self {
             Backend::Server(c) => c.write(cmd).await,
-            Backend::Client(r) => match r.forward(ForwardRequest::Write(r.ids.track(cmd))).await? {
-                ForwardResponse::Written(index, resp) => crate::replication::consensus::settle_write(index, resp),
-                other => Err(Error::Rpc(format!("unexpected answer to a write: {other:?}"))),
-            },
+            // A transport failure here may follow attempts that reached a server (each retried
+            // with the same request id): the write's fate is unknown, never "not applied".
+            Backend::Client(r) => {
+                match r.forward(ForwardRequest::Write(r.ids.track(cmd))).await.map_err(|e| match e {
+                    Error::Rpc(m) => Error::OutcomeUnknown(m),
+                    e => e,
+                })? {
+                    ForwardResponse::Written(index, resp) => crate::replication::consensus::settle_write(index, resp),
+                    other => Err(Error::Rpc(format!("unexpected answer to a write: {other:?}"))),
+                }
+            }
         }
     }
 

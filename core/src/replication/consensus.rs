@@ -24,12 +24,15 @@
 //!   - `consistent`: the leader confirms its leadership with a quorum round (ReadIndex) first.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::replication::forward::{ForwardRequest, ForwardResponse, WireError};
 use crate::replication::raft::{self, NodeId, Raft, RaftTuning, ServerNode, ServerState, WriteError};
 use crate::replication::raft::{RaftRequest, RaftResponse};
@@ -112,6 +115,8 @@ pub struct Consensus {
     /// Cancelled when the agent starts stopping: leader requests give up at once instead of
     /// retrying against connections that are closing.
     closing: CancellationToken,
+    /// Time for leases, deadlines and the proposer's `now_ms` stamps (virtual in simulations).
+    clock: SharedClock,
 }
 
 /// A command waiting to be proposed, with where to send its outcome.
@@ -161,7 +166,7 @@ enum Failure {
 }
 
 impl Consensus {
-    /// Wraps a started Raft node.
+    /// Wraps a started Raft node (on the system clock).
     pub fn new(
         raft: Raft,
         state: Arc<StateStore>,
@@ -169,6 +174,19 @@ impl Consensus {
         self_id: NodeId,
         tuning: RaftTuning,
         hold_timeout: Duration,
+    ) -> Arc<Self> {
+        Self::with_clock(raft, state, rpc, self_id, tuning, hold_timeout, SystemClock::shared())
+    }
+
+    /// Wraps a started Raft node, reading time from `clock`.
+    pub fn with_clock(
+        raft: Raft,
+        state: Arc<StateStore>,
+        rpc: RpcClient,
+        self_id: NodeId,
+        tuning: RaftTuning,
+        hold_timeout: Duration,
+        clock: SharedClock,
     ) -> Arc<Self> {
         let (proposals, rx) = mpsc::unbounded_channel();
         Arc::new(Consensus {
@@ -183,9 +201,10 @@ impl Consensus {
             last_leader_contact: Mutex::default(),
             proposals,
             proposals_rx: Mutex::new(Some(rx)),
-            session_timers: SessionTimers::default(),
+            session_timers: SessionTimers::new(clock.clone()),
             ids: RequestIds::new(),
             closing: CancellationToken::new(),
+            clock,
         })
     }
 
@@ -251,7 +270,7 @@ impl Consensus {
                 view.is_leader = m.state == ServerState::Leader;
                 view.leader = m.current_leader;
                 view.quorum_ack = match (view.is_leader, m.millis_since_quorum_ack) {
-                    (true, Some(ms)) => Instant::now().checked_sub(Duration::from_millis(ms)),
+                    (true, Some(ms)) => self.clock.now().checked_sub(Duration::from_millis(ms)),
                     _ => None,
                 };
                 view.applied_own_term = view.is_leader && raft::applied_in_current_term(&m);
@@ -267,6 +286,11 @@ impl Consensus {
     /// The Raft handle.
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// The clock this server reads (stamp commands' `now_ms` with its `unix_ms`).
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// The replicated state.
@@ -304,7 +328,9 @@ impl Consensus {
         let view = self.view.lock();
         view.is_leader
             && view.applied_own_term
-            && view.quorum_ack.is_some_and(|t| t.elapsed() < self.tuning.leader_lease())
+            && view
+                .quorum_ack
+                .is_some_and(|t| self.clock.now().saturating_duration_since(t) < self.tuning.leader_lease())
     }
 
     /// The index a default-mode read must reflect, when this server may answer it from its lease
@@ -322,7 +348,7 @@ impl Consensus {
         if self.view.lock().is_leader {
             return Some(Duration::ZERO);
         }
-        self.last_leader_contact.lock().map(|t| t.elapsed())
+        self.last_leader_contact.lock().map(|t| self.clock.now().saturating_duration_since(t))
     }
 
     fn read_meta(&self, consistency: Consistency) -> ReadMeta {
@@ -371,7 +397,7 @@ impl Consensus {
             Consistency::MaxStale(_) => Consistency::Default,
             m => m,
         };
-        let started = Instant::now();
+        let started = self.clock.now();
         let index = match self.lease_read_index().await {
             Some(index) if mode == Consistency::Default => index,
             _ => {
@@ -382,7 +408,10 @@ impl Consensus {
                 index
             }
         };
-        let left = self.hold_timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+        let left = self
+            .hold_timeout
+            .saturating_sub(self.clock.now().saturating_duration_since(started))
+            .max(Duration::from_millis(100));
         if self.state.wait_applied(index, left).await {
             Ok(self.read_meta(mode))
         } else {
@@ -412,7 +441,7 @@ impl Consensus {
     /// Runs `req` on the leader — here when this server leads, else over RPC — retrying through
     /// elections and leader changes until the hold timeout. The one retry loop of this module.
     async fn on_leader(&self, req: ForwardRequest) -> Result<ForwardResponse> {
-        let deadline = Instant::now() + self.hold_timeout;
+        let deadline = self.clock.now() + self.hold_timeout;
         let mut ambiguous: Option<String> = None;
         loop {
             if self.closing.is_cancelled() {
@@ -421,7 +450,7 @@ impl Consensus {
                     _ => Error::ShuttingDown,
                 });
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(self.clock.now());
             let attempt = match self.route() {
                 Route::Local => self.serve_as_leader(req.clone(), left).await,
                 Route::Remote(id, node) => self.forward(id, &node, req.clone(), left).await,
@@ -433,7 +462,7 @@ impl Consensus {
                 Err(Failure::Retry) => {}
                 Err(Failure::Ambiguous(why)) => ambiguous = Some(why),
             }
-            if Instant::now() >= deadline {
+            if self.clock.now() >= deadline {
                 return Err(match (ambiguous, &req) {
                     (Some(why), ForwardRequest::Write(_)) => Error::OutcomeUnknown(why),
                     (Some(why), _) => Error::Rpc(why),
@@ -542,6 +571,8 @@ impl Consensus {
         match answer {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(WireError::NotLeader(_))) => Err(Failure::Retry),
+            // Safe to repeat (the request id), but the first attempt may have been applied.
+            Ok(Err(WireError::OutcomeUnknown(why))) => Err(Failure::Ambiguous(why)),
             Ok(Err(e)) => Err(Failure::Fatal(e.into_error())),
             Err(e) if e.not_delivered() => Err(Failure::Retry),
             Err(e) => Err(Failure::Ambiguous(e.to_string())),
@@ -553,7 +584,7 @@ impl Consensus {
         let error = |e: &dyn std::fmt::Display| RaftResponse::Error(e.to_string());
         match req {
             RaftRequest::AppendEntries(r) => {
-                *self.last_leader_contact.lock() = Some(Instant::now());
+                *self.last_leader_contact.lock() = Some(self.clock.now());
                 match self.raft.append_entries(r).await {
                     Ok(resp) => RaftResponse::AppendEntries(resp),
                     Err(e) => error(&e),
@@ -564,7 +595,7 @@ impl Consensus {
                 Err(e) => error(&e),
             },
             RaftRequest::InstallSnapshot(r) => {
-                *self.last_leader_contact.lock() = Some(Instant::now());
+                *self.last_leader_contact.lock() = Some(self.clock.now());
                 match self.raft.install_snapshot(r).await {
                     Ok(resp) => RaftResponse::InstallSnapshot(resp),
                     Err(e) => error(&e),
@@ -585,7 +616,11 @@ impl Consensus {
         // One attempt: the forwarding server owns the retry loop (and the request id).
         match self.serve_as_leader(req, self.hold_timeout).await {
             Ok(resp) => Ok(resp),
-            Err(Failure::Retry) | Err(Failure::Ambiguous(_)) => Err(WireError::NotLeader(self.leader())),
+            Err(Failure::Retry) => Err(WireError::NotLeader(self.leader())),
+            // The write may have taken effect here (appended, then not confirmed): the
+            // forwarding server must keep that ambiguity — it retries with the same request id
+            // and, if time runs out, answers "outcome unknown", never "No cluster leader".
+            Err(Failure::Ambiguous(why)) => Err(WireError::OutcomeUnknown(why)),
             Err(Failure::Fatal(e)) => Err(WireError::from_error(e)),
         }
     }
@@ -637,3 +672,7 @@ async fn propose_batch(raft: &Raft, mut batch: Vec<Proposal>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "consensus_tests.rs"]
+mod tests;

@@ -51,7 +51,8 @@ pub enum WireError {
     BadRequest(String),
     /// Anything else (maps to HTTP 500).
     Other(String),
-    /// A write whose outcome the leader cannot tell (maps to HTTP 500, and is never retried).
+    /// A request whose outcome the leader cannot tell. The forwarding server retries it with
+    /// the same request id until its hold timeout, then answers HTTP 500 "outcome unknown".
     OutcomeUnknown(String),
 }
 

@@ -16,3 +16,5 @@ pub mod consensus;
 pub mod forward;
 pub mod raft;
 pub mod session_ttl;
+#[cfg(test)]
+pub(crate) mod sim;

@@ -7,11 +7,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use tokio::time::Instant;
+
+use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::duration::parse_go_duration;
 use crate::replication::consensus::Consensus;
 use crate::state::command::Command;
@@ -25,21 +28,34 @@ pub const TTL_MAX: Duration = Duration::from_secs(86_400);
 /// How often the reaper looks for lapsed sessions.
 const TICK: Duration = Duration::from_millis(250);
 
-/// The proposer's clock in unix ms, stamped into lock and destroy commands for lock-delays.
+/// The system clock in unix ms, stamped into lock and destroy commands for lock-delays by
+/// callers that hold no [`Consensus`] (prefer `consensus.clock().unix_ms()`).
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemClock.unix_ms()
 }
 
 /// Last renew of each TTL session, as this server (when leader) saw it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SessionTimers {
     last_renew: Mutex<HashMap<String, Instant>>,
+    clock: SharedClock,
+}
+
+impl Default for SessionTimers {
+    fn default() -> Self {
+        SessionTimers::new(SystemClock::shared())
+    }
 }
 
 impl SessionTimers {
+    /// Timers reading `clock`.
+    pub fn new(clock: SharedClock) -> Self {
+        SessionTimers { last_renew: Mutex::default(), clock }
+    }
+
     /// Restarts the timer of session `id` (a renew on the leader).
     pub fn renew(&self, id: &str) {
-        self.last_renew.lock().insert(id.to_string(), Instant::now());
+        self.last_renew.lock().insert(id.to_string(), self.clock.now());
     }
 
     /// Forgets every timer (leadership lost or gained: each session then starts a full period).
@@ -76,7 +92,7 @@ pub async fn reap_sessions(consensus: Arc<Consensus>, shutdown: CancellationToke
                 .filter_map(|s| parse_go_duration(&s.ttl).ok().map(|ttl| (s.id.clone(), ttl)))
                 .collect()
         });
-        let now = Instant::now();
+        let now = timers.clock.now();
         let lapsed: Vec<String> = {
             let mut last = timers.last_renew.lock();
             last.retain(|id, _| with_ttl.iter().any(|(s, _)| s == id));
@@ -91,7 +107,8 @@ pub async fn reap_sessions(consensus: Arc<Consensus>, shutdown: CancellationToke
         };
         for id in lapsed {
             tracing::info!(session = %id, "session TTL lapsed; invalidating");
-            match consensus.write(Command::SessionDestroy { id: id.clone(), now_ms: now_ms() }).await {
+            match consensus.write(Command::SessionDestroy { id: id.clone(), now_ms: consensus.clock().unix_ms() }).await
+            {
                 Ok(_) => {
                     timers.last_renew.lock().remove(&id);
                 }

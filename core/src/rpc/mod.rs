@@ -8,7 +8,15 @@
 //! body to the handler registered for its [`Service`]. The server side handles every request
 //! in its own task so a slow forwarded write never delays a heartbeat.
 //!
+//! ### The transport seam
+//! [`RpcClient`] is what every subsystem holds; it encodes and decodes, and hands the encoded
+//! body to a [`Transport`]: [`TcpTransport`] in agents, [`memory::MemoryNetwork`] (in-memory,
+//! with seeded drops, delays, partitions and crashed nodes) in the simulator and unit tests.
+//! Both keep the delivery semantics documented on [`RpcError`].
+//!
 //! The bottom of the stack next to `state`: it calls nothing but the leaf modules.
+
+pub mod memory;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -101,7 +109,7 @@ pub enum Service {
 }
 
 /// A handler's answer: the encoded response, or why nothing ran.
-type Reply = Result<Vec<u8>, String>;
+pub type Reply = Result<Vec<u8>, String>;
 
 /// Handles one request body of one service; returns the encoded response.
 pub type Handler = Arc<dyn Fn(Vec<u8>) -> BoxFuture<'static, Reply> + Send + Sync>;
@@ -147,7 +155,8 @@ impl Router {
         self
     }
 
-    fn dispatch(&self, service: Service, body: Vec<u8>) -> BoxFuture<'static, Reply> {
+    /// Runs the handler of `service` on `body` (a transport's server side).
+    pub fn dispatch(&self, service: Service, body: Vec<u8>) -> BoxFuture<'static, Reply> {
         match self.handlers.get(&service) {
             Some(h) => h(body),
             None => Box::pin(async move { Err(format!("no {service:?} service on this port")) }),
@@ -164,17 +173,44 @@ struct Connection {
     next_id: AtomicU64,
 }
 
-/// A pool of multiplexed connections to peers.
+/// Carries one encoded request to a service on a peer and brings back its encoded answer.
+///
+/// ### To ensure correctness, an implementation must:
+/// - answer [`RpcError::NotDelivered`] only when the peer certainly did not receive the request
+///   (the caller may then send it again, even a write without a request id);
+/// - answer [`RpcError::ConnectionLost`] or [`RpcError::Timeout`] whenever the peer may have
+///   received it — whether or not it acted on it;
+/// - answer [`RpcError::Refused`] when the peer received it and ran nothing (no handler, an
+///   undecodable body);
+/// - give up after `timeout` with [`RpcError::Timeout`];
+/// - run the peer's handler independently of the caller: a caller that stops waiting (drops
+///   the future) does not cancel work the peer already started, as with a real socket.
+pub trait Transport: Send + Sync + std::fmt::Debug {
+    /// Sends `body` to `service` at `addr`; the encoded answer.
+    fn call_raw(
+        &self,
+        addr: SocketAddr,
+        service: Service,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Vec<u8>, RpcError>>;
+}
+
+/// The RPC client every subsystem holds: typed calls over a [`Transport`]. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RpcClient {
-    conns: Arc<Mutex<HashMap<SocketAddr, Arc<Connection>>>>,
-    shutdown: CancellationToken,
+    transport: Arc<dyn Transport>,
 }
 
 impl RpcClient {
-    /// A client whose connections close when `shutdown` is cancelled.
+    /// A TCP client whose connections close when `shutdown` is cancelled.
     pub fn new(shutdown: CancellationToken) -> Self {
-        RpcClient { conns: Arc::default(), shutdown }
+        RpcClient::with_transport(Arc::new(TcpTransport::new(shutdown)))
+    }
+
+    /// A client over any transport (the in-memory network in simulations).
+    pub fn with_transport(transport: Arc<dyn Transport>) -> Self {
+        RpcClient { transport }
     }
 
     /// Sends `req` to `service` at `addr` and waits up to `timeout` for the answer.
@@ -196,6 +232,30 @@ impl RpcClient {
 
     /// Sends an encoded body to `service` at `addr`; the encoded answer.
     pub async fn call_raw(
+        &self,
+        addr: SocketAddr,
+        service: Service,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, RpcError> {
+        self.transport.call_raw(addr, service, body, timeout).await
+    }
+}
+
+/// Framed, multiplexed TCP: one connection per peer, any number of concurrent requests on it.
+#[derive(Debug)]
+pub struct TcpTransport {
+    conns: Arc<Mutex<HashMap<SocketAddr, Arc<Connection>>>>,
+    shutdown: CancellationToken,
+}
+
+impl TcpTransport {
+    /// A transport whose connections close when `shutdown` is cancelled.
+    pub fn new(shutdown: CancellationToken) -> Self {
+        TcpTransport { conns: Arc::default(), shutdown }
+    }
+
+    async fn send(
         &self,
         addr: SocketAddr,
         service: Service,
@@ -280,6 +340,18 @@ impl RpcClient {
             }
         });
         Ok(conn)
+    }
+}
+
+impl Transport for TcpTransport {
+    fn call_raw(
+        &self,
+        addr: SocketAddr,
+        service: Service,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Vec<u8>, RpcError>> {
+        Box::pin(self.send(addr, service, body, timeout))
     }
 }
 

@@ -6,6 +6,13 @@
 //! them committed with `Durability::Immediate` (an fsync). The writer drains every queued request
 //! into one transaction, so however many client writes arrive together, they share one fsync.
 //!
+//! ### Inline commit (simulation)
+//! [`LogStore::open_inline`] runs the same redb code without the writer thread: every operation
+//! commits inside the call that issued it. A simulation on tokio's paused clock then never races
+//! a real thread, and the database it is given (usually [`LogStore::memory_database`]) outlives
+//! the store, so a simulated crash drops the store and a restart re-opens it over the same
+//! database, finding exactly what had been made durable.
+//!
 //! ### Correctness contract (what openraft relies on)
 //! - Entries are readable as soon as `append` returns, flushed or not: unflushed entries sit in
 //!   `pending` until their transaction commits. A reader looks at `pending` *before* opening its
@@ -100,6 +107,8 @@ struct LogMeta {
 struct Shared {
     /// Taken on close so the file lock is released even while openraft still holds clones.
     db: Mutex<Option<Arc<Database>>>,
+    /// Commit every operation in the caller instead of on the writer thread.
+    inline: bool,
     writer: Mutex<Option<mpsc::Sender<WriterOp>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     pending: Mutex<BTreeMap<u64, Entry<TypeConfig>>>,
@@ -126,7 +135,25 @@ impl LogStore {
             None => Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()),
         }
         .map_err(|e| crate::Error::Storage(format!("opening raft store: {e}")))?;
-        let db = Arc::new(db);
+        LogStore::over(Arc::new(db), self_id, false)
+    }
+
+    /// A fresh in-memory database for [`LogStore::open_inline`].
+    pub fn memory_database() -> Result<Arc<Database>, crate::Error> {
+        Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map(Arc::new)
+            .map_err(|e| crate::Error::Storage(format!("opening raft store: {e}")))
+    }
+
+    /// Opens the store over `db`, committing every operation inline (no writer thread; see
+    /// "Inline commit"). Opening it again over the same database after dropping the store is a
+    /// restart from the log.
+    pub fn open_inline(db: Arc<Database>, self_id: NodeId) -> Result<LogStore, crate::Error> {
+        LogStore::over(db, self_id, true)
+    }
+
+    fn over(db: Arc<Database>, self_id: NodeId, inline: bool) -> Result<LogStore, crate::Error> {
         {
             let txn = db.begin_write().map_err(|e| crate::Error::Storage(e.to_string()))?;
             txn.open_table(LOGS).map_err(|e| crate::Error::Storage(e.to_string()))?;
@@ -150,21 +177,24 @@ impl LogStore {
                 meta.last_log_id = meta.last_purged;
             }
         }
-        let (tx, rx) = mpsc::channel();
-        let writer_db = db.clone();
         let shared = Arc::new(Shared {
-            db: Mutex::new(Some(db)),
-            writer: Mutex::new(Some(tx)),
+            db: Mutex::new(Some(db.clone())),
+            inline,
+            writer: Mutex::new(None),
             writer_thread: Mutex::new(None),
             pending: Mutex::new(BTreeMap::new()),
             meta: Mutex::new(meta),
         });
-        let weak = Arc::downgrade(&shared);
-        let handle = std::thread::Builder::new()
-            .name("raft-log-writer".into())
-            .spawn(move || writer_loop(writer_db, rx, weak))
-            .map_err(|e| crate::Error::Storage(format!("spawning log writer: {e}")))?;
-        *shared.writer_thread.lock() = Some(handle);
+        if !inline {
+            let (tx, rx) = mpsc::channel();
+            let weak = Arc::downgrade(&shared);
+            let handle = std::thread::Builder::new()
+                .name("raft-log-writer".into())
+                .spawn(move || writer_loop(db, rx, weak))
+                .map_err(|e| crate::Error::Storage(format!("spawning log writer: {e}")))?;
+            *shared.writer.lock() = Some(tx);
+            *shared.writer_thread.lock() = Some(handle);
+        }
         Ok(LogStore { shared, self_id })
     }
 
@@ -183,6 +213,13 @@ impl LogStore {
     }
 
     fn send(&self, op: WriterOp) -> StoreResult<()> {
+        if self.shared.inline {
+            let db = self.db()?;
+            let batch = vec![op];
+            let result = write_batch(&db, &batch);
+            settle_batch(&self.shared, batch, &result);
+            return Ok(());
+        }
         match self.shared.writer.lock().as_ref() {
             Some(tx) => tx.send(op).map_err(|_| msg_err("log writer stopped".into())),
             None => Err(msg_err("log store closed".into())),
@@ -215,7 +252,8 @@ impl LogStore {
         Ok(value)
     }
 
-    fn read_range(&self, start: u64, end_exclusive: u64) -> StoreResult<Vec<Entry<TypeConfig>>> {
+    /// Entries `start..end_exclusive` that are in the log.
+    pub(crate) fn read_range(&self, start: u64, end_exclusive: u64) -> StoreResult<Vec<Entry<TypeConfig>>> {
         if start >= end_exclusive {
             return Ok(Vec::new());
         }
@@ -249,6 +287,14 @@ fn writer_loop(db: Arc<Database>, rx: mpsc::Receiver<WriterOp>, shared: std::syn
             finish_batch(batch, &result);
             return;
         };
+        settle_batch(&shared, batch, &result);
+    }
+}
+
+/// After a batch's transaction: drops what it made durable from `pending`, then tells every
+/// issuer the outcome (in that order, so a reader never misses an entry).
+fn settle_batch(shared: &Shared, batch: Vec<WriterOp>, result: &Result<(), String>) {
+    {
         if result.is_ok() {
             let mut pending = shared.pending.lock();
             for op in &batch {
@@ -267,9 +313,8 @@ fn writer_loop(db: Arc<Database>, rx: mpsc::Receiver<WriterOp>, shared: std::syn
                 }
             }
         }
-        drop(shared);
-        finish_batch(batch, &result);
     }
+    finish_batch(batch, result);
 }
 
 fn finish_batch(batch: Vec<WriterOp>, result: &Result<(), String>) {

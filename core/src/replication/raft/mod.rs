@@ -261,7 +261,18 @@ pub async fn start(
     log: log_store::LogStore,
     sm: state_machine::StateMachine,
 ) -> Result<Raft, crate::Error> {
-    let config = raft_config(tuning)?;
+    start_with_config(id, raft_config(tuning)?, network, log, sm).await
+}
+
+/// Starts the Raft node `id` with an explicit configuration (the simulator fixes each node's
+/// election timeout; see `replication::sim`).
+pub async fn start_with_config(
+    id: NodeId,
+    config: Arc<openraft::Config>,
+    network: network::NetworkFactory,
+    log: log_store::LogStore,
+    sm: state_machine::StateMachine,
+) -> Result<Raft, crate::Error> {
     openraft::Raft::new(id, config, network, log, sm).await.map_err(|e| crate::Error::Raft(e.to_string()))
 }
 
@@ -275,4 +286,66 @@ pub async fn shutdown(raft: &Raft) {
 /// Asks Raft to take a snapshot now (and compact the log behind it).
 pub async fn trigger_snapshot(raft: &Raft) -> Result<(), crate::Error> {
     raft.trigger().snapshot().await.map_err(|e| crate::Error::Raft(e.to_string()))
+}
+
+#[cfg(test)]
+mod storage_suite {
+    //! openraft's own storage test suite (`openraft::testing::Suite`) over our [`LogStore`] and
+    //! [`StateMachine`]: the contract openraft states for `RaftLogStorage` and
+    //! `RaftStateMachine` (log ranges, vote, committed index, purge and truncate, membership
+    //! recovery from log and state machine, apply, snapshot transfer), checked by openraft.
+    //!
+    //! [`LogStore`]: log_store::LogStore
+    //! [`StateMachine`]: state_machine::StateMachine
+    #![allow(clippy::unwrap_used)]
+
+    use openraft::testing::{StoreBuilder, Suite};
+    use openraft::StorageError;
+
+    use super::log_store::LogStore;
+    use super::state_machine::StateMachine;
+    use super::{NodeId, TypeConfig};
+    use crate::state::StateStore;
+
+    /// The suite's own node id (`testing::suite::NODE_ID`): the store's "our own vote reads back
+    /// uncommitted" rule applies to the votes the suite saves, which are all uncommitted.
+    const SELF: NodeId = 0;
+
+    fn storage(e: crate::Error) -> StorageError<NodeId> {
+        openraft::StorageIOError::<NodeId>::write(&std::io::Error::other(e.to_string())).into()
+    }
+
+    /// The production configuration: a redb file and the group-commit writer thread.
+    struct OnDisk;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for OnDisk {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<NodeId>> {
+            let dir = tempfile::tempdir().map_err(|e| storage(crate::Error::Storage(e.to_string())))?;
+            let store = LogStore::open(Some(dir.path()), SELF).map_err(storage)?;
+            let sm = StateMachine::open(std::sync::Arc::new(StateStore::new()), store.clone()).map_err(storage)?;
+            Ok((dir, store, sm))
+        }
+    }
+
+    /// The simulator's configuration: in memory, committed inline.
+    struct Inline;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine> for Inline {
+        async fn build(&self) -> Result<((), LogStore, StateMachine), StorageError<NodeId>> {
+            let store = LogStore::open_inline(LogStore::memory_database().map_err(storage)?, SELF).map_err(storage)?;
+            let sm = StateMachine::open(std::sync::Arc::new(StateStore::new()), store.clone()).map_err(storage)?;
+            Ok(((), store, sm))
+        }
+    }
+
+    // `Suite::test_all` makes a runtime per case, so these are plain tests.
+    #[test]
+    fn openraft_suite_on_disk_with_group_commit() {
+        Suite::test_all(OnDisk).unwrap();
+    }
+
+    #[test]
+    fn openraft_suite_in_memory_inline() {
+        Suite::test_all(Inline).unwrap();
+    }
 }
