@@ -32,7 +32,7 @@ pub use discovery::{Discovery, Strategy};
 pub use election::{ElectionEvent, LeaderElection};
 pub use error::{Error, ErrorCode, Result};
 pub use lock::{Lock, LockOptions};
-pub use options::{duration, CheckArgs, CheckType, DurationArg};
+pub use options::{duration, CheckArgs, CheckType, DurationArg, RegistrationSpec};
 pub use registration::Registration;
 pub use types::*;
 pub use watch::{Backoff, RetryHook, Watch, WatchEvent, WatchOptions, WatchSpec, WatchValue};

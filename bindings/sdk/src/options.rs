@@ -5,8 +5,11 @@
 //! refused with the same error text everywhere. `tests/validation_cases.json` is the table every
 //! binding's test suite replays to prove it.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
+
+use serde::Deserialize;
 
 use crate::discovery::Strategy;
 use crate::error::{Error, Result};
@@ -124,8 +127,10 @@ pub mod duration {
     }
 }
 
-/// How a binding hands over a duration: a number in its own unit or a Go duration string.
-#[derive(Debug, Clone, PartialEq)]
+/// How a binding hands over a duration: a number of seconds or a Go duration string (in JSON: a
+/// number or a string).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
 pub enum DurationArg {
     /// Seconds.
     Secs(f64),
@@ -208,8 +213,9 @@ impl ServiceRegistration {
     }
 }
 
-/// One check as a binding hands it over, before validation (see [`registration_from_parts`]).
-#[derive(Debug, Clone, PartialEq, Default)]
+/// One check as a binding hands it over, before validation (see [`RegistrationSpec`]).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CheckArgs {
     /// `http`, `tcp`, `grpc` or `ttl`.
     pub kind: String,
@@ -239,6 +245,54 @@ impl CheckArgs {
             d(&self.timeout, "timeout")?,
             d(&self.deregister_critical_after, "deregister_critical_after")?,
         )
+    }
+}
+
+/// A registration in the bindings' neutral shape (the JSON of `validation_cases.json`, and of the
+/// C library's `consul_register_spec`): `{"name", "id", "address", "port", "tags", "meta",
+/// "checks": [{"kind", "target", "ttl", "interval", "timeout", "deregister_critical_after"}]}`
+/// with durations as seconds or Go duration strings.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrationSpec {
+    /// Service name.
+    pub name: String,
+    /// Instance ID.
+    pub id: Option<String>,
+    /// Address.
+    pub address: Option<String>,
+    /// Port.
+    pub port: Option<f64>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Metadata.
+    pub meta: BTreeMap<String, String>,
+    /// Checks.
+    pub checks: Vec<CheckArgs>,
+}
+
+impl RegistrationSpec {
+    /// Reads the neutral JSON shape; unknown fields are refused.
+    pub fn from_json(v: &serde_json::Value) -> Result<RegistrationSpec> {
+        RegistrationSpec::deserialize(v).map_err(|e| Error::invalid("registration", e))
+    }
+
+    /// The validated registration.
+    pub fn resolve(&self) -> Result<ServiceRegistration> {
+        if self.name.is_empty() {
+            return Err(Error::invalid("name", "must not be empty"));
+        }
+        let reg = ServiceRegistration {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            tags: self.tags.clone(),
+            address: self.address.clone(),
+            port: self.port.map(port).transpose()?,
+            meta: self.meta.clone(),
+            checks: self.checks.iter().map(CheckArgs::resolve).collect::<Result<_>>()?,
+        };
+        reg.validate()?;
+        Ok(reg)
     }
 }
 
