@@ -6,7 +6,8 @@ returns the result; ``True`` returns an awaitable of it.
 
 from typing import Any, final
 
-__all__ = ["NativeAgent", "NativeClient", "NativeDiscovery", "NativeLock", "NativeRegistration", "NativeWatch"]
+__all__ = ["NativeAgent", "NativeClient", "NativeDiscovery", "NativeElection", "NativeLock", "NativeRegistration",
+           "NativeWatch", "parse_duration", "validate_check", "validate_option", "validate_registration"]
 
 _CheckTuple = tuple[str, str, float | None, float | None, float | None, float | None]
 _MemberTuple = tuple[str, str, int, dict[str, str], int]
