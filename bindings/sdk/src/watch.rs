@@ -91,7 +91,10 @@ pub struct WatchOptions {
 
 /// A callback for [`WatchOptions::on_retry`].
 #[derive(Clone)]
-pub struct RetryHook(pub Arc<dyn Fn(&Error, Duration) + Send + Sync>);
+pub struct RetryHook(pub Arc<RetryFn>);
+
+/// The function inside a [`RetryHook`]: the error and the pause before the retry.
+pub type RetryFn = dyn Fn(&Error, Duration) + Send + Sync;
 
 impl std::fmt::Debug for RetryHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
