@@ -141,21 +141,12 @@ function optSignal(v, name) {
   return v;
 }
 
-const UNITS = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60000, h: 3600000 };
-
-/** Milliseconds from a number (ms) or a Go duration string (`"10s"`, `"1m30s"`, `"500ms"`). */
+/** Milliseconds from a number (ms) or a Go duration string (`"10s"`, `"1m30s"`, `"500ms"`): parsed
+ * and checked by the native SDK, the one implementation Python and C use too. */
 function duration(v, name) {
-  if (typeof v === 'number') {
-    if (!Number.isFinite(v) || v < 0) throw invalid(name, `${v} is not a valid number of milliseconds`);
-    return v;
-  }
+  if (typeof v === 'number') return sync(() => native.checkMillis(v, name));
   if (typeof v !== 'string') throw typeError(name, 'a number of milliseconds or a duration string', v);
-  const text = v.trim();
-  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)];
-  if (!parts.length || parts.map((p) => p[0]).join('') !== text) {
-    throw invalid(name, `${JSON.stringify(v)} is not a duration (use e.g. "10s", "500ms" or milliseconds)`);
-  }
-  return parts.reduce((ms, p) => ms + Number(p[1]) * UNITS[p[2]], 0);
+  return sync(() => native.parseDuration(v, name));
 }
 function optDuration(v, name) {
   return v === undefined || v === null ? undefined : duration(v, name);
@@ -306,31 +297,34 @@ class Check {
   }
 
   static _target(v, name) {
-    str(v, name);
-    if (!v) throw invalid(name, 'must not be empty');
-    return v;
+    return str(v, name);
+  }
+
+  /** The SDK's rules and messages, shared with Python and C (empty targets, zero TTLs, ...). */
+  _validated() {
+    sync(() => native.validateCheck(this._native()));
+    return this;
   }
 
   /** An HTTP GET check: 2xx passing, 429 warning, anything else critical. */
   static http(url, o) {
-    return new Check('http', Check._target(url, 'url'), Check._timing(o, true));
+    return new Check('http', Check._target(url, 'url'), Check._timing(o, true))._validated();
   }
 
   /** A TCP connect check of `host:port`. */
   static tcp(address, o) {
-    return new Check('tcp', Check._target(address, 'address'), Check._timing(o, true));
+    return new Check('tcp', Check._target(address, 'address'), Check._timing(o, true))._validated();
   }
 
   /** A gRPC health check of `host:port[/service]`. */
   static grpc(target, o) {
-    return new Check('grpc', Check._target(target, 'target'), Check._timing(o, true));
+    return new Check('grpc', Check._target(target, 'target'), Check._timing(o, true))._validated();
   }
 
   /** A TTL check, kept passing by `register()` until the registration is closed. */
   static ttl(ttl, o) {
     const ms = duration(ttl, 'ttl');
-    if (ms <= 0) throw invalid('ttl', 'must be positive');
-    return new Check('ttl', undefined, { ...Check._timing(o, false), ttlMs: ms });
+    return new Check('ttl', undefined, { ...Check._timing(o, false), ttlMs: ms })._validated();
   }
 
   _native() {
@@ -995,16 +989,17 @@ class Lock {
  * until resign(). Emits `elected` and `lost` (and `error` when listened to). Keeps the process
  * alive until resigned or unref()'d. */
 class LeaderElection extends EventEmitter {
+  // The campaign itself is the native SDK's (shared with Python and C); this turns its changes
+  // into 'elected' / 'lost' events and waitForLeadership() answers.
   constructor(client, key, o) {
     super();
-    this._client = client;
-    this._key = key;
-    this._value = optBytes(o.value, 'value');
-    this._ttl = duration(o.ttl === undefined ? 15000 : o.ttl, 'ttl');
+    const value = optBytes(o.value, 'value');
+    const ttl = duration(o.ttl === undefined ? 15000 : o.ttl, 'ttl');
     if (o.onElected !== undefined) this.on('elected', fn(o.onElected, 'onElected'));
     if (o.onLost !== undefined) this.on('lost', fn(o.onLost, 'onLost'));
+    this._n = sync(() => client._n.elect(key, value, ttl));
     this._stopped = false;
-    this._lock = null;
+    this._elected = false;
     this._keepAlive = new KeepAlive();
     this._waiters = new Set();
     track(this);
@@ -1013,37 +1008,30 @@ class LeaderElection extends EventEmitter {
 
   async _run() {
     while (!this._stopped) {
-      let lock;
+      let event;
       try {
-        lock = await this._client.lock(this._key, {
-          value: this._value, ttl: this._ttl, waitMs: 1000, _weak: !this._keepAlive.hasRef,
-        });
+        event = await call(this._n, 'nextEvent');
       } catch (e) {
         if (this._stopped) break;
-        if (e.code !== 'TIMEOUT') {
-          if (this.listenerCount('error') > 0) this.emit('error', e);
-          await new Promise((r) => setTimeout(r, 1000).unref());
-        }
+        if (this.listenerCount('error') > 0) this.emit('error', e);
         continue;
       }
-      if (this._stopped) {
-        await lock.release().catch(() => {});
-        break;
+      if (event === null || event === undefined) break;
+      if (event === 'elected') {
+        this._elected = true;
+        for (const w of this._waiters) w(true);
+        this._waiters.clear();
+        this.emit('elected');
+      } else if (event === 'lost') {
+        this._elected = false;
+        if (!this._stopped) this.emit('lost');
       }
-      this._lock = lock;
-      for (const w of this._waiters) w(true);
-      this._waiters.clear();
-      this.emit('elected');
-      await new Promise((r) => (lock.signal.aborted ? r() : lock.signal.addEventListener('abort', r, { once: true })));
-      this._lock = null;
-      if (!this._stopped) this.emit('lost');
-      await lock.release().catch(() => {});
     }
   }
 
   /** Whether this process holds leadership now. */
   get isLeader() {
-    return Boolean(this._lock && this._lock.held);
+    return this._elected && this._n.isLeader;
   }
 
   /** Resolves `true` once elected, `false` after `timeoutMs` or on resign(). */
@@ -1066,12 +1054,12 @@ class LeaderElection extends EventEmitter {
   /** Stops campaigning and gives up leadership. Idempotent. */
   async resign() {
     this._stopped = true;
+    this._elected = false;
     this._keepAlive.stop();
     untrack(this);
     for (const w of this._waiters) w(false);
     this._waiters.clear();
-    const lock = this._lock;
-    if (lock) await lock.release().catch(() => {});
+    await call(this._n, 'resign').catch(() => {});
     await this._loop;
   }
 
@@ -1079,7 +1067,7 @@ class LeaderElection extends EventEmitter {
     this._stopped = true;
     this._keepAlive.stop();
     untrack(this);
-    if (this._lock) this._lock._closeSync();
+    this._n.resignSync(2000);
   }
 
   unref() {

@@ -117,6 +117,24 @@ typedef enum consul_status {
 } consul_status;
 
 /**
+ * A change of leadership (`consul_election_next`).
+ */
+typedef enum consul_election_event {
+  /**
+   * Resigned: no more changes will come.
+   */
+  CONSUL_ELECTION_RESIGNED = 0,
+  /**
+   * This process became the leader.
+   */
+  CONSUL_ELECTION_ELECTED = 1,
+  /**
+   * This process lost leadership (session expired, key taken); it campaigns again.
+   */
+  CONSUL_ELECTION_LOST = 2,
+} consul_election_event;
+
+/**
  * Consistency mode of a read (`consul_query_options.consistency`).
  */
 typedef enum consul_consistency {
@@ -215,6 +233,11 @@ typedef struct consul_client consul_client;
  * Free once, after the last use.
  */
 typedef struct consul_discovery consul_discovery;
+
+/**
+ * A running campaign for leadership of one key. Thread-safe. Free it once; freeing it resigns.
+ */
+typedef struct consul_election consul_election;
 
 /**
  * An error: a status code, a message naming what went wrong, and the HTTP status when an agent
@@ -955,6 +978,62 @@ enum consul_status consul_discovery_instances(const struct consul_discovery *d,
 void consul_discovery_free(struct consul_discovery *d);
 
 /**
+ * Starts campaigning for leadership of `key`, storing `len` bytes of `value` in it while
+ * leader (`NULL, 0` = empty). The session's TTL is `ttl_ms` (0 = 15 s; Consul allows 10 s to
+ * 24 h). Returns at once; the campaign runs on a library-owned thread.
+ *
+ * # Safety
+ * `c` is a live client; `key` is NUL-terminated; `value` is NULL or `len` readable bytes;
+ * `out` is writable; `err` is NULL or writable.
+ */
+enum consul_status consul_election_start(const struct consul_client *c,
+                                         const char *key,
+                                         const uint8_t *value,
+                                         size_t len,
+                                         uint32_t ttl_ms,
+                                         struct consul_election **out,
+                                         struct consul_error **err);
+
+/**
+ * Whether this process holds leadership now (false for NULL).
+ *
+ * # Safety
+ * `e` is NULL or a live election.
+ */
+bool consul_election_is_leader(const struct consul_election *e);
+
+/**
+ * Waits for the next change of leadership and writes it to `out`: `CONSUL_ELECTION_ELECTED`,
+ * `CONSUL_ELECTION_LOST`, or `CONSUL_ELECTION_RESIGNED` once resigned. `CONSUL_E_TIMEOUT`
+ * when nothing changed within `timeout_ms` (-1 waits forever).
+ *
+ * # Safety
+ * `e` is a live election; `out` is writable; `err` is NULL or writable.
+ */
+enum consul_status consul_election_next(const struct consul_election *e,
+                                        int32_t timeout_ms,
+                                        enum consul_election_event *out,
+                                        struct consul_error **err);
+
+/**
+ * Stops campaigning and gives up leadership (releases the key, destroys the session).
+ * Idempotent.
+ *
+ * # Safety
+ * `e` is a live election; `err` is NULL or writable.
+ */
+enum consul_status consul_election_resign(const struct consul_election *e,
+                                          struct consul_error **err);
+
+/**
+ * Resigns (errors ignored) and frees the election. NULL-safe.
+ *
+ * # Safety
+ * `e` is NULL or a live election that no other thread uses any more.
+ */
+void consul_election_free(struct consul_election *e);
+
+/**
  * The status code of an error (`CONSUL_E_INVALID_ARGUMENT` for NULL or a non-error handle).
  *
  * # Safety
@@ -1074,6 +1153,20 @@ enum consul_status consul_register(const struct consul_client *c,
                                    const char *registration_json,
                                    struct consul_registration **out,
                                    struct consul_error **err);
+
+/**
+ * Like `consul_register`, from the bindings' neutral JSON shape (see
+ * `consul_registration_spec_validate`), validated by the same rules as the Python and Node
+ * packages: `{"name":"web","port":8080,"checks":[{"kind":"ttl","ttl":"10s"}]}`.
+ *
+ * # Safety
+ * `c` is a live client; `spec_json` is NUL-terminated; `out` is writable; `err` is NULL or
+ * writable.
+ */
+enum consul_status consul_register_spec(const struct consul_client *c,
+                                        const char *spec_json,
+                                        struct consul_registration **out,
+                                        struct consul_error **err);
 
 /**
  * The registered service ID (borrowed).
@@ -1270,6 +1363,31 @@ const char *consul_instance_json(const struct consul_instance *p);
  * `p` is NULL or a live `consul_instance`, not used afterwards.
  */
 void consul_instance_free(struct consul_instance *p);
+
+/**
+ * Checks an option value by name as the library parses it: `kind` is `"consistency"`
+ * (`default`, `stale`, `consistent`), `"strategy"` (`round_robin`, `random`, `weighted`,
+ * `consistent_hash`, `nearest`) or `"check"` (`http`, `tcp`, `grpc`, `ttl`).
+ * `CONSUL_E_INVALID_ARGUMENT` with the reason otherwise.
+ *
+ * # Safety
+ * `kind` and `value` are NUL-terminated; `err` is NULL or writable.
+ */
+enum consul_status consul_option_validate(const char *kind,
+                                          const char *value,
+                                          struct consul_error **err);
+
+/**
+ * Checks a registration in the bindings' neutral JSON shape (`{"name", "id", "address",
+ * "port", "tags", "meta", "checks": [{"kind", "target", "ttl", "interval", "timeout",
+ * "deregister_critical_after"}]}`, durations as seconds or Go duration strings) without
+ * sending it; `consul_register_spec` registers one.
+ *
+ * # Safety
+ * `spec_json` is NUL-terminated; `err` is NULL or writable.
+ */
+enum consul_status consul_registration_spec_validate(const char *spec_json,
+                                                     struct consul_error **err);
 
 /**
  * The `X-Consul-Index` the result was read at.

@@ -5,11 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{anyhow, Result};
 use clap::{ArgAction, Args, Subcommand};
-use reqwest::Method;
 use serde_json::Value;
 
+use crate::api::{escape, Client, ClientFlags};
 use crate::cmd_operator::columnize;
-use crate::http_client::{escape, Client, ClientFlags};
 
 /// Catalog subcommands.
 #[derive(Debug, Subcommand)]
@@ -106,7 +105,7 @@ pub(crate) fn split_pair(f: &str) -> Result<(&str, &str)> {
 async fn datacenters(a: DatacentersArgs) -> Result<()> {
     let client = Client::new(&a.client)?;
     let resp = client
-        .call(Method::GET, "/v1/catalog/datacenters", &[], None)
+        .call("GET", "/v1/catalog/datacenters", &[], None)
         .await
         .map_err(|e| anyhow!("Error listing datacenters: {e:#}"))?;
     let dcs: Vec<String> = serde_json::from_slice(&resp.body).map_err(|e| anyhow!("Error listing datacenters: {e}"))?;
@@ -212,7 +211,7 @@ async fn nodes(a: NodesArgs) -> Result<()> {
         Some(s) => format!("/v1/catalog/service/{}", escape(s, false)),
         None => "/v1/catalog/nodes".to_string(),
     };
-    let resp = client.call(Method::GET, &path, &q, None).await.map_err(|e| anyhow!("Error listing nodes: {e:#}"))?;
+    let resp = client.call("GET", &path, &q, None).await.map_err(|e| anyhow!("Error listing nodes: {e:#}"))?;
     let list = resp.json()?;
     let mut rows = Vec::new();
     let mut seen = BTreeSet::new();
@@ -266,7 +265,7 @@ async fn services(a: ServicesArgs) -> Result<()> {
         Some(node) => {
             let path = format!("/v1/catalog/node/{}", escape(node, false));
             let resp = client
-                .call(Method::GET, &path, &q, None)
+                .call("GET", &path, &q, None)
                 .await
                 .map_err(|e| anyhow!("Error listing services for node: {e:#}"))?;
             let v = resp.json()?;
@@ -280,7 +279,7 @@ async fn services(a: ServicesArgs) -> Result<()> {
         }
         None => {
             let resp = client
-                .call(Method::GET, "/v1/catalog/services", &q, None)
+                .call("GET", "/v1/catalog/services", &q, None)
                 .await
                 .map_err(|e| anyhow!("Error listing services: {e:#}"))?;
             let v = resp.json()?;

@@ -8,9 +8,8 @@
 use anyhow::{anyhow, Context as _, Result};
 use clap::Args;
 use regex::Regex;
-use reqwest::Method;
 
-use crate::http_client::{escape, Client, ClientFlags};
+use crate::api::{escape, Client, ClientFlags};
 
 /// Largest user event payload (Consul's `UserEventSizeLimit`).
 pub(crate) const MAX_PAYLOAD: usize = 512;
@@ -111,13 +110,10 @@ pub(crate) async fn run(a: EventArgs) -> Result<u8> {
     };
     let client = Client::new(&a.client)?;
     // Like Consul, make sure an agent answers before firing.
-    client
-        .call(Method::GET, "/v1/agent/self", &[], None)
-        .await
-        .map_err(|e| anyhow!("Error querying Consul agent: {e:#}"))?;
+    client.call("GET", "/v1/agent/self", &[], None).await.map_err(|e| anyhow!("Error querying Consul agent: {e:#}"))?;
     let (path, query) = fire.request();
     let resp = client
-        .call(Method::PUT, &path, &query, fire.payload.clone())
+        .call("PUT", &path, &query, fire.payload.clone())
         .await
         .map_err(|e| anyhow!("Error firing event: {e:#}"))?;
     let v = resp.json()?;

@@ -4,10 +4,9 @@ use std::collections::BTreeMap;
 
 use anyhow::{anyhow, Result};
 use clap::Args;
-use reqwest::Method;
 use serde_json::Value;
 
-use crate::http_client::{Client, ClientFlags};
+use crate::api::{Client, ClientFlags};
 
 /// `info` flags.
 #[derive(Debug, Args)]
@@ -28,10 +27,8 @@ pub(crate) fn version_text() -> String {
 /// Runs `info`: the agent's `Stats` sections, sorted, each key as `\tkey = value`.
 pub(crate) async fn info(a: InfoArgs) -> Result<()> {
     let client = Client::new(&a.client)?;
-    let resp = client
-        .call(Method::GET, "/v1/agent/self", &[], None)
-        .await
-        .map_err(|e| anyhow!("Error querying agent: {e:#}"))?;
+    let resp =
+        client.call("GET", "/v1/agent/self", &[], None).await.map_err(|e| anyhow!("Error querying agent: {e:#}"))?;
     let v = resp.json()?;
     print!("{}", render_info(&v));
     Ok(())

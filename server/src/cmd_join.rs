@@ -4,9 +4,8 @@
 
 use anyhow::Result;
 use clap::{ArgAction, Args};
-use reqwest::Method;
 
-use crate::http_client::{escape, Client, ClientFlags};
+use crate::api::{escape, Client, ClientFlags};
 
 /// `join` flags and addresses.
 #[derive(Debug, Args)]
@@ -38,7 +37,7 @@ pub(crate) async fn run(a: JoinArgs) -> Result<u8> {
     let mut joined = 0usize;
     for addr in &a.addresses {
         let (path, query) = join_request(addr, a.wan);
-        match client.call(Method::PUT, &path, &query, None).await {
+        match client.call("PUT", &path, &query, None).await {
             Ok(_) => joined += 1,
             Err(e) => eprintln!("Error joining address '{addr}': {e:#}"),
         }

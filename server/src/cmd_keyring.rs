@@ -18,10 +18,9 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result};
 use clap::{ArgAction, Args};
-use reqwest::Method;
 use serde::Deserialize;
 
-use crate::http_client::{Client, ClientFlags};
+use crate::api::{Client, ClientFlags};
 
 /// Largest `-relay-factor` (Consul's limit).
 const MAX_RELAY_FACTOR: i64 = 5;
@@ -166,7 +165,11 @@ pub(crate) fn render_pool(p: &PoolKeys, primary_only: bool) -> String {
 type QueryPairs = Vec<(&'static str, Option<String>)>;
 
 /// The HTTP request for an action: method, query and JSON body.
-pub(crate) fn request(action: &Action, relay_factor: i64, local_only: bool) -> (Method, QueryPairs, Option<Vec<u8>>) {
+pub(crate) fn request(
+    action: &Action,
+    relay_factor: i64,
+    local_only: bool,
+) -> (&'static str, QueryPairs, Option<Vec<u8>>) {
     let mut query = Vec::new();
     if relay_factor > 0 {
         query.push(("relay-factor", Some(relay_factor.to_string())));
@@ -177,11 +180,11 @@ pub(crate) fn request(action: &Action, relay_factor: i64, local_only: bool) -> (
             if local_only {
                 query.push(("local-only", Some("true".into())));
             }
-            (Method::GET, query, None)
+            ("GET", query, None)
         }
-        Action::Install(k) => (Method::POST, query, body(k)),
-        Action::Use(k) => (Method::PUT, query, body(k)),
-        Action::Remove(k) => (Method::DELETE, query, body(k)),
+        Action::Install(k) => ("POST", query, body(k)),
+        Action::Use(k) => ("PUT", query, body(k)),
+        Action::Remove(k) => ("DELETE", query, body(k)),
     }
 }
 
@@ -263,14 +266,14 @@ mod tests {
     #[test]
     fn requests_per_action() {
         let (m, q, b) = request(&Action::List, 0, false);
-        assert_eq!((m, q, b), (Method::GET, vec![], None));
+        assert_eq!((m, q, b), ("GET", vec![], None));
         let (m, q, _) = request(&Action::ListPrimary, 2, true);
-        assert_eq!(m, Method::GET);
+        assert_eq!(m, "GET");
         assert_eq!(q, vec![("relay-factor", Some("2".into())), ("local-only", Some("true".into()))]);
         let (m, _, b) = request(&Action::Install("K".into()), 0, false);
-        assert_eq!((m, b), (Method::POST, Some(br#"{"Key":"K"}"#.to_vec())));
-        assert_eq!(request(&Action::Use("K".into()), 0, false).0, Method::PUT);
-        assert_eq!(request(&Action::Remove("K".into()), 0, false).0, Method::DELETE);
+        assert_eq!((m, b), ("POST", Some(br#"{"Key":"K"}"#.to_vec())));
+        assert_eq!(request(&Action::Use("K".into()), 0, false).0, "PUT");
+        assert_eq!(request(&Action::Remove("K".into()), 0, false).0, "DELETE");
     }
 
     #[test]

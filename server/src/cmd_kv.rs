@@ -6,10 +6,9 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use clap::{ArgAction, Args, Subcommand};
-use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::http_client::{kv_path, Client, ClientFlags};
+use crate::api::{kv_path, Client, ClientFlags};
 
 /// KV subcommands.
 #[derive(Debug, Subcommand)]
@@ -233,11 +232,11 @@ async fn get(a: GetArgs) -> Result<()> {
             q.push(("separator", Some(a.separator.clone())));
         }
         q.extend(stale_q(a.stale));
-        let resp = client.send(Method::GET, &kv_path(&key), &q, None).await?;
-        if resp.status == StatusCode::NOT_FOUND {
+        let resp = client.send("GET", &kv_path(&key), &q, None).await?;
+        if resp.status == 404 {
             return Ok(());
         }
-        let resp = crate::http_client::check(resp)?;
+        let resp = crate::api::check(resp)?;
         let keys: Vec<String> = serde_json::from_slice(&resp.body).context("the agent returned invalid JSON")?;
         let mut text = String::new();
         for k in keys {
@@ -250,11 +249,11 @@ async fn get(a: GetArgs) -> Result<()> {
     if a.recurse {
         let mut q: Vec<(&str, Option<String>)> = vec![("recurse", None)];
         q.extend(stale_q(a.stale));
-        let resp = client.send(Method::GET, &kv_path(&key), &q, None).await?;
-        if resp.status == StatusCode::NOT_FOUND {
+        let resp = client.send("GET", &kv_path(&key), &q, None).await?;
+        if resp.status == 404 {
             return Ok(());
         }
-        let resp = crate::http_client::check(resp)?;
+        let resp = crate::api::check(resp)?;
         let pairs: Vec<KvPair> = serde_json::from_slice(&resp.body).context("the agent returned invalid JSON")?;
         let mut out = Vec::new();
         for (i, pair) in pairs.iter().enumerate() {
@@ -275,11 +274,11 @@ async fn get(a: GetArgs) -> Result<()> {
 
     if a.detailed {
         let q: Vec<(&str, Option<String>)> = stale_q(a.stale).into_iter().collect();
-        let resp = client.send(Method::GET, &kv_path(&key), &q, None).await?;
-        if resp.status == StatusCode::NOT_FOUND {
+        let resp = client.send("GET", &kv_path(&key), &q, None).await?;
+        if resp.status == 404 {
             bail!("Error! No key exists at: {key}");
         }
-        let resp = crate::http_client::check(resp)?;
+        let resp = crate::api::check(resp)?;
         let pairs: Vec<KvPair> = serde_json::from_slice(&resp.body).context("the agent returned invalid JSON")?;
         let pair = pairs.first().ok_or_else(|| anyhow!("Error! No key exists at: {key}"))?;
         return stdout_write(&detailed_table(pair, a.base64)?);
@@ -287,11 +286,11 @@ async fn get(a: GetArgs) -> Result<()> {
 
     let mut q: Vec<(&str, Option<String>)> = vec![("raw", None)];
     q.extend(stale_q(a.stale));
-    let resp = client.send(Method::GET, &kv_path(&key), &q, None).await?;
-    if resp.status == StatusCode::NOT_FOUND {
+    let resp = client.send("GET", &kv_path(&key), &q, None).await?;
+    if resp.status == 404 {
         bail!("Error! No key exists at: {key}");
     }
-    let resp = crate::http_client::check(resp)?;
+    let resp = crate::api::check(resp)?;
     let mut out = render_value(&resp.body, a.base64);
     out.push(b'\n');
     stdout_write(&out)
@@ -381,7 +380,7 @@ async fn put(a: PutArgs) -> Result<()> {
     }
     let client = Client::new(&a.client)?;
     let resp = client
-        .call(Method::PUT, &kv_path(&key), &q, Some(data))
+        .call("PUT", &kv_path(&key), &q, Some(data))
         .await
         .map_err(|e| anyhow!("Error! Failed writing data: {e:#}"))?;
     let ok = answer_true(&resp.body);
@@ -429,7 +428,7 @@ async fn delete(a: DeleteArgs) -> Result<()> {
     }
     let client = Client::new(&a.client)?;
     let resp = client
-        .call(Method::DELETE, &kv_path(&key), &q, None)
+        .call("DELETE", &kv_path(&key), &q, None)
         .await
         .map_err(|e| anyhow!("Error! Error deleting key {key}: {e:#}"))?;
     let msg = if a.recurse {
@@ -446,11 +445,11 @@ async fn delete(a: DeleteArgs) -> Result<()> {
 async fn export(a: ExportArgs) -> Result<()> {
     let prefix = a.prefix.unwrap_or_default();
     let client = Client::new(&a.client)?;
-    let resp = client.send(Method::GET, &kv_path(&prefix), &[("recurse", None)], None).await?;
-    let pairs: Vec<KvPair> = if resp.status == StatusCode::NOT_FOUND {
+    let resp = client.send("GET", &kv_path(&prefix), &[("recurse", None)], None).await?;
+    let pairs: Vec<KvPair> = if resp.status == 404 {
         Vec::new()
     } else {
-        let resp = crate::http_client::check(resp).map_err(|e| anyhow!("Error querying Consul agent: {e:#}"))?;
+        let resp = crate::api::check(resp).map_err(|e| anyhow!("Error querying Consul agent: {e:#}"))?;
         serde_json::from_slice(&resp.body).context("the agent returned invalid JSON")?
     };
     let entries: Vec<ExportEntry> = pairs
@@ -507,7 +506,7 @@ async fn import(a: ImportArgs) -> Result<()> {
             q.push(("flags", Some(entry.flags.to_string())));
         }
         client
-            .call(Method::PUT, &kv_path(&key), &q, Some(value))
+            .call("PUT", &kv_path(&key), &q, Some(value))
             .await
             .map_err(|e| anyhow!("Error! Failed writing data for key {key}: {e:#}"))?;
         stdout_write(format!("Imported: {key}\n").as_bytes())?;

@@ -4,9 +4,8 @@
 
 use anyhow::Result;
 use clap::{ArgAction, Args};
-use reqwest::Method;
 
-use crate::http_client::{escape, Client, ClientFlags};
+use crate::api::{escape, Client, ClientFlags};
 
 /// `leave` flags.
 #[derive(Debug, Args)]
@@ -43,7 +42,7 @@ pub(crate) async fn leave(a: LeaveArgs) -> Result<u8> {
         return Ok(1);
     }
     let client = Client::new(&a.client)?;
-    if let Err(e) = client.call(Method::PUT, "/v1/agent/leave", &[], None).await {
+    if let Err(e) = client.call("PUT", "/v1/agent/leave", &[], None).await {
         eprintln!("Error leaving: {e:#}");
         return Ok(1);
     }
@@ -73,7 +72,7 @@ pub(crate) async fn force_leave(a: ForceLeaveArgs) -> Result<u8> {
     }
     let client = Client::new(&a.client)?;
     let (path, query) = force_leave_request(&a.nodes[0], a.prune, a.wan);
-    if let Err(e) = client.call(Method::PUT, &path, &query, None).await {
+    if let Err(e) = client.call("PUT", &path, &query, None).await {
         eprintln!("Error force leaving: {e:#}");
         return Ok(1);
     }

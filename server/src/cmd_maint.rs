@@ -3,10 +3,9 @@
 
 use anyhow::{anyhow, bail, Result};
 use clap::{ArgAction, Args};
-use reqwest::Method;
 use serde_json::Value;
 
-use crate::http_client::{escape, Client, ClientFlags};
+use crate::api::{escape, Client, ClientFlags};
 
 /// The check ID of node maintenance.
 const NODE_MAINT: &str = "_node_maintenance";
@@ -123,13 +122,13 @@ pub(crate) async fn maint(a: MaintArgs) -> Result<()> {
     let client = Client::new(&a.client)?;
     let Some((path, q)) = action.request() else {
         let agent = client
-            .call(Method::GET, "/v1/agent/self", &[], None)
+            .call("GET", "/v1/agent/self", &[], None)
             .await
             .map_err(|e| anyhow!("Error querying Consul agent: {e:#}"))?
             .json()?;
         let node = agent.pointer("/Config/NodeName").and_then(Value::as_str).unwrap_or_default().to_string();
         let checks = client
-            .call(Method::GET, "/v1/agent/checks", &[], None)
+            .call("GET", "/v1/agent/checks", &[], None)
             .await
             .map_err(|e| anyhow!("Error getting checks: {e:#}"))?
             .json()?;
@@ -140,7 +139,7 @@ pub(crate) async fn maint(a: MaintArgs) -> Result<()> {
     let verb = if *enable { "enabling" } else { "disabling" };
     let state = if *enable { "enabled" } else { "disabled" };
     let what = if service.is_some() { "service" } else { "node" };
-    client.call(Method::PUT, &path, &q, None).await.map_err(|e| anyhow!("Error {verb} {what} maintenance: {e:#}"))?;
+    client.call("PUT", &path, &q, None).await.map_err(|e| anyhow!("Error {verb} {what} maintenance: {e:#}"))?;
     match service {
         Some(id) => println!("Service maintenance is now {state} for \"{id}\""),
         None => println!("Node maintenance is now {state}"),
@@ -151,7 +150,7 @@ pub(crate) async fn maint(a: MaintArgs) -> Result<()> {
 /// Runs `reload`.
 pub(crate) async fn reload(a: ReloadArgs) -> Result<()> {
     let client = Client::new(&a.client)?;
-    client.call(Method::PUT, "/v1/agent/reload", &[], None).await.map_err(|e| anyhow!("Error reloading: {e:#}"))?;
+    client.call("PUT", "/v1/agent/reload", &[], None).await.map_err(|e| anyhow!("Error reloading: {e:#}"))?;
     println!("Configuration reload triggered");
     Ok(())
 }

@@ -10,11 +10,10 @@ use std::net::IpAddr;
 use anyhow::{anyhow, Context as _, Result};
 use clap::{ArgAction, Args};
 use regex::Regex;
-use reqwest::Method;
 use serde::Deserialize;
 
+use crate::api::{Client, ClientFlags};
 use crate::cmd_operator::columnize;
-use crate::http_client::{Client, ClientFlags};
 
 /// Consul's "every segment" value of `-segment` (and its default).
 const ALL_SEGMENTS: &str = "_all";
@@ -199,7 +198,7 @@ pub(crate) async fn run(a: MembersArgs) -> Result<u8> {
     if a.wan {
         query.push(("wan", Some("1".into())));
     }
-    let members: Vec<Member> = match client.call(Method::GET, "/v1/agent/members", &query, None).await {
+    let members: Vec<Member> = match client.call("GET", "/v1/agent/members", &query, None).await {
         Ok(resp) => serde_json::from_slice(&resp.body).context("the agent returned invalid member JSON")?,
         Err(e) => return Err(anyhow!("Error retrieving members: {e:#}")),
     };

@@ -2,10 +2,9 @@
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{ArgAction, Args, Subcommand};
-use reqwest::Method;
 use serde::Deserialize;
 
-use crate::http_client::{Client, ClientFlags};
+use crate::api::{Client, ClientFlags};
 
 /// `operator` subcommands.
 #[derive(Debug, Subcommand)]
@@ -86,7 +85,7 @@ async fn list_peers(a: ListPeersArgs) -> Result<()> {
     let client = Client::new(&a.client)?;
     let q: Vec<(&str, Option<String>)> = if a.stale { vec![("stale", None)] } else { Vec::new() };
     let resp = client
-        .call(Method::GET, "/v1/operator/raft/configuration", &q, None)
+        .call("GET", "/v1/operator/raft/configuration", &q, None)
         .await
         .map_err(|e| anyhow!("Error getting peers: {e:#}"))?;
     let conf: RaftConfiguration = serde_json::from_slice(&resp.body).context("the agent returned invalid JSON")?;
@@ -146,7 +145,7 @@ async fn remove_peer(a: RemovePeerArgs) -> Result<()> {
     };
     let client = Client::new(&a.client)?;
     client
-        .call(Method::DELETE, "/v1/operator/raft/peer", &[(param, Some(value.clone()))], None)
+        .call("DELETE", "/v1/operator/raft/peer", &[(param, Some(value.clone()))], None)
         .await
         .map_err(|e| anyhow!("Error removing peer: {e:#}"))?;
     println!("Removed peer with {param} {value:?}");

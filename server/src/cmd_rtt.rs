@@ -4,10 +4,9 @@
 use anyhow::{anyhow, Result};
 use clap::{ArgAction, Args};
 use consul_core::coordinate::Coordinate;
-use reqwest::Method;
 use serde_json::Value;
 
-use crate::http_client::{Client, ClientFlags};
+use crate::api::{Client, ClientFlags};
 
 /// `rtt` flags and node names.
 #[derive(Debug, Args)]
@@ -97,7 +96,7 @@ pub(crate) async fn run(a: RttArgs) -> Result<u8> {
     let client = Client::new(&a.client)?;
     if nodes.len() < 2 {
         let me = client
-            .call(Method::GET, "/v1/agent/self", &[], None)
+            .call("GET", "/v1/agent/self", &[], None)
             .await
             .map_err(|e| anyhow!("Unable to look up agent info: {e:#}"))?
             .json()?;
@@ -118,7 +117,7 @@ pub(crate) async fn run(a: RttArgs) -> Result<u8> {
             return refuse("Node names must be specified as <node name>.<datacenter> with -wan");
         };
         let resp = client
-            .call(Method::GET, "/v1/coordinate/datacenters", &[], None)
+            .call("GET", "/v1/coordinate/datacenters", &[], None)
             .await
             .map_err(|e| anyhow!("Error getting coordinates: {e:#}"))?;
         let dcs = resp.json()?;
@@ -126,7 +125,7 @@ pub(crate) async fn run(a: RttArgs) -> Result<u8> {
         ("WAN", find_wan(&dcs, (&p1.0, &p1.1), (&p2.0, &p2.1)))
     } else {
         let resp = client
-            .call(Method::GET, "/v1/coordinate/nodes", &[], None)
+            .call("GET", "/v1/coordinate/nodes", &[], None)
             .await
             .map_err(|e| anyhow!("Error getting coordinates: {e:#}"))?;
         let entries = resp.json()?;

@@ -7,12 +7,11 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{ArgAction, Args, Subcommand};
-use reqwest::Method;
 use serde_json::{Map, Value};
 
+use crate::api::{escape, Client, ClientFlags};
 use crate::cmd_catalog::split_pair;
 use crate::config_file::{parse_text, Format};
-use crate::http_client::{escape, Client, ClientFlags};
 
 /// Services subcommands.
 #[derive(Debug, Subcommand)]
@@ -362,7 +361,7 @@ async fn register(a: RegisterArgs) -> Result<()> {
         let name = field(&svc, "Name").unwrap_or_default().to_string();
         let body = serde_json::to_vec(&svc)?;
         client
-            .call(Method::PUT, "/v1/agent/service/register", &[], Some(body))
+            .call("PUT", "/v1/agent/service/register", &[], Some(body))
             .await
             .map_err(|e| anyhow!("Error registering service {name:?}: {e:#}"))?;
         println!("Registered service: {name}");
@@ -398,10 +397,7 @@ async fn deregister(a: DeregisterArgs) -> Result<()> {
     let client = Client::new(&a.client)?;
     for id in ids {
         let path = format!("/v1/agent/service/deregister/{}", escape(&id, false));
-        client
-            .call(Method::PUT, &path, &[], None)
-            .await
-            .map_err(|e| anyhow!("Error deregistering service {id:?}: {e:#}"))?;
+        client.call("PUT", &path, &[], None).await.map_err(|e| anyhow!("Error deregistering service {id:?}: {e:#}"))?;
         println!("Deregistered service: {id}");
     }
     Ok(())

@@ -11,10 +11,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{ArgAction, Args, Subcommand};
-use reqwest::Method;
 use sha2::{Digest, Sha256};
 
-use crate::http_client::{Client, ClientFlags};
+use crate::api::{Client, ClientFlags};
 
 /// `snapshot` subcommands.
 #[derive(Debug, Subcommand)]
@@ -184,10 +183,8 @@ async fn save(a: SaveArgs) -> Result<()> {
     let file = a.file.ok_or_else(|| anyhow!("Error! Missing FILE argument"))?;
     let client = Client::new(&a.client)?;
     let q: Vec<(&str, Option<String>)> = if a.stale { vec![("stale", None)] } else { Vec::new() };
-    let resp = client
-        .call(Method::GET, "/v1/snapshot", &q, None)
-        .await
-        .map_err(|e| anyhow!("Error saving snapshot: {e:#}"))?;
+    let resp =
+        client.call("GET", "/v1/snapshot", &q, None).await.map_err(|e| anyhow!("Error saving snapshot: {e:#}"))?;
     // Verify before the file takes its final name, so a bad download never looks like a backup.
     let info = inspect_archive(resp.body.as_slice()).context("Error verifying snapshot")?;
     write_atomically(&file, &resp.body)?;
@@ -209,7 +206,7 @@ async fn restore(a: RestoreArgs) -> Result<()> {
     let bytes = std::fs::read(&file).with_context(|| format!("Error opening snapshot file {}", file.display()))?;
     let client = Client::new(&a.client)?;
     client
-        .call(Method::PUT, "/v1/snapshot", &[], Some(bytes))
+        .call("PUT", "/v1/snapshot", &[], Some(bytes))
         .await
         .map_err(|e| anyhow!("Error restoring snapshot: {e:#}"))?;
     println!("Restored snapshot");

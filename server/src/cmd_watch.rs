@@ -4,12 +4,14 @@
 //! one service's health, checks, or user events). It fires once at start and then each time the result
 //! changes, printing the result as JSON or running a handler with the JSON on its stdin.
 //!
-//! Loop rules (the client obligations of §2.1):
+//! The loop is the SDK's [`consul_sdk::Watch`] over a raw endpoint (so Consul's JSON is printed
+//! as the agent sent it), configured with Consul's watch-plan rules:
 //! - the next query blocks on the `X-Consul-Index` of the last answer, with `wait=5m`;
 //! - an index that goes backwards (snapshot restore, reaped tombstones) resets to 0;
 //! - an answer with the same index, or with the same data as last time, does not fire;
 //! - queries start at most once per 100 ms, so a churning key cannot spin the loop;
-//! - errors back off quadratically (5 s, 20 s, 45 s, … up to 3 min), like Consul's watch plans.
+//! - errors back off quadratically (5 s, 20 s, 45 s, … up to 3 min), like Consul's watch plans,
+//!   and every error is reported and retried.
 //!
 //! User events (`-type=event`) differ: their index is a hash of the newest event's ID, not a
 //! counter, so any new index means new events (none is "backwards"), and each run gets only the
@@ -17,15 +19,16 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{ArgAction, Args};
-use reqwest::{Method, StatusCode};
+use consul_sdk::{Backoff, Consistency, RetryHook, WatchOptions, WatchSpec, WatchValue};
 use serde::Serialize as _;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt as _;
-use tokio::time::Instant;
 
-use crate::http_client::{escape, kv_path, Client, ClientFlags};
+use crate::api::{escape, kv_path, sdk_err, Client, ClientFlags};
 
 /// Minimum time between the starts of two queries.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -34,7 +37,7 @@ const RETRY_BASE: Duration = Duration::from_secs(5);
 /// Longest retry delay.
 const RETRY_MAX: Duration = Duration::from_secs(180);
 /// The blocking wait sent with each query.
-const WAIT: &str = "5m";
+const WAIT: Duration = Duration::from_secs(300);
 
 /// `watch` flags.
 #[derive(Debug, Args)]
@@ -197,25 +200,25 @@ impl Spec {
         }
     }
 
-    /// Turns an answer into the watched value. A missing key is `Null` (nothing to print), a
-    /// missing prefix an empty list; other non-2xx answers are errors.
-    pub(crate) fn result(&self, status: StatusCode, body: &[u8]) -> Result<Value> {
-        let kv = matches!(self, Spec::Key(_) | Spec::KeyPrefix(_));
-        if kv && status == StatusCode::NOT_FOUND {
-            return Ok(match self {
-                Spec::Key(_) => Value::Null,
-                _ => Value::Array(vec![]),
-            });
+    /// The SDK watch spec: the endpoint as it is, a missing key or prefix as "nothing".
+    pub(crate) fn watch_spec(&self) -> WatchSpec {
+        let (path, query) = self.request();
+        WatchSpec::Raw {
+            path,
+            query: query.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            opaque_index: matches!(self, Spec::Events(_)),
+            allow_missing: matches!(self, Spec::Key(_) | Spec::KeyPrefix(_)),
         }
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(body);
-            bail!("Unexpected response code: {} ({})", status.as_u16(), text.trim());
+    }
+
+    /// Turns a delivered answer into the watched value: a missing key is `Null` (nothing to
+    /// print), a missing prefix an empty list, a key's one-entry list that entry.
+    pub(crate) fn value(&self, answer: Option<Value>) -> Value {
+        match (self, answer) {
+            (Spec::Key(_), Some(v)) => v.as_array().and_then(|a| a.first()).cloned().unwrap_or(Value::Null),
+            (Spec::KeyPrefix(_), None) => Value::Array(vec![]),
+            (_, v) => v.unwrap_or(Value::Null),
         }
-        let v: Value = serde_json::from_slice(body).context("the agent returned invalid JSON")?;
-        Ok(match self {
-            Spec::Key(_) => v.as_array().and_then(|a| a.first()).cloned().unwrap_or(Value::Null),
-            _ => v,
-        })
     }
 }
 
@@ -227,15 +230,6 @@ pub(crate) fn pretty(v: &Value) -> String {
     // Serialising a `Value` into memory cannot fail.
     let _ = v.serialize(&mut ser);
     String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// The index to block on next, given the last one (`None` before the first answer) and the
-/// index just received: one that went backwards resets to 0 (§2.1).
-pub(crate) fn next_index(last: Option<u64>, got: u64) -> u64 {
-    match last {
-        Some(prev) if got < prev => 0,
-        _ => got,
-    }
 }
 
 /// The ID of the newest event in an event list (the last one: the agent lists oldest first).
@@ -255,20 +249,12 @@ pub(crate) fn events_after(list: &Value, seen: Option<&str>) -> Vec<Value> {
     }
 }
 
-/// The delay after the `failures`-th consecutive error.
-pub(crate) fn retry_delay(failures: u32) -> Duration {
-    RETRY_BASE.saturating_mul(failures.saturating_mul(failures)).min(RETRY_MAX)
-}
-
 /// Runs `watch` until a signal (exit 0) or a handler failure (exit 1).
 pub(crate) async fn run(a: WatchArgs) -> Result<u8> {
     let spec = a.spec()?;
     let client = Client::new(&a.client)?;
     // Fail fast when there is no agent, rather than retrying forever.
-    client
-        .call(Method::GET, "/v1/agent/self", &[], None)
-        .await
-        .map_err(|e| anyhow!("Error querying Consul agent: {e:#}"))?;
+    client.call("GET", "/v1/agent/self", &[], None).await.map_err(|e| anyhow!("Error querying Consul agent: {e:#}"))?;
     let events = matches!(spec, Spec::Events(_));
     let mut handler = Handler { args: a.handler.clone(), shell: a.shell, events };
     tokio::select! {
@@ -288,75 +274,53 @@ async fn shutdown_signal() -> Result<()> {
     Ok(())
 }
 
-/// One query of the loop: the answer's index and the watched value.
-async fn query(client: &Client, spec: &Spec, stale: bool, index: Option<u64>) -> Result<(u64, Value)> {
-    let (path, mut q) = spec.request();
-    // Events live on each agent, not in the replicated state: there is nothing to read stale.
-    if stale && !matches!(spec, Spec::Events(_)) {
-        q.push(("stale", None));
-    }
-    if let Some(i) = index.filter(|i| *i > 0) {
-        q.push(("index", Some(i.to_string())));
-        q.push(("wait", Some(WAIT.to_string())));
-    }
-    let resp = client.send(Method::GET, &path, &q, None).await?;
-    let value = spec.result(resp.status, &resp.body)?;
-    Ok((resp.index.unwrap_or(0), value))
-}
-
 /// Receives each new result; an error ends the watch.
 trait Sink {
     /// Called at start and on every change, with the answer's index.
     async fn fire(&mut self, index: u64, value: &Value) -> Result<()>;
 }
 
+/// The SDK watch options for Consul's watch-plan rules; errors are printed and retried.
+fn watch_options(spec: &Spec, stale: bool) -> WatchOptions {
+    // Events live on each agent, not in the replicated state: there is nothing to read stale.
+    let stale = stale && !matches!(spec, Spec::Events(_));
+    WatchOptions {
+        wait: WAIT,
+        consistency: if stale { Consistency::Stale } else { Consistency::Default },
+        min_interval: MIN_INTERVAL,
+        backoff: Backoff::Quadratic { base: RETRY_BASE, max: RETRY_MAX },
+        retry_all_errors: true,
+        on_retry: Some(RetryHook(Arc::new(|e, delay| {
+            eprintln!("Watch errored: {}; retrying in {delay:?}", e.message)
+        }))),
+        ..WatchOptions::default()
+    }
+}
+
 async fn watch_loop(client: &Client, spec: &Spec, stale: bool, sink: &mut impl Sink) -> Result<u8> {
-    let mut index: Option<u64> = None;
-    let mut last: Option<Value> = None;
+    let watch = client.sdk().watch(spec.watch_spec(), watch_options(spec, stale));
     // The ID of the newest user event already delivered (event watches only).
     let mut seen_event: Option<String> = None;
-    let mut failures = 0u32;
-    let mut last_start: Option<Instant> = None;
-    loop {
-        if let Some(t) = last_start {
-            tokio::time::sleep_until(t + MIN_INTERVAL).await;
-        }
-        last_start = Some(Instant::now());
-        let (got, value) = match query(client, spec, stale, index).await {
-            Ok(r) => r,
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                let delay = retry_delay(failures);
-                eprintln!("Watch errored: {e:#}; retrying in {delay:?}");
-                tokio::time::sleep(delay).await;
-                continue;
-            }
-        };
-        failures = 0;
-        if index == Some(got) {
-            continue;
-        }
-        let first = index.is_none();
+    let mut first = true;
+    // The SDK delivers the first result and then only results that changed.
+    while let Some(ev) = watch.next().await.map_err(sdk_err)? {
+        let WatchValue::Raw(answer) = ev.value else { continue };
+        let value = spec.value(answer);
         if let Spec::Events(_) = spec {
-            // The event list's index is a hash of the newest event's ID, not a counter: any
-            // change means new events, and a "smaller" index must be blocked on as it is.
-            index = Some(got);
+            // Each run gets only the events that arrived since the last one.
             let fresh = events_after(&value, seen_event.as_deref());
             if let Some(id) = newest_event_id(&value) {
                 seen_event = Some(id);
             }
             if first || !fresh.is_empty() {
-                sink.fire(got, &Value::Array(fresh)).await?;
+                sink.fire(ev.index, &Value::Array(fresh)).await?;
             }
-            continue;
+        } else {
+            sink.fire(ev.index, &value).await?;
         }
-        index = Some(next_index(index, got));
-        if !first && last.as_ref() == Some(&value) {
-            continue;
-        }
-        sink.fire(got, &value).await?;
-        last = Some(value);
+        first = false;
     }
+    Ok(0)
 }
 
 /// What to do with each new result.
@@ -531,15 +495,15 @@ mod tests {
                 (700, json!([event("d")])),
             ]
         );
-        let targets: Vec<String> = server.requests().await.into_iter().map(|r| r.target).collect();
+        let targets: Vec<String> = server.requests().await.into_iter().map(|r| r.target).take(5).collect();
         assert_eq!(
             targets,
             vec![
                 "/v1/event/list?name=deploy",
-                "/v1/event/list?name=deploy&index=1&wait=5m",
-                "/v1/event/list?name=deploy&index=900&wait=5m",
-                "/v1/event/list?name=deploy&index=900&wait=5m",
-                "/v1/event/list?name=deploy&index=5&wait=5m",
+                "/v1/event/list?name=deploy&index=1&wait=5m0s",
+                "/v1/event/list?name=deploy&index=900&wait=5m0s",
+                "/v1/event/list?name=deploy&index=900&wait=5m0s",
+                "/v1/event/list?name=deploy&index=5&wait=5m0s",
             ]
         );
     }
@@ -583,23 +547,23 @@ mod tests {
     #[test]
     fn results_per_type() {
         let key = Spec::Key("k".into());
-        assert_eq!(key.result(StatusCode::NOT_FOUND, b"").expect("ok"), Value::Null);
-        assert_eq!(key.result(StatusCode::OK, br#"[{"Key":"k"}]"#).expect("ok"), json!({"Key": "k"}));
+        assert_eq!(key.value(None), Value::Null);
+        assert_eq!(key.value(Some(json!([{"Key": "k"}]))), json!({"Key": "k"}));
         let prefix = Spec::KeyPrefix("p".into());
-        assert_eq!(prefix.result(StatusCode::NOT_FOUND, b"").expect("ok"), json!([]));
-        assert!(Spec::Nodes.result(StatusCode::NOT_FOUND, b"").is_err());
-        let e = Spec::Services.result(StatusCode::INTERNAL_SERVER_ERROR, b"No cluster leader").expect_err("500");
-        assert!(e.to_string().contains("No cluster leader"));
+        assert_eq!(prefix.value(None), json!([]));
+        assert!(matches!(key.watch_spec(), WatchSpec::Raw { allow_missing: true, opaque_index: false, .. }));
+        assert!(matches!(Spec::Nodes.watch_spec(), WatchSpec::Raw { allow_missing: false, .. }));
+        assert!(matches!(Spec::Events(None).watch_spec(), WatchSpec::Raw { opaque_index: true, .. }));
     }
 
     #[test]
-    fn index_rules() {
-        assert_eq!(next_index(None, 7), 7);
-        assert_eq!(next_index(Some(7), 9), 9);
-        assert_eq!(next_index(Some(9), 3), 0, "backwards resets to 0");
-        assert_eq!(retry_delay(1), Duration::from_secs(5));
-        assert_eq!(retry_delay(2), Duration::from_secs(20));
-        assert_eq!(retry_delay(100), RETRY_MAX);
+    fn retry_rules() {
+        let b = Backoff::Quadratic { base: RETRY_BASE, max: RETRY_MAX };
+        assert_eq!(b.delay(1, RETRY_MAX), Duration::from_secs(5));
+        assert_eq!(b.delay(2, RETRY_MAX), Duration::from_secs(20));
+        assert_eq!(b.delay(100, RETRY_MAX), RETRY_MAX);
+        let o = watch_options(&Spec::Events(None), true);
+        assert_eq!(o.consistency, Consistency::Default, "events are never read stale");
     }
 
     /// Collects results; stops the loop (with an error) once it has `stop_after`.
@@ -619,7 +583,7 @@ mod tests {
     }
 
     /// The loop against canned answers: fires at start, not on a timeout (same index) nor on
-    /// an unchanged result, resets a backwards index to 0, blocks with `index` and `wait=5m`,
+    /// an unchanged result, resets a backwards index to 0, blocks with `index` and `wait=5m0s`,
     /// and starts at most one query per 100 ms.
     #[tokio::test]
     async fn loop_fires_on_change_only_and_resets_backwards_index() {
@@ -643,15 +607,16 @@ mod tests {
             sink.seen,
             vec![(5, json!([{"Node": "a"}])), (7, json!([{"Node": "b"}])), (8, json!([{"Node": "c"}]))]
         );
-        let targets: Vec<String> = server.requests().await.into_iter().map(|r| r.target).collect();
+        // The SDK's watch task may have sent the next query already: compare the first six.
+        let targets: Vec<String> = server.requests().await.into_iter().map(|r| r.target).take(6).collect();
         assert_eq!(
             targets,
             vec![
                 "/v1/catalog/nodes?stale",
-                "/v1/catalog/nodes?stale&index=5&wait=5m",
-                "/v1/catalog/nodes?stale&index=5&wait=5m",
-                "/v1/catalog/nodes?stale&index=6&wait=5m",
-                "/v1/catalog/nodes?stale&index=7&wait=5m",
+                "/v1/catalog/nodes?stale&index=5&wait=5m0s",
+                "/v1/catalog/nodes?stale&index=5&wait=5m0s",
+                "/v1/catalog/nodes?stale&index=6&wait=5m0s",
+                "/v1/catalog/nodes?stale&index=7&wait=5m0s",
                 "/v1/catalog/nodes?stale",
             ]
         );

@@ -4,6 +4,7 @@
 //! Exit codes: 0 on success, 1 on any error (the message goes to stderr); `members` exits 2 when
 //! `-status` leaves no member, as Consul's does.
 
+mod api;
 mod argv;
 mod cmd_agent;
 mod cmd_catalog;
@@ -23,7 +24,6 @@ mod cmd_services;
 mod cmd_snapshot;
 mod cmd_watch;
 mod config_file;
-mod http_client;
 #[cfg(test)]
 mod testserver;
 

@@ -26,10 +26,12 @@
 pub mod agent;
 pub mod client;
 pub mod discovery;
+pub mod election;
 pub mod error;
 mod ffi;
 pub mod lock;
 pub mod types;
+pub mod validate;
 pub mod watch;
 
 use std::ffi::c_char;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use consul_sdk::{Lock, LockOptions, Registration};
+use consul_sdk::{Lock, LockOptions, Registration, RegistrationSpec};
 
 use crate::client::{client, consul_client};
 use crate::error::{consul_error, consul_status, CError};
@@ -187,6 +187,36 @@ pub unsafe extern "C" fn consul_register(
         }
         ffi::need_out(out, "out")?;
         let reg = ffi::run(async move { Registration::start_json(&cl, body).await })?;
+        let service_id = ffi::cstring_lossy(reg.service_id());
+        let handle = ffi::into_handle::<consul_registration>(RegistrationC { reg: Arc::new(reg), service_id });
+        // SAFETY: checked non-NULL.
+        unsafe { ffi::write_out(out, handle) };
+        Ok(())
+    })
+}
+
+/// Like `consul_register`, from the bindings' neutral JSON shape (see
+/// `consul_registration_spec_validate`), validated by the same rules as the Python and Node
+/// packages: `{"name":"web","port":8080,"checks":[{"kind":"ttl","ttl":"10s"}]}`.
+///
+/// # Safety
+/// `c` is a live client; `spec_json` is NUL-terminated; `out` is writable; `err` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn consul_register_spec(
+    c: *const consul_client,
+    spec_json: *const c_char,
+    out: *mut *mut consul_registration,
+    err: *mut *mut consul_error,
+) -> consul_status {
+    ffi::boundary(err, || {
+        // SAFETY: forwarded contract.
+        let cl = unsafe { client(c) }?.clone();
+        // SAFETY: forwarded contract.
+        let text = unsafe { ffi::str_arg(spec_json, "spec_json") }?;
+        let reg = RegistrationSpec::from_json(&ffi::parse_json(text, "spec_json")?)?.resolve()?;
+        ffi::need_out(out, "out")?;
+        let reg = ffi::run(async move { Registration::start(&cl, reg).await })?;
         let service_id = ffi::cstring_lossy(reg.service_id());
         let handle = ffi::into_handle::<consul_registration>(RegistrationC { reg: Arc::new(reg), service_id });
         // SAFETY: checked non-NULL.

@@ -60,6 +60,17 @@ pub struct consul_put_options {
     pub release: *const c_char,
 }
 
+/// The SDK's consistency mode for a `consul_consistency` value: the one mapping for reads and
+/// watches.
+pub(crate) fn consistency(n: u32) -> CResult<Consistency> {
+    Ok(match n {
+        0 => Consistency::Default,
+        1 => Consistency::Stale,
+        2 => Consistency::Consistent,
+        n => return Err(CError::invalid("options.consistency", format!("{n} is not a consul_consistency"))),
+    })
+}
+
 /// Reads `consul_query_options` (NULL = defaults).
 ///
 /// # Safety
@@ -70,12 +81,7 @@ pub(crate) unsafe fn query_options(q: *const consul_query_options) -> CResult<Qu
     }
     // SAFETY: non-NULL and readable per the contract; the struct is plain data.
     let q = unsafe { *q };
-    let consistency = match q.consistency {
-        0 => Consistency::Default,
-        1 => Consistency::Stale,
-        2 => Consistency::Consistent,
-        n => return Err(CError::invalid("options.consistency", format!("{n} is not a consul_consistency"))),
-    };
+    let consistency = consistency(q.consistency)?;
     // SAFETY: forwarded contract on `datacenter`.
     let dc = unsafe { ffi::opt_str_arg(q.datacenter, "options.datacenter") }?;
     Ok(QueryOptions {

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use consul_sdk::{Consistency, UserEvent, Watch, WatchEvent, WatchOptions, WatchSpec, WatchValue};
+use consul_sdk::{UserEvent, Watch, WatchEvent, WatchOptions, WatchSpec, WatchValue};
 use serde_json::{json, Value};
 
 use crate::client::{client, consul_client};
@@ -466,15 +466,6 @@ impl WatchC {
     }
 }
 
-fn consistency(n: u32) -> CResult<Consistency> {
-    Ok(match n {
-        0 => Consistency::Default,
-        1 => Consistency::Stale,
-        2 => Consistency::Consistent,
-        n => return Err(CError::invalid("options.consistency", format!("{n} is not a consul_consistency"))),
-    })
-}
-
 /// Starts a watch of `kind` on `target` (see `consul_watch_kind`) and returns at once; the first
 /// result (the current state) follows as soon as the agent answers. Pull results with
 /// `consul_watch_next`, or hand them to a callback with `consul_watch_set_callback`.
@@ -504,7 +495,7 @@ pub unsafe extern "C" fn consul_watch_new(
             if o.wait_ms > 0 {
                 opts.wait = Duration::from_millis(u64::from(o.wait_ms));
             }
-            opts.consistency = consistency(o.consistency)?;
+            opts.consistency = crate::types::consistency(o.consistency)?;
             passing_only = o.passing_only;
             // SAFETY: forwarded contract on `tag`.
             tag = unsafe { ffi::opt_str_arg(o.tag, "options.tag") }?.map(str::to_string);

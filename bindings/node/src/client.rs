@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use consul_sdk::{
-    Client, ClientConfig, Discovery, Error, EventFilter, HealthFilter, Lock, LockOptions, PutOptions, QueryOptions,
-    Registration, WatchOptions, WatchSpec,
+    Client, ClientConfig, Discovery, Error, EventFilter, HealthFilter, LeaderElection, Lock, LockOptions, PutOptions,
+    QueryOptions, Registration, WatchOptions, WatchSpec,
 };
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
@@ -18,7 +18,7 @@ use crate::convert::{
     consistency, millis, opt_millis, whole, JsHealthCheck, JsKvPair, JsMember, JsNode, JsRegistration, JsService,
     JsServiceEntry, JsUserEvent,
 };
-use crate::handles::{NativeDiscovery, NativeLock, NativeRegistration, NativeWatch};
+use crate::handles::{NativeDiscovery, NativeElection, NativeLock, NativeRegistration, NativeWatch};
 
 /// Where the client connects.
 #[napi(object)]
@@ -393,6 +393,19 @@ impl NativeClient {
         let _enter = rt.enter();
         let d = Discovery::start(&self.client, &service, tag.as_deref()).map_err(js_err)?;
         Ok(NativeDiscovery::new(d))
+    }
+
+    /// Starts campaigning for leadership of `key` (the SDK's election, on the SDK runtime).
+    #[napi(catch_unwind)]
+    pub fn elect(&self, key: String, value: Buffer, ttl_ms: f64) -> Result<NativeElection> {
+        let o = LockOptions {
+            value: Bytes::from(value.to_vec()),
+            ttl: millis("ttl", ttl_ms).map_err(js_err)?,
+            ..LockOptions::default()
+        };
+        let rt = consul_sdk::runtime::runtime().map_err(js_err)?;
+        let _enter = rt.enter();
+        Ok(NativeElection::new(LeaderElection::start(&self.client, &key, o).map_err(js_err)?))
     }
 
     /// Acquires a lock on `key` (a session renewed in the background); answers a `NativeLock`.

@@ -8,9 +8,11 @@ use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 
 use consul_sdk::{
-    AgentMember, AgentService, CheckDefinition, CheckKind, Consistency, Error, HealthCheck, KvPair, Node, ServiceEntry,
-    ServiceRegistration, UserEvent, WatchEvent, WatchValue,
+    AgentMember, AgentService, CheckArgs, CheckType, Consistency, DurationArg, Error, HealthCheck, KvPair, Node,
+    RegistrationSpec, ServiceEntry, ServiceRegistration, Strategy, UserEvent, WatchEvent, WatchValue,
 };
+
+use crate::call::{js_err, Result};
 
 /// A KV entry.
 #[napi(object, use_nullable = true)]
@@ -258,6 +260,8 @@ impl From<WatchEvent> for JsWatchEvent {
                 out.events = Some(v.into_iter().map(Into::into).collect());
                 "events"
             }
+            // Node never starts a raw watch (the CLI's kind).
+            WatchValue::Raw(_) => "raw",
         }
         .to_string();
         out
@@ -291,11 +295,7 @@ pub struct JsRegistration {
 
 /// Milliseconds from JS as a duration, refusing negative, NaN and infinite values by name.
 pub fn millis(arg: &str, ms: f64) -> consul_sdk::Result<Duration> {
-    if !ms.is_finite() || ms < 0.0 {
-        return Err(Error::invalid(arg, format!("{ms} is not a valid number of milliseconds")));
-    }
-    Duration::try_from_secs_f64(ms / 1000.0)
-        .map_err(|_| Error::invalid(arg, format!("{ms} is not a valid number of milliseconds")))
+    consul_sdk::duration::from_millis(arg, ms)
 }
 
 /// [`millis`] for optional values.
@@ -312,78 +312,92 @@ pub fn whole(arg: &str, v: Option<f64>) -> consul_sdk::Result<Option<u64>> {
     }
 }
 
-/// A consistency mode by name.
+/// A consistency mode by name, parsed by the SDK.
 pub fn consistency(c: &str) -> consul_sdk::Result<Consistency> {
-    Ok(match c {
-        "" | "default" => Consistency::Default,
-        "stale" => Consistency::Stale,
-        "consistent" => Consistency::Consistent,
-        other => return Err(Error::invalid("consistency", format!("unknown mode {other:?}"))),
-    })
+    c.parse()
+}
+
+impl JsCheck {
+    /// The SDK's neutral check arguments (durations are milliseconds here, seconds there).
+    fn args(&self) -> CheckArgs {
+        let secs = |ms: Option<f64>| ms.map(|ms| DurationArg::Secs(ms / 1000.0));
+        CheckArgs {
+            kind: self.kind.clone(),
+            target: self.target.clone(),
+            ttl: secs(self.ttl_ms),
+            interval: secs(self.interval_ms),
+            timeout: secs(self.timeout_ms),
+            deregister_critical_after: secs(self.deregister_critical_after_ms),
+        }
+    }
+
+    /// The validated check (the SDK's rules and messages).
+    pub fn into_sdk(self) -> consul_sdk::Result<consul_sdk::CheckDefinition> {
+        self.args().resolve()
+    }
 }
 
 impl JsRegistration {
-    /// The SDK registration, with every value checked.
+    /// The SDK registration, with every value checked by the SDK (the same rules and messages
+    /// as the Python and C packages).
     pub fn into_sdk(self) -> consul_sdk::Result<ServiceRegistration> {
-        if self.name.is_empty() {
-            return Err(Error::invalid("name", "must not be empty"));
-        }
-        let port = match self.port {
-            None => None,
-            Some(p) => {
-                Some(u16::try_from(p).map_err(|_| Error::invalid("port", format!("{p} is out of range 0-65535")))?)
-            }
-        };
-        let checks = self
-            .checks
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| {
-                let target = c.target.unwrap_or_default();
-                let need_target = |what: &str| {
-                    if target.is_empty() {
-                        Err(Error::invalid("check", format!("{what} must not be empty")))
-                    } else {
-                        Ok(target.clone())
-                    }
-                };
-                let kind = match c.kind.as_str() {
-                    "http" => CheckKind::Http { url: need_target("url")? },
-                    "tcp" => CheckKind::Tcp { address: need_target("address")? },
-                    "grpc" => CheckKind::Grpc { target: need_target("target")? },
-                    "ttl" => {
-                        let ttl = millis("ttl", c.ttl_ms.unwrap_or(-1.0))?;
-                        if ttl.is_zero() {
-                            return Err(Error::invalid("ttl", "must be positive"));
-                        }
-                        CheckKind::Ttl { ttl }
-                    }
-                    other => return Err(Error::invalid("check", format!("unknown check kind {other:?}"))),
-                };
-                Ok(CheckDefinition {
-                    kind,
-                    interval: opt_millis("interval", c.interval_ms)?,
-                    timeout: opt_millis("timeout", c.timeout_ms)?,
-                    deregister_critical_after: opt_millis("deregisterCriticalAfter", c.deregister_critical_after_ms)?,
-                })
-            })
-            .collect::<consul_sdk::Result<Vec<_>>>()?;
-        Ok(ServiceRegistration {
-            id: self.id,
+        RegistrationSpec {
             name: self.name,
-            tags: self.tags.unwrap_or_default(),
+            id: self.id,
             address: self.address,
-            port,
+            port: self.port.map(f64::from),
+            tags: self.tags.unwrap_or_default(),
             meta: self.meta.unwrap_or_default().into_iter().collect(),
-            checks,
-        })
+            checks: self.checks.unwrap_or_default().iter().map(JsCheck::args).collect(),
+        }
+        .resolve()
     }
+}
+
+/// Milliseconds from a Go duration string (`"10s"`, `"1m30s"`), parsed by the SDK: the one
+/// implementation behind `index.js`'s durations.
+#[napi]
+pub fn parse_duration(text: String, name: String) -> Result<f64> {
+    let d = consul_sdk::duration::parse(&name, &text).map_err(js_err)?;
+    Ok(d.as_secs_f64() * 1000.0)
+}
+
+/// A number of milliseconds checked by the SDK (finite, not negative); answers it unchanged.
+#[napi]
+pub fn check_millis(ms: f64, name: String) -> Result<f64> {
+    millis(&name, ms).map_err(js_err)?;
+    Ok(ms)
+}
+
+/// Checks one check as `register` will (the SDK's rules and messages).
+#[napi]
+pub fn validate_check(check: JsCheck) -> Result<()> {
+    check.into_sdk().map(|_| ()).map_err(js_err)
+}
+
+/// Checks a registration as `register` will, without sending it.
+#[napi]
+pub fn validate_registration(reg: JsRegistration) -> Result<()> {
+    reg.into_sdk().map(|_| ()).map_err(js_err)
+}
+
+/// Checks an option by name as the SDK parses it: `kind` is `consistency`, `strategy` or
+/// `check`.
+#[napi]
+pub fn validate_option(kind: String, value: String) -> Result<()> {
+    let r = match kind.as_str() {
+        "consistency" => value.parse::<Consistency>().map(|_| ()),
+        "strategy" => value.parse::<Strategy>().map(|_| ()),
+        "check" => value.parse::<CheckType>().map(|_| ()),
+        other => Err(Error::invalid("kind", format!("unknown option kind {other:?}"))),
+    };
+    r.map_err(js_err)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use consul_sdk::ErrorCode;
+    use consul_sdk::{CheckKind, ErrorCode};
 
     #[test]
     fn numbers_from_js_are_checked_by_name() {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use consul_sdk::{Discovery, Error, ErrorCode, Lock, Registration, Strategy, Watch};
+use consul_sdk::{Discovery, ElectionEvent, Error, ErrorCode, LeaderElection, Lock, Registration, Strategy, Watch};
 use napi_derive::napi;
 
 use crate::call::{js_err, spawn, spawn_weak, Callback, Result};
@@ -85,7 +85,7 @@ impl NativeDiscovery {
     /// One instance, or `null` when none passes; answered locally.
     #[napi(catch_unwind)]
     pub fn pick(&self, strategy: String, key: Option<String>) -> Result<Option<JsServiceEntry>> {
-        let s = Strategy::parse(&strategy).map_err(js_err)?;
+        let s: Strategy = strategy.parse().map_err(js_err)?;
         Ok(self.discovery.pick(s, key.as_deref()).map_err(js_err)?.map(JsServiceEntry::from))
     }
 
@@ -163,6 +163,64 @@ impl NativeLock {
         let t = millis("timeoutMs", timeout_ms).map_err(js_err)?;
         let l = self.lock.clone();
         block_on_bounded(t, async move { l.release().await }).map_err(js_err)
+    }
+}
+
+/// A running leader election (the SDK's [`LeaderElection`]).
+#[napi]
+pub struct NativeElection {
+    election: Arc<LeaderElection>,
+}
+
+impl NativeElection {
+    pub(crate) fn new(election: LeaderElection) -> Self {
+        NativeElection { election: Arc::new(election) }
+    }
+}
+
+#[napi]
+impl NativeElection {
+    /// Whether this process holds leadership now.
+    #[napi(getter)]
+    pub fn is_leader(&self) -> bool {
+        self.election.is_leader()
+    }
+
+    /// Whether `resign` was called.
+    #[napi(getter)]
+    pub fn resigned(&self) -> bool {
+        self.election.is_resigned()
+    }
+
+    /// Answers the next change, `"elected"` or `"lost"`, or `null` once resigned; does not
+    /// keep Node alive (`index.js` holds the election's keep-alive handle).
+    #[napi]
+    pub fn next_event(&self, cb: Callback<'_>) -> Result<()> {
+        let e = self.election.clone();
+        spawn_weak(cb, async move {
+            Ok(e.next_event().await.map(|ev| {
+                match ev {
+                    ElectionEvent::Elected => "elected",
+                    ElectionEvent::Lost => "lost",
+                }
+                .to_string()
+            }))
+        })
+    }
+
+    /// Stops campaigning and gives up leadership. Idempotent.
+    #[napi]
+    pub fn resign(&self, cb: Callback<'_>) -> Result<()> {
+        let e = self.election.clone();
+        spawn(cb, async move { e.resign().await })
+    }
+
+    /// [`NativeElection::resign`] from the JS thread, at most `timeout_ms` (process exit).
+    #[napi(catch_unwind)]
+    pub fn resign_sync(&self, timeout_ms: f64) -> Result<()> {
+        let t = millis("timeoutMs", timeout_ms).map_err(js_err)?;
+        let e = self.election.clone();
+        block_on_bounded(t, async move { e.resign().await }).map_err(js_err)
     }
 }
 

@@ -73,6 +73,89 @@ impl Answer {
     }
 }
 
+/// An agent's answer to [`Client::call`], whatever its status.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers (names lower-case, values that are not text left out).
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl RawResponse {
+    /// A header's value by (case-insensitive) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// `X-Consul-Index`, when present and numeric.
+    pub fn index(&self) -> Option<u64> {
+        self.header("X-Consul-Index").and_then(|v| v.parse().ok())
+    }
+
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::new(ErrorCode::Internal, format!("the agent returned invalid JSON: {e}")))
+    }
+
+    /// `Ok(self)` for a 2xx answer; otherwise an error with Consul's own client wording,
+    /// `Unexpected response code: N (body)`, and the code the status maps to.
+    pub fn error_for_status(self) -> Result<RawResponse> {
+        if self.is_success() {
+            return Ok(self);
+        }
+        let text = String::from_utf8_lossy(&self.body);
+        let text = text.trim();
+        let mut err = Error::from_http(self.status, text);
+        err.message = if text.is_empty() {
+            format!("Unexpected response code: {}", self.status)
+        } else {
+            format!("Unexpected response code: {} ({text})", self.status)
+        };
+        Err(err)
+    }
+}
+
+/// reqwest's top-level error says little ("error sending request"); the causes say why.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Percent-escapes a URL component (RFC 3986 unreserved characters stay). `keep_slash` keeps
+/// `/` as is, for KV key paths.
+pub fn escape(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        let keep = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (keep_slash && b == b'/');
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The request path for a KV key: `/v1/kv/<escaped key>`.
+pub fn kv_path(key: &str) -> String {
+    format!("/v1/kv/{}", escape(key, true))
+}
+
 fn header_u64(h: &reqwest::header::HeaderMap, name: &str) -> u64 {
     h.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
@@ -126,8 +209,10 @@ fn decode_event(w: UserEventWire) -> Result<UserEvent> {
     })
 }
 
+/// Durations as the HTTP API takes them, formatted by the core's one Go-duration formatter. A
+/// zero is sent as 1 ms: Consul reads `0s` waits and intervals as "use the default".
 fn go_duration(d: Duration) -> String {
-    format!("{}ms", d.as_millis().max(1))
+    crate::options::duration::format_go_duration(d.max(Duration::from_millis(1)))
 }
 
 impl Client {
@@ -167,7 +252,7 @@ impl Client {
         &self.inner.base
     }
 
-    async fn call(
+    async fn request(
         &self,
         method: Method,
         path: &str,
@@ -253,12 +338,97 @@ impl Client {
         }
     }
 
+    /// Sends any request to the agent and returns its answer whatever the status: the long tail
+    /// of endpoints this client does not wrap (the `consul-rs` CLI is built on it).
+    ///
+    /// `path` is already escaped (see [`escape`]); `query` pairs are escaped here, a `None` value
+    /// gives a bare flag (`?recurse`). The client's datacenter is added as `dc` unless `query`
+    /// has one, its token as `X-Consul-Token`. A transport failure is an
+    /// [`ErrorCode::Connection`] (or [`ErrorCode::Timeout`]) error whose message says which agent
+    /// could not be reached and why, with the whole cause chain.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, Option<&str>)],
+        body: Option<Vec<u8>>,
+    ) -> Result<RawResponse> {
+        self.call_inner(method, path, query, body, None).await
+    }
+
+    /// [`Client::call`] for a blocking query: the request may take `wait` (+ 1/16, the server's
+    /// jitter) on top of the client's timeout.
+    pub(crate) async fn call_blocking(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, Option<&str>)],
+        wait: Option<Duration>,
+    ) -> Result<RawResponse> {
+        self.call_inner(method, path, query, None, wait).await
+    }
+
+    async fn call_inner(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, Option<&str>)],
+        body: Option<Vec<u8>>,
+        wait: Option<Duration>,
+    ) -> Result<RawResponse> {
+        let timeout = self.inner.timeout + wait.map(|w| w + w / 16).unwrap_or_default();
+        let method = Method::from_bytes(method.as_bytes()).map_err(|e| Error::invalid("method", e))?;
+        let mut pairs: Vec<String> = query
+            .iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{}={}", escape(k, false), escape(v, false)),
+                None => escape(k, false),
+            })
+            .collect();
+        if let Some(dc) = &self.inner.datacenter {
+            if !query.iter().any(|(k, _)| *k == "dc") {
+                pairs.push(format!("dc={}", escape(dc, false)));
+            }
+        }
+        let mut url = format!("{}{}", self.inner.base, path);
+        if !pairs.is_empty() {
+            url.push('?');
+            url.push_str(&pairs.join("&"));
+        }
+        let mut req = self.inner.http.request(method.clone(), &url).timeout(timeout);
+        if let Some(t) = &self.inner.token {
+            req = req.header("X-Consul-Token", t);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            let chain = error_chain(&e);
+            let mut err = Error::from(e);
+            err.message = format!("Error connecting to Consul agent at {}: {chain}", self.inner.base);
+            err
+        })?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let body = resp.bytes().await.map_err(|e| {
+            let chain = error_chain(&e);
+            let mut err = Error::from(e);
+            err.message = format!("error reading the answer to {method} {url}: {chain}");
+            err
+        })?;
+        Ok(RawResponse { status, headers, body })
+    }
+
     // ---- KV ----
 
     /// Reads one key (`None` if absent).
     pub async fn kv_get(&self, key: &str, q: &QueryOptions) -> Result<(QueryMeta, Option<KvPair>)> {
         check_key(key)?;
-        let a = self.call(Method::GET, &format!("/v1/kv/{}", url_path(key)), vec![], Some(q), None).await?;
+        let a = self.request(Method::GET, &format!("/v1/kv/{}", url_path(key)), vec![], Some(q), None).await?;
         let meta = a.meta;
         match Self::ok_or_missing(a)? {
             None => Ok((meta, None)),
@@ -272,7 +442,7 @@ impl Client {
     /// Reads every key under `prefix`.
     pub async fn kv_list(&self, prefix: &str, q: &QueryOptions) -> Result<(QueryMeta, Vec<KvPair>)> {
         let params = vec![("recurse".to_string(), String::new())];
-        let a = self.call(Method::GET, &format!("/v1/kv/{}", url_path(prefix)), params, Some(q), None).await?;
+        let a = self.request(Method::GET, &format!("/v1/kv/{}", url_path(prefix)), params, Some(q), None).await?;
         let meta = a.meta;
         match Self::ok_or_missing(a)? {
             None => Ok((meta, Vec::new())),
@@ -294,7 +464,7 @@ impl Client {
         if let Some(sep) = separator {
             params.push(("separator".into(), sep.into()));
         }
-        let a = self.call(Method::GET, &format!("/v1/kv/{}", url_path(prefix)), params, Some(q), None).await?;
+        let a = self.request(Method::GET, &format!("/v1/kv/{}", url_path(prefix)), params, Some(q), None).await?;
         let meta = a.meta;
         match Self::ok_or_missing(a)? {
             None => Ok((meta, Vec::new())),
@@ -324,7 +494,7 @@ impl Client {
         }
         let value: Bytes = value.into();
         let a =
-            self.call(Method::PUT, &format!("/v1/kv/{}", url_path(key)), params, None, Some(value.to_vec())).await?;
+            self.request(Method::PUT, &format!("/v1/kv/{}", url_path(key)), params, None, Some(value.to_vec())).await?;
         Self::ok(a)?.json()
     }
 
@@ -340,7 +510,7 @@ impl Client {
         if let Some(c) = cas {
             params.push(("cas".into(), c.to_string()));
         }
-        let a = self.call(Method::DELETE, &format!("/v1/kv/{}", url_path(key)), params, None, None).await?;
+        let a = self.request(Method::DELETE, &format!("/v1/kv/{}", url_path(key)), params, None, None).await?;
         Self::ok(a)?.json()
     }
 
@@ -348,7 +518,7 @@ impl Client {
     /// A rolled-back transaction is an [`ErrorCode::Conflict`] error carrying the per-op errors.
     pub async fn txn(&self, ops: &Value) -> Result<Value> {
         let body = serde_json::to_vec(ops).map_err(|e| Error::invalid("ops", e))?;
-        let a = self.call(Method::PUT, "/v1/txn", vec![], None, Some(body)).await?;
+        let a = self.request(Method::PUT, "/v1/txn", vec![], None, Some(body)).await?;
         Self::ok(a)?.json()
     }
 
@@ -356,25 +526,25 @@ impl Client {
 
     /// The leader's server address (`""` if none).
     pub async fn status_leader(&self) -> Result<String> {
-        Self::ok(self.call(Method::GET, "/v1/status/leader", vec![], None, None).await?)?.json()
+        Self::ok(self.request(Method::GET, "/v1/status/leader", vec![], None, None).await?)?.json()
     }
 
     /// The voting servers' addresses.
     pub async fn status_peers(&self) -> Result<Vec<String>> {
-        Self::ok(self.call(Method::GET, "/v1/status/peers", vec![], None, None).await?)?.json()
+        Self::ok(self.request(Method::GET, "/v1/status/peers", vec![], None, None).await?)?.json()
     }
 
     // ---- catalog and health ----
 
     /// Service names with their tags.
     pub async fn catalog_services(&self, q: &QueryOptions) -> Result<(QueryMeta, BTreeMap<String, Vec<String>>)> {
-        let a = Self::ok(self.call(Method::GET, "/v1/catalog/services", vec![], Some(q), None).await?)?;
+        let a = Self::ok(self.request(Method::GET, "/v1/catalog/services", vec![], Some(q), None).await?)?;
         Ok((a.meta, a.json()?))
     }
 
     /// Nodes.
     pub async fn catalog_nodes(&self, q: &QueryOptions) -> Result<(QueryMeta, Vec<Node>)> {
-        let a = Self::ok(self.call(Method::GET, "/v1/catalog/nodes", vec![], Some(q), None).await?)?;
+        let a = Self::ok(self.request(Method::GET, "/v1/catalog/nodes", vec![], Some(q), None).await?)?;
         Ok((a.meta, a.json()?))
     }
 
@@ -394,7 +564,7 @@ impl Client {
             params.push(("tag".into(), t.clone()));
         }
         let a = Self::ok(
-            self.call(Method::GET, &format!("/v1/health/service/{}", url_path(name)), params, Some(q), None).await?,
+            self.request(Method::GET, &format!("/v1/health/service/{}", url_path(name)), params, Some(q), None).await?,
         )?;
         Ok((a.meta, a.json()?))
     }
@@ -403,7 +573,7 @@ impl Client {
     pub async fn health_checks(&self, name: &str, q: &QueryOptions) -> Result<(QueryMeta, Vec<HealthCheck>)> {
         check_name("name", name)?;
         let a = Self::ok(
-            self.call(Method::GET, &format!("/v1/health/checks/{}", url_path(name)), vec![], Some(q), None).await?,
+            self.request(Method::GET, &format!("/v1/health/checks/{}", url_path(name)), vec![], Some(q), None).await?,
         )?;
         Ok((a.meta, a.json()?))
     }
@@ -413,38 +583,39 @@ impl Client {
         if !matches!(state, "any" | "passing" | "warning" | "critical") {
             return Err(Error::invalid("state", "use any, passing, warning or critical"));
         }
-        let a = Self::ok(self.call(Method::GET, &format!("/v1/health/state/{state}"), vec![], Some(q), None).await?)?;
+        let a =
+            Self::ok(self.request(Method::GET, &format!("/v1/health/state/{state}"), vec![], Some(q), None).await?)?;
         Ok((a.meta, a.json()?))
     }
 
     /// Registers a node, and optionally a service and checks, directly in the catalog.
     pub async fn catalog_register(&self, registration: &Value) -> Result<()> {
         let body = serde_json::to_vec(registration).map_err(|e| Error::invalid("registration", e))?;
-        Self::ok(self.call(Method::PUT, "/v1/catalog/register", vec![], None, Some(body)).await?).map(|_| ())
+        Self::ok(self.request(Method::PUT, "/v1/catalog/register", vec![], None, Some(body)).await?).map(|_| ())
     }
 
     // ---- agent ----
 
     /// `/v1/agent/self`.
     pub async fn agent_self(&self) -> Result<Value> {
-        Self::ok(self.call(Method::GET, "/v1/agent/self", vec![], None, None).await?)?.json()
+        Self::ok(self.request(Method::GET, "/v1/agent/self", vec![], None, None).await?)?.json()
     }
 
     /// The services registered on this agent, by instance ID (`/v1/agent/services`).
     pub async fn agent_services(&self) -> Result<BTreeMap<String, AgentService>> {
-        Self::ok(self.call(Method::GET, "/v1/agent/services", vec![], None, None).await?)?.json()
+        Self::ok(self.request(Method::GET, "/v1/agent/services", vec![], None, None).await?)?.json()
     }
 
     /// The checks registered on this agent, by check ID (`/v1/agent/checks`).
     pub async fn agent_checks(&self) -> Result<BTreeMap<String, HealthCheck>> {
-        Self::ok(self.call(Method::GET, "/v1/agent/checks", vec![], None, None).await?)?.json()
+        Self::ok(self.request(Method::GET, "/v1/agent/checks", vec![], None, None).await?)?.json()
     }
 
     /// Registers a service (with its checks) on the agent.
     pub async fn service_register(&self, reg: &ServiceRegistration) -> Result<()> {
         let body = registration_json(reg)?;
         let a = self
-            .call(Method::PUT, "/v1/agent/service/register", vec![], None, Some(body.to_string().into_bytes()))
+            .request(Method::PUT, "/v1/agent/service/register", vec![], None, Some(body.to_string().into_bytes()))
             .await?;
         Self::ok(a).map(|_| ())
     }
@@ -456,14 +627,14 @@ impl Client {
             return Err(Error::invalid("registration", "must be a JSON object"));
         }
         let body = serde_json::to_vec(registration).map_err(|e| Error::invalid("registration", e))?;
-        Self::ok(self.call(Method::PUT, "/v1/agent/service/register", vec![], None, Some(body)).await?).map(|_| ())
+        Self::ok(self.request(Method::PUT, "/v1/agent/service/register", vec![], None, Some(body)).await?).map(|_| ())
     }
 
     /// Deregisters a service from the agent.
     pub async fn service_deregister(&self, service_id: &str) -> Result<()> {
         check_name("service_id", service_id)?;
         let path = format!("/v1/agent/service/deregister/{}", url_path(service_id));
-        Self::ok(self.call(Method::PUT, &path, vec![], None, None).await?).map(|_| ())
+        Self::ok(self.request(Method::PUT, &path, vec![], None, None).await?).map(|_| ())
     }
 
     /// Reports a TTL check's status (`pass`, `warn` or `fail`) with a note.
@@ -474,13 +645,13 @@ impl Client {
         }
         let params = note.map(|n| vec![("note".to_string(), n.to_string())]).unwrap_or_default();
         let path = format!("/v1/agent/check/{status}/{}", url_path(check_id));
-        Self::ok(self.call(Method::PUT, &path, params, None, None).await?).map(|_| ())
+        Self::ok(self.request(Method::PUT, &path, params, None, None).await?).map(|_| ())
     }
 
     /// Members of the agent's LAN gossip pool (WAN with `wan`).
     pub async fn agent_members(&self, wan: bool) -> Result<Vec<AgentMember>> {
         let params = if wan { vec![("wan".to_string(), "1".to_string())] } else { vec![] };
-        Self::ok(self.call(Method::GET, "/v1/agent/members", params, None, None).await?)?.json()
+        Self::ok(self.request(Method::GET, "/v1/agent/members", params, None, None).await?)?.json()
     }
 
     /// Asks the agent to join the gossip pool of the agent at `address` (`host` or `host:port`).
@@ -488,12 +659,12 @@ impl Client {
         check_name("address", address)?;
         let params = if wan { vec![("wan".to_string(), "1".to_string())] } else { vec![] };
         let path = format!("/v1/agent/join/{}", url_path(address));
-        Self::ok(self.call(Method::PUT, &path, params, None, None).await?).map(|_| ())
+        Self::ok(self.request(Method::PUT, &path, params, None, None).await?).map(|_| ())
     }
 
     /// Asks the agent to leave its pool gracefully and shut down.
     pub async fn agent_leave(&self) -> Result<()> {
-        Self::ok(self.call(Method::PUT, "/v1/agent/leave", vec![], None, None).await?).map(|_| ())
+        Self::ok(self.request(Method::PUT, "/v1/agent/leave", vec![], None, None).await?).map(|_| ())
     }
 
     /// Marks a failed member as left (`prune`: forget it entirely).
@@ -501,7 +672,7 @@ impl Client {
         check_name("node", node)?;
         let params = if prune { vec![("prune".to_string(), "1".to_string())] } else { vec![] };
         let path = format!("/v1/agent/force-leave/{}", url_path(node));
-        Self::ok(self.call(Method::PUT, &path, params, None, None).await?).map(|_| ())
+        Self::ok(self.request(Method::PUT, &path, params, None, None).await?).map(|_| ())
     }
 
     // ---- network coordinates ----
@@ -513,7 +684,7 @@ impl Client {
     pub async fn coordinate_exists(&self, node: &str, q: &QueryOptions) -> Result<(QueryMeta, bool)> {
         check_name("node", node)?;
         let path = format!("/v1/coordinate/node/{}", url_path(node));
-        let a = self.call(Method::GET, &path, vec![], Some(q), None).await?;
+        let a = self.request(Method::GET, &path, vec![], Some(q), None).await?;
         if a.status == StatusCode::NOT_FOUND || a.status == StatusCode::UNAUTHORIZED {
             return Ok((a.meta, false));
         }
@@ -535,7 +706,7 @@ impl Client {
             }
         }
         let path = format!("/v1/event/fire/{}", url_path(name));
-        let a = self.call(Method::PUT, &path, params, None, Some(payload.to_vec())).await?;
+        let a = self.request(Method::PUT, &path, params, None, Some(payload.to_vec())).await?;
         decode_event(Self::ok(a)?.json()?)
     }
 
@@ -543,7 +714,7 @@ impl Client {
     /// index of an event list is a hash of the newest event, not a Raft index.
     pub async fn event_list(&self, name: Option<&str>, q: &QueryOptions) -> Result<(QueryMeta, Vec<UserEvent>)> {
         let params = name.map(|n| vec![("name".to_string(), n.to_string())]).unwrap_or_default();
-        let a = Self::ok(self.call(Method::GET, "/v1/event/list", params, Some(q), None).await?)?;
+        let a = Self::ok(self.request(Method::GET, "/v1/event/list", params, Some(q), None).await?)?;
         let wire: Option<Vec<UserEventWire>> = a.json()?;
         let events = wire.unwrap_or_default().into_iter().map(decode_event).collect::<Result<Vec<_>>>()?;
         Ok((a.meta, events))
@@ -553,7 +724,8 @@ impl Client {
 
     /// Creates a session (`/v1/session/create`); returns its ID.
     pub async fn session_create(&self, body: &Value) -> Result<String> {
-        let a = self.call(Method::PUT, "/v1/session/create", vec![], None, Some(body.to_string().into_bytes())).await?;
+        let a =
+            self.request(Method::PUT, "/v1/session/create", vec![], None, Some(body.to_string().into_bytes())).await?;
         let v: Value = Self::ok(a)?.json()?;
         v.get("ID")
             .and_then(Value::as_str)
@@ -564,14 +736,14 @@ impl Client {
     /// Destroys a session.
     pub async fn session_destroy(&self, id: &str) -> Result<()> {
         check_name("id", id)?;
-        Self::ok(self.call(Method::PUT, &format!("/v1/session/destroy/{}", url_path(id)), vec![], None, None).await?)
+        Self::ok(self.request(Method::PUT, &format!("/v1/session/destroy/{}", url_path(id)), vec![], None, None).await?)
             .map(|_| ())
     }
 
     /// Renews a TTL session; [`ErrorCode::NotFound`] once it is gone.
     pub async fn session_renew(&self, id: &str) -> Result<()> {
         check_name("id", id)?;
-        Self::ok(self.call(Method::PUT, &format!("/v1/session/renew/{}", url_path(id)), vec![], None, None).await?)
+        Self::ok(self.request(Method::PUT, &format!("/v1/session/renew/{}", url_path(id)), vec![], None, None).await?)
             .map(|_| ())
     }
 
@@ -599,7 +771,7 @@ fn check_name(what: &str, s: &str) -> Result<()> {
 }
 
 pub(crate) fn registration_json(reg: &ServiceRegistration) -> Result<Value> {
-    check_name("name", &reg.name)?;
+    reg.validate()?;
     let checks: Vec<Value> = reg
         .checks
         .iter()
@@ -669,7 +841,7 @@ mod tests {
         };
         let v = registration_json(&reg).expect("json");
         assert_eq!(v["Name"], "web");
-        assert_eq!(v["Checks"][0]["TTL"], "10000ms");
+        assert_eq!(v["Checks"][0]["TTL"], "10s");
         assert!(registration_json(&ServiceRegistration::default()).is_err());
     }
 }

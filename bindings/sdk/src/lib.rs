@@ -7,27 +7,32 @@
 //! - [`Watch`]: one pull primitive over blocking queries that rides out server restarts and
 //!   leader changes, resets when the index goes backwards, backs off and rate-limits.
 //! - [`Discovery`]: a live set of a service's healthy instances with local selection.
-//! - [`Lock`]: locks and leader election on sessions; [`Registration`]: self-registration kept
+//! - [`Lock`]: locks and semaphores on sessions, [`LeaderElection`] on top of them; [`Registration`]: self-registration kept
 //!   alive by TTL updates.
 //! - [`EmbeddedAgent`]: a full node inside the calling process.
 //! - [`Error`] with one [`ErrorCode`] per failure kind, mapped once per language.
+//! - [`options`]: option parsing and registration validation shared by every binding.
 //! - [`runtime`]: the runtime policy for callers without one.
 
 pub mod agent;
 pub mod client;
 pub mod discovery;
+pub mod election;
 pub mod error;
 pub mod lock;
+pub mod options;
 pub mod registration;
 pub mod runtime;
 pub mod types;
 pub mod watch;
 
 pub use agent::EmbeddedAgent;
-pub use client::{Client, ClientConfig};
+pub use client::{Client, ClientConfig, RawResponse};
 pub use discovery::{Discovery, Strategy};
+pub use election::{ElectionEvent, LeaderElection};
 pub use error::{Error, ErrorCode, Result};
 pub use lock::{Lock, LockOptions};
+pub use options::{duration, CheckArgs, CheckType, DurationArg, RegistrationSpec};
 pub use registration::Registration;
 pub use types::*;
-pub use watch::{Watch, WatchEvent, WatchOptions, WatchSpec, WatchValue};
+pub use watch::{Backoff, RetryHook, Watch, WatchEvent, WatchOptions, WatchSpec, WatchValue};

@@ -49,6 +49,21 @@ pub enum WatchSpec {
         /// Event name filter.
         name: Option<String>,
     },
+    /// Any blocking endpoint, its answer kept as JSON ([`WatchValue::Raw`]): what the typed
+    /// specs do not cover, and callers that must pass Consul's JSON on untouched (the CLI's
+    /// `watch`). A 404 is [`WatchValue::Raw`]`(None)` (a key that does not exist).
+    Raw {
+        /// The escaped path (see [`crate::client::escape`]).
+        path: String,
+        /// Query pairs (`None`: a bare flag); `index`, `wait` and the consistency are added.
+        query: Vec<(String, Option<String>)>,
+        /// The endpoint's index is opaque (a hash, like `/v1/event/list`'s), so one that went
+        /// "backwards" is blocked on as it is instead of restarting from 0.
+        opaque_index: bool,
+        /// A 404 is a result ([`WatchValue::Raw`]`(None)`: a key that does not exist yet)
+        /// rather than an error.
+        allow_missing: bool,
+    },
 }
 
 /// How to watch.
@@ -65,6 +80,55 @@ pub struct WatchOptions {
     /// Sort service and node results by estimated round-trip time from this node
     /// ([`QueryOptions::near`]); `None` keeps Consul's natural order.
     pub near: Option<String>,
+    /// How long to wait after consecutive errors.
+    pub backoff: Backoff,
+    /// Retry every error, also those retrying cannot fix (400, 403, 404): for callers that
+    /// report errors through [`WatchOptions::on_retry`] and keep going, like Consul's watch.
+    pub retry_all_errors: bool,
+    /// Told about each error that will be retried, with the pause before the retry.
+    pub on_retry: Option<RetryHook>,
+}
+
+/// A callback for [`WatchOptions::on_retry`].
+#[derive(Clone)]
+pub struct RetryHook(pub Arc<RetryFn>);
+
+/// The function inside a [`RetryHook`]: the error and the pause before the retry.
+pub type RetryFn = dyn Fn(&Error, Duration) + Send + Sync;
+
+impl std::fmt::Debug for RetryHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetryHook")
+    }
+}
+
+/// The pause after the n-th consecutive error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backoff {
+    /// 100 ms doubling up to [`WatchOptions::max_backoff`], with up to 25 % jitter: servers
+    /// restarting or electing a leader are ridden out quickly (the bindings' default).
+    Exponential,
+    /// `base × n²` up to `max`, no jitter: Consul's watch plans (5 s, 20 s, 45 s, … 3 min).
+    Quadratic {
+        /// The first pause.
+        base: Duration,
+        /// The longest pause.
+        max: Duration,
+    },
+}
+
+impl Backoff {
+    /// The pause after the `failures`-th consecutive error (`failures` ≥ 1).
+    pub fn delay(&self, failures: u32, max_backoff: Duration) -> Duration {
+        match *self {
+            Backoff::Exponential => {
+                let base = Duration::from_millis(100).saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+                let base = base.min(max_backoff);
+                base + Duration::from_millis(rand::random::<u64>() % (base.as_millis() as u64 / 4 + 1))
+            }
+            Backoff::Quadratic { base, max } => base.saturating_mul(failures.saturating_mul(failures)).min(max),
+        }
+    }
 }
 
 impl Default for WatchOptions {
@@ -75,6 +139,9 @@ impl Default for WatchOptions {
             max_backoff: Duration::from_secs(30),
             min_interval: Duration::from_millis(100),
             near: None,
+            backoff: Backoff::Exponential,
+            retry_all_errors: false,
+            on_retry: None,
         }
     }
 }
@@ -96,6 +163,8 @@ pub enum WatchValue {
     Nodes(Vec<Node>),
     /// [`WatchSpec::Events`]: the agent's recent events, oldest first.
     Events(Vec<UserEvent>),
+    /// [`WatchSpec::Raw`]: the answer's JSON, `None` for an allowed 404.
+    Raw(Option<serde_json::Value>),
 }
 
 /// One delivery: the result and the index it was read at.
@@ -159,6 +228,27 @@ async fn fetch(client: &Client, spec: &WatchSpec, q: &QueryOptions) -> Result<(Q
             let (m, v) = client.event_list(name.as_deref(), q).await?;
             (m, WatchValue::Events(v))
         }
+        WatchSpec::Raw { path, query, allow_missing, .. } => {
+            let mut pairs: Vec<(&str, Option<&str>)> = query.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+            match q.consistency {
+                Consistency::Default => {}
+                Consistency::Stale => pairs.push(("stale", None)),
+                Consistency::Consistent => pairs.push(("consistent", None)),
+            }
+            let index = q.index.filter(|i| *i > 0).map(|i| i.to_string());
+            let wait = q.wait.map(|w| crate::options::duration::format_go_duration(w.max(Duration::from_millis(1))));
+            if let (Some(i), Some(w)) = (&index, &wait) {
+                pairs.push(("index", Some(i)));
+                pairs.push(("wait", Some(w)));
+            }
+            let resp = client.call_blocking("GET", path, &pairs, q.wait.filter(|_| index.is_some())).await?;
+            let meta = QueryMeta { index: resp.index().unwrap_or(0), ..QueryMeta::default() };
+            if resp.status == 404 && *allow_missing {
+                return Ok((meta, WatchValue::Raw(None)));
+            }
+            let resp = resp.error_for_status()?;
+            (meta, WatchValue::Raw(Some(resp.json()?)))
+        }
     })
 }
 
@@ -171,7 +261,7 @@ async fn run(client: Client, spec: WatchSpec, opts: WatchOptions, tx: watch::Sen
     let mut index = 0u64;
     let mut seq = 0u64;
     let mut last: Option<WatchValue> = None;
-    let mut backoff = Duration::from_millis(100);
+    let mut failures = 0u32;
     loop {
         let started = tokio::time::Instant::now();
         let q = QueryOptions {
@@ -187,10 +277,10 @@ async fn run(client: Client, spec: WatchSpec, opts: WatchOptions, tx: watch::Sen
         };
         match result {
             Ok((meta, value)) => {
-                backoff = Duration::from_millis(100);
+                failures = 0;
                 // An index that went backwards means the server's state was replaced: start over.
                 // Event lists are the exception: their index is a hash of the newest event.
-                let opaque_index = matches!(spec, WatchSpec::Events { .. });
+                let opaque_index = matches!(spec, WatchSpec::Events { .. } | WatchSpec::Raw { opaque_index: true, .. });
                 index = if meta.index < index && !opaque_index { 0 } else { meta.index };
                 if last.as_ref() != Some(&value) {
                     seq += 1;
@@ -208,18 +298,21 @@ async fn run(client: Client, spec: WatchSpec, opts: WatchOptions, tx: watch::Sen
                     }
                 }
             }
-            Err(e) if is_fatal(&e) => {
+            Err(e) if is_fatal(&e) && !opts.retry_all_errors => {
                 let _ = tx.send(Slot::Failed(e));
                 return;
             }
             Err(e) => {
-                tracing::debug!(error = %e, ?backoff, "watch query failed; retrying");
-                let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 4 + 1));
+                failures = failures.saturating_add(1);
+                let delay = opts.backoff.delay(failures, opts.max_backoff);
+                tracing::debug!(error = %e, ?delay, "watch query failed; retrying");
+                if let Some(hook) = &opts.on_retry {
+                    (hook.0)(&e, delay);
+                }
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff + jitter) => {}
+                    _ = tokio::time::sleep(delay) => {}
                     _ = cancel.cancelled() => break,
                 }
-                backoff = (backoff * 2).min(opts.max_backoff);
             }
         }
     }

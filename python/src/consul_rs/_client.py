@@ -211,7 +211,8 @@ class _Base:
 
 def _registration_args(name: Any, port: Any, address: Any, tags: Any, meta: Any, check: Any,
                        id: Any) -> tuple[Any, ...]:
-    _str(name, "name")
+    # Emptiness and every value rule are the native SDK's (shared with Node and C).
+    _str(name, "name", empty=True)
     if port is not None:
         if isinstance(port, bool) or not isinstance(port, int):
             raise TypeError(f"port: expected int, got {type(port).__name__}")
@@ -775,13 +776,13 @@ class Lock:
 
 
 class LeaderElection:
-    """Campaigns for leadership of ``key`` from a daemon thread: acquire the lock, hold it while
-    the session lives, campaign again when it is lost, until :meth:`resign`."""
+    """Campaigns for leadership of ``key`` (the native SDK's election: acquire the lock, hold it
+    while the session lives, campaign again when it is lost, until :meth:`resign`); a daemon
+    thread turns its changes into the ``on_elected`` / ``on_lost`` callbacks."""
 
     def __init__(self, client: _Base, key: str, value: bytes, ttl: float,
                  on_elected: Callable[[], None] | None, on_lost: Callable[[], None] | None) -> None:
-        self._lock = Lock(Client(*client._args[:1], token=client._args[1], datacenter=client._args[2],
-                                 timeout=client._args[3]), key, value, ttl, None, None)
+        self._e = client._n.elect(key, value, ttl)
         self._stop = threading.Event()
         self._elected = threading.Event()
         self._on_elected, self._on_lost = on_elected, on_lost
@@ -792,28 +793,25 @@ class LeaderElection:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                if not self._lock.acquire(timeout=2.0):
-                    continue
+                event = self._e.next_event(0.2)
             except ConsulError:
-                self._stop.wait(1.0)
-                continue
-            self._elected.set()
-            if self._on_elected:
-                self._on_elected()
-            while self._lock.held and not self._stop.is_set():
                 self._stop.wait(0.2)
-            self._elected.clear()
-            if self._on_lost and not self._stop.is_set():
-                self._on_lost()
-            try:
-                self._lock.release()
-            except ConsulError:
-                pass
+                continue
+            if event == "elected":
+                self._elected.set()
+                if self._on_elected:
+                    self._on_elected()
+            elif event == "lost":
+                self._elected.clear()
+                if self._on_lost and not self._stop.is_set():
+                    self._on_lost()
+            elif self._e.resigned:
+                return
 
     @property
     def is_leader(self) -> bool:
         """Whether this process currently holds leadership."""
-        return self._elected.is_set() and self._lock.held
+        return self._elected.is_set() and self._e.is_leader
 
     def wait_for_leadership(self, timeout: float | None = None) -> bool:
         """Waits until elected; ``False`` on timeout."""
@@ -822,16 +820,17 @@ class LeaderElection:
     def resign(self) -> None:
         """Stops campaigning and gives up leadership. Idempotent."""
         self._stop.set()
-        self._thread.join(timeout=5.0)
-        self._elected.clear()
         try:
-            self._lock.release()
+            self._e.resign()
         except ConsulError:
             pass
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=5.0)
+        self._elected.clear()
 
     def _atexit(self) -> None:
         self._stop.set()
-        self._lock.release()
+        self._e.resign()
 
     def __enter__(self) -> LeaderElection:
         return self

@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import _native
 
 __all__ = ["KVPair", "Node", "Service", "HealthCheck", "ServiceEntry", "AgentMember", "UserEvent", "WatchEvent", "Check",
            "parse_duration"]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h)?\s*$")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
 def parse_duration(value: float | int | str, name: str) -> float:
-    """Seconds from a number or a Go-style duration string (``"10s"``, ``"500ms"``, ``"1m"``)."""
+    """Seconds from a number or a Go-style duration string (``"10s"``, ``"500ms"``, ``"1m30s"``).
+
+    Parsed by the native SDK, the one implementation Node and C use too; a bad value raises
+    :class:`~consul_rs.errors.InvalidArgumentError` (a ``ValueError``)."""
     if isinstance(value, bool):
         raise TypeError(f"{name}: expected seconds or a duration string, got bool")
-    if isinstance(value, (int, float)):
-        if value < 0 or value != value:
-            raise ValueError(f"{name}: must be a non-negative number of seconds, got {value!r}")
-        return float(value)
-    if isinstance(value, str):
-        parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", value.strip())
-        if parts and "".join(a + b for a, b in parts) == value.strip():
-            return sum(float(n) * _UNITS[u] for n, u in parts)
-        m = _DURATION.match(value)
-        if m:
-            return float(m.group(1)) * _UNITS[m.group(2)]
-        raise ValueError(f"{name}: {value!r} is not a duration (use e.g. '10s', '500ms' or seconds)")
+    if isinstance(value, (int, float, str)):
+        return _native.parse_duration(value, name)
     raise TypeError(f"{name}: expected seconds or a duration string, got {type(value).__name__}")
 
 
@@ -222,52 +212,61 @@ class WatchEvent:
 @dataclass(frozen=True)
 class Check:
     """A check attached to a registration. Build one with :meth:`http`, :meth:`tcp`,
-    :meth:`grpc` or :meth:`ttl`."""
+    :meth:`grpc` or :meth:`ttl`; each is validated by the native SDK when built, with the same
+    rules and messages as the Node and C packages."""
 
     kind: str
     target: str
     interval: float | None = None
     timeout: float | None = None
     deregister_critical_after: float | None = None
+    #: The TTL in seconds (TTL checks; their ``target`` is the same number as text).
+    ttl_seconds: float | None = None
 
     @staticmethod
     def _opt(v: float | str | None, name: str) -> float | None:
         return None if v is None else parse_duration(v, name)
 
+    @staticmethod
+    def _target(v: Any, name: str) -> str:
+        if not isinstance(v, str):
+            raise TypeError(f"{name}: expected str, got {type(v).__name__}")
+        return v
+
+    def _validated(self) -> Check:
+        _native.validate_check(*self._native())
+        return self
+
     @classmethod
     def http(cls, url: str, *, interval: float | str = 10.0, timeout: float | str | None = None,
              deregister_critical_after: float | str | None = None) -> Check:
         """An HTTP GET check: 2xx passing, 429 warning, anything else critical."""
-        if not isinstance(url, str) or not url:
-            raise ValueError("url: must be a non-empty string")
-        return cls("http", url, cls._opt(interval, "interval"), cls._opt(timeout, "timeout"),
-                   cls._opt(deregister_critical_after, "deregister_critical_after"))
+        return cls("http", cls._target(url, "url"), cls._opt(interval, "interval"), cls._opt(timeout, "timeout"),
+                   cls._opt(deregister_critical_after, "deregister_critical_after"))._validated()
 
     @classmethod
     def tcp(cls, address: str, *, interval: float | str = 10.0, timeout: float | str | None = None,
             deregister_critical_after: float | str | None = None) -> Check:
         """A TCP connect check to ``host:port``."""
-        if not isinstance(address, str) or not address:
-            raise ValueError("address: must be a non-empty 'host:port' string")
-        return cls("tcp", address, cls._opt(interval, "interval"), cls._opt(timeout, "timeout"),
-                   cls._opt(deregister_critical_after, "deregister_critical_after"))
+        return cls("tcp", cls._target(address, "address"), cls._opt(interval, "interval"),
+                   cls._opt(timeout, "timeout"),
+                   cls._opt(deregister_critical_after, "deregister_critical_after"))._validated()
 
     @classmethod
     def grpc(cls, target: str, *, interval: float | str = 10.0, timeout: float | str | None = None,
              deregister_critical_after: float | str | None = None) -> Check:
         """A gRPC health check of ``host:port[/service]``."""
-        if not isinstance(target, str) or not target:
-            raise ValueError("target: must be a non-empty 'host:port' string")
-        return cls("grpc", target, cls._opt(interval, "interval"), cls._opt(timeout, "timeout"),
-                   cls._opt(deregister_critical_after, "deregister_critical_after"))
+        return cls("grpc", cls._target(target, "target"), cls._opt(interval, "interval"),
+                   cls._opt(timeout, "timeout"),
+                   cls._opt(deregister_critical_after, "deregister_critical_after"))._validated()
 
     @classmethod
     def ttl(cls, ttl: float | str, *, deregister_critical_after: float | str | None = None) -> Check:
         """A TTL check: :func:`consul_rs.register` keeps it passing from a background task."""
         seconds = parse_duration(ttl, "ttl")
-        if seconds <= 0:
-            raise ValueError("ttl: must be positive")
-        return cls("ttl", repr(seconds), None, None, cls._opt(deregister_critical_after, "deregister_critical_after"))
+        # `target` keeps its old text form for readers; the TTL travels as the number `ttl`.
+        return cls("ttl", repr(seconds), None, None, cls._opt(deregister_critical_after, "deregister_critical_after"),
+                   seconds)._validated()
 
-    def _native(self) -> tuple[str, str, float | None, float | None, float | None]:
-        return (self.kind, self.target, self.interval, self.timeout, self.deregister_critical_after)
+    def _native(self) -> tuple[str, str, float | None, float | None, float | None, float | None]:
+        return (self.kind, self.target, self.ttl_seconds, self.interval, self.timeout, self.deregister_critical_after)

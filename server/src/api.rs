@@ -1,10 +1,13 @@
-//! The HTTP client the CLI commands share: where the agent is, which token and datacenter to
-//! send, and Consul's error conventions (a non-2xx answer becomes an error carrying the status
-//! and the agent's plain-text body).
+//! The CLI's client on the SDK: the flags every client command takes (where the agent is, which
+//! token and datacenter to send) turned into a [`consul_sdk::Client`], whose raw
+//! [`consul_sdk::Client::call`] serves the long tail of endpoints the SDK does not wrap. Consul's
+//! error conventions (a non-2xx answer becomes `Unexpected response code: N (body)`) come from
+//! the SDK's [`consul_sdk::RawResponse::error_for_status`].
+
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Args;
-use reqwest::{Method, StatusCode};
 
 /// Flags every client command takes (`-http-addr`, `-token`, `-datacenter`).
 #[derive(Debug, Clone, Default, Args)]
@@ -24,11 +27,11 @@ pub(crate) struct ClientFlags {
     pub(crate) datacenter: Option<String>,
 }
 
-/// A response that the caller inspects itself (status checked or not, see [`Client::send`]).
+/// An answer the caller inspects itself (status checked or not, see [`Client::send`]).
 #[derive(Debug)]
 pub(crate) struct Response {
     /// HTTP status.
-    pub(crate) status: StatusCode,
+    pub(crate) status: u16,
     /// `X-Consul-Index`, when present and numeric.
     pub(crate) index: Option<u64>,
     /// The body.
@@ -42,13 +45,17 @@ impl Response {
     }
 }
 
-/// A connection to one agent.
+/// The SDK's client, with the CLI's query shape (owned values) and its errors as `anyhow`
+/// messages: the SDK does the HTTP, the escaping, the token and datacenter, and words the
+/// errors like Consul's own client.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
-    base: String,
-    token: Option<String>,
-    datacenter: Option<String>,
-    inner: reqwest::Client,
+    sdk: consul_sdk::Client,
+}
+
+/// An SDK error as the CLI prints it: the message alone, without the code.
+pub(crate) fn sdk_err(e: consul_sdk::Error) -> anyhow::Error {
+    anyhow!(e.message)
 }
 
 impl Client {
@@ -65,71 +72,42 @@ impl Client {
                 None => env("CONSUL_HTTP_TOKEN_FILE").map(|p| read_token_file(&p)).transpose()?,
             },
         };
-        let inner = reqwest::Client::builder()
-            // The agent is almost always local; an HTTP_PROXY meant for the outside world must
-            // not capture it.
-            .no_proxy()
-            .build()
-            .context("cannot build the HTTP client")?;
-        Ok(Client { base, token, datacenter: flags.datacenter.clone(), inner })
+        let sdk = consul_sdk::Client::new(consul_sdk::ClientConfig {
+            address: base,
+            token,
+            datacenter: flags.datacenter.clone(),
+            // A CLI command waits as long as the agent takes (a snapshot of a large store, a
+            // restore): no request timeout of its own, in effect.
+            timeout: NO_TIMEOUT,
+        })
+        .map_err(sdk_err)?;
+        Ok(Client { sdk })
     }
 
-    /// Builds the full URL: `path` is already escaped; `query` pairs are escaped here, a `None`
-    /// value gives a bare flag (`?recurse`). `dc` is appended when a datacenter was chosen.
-    pub(crate) fn url(&self, path: &str, query: &[(&str, Option<String>)]) -> String {
-        let mut url = format!("{}{}", self.base, path);
-        let mut pairs: Vec<String> = query
-            .iter()
-            .map(|(k, v)| match v {
-                Some(v) => format!("{}={}", escape(k, false), escape(v, false)),
-                None => escape(k, false),
-            })
-            .collect();
-        if let Some(dc) = &self.datacenter {
-            pairs.push(format!("dc={}", escape(dc, false)));
-        }
-        if !pairs.is_empty() {
-            url.push('?');
-            url.push_str(&pairs.join("&"));
-        }
-        url
+    /// The SDK client underneath, for the commands built on its typed API (watch, lock).
+    pub(crate) fn sdk(&self) -> &consul_sdk::Client {
+        &self.sdk
     }
 
-    /// Sends a request and returns whatever came back, whatever the status.
+    /// Sends a request and returns whatever came back, whatever the status. `query` pairs are
+    /// escaped by the SDK; a `None` value gives a bare flag (`?recurse`).
     pub(crate) async fn send(
         &self,
-        method: Method,
+        method: &str,
         path: &str,
         query: &[(&str, Option<String>)],
         body: Option<Vec<u8>>,
     ) -> Result<Response> {
-        let url = self.url(path, query);
-        let mut req = self.inner.request(method.clone(), &url);
-        if let Some(t) = &self.token {
-            req = req.header("X-Consul-Token", t);
-        }
-        if let Some(b) = body {
-            req = req.body(b);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| anyhow!("Error connecting to Consul agent at {}: {}", self.base, error_chain(&e)))?;
-        let status = resp.status();
-        let index = resp.headers().get("X-Consul-Index").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| anyhow!("error reading the answer to {method} {url}: {}", error_chain(&e)))?
-            .to_vec();
-        Ok(Response { status, index, body })
+        let query: Vec<(&str, Option<&str>)> = query.iter().map(|(k, v)| (*k, v.as_deref())).collect();
+        let resp = self.sdk.call(method, path, &query, body).await.map_err(sdk_err)?;
+        Ok(Response { status: resp.status, index: resp.index(), body: resp.body.to_vec() })
     }
 
     /// Like [`Client::send`], but a non-2xx status is an error: `Unexpected response code: N (body)`,
     /// the wording of Consul's own client.
     pub(crate) async fn call(
         &self,
-        method: Method,
+        method: &str,
         path: &str,
         query: &[(&str, Option<String>)],
         body: Option<Vec<u8>>,
@@ -139,29 +117,16 @@ impl Client {
     }
 }
 
+/// Long enough to never fire for a CLI command, short enough that adding it to "now" cannot
+/// overflow a clock.
+const NO_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
 /// Turns a non-2xx response into an error with the status code and the plain-text body.
 pub(crate) fn check(resp: Response) -> Result<Response> {
-    if resp.status.is_success() {
-        return Ok(resp);
-    }
-    let text = String::from_utf8_lossy(&resp.body);
-    let text = text.trim();
-    if text.is_empty() {
-        bail!("Unexpected response code: {}", resp.status.as_u16());
-    }
-    bail!("Unexpected response code: {} ({})", resp.status.as_u16(), text)
-}
-
-/// reqwest's top-level error says little ("error sending request"); the cause says why.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
+    let Response { status, index, body } = resp;
+    let raw = consul_sdk::RawResponse { status, headers: Vec::new(), body: body.into() };
+    let raw = raw.error_for_status().map_err(sdk_err)?;
+    Ok(Response { status, index, body: raw.body.to_vec() })
 }
 
 fn read_token_file(path: &str) -> Result<String> {
@@ -191,24 +156,7 @@ pub(crate) fn base_url(addr: &str) -> Result<String> {
     Ok(format!("http://{addr}"))
 }
 
-/// Percent-escapes a URL component. `keep_slash` keeps `/` as is, for KV key paths.
-pub(crate) fn escape(s: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        let keep = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (keep_slash && b == b'/');
-        if keep {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The request path for a KV key: `/v1/kv/<escaped key>`.
-pub(crate) fn kv_path(key: &str) -> String {
-    format!("/v1/kv/{}", escape(key, true))
-}
+pub(crate) use consul_sdk::client::{escape, kv_path};
 
 #[cfg(test)]
 mod tests {
@@ -231,23 +179,8 @@ mod tests {
     }
 
     #[test]
-    fn url_building() {
-        let c = Client::new(&ClientFlags {
-            http_addr: Some("127.0.0.1:1".into()),
-            datacenter: Some("dc2".into()),
-            ..ClientFlags::default()
-        })
-        .expect("client");
-        assert_eq!(
-            c.url("/v1/kv/a", &[("recurse", None), ("separator", Some("/".into()))]),
-            "http://127.0.0.1:1/v1/kv/a?recurse&separator=%2F&dc=dc2"
-        );
-    }
-
-    #[test]
     fn non_success_is_an_error_with_body() {
-        let r =
-            Response { status: StatusCode::INTERNAL_SERVER_ERROR, index: None, body: b"No cluster leader\n".to_vec() };
+        let r = Response { status: 500, index: None, body: b"No cluster leader\n".to_vec() };
         let e = check(r).expect_err("500").to_string();
         assert_eq!(e, "Unexpected response code: 500 (No cluster leader)");
     }
