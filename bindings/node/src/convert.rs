@@ -356,6 +356,8 @@ impl JsRegistration {
 
 /// Milliseconds from a Go duration string (`"10s"`, `"1m30s"`), parsed by the SDK: the one
 /// implementation behind `index.js`'s durations.
+// Called from JS only (napi registers it); rustc cannot see that use.
+#[allow(dead_code)]
 #[napi]
 pub fn parse_duration(text: String, name: String) -> Result<f64> {
     let d = consul_sdk::duration::parse(&name, &text).map_err(js_err)?;
@@ -363,6 +365,8 @@ pub fn parse_duration(text: String, name: String) -> Result<f64> {
 }
 
 /// A number of milliseconds checked by the SDK (finite, not negative); answers it unchanged.
+// Called from JS only (napi registers it); rustc cannot see that use.
+#[allow(dead_code)]
 #[napi]
 pub fn check_millis(ms: f64, name: String) -> Result<f64> {
     millis(&name, ms).map_err(js_err)?;
@@ -370,12 +374,16 @@ pub fn check_millis(ms: f64, name: String) -> Result<f64> {
 }
 
 /// Checks one check as `register` will (the SDK's rules and messages).
+// Called from JS only (napi registers it); rustc cannot see that use.
+#[allow(dead_code)]
 #[napi]
 pub fn validate_check(check: JsCheck) -> Result<()> {
     check.into_sdk().map(|_| ()).map_err(js_err)
 }
 
 /// Checks a registration as `register` will, without sending it.
+// Called from JS only (napi registers it); rustc cannot see that use.
+#[allow(dead_code)]
 #[napi]
 pub fn validate_registration(reg: JsRegistration) -> Result<()> {
     reg.into_sdk().map(|_| ()).map_err(js_err)
@@ -383,6 +391,8 @@ pub fn validate_registration(reg: JsRegistration) -> Result<()> {
 
 /// Checks an option by name as the SDK parses it: `kind` is `consistency`, `strategy` or
 /// `check`.
+// Called from JS only (napi registers it); rustc cannot see that use.
+#[allow(dead_code)]
 #[napi]
 pub fn validate_option(kind: String, value: String) -> Result<()> {
     let r = match kind.as_str() {
