@@ -68,14 +68,30 @@ check "header compiles as C++11 (-pedantic, extern \"C\")" "$CXX" -std=c++11 -pe
   "$work/h.cpp" -o "$work/hpp" -L"$BUILD" -lconsul_rs -Wl,-rpath,"$BUILD"
 check "C++ program links and runs" "$work/hpp"
 
+# The shared validation table (bindings/sdk/tests/validation_cases.json, also replayed by the
+# Rust SDK, pytest and node:test suites) as C string literals for test_validation.c.
+python3 - "$C_DIR/../bindings/sdk/tests/validation_cases.json" >"$work/validation_cases.h" <<'PY'
+import json, sys
+table = json.load(open(sys.argv[1]))
+lit = lambda s: "NULL" if s is None else json.dumps(s, ensure_ascii=False)  # a valid C literal here
+print("/* generated from validation_cases.json by c/tests/run.sh */")
+print("static const struct reg_case REG_CASES[] = {")
+for c in table["registrations"]:
+    print(f"  {{{lit(c['case'])}, {lit(json.dumps(c['input'], ensure_ascii=False))}, {lit(c['error'])}}},")
+print("};")
+print("static const struct opt_case OPT_CASES[] = {")
+for c in table["options"]:
+    print(f"  {{{lit(c['case'])}, {lit(c['kind'])}, {lit(c['input'])}, {lit(c['error'])}}},")
+print("};")
+PY
 tests=()
 for src in "$C_DIR"/tests/test_*.c; do tests+=("$(basename "$src" .c)"); done
 
 echo "== build (ASan + UBSan, and plain for valgrind)"
 for t in "${tests[@]}"; do
   check "build $t (asan,ubsan)" "$CC" -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
-    -fno-sanitize-recover=all "${WARN[@]}" -I"$C_DIR/include" "$C_DIR/tests/$t.c" -o "$BUILD/$t.asan" "${LIBS[@]}"
-  check "build $t (plain)" "$CC" -std=gnu11 -g "${WARN[@]}" -I"$C_DIR/include" "$C_DIR/tests/$t.c" -o "$BUILD/$t" "${LIBS[@]}"
+    -fno-sanitize-recover=all "${WARN[@]}" -I"$C_DIR/include" -I"$work" "$C_DIR/tests/$t.c" -o "$BUILD/$t.asan" "${LIBS[@]}"
+  check "build $t (plain)" "$CC" -std=gnu11 -g "${WARN[@]}" -I"$C_DIR/include" -I"$work" "$C_DIR/tests/$t.c" -o "$BUILD/$t" "${LIBS[@]}"
 done
 
 for t in "${tests[@]}"; do
