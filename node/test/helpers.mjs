@@ -50,19 +50,35 @@ export async function eventually(pred, timeoutMs = 10000, everyMs = 25) {
   }
 }
 
-/** Starts `consul-rs agent -dev` on free ports; resolves to { addr, proc, stop() }. */
+/**
+ * Starts `consul-rs agent -dev` on free ports; resolves to { addr, proc, stop() }.
+ * Ports are found by bind-then-release, so another test file may take one first: an agent
+ * that exits before answering is started again on fresh ports (up to 3 tries).
+ */
 export async function startBinaryAgent() {
+  for (let attempt = 1; ; attempt++) {
+    const agent = await startBinaryAgentOnce();
+    if (agent) return agent;
+    if (attempt === 3) throw new Error('consul-rs dev agent did not come up');
+  }
+}
+
+async function startBinaryAgentOnce() {
   const http = await freePort();
   const args = ['agent', '-dev', '-client', '127.0.0.1', '-bind=127.0.0.1', `-http-port=${http}`,
     `-server-port=${await freePort()}`, `-serf-lan-port=${await freePort()}`, `-dns-port=${await freePort()}`,
     '-log-level', 'warn'];
   const proc = spawn(binary(), args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  let exited = false;
+  proc.once('exit', () => { exited = true; });
   const addr = `127.0.0.1:${http}`;
   const up = await eventually(async () => {
+    if (exited) return true;
     const r = await fetch(`http://${addr}/v1/status/leader`);
     const text = await r.text();
     return text.trim() !== '""' && text.trim() !== '';
   }, 30000, 50);
+  if (exited) return null;
   if (!up) {
     proc.kill('SIGKILL');
     throw new Error('consul-rs dev agent did not come up');

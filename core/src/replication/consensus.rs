@@ -628,11 +628,18 @@ impl Consensus {
 
 /// Unwraps what the dedup window may have answered for a tracked write.
 pub(crate) fn settle_write(index: u64, resp: CommandResponse) -> Result<(u64, CommandResponse)> {
-    match resp {
-        CommandResponse::Replayed { index, response } => Ok((index, *response)),
+    let (index, resp) = match resp {
+        CommandResponse::Replayed { index, response } => (index, *response),
         CommandResponse::Expired => {
-            Err(Error::OutcomeUnknown("the request is older than the server's record of applied requests".into()))
+            return Err(Error::OutcomeUnknown(
+                "the request is older than the server's record of applied requests".into(),
+            ));
         }
+        resp => (index, resp),
+    };
+    match resp {
+        // A refusal is the same on every server and changed nothing: the caller's error.
+        CommandResponse::Failed(e) => Err(Error::Apply(e)),
         resp => Ok((index, resp)),
     }
 }

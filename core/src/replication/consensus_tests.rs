@@ -167,3 +167,19 @@ fn a_write_whose_commit_the_leader_cannot_confirm_is_never_answered_no_leader() 
         }
     });
 }
+
+/// A command the state machine refuses is the caller's error (`Error::Apply`, with its own HTTP
+/// status) whether it is answered the first time or replayed from the dedup window.
+#[test]
+fn a_refused_write_is_an_apply_error_first_time_and_replayed() {
+    use crate::error::ApplyError;
+    let refusal = || ApplyError::InvalidRegistration("no node".into());
+    let first = settle_write(7, CommandResponse::Failed(refusal()));
+    assert!(matches!(first, Err(Error::Apply(ref e)) if *e == refusal()), "{first:?}");
+    let replayed = CommandResponse::Replayed { index: 5, response: Box::new(CommandResponse::Failed(refusal())) };
+    let again = settle_write(9, replayed);
+    assert!(matches!(again, Err(Error::Apply(ref e)) if *e == refusal()), "{again:?}");
+    assert_eq!(Error::Apply(refusal()).http_status(), 400);
+    let ok = settle_write(9, CommandResponse::Replayed { index: 5, response: Box::new(CommandResponse::Ok) });
+    assert!(matches!(ok, Ok((5, CommandResponse::Ok))), "{ok:?}");
+}
