@@ -66,6 +66,17 @@ pub enum Error {
     /// The Raft engine failed in a way that is not the caller's fault. HTTP 500.
     #[error("raft error: {0}")]
     Raft(String),
+    /// The request's token does not exist (or expired). HTTP 403, Consul's "ACL not found".
+    #[error("ACL not found")]
+    AclNotFound,
+    /// The token lacks a permission; the message names the accessor, the permission and the
+    /// resource (`Permission denied: token with AccessorID '…' lacks permission 'key:write' on
+    /// "foo"`). HTTP 403.
+    #[error("Permission denied: {0}")]
+    PermissionDenied(String),
+    /// An ACL endpoint was called on an agent without ACLs. HTTP 401, Consul's wording.
+    #[error("ACL support disabled")]
+    AclDisabled,
 }
 
 impl Error {
@@ -73,6 +84,8 @@ impl Error {
     pub fn http_status(&self) -> u16 {
         match self {
             Error::BadRequest(_) | Error::Config(_) | Error::Apply(ApplyError::InvalidRegistration(_)) => 400,
+            Error::AclDisabled => 401,
+            Error::AclNotFound | Error::PermissionDenied(_) => 403,
             Error::NotFound(_) => 404,
             Error::TxnRolledBack(_) => 409,
             Error::TooLarge(_) => 413,
