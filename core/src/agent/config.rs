@@ -96,6 +96,8 @@ pub struct AgentConfig {
     /// `disable_coordinates`: no network coordinates at all — the agent neither keeps nor
     /// publishes one, `/v1/coordinate/*` answers 401, `?near=` does not sort.
     pub disable_coordinates: bool,
+    /// `acl { … }` (and the legacy top-level `acl_*` keys).
+    pub acl: crate::api::authz::AclSettings,
     /// Shortest period between two coordinate publications by this agent (Consul's
     /// `sync_coordinate_interval_min`, 15 s; tests use less). The period grows with the
     /// cluster size so the whole datacenter stays near `sync_coordinate_rate_target`.
@@ -173,6 +175,7 @@ impl Default for AgentConfig {
             disable_keyring_file: false,
             gossip_lan: crate::membership::gossip::GossipConfig::lan(),
             disable_coordinates: false,
+            acl: crate::api::authz::AclSettings::default(),
             sync_coordinate_interval_min: Duration::from_secs(15),
             sync_coordinate_rate_target: 64.0,
         }
@@ -315,6 +318,7 @@ impl AgentConfig {
             default_query_time: self.default_query_time,
             max_query_time: self.max_query_time,
             disable_coordinates: self.disable_coordinates,
+            acl: self.acl.clone(),
         }
     }
 }

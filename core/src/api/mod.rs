@@ -7,5 +7,6 @@
 //! [`crate::replication`], [`crate::wire`], [`crate::state`], [`crate::rpc`]. Never
 //! the agent layer above: what it needs of the configuration is handed to it as plain values.
 
+pub mod authz;
 pub mod dns;
 pub mod http;

@@ -67,6 +67,8 @@ pub struct ApiSettings {
     pub max_query_time: std::time::Duration,
     /// `disable_coordinates`.
     pub disable_coordinates: bool,
+    /// `acl { … }`.
+    pub acl: crate::api::authz::AclSettings,
 }
 
 /// Request size limits (`limits { … }`).
