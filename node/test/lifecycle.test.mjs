@@ -22,7 +22,8 @@ describe('process lifetime', () => {
     const out = await run(`
       import { Agent, Client, register, Check } from 'consul-rs';
       const c = new Client({ address: ${JSON.stringify(addr)} });
-      const w = c.watch.keyPrefix('life/');
+      // A prefix nothing below writes to: the pending next() must end by close(), not by a change.
+      const w = c.watch.keyPrefix('life-idle/');
       await w.next();
       const pending = w.next();
       const sub = c.watch.key('life/k').subscribe(() => {});

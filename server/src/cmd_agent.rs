@@ -248,7 +248,7 @@ pub(crate) fn build_settings(args: &AgentArgs, matches: Option<&ArgMatches>) -> 
     }
     s.apply_value(&flags_as_config(args), "command-line flags")?;
     parse_log_level(&s.log_level)?;
-    s.settle_leave_defaults();
+    s.finish()?;
     s.agent.validate().map_err(|e| anyhow!("{e}"))?;
     Ok(s)
 }

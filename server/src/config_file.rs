@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(s.log_level, "debug");
         assert!(s.log_json);
         assert_eq!(s.pid_file.as_deref(), Some(Path::new("/tmp/p")));
-        assert!(s.accepted_unused.contains("acl"));
+        assert!(!s.agent.acl.enabled);
         assert!(s.accepted_unused.contains("ports.grpc"));
     }
 

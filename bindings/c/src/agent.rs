@@ -53,6 +53,7 @@ pub(crate) fn agent_config(text: Option<&str>) -> CResult<AgentConfig> {
     s.agent.client_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     s.agent.retry_interval = Duration::from_secs(1);
     s.apply_value(&v, "config_json").map_err(|e| CError::invalid("config_json", e))?;
+    s.finish().map_err(|e| CError::invalid("config_json", e))?;
     s.agent.validate().map_err(|e| CError::invalid("config_json", e))?;
     Ok(s.agent)
 }

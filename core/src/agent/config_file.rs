@@ -24,6 +24,8 @@ use crate::agent::config::AgentConfig;
 use crate::duration::parse_go_duration;
 use crate::error::Error;
 
+mod security;
+
 /// Results of this module; errors are [`Error::Config`] naming the key and the source.
 type Result<T> = std::result::Result<T, Error>;
 
@@ -52,6 +54,8 @@ pub struct Settings {
     pub ui: bool,
     /// Keys seen that Consul knows but this agent does not act on yet (dotted names).
     pub accepted_unused: BTreeSet<String>,
+    /// `primary_datacenter` / `acl_datacenter`: the ACL authority, checked in [`Settings::finish`].
+    acl_primary_datacenter: Option<String>,
 }
 
 impl Settings {
@@ -69,6 +73,7 @@ impl Settings {
             dns_disabled: false,
             ui: dev,
             accepted_unused: BTreeSet::new(),
+            acl_primary_datacenter: None,
         }
     }
 
@@ -227,6 +232,13 @@ impl Settings {
                 }
                 self.accepted_unused.insert(key.to_string());
             }
+            "acl" => {
+                for block in ctx.blocks(key, v)? {
+                    self.apply_acl(ctx, block)?;
+                }
+            }
+            _ if self.apply_legacy_acl(ctx, key, v)? => {}
+            _ if self.refuse_tls(ctx, key, v)? => {}
             _ if ACCEPTED_UNUSED.contains(&key) => {
                 self.accepted_unused.insert(key.to_string());
             }
@@ -254,8 +266,14 @@ impl Settings {
                         self.agent.dns.enabled = false;
                     }
                 },
-                "https" | "grpc" | "grpc_tls" | "serf_wan" | "sidecar_min_port" | "sidecar_max_port"
-                | "expose_min_port" | "expose_max_port" => {
+                // Nothing serves HTTPS yet: a port for it would be a promise not kept.
+                "https" => {
+                    if ctx.port(&key, v, true)?.is_some() {
+                        return Err(ctx.bad(&key, "HTTPS is not supported by this agent yet; set it to -1"));
+                    }
+                }
+                "grpc" | "grpc_tls" | "serf_wan" | "sidecar_min_port" | "sidecar_max_port" | "expose_min_port"
+                | "expose_max_port" => {
                     ctx.port(&key, v, true)?;
                     self.accepted_unused.insert(key);
                 }
@@ -347,6 +365,12 @@ impl Settings {
         Ok(())
     }
 
+    /// Settles what depends on several sources; call once after the last one was applied.
+    pub fn finish(&mut self) -> Result<()> {
+        self.settle_leave_defaults();
+        self.settle_acl()
+    }
+
     /// The leave defaults follow the role unless set explicitly (Consul's `leave_on_terminate`
     /// and `skip_leave_on_interrupt` defaults differ for servers and clients).
     pub fn settle_leave_defaults(&mut self) {
@@ -419,9 +443,7 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "rejoin_after_leave",
     "reconnect_timeout_wan",
     "node_meta",
-    "primary_datacenter",
     "connect",
-    "acl",
     "telemetry",
     "watches",
     "addresses",
@@ -431,15 +453,6 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "autopilot",
     "discovery_max_stale",
     "use_streaming_backend",
-    "tls",
-    "verify_incoming",
-    "verify_outgoing",
-    "verify_server_hostname",
-    "ca_file",
-    "ca_path",
-    "cert_file",
-    "key_file",
-    "auto_encrypt",
     "license_path",
     "disable_host_node_id",
     "disable_http_unprintable_char_filter",

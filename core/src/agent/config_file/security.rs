@@ -1,0 +1,272 @@
+//! The security keys: `acl { … }` with the legacy `acl_*` spellings Consul still reads, and the
+//! TLS keys, which this agent cannot honour yet and therefore refuses (a configuration that
+//! asks for TLS must never start a plaintext agent).
+
+use serde_json::{Map, Value};
+
+use super::{Ctx, Result, Settings};
+use crate::api::authz::DownPolicy;
+
+impl Settings {
+    /// `acl { … }`.
+    pub(super) fn apply_acl(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
+        for (k, v) in block {
+            let key = format!("acl.{k}");
+            let acl = &mut self.agent.acl;
+            match k.as_str() {
+                "enabled" => acl.enabled = ctx.bool(&key, v)?,
+                "default_policy" => acl.default_allow = default_policy(ctx, &key, v)?,
+                "down_policy" => acl.down_policy = down_policy(ctx, &key, v)?,
+                "token_ttl" => acl.token_ttl = ctx.duration(&key, v)?,
+                "policy_ttl" => acl.policy_ttl = ctx.duration(&key, v)?,
+                "role_ttl" => acl.role_ttl = ctx.duration(&key, v)?,
+                "enable_key_list_policy" => acl.enable_key_list_policy = ctx.bool(&key, v)?,
+                "enable_token_persistence" => acl.enable_token_persistence = ctx.bool(&key, v)?,
+                // Replication pulls tokens from the primary datacenter; with one datacenter
+                // there is nothing to replicate, so "false" is the only honest value.
+                "enable_token_replication" => {
+                    if ctx.bool(&key, v)? {
+                        return Err(ctx.bad(
+                            &key,
+                            "ACL token replication needs a secondary datacenter; multiple datacenters are not \
+                             supported yet",
+                        ));
+                    }
+                }
+                "tokens" => {
+                    for tokens in ctx.blocks(&key, v)? {
+                        self.apply_acl_tokens(ctx, tokens)?;
+                    }
+                }
+                // Deprecated no-ops in Consul itself (1.4 removed what they tuned).
+                "disabled_ttl" => {
+                    ctx.duration(&key, v)?;
+                    self.accepted_unused.insert(key);
+                }
+                _ => {
+                    return Err(ctx.bad(
+                        &key,
+                        "unknown or unsupported ACL setting (known: enabled, default_policy, down_policy, token_ttl, \
+                         policy_ttl, role_ttl, enable_key_list_policy, enable_token_persistence, \
+                         enable_token_replication, tokens)",
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_acl_tokens(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
+        for (k, v) in block {
+            let key = format!("acl.tokens.{k}");
+            let secret = Some(ctx.string(&key, v)?).filter(|s| !s.is_empty());
+            let t = &mut self.agent.acl.tokens;
+            match k.as_str() {
+                "initial_management" | "master" => t.initial_management = secret,
+                "agent" => t.agent = secret,
+                "agent_recovery" | "agent_master" => t.agent_recovery = secret,
+                "default" => t.default = secret,
+                "replication" => t.replication = secret,
+                "config_file_service_registration" => t.config_file_service_registration = secret,
+                "dns" => t.dns = secret,
+                _ => return Err(ctx.bad(&key, "unknown ACL token kind")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The pre-1.4 top-level ACL keys. Returns false when `key` is not one of them.
+    pub(super) fn apply_legacy_acl(&mut self, ctx: &Ctx<'_>, key: &str, v: &Value) -> Result<bool> {
+        let acl = &mut self.agent.acl;
+        match key {
+            // Setting the ACL datacenter is how ACLs were turned on before the `acl` block.
+            "acl_datacenter" => {
+                let dc = ctx.string(key, v)?.to_lowercase();
+                if !dc.is_empty() {
+                    acl.enabled = true;
+                    self.acl_primary_datacenter = Some(dc);
+                }
+            }
+            "acl_default_policy" => acl.default_allow = default_policy(ctx, key, v)?,
+            "acl_down_policy" => acl.down_policy = down_policy(ctx, key, v)?,
+            "acl_ttl" => acl.token_ttl = ctx.duration(key, v)?,
+            "acl_enable_key_list_policy" => acl.enable_key_list_policy = ctx.bool(key, v)?,
+            "acl_master_token" => acl.tokens.initial_management = Some(ctx.string(key, v)?).filter(|s| !s.is_empty()),
+            "acl_token" => acl.tokens.default = Some(ctx.string(key, v)?).filter(|s| !s.is_empty()),
+            "acl_agent_token" => acl.tokens.agent = Some(ctx.string(key, v)?).filter(|s| !s.is_empty()),
+            "acl_agent_master_token" => acl.tokens.agent_recovery = Some(ctx.string(key, v)?).filter(|s| !s.is_empty()),
+            "acl_replication_token" => acl.tokens.replication = Some(ctx.string(key, v)?).filter(|s| !s.is_empty()),
+            "primary_datacenter" => {
+                let dc = ctx.string(key, v)?.to_lowercase();
+                self.acl_primary_datacenter = Some(dc).filter(|d| !d.is_empty());
+            }
+            // Consul removed these; a file that still sets them was written for a Consul that
+            // behaved differently, so say so rather than guess.
+            "acl_enforce_version_8" => {
+                return Err(ctx.bad(key, "was removed in Consul 1.4 (ACLs are always enforced when enabled)"))
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// After all sources: the primary datacenter (ACL authority) must be this one.
+    pub(super) fn settle_acl(&self) -> Result<()> {
+        if let Some(primary) = &self.acl_primary_datacenter {
+            if *primary != self.agent.datacenter && self.agent.acl.enabled {
+                return Err(crate::error::Error::Config(format!(
+                    "primary_datacenter {primary:?} differs from datacenter {:?}: ACLs would have to be \
+                     replicated from another datacenter, and multiple datacenters are not supported yet",
+                    self.agent.datacenter
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A TLS key (the 1.12+ `tls` block or a legacy top-level one): refused when it asks for
+    /// TLS, accepted when it asks for nothing (`verify_incoming = false`, empty paths). Returns
+    /// false when `key` is not a TLS key.
+    pub(super) fn refuse_tls(&mut self, ctx: &Ctx<'_>, key: &str, v: &Value) -> Result<bool> {
+        const LEGACY: &[&str] = &[
+            "verify_incoming",
+            "verify_incoming_rpc",
+            "verify_incoming_https",
+            "verify_outgoing",
+            "verify_server_hostname",
+            "ca_file",
+            "ca_path",
+            "cert_file",
+            "key_file",
+            "tls_min_version",
+            "tls_cipher_suites",
+            "tls_prefer_server_cipher_suites",
+            "auto_encrypt",
+        ];
+        if key != "tls" && !LEGACY.contains(&key) {
+            return Ok(false);
+        }
+        if let Some(path) = asks_for_something(key, v) {
+            return Err(ctx.bad(
+                &path,
+                "TLS is not supported by this agent yet; it refuses to start rather than serve plaintext \
+                 where TLS was asked for",
+            ));
+        }
+        self.accepted_unused.insert(key.to_string());
+        Ok(true)
+    }
+}
+
+/// The first setting under `key` that asks for something (a true flag, a non-empty string or
+/// list), as a dotted path; `None` when every value is off or empty.
+fn asks_for_something(key: &str, v: &Value) -> Option<String> {
+    match v {
+        Value::Bool(b) => b.then(|| key.to_string()),
+        Value::String(s) if s == "false" || s.is_empty() => None,
+        Value::String(_) | Value::Number(_) => Some(key.to_string()),
+        Value::Null => None,
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            // A repeated HCL block is a list of objects: keep the block's own key.
+            let path = if item.is_object() { key.to_string() } else { format!("{key}[{i}]") };
+            asks_for_something(&path, item)
+        }),
+        Value::Object(m) => m.iter().find_map(|(k, item)| asks_for_something(&format!("{key}.{k}"), item)),
+    }
+}
+
+fn default_policy(ctx: &Ctx<'_>, key: &str, v: &Value) -> Result<bool> {
+    match ctx.string(key, v)?.as_str() {
+        "allow" => Ok(true),
+        "deny" => Ok(false),
+        other => Err(ctx.bad(key, &format!("invalid default policy {other:?}: use \"allow\" or \"deny\""))),
+    }
+}
+
+fn down_policy(ctx: &Ctx<'_>, key: &str, v: &Value) -> Result<DownPolicy> {
+    ctx.string(key, v)?.parse().map_err(|e: String| ctx.bad(key, &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn apply(v: Value) -> Result<Settings> {
+        let mut s = Settings::new(false);
+        s.apply_value(&v, "test.json")?;
+        s.finish()?;
+        Ok(s)
+    }
+
+    fn err(v: Value) -> String {
+        apply(v).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn acl_block_and_tokens() {
+        let s = apply(json!({"acl": {
+            "enabled": true, "default_policy": "deny", "down_policy": "async-cache", "token_ttl": "10s",
+            "enable_key_list_policy": true, "enable_token_persistence": true,
+            "tokens": {"initial_management": "root", "agent": "a", "default": "d", "agent_recovery": "r", "dns": "n"}
+        }}))
+        .expect("valid");
+        let acl = &s.agent.acl;
+        assert!(acl.enabled && !acl.default_allow && acl.enable_key_list_policy && acl.enable_token_persistence);
+        assert_eq!(acl.down_policy, DownPolicy::AsyncCache);
+        assert_eq!(acl.token_ttl, std::time::Duration::from_secs(10));
+        assert_eq!(acl.tokens.initial_management.as_deref(), Some("root"));
+        assert_eq!(acl.tokens.agent.as_deref(), Some("a"));
+        assert_eq!(acl.tokens.default.as_deref(), Some("d"));
+        assert_eq!(acl.tokens.agent_recovery.as_deref(), Some("r"));
+        assert_eq!(acl.tokens.dns.as_deref(), Some("n"));
+    }
+
+    #[test]
+    fn legacy_spellings() {
+        let s = apply(json!({"acl_datacenter": "dc1", "acl_default_policy": "deny", "acl_master_token": "m",
+            "acl_agent_master_token": "am", "acl_token": "t"}))
+        .expect("valid");
+        let acl = &s.agent.acl;
+        assert!(acl.enabled, "acl_datacenter turns ACLs on");
+        assert!(!acl.default_allow);
+        assert_eq!(acl.tokens.initial_management.as_deref(), Some("m"));
+        assert_eq!(acl.tokens.agent_recovery.as_deref(), Some("am"));
+        assert_eq!(acl.tokens.default.as_deref(), Some("t"));
+        let s = apply(json!({"acl": {"tokens": {"master": "m2", "agent_master": "am2"}}})).expect("valid");
+        assert_eq!(s.agent.acl.tokens.initial_management.as_deref(), Some("m2"));
+        assert_eq!(s.agent.acl.tokens.agent_recovery.as_deref(), Some("am2"));
+    }
+
+    #[test]
+    fn bad_acl_settings_are_refused_by_name() {
+        assert!(err(json!({"acl": {"default_policy": "maybe"}})).contains("acl.default_policy"));
+        assert!(err(json!({"acl": {"down_policy": "x"}})).contains("acl.down_policy"));
+        assert!(err(json!({"acl": {"bogus": true}})).contains("acl.bogus"));
+        assert!(err(json!({"acl": {"tokens": {"bogus": "x"}}})).contains("acl.tokens.bogus"));
+        assert!(err(json!({"acl": {"enable_token_replication": true}})).contains("enable_token_replication"));
+        assert!(err(json!({"acl_enforce_version_8": true})).contains("acl_enforce_version_8"));
+        let other_dc = err(json!({"primary_datacenter": "dc0", "acl": {"enabled": true}}));
+        assert!(other_dc.contains("primary_datacenter"), "{other_dc}");
+        apply(json!({"primary_datacenter": "dc1", "acl": {"enabled": true}})).expect("same datacenter is fine");
+    }
+
+    #[test]
+    fn tls_settings_are_refused_unless_off() {
+        for v in [
+            json!({"verify_incoming": true}),
+            json!({"cert_file": "/etc/c.pem"}),
+            json!({"tls": {"defaults": {"ca_file": "/ca.pem"}}}),
+            json!({"tls": [{"internal_rpc": {"verify_server_hostname": true}}]}),
+            json!({"auto_encrypt": {"tls": true}}),
+        ] {
+            let e = err(v.clone());
+            assert!(e.contains("TLS is not supported"), "{v}: {e}");
+        }
+        let e = err(json!({"tls": {"defaults": {"verify_incoming": true}}}));
+        assert!(e.contains("tls.defaults.verify_incoming"), "names the key: {e}");
+        apply(json!({"verify_incoming": false, "tls": {"defaults": {"verify_outgoing": false}}, "ca_file": ""}))
+            .expect("settings that ask for nothing are accepted");
+    }
+}
