@@ -223,13 +223,7 @@ impl AgentConfig {
         if !self.dev && self.data_dir.is_none() {
             return Err(Error::Config("data_dir: required unless -dev is given".into()));
         }
-        if self.acl.enabled {
-            return Err(Error::Config(
-                "acl.enabled: ACL enforcement is not available in this build yet; the agent refuses to start \
-                 rather than run open"
-                    .into(),
-            ));
-        }
+
         if self.bootstrap && self.bootstrap_expect > 0 {
             return Err(Error::Config("bootstrap and bootstrap_expect: cannot both be set".into()));
         }

@@ -110,8 +110,23 @@ impl Settings {
         Ok(true)
     }
 
-    /// After all sources: the primary datacenter (ACL authority) must be this one.
+    /// After all sources: the ACL settings as a whole.
     pub(super) fn settle_acl(&self) -> Result<()> {
+        self.settle_acl_datacenter()?;
+        // Until every endpoint enforces ACLs, a configuration that enables them must not start
+        // an agent that would answer as if they were on.
+        if self.agent.acl.enabled {
+            return Err(crate::error::Error::Config(
+                "acl.enabled: ACL enforcement is not available in this build yet; the agent refuses to start \
+                 rather than run open"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The primary datacenter (the ACL authority) must be this one.
+    fn settle_acl_datacenter(&self) -> Result<()> {
         if let Some(primary) = &self.acl_primary_datacenter {
             if *primary != self.agent.datacenter && self.agent.acl.enabled {
                 return Err(crate::error::Error::Config(format!(
@@ -196,7 +211,8 @@ mod tests {
     fn apply(v: Value) -> Result<Settings> {
         let mut s = Settings::new(false);
         s.apply_value(&v, "test.json")?;
-        s.finish()?;
+        s.settle_leave_defaults();
+        s.settle_acl_datacenter()?;
         Ok(s)
     }
 
