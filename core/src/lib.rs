@@ -26,8 +26,9 @@
 //!     │
 //!   state        the replicated data: commands, KV, txn, catalog, sessions, dedup, watches
 //!     │
-//!   clock · coordinate · duration · error   leaf modules: the clock seam, Vivaldi math, Go
-//!                                           durations, the error type
+//!   acl · clock · coordinate · duration · error   leaf modules: ACL rules and authorizer, the
+//!                                                 clock seam, Vivaldi math, Go durations, the
+//!                                                 error type
 //! ```
 //!
 //! - [`agent`]: start/stop an agent; owns every listener and task; [`agent::config`] and
@@ -48,10 +49,13 @@
 //!   an in-memory twin, [`rpc::memory::MemoryNetwork`]); each subsystem owns its message types.
 //! - [`state`]: the replicated data and change notification; [`state::command`] (Raft log
 //!   payloads), [`state::archive`] (the `/v1/snapshot` format), [`state::dedup`].
+//! - [`acl`]: the ACL rules language (HCL/JSON), rule merging, the authorizer and Consul's
+//!   built-in policies, identities and templated policies (a leaf: pure code, no I/O).
 //! - [`clock`]: the clock seam ([`clock::SystemClock`], and [`clock::ManualClock`] for
 //!   simulations).
 //! - [`coordinate`]: Vivaldi network coordinates (the algorithm and the local client).
 
+pub mod acl;
 pub mod agent;
 pub mod api;
 pub mod clock;
