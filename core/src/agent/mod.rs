@@ -125,6 +125,13 @@ impl Agent {
     /// Starts an agent. Fails with a clear error on invalid configuration or a port in use.
     pub async fn start(config: AgentConfig) -> Result<Agent> {
         config.validate()?;
+        if config.acl.enabled && !config.server {
+            // A client agent would have to resolve tokens through the servers (an RPC this
+            // agent does not have yet); refusing beats answering with the wrong permissions.
+            return Err(Error::Config(
+                "acl.enabled: ACLs on client agents (server = false) are not supported yet".into(),
+            ));
+        }
         let node_id = load_node_id(&config)?;
         let raft_id = raft::raft_id(&node_id);
         let rpc_listener = bind("server RPC", SocketAddr::new(config.bind_addr, config.ports.server)).await?;
@@ -261,12 +268,15 @@ impl Agent {
         tasks.push(tokio::spawn(gossip.clone().run(shutdown.clone())));
         tasks.push(tokio::spawn(cluster.clone().run(shutdown.clone())));
 
+        let acl =
+            Arc::new(crate::api::authz::AclResolver::new(config.acl.clone(), &config.datacenter, &config.node_name));
         // Servers resolve DNS queries their client agents forward, even with their own DNS port off.
         let dns = Arc::new(crate::api::dns::DnsContext::new(
             backend.clone(),
             config.dns.clone(),
             config.datacenter.clone(),
             shutdown.clone(),
+            acl.clone(),
         ));
 
         if let Some(client) = &coordinates {
@@ -305,6 +315,7 @@ impl Agent {
             local: local.clone(),
             left: left.clone(),
             coordinates: coordinates.clone(),
+            acl: acl.clone(),
         });
         let app = http::router(ctx);
         if let Some(c) = &consensus {

@@ -92,3 +92,311 @@ pub struct AgentTokens {
     /// `dns`: the token DNS queries are answered with (falls back to `default`).
     pub dns: Option<String>,
 }
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::acl::authorizer::{Authorizer, Denied};
+use crate::acl::rules::{Need, Resource, Scalar};
+use crate::error::Error;
+
+/// What one resolved token may do: its accessor (for denial messages) and its authorizer.
+/// Shared between requests through the resolver's cache.
+#[derive(Debug)]
+pub struct Authz {
+    accessor: String,
+    authorizer: Arc<Authorizer>,
+    /// Whether ACLs are on at all (off: everything is allowed and nothing is filtered).
+    enabled: bool,
+}
+
+impl Authz {
+    /// ACLs disabled: everything allowed.
+    pub fn disabled() -> Arc<Authz> {
+        Arc::new(Authz { accessor: String::new(), authorizer: Arc::new(Authorizer::management()), enabled: false })
+    }
+
+    /// A resolved token.
+    pub fn new(accessor: impl Into<String>, authorizer: Arc<Authorizer>) -> Arc<Authz> {
+        Arc::new(Authz { accessor: accessor.into(), authorizer, enabled: true })
+    }
+
+    /// The token's AccessorID (empty when ACLs are off).
+    pub fn accessor(&self) -> &str {
+        &self.accessor
+    }
+
+    /// Whether `need` on the resource `name` is granted.
+    pub fn allows(&self, r: Resource, name: &str, need: Need) -> bool {
+        self.authorizer.allows(r, name, need)
+    }
+
+    /// Whether `need` on a global permission is granted.
+    pub fn allows_scalar(&self, s: Scalar, need: Need) -> bool {
+        self.authorizer.allows_scalar(s, need)
+    }
+
+    /// `need` on the resource `name`, or a 403 naming both.
+    pub fn require(&self, r: Resource, name: &str, need: Need) -> Result<(), Error> {
+        if self.allows(r, name, need) {
+            Ok(())
+        } else {
+            Err(Denied::resource(r, name, need).into_error(&self.accessor))
+        }
+    }
+
+    /// `need` on a global permission, or a 403 naming it.
+    pub fn require_scalar(&self, s: Scalar, need: Need) -> Result<(), Error> {
+        if self.allows_scalar(s, need) {
+            Ok(())
+        } else {
+            Err(Denied::scalar(s, need).into_error(&self.accessor))
+        }
+    }
+
+    /// Write on every key under `prefix` (recursive deletes), or a 403.
+    pub fn require_key_write_prefix(&self, prefix: &str) -> Result<(), Error> {
+        if self.authorizer.allows_key_write_prefix(prefix) {
+            Ok(())
+        } else {
+            Err(Denied::resource(Resource::Key, prefix, Need::Write).into_error(&self.accessor))
+        }
+    }
+
+    /// Management rights (`acl = "write"`): snapshots, agent tokens, ACL writes.
+    pub fn require_management(&self) -> Result<(), Error> {
+        self.require_scalar(Scalar::Acl, Need::Write)
+    }
+}
+
+/// The authorization of one HTTP request: the resolved token plus whether the answer left
+/// anything out because of it (`X-Consul-Results-Filtered-By-ACLs`).
+#[derive(Debug)]
+pub struct RequestAcl {
+    authz: Arc<Authz>,
+    filtered: AtomicBool,
+}
+
+impl RequestAcl {
+    /// Wraps a resolved token for one request.
+    pub fn new(authz: Arc<Authz>) -> Self {
+        RequestAcl { authz, filtered: AtomicBool::new(false) }
+    }
+
+    /// The resolved token.
+    pub fn authz(&self) -> &Authz {
+        &self.authz
+    }
+
+    /// Whether ACLs are enabled for this request.
+    pub fn enabled(&self) -> bool {
+        self.authz.enabled
+    }
+
+    /// For list filtering: whether the item named `name` may be shown; a hidden item marks the
+    /// answer as filtered.
+    pub fn visible(&self, r: Resource, name: &str) -> bool {
+        let ok = self.authz.allows(r, name, Need::Read);
+        if !ok {
+            self.filtered.store(true, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Marks the answer as filtered (an item was left out by a check other than `visible`).
+    pub fn mark_filtered(&self) {
+        self.filtered.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether anything was left out.
+    pub fn was_filtered(&self) -> bool {
+        self.enabled() && self.filtered.load(Ordering::Relaxed)
+    }
+
+    /// See [`Authz::require`].
+    pub fn require(&self, r: Resource, name: &str, need: Need) -> Result<(), Error> {
+        self.authz.require(r, name, need)
+    }
+
+    /// See [`Authz::require_scalar`].
+    pub fn require_scalar(&self, s: Scalar, need: Need) -> Result<(), Error> {
+        self.authz.require_scalar(s, need)
+    }
+}
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+
+use crate::acl::authorizer::DefaultPolicy;
+use crate::acl::builtin::{self, GLOBAL_MANAGEMENT_POLICY_ID};
+use crate::acl::rules::Rules;
+use crate::state::acl::{AclTables, NodeIdentity, ServiceIdentity, TemplatedPolicyRef};
+
+/// Most resolved tokens kept; past it the cache starts over (tokens are few in practice, and a
+/// flood of random secrets must not grow memory without bound).
+const CACHE_LIMIT: usize = 4096;
+
+/// Turns request tokens into [`Authz`], from the replicated ACL tables, with a cache keyed by
+/// secret and invalidated by any change to the tables (their highest index).
+#[derive(Debug)]
+pub struct AclResolver {
+    settings: AclSettings,
+    datacenter: String,
+    node_name: String,
+    /// Tokens set at runtime through `/v1/agent/token/*` (they override the configured ones).
+    agent_tokens: parking_lot::RwLock<AgentTokens>,
+    cache: Mutex<HashMap<String, (u64, Arc<Authz>)>>,
+    disabled: Arc<Authz>,
+}
+
+impl AclResolver {
+    /// A resolver for an agent with these settings, in `datacenter`, named `node_name`.
+    pub fn new(settings: AclSettings, datacenter: &str, node_name: &str) -> Self {
+        AclResolver {
+            agent_tokens: parking_lot::RwLock::new(settings.tokens.clone()),
+            settings,
+            datacenter: datacenter.to_string(),
+            node_name: node_name.to_string(),
+            cache: Mutex::new(HashMap::new()),
+            disabled: Authz::disabled(),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &AclSettings {
+        &self.settings
+    }
+
+    /// Whether ACLs are enforced.
+    pub fn enabled(&self) -> bool {
+        self.settings.enabled
+    }
+
+    /// The agent's tokens as they stand (config, then `/v1/agent/token/*` updates).
+    pub fn agent_tokens(&self) -> AgentTokens {
+        self.agent_tokens.read().clone()
+    }
+
+    /// Replaces one of the agent's tokens (`/v1/agent/token/<kind>`); unknown kinds are refused.
+    pub fn set_agent_token(&self, kind: &str, secret: Option<String>) -> Result<(), Error> {
+        let mut t = self.agent_tokens.write();
+        let slot = match kind {
+            "default" | "acl_token" => &mut t.default,
+            "agent" | "acl_agent_token" => &mut t.agent,
+            "agent_recovery" | "agent_master" | "acl_agent_master_token" => &mut t.agent_recovery,
+            "replication" | "acl_replication_token" => &mut t.replication,
+            "config_file_service_registration" => &mut t.config_file_service_registration,
+            "dns" => &mut t.dns,
+            other => return Err(Error::NotFound(format!("Token {other:?} is unknown"))),
+        };
+        *slot = secret.filter(|s| !s.is_empty());
+        Ok(())
+    }
+
+    /// The authorization of a request carrying `secret` (`None`: the agent's default token,
+    /// else anonymous). An unknown or expired secret is `AclNotFound`.
+    pub fn resolve(&self, secret: Option<&str>, tables: &AclTables, now_ms: u64) -> Result<Arc<Authz>, Error> {
+        if !self.settings.enabled {
+            return Ok(self.disabled.clone());
+        }
+        let default_token = self.agent_tokens.read().default.clone();
+        let secret =
+            secret.map(str::to_string).or(default_token).unwrap_or_else(|| builtin::ANONYMOUS_TOKEN_SECRET_ID.into());
+        // The agent recovery token works on this agent alone, without the servers' tables.
+        if self.agent_tokens.read().agent_recovery.as_deref() == Some(secret.as_str()) {
+            return Ok(self.recovery());
+        }
+        let version = tables.max_index();
+        if let Some((v, authz)) = self.cache.lock().get(&secret) {
+            if *v == version {
+                return Ok(authz.clone());
+            }
+        }
+        let authz = self.compile(&secret, tables, now_ms)?;
+        let mut cache = self.cache.lock();
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(secret, (version, authz.clone()));
+        Ok(authz)
+    }
+
+    /// The resolver's answer for a token that is not in the tables: the anonymous token before
+    /// the leader created it is treated as having no policies.
+    fn compile(&self, secret: &str, tables: &AclTables, now_ms: u64) -> Result<Arc<Authz>, Error> {
+        let default = if self.settings.default_allow { DefaultPolicy::Allow } else { DefaultPolicy::Deny };
+        let Some(token) = tables.token_by_secret(secret, now_ms) else {
+            if secret == builtin::ANONYMOUS_TOKEN_SECRET_ID {
+                let authorizer = Authorizer::new(Rules::default(), default, self.settings.enable_key_list_policy);
+                return Ok(Authz::new(builtin::ANONYMOUS_TOKEN_ACCESSOR_ID, Arc::new(authorizer)));
+            }
+            return Err(Error::AclNotFound);
+        };
+        let mut rules = Rules::default();
+        let mut policy_ids: Vec<&str> = token.policies.iter().map(|l| l.id.as_str()).collect();
+        let mut services: Vec<&ServiceIdentity> = token.service_identities.iter().collect();
+        let mut nodes: Vec<&NodeIdentity> = token.node_identities.iter().collect();
+        let mut templated: Vec<&TemplatedPolicyRef> = token.templated_policies.iter().collect();
+        for link in &token.roles {
+            if let Some(role) = tables.role(&link.id) {
+                policy_ids.extend(role.policies.iter().map(|l| l.id.as_str()));
+                services.extend(role.service_identities.iter());
+                nodes.extend(role.node_identities.iter());
+                templated.extend(role.templated_policies.iter());
+            }
+        }
+        for id in policy_ids {
+            if id == GLOBAL_MANAGEMENT_POLICY_ID {
+                return Ok(Authz::new(token.accessor_id.clone(), Arc::new(Authorizer::management())));
+            }
+            let Some(policy) = tables.policy(id) else { continue };
+            if !self.applies_here(&policy.datacenters) {
+                continue;
+            }
+            // Stored rules were validated on write; a policy that no longer parses (a rules
+            // change between versions) grants nothing rather than failing every request.
+            match Rules::parse(&policy.rules) {
+                Ok(r) => rules.merge(&r),
+                Err(e) => tracing::warn!(policy = %policy.name, error = %e, "ACL policy rules do not parse; ignored"),
+            }
+        }
+        for s in services {
+            if let Ok(r) = builtin::service_identity_rules(&s.service_name, &s.datacenters, &self.datacenter) {
+                rules.merge(&r);
+            }
+        }
+        for n in nodes {
+            if let Ok(r) = builtin::node_identity_rules(&n.node_name, &n.datacenter, &self.datacenter) {
+                rules.merge(&r);
+            }
+        }
+        for t in templated {
+            if !self.applies_here(&t.datacenters) {
+                continue;
+            }
+            if let Some(r) =
+                builtin::templated_policy(&t.template_name).and_then(|p| p.rules(t.name_var.as_deref()).ok())
+            {
+                rules.merge(&r);
+            }
+        }
+        let authorizer = Authorizer::new(rules, default, self.settings.enable_key_list_policy);
+        Ok(Authz::new(token.accessor_id.clone(), Arc::new(authorizer)))
+    }
+
+    fn applies_here(&self, datacenters: &[String]) -> bool {
+        datacenters.is_empty() || datacenters.iter().any(|d| *d == self.datacenter)
+    }
+
+    /// The agent recovery token: write on this agent, read on every node (Consul's
+    /// `agentRecoveryAuthorizer`), nothing else.
+    fn recovery(&self) -> Arc<Authz> {
+        let text = format!(
+            "agent {name:?} {{ policy = \"write\" }}\nnode_prefix \"\" {{ policy = \"read\" }}\n",
+            name = self.node_name
+        );
+        let rules = Rules::parse(&text).unwrap_or_default();
+        Authz::new("agent-recovery-token", Arc::new(Authorizer::new(rules, DefaultPolicy::Deny, false)))
+    }
+}

@@ -1,5 +1,7 @@
 //! Turning one DNS question into records, from the catalog.
 
+use crate::acl::rules::{Need, Resource};
+use crate::api::authz::Authz;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 use std::time::Duration;
@@ -166,6 +168,7 @@ fn split_dc<'a>(labels: &mut Vec<&'a str>) -> Option<&'a str> {
 /// costs no more than the records that will be sent.
 pub fn resolve(
     data: &StateData,
+    acl: &Authz,
     config: &DnsConfig,
     datacenter: &str,
     qname: &str,
@@ -194,7 +197,7 @@ pub fn resolve(
 
     match labels.as_slice() {
         [node, "node"] => {
-            node_answer(data, config, &domain, datacenter, &owner, node, qtype).unwrap_or_else(|| negative(true))
+            node_answer(data, acl, config, &domain, datacenter, &owner, node, qtype).unwrap_or_else(|| negative(true))
         }
         [hex, "addr"] => match parse_hex_ip(hex) {
             Some(ip) => {
@@ -208,7 +211,7 @@ pub fn resolve(
             None => negative(true),
         },
         [svc, "service"] => {
-            service_answer(data, config, &domain, datacenter, &owner, (svc, None), qtype, max_answers, negative)
+            service_answer(data, acl, config, &domain, datacenter, &owner, (svc, None), qtype, max_answers, negative)
         }
         [svc, proto, "service"] | [svc, proto] if svc.starts_with('_') && proto.starts_with('_') => {
             let svc = &svc[1..];
@@ -217,6 +220,7 @@ pub fn resolve(
             let tag = if matches!(tag, "tcp" | "udp") { None } else { Some(tag) };
             service_answer(
                 data,
+                acl,
                 config,
                 &domain,
                 datacenter,
@@ -227,9 +231,18 @@ pub fn resolve(
                 negative,
             )
         }
-        [tag, svc, "service"] => {
-            service_answer(data, config, &domain, datacenter, &owner, (svc, Some(tag)), qtype, max_answers, negative)
-        }
+        [tag, svc, "service"] => service_answer(
+            data,
+            acl,
+            config,
+            &domain,
+            datacenter,
+            &owner,
+            (svc, Some(tag)),
+            qtype,
+            max_answers,
+            negative,
+        ),
         [] => {
             // The domain apex: SOA (and nothing else).
             let mut a = DnsAnswer::default();
@@ -246,6 +259,7 @@ pub fn resolve(
 
 fn node_answer(
     data: &StateData,
+    acl: &Authz,
     config: &DnsConfig,
     domain: &str,
     _datacenter: &str,
@@ -253,7 +267,13 @@ fn node_answer(
     node: &str,
     qtype: RecordType,
 ) -> Option<DnsAnswer> {
-    let node = data.catalog.nodes.values().find(|n| n.node.eq_ignore_ascii_case(node))?;
+    // Only what the DNS token may read exists, as in Consul.
+    let node = data
+        .catalog
+        .nodes
+        .values()
+        .find(|n| n.node.eq_ignore_ascii_case(node))
+        .filter(|n| acl.allows(Resource::Node, &n.node, Need::Read))?;
     let ttl = ttl_secs(config.node_ttl);
     let mut a = DnsAnswer::default();
     match IpAddr::from_str(&node.address) {
@@ -277,6 +297,7 @@ fn node_answer(
 #[allow(clippy::too_many_arguments)]
 fn service_answer(
     data: &StateData,
+    acl: &Authz,
     config: &DnsConfig,
     domain: &str,
     datacenter: &str,
@@ -288,7 +309,11 @@ fn service_answer(
 ) -> DnsAnswer {
     let name_match = data.catalog.service_indexes.keys().find(|k| k.eq_ignore_ascii_case(service)).cloned();
     let service_name = name_match.unwrap_or_else(|| service.to_string());
-    let entries = service_entries(data, &service_name);
+    if !acl.allows(Resource::Service, &service_name, Need::Read) {
+        return negative(true);
+    }
+    let mut entries = service_entries(data, &service_name);
+    entries.retain(|(n, _, _)| acl.allows(Resource::Node, &n.node, Need::Read));
     if entries.is_empty() {
         return negative(true);
     }
@@ -420,20 +445,41 @@ mod tests {
     #[test]
     fn service_a_records_skip_critical() {
         let cfg = DnsConfig::default();
-        let a = resolve(&state(), &cfg, "dc1", "web.service.consul.", RecordType::A, 0);
+        let a = resolve(&state(), &Authz::disabled(), &cfg, "dc1", "web.service.consul.", RecordType::A, 0);
         assert_eq!(ips(&a), ["10.0.0.1", "10.0.0.2"]);
         let only = DnsConfig { only_passing: true, ..DnsConfig::default() };
-        assert_eq!(ips(&resolve(&state(), &only, "dc1", "WEB.service.dc1.consul.", RecordType::A, 0)), ["10.0.0.1"]);
-        assert_eq!(ips(&resolve(&state(), &cfg, "dc1", "primary.web.service.consul.", RecordType::A, 0)), ["10.0.0.1"]);
+        assert_eq!(
+            ips(&resolve(&state(), &Authz::disabled(), &only, "dc1", "WEB.service.dc1.consul.", RecordType::A, 0)),
+            ["10.0.0.1"]
+        );
+        assert_eq!(
+            ips(&resolve(&state(), &Authz::disabled(), &cfg, "dc1", "primary.web.service.consul.", RecordType::A, 0)),
+            ["10.0.0.1"]
+        );
     }
 
     #[test]
     fn srv_has_targets_and_additionals() {
-        let a = resolve(&state(), &DnsConfig::default(), "dc1", "_web._tcp.service.consul.", RecordType::SRV, 0);
+        let a = resolve(
+            &state(),
+            &Authz::disabled(),
+            &DnsConfig::default(),
+            "dc1",
+            "_web._tcp.service.consul.",
+            RecordType::SRV,
+            0,
+        );
         assert_eq!(a.answers.len(), 3, "two healthy IP instances and the hostname one");
         assert!(a.additionals().any(|r| r.name.to_ascii() == "n1.node.dc1.consul."));
-        let tagged =
-            resolve(&state(), &DnsConfig::default(), "dc1", "_web._primary.service.consul.", RecordType::SRV, 0);
+        let tagged = resolve(
+            &state(),
+            &Authz::disabled(),
+            &DnsConfig::default(),
+            "dc1",
+            "_web._primary.service.consul.",
+            RecordType::SRV,
+            0,
+        );
         assert_eq!(tagged.answers.len(), 1);
     }
 
@@ -441,15 +487,21 @@ mod tests {
     fn nodes_addrs_and_negatives() {
         let cfg = DnsConfig::default();
         let st = state();
-        assert_eq!(ips(&resolve(&st, &cfg, "dc1", "n2.node.consul.", RecordType::A, 0)), ["10.0.0.2"]);
-        let txt = resolve(&st, &cfg, "dc1", "n2.node.consul.", RecordType::TXT, 0);
+        assert_eq!(
+            ips(&resolve(&st, &Authz::disabled(), &cfg, "dc1", "n2.node.consul.", RecordType::A, 0)),
+            ["10.0.0.2"]
+        );
+        let txt = resolve(&st, &Authz::disabled(), &cfg, "dc1", "n2.node.consul.", RecordType::TXT, 0);
         assert_eq!(txt.answers.len(), 1);
-        assert_eq!(ips(&resolve(&st, &cfg, "dc1", "0a000001.addr.dc1.consul.", RecordType::A, 0)), ["10.0.0.1"]);
-        let nx = resolve(&st, &cfg, "dc1", "nope.service.consul.", RecordType::A, 0);
+        assert_eq!(
+            ips(&resolve(&st, &Authz::disabled(), &cfg, "dc1", "0a000001.addr.dc1.consul.", RecordType::A, 0)),
+            ["10.0.0.1"]
+        );
+        let nx = resolve(&st, &Authz::disabled(), &cfg, "dc1", "nope.service.consul.", RecordType::A, 0);
         assert!(nx.nx_domain && !nx.authorities.is_empty());
-        let other_dc = resolve(&st, &cfg, "dc1", "web.service.dc2.consul.", RecordType::A, 0);
+        let other_dc = resolve(&st, &Authz::disabled(), &cfg, "dc1", "web.service.dc2.consul.", RecordType::A, 0);
         assert!(other_dc.nx_domain);
-        let cname = resolve(&st, &cfg, "dc1", "web.service.consul.", RecordType::CNAME, 0);
+        let cname = resolve(&st, &Authz::disabled(), &cfg, "dc1", "web.service.consul.", RecordType::CNAME, 0);
         assert_eq!(cname.answers.len(), 1);
     }
 

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::resolve::{in_our_domains, resolve};
+use super::resolve::{in_our_domains, resolve, DnsAnswer};
 use super::DnsConfig;
 use crate::replication::backend::Backend;
 use crate::replication::consensus::Consistency;
@@ -37,13 +37,21 @@ pub struct DnsContext {
     pub datacenter: String,
     /// Stops the listeners.
     pub shutdown: CancellationToken,
+    /// Resolves the DNS token.
+    pub acl: std::sync::Arc<crate::api::authz::AclResolver>,
     recursions: Semaphore,
 }
 
 impl DnsContext {
     /// A context for one agent.
-    pub fn new(backend: Backend, config: DnsConfig, datacenter: String, shutdown: CancellationToken) -> Self {
-        DnsContext { backend, config, datacenter, shutdown, recursions: Semaphore::new(MAX_RECURSIONS) }
+    pub fn new(
+        backend: Backend,
+        config: DnsConfig,
+        datacenter: String,
+        shutdown: CancellationToken,
+        acl: std::sync::Arc<crate::api::authz::AclResolver>,
+    ) -> Self {
+        DnsContext { backend, config, datacenter, shutdown, acl, recursions: Semaphore::new(MAX_RECURSIONS) }
     }
 
     fn is_client(&self) -> bool {
@@ -171,7 +179,14 @@ async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool) -> Handled {
         (true, Some(size)) => (size, 0),
         (true, None) => (UDP_PLAIN_MAX, ctx.config.udp_answer_limit),
     };
-    let answer = consensus.state().read(|d| resolve(d, &ctx.config, &ctx.datacenter, &qname, query.query_type, limit));
+    // Answered as the agent's DNS token (else its default token, else anonymous) may read.
+    let secret = ctx.acl.agent_tokens().dns.or_else(|| ctx.acl.agent_tokens().default);
+    let now = crate::replication::session_ttl::now_ms();
+    let answer = consensus.state().read(|d| match ctx.acl.resolve(secret.as_deref(), &d.acl, now) {
+        Ok(acl) => resolve(d, &acl, &ctx.config, &ctx.datacenter, &qname, query.query_type, limit),
+        // A configured token that no longer exists reads nothing.
+        Err(_) => DnsAnswer { nx_domain: true, ..Default::default() },
+    });
     let mut resp = Message::response(id, OpCode::Query);
     resp.metadata.authoritative = true;
     resp.metadata.recursion_desired = req.metadata.recursion_desired;

@@ -1,6 +1,12 @@
 //! `/v1/agent/self`, `/v1/agent/members`, `join`, `leave`, `force-leave`, `/v1/agent/version`
 //! (`agent/agent_endpoint.go`). The agent's services and checks are in `agent_local.rs`.
 
+use std::sync::Arc;
+
+use axum::Extension;
+
+use crate::acl::rules::{Need, Resource, Scalar};
+use crate::api::authz::RequestAcl;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -39,8 +45,15 @@ pub(crate) fn member_json(m: &MemberInfo, status: MemberStatus) -> Value {
 }
 
 /// `GET /v1/agent/self`.
-pub(super) async fn agent_self(State(ctx): State<Ctx>, uri: Uri) -> Response {
+pub(super) async fn agent_self(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    uri: Uri,
+) -> Response {
     let q = QueryParams::from_uri(&uri);
+    if let Err(e) = acl.require(Resource::Agent, &ctx.config.node_name, Need::Read) {
+        return e.into_response();
+    }
     let me = ctx.cluster.me();
     let local = ctx.local.state.snapshot();
     let gossip = ctx.cluster.gossip();
@@ -133,7 +146,11 @@ fn raft_stats(ctx: &ApiContext) -> Value {
 }
 
 /// `GET /v1/agent/members` (`?wan`, `?segment`): the members this agent knows of.
-pub(super) async fn agent_members(State(ctx): State<Ctx>, uri: Uri) -> Response {
+pub(super) async fn agent_members(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    uri: Uri,
+) -> Response {
     let q = QueryParams::from_uri(&uri);
     let wan = q.has("wan") && q.get("wan") != Some("false") && q.get("wan") != Some("0");
     // No network segments exist here: only the default ("") and `_all` name the LAN pool.
@@ -146,7 +163,7 @@ pub(super) async fn agent_members(State(ctx): State<Ctx>, uri: Uri) -> Response 
         ctx.cluster
             .members()
             .iter()
-            .filter(|m| m.info.server)
+            .filter(|m| m.info.server && acl.visible(Resource::Node, &m.info.name))
             .map(|m| {
                 let mut v = member_json(&m.info, m.status);
                 v["Name"] = Value::String(format!("{}.{}", m.info.name, m.info.datacenter));
@@ -154,7 +171,12 @@ pub(super) async fn agent_members(State(ctx): State<Ctx>, uri: Uri) -> Response 
             })
             .collect()
     } else if segment_ok {
-        ctx.cluster.members().iter().map(|m| member_json(&m.info, m.status)).collect()
+        ctx.cluster
+            .members()
+            .iter()
+            .filter(|m| acl.visible(Resource::Node, &m.info.name))
+            .map(|m| member_json(&m.info, m.status))
+            .collect()
     } else {
         Vec::new()
     };
@@ -162,8 +184,16 @@ pub(super) async fn agent_members(State(ctx): State<Ctx>, uri: Uri) -> Response 
 }
 
 /// `PUT /v1/agent/join/:address` (`?wan`).
-pub(super) async fn agent_join(State(ctx): State<Ctx>, Path(address): Path<String>, uri: Uri) -> Response {
+pub(super) async fn agent_join(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(address): Path<String>,
+    uri: Uri,
+) -> Response {
     let q = QueryParams::from_uri(&uri);
+    if let Err(e) = acl.require(Resource::Agent, &ctx.config.node_name, Need::Write) {
+        return e.into_response();
+    }
     if q.has("wan") && q.get("wan") != Some("false") && q.get("wan") != Some("0") {
         return Error::BadRequest("WAN join is not supported: consul-rs runs a single datacenter".into())
             .into_response();
@@ -178,15 +208,26 @@ pub(super) async fn agent_join(State(ctx): State<Ctx>, Path(address): Path<Strin
 }
 
 /// `PUT /v1/agent/leave`: leave the pool gracefully; the agent then shuts down.
-pub(super) async fn agent_leave(State(ctx): State<Ctx>) -> Response {
+pub(super) async fn agent_leave(State(ctx): State<Ctx>, Extension(acl): Extension<Arc<RequestAcl>>) -> Response {
+    if let Err(e) = acl.require(Resource::Agent, &ctx.config.node_name, Need::Write) {
+        return e.into_response();
+    }
     ctx.cluster.gossip().leave().await;
     ctx.left.cancel();
     StatusCode::OK.into_response()
 }
 
 /// `PUT /v1/agent/force-leave/:node` (`?prune`): mark a failed member as left.
-pub(super) async fn agent_force_leave(State(ctx): State<Ctx>, Path(node): Path<String>, uri: Uri) -> Response {
+pub(super) async fn agent_force_leave(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(node): Path<String>,
+    uri: Uri,
+) -> Response {
     let q = QueryParams::from_uri(&uri);
+    if let Err(e) = acl.require_scalar(Scalar::Operator, Need::Write) {
+        return e.into_response();
+    }
     let prune = q.has("prune") && q.get("prune") != Some("false") && q.get("prune") != Some("0");
     match ctx.cluster.gossip().force_leave(&node, prune) {
         Ok(()) => StatusCode::OK.into_response(),

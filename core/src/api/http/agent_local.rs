@@ -3,16 +3,21 @@
 //! `PUT /v1/agent/reload`. Registrations change the local state only; anti-entropy carries them
 //! to the catalog.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::catalog::{check_json, service_json};
 use super::query::QueryParams;
 use super::{json as json_response, read_body, text, Ctx};
+use crate::acl::rules::{Need, Resource};
+use crate::api::authz::RequestAcl;
 use crate::duration::parse_go_duration;
 use crate::local::{aggregate, parse_check_registration, parse_service_registration, LocalCheck, Snapshot, Source};
 use crate::state::catalog::{valid_status, CRITICAL, PASSING, WARNING};
@@ -45,9 +50,36 @@ fn agent_check_json(ctx: &Ctx, c: &LocalCheck, snap: &Snapshot) -> Value {
     check_json(&c.to_health_check(&ctx.local.node.name, &snap.services))
 }
 
+type Acl = Extension<Arc<RequestAcl>>;
+
+/// The service name of the local instance `id`.
+fn local_service_name(ctx: &Ctx, id: &str) -> Option<String> {
+    ctx.local.state.service(id).map(|s| s.service.service.clone())
+}
+
+/// Write on what a local check belongs to: its service, or this agent's node. An unknown
+/// check needs nothing here (the call answers 404 on its own).
+fn require_check_write(ctx: &Ctx, acl: &RequestAcl, check_id: &str) -> Result<(), Error> {
+    let snap = ctx.local.state.snapshot();
+    let Some(check) = snap.checks.get(check_id) else {
+        return Ok(());
+    };
+    require_check_target(ctx, acl, &check.def.service_id)
+}
+
+/// Write on a check's target: the service with local ID `service_id`, or the node (empty ID).
+fn require_check_target(ctx: &Ctx, acl: &RequestAcl, service_id: &str) -> Result<(), Error> {
+    if service_id.is_empty() {
+        return acl.require(Resource::Node, &ctx.local.node.name, Need::Write);
+    }
+    let name = local_service_name(ctx, service_id).unwrap_or_else(|| service_id.to_string());
+    acl.require(Resource::Service, &name, Need::Write)
+}
+
 /// `PUT /v1/agent/service/register`.
 pub(super) async fn register_service(
     State(ctx): State<Ctx>,
+    Extension(acl): Acl,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
@@ -56,21 +88,36 @@ pub(super) async fn register_service(
     check_dc(&ctx, &q)?;
     let v = body_json(body, &headers).await?;
     let def = parse_service_registration(&v)?;
+    acl.require(Resource::Service, &def.service.service, Need::Write)?;
+    if let Some(old) = local_service_name(&ctx, &def.service.id).filter(|old| *old != def.service.service) {
+        acl.require(Resource::Service, &old, Need::Write)?;
+    }
     ctx.local.register_service(def, Source::Api, q.has("replace-existing-checks"))?;
     Ok(ok_empty())
 }
 
 /// `PUT /v1/agent/service/deregister/:id`.
-pub(super) async fn deregister_service(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Response, Error> {
+pub(super) async fn deregister_service(
+    State(ctx): State<Ctx>,
+    Extension(acl): Acl,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    if let Some(name) = local_service_name(&ctx, &id) {
+        acl.require(Resource::Service, &name, Need::Write)?;
+    }
     ctx.local.deregister_service(&id).map(|()| ok_empty())
 }
 
 /// `GET /v1/agent/services`: service ID → `AgentService`.
-pub(super) async fn services(State(ctx): State<Ctx>, uri: Uri) -> Response {
+pub(super) async fn services(State(ctx): State<Ctx>, Extension(acl): Acl, uri: Uri) -> Response {
     let q = QueryParams::from_uri(&uri);
     let snap = ctx.local.state.snapshot();
-    let out: Map<String, Value> =
-        snap.services.iter().map(|(id, s)| (id.clone(), agent_service_json(&ctx, &s.service))).collect();
+    let out: Map<String, Value> = snap
+        .services
+        .iter()
+        .filter(|(_, s)| acl.visible(Resource::Service, &s.service.service))
+        .map(|(id, s)| (id.clone(), agent_service_json(&ctx, &s.service)))
+        .collect();
     json_response(StatusCode::OK, &Value::Object(out), q.pretty())
 }
 
@@ -81,8 +128,16 @@ fn content_hash(v: &Value) -> String {
 
 /// `GET /v1/agent/service/:id`: the local definition with `ContentHash`; `?hash=` blocks until
 /// the hash differs (or `?wait` runs out).
-pub(super) async fn service(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Result<Response, Error> {
+pub(super) async fn service(
+    State(ctx): State<Ctx>,
+    Extension(acl): Acl,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
     let q = QueryParams::from_uri(&uri);
+    if let Some(name) = local_service_name(&ctx, &id) {
+        acl.require(Resource::Service, &name, Need::Read)?;
+    }
     let wait = match q.get("wait") {
         None => ctx.config.default_query_time,
         Some(w) => parse_go_duration(w)
@@ -119,17 +174,26 @@ pub(super) async fn service(State(ctx): State<Ctx>, Path(id): Path<String>, uri:
 }
 
 /// `GET /v1/agent/checks`: check ID → `AgentCheck`.
-pub(super) async fn checks(State(ctx): State<Ctx>, uri: Uri) -> Response {
+pub(super) async fn checks(State(ctx): State<Ctx>, Extension(acl): Acl, uri: Uri) -> Response {
     let q = QueryParams::from_uri(&uri);
     let snap = ctx.local.state.snapshot();
-    let out: Map<String, Value> =
-        snap.checks.iter().map(|(id, c)| (id.clone(), agent_check_json(&ctx, c, &snap))).collect();
+    let visible = |c: &LocalCheck| match snap.services.get(&c.def.service_id) {
+        Some(s) => acl.visible(Resource::Service, &s.service.service),
+        None => acl.visible(Resource::Node, &ctx.local.node.name),
+    };
+    let out: Map<String, Value> = snap
+        .checks
+        .iter()
+        .filter(|(_, c)| visible(c))
+        .map(|(id, c)| (id.clone(), agent_check_json(&ctx, c, &snap)))
+        .collect();
     json_response(StatusCode::OK, &Value::Object(out), q.pretty())
 }
 
 /// `PUT /v1/agent/check/register`.
 pub(super) async fn register_check(
     State(ctx): State<Ctx>,
+    Extension(acl): Acl,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
@@ -138,43 +202,68 @@ pub(super) async fn register_check(
     check_dc(&ctx, &q)?;
     let v = body_json(body, &headers).await?;
     let def = parse_check_registration(&v)?;
+    require_check_target(&ctx, &acl, &def.service_id)?;
+    require_check_write(&ctx, &acl, &def.id)?;
     ctx.local.register_check(def, Source::Api)?;
     Ok(ok_empty())
 }
 
 /// `PUT /v1/agent/check/deregister/:id`.
-pub(super) async fn deregister_check(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Response, Error> {
+pub(super) async fn deregister_check(
+    State(ctx): State<Ctx>,
+    Extension(acl): Acl,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    require_check_write(&ctx, &acl, &id)?;
     ctx.local.deregister_check(&id).map(|()| ok_empty())
 }
 
-fn ttl(ctx: &Ctx, id: &str, uri: &Uri, status: &str) -> Result<Response, Error> {
+fn ttl(ctx: &Ctx, acl: &RequestAcl, id: &str, uri: &Uri, status: &str) -> Result<Response, Error> {
+    require_check_write(ctx, acl, id)?;
     let q = QueryParams::from_uri(uri);
     let note = q.get("note").unwrap_or_default().to_string();
     ctx.local.update_ttl(id, status, note).map(|()| ok_empty())
 }
 
 /// `PUT /v1/agent/check/pass/:id?note=`.
-pub(super) async fn check_pass(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Result<Response, Error> {
-    ttl(&ctx, &id, &uri, PASSING)
+pub(super) async fn check_pass(
+    State(ctx): State<Ctx>,
+    Extension(acl): Acl,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    ttl(&ctx, &acl, &id, &uri, PASSING)
 }
 
 /// `PUT /v1/agent/check/warn/:id?note=`.
-pub(super) async fn check_warn(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Result<Response, Error> {
-    ttl(&ctx, &id, &uri, WARNING)
+pub(super) async fn check_warn(
+    State(ctx): State<Ctx>,
+    Extension(acl): Acl,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    ttl(&ctx, &acl, &id, &uri, WARNING)
 }
 
 /// `PUT /v1/agent/check/fail/:id?note=`.
-pub(super) async fn check_fail(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Result<Response, Error> {
-    ttl(&ctx, &id, &uri, CRITICAL)
+pub(super) async fn check_fail(
+    State(ctx): State<Ctx>,
+    Extension(acl): Acl,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    ttl(&ctx, &acl, &id, &uri, CRITICAL)
 }
 
 /// `PUT /v1/agent/check/update/:id` with `{"Status": …, "Output": …}`.
 pub(super) async fn check_update(
     State(ctx): State<Ctx>,
+    Extension(acl): Acl,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
+    require_check_write(&ctx, &acl, &id)?;
     let v = body_json(body, &headers).await?;
     let Value::Object(m) = &v else {
         return Err(Error::BadRequest("Request decode failed: expected a JSON object".into()));
@@ -204,15 +293,20 @@ fn maintenance_params(uri: &Uri) -> Result<(bool, String), Error> {
 /// `PUT /v1/agent/service/maintenance/:id?enable=&reason=`.
 pub(super) async fn service_maintenance(
     State(ctx): State<Ctx>,
+    Extension(acl): Acl,
     Path(id): Path<String>,
     uri: Uri,
 ) -> Result<Response, Error> {
+    if let Some(name) = local_service_name(&ctx, &id) {
+        acl.require(Resource::Service, &name, Need::Write)?;
+    }
     maintenance_params(&uri)
         .and_then(|(enable, reason)| ctx.local.service_maintenance(&id, enable, &reason).map(|()| ok_empty()))
 }
 
 /// `PUT /v1/agent/maintenance?enable=&reason=`.
-pub(super) async fn node_maintenance(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, Error> {
+pub(super) async fn node_maintenance(State(ctx): State<Ctx>, Extension(acl): Acl, uri: Uri) -> Result<Response, Error> {
+    acl.require(Resource::Node, &ctx.local.node.name, Need::Write)?;
     maintenance_params(&uri)
         .and_then(|(enable, reason)| ctx.local.node_maintenance(enable, &reason).map(|()| ok_empty()))
 }
@@ -257,8 +351,16 @@ fn health_response(status: &'static str, body: Value, q: &QueryParams) -> Respon
 }
 
 /// `GET /v1/agent/health/service/id/:id`: 200 passing, 429 warning, 503 critical or maintenance.
-pub(super) async fn health_by_id(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
+pub(super) async fn health_by_id(
+    State(ctx): State<Ctx>,
+    Extension(acl): Acl,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Response {
     let q = QueryParams::from_uri(&uri);
+    if let Some(Err(e)) = local_service_name(&ctx, &id).map(|name| acl.require(Resource::Service, &name, Need::Read)) {
+        return e.into_response();
+    }
     let snap = ctx.local.state.snapshot();
     match health_entry(&ctx, &snap, &id) {
         Some((status, body)) => health_response(status, body, &q),
@@ -268,8 +370,16 @@ pub(super) async fn health_by_id(State(ctx): State<Ctx>, Path(id): Path<String>,
 
 /// `GET /v1/agent/health/service/name/:name`: every local instance of `name`; the status code
 /// follows the worst of them.
-pub(super) async fn health_by_name(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Response {
+pub(super) async fn health_by_name(
+    State(ctx): State<Ctx>,
+    Extension(acl): Acl,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Response {
     let q = QueryParams::from_uri(&uri);
+    if let Err(e) = acl.require(Resource::Service, &name, Need::Read) {
+        return e.into_response();
+    }
     let snap = ctx.local.state.snapshot();
     let ids: Vec<&String> = snap.services.iter().filter(|(_, s)| s.service.service == name).map(|(id, _)| id).collect();
     if ids.is_empty() {
@@ -289,6 +399,7 @@ pub(super) async fn health_by_name(State(ctx): State<Ctx>, Path(name): Path<Stri
 }
 
 /// `PUT /v1/agent/reload`: re-reads the config files' services and checks.
-pub(super) async fn reload(State(ctx): State<Ctx>) -> Result<Response, Error> {
+pub(super) async fn reload(State(ctx): State<Ctx>, Extension(acl): Acl) -> Result<Response, Error> {
+    acl.require(Resource::Agent, &ctx.local.node.name, Need::Write)?;
     ctx.local.reload_from_config().await.map(|()| ok_empty())
 }

@@ -2,15 +2,20 @@
 //! catalog writes go through Raft; every read is a blocking query under the requested
 //! consistency mode, watching only the service, node or table it reads.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
+use axum::Extension;
 use serde_json::{json, Map, Value};
 
 use super::coordinate::{near_node, sort_near};
 use super::query::{QueryParams, ReadParams};
 use super::{blocking, json as json_response, read_body, set_read_meta, Ctx};
+use crate::acl::rules::{Need, Resource};
+use crate::api::authz::RequestAcl;
 use crate::state::catalog::{
     aggregate_status, service_entries, valid_status, watch_checks, watch_node, watch_nodes, watch_service,
     watch_services, DeregisterRequest, HealthCheck, Node, ServiceInstance, PASSING,
@@ -98,13 +103,21 @@ pub(super) struct ReadCtx {
     pub(super) params: ReadParams,
     pub(super) pretty: bool,
     pub(super) q: QueryParams,
+    /// The request's token: reads show only what it may read.
+    pub(super) acl: Arc<RequestAcl>,
 }
 
-pub(super) fn read_ctx(ctx: &Ctx, uri: &Uri) -> Result<ReadCtx, Error> {
+pub(super) fn read_ctx(ctx: &Ctx, acl: Arc<RequestAcl>, uri: &Uri) -> Result<ReadCtx, Error> {
     let q = QueryParams::from_uri(uri);
     q.check_dc(&ctx.config.datacenter)?;
     let params = ReadParams::parse(&q, ctx.config.default_query_time, ctx.config.max_query_time)?;
-    Ok(ReadCtx { params, pretty: q.pretty(), q })
+    Ok(ReadCtx { params, pretty: q.pretty(), q, acl })
+}
+
+/// Whether a check may be shown: its node readable, and its service too if it has one.
+fn check_visible(acl: &RequestAcl, c: &HealthCheck) -> bool {
+    acl.visible(Resource::Node, &c.node)
+        && (c.service_name.is_empty() || acl.visible(Resource::Service, &c.service_name))
 }
 
 async fn blocking_json(
@@ -126,12 +139,21 @@ pub(super) async fn datacenters(State(ctx): State<Ctx>, uri: Uri) -> Response {
 }
 
 /// `GET /v1/catalog/nodes`.
-pub(super) async fn nodes(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, Error> {
-    let rc = read_ctx(&ctx, &uri)?;
+pub(super) async fn nodes(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    let rc = read_ctx(&ctx, acl, &uri)?;
     let filters = node_meta_filter(&rc.q)?;
     let near = near_node(&ctx, &rc.q);
     blocking_json(&ctx, &rc, watch_nodes(), |d| {
-        let mut nodes: Vec<&Node> = d.catalog.nodes.values().filter(|n| node_matches(n, &filters)).collect();
+        let mut nodes: Vec<&Node> = d
+            .catalog
+            .nodes
+            .values()
+            .filter(|n| node_matches(n, &filters) && rc.acl.visible(Resource::Node, &n.node))
+            .collect();
         sort_near(d, near.as_deref(), &mut nodes, |n| &n.node);
         let list: Vec<Value> = nodes.into_iter().map(node_json).collect();
         (d.catalog.nodes_index, Value::Array(list))
@@ -140,8 +162,12 @@ pub(super) async fn nodes(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, 
 }
 
 /// `GET /v1/catalog/services`: service names with the union of their tags.
-pub(super) async fn services(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, Error> {
-    let rc = read_ctx(&ctx, &uri)?;
+pub(super) async fn services(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    let rc = read_ctx(&ctx, acl, &uri)?;
     let filters = node_meta_filter(&rc.q)?;
     blocking_json(&ctx, &rc, watch_services(), |d| {
         let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
@@ -150,14 +176,20 @@ pub(super) async fn services(State(ctx): State<Ctx>, uri: Uri) -> Result<Respons
                 out.entry(s.service.clone()).or_default().extend(s.tags.iter().cloned());
             }
         }
+        out.retain(|name, _| rc.acl.visible(Resource::Service, name));
         (d.catalog.services_index, json!(out))
     })
     .await
 }
 
 /// `GET /v1/catalog/service/:service`.
-pub(super) async fn service(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Result<Response, Error> {
-    let rc = read_ctx(&ctx, &uri)?;
+pub(super) async fn service(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    let rc = read_ctx(&ctx, acl, &uri)?;
     let filters = node_meta_filter(&rc.q)?;
     let tags: Vec<String> = rc.q.all("tag").map(str::to_string).collect();
     let near = near_node(&ctx, &rc.q);
@@ -168,6 +200,7 @@ pub(super) async fn service(State(ctx): State<Ctx>, Path(name): Path<String>, ur
             .into_iter()
             .filter(|s| has_tags(s, &tags))
             .filter_map(|s| d.catalog.nodes.get(&s.node).filter(|n| node_matches(n, &filters)).map(|n| (n, s)))
+            .filter(|(n, s)| rc.acl.visible(Resource::Service, &s.service) && rc.acl.visible(Resource::Node, &n.node))
             .collect();
         sort_near(d, near.as_deref(), &mut found, |(n, _)| &n.node);
         let list: Vec<Value> = found.into_iter().map(|(n, s)| catalog_service_json(n, s)).collect();
@@ -177,15 +210,25 @@ pub(super) async fn service(State(ctx): State<Ctx>, Path(name): Path<String>, ur
 }
 
 /// `GET /v1/catalog/node/:node`: the node and its services keyed by ID (`null` if unknown).
-pub(super) async fn node(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Result<Response, Error> {
-    let rc = read_ctx(&ctx, &uri)?;
+pub(super) async fn node(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    let rc = read_ctx(&ctx, acl, &uri)?;
     let dc = ctx.config.datacenter.clone();
     blocking_json(&ctx, &rc, watch_node(&name), |d| {
-        let body = match d.catalog.nodes.get(&name) {
+        let body = match d.catalog.nodes.get(&name).filter(|_| rc.acl.visible(Resource::Node, &name)) {
             None => Value::Null,
             Some(n) => {
-                let services: Map<String, Value> =
-                    d.catalog.node_services(&name).into_iter().map(|s| (s.id.clone(), service_json(s, &dc))).collect();
+                let services: Map<String, Value> = d
+                    .catalog
+                    .node_services(&name)
+                    .into_iter()
+                    .filter(|s| rc.acl.visible(Resource::Service, &s.service))
+                    .map(|s| (s.id.clone(), service_json(s, &dc)))
+                    .collect();
                 json!({"Node": node_json(n), "Services": services})
             }
         };
@@ -197,17 +240,23 @@ pub(super) async fn node(State(ctx): State<Ctx>, Path(name): Path<String>, uri: 
 /// `GET /v1/catalog/node-services/:node`: the node and its services as a list.
 pub(super) async fn node_services(
     State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
     Path(name): Path<String>,
     uri: Uri,
 ) -> Result<Response, Error> {
-    let rc = read_ctx(&ctx, &uri)?;
+    let rc = read_ctx(&ctx, acl, &uri)?;
     let dc = ctx.config.datacenter.clone();
     blocking_json(&ctx, &rc, watch_node(&name), |d| {
-        let body = match d.catalog.nodes.get(&name) {
+        let body = match d.catalog.nodes.get(&name).filter(|_| rc.acl.visible(Resource::Node, &name)) {
             None => Value::Null,
             Some(n) => {
-                let services: Vec<Value> =
-                    d.catalog.node_services(&name).into_iter().map(|s| service_json(s, &dc)).collect();
+                let services: Vec<Value> = d
+                    .catalog
+                    .node_services(&name)
+                    .into_iter()
+                    .filter(|s| rc.acl.visible(Resource::Service, &s.service))
+                    .map(|s| service_json(s, &dc))
+                    .collect();
                 json!({"Node": node_json(n), "Services": services})
             }
         };
@@ -217,10 +266,16 @@ pub(super) async fn node_services(
 }
 
 /// `GET /v1/health/node/:node`.
-pub(super) async fn health_node(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Result<Response, Error> {
-    let rc = read_ctx(&ctx, &uri)?;
+pub(super) async fn health_node(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    let rc = read_ctx(&ctx, acl, &uri)?;
     blocking_json(&ctx, &rc, watch_node(&name), |d| {
-        let list: Vec<Value> = d.catalog.node_checks(&name).into_iter().map(check_json).collect();
+        let list: Vec<Value> =
+            d.catalog.node_checks(&name).into_iter().filter(|c| check_visible(&rc.acl, c)).map(check_json).collect();
         (d.catalog.node_index(&name), Value::Array(list))
     })
     .await
@@ -229,10 +284,11 @@ pub(super) async fn health_node(State(ctx): State<Ctx>, Path(name): Path<String>
 /// `GET /v1/health/checks/:service`.
 pub(super) async fn health_checks(
     State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
     Path(name): Path<String>,
     uri: Uri,
 ) -> Result<Response, Error> {
-    let rc = read_ctx(&ctx, &uri)?;
+    let rc = read_ctx(&ctx, acl, &uri)?;
     let filters = node_meta_filter(&rc.q)?;
     let near = near_node(&ctx, &rc.q);
     blocking_json(&ctx, &rc, watch_service(&name), |d| {
@@ -242,6 +298,7 @@ pub(super) async fn health_checks(
             .values()
             .filter(|c| c.service_name == name)
             .filter(|c| d.catalog.nodes.get(&c.node).is_some_and(|n| node_matches(n, &filters)))
+            .filter(|c| check_visible(&rc.acl, c))
             .collect();
         sort_near(d, near.as_deref(), &mut checks, |c| &c.node);
         let list: Vec<Value> = checks.into_iter().map(check_json).collect();
@@ -254,10 +311,11 @@ pub(super) async fn health_checks(
 /// whose every check (node checks included) passes.
 pub(super) async fn health_service(
     State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
     Path(name): Path<String>,
     uri: Uri,
 ) -> Result<Response, Error> {
-    let rc = read_ctx(&ctx, &uri)?;
+    let rc = read_ctx(&ctx, acl, &uri)?;
     let filters = node_meta_filter(&rc.q)?;
     let tags: Vec<String> = rc.q.all("tag").map(str::to_string).collect();
     let passing = rc.q.has("passing");
@@ -268,6 +326,7 @@ pub(super) async fn health_service(
             .into_iter()
             .filter(|(n, s, _)| node_matches(n, &filters) && has_tags(s, &tags))
             .filter(|(_, _, checks)| !passing || aggregate_status(checks.iter().copied()) == PASSING)
+            .filter(|(n, s, _)| rc.acl.visible(Resource::Service, &s.service) && rc.acl.visible(Resource::Node, &n.node))
             .collect();
         sort_near(d, near.as_deref(), &mut entries, |(n, _, _)| &n.node);
         let list: Vec<Value> = entries
@@ -276,7 +335,7 @@ pub(super) async fn health_service(
                 json!({
                     "Node": node_json(n),
                     "Service": service_json(s, &dc),
-                    "Checks": checks.into_iter().map(check_json).collect::<Vec<_>>(),
+                    "Checks": checks.into_iter().filter(|c| check_visible(&rc.acl, c)).map(check_json).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -288,13 +347,14 @@ pub(super) async fn health_service(
 /// `GET /v1/health/state/:state` (`any`, `passing`, `warning`, `critical`).
 pub(super) async fn health_state(
     State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
     Path(state): Path<String>,
     uri: Uri,
 ) -> Result<Response, Error> {
     if state != "any" && !valid_status(&state) {
         return Err(Error::BadRequest(format!("Invalid check state {state:?}: use any, passing, warning or critical")));
     }
-    let rc = read_ctx(&ctx, &uri)?;
+    let rc = read_ctx(&ctx, acl, &uri)?;
     let filters = node_meta_filter(&rc.q)?;
     let near = near_node(&ctx, &rc.q);
     blocking_json(&ctx, &rc, watch_checks(), |d| {
@@ -304,6 +364,7 @@ pub(super) async fn health_state(
             .values()
             .filter(|c| state == "any" || c.status == state)
             .filter(|c| d.catalog.nodes.get(&c.node).is_some_and(|n| node_matches(n, &filters)))
+            .filter(|c| check_visible(&rc.acl, c))
             .collect();
         sort_near(d, near.as_deref(), &mut checks, |c| &c.node);
         let list: Vec<Value> = checks.into_iter().map(check_json).collect();
@@ -322,6 +383,7 @@ fn write_result(result: (u64, CommandResponse), pretty: bool) -> Result<Response
 /// `PUT /v1/catalog/register`.
 pub(super) async fn register(
     State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
@@ -330,12 +392,14 @@ pub(super) async fn register(
     q.check_dc(&ctx.config.datacenter)?;
     let bytes = read_body(body, &headers, MAX_BODY, "the catalog request size limit").await?;
     let req = parse_register(&bytes, &ctx.config.datacenter)?;
+    ctx.consensus()?.state().read(|d| require_register(&acl, d, &req))?;
     write_result(ctx.consensus()?.write(Command::CatalogRegister(Box::new(req))).await?, q.pretty())
 }
 
 /// `PUT /v1/catalog/deregister`.
 pub(super) async fn deregister(
     State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
@@ -351,6 +415,79 @@ pub(super) async fn deregister(
     }
     let service_id = Some(o.string(&["ServiceID"])?).filter(|s| !s.is_empty());
     let check_id = Some(o.string(&["CheckID"])?).filter(|s| !s.is_empty());
-    let cmd = Command::CatalogDeregister(DeregisterRequest { node, service_id, check_id });
-    write_result(ctx.consensus()?.write(cmd).await?, q.pretty())
+    let req = DeregisterRequest { node, service_id, check_id };
+    ctx.consensus()?.state().read(|d| require_deregister(&acl, d, &req))?;
+    write_result(ctx.consensus()?.write(Command::CatalogDeregister(req)).await?, q.pretty())
+}
+
+/// What a catalog registration needs (Consul's `vetRegisterWithACL`): `node:write` when it
+/// creates or changes the node, `service:write` on the service it registers (and on the name an
+/// existing instance with that ID had), and on each check's service — `node:write` for node checks.
+pub(crate) fn require_register(
+    acl: &RequestAcl,
+    d: &StateData,
+    req: &crate::state::catalog::RegisterRequest,
+) -> Result<(), Error> {
+    let existing = d.catalog.nodes.get(&req.node.node);
+    let changes_node = match existing {
+        None => true,
+        Some(_) if req.skip_node_update => false,
+        Some(n) => {
+            n.address != req.node.address
+                || n.meta != req.node.meta
+                || n.tagged_addresses != req.node.tagged_addresses
+                || (!req.node.id.is_empty() && n.id != req.node.id)
+        }
+    };
+    if changes_node {
+        acl.require(Resource::Node, &req.node.node, Need::Write)?;
+    }
+    if let Some(s) = &req.service {
+        acl.require(Resource::Service, &s.service, Need::Write)?;
+        let previous = d.catalog.node_services(&req.node.node).into_iter().find(|old| old.id == s.id);
+        if let Some(old) = previous.filter(|old| old.service != s.service) {
+            acl.require(Resource::Service, &old.service, Need::Write)?;
+        }
+    }
+    for c in &req.checks {
+        if c.service_name.is_empty() && c.service_id.is_empty() {
+            acl.require(Resource::Node, &req.node.node, Need::Write)?;
+        } else {
+            let service = if c.service_name.is_empty() {
+                d.catalog
+                    .node_services(&req.node.node)
+                    .into_iter()
+                    .chain(req.service.iter())
+                    .find(|s| s.id == c.service_id)
+                    .map(|s| s.service.clone())
+                    .unwrap_or_default()
+            } else {
+                c.service_name.clone()
+            };
+            acl.require(Resource::Service, &service, Need::Write)?;
+        }
+    }
+    Ok(())
+}
+
+/// What a catalog deregistration needs (Consul's `vetDeregisterWithACL`): `service:write` on
+/// the service removed or on a removed check's service, `node:write` for node checks and nodes.
+pub(crate) fn require_deregister(acl: &RequestAcl, d: &StateData, req: &DeregisterRequest) -> Result<(), Error> {
+    let service_of =
+        |id: &str| d.catalog.node_services(&req.node).into_iter().find(|s| s.id == id).map(|s| s.service.clone());
+    if let Some(id) = &req.service_id {
+        return match service_of(id) {
+            Some(name) => acl.require(Resource::Service, &name, Need::Write),
+            // Nothing to remove; Consul still needs write on the node to say so.
+            None => acl.require(Resource::Node, &req.node, Need::Write),
+        };
+    }
+    if let Some(id) = &req.check_id {
+        let check = d.catalog.node_checks(&req.node).into_iter().find(|c| c.check_id == *id).cloned();
+        return match check {
+            Some(c) if !c.service_name.is_empty() => acl.require(Resource::Service, &c.service_name, Need::Write),
+            _ => acl.require(Resource::Node, &req.node, Need::Write),
+        };
+    }
+    acl.require(Resource::Node, &req.node, Need::Write)
 }

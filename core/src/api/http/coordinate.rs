@@ -8,15 +8,20 @@
 //! datacenter (area `WAN`), with its servers' LAN coordinates under their node names, which
 //! `consul rtt -wan node.dc` finds.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde_json::{json, Value};
 
 use super::catalog::{read_ctx, ReadCtx};
 use super::query::QueryParams;
 use super::{blocking, json as json_response, read_body, set_read_meta, text, ApiContext, Ctx};
+use crate::acl::rules::{Need, Resource};
+use crate::api::authz::RequestAcl;
 use crate::coordinate::{distance_secs, Coordinate};
 use crate::state::command::{Command, CommandResponse};
 use crate::state::coordinate::{CoordinateUpdate, WATCH_COORDINATES};
@@ -93,17 +98,22 @@ pub(super) async fn datacenters(State(ctx): State<Ctx>, uri: Uri) -> Response {
 }
 
 /// `GET /v1/coordinate/nodes`: every node's LAN coordinate, by node name (blocking).
-pub(super) async fn nodes(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, Error> {
+pub(super) async fn nodes(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    uri: Uri,
+) -> Result<Response, Error> {
     if let Some(r) = disabled(&ctx) {
         return Ok(r);
     }
-    let rc = read_ctx(&ctx, &uri)?;
+    let rc = read_ctx(&ctx, acl, &uri)?;
     let segment = segment_filter(&rc.q);
     blocking_coordinates(&ctx, &rc, false, |d| {
         d.coordinates
             .entries
             .iter()
             .filter(|((_, seg), _)| segment.as_ref().is_none_or(|s| s == seg))
+            .filter(|((node, _), _)| rc.acl.visible(Resource::Node, node))
             .map(|((node, seg), c)| entry_json(node, seg, c))
             .collect()
     })
@@ -111,15 +121,21 @@ pub(super) async fn nodes(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, 
 }
 
 /// `GET /v1/coordinate/node/:node`: that node's coordinates (one per segment); 404 if none.
-pub(super) async fn node(State(ctx): State<Ctx>, Path(name): Path<String>, uri: Uri) -> Result<Response, Error> {
+pub(super) async fn node(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
     if let Some(r) = disabled(&ctx) {
         return Ok(r);
     }
-    let rc = read_ctx(&ctx, &uri)?;
+    let rc = read_ctx(&ctx, acl, &uri)?;
     let segment = segment_filter(&rc.q);
     blocking_coordinates(&ctx, &rc, true, |d| {
         d.coordinates
             .for_node(&name)
+            .filter(|_| rc.acl.visible(Resource::Node, &name))
             .filter(|(seg, _)| segment.as_deref().is_none_or(|s| s == *seg))
             .map(|(seg, c)| entry_json(&name, seg, c))
             .collect()
@@ -147,6 +163,7 @@ fn parse_update(bytes: &[u8]) -> Result<CoordinateUpdate, Error> {
 /// Answers 200 with an empty body, like Consul; a node not in the catalog is ignored.
 pub(super) async fn update(
     State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
@@ -158,6 +175,7 @@ pub(super) async fn update(
     q.check_dc(&ctx.config.datacenter)?;
     let bytes = read_body(body, &headers, MAX_BODY, "the coordinate update size limit").await?;
     let update = parse_update(&bytes)?;
+    acl.require(Resource::Node, &update.node, Need::Write)?;
     match ctx.consensus()?.write(Command::CoordinateBatchUpdate(vec![update])).await? {
         (_, CommandResponse::Ok) => Ok(StatusCode::OK.into_response()),
         (_, other) => Err(Error::Raft(format!("unexpected result {other:?}"))),

@@ -5,6 +5,12 @@
 //! how Consul targets events. The list's `X-Consul-Index` is derived from the newest event's ID
 //! (not monotonic); a blocking list waits until that changes.
 
+use std::sync::Arc;
+
+use axum::Extension;
+
+use crate::acl::rules::{Need, Resource};
+use crate::api::authz::RequestAcl;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
@@ -41,6 +47,7 @@ fn compile(what: &str, pattern: &str) -> Result<Option<Regex>, Error> {
 /// `PUT /v1/event/fire/:name` (`?node`, `?service`, `?tag` regexes; body = payload).
 pub(super) async fn fire(
     State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
     Path(name): Path<String>,
     uri: Uri,
     headers: HeaderMap,
@@ -55,6 +62,7 @@ pub(super) async fn fire(
         if name.starts_with('_') {
             return Err(Error::BadRequest(format!("event name {name:?}: names starting with '_' are reserved")));
         }
+        acl.require(Resource::Event, &name, Need::Write)?;
         let node = q.get("node").unwrap_or_default().to_string();
         let service = q.get("service").unwrap_or_default().to_string();
         let tag = q.get("tag").unwrap_or_default().to_string();
@@ -105,7 +113,7 @@ fn for_this_agent(ctx: &super::ApiContext, e: &UserEvent) -> bool {
 }
 
 /// `GET /v1/event/list` (`?name`; blocking on `?index`).
-pub(super) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Response {
+pub(super) async fn list(State(ctx): State<Ctx>, Extension(acl): Extension<Arc<RequestAcl>>, uri: Uri) -> Response {
     let q = QueryParams::from_uri(&uri);
     let params = match ReadParams::parse(&q, ctx.config.default_query_time, ctx.config.max_query_time)
         .and_then(|p| q.check_dc(&ctx.config.datacenter).map(|_| p))
@@ -125,6 +133,7 @@ pub(super) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Response {
             .into_iter()
             .filter(|e| name.as_deref().is_none_or(|n| e.name == n))
             .filter(|e| for_this_agent(&ctx, e))
+            .filter(|e| acl.visible(Resource::Event, &e.name))
             .collect();
         // 1 for an empty list, the index sent back: a watcher blocking on it must then wait
         // for the first event instead of being answered at once, over and over.

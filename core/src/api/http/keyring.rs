@@ -1,6 +1,12 @@
 //! `/v1/operator/keyring` (`agent/operator_endpoint.go` `OperatorKeyringEndpoint`): list,
 //! install, use and remove gossip encryption keys on every member of the pool at once.
 
+use std::sync::Arc;
+
+use axum::Extension;
+
+use crate::acl::rules::{Need, Scalar};
+use crate::api::authz::RequestAcl;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -26,6 +32,7 @@ fn keyring_error(e: KeyringError) -> Error {
 /// Every keyring verb.
 pub(super) async fn keyring(
     State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -34,6 +41,8 @@ pub(super) async fn keyring(
     let q = QueryParams::from_uri(&uri);
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;
+        let need = if method == Method::GET { Need::Read } else { Need::Write };
+        acl.require_scalar(Scalar::Keyring, need)?;
         let op = if method == Method::GET {
             KeyringOp::List
         } else {

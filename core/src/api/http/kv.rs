@@ -1,15 +1,20 @@
 //! `/v1/kv/` (Consul's `agent/kvs_endpoint.go`): GET with `recurse`, `keys`, `separator`, `raw`;
 //! PUT with `flags`, `cas`, `acquire`, `release`; DELETE with `recurse`, `cas`.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use base64::Engine;
 use serde::Serialize;
 
-use super::query::{token, QueryParams, ReadParams};
+use super::query::{QueryParams, ReadParams};
 use super::{blocking, json, read_body, set_read_meta, Ctx};
+use crate::acl::rules::{Need, Resource};
+use crate::api::authz::RequestAcl;
 use crate::state::command::{Command, CommandResponse, KvOp, KvVerb};
 use crate::state::kv::{self as kvq, validate_key};
 use crate::state::watch::WatchTarget;
@@ -57,17 +62,31 @@ fn key_of(path: Option<Path<String>>) -> String {
 }
 
 /// `GET /v1/kv/:key`.
-pub(super) async fn get_kv(State(ctx): State<Ctx>, path: Option<Path<String>>, uri: Uri) -> Result<Response, Error> {
+pub(super) async fn get_kv(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    path: Option<Path<String>>,
+    uri: Uri,
+) -> Result<Response, Error> {
     let (key, q) = (key_of(path), QueryParams::from_uri(&uri));
     let (ctx, q) = (&ctx, &q);
     q.check_dc(&ctx.config.datacenter)?;
     let params = ReadParams::parse(q, ctx.config.default_query_time, ctx.config.max_query_time)?;
     let pretty = q.pretty();
+    if q.has("keys") || q.has("recurse") {
+        // Listing needs `list` on the prefix (read, unless enable_key_list_policy); what is
+        // listed is then filtered key by key.
+        acl.require(Resource::Key, &key, Need::List)?;
+    }
     if q.has("keys") {
         let separator = q.get("separator").or_else(|| q.get("seperator")).map(str::to_string);
         let target = [WatchTarget::Prefix(key.clone())];
-        let (index, keys, meta) =
-            blocking::run(ctx, &params, &target, |d| kvq::keys(d, &key, separator.as_deref())).await?;
+        let (index, keys, meta) = blocking::run(ctx, &params, &target, |d| {
+            let (index, mut keys) = kvq::keys(d, &key, separator.as_deref());
+            keys.retain(|k| acl.visible(Resource::Key, k));
+            (index, keys)
+        })
+        .await?;
         let status = if keys.is_empty() && !key.is_empty() { StatusCode::NOT_FOUND } else { StatusCode::OK };
         let mut resp = if status == StatusCode::NOT_FOUND {
             StatusCode::NOT_FOUND.into_response()
@@ -79,7 +98,12 @@ pub(super) async fn get_kv(State(ctx): State<Ctx>, path: Option<Path<String>>, u
     }
     if q.has("recurse") {
         let target = [WatchTarget::Prefix(key.clone())];
-        let (index, entries, meta) = blocking::run(ctx, &params, &target, |d| kvq::list(d, &key)).await?;
+        let (index, entries, meta) = blocking::run(ctx, &params, &target, |d| {
+            let (index, mut entries) = kvq::list(d, &key);
+            entries.retain(|e| acl.visible(Resource::Key, &e.key));
+            (index, entries)
+        })
+        .await?;
         let mut resp = if entries.is_empty() {
             StatusCode::NOT_FOUND.into_response()
         } else {
@@ -92,6 +116,7 @@ pub(super) async fn get_kv(State(ctx): State<Ctx>, path: Option<Path<String>>, u
     if key.is_empty() {
         return Err(Error::BadRequest("Missing key name".into()));
     }
+    acl.require(Resource::Key, &key, Need::Read)?;
     let target = [WatchTarget::Key(key.clone())];
     let (index, entry, meta) = blocking::run(ctx, &params, &target, |d| {
         let got = kvq::get(d, &key);
@@ -118,6 +143,7 @@ pub(super) async fn get_kv(State(ctx): State<Ctx>, path: Option<Path<String>>, u
 /// `PUT /v1/kv/:key`.
 pub(super) async fn put_kv(
     State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
     path: Option<Path<String>>,
     uri: Uri,
     headers: HeaderMap,
@@ -126,12 +152,12 @@ pub(super) async fn put_kv(
     let q = QueryParams::from_uri(&uri);
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;
-        let _token = token(&q, &headers);
         let key = key_of(path);
         if key.is_empty() {
             return Err(Error::BadRequest("Missing key name".into()));
         }
         validate_key(&key).map_err(Error::BadRequest)?;
+        acl.require(Resource::Key, &key, Need::Write)?;
         let flags = q.u64("flags", "flags")?.unwrap_or(0);
         let cas = q.u64("cas", "cas index")?;
         let acquire = q.get("acquire").map(str::to_string);
@@ -159,7 +185,12 @@ pub(super) async fn put_kv(
 }
 
 /// `DELETE /v1/kv/:key`.
-pub(super) async fn delete_kv(State(ctx): State<Ctx>, path: Option<Path<String>>, uri: Uri) -> Result<Response, Error> {
+pub(super) async fn delete_kv(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    path: Option<Path<String>>,
+    uri: Uri,
+) -> Result<Response, Error> {
     let q = QueryParams::from_uri(&uri);
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;
@@ -171,6 +202,11 @@ pub(super) async fn delete_kv(State(ctx): State<Ctx>, path: Option<Path<String>>
         }
         if key.is_empty() && !recurse {
             return Err(Error::BadRequest("Missing key name".into()));
+        }
+        if recurse {
+            acl.authz().require_key_write_prefix(&key)?;
+        } else {
+            acl.require(Resource::Key, &key, Need::Write)?;
         }
         let op = match (recurse, cas) {
             (true, _) => KvOp::new(KvVerb::DeleteTree, key),

@@ -105,6 +105,8 @@ pub struct ApiContext {
     pub left: CancellationToken,
     /// This agent's network coordinate (`None` with `disable_coordinates`).
     pub coordinates: Option<Arc<crate::coordinate::CoordinateClient>>,
+    /// Resolves request tokens (everything allowed when ACLs are off).
+    pub acl: Arc<crate::api::authz::AclResolver>,
 }
 
 impl ApiContext {
@@ -155,7 +157,62 @@ pub fn router(ctx: Ctx) -> Router {
     } else {
         agent.fallback(proxy::forward)
     };
-    router.method_not_allowed_fallback(method_not_allowed).with_state(ctx)
+    router
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(ctx.clone(), authorize))
+        .with_state(ctx)
+}
+
+/// Paths Consul answers without resolving the request's token.
+fn needs_no_token(path: &str) -> bool {
+    path.starts_with("/v1/status/")
+        || matches!(
+            path,
+            "/v1/acl/login" | "/v1/agent/version" | "/v1/catalog/datacenters" | "/v1/coordinate/datacenters"
+        )
+}
+
+/// Resolves the request's token (`?token=`, `X-Consul-Token`, `Authorization: Bearer`) into a
+/// [`RequestAcl`] handlers take as an extension; answers 403 "ACL not found" for an unknown
+/// token. Adds `X-Consul-Default-ACL-Policy` when ACLs are on, and
+/// `X-Consul-Results-Filtered-By-ACLs` when the handler left something out.
+async fn authorize(
+    axum::extract::State(ctx): axum::extract::State<Ctx>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use crate::api::authz::{Authz, RequestAcl};
+    let resolved = if !ctx.acl.enabled() || needs_no_token(req.uri().path()) {
+        Ok(Authz::disabled())
+    } else {
+        let q = QueryParams::from_uri(req.uri());
+        let secret = token(&q, req.headers());
+        match ctx.backend.consensus() {
+            Some(c) => c
+                .state()
+                .read(|d| ctx.acl.resolve(secret.as_deref(), &d.acl, crate::replication::session_ttl::now_ms())),
+            // Client agents with ACLs are refused at start (see `Agent::start`).
+            None => Err(Error::AclNotFound),
+        }
+    };
+    let acl = match resolved {
+        Ok(authz) => Arc::new(RequestAcl::new(authz)),
+        Err(e) => return with_acl_headers(&ctx, e.into_response(), false),
+    };
+    req.extensions_mut().insert(acl.clone());
+    let resp = next.run(req).await;
+    with_acl_headers(&ctx, resp, acl.was_filtered())
+}
+
+fn with_acl_headers(ctx: &ApiContext, mut resp: Response, filtered: bool) -> Response {
+    if ctx.acl.enabled() {
+        let policy = if ctx.acl.settings().default_allow { "allow" } else { "deny" };
+        resp.headers_mut().insert("X-Consul-Default-ACL-Policy", HeaderValue::from_static(policy));
+        if filtered {
+            resp.headers_mut().insert("X-Consul-Results-Filtered-By-ACLs", HeaderValue::from_static("true"));
+        }
+    }
+    resp
 }
 
 /// The endpoints a server answers from its replica.

@@ -1,6 +1,12 @@
 //! `/v1/status/*` (`agent/status_endpoint.go`) and `/v1/operator/raft/*`
 //! (`agent/operator_endpoint.go`).
 
+use std::sync::Arc;
+
+use axum::Extension;
+
+use crate::acl::rules::{Need, Scalar};
+use crate::api::authz::RequestAcl;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -42,10 +48,15 @@ pub(super) async fn status_peers(State(ctx): State<Ctx>, uri: Uri) -> Response {
 }
 
 /// `GET /v1/operator/raft/configuration`.
-pub(super) async fn raft_configuration(State(ctx): State<Ctx>, uri: Uri) -> Response {
+pub(super) async fn raft_configuration(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    uri: Uri,
+) -> Response {
     let q = QueryParams::from_uri(&uri);
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;
+        acl.require_scalar(Scalar::Operator, Need::Read)?;
         let consensus = ctx.consensus()?;
         let meta = consensus.read_barrier(q.consistency()?).await?;
         let metrics = consensus.metrics();
@@ -81,10 +92,15 @@ pub(super) async fn raft_configuration(State(ctx): State<Ctx>, uri: Uri) -> Resp
 }
 
 /// `DELETE /v1/operator/raft/peer?id=…|address=…`.
-pub(super) async fn raft_remove_peer(State(ctx): State<Ctx>, uri: Uri) -> Response {
+pub(super) async fn raft_remove_peer(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    uri: Uri,
+) -> Response {
     let q = QueryParams::from_uri(&uri);
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;
+        acl.require_scalar(Scalar::Operator, Need::Write)?;
         let id = q.get("id").filter(|s| !s.is_empty());
         let address = q.get("address").filter(|s| !s.is_empty());
         let config = raft::configuration(&ctx.consensus()?.metrics());

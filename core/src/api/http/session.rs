@@ -1,16 +1,20 @@
 //! `/v1/session/*` (Consul's `agent/session_endpoint.go`): create, destroy, renew, and blocking
 //! reads of one session, a node's sessions and all sessions.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde_json::{json as json_value, Value};
 
 use super::query::{QueryParams, ReadParams};
 use super::{blocking, json, read_body, set_read_meta, Ctx};
+use crate::acl::rules::{Need, Resource};
+use crate::api::authz::RequestAcl;
 use crate::duration::{format_go_duration, parse_go_duration};
 use crate::replication::session_ttl::{now_ms, TTL_MAX, TTL_MIN};
 use crate::state::command::{Command, CommandResponse};
@@ -141,6 +145,7 @@ fn parse_create(bytes: &[u8], default_node: &str) -> Result<Session, Error> {
 /// A refused create (missing node or check, critical check) is `Error::Apply`: a 500, as Consul.
 pub(super) async fn create(
     State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
@@ -149,6 +154,7 @@ pub(super) async fn create(
     q.check_dc(&ctx.config.datacenter)?;
     let bytes = read_body(body, &headers, MAX_BODY, "the session request size limit").await?;
     let mut session = parse_create(&bytes, &ctx.config.node_name)?;
+    acl.require(Resource::Session, &session.node, Need::Write)?;
     // Chosen here, before Raft, so applying the command stays deterministic.
     session.id = uuid::Uuid::new_v4().to_string();
     let id = session.id.clone();
@@ -159,32 +165,64 @@ pub(super) async fn create(
 }
 
 /// `PUT /v1/session/destroy/:id` (idempotent: an unknown ID is still `true`).
-pub(super) async fn destroy(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Result<Response, Error> {
+pub(super) async fn destroy(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
     let q = QueryParams::from_uri(&uri);
     q.check_dc(&ctx.config.datacenter)?;
     if id.is_empty() {
         return Err(Error::BadRequest("Missing session".into()));
     }
+    require_session_write(&ctx, &acl, &id)?;
     ctx.consensus()?.write(Command::SessionDestroy { id, now_ms: now_ms() }).await?;
     Ok(json(StatusCode::OK, &true, q.pretty()))
 }
 
 /// `PUT /v1/session/renew/:id`: the session as a one-element list, 404 if it does not exist.
-pub(super) async fn renew(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Result<Response, Error> {
+pub(super) async fn renew(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
     let q = QueryParams::from_uri(&uri);
     q.check_dc(&ctx.config.datacenter)?;
+    require_session_write(&ctx, &acl, &id)?;
     match ctx.consensus()?.renew_session(&id).await? {
         Some(s) => Ok(json(StatusCode::OK, &[session_json(&s)], q.pretty())),
         None => Err(Error::NotFound(format!("Session id '{id}' not found"))),
     }
 }
 
-async fn read_sessions(ctx: &Ctx, uri: &Uri, pick: impl Fn(&StateData) -> Vec<Session>) -> Result<Response, Error> {
+/// `session:write` on the node of session `id` (an unknown session needs nothing: destroying it
+/// is a no-op and renewing it a 404).
+fn require_session_write(ctx: &Ctx, acl: &RequestAcl, id: &str) -> Result<(), Error> {
+    let node = ctx.consensus()?.state().read(|d| d.sessions.get(id).map(|s| s.node.clone()));
+    match node {
+        Some(node) => acl.require(Resource::Session, &node, Need::Write),
+        None => Ok(()),
+    }
+}
+
+async fn read_sessions(
+    ctx: &Ctx,
+    acl: &RequestAcl,
+    uri: &Uri,
+    pick: impl Fn(&StateData) -> Vec<Session>,
+) -> Result<Response, Error> {
     let q = QueryParams::from_uri(uri);
     q.check_dc(&ctx.config.datacenter)?;
     let params = ReadParams::parse(&q, ctx.config.default_query_time, ctx.config.max_query_time)?;
     let targets = [WatchTarget::Key(WATCH_SESSIONS.to_string())];
-    let (index, sessions, meta) = blocking::run(ctx, &params, &targets, |d| (d.session_index, pick(d))).await?;
+    let (index, sessions, meta) = blocking::run(ctx, &params, &targets, |d| {
+        let mut sessions = pick(d);
+        sessions.retain(|s| acl.visible(Resource::Session, &s.node));
+        (d.session_index, sessions)
+    })
+    .await?;
     let body: Vec<Value> = sessions.iter().map(session_json).collect();
     let mut resp = json(StatusCode::OK, &body, q.pretty());
     set_read_meta(resp.headers_mut(), index, &meta);
@@ -192,22 +230,32 @@ async fn read_sessions(ctx: &Ctx, uri: &Uri, pick: impl Fn(&StateData) -> Vec<Se
 }
 
 /// `GET /v1/session/info/:id`: `[SessionEntry]`, or `[]` when unknown.
-pub(super) async fn info(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Response {
-    read_sessions(&ctx, &uri, |d| d.sessions.get(&id).cloned().into_iter().collect())
+pub(super) async fn info(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Response {
+    read_sessions(&ctx, &acl, &uri, |d| d.sessions.get(&id).cloned().into_iter().collect())
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET /v1/session/node/:node`.
-pub(super) async fn node(State(ctx): State<Ctx>, Path(node): Path<String>, uri: Uri) -> Response {
-    read_sessions(&ctx, &uri, |d| d.sessions.values().filter(|s| s.node == node).cloned().collect())
+pub(super) async fn node(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(node): Path<String>,
+    uri: Uri,
+) -> Response {
+    read_sessions(&ctx, &acl, &uri, |d| d.sessions.values().filter(|s| s.node == node).cloned().collect())
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET /v1/session/list`.
-pub(super) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Response {
-    read_sessions(&ctx, &uri, |d| d.sessions.values().cloned().collect())
+pub(super) async fn list(State(ctx): State<Ctx>, Extension(acl): Extension<Arc<RequestAcl>>, uri: Uri) -> Response {
+    read_sessions(&ctx, &acl, &uri, |d| d.sessions.values().cloned().collect())
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }

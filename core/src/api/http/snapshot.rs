@@ -1,6 +1,11 @@
 //! `/v1/snapshot` (`agent/snapshot_endpoint.go`): GET streams a consistent point-in-time
 //! archive of the whole state; PUT restores one into the running cluster through Raft.
 
+use std::sync::Arc;
+
+use axum::Extension;
+
+use crate::api::authz::RequestAcl;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
@@ -13,10 +18,16 @@ use crate::state::command::Command;
 use crate::Error;
 
 /// `GET /v1/snapshot`.
-pub(super) async fn snapshot_save(State(ctx): State<Ctx>, uri: Uri) -> Response {
+pub(super) async fn snapshot_save(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    uri: Uri,
+) -> Response {
     let q = QueryParams::from_uri(&uri);
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;
+        // A snapshot holds every secret (ACL tokens included): management only, as in Consul.
+        acl.authz().require_management()?;
         let meta = ctx.consensus()?.read_barrier(q.consistency()?).await?;
         // One read lock: the index and the bytes describe the same instant.
         let (index, state_bin) = ctx.consensus()?.state().read(|d| (d.last_index, postcard::to_allocvec(d)));
@@ -43,10 +54,17 @@ pub(super) async fn snapshot_save(State(ctx): State<Ctx>, uri: Uri) -> Response 
 }
 
 /// `PUT /v1/snapshot`.
-pub(super) async fn snapshot_restore(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn snapshot_restore(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let q = QueryParams::from_uri(&uri);
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;
+        acl.authz().require_management()?;
         let bytes = read_body(body, &headers, MAX_ARCHIVE_BYTES as usize, "the snapshot size limit").await?;
         let (meta, state) = read_archive(&bytes)?;
         tracing::warn!(snapshot = %meta.id, index = meta.index, "restoring snapshot into the running cluster");

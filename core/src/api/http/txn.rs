@@ -3,15 +3,20 @@
 //! write sends the whole transaction through Raft. Rollback answers 409 with per-op errors.
 
 use axum::body::Body;
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use base64::Engine;
 use serde_json::{json as json_value, Map, Value};
 
 use super::kv::KvPairJson;
 use super::query::QueryParams;
 use super::{json, read_body, set_read_meta, Ctx};
+use crate::acl::rules::{Need, Resource};
+use crate::api::authz::RequestAcl;
 use crate::state::command::{Command, CommandResponse, KvOp, KvVerb};
 use crate::state::kv::validate_key;
 use crate::state::txn::{KvOverlay, TxnOp, TxnOutcome};
@@ -21,21 +26,39 @@ use crate::Error;
 pub const MAX_TXN_OPS: usize = 128;
 
 /// `PUT /v1/txn`.
-pub(super) async fn txn(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn txn(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let q = QueryParams::from_uri(&uri);
-    match txn_inner(&ctx, &q, &headers, body).await {
+    match txn_inner(&ctx, &acl, &q, &headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn txn_inner(ctx: &Ctx, q: &QueryParams, headers: &HeaderMap, body: Body) -> Result<Response, Error> {
+async fn txn_inner(
+    ctx: &Ctx,
+    acl: &RequestAcl,
+    q: &QueryParams,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Error> {
     q.check_dc(&ctx.config.datacenter)?;
     let limits = ctx.config.limits;
     let limit = limits.txn_max_req_len.max(limits.kv_max_value_size);
     let bytes = read_body(body, headers, limit, "the txn_max_req_len limit (limits.txn_max_req_len)").await?;
     let ops = parse_ops(&bytes, limits.kv_max_value_size)?;
     let pretty = q.pretty();
+    // A transaction with any operation the token may not do is refused whole, before anything
+    // runs, with one error per refused operation (Consul's 409 shape).
+    let denied = denied_ops(acl, &ops);
+    if !denied.is_empty() {
+        return Ok(render(&TxnOutcome { results: Vec::new(), errors: denied }, pretty));
+    }
     let read_only = ops.iter().all(|TxnOp::Kv(op)| op.verb.is_read());
     if read_only {
         let consistency = q.consistency()?;
@@ -56,6 +79,22 @@ async fn txn_inner(ctx: &Ctx, q: &QueryParams, headers: &HeaderMap, body: Body) 
         }
         (_, other) => Err(Error::Raft(format!("unexpected result {other:?}"))),
     }
+}
+
+/// The operations of `ops` the request's token may not perform, as transaction errors.
+fn denied_ops(acl: &RequestAcl, ops: &[TxnOp]) -> Vec<crate::error::TxnError> {
+    ops.iter()
+        .enumerate()
+        .filter_map(|(i, TxnOp::Kv(op))| {
+            let allowed = match op.verb {
+                KvVerb::GetTree => acl.require(Resource::Key, &op.key, Need::List),
+                KvVerb::DeleteTree => acl.authz().require_key_write_prefix(&op.key),
+                verb if verb.is_read() => acl.require(Resource::Key, &op.key, Need::Read),
+                _ => acl.require(Resource::Key, &op.key, Need::Write),
+            };
+            allowed.err().map(|e| crate::error::TxnError { op_index: i, what: e.to_string() })
+        })
+        .collect()
 }
 
 fn render(outcome: &TxnOutcome, pretty: bool) -> Response {
