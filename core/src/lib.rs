@@ -52,6 +52,7 @@
 //!   simulations).
 //! - [`coordinate`]: Vivaldi network coordinates (the algorithm and the local client).
 
+pub mod acl;
 pub mod agent;
 pub mod api;
 pub mod clock;
