@@ -83,7 +83,11 @@ impl Error {
     /// The one place errors become HTTP status codes.
     pub fn http_status(&self) -> u16 {
         match self {
-            Error::BadRequest(_) | Error::Config(_) | Error::Apply(ApplyError::InvalidRegistration(_)) => 400,
+            Error::BadRequest(_)
+            | Error::Config(_)
+            | Error::Apply(ApplyError::InvalidRegistration(_))
+            | Error::Apply(ApplyError::AclInvalid(_)) => 400,
+            Error::Apply(ApplyError::AclBootstrapNotAllowed { .. }) => 403,
             Error::AclDisabled => 401,
             Error::AclNotFound | Error::PermissionDenied(_) => 403,
             Error::NotFound(_) => 404,
@@ -133,6 +137,17 @@ pub enum ApplyError {
     /// the ID is taken (Consul answers 500).
     #[error("{0}")]
     SessionRefused(String),
+    /// An ACL write was refused: a link to a missing policy or role, a name or ID in use, a
+    /// protected built-in, an expiry in the past (400, Consul's message).
+    #[error("{0}")]
+    AclInvalid(String),
+    /// `/v1/acl/bootstrap` after the cluster was bootstrapped (403); carries the reset index an
+    /// operator writes to `<data_dir>/acl-bootstrap-reset` to allow one more.
+    #[error("Permission denied: ACL bootstrap no longer allowed (reset index: {reset_index})")]
+    AclBootstrapNotAllowed {
+        /// The index of the last bootstrap.
+        reset_index: u64,
+    },
 }
 
 impl From<ApplyError> for Error {

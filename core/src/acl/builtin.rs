@@ -68,7 +68,9 @@ impl TemplatedPolicy {
     /// Renders the rules for `name_var` (required when the template has a schema).
     pub fn render(&self, name_var: Option<&str>) -> Result<String, RulesError> {
         match (self.schema, name_var) {
-            (Some(_), None | Some("")) => Err(RulesError("name: String length must be greater than or equal to 1".into())),
+            (Some(_), None | Some("")) => {
+                Err(RulesError("name: String length must be greater than or equal to 1".into()))
+            }
             (_, Some(n)) => Ok(self.template.replace("{{.Name}}", n)),
             (None, None) => Ok(self.template.to_string()),
         }

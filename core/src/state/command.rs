@@ -56,6 +56,8 @@ pub enum Command {
         /// The write itself.
         cmd: Box<Command>,
     },
+    /// An ACL write (`/v1/acl/*`, or the leader's ACL upkeep); see [`crate::state::acl`].
+    Acl(crate::state::acl::AclOp),
 }
 
 /// Identifies one client write across retries: `origin` is a random id drawn by each agent
@@ -126,6 +128,7 @@ impl Command {
             Command::SessionDestroy { .. } => 64,
             Command::CoordinateBatchUpdate(u) => u.iter().map(|u| u.node.len() + u.segment.len() + 96).sum(),
             Command::Tracked { cmd, .. } => cmd.approx_size().saturating_add(16),
+            Command::Acl(_) => 1024,
         }
     }
 }
@@ -288,4 +291,6 @@ pub enum CommandResponse {
     /// A [`Command::Tracked`] whose id is older than the dedup window remembers: it may or may
     /// not have been applied before, so it was not applied now.
     Expired,
+    /// What an ACL write stored.
+    Acl(crate::state::acl::AclApplied),
 }

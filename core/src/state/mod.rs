@@ -10,6 +10,7 @@
 //! only the leaf modules (`error`, `duration`, `coordinate`); nothing here knows about Raft, the
 //! network or HTTP.
 
+pub mod acl;
 pub mod archive;
 pub mod catalog;
 pub mod command;
@@ -77,6 +78,9 @@ pub struct StateData {
     /// Results of recent client writes by request id: what makes every write apply once.
     /// Kept across `/v1/snapshot` restores (it describes the log, not the data).
     pub dedup: dedup::DedupWindow,
+    /// ACL tokens, policies, roles, auth methods, binding rules and the bootstrap state.
+    #[serde(default)]
+    pub acl: acl::AclTables,
 }
 
 /// The in-memory state store shared by the Raft state machine (writer) and the HTTP API (readers).
@@ -163,6 +167,7 @@ impl StateStore {
         // Catalog changes notify exact watch keys only (they are not KV keys).
         let mut changed_exact: Vec<String> = Vec::new();
         let sessions_changed;
+        let mut acl_changed = false;
         let response = {
             let mut data = self.data.write();
             data.last_index = data.last_index.max(index);
@@ -244,6 +249,13 @@ impl StateStore {
                     }
                     CommandResponse::Ok
                 }
+                Command::Acl(op) => match acl::apply(&mut data, op, index) {
+                    Ok(applied) => {
+                        acl_changed = true;
+                        CommandResponse::Acl(applied)
+                    }
+                    Err(e) => CommandResponse::Failed(e),
+                },
                 // Handled above, before taking the lock.
                 Command::Batch(_) | Command::Tracked { .. } => CommandResponse::Ok,
             };
@@ -261,6 +273,9 @@ impl StateStore {
             }
             if sessions_changed {
                 self.watches.notify_exact(session::WATCH_SESSIONS);
+            }
+            if acl_changed {
+                self.watches.notify_exact(acl::WATCH_ACL);
             }
         }
         response
@@ -358,6 +373,14 @@ fn restore(data: &mut StateData, restored: &StateData, index: u64) -> Vec<String
     coordinates.retain_catalog_nodes(&data.catalog);
     coordinates.index = index;
     data.coordinates = coordinates;
+    // ACL objects come back as saved; every table index moves to the restore's.
+    let mut acl = restored.acl.clone();
+    acl.tokens_index = index;
+    acl.policies_index = index;
+    acl.roles_index = index;
+    acl.auth_methods_index = index;
+    acl.binding_rules_index = index;
+    data.acl = acl;
     data.kv_index = index;
     data.last_index = data.last_index.max(index);
     changed
