@@ -7,3 +7,5 @@
 
 pub(crate) mod body;
 pub(crate) mod catalog;
+pub mod selector;
+pub mod timestamp;
