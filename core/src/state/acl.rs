@@ -711,6 +711,30 @@ pub fn apply(data: &mut StateData, op: &AclOp, index: u64) -> Result<AclApplied,
     data.acl.apply(op, index)
 }
 
+/// The built-in policies, which the leader makes sure exist (see `replication::acl_upkeep`).
+pub fn builtin_policies() -> Vec<AclPolicy> {
+    vec![AclPolicy {
+        id: GLOBAL_MANAGEMENT_ID.into(),
+        name: GLOBAL_MANAGEMENT_NAME.into(),
+        description: "Builtin Policy that grants unlimited access".into(),
+        rules: GLOBAL_MANAGEMENT_RULES.into(),
+        ..AclPolicy::default()
+    }]
+}
+
+/// The anonymous token (used for requests without a token).
+pub fn anonymous_token() -> AclToken {
+    AclToken {
+        accessor_id: ANONYMOUS_ACCESSOR_ID.into(),
+        secret_id: ANONYMOUS_SECRET_ID.into(),
+        description: "Anonymous Token".into(),
+        ..AclToken::default()
+    }
+}
+
+/// The rules of `global-management` (`structs.ACLPolicyGlobalManagement`).
+const GLOBAL_MANAGEMENT_RULES: &str = "\nacl = \"write\"\nagent_prefix \"\" {\n\tpolicy = \"write\"\n}\nevent_prefix \"\" {\n\tpolicy = \"write\"\n}\nidentity_prefix \"\" {\n\tpolicy = \"write\"\n\tintentions = \"write\"\n}\nkey_prefix \"\" {\n\tpolicy = \"write\"\n}\nkeyring = \"write\"\nnode_prefix \"\" {\n\tpolicy = \"write\"\n}\noperator = \"write\"\nmesh = \"write\"\npeering = \"write\"\nquery_prefix \"\" {\n\tpolicy = \"write\"\n}\nservice_prefix \"\" {\n\tpolicy = \"write\"\n\tintentions = \"write\"\n}\nsession_prefix \"\" {\n\tpolicy = \"write\"\n}";
+
 #[cfg(test)]
 mod tests {
     use super::*;
