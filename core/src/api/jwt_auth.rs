@@ -381,7 +381,7 @@ pub(crate) mod tests {
     #[test]
     fn config_refusals() {
         assert!(JwtConfig::parse(&json!({})).is_err());
-        assert!(JwtConfig::parse(&json!({"JWKSURL": "https://x"})).unwrap_err().contains("no outbound"));
+        assert!(JwtConfig::parse(&json!({"JWKSURL": "https://x"})).expect_err("refused").contains("no outbound"));
         assert!(JwtConfig::parse(&json!({"JWTValidationPubKeys": ["garbage"]})).is_err());
         assert!(JwtConfig::parse(&json!({"JWTValidationPubKeys": [RSA_PUB], "JWTSupportedAlgs": ["HS256"]})).is_err());
     }

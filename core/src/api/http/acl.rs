@@ -1179,15 +1179,13 @@ fn bind(acl: &AclTables, method: &str, vars: &Vars, datacenter: &str, token: &mu
         let name = interpolate(&rule.bind_name, vars)
             .map_err(|e| bad(format!("cannot compute {:?} bind name for bind target: {e}", rule.bind_type)))?;
         match rule.bind_type.as_str() {
-            "service" => {
-                if valid_identity_name(&name) && !token.service_identities.iter().any(|s| s.service_name == name) {
-                    token.service_identities.push(ServiceIdentity { service_name: name, datacenters: Vec::new() });
-                }
+            "service"
+                if valid_identity_name(&name) && !token.service_identities.iter().any(|s| s.service_name == name) =>
+            {
+                token.service_identities.push(ServiceIdentity { service_name: name, datacenters: Vec::new() });
             }
-            "node" => {
-                if valid_identity_name(&name) {
-                    token.node_identities.push(NodeIdentity { node_name: name, datacenter: datacenter.to_string() });
-                }
+            "node" if valid_identity_name(&name) => {
+                token.node_identities.push(NodeIdentity { node_name: name, datacenter: datacenter.to_string() });
             }
             "role" => {
                 if let Some(r) = acl.role_by_name(&name) {
