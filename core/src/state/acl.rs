@@ -218,7 +218,9 @@ pub struct BootstrapState {
 pub struct AclTables {
     /// Tokens by AccessorID.
     pub tokens: BTreeMap<String, AclToken>,
-    /// SecretID → AccessorID.
+    /// SecretID → AccessorID. Derived from `tokens`: not serialised, rebuilt on load
+    /// ([`AclTables::rebuild`]) so it can never disagree with them.
+    #[serde(skip)]
     pub secrets: BTreeMap<String, String>,
     /// Policies by ID.
     pub policies: BTreeMap<String, AclPolicy>,
@@ -341,6 +343,11 @@ fn hash_of<T: Serialize>(value: &T) -> String {
 }
 
 impl AclTables {
+    /// Rebuilds the secret index from the tokens (after a snapshot load or restore).
+    pub fn rebuild(&mut self) {
+        self.secrets = self.tokens.values().map(|t| (t.secret_id.clone(), t.accessor_id.clone())).collect();
+    }
+
     /// The token with `secret`, unless it expired at `now_ms`. O(log n).
     pub fn token_by_secret(&self, secret: &str, now_ms: u64) -> Option<&AclToken> {
         let accessor = self.secrets.get(secret)?;
@@ -935,5 +942,26 @@ mod tests {
         let back = deserialize_state(&bytes).expect("deserialize");
         assert_eq!(back.acl, store.read(|d| d.acl.clone()));
         assert_eq!(back.acl.token_by_secret("s1", 0).map(|t| t.accessor_id.as_str()), Some("a1"));
+    }
+
+    /// `/v1/snapshot` restore brings the ACL tables back, secret index included, with every
+    /// table index moved to the restore's.
+    #[test]
+    fn restore_brings_acl_back() {
+        let source = StateStore::new();
+        init(&source, 2);
+        set_token(&source, token("a1", "s1"), 0, 3);
+        let snap = source.read(|d| d.clone());
+        let bytes = postcard::to_allocvec(&Command::Restore(Box::new(snap))).expect("encode");
+        let cmd: Command = postcard::from_bytes(&bytes).expect("decode");
+        let target = StateStore::new();
+        init(&target, 2);
+        set_token(&target, token("b1", "t1"), 0, 3);
+        target.apply(&cmd, 20);
+        target.read(|d| {
+            assert!(d.acl.token_by_secret("s1", 0).is_some());
+            assert!(d.acl.token_by_secret("t1", 0).is_none());
+            assert_eq!((d.acl.tokens_index, d.acl.policies_index), (20, 20));
+        });
     }
 }
