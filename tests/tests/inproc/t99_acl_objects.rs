@@ -427,8 +427,9 @@ async fn t99_acl_jwt_login_logout() {
     c.shutdown().await;
 }
 
-/// Three servers: two concurrent bootstraps, exactly one wins; a token created on the leader is
-/// readable by secret on every follower.
+/// Three servers: two concurrent bootstraps, exactly one wins; a bootstrap sent to a follower
+/// is answered by the leader (its reset file counts); a token created on the leader is readable
+/// by secret on every follower.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t99_acl_three_servers() {
     let c = Cluster::start_with(3, acl_opts()).await;
@@ -445,6 +446,14 @@ async fn t99_acl_three_servers() {
     let mut statuses = [ra.status, rb.status];
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 403], "{} / {}", ra.text(), rb.text());
+    // The reset file is read on the leader, wherever the bootstrap request arrives.
+    let denied = call(&a, Method::PUT, "/v1/acl/bootstrap", None).await;
+    refused(&denied, 403, "no longer allowed");
+    let reset_index = denied.text().rsplit("reset index: ").next().map(|s| s.trim().trim_end_matches(')').to_string());
+    let file = c.data_dir(leader).join("acl-bootstrap-reset");
+    std::fs::write(&file, reset_index.expect("reset index")).expect("write");
+    ok(&call(&a, Method::PUT, "/v1/acl/bootstrap", None).await);
+    assert!(!file.exists(), "the leader used up its reset file");
 
     let t = ok(&put(&c.api(leader), "/v1/acl/token", json!({"Description": "everywhere"})).await);
     let secret = t["SecretID"].as_str().expect("secret").to_string();

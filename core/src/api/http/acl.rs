@@ -468,9 +468,25 @@ fn creation_expiry(ttl_ns: i128, expiration: Option<u64>, now: u64) -> Result<Op
 
 // ---- bootstrap -----------------------------------------------------------------------------
 
+/// Marks a bootstrap a follower handed to the leader, so it is handed on at most once.
+const FORWARDED_MARK: &str = "x-consul-rs-acl-forwarded";
+
 /// `PUT /v1/acl/bootstrap`: the first management token; afterwards 403 with the reset index.
-pub(super) async fn bootstrap(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, Error> {
+/// Answered by the leader, which reads the reset file in its own data dir (as Consul does).
+pub(super) async fn bootstrap(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap) -> Result<Response, Error> {
     let q = write_prelude(&ctx, &uri)?;
+    let consensus = ctx.consensus()?;
+    if !consensus.is_leader() && !headers.contains_key(FORWARDED_MARK) {
+        let req = super::proxy::HttpRequest {
+            method: "PUT".into(),
+            uri: uri.path_and_query().map_or("/v1/acl/bootstrap", |p| p.as_str()).to_string(),
+            headers: vec![(FORWARDED_MARK.into(), "1".into())],
+            body: Vec::new(),
+        };
+        let answer: Result<super::proxy::HttpResponse, String> =
+            consensus.call_leader(crate::rpc::Service::Http, &req, std::time::Duration::from_secs(30)).await?;
+        return Ok(super::proxy::into_response(answer.map_err(Error::Rpc)?));
+    }
     let reset_path = ctx.config.data_dir.as_ref().map(|d| d.join(RESET_FILE));
     let reset_index = reset_path
         .as_ref()
