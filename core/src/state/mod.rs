@@ -6,9 +6,9 @@
 //! [`watch::WatchHub`], which is notified only for the keys a write touched.
 //!
 //! Owns the data model and how each [`command::Command`] changes it (including the exactly-once
-//! [`dedup`] window), and the `/v1/snapshot` archive format. The bottom data layer: it may call
-//! only the leaf modules (`error`, `duration`, `coordinate`); nothing here knows about Raft, the
-//! network or HTTP.
+//! [`dedup`] window and the [`acl`] tables), and the `/v1/snapshot` archive format. The bottom
+//! data layer: it may call only the leaf modules (`error`, `duration`, `coordinate`); nothing
+//! here knows about Raft, the network or HTTP.
 
 pub mod acl;
 pub mod archive;
