@@ -124,7 +124,7 @@ async fn t99_acl_policy_role_token_crud() {
     );
     refused(&put(&api, "/v1/acl/policy", json!({"Name": "web-read"})).await, 400, "already exists");
     refused(&put(&api, "/v1/acl/policy", json!({"ID": pid, "Name": "x"})).await, 400, "Cannot specify the ID");
-    refused(&call(&api, Method::PUT, "/v1/acl/policy", Some(json!([1]))).await, 400, "Request decode failed");
+    refused(&call(&api, Method::PUT, "/v1/acl/policy", Some(json!([1]))).await, 400, "Policy decoding failed: ");
     assert_eq!(len(&api.get("/v1/acl/policies").await.expect("list")), count, "refusals changed nothing");
     let list = api.get("/v1/acl/policies").await.expect("list");
     assert!(list.index().is_some());

@@ -76,12 +76,21 @@ fn valid_identity_name(s: &str) -> bool {
     !b.is_empty() && b.len() <= 256 && b.iter().all(inner) && b.first().is_some_and(edge) && b.last().is_some_and(edge)
 }
 
-async fn body_object(body: Body, headers: &HeaderMap) -> Result<Map<String, Value>, Error> {
+/// Reads a JSON object body; malformed JSON is a 400 `<what> decoding failed: …`, Consul's
+/// wording per endpoint. Unknown fields are ignored, as Consul's decoder does.
+async fn body_object(body: Body, headers: &HeaderMap, what: &str) -> Result<Map<String, Value>, Error> {
     let bytes = read_body(body, headers, MAX_BODY, "the ACL request size limit").await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
-    parse_object(&bytes)
+    parse_object(&bytes).map_err(|e| {
+        let detail = e.to_string();
+        let detail = detail.strip_prefix("Request decode failed: ").unwrap_or(&detail).to_string();
+        match what {
+            "Login" => bad(format!("Failed to decode request body: {detail}")),
+            _ => bad(format!("{what} decoding failed: {detail}")),
+        }
+    })
 }
 
 async fn write(ctx: &Ctx, op: AclOp) -> Result<AclApplied, Error> {
@@ -521,7 +530,7 @@ pub(super) async fn token_create(
     body: Body,
 ) -> Result<Response, Error> {
     let q = write_prelude(&ctx, &uri)?;
-    let map = body_object(body, &headers).await?;
+    let map = body_object(body, &headers, "Token").await?;
     let (mut token, ttl, expiration) = parse_token_body(&Obj::new(&map, ""))?;
     if token.accessor_id.is_empty() {
         token.accessor_id = new_uuid();
@@ -553,7 +562,7 @@ pub(super) async fn token_update(
     body: Body,
 ) -> Result<Response, Error> {
     let q = write_prelude(&ctx, &uri)?;
-    let map = body_object(body, &headers).await?;
+    let map = body_object(body, &headers, "Token").await?;
     let (mut token, ttl, _) = parse_token_body(&Obj::new(&map, ""))?;
     if !token.accessor_id.is_empty() && token.accessor_id != id {
         return Err(bad("Token Accessor ID in URL and payload do not match"));
@@ -579,7 +588,7 @@ pub(super) async fn token_clone(
     body: Body,
 ) -> Result<Response, Error> {
     let q = write_prelude(&ctx, &uri)?;
-    let map = body_object(body, &headers).await?;
+    let map = body_object(body, &headers, "Token").await?;
     let description = Obj::new(&map, "").string(&["Description"])?;
     let now = now_ms();
     let source = ctx.consensus()?.state().read(|d| d.acl.token_by_accessor(&id, now).cloned());
@@ -711,7 +720,7 @@ pub(super) async fn policy_create(
     body: Body,
 ) -> Result<Response, Error> {
     let q = write_prelude(&ctx, &uri)?;
-    let mut policy = parse_policy(&body_object(body, &headers).await?)?;
+    let mut policy = parse_policy(&body_object(body, &headers, "Policy").await?)?;
     if !policy.id.is_empty() {
         return Err(bad("Cannot specify the ID when creating a new policy"));
     }
@@ -729,7 +738,7 @@ pub(super) async fn policy_update(
     body: Body,
 ) -> Result<Response, Error> {
     let q = write_prelude(&ctx, &uri)?;
-    let mut policy = parse_policy(&body_object(body, &headers).await?)?;
+    let mut policy = parse_policy(&body_object(body, &headers, "Policy").await?)?;
     if !policy.id.is_empty() && policy.id != id {
         return Err(bad("Policy ID in URL and payload do not match"));
     }
@@ -813,7 +822,7 @@ pub(super) async fn role_create(
     body: Body,
 ) -> Result<Response, Error> {
     let q = write_prelude(&ctx, &uri)?;
-    let mut role = parse_role(&body_object(body, &headers).await?)?;
+    let mut role = parse_role(&body_object(body, &headers, "Role").await?)?;
     if !role.id.is_empty() {
         return Err(bad("Cannot specify the ID when creating a new role"));
     }
@@ -831,7 +840,7 @@ pub(super) async fn role_update(
     body: Body,
 ) -> Result<Response, Error> {
     let q = write_prelude(&ctx, &uri)?;
-    let mut role = parse_role(&body_object(body, &headers).await?)?;
+    let mut role = parse_role(&body_object(body, &headers, "Role").await?)?;
     if !role.id.is_empty() && role.id != id {
         return Err(bad("Role ID in URL and payload do not match"));
     }
@@ -929,7 +938,7 @@ pub(super) async fn templated_policy_preview(
     let q = write_prelude(&ctx, &uri)?;
     let t = crate::acl::builtin::templated_policy(&name)
         .ok_or_else(|| Error::NotFound(format!("Invalid templated policy Name: {name}")))?;
-    let map = body_object(body, &headers).await?;
+    let map = body_object(body, &headers, "Request").await?;
     let var = Some(Obj::new(&map, "").string(&["Name"])?).filter(|s| !s.is_empty());
     let rules =
         t.render(var.as_deref()).map_err(|e| bad(format!("validation error for templated policy: {name:?}: {e}")))?;
@@ -995,7 +1004,7 @@ pub(super) async fn auth_method_create(
     body: Body,
 ) -> Result<Response, Error> {
     let q = write_prelude(&ctx, &uri)?;
-    let method = parse_auth_method(&body_object(body, &headers).await?)?;
+    let method = parse_auth_method(&body_object(body, &headers, "AuthMethod").await?)?;
     let applied = write(&ctx, AclOp::AuthMethodSet(Box::new(method))).await?;
     Ok(json(StatusCode::OK, &applied_json(&ctx, applied)?, q.pretty()))
 }
@@ -1009,7 +1018,7 @@ pub(super) async fn auth_method_update(
     body: Body,
 ) -> Result<Response, Error> {
     let q = write_prelude(&ctx, &uri)?;
-    let mut map = body_object(body, &headers).await?;
+    let mut map = body_object(body, &headers, "AuthMethod").await?;
     match Obj::new(&map, "").string(&["Name"])? {
         n if n.is_empty() => {
             map.insert("Name".into(), json_value!(name.clone()));
@@ -1114,7 +1123,7 @@ pub(super) async fn binding_rule_create(
     body: Body,
 ) -> Result<Response, Error> {
     let q = write_prelude(&ctx, &uri)?;
-    let mut rule = parse_binding_rule(&ctx, &body_object(body, &headers).await?)?;
+    let mut rule = parse_binding_rule(&ctx, &body_object(body, &headers, "BindingRule").await?)?;
     if !rule.id.is_empty() {
         return Err(bad("Cannot specify the ID when creating a new binding rule"));
     }
@@ -1132,7 +1141,7 @@ pub(super) async fn binding_rule_update(
     body: Body,
 ) -> Result<Response, Error> {
     let q = write_prelude(&ctx, &uri)?;
-    let mut rule = parse_binding_rule(&ctx, &body_object(body, &headers).await?)?;
+    let mut rule = parse_binding_rule(&ctx, &body_object(body, &headers, "BindingRule").await?)?;
     if !rule.id.is_empty() && rule.id != id {
         return Err(bad("BindingRule ID in URL and payload do not match"));
     }
@@ -1233,7 +1242,7 @@ fn bind(acl: &AclTables, method: &str, vars: &Vars, datacenter: &str, token: &mu
 /// `POST /v1/acl/login`: exchanges a bearer JWT for a token built from the binding rules.
 pub(super) async fn login(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, Error> {
     let q = write_prelude(&ctx, &uri)?;
-    let map = body_object(body, &headers).await?;
+    let map = body_object(body, &headers, "Login").await?;
     let o = Obj::new(&map, "");
     let method_name = o.string(&["AuthMethod"])?;
     let bearer = o.string(&["BearerToken"])?;
