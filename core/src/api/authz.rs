@@ -67,7 +67,9 @@ impl std::str::FromStr for DownPolicy {
             "async-cache" => Ok(DownPolicy::AsyncCache),
             "allow" => Ok(DownPolicy::Allow),
             "deny" => Ok(DownPolicy::Deny),
-            other => Err(format!("invalid acl.down_policy {other:?}: use extend-cache, async-cache, allow or deny")),
+            other => Err(format!(
+                "invalid acl.down_policy {other:?}: use extend-cache, async-cache, allow or deny"
+            )),
         }
     }
 }
