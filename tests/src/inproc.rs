@@ -24,6 +24,10 @@ pub struct Options {
     pub tweak: Option<fn(&mut AgentConfig)>,
     /// DNS settings.
     pub dns: DnsConfig,
+    /// Turns ACLs on (`acl.enabled = true`, default policy allow).
+    pub acl: bool,
+    /// `acl.tokens.initial_management` (only with `acl`).
+    pub initial_management: Option<String>,
 }
 
 impl Default for Options {
@@ -34,6 +38,8 @@ impl Default for Options {
             tombstone_ttl: Duration::from_secs(15 * 60),
             tweak: None,
             dns: DnsConfig::default(),
+            acl: false,
+            initial_management: None,
         }
     }
 }
@@ -73,6 +79,10 @@ fn server_config(i: usize, n: usize, join: SocketAddr, dir: &TempDir, opts: &Opt
         dns: opts.dns.clone(),
         ..AgentConfig::default()
     };
+    if opts.acl {
+        config.acl.enabled = true;
+        config.acl.tokens.initial_management = opts.initial_management.clone();
+    }
     if let Some(tweak) = opts.tweak {
         tweak(&mut config);
     }
@@ -157,6 +167,11 @@ impl Cluster {
     /// Agent `i` (panics if stopped).
     pub fn agent(&self, i: usize) -> &Agent {
         self.agents[i].as_ref().expect("agent is stopped")
+    }
+
+    /// Agent `i`'s data dir.
+    pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
+        self.configs[i].data_dir.clone().unwrap_or_default()
     }
 
     /// An API client for agent `i`.

@@ -258,6 +258,10 @@ impl Agent {
             tasks.push(tokio::spawn(c.clone().run_proposer(shutdown.clone())));
             tasks.push(tokio::spawn(reap_tombstones(c.clone(), config.tombstone_ttl, shutdown.clone())));
             tasks.push(tokio::spawn(crate::replication::session_ttl::reap_sessions(c.clone(), shutdown.clone())));
+            if config.acl.enabled {
+                let initial = config.acl.tokens.initial_management.clone().filter(|s| !s.is_empty());
+                tasks.push(tokio::spawn(crate::replication::acl_upkeep::run(c.clone(), initial, shutdown.clone())));
+            }
         }
         // The serf_lan port: gossip push/pull and joins, keyring fan-out.
         let (g1, g2) = (gossip.clone(), gossip.clone());

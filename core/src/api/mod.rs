@@ -10,3 +10,4 @@
 pub mod authz;
 pub mod dns;
 pub mod http;
+pub mod jwt_auth;

@@ -317,6 +317,20 @@ impl Consensus {
         Some((id, node))
     }
 
+    /// Sends `req` to `service` on the current leader and returns its answer. For the few
+    /// requests the leader itself must answer (ACL bootstrap reads the reset file in the
+    /// leader's data dir, as Consul does); writes go through [`Consensus::write`] instead.
+    pub async fn call_leader<Req, Resp>(&self, service: Service, req: &Req, timeout: Duration) -> Result<Resp>
+    where
+        Req: serde::Serialize + ?Sized,
+        Resp: serde::de::DeserializeOwned,
+    {
+        let (_, node) = self.leader().ok_or(Error::NoLeader)?;
+        let addr: std::net::SocketAddr =
+            node.rpc_addr.parse().map_err(|e| Error::Rpc(format!("leader address {:?}: {e}", node.rpc_addr)))?;
+        self.rpc.call(addr, service, req, timeout).await.map_err(|e| Error::Rpc(e.to_string()))
+    }
+
     /// Whether this server is the leader.
     pub fn is_leader(&self) -> bool {
         self.view.lock().is_leader

@@ -11,6 +11,7 @@
 //! servers are reaches it from above (the `cluster` module changes the Raft membership, a
 //! client agent's server list is handed to [`backend::Remote`] as a [`backend::ServerSource`]).
 
+pub mod acl_upkeep;
 pub mod backend;
 pub mod consensus;
 pub mod forward;

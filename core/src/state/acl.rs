@@ -218,7 +218,9 @@ pub struct BootstrapState {
 pub struct AclTables {
     /// Tokens by AccessorID.
     pub tokens: BTreeMap<String, AclToken>,
-    /// SecretID → AccessorID.
+    /// SecretID → AccessorID. Derived from `tokens`: not serialised, rebuilt on load
+    /// ([`AclTables::rebuild`]) so it can never disagree with them.
+    #[serde(skip)]
     pub secrets: BTreeMap<String, String>,
     /// Policies by ID.
     pub policies: BTreeMap<String, AclPolicy>,
@@ -341,6 +343,11 @@ fn hash_of<T: Serialize>(value: &T) -> String {
 }
 
 impl AclTables {
+    /// Rebuilds the secret index from the tokens (after a snapshot load or restore).
+    pub fn rebuild(&mut self) {
+        self.secrets = self.tokens.values().map(|t| (t.secret_id.clone(), t.accessor_id.clone())).collect();
+    }
+
     /// The token with `secret`, unless it expired at `now_ms`. O(log n).
     pub fn token_by_secret(&self, secret: &str, now_ms: u64) -> Option<&AclToken> {
         let accessor = self.secrets.get(secret)?;
@@ -711,6 +718,30 @@ pub fn apply(data: &mut StateData, op: &AclOp, index: u64) -> Result<AclApplied,
     data.acl.apply(op, index)
 }
 
+/// The built-in policies, which the leader makes sure exist (see `replication::acl_upkeep`).
+pub fn builtin_policies() -> Vec<AclPolicy> {
+    vec![AclPolicy {
+        id: GLOBAL_MANAGEMENT_ID.into(),
+        name: GLOBAL_MANAGEMENT_NAME.into(),
+        description: "Builtin Policy that grants unlimited access".into(),
+        rules: GLOBAL_MANAGEMENT_RULES.into(),
+        ..AclPolicy::default()
+    }]
+}
+
+/// The anonymous token (used for requests without a token).
+pub fn anonymous_token() -> AclToken {
+    AclToken {
+        accessor_id: ANONYMOUS_ACCESSOR_ID.into(),
+        secret_id: ANONYMOUS_SECRET_ID.into(),
+        description: "Anonymous Token".into(),
+        ..AclToken::default()
+    }
+}
+
+/// The rules of `global-management` (`structs.ACLPolicyGlobalManagement`).
+const GLOBAL_MANAGEMENT_RULES: &str = "\nacl = \"write\"\nagent_prefix \"\" {\n\tpolicy = \"write\"\n}\nevent_prefix \"\" {\n\tpolicy = \"write\"\n}\nidentity_prefix \"\" {\n\tpolicy = \"write\"\n\tintentions = \"write\"\n}\nkey_prefix \"\" {\n\tpolicy = \"write\"\n}\nkeyring = \"write\"\nnode_prefix \"\" {\n\tpolicy = \"write\"\n}\noperator = \"write\"\nmesh = \"write\"\npeering = \"write\"\nquery_prefix \"\" {\n\tpolicy = \"write\"\n}\nservice_prefix \"\" {\n\tpolicy = \"write\"\n\tintentions = \"write\"\n}\nsession_prefix \"\" {\n\tpolicy = \"write\"\n}";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -911,5 +942,26 @@ mod tests {
         let back = deserialize_state(&bytes).expect("deserialize");
         assert_eq!(back.acl, store.read(|d| d.acl.clone()));
         assert_eq!(back.acl.token_by_secret("s1", 0).map(|t| t.accessor_id.as_str()), Some("a1"));
+    }
+
+    /// `/v1/snapshot` restore brings the ACL tables back, secret index included, with every
+    /// table index moved to the restore's.
+    #[test]
+    fn restore_brings_acl_back() {
+        let source = StateStore::new();
+        init(&source, 2);
+        set_token(&source, token("a1", "s1"), 0, 3);
+        let snap = source.read(|d| d.clone());
+        let bytes = postcard::to_allocvec(&Command::Restore(Box::new(snap))).expect("encode");
+        let cmd: Command = postcard::from_bytes(&bytes).expect("decode");
+        let target = StateStore::new();
+        init(&target, 2);
+        set_token(&target, token("b1", "t1"), 0, 3);
+        target.apply(&cmd, 20);
+        target.read(|d| {
+            assert!(d.acl.token_by_secret("s1", 0).is_some());
+            assert!(d.acl.token_by_secret("t1", 0).is_none());
+            assert_eq!((d.acl.tokens_index, d.acl.policies_index), (20, 20));
+        });
     }
 }

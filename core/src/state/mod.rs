@@ -6,9 +6,9 @@
 //! [`watch::WatchHub`], which is notified only for the keys a write touched.
 //!
 //! Owns the data model and how each [`command::Command`] changes it (including the exactly-once
-//! [`dedup`] window), and the `/v1/snapshot` archive format. The bottom data layer: it may call
-//! only the leaf modules (`error`, `duration`, `coordinate`); nothing here knows about Raft, the
-//! network or HTTP.
+//! [`dedup`] window and the [`acl`] tables), and the `/v1/snapshot` archive format. The bottom
+//! data layer: it may call only the leaf modules (`error`, `duration`, `coordinate`); nothing
+//! here knows about Raft, the network or HTTP.
 
 pub mod acl;
 pub mod archive;
@@ -299,11 +299,50 @@ impl StateStore {
     }
 }
 
-/// Decodes a serialised state.
+/// Decodes a serialised state, also as written before the ACL tables existed.
 pub fn deserialize_state(bytes: &[u8]) -> Result<StateData, postcard::Error> {
-    let mut data: StateData = postcard::from_bytes(bytes)?;
+    let mut data: StateData = match postcard::from_bytes(bytes) {
+        Ok(data) => data,
+        Err(e) => postcard::from_bytes::<StateDataBeforeAcl>(bytes).map(StateData::from).map_err(|_| e)?,
+    };
     data.catalog.rebuild();
+    data.acl.rebuild();
     Ok(data)
+}
+
+/// [`StateData`] before the `acl` field: postcard has no field names, so `#[serde(default)]`
+/// cannot fill a missing trailing field and snapshots written by older versions need this
+/// shape to load.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StateDataBeforeAcl {
+    kvs: BTreeMap<String, KvEntry>,
+    tombstones: BTreeMap<String, u64>,
+    sessions: BTreeMap<String, Session>,
+    catalog: catalog::Catalog,
+    kv_index: u64,
+    last_index: u64,
+    session_index: u64,
+    lock_delays: BTreeMap<String, session::LockDelay>,
+    coordinates: coordinate::CoordinateTable,
+    dedup: dedup::DedupWindow,
+}
+
+impl From<StateDataBeforeAcl> for StateData {
+    fn from(old: StateDataBeforeAcl) -> Self {
+        StateData {
+            kvs: old.kvs,
+            tombstones: old.tombstones,
+            sessions: old.sessions,
+            catalog: old.catalog,
+            kv_index: old.kv_index,
+            last_index: old.last_index,
+            session_index: old.session_index,
+            lock_delays: old.lock_delays,
+            coordinates: old.coordinates,
+            dedup: old.dedup,
+            acl: acl::AclTables::default(),
+        }
+    }
 }
 
 /// Invalidates the sessions on `node` that the catalog no longer supports (node gone, linked
@@ -375,6 +414,7 @@ fn restore(data: &mut StateData, restored: &StateData, index: u64) -> Vec<String
     data.coordinates = coordinates;
     // ACL objects come back as saved; every table index moves to the restore's.
     let mut acl = restored.acl.clone();
+    acl.rebuild();
     acl.tokens_index = index;
     acl.policies_index = index;
     acl.roles_index = index;
@@ -446,6 +486,17 @@ mod tests {
             assert!(!d.kvs.contains_key("old"));
             assert_eq!(d.kv_index, 12);
         });
+    }
+
+    /// A snapshot written before the ACL tables existed still loads (with empty ACL tables).
+    #[test]
+    fn state_before_acl_loads() {
+        let mut old = StateDataBeforeAcl { kv_index: 7, last_index: 9, ..Default::default() };
+        old.tombstones.insert("gone".into(), 3);
+        let bytes = postcard::to_allocvec(&old).expect("serialize");
+        let back = deserialize_state(&bytes).expect("deserialize");
+        assert_eq!((back.kv_index, back.last_index, back.tombstones.get("gone")), (7, 9, Some(&3)));
+        assert_eq!(back.acl, acl::AclTables::default());
     }
 
     #[test]

@@ -49,7 +49,8 @@ pub fn parse_ms(s: &str) -> Result<u64, String> {
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
         return Err(bad());
     }
-    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<i64>().ok()).ok_or_else(bad);
+    let digits = |t: &&str| t.bytes().all(|b| b.is_ascii_digit());
+    let num = |r: std::ops::Range<usize>| s.get(r).filter(digits).and_then(|t| t.parse::<i64>().ok()).ok_or_else(bad);
     let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return Err(bad());
@@ -68,10 +69,10 @@ pub fn parse_ms(s: &str) -> Result<u64, String> {
     }
     let offset_s = match rest {
         "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
-            let oh = o[1..3].parse::<i64>().map_err(|_| bad())?;
-            let om = o[4..6].parse::<i64>().map_err(|_| bad())?;
-            let v = oh * 3600 + om * 60;
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && o.get(3..4) == Some(":") => {
+            let part =
+                |r: std::ops::Range<usize>| o.get(r).filter(digits).and_then(|t| t.parse::<u8>().ok()).ok_or_else(bad);
+            let v = i64::from(part(1..3)?) * 3600 + i64::from(part(4..6)?) * 60;
             if o.starts_with('-') {
                 -v
             } else {
@@ -98,5 +99,14 @@ mod tests {
         assert_eq!(parse_ms("2023-11-14T22:13:20.123456789Z"), Ok(1_700_000_000_123));
         assert!(parse_ms("yesterday").is_err());
         assert!(parse_ms("2023-13-14T22:13:20Z").is_err());
+        // Never a panic, whatever the bytes.
+        for s in [
+            "2023-11-14T22:13:20+0\u{e9}00",
+            "2023-11-14T22:13:20.\u{e9}Z",
+            "2023-11-14T22:13:+5Z",
+            "-001-11-14T22:13:20Z",
+        ] {
+            assert!(parse_ms(s).is_err(), "{s}");
+        }
     }
 }

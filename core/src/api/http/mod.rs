@@ -4,6 +4,7 @@
 //! (`agent/http_register.go` and the endpoint files named in each module). Errors are plain
 //! text; unknown paths answer 404 and wrong methods 405 with an `Allow` header, like Consul.
 
+mod acl;
 mod agent;
 mod agent_local;
 mod blocking;
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -248,6 +249,45 @@ fn data_routes() -> Router<Ctx> {
         .route("/v1/coordinate/nodes", get(coordinate::nodes))
         .route("/v1/coordinate/node/{node}", get(coordinate::node))
         .route("/v1/coordinate/update", put(coordinate::update))
+        .merge(acl_routes())
+}
+
+/// `/v1/acl/*`. `/v1/acl/rules/translate` is left out on purpose: Consul removed it in 1.15 and
+/// answers 404, as the fallback does.
+fn acl_routes() -> Router<Ctx> {
+    Router::new()
+        .route("/v1/acl/bootstrap", put(acl::bootstrap))
+        .route("/v1/acl/token", put(acl::token_create))
+        .route("/v1/acl/token/self", get(acl::token_self))
+        .route("/v1/acl/token/{id}", get(acl::token_read).put(acl::token_update).delete(acl::token_delete))
+        .route("/v1/acl/token/{id}/clone", put(acl::token_clone))
+        .route("/v1/acl/tokens", get(acl::token_list))
+        .route("/v1/acl/policy", put(acl::policy_create))
+        .route("/v1/acl/policy/name/{name}", get(acl::policy_read_by_name))
+        .route("/v1/acl/policy/{id}", get(acl::policy_read).put(acl::policy_update).delete(acl::policy_delete))
+        .route("/v1/acl/policies", get(acl::policy_list))
+        .route("/v1/acl/role", put(acl::role_create))
+        .route("/v1/acl/role/name/{name}", get(acl::role_read_by_name))
+        .route("/v1/acl/role/{id}", get(acl::role_read).put(acl::role_update).delete(acl::role_delete))
+        .route("/v1/acl/roles", get(acl::role_list))
+        .route("/v1/acl/templated-policies", get(acl::templated_policy_list))
+        .route("/v1/acl/templated-policy/name/{*name}", get(acl::templated_policy_read))
+        .route("/v1/acl/templated-policy/preview/{*name}", post(acl::templated_policy_preview))
+        .route("/v1/acl/auth-method", put(acl::auth_method_create))
+        .route(
+            "/v1/acl/auth-method/{name}",
+            get(acl::auth_method_read).put(acl::auth_method_update).delete(acl::auth_method_delete),
+        )
+        .route("/v1/acl/auth-methods", get(acl::auth_method_list))
+        .route("/v1/acl/binding-rule", put(acl::binding_rule_create))
+        .route(
+            "/v1/acl/binding-rule/{id}",
+            get(acl::binding_rule_read).put(acl::binding_rule_update).delete(acl::binding_rule_delete),
+        )
+        .route("/v1/acl/binding-rules", get(acl::binding_rule_list))
+        .route("/v1/acl/login", post(acl::login))
+        .route("/v1/acl/logout", post(acl::logout))
+        .route("/v1/acl/replication", get(acl::replication))
 }
 
 async fn not_found(uri: Uri) -> Response {

@@ -133,7 +133,7 @@ fn forwarded_uri(uri: &Uri, node_name: &str) -> String {
     }
 }
 
-fn into_response(r: HttpResponse) -> Response {
+pub(super) fn into_response(r: HttpResponse) -> Response {
     let mut resp = Response::new(Body::from(r.body));
     *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (k, v) in r.headers {
