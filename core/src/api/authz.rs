@@ -233,6 +233,9 @@ use crate::acl::builtin::{self, GLOBAL_MANAGEMENT_POLICY_ID};
 use crate::acl::rules::Rules;
 use crate::state::acl::{AclTables, NodeIdentity, ServiceIdentity, TemplatedPolicyRef};
 
+/// Where `enable_token_persistence` keeps tokens set through `/v1/agent/token/*`.
+const PERSISTED_TOKENS_FILE: &str = "acl-tokens.json";
+
 /// Most resolved tokens kept; past it the cache starts over (tokens are few in practice, and a
 /// flood of random secrets must not grow memory without bound).
 const CACHE_LIMIT: usize = 4096;
@@ -291,6 +294,50 @@ impl AclResolver {
             other => return Err(Error::NotFound(format!("Token {other:?} is unknown"))),
         };
         *slot = secret.filter(|s| !s.is_empty());
+        Ok(())
+    }
+
+    /// Writes the runtime-set agent tokens to `<dir>/acl-tokens.json` (Consul's
+    /// `enable_token_persistence`), mode 0600: they are secrets.
+    pub fn persist_agent_tokens(&self, dir: &std::path::Path) -> Result<(), Error> {
+        let t = self.agent_tokens();
+        let body = serde_json::json!({
+            "default": t.default, "agent": t.agent, "agent_recovery": t.agent_recovery,
+            "replication": t.replication, "config_file_service_registration": t.config_file_service_registration,
+            "dns": t.dns,
+        });
+        let path = dir.join(PERSISTED_TOKENS_FILE);
+        let tmp = dir.join(format!("{PERSISTED_TOKENS_FILE}.tmp"));
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f = opts.open(&tmp)?;
+            f.write_all(body.to_string().as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| Error::Storage(format!("writing {}: {e}", path.display())))
+    }
+
+    /// Loads tokens persisted by [`AclResolver::persist_agent_tokens`] (they override the
+    /// configured ones, as in Consul). A missing file is fine; a corrupt one is an error.
+    pub fn load_persisted_tokens(&self, dir: &std::path::Path) -> Result<(), Error> {
+        let path = dir.join(PERSISTED_TOKENS_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::Storage(format!("reading {}: {e}", path.display()))),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Config(format!("{}: not valid JSON: {e}", path.display())))?;
+        for kind in ["default", "agent", "agent_recovery", "replication", "config_file_service_registration", "dns"] {
+            if let Some(secret) = v.get(kind).and_then(serde_json::Value::as_str) {
+                self.set_agent_token(kind, Some(secret.to_string()))?;
+            }
+        }
         Ok(())
     }
 

@@ -247,3 +247,37 @@ pub(super) async fn agent_version(State(ctx): State<Ctx>, uri: Uri) -> Response 
     });
     json(StatusCode::OK, &body, q.pretty())
 }
+
+/// `PUT /v1/agent/token/:kind` with `{"Token": "…"}`: replaces one of the agent's ACL tokens
+/// (`default`, `agent`, `agent_recovery`, `replication`, `config_file_service_registration`, `dns`
+/// and the legacy names). Needs `acl:write`; kept in `<data_dir>/acl-tokens.json` when
+/// `acl.enable_token_persistence` is set.
+pub(super) async fn agent_token(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(kind): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, Error> {
+    if !ctx.acl.enabled() {
+        return Err(Error::AclDisabled);
+    }
+    acl.require_scalar(Scalar::Acl, Need::Write)?;
+    let bytes = super::read_body(body, &headers, 64 * 1024, "the agent token request limit").await?;
+    let v: Value =
+        serde_json::from_slice(&bytes).map_err(|e| Error::BadRequest(format!("Request decode failed: {e}")))?;
+    let token = match v.get("Token") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(Error::BadRequest(format!("Request decode failed: Token must be a string, got {other}")))
+        }
+    };
+    ctx.acl.set_agent_token(&kind, Some(token))?;
+    if ctx.acl.settings().enable_token_persistence {
+        if let Some(dir) = &ctx.config.data_dir {
+            ctx.acl.persist_agent_tokens(dir)?;
+        }
+    }
+    Ok(StatusCode::OK.into_response())
+}

@@ -146,6 +146,7 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/v1/agent/reload", put(agent_local::reload))
         .route("/v1/agent/join/{*address}", put(agent::agent_join))
         .route("/v1/agent/leave", put(agent::agent_leave))
+        .route("/v1/agent/token/{kind}", put(agent::agent_token))
         .route("/v1/agent/force-leave/{*node}", put(agent::agent_force_leave))
         .route("/v1/event/fire/{*name}", put(event::fire))
         .route("/v1/event/list", get(event::list))
@@ -169,7 +170,11 @@ fn needs_no_token(path: &str) -> bool {
     path.starts_with("/v1/status/")
         || matches!(
             path,
-            "/v1/acl/login" | "/v1/agent/version" | "/v1/catalog/datacenters" | "/v1/coordinate/datacenters"
+            "/v1/acl/login"
+                | "/v1/acl/bootstrap"
+                | "/v1/agent/version"
+                | "/v1/catalog/datacenters"
+                | "/v1/coordinate/datacenters"
         )
 }
 
@@ -200,9 +205,27 @@ async fn authorize(
         Ok(authz) => Arc::new(RequestAcl::new(authz)),
         Err(e) => return with_acl_headers(&ctx, e.into_response(), false),
     };
+    if let Err(e) = require_acl_permission(&acl, req.method(), req.uri().path()) {
+        return with_acl_headers(&ctx, e.into_response(), false);
+    }
     req.extensions_mut().insert(acl.clone());
     let resp = next.run(req).await;
     with_acl_headers(&ctx, resp, acl.was_filtered())
+}
+
+/// The ACL API's own permissions, one table for all of `/v1/acl/*` (Consul's ACL endpoints):
+/// reads need `acl:read`, changes `acl:write`; bootstrap, login, logout and `token/self` need
+/// only a token (or none).
+fn require_acl_permission(acl: &crate::api::authz::RequestAcl, method: &Method, path: &str) -> Result<(), Error> {
+    use crate::acl::rules::{Need, Scalar};
+    let Some(rest) = path.strip_prefix("/v1/acl/") else {
+        return Ok(());
+    };
+    if matches!(rest, "bootstrap" | "login" | "logout" | "token/self") {
+        return Ok(());
+    }
+    let read = *method == Method::GET || rest.starts_with("templated-policy/preview/");
+    acl.require_scalar(Scalar::Acl, if read { Need::Read } else { Need::Write })
 }
 
 fn with_acl_headers(ctx: &ApiContext, mut resp: Response, filtered: bool) -> Response {
