@@ -583,9 +583,9 @@ pub(crate) struct BindingRuleArgs {
     /// Selector over the method's claims.
     #[arg(long)]
     selector: Option<String>,
-    /// What is bound: service, node, role.
-    #[arg(long = "bind-type")]
-    bind_type: Option<String>,
+    /// What is bound: service (default), node, role.
+    #[arg(long = "bind-type", default_value = "service")]
+    bind_type: String,
     /// The name bound (may interpolate claims).
     #[arg(long = "bind-name")]
     bind_name: Option<String>,
@@ -795,7 +795,14 @@ async fn rule_id(c: &consul_sdk::Client, partial: &str) -> Result<String> {
         return Ok(partial.into());
     }
     let list = c.acl_binding_rule_list(None).await.map_err(sdk_err)?;
-    id_from_partial(partial, list.iter().map(|r| r.id.as_str()), "rule")
+    // Consul words this one differently (lower case, wrapping its "ACL not found" error).
+    id_from_partial(partial, list.iter().map(|r| r.id.as_str()), "rule").map_err(|e| {
+        if e.to_string().starts_with("No such") {
+            anyhow!("no such rule ID with prefix: {partial}: ACL not found")
+        } else {
+            e
+        }
+    })
 }
 
 async fn policy_links(c: &consul_sdk::Client, ids: &[String], names: &[String]) -> Result<Vec<AclLink>> {
@@ -894,7 +901,7 @@ async fn token_create(a: TokenCreateArgs) -> Result<()> {
     {
         bail_v!(
             "Cannot create a token without specifying -policy-name, -policy-id, -role-name, -role-id, \
-             -service-identity, -node-identity, or -templated-policy at least once"
+             -service-identity, or -node-identity at least once"
         );
     }
     let f = a.out.format()?;
@@ -1258,8 +1265,8 @@ async fn role_create(a: RoleCreateArgs) -> Result<()> {
         && l.templated_policy.is_empty()
     {
         bail_v!(
-            "Cannot create a role without specifying -policy-name, -policy-id, -service-identity, -node-identity, \
-             or -templated-policy at least once"
+            "Cannot create a role without specifying -policy-name, -policy-id, -service-identity, or \
+             -node-identity at least once"
         );
     }
     let f = a.out.format()?;
@@ -1487,6 +1494,17 @@ async fn auth_method(cmd: AuthMethodCommand) -> Result<()> {
             if a.name.is_empty() {
                 bail_v!("Missing required '-name' flag");
             }
+            if a.method_type == "kubernetes" && a.config.is_none() {
+                for (flag, v) in [
+                    ("kubernetes-host", &a.kubernetes_host),
+                    ("kubernetes-ca-cert", &a.kubernetes_ca_cert),
+                    ("kubernetes-service-account-jwt", &a.kubernetes_service_account_jwt),
+                ] {
+                    if v.as_deref().unwrap_or_default().is_empty() {
+                        bail_v!("Missing required '-{flag}' flag");
+                    }
+                }
+            }
             let f = a.out.format()?;
             let mut m = AclAuthMethod { name: a.name.clone(), r#type: a.method_type.clone(), ..Default::default() };
             apply_method_flags(&a, &mut m)?;
@@ -1541,7 +1559,7 @@ async fn auth_method(cmd: AuthMethodCommand) -> Result<()> {
             c.acl_auth_method_delete(&a.name)
                 .await
                 .map_err(|e| verbatim(format!("Error deleting auth method {:?}: {}", a.name, e.message)))?;
-            info(&format!("Auth-method {:?} deleted successfully", a.name));
+            info(&format!("Auth method {:?} deleted successfully", a.name));
         }
         AuthMethodCommand::List(a) => {
             let f = a.out.format()?;
@@ -1556,17 +1574,20 @@ async fn auth_method(cmd: AuthMethodCommand) -> Result<()> {
     Ok(())
 }
 
+/// Merges the flags into a rule as Consul's update does: non-empty values replace, `-selector`
+/// replaces whenever given (empty is a valid selector). `-bind-type` defaults to `service`, so,
+/// as in Consul, a merge always sets it.
 fn apply_rule_flags(a: &BindingRuleArgs, r: &mut AclBindingRule) {
-    if let Some(v) = &a.description {
+    if let Some(v) = a.description.as_ref().filter(|v| !v.is_empty()) {
         r.description = v.clone();
     }
     if let Some(v) = &a.selector {
         r.selector = v.clone();
     }
-    if let Some(v) = &a.bind_type {
-        r.bind_type = v.clone();
+    if !a.bind_type.is_empty() {
+        r.bind_type = a.bind_type.clone();
     }
-    if let Some(v) = &a.bind_name {
+    if let Some(v) = a.bind_name.as_ref().filter(|v| !v.is_empty()) {
         r.bind_name = v.clone();
     }
 }
@@ -1577,12 +1598,14 @@ async fn binding_rule(cmd: BindingRuleCommand) -> Result<()> {
             if a.method.is_empty() {
                 bail_v!("Missing required '-method' flag");
             }
+            if a.bind_type.is_empty() {
+                bail_v!("Missing required '-bind-type' flag");
+            }
             if a.bind_name.as_deref().unwrap_or_default().is_empty() {
                 bail_v!("Missing required '-bind-name' flag");
             }
             let f = a.out.format()?;
-            let mut r =
-                AclBindingRule { auth_method: a.method.clone(), bind_type: "service".into(), ..Default::default() };
+            let mut r = AclBindingRule { auth_method: a.method.clone(), ..Default::default() };
             apply_rule_flags(&a, &mut r);
             let c = sdk(&a.client)?;
             let r = c
@@ -1604,12 +1627,27 @@ async fn binding_rule(cmd: BindingRuleCommand) -> Result<()> {
                 .await
                 .map_err(|e| verbatim(format!("Error when retrieving current binding rule: {}", e.message)))?
                 .ok_or_else(|| verbatim(format!("Binding rule not found with ID {id:?}")))?;
-            let mut r = if a.no_merge {
-                AclBindingRule { id: id.clone(), auth_method: cur.auth_method.clone(), ..Default::default() }
+            let r = if a.no_merge {
+                if a.bind_type.is_empty() {
+                    bail_v!("Missing required '-bind-type' flag");
+                }
+                let Some(bind_name) = a.bind_name.clone().filter(|n| !n.is_empty()) else {
+                    bail_v!("Missing required '-bind-name' flag");
+                };
+                AclBindingRule {
+                    id: id.clone(),
+                    auth_method: cur.auth_method.clone(), // immutable
+                    description: a.description.clone().unwrap_or_default(),
+                    bind_type: a.bind_type.clone(),
+                    bind_name,
+                    selector: a.selector.clone().unwrap_or_default(),
+                    ..Default::default()
+                }
             } else {
-                cur
+                let mut r = cur;
+                apply_rule_flags(&a, &mut r);
+                r
             };
-            apply_rule_flags(&a, &mut r);
             let r = c
                 .acl_binding_rule_update(&r)
                 .await
@@ -1618,7 +1656,7 @@ async fn binding_rule(cmd: BindingRuleCommand) -> Result<()> {
         }
         BindingRuleCommand::Read(a) => {
             if a.id.is_empty() {
-                bail_v!("Must specify the -id parameter");
+                bail_v!("Must specify the -id parameter.");
             }
             let f = a.out.format()?;
             let c = sdk(&a.client)?;

@@ -240,8 +240,12 @@ pub fn resolve_token(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<String>> {
     let read = |path: &str| -> Result<Option<String>> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::new(ErrorCode::InvalidArgument, format!("Error loading token file {path}: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ErrorCode::InvalidArgument,
+                format!("Error loading token file {path} : open {path}: {}", go_io_error(&e)),
+            )
+        })?;
         Ok(Some(text.trim().to_string()).filter(|t| !t.is_empty()))
     };
     if let Some(path) = token_file.filter(|p| !p.is_empty()) {
@@ -258,6 +262,17 @@ pub fn resolve_token(
         }
     }
     Ok(env("CONSUL_HTTP_TOKEN").filter(|t| !t.is_empty()))
+}
+
+/// An I/O error as Go prints it: the OS's text in lower case, without Rust's ` (os error N)`.
+fn go_io_error(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or_default();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => text.to_string(),
+    }
 }
 
 /// Refuses a token that cannot be an HTTP header value (a newline would split the request).
@@ -954,7 +969,10 @@ mod token_tests {
         assert_eq!(r(Some(""), None, &[]), None);
         let e = resolve_token(None, Some("/nonexistent/token"), env(&[])).expect_err("missing file");
         assert_eq!(e.code, ErrorCode::InvalidArgument);
-        assert!(e.message.starts_with("Error loading token file /nonexistent/token: "), "{}", e.message);
+        assert_eq!(
+            e.message,
+            "Error loading token file /nonexistent/token : open /nonexistent/token: no such file or directory"
+        );
         let e =
             resolve_token(None, None, env(&[("CONSUL_HTTP_TOKEN_FILE", "/nonexistent/t".into())])).expect_err("env");
         assert!(e.message.contains("/nonexistent/t"));
