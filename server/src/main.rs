@@ -90,7 +90,7 @@ enum Command {
     Event(cmd_event::EventArgs),
     /// Manage the ACL system: tokens, policies, roles, auth methods, binding rules.
     #[command(subcommand)]
-    Acl(cmd_acl::AclCommand),
+    Acl(Box<cmd_acl::AclCommand>),
 }
 
 fn main() -> ExitCode {
@@ -139,7 +139,7 @@ fn main() -> ExitCode {
             Command::ForceLeave(a) => cmd_leave::force_leave(a).await,
             Command::Keyring(a) => cmd_keyring::run(*a).await,
             Command::Event(a) => cmd_event::run(a).await,
-            Command::Acl(c) => cmd_acl::run(c).await.map(|()| 0),
+            Command::Acl(c) => cmd_acl::run(*c).await.map(|()| 0),
             Command::Version | Command::Keygen(_) => Ok(0),
         }
     });
