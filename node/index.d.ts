@@ -162,8 +162,11 @@ export interface ServiceRegistration {
 export interface ClientOptions {
   /** `host:port` or URL (default `CONSUL_HTTP_ADDR`, else `127.0.0.1:8500`). */
   address?: string;
-  /** ACL token (default `CONSUL_HTTP_TOKEN`). */
+  /** ACL token sent as `X-Consul-Token` on every request (default `CONSUL_HTTP_TOKEN`).
+   * `tokenFile` beats it; both beat `CONSUL_HTTP_TOKEN_FILE`, which beats `CONSUL_HTTP_TOKEN`. */
   token?: string;
+  /** A file holding the ACL token (default `CONSUL_HTTP_TOKEN_FILE`); unreadable: INVALID_ARGUMENT. */
+  tokenFile?: string;
   datacenter?: string;
   /** Timeout of a non-blocking request (default 10 000). */
   timeoutMs?: number;
@@ -370,7 +373,36 @@ export declare class Client {
 
 /** Registers this process's service (with `client`, else `agent`, else `CONSUL_HTTP_ADDR`, else
  * the one Agent embedded in this process, else 127.0.0.1:8500). */
-export declare function register(registration: ServiceRegistration & { client?: Client; agent?: Agent }): Promise<Registration>;
+export declare function register(
+  registration: ServiceRegistration & { client?: Client; agent?: Agent; /** ACL token when no client is given. */ token?: string },
+): Promise<Registration>;
+
+/** The agent's own ACL tokens (Consul's `acl.tokens`). */
+export interface AclTokens {
+  initialManagement?: string;
+  default?: string;
+  agent?: string;
+  agentRecovery?: string;
+  replication?: string;
+  configFileServiceRegistration?: string;
+  dns?: string;
+}
+
+/** Consul's `acl { … }` block (snake_case spellings are accepted too). */
+export interface AclOptions {
+  enabled?: boolean;
+  /** `allow` (default) or `deny`. */
+  defaultPolicy?: 'allow' | 'deny';
+  /** `extend-cache` (default), `async-cache`, `allow`, `deny`. */
+  downPolicy?: 'extend-cache' | 'async-cache' | 'allow' | 'deny';
+  /** Seconds, or a Go duration string. */
+  tokenTtl?: number | string;
+  policyTtl?: number | string;
+  roleTtl?: number | string;
+  enableKeyListPolicy?: boolean;
+  enableTokenPersistence?: boolean;
+  tokens?: AclTokens;
+}
 
 export interface AgentOptions {
   /** Default: a unique name. */
@@ -397,6 +429,8 @@ export interface AgentOptions {
   waitForLeader?: boolean;
   /** For waitForLeader (default 30 000). */
   timeoutMs?: number;
+  /** Enable ACLs on the node; its clients then pass `token` (`agent.client({ token })`). */
+  acl?: AclOptions;
 }
 
 /** A consul-rs node inside this process. Keeps the process alive until shut down or

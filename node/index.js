@@ -373,6 +373,7 @@ class Client {
     const config = {
       address: optStr(o.address, 'address'),
       token: optStr(o.token, 'token'),
+      tokenFile: optStr(o.tokenFile, 'tokenFile'),
       datacenter: optStr(o.datacenter, 'datacenter'),
       timeoutMs: optNum(o.timeoutMs, 'timeoutMs'),
     };
@@ -1133,14 +1134,17 @@ function embeddedAgent() {
  * else the one Agent embedded in this process, else 127.0.0.1:8500. */
 function register(options) {
   const o = opts(options, 'registration');
-  const { client, agent, ...reg } = o;
+  const { client, agent, token, ...reg } = o;
   if (client !== undefined && !(client instanceof Client)) throw typeError('client', 'a Client', client);
+  optStr(token, 'token');
+  if (client !== undefined && token !== undefined) throw invalid('token', 'pass it to the client, or pass no client');
   if (agent !== undefined && !(agent instanceof Agent)) throw typeError('agent', 'an Agent', agent);
   registration(reg); // type checks now, before choosing the agent
   let c = client;
   if (!c) {
     const a = agent || (process.env.CONSUL_HTTP_ADDR ? undefined : embeddedAgent());
-    c = a ? a.client() : new Client();
+    const co = token === undefined ? {} : { token };
+    c = a ? a.client(co) : new Client(co);
   }
   return c.register(reg);
 }
@@ -1175,7 +1179,10 @@ class Agent {
   /** Starts a node and resolves once it serves (and, for a dev or single-server node, once it
    * is leader). Options: nodeName, dev, server (default true), bootstrapExpect, dataDir,
    * datacenter, bindAddr, ports: { http, dns, serfLan, server } (0 = any free port, the
-   * default), retryJoin, raftMultiplier, waitForLeader, timeoutMs. */
+   * default), retryJoin, raftMultiplier, waitForLeader, timeoutMs, acl (Consul's `acl { … }`
+   * keys: enabled, defaultPolicy, downPolicy, tokenTtl, policyTtl, roleTtl, enableKeyListPolicy,
+   * enableTokenPersistence, tokens: { initialManagement, agent, default, agentRecovery,
+   * replication, configFileServiceRegistration, dns }; snake_case keys work too). */
   static start(options) {
     const o = opts(options);
     const bootstrapExpect = optNum(o.bootstrapExpect, 'bootstrapExpect') ?? 0;
@@ -1198,6 +1205,8 @@ class Agent {
       dnsPort: port('dns'),
       retryJoin: strList(o.retryJoin, 'retryJoin'),
       raftMultiplier: optNum(o.raftMultiplier, 'raftMultiplier') ?? 1,
+      // Validated natively (the SDK's one mapping onto the agent's ACL settings).
+      aclJson: o.acl === undefined ? undefined : JSON.stringify(opts(o.acl, 'acl')),
     };
     const wait = o.waitForLeader === undefined ? server && (dev || bootstrapExpect <= 1) : optBool(o.waitForLeader, 'waitForLeader');
     const timeoutMs = optNum(o.timeoutMs, 'timeoutMs') ?? 30000;

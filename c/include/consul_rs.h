@@ -540,8 +540,10 @@ void consul_agent_free(struct consul_agent *a);
 
 /**
  * Makes a client for the agent at `address` (`host:port` or `http://host:port`; NULL =
- * `$CONSUL_HTTP_ADDR`, else `127.0.0.1:8500`) with ACL `token` (NULL = `$CONSUL_HTTP_TOKEN`,
- * if set). Nothing is sent until the first request.
+ * `$CONSUL_HTTP_ADDR`, else `127.0.0.1:8500`) with ACL `token`, sent as `X-Consul-Token` on
+ * every request (NULL or "" = the file named by `$CONSUL_HTTP_TOKEN_FILE`, else
+ * `$CONSUL_HTTP_TOKEN`, if set). Nothing is sent until the first request. A refusal by the
+ * agent's ACLs (HTTP 401/403) is `CONSUL_E_PERMISSION_DENIED` with the agent's message.
  *
  * # Safety
  * String arguments are NULL or NUL-terminated; `out` is writable; `err` is NULL or writable.
@@ -552,8 +554,11 @@ enum consul_status consul_client_new(const char *address,
                                      struct consul_error **err);
 
 /**
- * Makes a client from JSON: `{"address": "127.0.0.1:8500", "token": "…", "datacenter": "dc1",
- * "timeout_ms": 10000}` (every key optional; unknown keys are an error naming them).
+ * Makes a client from JSON: `{"address": "127.0.0.1:8500", "token": "…", "token_file": "/path",
+ * "datacenter": "dc1", "timeout_ms": 10000}` (every key optional; unknown keys are an error
+ * naming them). The ACL token is `token_file`'s content, else `token`, else
+ * `$CONSUL_HTTP_TOKEN_FILE`'s, else `$CONSUL_HTTP_TOKEN`; an unreadable file is
+ * `CONSUL_E_INVALID_ARGUMENT` naming it.
  *
  * # Safety
  * `config_json` is NULL or NUL-terminated; `out` is writable; `err` is NULL or writable.
@@ -569,6 +574,20 @@ enum consul_status consul_client_new_json(const char *config_json,
  * `c` is NULL or a live `consul_client`.
  */
 const char *consul_client_address(const struct consul_client *c);
+
+/**
+ * Makes `*out`, a client like `c` (same agent, datacenter, timeout and connection pool) that sends
+ * ACL `token` instead (NULL or "" = no token): the per-call token override. Free both clients
+ * independently.
+ *
+ * # Safety
+ * `c` is a live client; `token` is NULL or NUL-terminated; `out` is writable; `err` is NULL or
+ * writable.
+ */
+enum consul_status consul_client_with_token(const struct consul_client *c,
+                                            const char *token,
+                                            struct consul_client **out,
+                                            struct consul_error **err);
 
 /**
  * Frees a client. NULL-safe. Requests still running on other threads finish first (the

@@ -222,6 +222,95 @@ out:
   rm_rf(root);
 }
 
+/* A one-shot HTTP fixture: accepts one request on a loopback port, keeps its head, answers
+ * `status` with `body`. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+struct fixture {
+  int fd;
+  int port;
+  const char *answer;
+  char head[4096];
+};
+
+static void *fixture_serve(void *arg) {
+  struct fixture *f = arg;
+  int c = accept(f->fd, NULL, NULL);
+  if (c < 0) return NULL;
+  size_t n = 0;
+  while (n < sizeof f->head - 1) {
+    ssize_t r = read(c, f->head + n, sizeof f->head - 1 - n);
+    if (r <= 0) break;
+    n += (size_t)r;
+    f->head[n] = 0;
+    if (strstr(f->head, "\r\n\r\n")) break;
+  }
+  if (write(c, f->answer, strlen(f->answer)) < 0) { /* the test sees the failure */ }
+  close(c);
+  return NULL;
+}
+
+static int fixture_start(struct fixture *f, pthread_t *t) {
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof sa;
+  f->fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (f->fd < 0 || bind(f->fd, (struct sockaddr *)&sa, sizeof sa) || listen(f->fd, 1) ||
+      getsockname(f->fd, (struct sockaddr *)&sa, &len))
+    return -1;
+  f->port = ntohs(sa.sin_port);
+  f->head[0] = 0;
+  return pthread_create(t, NULL, fixture_serve, f);
+}
+
+TEST(acl_token_header_and_permission_denied) {
+  consul_error *err = NULL;
+  struct fixture f = {.answer = "HTTP/1.1 403 Forbidden\r\nContent-Length: 13\r\nConnection: close\r\n\r\nACL not found"};
+  pthread_t t;
+  CHECK(fixture_start(&f, &t) == 0);
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", f.port);
+  consul_client *c = NULL, *c2 = NULL;
+  CHECK_OK(consul_client_new(addr, "first", &c, &err));
+  CHECK_OK(consul_client_with_token(c, "s3cret", &c2, &err));
+  consul_kv_pair *p = NULL;
+  consul_status s = consul_kv_get(c2, "k", NULL, &p, NULL, &err);
+  CHECK(s == CONSUL_E_PERMISSION_DENIED);
+  CHECK(err && strstr(consul_error_message(err), "ACL not found"));
+  consul_error_free(err);
+  err = NULL;
+  pthread_join(t, NULL);
+  close(f.fd);
+  CHECK(strstr(f.head, "x-consul-token: s3cret\r\n") || strstr(f.head, "X-Consul-Token: s3cret\r\n"));
+  CHECK_STATUS(CONSUL_E_INVALID_ARGUMENT, consul_client_with_token(c, "bad\ntoken", &c2, &err));
+  CHECK_STATUS(CONSUL_E_INVALID_ARGUMENT,
+               consul_client_new_json("{\"token_file\": \"/nonexistent/consul-token\"}", &c2, &err));
+  consul_client_free(c2);
+  consul_client_free(c);
+}
+
+TEST(acl_config) {
+  consul_error *err = NULL;
+  consul_agent *a = NULL;
+  CHECK_STATUS(CONSUL_E_INVALID_ARGUMENT,
+               consul_agent_start("{\"acl\": {\"enabled\": true, \"default_policy\": \"maybe\"}}", &a, &err));
+  CHECK_STATUS(CONSUL_E_INVALID_ARGUMENT, consul_agent_start("{\"acl\": {\"enabeld\": true}}", &a, &err));
+  CHECK_OK(consul_agent_start("{\"node_name\": \"acl\", \"acl\": {\"enabled\": true, \"default_policy\": \"deny\","
+                              " \"tokens\": {\"initial_management\": \"root\", \"agent\": \"root\"}}}",
+                              &a, &err));
+  if (!a) return;
+  CHECK_OK(consul_agent_wait_for_leader(a, 30000, &err));
+  consul_client *anon = NULL, *root = NULL;
+  CHECK_OK(consul_agent_client(a, &anon, &err));
+  CHECK_OK(consul_client_with_token(anon, "root", &root, &err));
+  CHECK_OK(consul_kv_put(root, "acl/k", (const uint8_t *)"v", 1, NULL, NULL, &err));
+  consul_client_free(root);
+  consul_client_free(anon);
+  CHECK_OK(consul_agent_shutdown(a, &err));
+  consul_agent_free(a);
+}
+
 int main(int argc, char **argv) {
   TEST_MAIN_INIT(argc, argv);
   RUN(lifecycle);
@@ -229,5 +318,7 @@ int main(int argc, char **argv) {
   RUN(signal_handlers_untouched);
   RUN(three_servers_in_one_process);
   RUN(client_agent_joins_a_server);
+  RUN(acl_token_header_and_permission_denied);
+  RUN(acl_config);
   return test_summary();
 }

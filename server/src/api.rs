@@ -16,10 +16,11 @@ pub(crate) struct ClientFlags {
     /// CONSUL_HTTP_ADDR, else 127.0.0.1:8500.
     #[arg(long = "http-addr", value_name = "ADDR")]
     pub(crate) http_addr: Option<String>,
-    /// ACL token (X-Consul-Token); default from CONSUL_HTTP_TOKEN.
+    /// ACL token (sent as X-Consul-Token); default from CONSUL_HTTP_TOKEN.
     #[arg(long)]
     pub(crate) token: Option<String>,
-    /// File holding the ACL token; default from CONSUL_HTTP_TOKEN_FILE.
+    /// File holding the ACL token, used instead of -token; default from CONSUL_HTTP_TOKEN_FILE
+    /// (which is used instead of CONSUL_HTTP_TOKEN).
     #[arg(long = "token-file", value_name = "PATH")]
     pub(crate) token_file: Option<String>,
     /// Datacenter to query (sent as ?dc=); default: the agent's.
@@ -53,6 +54,19 @@ pub(crate) struct Client {
     sdk: consul_sdk::Client,
 }
 
+/// An error the CLI prints exactly as worded, without the `Error: ` prefix (Consul's
+/// `Failed to create new token: …`, `Must specify the -accessor-id parameter`).
+#[derive(Debug)]
+pub(crate) struct Verbatim(pub(crate) String);
+
+impl std::fmt::Display for Verbatim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Verbatim {}
+
 /// An SDK error as the CLI prints it: the message alone, without the code.
 pub(crate) fn sdk_err(e: consul_sdk::Error) -> anyhow::Error {
     anyhow!(e.message)
@@ -64,17 +78,12 @@ impl Client {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let addr = flags.http_addr.clone().or_else(|| env("CONSUL_HTTP_ADDR"));
         let base = base_url(addr.as_deref().unwrap_or("127.0.0.1:8500"))?;
-        let token = match (&flags.token, &flags.token_file) {
-            (Some(t), _) => Some(t.clone()),
-            (None, Some(path)) => Some(read_token_file(path)?),
-            (None, None) => match env("CONSUL_HTTP_TOKEN") {
-                Some(t) => Some(t),
-                None => env("CONSUL_HTTP_TOKEN_FILE").map(|p| read_token_file(&p)).transpose()?,
-            },
-        };
+        // The SDK resolves -token-file, -token, CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_TOKEN (in that
+        // order; see consul_sdk::resolve_token) and refuses an unreadable file by name.
         let sdk = consul_sdk::Client::new(consul_sdk::ClientConfig {
             address: base,
-            token,
+            token: flags.token.clone(),
+            token_file: flags.token_file.clone(),
             datacenter: flags.datacenter.clone(),
             // A CLI command waits as long as the agent takes (a snapshot of a large store, a
             // restore): no request timeout of its own, in effect.
@@ -127,11 +136,6 @@ pub(crate) fn check(resp: Response) -> Result<Response> {
     let raw = consul_sdk::RawResponse { status, headers: Vec::new(), body: body.into() };
     let raw = raw.error_for_status().map_err(sdk_err)?;
     Ok(Response { status, index, body: raw.body.to_vec() })
-}
-
-fn read_token_file(path: &str) -> Result<String> {
-    let t = std::fs::read_to_string(path).with_context(|| format!("cannot read token file {path}"))?;
-    Ok(t.trim().to_string())
 }
 
 /// `host:port`, `http://host:port` → `http://host:port`. TLS and unix sockets are refused with a

@@ -47,6 +47,20 @@ const BOOL_FLAGS: &[&str] = &[
     "prune",
 ];
 
+/// Boolean flags of the `acl` commands only: elsewhere `-meta` takes a value
+/// (`services register -meta k=v`).
+const ACL_BOOL_FLAGS: &[&str] = &[
+    "local",
+    "meta",
+    "self",
+    "expanded",
+    "no-merge",
+    "merge-policies",
+    "merge-roles",
+    "merge-service-identities",
+    "merge-node-identities",
+];
+
 /// The command tree: a word is a subcommand only where this tree says so; everything below a
 /// leaf is flags and positionals.
 struct Node {
@@ -79,6 +93,35 @@ const COMMANDS: &[Node] = &[
     leaf("keygen"),
     leaf("keyring"),
     leaf("event"),
+    Node {
+        name: "acl",
+        children: &[
+            leaf("bootstrap"),
+            Node {
+                name: "token",
+                children: &[leaf("create"), leaf("read"), leaf("update"), leaf("delete"), leaf("list"), leaf("clone")],
+            },
+            Node {
+                name: "policy",
+                children: &[leaf("create"), leaf("read"), leaf("update"), leaf("delete"), leaf("list")],
+            },
+            Node {
+                name: "role",
+                children: &[leaf("create"), leaf("read"), leaf("update"), leaf("delete"), leaf("list")],
+            },
+            Node { name: "templated-policy", children: &[leaf("list"), leaf("read"), leaf("preview")] },
+            Node {
+                name: "auth-method",
+                children: &[leaf("create"), leaf("read"), leaf("update"), leaf("delete"), leaf("list")],
+            },
+            Node {
+                name: "binding-rule",
+                children: &[leaf("create"), leaf("read"), leaf("update"), leaf("delete"), leaf("list")],
+            },
+            leaf("set-agent-token"),
+            leaf("translate-rules"),
+        ],
+    },
 ];
 
 /// Whether `name` (without dashes) is a flag that takes no value.
@@ -116,6 +159,7 @@ fn normalize_strings(args: Vec<String>) -> Vec<String> {
         }
     }
 
+    let in_acl = rest.first().map(String::as_str) == Some("acl");
     let mut i = 0;
     let mut level: &[Node] = COMMANDS;
     let mut at_leaf = false;
@@ -167,7 +211,7 @@ fn normalize_strings(args: Vec<String>) -> Vec<String> {
         };
         if name == "h" || name == "help" {
             out.push("--help".to_string());
-        } else if is_bool_flag(name) {
+        } else if is_bool_flag(name) || (in_acl && ACL_BOOL_FLAGS.contains(&name)) {
             match value {
                 Some(v) => out.push(format!("--{name}={v}")),
                 None => out.push(format!("--{name}")),
@@ -267,6 +311,20 @@ mod tests {
         assert_eq!(joined("keyring -install +k/ey= -local-only"), "keyring --install=+k/ey= --local-only");
         assert_eq!(joined("event -name deploy -node ^web -- -payload"), "event --name=deploy --node=^web -- -payload");
         assert_eq!(joined("watch -type event -name deploy"), "watch --type=event --name=deploy");
+    }
+
+    #[test]
+    fn acl_commands() {
+        assert_eq!(
+            joined("acl token create -local -meta -policy-name p -format json"),
+            "acl token create --local --meta --policy-name=p --format=json"
+        );
+        assert_eq!(joined("acl set-agent-token agent s3cr3t"), "acl set-agent-token -- agent s3cr3t");
+        assert_eq!(joined("services register -meta k=v"), "services register --meta=k=v");
+        assert_eq!(
+            joined("acl policy update -id x -no-merge -rules -"),
+            "acl policy update --id=x --no-merge --rules=-"
+        );
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! Exit codes: 0 on success, 1 on any error (the message goes to stderr); `members` exits 2 when
 //! `-status` leaves no member, as Consul's does.
 
+mod acl_format;
 mod api;
 mod argv;
+mod cmd_acl;
 mod cmd_agent;
 mod cmd_catalog;
 mod cmd_event;
@@ -86,6 +88,9 @@ enum Command {
     Keyring(Box<cmd_keyring::KeyringArgs>),
     /// Fire a user event.
     Event(cmd_event::EventArgs),
+    /// Manage the ACL system: tokens, policies, roles, auth methods, binding rules.
+    #[command(subcommand)]
+    Acl(Box<cmd_acl::AclCommand>),
 }
 
 fn main() -> ExitCode {
@@ -134,6 +139,7 @@ fn main() -> ExitCode {
             Command::ForceLeave(a) => cmd_leave::force_leave(a).await,
             Command::Keyring(a) => cmd_keyring::run(*a).await,
             Command::Event(a) => cmd_event::run(a).await,
+            Command::Acl(c) => cmd_acl::run(*c).await.map(|()| 0),
             Command::Version | Command::Keygen(_) => Ok(0),
         }
     });
@@ -150,7 +156,7 @@ fn main() -> ExitCode {
 /// an `Error: ` prefix.
 fn fail(e: &anyhow::Error) -> ExitCode {
     let msg = format!("{e:#}");
-    if msg.starts_with("Error") {
+    if msg.starts_with("Error") || e.downcast_ref::<api::Verbatim>().is_some() {
         eprintln!("{msg}");
     } else {
         eprintln!("Error: {msg}");
@@ -235,6 +241,42 @@ mod tests {
             "event -name=deploy -node=web -service api -tag=v1 payload",
             "watch -type=event -name=deploy",
             "watch -type event cat",
+            "acl bootstrap",
+            "acl bootstrap -format=json secret.txt",
+            "acl token create -description=d -policy-name=p -policy-id 0123 -role-name=r -service-identity=web:dc1 \
+             -node-identity=n:dc1 -templated-policy=builtin/service -var=name:api -expires-ttl=1h -local -secret=s \
+             -accessor=a -format=json -meta -token=root -token-file=/t -http-addr=127.0.0.1:1",
+            "acl token read -accessor-id=abc -meta",
+            "acl token read -self -expanded=false",
+            "acl token update -accessor-id abc -append-policy-name p -merge-roles -description x",
+            "acl token delete -id abc",
+            "acl token list -format json",
+            "acl token clone -accessor-id abc -description copy",
+            "acl policy create -name p -rules @rules.hcl -valid-datacenter dc1 -valid-datacenter=dc2 -description d",
+            "acl policy read -name p -meta",
+            "acl policy update -id 12 -rules - -no-merge",
+            "acl policy delete -name p",
+            "acl policy list -meta=true",
+            "acl role create -name r -policy-name p -service-identity web",
+            "acl role read -id 12",
+            "acl role update -id 12 -no-merge -node-identity n:dc1",
+            "acl role delete -name r",
+            "acl role list",
+            "acl templated-policy list",
+            "acl templated-policy read -name builtin/service -meta",
+            "acl templated-policy preview -name builtin/service -var name:api",
+            "acl auth-method create -type jwt -name m -max-token-ttl 10m -config @c.json",
+            "acl auth-method update -name m -description d -no-merge",
+            "acl auth-method read -name m",
+            "acl auth-method delete -name m",
+            "acl auth-method list",
+            "acl binding-rule create -method m -bind-type service -bind-name web -selector x",
+            "acl binding-rule update -id 1 -bind-name api",
+            "acl binding-rule read -id 1",
+            "acl binding-rule delete -id 1",
+            "acl binding-rule list -method m",
+            "acl set-agent-token agent abc",
+            "acl translate-rules @legacy.hcl",
         ] {
             if let Err(e) = parse(line) {
                 panic!("{line}: {e}");
@@ -249,6 +291,23 @@ mod tests {
         };
         let text = format!("{c:?}");
         assert!(text.contains("\"-value\""), "{text}");
+    }
+
+    #[test]
+    fn acl_flags_land_where_consul_puts_them() {
+        let Ok(Cli { command: Command::Acl(c) }) =
+            parse("acl token create -local -meta -policy-name a -policy-name=b -service-identity web:dc1,dc2 -token t")
+        else {
+            panic!("parse failed");
+        };
+        let text = format!("{c:?}");
+        for want in ["local: true", "meta: true", "[\"a\", \"b\"]", "web:dc1,dc2", "token: Some(\"t\")"] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
+        // -meta is a value flag outside acl (services register -meta k=v), a boolean inside.
+        assert!(parse("services register -name web -meta k=v").is_ok());
+        assert!(parse("acl policy list -meta -format json").is_ok());
+        assert!(parse("acl token create -bogus").is_err());
     }
 
     #[test]

@@ -34,6 +34,12 @@ use crate::ffi::{self, Handle};
 /// port 0 (each listener picks a free port; read them back with `consul_agent_http_addr`, …),
 /// `bind_addr` and `client_addr` 127.0.0.1, `retry_interval` 1 s. `log_level`, `log_json` and
 /// `pid_file` are accepted and ignored: the library writes no logs and no files of its own.
+///
+/// `acl` takes Consul's `acl { … }` keys: `{"enabled": true, "default_policy": "deny",
+/// "down_policy", "token_ttl", "policy_ttl", "role_ttl", "enable_key_list_policy",
+/// "enable_token_persistence", "tokens": {"initial_management", "agent", "default",
+/// "agent_recovery", "replication", "config_file_service_registration", "dns"}}`. With ACLs on,
+/// clients of the node pass a token (`consul_agent_client` then `consul_client_with_token`).
 pub(crate) fn agent_config(text: Option<&str>) -> CResult<AgentConfig> {
     let mut v = match text {
         None => Value::Object(Default::default()),

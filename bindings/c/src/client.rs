@@ -53,8 +53,10 @@ pub(crate) fn new_client_handle(c: Client) -> *mut consul_client {
 }
 
 /// Makes a client for the agent at `address` (`host:port` or `http://host:port`; NULL =
-/// `$CONSUL_HTTP_ADDR`, else `127.0.0.1:8500`) with ACL `token` (NULL = `$CONSUL_HTTP_TOKEN`,
-/// if set). Nothing is sent until the first request.
+/// `$CONSUL_HTTP_ADDR`, else `127.0.0.1:8500`) with ACL `token`, sent as `X-Consul-Token` on
+/// every request (NULL or "" = the file named by `$CONSUL_HTTP_TOKEN_FILE`, else
+/// `$CONSUL_HTTP_TOKEN`, if set). Nothing is sent until the first request. A refusal by the
+/// agent's ACLs (HTTP 401/403) is `CONSUL_E_PERMISSION_DENIED` with the agent's message.
 ///
 /// # Safety
 /// String arguments are NULL or NUL-terminated; `out` is writable; `err` is NULL or writable.
@@ -83,8 +85,11 @@ pub unsafe extern "C" fn consul_client_new(
     })
 }
 
-/// Makes a client from JSON: `{"address": "127.0.0.1:8500", "token": "…", "datacenter": "dc1",
-/// "timeout_ms": 10000}` (every key optional; unknown keys are an error naming them).
+/// Makes a client from JSON: `{"address": "127.0.0.1:8500", "token": "…", "token_file": "/path",
+/// "datacenter": "dc1", "timeout_ms": 10000}` (every key optional; unknown keys are an error
+/// naming them). The ACL token is `token_file`'s content, else `token`, else
+/// `$CONSUL_HTTP_TOKEN_FILE`'s, else `$CONSUL_HTTP_TOKEN`; an unreadable file is
+/// `CONSUL_E_INVALID_ARGUMENT` naming it.
 ///
 /// # Safety
 /// `config_json` is NULL or NUL-terminated; `out` is writable; `err` is NULL or writable.
@@ -106,6 +111,7 @@ pub unsafe extern "C" fn consul_client_new_json(
             match k.as_str() {
                 "address" => config.address = s()?,
                 "token" => config.token = Some(s()?).filter(|t| !t.is_empty()),
+                "token_file" => config.token_file = Some(s()?).filter(|t| !t.is_empty()),
                 "datacenter" => config.datacenter = Some(s()?),
                 "timeout_ms" => {
                     let ms = v
@@ -133,6 +139,33 @@ pub unsafe extern "C" fn consul_client_address(c: *const consul_client) -> *cons
     ffi::catch_or(std::ptr::null(), || {
         // SAFETY: forwarded contract.
         unsafe { ffi::borrow::<consul_client>(c, "client") }.map_or(std::ptr::null(), |c| c.address.as_ptr())
+    })
+}
+
+/// Makes `*out`, a client like `c` (same agent, datacenter, timeout and connection pool) that sends
+/// ACL `token` instead (NULL or "" = no token): the per-call token override. Free both clients
+/// independently.
+///
+/// # Safety
+/// `c` is a live client; `token` is NULL or NUL-terminated; `out` is writable; `err` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn consul_client_with_token(
+    c: *const consul_client,
+    token: *const c_char,
+    out: *mut *mut consul_client,
+    err: *mut *mut consul_error,
+) -> consul_status {
+    ffi::boundary(err, || {
+        ffi::need_out(out, "out")?;
+        // SAFETY: forwarded contract.
+        let c = unsafe { ffi::borrow::<consul_client>(c, "client") }?;
+        // SAFETY: forwarded contract.
+        let token = unsafe { ffi::opt_str_arg(token, "token") }?;
+        let copy = c.client.with_token(token)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { ffi::write_out(out, new_client_handle(copy)) };
+        Ok(())
     })
 }
 

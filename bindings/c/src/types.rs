@@ -90,6 +90,7 @@ pub(crate) unsafe fn query_options(q: *const consul_query_options) -> CResult<Qu
         wait: (q.wait_ms > 0).then(|| std::time::Duration::from_millis(u64::from(q.wait_ms))),
         datacenter: dc.map(str::to_string),
         near: None,
+        token: None,
     })
 }
 

@@ -28,6 +28,8 @@ pub struct AgentOpts {
     pub dns_port: u32,
     pub retry_join: Vec<String>,
     pub raft_multiplier: u32,
+    /// The `acl` option as JSON (`index.js` stringifies it): Consul's `acl { … }` keys.
+    pub acl_json: Option<String>,
 }
 
 fn port(arg: &str, p: u32) -> consul_sdk::Result<u16> {
@@ -69,6 +71,10 @@ fn config(o: AgentOpts) -> consul_sdk::Result<AgentConfig> {
         ..base
     };
     config.raft.raft_multiplier = o.raft_multiplier;
+    if let Some(text) = o.acl_json {
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::invalid("acl", e))?;
+        config.acl = consul_sdk::agent::acl_settings(&v)?;
+    }
     Ok(config)
 }
 

@@ -25,6 +25,8 @@ use crate::handles::{NativeDiscovery, NativeElection, NativeLock, NativeRegistra
 pub struct ClientOptions {
     pub address: Option<String>,
     pub token: Option<String>,
+    /// A file holding the ACL token (beats `token`).
+    pub token_file: Option<String>,
     pub datacenter: Option<String>,
     pub timeout_ms: Option<f64>,
 }
@@ -74,9 +76,9 @@ impl NativeClient {
         if let Some(a) = opts.address {
             config.address = a;
         }
-        if opts.token.is_some() {
-            config.token = opts.token;
-        }
+        // The SDK resolves tokenFile > token > CONSUL_HTTP_TOKEN_FILE > CONSUL_HTTP_TOKEN.
+        config.token = opts.token;
+        config.token_file = opts.token_file;
         config.datacenter = opts.datacenter;
         if let Some(t) = opts.timeout_ms {
             config.timeout = millis("timeoutMs", t).map_err(js_err)?;

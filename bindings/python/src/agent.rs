@@ -55,7 +55,7 @@ impl NativeAgent {
     /// Starts a node and returns once it serves (GIL released while starting).
     #[new]
     #[pyo3(signature = (node_name, dev=true, server=true, bootstrap_expect=0, data_dir=None, datacenter="dc1", bind_addr="127.0.0.1",
-                        http_port=0, serf_lan_port=0, server_port=0, dns_port=0, retry_join=vec![], raft_multiplier=1))]
+                        http_port=0, serf_lan_port=0, server_port=0, dns_port=0, retry_join=vec![], raft_multiplier=1, acl_json=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -72,6 +72,7 @@ impl NativeAgent {
         dns_port: u16,
         retry_join: Vec<String>,
         raft_multiplier: u32,
+        acl_json: Option<String>,
     ) -> PyResult<Self> {
         let ip: std::net::IpAddr =
             bind_addr.parse().map_err(|e| to_py_err(py, Error::invalid("bind_addr", format!("{bind_addr:?}: {e}"))))?;
@@ -97,6 +98,13 @@ impl NativeAgent {
             ..base
         };
         config.raft.raft_multiplier = raft_multiplier;
+        if let Some(text) = acl_json {
+            // The `acl` mapping arrives as JSON (json.dumps in _agent.py); the SDK maps it once
+            // for every binding.
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| to_py_err(py, Error::invalid("acl", e)))?;
+            config.acl = consul_sdk::agent::acl_settings(&v).map_err(|e| to_py_err(py, e))?;
+        }
         let agent = py.detach(|| EmbeddedAgent::start(config)).map_err(|e| to_py_err(py, e))?;
         Ok(NativeAgent {
             http_addr: agent.http_addr().to_string(),

@@ -20,21 +20,22 @@ pub(crate) struct NativeClient {
 #[pymethods]
 impl NativeClient {
     #[new]
-    #[pyo3(signature = (address=None, token=None, datacenter=None, timeout=10.0))]
+    #[pyo3(signature = (address=None, token=None, datacenter=None, timeout=10.0, token_file=None))]
     fn new(
         py: Python<'_>,
         address: Option<String>,
         token: Option<String>,
         datacenter: Option<String>,
         timeout: f64,
+        token_file: Option<String>,
     ) -> PyResult<Self> {
         let mut config = ClientConfig::default();
         if let Some(a) = address {
             config.address = a;
         }
-        if token.is_some() {
-            config.token = token;
-        }
+        // The SDK resolves token_file > token > CONSUL_HTTP_TOKEN_FILE > CONSUL_HTTP_TOKEN.
+        config.token = token;
+        config.token_file = token_file;
         config.datacenter = datacenter;
         config.timeout = secs("timeout", timeout).map_err(|e| to_py_err(py, e))?;
         if config.timeout.is_zero() {

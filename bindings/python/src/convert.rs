@@ -84,6 +84,7 @@ pub(crate) fn query(py: Python<'_>, c: &str, index: Option<u64>, wait: Option<f6
             wait: opt_secs("wait", wait)?,
             datacenter: None,
             near: None,
+            token: None,
         })
     })();
     q.map_err(|e| to_py_err(py, e))

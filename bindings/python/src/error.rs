@@ -8,6 +8,9 @@ pub(crate) fn to_py_err(py: Python<'_>, e: Error) -> PyErr {
     let class = match e.code {
         ErrorCode::InvalidArgument => "InvalidArgumentError",
         ErrorCode::NotFound => "NotFoundError",
+        // Consul answers an unknown or expired token with 403 "ACL not found": a subclass, so
+        // `except PermissionDeniedError` still catches it.
+        ErrorCode::PermissionDenied if consul_sdk::acl::is_acl_not_found(&e) => "ACLNotFoundError",
         ErrorCode::PermissionDenied => "PermissionDeniedError",
         ErrorCode::Conflict => "ConflictError",
         ErrorCode::Timeout => "ConsulTimeoutError",

@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use consul_core::agent::Agent;
+pub use consul_core::api::authz::{AclSettings, AgentTokens, DownPolicy};
 pub use consul_core::config::{AgentConfig, Ports};
+use serde::Deserialize;
 
 use crate::client::{Client, ClientConfig};
 use crate::error::{Error, ErrorCode, Result};
@@ -24,6 +26,9 @@ pub struct EmbeddedAgent {
     dns_addr: Option<SocketAddr>,
     node_name: String,
     pid: u32,
+    /// The token the agent's own calls (join, members, leave) send: `acl.tokens.initial_management`
+    /// when ACLs are enabled, so they work under `default_policy = "deny"`.
+    own_token: Option<String>,
 }
 
 impl EmbeddedAgent {
@@ -42,6 +47,7 @@ impl EmbeddedAgent {
             .enable_all()
             .build()
             .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start the agent runtime: {e}")))?;
+        let own_token = config.acl.enabled.then(|| config.acl.tokens.initial_management.clone()).flatten();
         let agent = runtime.block_on(Agent::start(config))?;
         Ok(EmbeddedAgent {
             http_addr: agent.http_addr(),
@@ -51,6 +57,7 @@ impl EmbeddedAgent {
             runtime: Some(runtime),
             agent: Some(agent),
             pid: std::process::id(),
+            own_token,
         })
     }
 
@@ -113,7 +120,10 @@ impl EmbeddedAgent {
         let Some(rt) = &self.runtime else {
             return Err(Error::new(ErrorCode::Shutdown, "the agent is shut down"));
         };
-        let client = self.client()?;
+        let client = match &self.own_token {
+            Some(t) => self.client()?.with_token(Some(t))?,
+            None => self.client()?,
+        };
         rt.block_on(f(client))
     }
 
@@ -162,5 +172,151 @@ impl Drop for EmbeddedAgent {
                 tracing::debug!(error = %e, "embedded agent dropped");
             }
         }
+    }
+}
+
+/// The `acl` block as every binding hands it over (JSON; snake_case keys, camelCase accepted for
+/// Node): `{"enabled": true, "default_policy": "deny", "down_policy": "extend-cache",
+/// "token_ttl": "30s", "policy_ttl": 30, "role_ttl": "30s", "enable_key_list_policy": false,
+/// "enable_token_persistence": false, "tokens": {"initial_management": "…", "default": "…",
+/// "agent": "…", "agent_recovery": "…", "replication": "…",
+/// "config_file_service_registration": "…", "dns": "…"}}` — Consul's `acl { … }` keys. TTLs are
+/// seconds or Go duration strings. Unknown keys are refused, naming them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AclOptions {
+    /// `enabled`.
+    pub enabled: bool,
+    /// `default_policy`: `allow` (default) or `deny`.
+    #[serde(alias = "defaultPolicy")]
+    pub default_policy: Option<String>,
+    /// `down_policy`: `extend-cache` (default), `async-cache`, `allow`, `deny`.
+    #[serde(alias = "downPolicy")]
+    pub down_policy: Option<String>,
+    /// `token_ttl`.
+    #[serde(alias = "tokenTtl")]
+    pub token_ttl: Option<crate::options::DurationArg>,
+    /// `policy_ttl`.
+    #[serde(alias = "policyTtl")]
+    pub policy_ttl: Option<crate::options::DurationArg>,
+    /// `role_ttl`.
+    #[serde(alias = "roleTtl")]
+    pub role_ttl: Option<crate::options::DurationArg>,
+    /// `enable_key_list_policy`.
+    #[serde(alias = "enableKeyListPolicy")]
+    pub enable_key_list_policy: bool,
+    /// `enable_token_persistence`.
+    #[serde(alias = "enableTokenPersistence")]
+    pub enable_token_persistence: bool,
+    /// `tokens`.
+    pub tokens: AclTokenOptions,
+}
+
+/// `acl.tokens` (see [`AclOptions`]); empty strings count as unset.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AclTokenOptions {
+    /// `initial_management` (legacy `master`).
+    #[serde(alias = "initialManagement", alias = "master")]
+    pub initial_management: Option<String>,
+    /// `default`.
+    pub default: Option<String>,
+    /// `agent`.
+    pub agent: Option<String>,
+    /// `agent_recovery` (legacy `agent_master`).
+    #[serde(alias = "agentRecovery", alias = "agent_master")]
+    pub agent_recovery: Option<String>,
+    /// `replication`.
+    pub replication: Option<String>,
+    /// `config_file_service_registration`.
+    #[serde(alias = "configFileServiceRegistration")]
+    pub config_file_service_registration: Option<String>,
+    /// `dns`.
+    pub dns: Option<String>,
+}
+
+impl AclOptions {
+    /// Reads the neutral JSON shape (`null` is "ACLs off").
+    pub fn from_json(v: &serde_json::Value) -> Result<AclOptions> {
+        if v.is_null() {
+            return Ok(AclOptions::default());
+        }
+        AclOptions::deserialize(v).map_err(|e| Error::invalid("acl", e))
+    }
+
+    /// The agent's [`AclSettings`], validated (`default_policy`, `down_policy`, TTLs).
+    pub fn resolve(&self) -> Result<AclSettings> {
+        let mut s = AclSettings { enabled: self.enabled, ..AclSettings::default() };
+        s.default_allow = match self.default_policy.as_deref() {
+            None | Some("") | Some("allow") => true,
+            Some("deny") => false,
+            Some(other) => {
+                return Err(Error::invalid("acl.default_policy", format!("{other:?}: use allow or deny")));
+            }
+        };
+        if let Some(d) = self.down_policy.as_deref().filter(|d| !d.is_empty()) {
+            s.down_policy = d.parse().map_err(|e: String| Error::new(ErrorCode::InvalidArgument, e))?;
+        }
+        for (arg, v, slot) in [
+            ("acl.token_ttl", &self.token_ttl, &mut s.token_ttl),
+            ("acl.policy_ttl", &self.policy_ttl, &mut s.policy_ttl),
+            ("acl.role_ttl", &self.role_ttl, &mut s.role_ttl),
+        ] {
+            if let Some(v) = v {
+                *slot = v.resolve(arg)?;
+            }
+        }
+        s.enable_key_list_policy = self.enable_key_list_policy;
+        s.enable_token_persistence = self.enable_token_persistence;
+        let t = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        s.tokens = AgentTokens {
+            initial_management: t(&self.tokens.initial_management),
+            default: t(&self.tokens.default),
+            agent: t(&self.tokens.agent),
+            agent_recovery: t(&self.tokens.agent_recovery),
+            replication: t(&self.tokens.replication),
+            config_file_service_registration: t(&self.tokens.config_file_service_registration),
+            dns: t(&self.tokens.dns),
+        };
+        Ok(s)
+    }
+}
+
+/// [`AclOptions::from_json`] then [`AclOptions::resolve`]: what each binding calls.
+pub fn acl_settings(v: &serde_json::Value) -> Result<AclSettings> {
+    AclOptions::from_json(v)?.resolve()
+}
+
+#[cfg(test)]
+mod acl_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn acl_block_maps_onto_settings() {
+        let s = acl_settings(&json!({
+            "enabled": true, "default_policy": "deny", "down_policy": "async-cache", "token_ttl": "1m",
+            "policy_ttl": 5, "enable_key_list_policy": true,
+            "tokens": {"initial_management": "root", "agent": "a", "default": ""}
+        }))
+        .expect("settings");
+        assert!(s.enabled && !s.default_allow && s.enable_key_list_policy);
+        assert_eq!(s.down_policy, DownPolicy::AsyncCache);
+        assert_eq!(s.token_ttl, Duration::from_secs(60));
+        assert_eq!(s.policy_ttl, Duration::from_secs(5));
+        assert_eq!(s.role_ttl, Duration::from_secs(30));
+        assert_eq!(s.tokens.initial_management.as_deref(), Some("root"));
+        assert_eq!(s.tokens.agent.as_deref(), Some("a"));
+        assert_eq!(s.tokens.default, None);
+        let camel =
+            acl_settings(&json!({"enabled": true, "defaultPolicy": "deny", "tokens": {"initialManagement": "r"}}))
+                .expect("camel");
+        assert!(!camel.default_allow && camel.tokens.initial_management.as_deref() == Some("r"));
+        assert_eq!(acl_settings(&serde_json::Value::Null).expect("off"), AclSettings::default());
+        assert!(acl_settings(&json!({"default_policy": "maybe"})).is_err());
+        assert!(acl_settings(&json!({"down_policy": "x"})).is_err());
+        let e = acl_settings(&json!({"enabeld": true})).expect_err("typo");
+        assert!(e.message.contains("enabeld"), "{}", e.message);
+        assert!(acl_settings(&json!({"token_ttl": -1})).is_err());
     }
 }

@@ -25,8 +25,12 @@ use crate::watch::{Watch, WatchOptions, WatchSpec};
 pub struct ClientConfig {
     /// Base URL or `host:port` (default `CONSUL_HTTP_ADDR`, else `127.0.0.1:8500`).
     pub address: String,
-    /// ACL token sent as `X-Consul-Token`.
+    /// ACL token sent as `X-Consul-Token` on every request (watches, locks, discovery and
+    /// elections included). See [`resolve_token`] for the precedence over `token_file` and the
+    /// `CONSUL_HTTP_TOKEN` / `CONSUL_HTTP_TOKEN_FILE` environment.
     pub token: Option<String>,
+    /// A file holding the ACL token (read once, when the client is made; whitespace trimmed).
+    pub token_file: Option<String>,
     /// Datacenter for every request (default: the agent's).
     pub datacenter: Option<String>,
     /// Timeout of a non-blocking request; blocking queries get their wait on top.
@@ -37,7 +41,10 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             address: std::env::var("CONSUL_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8500".into()),
-            token: std::env::var("CONSUL_HTTP_TOKEN").ok().filter(|t| !t.is_empty()),
+            // The environment's token is resolved in `Client::new`, after the explicit options,
+            // so an explicit `token_file` still beats `CONSUL_HTTP_TOKEN`.
+            token: None,
+            token_file: None,
             datacenter: None,
             timeout: Duration::from_secs(10),
         }
@@ -215,9 +222,75 @@ fn go_duration(d: Duration) -> String {
     crate::options::duration::format_go_duration(d.max(Duration::from_millis(1)))
 }
 
+/// The token a client sends, from its options and the environment (`env` looks a variable up;
+/// empty values count as unset):
+///
+/// 1. `token_file` given explicitly, 2. `token` given explicitly, 3. `CONSUL_HTTP_TOKEN_FILE`,
+/// 4. `CONSUL_HTTP_TOKEN`.
+///
+/// Within one level the file wins, as in Consul (`-token-file` is used "instead of" `-token`, and
+/// `CONSUL_HTTP_TOKEN_FILE` instead of `CONSUL_HTTP_TOKEN`); a file that holds only whitespace
+/// falls through to the next source, as Consul's client does. Unlike Consul, an explicit option
+/// always beats the environment (Consul lets `CONSUL_HTTP_TOKEN_FILE` override an explicit
+/// `-token`, which surprises). An unreadable file is an [`ErrorCode::InvalidArgument`] error
+/// naming it.
+pub fn resolve_token(
+    token: Option<&str>,
+    token_file: Option<&str>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>> {
+    let read = |path: &str| -> Result<Option<String>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ErrorCode::InvalidArgument,
+                format!("Error loading token file {path} : open {path}: {}", go_io_error(&e)),
+            )
+        })?;
+        Ok(Some(text.trim().to_string()).filter(|t| !t.is_empty()))
+    };
+    if let Some(path) = token_file.filter(|p| !p.is_empty()) {
+        if let Some(t) = read(path)? {
+            return Ok(Some(t));
+        }
+    }
+    if let Some(t) = token.filter(|t| !t.is_empty()) {
+        return Ok(Some(t.to_string()));
+    }
+    if let Some(path) = env("CONSUL_HTTP_TOKEN_FILE").filter(|p| !p.is_empty()) {
+        if let Some(t) = read(&path)? {
+            return Ok(Some(t));
+        }
+    }
+    Ok(env("CONSUL_HTTP_TOKEN").filter(|t| !t.is_empty()))
+}
+
+/// An I/O error as Go prints it: the OS's text in lower case, without Rust's ` (os error N)`.
+fn go_io_error(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or_default();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => text.to_string(),
+    }
+}
+
+/// Refuses a token that cannot be an HTTP header value (a newline would split the request).
+fn check_token(t: &str) -> Result<()> {
+    if t.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(Error::invalid("token", "must not contain control characters"));
+    }
+    Ok(())
+}
+
 impl Client {
-    /// A client for `config`. Fails only on an unusable address.
+    /// A client for `config`. Fails on an unusable address, an unreadable token file or a token
+    /// that cannot be sent as a header.
     pub fn new(config: ClientConfig) -> Result<Client> {
+        let token = resolve_token(config.token.as_deref(), config.token_file.as_deref(), |k| std::env::var(k).ok())?;
+        if let Some(t) = &token {
+            check_token(t)?;
+        }
         let address = config.address.trim().trim_end_matches('/');
         if address.is_empty() {
             return Err(Error::invalid("address", "must not be empty"));
@@ -237,19 +310,37 @@ impl Client {
             .build()
             .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
         Ok(Client {
-            inner: Arc::new(Inner {
-                base,
-                token: config.token,
-                datacenter: config.datacenter,
-                timeout: config.timeout,
-                http,
-            }),
+            inner: Arc::new(Inner { base, token, datacenter: config.datacenter, timeout: config.timeout, http }),
         })
     }
 
     /// The agent's base URL.
     pub fn address(&self) -> &str {
         &self.inner.base
+    }
+
+    /// The ACL token this client sends, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.inner.token.as_deref()
+    }
+
+    /// The same client (same agent, datacenter, timeout and connection pool) sending `token`
+    /// instead (`None`: no token): the per-call override for every method, watches and locks
+    /// included.
+    pub fn with_token(&self, token: Option<&str>) -> Result<Client> {
+        let token = token.filter(|t| !t.is_empty()).map(str::to_string);
+        if let Some(t) = &token {
+            check_token(t)?;
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                base: self.inner.base.clone(),
+                token,
+                datacenter: self.inner.datacenter.clone(),
+                timeout: self.inner.timeout,
+                http: self.inner.http.clone(),
+            }),
+        })
     }
 
     async fn request(
@@ -302,7 +393,10 @@ impl Client {
             url.push_str(&query.join("&"));
         }
         let mut req = self.inner.http.request(method, url).timeout(timeout);
-        if let Some(t) = &self.inner.token {
+        // A per-call token (QueryOptions.token) beats the client's.
+        let token = q.and_then(|q| q.token.as_deref()).filter(|t| !t.is_empty()).or(self.inner.token.as_deref());
+        if let Some(t) = token {
+            check_token(t)?;
             req = req.header("X-Consul-Token", t);
         }
         if let Some(b) = body {
@@ -843,5 +937,55 @@ mod tests {
         assert_eq!(v["Name"], "web");
         assert_eq!(v["Checks"][0]["TTL"], "10s");
         assert!(registration_json(&ServiceRegistration::default()).is_err());
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, String)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn token_precedence() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).expect("write");
+            p.to_string_lossy().into_owned()
+        };
+        let explicit_file = f("explicit", "from-file\n");
+        let env_file = f("env", "  env-file  ");
+        let blank = f("blank", " \n");
+        let all = [("CONSUL_HTTP_TOKEN", "env-token".to_string()), ("CONSUL_HTTP_TOKEN_FILE", env_file.clone())];
+        let r = |t: Option<&str>, tf: Option<&str>, e: &[(&str, String)]| resolve_token(t, tf, env(e)).expect("ok");
+        assert_eq!(r(Some("opt"), Some(&explicit_file), &all).as_deref(), Some("from-file"));
+        assert_eq!(r(Some("opt"), None, &all).as_deref(), Some("opt"));
+        assert_eq!(r(Some("opt"), Some(&blank), &all).as_deref(), Some("opt"));
+        assert_eq!(r(None, None, &all).as_deref(), Some("env-file"));
+        assert_eq!(r(None, None, &all[..1]).as_deref(), Some("env-token"));
+        assert_eq!(r(Some(""), None, &[]), None);
+        let e = resolve_token(None, Some("/nonexistent/token"), env(&[])).expect_err("missing file");
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert_eq!(
+            e.message,
+            "Error loading token file /nonexistent/token : open /nonexistent/token: no such file or directory"
+        );
+        let e =
+            resolve_token(None, None, env(&[("CONSUL_HTTP_TOKEN_FILE", "/nonexistent/t".into())])).expect_err("env");
+        assert!(e.message.contains("/nonexistent/t"));
+    }
+
+    #[test]
+    fn token_header_and_override() {
+        let base = ClientConfig { address: "127.0.0.1:1".into(), token: Some("a".into()), ..ClientConfig::default() };
+        let c = Client::new(base.clone()).expect("client");
+        assert_eq!(c.token(), Some("a"));
+        assert_eq!(c.with_token(Some("b")).expect("b").token(), Some("b"));
+        assert_eq!(c.with_token(None).expect("none").token(), None);
+        assert!(c.with_token(Some("x\ny")).is_err());
+        assert!(Client::new(ClientConfig { token: Some("bad\r\n".into()), ..base }).is_err());
     }
 }

@@ -12,7 +12,8 @@ pub enum ErrorCode {
     InvalidArgument = 1,
     /// The addressed object does not exist (HTTP 404 where absence is an error).
     NotFound = 2,
-    /// ACL refusal (HTTP 403).
+    /// ACL refusal: HTTP 403 (`Permission denied: …`, `ACL not found`) or 401 (`ACL support
+    /// disabled`). The message keeps the agent's text.
     PermissionDenied = 3,
     /// A conflict: transaction rolled back (HTTP 409), lock held elsewhere.
     Conflict = 4,
@@ -63,7 +64,7 @@ impl ErrorCode {
     pub fn from_http(status: u16, body: &str) -> ErrorCode {
         match status {
             400 => ErrorCode::InvalidArgument,
-            403 => ErrorCode::PermissionDenied,
+            401 | 403 => ErrorCode::PermissionDenied,
             404 => ErrorCode::NotFound,
             409 => ErrorCode::Conflict,
             413 => ErrorCode::TooLarge,
@@ -159,6 +160,13 @@ mod tests {
         assert_eq!(Error::from_http(500, "No cluster leader").code, ErrorCode::NoLeader);
         assert_eq!(Error::from_http(500, "rpc error").code, ErrorCode::Unavailable);
         assert_eq!(Error::from_http(409, "").code, ErrorCode::Conflict);
+        assert_eq!(Error::from_http(401, "ACL support disabled").code, ErrorCode::PermissionDenied);
+        let e = Error::from_http(
+            403,
+            "Permission denied: token with AccessorID 'a' lacks permission 'key:write' on \"foo\"",
+        );
+        assert_eq!(e.code, ErrorCode::PermissionDenied);
+        assert!(e.message.contains("lacks permission 'key:write' on \"foo\""), "{}", e.message);
         assert_eq!(ErrorCode::NoLeader.as_str(), "NO_LEADER");
         assert_eq!(ErrorCode::TooLarge as u32, 14);
     }

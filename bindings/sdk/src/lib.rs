@@ -3,7 +3,7 @@
 //! The facade the Python, Node and C packages wrap: plain Rust, no FFI types.
 //!
 //! - [`Client`]: any Consul-compatible agent's HTTP API (KV, txn, status, catalog, health,
-//!   agent services and checks, sessions).
+//!   agent services and checks, sessions), with the typed ACL API of [`acl`].
 //! - [`Watch`]: one pull primitive over blocking queries that rides out server restarts and
 //!   leader changes, resets when the index goes backwards, backs off and rate-limits.
 //! - [`Discovery`]: a live set of a service's healthy instances with local selection.
@@ -14,6 +14,7 @@
 //! - [`options`]: option parsing and registration validation shared by every binding.
 //! - [`runtime`]: the runtime policy for callers without one.
 
+pub mod acl;
 pub mod agent;
 pub mod client;
 pub mod discovery;
@@ -26,8 +27,9 @@ pub mod runtime;
 pub mod types;
 pub mod watch;
 
+pub use acl::*;
 pub use agent::EmbeddedAgent;
-pub use client::{Client, ClientConfig, RawResponse};
+pub use client::{resolve_token, Client, ClientConfig, RawResponse};
 pub use discovery::{Discovery, Strategy};
 pub use election::{ElectionEvent, LeaderElection};
 pub use error::{Error, ErrorCode, Result};

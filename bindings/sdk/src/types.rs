@@ -34,6 +34,8 @@ pub struct QueryOptions {
     /// node; the discovery watch sends the local agent's node name instead, which also holds
     /// when the agent forwards the read. Without coordinates the order is left alone.
     pub near: Option<String>,
+    /// ACL token for this call only, instead of the client's (see also [`crate::Client::with_token`]).
+    pub token: Option<String>,
 }
 
 /// Metadata of a read (`X-Consul-*` headers).

@@ -270,6 +270,7 @@ async fn run(client: Client, spec: WatchSpec, opts: WatchOptions, tx: watch::Sen
             wait: Some(opts.wait),
             datacenter: None,
             near: opts.near.clone(),
+            token: None,
         };
         let result = tokio::select! {
             r = fetch(&client, &spec, &q) => r,

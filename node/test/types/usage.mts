@@ -11,7 +11,13 @@ async function main(): Promise<void> {
   const keys: string[] = await c.kv.keys('', { separator: '/' });
   const entries: ServiceEntry[] = await c.health.service('web', { passing: true });
   const port: number = entries[0].port;
-  const reg = await register({ name: 'web', port: 80, check: Check.ttl('10s'), agent });
+  const reg = await register({ name: 'web', port: 80, check: Check.ttl('10s'), agent, token: 't' });
+  const secured: Agent = await Agent.start({
+    acl: { enabled: true, defaultPolicy: 'deny', tokenTtl: '30s', tokens: { initialManagement: 'root', agent: 'a' } },
+  });
+  const withToken: Client = new Client({ token: 'root', tokenFile: '/run/secrets/consul-token' });
+  await secured.client({ token: 'root' }).kv.get('k').catch((e: ConsulError) => e.code === 'PERMISSION_DENIED');
+  void withToken;
   const w = c.watch.key('k', { signal: AbortSignal.timeout(1000) });
   for await (const ev of w) {
     const e: WatchEvent<KvPair | null> = ev;

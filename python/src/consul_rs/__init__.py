@@ -34,6 +34,7 @@ from .errors import (
     InvalidArgumentError,
     NoLeaderError,
     NotFoundError,
+    ACLNotFoundError,
     PermissionDeniedError,
     ShutdownError,
     TooLargeError,
@@ -47,5 +48,5 @@ __all__ = [
     "Subscription", "Watch", "register", "AgentMember", "Check", "HealthCheck", "KVPair", "Node",
     "Service", "ServiceEntry", "UserEvent", "WatchEvent", "ConsulError", "ConflictError", "ConsulConnectionError",
     "ConsulTimeoutError", "ForkedError", "InvalidArgumentError", "NoLeaderError", "NotFoundError",
-    "PermissionDeniedError", "ShutdownError", "TooLargeError", "WouldDeadlockError",
+    "PermissionDeniedError", "ACLNotFoundError", "ShutdownError", "TooLargeError", "WouldDeadlockError",
 ]

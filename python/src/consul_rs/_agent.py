@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import _native
@@ -26,6 +27,13 @@ class Agent:
     :meth:`shutdown` or :meth:`leave` (shutdown is also done at interpreter exit). An Agent
     cannot be used in a process forked after it started (:class:`ForkedError`).
 
+    ``acl`` enables Consul's ACL system on the node with Consul's ``acl { … }`` keys, e.g.
+    ``{"enabled": True, "default_policy": "deny", "tokens": {"initial_management": "root"}}``
+    (also ``down_policy``, ``token_ttl``/``policy_ttl``/``role_ttl``, ``enable_key_list_policy``,
+    ``enable_token_persistence``, and tokens ``agent``, ``default``, ``agent_recovery``,
+    ``replication``, ``config_file_service_registration``, ``dns``). Clients of such a node
+    pass ``token=``: ``agent.client(token="root")``.
+
     ``wait_for_leader`` (default: for a dev or single server, and for a client agent with
     ``retry_join``) waits up to ``timeout`` seconds until the node knows a leader; a client
     agent knows one once a server it reaches does.
@@ -36,7 +44,14 @@ class Agent:
                  datacenter: str = "dc1", bind_addr: str = "127.0.0.1", http_port: int = 0,
                  serf_lan_port: int = 0, server_port: int = 0, dns_port: int = 0,
                  retry_join: Iterable[str] = (), raft_multiplier: int = 1, wait_for_leader: bool | None = None,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, acl: Mapping[str, Any] | None = None) -> None:
+        acl_json = None
+        if acl is not None:
+            # Consul's ``acl { … }`` keys: enabled, default_policy, down_policy, token_ttl, …,
+            # tokens {initial_management, agent, default, …}; validated natively.
+            if not isinstance(acl, Mapping):
+                raise TypeError(f"acl: expected a mapping, got {type(acl).__name__}")
+            acl_json = json.dumps(dict(acl))
         if node_name is None:
             node_name = f"py-{os.getpid()}-{id(self) & 0xFFFF:x}"
         if not isinstance(node_name, str) or not node_name:
@@ -76,7 +91,7 @@ class Agent:
                 node_name, dev=dev, server=server, bootstrap_expect=bootstrap_expect,
                 data_dir=None if data_dir is None else os.fspath(data_dir), datacenter=datacenter,
                 bind_addr=bind_addr, http_port=http_port, serf_lan_port=serf_lan_port, server_port=server_port,
-                dns_port=dns_port, retry_join=join, raft_multiplier=raft_multiplier)
+                dns_port=dns_port, retry_join=join, raft_multiplier=raft_multiplier, acl_json=acl_json)
         except BaseException:
             self._cleanup_tmp()
             raise

@@ -119,17 +119,23 @@ class _Base:
     _async = False
 
     def __init__(self, address: str | None = None, *, token: str | None = None,
-                 datacenter: str | None = None, timeout: float = 10.0) -> None:
+                 datacenter: str | None = None, timeout: float = 10.0,
+                 token_file: str | os.PathLike[str] | None = None) -> None:
+        # The ACL token: ``token_file`` beats ``token``, which beats ``CONSUL_HTTP_TOKEN_FILE``,
+        # which beats ``CONSUL_HTTP_TOKEN`` (resolved natively, as in every binding).
         if address is not None:
             _str(address, "address")
         if token is not None:
             _str(token, "token", empty=True)
+        if token_file is not None:
+            token_file = os.fspath(token_file)
+            _str(token_file, "token_file")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise TypeError(f"timeout: expected seconds, got {type(timeout).__name__}")
         if timeout <= 0:
             raise ValueError("timeout: must be positive")
-        self._args = (address, token, datacenter, float(timeout))
-        self._native_client = _native.NativeClient(address, token, datacenter, float(timeout))
+        self._args = (address, token, datacenter, float(timeout), token_file)
+        self._native_client = _native.NativeClient(address, token, datacenter, float(timeout), token_file)
         self._pid = os.getpid()
         self._closed = False
         self._agent_ref: Any = None  # the embedded Agent this client belongs to, kept alive
@@ -904,15 +910,21 @@ def _embedded_agent() -> Any:
 
 def register(name: str, port: int | None = None, address: str | None = None, tags: Iterable[str] = (),
              meta: Mapping[str, str] | None = None, check: Check | Iterable[Check] | None = None, *,
-             id: str | None = None, client: Client | None = None, agent: Any = None) -> Registration:
+             id: str | None = None, client: Client | None = None, agent: Any = None,
+             token: str | None = None) -> Registration:
     """Registers this process's service with the local agent (``client``, or ``agent``, else
     ``CONSUL_HTTP_ADDR``, else the Agent embedded in this process, else ``127.0.0.1:8500``),
     keeps its TTL check passing,
-    and deregisters it at :meth:`Registration.close`, context exit and interpreter exit."""
+    and deregisters it at :meth:`Registration.close`, context exit and interpreter exit.
+    ``token`` is the ACL token the registration (and its TTL updates) sends when no ``client`` is
+    given (default ``CONSUL_HTTP_TOKEN``)."""
+    if client is not None and token is not None:
+        raise ValueError("token: pass it to the client, or pass no client")
     if client is None and agent is None and not os.environ.get("CONSUL_HTTP_ADDR"):
         agent = _embedded_agent()
     if client is None:
-        client = agent.client() if agent is not None else Client()
+        kw: dict[str, Any] = {} if token is None else {"token": token}
+        client = agent.client(**kw) if agent is not None else Client(**kw)
     reg = client.register(name, port=port, address=address, tags=tags, meta=meta, check=check, id=id)
     assert isinstance(reg, Registration)
     return reg

@@ -13,6 +13,7 @@ __all__ = [
     "InvalidArgumentError",
     "NotFoundError",
     "PermissionDeniedError",
+    "ACLNotFoundError",
     "ConflictError",
     "ConsulTimeoutError",
     "ConsulConnectionError",
@@ -54,7 +55,12 @@ class NotFoundError(ConsulError, KeyError):
 
 
 class PermissionDeniedError(ConsulError, PermissionError):
-    """ACL refusal (HTTP 403)."""
+    """ACL refusal: HTTP 403 (``Permission denied: token with AccessorID '…' lacks permission
+    'key:write' on "foo"``) or 401 (``ACL support disabled``). The message keeps the agent's text."""
+
+
+class ACLNotFoundError(PermissionDeniedError):
+    """The token sent is unknown or expired (HTTP 403 ``ACL not found``)."""
 
 
 class ConflictError(ConsulError):

@@ -1,6 +1,7 @@
 //! Tests against real `consul-rs` processes: cluster formation with Consul's CLI flags,
 //! kill -9 of every server, the CLI client commands, start-up errors, `consul-rs lock`,
-//! `consul-rs rtt` and the gossip commands (`members`, `join`, `leave`, `event`, `keyring`, …).
+//! `consul-rs rtt`, the gossip commands (`members`, `join`, `leave`, `event`, `keyring`, …) and
+//! `consul-rs acl` (against HashiCorp Consul 1.16 when built; against consul-rs once it has ACLs).
 
 mod t10_durability;
 mod t20_cli;
@@ -10,3 +11,4 @@ mod t40_cli_discovery;
 mod t50_rtt;
 mod t60_gossip;
 mod t70_gossip_cli;
+mod t80_acl_cli;
