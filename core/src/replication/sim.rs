@@ -158,9 +158,8 @@ impl SimCluster {
         let state = Arc::new(StateStore::new());
         let sm = StateMachine::open(state.clone(), store.clone())?;
         let rpc = self.net.client(s.addr);
-        let raft =
-            raft::start_with_config(s.id, s.config.clone(), NetworkFactory::new(rpc.clone()), store.clone(), sm, s.id)
-                .await?;
+        let raft = raft::start_with_config(s.id, s.config.clone(), NetworkFactory::new(rpc.clone()), store.clone(), sm)
+            .await?;
         let consensus = Consensus::with_clock(raft, state, rpc, s.id, self.tuning, HOLD, self.clock.clone());
         let tasks = CancellationToken::new();
         tokio::spawn(consensus.clone().run_proposer(tasks.clone()));

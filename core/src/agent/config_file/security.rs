@@ -112,17 +112,7 @@ impl Settings {
 
     /// After all sources: the ACL settings as a whole.
     pub(super) fn settle_acl(&self) -> Result<()> {
-        self.settle_acl_datacenter()?;
-        // Until every endpoint enforces ACLs, a configuration that enables them must not start
-        // an agent that would answer as if they were on.
-        if self.agent.acl.enabled {
-            return Err(crate::error::Error::Config(
-                "acl.enabled: ACL enforcement is not available in this build yet; the agent refuses to start \
-                 rather than run open"
-                    .into(),
-            ));
-        }
-        Ok(())
+        self.settle_acl_datacenter()
     }
 
     /// The primary datacenter (the ACL authority) must be this one.

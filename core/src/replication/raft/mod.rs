@@ -5,7 +5,6 @@
 
 pub mod log_store;
 pub mod network;
-mod split_vote;
 pub mod state_machine;
 mod tuning;
 
@@ -262,25 +261,19 @@ pub async fn start(
     log: log_store::LogStore,
     sm: state_machine::StateMachine,
 ) -> Result<Raft, crate::Error> {
-    start_with_config(id, raft_config(tuning)?, network, log, sm, rand::random()).await
+    start_with_config(id, raft_config(tuning)?, network, log, sm).await
 }
 
 /// Starts the Raft node `id` with an explicit configuration (the simulator fixes each node's
-/// election timeout; see `replication::sim`). `jitter_seed` seeds the pauses between election
-/// rounds after a split vote (see `split_vote`).
+/// election timeout; see `replication::sim`).
 pub async fn start_with_config(
     id: NodeId,
     config: Arc<openraft::Config>,
     network: network::NetworkFactory,
     log: log_store::LogStore,
     sm: state_machine::StateMachine,
-    jitter_seed: u64,
 ) -> Result<Raft, crate::Error> {
-    let min_election = std::time::Duration::from_millis(config.election_timeout_min);
-    let raft =
-        openraft::Raft::new(id, config, network, log, sm).await.map_err(|e| crate::Error::Raft(e.to_string()))?;
-    split_vote::spawn(raft.clone(), min_election, jitter_seed);
-    Ok(raft)
+    openraft::Raft::new(id, config, network, log, sm).await.map_err(|e| crate::Error::Raft(e.to_string()))
 }
 
 /// Stops the Raft node.
