@@ -66,9 +66,36 @@ impl Api {
         Api { base: format!("http://{addr}"), http }
     }
 
+    /// The same agent, sending `X-Consul-Token: token` on every request (a `?token=` in a
+    /// path still wins, as in Consul).
+    pub fn with_token(&self, token: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("X-Consul-Token", reqwest::header::HeaderValue::from_str(token).expect("token header"));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .default_headers(headers)
+            .build()
+            .expect("reqwest client");
+        Api { base: self.base.clone(), http }
+    }
+
     /// Sends a request; `path` includes the query string.
     pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> reqwest::Result<Resp> {
+        self.request_with_headers(method, path, body, &[]).await
+    }
+
+    /// [`Api::request`] with extra headers (e.g. `X-Consul-Token`).
+    pub async fn request_with_headers(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Result<Resp> {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if let Some(body) = body {
             req = req.body(body);
         }

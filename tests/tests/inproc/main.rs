@@ -15,4 +15,5 @@ mod t91_checks;
 mod t95_dns;
 mod t96_coordinate;
 mod t97_gossip;
+mod t99_acl_enforcement;
 mod t99_acl_objects;

@@ -61,13 +61,14 @@ async fn t99_acl_disabled_is_401() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t99_acl_bootstrap_and_reset_file() {
     let c = Cluster::start_with(1, acl_opts()).await;
-    let api = c.api(0);
+    let anonymous = c.api(0);
+    let api = c.api(0).with_token(ROOT);
     wait_initialized(&api).await;
     let me = ok(&api.get(&format!("/v1/acl/token/self?token={ROOT}")).await.expect("self"));
     assert_eq!(me["Policies"][0]["ID"], GM);
     assert_eq!(me["Policies"][0]["Name"], "global-management");
     refused(&api.get("/v1/acl/token/self?token=nope").await.expect("self"), 403, "ACL not found");
-    let anon = ok(&api.get("/v1/acl/token/self").await.expect("anonymous"));
+    let anon = ok(&anonymous.get("/v1/acl/token/self").await.expect("anonymous"));
     assert_eq!(anon["AccessorID"], "00000000-0000-0000-0000-000000000002");
 
     let first = ok(&call(&api, Method::PUT, "/v1/acl/bootstrap", None).await);
@@ -101,7 +102,7 @@ async fn t99_acl_bootstrap_and_reset_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t99_acl_policy_role_token_crud() {
     let c = Cluster::start_with(1, acl_opts()).await;
-    let api = c.api(0);
+    let api = c.api(0).with_token(ROOT);
     wait_initialized(&api).await;
 
     // Policies.
@@ -295,7 +296,7 @@ fn sign(der: &[u8], claims: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t99_acl_jwt_login_logout() {
     let c = Cluster::start_with(1, acl_opts()).await;
-    let api = c.api(0);
+    let api = c.api(0).with_token(ROOT);
     wait_initialized(&api).await;
     let pid = ok(&put(&api, "/v1/acl/policy", json!({"Name": "admin-read", "Rules": ""})).await)["ID"].clone();
     let (der, pem) = p256();
@@ -438,7 +439,7 @@ async fn t99_acl_three_servers() {
     for i in 0..3 {
         wait_initialized(&c.api(i)).await;
     }
-    let (a, b) = (c.api(followers[0]), c.api(leader));
+    let (a, b) = (c.api(followers[0]).with_token(ROOT), c.api(leader).with_token(ROOT));
     let (ra, rb) = tokio::join!(
         call(&a, Method::PUT, "/v1/acl/bootstrap", None),
         call(&b, Method::PUT, "/v1/acl/bootstrap", None)
@@ -455,10 +456,10 @@ async fn t99_acl_three_servers() {
     ok(&call(&a, Method::PUT, "/v1/acl/bootstrap", None).await);
     assert!(!file.exists(), "the leader used up its reset file");
 
-    let t = ok(&put(&c.api(leader), "/v1/acl/token", json!({"Description": "everywhere"})).await);
+    let t = ok(&put(&c.api(leader).with_token(ROOT), "/v1/acl/token", json!({"Description": "everywhere"})).await);
     let secret = t["SecretID"].as_str().expect("secret").to_string();
     for f in followers {
-        let api = c.api(f);
+        let api = c.api(f).with_token(ROOT);
         let path = format!("/v1/acl/token/self?token={secret}");
         let got = eventually(Duration::from_secs(10), "token on follower", || async {
             let r = api.get(&path).await.ok()?;
