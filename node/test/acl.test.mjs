@@ -1,8 +1,7 @@
 // ACL token plumbing: `token` / `tokenFile` / CONSUL_HTTP_TOKEN(_FILE) sent as X-Consul-Token on
 // every request (reads, watches, registrations), 401/403 as code PERMISSION_DENIED with the
 // agent's message, and the embedded Agent's `acl` option. Header tests use a local HTTP fixture;
-// the enforcement test needs the server-side ACLs (branch acl-state) and is skipped unless
-// CONSUL_RS_ACL_SERVER=1.
+// the enforcement test runs against an embedded agent with ACLs on.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -118,7 +117,7 @@ describe('ACL tokens', () => {
     }
   });
 
-  it('enforces ACLs on the embedded agent', { skip: process.env.CONSUL_RS_ACL_SERVER !== '1' && 'needs the server-side ACLs (branch acl-state); set CONSUL_RS_ACL_SERVER=1 once merged' }, async () => {
+  it('enforces ACLs on the embedded agent', async () => {
     const a = await Agent.start({ acl: { enabled: true, defaultPolicy: 'deny', tokens: { initialManagement: 'root' } } });
     try {
       await assert.rejects(a.client().kv.put('foo', 'v'), (e) => e.code === 'PERMISSION_DENIED' && /Permission denied/.test(e.message));

@@ -1,9 +1,8 @@
 """ACL token plumbing: the token options and environment, the X-Consul-Token header on every kind
 of request, the 401/403 exceptions, and the embedded Agent's ``acl`` block.
 
-The header and error tests run against a local HTTP fixture that records what it receives, so
-they need no server-side ACL support. The enforcement test needs it (the agent's `/v1/acl/*` and
-403s, branch ``acl-state``); it skips unless ``CONSUL_RS_ACL_SERVER=1``.
+The header and error tests run against a local HTTP fixture that records what it receives; the
+enforcement test runs against an embedded agent with ACLs on.
 """
 
 from __future__ import annotations
@@ -157,9 +156,6 @@ def test_agent_with_acl_block_starts_and_its_clients_take_tokens() -> None:
         assert [m.name for m in agent.members()] == [agent.node_name]
 
 
-@pytest.mark.skipif(os.environ.get("CONSUL_RS_ACL_SERVER") != "1",
-                    reason="needs the agent's ACL enforcement (server side, branch acl-state); "
-                           "set CONSUL_RS_ACL_SERVER=1 once merged")
 def test_enforcement_against_embedded_agent(no_token_env: None) -> None:
     acl = {"enabled": True, "default_policy": "deny", "tokens": {"initial_management": "root"}}
     with consul_rs.Agent(acl=acl) as agent:

@@ -3,9 +3,7 @@
 //!
 //! - HashiCorp Consul 1.16 (`CONSUL_REF_BIN`, else `/opt/consul-ref/bin/consul`, as built by
 //!   `build-consul-ref.sh`): the reference. Skipped, saying why, when the binary is absent.
-//! - a `consul-rs agent -dev` with ACLs on: needs the server side of ACLs (the `/v1/acl/*`
-//!   endpoints and enforcement, branch `acl-state`), so it is `#[ignore]`d until that is merged;
-//!   the integrator enables it (remove the `ignore`, or run with `--ignored`).
+//! - a `consul-rs agent -dev` with ACLs on.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -234,7 +232,6 @@ fn t80_acl_cli_against_consul_1_16() {
 }
 
 #[test]
-#[ignore = "needs the server-side ACLs (/v1/acl/* and enforcement, branch acl-state); enable after merging it"]
 fn t81_acl_cli_against_consul_rs() {
     let agent = AclAgent::consul_rs();
     scenario(&agent);
