@@ -166,6 +166,8 @@ pub(crate) fn validate_check(
 /// Checks a registration's arguments as `register` will, without sending it.
 #[pyfunction]
 #[pyo3(signature = (name, id=None, address=None, port=None, tags=vec![], meta=Default::default(), checks=vec![]))]
+// One argument per keyword of the Python `register()` signature it validates.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn validate_registration(
     py: Python<'_>,
     name: String,

@@ -433,7 +433,7 @@ impl AclResolver {
     }
 
     fn applies_here(&self, datacenters: &[String]) -> bool {
-        datacenters.is_empty() || datacenters.iter().any(|d| *d == self.datacenter)
+        datacenters.is_empty() || datacenters.contains(&self.datacenter)
     }
 
     /// The agent recovery token: write on this agent, read on every node (Consul's

@@ -197,7 +197,7 @@ pub fn resolve(
 
     match labels.as_slice() {
         [node, "node"] => {
-            node_answer(data, acl, config, &domain, datacenter, &owner, node, qtype).unwrap_or_else(|| negative(true))
+            node_answer(data, acl, config, &domain, &owner, node, qtype).unwrap_or_else(|| negative(true))
         }
         [hex, "addr"] => match parse_hex_ip(hex) {
             Some(ip) => {
@@ -262,7 +262,6 @@ fn node_answer(
     acl: &Authz,
     config: &DnsConfig,
     domain: &str,
-    _datacenter: &str,
     owner: &Name,
     node: &str,
     qtype: RecordType,
