@@ -150,6 +150,9 @@ pub(crate) struct RunArgs {
     /// Skip preloading the key space before a GET run.
     #[arg(long)]
     pub(crate) no_preload: bool,
+    /// ACL token sent as `X-Consul-Token` on every request (default: `CONSUL_HTTP_TOKEN`).
+    #[arg(long)]
+    pub(crate) token: Option<String>,
 }
 
 /// One HTTP endpoint the clients connect to.
@@ -163,6 +166,8 @@ pub(crate) struct Endpoint {
     pub(crate) host_header: String,
     /// Path prefix from the URL without a trailing slash (usually empty).
     pub(crate) base_path: String,
+    /// `X-Consul-Token` for every request (`--token`).
+    pub(crate) token: Option<String>,
 }
 
 /// Validated benchmark configuration.
@@ -248,6 +253,7 @@ pub(crate) fn parse_endpoint(raw: &str) -> Result<Endpoint> {
         addr,
         host_header: authority.to_string(),
         base_path: path.trim_end_matches('/').to_string(),
+        token: None,
     })
 }
 
@@ -272,8 +278,12 @@ impl RunArgs {
         } else {
             self.endpoints.iter().map(String::as_str).collect()
         };
-        let endpoints =
+        let mut endpoints =
             raw.into_iter().filter(|s| !s.trim().is_empty()).map(parse_endpoint).collect::<Result<Vec<_>>>()?;
+        let token = self.token.clone().or_else(|| std::env::var("CONSUL_HTTP_TOKEN").ok()).filter(|t| !t.is_empty());
+        for ep in &mut endpoints {
+            ep.token = token.clone();
+        }
         if endpoints.is_empty() {
             bail!("--endpoints is empty");
         }

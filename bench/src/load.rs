@@ -187,6 +187,9 @@ async fn send(
         .method(req.method)
         .uri(format!("{}{}", ep.base_path, req.path))
         .header(HOST, ep.host_header.as_str());
+    if let Some(token) = &ep.token {
+        builder = builder.header("X-Consul-Token", token.as_str());
+    }
     if let Some(ct) = req.content_type {
         builder = builder.header(CONTENT_TYPE, ct);
     }

@@ -374,6 +374,11 @@ impl AclResolver {
     fn compile(&self, secret: &str, tables: &AclTables, now_ms: u64) -> Result<Arc<Authz>, Error> {
         let default = if self.settings.default_allow { DefaultPolicy::Allow } else { DefaultPolicy::Deny };
         let Some(token) = tables.token_by_secret(secret, now_ms) else {
+            // The configured initial management token is management from the start, before the
+            // leader has written it to the tables (clients started with it must not race that).
+            if self.settings.tokens.initial_management.as_deref() == Some(secret) {
+                return Ok(Authz::new("initial-management", Arc::new(Authorizer::management())));
+            }
             if secret == builtin::ANONYMOUS_TOKEN_SECRET_ID {
                 let authorizer = Authorizer::new(Rules::default(), default, self.settings.enable_key_list_policy);
                 return Ok(Authz::new(builtin::ANONYMOUS_TOKEN_ACCESSOR_ID, Arc::new(authorizer)));
