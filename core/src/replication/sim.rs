@@ -86,6 +86,8 @@ pub(crate) struct SimCluster {
     clock: SharedClock,
     tuning: RaftTuning,
     servers: Vec<SimServer>,
+    /// The run's seed; each server's split-vote breaker draws from `seed ^ id`.
+    seed: u64,
 }
 
 fn addr_of(i: usize) -> SocketAddr {
@@ -129,7 +131,8 @@ impl SimCluster {
             });
         }
         let manual = Arc::new(ManualClock::new(1_700_000_000_000));
-        let mut cluster = SimCluster { net: MemoryNetwork::new(seed), clock: manual.clone(), manual, tuning, servers };
+        let mut cluster =
+            SimCluster { net: MemoryNetwork::new(seed), clock: manual.clone(), manual, tuning, servers, seed };
         for i in 0..n {
             cluster.boot(i).await?;
         }
@@ -158,8 +161,16 @@ impl SimCluster {
         let state = Arc::new(StateStore::new());
         let sm = StateMachine::open(state.clone(), store.clone())?;
         let rpc = self.net.client(s.addr);
-        let raft = raft::start_with_config(s.id, s.config.clone(), NetworkFactory::new(rpc.clone()), store.clone(), sm)
-            .await?;
+        let jitter_seed = self.seed ^ s.id;
+        let raft = raft::start_with_config(
+            s.id,
+            s.config.clone(),
+            NetworkFactory::new(rpc.clone()),
+            store.clone(),
+            sm,
+            jitter_seed,
+        )
+        .await?;
         let consensus = Consensus::with_clock(raft, state, rpc, s.id, self.tuning, HOLD, self.clock.clone());
         let tasks = CancellationToken::new();
         tokio::spawn(consensus.clone().run_proposer(tasks.clone()));

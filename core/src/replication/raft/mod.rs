@@ -3,8 +3,10 @@
 //! Every openraft type the rest of the crate touches is named here (as an alias or a wrapper),
 //! so a bump of the exactly-pinned openraft version changes this module only.
 
+mod election_hold;
 pub mod log_store;
 pub mod network;
+mod split_vote;
 pub mod state_machine;
 mod tuning;
 
@@ -261,19 +263,28 @@ pub async fn start(
     log: log_store::LogStore,
     sm: state_machine::StateMachine,
 ) -> Result<Raft, crate::Error> {
-    start_with_config(id, raft_config(tuning)?, network, log, sm).await
+    start_with_config(id, raft_config(tuning)?, network, log, sm, rand::random()).await
 }
 
 /// Starts the Raft node `id` with an explicit configuration (the simulator fixes each node's
-/// election timeout; see `replication::sim`).
+/// election timeout; see `replication::sim`). `jitter_seed` seeds the pauses between election
+/// rounds after a split vote (see `split_vote`).
 pub async fn start_with_config(
     id: NodeId,
     config: Arc<openraft::Config>,
     network: network::NetworkFactory,
     log: log_store::LogStore,
     sm: state_machine::StateMachine,
+    jitter_seed: u64,
 ) -> Result<Raft, crate::Error> {
-    openraft::Raft::new(id, config, network, log, sm).await.map_err(|e| crate::Error::Raft(e.to_string()))
+    let min_election = std::time::Duration::from_millis(config.election_timeout_min);
+    let max_election = std::time::Duration::from_millis(config.election_timeout_max);
+    let votes = network.vote_signals();
+    let raft =
+        openraft::Raft::new(id, config, network, log, sm).await.map_err(|e| crate::Error::Raft(e.to_string()))?;
+    election_hold::spawn(raft.clone(), max_election);
+    split_vote::spawn(raft.clone(), votes, min_election, jitter_seed);
+    Ok(raft)
 }
 
 /// Stops the Raft node.

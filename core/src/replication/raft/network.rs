@@ -1,6 +1,8 @@
 //! openraft's network, carried by our RPC layer ([`crate::rpc`]).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -16,12 +18,38 @@ use crate::rpc::{RpcClient, RpcError, Service};
 #[derive(Debug, Clone)]
 pub struct NetworkFactory {
     rpc: RpcClient,
+    votes: Arc<VoteSignals>,
 }
 
 impl NetworkFactory {
     /// A factory sending over `rpc`.
     pub fn new(rpc: RpcClient) -> Self {
-        NetworkFactory { rpc }
+        NetworkFactory { rpc, votes: Arc::default() }
+    }
+
+    /// What this node's campaigns have learnt from vote answers (read by the split-vote breaker).
+    pub(super) fn vote_signals(&self) -> Arc<VoteSignals> {
+        self.votes.clone()
+    }
+}
+
+/// What vote answers told a campaigning node, beyond what openraft's metrics show.
+#[derive(Debug, Default)]
+pub(super) struct VoteSignals {
+    /// The highest term in which a peer refused our vote because its log is ahead of ours.
+    /// openraft then waits an extra `smaller_log_timeout` before its next campaign so the node
+    /// with the longer log can win; the breaker must not cut that wait short.
+    greater_log_term: AtomicU64,
+}
+
+impl VoteSignals {
+    /// Whether a peer with a longer log refused us in `term` or later.
+    pub(super) fn saw_greater_log_since(&self, term: u64) -> bool {
+        self.greater_log_term.load(Ordering::Acquire) >= term && term > 0
+    }
+
+    fn record_greater_log(&self, term: u64) {
+        self.greater_log_term.fetch_max(term, Ordering::AcqRel);
     }
 }
 
@@ -29,7 +57,13 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &ServerNode) -> PeerClient {
-        PeerClient { rpc: self.rpc.clone(), target, node: node.clone(), addr: node.rpc_addr.parse().ok() }
+        PeerClient {
+            rpc: self.rpc.clone(),
+            target,
+            node: node.clone(),
+            addr: node.rpc_addr.parse().ok(),
+            votes: self.votes.clone(),
+        }
     }
 }
 
@@ -40,6 +74,7 @@ pub struct PeerClient {
     target: NodeId,
     node: ServerNode,
     addr: Option<SocketAddr>,
+    votes: Arc<VoteSignals>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +138,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest,
         option: RPCOption,
     ) -> Result<VoteResponse, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
+        let (term, our_last) = (rpc.vote.leader_id.term, rpc.last_log_id);
         match self.call(RaftRequest::Vote(rpc), &option).await? {
-            RaftResponse::Vote(r) => Ok(r),
+            RaftResponse::Vote(r) => {
+                if !r.vote_granted && r.last_log_id > our_last {
+                    self.votes.record_greater_log(term);
+                }
+                Ok(r)
+            }
             _ => Err(self.unexpected()),
         }
     }
