@@ -87,7 +87,7 @@ impl Error {
             | Error::Config(_)
             | Error::Apply(ApplyError::InvalidRegistration(_))
             | Error::Apply(ApplyError::AclInvalid(_)) => 400,
-            Error::Apply(ApplyError::AclBootstrapNotAllowed { .. }) => 403,
+            Error::Apply(ApplyError::AclBootstrapNotAllowed { .. } | ApplyError::PermissionDenied(_)) => 403,
             Error::AclDisabled => 401,
             Error::AclNotFound | Error::PermissionDenied(_) => 403,
             Error::NotFound(_) => 404,
@@ -148,6 +148,10 @@ pub enum ApplyError {
         /// The index of the last bootstrap.
         reset_index: u64,
     },
+    /// One command of a client agent's batch that its token may not make (403); the others
+    /// applied. Never produced by the state machine itself: the receiving server answers it.
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 impl From<ApplyError> for Error {

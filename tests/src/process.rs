@@ -46,11 +46,13 @@ pub struct ProcOptions {
     /// Send each server's stderr (its log, at `info`) to `server.log` in its temp dir instead of
     /// the test's stderr, so a failing test can print the tail of every server's log.
     pub log_to_file: bool,
+    /// An `acl` block (JSON object) for every server's config file.
+    pub acl_json: Option<&'static str>,
 }
 
 impl Default for ProcOptions {
     fn default() -> Self {
-        ProcOptions { raft_multiplier: 1, log_to_file: false }
+        ProcOptions { raft_multiplier: 1, log_to_file: false, acl_json: None }
     }
 }
 
@@ -133,8 +135,9 @@ impl ProcCluster {
         let p = self.ports[i];
         let dir = self.dirs[i].path();
         let config = dir.join("config.json");
+        let acl = self.opts.acl_json.map(|a| format!(r#", "acl": {a}"#)).unwrap_or_default();
         let config_json = format!(
-            r#"{{"performance": {{"raft_multiplier": {}}}, "retry_interval": "200ms"}}"#,
+            r#"{{"performance": {{"raft_multiplier": {}}}, "retry_interval": "200ms"{acl}}}"#,
             self.opts.raft_multiplier
         );
         std::fs::write(&config, config_json).expect("write config");

@@ -239,6 +239,7 @@ impl Settings {
             }
             _ if self.apply_legacy_acl(ctx, key, v)? => {}
             _ if self.refuse_tls(ctx, key, v)? => {}
+            _ if self.refuse_unhonoured_restrictions(ctx, key, v)? => {}
             _ if ACCEPTED_UNUSED.contains(&key) => {
                 self.accepted_unused.insert(key.to_string());
             }

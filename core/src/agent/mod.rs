@@ -125,13 +125,8 @@ impl Agent {
     /// Starts an agent. Fails with a clear error on invalid configuration or a port in use.
     pub async fn start(config: AgentConfig) -> Result<Agent> {
         config.validate()?;
-        if config.acl.enabled && !config.server {
-            // A client agent would have to resolve tokens through the servers (an RPC this
-            // agent does not have yet); refusing beats answering with the wrong permissions.
-            return Err(Error::Config(
-                "acl.enabled: ACLs on client agents (server = false) are not supported yet".into(),
-            ));
-        }
+        let acl =
+            Arc::new(crate::api::authz::AclResolver::new(config.acl.clone(), &config.datacenter, &config.node_name));
         let node_id = load_node_id(&config)?;
         let raft_id = raft::raft_id(&node_id);
         let rpc_listener = bind("server RPC", SocketAddr::new(config.bind_addr, config.ports.server)).await?;
@@ -212,7 +207,12 @@ impl Agent {
                 gossip: gossip.clone(),
                 datacenter: config.datacenter.clone(),
             };
-            Backend::Client(Remote::new(rpc_client.clone(), Arc::new(servers), config.rpc_hold_timeout))
+            let remote = Remote::new(rpc_client.clone(), Arc::new(servers), config.rpc_hold_timeout);
+            if config.acl.enabled {
+                // Before the first anti-entropy pass: the agent's writes carry its token.
+                remote.set_token_source(acl.clone());
+            }
+            Backend::Client(remote)
         };
         let consensus = backend.consensus().cloned();
 
@@ -272,8 +272,6 @@ impl Agent {
         tasks.push(tokio::spawn(gossip.clone().run(shutdown.clone())));
         tasks.push(tokio::spawn(cluster.clone().run(shutdown.clone())));
 
-        let acl =
-            Arc::new(crate::api::authz::AclResolver::new(config.acl.clone(), &config.datacenter, &config.node_name));
         // Servers resolve DNS queries their client agents forward, even with their own DNS port off.
         let dns = Arc::new(crate::api::dns::DnsContext::new(
             backend.clone(),
@@ -325,15 +323,15 @@ impl Agent {
         if let Some(c) = &consensus {
             // The server port: Raft, forwarded writes and reads, and client agents' HTTP and DNS.
             let (c, app, dns) = (c.clone(), app.clone(), dns.clone());
-            let (c2, app2) = (c.clone(), app.clone());
+            let (c2, app2, acl2) = (c.clone(), app.clone(), acl.clone());
             let router = rpc::Router::new()
                 .route(Service::Raft, move |req| {
                     let c = c.clone();
                     async move { c.handle_raft(req).await }
                 })
                 .route(Service::Forward, move |req| {
-                    let c = c2.clone();
-                    async move { c.handle_forward(req).await }
+                    let (c, acl) = (c2.clone(), acl2.clone());
+                    async move { crate::api::agent_writes::serve_forward(&c, &acl, req).await }
                 })
                 .route(Service::Http, move |req: HttpRequest| {
                     let app = app2.clone();

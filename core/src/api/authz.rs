@@ -250,7 +250,22 @@ pub struct AclResolver {
     /// Tokens set at runtime through `/v1/agent/token/*` (they override the configured ones).
     agent_tokens: parking_lot::RwLock<AgentTokens>,
     cache: Mutex<HashMap<String, (u64, Arc<Authz>)>>,
+    /// Client agents: what the servers answered per secret, and when.
+    remote_cache: Mutex<HashMap<String, RemoteEntry>>,
     disabled: Arc<Authz>,
+}
+
+/// A client agent's cached resolution (`None`: the servers said the token does not exist).
+#[derive(Debug, Clone)]
+struct RemoteEntry {
+    fetched: std::time::Instant,
+    authz: Option<Arc<Authz>>,
+}
+
+impl RemoteEntry {
+    fn answer(&self) -> Result<Arc<Authz>, Error> {
+        self.authz.clone().ok_or(Error::AclNotFound)
+    }
 }
 
 impl AclResolver {
@@ -262,6 +277,7 @@ impl AclResolver {
             datacenter: datacenter.to_string(),
             node_name: node_name.to_string(),
             cache: Mutex::new(HashMap::new()),
+            remote_cache: Mutex::new(HashMap::new()),
             disabled: Authz::disabled(),
         }
     }
@@ -347,11 +363,9 @@ impl AclResolver {
         if !self.settings.enabled {
             return Ok(self.disabled.clone());
         }
-        let default_token = self.agent_tokens.read().default.clone();
-        let secret =
-            secret.map(str::to_string).or(default_token).unwrap_or_else(|| builtin::ANONYMOUS_TOKEN_SECRET_ID.into());
+        let (secret, recovery) = self.effective_secret(secret);
         // The agent recovery token works on this agent alone, without the servers' tables.
-        if self.agent_tokens.read().agent_recovery.as_deref() == Some(secret.as_str()) {
+        if recovery {
             return Ok(self.recovery());
         }
         let version = tables.max_index();
@@ -367,6 +381,75 @@ impl AclResolver {
         }
         cache.insert(secret, (version, authz.clone()));
         Ok(authz)
+    }
+
+    /// The secret a request is judged by: its own, else the agent's default token, else the
+    /// anonymous token.
+    /// With whether it is the agent recovery token (one look at the agent's tokens).
+    fn effective_secret(&self, secret: Option<&str>) -> (String, bool) {
+        let tokens = self.agent_tokens.read();
+        let secret = secret
+            .map(str::to_string)
+            .or_else(|| tokens.default.clone())
+            .unwrap_or_else(|| builtin::ANONYMOUS_TOKEN_SECRET_ID.into());
+        let recovery = tokens.agent_recovery.as_deref() == Some(secret.as_str());
+        (secret, recovery)
+    }
+
+    /// A client agent's resolution: it holds no ACL tables, so `fetch` asks a server for what
+    /// the token needs (see `AclTables::for_secret`); answers are cached for the shortest of
+    /// `token_ttl`/`policy_ttl`/`role_ttl`. When no server answers, `down_policy` decides:
+    /// `extend-cache` and `async-cache` keep using the last answer (and deny a token never
+    /// resolved), `allow` allows everything, `deny` denies everything.
+    pub async fn resolve_remote<F, Fut>(&self, secret: Option<&str>, now_ms: u64, fetch: F) -> Result<Arc<Authz>, Error>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<AclTables>, Error>>,
+    {
+        if !self.settings.enabled {
+            return Ok(self.disabled.clone());
+        }
+        let (secret, recovery) = self.effective_secret(secret);
+        if recovery {
+            return Ok(self.recovery());
+        }
+        let ttl = self.settings.token_ttl.min(self.settings.policy_ttl).min(self.settings.role_ttl);
+        let cached = self.remote_cache.lock().get(&secret).cloned();
+        if let Some(entry) = cached.as_ref().filter(|e| e.fetched.elapsed() < ttl) {
+            return entry.answer();
+        }
+        match fetch(secret.clone()).await {
+            Ok(tables) => {
+                let tables = tables.unwrap_or_default();
+                let authz = match self.compile(&secret, &tables, now_ms) {
+                    Ok(a) => Some(a),
+                    Err(Error::AclNotFound) => None,
+                    Err(e) => return Err(e),
+                };
+                let entry = RemoteEntry { fetched: std::time::Instant::now(), authz };
+                let mut cache = self.remote_cache.lock();
+                if cache.len() >= CACHE_LIMIT {
+                    cache.clear();
+                }
+                cache.insert(secret, entry.clone());
+                entry.answer()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, policy = ?self.settings.down_policy, "ACL token resolution: no server answered");
+                let fixed = |default| {
+                    let authorizer = Authorizer::new(Rules::default(), default, false);
+                    Ok(Authz::new("acl-down-policy", Arc::new(authorizer)))
+                };
+                match self.settings.down_policy {
+                    DownPolicy::ExtendCache | DownPolicy::AsyncCache => match cached {
+                        Some(entry) => entry.answer(),
+                        None => fixed(DefaultPolicy::Deny),
+                    },
+                    DownPolicy::Allow => fixed(DefaultPolicy::Allow),
+                    DownPolicy::Deny => fixed(DefaultPolicy::Deny),
+                }
+            }
+        }
     }
 
     /// The resolver's answer for a token that is not in the tables: the anonymous token before
@@ -450,5 +533,100 @@ impl AclResolver {
         );
         let rules = Rules::parse(&text).unwrap_or_default();
         Authz::new("agent-recovery-token", Arc::new(Authorizer::new(rules, DefaultPolicy::Deny, false)))
+    }
+}
+
+impl crate::replication::backend::AgentTokenSource for AclResolver {
+    fn agent_write_token(&self) -> Option<String> {
+        let t = self.agent_tokens.read();
+        t.agent.clone().or_else(|| t.default.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::acl::{AclLink, AclPolicy, AclToken};
+
+    /// Server-side tables holding one token with `key_prefix "app/"` write.
+    fn tables() -> AclTables {
+        let mut t = AclTables::default();
+        t.policies.insert(
+            "p1".into(),
+            AclPolicy {
+                id: "p1".into(),
+                name: "app".into(),
+                rules: r#"key_prefix "app/" { policy = "write" }"#.into(),
+                ..Default::default()
+            },
+        );
+        t.tokens.insert(
+            "acc".into(),
+            AclToken {
+                accessor_id: "acc".into(),
+                secret_id: "sec".into(),
+                policies: vec![AclLink { id: "p1".into(), ..Default::default() }],
+                ..Default::default()
+            },
+        );
+        t.tokens_index = 5;
+        t.rebuild();
+        t
+    }
+
+    fn client(down: DownPolicy, ttl: Duration) -> AclResolver {
+        let settings = AclSettings {
+            enabled: true,
+            default_allow: false,
+            down_policy: down,
+            token_ttl: ttl,
+            ..AclSettings::default()
+        };
+        AclResolver::new(settings, "dc1", "cli")
+    }
+
+    async fn up(r: &AclResolver, secret: &str) -> Result<Arc<Authz>, Error> {
+        r.resolve_remote(Some(secret), 0, |s| async move { Ok(tables().for_secret(&s, 0)) }).await
+    }
+
+    async fn down(r: &AclResolver, secret: &str) -> Result<Arc<Authz>, Error> {
+        r.resolve_remote(Some(secret), 0, |_| async { Err(Error::Rpc("no server".into())) }).await
+    }
+
+    #[tokio::test]
+    async fn a_client_compiles_what_a_server_sends_and_caches_it_for_the_ttl() {
+        let r = client(DownPolicy::ExtendCache, Duration::from_secs(60));
+        let a = up(&r, "sec").await.expect("known token");
+        assert!(a.allows(Resource::Key, "app/x", Need::Write) && !a.allows(Resource::Key, "other", Need::Read));
+        assert!(matches!(up(&r, "nope").await, Err(Error::AclNotFound)));
+        // Within the TTL the server is not asked again (it is down now, and the answer holds).
+        let cached = r.resolve_remote(Some("sec"), 0, |_| async { panic!("asked the server") }).await;
+        assert!(cached.is_ok());
+    }
+
+    #[tokio::test]
+    async fn down_policy_decides_when_no_server_answers() {
+        let extend = client(DownPolicy::ExtendCache, Duration::ZERO);
+        up(&extend, "sec").await.expect("resolved once");
+        let a = down(&extend, "sec").await.expect("extend-cache keeps the last answer");
+        assert!(a.allows(Resource::Key, "app/x", Need::Write));
+        let never = down(&extend, "other").await.expect("a fixed answer");
+        assert!(!never.allows(Resource::Key, "app/x", Need::Read), "a token never resolved is denied");
+
+        let allow = down(&client(DownPolicy::Allow, Duration::ZERO), "x").await.expect("allow");
+        assert!(allow.allows(Resource::Key, "any", Need::Write));
+        let deny = client(DownPolicy::Deny, Duration::ZERO);
+        up(&deny, "sec").await.expect("resolved once");
+        let d = down(&deny, "sec").await.expect("deny");
+        assert!(!d.allows(Resource::Key, "app/x", Need::Read), "deny ignores the cache");
+    }
+
+    #[tokio::test]
+    async fn the_recovery_token_needs_no_server() {
+        let mut settings = AclSettings { enabled: true, default_allow: false, ..AclSettings::default() };
+        settings.tokens.agent_recovery = Some("rec".into());
+        let r = AclResolver::new(settings, "dc1", "cli");
+        let a = down(&r, "rec").await.expect("recovery");
+        assert!(a.allows(Resource::Agent, "cli", Need::Write));
     }
 }

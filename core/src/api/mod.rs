@@ -7,6 +7,7 @@
 //! [`crate::replication`], [`crate::wire`], [`crate::state`], [`crate::rpc`]. Never
 //! the agent layer above: what it needs of the configuration is handed to it as plain values.
 
+pub mod agent_writes;
 pub mod authz;
 pub mod dns;
 pub mod http;

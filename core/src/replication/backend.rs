@@ -39,6 +39,13 @@ pub trait ServerSource: Send + Sync + std::fmt::Debug {
     fn servers(&self) -> Vec<std::net::SocketAddr>;
 }
 
+/// Where a client agent with ACLs finds the token its own writes carry (the agent token,
+/// else the default token; it may change at runtime through `/v1/agent/token/*`).
+pub trait AgentTokenSource: Send + Sync + std::fmt::Debug {
+    /// The token for the agent's own writes (`None`: anonymous).
+    fn agent_write_token(&self) -> Option<String>;
+}
+
 /// The servers of a client agent's datacenter, reached over RPC.
 #[derive(Debug)]
 pub struct Remote {
@@ -50,6 +57,9 @@ pub struct Remote {
     leader_hint: parking_lot::Mutex<Option<std::net::SocketAddr>>,
     /// Request ids for this agent's writes (anti-entropy, coordinates).
     ids: RequestIds,
+    /// Set when ACLs are on: the agent's writes then go as [`ForwardRequest::AgentWrite`]
+    /// under this token, and the receiving server checks it.
+    tokens: std::sync::OnceLock<Arc<dyn AgentTokenSource>>,
 }
 
 impl Remote {
@@ -61,7 +71,26 @@ impl Remote {
             hold_timeout,
             leader_hint: parking_lot::Mutex::new(None),
             ids: RequestIds::new(),
+            tokens: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Makes the agent's own writes carry a token from `source` (ACLs on). Set once, before
+    /// the agent's first write; later calls are ignored.
+    pub fn set_token_source(&self, source: Arc<dyn AgentTokenSource>) {
+        let _ = self.tokens.set(source);
+    }
+
+    /// The ACL objects a server holds for `secret` (`None`: no such token).
+    pub async fn resolve_token(&self, secret: String) -> Result<Option<crate::state::acl::AclTables>> {
+        match self.forward(ForwardRequest::ResolveToken(secret)).await? {
+            ForwardResponse::Acl(found) => Ok(found.map(|t| {
+                let mut t = *t;
+                t.rebuild();
+                t
+            })),
+            other => Err(Error::Rpc(format!("unexpected answer to a token lookup: {other:?}"))),
+        }
     }
 
     /// RPC addresses of alive servers, shuffled so load spreads.
@@ -168,7 +197,12 @@ impl Backend {
             // A transport failure here may follow attempts that reached a server (each retried
             // with the same request id): the write's fate is unknown, never "not applied".
             Backend::Client(r) => {
-                match r.forward(ForwardRequest::Write(r.ids.track(cmd))).await.map_err(|e| match e {
+                let command = r.ids.track(cmd);
+                let req = match r.tokens.get() {
+                    Some(source) => ForwardRequest::AgentWrite { token: source.agent_write_token(), command },
+                    None => ForwardRequest::Write(command),
+                };
+                match r.forward(req).await.map_err(|e| match e {
                     Error::Rpc(m) => Error::OutcomeUnknown(m),
                     e => e,
                 })? {

@@ -536,8 +536,13 @@ impl Consensus {
                 }
             }
             // Any server answers these; they never travel through `on_leader`.
-            ForwardRequest::ReadNode(_) => {
-                Err(Failure::Fatal(Error::Rpc("a node read is not a leader request".into())))
+            ForwardRequest::ReadNode(_) | ForwardRequest::ResolveToken(_) => {
+                Err(Failure::Fatal(Error::Rpc("a read from the replica is not a leader request".into())))
+            }
+            // The agent layer checks the token and passes the write on as `Write`; one that
+            // reaches consensus unchecked is refused.
+            ForwardRequest::AgentWrite { .. } => {
+                Err(Failure::Fatal(Error::Rpc("an agent write must be authorized by the receiving server".into())))
             }
         }
     }
@@ -621,6 +626,11 @@ impl Consensus {
     /// Answers a request forwarded by another server or a client agent (the
     /// [`Service::Forward`] RPC service).
     pub async fn handle_forward(&self, req: ForwardRequest) -> Result<ForwardResponse, WireError> {
+        if let ForwardRequest::ResolveToken(secret) = &req {
+            let now = self.clock.unix_ms();
+            let found = self.state.read(|d| d.acl.for_secret(secret, now));
+            return Ok(ForwardResponse::Acl(found.map(Box::new)));
+        }
         if let ForwardRequest::ReadNode(node) = req {
             return match self.read_barrier(Consistency::Default).await {
                 Ok(_) => Ok(ForwardResponse::Node(Box::new(self.state.read(|d| d.catalog.node_state(&node))))),

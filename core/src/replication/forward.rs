@@ -25,6 +25,17 @@ pub enum ForwardRequest {
     /// A client agent's anti-entropy: what the catalog holds for this node (any server answers,
     /// after a default-consistency read barrier).
     ReadNode(String),
+    /// A client agent with ACLs resolving a token: the ACL objects it needs (see
+    /// [`crate::state::acl::AclTables::for_secret`]); any server answers from its replica.
+    ResolveToken(String),
+    /// A client agent's own write (anti-entropy, coordinates) under its agent token: the
+    /// receiving server checks the token may make it, then handles it as [`Self::Write`].
+    AgentWrite {
+        /// The agent's token (`None`: anonymous).
+        token: Option<String>,
+        /// The write, tracked.
+        command: Command,
+    },
 }
 
 /// The leader's answer to a [`ForwardRequest`].
@@ -40,6 +51,8 @@ pub enum ForwardResponse {
     Session(Option<Box<crate::state::Session>>),
     /// Answer to [`ForwardRequest::ReadNode`].
     Node(Box<crate::state::catalog::NodeState>),
+    /// Answer to [`ForwardRequest::ResolveToken`] (`None`: no such token).
+    Acl(Option<Box<crate::state::acl::AclTables>>),
 }
 
 /// An error carried over the wire.
@@ -54,6 +67,10 @@ pub enum WireError {
     /// A request whose outcome the leader cannot tell. The forwarding server retries it with
     /// the same request id until its hold timeout, then answers HTTP 500 "outcome unknown".
     OutcomeUnknown(String),
+    /// The token is unknown (HTTP 403 "ACL not found").
+    AclNotFound,
+    /// The token lacks a permission (HTTP 403); the message names it.
+    PermissionDenied(String),
 }
 
 impl WireError {
@@ -64,6 +81,8 @@ impl WireError {
             WireError::BadRequest(m) => crate::Error::BadRequest(m),
             WireError::Other(m) => crate::Error::Rpc(m),
             WireError::OutcomeUnknown(m) => crate::Error::OutcomeUnknown(m),
+            WireError::AclNotFound => crate::Error::AclNotFound,
+            WireError::PermissionDenied(m) => crate::Error::PermissionDenied(m),
         }
     }
 
@@ -72,6 +91,8 @@ impl WireError {
         match e {
             crate::Error::BadRequest(m) => WireError::BadRequest(m),
             crate::Error::OutcomeUnknown(m) => WireError::OutcomeUnknown(m),
+            crate::Error::AclNotFound => WireError::AclNotFound,
+            crate::Error::PermissionDenied(m) => WireError::PermissionDenied(m),
             e => WireError::Other(e.to_string()),
         }
     }

@@ -354,6 +354,36 @@ impl AclTables {
         self.tokens.get(accessor).filter(|t| !t.is_expired(now_ms))
     }
 
+    /// What a client agent needs to judge requests carrying `secret`: that token, its roles and
+    /// every policy they link, with the table indexes (`None`: no such live token). Client
+    /// agents hold no replica; a server answers this and the client compiles it itself.
+    pub fn for_secret(&self, secret: &str, now_ms: u64) -> Option<AclTables> {
+        let token = self.token_by_secret(secret, now_ms)?;
+        let mut out = AclTables {
+            tokens_index: self.tokens_index,
+            policies_index: self.policies_index,
+            roles_index: self.roles_index,
+            auth_methods_index: self.auth_methods_index,
+            binding_rules_index: self.binding_rules_index,
+            ..AclTables::default()
+        };
+        let mut policy_ids: Vec<&str> = token.policies.iter().map(|l| l.id.as_str()).collect();
+        for link in &token.roles {
+            if let Some(role) = self.role(&link.id) {
+                policy_ids.extend(role.policies.iter().map(|l| l.id.as_str()));
+                out.roles.insert(role.id.clone(), role.clone());
+            }
+        }
+        for id in policy_ids {
+            if let Some(p) = self.policy(id) {
+                out.policies.insert(p.id.clone(), p.clone());
+            }
+        }
+        out.tokens.insert(token.accessor_id.clone(), token.clone());
+        out.rebuild();
+        Some(out)
+    }
+
     /// The token with `accessor_id`, unless it expired at `now_ms`.
     pub fn token_by_accessor(&self, accessor_id: &str, now_ms: u64) -> Option<&AclToken> {
         self.tokens.get(accessor_id).filter(|t| !t.is_expired(now_ms))

@@ -165,7 +165,7 @@ pub async fn run_schedule(s: &Schedule) -> Report {
         s.workload.target,
         s.nemesis.faults
     );
-    let opts = ProcOptions { raft_multiplier: s.raft_multiplier, log_to_file: true };
+    let opts = ProcOptions { raft_multiplier: s.raft_multiplier, log_to_file: true, ..ProcOptions::default() };
     let mut cluster = ProcCluster::start_with(3, opts).await;
     let history = History::new();
     let keys = s.workload.keys;

@@ -195,3 +195,108 @@ async fn t99_catalog_filtering_and_dns() {
     assert_eq!(r.status, 403, "{}", r.text());
     c.shutdown().await;
 }
+
+/// A client agent (no ACL tables of its own) with default deny: it asks a server what each
+/// token may do, enforces that on its own endpoints, forwards data requests with the token,
+/// syncs its services under its agent token (a service the agent token may not write stays
+/// out of the catalog while the others sync), and filters DNS by its own DNS token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t99_client_agent_resolves_tokens_through_the_servers() {
+    use consul_core::agent::Agent;
+    use consul_core::config::Ports;
+    use consul_core::gossip::GossipConfig;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    let c = started().await;
+    let s = c.api(0);
+    let (_, agent_secret) = token_with(
+        &s,
+        "cli-agent",
+        r#"node "cli" { policy = "write" }
+           service "api" { policy = "write" }
+           node_prefix "" { policy = "read" }
+           service_prefix "" { policy = "read" }"#,
+    )
+    .await;
+    let (_, reader) = token_with(&s, "reader", r#"key_prefix "pub/" { policy = "read" }"#).await;
+    ok(&send(&s, Method::PUT, &with("/v1/kv/pub/a", ROOT), Some(json!("1"))).await);
+
+    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = AgentConfig {
+        node_name: "cli".into(),
+        server: false,
+        data_dir: Some(dir.path().to_path_buf()),
+        bind_addr: lo,
+        client_addr: lo,
+        ports: Ports::any(),
+        retry_join: vec![c.agent(0).serf_addr().to_string()],
+        retry_interval: Duration::from_millis(200),
+        gossip_lan: GossipConfig::dev(),
+        ..AgentConfig::default()
+    };
+    config.acl.enabled = true;
+    config.acl.default_allow = false;
+    config.acl.token_ttl = Duration::from_millis(500);
+    config.acl.tokens.agent = Some(agent_secret.clone());
+    config.acl.tokens.dns = Some(agent_secret.clone());
+    let client = Agent::start(config).await.expect("a client agent with ACLs starts");
+    client.wait_for_leader(Duration::from_secs(20)).await.expect("the client reaches a leader");
+    let cl = Api::new(client.http_addr());
+
+    // The client's own endpoints: unknown token, no token, allowed token.
+    let r = send(&cl, Method::GET, &with("/v1/agent/services", "00000000-0000-0000-0000-00000000dead"), None).await;
+    assert_eq!((r.status, r.text().trim()), (403, "ACL not found"));
+    assert_eq!(header(&r, "X-Consul-Default-ACL-Policy"), Some("deny"));
+    let api_reg = json!({"Name": "api", "Port": 9000});
+    let r = send(&cl, Method::PUT, "/v1/agent/service/register", Some(api_reg.clone())).await;
+    assert_eq!(r.status, 403, "anonymous may not register: {}", r.text());
+    assert!(r.text().contains("service:write"), "{}", r.text());
+    let r = send(&cl, Method::PUT, &with("/v1/agent/service/register", &agent_secret), Some(api_reg)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A management token may register "db" locally, but the agent token syncs it: refused.
+    let db_reg = json!({"Name": "db", "Port": 5432});
+    let r = send(&cl, Method::PUT, &with("/v1/agent/service/register", ROOT), Some(db_reg)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    eventually(Duration::from_secs(20), "api from node cli in the catalog", || {
+        let s = s.clone();
+        async move {
+            let r = s.get(&with("/v1/catalog/service/api", ROOT)).await.ok()?.json();
+            (r.as_array()?.first()?["Node"] == "cli").then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let db = ok(&send(&s, Method::GET, &with("/v1/catalog/service/db", ROOT), None).await);
+    assert_eq!(db, json!([]), "the agent token may not write service db");
+
+    // Data requests through the client: the server judges the forwarded token.
+    let r = send(&cl, Method::GET, &with("/v1/kv/pub/a", &reader), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = send(&cl, Method::PUT, &with("/v1/kv/pub/a", &reader), Some(json!("2"))).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = send(&cl, Method::GET, "/v1/kv/pub/a", None).await;
+    assert_eq!(r.status, 403, "anonymous reads nothing under default deny: {}", r.text());
+
+    // A token deleted on the servers stops working on the client once its cache lapses.
+    let (accessor, temp) = token_with(&s, "temp", r#"node_prefix "" { policy = "read" }"#).await;
+    ok(&send(&cl, Method::GET, &with("/v1/agent/members", &temp), None).await);
+    ok(&send(&s, Method::DELETE, &with(&format!("/v1/acl/token/{accessor}"), ROOT), None).await);
+    eventually(Duration::from_secs(10), "the deleted token is refused by the client", || {
+        let cl = cl.clone();
+        let temp = temp.clone();
+        async move {
+            let r = cl.get(&with("/v1/agent/members", &temp)).await.ok()?;
+            (r.status == 403).then_some(())
+        }
+    })
+    .await;
+
+    // DNS on the client answers what its DNS token (the agent token) may read.
+    let dns = client.dns_addr().expect("dns");
+    let answer = ask(dns, "api.service.consul.", RecordType::SRV, None, false).await;
+    assert_eq!(answer.answers.len(), 1, "{answer:?}");
+
+    client.shutdown().await.expect("client shutdown");
+}

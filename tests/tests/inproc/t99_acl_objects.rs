@@ -248,6 +248,17 @@ async fn t99_acl_policy_role_token_crud() {
         400,
         "anonymous",
     );
+    // A token may not delete itself; the management token is still there afterwards.
+    let root_acc = ok(&api.get(&format!("/v1/acl/token/self?token={ROOT}")).await.expect("self"))["AccessorID"]
+        .as_str()
+        .expect("accessor")
+        .to_string();
+    refused(
+        &call(&api, Method::DELETE, &format!("/v1/acl/token/{root_acc}?token={ROOT}"), None).await,
+        400,
+        "Deletion of the request's authorization token is not permitted",
+    );
+    ok(&api.get(&format!("/v1/acl/token/self?token={ROOT}")).await.expect("self"));
 
     // Deleting the policy drops it from what links to it.
     ok(&call(&api, Method::DELETE, &format!("/v1/acl/policy/{pid}"), None).await);

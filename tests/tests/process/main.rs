@@ -12,3 +12,4 @@ mod t50_rtt;
 mod t60_gossip;
 mod t70_gossip_cli;
 mod t80_acl_cli;
+mod t82_acl_kill9;

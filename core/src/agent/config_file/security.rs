@@ -163,6 +163,41 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// Other settings that restrict who may do what and that this agent cannot honour yet:
+    /// refused when they ask for something, so a hardened configuration never starts an agent
+    /// more open than it says. Returns false when `key` is none of them.
+    ///
+    /// - `audit { enabled = true }` (Consul Enterprise audit logging);
+    /// - `http_config.allow_write_http_from` / `http_config.block_endpoints` (write and
+    ///   endpoint restrictions by client address / path);
+    /// - `addresses.http` / `addresses.https` / `addresses.dns` / `addresses.grpc` (a narrower
+    ///   bind than `client_addr` for one listener).
+    pub(super) fn refuse_unhonoured_restrictions(&mut self, ctx: &Ctx<'_>, key: &str, v: &Value) -> Result<bool> {
+        let (checked, why): (&[&str], &str) = match key {
+            "audit" => (&["enabled"], "audit logging is a Consul Enterprise feature this agent does not have"),
+            "http_config" => (
+                &["allow_write_http_from", "block_endpoints"],
+                "HTTP write and endpoint restrictions are not supported by this agent yet",
+            ),
+            "addresses" => (
+                &["http", "https", "dns", "grpc", "grpc_tls"],
+                "per-listener addresses are not supported yet; bind every listener with client_addr",
+            ),
+            _ => return Ok(false),
+        };
+        for block in ctx.blocks(key, v)? {
+            for sub in checked {
+                if let Some(path) = block.get(*sub).and_then(|v| asks_for_something(&format!("{key}.{sub}"), v)) {
+                    return Err(ctx.bad(&path, &format!("{why}; the agent refuses to start rather than ignore it")));
+                }
+            }
+        }
+        self.accepted_unused.insert(key.to_string());
+        Ok(true)
+    }
+}
+
 /// The first setting under `key` that asks for something (a true flag, a non-empty string or
 /// list), as a dotted path; `None` when every value is off or empty.
 fn asks_for_something(key: &str, v: &Value) -> Option<String> {
@@ -274,5 +309,20 @@ mod tests {
         assert!(e.contains("tls.defaults.verify_incoming"), "names the key: {e}");
         apply(json!({"verify_incoming": false, "tls": {"defaults": {"verify_outgoing": false}}, "ca_file": ""}))
             .expect("settings that ask for nothing are accepted");
+    }
+
+    #[test]
+    fn restrictions_the_agent_cannot_honour_are_refused_unless_off() {
+        let e = err(json!({"audit": {"enabled": true}}));
+        assert!(e.contains("audit.enabled") && e.contains("Enterprise"), "{e}");
+        let e = err(json!({"http_config": {"allow_write_http_from": ["127.0.0.0/8"]}}));
+        assert!(e.contains("http_config.allow_write_http_from"), "{e}");
+        let e = err(json!({"http_config": {"block_endpoints": ["/v1/acl"]}}));
+        assert!(e.contains("http_config.block_endpoints"), "{e}");
+        let e = err(json!({"addresses": {"http": "127.0.0.1"}}));
+        assert!(e.contains("addresses.http") && e.contains("client_addr"), "{e}");
+        apply(json!({"audit": {"enabled": false}, "http_config": {"response_headers": {"X-A": "b"},
+            "allow_write_http_from": []}, "addresses": {}}))
+        .expect("settings that restrict nothing are accepted");
     }
 }

@@ -66,12 +66,21 @@ pub struct ForwardedQuery {
     pub packet: Vec<u8>,
     /// Whether it came over UDP (answer size limits).
     pub udp: bool,
+    /// The client agent's DNS token (else its default token) when it has ACLs on: the server
+    /// answers what that token may read. `None`: the server's own DNS token.
+    pub token: Option<String>,
+}
+
+/// The token DNS answers are filtered by: the agent's DNS token, else its default token.
+fn dns_token(ctx: &DnsContext) -> Option<String> {
+    let tokens = ctx.acl.agent_tokens();
+    tokens.dns.or(tokens.default)
 }
 
 /// Answers a query a client agent forwarded (`None`: drop it).
 pub async fn answer_forwarded(ctx: &DnsContext, q: ForwardedQuery) -> Option<Vec<u8>> {
     let (packet, udp) = (&q.packet[..], q.udp);
-    match handle(ctx, packet, udp).await {
+    match handle(ctx, packet, udp, q.token).await {
         Handled::Reply(b) => Some(b),
         // The client recurses itself; a forwarded query is always for our domains.
         Handled::Recurse | Handled::Drop => None,
@@ -122,7 +131,8 @@ fn encode_within(mut resp: Message, answers: Vec<(Record, Vec<Record>)>, max: us
     Some((bytes, keep < total))
 }
 
-async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool) -> Handled {
+/// Answers one packet; `token` overrides the agent's DNS token (a client agent's, forwarded).
+async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool, token: Option<String>) -> Handled {
     let req = match Message::from_vec(packet) {
         Ok(m) => m,
         Err(_) if packet.len() >= 2 => {
@@ -157,7 +167,11 @@ async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool) -> Handled {
         Backend::Server(c) => c,
         // A client agent has no catalog: a server resolves the query.
         Backend::Client(remote) => {
-            let q = ForwardedQuery { packet: packet.to_vec(), udp };
+            let q = ForwardedQuery {
+                packet: packet.to_vec(),
+                udp,
+                token: ctx.acl.enabled().then(|| dns_token(ctx)).flatten(),
+            };
             let answer = match postcard::to_allocvec(&q) {
                 Ok(body) => remote.call_raw(Service::Dns, body, FORWARD_TIMEOUT, false, true).await,
                 Err(e) => Err(crate::Error::Rpc(e.to_string())),
@@ -180,7 +194,7 @@ async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool) -> Handled {
         (true, None) => (UDP_PLAIN_MAX, ctx.config.udp_answer_limit),
     };
     // Answered as the agent's DNS token (else its default token, else anonymous) may read.
-    let secret = ctx.acl.agent_tokens().dns.or_else(|| ctx.acl.agent_tokens().default);
+    let secret = token.or_else(|| dns_token(ctx));
     let now = crate::replication::session_ttl::now_ms();
     let answer = consensus.state().read(|d| match ctx.acl.resolve(secret.as_deref(), &d.acl, now) {
         Ok(acl) => resolve(d, &acl, &ctx.config, &ctx.datacenter, &qname, query.query_type, limit),
@@ -267,7 +281,7 @@ async fn udp_worker(socket: Arc<UdpSocket>, ctx: Arc<DnsContext>) {
             // Forwarded queries wait on a server round trip: never hold a receiver for that.
             let (socket, ctx, packet) = (socket.clone(), ctx.clone(), packet.to_vec());
             tokio::spawn(async move {
-                let reply = match handle(&ctx, &packet, true).await {
+                let reply = match handle(&ctx, &packet, true, None).await {
                     Handled::Reply(b) => b,
                     Handled::Recurse => recurse(&ctx, &packet).await,
                     Handled::Drop => return,
@@ -278,7 +292,7 @@ async fn udp_worker(socket: Arc<UdpSocket>, ctx: Arc<DnsContext>) {
             });
             continue;
         }
-        match handle(&ctx, packet, true).await {
+        match handle(&ctx, packet, true, None).await {
             Handled::Reply(bytes) => {
                 let _ = socket.send_to(&bytes, peer).await;
             }
@@ -323,7 +337,7 @@ async fn serve_tcp_conn(mut stream: TcpStream, ctx: Arc<DnsContext>) {
         if !matches!(tokio::time::timeout(idle, stream.read_exact(&mut packet)).await, Ok(Ok(_))) {
             return;
         }
-        let reply = match handle(&ctx, &packet, false).await {
+        let reply = match handle(&ctx, &packet, false, None).await {
             Handled::Reply(b) => b,
             Handled::Recurse => recurse(&ctx, &packet).await,
             Handled::Drop => return,

@@ -662,10 +662,22 @@ pub(super) async fn token_self(State(ctx): State<Ctx>, uri: Uri, headers: Header
 }
 
 /// `DELETE /v1/acl/token/{id}`.
-pub(super) async fn token_delete(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Result<Response, Error> {
+pub(super) async fn token_delete(
+    State(ctx): State<Ctx>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
     let q = write_prelude(&ctx, &uri)?;
     if !is_uuid(&id) {
         return Err(bad("Token ID is missing or an invalid UUID"));
+    }
+    // A token may not delete itself (Consul's rule: the caller would lock itself out mid-request).
+    if let Some(secret) = request_token(&q, &headers) {
+        let own = ctx.consensus()?.state().read(|d| d.acl.tokens.get(&id).is_some_and(|t| t.secret_id == secret));
+        if own {
+            return Err(bad("Deletion of the request's authorization token is not permitted"));
+        }
     }
     write(&ctx, AclOp::TokenDelete { accessor_id: id }).await?;
     Ok(json(StatusCode::OK, &true, q.pretty()))

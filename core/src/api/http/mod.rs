@@ -193,12 +193,13 @@ async fn authorize(
     } else {
         let q = QueryParams::from_uri(req.uri());
         let secret = token(&q, req.headers());
-        match ctx.backend.consensus() {
-            Some(c) => c
-                .state()
-                .read(|d| ctx.acl.resolve(secret.as_deref(), &d.acl, crate::replication::session_ttl::now_ms())),
-            // Client agents with ACLs are refused at start (see `Agent::start`).
-            None => Err(Error::AclNotFound),
+        let now = crate::replication::session_ttl::now_ms();
+        match &ctx.backend {
+            Backend::Server(c) => c.state().read(|d| ctx.acl.resolve(secret.as_deref(), &d.acl, now)),
+            // A client agent asks a server what the token may do (cached for the ACL TTLs).
+            Backend::Client(remote) => {
+                ctx.acl.resolve_remote(secret.as_deref(), now, |s| async move { remote.resolve_token(s).await }).await
+            }
         }
     };
     let acl = match resolved {
