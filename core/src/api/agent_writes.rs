@@ -141,7 +141,7 @@ mod tests {
     use crate::state::catalog::{DeregisterRequest, RegisterRequest};
 
     fn acl_with(rules: &str) -> RequestAcl {
-        let rules = Rules::parse(rules).unwrap();
+        let rules = Rules::parse(rules).expect("valid rules");
         RequestAcl::new(Authz::new("tok", Arc::new(Authorizer::new(rules, DefaultPolicy::Deny, false))))
     }
 

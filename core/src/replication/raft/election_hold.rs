@@ -2,8 +2,8 @@
 //! leader.
 //!
 //! openraft reads a server's own persisted vote back as uncommitted (see `log_store`), so a
-//! restarted former leader campaigns one election timeout (300–600 ms at `raft_multiplier`
-//! 1) after it starts — usually before the current leader, whose replication to the dead
+//! restarted former leader campaigns one election timeout (300–600 ms at multiplier 1)
+//! after it starts — usually before the current leader, whose replication to the dead
 //! address is backing off, has reached it. Its log is behind, the others refuse it, and
 //! openraft remembers "a peer has a longer log" until this node's *next* campaign, adding
 //! `smaller_log_timeout` (2 × the maximum election timeout) to it. That next campaign is the
