@@ -9,7 +9,7 @@ use base64::Engine as _;
 use consul_sdk::acl::{
     go_duration_string, AclAuthMethod, AclAuthMethodListEntry, AclBindingRule, AclLink, AclNodeIdentity, AclPolicy,
     AclPolicyListEntry, AclRole, AclServiceIdentity, AclTemplatedPolicy, AclTemplatedPolicyResponse, AclToken,
-    AclTokenListEntry,
+    AclTokenExpanded, AclTokenListEntry,
 };
 use serde::Serialize;
 
@@ -207,6 +207,136 @@ pub(crate) fn token(t: &AclToken, f: Format, meta: bool) -> Result<String> {
         },
         meta,
     ))
+}
+
+/// `token read -expanded`: the token's own lines, then every policy, identity and role it
+/// resolves to with their rules (Consul's "authorizer layers"), then the resolving agent's
+/// defaults. Nested levels are indented with tabs, as Consul does.
+pub(crate) fn token_expanded(t: &AclTokenExpanded, f: Format, meta: bool) -> Result<String> {
+    if f == Format::Json {
+        return go_json(t);
+    }
+    let tok = &t.token;
+    let mut o = String::new();
+    o.push_str(&format!("AccessorID:       {}\n", tok.accessor_id));
+    o.push_str(&format!("SecretID:         {}\n", tok.secret_id));
+    o.push_str(&format!("Description:      {}\n", tok.description));
+    o.push_str(&format!("Local:            {}\n", tok.local));
+    if !tok.auth_method.is_empty() {
+        o.push_str(&format!("Auth Method:      {} (Namespace: {})\n", tok.auth_method, tok.auth_method_namespace));
+    }
+    o.push_str(&format!("Create Time:      {}\n", go_time(&tok.create_time)));
+    if let Some(e) = tok.expiration_time.as_deref().filter(|e| !e.is_empty() && *e != consul_sdk::acl::GO_ZERO_TIME) {
+        o.push_str(&format!("Expiration Time:  {}\n", go_time(e)));
+    }
+    if meta {
+        o.push_str(&format!("Hash:             {}\n", hex_hash(&tok.hash)));
+        o.push_str(&format!("Create Index:     {}\n", tok.create_index));
+        o.push_str(&format!("Modify Index:     {}\n", tok.modify_index));
+    }
+    let policies: BTreeMap<&str, &AclPolicy> = t.expanded_policies.iter().map(|p| (p.id.as_str(), p)).collect();
+    let roles: BTreeMap<&str, &AclRole> = t.expanded_roles.iter().map(|r| (r.id.as_str(), r)).collect();
+    let none = AclPolicy::default();
+    let policy = |o: &mut String, id: &str, indent: &str| {
+        let p = policies.get(id).copied().unwrap_or(&none);
+        o.push_str(&format!("{indent}Policy Name: {}\n", p.name));
+        o.push_str(&format!("{indent}\tID: {}\n", p.id));
+        o.push_str(&format!("{indent}\tDescription: {}\n", p.description));
+        o.push_str(&format!("{indent}\tRules:\n{indent}\t\t"));
+        o.push_str(&p.rules.replace('\n', &format!("\n{indent}\t\t")));
+        o.push_str("\n\n");
+    };
+    // A synthetic policy's rules start with a newline, so they follow "Rules:" directly.
+    let synthetic = |o: &mut String, heading: String, description: String, rules: String, indent: &str| {
+        o.push_str(&format!("{indent}{heading}\n"));
+        o.push_str(&format!("{indent}\tDescription: {description}\n"));
+        o.push_str(&format!("{indent}\tRules:"));
+        o.push_str(&rules.replace('\n', &format!("\n{indent}\t\t")));
+        o.push_str("\n\n");
+    };
+    let service = |o: &mut String, s: &AclServiceIdentity, indent: &str| {
+        let dcs = if s.datacenters.is_empty() { "all".to_string() } else { s.datacenters.join(", ") };
+        synthetic(
+            o,
+            format!("Name: {} (Datacenters: {dcs})", s.service_name),
+            format!("synthetic policy for service identity {:?}", s.service_name),
+            consul_core::acl::builtin::service_identity_rules_text(&s.service_name),
+            indent,
+        );
+    };
+    let node = |o: &mut String, n: &AclNodeIdentity, indent: &str| {
+        synthetic(
+            o,
+            format!("Name: {} (Datacenter: {})", n.node_name, n.datacenter),
+            format!("synthetic policy for node identity {:?}", n.node_name),
+            consul_core::acl::builtin::node_identity_rules_text(&n.node_name),
+            indent,
+        );
+    };
+    if !tok.policies.is_empty() {
+        o.push_str("Policies:\n");
+        for l in &tok.policies {
+            policy(&mut o, &l.id, "\t");
+        }
+    }
+    if !tok.service_identities.is_empty() {
+        o.push_str("Service Identities:\n");
+        for s in &tok.service_identities {
+            service(&mut o, s, "\t");
+        }
+    }
+    if !tok.node_identities.is_empty() {
+        o.push_str("Node Identities:\n");
+        for n in &tok.node_identities {
+            node(&mut o, n, "\t");
+        }
+    }
+    if !tok.roles.is_empty() {
+        o.push_str("Roles:\n");
+        let empty = AclRole::default();
+        for l in &tok.roles {
+            let r = roles.get(l.id.as_str()).copied().unwrap_or(&empty);
+            o.push_str(&format!("\tRole Name: {}\n", r.name));
+            o.push_str(&format!("\t\tID: {}\n", r.id));
+            o.push_str(&format!("\t\tDescription: {}\n", r.description));
+            if !r.policies.is_empty() {
+                o.push_str("\t\tPolicies:\n");
+                for p in &r.policies {
+                    policy(&mut o, &p.id, "\t\t\t");
+                }
+            }
+            if !r.service_identities.is_empty() {
+                o.push_str("\t\tService Identities:\n");
+                for s in &r.service_identities {
+                    service(&mut o, s, "\t\t\t");
+                }
+            }
+            if !r.node_identities.is_empty() {
+                o.push_str("\t\tNode Identities:\n");
+                for n in &r.node_identities {
+                    node(&mut o, n, "\t\t\t");
+                }
+            }
+        }
+    }
+    o.push_str("=== End of Authorizer Layer 0: Token ===\n");
+    o.push_str("=== Start of Authorizer Layer 2: Agent Configuration Defaults (Inherited) ===\n");
+    o.push_str(
+        "Description: Defined at request-time by the agent that resolves the ACL token; other agents may have \
+         different configuration defaults\n",
+    );
+    o.push_str(&format!("Resolved By Agent: {:?}\n\n", t.resolved_by_agent));
+    o.push_str(&format!("Default Policy: {}\n", t.agent_acl_default_policy));
+    o.push_str(
+        "\tDescription: Backstop rule used if no preceding layer has a matching rule (refer to default_policy \
+         option in agent configuration)\n\n",
+    );
+    o.push_str(&format!("Down Policy: {}\n", t.agent_acl_down_policy));
+    o.push_str(
+        "\tDescription: Defines what to do if this Token's information cannot be read from the primary_datacenter \
+         (refer to down_policy option in agent configuration)\n\n",
+    );
+    Ok(o)
 }
 
 /// `token list`: entries separated by a blank line.

@@ -944,7 +944,19 @@ async fn token_read(a: TokenReadArgs) -> Result<()> {
         if a.read_self {
             bail_v!("Cannot use both -expanded and -self. Instead, use -expanded and -accessor-id=<accessor id>.");
         }
-        bail_v!("-expanded is not supported by this client");
+        let c = sdk(&a.client)?;
+        let acc = accessor(
+            &a.acc,
+            "Must specify the -accessor-id parameter",
+            "Use the -accessor-id parameter to specify token by Accessor ID",
+        )?;
+        let id = token_id(&c, &acc).await.map_err(|e| verbatim(format!("Error determining token ID: {e:#}")))?;
+        let t = c
+            .acl_token_read_expanded(&id)
+            .await
+            .map_err(|e| verbatim(format!("Error reading token {id:?}: {}", e.message)))?;
+        info(&fmt::token_expanded(&t, f, a.out.meta)?);
+        return Ok(());
     }
     let c = sdk(&a.client)?;
     let t = if a.read_self {

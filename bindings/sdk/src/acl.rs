@@ -311,6 +311,38 @@ pub struct AclTokenListEntry {
     pub auth_method_namespace: String,
 }
 
+/// A token with everything it resolves to (`GET /v1/acl/token/:id?expanded`, Consul's
+/// `ACLTokenExpanded`): the token's own fields, the policies and roles behind its links, and
+/// the resolving agent's defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AclTokenExpanded {
+    /// `ExpandedPolicies`: every policy the token links, directly or through its roles.
+    #[serde(default, deserialize_with = "null_default")]
+    pub expanded_policies: Vec<AclPolicy>,
+    /// `ExpandedRoles`: every role the token links.
+    #[serde(default, deserialize_with = "null_default")]
+    pub expanded_roles: Vec<AclRole>,
+    /// `NamespaceDefaultPolicyIDs` (Enterprise; always empty here).
+    #[serde(rename = "NamespaceDefaultPolicyIDs", default, deserialize_with = "null_default")]
+    pub namespace_default_policy_ids: Vec<String>,
+    /// `NamespaceDefaultRoleIDs` (Enterprise; always empty here).
+    #[serde(rename = "NamespaceDefaultRoleIDs", default, deserialize_with = "null_default")]
+    pub namespace_default_role_ids: Vec<String>,
+    /// `AgentACLDefaultPolicy`: `allow` or `deny`.
+    #[serde(rename = "AgentACLDefaultPolicy", default, deserialize_with = "null_default")]
+    pub agent_acl_default_policy: String,
+    /// `AgentACLDownPolicy`: the resolving agent's `acl.down_policy`.
+    #[serde(rename = "AgentACLDownPolicy", default, deserialize_with = "null_default")]
+    pub agent_acl_down_policy: String,
+    /// `ResolvedByAgent`: the node name of the agent that answered.
+    #[serde(default, deserialize_with = "null_default")]
+    pub resolved_by_agent: String,
+    /// The token itself.
+    #[serde(flatten)]
+    pub token: AclToken,
+}
+
 /// A policy (`ACLPolicy`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -699,6 +731,13 @@ impl Client {
     pub async fn acl_token_read(&self, accessor_id: &str) -> Result<AclToken> {
         not_empty("accessor_id", accessor_id)?;
         self.acl_get(&format!("/v1/acl/token/{}", escape(accessor_id, false)), &[]).await
+    }
+
+    /// `GET /v1/acl/token/:accessor?expanded`: the token with the policies and roles it
+    /// resolves to (`acl token read -expanded`).
+    pub async fn acl_token_read_expanded(&self, accessor_id: &str) -> Result<AclTokenExpanded> {
+        not_empty("accessor_id", accessor_id)?;
+        self.acl_get(&format!("/v1/acl/token/{}", escape(accessor_id, false)), &[("expanded", None)]).await
     }
 
     /// `GET /v1/acl/token/self`: the token this client sends.

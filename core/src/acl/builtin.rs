@@ -177,7 +177,7 @@ pub fn service_identity_rules(name: &str, datacenters: &[String], local_datacent
     if !datacenters.is_empty() && !datacenters.iter().any(|dc| dc == local_datacenter) {
         return Ok(Rules::default());
     }
-    Rules::parse(&SERVICE_TEMPLATE.replace(NAME_VAR, name))
+    Rules::parse(&service_identity_rules_text(name))
 }
 
 /// The rules Consul synthesises for a node identity: write on the node, read on every service
@@ -196,7 +196,18 @@ pub fn node_identity_rules(name: &str, datacenter: &str, local_datacenter: &str)
     if datacenter != local_datacenter {
         return Ok(Rules::default());
     }
-    Rules::parse(&NODE_TEMPLATE.replace(NAME_VAR, name))
+    Rules::parse(&node_identity_rules_text(name))
+}
+
+/// The rules text Consul synthesises for a service identity named `name` (what `acl token read
+/// -expanded` shows under the identity).
+pub fn service_identity_rules_text(name: &str) -> String {
+    SERVICE_TEMPLATE.replace(NAME_VAR, name)
+}
+
+/// The rules text Consul synthesises for a node identity named `name`.
+pub fn node_identity_rules_text(name: &str) -> String {
+    NODE_TEMPLATE.replace(NAME_VAR, name)
 }
 
 /// The template placeholder for the `name` variable (Go template syntax, as Consul shows it).

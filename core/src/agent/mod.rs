@@ -191,17 +191,10 @@ impl Agent {
             let store = LogStore::open(raft_dir.as_deref(), raft_id)?;
             let state = Arc::new(StateStore::new());
             let sm = StateMachine::open(state.clone(), store.clone())?;
-            let raft =
+            let node =
                 raft::start(raft_id, &config.raft, NetworkFactory::new(rpc_client.clone()), store.clone(), sm).await?;
             log_store = Some(store);
-            Backend::Server(Consensus::new(
-                raft,
-                state,
-                rpc_client.clone(),
-                raft_id,
-                config.raft,
-                config.rpc_hold_timeout,
-            ))
+            Backend::Server(Consensus::new(node, state, rpc_client.clone(), config.raft, config.rpc_hold_timeout))
         } else {
             let servers = crate::membership::gossip::GossipServers {
                 gossip: gossip.clone(),

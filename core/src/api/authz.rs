@@ -59,6 +59,18 @@ pub enum DownPolicy {
     Deny,
 }
 
+impl DownPolicy {
+    /// The configuration spelling (`extend-cache`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DownPolicy::ExtendCache => "extend-cache",
+            DownPolicy::AsyncCache => "async-cache",
+            DownPolicy::Allow => "allow",
+            DownPolicy::Deny => "deny",
+        }
+    }
+}
+
 impl std::str::FromStr for DownPolicy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -34,7 +34,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::replication::forward::{ForwardRequest, ForwardResponse, WireError};
-use crate::replication::raft::{self, NodeId, Raft, RaftTuning, ServerNode, ServerState, WriteError};
+use crate::replication::raft::leader_lease::LeaderLease;
+use crate::replication::raft::{self, NodeId, Raft, RaftNode, RaftTuning, ServerNode, ServerState, WriteError};
 use crate::replication::raft::{RaftRequest, RaftResponse};
 use crate::replication::session_ttl::SessionTimers;
 use crate::rpc::{RpcClient, Service};
@@ -85,16 +86,13 @@ pub struct ReadMeta {
 struct LeaderView {
     is_leader: bool,
     leader: Option<NodeId>,
-    /// When a quorum last acknowledged this leader.
-    quorum_ack: Option<Instant>,
-    /// Whether this leader has applied an entry of its own term, hence everything committed
-    /// before it was elected (Raft §8: only then may it answer reads from its state).
-    applied_own_term: bool,
 }
 
 /// Consensus facade shared by the HTTP API, the RPC server and cluster management.
 pub struct Consensus {
     raft: Raft,
+    /// Which of this node's AppendEntries peers acknowledged, and when they were sent.
+    lease: Arc<LeaderLease>,
     state: Arc<StateStore>,
     rpc: RpcClient,
     self_id: NodeId,
@@ -168,32 +166,31 @@ enum Failure {
 impl Consensus {
     /// Wraps a started Raft node (on the system clock).
     pub fn new(
-        raft: Raft,
+        node: RaftNode,
         state: Arc<StateStore>,
         rpc: RpcClient,
-        self_id: NodeId,
         tuning: RaftTuning,
         hold_timeout: Duration,
     ) -> Arc<Self> {
-        Self::with_clock(raft, state, rpc, self_id, tuning, hold_timeout, SystemClock::shared())
+        Self::with_clock(node, state, rpc, tuning, hold_timeout, SystemClock::shared())
     }
 
     /// Wraps a started Raft node, reading time from `clock`.
     pub fn with_clock(
-        raft: Raft,
+        node: RaftNode,
         state: Arc<StateStore>,
         rpc: RpcClient,
-        self_id: NodeId,
         tuning: RaftTuning,
         hold_timeout: Duration,
         clock: SharedClock,
     ) -> Arc<Self> {
         let (proposals, rx) = mpsc::unbounded_channel();
         Arc::new(Consensus {
-            raft,
+            raft: node.raft,
+            lease: node.lease,
             state,
             rpc,
-            self_id,
+            self_id: node.id,
             tuning,
             hold_timeout,
             view: Mutex::default(),
@@ -269,11 +266,6 @@ impl Consensus {
                 let mut view = self.view.lock();
                 view.is_leader = m.state == ServerState::Leader;
                 view.leader = m.current_leader;
-                view.quorum_ack = match (view.is_leader, m.millis_since_quorum_ack) {
-                    (true, Some(ms)) => self.clock.now().checked_sub(Duration::from_millis(ms)),
-                    _ => None,
-                };
-                view.applied_own_term = view.is_leader && raft::applied_in_current_term(&m);
                 self.leader_changes.send_if_modified(|l| std::mem::replace(l, m.current_leader) != m.current_leader);
             }
             tokio::select! {
@@ -336,25 +328,22 @@ impl Consensus {
         self.view.lock().is_leader
     }
 
-    /// Whether this server may answer a default-mode read from its own state: it leads, has
-    /// applied an entry of its own term, and a quorum acknowledged it within the lease.
-    fn lease_valid(&self) -> bool {
-        let view = self.view.lock();
-        view.is_leader
-            && view.applied_own_term
-            && view
-                .quorum_ack
-                .is_some_and(|t| self.clock.now().saturating_duration_since(t) < self.tuning.leader_lease())
-    }
-
-    /// The index a default-mode read must reflect, when this server may answer it from its lease
-    /// (see [`Consensus::lease_valid`]): the commit index, not the applied one — a follower may
-    /// already have applied, and served, entries this leader's state machine has not reached yet.
+    /// The index a default-mode read must reflect when this server may answer it from its
+    /// leader lease: it leads, has committed an entry of its own term, and a quorum acknowledged
+    /// requests it sent within the lease (see [`raft::leader_lease`]). The commit index, not the
+    /// applied one: a follower may already have applied, and served, entries this leader's state
+    /// machine has not reached yet.
     async fn lease_read_index(&self) -> Option<u64> {
-        if !self.lease_valid() {
+        if !self.view.lock().is_leader {
             return None;
         }
-        raft::leader_commit_index(&self.raft).await
+        let point = raft::leader_read_point(&self.raft).await?;
+        // Checked after the core answered: a lease that holds now held when it did, so no other
+        // leader can have acknowledged a write the commit index misses.
+        let now = self.clock.now();
+        self.lease
+            .holds(self.self_id, &point.vote, &point.configs, self.tuning.leader_lease(), now)
+            .then_some(point.committed)
     }
 
     /// Time since this server last heard from a leader (zero on the leader), `None` if never.

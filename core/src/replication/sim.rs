@@ -162,7 +162,7 @@ impl SimCluster {
         let sm = StateMachine::open(state.clone(), store.clone())?;
         let rpc = self.net.client(s.addr);
         let jitter_seed = self.seed ^ s.id;
-        let raft = raft::start_with_config(
+        let node = raft::start_with_config(
             s.id,
             s.config.clone(),
             NetworkFactory::new(rpc.clone()),
@@ -171,7 +171,7 @@ impl SimCluster {
             jitter_seed,
         )
         .await?;
-        let consensus = Consensus::with_clock(raft, state, rpc, s.id, self.tuning, HOLD, self.clock.clone());
+        let consensus = Consensus::with_clock(node, state, rpc, self.tuning, HOLD, self.clock.clone());
         let tasks = CancellationToken::new();
         tokio::spawn(consensus.clone().run_proposer(tasks.clone()));
         tokio::spawn(consensus.clone().watch_metrics(tasks.clone()));

@@ -171,6 +171,25 @@ fn scenario(a: &AclAgent) {
     assert!(out.contains("Description:      limited\nLocal:            false\nCreate Time:      "), "{out}");
     assert!(out.contains("Service Identities:\n   web (Datacenters: dc1)\nNode Identities:\n   n1 (Datacenter: dc1)\n"));
 
+    // -expanded: everything the token resolves to, layer by layer, with the agent's defaults.
+    let out = ok(&a.cli(&["acl", "token", "read", "-token=root", "-expanded", &format!("-accessor-id={accessor}")]));
+    assert!(out.starts_with(&format!("AccessorID:       {accessor}\nSecretID:         {secret}\n")), "{out}");
+    assert!(
+        out.contains("Service Identities:\n\tName: web (Datacenters: dc1)\n\t\tDescription: synthetic policy for service identity \"web\"\n\t\tRules:\n\t\t\tservice \"web\" {"),
+        "{out}"
+    );
+    assert!(out.contains("Node Identities:\n\tName: n1 (Datacenter: dc1)\n"), "{out}");
+    assert!(
+        out.contains("Roles:\n\tRole Name: readers\n\t\tID: ")
+            && out.contains("\t\tPolicies:\n\t\t\tPolicy Name: kv-read\n"),
+        "{out}"
+    );
+    assert!(out.contains("\t\t\t\tRules:\n\t\t\t\t\tkey_prefix \"\" { policy = \"read\" }\n\n"), "{out}");
+    assert!(out.contains("=== End of Authorizer Layer 0: Token ===\n"), "{out}");
+    assert!(out.contains("Default Policy: deny\n") && out.contains("Down Policy: extend-cache\n"), "{out}");
+    let err = failed(&a.cli(&["acl", "token", "read", "-token=root", "-expanded", "-self"]));
+    assert!(err.contains("Cannot use both -expanded and -self"), "{err}");
+
     // The limited token reads but cannot write, with Consul's wording.
     let out = ok(&a.cli(&["acl", "token", "read", "-self", &format!("-token={secret}")]));
     assert!(out.contains(&accessor));

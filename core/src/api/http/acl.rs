@@ -613,11 +613,15 @@ pub(super) async fn token_clone(
 /// `GET /v1/acl/token/{id}` (with `?expanded`, the policies and roles it resolves to).
 pub(super) async fn token_read(State(ctx): State<Ctx>, Path(id): Path<String>, uri: Uri) -> Result<Response, Error> {
     let expanded = QueryParams::from_uri(&uri).has("expanded");
-    let (default_allow, node) = (ctx.config.acl.default_allow, ctx.config.node_name.clone());
+    let agent = AgentDefaults {
+        default_allow: ctx.config.acl.default_allow,
+        down_policy: ctx.config.acl.down_policy.as_str(),
+        node: ctx.config.node_name.clone(),
+    };
     read(&ctx, &uri, |acl, now| {
         let result = match acl.token_by_accessor(&id, now) {
             None => Err(Error::AclNotFound),
-            Some(t) if expanded => Ok(expanded_json(acl, t, default_allow, &node)),
+            Some(t) if expanded => Ok(expanded_json(acl, t, &agent)),
             Some(t) => Ok(token_json(acl, t)),
         };
         (acl.tokens_index, result)
@@ -625,7 +629,14 @@ pub(super) async fn token_read(State(ctx): State<Ctx>, Path(id): Path<String>, u
     .await
 }
 
-fn expanded_json(acl: &AclTables, t: &AclToken, default_allow: bool, node: &str) -> Value {
+/// What `?expanded` reports of the agent that resolved the token.
+struct AgentDefaults {
+    default_allow: bool,
+    down_policy: &'static str,
+    node: String,
+}
+
+fn expanded_json(acl: &AclTables, t: &AclToken, agent: &AgentDefaults) -> Value {
     let roles: Vec<&AclRole> = t.roles.iter().filter_map(|l| acl.role(&l.id)).collect();
     let mut policy_ids: Vec<&str> = t.policies.iter().map(|l| l.id.as_str()).collect();
     for r in &roles {
@@ -644,9 +655,9 @@ fn expanded_json(acl: &AclTables, t: &AclToken, default_allow: bool, node: &str)
         o.insert("ExpandedRoles".into(), Value::Array(roles.iter().map(|r| role_json(acl, r)).collect()));
         o.insert("NamespaceDefaultPolicyIDs".into(), Value::Null);
         o.insert("NamespaceDefaultRoleIDs".into(), Value::Null);
-        o.insert("AgentACLDefaultPolicy".into(), json_value!(if default_allow { "allow" } else { "deny" }));
-        o.insert("AgentACLDownPolicy".into(), json_value!("extend-cache"));
-        o.insert("ResolvedByAgent".into(), json_value!(node));
+        o.insert("AgentACLDefaultPolicy".into(), json_value!(if agent.default_allow { "allow" } else { "deny" }));
+        o.insert("AgentACLDownPolicy".into(), json_value!(agent.down_policy));
+        o.insert("ResolvedByAgent".into(), json_value!(agent.node));
     }
     v
 }

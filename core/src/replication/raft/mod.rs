@@ -4,6 +4,7 @@
 //! so a bump of the exactly-pinned openraft version changes this module only.
 
 mod election_hold;
+pub mod leader_lease;
 pub mod log_store;
 pub mod network;
 mod split_vote;
@@ -149,12 +150,6 @@ pub fn membership_nodes(metrics: &Metrics) -> BTreeMap<NodeId, ServerNode> {
     metrics.membership_config.membership().nodes().map(|(id, n)| (*id, n.clone())).collect()
 }
 
-/// Whether the last applied entry belongs to the current term. On a leader that means it has
-/// applied its own first entry, and with it everything committed before its term.
-pub fn applied_in_current_term(metrics: &Metrics) -> bool {
-    metrics.last_applied.is_some_and(|l| l.leader_id.term == metrics.current_term)
-}
-
 /// Whether `id` votes in the current membership.
 pub fn is_voter(metrics: &Metrics, id: NodeId) -> bool {
     metrics.membership_config.membership().voter_ids().any(|v| v == id)
@@ -200,16 +195,33 @@ pub async fn linearizable_barrier(raft: &Raft) -> Result<u64, WriteError> {
     }
 }
 
-/// The commit index of this server if — at the same instant, asked of the Raft core (a local
-/// round trip, no network) — it is the leader of the current term; `None` otherwise. On a
-/// leader the commit index covers every write the cluster acknowledged, which its own state
-/// machine may not have applied yet: followers can apply an entry before the leader does.
-/// Metrics lag the core a little, so a leader that just granted its vote to a candidate may
-/// still look like one there; this check does not.
-pub async fn leader_commit_index(raft: &Raft) -> Option<u64> {
+/// What a leader read must reflect, as the Raft core sees it at one instant (a local round
+/// trip, no network): present only while this server is the leader of its term.
+#[derive(Debug, Clone)]
+pub struct LeaderReadPoint {
+    /// The leader's vote (its term), to check the lease against.
+    pub vote: leader_lease::Vote,
+    /// The commit index: it covers every write the cluster acknowledged, which this leader's
+    /// own state machine may not have applied yet (followers can apply an entry first).
+    pub committed: u64,
+    /// The voter sets whose majorities the lease needs (two during a membership change).
+    pub configs: Vec<BTreeSet<NodeId>>,
+}
+
+/// This server's [`LeaderReadPoint`] if it leads and has committed an entry of its own term —
+/// hence everything committed before it was elected (Raft §8) — else `None`. Metrics lag the
+/// core, so a leader that just granted its vote to a candidate may still look like one there;
+/// this check does not.
+pub async fn leader_read_point(raft: &Raft) -> Option<LeaderReadPoint> {
     raft.with_raft_state(|st| {
-        (st.server_state == ServerState::Leader && st.vote_ref().is_committed())
-            .then(|| st.committed.map(|l| l.index).unwrap_or(0))
+        let vote = *st.vote_ref();
+        let committed = st.committed?;
+        let own_term = committed.leader_id.term == vote.leader_id.term;
+        (st.server_state == ServerState::Leader && vote.is_committed() && own_term).then(|| LeaderReadPoint {
+            vote,
+            committed: committed.index,
+            configs: st.membership_state.effective().membership().get_joint_config().clone(),
+        })
     })
     .await
     .ok()
@@ -255,6 +267,17 @@ pub async fn initialize(raft: &Raft, members: BTreeMap<NodeId, ServerNode>) -> R
     }
 }
 
+/// A started Raft node and what its network layer learns for the rest of the crate.
+#[derive(Clone)]
+pub struct RaftNode {
+    /// The node's id.
+    pub id: NodeId,
+    /// The openraft handle.
+    pub raft: Raft,
+    /// Its AppendEntries acknowledgements, by send time (see [`leader_lease`]).
+    pub lease: Arc<leader_lease::LeaderLease>,
+}
+
 /// Starts the Raft node `id` over the given storage and network.
 pub async fn start(
     id: NodeId,
@@ -262,7 +285,7 @@ pub async fn start(
     network: network::NetworkFactory,
     log: log_store::LogStore,
     sm: state_machine::StateMachine,
-) -> Result<Raft, crate::Error> {
+) -> Result<RaftNode, crate::Error> {
     start_with_config(id, raft_config(tuning)?, network, log, sm, rand::random()).await
 }
 
@@ -276,15 +299,16 @@ pub async fn start_with_config(
     log: log_store::LogStore,
     sm: state_machine::StateMachine,
     jitter_seed: u64,
-) -> Result<Raft, crate::Error> {
+) -> Result<RaftNode, crate::Error> {
     let min_election = std::time::Duration::from_millis(config.election_timeout_min);
     let max_election = std::time::Duration::from_millis(config.election_timeout_max);
     let votes = network.vote_signals();
+    let lease = network.leader_lease();
     let raft =
         openraft::Raft::new(id, config, network, log, sm).await.map_err(|e| crate::Error::Raft(e.to_string()))?;
     election_hold::spawn(raft.clone(), max_election);
     split_vote::spawn(raft.clone(), votes, min_election, jitter_seed);
-    Ok(raft)
+    Ok(RaftNode { id, raft, lease })
 }
 
 /// Stops the Raft node.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 
+use super::leader_lease::LeaderLease;
 use super::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, NodeId, ServerNode,
     TypeConfig, VoteRequest, VoteResponse,
@@ -19,12 +20,19 @@ use crate::rpc::{RpcClient, RpcError, Service};
 pub struct NetworkFactory {
     rpc: RpcClient,
     votes: Arc<VoteSignals>,
+    lease: Arc<LeaderLease>,
 }
 
 impl NetworkFactory {
     /// A factory sending over `rpc`.
     pub fn new(rpc: RpcClient) -> Self {
-        NetworkFactory { rpc, votes: Arc::default() }
+        NetworkFactory { rpc, votes: Arc::default(), lease: Arc::default() }
+    }
+
+    /// The acknowledgements this node's AppendEntries received, by send time: whether it holds
+    /// the leader lease (give it to [`crate::replication::Consensus`]).
+    pub fn leader_lease(&self) -> Arc<LeaderLease> {
+        self.lease.clone()
     }
 
     /// What this node's campaigns have learnt from vote answers (read by the split-vote breaker).
@@ -63,6 +71,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             node: node.clone(),
             addr: node.rpc_addr.parse().ok(),
             votes: self.votes.clone(),
+            lease: self.lease.clone(),
         }
     }
 }
@@ -75,6 +84,7 @@ pub struct PeerClient {
     node: ServerNode,
     addr: Option<SocketAddr>,
     votes: Arc<VoteSignals>,
+    lease: Arc<LeaderLease>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,8 +126,16 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
+        let (vote, sent) = (rpc.vote, tokio::time::Instant::now());
         match self.call(RaftRequest::AppendEntries(rpc), &option).await? {
-            RaftResponse::AppendEntries(r) => Ok(r),
+            RaftResponse::AppendEntries(r) => {
+                // Every answer but `HigherVote` comes after the peer accepted `vote` as its
+                // leader's (a log conflict is found only after that).
+                if !matches!(r, AppendEntriesResponse::HigherVote(_)) {
+                    self.lease.record(self.target, vote, sent);
+                }
+                Ok(r)
+            }
             _ => Err(self.unexpected()),
         }
     }
