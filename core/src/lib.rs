@@ -67,6 +67,7 @@ pub mod membership;
 pub mod replication;
 pub mod rpc;
 pub mod state;
+pub mod tls;
 pub mod wire;
 
 // Stable paths for the crates built on the core (the binary, the bindings, tests); code inside

@@ -61,6 +61,10 @@ const ACL_BOOL_FLAGS: &[&str] = &[
     "merge-node-identities",
 ];
 
+/// Boolean flags of the `tls` commands only: elsewhere `-client` takes a value
+/// (`agent -client 127.0.0.1`).
+const TLS_BOOL_FLAGS: &[&str] = &["client", "cli", "name-constraint"];
+
 /// The command tree: a word is a subcommand only where this tree says so; everything below a
 /// leaf is flags and positionals.
 struct Node {
@@ -122,6 +126,13 @@ const COMMANDS: &[Node] = &[
             leaf("translate-rules"),
         ],
     },
+    Node {
+        name: "tls",
+        children: &[
+            Node { name: "ca", children: &[leaf("create")] },
+            Node { name: "cert", children: &[leaf("create")] },
+        ],
+    },
 ];
 
 /// Whether `name` (without dashes) is a flag that takes no value.
@@ -160,6 +171,7 @@ fn normalize_strings(args: Vec<String>) -> Vec<String> {
     }
 
     let in_acl = rest.first().map(String::as_str) == Some("acl");
+    let in_tls = rest.first().map(String::as_str) == Some("tls");
     let mut i = 0;
     let mut level: &[Node] = COMMANDS;
     let mut at_leaf = false;
@@ -211,7 +223,10 @@ fn normalize_strings(args: Vec<String>) -> Vec<String> {
         };
         if name == "h" || name == "help" {
             out.push("--help".to_string());
-        } else if is_bool_flag(name) || (in_acl && ACL_BOOL_FLAGS.contains(&name)) {
+        } else if is_bool_flag(name)
+            || (in_acl && ACL_BOOL_FLAGS.contains(&name))
+            || (in_tls && TLS_BOOL_FLAGS.contains(&name))
+        {
             match value {
                 Some(v) => out.push(format!("--{name}={v}")),
                 None => out.push(format!("--{name}")),
@@ -325,6 +340,17 @@ mod tests {
             joined("acl policy update -id x -no-merge -rules -"),
             "acl policy update --id=x --no-merge --rules=-"
         );
+    }
+
+    #[test]
+    fn tls_commands() {
+        assert_eq!(
+            joined("tls cert create -client -dc dc2 -additional-dnsname a -cli=false"),
+            "tls cert create --client --dc=dc2 --additional-dnsname=a --cli=false"
+        );
+        assert_eq!(joined("tls ca create -name-constraint -days -1"), "tls ca create --name-constraint --days=-1");
+        // Outside tls, -client still takes a value.
+        assert_eq!(joined("agent -client 127.0.0.1"), "agent --client=127.0.0.1");
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub(crate) struct AgentArgs {
     /// HTTP API port.
     #[arg(long = "http-port", value_name = "PORT", allow_negative_numbers = true)]
     pub(crate) http_port: Option<i64>,
+    /// HTTPS API port (-1, the default, leaves HTTPS off).
+    #[arg(long = "https-port", value_name = "PORT", allow_negative_numbers = true)]
+    pub(crate) https_port: Option<i64>,
     /// DNS port (-1 disables DNS).
     #[arg(long = "dns-port", value_name = "PORT", allow_negative_numbers = true)]
     pub(crate) dns_port: Option<i64>,
@@ -202,8 +205,13 @@ fn flags_as_config(a: &AgentArgs) -> Value {
         put("recursors", json!(a.recursor));
     }
     let mut ports = Map::new();
-    for (k, v) in [("http", a.http_port), ("dns", a.dns_port), ("server", a.server_port), ("serf_lan", a.serf_lan_port)]
-    {
+    for (k, v) in [
+        ("http", a.http_port),
+        ("https", a.https_port),
+        ("dns", a.dns_port),
+        ("server", a.server_port),
+        ("serf_lan", a.serf_lan_port),
+    ] {
         if let Some(p) = v {
             ports.insert(k.to_string(), json!(p));
         }
@@ -288,6 +296,13 @@ fn init_logging(level: &str, json: bool) -> Result<()> {
     result.map_err(|e| anyhow!("cannot set up logging: {e}"))
 }
 
+fn version_name(v: consul_core::tls::TlsVersion) -> &'static str {
+    match v {
+        consul_core::tls::TlsVersion::Tls12 => "TLSv1_2",
+        consul_core::tls::TlsVersion::Tls13 => "TLSv1_3",
+    }
+}
+
 /// Consul's banner: labels right-aligned, values quoted where Consul quotes them.
 fn banner(s: &Settings, agent: &Agent) -> String {
     let a = &s.agent;
@@ -295,6 +310,9 @@ fn banner(s: &Settings, agent: &Agent) -> String {
     let rpc = agent.rpc_addr();
     let serf = agent.serf_addr();
     let dns = if s.dns_disabled { "-1".to_string() } else { a.ports.dns.to_string() };
+    let port_or_off = |p: Option<u16>| p.map_or_else(|| "-1".to_string(), |p| p.to_string());
+    let http_port = port_or_off(a.ports.http.map(|_| http.port()));
+    let https_port = port_or_off(agent.https_addr().map(|a| a.port()));
     let node_id = agent.node_id();
     let rows: Vec<(&str, String)> = vec![
         ("Version", format!("'{}'", consul_core::VERSION)),
@@ -302,10 +320,36 @@ fn banner(s: &Settings, agent: &Agent) -> String {
         ("Node name", format!("'{}'", a.node_name)),
         ("Datacenter", format!("'{}' (Segment: '<all>')", a.datacenter)),
         ("Server", format!("{} (Bootstrap: {})", a.server, a.bootstrap || a.bootstrap_expect > 0)),
-        ("Client Addr", format!("[{}] (HTTP: {}, HTTPS: -1, gRPC: -1, DNS: {dns})", http.ip(), http.port())),
+        ("Client Addr", format!("[{}] (HTTP: {http_port}, HTTPS: {https_port}, gRPC: -1, DNS: {dns})", http.ip())),
         ("Cluster Addr", format!("{} (LAN: {}, WAN: -1)", serf.ip(), serf.port())),
         ("Server RPC Addr", format!("{rpc}")),
-        ("Gossip Encryption", "false".to_string()),
+        ("Gossip Encryption", a.encrypt.is_some().to_string()),
+        ("Auto-Encrypt-TLS", "false".to_string()),
+        (
+            "HTTPS TLS",
+            format!(
+                "Verify Incoming: {}, Verify Outgoing: false, Min Version: {}",
+                a.tls.https().verify_incoming,
+                version_name(a.tls.https().min_version)
+            ),
+        ),
+        (
+            "gRPC TLS",
+            format!(
+                "Verify Incoming: false, Min Version: {}",
+                version_name(a.tls.defaults.min_version.unwrap_or_default())
+            ),
+        ),
+        (
+            "Internal RPC TLS",
+            format!(
+                "Verify Incoming: {}, Verify Outgoing: {} (Verify Hostname: {}), Min Version: {}",
+                a.tls.internal_rpc().verify_incoming,
+                a.tls.internal_rpc().verify_outgoing,
+                a.tls.internal_rpc().verify_server_hostname,
+                version_name(a.tls.internal_rpc().min_version)
+            ),
+        ),
         ("Data Dir", a.data_dir.as_ref().map_or_else(|| "(in memory)".to_string(), |d| d.display().to_string())),
     ];
     let mut out = String::new();
@@ -341,13 +385,19 @@ async fn wait_for_signal(agent: Option<&Agent>) -> Result<&'static str> {
         tokio::select! {
             _ = term.recv() => return Ok("terminated"),
             _ = int.recv() => return Ok("interrupt"),
-            // Consul reloads on SIGHUP. Only services and checks are reloadable; other changed
-            // keys need a restart. (Without a handler the default action would kill the agent.)
+            // Consul reloads on SIGHUP. Services, checks and the TLS certificate files are
+            // reloadable; other changed keys need a restart. (Without a handler the default
+            // action would kill the agent.)
             _ = hup.recv() => match agent {
-                Some(agent) => match agent.local().reload_from_config().await {
-                    Ok(()) => tracing::info!("SIGHUP received: reloaded services and checks"),
-                    Err(e) => tracing::error!(error = %e, "SIGHUP received: reload failed; nothing changed"),
-                },
+                Some(agent) => {
+                    if let Err(e) = agent.reload_tls() {
+                        tracing::error!(error = %e, "SIGHUP received: TLS reload failed; the previous certificates stay");
+                    }
+                    match agent.local().reload_from_config().await {
+                        Ok(()) => tracing::info!("SIGHUP received: reloaded services and checks"),
+                        Err(e) => tracing::error!(error = %e, "SIGHUP received: reload failed; nothing changed"),
+                    }
+                }
                 None => tracing::warn!("SIGHUP received while shutting down; ignoring"),
             },
         }
@@ -478,7 +528,7 @@ mod tests {
         assert_eq!(s.agent.node_name, "n1", "flags beat files");
         assert_eq!(s.agent.datacenter, "dc1");
         assert!(s.agent.bootstrap && s.agent.server && !s.agent.dev);
-        assert_eq!(s.agent.ports.http, 18500);
+        assert_eq!(s.agent.ports.http, Some(18500));
         assert_eq!(s.agent.bind_addr.to_string(), "127.0.0.1");
         assert_eq!(s.pid_file.as_deref(), Some(dir.path().join("pid").as_path()));
     }
@@ -548,7 +598,7 @@ mod tests {
         let (a, m) = parse("-dev -dns-port -1 -http-port 0 -server-port=18300 -serf-lan-port 18301");
         let s = build_settings(&a, Some(&m)).expect("settings");
         assert!(s.dns_disabled);
-        assert_eq!(s.agent.ports.http, 0);
+        assert_eq!(s.agent.ports.http, Some(0));
         assert_eq!((s.agent.ports.server, s.agent.ports.serf_lan), (18300, 18301));
     }
 

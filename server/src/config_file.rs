@@ -169,7 +169,7 @@ mod tests {
         assert_eq!(a.client_addr.to_string(), "127.0.0.2");
         assert_eq!(a.advertise_addr.map(|i| i.to_string()).as_deref(), Some("10.1.1.1"));
         assert_eq!(a.node_id.map(|u| u.to_string()).as_deref(), Some("adf4238a-882b-9ddc-4a9d-5b6758e4159e"));
-        assert_eq!((a.ports.http, a.ports.server, a.ports.serf_lan), (18500, 18300, 18301));
+        assert_eq!((a.ports.http, a.ports.server, a.ports.serf_lan), (Some(18500), 18300, 18301));
         assert!(s.dns_disabled);
         assert_eq!(a.retry_join, vec!["10.0.0.2", "10.0.0.3", "10.0.0.4"]);
         assert_eq!(a.retry_interval, Duration::from_secs(5));
@@ -224,7 +224,7 @@ mod tests {
         s.apply_file(&f, None).expect("apply");
         assert_eq!(s.agent.datacenter, "east");
         assert!(s.agent.bootstrap);
-        assert_eq!(s.agent.ports.http, 9500);
+        assert_eq!(s.agent.ports.http, Some(9500));
         assert_eq!(s.agent.ports.dns, 9600);
         assert_eq!(s.agent.raft.raft_multiplier, 2);
         assert_eq!(s.agent.limits.kv_max_value_size, 4096);
@@ -327,7 +327,7 @@ mod tests {
     fn bad_values_are_named() {
         let cases = [
             (r#"{"ports": {"http": "abc"}}"#, "ports.http: expected a number, got \"abc\""),
-            (r#"{"ports": {"http": -1}}"#, "ports.http: cannot be disabled"),
+            (r#"{"ports": {"https": "x"}}"#, "ports.https: expected a number"),
             (r#"{"ports": {"server": 70000}}"#, "ports.server: 70000 is not a valid port"),
             (r#"{"server": "yes"}"#, "server: expected a boolean"),
             (r#"{"retry_interval": 30}"#, "retry_interval: expected a duration string"),
@@ -355,7 +355,7 @@ mod tests {
         .expect("json");
         let mut s = Settings::new(false);
         s.apply_value(&v, "t").expect("apply");
-        assert_eq!(s.agent.ports.http, 8501);
+        assert_eq!(s.agent.ports.http, Some(8501));
         assert!(s.agent.server);
         assert_eq!(s.agent.retry_join, vec!["one"]);
         assert_eq!(s.agent.retry_interval, Duration::ZERO);

@@ -24,6 +24,7 @@ mod cmd_operator;
 mod cmd_rtt;
 mod cmd_services;
 mod cmd_snapshot;
+mod cmd_tls;
 mod cmd_watch;
 mod config_file;
 #[cfg(test)]
@@ -91,6 +92,9 @@ enum Command {
     /// Manage the ACL system: tokens, policies, roles, auth methods, binding rules.
     #[command(subcommand)]
     Acl(Box<cmd_acl::AclCommand>),
+    /// Create a CA and agent TLS certificates signed by it.
+    #[command(subcommand)]
+    Tls(cmd_tls::TlsCommand),
 }
 
 fn main() -> ExitCode {
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
         }
         // No agent to talk to: no runtime either.
         Command::Keygen(a) => return ExitCode::from(cmd_keygen::run(a)),
+        Command::Tls(c) => return ExitCode::from(cmd_tls::run(c)),
         _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -140,7 +145,7 @@ fn main() -> ExitCode {
             Command::Keyring(a) => cmd_keyring::run(*a).await,
             Command::Event(a) => cmd_event::run(a).await,
             Command::Acl(c) => cmd_acl::run(*c).await.map(|()| 0),
-            Command::Version | Command::Keygen(_) => Ok(0),
+            Command::Version | Command::Keygen(_) | Command::Tls(_) => Ok(0),
         }
     });
     // Do not wait for stray tasks (a blocked stdin read, a lingering connection) at exit.
@@ -277,6 +282,11 @@ mod tests {
             "acl binding-rule list -method m",
             "acl set-agent-token agent abc",
             "acl translate-rules @legacy.hcl",
+            "tls ca create",
+            "tls ca create -days=30 -domain example -name-constraint -additional-name-constraint=a.b -common-name CA",
+            "tls cert create -server -node n1 -dc dc2 -domain example -days 10 -ca ca.pem -key key.pem",
+            "tls cert create -client -additional-dnsname a -additional-dnsname=b -additional-ipaddress 10.0.0.1",
+            "tls cert create -cli",
         ] {
             if let Err(e) = parse(line) {
                 panic!("{line}: {e}");

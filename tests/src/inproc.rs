@@ -28,6 +28,8 @@ pub struct Options {
     pub acl: bool,
     /// `acl.tokens.initial_management` (only with `acl`).
     pub initial_management: Option<String>,
+    /// The servers' `tls` settings (the plain HTTP port stays on for the harness).
+    pub tls: Option<consul_core::tls::TlsConfig>,
 }
 
 impl Default for Options {
@@ -40,6 +42,7 @@ impl Default for Options {
             dns: DnsConfig::default(),
             acl: false,
             initial_management: None,
+            tls: None,
         }
     }
 }
@@ -63,7 +66,8 @@ fn server_config(i: usize, n: usize, join: SocketAddr, dir: &TempDir, opts: &Opt
         bind_addr: lo,
         client_addr: lo,
         ports: Ports {
-            http: free_port(),
+            http: Some(free_port()),
+            https: None,
             dns: 0,
             server: free_port(),
             serf_lan: if i == 0 { join.port() } else { free_port() },
@@ -82,6 +86,9 @@ fn server_config(i: usize, n: usize, join: SocketAddr, dir: &TempDir, opts: &Opt
     if opts.acl {
         config.acl.enabled = true;
         config.acl.tokens.initial_management = opts.initial_management.clone();
+    }
+    if let Some(tls) = &opts.tls {
+        config.tls = tls.clone();
     }
     if let Some(tweak) = opts.tweak {
         tweak(&mut config);
@@ -224,6 +231,6 @@ trait HttpAddr {
 
 impl HttpAddr for AgentConfig {
     fn ports_http_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.client_addr, self.ports.http)
+        SocketAddr::new(self.client_addr, self.ports.http.unwrap_or_default())
     }
 }

@@ -378,7 +378,7 @@ mod tests {
         let e = agent_config(Some(r#"{"server":false}"#)).expect_err("a client needs a data_dir");
         assert!(e.message.contains("data_dir"), "{}", e.message);
         assert_eq!(c.bootstrap_expect, 3);
-        assert_eq!(c.ports.http, 8600);
+        assert_eq!(c.ports.http, Some(8600));
         assert!(!c.dns.enabled);
         assert_eq!(c.retry_join, vec!["127.0.0.1:1"]);
     }

@@ -49,7 +49,8 @@ fn config(o: AgentOpts) -> consul_sdk::Result<AgentConfig> {
     let ip: std::net::IpAddr =
         o.bind_addr.parse().map_err(|e| Error::invalid("bindAddr", format!("{:?}: {e}", o.bind_addr)))?;
     let ports = Ports {
-        http: port("ports.http", o.http_port)?,
+        http: Some(port("ports.http", o.http_port)?),
+        https: None,
         dns: port("ports.dns", o.dns_port)?,
         server: port("ports.server", o.server_port)?,
         serf_lan: port("ports.serfLan", o.serf_lan_port)?,

@@ -92,7 +92,13 @@ impl NativeAgent {
             data_dir,
             bind_addr: ip,
             client_addr: ip,
-            ports: Ports { http: http_port, dns: dns_port, server: server_port, serf_lan: serf_lan_port },
+            ports: Ports {
+                http: Some(http_port),
+                https: None,
+                dns: dns_port,
+                server: server_port,
+                serf_lan: serf_lan_port,
+            },
             retry_join,
             retry_interval: Duration::from_millis(200),
             ..base

@@ -98,6 +98,8 @@ pub struct AgentConfig {
     pub disable_coordinates: bool,
     /// `acl { … }` (and the legacy top-level `acl_*` keys).
     pub acl: crate::api::authz::AclSettings,
+    /// `tls { … }` (and the pre-1.12 top-level TLS keys): HTTPS and the server RPC port.
+    pub tls: crate::tls::TlsConfig,
     /// Shortest period between two coordinate publications by this agent (Consul's
     /// `sync_coordinate_interval_min`, 15 s; tests use less). The period grows with the
     /// cluster size so the whole datacenter stays near `sync_coordinate_rate_target`.
@@ -109,8 +111,10 @@ pub struct AgentConfig {
 /// Listener ports (`ports { … }` in Consul's config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
-    /// HTTP API (default 8500).
-    pub http: u16,
+    /// HTTP API (default 8500; `None`: off, `ports.http = -1`, for an HTTPS-only agent).
+    pub http: Option<u16>,
+    /// HTTPS API (`ports.https`, conventionally 8501; `None`, the default: off).
+    pub https: Option<u16>,
     /// DNS (default 8600); served from the DNS issue on.
     pub dns: u16,
     /// Server RPC: Raft replication and request forwarding (default 8300).
@@ -121,14 +125,14 @@ pub struct Ports {
 
 impl Default for Ports {
     fn default() -> Self {
-        Ports { http: 8500, dns: 8600, server: 8300, serf_lan: 8301 }
+        Ports { http: Some(8500), https: None, dns: 8600, server: 8300, serf_lan: 8301 }
     }
 }
 
 impl Ports {
     /// All ports 0: every listener picks a free port. For tests and embedding.
     pub fn any() -> Self {
-        Ports { http: 0, dns: 0, server: 0, serf_lan: 0 }
+        Ports { http: Some(0), https: None, dns: 0, server: 0, serf_lan: 0 }
     }
 }
 
@@ -176,6 +180,7 @@ impl Default for AgentConfig {
             gossip_lan: crate::membership::gossip::GossipConfig::lan(),
             disable_coordinates: false,
             acl: crate::api::authz::AclSettings::default(),
+            tls: crate::tls::TlsConfig::default(),
             sync_coordinate_interval_min: Duration::from_secs(15),
             sync_coordinate_rate_target: 64.0,
         }
@@ -244,6 +249,10 @@ impl AgentConfig {
                 self.datacenter
             )));
         }
+        if self.ports.http.is_none() && self.ports.https.is_none() {
+            return Err(Error::Config("ports.http: -1 turns HTTP off, which needs ports.https on".into()));
+        }
+        self.tls.validate(self.ports.https.is_some()).map_err(Error::Config)?;
         if self.node_name.is_empty() {
             return Err(Error::Config("node_name: must not be empty".into()));
         }

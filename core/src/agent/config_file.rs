@@ -238,7 +238,7 @@ impl Settings {
                 }
             }
             _ if self.apply_legacy_acl(ctx, key, v)? => {}
-            _ if self.refuse_tls(ctx, key, v)? => {}
+            _ if self.apply_tls(ctx, key, v)? => {}
             _ if self.refuse_unhonoured_restrictions(ctx, key, v)? => {}
             _ if ACCEPTED_UNUSED.contains(&key) => {
                 self.accepted_unused.insert(key.to_string());
@@ -253,7 +253,7 @@ impl Settings {
             let key = format!("ports.{k}");
             let p = &mut self.agent.ports;
             match k.as_str() {
-                "http" => p.http = ctx.port(&key, v, false)?.unwrap_or_default(),
+                "http" => p.http = ctx.port(&key, v, true)?,
                 "server" => p.server = ctx.port(&key, v, false)?.unwrap_or_default(),
                 "serf_lan" => p.serf_lan = ctx.port(&key, v, false)?.unwrap_or_default(),
                 "dns" => match ctx.port(&key, v, true)? {
@@ -267,12 +267,7 @@ impl Settings {
                         self.agent.dns.enabled = false;
                     }
                 },
-                // Nothing serves HTTPS yet: a port for it would be a promise not kept.
-                "https" => {
-                    if ctx.port(&key, v, true)?.is_some() {
-                        return Err(ctx.bad(&key, "HTTPS is not supported by this agent yet; set it to -1"));
-                    }
-                }
+                "https" => p.https = ctx.port(&key, v, true)?,
                 "grpc" | "grpc_tls" | "serf_wan" | "sidecar_min_port" | "sidecar_max_port" | "expose_min_port"
                 | "expose_max_port" => {
                     ctx.port(&key, v, true)?;

@@ -43,6 +43,8 @@ pub struct Agent {
     config: AgentConfig,
     node_id: Uuid,
     http_addr: SocketAddr,
+    https_addr: Option<SocketAddr>,
+    tls: Option<Arc<crate::tls::AgentTls>>,
     dns_addr: Option<SocketAddr>,
     rpc_addr: SocketAddr,
     serf_addr: SocketAddr,
@@ -131,7 +133,21 @@ impl Agent {
         let raft_id = raft::raft_id(&node_id);
         let rpc_listener = bind("server RPC", SocketAddr::new(config.bind_addr, config.ports.server)).await?;
         let serf_listener = bind("serf_lan", SocketAddr::new(config.bind_addr, config.ports.serf_lan)).await?;
-        let http_listener = bind("HTTP", SocketAddr::new(config.client_addr, config.ports.http)).await?;
+        let tls = crate::tls::AgentTls::load(
+            &config.tls,
+            config.ports.https.is_some(),
+            &config.datacenter,
+            &config.dns.domain,
+        )
+        .map_err(|e| Error::Config(format!("tls: {e}")))?;
+        let http_listener = match config.ports.http {
+            Some(port) => Some(bind("HTTP", SocketAddr::new(config.client_addr, port)).await?),
+            None => None,
+        };
+        let https_listener = match config.ports.https {
+            Some(port) => Some(bind("HTTPS", SocketAddr::new(config.client_addr, port)).await?),
+            None => None,
+        };
         let dns_sockets = match config.dns.enabled {
             true => Some(bind_dns(SocketAddr::new(config.client_addr, config.ports.dns)).await?),
             false => None,
@@ -149,12 +165,23 @@ impl Agent {
             advertise,
             local(&serf_listener, "serf_lan", SocketAddr::new(config.bind_addr, config.ports.serf_lan))?.port(),
         );
-        let http_addr = local(&http_listener, "HTTP", SocketAddr::new(config.client_addr, config.ports.http))?;
+        let api_addr = |l: &Option<TcpListener>, what, port: Option<u16>| match (l, port) {
+            (Some(l), Some(port)) => local(l, what, SocketAddr::new(config.client_addr, port)).map(Some),
+            _ => Ok(None),
+        };
+        let https_addr = api_addr(&https_listener, "HTTPS", config.ports.https)?;
+        // Validation guarantees one of the two: the API's address is HTTP's, else HTTPS's.
+        let http_addr = api_addr(&http_listener, "HTTP", config.ports.http)?
+            .or(https_addr)
+            .ok_or_else(|| Error::Config("ports: neither HTTP nor HTTPS is on".into()))?;
 
         let shutdown = CancellationToken::new();
         // Network coordinates: fed by gossip probes, published by the sync task below.
         let coordinates = (!config.disable_coordinates).then(|| Arc::new(CoordinateClient::new()));
-        let rpc_client = RpcClient::new(shutdown.clone());
+        // The server port (Raft, forwarding, client agents' requests) speaks TLS as configured;
+        // the serf port stays plaintext, as in Consul.
+        let rpc_client = RpcClient::with_tls(shutdown.clone(), tls.clone());
+        let serf_rpc = RpcClient::new(shutdown.clone());
         let incarnation = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let me = MemberInfo {
             node_id,
@@ -174,7 +201,7 @@ impl Agent {
         gossip_config.verify_outgoing = config.encrypt_verify_outgoing;
         // UDP shares the serf_lan TCP listener's port, on the bind address.
         let gossip_bind = SocketAddr::new(config.bind_addr, serf_addr.port());
-        let gossip = Gossip::bind(gossip_bind, me, gossip_config, keyring, rpc_client.clone())
+        let gossip = Gossip::bind(gossip_bind, me, gossip_config, keyring, serf_rpc)
             .await
             .map_err(|source| Error::Bind { what: "serf_lan (UDP)", addr: gossip_bind, source })?;
         if let Some(c) = &coordinates {
@@ -311,6 +338,7 @@ impl Agent {
             left: left.clone(),
             coordinates: coordinates.clone(),
             acl: acl.clone(),
+            tls: tls.clone(),
         });
         let app = http::router(ctx);
         if let Some(c) = &consensus {
@@ -334,23 +362,30 @@ impl Agent {
                     let dns = dns.clone();
                     async move { crate::api::dns::answer_forwarded(&dns, q).await }
                 });
-            tasks.push(tokio::spawn(rpc::serve(rpc_listener, router, shutdown.clone())));
+            tasks.push(tokio::spawn(rpc::serve_with_tls(rpc_listener, router, shutdown.clone(), tls.clone())));
         } else {
             // A client agent holds no server port open; `rpc_addr` is only advertised.
             drop(rpc_listener);
         }
-        let http_shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(http_listener, app).with_graceful_shutdown(http_shutdown.cancelled_owned());
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
-        }));
+        if let (Some(listener), Some(tls)) = (https_listener, &tls) {
+            tasks.push(tokio::spawn(http::serve_https(listener, app.clone(), tls.clone(), shutdown.clone())));
+        }
+        if let Some(listener) = http_listener {
+            let http_shutdown = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(http_shutdown.cancelled_owned());
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "HTTP server stopped");
+                }
+            }));
+        }
         tracing::info!(node = %config.node_name, %node_id, %http_addr, %rpc_addr, %serf_addr, "agent started");
         Ok(Agent {
             config,
             node_id,
             http_addr,
+            https_addr,
+            tls,
             dns_addr,
             rpc_addr,
             serf_addr,
@@ -366,9 +401,24 @@ impl Agent {
         })
     }
 
-    /// The HTTP API address.
+    /// The HTTP API address: the plain-HTTP listener's, or the HTTPS one's when HTTP is off
+    /// (`ports.http = -1`).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The HTTPS API address, when `ports.https` is on.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
+    /// Re-reads the TLS certificate, key and CA files (Consul does on `reload`/SIGHUP); new
+    /// connections use them. On error nothing changes and the error names the file.
+    pub fn reload_tls(&self) -> Result<()> {
+        match &self.tls {
+            Some(tls) => tls.reload().map_err(|e| Error::Config(format!("tls: {e}"))),
+            None => Ok(()),
+        }
     }
 
     /// The DNS address (UDP and TCP), unless DNS is disabled.

@@ -241,7 +241,11 @@ impl Cluster {
             .as_ref()
             .map(|r| {
                 r.iter()
-                    .filter(|(id, matched)| !voters.contains(id) && matched.map(|l| l.index).unwrap_or(0) + 64 >= last)
+                    // Replicated to at least once: a learner the leader never reached (down,
+                    // or refusing its TLS) would otherwise count as caught up while the log
+                    // is shorter than the margin, and a voter that cannot be reached can stop
+                    // every commit.
+                    .filter(|(id, matched)| !voters.contains(id) && matched.is_some_and(|l| l.index + 64 >= last))
                     .map(|(id, _)| *id)
                     .collect()
             })

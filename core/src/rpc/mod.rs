@@ -14,6 +14,13 @@
 //! with seeded drops, delays, partitions and crashed nodes) in the simulator and unit tests.
 //! Both keep the delivery semantics documented on [`RpcError`].
 //!
+//! ### TLS
+//! The server port speaks TLS when the agent's `tls` settings give it a certificate (see
+//! [`crate::tls`]): a connection whose first byte starts a TLS handshake record is handed to
+//! rustls, any other is plaintext framing — served, or with `verify_incoming` refused with a
+//! reply that says why. Outgoing connections to servers use TLS with `verify_outgoing`. The
+//! serf port stays plaintext, as in Consul (gossip has its own encryption).
+//!
 //! The bottom of the stack next to `state`: it calls nothing but the leaf modules.
 
 pub mod memory;
@@ -28,6 +35,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
 use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
@@ -36,10 +44,21 @@ use tokio_util::sync::CancellationToken;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::tls::{AgentTls, Plaintext};
+
 /// Largest frame accepted: a snapshot restore travels as one Raft entry.
 const MAX_FRAME: usize = 256 * 1024 * 1024;
 /// How long a TCP connect may take before the peer counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a new connection may take to show what it speaks and finish a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first byte of a TLS handshake record (a ClientHello). Plaintext frames start with their
+/// big-endian length, whose first byte is 0 below 16 MiB and never 0x16 within [`MAX_FRAME`].
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// A byte stream a connection runs over: plain TCP or TLS.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
 fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME).new_codec()
@@ -164,7 +183,9 @@ impl Router {
     }
 }
 
-type PendingMap = Arc<Mutex<HashMap<u64, oneshot::Sender<Reply>>>>;
+/// Waiters by request id; `None` once the connection's reader has stopped, so a request
+/// registered after that fails at once instead of waiting for an answer that cannot come.
+type PendingMap = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>>;
 
 #[derive(Debug)]
 struct Connection {
@@ -208,6 +229,11 @@ impl RpcClient {
         RpcClient::with_transport(Arc::new(TcpTransport::new(shutdown)))
     }
 
+    /// A TCP client for the server port: TLS when `tls` says `verify_outgoing`.
+    pub fn with_tls(shutdown: CancellationToken, tls: Option<Arc<AgentTls>>) -> Self {
+        RpcClient::with_transport(Arc::new(TcpTransport { tls, ..TcpTransport::new(shutdown) }))
+    }
+
     /// A client over any transport (the in-memory network in simulations).
     pub fn with_transport(transport: Arc<dyn Transport>) -> Self {
         RpcClient { transport }
@@ -247,12 +273,34 @@ impl RpcClient {
 pub struct TcpTransport {
     conns: Arc<Mutex<HashMap<SocketAddr, Arc<Connection>>>>,
     shutdown: CancellationToken,
+    tls: Option<Arc<AgentTls>>,
 }
 
 impl TcpTransport {
-    /// A transport whose connections close when `shutdown` is cancelled.
+    /// A plaintext transport whose connections close when `shutdown` is cancelled.
     pub fn new(shutdown: CancellationToken) -> Self {
-        TcpTransport { conns: Arc::default(), shutdown }
+        TcpTransport { conns: Arc::default(), shutdown, tls: None }
+    }
+
+    /// Connects to `addr`, with a TLS handshake when configured.
+    async fn dial(&self, addr: SocketAddr) -> Result<Box<dyn Stream>, RpcError> {
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| RpcError::NotDelivered { addr, reason: "connect timed out".into() })?
+            .map_err(|e| RpcError::NotDelivered { addr, reason: e.to_string() })?;
+        let _ = tcp.set_nodelay(true);
+        let Some((connector, name)) = self.tls.as_ref().and_then(|t| t.rpc_connector()) else {
+            return Ok(Box::new(tcp));
+        };
+        let refused = |reason: String| {
+            tracing::warn!(%addr, %reason, "RPC TLS handshake failed");
+            RpcError::NotDelivered { addr, reason }
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp)).await {
+            Ok(Ok(tls)) => Ok(Box::new(tls)),
+            Ok(Err(e)) => Err(refused(format!("TLS handshake: {e}"))),
+            Err(_) => Err(refused("TLS handshake timed out".into())),
+        }
     }
 
     async fn send(
@@ -266,9 +314,17 @@ impl TcpTransport {
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = postcard::to_allocvec(&(id, service, body)).map_err(|e| RpcError::Codec(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
-        conn.pending.lock().insert(id, tx);
+        match conn.pending.lock().as_mut() {
+            Some(waiters) => waiters.insert(id, tx),
+            None => {
+                self.conns.lock().remove(&addr);
+                return Err(RpcError::NotDelivered { addr, reason: "connection closed".into() });
+            }
+        };
         if conn.outbound.send(Bytes::from(frame)).is_err() {
-            conn.pending.lock().remove(&id);
+            if let Some(w) = conn.pending.lock().as_mut() {
+                w.remove(&id);
+            }
             self.conns.lock().remove(&addr);
             return Err(RpcError::NotDelivered { addr, reason: "connection closed".into() });
         }
@@ -277,7 +333,9 @@ impl TcpTransport {
             Ok(Ok(Err(reason))) => Err(RpcError::Refused { addr, reason }),
             Ok(Err(_)) => Err(RpcError::ConnectionLost(addr)),
             Err(_) => {
-                conn.pending.lock().remove(&id);
+                if let Some(w) = conn.pending.lock().as_mut() {
+                    w.remove(&id);
+                }
                 Err(RpcError::Timeout(addr))
             }
         }
@@ -285,24 +343,20 @@ impl TcpTransport {
 
     async fn connection(&self, addr: SocketAddr) -> Result<Arc<Connection>, RpcError> {
         if let Some(c) = self.conns.lock().get(&addr) {
-            if !c.outbound.is_closed() {
+            if !c.outbound.is_closed() && c.pending.lock().is_some() {
                 return Ok(c.clone());
             }
         }
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .map_err(|_| RpcError::NotDelivered { addr, reason: "connect timed out".into() })?
-            .map_err(|e| RpcError::NotDelivered { addr, reason: e.to_string() })?;
-        let _ = stream.set_nodelay(true);
-        let (read_half, write_half) = stream.into_split();
+        let stream = self.dial(addr).await?;
+        let (read_half, write_half) = tokio::io::split(stream);
         let (outbound, outbound_rx) = mpsc::unbounded_channel::<Bytes>();
-        let pending: PendingMap = Arc::default();
+        let pending: PendingMap = Arc::new(Mutex::new(Some(HashMap::new())));
         let conn = Arc::new(Connection { outbound, pending: pending.clone(), next_id: AtomicU64::new(1) });
         // A racing caller may have connected meanwhile; keep theirs and drop ours.
         {
             let mut conns = self.conns.lock();
             if let Some(existing) = conns.get(&addr) {
-                if !existing.outbound.is_closed() {
+                if !existing.outbound.is_closed() && existing.pending.lock().is_some() {
                     return Ok(existing.clone());
                 }
             }
@@ -322,7 +376,7 @@ impl TcpTransport {
                 let Some(Ok(frame)) = next else { break };
                 match postcard::from_bytes::<(u64, Reply)>(&frame) {
                     Ok((id, resp)) => {
-                        if let Some(tx) = pending.lock().remove(&id) {
+                        if let Some(tx) = pending.lock().as_mut().and_then(|w| w.remove(&id)) {
                             let _ = tx.send(resp);
                         }
                     }
@@ -333,7 +387,7 @@ impl TcpTransport {
                 }
             }
             // Fail every waiter at once instead of letting them time out.
-            pending.lock().clear();
+            pending.lock().take();
             let mut conns = conns.lock();
             if conns.get(&addr).is_some_and(|c| Arc::ptr_eq(c, &conn_for_cleanup)) {
                 conns.remove(&addr);
@@ -355,8 +409,19 @@ impl Transport for TcpTransport {
     }
 }
 
-/// Accepts connections on `listener` until `shutdown`, answering each request through `router`.
+/// Accepts plaintext connections on `listener` until `shutdown`, answering each request
+/// through `router`.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
+    serve_with_tls(listener, router, shutdown, None).await
+}
+
+/// [`serve`], with TLS as `tls` configures it (the server port).
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    tls: Option<Arc<AgentTls>>,
+) {
     let router = Arc::new(router);
     loop {
         let accepted = tokio::select! {
@@ -372,12 +437,71 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(stream, peer, router.clone(), shutdown.clone()));
+        let (router, shutdown, tls) = (router.clone(), shutdown.clone(), tls.clone());
+        tokio::spawn(async move {
+            let stream = match tls {
+                None => Box::new(stream),
+                Some(tls) => match accept(stream, peer, &tls).await {
+                    Some(s) => s,
+                    None => return,
+                },
+            };
+            serve_connection(stream, peer, router, shutdown).await;
+        });
     }
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, router: Arc<Router>, shutdown: CancellationToken) {
+/// What a new connection on a TLS-configured port speaks: TLS (handshake done), or plaintext
+/// when allowed. `None`: closed (the reason is logged, and a refused plaintext peer is told).
+async fn accept(stream: TcpStream, peer: SocketAddr, tls: &AgentTls) -> Option<Box<dyn Stream>> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
+        _ => return None,
+    }
+    if first[0] == TLS_HANDSHAKE_RECORD {
+        let Some(acceptor) = tls.rpc_acceptor() else {
+            tracing::warn!(%peer, "TLS RPC connection refused: this agent has no certificate (cert_file, key_file)");
+            return None;
+        };
+        return match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => Some(Box::new(s)),
+            Ok(Err(e)) => {
+                tracing::warn!(%peer, error = %e, "RPC TLS handshake failed; connection refused");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(%peer, "RPC TLS handshake timed out; connection refused");
+                None
+            }
+        };
+    }
+    match tls.rpc_plaintext() {
+        Plaintext::Allowed => Some(Box::new(stream)),
+        Plaintext::Refused => {
+            tracing::warn!(%peer, "plaintext RPC connection refused: verify_incoming requires TLS with a certificate");
+            refuse_plaintext(stream).await;
+            None
+        }
+    }
+}
+
+/// Answers the first request of a refused plaintext connection with the reason, so the peer
+/// can say why it failed instead of seeing a bare close.
+async fn refuse_plaintext(stream: TcpStream) {
     let (read_half, write_half) = stream.into_split();
+    let mut frames = FramedRead::new(read_half, codec());
+    let Ok(Some(Ok(frame))) = tokio::time::timeout(HANDSHAKE_TIMEOUT, frames.next()).await else { return };
+    let Ok((id, _, _)) = postcard::from_bytes::<(u64, Service, Vec<u8>)>(&frame) else { return };
+    let reply: Reply = Err("this server requires TLS (verify_incoming): set verify_outgoing and a certificate".into());
+    if let Ok(bytes) = postcard::to_allocvec(&(id, &reply)) {
+        let mut sink = FramedWrite::new(write_half, codec());
+        let _ = sink.send(Bytes::from(bytes)).await;
+    }
+}
+
+async fn serve_connection(stream: Box<dyn Stream>, peer: SocketAddr, router: Arc<Router>, shutdown: CancellationToken) {
+    let (read_half, write_half) = tokio::io::split(stream);
     let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
     let writer = tokio::spawn(write_frames(write_half, rx, shutdown.clone()));
     let mut frames = FramedRead::new(read_half, codec());
@@ -411,8 +535,8 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, router: Arc<Route
 }
 
 /// Writes queued frames, coalescing everything already queued into one flush.
-async fn write_frames(
-    write_half: tokio::net::tcp::OwnedWriteHalf,
+async fn write_frames<W: AsyncWrite + Unpin>(
+    write_half: W,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
     shutdown: CancellationToken,
 ) {

@@ -1,6 +1,6 @@
 //! In-process cluster tests: several agents in this process on 127.0.0.1 with free ports.
 //! Files are named by area with a numeric prefix (t10 KV … t60 snapshots, t70 catalog, t80 sessions,
-//! t90 agent services and checks, t95 DNS, t96 network coordinates, t99 ACL objects).
+//! t90 agent services and checks, t95 DNS, t96 network coordinates, t98 TLS, t99 ACL objects).
 
 mod t10_kv;
 mod t20_blocking;
@@ -15,5 +15,6 @@ mod t91_checks;
 mod t95_dns;
 mod t96_coordinate;
 mod t97_gossip;
+mod t98_tls;
 mod t99_acl_enforcement;
 mod t99_acl_objects;

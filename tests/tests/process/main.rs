@@ -1,7 +1,8 @@
 //! Tests against real `consul-rs` processes: cluster formation with Consul's CLI flags,
 //! kill -9 of every server, the CLI client commands, start-up errors, `consul-rs lock`,
-//! `consul-rs rtt`, the gossip commands (`members`, `join`, `leave`, `event`, `keyring`, …) and
-//! `consul-rs acl` (against HashiCorp Consul 1.16 when built; against consul-rs once it has ACLs).
+//! `consul-rs rtt`, the gossip commands (`members`, `join`, `leave`, `event`, `keyring`, …),
+//! `consul-rs acl` (against HashiCorp Consul 1.16 when built; against consul-rs once it has ACLs) and
+//! `consul-rs tls` (CA and certificate files).
 
 mod t10_durability;
 mod t20_cli;
@@ -13,3 +14,4 @@ mod t60_gossip;
 mod t70_gossip_cli;
 mod t80_acl_cli;
 mod t82_acl_kill9;
+mod t84_tls_cli;

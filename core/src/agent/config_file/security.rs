@@ -1,6 +1,5 @@
-//! The security keys: `acl { … }` with the legacy `acl_*` spellings Consul still reads, and the
-//! TLS keys, which this agent cannot honour yet and therefore refuses (a configuration that
-//! asks for TLS must never start a plaintext agent).
+//! The security keys: `acl { … }` with the legacy `acl_*` spellings Consul still reads, and
+//! `tls { … }` with the pre-1.12 top-level TLS spellings.
 
 use serde_json::{Map, Value};
 
@@ -129,38 +128,128 @@ impl Settings {
         Ok(())
     }
 
-    /// A TLS key (the 1.12+ `tls` block or a legacy top-level one): refused when it asks for
-    /// TLS, accepted when it asks for nothing (`verify_incoming = false`, empty paths). Returns
-    /// false when `key` is not a TLS key.
-    pub(super) fn refuse_tls(&mut self, ctx: &Ctx<'_>, key: &str, v: &Value) -> Result<bool> {
-        const LEGACY: &[&str] = &[
-            "verify_incoming",
-            "verify_incoming_rpc",
-            "verify_incoming_https",
-            "verify_outgoing",
-            "verify_server_hostname",
-            "ca_file",
-            "ca_path",
-            "cert_file",
-            "key_file",
-            "tls_min_version",
-            "tls_cipher_suites",
-            "tls_prefer_server_cipher_suites",
-            "auto_encrypt",
-        ];
-        if key != "tls" && !LEGACY.contains(&key) {
-            return Ok(false);
+    /// A TLS key: the 1.12+ `tls { defaults, internal_rpc, https, grpc }` block or a pre-1.12
+    /// top-level spelling (which sets `tls.defaults`, or the protocol its name says). Returns
+    /// false when `key` is not a TLS key. `auto_encrypt` (certificates fetched from the servers)
+    /// is refused when it asks for anything: an agent must not start without the certificates it
+    /// was told to get.
+    pub(super) fn apply_tls(&mut self, ctx: &Ctx<'_>, key: &str, v: &Value) -> Result<bool> {
+        let tls = &mut self.agent.tls;
+        match key {
+            "tls" => {
+                for block in ctx.blocks(key, v)? {
+                    for (k, v) in block {
+                        let path = format!("tls.{k}");
+                        let layer = match k.as_str() {
+                            "defaults" => &mut tls.defaults,
+                            "internal_rpc" => &mut tls.internal_rpc,
+                            "https" => &mut tls.https,
+                            "grpc" => &mut tls.grpc,
+                            _ => {
+                                return Err(
+                                    ctx.bad(&path, "unknown TLS section (known: defaults, internal_rpc, https, grpc)")
+                                )
+                            }
+                        };
+                        for b in ctx.blocks(&path, v)? {
+                            for (name, v) in b {
+                                tls_layer_key(ctx, layer, k, &format!("{path}.{name}"), name, v)?;
+                            }
+                        }
+                        if k == "grpc" && tls.grpc != crate::tls::TlsLayer::default() {
+                            // Nothing is served over gRPC, so there is nothing for these to protect.
+                            self.accepted_unused.insert(path);
+                        }
+                    }
+                }
+            }
+            "verify_incoming_rpc" => tls.internal_rpc.verify_incoming = Some(ctx.bool(key, v)?),
+            "verify_incoming_https" => tls.https.verify_incoming = Some(ctx.bool(key, v)?),
+            "verify_server_hostname" => tls.internal_rpc.verify_server_hostname = Some(ctx.bool(key, v)?),
+            "verify_incoming"
+            | "verify_outgoing"
+            | "ca_file"
+            | "ca_path"
+            | "cert_file"
+            | "key_file"
+            | "tls_min_version"
+            | "tls_cipher_suites"
+            | "tls_prefer_server_cipher_suites" => {
+                tls_layer_key(ctx, &mut tls.defaults, "defaults", key, key, v)?;
+            }
+            "auto_encrypt" => {
+                if let Some(path) = asks_for_something(key, v) {
+                    return Err(ctx.bad(
+                        &path,
+                        "auto_encrypt (certificates distributed by the servers) is not supported; give each \
+                         agent its certificate with tls.defaults cert_file/key_file (see `consul-rs tls cert \
+                         create`)",
+                    ));
+                }
+                self.accepted_unused.insert(key.to_string());
+            }
+            _ => return Ok(false),
         }
-        if let Some(path) = asks_for_something(key, v) {
-            return Err(ctx.bad(
-                &path,
-                "TLS is not supported by this agent yet; it refuses to start rather than serve plaintext \
-                 where TLS was asked for",
-            ));
-        }
-        self.accepted_unused.insert(key.to_string());
         Ok(true)
     }
+}
+
+/// One key of a `tls` layer (`section` is `defaults`, `internal_rpc`, `https` or `grpc`).
+fn tls_layer_key(
+    ctx: &Ctx<'_>,
+    layer: &mut crate::tls::TlsLayer,
+    section: &str,
+    path: &str,
+    name: &str,
+    v: &Value,
+) -> Result<()> {
+    let file = |v: &Value| -> Result<Option<std::path::PathBuf>> {
+        Ok(Some(ctx.string(path, v)?).filter(|s| !s.is_empty()).map(Into::into))
+    };
+    match name {
+        "ca_file" => layer.ca_file = file(v)?,
+        "ca_path" => layer.ca_path = file(v)?,
+        "cert_file" => layer.cert_file = file(v)?,
+        "key_file" => layer.key_file = file(v)?,
+        "verify_incoming" => layer.verify_incoming = Some(ctx.bool(path, v)?),
+        "verify_outgoing" if section != "https" => layer.verify_outgoing = Some(ctx.bool(path, v)?),
+        "verify_server_hostname" if section == "internal_rpc" => {
+            layer.verify_server_hostname = Some(ctx.bool(path, v)?)
+        }
+        "tls_min_version" => {
+            let s = ctx.string(path, v)?;
+            layer.min_version = Some(crate::tls::TlsVersion::parse(&s).map_err(|e| ctx.bad(path, &e))?);
+        }
+        "tls_cipher_suites" => {
+            // Consul writes them comma-separated in one string; a list is accepted too.
+            let mut suites = Vec::new();
+            for item in ctx.string_list(path, v)? {
+                for name in item.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    crate::tls::check_cipher_suite(name).map_err(|e| ctx.bad(path, &e))?;
+                    suites.push(name.to_string());
+                }
+            }
+            layer.cipher_suites = Some(suites);
+        }
+        "tls_prefer_server_cipher_suites" => layer.prefer_server_cipher_suites = Some(ctx.bool(path, v)?),
+        "use_auto_cert" if section == "grpc" => {
+            if ctx.bool(path, v)? {
+                return Err(ctx
+                    .bad(path, "auto-generated gRPC certificates need the Connect CA, which this agent does not run"));
+            }
+        }
+        _ => {
+            return Err(ctx.bad(
+                path,
+                &format!(
+                    "unknown or unsupported key in tls.{section} (known: ca_file, ca_path, cert_file, key_file, \
+                     verify_incoming, verify_outgoing, tls_min_version, tls_cipher_suites{})",
+                    if section == "internal_rpc" { ", verify_server_hostname" } else { "" }
+                ),
+            ))
+        }
+    }
+    Ok(())
 }
 
 impl Settings {
@@ -294,21 +383,50 @@ mod tests {
     }
 
     #[test]
-    fn tls_settings_are_refused_unless_off() {
-        for v in [
-            json!({"verify_incoming": true}),
-            json!({"cert_file": "/etc/c.pem"}),
-            json!({"tls": {"defaults": {"ca_file": "/ca.pem"}}}),
-            json!({"tls": [{"internal_rpc": {"verify_server_hostname": true}}]}),
-            json!({"auto_encrypt": {"tls": true}}),
+    fn tls_block_and_legacy_spellings() {
+        let s = apply(json!({"tls": {
+            "defaults": {"ca_file": "/ca.pem", "cert_file": "/a.pem", "key_file": "/a-key.pem",
+                         "verify_incoming": true, "tls_min_version": "TLSv1_3",
+                         "tls_cipher_suites": "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"},
+            "internal_rpc": {"verify_server_hostname": true},
+            "https": {"verify_incoming": false}
+        }}))
+        .expect("valid");
+        let t = &s.agent.tls;
+        assert_eq!(t.defaults.ca_file.as_deref(), Some(std::path::Path::new("/ca.pem")));
+        assert_eq!(t.defaults.min_version, Some(crate::tls::TlsVersion::Tls13));
+        assert_eq!(t.defaults.cipher_suites.as_ref().map(Vec::len), Some(2));
+        assert!(t.internal_rpc().verify_server_hostname && t.internal_rpc().verify_incoming);
+        assert!(!t.https().verify_incoming);
+
+        let s = apply(json!({"verify_incoming_rpc": true, "verify_outgoing": true, "ca_file": "/ca.pem",
+            "verify_server_hostname": true, "cert_file": "/c.pem", "key_file": "/k.pem", "tls_min_version": "tls12"}))
+        .expect("pre-1.12 spellings");
+        let rpc = s.agent.tls.internal_rpc();
+        assert!(rpc.verify_incoming && rpc.verify_outgoing && rpc.verify_server_hostname);
+        assert!(!s.agent.tls.https().verify_incoming, "verify_incoming_rpc is the RPC port's only");
+        assert_eq!(rpc.cert_file.as_deref(), Some(std::path::Path::new("/c.pem")));
+    }
+
+    #[test]
+    fn tls_settings_it_cannot_honour_are_refused() {
+        for (v, want) in [
+            (json!({"auto_encrypt": {"tls": true}}), "auto_encrypt.tls"),
+            (json!({"tls": {"defaults": {"tls_min_version": "TLSv1_1"}}}), "not supported"),
+            (
+                json!({"tls": {"defaults": {"tls_cipher_suites": "TLS_RSA_WITH_AES_128_CBC_SHA"}}}),
+                "unsupported TLS cipher",
+            ),
+            (json!({"tls": {"grpc": {"use_auto_cert": true}}}), "tls.grpc.use_auto_cert"),
+            (json!({"tls": {"defaults": {"verify_server_hostname": true}}}), "tls.defaults.verify_server_hostname"),
+            (json!({"tls": {"rpc": {}}}), "unknown TLS section"),
         ] {
             let e = err(v.clone());
-            assert!(e.contains("TLS is not supported"), "{v}: {e}");
+            assert!(e.contains(want), "{v}: {e}");
         }
-        let e = err(json!({"tls": {"defaults": {"verify_incoming": true}}}));
-        assert!(e.contains("tls.defaults.verify_incoming"), "names the key: {e}");
-        apply(json!({"verify_incoming": false, "tls": {"defaults": {"verify_outgoing": false}}, "ca_file": ""}))
-            .expect("settings that ask for nothing are accepted");
+        apply(json!({"verify_incoming": false, "tls": {"defaults": {"verify_outgoing": false}}, "ca_file": "",
+            "auto_encrypt": {"tls": false}}))
+        .expect("settings that ask for nothing are accepted");
     }
 
     #[test]

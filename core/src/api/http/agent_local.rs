@@ -401,5 +401,8 @@ pub(super) async fn health_by_name(
 /// `PUT /v1/agent/reload`: re-reads the config files' services and checks.
 pub(super) async fn reload(State(ctx): State<Ctx>, Extension(acl): Acl) -> Result<Response, Error> {
     acl.require(Resource::Agent, &ctx.local.node.name, Need::Write)?;
+    if let Some(tls) = &ctx.tls {
+        tls.reload().map_err(|e| Error::BadRequest(format!("Failed reloading config: tls: {e}")))?;
+    }
     ctx.local.reload_from_config().await.map(|()| ok_empty())
 }

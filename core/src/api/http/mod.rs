@@ -11,6 +11,7 @@ mod blocking;
 pub(crate) mod catalog;
 mod coordinate;
 mod event;
+mod https;
 mod keyring;
 mod kv;
 mod operator;
@@ -36,6 +37,7 @@ use crate::replication::backend::Backend;
 use crate::replication::consensus::{Consensus, ReadMeta};
 use crate::Error;
 
+pub use https::serve_https;
 pub use query::{token, QueryParams, ReadParams};
 pub use txn::MAX_TXN_OPS;
 
@@ -108,6 +110,8 @@ pub struct ApiContext {
     pub coordinates: Option<Arc<crate::coordinate::CoordinateClient>>,
     /// Resolves request tokens (everything allowed when ACLs are off).
     pub acl: Arc<crate::api::authz::AclResolver>,
+    /// The agent's TLS (reloaded by `PUT /v1/agent/reload`), when configured.
+    pub tls: Option<Arc<crate::tls::AgentTls>>,
 }
 
 impl ApiContext {

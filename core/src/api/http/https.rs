@@ -1,0 +1,62 @@
+//! The HTTPS listener (`ports.https`): the same router as plain HTTP, behind a rustls handshake
+//! that takes the agent's current certificates (rotated by reload) for each new connection.
+//! With `verify_incoming`, a client without a certificate signed by the CA is refused during
+//! the handshake; plain HTTP sent to this port fails the handshake and gets no answer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::tls::AgentTls;
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `app` over TLS on `listener` until `shutdown`.
+pub async fn serve_https(listener: TcpListener, app: Router, tls: Arc<AgentTls>, shutdown: CancellationToken) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::debug!(error = %e, "HTTPS accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let Some(acceptor) = tls.https_acceptor() else { return };
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return refused(peer, &e.to_string()),
+                Err(_) => return refused(peer, "handshake timed out"),
+            };
+            let service = TowerToHyperService::new(app);
+            // HTTP/1.1, as the plain listener serves.
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                done = conn.as_mut() => if let Err(e) = done {
+                    tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");
+                },
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+                }
+            }
+        });
+    }
+}
+
+fn refused(peer: SocketAddr, why: &str) {
+    tracing::info!(%peer, reason = %why, "HTTPS connection refused");
+}
