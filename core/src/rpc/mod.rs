@@ -282,22 +282,22 @@ impl TcpTransport {
         TcpTransport { conns: Arc::default(), shutdown, tls: None }
     }
 
-    /// Connects to `addr`, with a TLS handshake when configured.
-    async fn dial(&self, addr: SocketAddr) -> Result<Box<dyn Stream>, RpcError> {
+    /// Connects to `addr`, with a TLS handshake when configured; the stream and whether it is TLS.
+    async fn dial(&self, addr: SocketAddr) -> Result<(Box<dyn Stream>, bool), RpcError> {
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| RpcError::NotDelivered { addr, reason: "connect timed out".into() })?
             .map_err(|e| RpcError::NotDelivered { addr, reason: e.to_string() })?;
         let _ = tcp.set_nodelay(true);
         let Some((connector, name)) = self.tls.as_ref().and_then(|t| t.rpc_connector()) else {
-            return Ok(Box::new(tcp));
+            return Ok((Box::new(tcp), false));
         };
         let refused = |reason: String| {
             tracing::warn!(%addr, %reason, "RPC TLS handshake failed");
             RpcError::NotDelivered { addr, reason }
         };
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp)).await {
-            Ok(Ok(tls)) => Ok(Box::new(tls)),
+            Ok(Ok(tls)) => Ok((Box::new(tls), true)),
             Ok(Err(e)) => Err(refused(format!("TLS handshake: {e}"))),
             Err(_) => Err(refused("TLS handshake timed out".into())),
         }
@@ -347,7 +347,7 @@ impl TcpTransport {
                 return Ok(c.clone());
             }
         }
-        let stream = self.dial(addr).await?;
+        let (stream, is_tls) = self.dial(addr).await?;
         let (read_half, write_half) = tokio::io::split(stream);
         let (outbound, outbound_rx) = mpsc::unbounded_channel::<Bytes>();
         let pending: PendingMap = Arc::new(Mutex::new(Some(HashMap::new())));
@@ -373,7 +373,16 @@ impl TcpTransport {
                     f = frames.next() => f,
                     _ = shutdown.cancelled() => None,
                 };
-                let Some(Ok(frame)) = next else { break };
+                let frame = match next {
+                    Some(Ok(frame)) => frame,
+                    // A peer that refuses our certificate says so with a TLS alert, which
+                    // TLS 1.3 delivers only after the handshake looked complete here.
+                    Some(Err(e)) if is_tls => {
+                        tracing::warn!(%addr, error = %e, "RPC connection over TLS failed");
+                        break;
+                    }
+                    _ => break,
+                };
                 match postcard::from_bytes::<(u64, Reply)>(&frame) {
                     Ok((id, resp)) => {
                         if let Some(tx) = pending.lock().as_mut().and_then(|w| w.remove(&id)) {

@@ -272,7 +272,7 @@ fn server_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
     };
     let mut config = builder
         .with_single_cert(certs(cert_file)?, key(key_file)?)
-        .map_err(|e| file_err(key_file, format!("does not match {}: {e}", cert_file.display())))?;
+        .map_err(|e| file_err(cert_file, format!("unusable with key {}: {e}", key_file.display())))?;
     config.ignore_client_order = s.prefer_server_cipher_suites;
     Ok(Arc::new(config))
 }
@@ -291,7 +291,7 @@ fn client_config(s: &TlsSettings) -> Result<Arc<ClientConfig>, TlsError> {
     let config = match (&s.cert_file, &s.key_file) {
         (Some(cert_file), Some(key_file)) => builder
             .with_client_auth_cert(certs(cert_file)?, key(key_file)?)
-            .map_err(|e| file_err(key_file, format!("does not match {}: {e}", cert_file.display())))?,
+            .map_err(|e| file_err(cert_file, format!("unusable with key {}: {e}", key_file.display())))?,
         _ => builder.with_no_client_auth(),
     };
     Ok(Arc::new(config))

@@ -15,3 +15,4 @@ mod t70_gossip_cli;
 mod t80_acl_cli;
 mod t82_acl_kill9;
 mod t84_tls_cli;
+mod t85_tls_cluster;
