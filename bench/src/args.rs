@@ -1,7 +1,8 @@
 //! Command-line parsing and validation.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -153,6 +154,65 @@ pub(crate) struct RunArgs {
     /// ACL token sent as `X-Consul-Token` on every request (default: `CONSUL_HTTP_TOKEN`).
     #[arg(long)]
     pub(crate) token: Option<String>,
+    /// CA bundle that signs the servers' certificates, for `https://` endpoints (default:
+    /// `CONSUL_CACERT`).
+    #[arg(long = "cacert")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Client certificate for servers with `verify_incoming` (default: `CONSUL_CLIENT_CERT`).
+    #[arg(long = "client-cert")]
+    pub(crate) client_cert: Option<PathBuf>,
+    /// Its key (default: `CONSUL_CLIENT_KEY`).
+    #[arg(long = "client-key")]
+    pub(crate) client_key: Option<PathBuf>,
+}
+
+/// The TLS client of `https://` endpoints: rustls on ring, verifying the server against the CA.
+#[derive(Clone)]
+pub(crate) struct TlsClient {
+    /// The rustls configuration (CA roots, optional client certificate).
+    pub(crate) config: Arc<rustls::ClientConfig>,
+}
+
+impl PartialEq for TlsClient {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.config, &other.config)
+    }
+}
+
+impl Eq for TlsClient {}
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsClient")
+    }
+}
+
+impl TlsClient {
+    fn load(ca: &Path, cert: Option<&Path>, key: Option<&Path>) -> Result<TlsClient> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(ca).with_context(|| format!("--cacert {}", ca.display()))? {
+            roots.add(c.with_context(|| format!("--cacert {}", ca.display()))?)?;
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots);
+        let config = match (cert, key) {
+            (Some(cert), Some(key)) => {
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .with_context(|| format!("--client-cert {}", cert.display()))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .with_context(|| format!("--client-cert {}", cert.display()))?;
+                let key =
+                    PrivateKeyDer::from_pem_file(key).with_context(|| format!("--client-key {}", key.display()))?;
+                builder.with_client_auth_cert(chain, key)?
+            }
+            (None, None) => builder.with_no_client_auth(),
+            _ => bail!("--client-cert and --client-key go together"),
+        };
+        Ok(TlsClient { config: Arc::new(config) })
+    }
 }
 
 /// One HTTP endpoint the clients connect to.
@@ -168,6 +228,10 @@ pub(crate) struct Endpoint {
     pub(crate) base_path: String,
     /// `X-Consul-Token` for every request (`--token`).
     pub(crate) token: Option<String>,
+    /// Whether the URL said `https://`.
+    pub(crate) https: bool,
+    /// The TLS client, for `https://` endpoints.
+    pub(crate) tls: Option<TlsClient>,
 }
 
 /// Validated benchmark configuration.
@@ -220,10 +284,11 @@ pub(crate) fn parse_endpoint(raw: &str) -> Result<Endpoint> {
     if raw.is_empty() {
         bail!("empty endpoint");
     }
-    let rest = match raw.split_once("://") {
-        Some(("http", rest)) => rest,
-        Some((scheme, _)) => bail!("endpoint {raw:?}: only http:// is supported, not {scheme}://"),
-        None => raw,
+    let (https, rest) = match raw.split_once("://") {
+        Some(("http", rest)) => (false, rest),
+        Some(("https", rest)) => (true, rest),
+        Some((scheme, _)) => bail!("endpoint {raw:?}: only http:// and https:// are supported, not {scheme}://"),
+        None => (false, raw),
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -237,7 +302,8 @@ pub(crate) fn parse_endpoint(raw: &str) -> Result<Endpoint> {
     } else {
         authority.contains(':')
     };
-    let host_port = if has_port { authority.to_string() } else { format!("{authority}:80") };
+    let default_port = if https { 443 } else { 80 };
+    let host_port = if has_port { authority.to_string() } else { format!("{authority}:{default_port}") };
     let addrs: Vec<SocketAddr> =
         host_port.to_socket_addrs().with_context(|| format!("endpoint {raw:?}: cannot resolve {host_port}"))?.collect();
     let addr = addrs
@@ -249,11 +315,13 @@ pub(crate) fn parse_endpoint(raw: &str) -> Result<Endpoint> {
         bail!("endpoint {raw:?} resolves to {addrs:?}: only loopback addresses are allowed");
     }
     Ok(Endpoint {
-        url: format!("http://{authority}{}", path.trim_end_matches('/')),
+        url: format!("{}://{authority}{}", if https { "https" } else { "http" }, path.trim_end_matches('/')),
         addr,
         host_header: authority.to_string(),
         base_path: path.trim_end_matches('/').to_string(),
         token: None,
+        https,
+        tls: None,
     })
 }
 
@@ -281,8 +349,20 @@ impl RunArgs {
         let mut endpoints =
             raw.into_iter().filter(|s| !s.trim().is_empty()).map(parse_endpoint).collect::<Result<Vec<_>>>()?;
         let token = self.token.clone().or_else(|| std::env::var("CONSUL_HTTP_TOKEN").ok()).filter(|t| !t.is_empty());
+        let env_path = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let mut tls = None;
+        if endpoints.iter().any(|e| e.https) {
+            let ca = self.ca_file.clone().or_else(|| env_path("CONSUL_CACERT"));
+            let ca = ca.context("https:// endpoints need --cacert (or CONSUL_CACERT)")?;
+            let cert = self.client_cert.clone().or_else(|| env_path("CONSUL_CLIENT_CERT"));
+            let key = self.client_key.clone().or_else(|| env_path("CONSUL_CLIENT_KEY"));
+            tls = Some(TlsClient::load(&ca, cert.as_deref(), key.as_deref())?);
+        }
         for ep in &mut endpoints {
             ep.token = token.clone();
+            if ep.https {
+                ep.tls = tls.clone();
+            }
         }
         if endpoints.is_empty() {
             bail!("--endpoints is empty");
@@ -379,6 +459,18 @@ mod tests {
         assert!(c.json);
         assert!(c.preload);
         assert_eq!(c.tag.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn https_endpoints_need_a_ca() {
+        let e = config(&["--endpoints", "https://127.0.0.1:8501"]).expect_err("no CA");
+        assert!(format!("{e:#}").contains("--cacert"), "{e:#}");
+        let e =
+            config(&["--endpoints", "https://127.0.0.1:8501", "--cacert", "/nonexistent/ca.pem"]).expect_err("no file");
+        assert!(format!("{e:#}").contains("/nonexistent/ca.pem"), "{e:#}");
+        let ep = parse_endpoint("https://127.0.0.1").expect("valid");
+        assert!(ep.https && ep.addr.port() == 443 && ep.url == "https://127.0.0.1");
+        assert!(parse_endpoint("ftp://127.0.0.1:1").is_err());
     }
 
     #[test]

@@ -167,9 +167,26 @@ type Sender = SendRequest<Full<Bytes>>;
 async fn connect(ep: &Endpoint) -> Result<Sender> {
     let stream = TcpStream::connect(ep.addr).await.with_context(|| format!("connect {}", ep.url))?;
     stream.set_nodelay(true)?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .with_context(|| format!("handshake {}", ep.url))?;
+    match &ep.tls {
+        Some(tls) => {
+            // The server is named by its address (Consul's certificates carry 127.0.0.1).
+            let name = rustls::pki_types::ServerName::from(ep.addr.ip());
+            let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+                .connect(name, stream)
+                .await
+                .with_context(|| format!("TLS handshake {}", ep.url))?;
+            http1(TokioIo::new(stream), ep).await
+        }
+        None => http1(TokioIo::new(stream), ep).await,
+    }
+}
+
+async fn http1<IO>(io: IO, ep: &Endpoint) -> Result<Sender>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(io).await.with_context(|| format!("handshake {}", ep.url))?;
     tokio::spawn(async move {
         // Ends when the sender is dropped or the server closes the connection.
         let _ = conn.await;
