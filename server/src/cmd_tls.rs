@@ -835,18 +835,7 @@ fn unix_secs(t: SystemTime) -> (i64, u32) {
 
 /// RFC 3339 in UTC to the second (`2024-01-02T03:04:05Z`), as Go prints times in x509 errors.
 fn rfc3339(secs: i64) -> String {
-    // Howard Hinnant's civil_from_days.
-    let z = secs.div_euclid(SECS_PER_DAY) + 719_468;
-    let sod = secs.rem_euclid(SECS_PER_DAY);
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", sod / 3600, sod % 3600 / 60, sod % 60)
+    consul_core::wire::timestamp::format_secs(secs)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,6 +24,14 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// Formats unix seconds (before 1970 too) as RFC 3339 in UTC to the second
+/// (`2024-01-02T03:04:05Z`), as Go prints times in x509 errors.
+pub fn format_secs(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", sod / 3600, sod % 3600 / 60, sod % 60)
+}
+
 /// Formats unix ms as Go's RFC3339Nano in UTC (`2024-01-02T03:04:05.123Z`, trailing zeros of
 /// the fraction dropped).
 pub fn format_ms(ms: u64) -> String {
