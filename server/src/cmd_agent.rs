@@ -410,8 +410,8 @@ pub(crate) async fn run(args: AgentArgs, matches: Option<&ArgMatches>) -> Result
     let level = parse_log_level(&settings.log_level)?;
     init_logging(level, settings.log_json)?;
 
-    for key in &settings.accepted_unused {
-        tracing::info!(key = %key, "config key accepted, not yet used");
+    for (key, reason) in &settings.no_effect {
+        tracing::info!(key = %key, reason = %reason, "config key accepted, no effect here");
     }
     if settings.enable_script_checks {
         tracing::warn!("enable_script_checks: script checks can be registered over the HTTP API");

@@ -184,7 +184,7 @@ mod tests {
         assert!(s.log_json);
         assert_eq!(s.pid_file.as_deref(), Some(Path::new("/tmp/p")));
         assert!(!s.agent.acl.enabled);
-        assert!(s.accepted_unused.contains("ports.grpc"));
+        assert!(s.no_effect.contains_key("ports.grpc"));
     }
 
     #[test]

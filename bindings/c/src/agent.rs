@@ -22,8 +22,9 @@ use crate::ffi::{self, Handle};
 /// Reads an embedded agent's configuration: Consul's config-file JSON keys (`node_name`,
 /// `datacenter`, `server`, `bootstrap_expect`, `data_dir`, `bind_addr`, `client_addr`,
 /// `advertise_addr`, `ports {http, dns, server, serf_lan}`, `retry_join`, `retry_interval`,
-/// `performance {raft_multiplier}`, `services`, `checks`, `dns_config`, `limits`, …; the keys
-/// the binary accepts but does not act on are accepted here too), plus one key of its own:
+/// `performance {raft_multiplier}`, `services`, `checks`, `dns_config`, `limits`, …; each key
+/// honoured, accepted without effect or refused exactly as by the binary — the README's
+/// "Configuration keys" table), plus one key of its own:
 ///
 /// - `"dev"` (bool): an in-memory server that elects itself at once, like `consul agent -dev`.
 ///   Default: true unless `data_dir` is given or `server` is false. Without `dev`, `server`

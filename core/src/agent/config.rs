@@ -106,6 +106,9 @@ pub struct AgentConfig {
     pub sync_coordinate_interval_min: Duration,
     /// Coordinate publications per second the whole datacenter aims for (64).
     pub sync_coordinate_rate_target: f64,
+    /// `http_config.response_headers`: added to every HTTP(S) API response that does not set
+    /// the header itself (names and values checked when the configuration is read).
+    pub http_response_headers: Vec<(String, String)>,
 }
 
 /// Listener ports (`ports { … }` in Consul's config).
@@ -183,6 +186,7 @@ impl Default for AgentConfig {
             tls: crate::tls::TlsConfig::default(),
             sync_coordinate_interval_min: Duration::from_secs(15),
             sync_coordinate_rate_target: 64.0,
+            http_response_headers: Vec::new(),
         }
     }
 }
@@ -328,6 +332,7 @@ impl AgentConfig {
             default_query_time: self.default_query_time,
             max_query_time: self.max_query_time,
             disable_coordinates: self.disable_coordinates,
+            response_headers: self.http_response_headers.clone(),
             acl: self.acl.clone(),
         }
     }

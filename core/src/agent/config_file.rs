@@ -10,10 +10,12 @@
 //! that every embedder — the binary, the C library's `consul_agent_start_json`, other bindings —
 //! accepts exactly the same keys with the same errors.
 //!
-//! Keys Consul has but this agent does not act on yet are accepted and remembered in
-//! [`Settings::accepted_unused`], so the agent can log them once logging is set up.
+//! Every key Consul 1.16–1.22 reads is in one of three classes ([`classes`]): honoured;
+//! accepted with no effect (remembered in [`Settings::no_effect`] with the reason, so the agent
+//! logs each once at start); or refused at start, naming the key, when it bears on security or
+//! data safety and asks for something this agent does not do. Unknown keys are refused.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +26,8 @@ use crate::agent::config::AgentConfig;
 use crate::duration::parse_go_duration;
 use crate::error::Error;
 
+pub mod classes;
+mod restrictions;
 mod security;
 
 /// Results of this module; errors are [`Error::Config`] naming the key and the source.
@@ -52,10 +56,15 @@ pub struct Settings {
     pub dns_disabled: bool,
     /// `ui` / `ui_config.enabled`: accepted; there is no UI.
     pub ui: bool,
-    /// Keys seen that Consul knows but this agent does not act on yet (dotted names).
-    pub accepted_unused: BTreeSet<String>,
+    /// Keys seen that are accepted with no effect here (dotted names), with the reason: the
+    /// agent logs each once at start ("accepted, no effect here").
+    pub no_effect: BTreeMap<String, String>,
     /// `primary_datacenter` / `acl_datacenter`: the ACL authority, checked in [`Settings::finish`].
     acl_primary_datacenter: Option<String>,
+    /// `addresses.*`: checked against the final `client_addr` in [`Settings::finish`].
+    listener_addrs: BTreeMap<String, IpAddr>,
+    /// `serf_lan`: checked against the final `bind_addr` in [`Settings::finish`].
+    serf_lan_addr: Option<IpAddr>,
 }
 
 impl Settings {
@@ -72,8 +81,10 @@ impl Settings {
             enable_script_checks: false,
             dns_disabled: false,
             ui: dev,
-            accepted_unused: BTreeSet::new(),
+            no_effect: BTreeMap::new(),
             acl_primary_datacenter: None,
+            listener_addrs: BTreeMap::new(),
+            serf_lan_addr: None,
         }
     }
 
@@ -121,11 +132,9 @@ impl Settings {
                     self.apply_ports(ctx, block)?;
                 }
             }
+            // `start_join` is deprecated in Consul, which appends it to `retry_join` too.
             "retry_join" | "start_join" => {
                 let list = ctx.string_list(key, v)?;
-                if key == "start_join" {
-                    self.accepted_unused.insert("start_join (deprecated; treated as retry_join)".into());
-                }
                 self.agent.retry_join.extend(list);
             }
             "retry_interval" => a.retry_interval = ctx.duration(key, v)?,
@@ -142,12 +151,7 @@ impl Settings {
             "raft_snapshot_interval" => {
                 // Validated so a typo fails now; the core snapshots by threshold only.
                 ctx.duration(key, v)?;
-                self.accepted_unused.insert(key.to_string());
-            }
-            "limits" => {
-                for block in ctx.blocks(key, v)? {
-                    self.apply_limits(ctx, block)?;
-                }
+                self.note_no_effect(key);
             }
             "default_query_time" => a.default_query_time = ctx.duration(key, v)?,
             "max_query_time" => a.max_query_time = ctx.duration(key, v)?,
@@ -190,6 +194,12 @@ impl Settings {
             "enable_local_script_checks" => a.enable_local_script_checks = ctx.bool(key, v)?,
             "check_update_interval" => a.check_update_interval = ctx.duration(key, v)?,
             "disable_coordinates" => a.disable_coordinates = ctx.bool(key, v)?,
+            // Not user settings in Consul's documentation, but read from files all the same.
+            "ae_interval" => a.ae_interval = ctx.duration(key, v)?,
+            "check_reap_interval" => a.check_reap_interval = ctx.duration(key, v)?,
+            "check_deregister_interval_min" => a.check_deregister_interval_min = ctx.duration(key, v)?,
+            "sync_coordinate_interval_min" => a.sync_coordinate_interval_min = ctx.duration(key, v)?,
+            "sync_coordinate_rate_target" => a.sync_coordinate_rate_target = ctx.float(key, v)?,
             // Service and check definitions: the same parser as the agent API, so a block can be
             // posted to /v1/agent/service/register as-is and errors read the same.
             "service" | "services" => {
@@ -222,7 +232,7 @@ impl Settings {
             }
             "ui" => {
                 self.ui = ctx.bool(key, v)?;
-                self.accepted_unused.insert(key.to_string());
+                self.note_no_effect(key);
             }
             "ui_config" => {
                 for block in ctx.blocks(key, v)? {
@@ -230,7 +240,7 @@ impl Settings {
                         self.ui = ctx.bool("ui_config.enabled", enabled)?;
                     }
                 }
-                self.accepted_unused.insert(key.to_string());
+                self.apply_classified(ctx, key, v)?;
             }
             "acl" => {
                 for block in ctx.blocks(key, v)? {
@@ -239,11 +249,9 @@ impl Settings {
             }
             _ if self.apply_legacy_acl(ctx, key, v)? => {}
             _ if self.apply_tls(ctx, key, v)? => {}
-            _ if self.refuse_unhonoured_restrictions(ctx, key, v)? => {}
-            _ if ACCEPTED_UNUSED.contains(&key) => {
-                self.accepted_unused.insert(key.to_string());
-            }
-            _ => return Err(ctx.unknown(key)),
+            _ if self.apply_special(ctx, key, v)? => {}
+            // Everything else by its class alone: no effect, refused, or unknown.
+            _ => self.apply_classified(ctx, key, v)?,
         }
         Ok(())
     }
@@ -269,9 +277,9 @@ impl Settings {
                 },
                 "https" => p.https = ctx.port(&key, v, true)?,
                 "grpc" | "grpc_tls" | "serf_wan" | "sidecar_min_port" | "sidecar_max_port" | "expose_min_port"
-                | "expose_max_port" => {
+                | "expose_max_port" | "proxy_min_port" | "proxy_max_port" => {
                     ctx.port(&key, v, true)?;
-                    self.accepted_unused.insert(key);
+                    self.note_no_effect(&key);
                 }
                 _ => return Err(ctx.unknown(&key)),
             }
@@ -291,7 +299,7 @@ impl Settings {
                 "rpc_hold_timeout" => self.agent.rpc_hold_timeout = ctx.duration(&key, v)?,
                 "leave_drain_time" => {
                     ctx.duration(&key, v)?;
-                    self.accepted_unused.insert(key);
+                    self.note_no_effect(&key);
                 }
                 _ => return Err(ctx.unknown(&key)),
             }
@@ -335,10 +343,7 @@ impl Settings {
                         }
                     }
                 }
-                "disable_compression" | "recursor_strategy" | "use_cache" | "cache_max_age" | "prefer_namespace" => {
-                    self.accepted_unused.insert(key);
-                }
-                _ => return Err(ctx.unknown(&key)),
+                _ => self.apply_classified(ctx, &key, v)?,
             }
         }
         Ok(())
@@ -355,7 +360,7 @@ impl Settings {
                 "probe_timeout" => g.probe_timeout = ctx.duration(&key, v)?,
                 "suspicion_mult" => g.suspicion_mult = ctx.uint(&key, v, 100)? as u32,
                 "retransmit_mult" => g.retransmit_mult = ctx.uint(&key, v, 100)? as u32,
-                _ => return Err(ctx.bad(&key, "unknown key")),
+                _ => return Err(ctx.unknown(&key)),
             }
         }
         Ok(())
@@ -364,7 +369,8 @@ impl Settings {
     /// Settles what depends on several sources; call once after the last one was applied.
     pub fn finish(&mut self) -> Result<()> {
         self.settle_leave_defaults();
-        self.settle_acl()
+        self.settle_acl()?;
+        self.settle_listeners()
     }
 
     /// The leave defaults follow the role unless set explicitly (Consul's `leave_on_terminate`
@@ -376,37 +382,6 @@ impl Settings {
         if !self.leave_flags_set.1 {
             self.leave_on_terminate = !self.agent.server;
         }
-    }
-
-    fn apply_limits(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
-        for (k, v) in block {
-            let key = format!("limits.{k}");
-            let l = &mut self.agent.limits;
-            match k.as_str() {
-                "kv_max_value_size" => {
-                    l.kv_max_value_size = ctx.uint(&key, v, usize::MAX as u64)? as usize;
-                }
-                "txn_max_req_len" => l.txn_max_req_len = ctx.uint(&key, v, usize::MAX as u64)? as usize,
-                "http_max_conns_per_client" | "rpc_max_conns_per_client" | "rpc_max_burst" => {
-                    ctx.uint(&key, v, u64::MAX)?;
-                    self.accepted_unused.insert(key);
-                }
-                "rpc_rate" => {
-                    // A float in Consul; -1 (the default) means unlimited.
-                    ctx.float(&key, v)?;
-                    self.accepted_unused.insert(key);
-                }
-                "rpc_handshake_timeout" | "rpc_client_timeout" => {
-                    ctx.duration(&key, v)?;
-                    self.accepted_unused.insert(key);
-                }
-                "request_limits" => {
-                    self.accepted_unused.insert(key);
-                }
-                _ => return Err(ctx.unknown(&key)),
-            }
-        }
-        Ok(())
     }
 }
 
@@ -425,49 +400,6 @@ fn parse_recursor(s: &str) -> std::result::Result<std::net::SocketAddr, String> 
         .map(|ip| std::net::SocketAddr::new(ip, 53))
         .map_err(|_| format!("{s:?} is not an IP address or IP:port"))
 }
-
-/// Keys Consul knows that we accept and do not act on yet. Rejecting them would make existing
-/// configuration files fail outright; logging them keeps the gap visible.
-const ACCEPTED_UNUSED: &[&str] = &[
-    "log_file",
-    "log_rotate_bytes",
-    "log_rotate_duration",
-    "log_rotate_max_files",
-    "enable_syslog",
-    "syslog_facility",
-    "disable_remote_exec",
-    "rejoin_after_leave",
-    "reconnect_timeout_wan",
-    "node_meta",
-    "connect",
-    "telemetry",
-    "watches",
-    "addresses",
-    "disable_update_check",
-    "http_config",
-    "raft_protocol",
-    "autopilot",
-    "discovery_max_stale",
-    "use_streaming_backend",
-    "license_path",
-    "disable_host_node_id",
-    "disable_http_unprintable_char_filter",
-    "advertise_addr_wan",
-    "retry_join_wan",
-    "retry_interval_wan",
-    "retry_max_wan",
-    "translate_wan_addrs",
-    "serf_lan",
-    "serf_wan",
-    "rpc",
-    "raft_logstore",
-    "enable_debug",
-    "enable_central_service_config",
-    "server_name",
-    "segment",
-    "peering",
-    "audit",
-];
 
 /// Where a value came from, for error messages.
 struct Ctx<'a> {
@@ -630,4 +562,93 @@ pub fn parse_ip_list_first(s: &str) -> std::result::Result<IpAddr, String> {
     }
     let first = s.split_whitespace().next().ok_or_else(|| "must not be empty".to_string())?;
     first.parse().map_err(|_| format!("{first:?} is not an IP address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// Parses `v` like the binary does: apply, settle, validate.
+    fn start(v: &Value) -> Result<Settings> {
+        let mut s = Settings::new(false);
+        s.apply_value(v, "config.json")?;
+        s.finish()?;
+        s.agent.validate()?;
+        Ok(s)
+    }
+
+    /// The file `github.com/hashicorp/consul/sdk/testutil` (`TestServerConfig`, Consul 1.16)
+    /// writes with its defaults, as `json.Marshal` lays it out (our own values): `segments` is
+    /// `null`, `addresses` and `acl.tokens` empty objects, eight ports.
+    #[test]
+    fn consul_sdk_testutil_default_config_is_accepted() {
+        let node_id = "0b3d6a2e-8a52-4c0e-9d55-2f1a7c3e9b10";
+        let v: Value = serde_json::from_str(&format!(
+            r#"{{"node_name":"node-{node_id}","node_id":"{node_id}","performance":{{"raft_multiplier":1}},
+            "bootstrap":true,"server":true,"data_dir":"/tmp/TestAPI_KV123/data","segments":null,
+            "disable_update_check":true,"log_level":"debug","bind_addr":"127.0.0.1","addresses":{{}},
+            "ports":{{"dns":21001,"http":21002,"https":21003,"serf_lan":21004,"serf_wan":21005,"server":21006,
+            "grpc":21007,"grpc_tls":21008}},"acl":{{"tokens":{{}}}},
+            "connect":{{"ca_config":{{"cluster_id":"11111111-2222-3333-4444-555555555555"}},"enabled":true}},
+            "skip_leave_on_interrupt":true,"peering":{{"enabled":true}}}}"#
+        ))
+        .expect("json");
+        let s = start(&v).expect("the testutil's default configuration starts");
+        let a = &s.agent;
+        assert_eq!(a.node_name, format!("node-{node_id}"));
+        assert!(a.server && a.bootstrap && !a.acl.enabled);
+        assert_eq!((a.ports.http, a.ports.dns, a.ports.serf_lan, a.ports.server), (Some(21002), 21001, 21004, 21006));
+        assert_eq!(a.raft.raft_multiplier, 1);
+        assert_eq!(a.ports.https, None, "no certificate: no HTTPS listener");
+        for key in [
+            "ports.https",
+            "ports.serf_wan",
+            "ports.grpc",
+            "ports.grpc_tls",
+            "disable_update_check",
+            "connect.enabled",
+            "connect.ca_config.cluster_id",
+            "peering.enabled",
+        ] {
+            assert!(s.no_effect.contains_key(key), "{key} not logged as accepted without effect");
+        }
+        assert!(!s.no_effect.contains_key("segments"), "null asks for nothing");
+    }
+
+    /// The same with the fields tests set through the callback: ACLs on with the legacy token
+    /// names, the pre-1.12 TLS keys off, addresses equal to client_addr, the optional ports,
+    /// node meta, retry_join, `partition` "" and so on.
+    #[test]
+    fn consul_sdk_testutil_config_with_callback_fields_is_accepted() {
+        let v = json!({
+            "node_name": "node-1", "node_id": "0b3d6a2e-8a52-4c0e-9d55-2f1a7c3e9b10",
+            "node_meta": {"rack": "r1"}, "performance": {"raft_multiplier": 1}, "bootstrap": true, "server": true,
+            "partition": "", "retry_join": ["127.0.0.1:21104"], "data_dir": "/tmp/t/data", "datacenter": "dc1",
+            "segments": [], "disable_update_check": true, "log_level": "debug", "bind_addr": "127.0.0.1",
+            "addresses": {"dns": "127.0.0.1", "http": "127.0.0.1", "https": "127.0.0.1", "grpc": "127.0.0.1"},
+            "ports": {"dns": -1, "http": 21102, "https": -1, "serf_lan": 21104, "serf_wan": -1, "server": 21106,
+                      "grpc": -1, "grpc_tls": -1, "proxy_min_port": 21200, "proxy_max_port": 21300},
+            "raft_protocol": 3, "acl_datacenter": "dc1", "primary_datacenter": "dc1", "acl_default_policy": "deny",
+            "acl": {"enabled": true, "enable_token_replication": false, "policy_ttl": "30s", "token_ttl": "30s",
+                    "down_policy": "extend-cache", "default_policy": "deny", "enable_key_list_policy": true,
+                    "tokens": {"replication": "", "default": "", "agent": "agent-secret", "master": "root",
+                               "agent_master": "recovery"},
+                    "disabled_ttl": "10s"},
+            "encrypt": "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=",
+            "ca_file": "", "cert_file": "", "key_file": "", "verify_incoming": false, "verify_incoming_rpc": false,
+            "verify_incoming_https": false, "verify_outgoing": false, "enable_script_checks": false,
+            "connect": {"enabled": true, "ca_config": {"cluster_id": "11111111-2222-3333-4444-555555555555"}},
+            "enable_debug": true, "skip_leave_on_interrupt": true, "peering": {"enabled": true},
+            "version": "1.16.0", "experiments": [], "locality": {"region": "us-east-1", "zone": "us-east-1a"}
+        });
+        let s = start(&v).expect("accepted");
+        let acl = &s.agent.acl;
+        assert!(acl.enabled && !acl.default_allow);
+        assert_eq!(acl.tokens.initial_management.as_deref(), Some("root"));
+        assert_eq!(acl.tokens.agent_recovery.as_deref(), Some("recovery"));
+        assert!(s.dns_disabled);
+        assert!(s.no_effect.contains_key("locality.region") && s.no_effect.contains_key("ports.proxy_min_port"));
+    }
 }

@@ -50,11 +50,14 @@ use crate::tls::{AgentTls, Plaintext};
 const MAX_FRAME: usize = 256 * 1024 * 1024;
 /// How long a TCP connect may take before the peer counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a new connection may take to show what it speaks and finish a TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a new connection may take to show what it speaks and finish a TLS handshake
+/// (Consul's default `limits.rpc_handshake_timeout`).
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first byte of a TLS handshake record (a ClientHello). Plaintext frames start with their
 /// big-endian length, whose first byte is 0 below 16 MiB and never 0x16 within [`MAX_FRAME`].
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+/// How many requests of a refused plaintext connection are answered with the reason.
+const REFUSALS_PER_CONNECTION: usize = 64;
 
 /// A byte stream a connection runs over: plain TCP or TLS.
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -495,17 +498,22 @@ async fn accept(stream: TcpStream, peer: SocketAddr, tls: &AgentTls) -> Option<B
     }
 }
 
-/// Answers the first request of a refused plaintext connection with the reason, so the peer
-/// can say why it failed instead of seeing a bare close.
+/// Answers the requests of a refused plaintext connection with the reason, so the peer can say
+/// why it failed instead of seeing a bare close: every request already queued on the connection
+/// (several subsystems share it) and any sent within [`HANDSHAKE_TIMEOUT`], at most
+/// [`REFUSALS_PER_CONNECTION`]; then the connection closes.
 async fn refuse_plaintext(stream: TcpStream) {
     let (read_half, write_half) = stream.into_split();
     let mut frames = FramedRead::new(read_half, codec());
-    let Ok(Some(Ok(frame))) = tokio::time::timeout(HANDSHAKE_TIMEOUT, frames.next()).await else { return };
-    let Ok((id, _, _)) = postcard::from_bytes::<(u64, Service, Vec<u8>)>(&frame) else { return };
+    let mut sink = FramedWrite::new(write_half, codec());
     let reply: Reply = Err("this server requires TLS (verify_incoming): set verify_outgoing and a certificate".into());
-    if let Ok(bytes) = postcard::to_allocvec(&(id, &reply)) {
-        let mut sink = FramedWrite::new(write_half, codec());
-        let _ = sink.send(Bytes::from(bytes)).await;
+    for _ in 0..REFUSALS_PER_CONNECTION {
+        let Ok(Some(Ok(frame))) = tokio::time::timeout(HANDSHAKE_TIMEOUT, frames.next()).await else { return };
+        let Ok((id, _, _)) = postcard::from_bytes::<(u64, Service, Vec<u8>)>(&frame) else { return };
+        let Ok(bytes) = postcard::to_allocvec(&(id, &reply)) else { return };
+        if sink.send(Bytes::from(bytes)).await.is_err() {
+            return;
+        }
     }
 }
 

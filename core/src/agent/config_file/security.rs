@@ -1,5 +1,6 @@
 //! The security keys: `acl { … }` with the legacy `acl_*` spellings Consul still reads, and
-//! `tls { … }` with the pre-1.12 top-level TLS spellings.
+//! `tls { … }` with the pre-1.12 top-level TLS spellings. Their sub-keys that are not honoured
+//! go through [`Settings::apply_classified`]: accepted with no effect or refused by their class.
 
 use serde_json::{Map, Value};
 
@@ -40,16 +41,9 @@ impl Settings {
                 // Deprecated no-ops in Consul itself (1.4 removed what they tuned).
                 "disabled_ttl" => {
                     ctx.duration(&key, v)?;
-                    self.accepted_unused.insert(key);
+                    self.note_no_effect(&key);
                 }
-                _ => {
-                    return Err(ctx.bad(
-                        &key,
-                        "unknown or unsupported ACL setting (known: enabled, default_policy, down_policy, token_ttl, \
-                         policy_ttl, role_ttl, enable_key_list_policy, enable_token_persistence, \
-                         enable_token_replication, tokens)",
-                    ))
-                }
+                _ => self.apply_classified(ctx, &key, v)?,
             }
         }
         Ok(())
@@ -58,18 +52,21 @@ impl Settings {
     fn apply_acl_tokens(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
         for (k, v) in block {
             let key = format!("acl.tokens.{k}");
-            let secret = Some(ctx.string(&key, v)?).filter(|s| !s.is_empty());
             let t = &mut self.agent.acl.tokens;
-            match k.as_str() {
-                "initial_management" | "master" => t.initial_management = secret,
-                "agent" => t.agent = secret,
-                "agent_recovery" | "agent_master" => t.agent_recovery = secret,
-                "default" => t.default = secret,
-                "replication" => t.replication = secret,
-                "config_file_service_registration" => t.config_file_service_registration = secret,
-                "dns" => t.dns = secret,
-                _ => return Err(ctx.bad(&key, "unknown ACL token kind")),
-            }
+            let slot = match k.as_str() {
+                "initial_management" | "master" => &mut t.initial_management,
+                "agent" => &mut t.agent,
+                "agent_recovery" | "agent_master" => &mut t.agent_recovery,
+                "default" => &mut t.default,
+                "replication" => &mut t.replication,
+                "config_file_service_registration" => &mut t.config_file_service_registration,
+                "dns" => &mut t.dns,
+                _ => {
+                    self.apply_classified(ctx, &key, v)?;
+                    continue;
+                }
+            };
+            *slot = Some(ctx.string(&key, v)?).filter(|s| !s.is_empty());
         }
         Ok(())
     }
@@ -130,9 +127,8 @@ impl Settings {
 
     /// A TLS key: the 1.12+ `tls { defaults, internal_rpc, https, grpc }` block or a pre-1.12
     /// top-level spelling (which sets `tls.defaults`, or the protocol its name says). Returns
-    /// false when `key` is not a TLS key. `auto_encrypt` (certificates fetched from the servers)
-    /// is refused when it asks for anything: an agent must not start without the certificates it
-    /// was told to get.
+    /// false when `key` is not a TLS key. `tls.grpc` is parsed and checked like the others but
+    /// has no effect: nothing is served over gRPC.
     pub(super) fn apply_tls(&mut self, ctx: &Ctx<'_>, key: &str, v: &Value) -> Result<bool> {
         let tls = &mut self.agent.tls;
         match key {
@@ -140,25 +136,15 @@ impl Settings {
                 for block in ctx.blocks(key, v)? {
                     for (k, v) in block {
                         let path = format!("tls.{k}");
-                        let layer = match k.as_str() {
-                            "defaults" => &mut tls.defaults,
-                            "internal_rpc" => &mut tls.internal_rpc,
-                            "https" => &mut tls.https,
-                            "grpc" => &mut tls.grpc,
-                            _ => {
-                                return Err(
-                                    ctx.bad(&path, "unknown TLS section (known: defaults, internal_rpc, https, grpc)")
-                                )
-                            }
-                        };
+                        if !matches!(k.as_str(), "defaults" | "internal_rpc" | "https" | "grpc") {
+                            return Err(
+                                ctx.bad(&path, "unknown TLS section (known: defaults, internal_rpc, https, grpc)")
+                            );
+                        }
                         for b in ctx.blocks(&path, v)? {
                             for (name, v) in b {
-                                tls_layer_key(ctx, layer, k, &format!("{path}.{name}"), name, v)?;
+                                self.apply_tls_layer_key(ctx, k, &format!("{path}.{name}"), name, v)?;
                             }
-                        }
-                        if k == "grpc" && tls.grpc != crate::tls::TlsLayer::default() {
-                            // Nothing is served over gRPC, so there is nothing for these to protect.
-                            self.accepted_unused.insert(path);
                         }
                     }
                 }
@@ -175,34 +161,47 @@ impl Settings {
             | "tls_min_version"
             | "tls_cipher_suites"
             | "tls_prefer_server_cipher_suites" => {
-                tls_layer_key(ctx, &mut tls.defaults, "defaults", key, key, v)?;
-            }
-            "auto_encrypt" => {
-                if let Some(path) = asks_for_something(key, v) {
-                    return Err(ctx.bad(
-                        &path,
-                        "auto_encrypt (certificates distributed by the servers) is not supported; give each \
-                         agent its certificate with tls.defaults cert_file/key_file (see `consul-rs tls cert \
-                         create`)",
-                    ));
-                }
-                self.accepted_unused.insert(key.to_string());
+                tls_layer_key(ctx, &mut tls.defaults, key, key, v)?;
             }
             _ => return Ok(false),
         }
         Ok(true)
     }
+
+    /// One key of `tls.<section>`: honoured, or by its class where only some sections (or
+    /// none) can act on it.
+    fn apply_tls_layer_key(&mut self, ctx: &Ctx<'_>, section: &str, path: &str, name: &str, v: &Value) -> Result<()> {
+        let tls = &mut self.agent.tls;
+        let layer = match section {
+            "defaults" => &mut tls.defaults,
+            "internal_rpc" => &mut tls.internal_rpc,
+            "https" => &mut tls.https,
+            _ => &mut tls.grpc,
+        };
+        match (section, name) {
+            (_, "use_auto_cert") | ("defaults" | "https" | "grpc", "verify_server_hostname") => {
+                if ctx.bool(path, v)? {
+                    let reason = super::classes::class_of(path).map_or("not supported", |(_, r)| r);
+                    return Err(ctx.refused(path, reason));
+                }
+            }
+            ("https", "verify_outgoing") => {
+                ctx.bool(path, v)?;
+                self.note_no_effect(path);
+            }
+            _ => {
+                tls_layer_key(ctx, layer, path, name, v)?;
+                if section == "grpc" {
+                    self.note_no_effect(path);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
-/// One key of a `tls` layer (`section` is `defaults`, `internal_rpc`, `https` or `grpc`).
-fn tls_layer_key(
-    ctx: &Ctx<'_>,
-    layer: &mut crate::tls::TlsLayer,
-    section: &str,
-    path: &str,
-    name: &str,
-    v: &Value,
-) -> Result<()> {
+/// One honoured key of a `tls` layer (or a pre-1.12 top-level spelling of one).
+fn tls_layer_key(ctx: &Ctx<'_>, layer: &mut crate::tls::TlsLayer, path: &str, name: &str, v: &Value) -> Result<()> {
     let file = |v: &Value| -> Result<Option<std::path::PathBuf>> {
         Ok(Some(ctx.string(path, v)?).filter(|s| !s.is_empty()).map(Into::into))
     };
@@ -212,10 +211,8 @@ fn tls_layer_key(
         "cert_file" => layer.cert_file = file(v)?,
         "key_file" => layer.key_file = file(v)?,
         "verify_incoming" => layer.verify_incoming = Some(ctx.bool(path, v)?),
-        "verify_outgoing" if section != "https" => layer.verify_outgoing = Some(ctx.bool(path, v)?),
-        "verify_server_hostname" if section == "internal_rpc" => {
-            layer.verify_server_hostname = Some(ctx.bool(path, v)?)
-        }
+        "verify_outgoing" => layer.verify_outgoing = Some(ctx.bool(path, v)?),
+        "verify_server_hostname" => layer.verify_server_hostname = Some(ctx.bool(path, v)?),
         "tls_min_version" => {
             let s = ctx.string(path, v)?;
             layer.min_version = Some(crate::tls::TlsVersion::parse(&s).map_err(|e| ctx.bad(path, &e))?);
@@ -232,76 +229,9 @@ fn tls_layer_key(
             layer.cipher_suites = Some(suites);
         }
         "tls_prefer_server_cipher_suites" => layer.prefer_server_cipher_suites = Some(ctx.bool(path, v)?),
-        "use_auto_cert" if section == "grpc" => {
-            if ctx.bool(path, v)? {
-                return Err(ctx
-                    .bad(path, "auto-generated gRPC certificates need the Connect CA, which this agent does not run"));
-            }
-        }
-        _ => {
-            return Err(ctx.bad(
-                path,
-                &format!(
-                    "unknown or unsupported key in tls.{section} (known: ca_file, ca_path, cert_file, key_file, \
-                     verify_incoming, verify_outgoing, tls_min_version, tls_cipher_suites{})",
-                    if section == "internal_rpc" { ", verify_server_hostname" } else { "" }
-                ),
-            ))
-        }
+        _ => return Err(ctx.unknown(path)),
     }
     Ok(())
-}
-
-impl Settings {
-    /// Other settings that restrict who may do what and that this agent cannot honour yet:
-    /// refused when they ask for something, so a hardened configuration never starts an agent
-    /// more open than it says. Returns false when `key` is none of them.
-    ///
-    /// - `audit { enabled = true }` (Consul Enterprise audit logging);
-    /// - `http_config.allow_write_http_from` / `http_config.block_endpoints` (write and
-    ///   endpoint restrictions by client address / path);
-    /// - `addresses.http` / `addresses.https` / `addresses.dns` / `addresses.grpc` (a narrower
-    ///   bind than `client_addr` for one listener).
-    pub(super) fn refuse_unhonoured_restrictions(&mut self, ctx: &Ctx<'_>, key: &str, v: &Value) -> Result<bool> {
-        let (checked, why): (&[&str], &str) = match key {
-            "audit" => (&["enabled"], "audit logging is a Consul Enterprise feature this agent does not have"),
-            "http_config" => (
-                &["allow_write_http_from", "block_endpoints"],
-                "HTTP write and endpoint restrictions are not supported by this agent yet",
-            ),
-            "addresses" => (
-                &["http", "https", "dns", "grpc", "grpc_tls"],
-                "per-listener addresses are not supported yet; bind every listener with client_addr",
-            ),
-            _ => return Ok(false),
-        };
-        for block in ctx.blocks(key, v)? {
-            for sub in checked {
-                if let Some(path) = block.get(*sub).and_then(|v| asks_for_something(&format!("{key}.{sub}"), v)) {
-                    return Err(ctx.bad(&path, &format!("{why}; the agent refuses to start rather than ignore it")));
-                }
-            }
-        }
-        self.accepted_unused.insert(key.to_string());
-        Ok(true)
-    }
-}
-
-/// The first setting under `key` that asks for something (a true flag, a non-empty string or
-/// list), as a dotted path; `None` when every value is off or empty.
-fn asks_for_something(key: &str, v: &Value) -> Option<String> {
-    match v {
-        Value::Bool(b) => b.then(|| key.to_string()),
-        Value::String(s) if s == "false" || s.is_empty() => None,
-        Value::String(_) | Value::Number(_) => Some(key.to_string()),
-        Value::Null => None,
-        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
-            // A repeated HCL block is a list of objects: keep the block's own key.
-            let path = if item.is_object() { key.to_string() } else { format!("{key}[{i}]") };
-            asks_for_something(&path, item)
-        }),
-        Value::Object(m) => m.iter().find_map(|(k, item)| asks_for_something(&format!("{key}.{k}"), item)),
-    }
 }
 
 fn default_policy(ctx: &Ctx<'_>, key: &str, v: &Value) -> Result<bool> {
@@ -325,8 +255,7 @@ mod tests {
     fn apply(v: Value) -> Result<Settings> {
         let mut s = Settings::new(false);
         s.apply_value(&v, "test.json")?;
-        s.settle_leave_defaults();
-        s.settle_acl_datacenter()?;
+        s.finish()?;
         Ok(s)
     }
 
@@ -437,10 +366,10 @@ mod tests {
         assert!(e.contains("http_config.allow_write_http_from"), "{e}");
         let e = err(json!({"http_config": {"block_endpoints": ["/v1/acl"]}}));
         assert!(e.contains("http_config.block_endpoints"), "{e}");
-        let e = err(json!({"addresses": {"http": "127.0.0.1"}}));
+        let e = err(json!({"addresses": {"http": "10.0.0.1"}}));
         assert!(e.contains("addresses.http") && e.contains("client_addr"), "{e}");
         apply(json!({"audit": {"enabled": false}, "http_config": {"response_headers": {"X-A": "b"},
-            "allow_write_http_from": []}, "addresses": {}}))
+            "allow_write_http_from": []}, "addresses": {"http": "127.0.0.1"}}))
         .expect("settings that restrict nothing are accepted");
     }
 }

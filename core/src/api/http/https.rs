@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::tls::AgentTls;
 
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to finish the TLS handshake (Consul's default
+/// `limits.https_handshake_timeout`).
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `app` over TLS on `listener` until `shutdown`.
 pub async fn serve_https(listener: TcpListener, app: Router, tls: Arc<AgentTls>, shutdown: CancellationToken) {

@@ -12,6 +12,7 @@ pub(crate) mod catalog;
 mod coordinate;
 mod event;
 mod https;
+pub(crate) use https::HANDSHAKE_TIMEOUT as HTTPS_HANDSHAKE_TIMEOUT;
 mod keyring;
 mod kv;
 mod operator;
@@ -72,6 +73,8 @@ pub struct ApiSettings {
     pub disable_coordinates: bool,
     /// `acl { … }`.
     pub acl: crate::api::authz::AclSettings,
+    /// `http_config.response_headers`: added to every response that does not set them.
+    pub response_headers: Vec<(String, String)>,
 }
 
 /// Request size limits (`limits { … }`).
@@ -233,7 +236,16 @@ fn require_acl_permission(acl: &crate::api::authz::RequestAcl, method: &Method, 
     acl.require_scalar(Scalar::Acl, if read { Need::Read } else { Need::Write })
 }
 
+/// The headers every response carries: the ACL ones, and `http_config.response_headers` where
+/// the handler did not set the header itself (Consul sets them before its handlers run).
 fn with_acl_headers(ctx: &ApiContext, mut resp: Response, filtered: bool) -> Response {
+    for (name, value) in &ctx.config.response_headers {
+        if let (Ok(name), Ok(value)) =
+            (axum::http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value))
+        {
+            resp.headers_mut().entry(name).or_insert(value);
+        }
+    }
     if ctx.acl.enabled() {
         let policy = if ctx.acl.settings().default_allow { "allow" } else { "deny" };
         resp.headers_mut().insert("X-Consul-Default-ACL-Policy", HeaderValue::from_static(policy));
