@@ -170,6 +170,23 @@ export interface ClientOptions {
   datacenter?: string;
   /** Timeout of a non-blocking request (default 10 000). */
   timeoutMs?: number;
+  /** PEM file of the CAs that sign the agent's certificate (default `CONSUL_CACERT`; beats
+   * `caPath`; neither: the system's CAs). Unusable: INVALID_ARGUMENT naming it. */
+  caFile?: string;
+  /** Directory of PEM CA files, read recursively (default `CONSUL_CAPATH`). */
+  caPath?: string;
+  /** PEM client certificate, for agents with `verify_incoming` (default `CONSUL_CLIENT_CERT`). */
+  clientCert?: string;
+  /** Its private key (default `CONSUL_CLIENT_KEY`). */
+  clientKey?: string;
+  /** The name the agent's certificate must carry when the address's host is not it (default
+   * `CONSUL_TLS_SERVER_NAME`; a `:port` is dropped). */
+  tlsServerName?: string;
+  /** Accept any agent certificate (default: `CONSUL_HTTP_SSL_VERIFY=false`). Tests only. */
+  insecureSkipVerify?: boolean;
+  /** Whether a bare `host:port` address is HTTPS (default `CONSUL_HTTP_SSL`); an `https://`
+   * address always is. */
+  https?: boolean;
 }
 
 export interface WatchOptions extends ReadOptions {

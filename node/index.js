@@ -376,6 +376,14 @@ class Client {
       tokenFile: optStr(o.tokenFile, 'tokenFile'),
       datacenter: optStr(o.datacenter, 'datacenter'),
       timeoutMs: optNum(o.timeoutMs, 'timeoutMs'),
+      // HTTPS, as Consul's client: each unset option falls back to its CONSUL_* variable.
+      caFile: optStr(o.caFile, 'caFile'),
+      caPath: optStr(o.caPath, 'caPath'),
+      clientCert: optStr(o.clientCert, 'clientCert'),
+      clientKey: optStr(o.clientKey, 'clientKey'),
+      tlsServerName: optStr(o.tlsServerName, 'tlsServerName'),
+      insecureSkipVerify: optBool(o.insecureSkipVerify, 'insecureSkipVerify'),
+      https: o.https === undefined || o.https === null ? undefined : optBool(o.https, 'https'),
     };
     this._n = sync(() => new native.NativeClient(config));
     this._closed = false;
@@ -1264,7 +1272,8 @@ class Agent {
 
   /** A Client for this agent. */
   client(options) {
-    const c = new Client({ ...opts(options), address: `http://${this.httpAddr}` });
+    // Plain HTTP whatever CONSUL_HTTP_SSL says: that variable describes some other agent.
+    const c = new Client({ https: false, ...opts(options), address: `http://${this.httpAddr}` });
     c._agent = this;
     return c;
   }

@@ -471,7 +471,9 @@ bool consul_agent_is_running(const struct consul_agent *a);
 
 /**
  * A new client for this agent's HTTP API (free with `consul_client_free`). The client does not
- * keep the agent running: after shutdown its calls fail with `CONSUL_E_CONNECTION`.
+ * keep the agent running: after shutdown its calls fail with `CONSUL_E_CONNECTION`. For an
+ * HTTPS-only agent (`"ports": {"http": -1, "https": …}`) it speaks HTTPS, trusting the agent's
+ * CA and presenting the agent's certificate; of the environment it reads only the ACL token.
  *
  * # Safety
  * `a` is a live agent; `out` is writable; `err` is NULL or writable.
@@ -559,6 +561,15 @@ enum consul_status consul_client_new(const char *address,
  * naming them). The ACL token is `token_file`'s content, else `token`, else
  * `$CONSUL_HTTP_TOKEN_FILE`'s, else `$CONSUL_HTTP_TOKEN`; an unreadable file is
  * `CONSUL_E_INVALID_ARGUMENT` naming it.
+ *
+ * HTTPS, as Consul's client: `"address": "https://host:8501"`, `"ca_file"`, `"ca_path"`,
+ * `"client_cert"`, `"client_key"` (for agents with `verify_incoming`), `"tls_server_name"`,
+ * `"insecure_skip_verify"` (bool) and `"https"` (bool: a bare `host:port` is HTTPS). Each one
+ * left out falls back to `$CONSUL_CACERT`, `$CONSUL_CAPATH`, `$CONSUL_CLIENT_CERT`,
+ * `$CONSUL_CLIENT_KEY`, `$CONSUL_TLS_SERVER_NAME`, `$CONSUL_HTTP_SSL_VERIFY=false` and
+ * `$CONSUL_HTTP_SSL`. A file that cannot be used is `CONSUL_E_INVALID_ARGUMENT` naming it; an
+ * untrusted agent certificate, or a client certificate the agent refuses, makes requests fail
+ * with `CONSUL_E_CONNECTION` saying so.
  *
  * # Safety
  * `config_json` is NULL or NUL-terminated; `out` is writable; `err` is NULL or writable.

@@ -2,18 +2,22 @@
 //! token and datacenter to send) turned into a [`consul_sdk::Client`], whose raw
 //! [`consul_sdk::Client::call`] serves the long tail of endpoints the SDK does not wrap. Consul's
 //! error conventions (a non-2xx answer becomes `Unexpected response code: N (body)`) come from
-//! the SDK's [`consul_sdk::RawResponse::error_for_status`].
+//! the SDK's [`consul_sdk::RawResponse::error_for_status`]. HTTPS (CA, client certificate,
+//! server name) is the SDK's too, from the same flags and environment variables as Consul's.
 
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Args;
 
-/// Flags every client command takes (`-http-addr`, `-token`, `-datacenter`).
+/// Flags every client command takes (`-http-addr`, `-token`, `-datacenter`, and the TLS ones
+/// of Consul's `HTTPFlags`). Each falls back to its environment variable when not given (or
+/// given empty), as in Consul.
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct ClientFlags {
-    /// Address of the agent's HTTP API (`host:port` or `http://host:port`); default from
-    /// CONSUL_HTTP_ADDR, else 127.0.0.1:8500.
+    /// Address of the agent's HTTP API (`host:port`, `http://host:port` or `https://host:port`);
+    /// default from CONSUL_HTTP_ADDR, else 127.0.0.1:8500. CONSUL_HTTP_SSL=true makes a bare
+    /// `host:port` HTTPS.
     #[arg(long = "http-addr", value_name = "ADDR")]
     pub(crate) http_addr: Option<String>,
     /// ACL token (sent as X-Consul-Token); default from CONSUL_HTTP_TOKEN.
@@ -26,6 +30,26 @@ pub(crate) struct ClientFlags {
     /// Datacenter to query (sent as ?dc=); default: the agent's.
     #[arg(long)]
     pub(crate) datacenter: Option<String>,
+    /// Path to a CA file to use for TLS when communicating with Consul; default from
+    /// CONSUL_CACERT.
+    #[arg(long = "ca-file", value_name = "PATH")]
+    pub(crate) ca_file: Option<String>,
+    /// Path to a directory of CA certificates to use for TLS when communicating with Consul;
+    /// default from CONSUL_CAPATH.
+    #[arg(long = "ca-path", value_name = "PATH")]
+    pub(crate) ca_path: Option<String>,
+    /// Path to a client cert file to use for TLS when 'verify_incoming' is enabled; default from
+    /// CONSUL_CLIENT_CERT.
+    #[arg(long = "client-cert", value_name = "PATH")]
+    pub(crate) client_cert: Option<String>,
+    /// Path to a client key file to use for TLS when 'verify_incoming' is enabled; default from
+    /// CONSUL_CLIENT_KEY.
+    #[arg(long = "client-key", value_name = "PATH")]
+    pub(crate) client_key: Option<String>,
+    /// The server name the agent's certificate must carry when connecting via TLS (instead of
+    /// the address's host; the SNI stays the host); default from CONSUL_TLS_SERVER_NAME.
+    #[arg(long = "tls-server-name", value_name = "NAME")]
+    pub(crate) tls_server_name: Option<String>,
 }
 
 /// An answer the caller inspects itself (status checked or not, see [`Client::send`]).
@@ -73,23 +97,36 @@ pub(crate) fn sdk_err(e: consul_sdk::Error) -> anyhow::Error {
 }
 
 impl Client {
-    /// Builds a client from the flags, falling back to the CONSUL_HTTP_* environment.
+    /// Builds a client from the flags, falling back to the CONSUL_HTTP_* environment (the SDK
+    /// reads it for every flag left unset: flags win, as in Consul). A failure (an unusable
+    /// address, token file or TLS file) is worded as Consul's CLI words it:
+    /// `Error connecting to Consul agent: …`.
     pub(crate) fn new(flags: &ClientFlags) -> Result<Client> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let addr = flags.http_addr.clone().or_else(|| env("CONSUL_HTTP_ADDR"));
-        let base = base_url(addr.as_deref().unwrap_or("127.0.0.1:8500"))?;
+        let addr = flags.http_addr.clone().filter(|a| !a.is_empty()).or_else(|| env("CONSUL_HTTP_ADDR"));
+        let connecting = |e: anyhow::Error| anyhow!(Verbatim(format!("Error connecting to Consul agent: {e:#}")));
+        let address = base_url(addr.as_deref().unwrap_or("127.0.0.1:8500")).map_err(connecting)?;
+        warn_unparsable_bools(&env);
         // The SDK resolves -token-file, -token, CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_TOKEN (in that
-        // order; see consul_sdk::resolve_token) and refuses an unreadable file by name.
+        // order; see consul_sdk::resolve_token) and refuses an unreadable file by name; it also
+        // falls back to CONSUL_HTTP_SSL, CONSUL_HTTP_SSL_VERIFY, CONSUL_CACERT, CONSUL_CAPATH,
+        // CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY and CONSUL_TLS_SERVER_NAME for what is unset.
         let sdk = consul_sdk::Client::new(consul_sdk::ClientConfig {
-            address: base,
+            address,
             token: flags.token.clone(),
             token_file: flags.token_file.clone(),
             datacenter: flags.datacenter.clone(),
             // A CLI command waits as long as the agent takes (a snapshot of a large store, a
             // restore): no request timeout of its own, in effect.
             timeout: NO_TIMEOUT,
+            ca_file: flags.ca_file.clone(),
+            ca_path: flags.ca_path.clone(),
+            client_cert: flags.client_cert.clone(),
+            client_key: flags.client_key.clone(),
+            tls_server_name: flags.tls_server_name.clone(),
+            ..consul_sdk::ClientConfig::default()
         })
-        .map_err(sdk_err)?;
+        .map_err(|e| connecting(sdk_err(e)))?;
         Ok(Client { sdk })
     }
 
@@ -138,26 +175,31 @@ pub(crate) fn check(resp: Response) -> Result<Response> {
     Ok(Response { status, index, body: raw.body.to_vec() })
 }
 
-/// `host:port`, `http://host:port` → `http://host:port`. TLS and unix sockets are refused with a
-/// clear message: this client speaks plain HTTP only.
+/// Checks the address's scheme the way Consul's client does, leaving the rest to the SDK: a bare
+/// `host:port` stays bare, so `CONSUL_HTTP_SSL` can still make it HTTPS.
 pub(crate) fn base_url(addr: &str) -> Result<String> {
     let addr = addr.trim().trim_end_matches('/');
     if addr.is_empty() {
         bail!("the HTTP address is empty");
     }
-    if let Some(rest) = addr.strip_prefix("http://") {
-        return Ok(format!("http://{rest}"));
+    match addr.split_once("://") {
+        None => Ok(addr.to_string()),
+        Some(("http" | "https", _)) => Ok(addr.to_string()),
+        Some(("unix", _)) => bail!("{addr}: unix sockets are not supported by this client"),
+        Some((scheme, _)) => bail!("Unknown protocol scheme: {scheme}"),
     }
-    if addr.starts_with("https://") {
-        bail!("{addr}: HTTPS is not supported by this client; use http://");
+}
+
+/// Consul's client logs a warning for a `CONSUL_HTTP_SSL` or `CONSUL_HTTP_SSL_VERIFY` that is
+/// not a boolean (and carries on without it); the CLI shows it on stderr, as Consul's does.
+fn warn_unparsable_bools(env: &dyn Fn(&str) -> Option<String>) {
+    for name in ["CONSUL_HTTP_SSL", "CONSUL_HTTP_SSL_VERIFY"] {
+        if let Some(v) = env(name).filter(|v| consul_sdk::client::parse_go_bool(v).is_none()) {
+            // hclog's quoting: the value is a quoted Go string inside a quoted field.
+            let go = format!("strconv.ParseBool: parsing {v:?}: invalid syntax");
+            eprintln!("[WARN]  consul-api: could not parse {name}: error={go:?}");
+        }
     }
-    if addr.starts_with("unix://") {
-        bail!("{addr}: unix sockets are not supported by this client");
-    }
-    if addr.contains("://") {
-        bail!("{addr}: unsupported scheme");
-    }
-    Ok(format!("http://{addr}"))
 }
 
 pub(crate) use consul_sdk::client::{escape, kv_path};
@@ -168,10 +210,11 @@ mod tests {
 
     #[test]
     fn base_urls() {
-        assert_eq!(base_url("127.0.0.1:8500").expect("ok"), "http://127.0.0.1:8500");
+        assert_eq!(base_url("127.0.0.1:8500").expect("ok"), "127.0.0.1:8500");
         assert_eq!(base_url("http://localhost:1234/").expect("ok"), "http://localhost:1234");
-        assert!(base_url("https://x:1").is_err());
+        assert_eq!(base_url("https://x:1").expect("ok"), "https://x:1");
         assert!(base_url("unix:///tmp/s").is_err());
+        assert_eq!(base_url("ftp://x").expect_err("scheme").to_string(), "Unknown protocol scheme: ftp");
         assert!(base_url("").is_err());
     }
 

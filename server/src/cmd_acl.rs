@@ -824,7 +824,8 @@ async fn role_links(c: &consul_sdk::Client, ids: &[String], names: &[String]) ->
 }
 
 fn sdk(flags: &ClientFlags) -> Result<consul_sdk::Client> {
-    Ok(Client::new(flags).map_err(|e| verbatim(format!("Error connecting to Consul agent: {e:#}")))?.sdk().clone())
+    // Client::new words its errors as Consul does: `Error connecting to Consul agent: …`.
+    Ok(Client::new(flags)?.sdk().clone())
 }
 
 fn nanos_of(arg: &str, s: &str) -> Result<i64> {

@@ -61,6 +61,7 @@ impl Api {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
+            .tls_backend_preconfigured(consul_core::tls::plain_client_tls())
             .build()
             .expect("reqwest client");
         Api { base: format!("http://{addr}"), http }
@@ -74,6 +75,7 @@ impl Api {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .default_headers(headers)
+            .tls_backend_preconfigured(consul_core::tls::plain_client_tls())
             .build()
             .expect("reqwest client");
         Api { base: self.base.clone(), http }

@@ -193,7 +193,11 @@ impl ProcCluster {
                 .map(|i| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.ports[i].http))
                 .collect(),
             rpc: (0..self.len()).map(|i| self.rpc_addr(i)).collect(),
-            probe: reqwest::Client::builder().timeout(Duration::from_secs(1)).build().expect("reqwest client"),
+            probe: reqwest::Client::builder()
+                .timeout(Duration::from_secs(1))
+                .tls_backend_preconfigured(consul_core::tls::plain_client_tls())
+                .build()
+                .expect("reqwest client"),
         }
     }
 

@@ -70,7 +70,11 @@ async fn main() -> Result<()> {
     if !args.addr.starts_with("127.") && !args.addr.starts_with("localhost") {
         bail!("--addr must be on 127.0.0.0/8");
     }
-    let http = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(256).build()?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(256)
+        .tls_backend_preconfigured(consul_core::tls::plain_client_tls())
+        .build()?;
     let rss_before = rss_kib(args.pid);
 
     // 1. Registration throughput.

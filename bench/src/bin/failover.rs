@@ -396,7 +396,11 @@ struct Client {
 impl Client {
     fn new(system: System, timeout: Duration) -> Result<Client> {
         // One idle connection per host is all a sequential writer needs; no proxy on loopback.
-        let http = reqwest::Client::builder().no_proxy().connect_timeout(timeout).build()?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(timeout)
+            .tls_backend_preconfigured(consul_core::tls::plain_client_tls())
+            .build()?;
         Ok(Client { http, system, timeout })
     }
 

@@ -41,6 +41,11 @@ use crate::ffi::{self, Handle};
 /// "enable_token_persistence", "tokens": {"initial_management", "agent", "default",
 /// "agent_recovery", "replication", "config_file_service_registration", "dns"}}`. With ACLs on,
 /// clients of the node pass a token (`consul_agent_client` then `consul_client_with_token`).
+///
+/// `tls` takes Consul's `tls { defaults { ca_file, cert_file, key_file, verify_incoming, … },
+/// https { … }, internal_rpc { … } }`, and `ports.https` an HTTPS port (0: any free one);
+/// `"ports": {"http": -1}` makes the node HTTPS-only: `consul_agent_http_addr` is then the
+/// HTTPS address, and `consul_agent_client` speaks HTTPS with the node's own CA and certificate.
 pub(crate) fn agent_config(text: Option<&str>) -> CResult<AgentConfig> {
     let mut v = match text {
         None => Value::Object(Default::default()),
@@ -205,7 +210,9 @@ pub unsafe extern "C" fn consul_agent_is_running(a: *const consul_agent) -> bool
 }
 
 /// A new client for this agent's HTTP API (free with `consul_client_free`). The client does not
-/// keep the agent running: after shutdown its calls fail with `CONSUL_E_CONNECTION`.
+/// keep the agent running: after shutdown its calls fail with `CONSUL_E_CONNECTION`. For an
+/// HTTPS-only agent (`"ports": {"http": -1, "https": …}`) it speaks HTTPS, trusting the agent's
+/// CA and presenting the agent's certificate; of the environment it reads only the ACL token.
 ///
 /// # Safety
 /// `a` is a live agent; `out` is writable; `err` is NULL or writable.

@@ -91,6 +91,15 @@ pub unsafe extern "C" fn consul_client_new(
 /// `$CONSUL_HTTP_TOKEN_FILE`'s, else `$CONSUL_HTTP_TOKEN`; an unreadable file is
 /// `CONSUL_E_INVALID_ARGUMENT` naming it.
 ///
+/// HTTPS, as Consul's client: `"address": "https://host:8501"`, `"ca_file"`, `"ca_path"`,
+/// `"client_cert"`, `"client_key"` (for agents with `verify_incoming`), `"tls_server_name"`,
+/// `"insecure_skip_verify"` (bool) and `"https"` (bool: a bare `host:port` is HTTPS). Each one
+/// left out falls back to `$CONSUL_CACERT`, `$CONSUL_CAPATH`, `$CONSUL_CLIENT_CERT`,
+/// `$CONSUL_CLIENT_KEY`, `$CONSUL_TLS_SERVER_NAME`, `$CONSUL_HTTP_SSL_VERIFY=false` and
+/// `$CONSUL_HTTP_SSL`. A file that cannot be used is `CONSUL_E_INVALID_ARGUMENT` naming it; an
+/// untrusted agent certificate, or a client certificate the agent refuses, makes requests fail
+/// with `CONSUL_E_CONNECTION` saying so.
+///
 /// # Safety
 /// `config_json` is NULL or NUL-terminated; `out` is writable; `err` is NULL or writable.
 #[no_mangle]
@@ -108,11 +117,19 @@ pub unsafe extern "C" fn consul_client_new_json(
         let mut config = ClientConfig::default();
         for (k, v) in obj {
             let s = || v.as_str().map(str::to_string).ok_or_else(|| CError::invalid(k, "must be a string"));
+            let b = || v.as_bool().ok_or_else(|| CError::invalid(k, "must be true or false"));
             match k.as_str() {
                 "address" => config.address = s()?,
                 "token" => config.token = Some(s()?).filter(|t| !t.is_empty()),
                 "token_file" => config.token_file = Some(s()?).filter(|t| !t.is_empty()),
                 "datacenter" => config.datacenter = Some(s()?),
+                "ca_file" => config.ca_file = Some(s()?),
+                "ca_path" => config.ca_path = Some(s()?),
+                "client_cert" => config.client_cert = Some(s()?),
+                "client_key" => config.client_key = Some(s()?),
+                "tls_server_name" => config.tls_server_name = Some(s()?),
+                "insecure_skip_verify" => config.insecure_skip_verify = b()?,
+                "https" => config.https = Some(b()?),
                 "timeout_ms" => {
                     let ms = v
                         .as_u64()

@@ -29,6 +29,20 @@ pub struct ClientOptions {
     pub token_file: Option<String>,
     pub datacenter: Option<String>,
     pub timeout_ms: Option<f64>,
+    /// PEM file of the CAs to trust (default `CONSUL_CACERT`).
+    pub ca_file: Option<String>,
+    /// Directory of PEM CA files (default `CONSUL_CAPATH`).
+    pub ca_path: Option<String>,
+    /// PEM client certificate (default `CONSUL_CLIENT_CERT`).
+    pub client_cert: Option<String>,
+    /// Its private key (default `CONSUL_CLIENT_KEY`).
+    pub client_key: Option<String>,
+    /// The name the agent's certificate must carry (default `CONSUL_TLS_SERVER_NAME`).
+    pub tls_server_name: Option<String>,
+    /// Accept any agent certificate (default: `CONSUL_HTTP_SSL_VERIFY=false`).
+    pub insecure_skip_verify: Option<bool>,
+    /// Whether a bare `host:port` is HTTPS (default `CONSUL_HTTP_SSL`).
+    pub https: Option<bool>,
 }
 
 /// KV write options.
@@ -80,6 +94,14 @@ impl NativeClient {
         config.token = opts.token;
         config.token_file = opts.token_file;
         config.datacenter = opts.datacenter;
+        // TLS options left unset fall back to Consul's variables in the SDK.
+        config.ca_file = opts.ca_file;
+        config.ca_path = opts.ca_path;
+        config.client_cert = opts.client_cert;
+        config.client_key = opts.client_key;
+        config.tls_server_name = opts.tls_server_name;
+        config.insecure_skip_verify = opts.insecure_skip_verify.unwrap_or(false);
+        config.https = opts.https;
         if let Some(t) = opts.timeout_ms {
             config.timeout = millis("timeoutMs", t).map_err(js_err)?;
             if config.timeout.is_zero() {

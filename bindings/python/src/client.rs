@@ -19,8 +19,14 @@ pub(crate) struct NativeClient {
 
 #[pymethods]
 impl NativeClient {
+    /// A client; the TLS options left unset fall back to Consul's variables (`CONSUL_HTTP_SSL`,
+    /// `CONSUL_CACERT`, `CONSUL_CAPATH`, `CONSUL_CLIENT_CERT`, `CONSUL_CLIENT_KEY`,
+    /// `CONSUL_TLS_SERVER_NAME`, `CONSUL_HTTP_SSL_VERIFY`), resolved by the SDK.
     #[new]
-    #[pyo3(signature = (address=None, token=None, datacenter=None, timeout=10.0, token_file=None))]
+    #[pyo3(signature = (address=None, token=None, datacenter=None, timeout=10.0, token_file=None, ca_file=None,
+                        ca_path=None, client_cert=None, client_key=None, tls_server_name=None,
+                        insecure_skip_verify=false, https=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         address: Option<String>,
@@ -28,6 +34,13 @@ impl NativeClient {
         datacenter: Option<String>,
         timeout: f64,
         token_file: Option<String>,
+        ca_file: Option<String>,
+        ca_path: Option<String>,
+        client_cert: Option<String>,
+        client_key: Option<String>,
+        tls_server_name: Option<String>,
+        insecure_skip_verify: bool,
+        https: Option<bool>,
     ) -> PyResult<Self> {
         let mut config = ClientConfig::default();
         if let Some(a) = address {
@@ -37,6 +50,13 @@ impl NativeClient {
         config.token = token;
         config.token_file = token_file;
         config.datacenter = datacenter;
+        config.ca_file = ca_file;
+        config.ca_path = ca_path;
+        config.client_cert = client_cert;
+        config.client_key = client_key;
+        config.tls_server_name = tls_server_name;
+        config.insecure_skip_verify = insecure_skip_verify;
+        config.https = https;
         config.timeout = secs("timeout", timeout).map_err(|e| to_py_err(py, e))?;
         if config.timeout.is_zero() {
             return Err(PyValueError::new_err("timeout: must be positive"));

@@ -29,6 +29,9 @@ pub struct EmbeddedAgent {
     /// The token the agent's own calls (join, members, leave) send: `acl.tokens.initial_management`
     /// when ACLs are enabled, so they work under `default_policy = "deny"`.
     own_token: Option<String>,
+    /// How [`EmbeddedAgent::client`] reaches the API: plain HTTP, or HTTPS for an HTTPS-only
+    /// agent (with the agent's own CA and certificate).
+    client_config: ClientConfig,
 }
 
 impl EmbeddedAgent {
@@ -48,8 +51,32 @@ impl EmbeddedAgent {
             .build()
             .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start the agent runtime: {e}")))?;
         let own_token = config.acl.enabled.then(|| config.acl.tokens.initial_management.clone()).flatten();
+        let https_only = config.ports.http.is_none() && config.ports.https.is_some();
+        let tls = config.tls.https();
         let agent = runtime.block_on(Agent::start(config))?;
+        let path = |p: Option<std::path::PathBuf>| p.map(|p| p.to_string_lossy().into_owned());
+        let client_config = if https_only {
+            // The agent's own calls present its certificate (Consul's `tls cert create` makes
+            // server certificates for client auth too), so they pass `verify_incoming`; the
+            // agent's certificate must name the address they use (127.0.0.1 does, in Consul's).
+            ClientConfig {
+                address: format!("https://{}", agent.http_addr()),
+                https: Some(true),
+                ca_file: path(tls.ca_file),
+                ca_path: path(tls.ca_path),
+                client_cert: path(tls.cert_file),
+                client_key: path(tls.key_file),
+                ..ClientConfig::default()
+            }
+        } else {
+            ClientConfig {
+                address: format!("http://{}", agent.http_addr()),
+                https: Some(false),
+                ..ClientConfig::default()
+            }
+        };
         Ok(EmbeddedAgent {
+            client_config,
             http_addr: agent.http_addr(),
             serf_addr: agent.serf_addr(),
             dns_addr: agent.dns_addr(),
@@ -74,7 +101,7 @@ impl EmbeddedAgent {
         Ok(())
     }
 
-    /// The HTTP API address.
+    /// The HTTP API address (the HTTPS one for an HTTPS-only agent, `ports.http = -1`).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
     }
@@ -99,9 +126,15 @@ impl EmbeddedAgent {
         self.agent.is_some()
     }
 
-    /// A client for this agent's HTTP API.
+    /// A client for this agent's HTTP API: over HTTPS for an HTTPS-only agent, trusting the
+    /// agent's CA and presenting its certificate. Of the environment only the ACL token
+    /// (`CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE`) is read: `CONSUL_HTTP_SSL`, `CONSUL_CACERT`
+    /// and the like describe some other agent.
     pub fn client(&self) -> Result<Client> {
-        Client::new(ClientConfig { address: format!("http://{}", self.http_addr), ..ClientConfig::default() })
+        Client::with_env(self.client_config.clone(), |k| match k {
+            "CONSUL_HTTP_TOKEN" | "CONSUL_HTTP_TOKEN_FILE" => std::env::var(k).ok(),
+            _ => None,
+        })
     }
 
     /// Waits until the agent knows a cluster leader.

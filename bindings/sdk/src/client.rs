@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::tls;
 use crate::types::{
     AgentMember, AgentService, CheckKind, Consistency, EventFilter, HealthCheck, HealthFilter, KvPair, KvPairWire,
     Node, PutOptions, QueryMeta, QueryOptions, ServiceEntry, ServiceRegistration, UserEvent, UserEventWire,
@@ -21,10 +22,19 @@ use crate::types::{
 use crate::watch::{Watch, WatchOptions, WatchSpec};
 
 /// Where and how to reach an agent.
+///
+/// Every option left unset (`None`, an empty string, `false`) falls back to the environment
+/// variable Consul's own client reads, when the client is made ([`Client::new`]): explicit
+/// options beat the environment, as `-ca-file` beats `CONSUL_CACERT` in Consul's CLI.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Base URL or `host:port` (default `CONSUL_HTTP_ADDR`, else `127.0.0.1:8500`).
+    /// Base URL (`http://host:port`, `https://host:port`) or bare `host:port` (default
+    /// `CONSUL_HTTP_ADDR`, else `127.0.0.1:8500`). `unix://` sockets are not supported.
     pub address: String,
+    /// Whether a bare `host:port` address is reached over HTTPS: Consul's `Scheme`, default
+    /// `CONSUL_HTTP_SSL`. An `https://` address always is; once HTTPS is asked for here, an
+    /// `http://` address is reached over HTTPS too (Consul never falls back to plain HTTP).
+    pub https: Option<bool>,
     /// ACL token sent as `X-Consul-Token` on every request (watches, locks, discovery and
     /// elections included). See [`resolve_token`] for the precedence over `token_file` and the
     /// `CONSUL_HTTP_TOKEN` / `CONSUL_HTTP_TOKEN_FILE` environment.
@@ -35,18 +45,42 @@ pub struct ClientConfig {
     pub datacenter: Option<String>,
     /// Timeout of a non-blocking request; blocking queries get their wait on top.
     pub timeout: Duration,
+    /// PEM file of the CAs that sign the agent's certificate (default `CONSUL_CACERT`; else
+    /// `ca_path`; else the system's CAs). Beats `ca_path` when both are set, as in Consul.
+    pub ca_file: Option<String>,
+    /// Directory of PEM CA files, read recursively (default `CONSUL_CAPATH`).
+    pub ca_path: Option<String>,
+    /// PEM client certificate, for agents with `verify_incoming` (default
+    /// `CONSUL_CLIENT_CERT`). Needs `client_key`.
+    pub client_cert: Option<String>,
+    /// PEM private key of `client_cert` (default `CONSUL_CLIENT_KEY`).
+    pub client_key: Option<String>,
+    /// The name the agent's certificate must carry, when the address's host is not it (default
+    /// `CONSUL_TLS_SERVER_NAME`; a `:port` is dropped). Only verification uses it: the TLS
+    /// SNI still names the address's host.
+    pub tls_server_name: Option<String>,
+    /// Accept any certificate from the agent (default: `CONSUL_HTTP_SSL_VERIFY=false`). For
+    /// tests only: anyone between the client and the agent can read and change the traffic.
+    pub insecure_skip_verify: bool,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             address: std::env::var("CONSUL_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8500".into()),
-            // The environment's token is resolved in `Client::new`, after the explicit options,
-            // so an explicit `token_file` still beats `CONSUL_HTTP_TOKEN`.
+            // The environment's token and TLS settings are resolved in `Client::new`, after the
+            // explicit options, so an explicit `token_file` still beats `CONSUL_HTTP_TOKEN`.
+            https: None,
             token: None,
             token_file: None,
             datacenter: None,
             timeout: Duration::from_secs(10),
+            ca_file: None,
+            ca_path: None,
+            client_cert: None,
+            client_key: None,
+            tls_server_name: None,
+            insecure_skip_verify: false,
         }
     }
 }
@@ -129,18 +163,6 @@ impl RawResponse {
         };
         Err(err)
     }
-}
-
-/// reqwest's top-level error says little ("error sending request"); the causes say why.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Percent-escapes a URL component (RFC 3986 unreserved characters stay). `keep_slash` keeps
@@ -283,30 +305,92 @@ fn check_token(t: &str) -> Result<()> {
     Ok(())
 }
 
+/// The base URL for `address`, and whether it is HTTPS, by Consul's rules: `https://` always
+/// is; `http://` and a bare `host:port` are when `https` (Consul's scheme, from
+/// `CONSUL_HTTP_SSL`) says so; any other scheme is refused.
+fn base_url(address: &str, https: bool) -> Result<(String, bool)> {
+    let address = address.trim().trim_end_matches('/');
+    if address.is_empty() {
+        return Err(Error::invalid("address", "must not be empty"));
+    }
+    let default = if https { "https" } else { "http" };
+    let (scheme, rest) = match address.split_once("://") {
+        None => (default, address),
+        Some(("http", rest)) => (default, rest),
+        Some(("https", rest)) => ("https", rest),
+        Some(("unix", _)) => {
+            return Err(Error::invalid(
+                "address",
+                format!("{address}: unix sockets are not supported; use http:// or https://"),
+            ));
+        }
+        Some((other, _)) => return Err(Error::invalid("address", format!("Unknown protocol scheme: {other}"))),
+    };
+    let base = format!("{scheme}://{rest}");
+    reqwest::Url::parse(&base).map_err(|e| Error::invalid("address", format!("{base:?}: {e}")))?;
+    Ok((base, scheme == "https"))
+}
+
+/// A boolean environment variable as Go's `strconv.ParseBool` reads it (`1`, `t`, `true`,
+/// `TRUE`, `0`, `f`, `false`, …); unset or empty: `None`. A value it cannot read is logged, as
+/// Consul's client does, and counts as `invalid`. (Consul reads an unreadable
+/// `CONSUL_HTTP_SSL_VERIFY` as "do not verify"; we keep verifying: a typo must not turn
+/// certificate checks off.)
+fn env_bool(env: impl Fn(&str) -> Option<String>, name: &str, invalid: bool) -> Option<bool> {
+    let v = env(name).filter(|v| !v.is_empty())?;
+    match parse_go_bool(&v) {
+        Some(b) => Some(b),
+        None => {
+            tracing::warn!(variable = name, value = %v, "could not parse {name}: not a boolean");
+            Some(invalid)
+        }
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+pub fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 impl Client {
-    /// A client for `config`. Fails on an unusable address, an unreadable token file or a token
-    /// that cannot be sent as a header.
+    /// A client for `config`, with the environment filling what it leaves unset (see
+    /// [`ClientConfig`]). Fails, as [`ErrorCode::InvalidArgument`], on an unusable address, an
+    /// unreadable token file, a token that cannot be sent as a header, or TLS files that cannot
+    /// be used (the message names the file).
     pub fn new(config: ClientConfig) -> Result<Client> {
-        let token = resolve_token(config.token.as_deref(), config.token_file.as_deref(), |k| std::env::var(k).ok())?;
+        Self::with_env(config, |k| std::env::var(k).ok())
+    }
+
+    /// [`Client::new`] with `env` in place of the process environment.
+    pub(crate) fn with_env(config: ClientConfig, env: impl Fn(&str) -> Option<String>) -> Result<Client> {
+        let token = resolve_token(config.token.as_deref(), config.token_file.as_deref(), &env)?;
         if let Some(t) = &token {
             check_token(t)?;
         }
-        let address = config.address.trim().trim_end_matches('/');
-        if address.is_empty() {
-            return Err(Error::invalid("address", "must not be empty"));
-        }
-        let base = if address.starts_with("http://") || address.starts_with("https://") {
-            address.to_string()
-        } else {
-            format!("http://{address}")
+        let env_set = |k: &str| env(k).filter(|v| !v.is_empty());
+        let given = |v: Option<String>, k: &str| v.filter(|v| !v.is_empty()).or_else(|| env_set(k));
+        let https = config.https.or_else(|| env_bool(&env, "CONSUL_HTTP_SSL", false)).unwrap_or(false);
+        let (base, https) = base_url(&config.address, https)?;
+        let tls = tls::TlsOptions {
+            ca_file: given(config.ca_file, "CONSUL_CACERT"),
+            ca_path: given(config.ca_path, "CONSUL_CAPATH"),
+            client_cert: given(config.client_cert, "CONSUL_CLIENT_CERT"),
+            client_key: given(config.client_key, "CONSUL_CLIENT_KEY"),
+            server_name: given(config.tls_server_name, "CONSUL_TLS_SERVER_NAME"),
+            insecure_skip_verify: config.insecure_skip_verify
+                || env_bool(&env, "CONSUL_HTTP_SSL_VERIFY", true) == Some(false),
         };
-        reqwest::Url::parse(&base).map_err(|e| Error::invalid("address", format!("{base:?}: {e}")))?;
-        if base.starts_with("https://") {
-            return Err(Error::invalid("address", "https is not supported by this build; use http://"));
-        }
+        let tls = tls::client_config(&tls, https).map_err(|e| Error::new(ErrorCode::InvalidArgument, e.to_string()))?;
         let http = reqwest::Client::builder()
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(60))
+            // reqwest would otherwise look for a process-wide rustls provider (and panic without
+            // one): the SDK never installs one, so embedding programs keep theirs.
+            .tls_backend_preconfigured(tls)
             .build()
             .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
         Ok(Client {
@@ -497,9 +581,9 @@ impl Client {
             req = req.body(b);
         }
         let resp = req.send().await.map_err(|e| {
-            let chain = error_chain(&e);
+            // The message has the whole cause chain (see `Error::from`).
             let mut err = Error::from(e);
-            err.message = format!("Error connecting to Consul agent at {}: {chain}", self.inner.base);
+            err.message = format!("Error connecting to Consul agent at {}: {}", self.inner.base, err.message);
             err
         })?;
         let status = resp.status().as_u16();
@@ -509,9 +593,8 @@ impl Client {
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
         let body = resp.bytes().await.map_err(|e| {
-            let chain = error_chain(&e);
             let mut err = Error::from(e);
-            err.message = format!("error reading the answer to {method} {url}: {chain}");
+            err.message = format!("error reading the answer to {method} {url}: {}", err.message);
             err
         })?;
         Ok(RawResponse { status, headers, body })
@@ -987,5 +1070,94 @@ mod token_tests {
         assert_eq!(c.with_token(None).expect("none").token(), None);
         assert!(c.with_token(Some("x\ny")).is_err());
         assert!(Client::new(ClientConfig { token: Some("bad\r\n".into()), ..base }).is_err());
+    }
+}
+
+#[cfg(test)]
+mod https_tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    fn config(address: &str) -> ClientConfig {
+        ClientConfig { address: address.into(), ..ClientConfig::default() }
+    }
+
+    /// reqwest is built with rustls and no crypto provider: a client builder not handed a
+    /// configuration panics. Every client the SDK makes, HTTP or HTTPS, must build without any
+    /// environment and without a process-wide provider — and must not install one.
+    #[test]
+    fn clients_build_without_env_or_a_process_wide_provider() {
+        for address in ["127.0.0.1:8500", "http://127.0.0.1:8500", "https://127.0.0.1:8501", "https://localhost"] {
+            let c = Client::with_env(config(address), |_| None).expect("client");
+            assert!(c.address().starts_with("http"), "{}", c.address());
+        }
+        let skip = ClientConfig { insecure_skip_verify: true, ..config("https://127.0.0.1:8501") };
+        Client::with_env(skip, |_| None).expect("skip-verify client");
+        let named = ClientConfig { tls_server_name: Some("server.dc1.consul".into()), ..config("https://[::1]:8501") };
+        // Verifying a name needs CAs: the system's here, and a machine may have none.
+        if let Err(e) = Client::with_env(named, |_| None) {
+            assert!(e.message.contains("no CA certificates"), "{}", e.message);
+        }
+        Client::new(ClientConfig::default()).expect("from the process environment");
+        assert!(rustls::crypto::CryptoProvider::get_default().is_none(), "no provider installed process-wide");
+    }
+
+    #[test]
+    fn scheme_follows_consul() {
+        let base = |address: &str, e: &[(&str, &str)]| {
+            Client::with_env(config(address), env(e)).map(|c| c.address().to_string())
+        };
+        let ssl = [("CONSUL_HTTP_SSL", "true")];
+        assert_eq!(base("127.0.0.1:8500", &[]).expect("http"), "http://127.0.0.1:8500");
+        assert_eq!(base("https://127.0.0.1:8501/", &[]).expect("https"), "https://127.0.0.1:8501");
+        assert_eq!(base("127.0.0.1:8501", &ssl).expect("ssl"), "https://127.0.0.1:8501");
+        // Once TLS is asked for, an http:// address does not turn it off (Consul's rule).
+        assert_eq!(base("http://127.0.0.1:8501", &ssl).expect("ssl"), "https://127.0.0.1:8501");
+        assert_eq!(base("127.0.0.1:8500", &[("CONSUL_HTTP_SSL", "0")]).expect("off"), "http://127.0.0.1:8500");
+        assert_eq!(base("127.0.0.1:8500", &[("CONSUL_HTTP_SSL", "yes")]).expect("unparsable"), "http://127.0.0.1:8500");
+        let explicit = ClientConfig { https: Some(false), ..config("127.0.0.1:8500") };
+        assert_eq!(Client::with_env(explicit, env(&ssl)).expect("explicit").address(), "http://127.0.0.1:8500");
+        let e = base("ftp://x:1", &[]).expect_err("scheme");
+        assert_eq!((e.code, e.message.as_str()), (ErrorCode::InvalidArgument, "address: Unknown protocol scheme: ftp"));
+        assert!(base("unix:///tmp/consul.sock", &[]).expect_err("unix").message.contains("unix sockets"));
+        assert_eq!(parse_go_bool("T"), Some(true));
+        assert_eq!(parse_go_bool("False"), Some(false));
+        assert_eq!(parse_go_bool("yes"), None);
+    }
+
+    #[test]
+    fn tls_options_fall_back_to_the_environment() {
+        // Errors show which file was used: an explicit option beats its variable, and the
+        // variable is read when the option is unset or empty.
+        let e = |cfg: ClientConfig, vars: &[(&str, &str)]| Client::with_env(cfg, env(vars)).expect_err("bad").message;
+        let vars = [
+            ("CONSUL_CACERT", "/env/ca.pem"),
+            ("CONSUL_CAPATH", "/env/ca.d"),
+            ("CONSUL_CLIENT_CERT", "/env/cert.pem"),
+            ("CONSUL_CLIENT_KEY", "/env/key.pem"),
+        ];
+        let https = config("https://127.0.0.1:8501");
+        assert!(e(https.clone(), &vars).contains("/env/cert.pem"), "cert before CA, as Consul loads them");
+        let explicit = ClientConfig {
+            client_cert: Some("/opt/cert.pem".into()),
+            client_key: Some("/opt/key.pem".into()),
+            ..https.clone()
+        };
+        assert!(e(explicit, &vars).contains("/opt/cert.pem"));
+        assert!(e(https.clone(), &vars[..2]).contains("/env/ca.pem"));
+        let empty = ClientConfig { ca_file: Some(String::new()), ..https.clone() };
+        assert!(e(empty, &vars[..2]).contains("/env/ca.pem"), "an empty option counts as unset");
+        assert!(e(https.clone(), &vars[1..2]).contains("/env/ca.d"));
+        let half = e(https.clone(), &vars[3..]);
+        assert_eq!(half, "both client cert and client key must be provided");
+        let named = e(https.clone(), &[("CONSUL_TLS_SERVER_NAME", "bad name")]);
+        assert!(named.contains("bad name"), "{named}");
+        // CONSUL_HTTP_SSL_VERIFY=false skips verification: no CA is needed even with a server
+        // name that the (empty) system store could never vouch for.
+        let skip = [("CONSUL_HTTP_SSL_VERIFY", "false"), ("CONSUL_TLS_SERVER_NAME", "server.dc1.consul")];
+        Client::with_env(https, env(&skip)).expect("skip verify");
     }
 }

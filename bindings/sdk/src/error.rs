@@ -128,8 +128,73 @@ impl From<reqwest::Error> for Error {
         } else {
             ErrorCode::Connection
         };
-        Error::new(code, e.to_string())
+        let mut message = transport_message(&e);
+        // A TLS listener answers a plain HTTP request with a TLS alert, which hyper reads as a
+        // garbled status line.
+        if e.url().is_some_and(|u| u.scheme() == "http") && message.contains("invalid HTTP version") {
+            message.push_str(" (is the agent serving HTTPS there? use https:// or CONSUL_HTTP_SSL=true)");
+        }
+        Error::new(code, message)
     }
+}
+
+/// A transport error's text: reqwest's top-level message says little ("error sending request
+/// for url (…)"), so the causes follow it, and a TLS failure gets Go's plain words for it
+/// (`x509: certificate signed by unknown authority`), which is what Consul users search for.
+pub(crate) fn transport_message(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    let mut tls = None;
+    while let Some(c) = cur {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        if let Some(r) = find_rustls(c) {
+            tls = tls_words(r);
+        }
+        cur = c.source();
+    }
+    match tls {
+        Some(words) => format!("{text} ({words})"),
+        None => text,
+    }
+}
+
+/// rustls' error, which reaches us wrapped in io::Errors (twice, for a failed handshake), whose
+/// `source()` skips the wrapped error.
+fn find_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(r) = e.downcast_ref::<rustls::Error>() {
+        return Some(r);
+    }
+    let inner: &(dyn std::error::Error + 'static) = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    find_rustls(inner)
+}
+
+/// What a rustls failure means for someone configuring a Consul client.
+fn tls_words(e: &rustls::Error) -> Option<String> {
+    use rustls::{AlertDescription as A, CertificateError as C};
+    let words = match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+            "x509: certificate signed by unknown authority: check the CA file (-ca-file, CONSUL_CACERT)".to_string()
+        }
+        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "x509: the agent's certificate is not valid for the name connected to: use an address it names, or \
+             set the server name (-tls-server-name, CONSUL_TLS_SERVER_NAME)"
+                .to_string()
+        }
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "x509: the agent's certificate has expired".to_string()
+        }
+        rustls::Error::AlertReceived(A::CertificateRequired | A::BadCertificate | A::HandshakeFailure) => {
+            "the agent wants a client certificate it trusts: set the client cert and key (-client-cert, \
+             -client-key, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY)"
+                .to_string()
+        }
+        rustls::Error::AlertReceived(A::UnknownCA) => {
+            "the agent does not trust the client certificate's CA".to_string()
+        }
+        _ => return None,
+    };
+    Some(words)
 }
 
 impl From<consul_core::Error> for Error {

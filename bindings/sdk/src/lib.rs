@@ -13,6 +13,8 @@
 //! - [`Error`] with one [`ErrorCode`] per failure kind, mapped once per language.
 //! - [`options`]: option parsing and registration validation shared by every binding.
 //! - [`runtime`]: the runtime policy for callers without one.
+//! - [`tls`]: the client's HTTPS settings (CA, client certificate, server name), as Consul's
+//!   client reads them.
 
 pub mod acl;
 pub mod agent;
@@ -24,6 +26,7 @@ pub mod lock;
 pub mod options;
 pub mod registration;
 pub mod runtime;
+pub mod tls;
 pub mod types;
 pub mod watch;
 

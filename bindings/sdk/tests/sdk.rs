@@ -221,7 +221,11 @@ fn lock_is_exclusive_and_released() {
 /// Sets `node`'s LAN coordinate to `x` seconds from the origin along one axis.
 async fn put_coordinate(http: &str, node: &str, x: f64) {
     let body = json!({"Node": node, "Coord": {"Vec": [x, 0, 0, 0, 0, 0, 0, 0], "Error": 0.2, "Adjustment": 0, "Height": 1e-5}});
-    let resp = reqwest::Client::new()
+    // Never `reqwest::Client::new()`: without a ready-made TLS configuration it panics.
+    let resp = reqwest::Client::builder()
+        .tls_backend_preconfigured(consul_core::tls::plain_client_tls())
+        .build()
+        .expect("reqwest client")
         .put(format!("{http}/v1/coordinate/update"))
         .body(body.to_string())
         .send()

@@ -165,6 +165,22 @@ const TLS12_SUITES: &[(&str, rustls::CipherSuite)] = &[
     ("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256),
 ];
 
+/// The TLS configuration of a reqwest client that speaks plain HTTP (HTTP checks, tests,
+/// benchmarks), trusting the public web's CAs should a redirect lead to `https://`.
+///
+/// reqwest is built with rustls and no crypto provider of its own: a client builder must be
+/// handed a ready-made configuration (`tls_backend_preconfigured`), or `build()` panics looking
+/// for a process-wide provider — which we never install, so embedding programs keep theirs.
+pub fn plain_client_tls() -> ClientConfig {
+    let roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        // Only a provider without TLS 1.2/1.3 suites fails here; ring's default has both.
+        .unwrap_or_else(|e| unreachable!("ring supports the default TLS versions: {e}"))
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
 /// Checks `tls_cipher_suites` names (for the config parser, so a bad name stops the start).
 pub fn check_cipher_suite(name: &str) -> Result<(), String> {
     match TLS12_SUITES.iter().any(|(n, _)| *n == name) {

@@ -16,8 +16,13 @@ async function main(): Promise<void> {
     acl: { enabled: true, defaultPolicy: 'deny', tokenTtl: '30s', tokens: { initialManagement: 'root', agent: 'a' } },
   });
   const withToken: Client = new Client({ token: 'root', tokenFile: '/run/secrets/consul-token' });
+  const overTls: Client = new Client({
+    address: 'https://127.0.0.1:8501', caFile: 'ca.pem', caPath: 'cas/', clientCert: 'c.pem', clientKey: 'k.pem',
+    tlsServerName: 'server.dc1.consul', insecureSkipVerify: false, https: true,
+  });
   await secured.client({ token: 'root' }).kv.get('k').catch((e: ConsulError) => e.code === 'PERMISSION_DENIED');
   void withToken;
+  void overTls;
   const w = c.watch.key('k', { signal: AbortSignal.timeout(1000) });
   for await (const ev of w) {
     const e: WatchEvent<KvPair | null> = ev;

@@ -133,12 +133,15 @@ class Agent:
 
     def client(self, **kwargs: Any) -> Client:
         """A :class:`Client` for this agent (it keeps the agent alive while referenced)."""
+        # Plain HTTP whatever CONSUL_HTTP_SSL says: that variable describes some other agent.
+        kwargs.setdefault("https", False)
         c = Client(f"http://{self.http_addr}", **kwargs)
         c._agent_ref = self
         return c
 
     def async_client(self, **kwargs: Any) -> AsyncClient:
         """An :class:`AsyncClient` for this agent (it keeps the agent alive while referenced)."""
+        kwargs.setdefault("https", False)
         c = AsyncClient(f"http://{self.http_addr}", **kwargs)
         c._agent_ref = self
         return c

@@ -120,9 +120,19 @@ class _Base:
 
     def __init__(self, address: str | None = None, *, token: str | None = None,
                  datacenter: str | None = None, timeout: float = 10.0,
-                 token_file: str | os.PathLike[str] | None = None) -> None:
+                 token_file: str | os.PathLike[str] | None = None,
+                 ca_file: str | os.PathLike[str] | None = None,
+                 ca_path: str | os.PathLike[str] | None = None,
+                 client_cert: str | os.PathLike[str] | None = None,
+                 client_key: str | os.PathLike[str] | None = None,
+                 tls_server_name: str | None = None,
+                 insecure_skip_verify: bool = False,
+                 https: bool | None = None) -> None:
         # The ACL token: ``token_file`` beats ``token``, which beats ``CONSUL_HTTP_TOKEN_FILE``,
-        # which beats ``CONSUL_HTTP_TOKEN`` (resolved natively, as in every binding).
+        # which beats ``CONSUL_HTTP_TOKEN`` (resolved natively, as in every binding). The TLS
+        # options fall back to CONSUL_CACERT, CONSUL_CAPATH, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY,
+        # CONSUL_TLS_SERVER_NAME and CONSUL_HTTP_SSL_VERIFY the same way, ``https`` (whether a
+        # bare host:port is HTTPS) to CONSUL_HTTP_SSL.
         if address is not None:
             _str(address, "address")
         if token is not None:
@@ -130,12 +140,26 @@ class _Base:
         if token_file is not None:
             token_file = os.fspath(token_file)
             _str(token_file, "token_file")
+        files: dict[str, str | None] = {}
+        for name, value in (("ca_file", ca_file), ("ca_path", ca_path), ("client_cert", client_cert),
+                            ("client_key", client_key)):
+            if value is not None:
+                value = os.fspath(value)
+                _str(value, name)
+            files[name] = value
+        if tls_server_name is not None:
+            _str(tls_server_name, "tls_server_name")
+        if not isinstance(insecure_skip_verify, bool):
+            raise TypeError(f"insecure_skip_verify: expected bool, got {type(insecure_skip_verify).__name__}")
+        if https is not None and not isinstance(https, bool):
+            raise TypeError(f"https: expected bool or None, got {type(https).__name__}")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise TypeError(f"timeout: expected seconds, got {type(timeout).__name__}")
         if timeout <= 0:
             raise ValueError("timeout: must be positive")
-        self._args = (address, token, datacenter, float(timeout), token_file)
-        self._native_client = _native.NativeClient(address, token, datacenter, float(timeout), token_file)
+        self._args = (address, token, datacenter, float(timeout), token_file, files["ca_file"], files["ca_path"],
+                      files["client_cert"], files["client_key"], tls_server_name, insecure_skip_verify, https)
+        self._native_client = _native.NativeClient(*self._args)
         self._pid = os.getpid()
         self._closed = False
         self._agent_ref: Any = None  # the embedded Agent this client belongs to, kept alive

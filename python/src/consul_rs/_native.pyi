@@ -15,7 +15,10 @@ _MemberTuple = tuple[str, str, int, dict[str, str], int]
 @final
 class NativeClient:
     def __new__(cls, address: str | None = None, token: str | None = None, datacenter: str | None = None,
-                timeout: float = 10.0, token_file: str | None = None) -> NativeClient: ...
+                timeout: float = 10.0, token_file: str | None = None, ca_file: str | None = None,
+                ca_path: str | None = None, client_cert: str | None = None, client_key: str | None = None,
+                tls_server_name: str | None = None, insecure_skip_verify: bool = False,
+                https: bool | None = None) -> NativeClient: ...
     @property
     def address(self) -> str: ...
     def kv_get(self, key: str, consistency: str = "", index: int | None = None, wait: float | None = None,

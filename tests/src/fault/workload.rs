@@ -103,6 +103,7 @@ impl KvClient {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(2500))
             .connect_timeout(Duration::from_millis(500))
+            .tls_backend_preconfigured(consul_core::tls::plain_client_tls())
             .build()
             .expect("reqwest client");
         KvClient { http }

@@ -2,7 +2,8 @@
 //! kill -9 of every server, the CLI client commands, start-up errors, `consul-rs lock`,
 //! `consul-rs rtt`, the gossip commands (`members`, `join`, `leave`, `event`, `keyring`, …),
 //! `consul-rs acl` (against HashiCorp Consul 1.16 when built; against consul-rs once it has ACLs) and
-//! `consul-rs tls` (CA and certificate files).
+//! `consul-rs tls` (CA and certificate files), a mutual-TLS cluster, and the CLI over HTTPS (CA,
+//! client certificates, server name; flags and environment).
 
 mod t10_durability;
 mod t20_cli;
@@ -16,3 +17,4 @@ mod t80_acl_cli;
 mod t82_acl_kill9;
 mod t84_tls_cli;
 mod t85_tls_cluster;
+mod t86_cli_https;

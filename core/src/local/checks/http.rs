@@ -13,7 +13,13 @@ pub(super) fn client(timeout: Duration, disable_redirects: bool) -> Option<reqwe
     let redirect =
         if disable_redirects { reqwest::redirect::Policy::none() } else { reqwest::redirect::Policy::limited(10) };
     // No keep-alive, like Consul: hundreds of checks must not hold idle connections open.
-    reqwest::Client::builder().timeout(timeout).redirect(redirect).pool_max_idle_per_host(0).build().ok()
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(redirect)
+        .pool_max_idle_per_host(0)
+        .tls_backend_preconfigured(crate::tls::plain_client_tls())
+        .build()
+        .ok()
 }
 
 /// The headers a check sends: the check's own, plus Consul's `User-Agent` and `Accept` unless
