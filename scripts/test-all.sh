@@ -60,8 +60,10 @@ for log in "$log_dir"/pytest*.log; do
   [ -f "$log" ] || continue
   n=$(grep -oE '[0-9]+ passed' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
   f=$(grep -oE '[0-9]+ failed' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+  # A test whose fixture broke is an error, not a failure, to pytest: it counts as failed here.
+  e=$(grep -oE '[0-9]+ errors?' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
   py_passed=$(( py_passed + ${n:-0} ))
-  py_failed=$(( py_failed + ${f:-0} ))
+  py_failed=$(( py_failed + ${f:-0} + ${e:-0} ))
 done
 c_line=$(grep -E '^c: [0-9]+ passed, [0-9]+ failed$' "$log_dir/c.log" | tail -1)
 c_passed=$(echo "$c_line" | sed -nE 's/^c: ([0-9]+) passed.*/\1/p')
