@@ -144,8 +144,10 @@ def test_client_agent_forwards_data_requests(cluster):
     # A service of the client agent itself, synced to the catalog under its node.
     c.agent.service_register("gweb", port=8080, id="gweb-1")
     try:
+        # The agent syncs at once; a sync that fails (a server busy or between connections) is
+        # retried with backoff of up to 15 s, as Consul's anti-entropy does, so allow for one.
         assert _eventually(lambda: [e.node.node for e in cluster.server_clients[0].health.service("gweb")]
-                           == ["gclient"])
+                           == ["gclient"], timeout=30.0)
     finally:
         c.agent.service_deregister("gweb-1")
     assert "gclient" in {n.node for n in cluster.server_clients[0].catalog.nodes()}
