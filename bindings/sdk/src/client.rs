@@ -287,7 +287,7 @@ pub fn resolve_token(
 }
 
 /// An I/O error as Go prints it: the OS's text in lower case, without Rust's ` (os error N)`.
-fn go_io_error(e: &std::io::Error) -> String {
+pub(crate) fn go_io_error(e: &std::io::Error) -> String {
     let text = e.to_string();
     let text = text.split(" (os error").next().unwrap_or_default();
     let mut chars = text.chars();

@@ -10,12 +10,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::CryptoProvider;
+use consul_core::tls::verify;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+
+use crate::client::go_io_error;
 
 /// Why the client's TLS could not be set up. The messages follow Consul's client
 /// (`Error loading CA File: …`), and each names the file at fault.
@@ -121,7 +121,7 @@ pub fn client_config(opts: &TlsOptions, https: bool) -> Result<ClientConfig, Tls
     let configured = roots(set(&opts.ca_file), set(&opts.ca_path))?;
 
     let builder = if opts.insecure_skip_verify {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        builder.dangerous().with_custom_certificate_verifier(verify::any_certificate(provider))
     } else {
         let roots = match configured {
             Some(r) => r,
@@ -129,11 +129,11 @@ pub fn client_config(opts: &TlsOptions, https: bool) -> Result<ClientConfig, Tls
             None => RootCertStore::empty(),
         };
         match server_name {
+            // Consul's `CONSUL_TLS_SERVER_NAME`: for agents reached by an address their
+            // certificate does not name (`server.dc1.consul` at `10.0.0.5:8501`).
             Some(name) if https => {
-                let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .map_err(|_| TlsError::NoRoots)?;
-                builder.dangerous().with_custom_certificate_verifier(Arc::new(NamedServer { inner, name }))
+                let verifier = verify::named(Arc::new(roots), provider, name).map_err(|_| TlsError::NoRoots)?;
+                builder.dangerous().with_custom_certificate_verifier(verifier)
             }
             _ => builder.with_root_certificates(roots),
         }
@@ -175,17 +175,6 @@ fn server_name(raw: &str) -> Result<ServerName<'static>, TlsError> {
         raw.trim_start_matches('[').trim_end_matches(']')
     };
     ServerName::try_from(host.to_string()).map_err(|e| bad(&e.to_string()))
-}
-
-/// An I/O error as Go prints it: the OS's text in lower case, without Rust's ` (os error N)`.
-fn go_io_error(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    let text = text.split(" (os error").next().unwrap_or_default();
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(c) => c.to_lowercase().chain(chars).collect(),
-        None => text.to_string(),
-    }
 }
 
 type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, PathBuf, PathBuf);
@@ -275,90 +264,6 @@ fn system_roots() -> RootCertStore {
     let mut store = RootCertStore::empty();
     store.add_parsable_certificates(found.certs);
     store
-}
-
-/// Verifies the agent's certificate against a configured name instead of the URL's host:
-/// Consul's `CONSUL_TLS_SERVER_NAME`, for agents reached by an address their certificate does
-/// not name (`server.dc1.consul` at `10.0.0.5:8501`).
-#[derive(Debug)]
-struct NamedServer {
-    inner: Arc<WebPkiServerVerifier>,
-    name: ServerName<'static>,
-}
-
-impl ServerCertVerifier for NamedServer {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner.verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// Accepts any certificate (`CONSUL_HTTP_SSL_VERIFY=false`, Go's `InsecureSkipVerify`), still
-/// checking that the peer holds the key of the certificate it shows.
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

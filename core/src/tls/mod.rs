@@ -4,7 +4,7 @@
 //! installed process-wide: several agents in one process each keep their own.
 
 mod settings;
-mod verify;
+pub mod verify;
 
 pub use settings::{TlsConfig, TlsLayer, TlsSettings, TlsVersion};
 
@@ -302,7 +302,9 @@ fn client_config(s: &TlsSettings) -> Result<Arc<ClientConfig>, TlsError> {
     let builder = if s.verify_server_hostname {
         builder.with_root_certificates(roots)
     } else {
-        builder.dangerous().with_custom_certificate_verifier(verify::ChainOnly::new(roots, provider)?)
+        let verifier = verify::chain_only(roots, provider)
+            .map_err(|e| TlsError::Settings(format!("server certificate verification: {e}")))?;
+        builder.dangerous().with_custom_certificate_verifier(verifier)
     };
     let config = match (&s.cert_file, &s.key_file) {
         (Some(cert_file), Some(key_file)) => builder
