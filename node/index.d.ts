@@ -436,8 +436,9 @@ export interface AgentOptions {
   datacenter?: string;
   /** Default 127.0.0.1. */
   bindAddr?: string;
-  /** 0 (the default) picks a free port. */
-  ports?: { http?: number; dns?: number; serfLan?: number; server?: number };
+  /** 0 (the default) picks a free port. `https` opens the HTTPS API (needs `tls` certificates);
+   * `http: -1` turns plain HTTP off. */
+  ports?: { http?: number; https?: number; dns?: number; serfLan?: number; server?: number };
   /** serf_lan addresses to join, retried until they answer. */
   retryJoin?: string[];
   /** Raft timing scale 1–10 (default 1: fast elections). */
@@ -448,6 +449,13 @@ export interface AgentOptions {
   timeoutMs?: number;
   /** Enable ACLs on the node; its clients then pass `token` (`agent.client({ token })`). */
   acl?: AclOptions;
+  /** Consul's `tls { … }` block with its own snake_case keys: `{ defaults: { ca_file, cert_file,
+   * key_file, verify_incoming, verify_outgoing, tls_min_version, … }, internal_rpc: { …,
+   * verify_server_hostname }, https: { … } }`. */
+  tls?: Record<string, unknown>;
+  /** Any other Consul config-file keys (`node_meta`, `dns_config`, `limits`, …), read by the
+   * consul-rs binary's parser; refused or unknown keys reject with INVALID_ARGUMENT. */
+  config?: Record<string, unknown>;
 }
 
 /** A consul-rs node inside this process. Keeps the process alive until shut down or
@@ -456,6 +464,8 @@ export declare class Agent {
   private constructor();
   static start(options?: AgentOptions): Promise<Agent>;
   readonly httpAddr: string;
+  /** The HTTPS API, when `ports.https` is set. */
+  readonly httpsAddr: string | undefined;
   readonly serfAddr: string;
   readonly dnsAddr: string | undefined;
   readonly nodeName: string;

@@ -1176,6 +1176,18 @@ settleMethods(Client, ['txn', 'register']);
 
 /** A consul-rs node inside this process: a server (default) or a client agent. Keeps the process
  * alive until shut down or unref()'d. */
+/** The Consul config-file keys an Agent hands to the native parser: `config`, `tls`,
+ * `ports.https` and `ports.http: -1` (HTTP off). */
+function agentConfigJson(o, ports) {
+  const merged = { ...opts(o.config, 'config') };
+  if (o.tls !== undefined) merged.tls = opts(o.tls, 'tls');
+  const extra = {};
+  if (ports.https !== undefined) extra.https = optNum(ports.https, 'ports.https');
+  if (ports.http === -1) extra.http = -1;
+  if (Object.keys(extra).length > 0) merged.ports = { ...opts(merged.ports, 'config.ports'), ...extra };
+  return Object.keys(merged).length > 0 ? JSON.stringify(merged) : undefined;
+}
+
 class Agent {
   constructor(n, tmpDir) {
     this._a = n;
@@ -1190,7 +1202,16 @@ class Agent {
    * default), retryJoin, raftMultiplier, waitForLeader, timeoutMs, acl (Consul's `acl { … }`
    * keys: enabled, defaultPolicy, downPolicy, tokenTtl, policyTtl, roleTtl, enableKeyListPolicy,
    * enableTokenPersistence, tokens: { initialManagement, agent, default, agentRecovery,
-   * replication, configFileServiceRegistration, dns }; snake_case keys work too). */
+   * replication, configFileServiceRegistration, dns }; snake_case keys work too).
+   *
+   * TLS: `tls` is Consul's `tls { … }` block with its own (snake_case) keys, e.g. `{ defaults: {
+   * ca_file, cert_file, key_file, verify_incoming: true, verify_outgoing: true }, internal_rpc: {
+   * verify_server_hostname: true } }`; `ports.https` opens the HTTPS API (0 = any free port;
+   * `httpsAddr` says which) and `ports.http: -1` turns plain HTTP off, after which `client()`
+   * speaks HTTPS with the node's own CA and certificate. `config` takes any other Consul
+   * config-file keys (`node_meta`, `dns_config`, `limits`, `services`, …), read by the consul-rs
+   * binary's own parser: each is honoured, accepted without effect or refused exactly as in a
+   * config file, and a refused or unknown key rejects with INVALID_ARGUMENT naming it. */
   static start(options) {
     const o = opts(options);
     const bootstrapExpect = optNum(o.bootstrapExpect, 'bootstrapExpect') ?? 0;
@@ -1207,7 +1228,7 @@ class Agent {
       dataDir,
       datacenter: optStr(o.datacenter, 'datacenter') ?? 'dc1',
       bindAddr: optStr(o.bindAddr, 'bindAddr') ?? '127.0.0.1',
-      httpPort: port('http'),
+      httpPort: ports.http === -1 ? 0 : port('http'),
       serfLanPort: port('serfLan'),
       serverPort: port('server'),
       dnsPort: port('dns'),
@@ -1215,6 +1236,7 @@ class Agent {
       raftMultiplier: optNum(o.raftMultiplier, 'raftMultiplier') ?? 1,
       // Validated natively (the SDK's one mapping onto the agent's ACL settings).
       aclJson: o.acl === undefined ? undefined : JSON.stringify(opts(o.acl, 'acl')),
+      configJson: agentConfigJson(o, ports),
     };
     const wait = o.waitForLeader === undefined ? server && (dev || bootstrapExpect <= 1) : optBool(o.waitForLeader, 'waitForLeader');
     const timeoutMs = optNum(o.timeoutMs, 'timeoutMs') ?? 30000;
@@ -1252,6 +1274,11 @@ class Agent {
     return this._a.httpAddr;
   }
 
+  /** `host:port` of the HTTPS API (undefined unless `ports.https` and certificates are set). */
+  get httpsAddr() {
+    return this._a.httpsAddr || undefined;
+  }
+
   /** `host:port` of serf_lan: what other agents join or retryJoin. */
   get serfAddr() {
     return this._a.serfAddr;
@@ -1272,8 +1299,17 @@ class Agent {
 
   /** A Client for this agent. */
   client(options) {
-    // Plain HTTP whatever CONSUL_HTTP_SSL says: that variable describes some other agent.
-    const c = new Client({ https: false, ...opts(options), address: `http://${this.httpAddr}` });
+    // Plain HTTP whatever CONSUL_HTTP_SSL says (that variable describes some other agent); an
+    // HTTPS-only node is reached over HTTPS with its own CA and certificate, which explicit
+    // options override.
+    const n = this._a.clientOptions;
+    const own = { https: n.https };
+    if (n.https) {
+      for (const k of ['caFile', 'caPath', 'clientCert', 'clientKey']) {
+        if (n[k]) own[k] = n[k];
+      }
+    }
+    const c = new Client({ ...own, ...opts(options), address: n.address });
     c._agent = this;
     return c;
   }

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { Client, ConsulError } from '../index.mjs';
+import { Agent, Client, ConsulError } from '../index.mjs';
 import { binary, eventually, freePort } from './helpers.mjs';
 
 function tls(cwd, ...args) {
@@ -106,5 +106,77 @@ describe('an HTTPS-only agent with verify_incoming', () => {
     assert.throws(() => new Client({ address, clientCert: files.clientCert }),
       /both client cert and client key must be provided/);
     assert.throws(() => new Client({ address, insecureSkipVerify: 'yes' }), TypeError);
+  });
+});
+
+describe('an embedded agent with tls', () => {
+  let dir;
+  let serverTls;
+
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'consul-rs-node-embedded-tls-'));
+    tls(dir, 'ca', 'create');
+    tls(dir, 'cert', 'create', '-server');
+    tls(dir, 'cert', 'create', '-cli');
+    serverTls = (extra = {}) => ({
+      defaults: {
+        ca_file: path.join(dir, 'consul-agent-ca.pem'),
+        cert_file: path.join(dir, 'dc1-server-consul-0.pem'),
+        key_file: path.join(dir, 'dc1-server-consul-0-key.pem'),
+        ...extra,
+      },
+    });
+  });
+
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('serves HTTPS only with verify_incoming; its own client speaks HTTPS with its certificate', async () => {
+    const agent = await Agent.start({ tls: serverTls({ verify_incoming: true }), ports: { https: 0, http: -1 } });
+    try {
+      assert.ok(agent.httpsAddr);
+      assert.equal(agent.httpsAddr, agent.httpAddr);
+      const c = agent.client();
+      assert.equal(c.address, `https://${agent.httpsAddr}`);
+      assert.equal(await c.kv.put('embedded/tls', 'yes'), true);
+      assert.equal((await c.kv.get('embedded/tls')).value.toString(), 'yes');
+      const anonymous = new Client({ address: `https://${agent.httpsAddr}`, caFile: path.join(dir, 'consul-agent-ca.pem') });
+      await assert.rejects(anonymous.kv.get('embedded/tls'), (e) => e.code === 'CONNECTION' && /client certificate/.test(e.message));
+      const cli = new Client({
+        address: `https://${agent.httpsAddr}`,
+        caFile: path.join(dir, 'consul-agent-ca.pem'),
+        clientCert: path.join(dir, 'dc1-cli-consul-0.pem'),
+        clientKey: path.join(dir, 'dc1-cli-consul-0-key.pem'),
+      });
+      assert.equal((await cli.kv.get('embedded/tls')).value.toString(), 'yes');
+    } finally {
+      await agent.shutdown();
+    }
+  });
+
+  it('serves HTTP and HTTPS side by side', async () => {
+    const agent = await Agent.start({ tls: serverTls(), ports: { https: 0 } });
+    try {
+      assert.ok(agent.httpsAddr && agent.httpsAddr !== agent.httpAddr);
+      assert.equal(agent.client().address, `http://${agent.httpAddr}`);
+      await agent.client().kv.put('both', '1');
+      const c = new Client({ address: `https://${agent.httpsAddr}`, caFile: path.join(dir, 'consul-agent-ca.pem') });
+      assert.equal((await c.kv.get('both')).value.toString(), '1');
+    } finally {
+      await agent.shutdown();
+    }
+  });
+
+  it('reads config keys with the binary\'s parser: refused and unknown keys reject naming them', async () => {
+    await assert.rejects(Agent.start({ config: { auto_encrypt: { tls: true } } }),
+      (e) => e instanceof ConsulError && e.code === 'INVALID_ARGUMENT' && e.message.includes('auto_encrypt.tls'));
+    await assert.rejects(Agent.start({ tls: { defualts: {} } }),
+      (e) => e.code === 'INVALID_ARGUMENT' && e.message.includes('tls.defualts'));
+    assert.throws(() => Agent.start({ tls: 'x' }), TypeError);
+    const agent = await Agent.start({ config: { node_meta: { rack: 'r1' }, limits: { kv_max_value_size: 4 } } });
+    try {
+      await assert.rejects(agent.client().kv.put('big', '0123456789'));
+    } finally {
+      await agent.shutdown();
+    }
   });
 });

@@ -114,3 +114,62 @@ def test_https_untrusted_ca_and_missing_client_certificate_are_clear_errors(http
         consul_rs.Client(address, client_cert=d / "dc1-cli-consul-0.pem")
     with pytest.raises(TypeError, match="insecure_skip_verify"):
         consul_rs.Client(address, insecure_skip_verify="yes")  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A CA, a server certificate and a CLI certificate made by `consul-rs tls`."""
+    d = tmp_path_factory.mktemp("pki")
+    _tls(d, "ca", "create")
+    _tls(d, "cert", "create", "-server")
+    _tls(d, "cert", "create", "-cli")
+    return d
+
+
+def _server_tls(d: Path, **extra: object) -> dict:
+    return {"defaults": {"ca_file": str(d / "consul-agent-ca.pem"), "cert_file": str(d / "dc1-server-consul-0.pem"),
+                         "key_file": str(d / "dc1-server-consul-0-key.pem"), **extra}}
+
+
+def test_embedded_agent_https_only_with_verify_incoming(pki):
+    """`Agent(tls=…, https_port=0, http_port=-1)`: an HTTPS-only node inside this process; its own
+    client speaks HTTPS with the node's CA and certificate, and a client without a certificate
+    is refused."""
+    with consul_rs.Agent(tls=_server_tls(pki, verify_incoming=True), https_port=0, http_port=-1) as a:
+        assert a.https_addr is not None and a.https_addr == a.http_addr
+        c = a.client()
+        assert c.address == f"https://{a.https_addr}"
+        assert c.kv.put("embedded/tls", b"yes")
+        assert c.kv.get("embedded/tls").value == b"yes"
+        anonymous = consul_rs.Client(f"https://{a.https_addr}", ca_file=pki / "consul-agent-ca.pem", timeout=2.0)
+        with pytest.raises(consul_rs.ConsulError):
+            anonymous.kv.get("embedded/tls")
+        cli = consul_rs.Client(f"https://{a.https_addr}", ca_file=pki / "consul-agent-ca.pem",
+                               client_cert=pki / "dc1-cli-consul-0.pem", client_key=pki / "dc1-cli-consul-0-key.pem")
+        assert cli.kv.get("embedded/tls").value == b"yes"
+
+
+def test_embedded_agent_serves_http_and_https_side_by_side(pki):
+    with consul_rs.Agent(tls=_server_tls(pki), https_port=0) as a:
+        assert a.https_addr is not None and a.https_addr != a.http_addr
+        assert a.client().address == f"http://{a.http_addr}"
+        assert a.client().kv.put("both", b"1")
+        tls_client = consul_rs.Client(f"https://{a.https_addr}", ca_file=pki / "consul-agent-ca.pem")
+        assert tls_client.kv.get("both").value == b"1"
+
+
+def test_embedded_agent_config_keys_go_through_the_binarys_parser(pki):
+    # Honoured keys work; refused and unknown keys raise InvalidArgumentError naming the key,
+    # before anything starts.
+    with consul_rs.Agent(config={"node_meta": {"rack": "r1"}, "limits": {"kv_max_value_size": 4}}) as a:
+        with pytest.raises(consul_rs.ConsulError, match="too large|413|kv_max_value_size|exceeds"):
+            a.client().kv.put("big", b"0123456789")
+    with pytest.raises(consul_rs.InvalidArgumentError, match="auto_encrypt.tls"):
+        consul_rs.Agent(config={"auto_encrypt": {"tls": True}})
+    with pytest.raises(consul_rs.InvalidArgumentError, match="tls.defualts"):
+        consul_rs.Agent(tls={"defualts": {}})
+    with pytest.raises(consul_rs.InvalidArgumentError, match="cert_file|key_file|certificate|No such file"):
+        consul_rs.Agent(tls={"defaults": {"cert_file": str(pki / "missing.pem"), "key_file": str(pki / "missing.pem")}},
+                        https_port=0)
+    with pytest.raises(TypeError, match="tls: expected a mapping"):
+        consul_rs.Agent(tls=["x"])  # type: ignore[arg-type]

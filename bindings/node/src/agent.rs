@@ -30,6 +30,20 @@ pub struct AgentOpts {
     pub raft_multiplier: u32,
     /// The `acl` option as JSON (`index.js` stringifies it): Consul's `acl { … }` keys.
     pub acl_json: Option<String>,
+    /// Consul config-file keys as JSON (`index.js` gathers `tls`, `ports.https`, `ports.http =
+    /// -1` and the `config` option): read by the binary's own parser in the SDK.
+    pub config_json: Option<String>,
+}
+
+/// How a client reaches the agent's API (`index.js`'s `Agent#client` uses it).
+#[napi(object)]
+pub struct JsClientOptions {
+    pub address: String,
+    pub https: bool,
+    pub ca_file: Option<String>,
+    pub ca_path: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 
 fn port(arg: &str, p: u32) -> consul_sdk::Result<u16> {
@@ -72,6 +86,10 @@ fn config(o: AgentOpts) -> consul_sdk::Result<AgentConfig> {
         ..base
     };
     config.raft.raft_multiplier = o.raft_multiplier;
+    if let Some(text) = o.config_json {
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::invalid("config", e))?;
+        config = consul_sdk::agent::with_config_keys(config, &v)?;
+    }
     if let Some(text) = o.acl_json {
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::invalid("acl", e))?;
         config.acl = consul_sdk::agent::acl_settings(&v)?;
@@ -84,9 +102,11 @@ fn config(o: AgentOpts) -> consul_sdk::Result<AgentConfig> {
 pub struct NativeAgent {
     agent: Arc<Mutex<Option<EmbeddedAgent>>>,
     http_addr: String,
+    https_addr: Option<String>,
     serf_addr: String,
     dns_addr: Option<String>,
     node_name: String,
+    client_config: consul_sdk::ClientConfig,
 }
 
 type Shared = Arc<Mutex<Option<EmbeddedAgent>>>;
@@ -114,6 +134,8 @@ impl NativeAgent {
             let agent = EmbeddedAgent::start(config)?;
             Ok(NativeAgent {
                 http_addr: agent.http_addr().to_string(),
+                https_addr: agent.https_addr().map(|a| a.to_string()),
+                client_config: agent.client_config().clone(),
                 serf_addr: agent.serf_addr().to_string(),
                 dns_addr: agent.dns_addr().map(|a| a.to_string()),
                 node_name: agent.node_name().to_string(),
@@ -126,6 +148,27 @@ impl NativeAgent {
     #[napi(getter)]
     pub fn http_addr(&self) -> String {
         self.http_addr.clone()
+    }
+
+    /// `host:port` of the HTTPS API, when it serves one.
+    #[napi(getter)]
+    pub fn https_addr(&self) -> Option<String> {
+        self.https_addr.clone()
+    }
+
+    /// How a client reaches the API: plain HTTP, or HTTPS with the agent's own CA and
+    /// certificate for an HTTPS-only agent.
+    #[napi(getter)]
+    pub fn client_options(&self) -> JsClientOptions {
+        let c = &self.client_config;
+        JsClientOptions {
+            address: c.address.clone(),
+            https: c.https.unwrap_or(false),
+            ca_file: c.ca_file.clone(),
+            ca_path: c.ca_path.clone(),
+            client_cert: c.client_cert.clone(),
+            client_key: c.client_key.clone(),
+        }
     }
 
     /// `host:port` of serf_lan (what other agents join).

@@ -13,8 +13,11 @@ pub(crate) struct NativeAgent {
     agent: std::sync::Mutex<Option<EmbeddedAgent>>,
     pid: u32,
     http_addr: String,
+    https_addr: Option<String>,
     serf_addr: String,
     node_name: String,
+    /// How a client reaches the API (HTTPS with the agent's CA and certificate when HTTPS-only).
+    client_config: consul_sdk::ClientConfig,
 }
 
 impl NativeAgent {
@@ -55,7 +58,7 @@ impl NativeAgent {
     /// Starts a node and returns once it serves (GIL released while starting).
     #[new]
     #[pyo3(signature = (node_name, dev=true, server=true, bootstrap_expect=0, data_dir=None, datacenter="dc1", bind_addr="127.0.0.1",
-                        http_port=0, serf_lan_port=0, server_port=0, dns_port=0, retry_join=vec![], raft_multiplier=1, acl_json=None))]
+                        http_port=0, serf_lan_port=0, server_port=0, dns_port=0, retry_join=vec![], raft_multiplier=1, acl_json=None, config_json=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -73,6 +76,7 @@ impl NativeAgent {
         retry_join: Vec<String>,
         raft_multiplier: u32,
         acl_json: Option<String>,
+        config_json: Option<String>,
     ) -> PyResult<Self> {
         let ip: std::net::IpAddr =
             bind_addr.parse().map_err(|e| to_py_err(py, Error::invalid("bind_addr", format!("{bind_addr:?}: {e}"))))?;
@@ -104,6 +108,13 @@ impl NativeAgent {
             ..base
         };
         config.raft.raft_multiplier = raft_multiplier;
+        if let Some(text) = config_json {
+            // Consul config-file keys (`tls`, `ports.https`, the `config` mapping), read by the
+            // binary's own parser in the SDK.
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| to_py_err(py, Error::invalid("config", e)))?;
+            config = consul_sdk::agent::with_config_keys(config, &v).map_err(|e| to_py_err(py, e))?;
+        }
         if let Some(text) = acl_json {
             // The `acl` mapping arrives as JSON (json.dumps in _agent.py); the SDK maps it once
             // for every binding.
@@ -114,6 +125,8 @@ impl NativeAgent {
         let agent = py.detach(|| EmbeddedAgent::start(config)).map_err(|e| to_py_err(py, e))?;
         Ok(NativeAgent {
             http_addr: agent.http_addr().to_string(),
+            https_addr: agent.https_addr().map(|a| a.to_string()),
+            client_config: agent.client_config().clone(),
             serf_addr: agent.serf_addr().to_string(),
             node_name: agent.node_name().to_string(),
             agent: std::sync::Mutex::new(Some(agent)),
@@ -126,6 +139,33 @@ impl NativeAgent {
     fn http_addr(&self, py: Python<'_>) -> PyResult<String> {
         self.check_pid(py)?;
         Ok(self.http_addr.clone())
+    }
+
+    /// `host:port` of the HTTPS API, when it serves one.
+    #[getter]
+    fn https_addr(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        self.check_pid(py)?;
+        Ok(self.https_addr.clone())
+    }
+
+    /// How a client reaches the API: `(address, https, ca_file, ca_path, client_cert,
+    /// client_key)`; HTTPS with the agent's own CA and certificate for an HTTPS-only agent.
+    #[allow(clippy::type_complexity)]
+    #[getter]
+    fn client_options(
+        &self,
+        py: Python<'_>,
+    ) -> PyResult<(String, bool, Option<String>, Option<String>, Option<String>, Option<String>)> {
+        self.check_pid(py)?;
+        let c = &self.client_config;
+        Ok((
+            c.address.clone(),
+            c.https.unwrap_or(false),
+            c.ca_file.clone(),
+            c.ca_path.clone(),
+            c.client_cert.clone(),
+            c.client_key.clone(),
+        ))
     }
 
     /// `host:port` of serf_lan (what other agents `retry_join`).

@@ -24,6 +24,7 @@ pub struct EmbeddedAgent {
     http_addr: SocketAddr,
     serf_addr: SocketAddr,
     dns_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
     node_name: String,
     pid: u32,
     /// The token the agent's own calls (join, members, leave) send: `acl.tokens.initial_management`
@@ -80,6 +81,7 @@ impl EmbeddedAgent {
             http_addr: agent.http_addr(),
             serf_addr: agent.serf_addr(),
             dns_addr: agent.dns_addr(),
+            https_addr: agent.https_addr(),
             node_name: agent.node_name().to_string(),
             runtime: Some(runtime),
             agent: Some(agent),
@@ -104,6 +106,18 @@ impl EmbeddedAgent {
     /// The HTTP API address (the HTTPS one for an HTTPS-only agent, `ports.http = -1`).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The HTTPS API address, when `ports.https` is set and a certificate is configured.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
+    /// How a client reaches this agent's API: plain HTTP, or for an HTTPS-only agent HTTPS with
+    /// the agent's own CA and certificate. [`EmbeddedAgent::client`] uses it; bindings hand it
+    /// to their own client types.
+    pub fn client_config(&self) -> &ClientConfig {
+        &self.client_config
     }
 
     /// The serf_lan address other agents join.
@@ -205,6 +219,63 @@ impl Drop for EmbeddedAgent {
                 tracing::debug!(error = %e, "embedded agent dropped");
             }
         }
+    }
+}
+
+/// Applies Consul configuration-file keys on top of an embedded agent's configuration, with the
+/// `consul-rs` binary's own parser ([`consul_core::config_file::Settings`]): the same keys, the
+/// same classes (honoured, no effect, refused — the README's table) and the same messages. The
+/// Python and Node `Agent`s pass their `tls`, `ports.https` and free-form `config` options
+/// through here, so an embedded node reads `tls { defaults { … } }` exactly as a config file.
+/// `keys` must be a JSON object; an empty one changes nothing.
+pub fn with_config_keys(config: AgentConfig, keys: &serde_json::Value) -> Result<AgentConfig> {
+    // The parser's messages already name the source ("config: tls.defaults…").
+    let invalid = |e: consul_core::error::Error| Error::new(ErrorCode::InvalidArgument, e.to_string());
+    let mut s = consul_core::config_file::Settings::new(false);
+    s.agent = config;
+    s.apply_value(keys, "config").map_err(invalid)?;
+    s.finish().map_err(invalid)?;
+    s.agent.validate().map_err(invalid)?;
+    Ok(s.agent)
+}
+
+#[cfg(test)]
+mod config_key_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn config_keys_apply_through_the_binarys_parser() {
+        let base = AgentConfig::dev();
+        let c = with_config_keys(
+            base.clone(),
+            &json!({"ports": {"https": 0, "http": -1}, "tls": {"https": {
+                "ca_file": "ca.pem", "cert_file": "c.pem", "key_file": "k.pem", "verify_incoming": true}}}),
+        )
+        .expect("https-only");
+        assert_eq!(c.ports.http, None);
+        assert_eq!(c.ports.https, Some(0));
+        assert!(c.tls.https().verify_incoming);
+        // Checked as the binary checks a config file.
+        let e = with_config_keys(base.clone(), &json!({"tls": {"defaults": {"verify_incoming": true}}}))
+            .expect_err("verify_incoming without a CA");
+        assert!(e.message.contains("verify_incoming needs a CA"), "{e}");
+        // Untouched settings keep the binding's values.
+        assert_eq!(c.node_name, base.node_name);
+        let same = with_config_keys(base.clone(), &json!({})).expect("empty");
+        assert_eq!(same.ports.http, base.ports.http);
+    }
+
+    #[test]
+    fn config_keys_are_refused_by_name() {
+        let e = with_config_keys(AgentConfig::dev(), &json!({"tls": {"defualts": {}}})).expect_err("typo");
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(e.message.contains("tls.defualts"), "{e}");
+        let e = with_config_keys(AgentConfig::dev(), &json!({"auto_encrypt": {"tls": true}})).expect_err("refused");
+        assert!(e.message.contains("auto_encrypt.tls"), "{e}");
+        let e = with_config_keys(AgentConfig::dev(), &json!(["x"])).expect_err("not an object");
+        assert!(e.message.contains("object"), "{e}");
     }
 }
 

@@ -34,6 +34,17 @@ class Agent:
     ``replication``, ``config_file_service_registration``, ``dns``). Clients of such a node
     pass ``token=``: ``agent.client(token="root")``.
 
+    ``tls`` takes Consul's ``tls { … }`` block, e.g. ``{"defaults": {"ca_file": …, "cert_file": …,
+    "key_file": …, "verify_incoming": True, "verify_outgoing": True}, "internal_rpc":
+    {"verify_server_hostname": True}}`` (certificates from ``consul-rs tls cert create``), and
+    ``https_port`` opens the HTTPS API (0: any free port; :attr:`https_addr` says which).
+    ``http_port=-1`` turns plain HTTP off: :meth:`client` then speaks HTTPS with the node's own
+    CA and certificate. ``config`` takes any other Consul config-file keys (``node_meta``,
+    ``dns_config``, ``limits``, ``services``, …), read by the ``consul-rs`` binary's own parser,
+    so each is honoured, accepted without effect or refused exactly as in a config file (the
+    README's "Configuration keys" table); a refused or unknown key raises
+    :class:`InvalidArgumentError` naming it.
+
     ``wait_for_leader`` (default: for a dev or single server, and for a client agent with
     ``retry_join``) waits up to ``timeout`` seconds until the node knows a leader; a client
     agent knows one once a server it reaches does.
@@ -44,8 +55,13 @@ class Agent:
                  datacenter: str = "dc1", bind_addr: str = "127.0.0.1", http_port: int = 0,
                  serf_lan_port: int = 0, server_port: int = 0, dns_port: int = 0,
                  retry_join: Iterable[str] = (), raft_multiplier: int = 1, wait_for_leader: bool | None = None,
-                 timeout: float = 30.0, acl: Mapping[str, Any] | None = None) -> None:
+                 timeout: float = 30.0, acl: Mapping[str, Any] | None = None,
+                 tls: Mapping[str, Any] | None = None, https_port: int | None = None,
+                 config: Mapping[str, Any] | None = None) -> None:
         acl_json = None
+        config_json = _config_json(config, tls, https_port, http_port)
+        if http_port == -1:
+            http_port = 0  # turned off through config_json's ports.http = -1
         if acl is not None:
             # Consul's ``acl { … }`` keys: enabled, default_policy, down_policy, token_ttl, …,
             # tokens {initial_management, agent, default, …}; validated natively.
@@ -91,7 +107,8 @@ class Agent:
                 node_name, dev=dev, server=server, bootstrap_expect=bootstrap_expect,
                 data_dir=None if data_dir is None else os.fspath(data_dir), datacenter=datacenter,
                 bind_addr=bind_addr, http_port=http_port, serf_lan_port=serf_lan_port, server_port=server_port,
-                dns_port=dns_port, retry_join=join, raft_multiplier=raft_multiplier, acl_json=acl_json)
+                dns_port=dns_port, retry_join=join, raft_multiplier=raft_multiplier, acl_json=acl_json,
+                config_json=config_json)
         except BaseException:
             self._cleanup_tmp()
             raise
@@ -111,6 +128,11 @@ class Agent:
     def http_addr(self) -> str:
         """``host:port`` of the HTTP API."""
         return self._a.http_addr
+
+    @property
+    def https_addr(self) -> str | None:
+        """``host:port`` of the HTTPS API (``None`` unless ``https_port`` and certificates are set)."""
+        return self._a.https_addr
 
     @property
     def serf_addr(self) -> str:
@@ -133,18 +155,28 @@ class Agent:
 
     def client(self, **kwargs: Any) -> Client:
         """A :class:`Client` for this agent (it keeps the agent alive while referenced)."""
-        # Plain HTTP whatever CONSUL_HTTP_SSL says: that variable describes some other agent.
-        kwargs.setdefault("https", False)
-        c = Client(f"http://{self.http_addr}", **kwargs)
+        c = Client(**self._client_kwargs(kwargs))
         c._agent_ref = self
         return c
 
     def async_client(self, **kwargs: Any) -> AsyncClient:
         """An :class:`AsyncClient` for this agent (it keeps the agent alive while referenced)."""
-        kwargs.setdefault("https", False)
-        c = AsyncClient(f"http://{self.http_addr}", **kwargs)
+        c = AsyncClient(**self._client_kwargs(kwargs))
         c._agent_ref = self
         return c
+
+    def _client_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        # Plain HTTP whatever CONSUL_HTTP_SSL says (that variable describes some other agent);
+        # an HTTPS-only node is reached over HTTPS with its own CA and certificate, which
+        # explicit keyword arguments override.
+        address, https, ca_file, ca_path, cert, key = self._a.client_options
+        kwargs.setdefault("https", https)
+        if https:
+            for name, value in (("ca_file", ca_file), ("ca_path", ca_path), ("client_cert", cert),
+                                ("client_key", key)):
+                if value is not None:
+                    kwargs.setdefault(name, value)
+        return {"address": address, **kwargs}
 
     def join(self, address: str) -> None:
         """Joins the gossip pool of the agent at ``address`` (``host`` or ``host:port`` of its
@@ -186,3 +218,31 @@ class Agent:
 
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()
+
+
+def _config_json(config: Mapping[str, Any] | None, tls: Mapping[str, Any] | None, https_port: int | None,
+                 http_port: int) -> str | None:
+    """The config-file keys an Agent passes natively: ``config`` plus ``tls`` and the ports."""
+    merged: dict[str, Any] = {}
+    for name, value in (("config", config), ("tls", tls)):
+        if value is not None and not isinstance(value, Mapping):
+            raise TypeError(f"{name}: expected a mapping, got {type(value).__name__}")
+    if config is not None:
+        merged.update(config)
+    if tls is not None:
+        merged["tls"] = dict(tls)
+    ports: dict[str, Any] = {}
+    if https_port is not None:
+        if isinstance(https_port, bool) or not isinstance(https_port, int):
+            raise TypeError(f"https_port: expected int, got {type(https_port).__name__}")
+        if not 0 <= https_port <= 65535:
+            raise ValueError(f"https_port: {https_port} is out of range 0-65535")
+        ports["https"] = https_port
+    if http_port == -1:
+        ports["http"] = -1
+    if ports:
+        given = merged.get("ports", {})
+        if not isinstance(given, Mapping):
+            raise TypeError(f"config['ports']: expected a mapping, got {type(given).__name__}")
+        merged["ports"] = {**given, **ports}
+    return json.dumps(merged) if merged else None
