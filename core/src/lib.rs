@@ -26,9 +26,9 @@
 //!     │
 //!   state        the replicated data: commands, KV, txn, catalog, sessions, dedup, watches
 //!     │
-//!   acl · clock · coordinate · duration · error   leaf modules: ACL rules and authorizer, the
-//!                                                 clock seam, Vivaldi math, Go durations, the
-//!                                                 error type
+//!   acl · clock · conn_limit · coordinate ·     leaf modules: ACL rules and authorizer, the
+//!   duration · error                              clock seam, per-client connection limits,
+//!                                                 Vivaldi math, Go durations, the error type
 //! ```
 //!
 //! - [`agent`]: start/stop an agent; owns every listener and task; [`agent::config`] and
@@ -59,6 +59,7 @@ pub mod acl;
 pub mod agent;
 pub mod api;
 pub mod clock;
+pub mod conn_limit;
 pub mod coordinate;
 pub mod duration;
 pub mod error;

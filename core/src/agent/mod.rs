@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::agent::config::AgentConfig;
 use crate::api::http::proxy::HttpRequest;
 use crate::api::http::{self, ApiContext};
+use crate::conn_limit::{ConnLimiter, LimitedHttpListener};
 use crate::coordinate::CoordinateClient;
 use crate::local::{self, LocalAgent, NodeInfo};
 use crate::membership::cluster::{Cluster, FormationConfig};
@@ -362,16 +363,20 @@ impl Agent {
                     let dns = dns.clone();
                     async move { crate::api::dns::answer_forwarded(&dns, q).await }
                 });
-            tasks.push(tokio::spawn(rpc::serve_with_tls(rpc_listener, router, shutdown.clone(), tls.clone())));
+            let limiter = ConnLimiter::new(config.limits.rpc_max_conns_per_client);
+            tasks.push(tokio::spawn(rpc::serve_limited(rpc_listener, router, shutdown.clone(), tls.clone(), limiter)));
         } else {
             // A client agent holds no server port open; `rpc_addr` is only advertised.
             drop(rpc_listener);
         }
         if let (Some(listener), Some(tls)) = (https_listener, &tls) {
-            tasks.push(tokio::spawn(http::serve_https(listener, app.clone(), tls.clone(), shutdown.clone())));
+            let limiter = ConnLimiter::new(config.limits.http_max_conns_per_client);
+            tasks.push(tokio::spawn(http::serve_https(listener, app.clone(), tls.clone(), shutdown.clone(), limiter)));
         }
         if let Some(listener) = http_listener {
             let http_shutdown = shutdown.clone();
+            let listener =
+                LimitedHttpListener::new(listener, ConnLimiter::new(config.limits.http_max_conns_per_client));
             tasks.push(tokio::spawn(async move {
                 let serve = axum::serve(listener, app).with_graceful_shutdown(http_shutdown.cancelled_owned());
                 if let Err(e) = serve.await {

@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::conn_limit::ConnLimiter;
 use crate::tls::{AgentTls, Plaintext};
 
 /// Largest frame accepted: a snapshot restore travels as one Raft entry.
@@ -434,6 +435,18 @@ pub async fn serve_with_tls(
     shutdown: CancellationToken,
     tls: Option<Arc<AgentTls>>,
 ) {
+    serve_limited(listener, router, shutdown, tls, ConnLimiter::new(0)).await
+}
+
+/// [`serve_with_tls`], turning away a client IP that already holds `limiter`'s maximum of
+/// connections (`limits.rpc_max_conns_per_client`): its new connection is closed at once.
+pub async fn serve_limited(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    tls: Option<Arc<AgentTls>>,
+    limiter: ConnLimiter,
+) {
     let router = Arc::new(router);
     loop {
         let accepted = tokio::select! {
@@ -448,9 +461,16 @@ pub async fn serve_with_tls(
                 continue;
             }
         };
+        let Some(permit) = limiter.try_acquire(peer.ip()) else {
+            tracing::warn!(%peer, limit = limiter.max(), "RPC connection refused: too many from this client (limits.rpc_max_conns_per_client)");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (router, shutdown, tls) = (router.clone(), shutdown.clone(), tls.clone());
         tokio::spawn(async move {
+            // Held until the connection is served to its end.
+            let _permit = permit;
             let stream = match tls {
                 None => Box::new(stream),
                 Some(tls) => match accept(stream, peer, &tls).await {

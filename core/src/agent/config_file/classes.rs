@@ -81,9 +81,12 @@ pub const HONOURED: &[KeyGroup] = &[
             "default_query_time",
             "max_query_time",
             "limits.{kv_max_value_size,txn_max_req_len}",
+            "limits.{http_max_conns_per_client,rpc_max_conns_per_client}",
             "http_config.response_headers",
         ],
-        "HTTP API: blocking-query waits, request size limits, extra response headers",
+        "HTTP API: blocking-query waits, request size limits, extra response headers; connections per \
+         client IP on the HTTP(S) and server RPC ports (0, the default here, is no limit; Consul's default \
+         is 200 and 100)",
     ),
     group(&["log_level", "log_json", "pid_file", "skip_leave_on_interrupt", "leave_on_terminate"], "the process"),
     group(
@@ -206,9 +209,11 @@ pub const NO_EFFECT: &[KeyGroup] = &[
             "xds.update_max_per_second",
             "enable_central_service_config",
             "peering.{enabled,test_allow_peer_registrations}",
+            "default_intention_policy",
         ],
         "no service mesh, Connect CA, gRPC/xDS server or peering: no certificate is issued and no listener \
-         opened for these to configure (nor any outgoing HTTPS, for `tls.https.verify_outgoing`)",
+         opened for these to configure (nor any outgoing HTTPS, for `tls.https.verify_outgoing`; \
+         `default_intention_policy` has no intentions to decide)",
     ),
     group(
         &[
@@ -343,7 +348,7 @@ pub const REFUSED: &[KeyGroup] = &[
     group(
         &[
             "http_config.{allow_write_http_from,block_endpoints,max_header_bytes}",
-            "limits.{http_max_conns_per_client,rpc_max_conns_per_client,rpc_rate}",
+            "limits.rpc_rate",
             "limits.request_limits.mode",
             "limits.{rpc_handshake_timeout,https_handshake_timeout}",
         ],

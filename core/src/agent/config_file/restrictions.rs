@@ -167,12 +167,12 @@ impl Settings {
             match k.as_str() {
                 "kv_max_value_size" => l.kv_max_value_size = ctx.uint(&key, v, usize::MAX as u64)? as usize,
                 "txn_max_req_len" => l.txn_max_req_len = ctx.uint(&key, v, usize::MAX as u64)? as usize,
-                // 0 (and for the rate, Consul's default -1) means "no limit", which is what happens.
-                "http_max_conns_per_client" | "rpc_max_conns_per_client" => {
-                    if ctx.int(&key, v)? > 0 {
-                        return Err(ctx.refused(&key, reason(&key)));
-                    }
+                // 0 means no limit, as in Consul.
+                "http_max_conns_per_client" => {
+                    l.http_max_conns_per_client = ctx.uint(&key, v, u32::MAX as u64)? as usize
                 }
+                "rpc_max_conns_per_client" => l.rpc_max_conns_per_client = ctx.uint(&key, v, u32::MAX as u64)? as usize,
+                // 0 (and Consul's default -1) means "no limit", which is what happens.
                 "rpc_rate" => {
                     if ctx.float(&key, v)? > 0.0 {
                         return Err(ctx.refused(&key, reason(&key)));
@@ -357,9 +357,11 @@ mod tests {
         assert!(s.no_effect.contains_key("limits.rpc_handshake_timeout"));
         assert!(!s.no_effect.contains_key("limits.https_handshake_timeout"), "0 asks for nothing");
         assert!(s.no_effect.contains_key("limits.request_limits.mode"));
+        let s = apply(json!({"limits": {"http_max_conns_per_client": 200, "rpc_max_conns_per_client": 100}}))
+            .expect("connection limits are honoured");
+        assert_eq!((s.agent.limits.http_max_conns_per_client, s.agent.limits.rpc_max_conns_per_client), (200, 100));
         for (v, want) in [
-            (json!({"limits": {"http_max_conns_per_client": 200}}), "limits.http_max_conns_per_client"),
-            (json!({"limits": {"rpc_max_conns_per_client": 100}}), "limits.rpc_max_conns_per_client"),
+            (json!({"limits": {"http_max_conns_per_client": -1}}), "limits.http_max_conns_per_client"),
             (json!({"limits": {"rpc_rate": 10.5}}), "limits.rpc_rate"),
             (json!({"limits": {"rpc_handshake_timeout": "1s"}}), "limits.rpc_handshake_timeout"),
             (json!({"limits": {"https_handshake_timeout": "2391ms"}}), "limits.https_handshake_timeout"),

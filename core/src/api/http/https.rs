@@ -13,14 +13,23 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::conn_limit::ConnLimiter;
 use crate::tls::AgentTls;
 
 /// How long a client may take to finish the TLS handshake (Consul's default
 /// `limits.https_handshake_timeout`).
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `app` over TLS on `listener` until `shutdown`.
-pub async fn serve_https(listener: TcpListener, app: Router, tls: Arc<AgentTls>, shutdown: CancellationToken) {
+/// Serves `app` over TLS on `listener` until `shutdown`. A client IP already holding
+/// `limiter`'s maximum of connections (`limits.http_max_conns_per_client`) is closed before
+/// the handshake.
+pub async fn serve_https(
+    listener: TcpListener,
+    app: Router,
+    tls: Arc<AgentTls>,
+    shutdown: CancellationToken,
+    limiter: ConnLimiter,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -34,8 +43,14 @@ pub async fn serve_https(listener: TcpListener, app: Router, tls: Arc<AgentTls>,
             _ = shutdown.cancelled() => return,
         };
         let Some(acceptor) = tls.https_acceptor() else { return };
+        let Some(permit) = limiter.try_acquire(peer.ip()) else {
+            refused(peer, "too many connections from this client (limits.http_max_conns_per_client)");
+            continue;
+        };
         let (app, shutdown) = (app.clone(), shutdown.clone());
         tokio::spawn(async move {
+            // Held until the connection ends.
+            let _permit = permit;
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return refused(peer, &e.to_string()),

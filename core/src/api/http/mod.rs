@@ -84,11 +84,22 @@ pub struct Limits {
     pub kv_max_value_size: usize,
     /// `txn_max_req_len` (512 KiB).
     pub txn_max_req_len: usize,
+    /// `http_max_conns_per_client`: open HTTP(S) connections allowed per client IP (0: no
+    /// limit, the default here; Consul's is 200).
+    pub http_max_conns_per_client: usize,
+    /// `rpc_max_conns_per_client`: open server-RPC connections allowed per client IP (0: no
+    /// limit, the default here; Consul's is 100).
+    pub rpc_max_conns_per_client: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { kv_max_value_size: 512 * 1024, txn_max_req_len: 512 * 1024 }
+        Limits {
+            kv_max_value_size: 512 * 1024,
+            txn_max_req_len: 512 * 1024,
+            http_max_conns_per_client: 0,
+            rpc_max_conns_per_client: 0,
+        }
     }
 }
 
