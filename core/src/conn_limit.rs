@@ -183,7 +183,8 @@ mod tests {
     #[test]
     fn counts_per_ip_and_frees_on_drop() {
         let l = ConnLimiter::new(2);
-        let (a, b): (IpAddr, IpAddr) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+        let (a, b): (IpAddr, IpAddr) =
+            ("127.0.0.1".parse().expect("test value"), "127.0.0.2".parse().expect("test value"));
         let p1 = l.try_acquire(a).expect("first");
         let p2 = l.try_acquire(a).expect("second");
         assert!(l.try_acquire(a).is_none(), "third from the same IP");
@@ -194,13 +195,13 @@ mod tests {
         let p3 = l.try_acquire(a).expect("a freed slot is reusable");
         drop((p2, p3, other));
         assert_eq!(l.open_from(a), 0);
-        assert!(l.open.lock().unwrap().is_empty(), "idle clients are forgotten");
+        assert!(l.open.lock().expect("test value").is_empty(), "idle clients are forgotten");
     }
 
     #[test]
     fn zero_means_no_limit() {
         let l = ConnLimiter::new(0);
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let ip: IpAddr = "127.0.0.1".parse().expect("test value");
         let permits: Vec<_> = (0..10_000).map(|_| l.try_acquire(ip).expect("unlimited")).collect();
         assert_eq!(permits.len(), 10_000);
         assert_eq!(l.open_from(ip), 0, "nothing is counted without a limit");
@@ -209,24 +210,28 @@ mod tests {
     #[tokio::test]
     async fn http_listener_answers_429_past_the_limit() {
         use tokio::io::AsyncReadExt;
-        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("test value");
+        let addr = tcp.local_addr().expect("test value");
         let mut listener = LimitedHttpListener::new(tcp, ConnLimiter::new(1));
-        let first = TcpStream::connect(addr).await.unwrap();
+        let first = TcpStream::connect(addr).await.expect("test value");
         let (held, _) = axum::serve::Listener::accept(&mut listener).await;
-        let mut second = TcpStream::connect(addr).await.unwrap();
+        let mut second = TcpStream::connect(addr).await.expect("test value");
         // The listener turns the second away while looking for the next admitted connection.
         let accept_next = tokio::spawn(async move {
             let (io, peer) = axum::serve::Listener::accept(&mut listener).await;
             (io, peer, listener)
         });
         let mut answer = String::new();
-        tokio::time::timeout(Duration::from_secs(5), second.read_to_string(&mut answer)).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), second.read_to_string(&mut answer))
+            .await
+            .expect("test value")
+            .expect("test value");
         assert!(answer.starts_with("HTTP/1.1 429 Too Many Requests\r\n"), "{answer}");
         // Once the first connection (and its permit) is gone, a new one is admitted.
         drop((first, held));
-        let _third = TcpStream::connect(addr).await.unwrap();
-        let (_io, peer, _l) = tokio::time::timeout(Duration::from_secs(5), accept_next).await.unwrap().unwrap();
+        let _third = TcpStream::connect(addr).await.expect("test value");
+        let (_io, peer, _l) =
+            tokio::time::timeout(Duration::from_secs(5), accept_next).await.expect("test value").expect("test value");
         assert_eq!(peer.ip(), addr.ip());
     }
 }

@@ -100,6 +100,8 @@ pub struct AgentConfig {
     pub acl: crate::api::authz::AclSettings,
     /// `tls { … }` (and the pre-1.12 top-level TLS keys): HTTPS and the server RPC port.
     pub tls: crate::tls::TlsConfig,
+    /// `connect { enabled, ca_config { … } }`: the built-in Connect CA.
+    pub connect: ConnectSettings,
     /// Shortest period between two coordinate publications by this agent (Consul's
     /// `sync_coordinate_interval_min`, 15 s; tests use less). The period grows with the
     /// cluster size so the whole datacenter stays near `sync_coordinate_rate_target`.
@@ -109,6 +111,50 @@ pub struct AgentConfig {
     /// `http_config.response_headers`: added to every HTTP(S) API response that does not set
     /// the header itself (names and values checked when the configuration is read).
     pub http_response_headers: Vec<(String, String)>,
+}
+
+/// `connect { … }`: the built-in Connect CA (Consul's `consul` provider). Servers bootstrap a
+/// root when `enabled`; agents then hand out SPIFFE leaf certificates for their services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectSettings {
+    /// `connect.enabled` (Consul's default: true). Off, the CA endpoints answer "Connect must be
+    /// enabled in order to use this endpoint".
+    pub enabled: bool,
+    /// `ca_config.cluster_id`: a UUID fixing the trust domain (`<cluster_id>.consul`);
+    /// default a random one chosen by the first leader.
+    pub cluster_id: Option<String>,
+    /// `ca_config.leaf_cert_ttl` (72 h).
+    pub leaf_cert_ttl: Duration,
+    /// `ca_config.root_cert_ttl` (87 600 h, ten years).
+    pub root_cert_ttl: Duration,
+    /// `ca_config.intermediate_cert_ttl` (8 760 h): reported in the CA configuration; the
+    /// built-in CA signs leaves with its root, without intermediates.
+    pub intermediate_cert_ttl: Duration,
+    /// `ca_config.private_key_type` (`ec`).
+    pub private_key_type: String,
+    /// `ca_config.private_key_bits` (256).
+    pub private_key_bits: u64,
+}
+
+impl Default for ConnectSettings {
+    fn default() -> Self {
+        ConnectSettings {
+            enabled: true,
+            cluster_id: None,
+            leaf_cert_ttl: Duration::from_secs(72 * 3600),
+            root_cert_ttl: Duration::from_secs(87_600 * 3600),
+            intermediate_cert_ttl: Duration::from_secs(8_760 * 3600),
+            private_key_type: "ec".into(),
+            private_key_bits: 256,
+        }
+    }
+}
+
+impl ConnectSettings {
+    /// The key type the settings ask for.
+    pub fn key_type(&self) -> Result<crate::tls::connect_ca::CaKeyType, String> {
+        crate::tls::connect_ca::CaKeyType::from_consul(&self.private_key_type, self.private_key_bits)
+    }
 }
 
 /// Listener ports (`ports { … }` in Consul's config).
@@ -184,6 +230,7 @@ impl Default for AgentConfig {
             disable_coordinates: false,
             acl: crate::api::authz::AclSettings::default(),
             tls: crate::tls::TlsConfig::default(),
+            connect: ConnectSettings::default(),
             sync_coordinate_interval_min: Duration::from_secs(15),
             sync_coordinate_rate_target: 64.0,
             http_response_headers: Vec::new(),
@@ -257,6 +304,17 @@ impl AgentConfig {
             return Err(Error::Config("ports.http: -1 turns HTTP off, which needs ports.https on".into()));
         }
         self.tls.validate(self.ports.https.is_some()).map_err(Error::Config)?;
+        self.connect.key_type().map_err(|e| Error::Config(format!("connect.ca_config: {e}")))?;
+        if let Some(id) = &self.connect.cluster_id {
+            if Uuid::parse_str(id).is_err() {
+                return Err(Error::Config(format!("connect.ca_config.cluster_id: {id:?} is not a UUID")));
+            }
+        }
+        if self.connect.leaf_cert_ttl < Duration::from_secs(3600)
+            || self.connect.leaf_cert_ttl > Duration::from_secs(365 * 86400)
+        {
+            return Err(Error::Config("connect.ca_config.leaf_cert_ttl: must be between 1h0m0s and 8760h0m0s".into()));
+        }
         if self.node_name.is_empty() {
             return Err(Error::Config("node_name: must not be empty".into()));
         }
@@ -334,6 +392,7 @@ impl AgentConfig {
             disable_coordinates: self.disable_coordinates,
             response_headers: self.http_response_headers.clone(),
             acl: self.acl.clone(),
+            connect: self.connect.clone(),
         }
     }
 }

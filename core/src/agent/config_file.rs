@@ -602,19 +602,14 @@ mod tests {
         assert_eq!((a.ports.http, a.ports.dns, a.ports.serf_lan, a.ports.server), (Some(21002), 21001, 21004, 21006));
         assert_eq!(a.raft.raft_multiplier, 1);
         assert_eq!(a.ports.https, None, "no certificate: no HTTPS listener");
-        for key in [
-            "ports.https",
-            "ports.serf_wan",
-            "ports.grpc",
-            "ports.grpc_tls",
-            "disable_update_check",
-            "connect.enabled",
-            "connect.ca_config.cluster_id",
-            "peering.enabled",
-        ] {
+        for key in
+            ["ports.https", "ports.serf_wan", "ports.grpc", "ports.grpc_tls", "disable_update_check", "peering.enabled"]
+        {
             assert!(s.no_effect.contains_key(key), "{key} not logged as accepted without effect");
         }
         assert!(!s.no_effect.contains_key("segments"), "null asks for nothing");
+        assert!(a.connect.enabled);
+        assert_eq!(a.connect.cluster_id.as_deref(), Some("11111111-2222-3333-4444-555555555555"));
     }
 
     /// The same with the fields tests set through the callback: ACLs on with the legacy token

@@ -283,6 +283,8 @@ impl Agent {
                 let initial = config.acl.tokens.initial_management.clone().filter(|s| !s.is_empty());
                 tasks.push(tokio::spawn(crate::replication::acl_upkeep::run(c.clone(), initial, shutdown.clone())));
             }
+            let connect = config.connect.clone();
+            tasks.push(tokio::spawn(crate::replication::ca_upkeep::run(c.clone(), connect, shutdown.clone())));
         }
         // The serf_lan port: gossip push/pull and joins, keyring fan-out.
         let (g1, g2) = (gossip.clone(), gossip.clone());
@@ -340,6 +342,7 @@ impl Agent {
             coordinates: coordinates.clone(),
             acl: acl.clone(),
             tls: tls.clone(),
+            leaf_certs: Default::default(),
         });
         let app = http::router(ctx);
         if let Some(c) = &consensus {

@@ -13,6 +13,7 @@
 
 pub mod acl_upkeep;
 pub mod backend;
+pub mod ca_upkeep;
 pub mod consensus;
 pub mod forward;
 pub mod raft;

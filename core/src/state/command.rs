@@ -58,6 +58,9 @@ pub enum Command {
     },
     /// An ACL write (`/v1/acl/*`, or the leader's ACL upkeep); see [`crate::state::acl`].
     Acl(crate::state::acl::AclOp),
+    /// A Connect CA write (the leader's bootstrap, `PUT /v1/connect/ca/configuration`); see
+    /// [`crate::state::connect_ca`]. Appended last: earlier variants keep their log encoding.
+    ConnectCa(crate::state::connect_ca::CaOp),
 }
 
 /// Identifies one client write across retries: `origin` is a random id drawn by each agent
@@ -129,6 +132,7 @@ impl Command {
             Command::CoordinateBatchUpdate(u) => u.iter().map(|u| u.node.len() + u.segment.len() + 96).sum(),
             Command::Tracked { cmd, .. } => cmd.approx_size().saturating_add(16),
             Command::Acl(_) => 1024,
+            Command::ConnectCa(_) => 4096,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod acl;
 pub mod archive;
 pub mod catalog;
 pub mod command;
+pub mod connect_ca;
 pub mod coordinate;
 pub mod dedup;
 pub mod kv;
@@ -81,6 +82,9 @@ pub struct StateData {
     /// ACL tokens, policies, roles, auth methods, binding rules and the bootstrap state.
     #[serde(default)]
     pub acl: acl::AclTables,
+    /// The built-in Connect CA: roots (with the active signing key) and configuration.
+    #[serde(default)]
+    pub connect_ca: connect_ca::CaTables,
 }
 
 /// The in-memory state store shared by the Raft state machine (writer) and the HTTP API (readers).
@@ -168,6 +172,7 @@ impl StateStore {
         let mut changed_exact: Vec<String> = Vec::new();
         let sessions_changed;
         let mut acl_changed = false;
+        let mut ca_changed = false;
         let response = {
             let mut data = self.data.write();
             data.last_index = data.last_index.max(index);
@@ -256,6 +261,10 @@ impl StateStore {
                     }
                     Err(e) => CommandResponse::Failed(e),
                 },
+                Command::ConnectCa(op) => {
+                    ca_changed = connect_ca::apply(&mut data, op, index);
+                    CommandResponse::Ok
+                }
                 // Handled above, before taking the lock.
                 Command::Batch(_) | Command::Tracked { .. } => CommandResponse::Ok,
             };
@@ -276,6 +285,9 @@ impl StateStore {
             }
             if acl_changed {
                 self.watches.notify_exact(acl::WATCH_ACL);
+            }
+            if ca_changed {
+                self.watches.notify_exact(connect_ca::WATCH_CA);
             }
         }
         response
@@ -299,15 +311,53 @@ impl StateStore {
     }
 }
 
-/// Decodes a serialised state, also as written before the ACL tables existed.
+/// Decodes a serialised state, also as written before the Connect CA or the ACL tables existed.
 pub fn deserialize_state(bytes: &[u8]) -> Result<StateData, postcard::Error> {
     let mut data: StateData = match postcard::from_bytes(bytes) {
         Ok(data) => data,
-        Err(e) => postcard::from_bytes::<StateDataBeforeAcl>(bytes).map(StateData::from).map_err(|_| e)?,
+        Err(e) => match postcard::from_bytes::<StateDataBeforeCa>(bytes) {
+            Ok(old) => StateData::from(old),
+            Err(_) => postcard::from_bytes::<StateDataBeforeAcl>(bytes).map(StateData::from).map_err(|_| e)?,
+        },
     };
     data.catalog.rebuild();
     data.acl.rebuild();
     Ok(data)
+}
+
+/// [`StateData`] before the `connect_ca` field (see [`StateDataBeforeAcl`] for why).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StateDataBeforeCa {
+    kvs: BTreeMap<String, KvEntry>,
+    tombstones: BTreeMap<String, u64>,
+    sessions: BTreeMap<String, Session>,
+    catalog: catalog::Catalog,
+    kv_index: u64,
+    last_index: u64,
+    session_index: u64,
+    lock_delays: BTreeMap<String, session::LockDelay>,
+    coordinates: coordinate::CoordinateTable,
+    dedup: dedup::DedupWindow,
+    acl: acl::AclTables,
+}
+
+impl From<StateDataBeforeCa> for StateData {
+    fn from(old: StateDataBeforeCa) -> Self {
+        StateData {
+            kvs: old.kvs,
+            tombstones: old.tombstones,
+            sessions: old.sessions,
+            catalog: old.catalog,
+            kv_index: old.kv_index,
+            last_index: old.last_index,
+            session_index: old.session_index,
+            lock_delays: old.lock_delays,
+            coordinates: old.coordinates,
+            dedup: old.dedup,
+            acl: old.acl,
+            connect_ca: connect_ca::CaTables::default(),
+        }
+    }
 }
 
 /// [`StateData`] before the `acl` field: postcard has no field names, so `#[serde(default)]`
@@ -341,6 +391,7 @@ impl From<StateDataBeforeAcl> for StateData {
             coordinates: old.coordinates,
             dedup: old.dedup,
             acl: acl::AclTables::default(),
+            connect_ca: connect_ca::CaTables::default(),
         }
     }
 }
@@ -421,6 +472,11 @@ fn restore(data: &mut StateData, restored: &StateData, index: u64) -> Vec<String
     acl.auth_methods_index = index;
     acl.binding_rules_index = index;
     data.acl = acl;
+    // The CA comes back as saved (its keys included); a restore without one leaves the leader
+    // to bootstrap a new root.
+    let mut ca = restored.connect_ca.clone();
+    ca.restamp(index);
+    data.connect_ca = ca;
     data.kv_index = index;
     data.last_index = data.last_index.max(index);
     changed
@@ -497,6 +553,16 @@ mod tests {
         let back = deserialize_state(&bytes).expect("deserialize");
         assert_eq!((back.kv_index, back.last_index, back.tombstones.get("gone")), (7, 9, Some(&3)));
         assert_eq!(back.acl, acl::AclTables::default());
+    }
+
+    #[test]
+    fn state_before_connect_ca_loads() {
+        let mut old = StateDataBeforeCa { kv_index: 4, last_index: 11, ..Default::default() };
+        old.acl.tokens_index = 10;
+        let bytes = postcard::to_allocvec(&old).expect("serialize");
+        let back = deserialize_state(&bytes).expect("deserialize");
+        assert_eq!((back.kv_index, back.last_index, back.acl.tokens_index), (4, 11, 10));
+        assert_eq!(back.connect_ca, connect_ca::CaTables::default());
     }
 
     #[test]

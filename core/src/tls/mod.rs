@@ -3,6 +3,7 @@
 //! start and rebuilt from them on reload (certificate rotation without a restart). Nothing is
 //! installed process-wide: several agents in one process each keep their own.
 
+pub mod connect_ca;
 mod settings;
 pub mod verify;
 

@@ -141,6 +141,15 @@ pub const HONOURED: &[KeyGroup] = &[
     ),
     group(
         &[
+            "connect.enabled",
+            "connect.ca_config.{cluster_id,leaf_cert_ttl,root_cert_ttl,intermediate_cert_ttl}",
+            "connect.ca_config.{private_key_type,private_key_bits}",
+        ],
+        "the built-in Connect CA (roots, SPIFFE leaf certificates); keys are EC P-256 or P-384, \
+         leaves are signed by the root without an intermediate",
+    ),
+    group(
+        &[
             "tls.{defaults,internal_rpc,https}.{ca_file,ca_path,cert_file,key_file,verify_incoming}",
             "tls.{defaults,internal_rpc,https}.{tls_min_version,tls_cipher_suites,tls_prefer_server_cipher_suites}",
             "tls.{defaults,internal_rpc}.verify_outgoing",
@@ -197,9 +206,7 @@ pub const NO_EFFECT: &[KeyGroup] = &[
     ),
     group(
         &[
-            "connect.enabled",
-            "connect.ca_config.{cluster_id,leaf_cert_ttl,intermediate_cert_ttl,root_cert_ttl,rotation_period}",
-            "connect.ca_config.{private_key_type,private_key_bits,csr_max_per_second,csr_max_concurrent}",
+            "connect.ca_config.{rotation_period,csr_max_per_second,csr_max_concurrent}",
             "connect.test_ca_leaf_root_change_spread",
             "ports.{grpc,grpc_tls,sidecar_min_port,sidecar_max_port,expose_min_port,expose_max_port}",
             "ports.{proxy_min_port,proxy_max_port}",
@@ -211,9 +218,9 @@ pub const NO_EFFECT: &[KeyGroup] = &[
             "peering.{enabled,test_allow_peer_registrations}",
             "default_intention_policy",
         ],
-        "no service mesh, Connect CA, gRPC/xDS server or peering: no certificate is issued and no listener \
-         opened for these to configure (nor any outgoing HTTPS, for `tls.https.verify_outgoing`; \
-         `default_intention_policy` has no intentions to decide)",
+        "no service mesh, gRPC/xDS server or peering: no listener is opened for these to configure, no \
+         intermediate to rotate, no CSR to rate-limit (nor any outgoing HTTPS, for \
+         `tls.https.verify_outgoing`; `default_intention_policy` has no intentions to decide)",
     ),
     group(
         &[

@@ -115,12 +115,23 @@ impl Settings {
                         return Err(ctx.refused(&path, reason(&path)));
                     }
                 }
+                "enabled" => self.agent.connect.enabled = ctx.bool(&path, v)?,
                 // Consul translates both spellings (`leaf_cert_ttl`, `LeafCertTTL`) here.
                 "ca_config" => {
                     for cfg in ctx.blocks(&path, v)? {
                         for (ck, cv) in cfg {
                             let canonical = ca_config_key(ck).ok_or_else(|| ctx.unknown(&format!("{path}.{ck}")))?;
-                            self.apply_classified(ctx, &format!("{path}.{canonical}"), cv)?;
+                            let key = format!("{path}.{canonical}");
+                            let c = &mut self.agent.connect;
+                            match canonical {
+                                "cluster_id" => c.cluster_id = Some(ctx.string(&key, cv)?).filter(|s| !s.is_empty()),
+                                "leaf_cert_ttl" => c.leaf_cert_ttl = ctx.duration(&key, cv)?,
+                                "root_cert_ttl" => c.root_cert_ttl = ctx.duration(&key, cv)?,
+                                "intermediate_cert_ttl" => c.intermediate_cert_ttl = ctx.duration(&key, cv)?,
+                                "private_key_type" => c.private_key_type = ctx.string(&key, cv)?,
+                                "private_key_bits" => c.private_key_bits = ctx.uint(&key, cv, 16_384)?,
+                                _ => self.apply_classified(ctx, &key, cv)?,
+                            }
                         }
                     }
                 }
@@ -333,9 +344,16 @@ mod tests {
         let s = apply(json!({"connect": {"enabled": true, "ca_provider": "consul",
             "ca_config": {"cluster_id": "11111111-2222-3333-4444-555555555555", "LeafCertTTL": "72h"}}}))
         .expect("built-in provider");
-        assert!(s.no_effect.contains_key("connect.enabled"));
-        assert!(s.no_effect.contains_key("connect.ca_config.cluster_id"));
-        assert!(s.no_effect.contains_key("connect.ca_config.leaf_cert_ttl"), "{:?}", s.no_effect);
+        assert!(s.agent.connect.enabled);
+        assert_eq!(s.agent.connect.cluster_id.as_deref(), Some("11111111-2222-3333-4444-555555555555"));
+        assert_eq!(s.agent.connect.leaf_cert_ttl, std::time::Duration::from_secs(72 * 3600));
+        assert!(s.no_effect.is_empty(), "{:?}", s.no_effect);
+        let s = apply(
+            json!({"connect": {"enabled": false, "ca_config": {"PrivateKeyType": "ec", "private_key_bits": 384}}}),
+        )
+        .expect("P-384");
+        assert!(!s.agent.connect.enabled);
+        assert_eq!(s.agent.connect.private_key_bits, 384);
         for (v, want) in [
             (json!({"connect": {"ca_provider": "vault"}}), "connect.ca_provider"),
             (json!({"connect": {"ca_config": {"private_key": "-----BEGIN EC PRIVATE KEY-----"}}}), "private_key"),

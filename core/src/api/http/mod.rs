@@ -9,6 +9,7 @@ mod agent;
 mod agent_local;
 mod blocking;
 pub(crate) mod catalog;
+pub mod connect_ca;
 mod coordinate;
 mod event;
 mod https;
@@ -75,6 +76,8 @@ pub struct ApiSettings {
     pub acl: crate::api::authz::AclSettings,
     /// `http_config.response_headers`: added to every response that does not set them.
     pub response_headers: Vec<(String, String)>,
+    /// `connect { … }`: the built-in CA.
+    pub connect: crate::agent::config::ConnectSettings,
 }
 
 /// Request size limits (`limits { … }`).
@@ -126,6 +129,8 @@ pub struct ApiContext {
     pub acl: Arc<crate::api::authz::AclResolver>,
     /// The agent's TLS (reloaded by `PUT /v1/agent/reload`), when configured.
     pub tls: Option<Arc<crate::tls::AgentTls>>,
+    /// The Connect leaf certificates this agent issued for its services.
+    pub leaf_certs: connect_ca::LeafCache,
 }
 
 impl ApiContext {
@@ -168,6 +173,8 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/v1/agent/force-leave/{*node}", put(agent::agent_force_leave))
         .route("/v1/event/fire/{*name}", put(event::fire))
         .route("/v1/event/list", get(event::list))
+        .route("/v1/agent/connect/ca/roots", get(connect_ca::agent_roots))
+        .route("/v1/agent/connect/ca/leaf/{*service}", get(connect_ca::agent_leaf))
         .route(
             "/v1/operator/keyring",
             get(keyring::keyring).post(keyring::keyring).put(keyring::keyring).delete(keyring::keyring),
@@ -300,6 +307,9 @@ fn data_routes() -> Router<Ctx> {
         .route("/v1/coordinate/nodes", get(coordinate::nodes))
         .route("/v1/coordinate/node/{node}", get(coordinate::node))
         .route("/v1/coordinate/update", put(coordinate::update))
+        .route("/v1/connect/ca/roots", get(connect_ca::roots))
+        .route("/v1/connect/ca/configuration", get(connect_ca::config_get).put(connect_ca::config_set))
+        .route("/v1/internal/connect/ca/sign/{service}", put(connect_ca::sign))
         .merge(acl_routes())
 }
 
