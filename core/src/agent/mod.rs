@@ -372,15 +372,38 @@ impl Agent {
             // A client agent holds no server port open; `rpc_addr` is only advertised.
             drop(rpc_listener);
         }
+        // A -dev agent answers its first HTTP request only once it is in the catalog (its node,
+        // serfHealth and the `consul` service): clients and test harnesses that see a leader read
+        // the agent's own node at once. Requests wait in the listen backlog meanwhile.
+        let registered = match (&consensus, config.dev) {
+            (Some(c), true) => Some((c.clone(), config.node_name.clone())),
+            _ => None,
+        };
+        let gate = {
+            let shutdown = shutdown.clone();
+            move || {
+                let (registered, shutdown) = (registered.clone(), shutdown.clone());
+                async move {
+                    if let Some((c, node)) = registered {
+                        wait_in_catalog(&c, &node, Duration::from_secs(10), &shutdown).await;
+                    }
+                }
+            }
+        };
         if let (Some(listener), Some(tls)) = (https_listener, &tls) {
             let limiter = ConnLimiter::new(config.limits.http_max_conns_per_client);
-            tasks.push(tokio::spawn(http::serve_https(listener, app.clone(), tls.clone(), shutdown.clone(), limiter)));
+            let (app, tls, shutdown, gate) = (app.clone(), tls.clone(), shutdown.clone(), gate.clone());
+            tasks.push(tokio::spawn(async move {
+                gate().await;
+                http::serve_https(listener, app, tls, shutdown, limiter).await
+            }));
         }
         if let Some(listener) = http_listener {
             let http_shutdown = shutdown.clone();
             let listener =
                 LimitedHttpListener::new(listener, ConnLimiter::new(config.limits.http_max_conns_per_client));
             tasks.push(tokio::spawn(async move {
+                gate().await;
                 let serve = axum::serve(listener, app).with_graceful_shutdown(http_shutdown.cancelled_owned());
                 if let Err(e) = serve.await {
                     tracing::error!(error = %e, "HTTP server stopped");
@@ -613,5 +636,18 @@ async fn reap_tombstones(consensus: Arc<Consensus>, ttl: Duration, shutdown: Can
                 seen.push_front((Instant::now() - ttl, up_to));
             }
         }
+    }
+}
+
+/// Waits until `node` is in the catalog with its `serfHealth` check (the leader's member
+/// reconciliation), `limit` passes, or the agent stops.
+async fn wait_in_catalog(c: &Consensus, node: &str, limit: Duration, shutdown: &CancellationToken) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let done = c.state().read(|d| d.catalog.node_checks(node).iter().any(|chk| chk.check_id == "serfHealth"));
+        if done || tokio::time::Instant::now() >= deadline || shutdown.is_cancelled() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

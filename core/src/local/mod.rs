@@ -133,6 +133,8 @@ pub struct Snapshot {
     pub removed_services: BTreeSet<String>,
     /// Removed checks not yet removed from the catalog.
     pub removed_checks: BTreeSet<String>,
+    /// The latest revision this copy includes.
+    pub rev: u64,
 }
 
 /// The agent's services and checks.
@@ -142,6 +144,8 @@ pub struct LocalState {
     persist: Option<Persist>,
     version: watch::Sender<u64>,
     sync: Notify,
+    /// The revision up to which every change reached the catalog (a successful sync round).
+    synced: watch::Sender<u64>,
     check_update_interval: Duration,
 }
 
@@ -164,6 +168,7 @@ impl LocalState {
             persist: persist_dir.map(Persist::new),
             version: watch::channel(0).0,
             sync: Notify::new(),
+            synced: watch::channel(0).0,
             check_update_interval,
         }
     }
@@ -191,7 +196,31 @@ impl LocalState {
             checks: g.checks.clone(),
             removed_services: g.removed_services.clone(),
             removed_checks: g.removed_checks.clone(),
+            rev: g.next_rev,
         }
+    }
+
+    /// The latest revision of any local change.
+    pub fn current_rev(&self) -> u64 {
+        self.inner.lock().next_rev
+    }
+
+    /// Records that a sync round pushed everything up to `rev` (its snapshot's revision).
+    pub(crate) fn mark_round_synced(&self, rev: u64) {
+        self.synced.send_if_modified(|s| {
+            let moved = rev > *s;
+            if moved {
+                *s = rev;
+            }
+            moved
+        });
+    }
+
+    /// Waits until the changes up to `rev` reached the catalog, or `timeout` passes; returns
+    /// whether they did.
+    pub async fn wait_synced(&self, rev: u64, timeout: Duration) -> bool {
+        let mut rx = self.synced.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|s| *s >= rev)).await.is_ok_and(|r| r.is_ok())
     }
 
     /// One service.
@@ -313,6 +342,8 @@ impl LocalState {
         }
         g.services.remove(id);
         g.removed_services.insert(id.to_string());
+        // A removal is a change too: waiting for it to reach the catalog waits for this one.
+        g.rev();
         for cid in &checks {
             g.checks.remove(cid);
             // The catalog drops a service's checks with the service.
@@ -352,6 +383,7 @@ impl LocalState {
         }
         g.checks.remove(id);
         g.removed_checks.insert(id.to_string());
+        g.rev();
         drop(g);
         self.changed();
         Ok(())

@@ -300,6 +300,7 @@ pub(crate) async fn run(agent: Arc<LocalAgent>, backend: Backend, timing: SyncTi
         } else {
             false
         };
+        let round_rev = snap.rev;
         let plan = plan_changes(&node_registration(&agent), &snap, node_dirty);
         let deferred = plan.next_deferred;
         // A write can wait for a leader for up to rpc_hold_timeout; shutdown must not.
@@ -309,6 +310,7 @@ pub(crate) async fn run(agent: Arc<LocalAgent>, backend: Backend, timing: SyncTi
         };
         let wake = match result {
             Ok(()) => {
+                agent.state.mark_round_synced(round_rev);
                 if !read_failed {
                     backoff = Duration::from_millis(250);
                 }

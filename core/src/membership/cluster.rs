@@ -193,10 +193,15 @@ impl Cluster {
     async fn reconcile_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let Some(consensus) = self.consensus.clone() else { return };
         let mut changes = self.gossip.member_changes();
+        // A new leader registers the members (itself, its serfHealth check, the `consul`
+        // service) right after its election, not on the next tick: clients look for them as
+        // soon as a leader is known.
+        let mut leaders = consensus.leader_changes();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = changes.changed() => {}
+                _ = leaders.changed() => {}
                 _ = shutdown.cancelled() => return,
             }
             if !consensus.is_leader() {

@@ -275,6 +275,12 @@ impl Consensus {
         }
     }
 
+    /// Changes whenever the known leader changes (this server winning an election included):
+    /// leader duties start at once instead of on their next tick.
+    pub fn leader_changes(&self) -> tokio::sync::watch::Receiver<Option<NodeId>> {
+        self.leader_changes.subscribe()
+    }
+
     /// The Raft handle.
     pub fn raft(&self) -> &Raft {
         &self.raft

@@ -468,3 +468,38 @@ async fn t98_hash_blocking_on_agent_service() {
     assert_eq!(api.get("/v1/agent/service/none").await.expect("get").status, 404);
     c.shutdown().await;
 }
+
+/// What clients of a fresh agent rely on: in -dev the agent's own node, its serfHealth check
+/// and the `consul` service are in the catalog by the first answered request; on a server agent
+/// a registration (and a TTL update, and a deregistration) is in the catalog when the call
+/// returns, so the very next catalog or health read sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t98_the_catalog_is_current_when_calls_return() {
+    use consul_core::agent::Agent;
+    for round in 0..3 {
+        let agent = Agent::start(AgentConfig { node_name: format!("fresh-{round}"), ..AgentConfig::dev_any_port() })
+            .await
+            .expect("agent");
+        let api = Api::new(agent.http_addr());
+        // The very first request: the node with serfHealth, and the consul service.
+        let nodes = get_json(&api, "/v1/catalog/nodes").await;
+        assert_eq!(nodes[0]["Node"], format!("fresh-{round}"), "{nodes}");
+        let checks = get_json(&api, &format!("/v1/health/node/fresh-{round}")).await;
+        assert!(checks.as_array().expect("checks").iter().any(|c| c["CheckID"] == "serfHealth"), "{checks}");
+        assert_eq!(len(&get_json(&api, "/v1/catalog/service/consul").await), 1);
+
+        for i in 0..20 {
+            let name = format!("svc{i}");
+            let body = json!({"Name": name, "Port": 8000 + i, "Check": {"TTL": "30s", "CheckID": format!("ttl{i}")}});
+            put_ok(&api, "/v1/agent/service/register", Some(body)).await;
+            let health = get_json(&api, &format!("/v1/health/service/{name}")).await;
+            assert_eq!(len(&health), 1, "registered {name} is in health at once: {health}");
+            put_ok(&api, &format!("/v1/agent/check/pass/ttl{i}"), None).await;
+            let passing = get_json(&api, &format!("/v1/health/service/{name}?passing")).await;
+            assert_eq!(len(&passing), 1, "the TTL pass is in the catalog at once: {passing}");
+            put_ok(&api, &format!("/v1/agent/service/deregister/{name}"), None).await;
+            assert_eq!(len(&get_json(&api, &format!("/v1/catalog/service/{name}")).await), 0);
+        }
+        agent.shutdown().await.expect("shutdown");
+    }
+}

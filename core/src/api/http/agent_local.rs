@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::catalog::{check_json, service_json};
 use super::query::QueryParams;
-use super::{json as json_response, read_body, text, Ctx};
+use super::{json as json_response, read_body, text, ApiContext, Ctx};
 use crate::acl::rules::{Need, Resource};
 use crate::api::authz::RequestAcl;
 use crate::duration::parse_go_duration;
@@ -93,6 +93,7 @@ pub(super) async fn register_service(
         acl.require(Resource::Service, &old, Need::Write)?;
     }
     ctx.local.register_service(def, Source::Api, q.has("replace-existing-checks"))?;
+    in_catalog(&ctx).await;
     Ok(ok_empty())
 }
 
@@ -105,7 +106,9 @@ pub(super) async fn deregister_service(
     if let Some(name) = local_service_name(&ctx, &id) {
         acl.require(Resource::Service, &name, Need::Write)?;
     }
-    ctx.local.deregister_service(&id).map(|()| ok_empty())
+    ctx.local.deregister_service(&id)?;
+    in_catalog(&ctx).await;
+    Ok(ok_empty())
 }
 
 /// `GET /v1/agent/services`: service ID → `AgentService`.
@@ -205,6 +208,7 @@ pub(super) async fn register_check(
     require_check_target(&ctx, &acl, &def.service_id)?;
     require_check_write(&ctx, &acl, &def.id)?;
     ctx.local.register_check(def, Source::Api)?;
+    in_catalog(&ctx).await;
     Ok(ok_empty())
 }
 
@@ -215,14 +219,32 @@ pub(super) async fn deregister_check(
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
     require_check_write(&ctx, &acl, &id)?;
-    ctx.local.deregister_check(&id).map(|()| ok_empty())
+    ctx.local.deregister_check(&id)?;
+    in_catalog(&ctx).await;
+    Ok(ok_empty())
 }
 
-fn ttl(ctx: &Ctx, acl: &RequestAcl, id: &str, uri: &Uri, status: &str) -> Result<Response, Error> {
+async fn ttl(ctx: &Ctx, acl: &RequestAcl, id: &str, uri: &Uri, status: &str) -> Result<Response, Error> {
     require_check_write(ctx, acl, id)?;
     let q = QueryParams::from_uri(uri);
     let note = q.get("note").unwrap_or_default().to_string();
-    ctx.local.update_ttl(id, status, note).map(|()| ok_empty())
+    ctx.local.update_ttl(id, status, note)?;
+    in_catalog(ctx).await;
+    Ok(ok_empty())
+}
+
+/// How long a server agent's change handler waits for its change to reach the catalog.
+const CATALOG_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// On a server agent, waits (up to [`CATALOG_WAIT`]) until the change just made is in the
+/// catalog, so a client that registers and then reads the catalog or health endpoints sees it
+/// (Consul's own clients and test harnesses do exactly that). The change stands either way: a
+/// sync that takes longer (no leader) finishes in the background, as in Consul.
+async fn in_catalog(ctx: &ApiContext) {
+    if ctx.backend.consensus().is_some() {
+        let rev = ctx.local.state.current_rev();
+        ctx.local.state.wait_synced(rev, CATALOG_WAIT).await;
+    }
 }
 
 /// `PUT /v1/agent/check/pass/:id?note=`.
@@ -232,7 +254,7 @@ pub(super) async fn check_pass(
     Path(id): Path<String>,
     uri: Uri,
 ) -> Result<Response, Error> {
-    ttl(&ctx, &acl, &id, &uri, PASSING)
+    ttl(&ctx, &acl, &id, &uri, PASSING).await
 }
 
 /// `PUT /v1/agent/check/warn/:id?note=`.
@@ -242,7 +264,7 @@ pub(super) async fn check_warn(
     Path(id): Path<String>,
     uri: Uri,
 ) -> Result<Response, Error> {
-    ttl(&ctx, &acl, &id, &uri, WARNING)
+    ttl(&ctx, &acl, &id, &uri, WARNING).await
 }
 
 /// `PUT /v1/agent/check/fail/:id?note=`.
@@ -252,7 +274,7 @@ pub(super) async fn check_fail(
     Path(id): Path<String>,
     uri: Uri,
 ) -> Result<Response, Error> {
-    ttl(&ctx, &acl, &id, &uri, CRITICAL)
+    ttl(&ctx, &acl, &id, &uri, CRITICAL).await
 }
 
 /// `PUT /v1/agent/check/update/:id` with `{"Status": …, "Output": …}`.
@@ -274,6 +296,7 @@ pub(super) async fn check_update(
         return Err(Error::BadRequest(format!("Invalid check status: {status:?}")));
     }
     ctx.local.update_ttl(&id, &status, o.string(&["Output"])?)?;
+    in_catalog(&ctx).await;
     Ok(ok_empty())
 }
 
