@@ -102,6 +102,10 @@ pub struct AgentConfig {
     pub tls: crate::tls::TlsConfig,
     /// `connect { enabled, ca_config { … } }`: the built-in Connect CA.
     pub connect: ConnectSettings,
+    /// The Docker engine Docker checks use, as `DOCKER_HOST` spells it (`unix:///path`); `None`
+    /// reads `DOCKER_HOST` from the environment when the agent starts, else
+    /// `/var/run/docker.sock`.
+    pub docker_host: Option<String>,
     /// Shortest period between two coordinate publications by this agent (Consul's
     /// `sync_coordinate_interval_min`, 15 s; tests use less). The period grows with the
     /// cluster size so the whole datacenter stays near `sync_coordinate_rate_target`.
@@ -231,6 +235,7 @@ impl Default for AgentConfig {
             acl: crate::api::authz::AclSettings::default(),
             tls: crate::tls::TlsConfig::default(),
             connect: ConnectSettings::default(),
+            docker_host: None,
             sync_coordinate_interval_min: Duration::from_secs(15),
             sync_coordinate_rate_target: 64.0,
             http_response_headers: Vec::new(),
@@ -371,6 +376,10 @@ impl AgentConfig {
             enable_local_script_checks: self.enable_local_script_checks,
             services: self.services.clone(),
             checks: self.checks.clone(),
+            docker_socket: match &self.docker_host {
+                Some(h) => crate::local::checks::docker::socket_from(Some(h)),
+                None => crate::local::checks::docker::socket_from(std::env::var("DOCKER_HOST").ok().as_deref()),
+            },
         }
     }
 

@@ -85,6 +85,16 @@ pub enum CheckKind {
         /// Program and arguments.
         args: Vec<String>,
     },
+    /// A program run inside a Docker container through the Docker engine (`DockerContainerID`
+    /// plus `Args`): exit 0 passing, 1 warning, anything else critical.
+    Docker {
+        /// The container.
+        container_id: String,
+        /// `Shell` (kept for the definition; `Args` run as given).
+        shell: String,
+        /// Program and arguments.
+        args: Vec<String>,
+    },
     /// Mirrors the health of another service (on this node or another).
     Alias {
         /// The aliased service ID.
@@ -105,6 +115,7 @@ impl CheckKind {
             CheckKind::Udp { .. } => "udp",
             CheckKind::Grpc { .. } => "grpc",
             CheckKind::Script { .. } => "script",
+            CheckKind::Docker { .. } => "docker",
             CheckKind::Alias { .. } => "alias",
         }
     }
@@ -118,6 +129,7 @@ impl CheckKind {
                 | CheckKind::Udp { .. }
                 | CheckKind::Grpc { .. }
                 | CheckKind::Script { .. }
+                | CheckKind::Docker { .. }
         )
     }
 }
@@ -174,7 +186,7 @@ impl CheckDefinition {
     pub fn effective_timeout(&self) -> Duration {
         match (&self.kind, self.timeout) {
             (_, Some(t)) if !t.is_zero() => t,
-            (CheckKind::Script { .. }, _) => DEFAULT_SCRIPT_TIMEOUT,
+            (CheckKind::Script { .. } | CheckKind::Docker { .. }, _) => DEFAULT_SCRIPT_TIMEOUT,
             _ => DEFAULT_TIMEOUT,
         }
     }
@@ -226,6 +238,11 @@ impl CheckDefinition {
                 m.insert("GRPCUseTLS".into(), json!(use_tls));
             }
             CheckKind::Script { args } => {
+                m.insert("ScriptArgs".into(), json!(args));
+            }
+            CheckKind::Docker { container_id, shell, args } => {
+                m.insert("DockerContainerID".into(), json!(container_id));
+                m.insert("Shell".into(), json!(shell));
                 m.insert("ScriptArgs".into(), json!(args));
             }
             CheckKind::Alias { service, node } => {
@@ -353,11 +370,8 @@ pub(crate) fn parse_check(o: Obj<'_>, default_id: &str, default_name: &str) -> R
         &["DeregisterCriticalServiceAfter", "deregister_critical_service_after"],
         "DeregisterCriticalServiceAfter",
     )?;
-    for (field, names) in [
-        ("DockerContainerID", &["DockerContainerID", "docker_container_id"][..]),
-        ("H2PING", &["H2PING", "h2ping"][..]),
-        ("OSService", &["OSService", "os_service"][..]),
-    ] {
+    let docker = o.string(&["DockerContainerID", "docker_container_id"])?;
+    for (field, names) in [("H2PING", &["H2PING", "h2ping"][..]), ("OSService", &["OSService", "os_service"][..])] {
         if !o.string(names)?.is_empty() {
             return Err(bad(format!("Invalid check: {field} checks are not supported by consul-rs")));
         }
@@ -369,6 +383,9 @@ pub(crate) fn parse_check(o: Obj<'_>, default_id: &str, default_name: &str) -> R
         return Err(bad("Invalid check: TCPUseTLS is not supported by consul-rs".into()));
     }
     let args = o.strings(&["ScriptArgs", "Args", "script_args"])?;
+    if !docker.is_empty() && args.is_empty() {
+        return Err(bad("Invalid check: DockerContainerID checks need Args (the command run in the container)".into()));
+    }
     let http = o.string(&["HTTP"])?;
     let tcp = o.string(&["TCP"])?;
     let udp = o.string(&["UDP"])?;
@@ -433,6 +450,12 @@ pub(crate) fn parse_check(o: Obj<'_>, default_id: &str, default_name: &str) -> R
         let addr = grpc.split_once('/').map_or(grpc.as_str(), |(a, _)| a);
         host_port("GRPC", addr)?;
         CheckKind::Grpc { target: grpc, use_tls }
+    } else if !args.is_empty() && !docker.is_empty() {
+        let shell = match o.string(&["Shell", "shell"])? {
+            s if s.is_empty() => "/bin/sh".to_string(),
+            s => s,
+        };
+        CheckKind::Docker { container_id: docker, shell, args }
     } else if !args.is_empty() {
         CheckKind::Script { args }
     } else {

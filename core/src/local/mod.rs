@@ -548,7 +548,7 @@ impl std::fmt::Debug for LocalAgent {
 }
 
 /// What the local agent needs of the agent's configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LocalConfig {
     /// Where registrations persist (`data_dir`); `None` keeps them in memory (`-dev`).
     pub persist_dir: Option<std::path::PathBuf>,
@@ -562,6 +562,23 @@ pub struct LocalConfig {
     pub services: Vec<ServiceDefinition>,
     /// `check` blocks of the config files.
     pub checks: Vec<CheckDefinition>,
+    /// The Docker engine socket for Docker checks (`DOCKER_HOST`; default
+    /// `/var/run/docker.sock`), or why there is none.
+    pub docker_socket: std::result::Result<std::path::PathBuf, String>,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        LocalConfig {
+            persist_dir: None,
+            check_update_interval: std::time::Duration::ZERO,
+            enable_script_checks: false,
+            enable_local_script_checks: false,
+            services: Vec::new(),
+            checks: Vec::new(),
+            docker_socket: Ok(checks::docker::DEFAULT_SOCKET.into()),
+        }
+    }
 }
 
 impl LocalAgent {
@@ -574,7 +591,7 @@ impl LocalAgent {
         shutdown: CancellationToken,
     ) -> Result<Arc<LocalAgent>> {
         let state = Arc::new(LocalState::new(config.persist_dir.as_deref(), config.check_update_interval));
-        let runner = Runner::new(state.clone(), backend, node.name.clone(), shutdown);
+        let runner = Runner::new(state.clone(), backend, node.name.clone(), config.docker_socket.clone(), shutdown);
         let agent = Arc::new(LocalAgent {
             state,
             runner,
@@ -618,7 +635,18 @@ impl LocalAgent {
     }
 
     fn check_allowed(&self, c: &CheckDefinition, source: Source) -> Result<()> {
-        if matches!(c.kind, CheckKind::Script { .. }) {
+        if matches!(c.kind, CheckKind::Docker { .. }) {
+            match self.runner.docker_socket() {
+                Err(why) => return Err(Error::BadRequest(format!("Invalid check: {why}"))),
+                Ok(socket) => {
+                    if let Some(why) = checks::docker::unavailable(socket) {
+                        return Err(Error::BadRequest(why));
+                    }
+                }
+            }
+        }
+        // Docker checks run commands too: they need script checks enabled, as in Consul.
+        if matches!(c.kind, CheckKind::Script { .. } | CheckKind::Docker { .. }) {
             let allowed = match source {
                 Source::Api => self.enable_script_checks,
                 Source::Config => self.enable_script_checks || self.enable_local_script_checks,

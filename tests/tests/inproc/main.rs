@@ -14,6 +14,7 @@ mod t90_agent;
 mod t91_checks;
 mod t92_conn_limits;
 mod t93_connect_ca;
+mod t94_docker_checks;
 mod t95_dns;
 mod t96_coordinate;
 mod t97_gossip;

@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::Outcome;
 use crate::state::catalog::{CRITICAL, PASSING};
@@ -146,7 +145,7 @@ fn status_name(s: u64) -> &'static str {
 }
 
 async fn call(address: &str, service: &str) -> Result<u64, String> {
-    let mut conn = TcpStream::connect(address).await.map_err(|e| format!("dial tcp {address}: {e}"))?;
+    let mut conn = super::dial::dial(address).await?;
     let mut out = PREFACE.to_vec();
     out.extend(frame(SETTINGS, 0, 0, &[]));
     out.extend(frame(HEADERS, END_HEADERS, 1, &request_headers(address)));

@@ -72,7 +72,8 @@ async fn request(
     let port = parsed.port().unwrap_or(443);
     let sni = if server_name.is_empty() { host.clone() } else { server_name.to_string() };
     let name = ServerName::try_from(sni.clone()).map_err(|e| format!("invalid TLS server name {sni:?}: {e}"))?;
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| format!("connect: {e}"))?;
+    let target = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let tcp = super::dial::dial(&target).await?;
     let stream = tokio_rustls::TlsConnector::from(tls.clone())
         .connect(name, tcp)
         .await

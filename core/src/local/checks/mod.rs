@@ -8,6 +8,8 @@
 //! the new one's status.
 
 mod alias;
+mod dial;
+pub(crate) mod docker;
 mod grpc;
 mod http;
 mod https;
@@ -44,6 +46,8 @@ pub(crate) struct RunCtx {
     pub(crate) state: Arc<LocalState>,
     pub(crate) backend: Backend,
     pub(crate) node: String,
+    /// The Docker engine socket Docker checks use, or why there is none.
+    pub(crate) docker_socket: Result<std::path::PathBuf, String>,
 }
 
 /// Starts and stops check tasks.
@@ -56,8 +60,19 @@ pub(crate) struct Runner {
 
 impl Runner {
     /// A runner whose tasks all stop when `shutdown` is cancelled.
-    pub(crate) fn new(state: Arc<LocalState>, backend: Backend, node: String, shutdown: CancellationToken) -> Self {
-        Runner { tasks: Mutex::new(HashMap::new()), ctx: RunCtx { state, backend, node }, shutdown }
+    pub(crate) fn new(
+        state: Arc<LocalState>,
+        backend: Backend,
+        node: String,
+        docker_socket: Result<std::path::PathBuf, String>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Runner { tasks: Mutex::new(HashMap::new()), ctx: RunCtx { state, backend, node, docker_socket }, shutdown }
+    }
+
+    /// The Docker engine socket Docker checks use, or why there is none.
+    pub(crate) fn docker_socket(&self) -> Result<&std::path::Path, &str> {
+        self.ctx.docker_socket.as_deref().map_err(String::as_str)
     }
 
     /// Starts (or restarts) the task of `def`; checks without a runner just stop any old task.
@@ -163,7 +178,11 @@ enum HttpClient {
     Tls(std::sync::Arc<rustls::ClientConfig>),
 }
 
-async fn probe(def: &CheckDefinition, http_client: Option<&HttpClient>) -> Outcome {
+async fn probe(
+    def: &CheckDefinition,
+    http_client: Option<&HttpClient>,
+    docker_socket: &Result<std::path::PathBuf, String>,
+) -> Outcome {
     let timeout = def.effective_timeout();
     match &def.kind {
         CheckKind::Http { url, method, header, body, tls_server_name, .. } => match http_client {
@@ -175,6 +194,10 @@ async fn probe(def: &CheckDefinition, http_client: Option<&HttpClient>) -> Outco
         CheckKind::Udp { address } => udp::check(address, timeout).await,
         CheckKind::Grpc { target, .. } => grpc::check(target, timeout).await,
         CheckKind::Script { args } => script::check(args, timeout).await,
+        CheckKind::Docker { container_id, args, .. } => match docker_socket {
+            Ok(socket) => docker::check(socket, container_id, args, timeout).await,
+            Err(why) => (CRITICAL, why.clone()),
+        },
         CheckKind::Manual | CheckKind::Ttl { .. } | CheckKind::Alias { .. } => {
             (CRITICAL, "not an interval check".to_string())
         }
@@ -202,7 +225,7 @@ async fn run_interval(ctx: RunCtx, def: CheckDefinition, generation: u64, cancel
     loop {
         let started = tokio::time::Instant::now();
         let (status, output) = tokio::select! {
-            r = probe(&def, client.as_ref()) => r,
+            r = probe(&def, client.as_ref(), &ctx.docker_socket) => r,
             _ = cancel.cancelled() => return,
         };
         if let Some(status) = thresholds.apply(status) {
