@@ -89,6 +89,9 @@ pub(crate) struct AgentArgs {
     /// Upstream DNS server for other domains; repeatable.
     #[arg(long = "recursor", value_name = "ADDR", action = ArgAction::Append)]
     pub(crate) recursor: Vec<String>,
+    /// Node metadata `key:value` (the value may be empty); repeatable.
+    #[arg(long = "node-meta", value_name = "KEY:VALUE", action = ArgAction::Append)]
+    pub(crate) node_meta: Vec<String>,
     /// Server RPC port.
     #[arg(long = "server-port", value_name = "PORT", allow_negative_numbers = true)]
     pub(crate) server_port: Option<i64>,
@@ -203,6 +206,18 @@ fn flags_as_config(a: &AgentArgs) -> Value {
     }
     if !a.recursor.is_empty() {
         put("recursors", json!(a.recursor));
+    }
+    if !a.node_meta.is_empty() {
+        // Consul splits at the first ':'; a missing value is an empty one.
+        let meta: Map<String, Value> = a
+            .node_meta
+            .iter()
+            .map(|kv| match kv.split_once(':') {
+                Some((k, v)) => (k.to_string(), json!(v)),
+                None => (kv.clone(), json!("")),
+            })
+            .collect();
+        put("node_meta", Value::Object(meta));
     }
     let mut ports = Map::new();
     for (k, v) in [

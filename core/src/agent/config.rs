@@ -102,6 +102,8 @@ pub struct AgentConfig {
     pub tls: crate::tls::TlsConfig,
     /// `connect { enabled, ca_config { … } }`: the built-in Connect CA.
     pub connect: ConnectSettings,
+    /// `node_meta`: metadata of this node in the catalog (`-node-meta key:value`).
+    pub node_meta: std::collections::BTreeMap<String, String>,
     /// The Docker engine Docker checks use, as `DOCKER_HOST` spells it (`unix:///path`); `None`
     /// reads `DOCKER_HOST` from the environment when the agent starts, else
     /// `/var/run/docker.sock`.
@@ -236,6 +238,7 @@ impl Default for AgentConfig {
             tls: crate::tls::TlsConfig::default(),
             connect: ConnectSettings::default(),
             docker_host: None,
+            node_meta: Default::default(),
             sync_coordinate_interval_min: Duration::from_secs(15),
             sync_coordinate_rate_target: 64.0,
             http_response_headers: Vec::new(),
@@ -310,6 +313,7 @@ impl AgentConfig {
         }
         self.tls.validate(self.ports.https.is_some()).map_err(Error::Config)?;
         self.connect.key_type().map_err(|e| Error::Config(format!("connect.ca_config: {e}")))?;
+        validate_node_meta(&self.node_meta).map_err(|e| Error::Config(format!("node_meta: {e}")))?;
         if let Some(id) = &self.connect.cluster_id {
             if Uuid::parse_str(id).is_err() {
                 return Err(Error::Config(format!("connect.ca_config.cluster_id: {id:?} is not a UUID")));
@@ -404,4 +408,31 @@ impl AgentConfig {
             connect: self.connect.clone(),
         }
     }
+}
+
+/// Consul's rules for node metadata (`structs.ValidateNodeMetadata`): at most 64 pairs, keys of
+/// letters, digits, `-` and `_` up to 128 characters and not starting with the reserved
+/// `consul-`, values up to 512 characters.
+pub fn validate_node_meta(meta: &std::collections::BTreeMap<String, String>) -> Result<(), String> {
+    if meta.len() > 64 {
+        return Err(format!("{} pairs: at most 64 are allowed", meta.len()));
+    }
+    for (k, v) in meta {
+        if k.is_empty() {
+            return Err("key cannot be blank".into());
+        }
+        if !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!("key {k:?} contains invalid characters (letters, digits, '-' and '_' only)"));
+        }
+        if k.len() > 128 {
+            return Err(format!("key {k:?} is longer than 128 characters"));
+        }
+        if k.starts_with("consul-") {
+            return Err(format!("key {k:?} uses the reserved prefix \"consul-\""));
+        }
+        if v.len() > 512 {
+            return Err(format!("value of {k:?} is longer than 512 characters"));
+        }
+    }
+    Ok(())
 }

@@ -105,6 +105,16 @@ impl Settings {
         match key {
             "datacenter" => a.datacenter = ctx.string(key, v)?.to_lowercase(),
             "node_name" => a.node_name = ctx.string(key, v)?,
+            // Merged across sources key by key, as Consul merges maps.
+            "node_meta" => {
+                for block in ctx.blocks(key, v)? {
+                    for (k, value) in block {
+                        let value = ctx.string(&format!("{key}.{k}"), value)?;
+                        self.agent.node_meta.insert(k.clone(), value);
+                    }
+                }
+                crate::agent::config::validate_node_meta(&self.agent.node_meta).map_err(|e| ctx.bad(key, &e))?;
+            }
             "node_id" => {
                 let s = ctx.string(key, v)?;
                 // Consul insists on the canonical 8-4-4-4-12 form; the uuid parser alone would

@@ -248,6 +248,7 @@ impl Agent {
 
         let node_info = NodeInfo {
             name: config.node_name.clone(),
+            meta: config.node_meta.clone(),
             id: node_id.to_string(),
             address: advertise.to_string(),
             datacenter: config.datacenter.clone(),

@@ -519,6 +519,8 @@ pub type ReloadHandler = Arc<
 pub struct NodeInfo {
     /// Node name.
     pub name: String,
+    /// `node_meta`: the node's metadata in the catalog.
+    pub meta: BTreeMap<String, String>,
     /// Node UUID.
     pub id: String,
     /// Advertise address.

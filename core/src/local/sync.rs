@@ -49,6 +49,7 @@ fn node_registration(agent: &LocalAgent) -> Node {
         address: n.address.clone(),
         datacenter: n.datacenter.clone(),
         tagged_addresses: tagged,
+        meta: n.meta.clone(),
         ..Node::default()
     }
 }
@@ -209,7 +210,9 @@ fn compare_full(agent: &LocalAgent, catalog: NodeState, snap: &mut Snapshot) -> 
     let NodeState { node, services, checks } = catalog;
     let node_dirty = match node {
         None => true,
-        Some(n) => n.address != me.address || n.id != me.id || n.tagged_addresses != me.tagged_addresses,
+        Some(n) => {
+            n.address != me.address || n.id != me.id || n.tagged_addresses != me.tagged_addresses || n.meta != me.meta
+        }
     };
     for s in &services {
         match snap.services.get_mut(&s.id) {

@@ -503,3 +503,33 @@ async fn t98_the_catalog_is_current_when_calls_return() {
         agent.shutdown().await.expect("shutdown");
     }
 }
+
+/// `node_meta` is the node's metadata in the catalog (filters by `?node-meta=` find it) and in
+/// `/v1/agent/self`; Consul's rules for keys and values are enforced at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t98_node_meta_is_in_the_catalog() {
+    use consul_core::agent::Agent;
+    let mut config = AgentConfig { node_name: "meta-node".into(), ..AgentConfig::dev_any_port() };
+    config.node_meta.insert("rack".into(), "r1".into());
+    config.node_meta.insert("zone".into(), "".into());
+    let agent = Agent::start(config).await.expect("agent");
+    let api = Api::new(agent.http_addr());
+    let node = wait_json(&api, "/v1/catalog/node/meta-node", "node meta in the catalog", |v| {
+        v["Node"]["Meta"]["rack"] == "r1"
+    })
+    .await;
+    assert_eq!(node["Node"]["Meta"]["zone"], "");
+    assert_eq!(len(&get_json(&api, "/v1/catalog/nodes?node-meta=rack:r1").await), 1);
+    assert_eq!(len(&get_json(&api, "/v1/catalog/nodes?node-meta=rack:r2").await), 0);
+    assert_eq!(get_json(&api, "/v1/agent/self").await["Meta"]["rack"], "r1");
+    agent.shutdown().await.expect("shutdown");
+
+    for (k, v, why) in
+        [("consul-x", "1", "reserved"), ("a b", "1", "invalid characters"), ("k", &"v".repeat(513), "512")]
+    {
+        let mut config = AgentConfig::dev_any_port();
+        config.node_meta.insert(k.into(), v.to_string());
+        let e = Agent::start(config).await.expect_err("refused").to_string();
+        assert!(e.contains("node_meta") && e.contains(why), "{e}");
+    }
+}

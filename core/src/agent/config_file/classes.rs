@@ -61,8 +61,8 @@ const fn group(keys: &'static [&'static str], reason: &'static str) -> KeyGroup 
 /// Keys the agent acts on.
 pub const HONOURED: &[KeyGroup] = &[
     group(
-        &["datacenter", "node_name", "node_id", "server", "bootstrap", "bootstrap_expect", "data_dir"],
-        "identity and role of the agent",
+        &["datacenter", "node_name", "node_id", "node_meta", "server", "bootstrap", "bootstrap_expect", "data_dir"],
+        "identity and role of the agent (`node_meta` is the node's catalog metadata)",
     ),
     group(
         &["bind_addr", "advertise_addr", "client_addr", "ports.{http,https,dns,server,serf_lan}"],
@@ -261,7 +261,6 @@ pub const NO_EFFECT: &[KeyGroup] = &[
     ),
     group(
         &[
-            "node_meta",
             "tagged_addresses",
             "advertise_addr_{ipv4,ipv6}",
             "advertise_reconnect_timeout",

@@ -104,7 +104,7 @@ pub(super) async fn agent_self(
             },
             "build": { "version": crate::VERSION, "revision": "consul-rs", "prerelease": "" },
         },
-        "Meta": {},
+        "Meta": ctx.local.node.meta,
     });
     json(StatusCode::OK, &body, q.pretty())
 }
