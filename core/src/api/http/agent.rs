@@ -77,6 +77,13 @@ pub(super) async fn agent_self(
             "HTTPAddrs": [format!("tcp://{}", ctx.http_addr)],
             "RPCBindAddr": format!("tcp://{}", me.rpc_addr),
             "SerfBindAddrLAN": format!("tcp://{}", me.serf_addr),
+            // What other agents join (Consul's own client tests join through it).
+            "SerfAdvertiseAddrLAN": format!("tcp://{}", me.serf_addr),
+            "RPCAdvertiseAddr": format!("tcp://{}", me.rpc_addr),
+            "NodeName": me.name,
+            "Datacenter": ctx.config.datacenter,
+            "ServerMode": me.server,
+            "NodeMeta": ctx.local.node.meta,
             "DataDir": ctx.config.data_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
             "RetryJoinLAN": ctx.config.retry_join,
         },
