@@ -2,7 +2,8 @@
 # Runs every test of the project: Rust (unit + in-process clusters + real processes) and the
 # Python wire-compatibility suite against the unmodified py-consul client, then the consul_rs
 # Python package (built with `pip install ./python`) and its pytest suite, then the C library's
-# suite (scripts/test-c.sh) and the consul-rs Node package (scripts/test-node.sh). Prints each
+# suite (scripts/test-c.sh), the consul-rs Node package (scripts/test-node.sh) and the official Go
+# client's own test suite against consul-rs as `consul` (tests/go-api/run.sh). Prints each
 # runner's summary, then one total line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +52,20 @@ if [ -z "$node_passed" ]; then
   node_failed=1 # no summary line: the runner itself broke
 fi
 
+# ---- The official Go client's own test suite (tests/go-api/run.sh): github.com/hashicorp/consul/api
+# v1.22.0's tests against consul-rs installed as `consul`; short mode under CI=true or
+# GO_API_SHORT=1. Summary line `go-api: N passed, M failed, K skipped`.
+echo "==> tests/go-api/run.sh (the official Go client's test suite against consul-rs as consul)"
+CONSUL_RS_BIN="$PWD/target/debug/consul-rs" ./tests/go-api/run.sh 2>&1 | tee "$log_dir/go-api.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+go_line=$(grep -E '^go-api: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$log_dir/go-api.log" | tail -1)
+go_passed=$(echo "$go_line" | sed -nE 's/^go-api: ([0-9]+) passed.*/\1/p')
+go_failed=$(echo "$go_line" | sed -nE 's/.* ([0-9]+) failed,.*/\1/p')
+if [ -z "$go_passed" ]; then
+  go_passed=0
+  go_failed=1 # no summary line: the runner itself broke
+fi
+
 # One total over every runner, from their own summary lines.
 cargo_passed=$(grep -E '^test result:' "$log_dir/cargo.log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | paste -sd+ - | bc)
 cargo_failed=$(grep -E '^test result:' "$log_dir/cargo.log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | paste -sd+ - | bc)
@@ -68,8 +83,8 @@ done
 c_line=$(grep -E '^c: [0-9]+ passed, [0-9]+ failed$' "$log_dir/c.log" | tail -1)
 c_passed=$(echo "$c_line" | sed -nE 's/^c: ([0-9]+) passed.*/\1/p')
 c_failed=$(echo "$c_line" | sed -nE 's/.* ([0-9]+) failed$/\1/p')
-passed=$(( ${cargo_passed:-0} + ${py_passed:-0} + ${c_passed:-0} + ${node_passed:-0} ))
-failed=$(( ${cargo_failed:-0} + ${py_failed:-0} + ${c_failed:-0} + ${node_failed:-0} ))
+passed=$(( ${cargo_passed:-0} + ${py_passed:-0} + ${c_passed:-0} + ${node_passed:-0} + ${go_passed:-0} ))
+failed=$(( ${cargo_failed:-0} + ${py_failed:-0} + ${c_failed:-0} + ${node_failed:-0} + ${go_failed:-0} ))
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1 # a runner failed without a countable test failure (build or collection error)
 fi

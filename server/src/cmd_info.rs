@@ -15,6 +15,60 @@ pub(crate) struct InfoArgs {
     client: ClientFlags,
 }
 
+/// `version` flags.
+#[derive(Debug, Args)]
+pub(crate) struct VersionArgs {
+    /// Output format: pretty or json.
+    #[arg(long, default_value = "pretty")]
+    format: String,
+}
+
+/// Runs `version`: the text to print, or Consul's error for an unknown `-format`.
+pub(crate) fn version(a: &VersionArgs) -> Result<String, String> {
+    match a.format.as_str() {
+        "pretty" => Ok(version_text()),
+        "json" => Ok(version_json()),
+        other => Err(format!("Unknown format: {other}")),
+    }
+}
+
+/// `version -format=json`: Consul's `VersionInfo` (field order and three-space indent as
+/// Consul prints it; `sdk/testutil` reads `Version` from it before it starts an agent). There is
+/// no build date: Consul's own default for an unstamped build, like the Revision, says so.
+fn version_json() -> String {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Rpc {
+        default: u8,
+        min: u8,
+        max: u8,
+    }
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Info {
+        version: &'static str,
+        revision: &'static str,
+        prerelease: &'static str,
+        build_date: &'static str,
+        #[serde(rename = "RPC")]
+        rpc: Rpc,
+    }
+    let info = Info {
+        version: consul_core::VERSION,
+        revision: "consul-rs",
+        prerelease: "",
+        build_date: "1970-01-01T00:00:01Z",
+        rpc: Rpc { default: 2, min: 2, max: 3 },
+    };
+    let mut out = Vec::new();
+    let mut ser =
+        serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"   "));
+    serde::Serialize::serialize(&info, &mut ser).expect("serializing a plain struct");
+    let mut text = String::from_utf8(out).expect("serde_json writes UTF-8");
+    text.push('\n');
+    text
+}
+
 /// The `version` text: Consul's first and protocol lines (tools parse them), then ours.
 pub(crate) fn version_text() -> String {
     let v = consul_core::VERSION;
@@ -102,6 +156,22 @@ fn render_info(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_json_has_consuls_shape() {
+        let a = VersionArgs { format: "json".into() };
+        let out = version(&a).expect("json is a format");
+        let v: Value = serde_json::from_str(&out).expect("valid JSON");
+        assert_eq!(v["Version"], consul_core::VERSION);
+        assert_eq!(v["Prerelease"], "");
+        assert_eq!(v["RPC"], serde_json::json!({"Default": 2, "Min": 2, "Max": 3}));
+        let keys: Vec<&str> = v.as_object().expect("object").keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 5, "{keys:?}");
+        assert!(out.starts_with("{\n   \"Version\": "), "three-space indent as Consul's: {out}");
+        assert!(out.ends_with("}\n"));
+        assert_eq!(version(&VersionArgs { format: "pretty".into() }), Ok(version_text()));
+        assert_eq!(version(&VersionArgs { format: "xml".into() }), Err("Unknown format: xml".to_string()));
+    }
 
     #[test]
     fn version_mentions_both_names() {

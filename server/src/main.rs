@@ -56,7 +56,7 @@ enum Command {
     #[command(subcommand)]
     Snapshot(cmd_snapshot::SnapshotCommand),
     /// Print the version.
-    Version,
+    Version(cmd_info::VersionArgs),
     /// Print the agent's debugging information.
     Info(cmd_info::InfoArgs),
     /// Run a command while holding a lock (or a semaphore slot with -n).
@@ -111,9 +111,17 @@ fn main() -> ExitCode {
         Err(e) => return clap_exit(e),
     };
     match cli.command {
-        Command::Version => {
-            print!("{}", cmd_info::version_text());
-            return ExitCode::SUCCESS;
+        Command::Version(a) => {
+            return match cmd_info::version(&a) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(1)
+                }
+            };
         }
         // No agent to talk to: no runtime either.
         Command::Keygen(a) => return ExitCode::from(cmd_keygen::run(a)),
@@ -145,7 +153,7 @@ fn main() -> ExitCode {
             Command::Keyring(a) => cmd_keyring::run(*a).await,
             Command::Event(a) => cmd_event::run(a).await,
             Command::Acl(c) => cmd_acl::run(*c).await.map(|()| 0),
-            Command::Version | Command::Keygen(_) | Command::Tls(_) => Ok(0),
+            Command::Version(_) | Command::Keygen(_) | Command::Tls(_) => Ok(0),
         }
     });
     // Do not wait for stray tasks (a blocked stdin read, a lingering connection) at exit.

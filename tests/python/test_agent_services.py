@@ -35,7 +35,10 @@ def test_service_register_with_ttl_check_and_health(c):
     assert c.agent.check.ttl_pass("service:web1", notes="fine") is True
     nodes = wait(lambda: c.health.service("web", passing=True)[1], "web passing")
     assert nodes[0]["Service"]["ID"] == "web1"
-    assert nodes[0]["Checks"][0]["Output"] == "fine"
+    # The node's serfHealth check comes first (checks sort by CheckID, as in Consul).
+    checks = {ch["CheckID"]: ch for ch in nodes[0]["Checks"]}
+    assert checks["serfHealth"]["Status"] == "passing"
+    assert checks["service:web1"]["Output"] == "fine"
 
     assert c.agent.check.ttl_warn("service:web1") is True
     assert c.agent.checks()["service:web1"]["Status"] == "warning"

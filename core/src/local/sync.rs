@@ -39,6 +39,14 @@ pub struct SyncTiming {
     pub deregister_min: Duration,
 }
 
+/// The node's catalog metadata: `node_meta`, plus the network segment key Consul's agents
+/// always register (empty: the default segment).
+fn node_meta(n: &crate::local::NodeInfo) -> BTreeMap<String, String> {
+    let mut meta = n.meta.clone();
+    meta.insert("consul-network-segment".into(), String::new());
+    meta
+}
+
 fn node_registration(agent: &LocalAgent) -> Node {
     let n = &agent.node;
     let tagged: BTreeMap<String, String> =
@@ -49,7 +57,7 @@ fn node_registration(agent: &LocalAgent) -> Node {
         address: n.address.clone(),
         datacenter: n.datacenter.clone(),
         tagged_addresses: tagged,
-        meta: n.meta.clone(),
+        meta: node_meta(n),
         ..Node::default()
     }
 }

@@ -339,7 +339,9 @@ impl Catalog {
             return Err("Must provide node".into());
         }
         let existing = self.nodes.get(name).cloned();
-        if req.node.address.is_empty() && !(req.skip_node_update && existing.is_some()) {
+        // With SkipNodeUpdate a missing node is still created (as Consul's state store does),
+        // with whatever address the request carries.
+        if req.node.address.is_empty() && !req.skip_node_update {
             return Err("Must provide address if SkipNodeUpdate is not set".into());
         }
         if !req.node.id.is_empty() {

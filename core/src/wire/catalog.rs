@@ -59,6 +59,19 @@ pub(crate) fn parse_service(o: Obj<'_>, name_fields: &[&str]) -> Result<ServiceI
     let port = o.int(&["Port"], 0, 65535)?.unwrap_or(0) as u16;
     let weights = match o.object(&["Weights"])? {
         None => Weights::default(),
+        // The catalog shape: Consul stores weights it would not accept from the agent endpoint
+        // as the defaults (`NodeService.ToServiceNode`). The Go client always sends
+        // `"Weights": {"Passing": 0, "Warning": 0}` in a catalog registration.
+        Some(w) if name_fields == ["Service"] => {
+            let w = Obj::new(w, "Weights");
+            let passing = w.int(&["Passing"], i64::MIN, i64::MAX)?.unwrap_or(0);
+            let warning = w.int(&["Warning"], i64::MIN, i64::MAX)?.unwrap_or(0);
+            if (1..=65535).contains(&passing) && (0..=65535).contains(&warning) {
+                Weights { passing: passing as i32, warning: warning as i32 }
+            } else {
+                Weights::default()
+            }
+        }
         Some(w) => {
             let w = Obj::new(w, "Weights");
             Weights {
@@ -129,4 +142,40 @@ pub(crate) fn parse_register(bytes: &[u8], datacenter: &str) -> Result<RegisterR
         checks.push(parse_check(Obj::new(c, "Checks"), &node_name)?);
     }
     Ok(RegisterRequest { node, skip_node_update: o.boolean(&["SkipNodeUpdate"])?, service, checks })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weights_of(service: &str) -> Result<Weights, Error> {
+        let body = format!(r#"{{"Node": "n1", "Address": "192.0.2.1", "Service": {service}}}"#);
+        parse_register(body.as_bytes(), "dc1").map(|r| r.service.expect("a service").weights)
+    }
+
+    /// Consul keeps valid weights of a catalog registration and stores invalid ones (the Go
+    /// client's zero `{"Passing": 0, "Warning": 0}`, or none at all) as the defaults 1/1.
+    #[test]
+    fn catalog_weights_default_like_consuls() {
+        let w = |p, w| Weights { passing: p, warning: w };
+        assert_eq!(weights_of(r#"{"Service": "web"}"#).expect("valid"), w(1, 1));
+        assert_eq!(
+            weights_of(r#"{"Service": "web", "Weights": {"Passing": 0, "Warning": 0}}"#).expect("valid"),
+            w(1, 1)
+        );
+        assert_eq!(
+            weights_of(r#"{"Service": "web", "Weights": {"Passing": 3, "Warning": 2}}"#).expect("valid"),
+            w(3, 2)
+        );
+        assert_eq!(weights_of(r#"{"Service": "web", "Weights": {"Passing": 5}}"#).expect("valid"), w(5, 0));
+        assert_eq!(
+            weights_of(r#"{"Service": "web", "Weights": {"Passing": 70000, "Warning": 1}}"#).expect("valid"),
+            w(1, 1)
+        );
+        assert_eq!(
+            weights_of(r#"{"Service": "web", "Weights": {"Passing": 2, "Warning": -1}}"#).expect("valid"),
+            w(1, 1)
+        );
+        assert!(weights_of(r#"{"Service": "web", "Weights": {"Passing": "2"}}"#).is_err(), "not a number");
+    }
 }

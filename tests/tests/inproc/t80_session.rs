@@ -220,6 +220,17 @@ async fn t84_txn_lock_verbs_and_blocking_wake_on_invalidation() {
     assert_eq!(r.status, 409);
     let r = txn(json!([{"KV": {"Verb": "lock", "Key": "t/k", "Session": "nope"}}])).await;
     assert!(r.json()["Errors"][0]["What"].as_str().unwrap_or("").contains("invalid session"));
+    // No Session at all: the operation's error, reported with the others' (Consul's; the Go
+    // client's TestAPI_KVClientTxn), not a refused request.
+    let r = txn(json!([{"KV": {"Verb": "lock", "Key": "t/k2", "Value": "dg=="}},
+                       {"KV": {"Verb": "get", "Key": "t/k2"}}]))
+    .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    let errors = r.json()["Errors"].clone();
+    assert_eq!(errors.as_array().map(Vec::len), Some(2), "{errors}");
+    assert_eq!(errors[0]["OpIndex"], 0);
+    assert!(errors[0]["What"].as_str().unwrap_or("").contains("missing session"), "{errors}");
+    assert!(errors[1]["What"].as_str().unwrap_or("").contains("doesn't exist"), "{errors}");
     assert_eq!(txn(json!([{"KV": {"Verb": "unlock", "Key": "t/k", "Session": s1}}])).await.status, 200);
     assert_eq!(acquire(&api, "t/k", &s1).await.json(), json!(true));
 

@@ -190,7 +190,7 @@ async fn t99_catalog_filtering_and_dns() {
     assert_eq!(m.answers.len(), 1);
     let m = ask(server, "db.service.consul.", RecordType::A, None, false).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
-    // Setting agent tokens is acl:write.
+    // Setting agent tokens is agent:write on the node (web's token has only service rights).
     let r = send(&api, Method::PUT, &with("/v1/agent/token/dns", &web), Some(json!({"Token": ""}))).await;
     assert_eq!(r.status, 403, "{}", r.text());
     c.shutdown().await;

@@ -257,7 +257,8 @@ pub(super) async fn agent_version(State(ctx): State<Ctx>, uri: Uri) -> Response 
 
 /// `PUT /v1/agent/token/:kind` with `{"Token": "…"}`: replaces one of the agent's ACL tokens
 /// (`default`, `agent`, `agent_recovery`, `replication`, `config_file_service_registration`, `dns`
-/// and the legacy names). Needs `acl:write`; kept in `<data_dir>/acl-tokens.json` when
+/// and the legacy names). Needs `agent:write` on this node, as Consul's handler checks (so the
+/// agent recovery token can set them); kept in `<data_dir>/acl-tokens.json` when
 /// `acl.enable_token_persistence` is set.
 pub(super) async fn agent_token(
     State(ctx): State<Ctx>,
@@ -269,7 +270,7 @@ pub(super) async fn agent_token(
     if !ctx.acl.enabled() {
         return Err(Error::AclDisabled);
     }
-    acl.require_scalar(Scalar::Acl, Need::Write)?;
+    acl.require(Resource::Agent, &ctx.local.node.name, Need::Write)?;
     let bytes = super::read_body(body, &headers, 64 * 1024, "the agent token request limit").await?;
     let v: Value =
         serde_json::from_slice(&bytes).map_err(|e| Error::BadRequest(format!("Request decode failed: {e}")))?;

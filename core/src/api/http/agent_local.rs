@@ -42,8 +42,21 @@ fn check_dc(ctx: &Ctx, q: &QueryParams) -> Result<(), Error> {
     q.check_dc(&ctx.config.datacenter)
 }
 
+/// Consul's `AgentService` as the agent endpoints write it: `Kind` and `TaggedAddresses` only
+/// when set (`omitempty`, so clients read `null`), and no Raft indexes (the local copy has none).
 fn agent_service_json(ctx: &Ctx, s: &crate::state::catalog::ServiceInstance) -> Value {
-    service_json(s, &ctx.config.datacenter)
+    let mut v = service_json(s, &ctx.config.datacenter);
+    if let Some(m) = v.as_object_mut() {
+        m.remove("CreateIndex");
+        m.remove("ModifyIndex");
+        if s.kind.is_empty() {
+            m.remove("Kind");
+        }
+        if m.get("TaggedAddresses").and_then(Value::as_object).is_some_and(|t| t.is_empty()) {
+            m.remove("TaggedAddresses");
+        }
+    }
+    v
 }
 
 fn agent_check_json(ctx: &Ctx, c: &LocalCheck, snap: &Snapshot) -> Value {

@@ -45,10 +45,10 @@ pub(crate) fn session_json(s: &Session) -> Value {
         "ModifyIndex": s.modify_index,
     });
     // The deprecated `Checks` (node and service check IDs) is left out when it would only name
-    // the default serfHealth.
+    // the default serfHealth, and when empty (Consul's `omitempty`: never `[]`).
     let checks: Vec<&str> =
         s.node_checks.iter().map(String::as_str).chain(s.service_checks.iter().map(|c| c.id.as_str())).collect();
-    if checks != [SERF_HEALTH] {
+    if !checks.is_empty() && checks != [SERF_HEALTH] {
         if let Some(obj) = v.as_object_mut() {
             obj.insert("Checks".into(), json_value!(checks));
         }
@@ -285,6 +285,19 @@ mod tests {
         assert_eq!(s.service_checks[0].id, "svc:1");
         assert_eq!(parse_create(br#"{"LockDelay":7}"#, "a").map(|s| s.lock_delay_ns).ok(), Some(7_000_000_000));
         assert_eq!(parse_create(br#"{"LockDelay":2000000}"#, "a").map(|s| s.lock_delay_ns).ok(), Some(2_000_000));
+    }
+
+    /// `Checks` is Consul's deprecated `omitempty` field: absent, never `[]`, for a session
+    /// created with no checks (the Go client's `CreateNoChecks` sends `"NodeChecks": []`).
+    #[test]
+    fn session_json_omits_empty_checks() {
+        let no_checks = parse_create(br#"{"NodeChecks":[]}"#, "a").expect("parse");
+        let v = session_json(&no_checks);
+        assert_eq!(v.get("NodeChecks"), Some(&json_value!([])));
+        assert_eq!(v.get("Checks"), None);
+        assert_eq!(session_json(&parse_create(b"", "a").expect("parse")).get("Checks"), None);
+        let two = parse_create(br#"{"NodeChecks":["serfHealth","n:1"]}"#, "a").expect("parse");
+        assert_eq!(session_json(&two).get("Checks"), Some(&json_value!(["serfHealth", "n:1"])));
     }
 
     #[test]

@@ -177,9 +177,8 @@ fn parse_op(i: usize, item: &Value, max_value: usize) -> Result<TxnOp, Error> {
         Some(Value::String(s)) => op = op.with_session(s.clone()),
         Some(_) => return Err(bad("Session must be a string".into())),
     }
-    if matches!(verb, KvVerb::Lock | KvVerb::Unlock | KvVerb::CheckSession) && op.session.is_none() {
-        return Err(bad(format!("verb {verb_text:?} needs a Session")));
-    }
+    // A lock, unlock or check-session without a Session is not a malformed request: like Consul,
+    // the transaction runs and reports that operation's error ("missing session") with the others.
     if verb == KvVerb::Lock {
         op = op.with_now_ms(crate::replication::session_ttl::now_ms());
     }
@@ -213,7 +212,9 @@ mod tests {
             parse_ops(br#"[{"KV":{"Verb":"set","Key":"a","Value":"aGVsbG8="}}]"#, 2),
             Err(Error::TooLarge(_))
         ));
-        assert!(matches!(parse_ops(br#"[{"KV":{"Verb":"lock","Key":"a"}}]"#, 10), Err(Error::BadRequest(_))));
+        let lock = parse_ops(br#"[{"KV":{"Verb":"lock","Key":"a"}}]"#, 10).expect("a lock without a session parses");
+        let TxnOp::Kv(lock) = &lock[0];
+        assert_eq!((lock.verb, lock.session.as_deref()), (KvVerb::Lock, None));
         assert!(matches!(parse_ops(br#"[{"Node":{"Verb":"get"}}]"#, 10), Err(Error::BadRequest(_))));
         let many = format!("[{}]", vec![r#"{"KV":{"Verb":"get","Key":"a"}}"#; 129].join(","));
         assert!(matches!(parse_ops(many.as_bytes(), 10), Err(Error::TooLarge(_))));

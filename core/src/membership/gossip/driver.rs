@@ -247,7 +247,10 @@ impl Gossip {
             };
             for target in targets {
                 if target == me {
-                    continue;
+                    // Joining oneself succeeds at once, as with memberlist: this agent is already
+                    // in its own pool (Consul's own client tests join the agent to itself).
+                    joined += 1;
+                    break;
                 }
                 match self.push_pull(target).await {
                     Ok(()) => {
