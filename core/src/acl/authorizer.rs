@@ -285,19 +285,26 @@ impl Denied {
 
     /// The message after `Permission denied: ` (Consul's `PermissionDeniedError`):
     /// `token with AccessorID '<a>' lacks permission 'key:write' on "foo"`. An empty accessor
-    /// reads `provided token`, as in Consul.
+    /// reads `provided token`, and the anonymous token is named and explained, as in Consul.
     pub fn message(&self, accessor: &str) -> String {
+        let anonymous = accessor == crate::acl::builtin::ANONYMOUS_TOKEN_ACCESSOR_ID;
         let who = if accessor.is_empty() {
             "provided token".to_owned()
+        } else if anonymous {
+            "anonymous token".to_owned()
         } else {
             format!("token with AccessorID '{accessor}'")
         };
-        match &self.resource {
+        let mut msg = match &self.resource {
             Some(name) if !name.is_empty() => {
                 format!("{who} lacks permission '{}' on {}", self.permission, go_quote(name))
             }
             _ => format!("{who} lacks permission '{}'", self.permission),
+        };
+        if anonymous {
+            msg.push_str(". The anonymous token is used implicitly when a request does not specify a token.");
         }
+        msg
     }
 
     /// The crate error for this refusal (HTTP 403, `Permission denied: …`).
@@ -625,6 +632,12 @@ key_prefix "b/" { policy = "list" }"#,
                 "token with AccessorID 'abc' lacks permission 'operator:write'",
             ),
             (Denied::scalar(Scalar::Acl, Read), "abc", "token with AccessorID 'abc' lacks permission 'acl:read'"),
+            (
+                Denied::scalar(Scalar::Acl, Read),
+                "00000000-0000-0000-0000-000000000002",
+                "anonymous token lacks permission 'acl:read'. The anonymous token is used implicitly when a \
+                 request does not specify a token.",
+            ),
             (
                 Denied::intention("db", Write),
                 "abc",

@@ -119,49 +119,7 @@ pub struct AgentConfig {
     pub http_response_headers: Vec<(String, String)>,
 }
 
-/// `connect { … }`: the built-in Connect CA (Consul's `consul` provider). Servers bootstrap a
-/// root when `enabled`; agents then hand out SPIFFE leaf certificates for their services.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectSettings {
-    /// `connect.enabled` (Consul's default: true). Off, the CA endpoints answer "Connect must be
-    /// enabled in order to use this endpoint".
-    pub enabled: bool,
-    /// `ca_config.cluster_id`: a UUID fixing the trust domain (`<cluster_id>.consul`);
-    /// default a random one chosen by the first leader.
-    pub cluster_id: Option<String>,
-    /// `ca_config.leaf_cert_ttl` (72 h).
-    pub leaf_cert_ttl: Duration,
-    /// `ca_config.root_cert_ttl` (87 600 h, ten years).
-    pub root_cert_ttl: Duration,
-    /// `ca_config.intermediate_cert_ttl` (8 760 h): reported in the CA configuration; the
-    /// built-in CA signs leaves with its root, without intermediates.
-    pub intermediate_cert_ttl: Duration,
-    /// `ca_config.private_key_type` (`ec`).
-    pub private_key_type: String,
-    /// `ca_config.private_key_bits` (256).
-    pub private_key_bits: u64,
-}
-
-impl Default for ConnectSettings {
-    fn default() -> Self {
-        ConnectSettings {
-            enabled: true,
-            cluster_id: None,
-            leaf_cert_ttl: Duration::from_secs(72 * 3600),
-            root_cert_ttl: Duration::from_secs(87_600 * 3600),
-            intermediate_cert_ttl: Duration::from_secs(8_760 * 3600),
-            private_key_type: "ec".into(),
-            private_key_bits: 256,
-        }
-    }
-}
-
-impl ConnectSettings {
-    /// The key type the settings ask for.
-    pub fn key_type(&self) -> Result<crate::tls::connect_ca::CaKeyType, String> {
-        crate::tls::connect_ca::CaKeyType::from_consul(&self.private_key_type, self.private_key_bits)
-    }
-}
+pub use crate::tls::connect_ca::ConnectSettings;
 
 /// Listener ports (`ports { … }` in Consul's config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::config::ConnectSettings;
 use crate::duration::format_go_duration;
 use crate::replication::consensus::Consensus;
 use crate::state::command::Command;
 use crate::state::connect_ca::{CaConfig, CaOp, CaRoot};
-use crate::tls::connect_ca::{self, CaKeyType};
+use crate::tls::connect_ca::{self, CaKeyType, ConnectSettings};
 
 /// How often the leader looks while there is no CA (it should appear right after election:
 /// clients and test harnesses wait for it) and once there is one.

@@ -77,7 +77,7 @@ pub struct ApiSettings {
     /// `http_config.response_headers`: added to every response that does not set them.
     pub response_headers: Vec<(String, String)>,
     /// `connect { … }`: the built-in CA.
-    pub connect: crate::agent::config::ConnectSettings,
+    pub connect: crate::tls::connect_ca::ConnectSettings,
 }
 
 /// Request size limits (`limits { … }`).
