@@ -31,7 +31,7 @@ use crate::api::authz::RequestAcl;
 use crate::duration::{format_go_duration, parse_go_duration};
 use crate::replication::backend::Backend;
 use crate::replication::ca_upkeep;
-use crate::replication::consensus::Consistency;
+use crate::replication::consensus::{Consensus, Consistency};
 use crate::state::command::Command;
 use crate::state::connect_ca::{CaConfig, CaOp, CaTables, WATCH_CA};
 use crate::state::watch::WatchTarget;
@@ -359,18 +359,23 @@ pub(super) async fn sign(
     acl.require(Resource::Service, &service, Need::Write)?;
     let csr = read_body(body, &headers, MAX_CSR, "the signing request limit").await?;
     let csr = std::str::from_utf8(&csr).map_err(|_| Error::BadRequest("the signing request is not PEM text".into()))?;
-    let consensus = ctx.consensus()?;
-    let now = UNIX_EPOCH + Duration::from_millis(consensus.clock().unix_ms());
-    let signed = consensus.state().read(|d| {
+    let signed = sign_with_active_root(&ctx, ctx.consensus()?, &service, csr)?;
+    Ok(json_response(StatusCode::OK, &signed, false))
+}
+
+/// Signs `csr` as `service` with the active root of this server's replica; the answer of the
+/// internal sign endpoint.
+fn sign_with_active_root(ctx: &ApiContext, c: &Consensus, service: &str, csr: &str) -> Result<Value, Error> {
+    let now = UNIX_EPOCH + Duration::from_millis(c.clock().unix_ms());
+    c.state().read(|d| {
         let ca = &d.connect_ca;
         let root = ca.active().ok_or_else(|| Error::Storage("the Connect CA is not initialized yet".into()))?;
         let ttl = leaf_ttl(ca).unwrap_or(ctx.config.connect.leaf_cert_ttl);
         let dc = &ctx.config.datacenter;
-        crypto::sign_leaf_request(&root.root_cert, &root.private_key, &ca.cluster_id, dc, &service, csr, ttl, now)
+        crypto::sign_leaf_request(&root.root_cert, &root.private_key, &ca.cluster_id, dc, service, csr, ttl, now)
             .map(|leaf| signed_json(&leaf, &root.id, ca.roots_index))
             .map_err(Error::BadRequest)
-    })?;
-    Ok(json_response(StatusCode::OK, &signed, false))
+    })
 }
 
 /// The leaf TTL of the CA configuration in the replica.
@@ -446,27 +451,8 @@ async fn issue(ctx: &ApiContext, headers: &HeaderMap, service: &str, roots_index
     let (key_pem, csr_pem) = crypto::leaf_request().map_err(Error::Storage)?;
     let path = format!("/v1/internal/connect/ca/sign/{}", encode_path_segment(service));
     let signed = match &ctx.backend {
-        Backend::Server(c) => {
-            // The same signing as the internal endpoint, without a network hop.
-            let now = UNIX_EPOCH + Duration::from_millis(c.clock().unix_ms());
-            c.state().read(|d| {
-                let ca = &d.connect_ca;
-                let root = ca.active().ok_or_else(|| Error::Storage("the Connect CA is not initialized yet".into()))?;
-                let ttl = leaf_ttl(ca).unwrap_or(ctx.config.connect.leaf_cert_ttl);
-                crypto::sign_leaf_request(
-                    &root.root_cert,
-                    &root.private_key,
-                    &ca.cluster_id,
-                    &ctx.config.datacenter,
-                    service,
-                    &csr_pem,
-                    ttl,
-                    now,
-                )
-                .map(|leaf| signed_json(&leaf, &root.id, ca.roots_index))
-                .map_err(Error::BadRequest)
-            })?
-        }
+        // The same signing as the internal endpoint, without a network hop.
+        Backend::Server(c) => sign_with_active_root(ctx, c, service, &csr_pem)?,
         Backend::Client(remote) => {
             let req = forwarded(headers, "PUT", path, csr_pem.into_bytes());
             server_json(&call_server(remote, &req, Duration::from_secs(30)).await?)?
