@@ -23,7 +23,9 @@ export type ErrorCode =
 
 export declare const ErrorCodes: Readonly<{ [K in ErrorCode]: K }>;
 
-/** Every failure of a consul-rs call. Wrong argument types throw `TypeError` instead. */
+/** Every failure of a consul-rs call. Wrong argument types throw `TypeError` instead; a bad value
+ * is a `ConsulError` with code `INVALID_ARGUMENT`: a rejection from Promise-returning calls, a
+ * synchronous throw from synchronous ones (`Check.ttl('ten seconds')`, `new Client(...)`). */
 export declare class ConsulError extends Error {
   constructor(message: string, code?: ErrorCode, httpStatus?: number, options?: { cause?: unknown });
   readonly name: 'ConsulError';
@@ -211,11 +213,13 @@ export interface Subscription {
  * differs from the one before. Keeps the process alive until closed or `unref()`'d. */
 export declare class Watch<T> implements AsyncIterable<WatchEvent<T>> {
   private constructor();
-  /** The next changed result, or `null` once the watch is closed. */
+  /** The next changed result, or `null` once the watch is closed. Keeps the process alive while
+   * pending, also after `unref()`. */
   next(): Promise<WatchEvent<T> | null>;
   /** `for await`: ends when the watch is closed; `break` closes it. */
   [Symbol.asyncIterator](): AsyncIterableIterator<WatchEvent<T>>;
-  /** Calls `callback` with each event on the JS thread (async callbacks are awaited). */
+  /** Calls `callback` with each event on the JS thread (async callbacks are awaited); on an
+   * `unref()`'d watch the process may exit while it waits for the next event. */
   subscribe(callback: (err: ConsulError | null, event?: WatchEvent<T>) => void | Promise<void>): Subscription;
   readonly closed: boolean;
   /** Stops the watch; pending `next()` calls resolve to `null`. Idempotent. */
@@ -284,7 +288,8 @@ export interface LeaderElectionOptions {
 export declare class LeaderElection extends EventEmitter {
   private constructor();
   readonly isLeader: boolean;
-  /** `true` once elected, `false` after `timeoutMs` or on resign. */
+  /** `true` once elected, `false` after `timeoutMs` or on resign. Keeps the process alive while
+   * pending, also after `unref()`. */
   waitForLeadership(options?: { timeoutMs?: number }): Promise<boolean>;
   resign(): Promise<void>;
   unref(): this;
@@ -388,8 +393,10 @@ export declare class Client {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** Registers this process's service (with `client`, else `agent`, else `CONSUL_HTTP_ADDR`, else
- * the one Agent embedded in this process, else 127.0.0.1:8500). */
+/** Registers this process's service (with `client`, else `agent`, else the Agent embedded in
+ * this process, else `CONSUL_HTTP_ADDR`, else 127.0.0.1:8500). Wrong argument types throw a
+ * `TypeError`; bad values (a port out of range, several embedded Agents and none chosen) and
+ * every other failure reject with a `ConsulError`. */
 export declare function register(
   registration: ServiceRegistration & { client?: Client; agent?: Agent; /** ACL token when no client is given. */ token?: string },
 ): Promise<Registration>;

@@ -3,9 +3,10 @@
 // consul-rs Rust core (native.cjs, built from bindings/node).
 //
 // Event-loop rules (see README.md): open watches, leader elections and embedded agents keep the
-// process alive, as a listening server does, until closed or unref()'d. Clients, discoveries,
-// locks and registrations do not: a process whose watches, elections and agents are closed exits
-// by itself. At exit every live handle is stopped synchronously (registrations deregistered,
+// process alive, as a listening server does, until closed or unref()'d; an awaited next() or
+// waitForLeadership() holds it until it settles even then, as a pending fetch does. Clients,
+// discoveries, locks and registrations do not: a process whose watches, elections and agents are
+// closed exits by itself. At exit every live handle is stopped synchronously (registrations deregistered,
 // locks released, agents shut down); SIGINT and SIGTERM deregister live registrations first.
 // Every native callback runs on the JS thread (native threadsafe functions).
 'use strict';
@@ -253,16 +254,40 @@ function updateSignalHandlers() {
   }
 }
 
-/** A ref-able handle that keeps the event loop alive while the owner is open. */
+/** A ref-able handle that keeps the event loop alive while the owner is open, unless
+ * unref()'d; a hold() keeps it alive anyway until released, so an awaited answer from an
+ * unref()'d handle (a watch's next(), an election's waitForLeadership()) is not cut short by an
+ * exit, as a pending fetch is not. */
 class KeepAlive {
   constructor() {
     this._timer = setInterval(() => {}, 2 ** 31 - 1);
+    this._wanted = true;
+    this._holds = 0;
+  }
+  _apply() {
+    if (!this._timer) return;
+    if (this._wanted || this._holds > 0) this._timer.ref();
+    else this._timer.unref();
   }
   ref() {
-    if (this._timer) this._timer.ref();
+    this._wanted = true;
+    this._apply();
   }
   unref() {
-    if (this._timer) this._timer.unref();
+    this._wanted = false;
+    this._apply();
+  }
+  /** Keeps the loop alive until the returned function is called (once). */
+  hold() {
+    this._holds += 1;
+    this._apply();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this._holds -= 1;
+      this._apply();
+    };
   }
   get hasRef() {
     return Boolean(this._timer && this._timer.hasRef());
@@ -350,10 +375,7 @@ function registration(o) {
   }
   for (const c of checks) if (!(c instanceof Check)) throw typeError('check', 'a Check (Check.http/tcp/grpc/ttl)', c);
   const port = optNum(o.port, 'port');
-  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
-    throw invalid('port', `${port} is out of range 0-65535`);
-  }
-  return {
+  const reg = {
     name,
     id: optStr(o.id, 'id'),
     address: optStr(o.address, 'address'),
@@ -362,6 +384,11 @@ function registration(o) {
     meta: strMap(o.meta, 'meta'),
     checks: checks.map((c) => c._native()),
   };
+  // Values after types, so a call with both kinds of fault always throws the TypeError.
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
+    throw invalid('port', `${port} is out of range 0-65535`);
+  }
+  return reg;
 }
 
 // ---- client ----------------------------------------------------------------------------------
@@ -760,11 +787,14 @@ const FATAL = new Set(['INVALID_ARGUMENT', 'PERMISSION_DENIED', 'NOT_FOUND']);
 
 /** A running watch. The first event is the current result; each later one differs from the one
  * before (a slow reader gets the latest, never a backlog). Keeps the process alive until
- * closed or unref()'d. */
+ * closed or unref()'d, and while a next() is pending even after unref(). */
 class Watch {
   constructor(nativeWatch, signal) {
     this._w = nativeWatch;
     this._keepAlive = new KeepAlive();
+    // Pending next() calls, settled with null by close() at once: the native answer comes through
+    // a weak callback, which Node does not wait for once nothing else holds the event loop.
+    this._pending = new Set();
     this._signal = signal;
     this._onAbort = () => this.close();
     track(this);
@@ -774,10 +804,26 @@ class Watch {
     }
   }
 
-  /** The next changed result, or `null` once the watch is closed. */
+  /** The next changed result, or `null` once the watch is closed. While it is pending the
+   * process stays alive, also after unref(): `await w.next()` waits, as `await fetch()` does. */
   next() {
+    return this._next(true);
+  }
+
+  /** next(); `hold`: whether the pending call keeps the process alive (subscribe()'s loop does
+   * not, so an unref()'d watch feeding a callback lets the process exit). */
+  _next(hold) {
     if (this.closed) return Promise.resolve(null);
-    return call(this._w, 'next').then(
+    const release = hold ? this._keepAlive.hold() : () => {};
+    const answer = new Promise((resolve, reject) => {
+      const pending = { resolve };
+      this._pending.add(pending);
+      call(this._w, 'next').then(
+        (ev) => this._pending.delete(pending) && resolve(ev),
+        (e) => this._pending.delete(pending) && reject(e),
+      );
+    });
+    return answer.finally(release).then(
       (ev) => {
         if (!ev) {
           this.close();
@@ -817,7 +863,7 @@ class Watch {
       while (!stopped) {
         let ev;
         try {
-          ev = await this.next();
+          ev = await this._next(false);
         } catch (e) {
           if (!stopped) await callback(e);
           if (this.closed) return;
@@ -850,6 +896,8 @@ class Watch {
 
   _closeSync() {
     this._w.close();
+    for (const pending of this._pending) pending.resolve(null);
+    this._pending.clear();
     this._keepAlive.stop();
     if (this._signal) this._signal.removeEventListener('abort', this._onAbort);
     untrack(this);
@@ -1043,15 +1091,18 @@ class LeaderElection extends EventEmitter {
     return this._elected && this._n.isLeader;
   }
 
-  /** Resolves `true` once elected, `false` after `timeoutMs` or on resign(). */
+  /** Resolves `true` once elected, `false` after `timeoutMs` or on resign(). While it is
+   * pending the process stays alive, also after unref(). */
   waitForLeadership(options) {
     const t = optNum(opts(options).timeoutMs, 'timeoutMs');
     if (this.isLeader) return Promise.resolve(true);
     if (this._stopped) return Promise.resolve(false);
     return new Promise((resolve) => {
       let timer;
+      const release = this._keepAlive.hold();
       const done = (v) => {
         clearTimeout(timer);
+        release();
         this._waiters.delete(done);
         resolve(v);
       };
@@ -1131,30 +1182,39 @@ class Registration {
   }
 }
 
-/** The running Agent embedded in this process, if there is exactly one. */
+/** The Agent embedded in this process that register() uses when given no `client` or `agent`:
+ * the running one, undefined when none runs. With several running, which one is meant is
+ * unclear: INVALID_ARGUMENT (pass `agent` or `client`). */
 function embeddedAgent() {
   const running = [...live].filter((o) => o instanceof Agent && o.running);
-  return running.length === 1 ? running[0] : undefined;
+  if (running.length > 1) {
+    throw invalid('agent', `${running.length} Agents run in this process: pass { agent } or { client } to choose one`);
+  }
+  return running[0];
 }
 
 /** Registers this process's service and keeps its TTL checks passing; deregisters on close(),
- * at exit, on SIGINT and SIGTERM. The agent is `client`, else `agent`, else `CONSUL_HTTP_ADDR`,
- * else the one Agent embedded in this process, else 127.0.0.1:8500. */
+ * at exit, on SIGINT and SIGTERM. The agent is `client`, else `agent`, else the Agent embedded
+ * in this process, else `CONSUL_HTTP_ADDR`, else 127.0.0.1:8500 (the order of the Python and C
+ * packages). Wrong argument types throw a TypeError; every other failure, a bad value
+ * included, rejects. */
 function register(options) {
-  const o = opts(options, 'registration');
-  const { client, agent, token, ...reg } = o;
-  if (client !== undefined && !(client instanceof Client)) throw typeError('client', 'a Client', client);
-  optStr(token, 'token');
-  if (client !== undefined && token !== undefined) throw invalid('token', 'pass it to the client, or pass no client');
-  if (agent !== undefined && !(agent instanceof Agent)) throw typeError('agent', 'an Agent', agent);
-  registration(reg); // type checks now, before choosing the agent
-  let c = client;
-  if (!c) {
-    const a = agent || (process.env.CONSUL_HTTP_ADDR ? undefined : embeddedAgent());
-    const co = token === undefined ? {} : { token };
-    c = a ? a.client(co) : new Client(co);
-  }
-  return c.register(reg);
+  return settle(() => {
+    const o = opts(options, 'registration');
+    const { client, agent, token, ...reg } = o;
+    if (client !== undefined && !(client instanceof Client)) throw typeError('client', 'a Client', client);
+    optStr(token, 'token');
+    if (agent !== undefined && !(agent instanceof Agent)) throw typeError('agent', 'an Agent', agent);
+    registration(reg); // checked now, before an agent is chosen
+    if (client !== undefined && token !== undefined) throw invalid('token', 'pass it to the client, or pass no client');
+    let c = client;
+    if (!c) {
+      const a = agent || embeddedAgent();
+      const co = token === undefined ? {} : { token };
+      c = a ? a.client(co) : new Client(co);
+    }
+    return c.register(reg);
+  });
 }
 
 // Promise-returning methods: argument type errors throw synchronously, every other failure

@@ -8,6 +8,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log_dir=$(mktemp -d)
+# One target dir (the workspace's, unless CARGO_TARGET_DIR names another) and one profile (dev)
+# for every step, so the core compiles once.
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+export CARGO_TARGET_DIR="$target"
 trap 'rm -rf "$log_dir"' EXIT
 status=0
 
@@ -24,14 +28,15 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" || exit 1
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt || exit 1
-CONSUL_RS_BIN="$PWD/target/debug/consul-rs" "$venv/bin/python" -m pytest -q tests/python 2>&1 | tee "$log_dir/pytest.log"
+CONSUL_RS_BIN="$target/debug/consul-rs" "$venv/bin/python" -m pytest -q tests/python 2>&1 | tee "$log_dir/pytest.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo "==> pip install ./python + pytest python/tests (the consul_rs package)"
-# Reuse the workspace target/ and its dev profile, so only the extension itself is compiled.
-if CARGO_TARGET_DIR="$PWD/target" MATURIN_PEP517_ARGS="--profile dev" "$venv/bin/pip" install --quiet \
-    --disable-pip-version-check ./python pytest-asyncio mypy; then
-  CONSUL_RS_BIN="$PWD/target/debug/consul-rs" "$venv/bin/python" -m pytest -q python/tests 2>&1 | tee "$log_dir/pytest-sdk.log"
+# Reuse the target dir and its dev profile, so only the extension itself is compiled. maturin is
+# for test_wheel.py, which builds the README's wheel (dev profile too) and installs it elsewhere.
+if MATURIN_PEP517_ARGS="--profile dev" "$venv/bin/pip" install --quiet \
+    --disable-pip-version-check ./python pytest-asyncio mypy 'maturin>=1.16,<2'; then
+  CONSUL_RS_BIN="$target/debug/consul-rs" "$venv/bin/python" -m pytest -q python/tests 2>&1 | tee "$log_dir/pytest-sdk.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 else
   status=1
@@ -43,7 +48,7 @@ echo "==> C library: make -C c test (libconsul_rs; ASan/UBSan, valgrind, install
 
 # ---- Node package (node/): npm install + node --test; summary line `node: N passed, M failed`.
 echo "==> scripts/test-node.sh (the consul-rs Node package)"
-CONSUL_RS_BIN="$PWD/target/debug/consul-rs" ./scripts/test-node.sh 2>&1 | tee "$log_dir/node.log"
+CONSUL_RS_BIN="$target/debug/consul-rs" ./scripts/test-node.sh 2>&1 | tee "$log_dir/node.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 node_passed=$(grep -E '^node: [0-9]+ passed, [0-9]+ failed$' "$log_dir/node.log" | tail -1 | sed -E 's/^node: ([0-9]+) passed.*/\1/')
 node_failed=$(grep -E '^node: [0-9]+ passed, [0-9]+ failed$' "$log_dir/node.log" | tail -1 | sed -E 's/.* ([0-9]+) failed$/\1/')

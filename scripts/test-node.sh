@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The consul-rs Node package: `npm install` in node/ (its devDependencies, and the native addon,
-# built by the package's install script into the workspace target/ with the dev profile, so the
-# core is not compiled again), then `node --test` over node/test against the `consul-rs` binary
-# and embedded agents. Ends with one line `node: N passed, M failed` (test-all.sh sums it).
+# built by the package's prepare script in the workspace target/), then `node --test` over
+# node/test against the `consul-rs` binary and embedded agents. Ends with one line
+# `node: N passed, M failed` (test-all.sh sums it).
+#
+# CONSUL_RS_NODE_PROFILE=dev, explicitly: the package builds release for users, but the test
+# command compiles the core once, in the dev profile, for `cargo test` and every binding (the
+# tests that run `npm pack` and the README's install inherit it too).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 fail() {
@@ -13,6 +17,7 @@ fail() {
 command -v node >/dev/null || fail "node not found: the Node package needs Node.js >= 18.18"
 command -v npm >/dev/null || fail "npm not found"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+export CONSUL_RS_NODE_PROFILE=dev
 export CONSUL_RS_BIN="${CONSUL_RS_BIN:-$PWD/target/debug/consul-rs}"
 [ -x "$CONSUL_RS_BIN" ] || cargo build -p consul-rs || fail "cannot build the consul-rs binary"
 

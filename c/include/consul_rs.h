@@ -1175,9 +1175,13 @@ void consul_lock_free(struct consul_lock *l);
  * "Check":{"TTL":"10s"}}`) and keeps its TTL checks passing until closed. Returns once the
  * service is registered and its TTL checks are passing.
  *
+ * `c` NULL registers with the local agent, in the order the Python and Node packages use: the
+ * node embedded in this process by `consul_agent_start` (the one still running; with several,
+ * `CONSUL_E_INVALID_ARGUMENT`: pass a client), else `$CONSUL_HTTP_ADDR`, else `127.0.0.1:8500`.
+ *
  * # Safety
- * `c` is a live client; `registration_json` is NUL-terminated; `out` is writable; `err` is NULL
- * or writable.
+ * `c` is NULL or a live client; `registration_json` is NUL-terminated; `out` is writable; `err`
+ * is NULL or writable.
  */
 enum consul_status consul_register(const struct consul_client *c,
                                    const char *registration_json,
@@ -1187,11 +1191,12 @@ enum consul_status consul_register(const struct consul_client *c,
 /**
  * Like `consul_register`, from the bindings' neutral JSON shape (see
  * `consul_registration_spec_validate`), validated by the same rules as the Python and Node
- * packages: `{"name":"web","port":8080,"checks":[{"kind":"ttl","ttl":"10s"}]}`.
+ * packages: `{"name":"web","port":8080,"checks":[{"kind":"ttl","ttl":"10s"}]}`. `c` NULL: the
+ * local agent, as for `consul_register`.
  *
  * # Safety
- * `c` is a live client; `spec_json` is NUL-terminated; `out` is writable; `err` is NULL or
- * writable.
+ * `c` is NULL or a live client; `spec_json` is NUL-terminated; `out` is writable; `err` is NULL
+ * or writable.
  */
 enum consul_status consul_register_spec(const struct consul_client *c,
                                         const char *spec_json,

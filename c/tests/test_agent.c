@@ -311,6 +311,90 @@ TEST(acl_config) {
   consul_agent_free(a);
 }
 
+/* Whether something listens on 127.0.0.1:`port` (the default agent address must be free for the
+ * last step of the test below, so no other agent gets a registration). */
+static int port_in_use(int port) {
+  consul_client *c = NULL;
+  consul_error *err = NULL;
+  char cfg[96];
+  snprintf(cfg, sizeof cfg, "{\"address\": \"127.0.0.1:%d\", \"timeout_ms\": 2000}", port);
+  if (consul_client_new_json(cfg, &c, &err) != CONSUL_OK) {
+    consul_error_free(err);
+    return 1;
+  }
+  char *leader = NULL;
+  consul_status s = consul_status_leader(c, &leader, &err);
+  consul_string_free(leader);
+  consul_error_free(err);
+  consul_client_free(c);
+  return s != CONSUL_E_CONNECTION;
+}
+
+/* consul_register with no client registers with the local agent, in the order the Python and
+ * Node packages use: the node embedded in this process, then $CONSUL_HTTP_ADDR, then
+ * 127.0.0.1:8500; with two nodes and no client it refuses, asking for one. */
+TEST(register_without_a_client) {
+  consul_error *err = NULL;
+  consul_registration *r = NULL;
+  consul_client *c = NULL;
+  consul_agent *b = NULL;
+  char *json = NULL;
+  char *saved = getenv("CONSUL_HTTP_ADDR") ? strdup(getenv("CONSUL_HTTP_ADDR")) : NULL;
+  /* Another agent's address, as most Consul users have exported (nothing listens there). */
+  setenv("CONSUL_HTTP_ADDR", "127.0.0.1:1", 1);
+  consul_agent *a = start_dev_agent("local-first", &c);
+  if (!a) goto out;
+  CHECK_OK(consul_register(NULL, "{\"Name\": \"local-first\", \"Port\": 1, \"Check\": {\"TTL\": \"10s\"}}", &r,
+                           &err));
+  /* The agent copies a registration into the catalog a moment after it answers. */
+  for (int i = 0; i < 200; i++) {
+    consul_string_free(json);
+    json = NULL;
+    CHECK_OK(consul_health_service(c, "local-first", false, NULL, NULL, &json, NULL, &err));
+    if (json && strstr(json, "\"local-first\"")) break;
+    t_sleep_ms(50);
+  }
+  CHECK(json && strstr(json, "\"local-first\""));
+  consul_string_free(json);
+  json = NULL;
+  CHECK_OK(consul_registration_close(r, &err));
+  consul_registration_free(r);
+  r = NULL;
+
+  b = start_dev_agent("local-second", NULL);
+  CHECK_ERR_MSG(CONSUL_E_INVALID_ARGUMENT, "pass the client", consul_register(NULL, "{\"Name\": \"x\"}", &r, &err));
+  CHECK_ERR_MSG(CONSUL_E_INVALID_ARGUMENT, "pass the client", consul_register_spec(NULL, "{\"name\": \"x\"}", &r, &err));
+  CHECK(r == NULL);
+  CHECK_OK(consul_agent_shutdown(b, &err)); /* a stopped node no longer counts */
+  CHECK_OK(consul_register_spec(NULL, "{\"name\": \"local-spec\"}", &r, &err));
+  consul_registration_free(r);
+  r = NULL;
+  consul_agent_free(b);
+  consul_client_free(c);
+  c = NULL;
+  consul_agent_free(a);
+
+  /* No node in the process: $CONSUL_HTTP_ADDR, then 127.0.0.1:8500. Bad values are refused
+   * before either is tried. */
+  CHECK_ERR_MSG(CONSUL_E_CONNECTION, "127.0.0.1:1", consul_register(NULL, "{\"Name\": \"x\"}", &r, &err));
+  CHECK_ERR_MSG(CONSUL_E_INVALID_ARGUMENT, "port", consul_register_spec(NULL, "{\"name\": \"x\", \"port\": 70000}", &r, &err));
+  unsetenv("CONSUL_HTTP_ADDR");
+  if (!port_in_use(8500)) {
+    CHECK_ERR_MSG(CONSUL_E_CONNECTION, "127.0.0.1:8500", consul_register(NULL, "{\"Name\": \"x\"}", &r, &err));
+  } else {
+    printf("     (127.0.0.1:8500 is in use: its step skipped)\n");
+  }
+  CHECK(r == NULL);
+out:
+  consul_client_free(c);
+  if (saved) {
+    setenv("CONSUL_HTTP_ADDR", saved, 1);
+    free(saved);
+  } else {
+    unsetenv("CONSUL_HTTP_ADDR");
+  }
+}
+
 int main(int argc, char **argv) {
   TEST_MAIN_INIT(argc, argv);
   RUN(lifecycle);
@@ -320,5 +404,6 @@ int main(int argc, char **argv) {
   RUN(client_agent_joins_a_server);
   RUN(acl_token_header_and_permission_denied);
   RUN(acl_config);
+  RUN(register_without_a_client);
   return test_summary();
 }

@@ -162,7 +162,9 @@ TEST(null_arguments) {
   CHECK_ERR_MSG(CONSUL_E_NULL_ARG, "key", consul_lock_acquire(c, NULL, NULL, 0, 0, 0, &l, &err));
   CHECK_ERR_MSG(CONSUL_E_NULL_ARG, "out", consul_lock_acquire(c, "k", NULL, 0, 0, 0, NULL, &err));
   CHECK_ERR_MSG(CONSUL_E_NULL_ARG, "lock", consul_lock_release(NULL, &err));
-  CHECK_ERR_MSG(CONSUL_E_NULL_ARG, "client", consul_register(NULL, "{}", &r, &err));
+  /* A NULL client is the local agent (test_agent.c); the registration is still checked first. */
+  CHECK_ERR_MSG(CONSUL_E_INVALID_ARGUMENT, "Name", consul_register(NULL, "{}", &r, &err));
+  CHECK_ERR_MSG(CONSUL_E_NULL_ARG, "registration_json", consul_register(NULL, NULL, &r, &err));
   CHECK_ERR_MSG(CONSUL_E_NULL_ARG, "registration_json", consul_register(c, NULL, &r, &err));
   CHECK_ERR_MSG(CONSUL_E_NULL_ARG, "out", consul_register(c, "{\"Name\":\"x\"}", NULL, &err));
   CHECK_ERR_MSG(CONSUL_E_NULL_ARG, "registration", consul_registration_close(NULL, &err));
@@ -276,7 +278,7 @@ TEST(garbage_json_and_values) {
   consul_watch_options wo = {0};
   wo.consistency = 5;
   CHECK_ERR_MSG(CONSUL_E_INVALID_ARGUMENT, "options.consistency", consul_watch_new(c, CONSUL_WATCH_KEY, "k", &wo, &w, &err));
-  CHECK_ERR_MSG(CONSUL_E_INVALID_ARGUMENT, "target", consul_watch_key(c, "", &w, &err));
+  CHECK_ERR_MSG(CONSUL_E_INVALID_ARGUMENT, "key: must not be empty", consul_watch_key(c, "", &w, &err));
   CHECK(w == NULL);
   consul_discovery *d = NULL;
   CHECK_OK(consul_discovery_new(c, "web", NULL, &d, &err));

@@ -1,18 +1,20 @@
 #!/usr/bin/env node
 // Builds the native addon from source: `cargo build` of the workspace crate `consul-rs-node`
-// (bindings/node), then copies the library next to this package as
+// (bindings/node), then copies the library into this package's own directory as
 // `consul-rs.<platform>-<arch>-<libc>.node`, where native.cjs loads it.
 //
-// npm runs this as the package's `install` script, so `npm install ./node` (from the
-// repository) and `npm install` (inside node/) both build on a machine with no prebuilt binary.
-// It needs nothing from npm: linked local packages do not get their devDependencies installed.
+// npm runs this as the package's `prepare` script, which it runs for `npm install` inside node/,
+// for `npm install <checkout>/node` (linked or `--install-links`) and for `npm pack`, always in
+// the checkout. So `npm pack ./node` makes a tarball that carries the built addon: installing
+// that tarball anywhere needs no Rust and no checkout, and nothing in it points back at the
+// checkout. It needs nothing from npm (linked local packages do not get devDependencies).
 //
 // Environment:
-//   CARGO_TARGET_DIR        where cargo builds (default: the workspace's target/, shared with
-//                           `cargo test`, so the core is compiled once)
-//   CONSUL_RS_NODE_PROFILE  cargo profile (default `dev`; `--release` on the command line or
-//                           `release` here for an optimised build)
+//   CONSUL_RS_NODE_PROFILE  cargo profile (default `release`; the project's test scripts set `dev`
+//                           to share the one dev build of the core with `cargo test`)
+//   CARGO_TARGET_DIR        where cargo builds (default: the workspace's target/)
 //   CARGO                   the cargo binary (default: `cargo` on PATH, else ~/.cargo/bin/cargo)
+// Flags: `--release` / `--dev` force a profile; `--if-missing` builds only when no addon is there.
 'use strict';
 
 const { spawnSync } = require('node:child_process');
@@ -41,21 +43,34 @@ function findCargo() {
   if (!onPath.error && onPath.status === 0) return 'cargo';
   const home = path.join(os.homedir(), '.cargo', 'bin', process.platform === 'win32' ? 'cargo.exe' : 'cargo');
   if (fs.existsSync(home)) return home;
-  return fail('cargo not found: install Rust (https://rustup.rs) to build the native addon from source');
+  return fail('cargo not found: install Rust >= 1.85 (https://rustup.rs) to build the native addon from source');
 }
 
-if (!fs.existsSync(manifest)) {
-  fail(`${manifest} not found: this package builds from a consul-rs source checkout (the node/ folder of it)`);
+/** The cargo profile: a flag, else CONSUL_RS_NODE_PROFILE, else release (what users install). */
+function profile(argv) {
+  if (argv.includes('--release')) return 'release';
+  if (argv.includes('--dev')) return 'dev';
+  return process.env.CONSUL_RS_NODE_PROFILE || 'release';
 }
-const release = process.argv.includes('--release');
-const profile = release ? 'release' : process.env.CONSUL_RS_NODE_PROFILE || 'dev';
+
+const dest = path.join(pkgDir, `consul-rs.${triple()}.node`);
+if (!fs.existsSync(manifest)) {
+  // An installed copy (from `npm pack`'s tarball): the addon travels inside it.
+  if (fs.existsSync(dest)) process.exit(0);
+  fail(`no native addon for ${triple()} in ${pkgDir}, and no consul-rs checkout to build one from: `
+    + 'make the tarball with `npm pack ./node` in a consul-rs checkout on this platform');
+}
+if (process.argv.includes('--if-missing') && fs.existsSync(dest)) process.exit(0);
+
+const prof = profile(process.argv);
 const env = { ...process.env };
 if (!env.CARGO_TARGET_DIR) env.CARGO_TARGET_DIR = path.join(repo, 'target');
 const args = [
-  'build', '--manifest-path', manifest, '-p', 'consul-rs-node', '--profile', profile,
+  'build', '--manifest-path', manifest, '-p', 'consul-rs-node', '--profile', prof,
   '--message-format=json-render-diagnostics',
 ];
-console.error(`consul-rs: building the native addon (cargo, profile ${profile}) ...`);
+console.error(`consul-rs: building the native addon (cargo, profile ${prof}; a first build compiles the`
+  + ' whole Rust core and takes minutes) ...');
 const out = spawnSync(findCargo(), args, {
   cwd: repo, env, stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 30, encoding: 'utf8',
 });
@@ -77,9 +92,10 @@ for (const line of out.stdout.split('\n')) {
   }
 }
 if (!library) fail('cargo did not report the consul_rs_node library');
-const dest = path.join(pkgDir, `consul-rs.${triple()}.node`);
-// Copy to a temporary name and rename, so a running process never loads a half-written file.
+// A copy, never a link into target/: the package directory holds its own addon, so a tarball
+// made from it (npm pack) or a copy of it works wherever it is moved. Copied to a temporary name
+// and renamed, so a running process never loads a half-written file.
 const tmp = `${dest}.${process.pid}.tmp`;
 fs.copyFileSync(library, tmp);
 fs.renameSync(tmp, dest);
-console.error(`consul-rs: built ${path.relative(process.cwd(), dest) || dest}`);
+console.error(`consul-rs: built ${path.relative(process.cwd(), dest) || dest} (${prof})`);

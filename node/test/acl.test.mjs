@@ -85,7 +85,8 @@ describe('ACL tokens', () => {
     const agentCalls = seen.filter((s) => s.url.startsWith('/v1/agent/service/'));
     assert.ok(agentCalls.length >= 2, JSON.stringify(seen));
     assert.ok(agentCalls.every((s) => s.token === 'reg'));
-    assert.throws(() => register({ name: 'web', client: new Client({ address: addr }), token: 'x' }), /token/);
+    // A bad combination of values: a rejection, like every other bad value of a Promise call.
+    await assert.rejects(register({ name: 'web', client: new Client({ address: addr }), token: 'x' }), /token/);
   });
 
   it('maps 401 and 403 to PERMISSION_DENIED with the agent message', async () => {

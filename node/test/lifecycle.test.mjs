@@ -56,7 +56,8 @@ describe('process lifetime', () => {
       const w = c.watch.key('life/alive-${unref}');
       console.log('first', (await w.next()).value);
       ${unref ? 'w.unref();' : ''}
-      w.next().then((ev) => console.log('woke', ev && ev.value.value.toString()));
+      // A callback consumer: nothing awaits, so an unref()'d watch lets the process go.
+      w.subscribe((err, ev) => console.log('woke', ev && ev.value.value.toString()));
     `;
     const kept = child(code(false));
     try {
@@ -71,6 +72,73 @@ describe('process lifetime', () => {
     const out = await run(code(true), { timeoutMs: 20000 });
     clean(out);
     assert.equal(out.stdout.trim(), 'first null');
+  });
+
+  it('an awaited next() keeps even an unref()\'d watch alive until it settles (no silent exit 13)', async () => {
+    // Issue #23: `await w.next()` at top level on an unref()'d watch used to end the process
+    // with exit code 13 (unsettled top-level await) and no output. Like a pending fetch, the
+    // pending next() now holds the event loop; once it settles the process exits by itself.
+    const key = unique('life/awaited');
+    const kept = child(`
+      import { Client } from 'consul-rs';
+      const c = new Client({ address: ${JSON.stringify(addr)} });
+      const w = c.watch.key(${JSON.stringify(key)}).unref();
+      console.log('first', (await w.next()).value);
+      const ev = await w.next();
+      console.log('woke', ev.value.value.toString());
+      // The for-await form holds the loop the same way while it waits.
+      for await (const e of w) { console.log('again', e.value.value.toString()); break; }
+    `);
+    try {
+      await kept.line('first null');
+      await sleep(1500);
+      assert.equal(kept.proc.exitCode, null, 'the pending next() keeps the process alive');
+      await new Client({ address: addr }).kv.put(key, 'yes');
+      await kept.line('woke yes');
+      await sleep(500);
+      assert.equal(kept.proc.exitCode, null, 'the for-await loop keeps it alive too');
+      await new Client({ address: addr }).kv.put(key, 'more');
+      await kept.line('again more');
+      const { code, signal } = await kept.exited;
+      assert.equal(signal, null);
+      assert.equal(code, 0, kept.stderr);
+    } finally {
+      await kept.kill();
+    }
+  });
+
+  it('close() settles pending next() calls at once: await sub.stop() and await p after close() end cleanly', async () => {
+    // The native answer to a pending next() comes through a weak callback, which Node does not
+    // wait for once nothing holds the loop: close() settles them in JS instead (exit 13 before).
+    const out = await run(`
+      import { Client } from 'consul-rs';
+      const c = new Client({ address: ${JSON.stringify(addr)} });
+      const w = c.watch.key(${JSON.stringify(unique('life/stop'))});
+      const sub = w.subscribe(() => {});
+      await new Promise((r) => setTimeout(r, 300));
+      await sub.stop();
+      console.log('stopped');
+      const w2 = c.watch.key(${JSON.stringify(unique('life/close'))});
+      await w2.next();
+      const pending = w2.next();
+      await w2.close();
+      console.log('closed', await pending);
+    `, { timeoutMs: 20000 });
+    clean(out);
+    assert.equal(out.stdout.trim(), 'stopped\nclosed null');
+  });
+
+  it('an awaited waitForLeadership() keeps an unref()\'d election alive until it settles', async () => {
+    const key = unique('life/elect');
+    const out = await run(`
+      import { Client } from 'consul-rs';
+      const c = new Client({ address: ${JSON.stringify(addr)} });
+      const e = c.leaderElection(${JSON.stringify(key)}).unref();
+      console.log('elected', await e.waitForLeadership({ timeoutMs: 15000 }));
+      await e.resign();
+    `, { timeoutMs: 30000 });
+    clean(out);
+    assert.equal(out.stdout.trim(), 'elected true');
   });
 
   it('a running agent keeps the process alive; unref() lets it exit and it is shut down', async () => {

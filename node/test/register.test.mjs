@@ -3,6 +3,7 @@
 // exit, on SIGINT and SIGTERM; a killed process goes critical and is reaped
 // (DeregisterCriticalServiceAfter).
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, describe, it } from 'node:test';
 
 import { Check, Client, Registration, register } from '../index.mjs';
@@ -51,6 +52,61 @@ describe('self-registration', () => {
     } finally {
       if (saved !== undefined) process.env.CONSUL_HTTP_ADDR = saved;
     }
+  });
+
+  it('register() goes to the Agent embedded in this process before CONSUL_HTTP_ADDR', async () => {
+    const saved = process.env.CONSUL_HTTP_ADDR;
+    process.env.CONSUL_HTTP_ADDR = binAddr; // another agent, as most Consul users have it exported
+    try {
+      const reg = await register({ name: unique('order'), port: 1, check: Check.ttl('10s') });
+      try {
+        assert.ok(reg.serviceId in await agents.embedded.client().agent.services());
+        assert.ok(!(reg.serviceId in await new Client({ address: binAddr }).agent.services()));
+      } finally {
+        await reg.close();
+      }
+    } finally {
+      if (saved === undefined) delete process.env.CONSUL_HTTP_ADDR;
+      else process.env.CONSUL_HTTP_ADDR = saved;
+    }
+  });
+
+  it('register() with no embedded Agent: CONSUL_HTTP_ADDR, then 127.0.0.1:8500; two Agents need a choice', async () => {
+    const defaultFree = await new Promise((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(false));
+      s.listen(8500, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    const out = await run(`
+      import { Agent, Client, register } from 'consul-rs';
+      const bin = ${JSON.stringify(binAddr)};
+      process.env.CONSUL_HTTP_ADDR = bin;
+      const env = await register({ name: 'order-env', port: 2 });
+      console.log('env', env.serviceId in await new Client({ address: bin }).agent.services());
+      await env.close();
+      const one = await Agent.start();
+      const two = await Agent.start();
+      const refused = register({ name: 'order-two' });
+      const e = await refused.catch((err) => err);
+      console.log('two', e.code, e.message.includes('pass { agent }'));
+      const chosen = await register({ name: 'order-two', agent: two });
+      console.log('chosen', chosen.serviceId in await two.client().agent.services());
+      await chosen.close();
+      await two.shutdown();
+      const only = await register({ name: 'order-one' });
+      console.log('one', only.serviceId in await one.client().agent.services());
+      await only.close();
+      await one.shutdown();
+      delete process.env.CONSUL_HTTP_ADDR;
+      if (${defaultFree}) {
+        const d = await register({ name: 'order-default' }).catch((err) => err);
+        console.log('default', d.code, d.message.includes('127.0.0.1:8500'));
+      }
+    `, { timeoutMs: 60000 });
+    assert.equal(out.code, 0, out.stdout + out.stderr);
+    const want = ['env true', 'two INVALID_ARGUMENT true', 'chosen true', 'one true'];
+    if (defaultFree) want.push('default CONNECTION true');
+    assert.deepEqual(out.stdout.trim().split('\n'), want);
   });
 
   it('a process that ends by itself deregisters at exit', async () => {

@@ -201,7 +201,7 @@ def test_lock_ttl_is_validated_before_any_request(client):
 
 
 def test_register_targets_the_embedded_agent_by_default(embedded_agent, monkeypatch):
-    # consul_rs.register() with no client: CONSUL_HTTP_ADDR, else this process's embedded agent.
+    # consul_rs.register() with no client: this process's embedded agent first.
     from consul_rs import _client
     monkeypatch.delenv("CONSUL_HTTP_ADDR", raising=False)
     assert _client._embedded_agent() is embedded_agent
@@ -212,3 +212,6 @@ def test_agent_client_keeps_its_agent_alive():
     import gc
     gc.collect()
     assert c.kv.put("alive", b"1") is True
+    # Stopped here rather than whenever the collector gets to the client's reference cycle: a
+    # second running Agent would make register() without a client ambiguous for later tests.
+    c._agent_ref.shutdown()

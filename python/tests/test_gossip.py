@@ -84,6 +84,8 @@ def test_client_agent_arguments_are_checked():
     with pytest.raises(TypeError, match="server"):
         consul_rs.Agent("bad", server="no")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="retry_join"):
+        consul_rs.Agent("bad", server=False, retry_join=[1])  # type: ignore[list-item]
+    with pytest.raises(consul_rs.InvalidArgumentError, match="retry_join"):  # a value: the one error model
         consul_rs.Agent("bad", server=False, retry_join=[""])
 
 

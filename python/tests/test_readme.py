@@ -26,3 +26,14 @@ def test_readme_cluster_example_runs():
     out = run_python(_blocks()[2], timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "('app1', 'node', 'alive')" in out.stdout and "[b'v2']" in out.stdout
+
+
+def test_every_readme_block_is_run() -> None:
+    # Python blocks: the quick start (test_register.py) and the two above; shell blocks: the
+    # Install section, run as written by test_wheel.py. Nothing else may appear unrun.
+    text = README.read_text()
+    langs = [lang for lang, _ in re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)]
+    assert langs.count("python") == 3 and set(langs) == {"python", "sh"}, langs
+    install = text[text.index("\n## Install\n"):]
+    install = install[:install.index("\n## ", 1)]
+    assert langs.count("sh") == len(re.findall(r"^```sh\n", install, re.M))

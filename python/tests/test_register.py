@@ -106,7 +106,49 @@ time.sleep(60)
         p.wait()
 
 
-def test_readme_quickstart_runs():
+def test_readme_quickstart_runs(binary_agent):
+    # With CONSUL_HTTP_ADDR exported for another agent, as most Consul users have it: the quick
+    # start's register() still goes to the Agent embedded in the process, as its comment says
+    # (the discovering child reaches that agent through the address it is given).
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    out = run_python(blocks[0], timeout=120)
+    out = run_python(blocks[0], timeout=120, env={"CONSUL_HTTP_ADDR": binary_agent})
     assert out.returncode == 0, out.stdout + out.stderr
+    assert "discovered: 127.0.0.1 8080" in out.stdout, out.stdout
+
+
+def test_register_prefers_the_embedded_agent_over_consul_http_addr(embedded_agent, binary_agent, prefix,
+                                                                   monkeypatch):
+    monkeypatch.setenv("CONSUL_HTTP_ADDR", binary_agent)
+    name = prefix.rstrip("/") + "-order"
+    with consul_rs.register(name, port=1, check=consul_rs.Check.ttl("10s")) as reg:
+        assert reg.service_id in embedded_agent.client().agent.services()
+        assert reg.service_id not in consul_rs.Client(binary_agent).agent.services()
+
+
+def test_register_resolution_order_without_an_embedded_agent(binary_agent):
+    # In a fresh interpreter (no Agent of the test process around): CONSUL_HTTP_ADDR, then
+    # 127.0.0.1:8500; several embedded Agents and none chosen is refused, naming the way out.
+    code = f"""
+import os, consul_rs
+from consul_rs import _client
+os.environ.pop("CONSUL_HTTP_ADDR", None)
+assert _client._local_client(None).address == "http://127.0.0.1:8500", _client._local_client(None).address
+os.environ["CONSUL_HTTP_ADDR"] = {binary_agent!r}
+assert _client._local_client(None).address == "http://{binary_agent}"
+with consul_rs.register("order-env", port=2, check=consul_rs.Check.ttl("10s")) as reg:
+    assert reg.service_id in consul_rs.Client({binary_agent!r}).agent.services()
+with consul_rs.Agent("one") as one:
+    assert _client._local_client(None).address == "http://" + one.http_addr
+    with consul_rs.Agent("two") as two:
+        try:
+            consul_rs.register("order-two", port=3)
+        except consul_rs.InvalidArgumentError as e:
+            assert "agent=" in str(e) and e.code == "INVALID_ARGUMENT", e
+        else:
+            raise AssertionError("registered with one of two Agents")
+        with consul_rs.register("order-two", port=3, agent=two) as reg:
+            assert reg.service_id in two.client().agent.services()
+print("ok")
+"""
+    out = run_python(code, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr

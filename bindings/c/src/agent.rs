@@ -7,12 +7,12 @@
 
 use std::ffi::{c_char, CString};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use consul_core::config::{AgentConfig, Ports};
 use consul_core::config_file::Settings;
-use consul_sdk::EmbeddedAgent;
+use consul_sdk::{Client, ClientConfig, EmbeddedAgent};
 use serde_json::Value;
 
 use crate::client::{consul_client, new_client_handle};
@@ -78,10 +78,46 @@ pub struct consul_agent {
     _opaque: [u8; 0],
 }
 
+/// The node a `consul_agent` runs; `None` once shut down. Shared with [`EMBEDDED`].
+type AgentSlot = Mutex<Option<EmbeddedAgent>>;
+
+/// Every agent `consul_agent_start` made in this process, for [`local_client`]. Weak: a freed
+/// handle drops out by itself.
+static EMBEDDED: Mutex<Vec<Weak<AgentSlot>>> = Mutex::new(Vec::new());
+
+/// The client `consul_register` uses when given none, in the order the Python and Node packages
+/// use too: the agent embedded in this process (the one started by `consul_agent_start` that
+/// still runs), else `$CONSUL_HTTP_ADDR`, else `127.0.0.1:8500`. With several running, which one
+/// is meant is unclear: `CONSUL_E_INVALID_ARGUMENT`, asking for a client.
+pub(crate) fn local_client() -> CResult<Client> {
+    // The weak list is copied out first: each agent's lock may be held by a long call (join), and
+    // nothing may wait on one while holding the list.
+    let slots: Vec<Arc<AgentSlot>> = {
+        let mut all = EMBEDDED.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        all.iter().filter_map(Weak::upgrade).collect()
+    };
+    let mut running = Vec::new();
+    for slot in &slots {
+        let guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = guard.as_ref().filter(|a| a.is_running()) {
+            running.push(a.client()?);
+        }
+    }
+    match running.len() {
+        0 => Ok(Client::new(ClientConfig::default())?),
+        1 => Ok(running.remove(0)),
+        n => Err(CError::invalid(
+            "client",
+            format!("{n} embedded agents run in this process: pass the client of the one to register with"),
+        )),
+    }
+}
+
 /// What a `consul_agent` holds.
 #[derive(Debug)]
 pub(crate) struct AgentC {
-    agent: Mutex<Option<EmbeddedAgent>>,
+    agent: Arc<AgentSlot>,
     http_addr: CString,
     serf_addr: CString,
     dns_addr: Option<CString>,
@@ -142,13 +178,14 @@ pub unsafe extern "C" fn consul_agent_start(
         ffi::need_out(out, "out")?;
         let config = agent_config(text)?;
         let a = EmbeddedAgent::start(config)?;
-        let handle = ffi::into_handle::<consul_agent>(AgentC {
-            http_addr: ffi::cstring_lossy(a.http_addr().to_string()),
-            serf_addr: ffi::cstring_lossy(a.serf_addr().to_string()),
-            dns_addr: a.dns_addr().map(|d| ffi::cstring_lossy(d.to_string())),
-            node_name: ffi::cstring_lossy(a.node_name()),
-            agent: Mutex::new(Some(a)),
-        });
+        let http_addr = ffi::cstring_lossy(a.http_addr().to_string());
+        let serf_addr = ffi::cstring_lossy(a.serf_addr().to_string());
+        let dns_addr = a.dns_addr().map(|d| ffi::cstring_lossy(d.to_string()));
+        let node_name = ffi::cstring_lossy(a.node_name());
+        let slot = Arc::new(Mutex::new(Some(a)));
+        EMBEDDED.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::downgrade(&slot));
+        let handle =
+            ffi::into_handle::<consul_agent>(AgentC { agent: slot, http_addr, serf_addr, dns_addr, node_name });
         // SAFETY: checked non-NULL.
         unsafe { ffi::write_out(out, handle) };
         Ok(())

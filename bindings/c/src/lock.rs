@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use consul_sdk::{Lock, LockOptions, Registration, RegistrationSpec};
+use consul_sdk::{Client, Lock, LockOptions, Registration, RegistrationSpec};
 
 use crate::client::{client, consul_client};
-use crate::error::{consul_error, consul_status, CError};
+use crate::error::{consul_error, consul_status, CError, CResult};
 use crate::ffi::{self, Handle};
 
 // ---- locks ----
@@ -148,6 +148,20 @@ pub struct consul_registration {
     _opaque: [u8; 0],
 }
 
+/// The client argument of a registration, or for NULL the local agent's
+/// ([`crate::agent::local_client`]). Arguments are checked before this runs, so a bad value is
+/// reported the same way whichever agent would have answered.
+///
+/// # Safety
+/// `c` is NULL or a live `consul_client`.
+unsafe fn client_or_local(c: *const consul_client) -> CResult<Client> {
+    if c.is_null() {
+        return crate::agent::local_client();
+    }
+    // SAFETY: forwarded contract.
+    Ok(unsafe { client(c) }?.clone())
+}
+
 /// What a `consul_registration` holds.
 #[derive(Debug)]
 pub(crate) struct RegistrationC {
@@ -166,9 +180,13 @@ impl Handle for consul_registration {
 /// "Check":{"TTL":"10s"}}`) and keeps its TTL checks passing until closed. Returns once the
 /// service is registered and its TTL checks are passing.
 ///
+/// `c` NULL registers with the local agent, in the order the Python and Node packages use: the
+/// node embedded in this process by `consul_agent_start` (the one still running; with several,
+/// `CONSUL_E_INVALID_ARGUMENT`: pass a client), else `$CONSUL_HTTP_ADDR`, else `127.0.0.1:8500`.
+///
 /// # Safety
-/// `c` is a live client; `registration_json` is NUL-terminated; `out` is writable; `err` is NULL
-/// or writable.
+/// `c` is NULL or a live client; `registration_json` is NUL-terminated; `out` is writable; `err`
+/// is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn consul_register(
     c: *const consul_client,
@@ -178,14 +196,14 @@ pub unsafe extern "C" fn consul_register(
 ) -> consul_status {
     ffi::boundary(err, || {
         // SAFETY: forwarded contract.
-        let cl = unsafe { client(c) }?.clone();
-        // SAFETY: forwarded contract.
         let text = unsafe { ffi::str_arg(registration_json, "registration_json") }?;
         let body = ffi::parse_json(text, "registration_json")?;
         if !body.is_object() {
             return Err(CError::invalid("registration_json", "must be a JSON object"));
         }
         ffi::need_out(out, "out")?;
+        // SAFETY: forwarded contract.
+        let cl = unsafe { client_or_local(c) }?;
         let reg = ffi::run(async move { Registration::start_json(&cl, body).await })?;
         let service_id = ffi::cstring_lossy(reg.service_id());
         let handle = ffi::into_handle::<consul_registration>(RegistrationC { reg: Arc::new(reg), service_id });
@@ -197,11 +215,12 @@ pub unsafe extern "C" fn consul_register(
 
 /// Like `consul_register`, from the bindings' neutral JSON shape (see
 /// `consul_registration_spec_validate`), validated by the same rules as the Python and Node
-/// packages: `{"name":"web","port":8080,"checks":[{"kind":"ttl","ttl":"10s"}]}`.
+/// packages: `{"name":"web","port":8080,"checks":[{"kind":"ttl","ttl":"10s"}]}`. `c` NULL: the
+/// local agent, as for `consul_register`.
 ///
 /// # Safety
-/// `c` is a live client; `spec_json` is NUL-terminated; `out` is writable; `err` is NULL or
-/// writable.
+/// `c` is NULL or a live client; `spec_json` is NUL-terminated; `out` is writable; `err` is NULL
+/// or writable.
 #[no_mangle]
 pub unsafe extern "C" fn consul_register_spec(
     c: *const consul_client,
@@ -211,11 +230,11 @@ pub unsafe extern "C" fn consul_register_spec(
 ) -> consul_status {
     ffi::boundary(err, || {
         // SAFETY: forwarded contract.
-        let cl = unsafe { client(c) }?.clone();
-        // SAFETY: forwarded contract.
         let text = unsafe { ffi::str_arg(spec_json, "spec_json") }?;
         let reg = RegistrationSpec::from_json(&ffi::parse_json(text, "spec_json")?)?.resolve()?;
         ffi::need_out(out, "out")?;
+        // SAFETY: forwarded contract.
+        let cl = unsafe { client_or_local(c) }?;
         let reg = ffi::run(async move { Registration::start(&cl, reg).await })?;
         let service_id = ffi::cstring_lossy(reg.service_id());
         let handle = ffi::into_handle::<consul_registration>(RegistrationC { reg: Arc::new(reg), service_id });

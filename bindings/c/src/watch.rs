@@ -500,10 +500,12 @@ pub unsafe extern "C" fn consul_watch_new(
             // SAFETY: forwarded contract on `tag`.
             tag = unsafe { ffi::opt_str_arg(o.tag, "options.tag") }?.map(str::to_string);
         }
+        // An empty target is named as the Python and Node packages name it (`key: must not be
+        // empty`), so the three refuse it with one message.
         let need = |what: &str| -> CResult<String> {
             match target {
                 None => Err(CError::null("target")),
-                Some("") => Err(CError::invalid("target", format!("the {what} must not be empty"))),
+                Some("") => Err(CError::invalid(what, "must not be empty")),
                 Some(t) => Ok(t.to_string()),
             }
         };
@@ -513,11 +515,10 @@ pub unsafe extern "C" fn consul_watch_new(
                 consul_watch_kind::CONSUL_WATCH_KEY_PREFIX,
                 WatchSpec::KeyPrefix(target.ok_or_else(|| CError::null("target"))?.to_string()),
             ),
-            2 => (
-                consul_watch_kind::CONSUL_WATCH_SERVICE,
-                WatchSpec::Service { name: need("service name")?, passing_only, tag },
-            ),
-            3 => (consul_watch_kind::CONSUL_WATCH_CHECKS, WatchSpec::Checks { service: need("service name")? }),
+            2 => {
+                (consul_watch_kind::CONSUL_WATCH_SERVICE, WatchSpec::Service { name: need("name")?, passing_only, tag })
+            }
+            3 => (consul_watch_kind::CONSUL_WATCH_CHECKS, WatchSpec::Checks { service: need("service")? }),
             4 => (consul_watch_kind::CONSUL_WATCH_SERVICES, WatchSpec::Services),
             5 => (consul_watch_kind::CONSUL_WATCH_NODES, WatchSpec::Nodes),
             6 => (consul_watch_kind::CONSUL_WATCH_EVENTS, WatchSpec::Events { name: target.map(str::to_string) }),

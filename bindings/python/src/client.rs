@@ -6,7 +6,6 @@ use consul_sdk::{
     Client, ClientConfig, Discovery, Error, EventFilter, HealthFilter, LeaderElection, Lock, LockOptions, PutOptions,
     QueryOptions, Registration, WatchOptions, WatchSpec,
 };
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::{convert::*, error::*, handles::*, runtime::*};
@@ -59,7 +58,7 @@ impl NativeClient {
         config.https = https;
         config.timeout = secs("timeout", timeout).map_err(|e| to_py_err(py, e))?;
         if config.timeout.is_zero() {
-            return Err(PyValueError::new_err("timeout: must be positive"));
+            return Err(to_py_err(py, Error::invalid("timeout", "must be positive")));
         }
         let client = Client::new(config).map_err(|e| to_py_err(py, e))?;
         Ok(NativeClient { client })
@@ -414,7 +413,7 @@ impl NativeClient {
             "services" => WatchSpec::Services,
             "nodes" => WatchSpec::Nodes,
             "events" => WatchSpec::Events { name: Some(target.to_string()).filter(|t| !t.is_empty()) },
-            other => return Err(PyValueError::new_err(format!("kind: unknown watch kind {other:?}"))),
+            other => return Err(to_py_err(py, Error::invalid("kind", format!("unknown watch kind {other:?}")))),
         };
         if matches!(kind, "key" | "service" | "checks") && target.is_empty() {
             return Err(to_py_err(py, Error::invalid(if kind == "key" { "key" } else { "name" }, "must not be empty")));

@@ -9,8 +9,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import _native
-from ._client import AsyncClient, Client, _track
+from ._client import AsyncClient, Client, _seconds, _track
 from ._types import AgentMember
+from .errors import _invalid
 
 __all__ = ["Agent"]
 
@@ -70,31 +71,37 @@ class Agent:
             acl_json = json.dumps(dict(acl))
         if node_name is None:
             node_name = f"py-{os.getpid()}-{id(self) & 0xFFFF:x}"
-        if not isinstance(node_name, str) or not node_name:
-            raise TypeError("node_name: expected a non-empty str")
+        if not isinstance(node_name, str):
+            raise TypeError(f"node_name: expected str, got {type(node_name).__name__}")
+        if not node_name:
+            raise _invalid("node_name: must not be empty")
         if not isinstance(server, bool):
             raise TypeError(f"server: expected bool, got {type(server).__name__}")
         if dev is not None and not isinstance(dev, bool):
             raise TypeError(f"dev: expected bool or None, got {type(dev).__name__}")
-        if isinstance(bootstrap_expect, bool) or not isinstance(bootstrap_expect, int) or bootstrap_expect < 0:
-            raise ValueError("bootstrap_expect: expected a non-negative int")
+        if isinstance(bootstrap_expect, bool) or not isinstance(bootstrap_expect, int):
+            raise TypeError(f"bootstrap_expect: expected int, got {type(bootstrap_expect).__name__}")
+        if bootstrap_expect < 0:
+            raise _invalid(f"bootstrap_expect: {bootstrap_expect} is negative")
         for name, port in (("http_port", http_port), ("serf_lan_port", serf_lan_port),
                            ("server_port", server_port), ("dns_port", dns_port)):
             if isinstance(port, bool) or not isinstance(port, int):
                 raise TypeError(f"{name}: expected int, got {type(port).__name__}")
             if not 0 <= port <= 65535:
-                raise ValueError(f"{name}: {port} is out of range 0-65535")
+                raise _invalid(f"{name}: {port} is out of range 0-65535")
         if isinstance(retry_join, str):
             raise TypeError("retry_join: expected a list of addresses, got str")
         join = list(retry_join)
         for addr in join:
-            if not isinstance(addr, str) or not addr:
-                raise TypeError("retry_join: expected non-empty str addresses")
+            if not isinstance(addr, str):
+                raise TypeError(f"retry_join: expected str addresses, got {type(addr).__name__}")
+            if not addr:
+                raise _invalid("retry_join: addresses must not be empty")
         if not server:
             if dev:
-                raise ValueError("dev: a client agent (server=False) cannot be a dev agent")
+                raise _invalid("dev: a client agent (server=False) cannot be a dev agent")
             if bootstrap_expect:
-                raise ValueError("bootstrap_expect: only servers bootstrap; a client agent (server=False) joins them")
+                raise _invalid("bootstrap_expect: only servers bootstrap; a client agent (server=False) joins them")
             dev = False
         if dev is None:
             dev = bootstrap_expect == 0 and data_dir is None
@@ -151,7 +158,7 @@ class Agent:
 
     def wait_for_leader(self, timeout: float = 30.0) -> None:
         """Blocks until the agent knows a leader; :class:`ConsulTimeoutError` after ``timeout``."""
-        self._a.wait_for_leader(float(timeout))
+        self._a.wait_for_leader(_seconds(timeout, "timeout"))
 
     def client(self, **kwargs: Any) -> Client:
         """A :class:`Client` for this agent (it keeps the agent alive while referenced)."""
@@ -184,7 +191,7 @@ class Agent:
         if not isinstance(address, str):
             raise TypeError(f"address: expected str, got {type(address).__name__}")
         if not address:
-            raise ValueError("address: must not be empty")
+            raise _invalid("address: must not be empty")
         self._a.join(address)
 
     def members(self) -> list[AgentMember]:
@@ -236,7 +243,7 @@ def _config_json(config: Mapping[str, Any] | None, tls: Mapping[str, Any] | None
         if isinstance(https_port, bool) or not isinstance(https_port, int):
             raise TypeError(f"https_port: expected int, got {type(https_port).__name__}")
         if not 0 <= https_port <= 65535:
-            raise ValueError(f"https_port: {https_port} is out of range 0-65535")
+            raise _invalid(f"https_port: {https_port} is out of range 0-65535")
         ports["https"] = https_port
     if http_port == -1:
         ports["http"] = -1

@@ -16,7 +16,7 @@ from . import _native
 from ._types import (
     AgentMember, Check, HealthCheck, KVPair, Node, Service, ServiceEntry, UserEvent, WatchEvent, parse_duration,
 )
-from .errors import ConsulError, ConsulTimeoutError, ShutdownError
+from .errors import ConsulError, ConsulTimeoutError, ShutdownError, _invalid
 
 __all__ = [
     "Client", "AsyncClient", "Watch", "Subscription", "Discovery", "Lock", "LeaderElection",
@@ -58,7 +58,7 @@ def _str(value: Any, name: str, *, empty: bool = False) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name}: expected str, got {type(value).__name__}")
     if not empty and not value:
-        raise ValueError(f"{name}: must not be empty")
+        raise _invalid(f"{name}: must not be empty")
     return value
 
 
@@ -86,13 +86,22 @@ def _opt_int(value: Any, name: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name}: expected int, got {type(value).__name__}")
     if value < 0:
-        raise ValueError(f"{name}: must not be negative")
+        raise _invalid(f"{name}: must not be negative")
     return value
+
+
+def _seconds(value: Any, name: str) -> float:
+    """A wait in seconds: a number (TypeError otherwise), finite and not negative."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected seconds, got {type(value).__name__}")
+    if not 0 <= value < float("inf"):
+        raise _invalid(f"{name}: must be a finite, non-negative number of seconds")
+    return float(value)
 
 
 def _consistency(consistent: bool, stale: bool) -> str:
     if consistent and stale:
-        raise ValueError("consistent/stale: only one may be given")
+        raise _invalid("consistent/stale: only one may be given")
     return "consistent" if consistent else "stale" if stale else ""
 
 
@@ -156,7 +165,7 @@ class _Base:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise TypeError(f"timeout: expected seconds, got {type(timeout).__name__}")
         if timeout <= 0:
-            raise ValueError("timeout: must be positive")
+            raise _invalid("timeout: must be positive")
         self._args = (address, token, datacenter, float(timeout), token_file, files["ca_file"], files["ca_path"],
                       files["client_cert"], files["client_key"], tls_server_name, insecure_skip_verify, https)
         self._native_client = _native.NativeClient(*self._args)
@@ -247,7 +256,7 @@ def _registration_args(name: Any, port: Any, address: Any, tags: Any, meta: Any,
         if isinstance(port, bool) or not isinstance(port, int):
             raise TypeError(f"port: expected int, got {type(port).__name__}")
         if not 0 <= port <= 65535:
-            raise ValueError(f"port: {port} is out of range 0-65535")
+            raise _invalid(f"port: {port} is out of range 0-65535")
     if address is not None:
         _str(address, "address")
     if id is not None:
@@ -478,7 +487,7 @@ class _Event(_Area):
         _opt_str(service, "service")
         _opt_str(tag, "tag")
         if tag is not None and service is None:
-            raise ValueError("tag: a tag filter needs a service filter")
+            raise _invalid("tag: a tag filter needs a service filter")
         return self._c._call(self._c._n.event_fire, UserEvent._from_native, name, data, node, service, tag)
 
     def list(self, name: str | None = None) -> Any:
@@ -691,7 +700,7 @@ class Discovery:
 
     def ready(self, timeout: float = 10.0) -> Any:
         """Waits until the first result arrived (a coroutine on an AsyncClient)."""
-        return self._d.ready(float(timeout), is_async=self._async)
+        return self._d.ready(_seconds(timeout, "timeout"), is_async=self._async)
 
     def pick(self, strategy: str = "round_robin", *, key: str | None = None) -> ServiceEntry | None:
         """One instance, or ``None`` when none is passing. ``strategy``: ``round_robin``,
@@ -925,30 +934,54 @@ class Registration:
 
 
 def _embedded_agent() -> Any:
-    """The running Agent embedded in this process, if there is exactly one."""
+    """The Agent embedded in this process that :func:`register` uses when given no ``client`` or
+    ``agent``: the running one, ``None`` when none runs. With several running, which one is meant
+    is unclear: :class:`InvalidArgumentError` (pass ``agent=`` or ``client=``)."""
     with _live_lock:
         agents = [o for o in _live if type(o).__name__ == "Agent" and getattr(o, "_owner_pid", None) == os.getpid()]
     running = [a for a in agents if a.running]
-    return running[0] if len(running) == 1 else None
+    if len(running) > 1:
+        raise _invalid(f"agent: {len(running)} Agents run in this process: pass agent= or client= to choose one")
+    return running[0] if running else None
+
+
+def _local_client(token: str | None) -> Client:
+    """The client :func:`register` uses when given no ``client`` or ``agent``: the Agent embedded
+    in this process, else ``CONSUL_HTTP_ADDR``, else ``127.0.0.1:8500`` (the order of the Node
+    and C packages too)."""
+    kw: dict[str, Any] = {} if token is None else {"token": token}
+    agent = _embedded_agent()
+    client = agent.client(**kw) if agent is not None else Client(**kw)
+    assert isinstance(client, Client)
+    return client
 
 
 def register(name: str, port: int | None = None, address: str | None = None, tags: Iterable[str] = (),
              meta: Mapping[str, str] | None = None, check: Check | Iterable[Check] | None = None, *,
              id: str | None = None, client: Client | None = None, agent: Any = None,
              token: str | None = None) -> Registration:
-    """Registers this process's service with the local agent (``client``, or ``agent``, else
-    ``CONSUL_HTTP_ADDR``, else the Agent embedded in this process, else ``127.0.0.1:8500``),
-    keeps its TTL check passing,
-    and deregisters it at :meth:`Registration.close`, context exit and interpreter exit.
-    ``token`` is the ACL token the registration (and its TTL updates) sends when no ``client`` is
-    given (default ``CONSUL_HTTP_TOKEN``)."""
+    """Registers this process's service with the local agent, keeps its TTL checks passing, and
+    deregisters it at :meth:`Registration.close`, context exit and interpreter exit.
+
+    The agent is ``client`` or ``agent`` when given, else the :class:`Agent` embedded in this
+    process, else the one at ``CONSUL_HTTP_ADDR``, else ``127.0.0.1:8500``. ``token`` is the ACL
+    token the registration (and its TTL updates) sends when no ``client`` is given (default
+    ``CONSUL_HTTP_TOKEN``). Bad values raise :class:`InvalidArgumentError` before anything is
+    sent."""
     if client is not None and token is not None:
-        raise ValueError("token: pass it to the client, or pass no client")
-    if client is None and agent is None and not os.environ.get("CONSUL_HTTP_ADDR"):
-        agent = _embedded_agent()
+        raise _invalid("token: pass it to the client, or pass no client")
+    if check is not None and not isinstance(check, Check):
+        check = list(check)  # read twice below: a generator would be empty the second time
+    if isinstance(tags, Iterable) and not isinstance(tags, (str, list, tuple)):
+        tags = list(tags)
     if client is None:
-        kw: dict[str, Any] = {} if token is None else {"token": token}
-        client = agent.client(**kw) if agent is not None else Client(**kw)
+        if agent is not None:
+            client = agent.client(**({} if token is None else {"token": token}))
+        else:
+            # Checked before an agent is chosen, so a bad value is refused the same way wherever
+            # the registration would have gone.
+            _registration_args(name, port, address, tags, meta, check, id)
+            client = _local_client(token)
     reg = client.register(name, port=port, address=address, tags=tags, meta=meta, check=check, id=id)
     assert isinstance(reg, Registration)
     return reg

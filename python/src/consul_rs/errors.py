@@ -93,3 +93,13 @@ class WouldDeadlockError(ConsulError, RuntimeError):
 
 class TooLargeError(ConsulError, ValueError):
     """A request or value is over a size limit (HTTP 413)."""
+
+
+def _invalid(message: str) -> InvalidArgumentError:
+    """The error for a value refused in this process, before any request is sent.
+
+    Every binding refuses bad values with its one invalid-argument error (here
+    :class:`InvalidArgumentError`, so ``except ConsulError`` and ``except ValueError`` both catch
+    it, as they catch the same refusal made by the native SDK). Wrong *types* stay
+    ``TypeError``, as everywhere in Python."""
+    return InvalidArgumentError(message, "INVALID_ARGUMENT")
