@@ -22,6 +22,9 @@ pub enum Error {
     /// A request body or value is over a configured limit. HTTP 413.
     #[error("{0}")]
     TooLarge(String),
+    /// The agent is already doing the one thing of this kind it does at a time (429).
+    #[error("{0}")]
+    Busy(String),
     /// A transaction was rolled back; carries the per-operation errors. HTTP 409.
     #[error("transaction rolled back: {}", .0.iter().map(|e| e.what.clone()).collect::<Vec<_>>().join("; "))]
     TxnRolledBack(Vec<TxnError>),
@@ -93,6 +96,7 @@ impl Error {
             Error::NotFound(_) => 404,
             Error::TxnRolledBack(_) => 409,
             Error::TooLarge(_) => 413,
+            Error::Busy(_) => 429,
             Error::ShuttingDown => 503,
             Error::NoPathToDatacenter(_)
             | Error::NoLeader

@@ -196,7 +196,11 @@ def test_event_filters_and_errors(cluster):
         cluster.via_client.event.fire(name, b"x" * 513)
     assert big.value.http_status == 413 and big.value.code == "TOO_LARGE"
     assert isinstance(big.value, ValueError)
-    cluster.via_client.event.fire(name, b"x" * 512)  # the limit itself is fine
+    # Serf's 512-byte limit covers the whole event (ID, name, filters, payload), as in Consul:
+    # a payload that leaves room for the rest is fine, one that does not is refused by name.
+    cluster.via_client.event.fire(name, b"x" * 400)
+    with pytest.raises(consul_rs.TooLargeError, match="512-byte limit"):
+        cluster.via_client.event.fire(name, b"x" * 480)
     with pytest.raises(consul_rs.InvalidArgumentError):
         cluster.via_client.event.fire("_reserved")
     with pytest.raises(TypeError, match="name"):

@@ -344,6 +344,7 @@ impl Agent {
             acl: acl.clone(),
             tls: tls.clone(),
             leaf_certs: Default::default(),
+            restores: Default::default(),
         });
         let app = http::router(ctx);
         if let Some(c) = &consensus {

@@ -23,6 +23,14 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default timeout of script checks (killed when it passes).
 pub const DEFAULT_SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest `Timeout` accepted: a probe that may hang for hours holds its task, socket and
+/// buffers for that long, and would mask every later failure.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Longest `Interval` accepted (a check that runs less than daily tells nothing timely).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// Longest `TTL` and `DeregisterCriticalServiceAfter` accepted: far beyond any real use, and
+/// short enough that every deadline computed from them stays representable.
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Largest check output kept (`check_output_max_size`, 4 KiB).
 pub const MAX_OUTPUT: usize = 4096;
 
@@ -370,6 +378,20 @@ pub(crate) fn parse_check(o: Obj<'_>, default_id: &str, default_name: &str) -> R
         &["DeregisterCriticalServiceAfter", "deregister_critical_service_after"],
         "DeregisterCriticalServiceAfter",
     )?;
+    for (field, value, max) in [
+        ("Interval", interval, MAX_INTERVAL),
+        ("Timeout", timeout, MAX_TIMEOUT),
+        ("TTL", ttl, MAX_TTL),
+        ("DeregisterCriticalServiceAfter", dereg, MAX_TTL),
+    ] {
+        if let Some(d) = value.filter(|d| *d > max) {
+            return Err(bad(format!(
+                "Invalid check: {field} {} is longer than the maximum of {}",
+                format_go_duration(d),
+                format_go_duration(max)
+            )));
+        }
+    }
     let docker = o.string(&["DockerContainerID", "docker_container_id"])?;
     for (field, names) in [("H2PING", &["H2PING", "h2ping"][..]), ("OSService", &["OSService", "os_service"][..])] {
         if !o.string(names)?.is_empty() {
@@ -610,6 +632,26 @@ mod tests {
         }
         let err = parse_check_registration(&json!({"TTL": "5s"})).expect_err("no name").to_string();
         assert!(err.contains("Name"), "{err}");
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_by_name() {
+        for (field, value, max) in [
+            ("Interval", "25h", "24h"),
+            ("Timeout", "999999h", "1h"),
+            ("TTL", "9000h", "8760h"),
+            ("DeregisterCriticalServiceAfter", "9000h", "8760h"),
+        ] {
+            let mut check = json!({"Name": "c", "HTTP": "http://127.0.0.1:1/", "Interval": "10s"});
+            if field == "TTL" {
+                check = json!({"Name": "c", "TTL": "10s"});
+            }
+            check[field] = json!(value);
+            let e = parse_check_registration(&check).expect_err(field).to_string();
+            assert!(e.contains(field) && e.contains(max), "{field}: {e}");
+        }
+        let ok = json!({"Name": "c", "HTTP": "http://127.0.0.1:1/", "Interval": "24h", "Timeout": "1h"});
+        assert!(parse_check_registration(&ok).is_ok());
     }
 
     #[test]

@@ -183,6 +183,19 @@ impl Settings {
                     l.http_max_conns_per_client = ctx.uint(&key, v, u32::MAX as u64)? as usize
                 }
                 "rpc_max_conns_per_client" => l.rpc_max_conns_per_client = ctx.uint(&key, v, u32::MAX as u64)? as usize,
+                // consul-rs extensions bounding what a snapshot restore may inflate to.
+                "snapshot_max_size" => {
+                    l.snapshot_max_size = ctx.uint(&key, v, u64::MAX)?;
+                    if l.snapshot_max_size == 0 {
+                        return Err(ctx.bad(&key, "must be at least 1 byte"));
+                    }
+                }
+                "snapshot_max_inflate_ratio" => {
+                    l.snapshot_max_inflate_ratio = ctx.uint(&key, v, 1_000_000)?;
+                    if l.snapshot_max_inflate_ratio == 0 {
+                        return Err(ctx.bad(&key, "must be at least 1"));
+                    }
+                }
                 // 0 (and Consul's default -1) means "no limit", which is what happens.
                 "rpc_rate" => {
                     if ctx.float(&key, v)? > 0.0 {

@@ -21,7 +21,7 @@ use serde_json::{json as json_value, Value};
 
 use super::query::{QueryParams, ReadParams};
 use super::{json, read_body, Ctx};
-use crate::membership::gossip::events::{id_to_index, UserEvent, MAX_PAYLOAD};
+use crate::membership::gossip::events::{check_event_size, id_to_index, UserEvent, MAX_EVENT_SIZE};
 use crate::Error;
 
 fn event_json(e: &UserEvent) -> Value {
@@ -62,6 +62,12 @@ pub(super) async fn fire(
         if name.starts_with('_') {
             return Err(Error::BadRequest(format!("event name {name:?}: names starting with '_' are reserved")));
         }
+        if name.len() > MAX_EVENT_SIZE {
+            return Err(Error::TooLarge(format!(
+                "event name is {} bytes: a user event (name, payload and filters) is limited to {MAX_EVENT_SIZE} bytes",
+                name.len()
+            )));
+        }
         acl.require(Resource::Event, &name, Need::Write)?;
         let node = q.get("node").unwrap_or_default().to_string();
         let service = q.get("service").unwrap_or_default().to_string();
@@ -72,7 +78,7 @@ pub(super) async fn fire(
         compile("node", &node)?;
         compile("service", &service)?;
         compile("tag", &tag)?;
-        let payload = read_body(body, &headers, MAX_PAYLOAD, "the 512-byte user event payload limit").await?;
+        let payload = read_body(body, &headers, MAX_EVENT_SIZE, "the 512-byte user event size limit").await?;
         let ev = UserEvent {
             id: uuid::Uuid::new_v4().to_string(),
             name,
@@ -83,6 +89,8 @@ pub(super) async fn fire(
             version: 1,
             ltime: 0,
         };
+        // The whole event must fit Serf's limit: refused here (413), never accepted and dropped.
+        check_event_size(&ev).map_err(Error::TooLarge)?;
         let fired = ctx.cluster.gossip().fire_event(ev).map_err(|e| Error::BadRequest(e.to_string()))?;
         // Like Consul, the answer carries LTime 0: the time is the pool's business.
         Ok(UserEvent { ltime: 0, ..fired })

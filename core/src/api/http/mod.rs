@@ -20,7 +20,7 @@ mod operator;
 pub mod proxy;
 mod query;
 mod session;
-mod snapshot;
+pub mod snapshot;
 mod txn;
 
 use std::net::SocketAddr;
@@ -93,6 +93,22 @@ pub struct Limits {
     /// `rpc_max_conns_per_client`: open server-RPC connections allowed per client IP (0: no
     /// limit, the default here; Consul's is 100).
     pub rpc_max_conns_per_client: usize,
+    /// `snapshot_max_size` (a consul-rs extension): the largest uncompressed state a snapshot
+    /// restore accepts (1 GiB).
+    pub snapshot_max_size: u64,
+    /// `snapshot_max_inflate_ratio` (a consul-rs extension): how far an uploaded snapshot may
+    /// inflate (200:1).
+    pub snapshot_max_inflate_ratio: u64,
+}
+
+impl Limits {
+    /// What a snapshot restore may inflate to.
+    pub fn snapshot_restore(&self) -> crate::state::archive::RestoreLimits {
+        crate::state::archive::RestoreLimits {
+            max_state_bytes: self.snapshot_max_size,
+            max_inflate_ratio: self.snapshot_max_inflate_ratio,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -102,6 +118,8 @@ impl Default for Limits {
             txn_max_req_len: 512 * 1024,
             http_max_conns_per_client: 0,
             rpc_max_conns_per_client: 0,
+            snapshot_max_size: crate::state::archive::RestoreLimits::default().max_state_bytes,
+            snapshot_max_inflate_ratio: crate::state::archive::RestoreLimits::default().max_inflate_ratio,
         }
     }
 }
@@ -131,6 +149,8 @@ pub struct ApiContext {
     pub tls: Option<Arc<crate::tls::AgentTls>>,
     /// The Connect leaf certificates this agent issued for its services.
     pub leaf_certs: connect_ca::LeafCache,
+    /// One snapshot restore at a time.
+    pub restores: snapshot::RestoreGate,
 }
 
 impl ApiContext {

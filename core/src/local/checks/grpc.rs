@@ -26,6 +26,15 @@ const END_STREAM: u8 = 0x1;
 const ACK: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 const PADDED: u8 = 0x8;
+/// HTTP/2's default `SETTINGS_MAX_FRAME_SIZE`: we never advertise a larger one, so a peer may
+/// not send a larger frame (RFC 9113 §4.2).
+const MAX_FRAME: usize = 16_384;
+/// Largest gRPC message accepted. A `HealthCheckResponse` is two bytes; a server that announces
+/// more is not answering a health check, and its message is not buffered.
+const MAX_MESSAGE: usize = 4096;
+/// Most frames read per call, so a server that streams frames that are not the answer (other
+/// streams, unknown types, empty DATA) cannot keep the probe busy until its timeout.
+const MAX_FRAMES: usize = 256;
 
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
@@ -152,12 +161,12 @@ async fn call(address: &str, service: &str) -> Result<u64, String> {
     out.extend(frame(DATA, END_STREAM, 1, &request_message(service)));
     conn.write_all(&out).await.map_err(|e| e.to_string())?;
     let mut body = Vec::new();
-    loop {
+    for _ in 0..MAX_FRAMES {
         let mut head = [0u8; 9];
         conn.read_exact(&mut head).await.map_err(|e| format!("reading response: {e}"))?;
         let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
-        if len > 1 << 20 {
-            return Err(format!("frame of {len} bytes is too large"));
+        if len > MAX_FRAME {
+            return Err(format!("frame of {len} bytes exceeds HTTP/2's maximum frame size of {MAX_FRAME}"));
         }
         let (kind, flags) = (head[3], head[4]);
         let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
@@ -182,6 +191,11 @@ async fn call(address: &str, service: &str) -> Result<u64, String> {
                 body.extend_from_slice(&data);
                 if body.len() >= 5 {
                     let n = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+                    if n > MAX_MESSAGE {
+                        return Err(format!(
+                            "response message of {n} bytes is too large for a HealthCheckResponse (limit {MAX_MESSAGE})"
+                        ));
+                    }
                     if body.len() >= 5 + n {
                         if body[0] != 0 {
                             return Err("compressed gRPC responses are not supported".into());
@@ -196,6 +210,7 @@ async fn call(address: &str, service: &str) -> Result<u64, String> {
             _ => {}
         }
     }
+    Err(format!("no HealthCheckResponse within {MAX_FRAMES} frames"))
 }
 
 pub(super) async fn check(target: &str, timeout: Duration) -> Outcome {
@@ -222,5 +237,58 @@ mod tests {
         let mut big = Vec::new();
         hpack_int(&mut big, 0, 4, 31);
         assert_eq!(big, vec![0x0f, 0x10]);
+    }
+
+    /// A hostile "gRPC server" (the #25 probe): it announces a 4 GiB message and streams DATA
+    /// frames for as long as anyone reads. The check fails on the announcement, without
+    /// buffering, long before its timeout.
+    #[tokio::test]
+    async fn a_server_announcing_a_huge_message_is_refused_without_buffering() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.expect("accept");
+            let mut first = vec![0u8; 4096];
+            let _ = conn.read(&mut first).await;
+            let mut out = frame(SETTINGS, 0, 0, &[]);
+            out.extend(frame(HEADERS, END_HEADERS, 1, &[0x88])); // :status 200
+            let mut data = vec![0u8, 0xff, 0xff, 0xff, 0xff];
+            data.resize(MAX_FRAME, 0);
+            out.extend(frame(DATA, 0, 1, &data));
+            let more = frame(DATA, 0, 1, &vec![0u8; MAX_FRAME]);
+            if conn.write_all(&out).await.is_err() {
+                return;
+            }
+            for _ in 0..10_000 {
+                if conn.write_all(&more).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let started = std::time::Instant::now();
+        let (status, output) = check(&addr.to_string(), Duration::from_secs(30)).await;
+        assert_eq!(status, CRITICAL, "{output}");
+        assert!(output.contains("too large"), "{output}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        server.abort();
+    }
+
+    /// Frames larger than HTTP/2 allows without our say-so are refused before they are read.
+    #[tokio::test]
+    async fn an_oversized_frame_is_refused_before_it_is_read() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.expect("accept");
+            let mut first = vec![0u8; 4096];
+            let _ = conn.read(&mut first).await;
+            // A DATA frame header claiming 16 MiB - 1, then nothing: the client must not wait.
+            let _ = conn.write_all(&[0xff, 0xff, 0xff, DATA, 0, 0, 0, 0, 1]).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let (status, output) = check(&addr.to_string(), Duration::from_secs(20)).await;
+        assert_eq!(status, CRITICAL, "{output}");
+        assert!(output.contains("maximum frame size"), "{output}");
+        server.abort();
     }
 }

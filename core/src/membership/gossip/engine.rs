@@ -38,7 +38,7 @@ use rand_foca::{rngs::StdRng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::events::{Broadcast, Handler, Received, UserEvent, MAX_PAYLOAD};
+use super::events::{check_event_size, Broadcast, Handler, Received, UserEvent};
 use super::keyring::{Keyring, KeyringError, OVERHEAD};
 use super::MemberInfo;
 
@@ -773,14 +773,13 @@ impl Engine {
     /// Fires a user event: stamps its Lamport time, records it here and spreads it.
     pub fn fire_event(&mut self, now: Instant, mut ev: UserEvent, out: &mut Outbox) -> Result<UserEvent, EngineError> {
         self.now = now;
-        if ev.payload.len() > MAX_PAYLOAD {
-            return Err(EngineError::BadEvent(format!(
-                "user event exceeds the {MAX_PAYLOAD}-byte payload limit ({} bytes)",
-                ev.payload.len()
-            )));
-        }
+        // Checked here, before the clock ticks, so an event that could not travel is refused to
+        // its caller instead of being dropped by the broadcast queue afterwards.
+        check_event_size(&ev).map_err(EngineError::BadEvent)?;
         ev.ltime = self.received.lock().tick();
-        self.broadcast(&Broadcast::Event(ev.clone()));
+        let bytes = postcard::to_stdvec(&Broadcast::Event(ev.clone()))
+            .map_err(|e| EngineError::BadEvent(format!("encoding the event: {e}")))?;
+        self.foca.add_broadcast(&bytes).map_err(|e| EngineError::BadEvent(format!("the event was refused: {e}")))?;
         let _ = self.foca.gossip(&mut *out);
         self.flush(out);
         Ok(ev)

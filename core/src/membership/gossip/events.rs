@@ -17,8 +17,34 @@ use tokio::sync::watch;
 pub const DEDUP_WINDOW: u64 = 512;
 /// Events kept for `/v1/event/list` (Consul's `userEventSize`).
 pub const EVENT_BUFFER: usize = 256;
-/// Largest event payload (Serf's `UserEventSizeLimit`).
-pub const MAX_PAYLOAD: usize = 512;
+/// Largest user event as it travels, name, payload, filters and ID together: Serf's
+/// `UserEventSizeLimit`, which Consul applies to its whole encoded event (so the payload itself
+/// is limited to what the rest leaves).
+pub const MAX_EVENT_SIZE: usize = 512;
+
+/// The size `ev` has on the wire, counted with the largest Lamport time so that the answer
+/// does not depend on when it is fired.
+pub fn encoded_event_size(ev: &UserEvent) -> usize {
+    let worst = UserEvent { ltime: u64::MAX, ..ev.clone() };
+    postcard::to_stdvec(&Broadcast::Event(worst)).map(|b| b.len()).unwrap_or(usize::MAX)
+}
+
+/// Why `ev` cannot be fired, if it is too large to travel: names the sizes.
+pub fn check_event_size(ev: &UserEvent) -> Result<(), String> {
+    let size = encoded_event_size(ev);
+    if size > MAX_EVENT_SIZE {
+        return Err(format!(
+            "user event exceeds the {MAX_EVENT_SIZE}-byte limit: {size} bytes encoded (name {} bytes, payload {} \
+             bytes, node/service/tag filters {}/{}/{} bytes)",
+            ev.name.len(),
+            ev.payload.len(),
+            ev.node_filter.len(),
+            ev.service_filter.len(),
+            ev.tag_filter.len()
+        ));
+    }
+    Ok(())
+}
 
 /// A user event as it travels and as `/v1/event/list` returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,7 +161,7 @@ impl<T> foca::BroadcastHandler<T> for Handler {
         let mut r = self.received.lock();
         Ok(match b {
             Broadcast::Event(ev) => {
-                if ev.payload.len() > MAX_PAYLOAD || ev.name.is_empty() {
+                if data.len() > MAX_EVENT_SIZE || ev.name.is_empty() {
                     return Err(BadBroadcast("event too large or unnamed".into()));
                 }
                 let key = BroadcastKey::Event(ev.ltime, ev.id.clone());
