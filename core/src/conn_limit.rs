@@ -121,6 +121,37 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Limited<S> {
     }
 }
 
+/// Lets one log line through per interval and counts the ones held back, so a client hammering
+/// a listener with refused connections cannot flood the log. One per listener: no global state.
+#[derive(Debug)]
+pub struct LogThrottle {
+    every: Duration,
+    last: Option<std::time::Instant>,
+    held_back: u64,
+}
+
+impl LogThrottle {
+    /// At most one line per `every`.
+    pub fn new(every: Duration) -> Self {
+        LogThrottle { every, last: None, held_back: 0 }
+    }
+
+    /// `Some(n)` when a line may be logged now (`n` lines were held back since the last one),
+    /// `None` when this one should be dropped.
+    pub fn allow(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < self.every) {
+            self.held_back += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held_back))
+    }
+}
+
+/// How often a listener may log a refused connection.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// What a plain-HTTP client past the limit reads before the connection closes (Consul's
 /// answer, from go-connlimit).
 const TOO_MANY: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: 52\r\n\
@@ -133,12 +164,13 @@ Connection: close\r\n\r\nYour IP is issuing too many concurrent connections.\n";
 pub struct LimitedHttpListener {
     inner: TcpListener,
     limiter: ConnLimiter,
+    refusals: LogThrottle,
 }
 
 impl LimitedHttpListener {
     /// Wraps `inner`, counting connections with `limiter`.
     pub fn new(inner: TcpListener, limiter: ConnLimiter) -> Self {
-        LimitedHttpListener { inner, limiter }
+        LimitedHttpListener { inner, limiter, refusals: LogThrottle::new(REFUSAL_LOG_INTERVAL) }
     }
 }
 
@@ -160,7 +192,10 @@ impl axum::serve::Listener for LimitedHttpListener {
             match self.limiter.try_acquire(peer.ip()) {
                 Some(permit) => return (Limited { inner: stream, _permit: permit }, peer),
                 None => {
-                    tracing::warn!(%peer, limit = self.limiter.max(), "HTTP connection refused: too many from this client (limits.http_max_conns_per_client)");
+                    if let Some(held_back) = self.refusals.allow() {
+                        tracing::warn!(%peer, limit = self.limiter.max(), more_refused_since_last_report = held_back,
+                            "HTTP connection refused: too many from this client (limits.http_max_conns_per_client)");
+                    }
                     tokio::spawn(async move {
                         let mut stream = stream;
                         let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(TOO_MANY)).await;
@@ -196,6 +231,15 @@ mod tests {
         drop((p2, p3, other));
         assert_eq!(l.open_from(a), 0);
         assert!(l.open.lock().expect("test value").is_empty(), "idle clients are forgotten");
+    }
+
+    #[test]
+    fn log_throttle_lets_one_line_through_per_interval() {
+        let mut t = LogThrottle::new(Duration::from_secs(3600));
+        assert_eq!(t.allow(), Some(0));
+        assert_eq!((0..99).filter_map(|_| t.allow()).count(), 0);
+        t.last = Some(std::time::Instant::now() - Duration::from_secs(3601));
+        assert_eq!(t.allow(), Some(99), "the next line says how many were held back");
     }
 
     #[test]

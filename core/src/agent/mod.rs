@@ -395,21 +395,20 @@ impl Agent {
         if let (Some(listener), Some(tls)) = (https_listener, &tls) {
             let limiter = ConnLimiter::new(config.limits.http_max_conns_per_client);
             let (app, tls, shutdown, gate) = (app.clone(), tls.clone(), shutdown.clone(), gate.clone());
+            let header_read_timeout = config.limits.http_read_header_timeout;
             tasks.push(tokio::spawn(async move {
                 gate().await;
-                http::serve_https(listener, app, tls, shutdown, limiter).await
+                http::serve_https(listener, app, tls, shutdown, limiter, header_read_timeout).await
             }));
         }
         if let Some(listener) = http_listener {
             let http_shutdown = shutdown.clone();
             let listener =
                 LimitedHttpListener::new(listener, ConnLimiter::new(config.limits.http_max_conns_per_client));
+            let header_read_timeout = config.limits.http_read_header_timeout;
             tasks.push(tokio::spawn(async move {
                 gate().await;
-                let serve = axum::serve(listener, app).with_graceful_shutdown(http_shutdown.cancelled_owned());
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "HTTP server stopped");
-                }
+                http::serve_http(listener, app, header_read_timeout, http_shutdown).await
             }));
         }
         tracing::info!(node = %config.node_name, %node_id, %http_addr, %rpc_addr, %serf_addr, "agent started");

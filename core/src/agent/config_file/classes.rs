@@ -83,10 +83,12 @@ pub const HONOURED: &[KeyGroup] = &[
             "limits.{kv_max_value_size,txn_max_req_len}",
             "limits.{http_max_conns_per_client,rpc_max_conns_per_client}",
             "http_config.response_headers",
+            "limits.{http_read_header_timeout,snapshot_max_size,snapshot_max_inflate_ratio}",
         ],
         "HTTP API: blocking-query waits, request size limits, extra response headers; connections per \
-         client IP on the HTTP(S) and server RPC ports (0, the default here, is no limit; Consul's default \
-         is 200 and 100)",
+         client IP on the HTTP(S) and server RPC ports (0 is no limit; HTTP defaults to Consul's 200); \
+         consul-rs extensions: how long a request head may take to arrive and a keep-alive connection \
+         may stay idle (30 s), and how large a restored snapshot may inflate (1 GiB, 200:1)",
     ),
     group(&["log_level", "log_json", "pid_file", "skip_leave_on_interrupt", "leave_on_terminate"], "the process"),
     group(

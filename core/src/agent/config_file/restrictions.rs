@@ -182,6 +182,13 @@ impl Settings {
                 "http_max_conns_per_client" => {
                     l.http_max_conns_per_client = ctx.uint(&key, v, u32::MAX as u64)? as usize
                 }
+                // A consul-rs extension (Consul's Go server has no such setting).
+                "http_read_header_timeout" => {
+                    l.http_read_header_timeout = ctx.duration(&key, v)?;
+                    if l.http_read_header_timeout < std::time::Duration::from_millis(100) {
+                        return Err(ctx.bad(&key, "must be at least 100ms"));
+                    }
+                }
                 "rpc_max_conns_per_client" => l.rpc_max_conns_per_client = ctx.uint(&key, v, u32::MAX as u64)? as usize,
                 // consul-rs extensions bounding what a snapshot restore may inflate to.
                 "snapshot_max_size" => {

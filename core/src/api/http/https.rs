@@ -8,12 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn_limit::ConnLimiter;
+use crate::conn_limit::{ConnLimiter, LogThrottle, REFUSAL_LOG_INTERVAL};
 use crate::tls::AgentTls;
 
 /// How long a client may take to finish the TLS handshake (Consul's default
@@ -29,7 +27,10 @@ pub async fn serve_https(
     tls: Arc<AgentTls>,
     shutdown: CancellationToken,
     limiter: ConnLimiter,
+    header_read_timeout: Duration,
 ) {
+    // Refusals are logged at most once per interval: a flood of bad handshakes is not a log flood.
+    let refusals = Arc::new(std::sync::Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -44,35 +45,27 @@ pub async fn serve_https(
         };
         let Some(acceptor) = tls.https_acceptor() else { return };
         let Some(permit) = limiter.try_acquire(peer.ip()) else {
-            refused(peer, "too many connections from this client (limits.http_max_conns_per_client)");
+            refused(&refusals, peer, "too many connections from this client (limits.http_max_conns_per_client)");
             continue;
         };
-        let (app, shutdown) = (app.clone(), shutdown.clone());
+        let (app, shutdown, refusals) = (app.clone(), shutdown.clone(), refusals.clone());
         tokio::spawn(async move {
             // Held until the connection ends.
             let _permit = permit;
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) => return refused(peer, &e.to_string()),
-                Err(_) => return refused(peer, "handshake timed out"),
+                Ok(Err(e)) => return refused(&refusals, peer, &e.to_string()),
+                Err(_) => return refused(&refusals, peer, "handshake timed out"),
             };
-            let service = TowerToHyperService::new(app);
-            // HTTP/1.1, as the plain listener serves.
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                done = conn.as_mut() => if let Err(e) = done {
-                    tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");
-                },
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
-                }
-            }
+            // HTTP/1.1 with the same limits as the plain listener.
+            super::serve::serve_connection(stream, peer, app, header_read_timeout, shutdown).await;
         });
     }
 }
 
-fn refused(peer: SocketAddr, why: &str) {
-    tracing::info!(%peer, reason = %why, "HTTPS connection refused");
+fn refused(throttle: &std::sync::Mutex<LogThrottle>, peer: SocketAddr, why: &str) {
+    let allowed = throttle.lock().unwrap_or_else(|p| p.into_inner()).allow();
+    if let Some(held_back) = allowed {
+        tracing::info!(%peer, reason = %why, more_refused_since_last_report = held_back, "HTTPS connection refused");
+    }
 }

@@ -19,6 +19,8 @@ mod kv;
 mod operator;
 pub mod proxy;
 mod query;
+mod serve;
+pub use serve::{serve_http, DEFAULT_HEADER_READ_TIMEOUT};
 mod session;
 pub mod snapshot;
 mod txn;
@@ -88,8 +90,11 @@ pub struct Limits {
     /// `txn_max_req_len` (512 KiB).
     pub txn_max_req_len: usize,
     /// `http_max_conns_per_client`: open HTTP(S) connections allowed per client IP (0: no
-    /// limit, the default here; Consul's is 200).
+    /// limit; Consul's default, 200).
     pub http_max_conns_per_client: usize,
+    /// `http_read_header_timeout` (a consul-rs extension): how long a client may take to send
+    /// a request's head, and how long a keep-alive connection may stay idle (30 s).
+    pub http_read_header_timeout: std::time::Duration,
     /// `rpc_max_conns_per_client`: open server-RPC connections allowed per client IP (0: no
     /// limit, the default here; Consul's is 100).
     pub rpc_max_conns_per_client: usize,
@@ -116,7 +121,8 @@ impl Default for Limits {
         Limits {
             kv_max_value_size: 512 * 1024,
             txn_max_req_len: 512 * 1024,
-            http_max_conns_per_client: 0,
+            http_max_conns_per_client: 200,
+            http_read_header_timeout: serve::DEFAULT_HEADER_READ_TIMEOUT,
             rpc_max_conns_per_client: 0,
             snapshot_max_size: crate::state::archive::RestoreLimits::default().max_state_bytes,
             snapshot_max_inflate_ratio: crate::state::archive::RestoreLimits::default().max_inflate_ratio,
