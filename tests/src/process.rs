@@ -383,6 +383,16 @@ impl DevAgent {
         DevAgent { child, http, dns, api }
     }
 
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The agent's resident set size in KiB (`VmRSS` in `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.child.id())
+    }
+
     /// A `consul-rs` CLI command aimed at this agent (through `CONSUL_HTTP_ADDR`).
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(binary());
@@ -416,6 +426,19 @@ impl Drop for DevAgent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The resident set size of process `pid` in KiB (`VmRSS` in `/proc/<pid>/status`); 0 when
+/// it cannot be read.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
 }
 
 /// A command's standard output as text.

@@ -256,7 +256,8 @@ mod tests {
         let (mut meta, _) = sample();
         meta.size = 3 << 30;
         let meta_json = serde_json::to_vec(&meta).expect("meta");
-        let bomb = raw_archive(&[("meta.json", meta_json.len() as u64, &meta_json), ("state.bin", 3 << 30, &[0u8; 4096])]);
+        let bomb =
+            raw_archive(&[("meta.json", meta_json.len() as u64, &meta_json), ("state.bin", 3 << 30, &[0u8; 4096])]);
         let e = read_archive(&bomb).expect_err("bomb").to_string();
         assert!(e.contains("state.bin") && e.contains("over the limit"), "{e}");
         assert_eq!(read_archive(&bomb).expect_err("bomb").http_status(), 413);
@@ -285,7 +286,10 @@ mod tests {
         assert!(read_archive_from(archive.as_slice(), len, &small).is_err());
         let exact = RestoreLimits { max_state_bytes: bin.len() as u64, max_inflate_ratio: 1000 };
         assert!(read_archive_from(archive.as_slice(), len, &exact).is_ok());
-        assert_eq!(RestoreLimits::default().inflate_cap(1 << 40), (1 << 30) + MAX_META_BYTES + MAX_SUMS_BYTES + TAR_OVERHEAD);
+        assert_eq!(
+            RestoreLimits::default().inflate_cap(1 << 40),
+            (1 << 30) + MAX_META_BYTES + MAX_SUMS_BYTES + TAR_OVERHEAD
+        );
     }
 
     /// The gzip trailer (CRC-32 and length) is read and checked: an archive with it cut off

@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn_limit::LimitedHttpListener;
 
-/// Consul's Go server closes keep-alive connections idle this long; we also give a client
-/// this long to send a request's head.
+/// How long a client may take to send a request's head, and how long a keep-alive connection
+/// may wait idle for its next request (hyper's own default for the former). HTTP clients
+/// (Go's, urllib3, reqwest) notice a closed idle connection and dial again.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves one accepted connection until it ends, the header-read timeout closes it, or

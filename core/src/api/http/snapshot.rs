@@ -87,7 +87,9 @@ pub(super) async fn snapshot_restore(
         let consensus = ctx.consensus()?.clone();
         let Ok(_permit) = ctx.restores.0.try_acquire() else {
             drain(body).await;
-            return Err(Error::Busy("a snapshot restore is already in progress on this agent; retry when it ends".into()));
+            return Err(Error::Busy(
+                "a snapshot restore is already in progress on this agent; retry when it ends".into(),
+            ));
         };
         let limits = ctx.config.limits.snapshot_restore();
         // The upload may be as large as the state it inflates to (an incompressible archive).
@@ -122,7 +124,9 @@ async fn spool_body(
     use http_body_util::BodyExt;
     use std::io::{Seek, Write};
     let too_large = |n: String| {
-        Error::TooLarge(format!("snapshot archive ({n} bytes) too large, max size: {max} bytes (limits.snapshot_max_size)"))
+        Error::TooLarge(format!(
+            "snapshot archive ({n} bytes) too large, max size: {max} bytes (limits.snapshot_max_size)"
+        ))
     };
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
