@@ -65,6 +65,7 @@ pub mod duration;
 pub mod error;
 pub mod local;
 pub mod membership;
+pub mod rate_limit;
 pub mod replication;
 pub mod rpc;
 pub mod state;

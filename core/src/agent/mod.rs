@@ -228,7 +228,8 @@ impl Agent {
                 gossip: gossip.clone(),
                 datacenter: config.datacenter.clone(),
             };
-            let remote = Remote::new(rpc_client.clone(), Arc::new(servers), config.rpc_hold_timeout);
+            let rate = crate::rate_limit::RateLimiter::new(config.limits.rpc_rate, config.limits.rpc_max_burst);
+            let remote = Remote::new(rpc_client.clone(), Arc::new(servers), config.rpc_hold_timeout, rate);
             if config.acl.enabled {
                 // Before the first anti-entropy pass: the agent's writes carry its token.
                 remote.set_token_source(acl.clone());

@@ -60,12 +60,20 @@ pub struct Remote {
     /// Set when ACLs are on: the agent's writes then go as [`ForwardRequest::AgentWrite`]
     /// under this token, and the receiving server checks it.
     tokens: std::sync::OnceLock<Arc<dyn AgentTokenSource>>,
+    /// `limits.rpc_rate`/`rpc_max_burst` on everything this agent sends to the servers.
+    rate: Option<crate::rate_limit::RateLimiter>,
 }
 
 impl Remote {
     /// The servers `source` names.
-    pub fn new(rpc: RpcClient, source: Arc<dyn ServerSource>, hold_timeout: Duration) -> Arc<Remote> {
+    pub fn new(
+        rpc: RpcClient,
+        source: Arc<dyn ServerSource>,
+        hold_timeout: Duration,
+        rate: Option<crate::rate_limit::RateLimiter>,
+    ) -> Arc<Remote> {
         Arc::new(Remote {
+            rate,
             rpc,
             source,
             hold_timeout,
@@ -112,6 +120,13 @@ impl Remote {
         prefer_leader: bool,
         repeatable: bool,
     ) -> Result<Vec<u8>> {
+        if let Some(rate) = self.rate.as_ref().filter(|r| !r.allow()) {
+            return Err(Error::Busy(format!(
+                "rate limit exceeded: this agent may send {} RPC requests a second to the servers (limits.rpc_rate, \
+                 limits.rpc_max_burst)",
+                rate.rate()
+            )));
+        }
         let first = if prefer_leader { *self.leader_hint.lock() } else { None };
         let deadline = Instant::now() + self.hold_timeout;
         let mut last_error = None;

@@ -84,11 +84,13 @@ pub const HONOURED: &[KeyGroup] = &[
             "limits.{http_max_conns_per_client,rpc_max_conns_per_client}",
             "http_config.response_headers",
             "limits.{http_read_header_timeout,snapshot_max_size,snapshot_max_inflate_ratio}",
+            "limits.{rpc_rate,rpc_max_burst}",
         ],
         "HTTP API: blocking-query waits, request size limits, extra response headers; connections per \
          client IP on the HTTP(S) and server RPC ports (0 is no limit; HTTP defaults to Consul's 200); \
          consul-rs extensions: how long a request head may take to arrive and a keep-alive connection \
-         may stay idle (30 s), and how large a restored snapshot may inflate (1 GiB, 200:1)",
+         may stay idle (30 s), and how large a restored snapshot may inflate (1 GiB, 200:1); a client \
+         agent's requests to the servers past `rpc_rate` (bursts of `rpc_max_burst`) get 429",
     ),
     group(&["log_level", "log_json", "pid_file", "skip_leave_on_interrupt", "leave_on_terminate"], "the process"),
     group(
@@ -289,13 +291,13 @@ pub const NO_EFFECT: &[KeyGroup] = &[
         &[
             "performance.leave_drain_time",
             "session_ttl_min",
-            "limits.{rpc_client_timeout,rpc_max_burst}",
+            "limits.rpc_client_timeout",
             "limits.request_limits.{read_rate,write_rate}",
             "dns_config.{disable_compression,recursor_strategy}",
             "disable_http_unprintable_char_filter",
         ],
         "fixed here at Consul's defaults (session TTLs from 10 s, recursors in order, unprintable characters \
-         in keys refused); a burst or rate only applies with a rate limit, which is refused",
+         in keys refused); the request-limit rates only apply in enforcing mode, which is refused",
     ),
     group(
         &["version", "version_prerelease", "version_metadata", "revision", "build_date", "protocol", "experiments"],
@@ -356,7 +358,6 @@ pub const REFUSED: &[KeyGroup] = &[
     group(
         &[
             "http_config.{allow_write_http_from,block_endpoints,max_header_bytes}",
-            "limits.rpc_rate",
             "limits.request_limits.mode",
             "limits.{rpc_handshake_timeout,https_handshake_timeout}",
         ],

@@ -205,9 +205,11 @@ impl Settings {
                 }
                 // 0 (and Consul's default -1) means "no limit", which is what happens.
                 "rpc_rate" => {
-                    if ctx.float(&key, v)? > 0.0 {
-                        return Err(ctx.refused(&key, reason(&key)));
+                    let rate = ctx.float(&key, v)?;
+                    if rate.is_nan() {
+                        return Err(ctx.bad(&key, "must be a number"));
                     }
+                    l.rpc_rate = rate;
                 }
                 "rpc_handshake_timeout" | "https_handshake_timeout" => {
                     let d = ctx.duration(&key, v)?;
@@ -224,8 +226,7 @@ impl Settings {
                     self.note_no_effect(&key);
                 }
                 "rpc_max_burst" => {
-                    ctx.int(&key, v)?;
-                    self.note_no_effect(&key);
+                    l.rpc_max_burst = ctx.uint(&key, v, u32::MAX as u64)? as u32;
                 }
                 "request_limits" => {
                     for rl in ctx.blocks(&key, v)? {
@@ -398,9 +399,10 @@ mod tests {
         let s = apply(json!({"limits": {"http_max_conns_per_client": 200, "rpc_max_conns_per_client": 100}}))
             .expect("connection limits are honoured");
         assert_eq!((s.agent.limits.http_max_conns_per_client, s.agent.limits.rpc_max_conns_per_client), (200, 100));
+        let s = apply(json!({"limits": {"rpc_rate": 10.5, "rpc_max_burst": 20}})).expect("an RPC rate is honoured");
+        assert_eq!((s.agent.limits.rpc_rate, s.agent.limits.rpc_max_burst), (10.5, 20));
         for (v, want) in [
             (json!({"limits": {"http_max_conns_per_client": -1}}), "limits.http_max_conns_per_client"),
-            (json!({"limits": {"rpc_rate": 10.5}}), "limits.rpc_rate"),
             (json!({"limits": {"rpc_handshake_timeout": "1s"}}), "limits.rpc_handshake_timeout"),
             (json!({"limits": {"https_handshake_timeout": "2391ms"}}), "limits.https_handshake_timeout"),
             (json!({"limits": {"request_limits": {"mode": "enforcing"}}}), "limits.request_limits.mode"),

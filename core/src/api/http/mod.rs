@@ -83,7 +83,7 @@ pub struct ApiSettings {
 }
 
 /// Request size limits (`limits { … }`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     /// `kv_max_value_size` (512 KiB).
     pub kv_max_value_size: usize,
@@ -98,6 +98,11 @@ pub struct Limits {
     /// `rpc_max_conns_per_client`: open server-RPC connections allowed per client IP (0: no
     /// limit, the default here; Consul's is 100).
     pub rpc_max_conns_per_client: usize,
+    /// `rpc_rate`: requests a second a client agent may send to the servers (Consul's default,
+    /// -1, and 0 mean no limit).
+    pub rpc_rate: f64,
+    /// `rpc_max_burst`: the bucket size for `rpc_rate` (Consul's default, 1000).
+    pub rpc_max_burst: u32,
     /// `snapshot_max_size` (a consul-rs extension): the largest uncompressed state a snapshot
     /// restore accepts (1 GiB).
     pub snapshot_max_size: u64,
@@ -124,6 +129,8 @@ impl Default for Limits {
             http_max_conns_per_client: 200,
             http_read_header_timeout: serve::DEFAULT_HEADER_READ_TIMEOUT,
             rpc_max_conns_per_client: 0,
+            rpc_rate: -1.0,
+            rpc_max_burst: 1000,
             snapshot_max_size: crate::state::archive::RestoreLimits::default().max_state_bytes,
             snapshot_max_inflate_ratio: crate::state::archive::RestoreLimits::default().max_inflate_ratio,
         }
