@@ -143,6 +143,13 @@ async fn t99_kv_txn_and_snapshot_enforcement() {
     assert_eq!(api.get(&with("/v1/snapshot", ROOT)).await.expect("snapshot").status, 200);
     // The ACL API itself needs acl:read / acl:write.
     assert_eq!(api.get(&with("/v1/acl/policies", &app)).await.expect("policies").status, 403);
+    // Joining makes the agent resolve and dial any address it is given: agent:write, as in
+    // Consul; refused before any connection is attempted.
+    let r = send(&api, Method::PUT, &with("/v1/agent/join/127.0.0.9:1", &app), None).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("agent:write"), "{}", r.text());
+    let r = send(&api, Method::PUT, "/v1/agent/join/127.0.0.9:1", None).await;
+    assert_eq!(r.status, 403, "anonymous: {}", r.text());
     c.shutdown().await;
 }
 
