@@ -36,7 +36,7 @@ async fn t92_http_connections_past_the_per_client_limit_get_429() {
     let addr = c.agent(0).http_addr();
     // Two keep-alive connections are served… (once the harness's own probe connections, which
     // count against the same limit, have been closed and noticed by the agent).
-    let (mut a, mut b) = consul_tests::eventually(Duration::from_secs(10), "two connections admitted", || async {
+    let (mut a, b) = consul_tests::eventually(Duration::from_secs(10), "two connections admitted", || async {
         let mut a = TcpStream::connect(addr).await.ok()?;
         let mut b = TcpStream::connect(addr).await.ok()?;
         let ok = status_line(&mut a, "/v1/status/leader").await == "HTTP/1.1 200 OK"
