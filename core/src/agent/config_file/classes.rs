@@ -82,11 +82,13 @@ pub const HONOURED: &[KeyGroup] = &[
             "max_query_time",
             "limits.{kv_max_value_size,txn_max_req_len}",
             "limits.{http_max_conns_per_client,rpc_max_conns_per_client}",
+            "limits.rpc_handshake_timeout",
             "http_config.response_headers",
         ],
         "HTTP API: blocking-query waits, request size limits, extra response headers; connections per \
-         client IP on the HTTP(S) and server RPC ports (0, the default here, is no limit; Consul's default \
-         is 200 and 100)",
+         client IP on the HTTP(S) ports (0, the default here, is no limit; Consul's default is 200) and \
+         on the server RPC and serf_lan TCP ports (default 100, as in Consul); the handshake deadline of \
+         the latter two (5 s; 0 is none)",
     ),
     group(&["log_level", "log_json", "pid_file", "skip_leave_on_interrupt", "leave_on_terminate"], "the process"),
     group(
@@ -356,10 +358,10 @@ pub const REFUSED: &[KeyGroup] = &[
             "http_config.{allow_write_http_from,block_endpoints,max_header_bytes}",
             "limits.rpc_rate",
             "limits.request_limits.mode",
-            "limits.{rpc_handshake_timeout,https_handshake_timeout}",
+            "limits.https_handshake_timeout",
         ],
         "restrictions not implemented: refused when they restrict (`request_limits.mode` = enforcing; \
-         handshake timeouts below the fixed 5 s)",
+         an HTTPS handshake timeout below the fixed 5 s)",
     ),
     group(
         &["addresses.{dns,http,https,grpc,grpc_tls}", "serf_lan", "serf_lan_allowed_cidrs"],

@@ -80,7 +80,7 @@ pub struct ApiSettings {
     pub connect: crate::tls::connect_ca::ConnectSettings,
 }
 
-/// Request size limits (`limits { … }`).
+/// Request size and connection limits (`limits { … }`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// `kv_max_value_size` (512 KiB).
@@ -90,9 +90,17 @@ pub struct Limits {
     /// `http_max_conns_per_client`: open HTTP(S) connections allowed per client IP (0: no
     /// limit, the default here; Consul's is 200).
     pub http_max_conns_per_client: usize,
-    /// `rpc_max_conns_per_client`: open server-RPC connections allowed per client IP (0: no
-    /// limit, the default here; Consul's is 100).
+    /// `rpc_max_conns_per_client`: open connections allowed per client IP on each of the
+    /// server RPC and serf_lan TCP ports (0: no limit; Consul's default, 100).
     pub rpc_max_conns_per_client: usize,
+    /// `rpc_handshake_timeout`: how long a new connection to the server RPC or serf_lan port
+    /// may take for its TLS handshake and its protocol preamble, each (Consul's default, 5 s;
+    /// 0: none, as in Consul — a silent connection then lasts until `rpc_idle_timeout`).
+    pub rpc_handshake_timeout: std::time::Duration,
+    /// How long a connection to those ports may stay with no request running and nothing
+    /// arriving before the agent closes it (not a Consul setting: yamux keepalives bound this
+    /// there; 3 minutes).
+    pub rpc_idle_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -101,7 +109,9 @@ impl Default for Limits {
             kv_max_value_size: 512 * 1024,
             txn_max_req_len: 512 * 1024,
             http_max_conns_per_client: 0,
-            rpc_max_conns_per_client: 0,
+            rpc_max_conns_per_client: 100,
+            rpc_handshake_timeout: crate::rpc::HANDSHAKE_TIMEOUT,
+            rpc_idle_timeout: crate::rpc::IDLE_TIMEOUT,
         }
     }
 }
