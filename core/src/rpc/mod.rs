@@ -907,3 +907,223 @@ async fn write_frames<W: AsyncWrite + Unpin>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A port serving `Gossip` (echo, counting calls) and `Keyring` (sleeps 600 ms, then echoes).
+    async fn server(opts: ServeOptions) -> (SocketAddr, Arc<AtomicUsize>, CancellationToken) {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let router = Router::new()
+            .route(Service::Gossip, move |v: Vec<u8>| {
+                h.fetch_add(1, Ordering::SeqCst);
+                std::future::ready(v)
+            })
+            .route(Service::Keyring, |v: Vec<u8>| async move {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                v
+            });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(serve_with(listener, router, shutdown.clone(), opts));
+        (addr, hits, shutdown)
+    }
+
+    fn short(name: &'static str) -> ServeOptions {
+        ServeOptions {
+            handshake_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(300),
+            read_timeout: Duration::from_millis(300),
+            ..ServeOptions::new(name)
+        }
+    }
+
+    /// Whether the server closed `s` within `within` (reads, discarding, until the end).
+    async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+        let mut buf = [0u8; 256];
+        tokio::time::timeout(within, async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    async fn opened(addr: SocketAddr) -> TcpStream {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(&wire::PREAMBLE).await.unwrap();
+        let mut ack = [0u8; 5];
+        s.read_exact(&mut ack).await.unwrap();
+        assert_eq!(ack, wire::PREAMBLE);
+        s
+    }
+
+    /// The probe of issue #25: a bare 256 MiB length prefix is not the preamble, so the
+    /// connection closes at once (it is never waited on, nothing is allocated for it).
+    #[tokio::test]
+    async fn a_stream_without_the_preamble_is_closed_at_once() {
+        let (addr, _, _stop) = server(ServeOptions::new("test")).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(&[0x0f, 0xff, 0xff, 0xff, 0, 0, 0, 0]).await.unwrap();
+        assert!(closed_within(&mut s, Duration::from_secs(1)).await);
+    }
+
+    #[tokio::test]
+    async fn a_frame_over_its_service_limit_is_refused_from_its_header() {
+        let (addr, hits, _stop) = server(ServeOptions::new("test")).await;
+        let mut s = opened(addr).await;
+        let mut header = Vec::new();
+        header.extend_from_slice(&(20 * 1024 * 1024 + 1u32).to_be_bytes());
+        header.push(Service::Gossip.tag());
+        header.extend_from_slice(&1u64.to_be_bytes());
+        s.write_all(&header).await.unwrap();
+        assert!(closed_within(&mut s, Duration::from_secs(1)).await);
+        // A service this port does not route gets the small limit, not Raft's 256 MiB.
+        let mut s = opened(addr).await;
+        let mut header = Vec::new();
+        header.extend_from_slice(&(1024 * 1024u32).to_be_bytes());
+        header.push(Service::Raft.tag());
+        header.extend_from_slice(&1u64.to_be_bytes());
+        s.write_all(&header).await.unwrap();
+        assert!(closed_within(&mut s, Duration::from_secs(1)).await);
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn silent_stalled_and_idle_connections_are_closed_after_their_timeouts() {
+        let (addr, _, _stop) = server(short("test")).await;
+        // Connected, nothing sent: the handshake timeout.
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        // A frame that starts and stops: the read timeout.
+        let mut stalled = opened(addr).await;
+        let mut partial = wire::encode(Service::Gossip.tag(), 1, &[7; 100]).unwrap().to_vec();
+        partial.truncate(50);
+        stalled.write_all(&partial).await.unwrap();
+        // The preamble, then nothing: the idle timeout, announced by a GoAway naming request 0.
+        let mut idle = opened(addr).await;
+        let started = std::time::Instant::now();
+        assert!(closed_within(&mut silent, Duration::from_secs(3)).await);
+        assert!(closed_within(&mut stalled, Duration::from_secs(3)).await);
+        let mut go_away = [0u8; wire::HEADER_LEN];
+        idle.read_exact(&mut go_away).await.unwrap();
+        assert_eq!(go_away, *wire::encode(wire::TAG_GOAWAY, 0, &[]).unwrap());
+        assert!(closed_within(&mut idle, Duration::from_secs(3)).await);
+        assert!(started.elapsed() >= Duration::from_millis(250), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_connection_with_a_request_running_is_not_idle() {
+        let (addr, _, stop) = server(short("test")).await;
+        let client = RpcClient::new(stop.clone());
+        // Keyring answers after 600 ms, twice the idle timeout.
+        let answer: Vec<u8> = client.call(addr, Service::Keyring, &vec![1u8, 2], Duration::from_secs(5)).await.unwrap();
+        assert_eq!(answer, vec![1, 2]);
+    }
+
+    /// The client re-dials transparently after an idle close, and the request runs once.
+    #[tokio::test]
+    async fn calls_after_an_idle_close_go_through_and_run_once() {
+        let (addr, hits, stop) = server(short("test")).await;
+        let client = RpcClient::new(stop.clone());
+        for i in 0..3u8 {
+            let answer: Vec<u8> = client.call(addr, Service::Gossip, &vec![i], Duration::from_secs(5)).await.unwrap();
+            assert_eq!(answer, vec![i]);
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+    }
+
+    /// A request the server never processed (sent as it closed the connection, after the
+    /// GoAway's id) is sent again on a new connection: it runs once and the caller sees only
+    /// the answer.
+    #[tokio::test]
+    async fn a_request_after_the_goaway_id_is_sent_again() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            // First connection: read the request, answer GoAway(0) as if it crossed the close.
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut p = [0u8; 5];
+            s.read_exact(&mut p).await.unwrap();
+            s.write_all(&wire::PREAMBLE).await.unwrap();
+            let mut header = [0u8; wire::HEADER_LEN];
+            s.read_exact(&mut header).await.unwrap();
+            s.write_all(&wire::encode(wire::TAG_GOAWAY, 0, &[]).unwrap()).await.unwrap();
+            drop(s);
+            // Second connection: answer properly.
+            let (s, _) = listener.accept().await.unwrap();
+            let router = Router::new().route(Service::Gossip, |v: Vec<u8>| std::future::ready(v));
+            let l = Arc::new(Listener {
+                router: Arc::new(router),
+                opts: ServeOptions::new("test"),
+                junk: LogLimiter::new(JUNK_LOG_EVERY),
+                over_limit: LogLimiter::new(JUNK_LOG_EVERY),
+            });
+            serve_connection(Box::new(s), addr, l, false, CancellationToken::new()).await;
+        });
+        let client = RpcClient::new(CancellationToken::new());
+        let answer: Vec<u8> = client.call(addr, Service::Gossip, &vec![9u8], Duration::from_secs(5)).await.unwrap();
+        assert_eq!(answer, vec![9]);
+    }
+
+    /// A lost connection after the request went out stays "maybe delivered".
+    #[tokio::test]
+    async fn a_connection_closed_without_goaway_is_connection_lost() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut p = [0u8; 5];
+            s.read_exact(&mut p).await.unwrap();
+            s.write_all(&wire::PREAMBLE).await.unwrap();
+            let mut header = [0u8; wire::HEADER_LEN];
+            s.read_exact(&mut header).await.unwrap();
+        });
+        let client = RpcClient::new(CancellationToken::new());
+        let err = client.call::<_, Vec<u8>>(addr, Service::Gossip, &vec![9u8], Duration::from_secs(5)).await.unwrap_err();
+        assert!(matches!(err, RpcError::ConnectionLost(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_does_not_answer_the_preamble_is_not_delivered() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await.unwrap();
+        });
+        let client = RpcClient::new(CancellationToken::new());
+        let err = client.call::<_, Vec<u8>>(addr, Service::Gossip, &vec![9u8], Duration::from_secs(5)).await.unwrap_err();
+        assert!(err.not_delivered(), "{err}");
+    }
+
+    #[test]
+    fn an_oversized_request_is_refused_before_it_is_sent() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let client = RpcClient::new(CancellationToken::new());
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let err = rt
+            .block_on(client.call_raw(addr, Service::Dns, vec![0; 200 * 1024], Duration::from_secs(1)))
+            .unwrap_err();
+        assert!(matches!(err, RpcError::Codec(_)) && err.not_delivered(), "{err}");
+    }
+
+    #[test]
+    fn junk_logs_are_limited_per_period_and_count_what_they_hold_back() {
+        let l = LogLimiter::new(Duration::from_millis(100));
+        assert_eq!(l.allow(), Some(0));
+        assert_eq!((l.allow(), l.allow(), l.allow()), (None, None, None));
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(l.allow(), Some(3));
+        assert_eq!(l.allow(), None);
+    }
+}
