@@ -1,5 +1,5 @@
 //! Per-client connection limits: Consul's `limits.http_max_conns_per_client` (HTTP and HTTPS
-//! listeners) and `limits.rpc_max_conns_per_client` (the server RPC port).
+//! listeners) and `limits.rpc_max_conns_per_client` (the server RPC and serf_lan TCP ports).
 //!
 //! A [`ConnLimiter`] counts the open connections of each client IP; a connection past the
 //! limit is turned away at accept (plain HTTP first gets Consul's `429 Too Many Requests`), so

@@ -80,8 +80,6 @@ async fn bind_dns(addr: SocketAddr) -> Result<(tokio::net::UdpSocket, TcpListene
     Err(err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no port free for both UDP and TCP")))
 }
 
-/// The gossip keyring: `data_dir/serf/local.keyring` when it exists (rotated keys survive
-/// restarts), else the `encrypt` key.
 /// The bounds of an agent-to-agent port (server RPC, serf_lan) from `limits { … }`.
 fn rpc_serve_options(
     name: &'static str,
@@ -97,6 +95,8 @@ fn rpc_serve_options(
     }
 }
 
+/// The gossip keyring: `data_dir/serf/local.keyring` when it exists (rotated keys survive
+/// restarts), else the `encrypt` key.
 fn open_keyring(config: &AgentConfig) -> Result<Keyring> {
     let bad = |e: crate::membership::gossip::keyring::KeyringError| Error::Config(format!("encrypt: {e}"));
     match (&config.data_dir, config.dev || config.disable_keyring_file) {
