@@ -221,7 +221,10 @@ impl MemoryNetwork {
         // over-sized request does on a real port.
         let max = super::request_max(service);
         if body.len() > max {
-            return Err(RpcError::Codec(format!("{service:?} request of {} bytes exceeds the limit of {max}", body.len())));
+            return Err(RpcError::Codec(format!(
+                "{service:?} request of {} bytes exceeds the limit of {max}",
+                body.len()
+            )));
         }
         let (router, peer_life, caller_life, request, response) = {
             let mut net = self.net.lock();

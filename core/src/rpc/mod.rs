@@ -332,17 +332,16 @@ impl TcpTransport {
             .map_err(|_| RpcError::NotDelivered { addr, reason: "connect timed out".into() })?
             .map_err(|e| RpcError::NotDelivered { addr, reason: e.to_string() })?;
         let _ = tcp.set_nodelay(true);
-        let (mut stream, is_tls): (Box<dyn Stream>, bool) =
-            match self.tls.as_ref().and_then(|t| t.rpc_connector()) {
-                None => (Box::new(tcp), false),
-                Some((connector, name)) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp)).await {
-                        Ok(Ok(tls)) => (Box::new(tls), true),
-                        Ok(Err(e)) => return Err(tls_refused(addr, format!("TLS handshake: {e}"))),
-                        Err(_) => return Err(tls_refused(addr, "TLS handshake timed out".into())),
-                    }
+        let (mut stream, is_tls): (Box<dyn Stream>, bool) = match self.tls.as_ref().and_then(|t| t.rpc_connector()) {
+            None => (Box::new(tcp), false),
+            Some((connector, name)) => {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp)).await {
+                    Ok(Ok(tls)) => (Box::new(tls), true),
+                    Ok(Err(e)) => return Err(tls_refused(addr, format!("TLS handshake: {e}"))),
+                    Err(_) => return Err(tls_refused(addr, "TLS handshake timed out".into())),
                 }
-            };
+            }
+        };
         let exchange = async {
             stream.write_all(&wire::PREAMBLE).await?;
             stream.flush().await?;
@@ -675,7 +674,9 @@ pub async fn serve_with(listener: TcpListener, router: Router, shutdown: Cancell
             match l.over_limit.allow() {
                 Some(suppressed) => tracing::warn!(listener = l.opts.name, %peer, limit, suppressed,
                     "RPC connection refused: too many from this client (limits.rpc_max_conns_per_client)"),
-                None => tracing::debug!(listener = l.opts.name, %peer, limit, "RPC connection refused: too many from this client"),
+                None => {
+                    tracing::debug!(listener = l.opts.name, %peer, limit, "RPC connection refused: too many from this client")
+                }
             }
             drop(stream);
             continue;
@@ -778,7 +779,8 @@ async fn serve_connection(
     let writer = tokio::spawn(write_frames(write_half, rx, shutdown.clone()));
     let (idle, read) = (l.opts.idle_timeout, l.opts.read_timeout);
     let activity = Arc::new(Mutex::new(Activity { running: 0, last_answer: tokio::time::Instant::now() }));
-    let mut check = tokio::time::interval((idle.min(read) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)));
+    let mut check =
+        tokio::time::interval((idle.min(read) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)));
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Progress: how many bytes of an unfinished frame are buffered, and since when.
     let (mut buffered, mut progress) = (0usize, tokio::time::Instant::now());
@@ -1089,7 +1091,8 @@ mod tests {
             s.read_exact(&mut header).await.unwrap();
         });
         let client = RpcClient::new(CancellationToken::new());
-        let err = client.call::<_, Vec<u8>>(addr, Service::Gossip, &vec![9u8], Duration::from_secs(5)).await.unwrap_err();
+        let err =
+            client.call::<_, Vec<u8>>(addr, Service::Gossip, &vec![9u8], Duration::from_secs(5)).await.unwrap_err();
         assert!(matches!(err, RpcError::ConnectionLost(_)), "{err}");
     }
 
@@ -1102,7 +1105,8 @@ mod tests {
             s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await.unwrap();
         });
         let client = RpcClient::new(CancellationToken::new());
-        let err = client.call::<_, Vec<u8>>(addr, Service::Gossip, &vec![9u8], Duration::from_secs(5)).await.unwrap_err();
+        let err =
+            client.call::<_, Vec<u8>>(addr, Service::Gossip, &vec![9u8], Duration::from_secs(5)).await.unwrap_err();
         assert!(err.not_delivered(), "{err}");
     }
 
@@ -1111,9 +1115,8 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let client = RpcClient::new(CancellationToken::new());
         let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let err = rt
-            .block_on(client.call_raw(addr, Service::Dns, vec![0; 200 * 1024], Duration::from_secs(1)))
-            .unwrap_err();
+        let err =
+            rt.block_on(client.call_raw(addr, Service::Dns, vec![0; 200 * 1024], Duration::from_secs(1))).unwrap_err();
         assert!(matches!(err, RpcError::Codec(_)) && err.not_delivered(), "{err}");
     }
 

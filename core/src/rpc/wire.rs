@@ -253,7 +253,9 @@ mod tests {
     fn each_service_has_its_limit_and_unrouted_ones_a_small_one() {
         let mut d = decoder();
         // Keyring (routed): 128 KiB; Raft (not routed on this port): 64 KiB.
-        for (tag, len, ok) in [(3u8, 128 * 1024, true), (3, 128 * 1024 + 1, false), (0, 64 * 1024, true), (0, 64 * 1024 + 1, false)] {
+        for (tag, len, ok) in
+            [(3u8, 128 * 1024, true), (3, 128 * 1024 + 1, false), (0, 64 * 1024, true), (0, 64 * 1024 + 1, false)]
+        {
             let mut buf = BytesMut::new();
             buf.put_u32(len as u32);
             buf.put_u8(tag);
