@@ -60,7 +60,8 @@ async fn t92_junk_length_prefixes_cost_no_memory_and_are_closed() {
     c.leader().await;
     let (rpc, serf) = (c.agent(0).rpc_addr(), c.agent(0).serf_addr());
     let before = rss_kib();
-    let junk = vec![0xabu8; 64 * 1024];
+    // 2 MiB each, 50 at a time: a port that buffered the announced frame would hold 100 MB.
+    let junk = vec![0xabu8; 2 * 1024 * 1024];
     for round in 0..4 {
         let mut conns = Vec::new();
         for i in 0..50 {

@@ -3,7 +3,8 @@
 //! `consul-rs rtt`, the gossip commands (`members`, `join`, `leave`, `event`, `keyring`, …),
 //! `consul-rs acl` (against HashiCorp Consul 1.16 when built; against consul-rs once it has ACLs) and
 //! `consul-rs tls` (CA and certificate files), a mutual-TLS cluster, and the CLI over HTTPS (CA,
-//! client certificates, server name; flags and environment).
+//! client certificates, server name; flags and environment), and the agent ports bounded against
+//! junk connections.
 
 mod t10_durability;
 mod t20_cli;
@@ -18,3 +19,4 @@ mod t82_acl_kill9;
 mod t84_tls_cli;
 mod t85_tls_cluster;
 mod t86_cli_https;
+mod t87_rpc_bounds;
