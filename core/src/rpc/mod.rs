@@ -929,8 +929,8 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(600)).await;
                 v
             });
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
         tokio::spawn(serve_with(listener, router, shutdown.clone(), opts));
         (addr, hits, shutdown)
@@ -961,10 +961,10 @@ mod tests {
     }
 
     async fn opened(addr: SocketAddr) -> TcpStream {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(&wire::PREAMBLE).await.unwrap();
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(&wire::PREAMBLE).await.expect("io");
         let mut ack = [0u8; 5];
-        s.read_exact(&mut ack).await.unwrap();
+        s.read_exact(&mut ack).await.expect("io");
         assert_eq!(ack, wire::PREAMBLE);
         s
     }
@@ -974,8 +974,8 @@ mod tests {
     #[tokio::test]
     async fn a_stream_without_the_preamble_is_closed_at_once() {
         let (addr, _, _stop) = server(ServeOptions::new("test")).await;
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(&[0x0f, 0xff, 0xff, 0xff, 0, 0, 0, 0]).await.unwrap();
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(&[0x0f, 0xff, 0xff, 0xff, 0, 0, 0, 0]).await.expect("io");
         assert!(closed_within(&mut s, Duration::from_secs(1)).await);
     }
 
@@ -987,7 +987,7 @@ mod tests {
         header.extend_from_slice(&(20 * 1024 * 1024 + 1u32).to_be_bytes());
         header.push(Service::Gossip.tag());
         header.extend_from_slice(&1u64.to_be_bytes());
-        s.write_all(&header).await.unwrap();
+        s.write_all(&header).await.expect("io");
         assert!(closed_within(&mut s, Duration::from_secs(1)).await);
         // A service this port does not route gets the small limit, not Raft's 256 MiB.
         let mut s = opened(addr).await;
@@ -995,7 +995,7 @@ mod tests {
         header.extend_from_slice(&(1024 * 1024u32).to_be_bytes());
         header.push(Service::Raft.tag());
         header.extend_from_slice(&1u64.to_be_bytes());
-        s.write_all(&header).await.unwrap();
+        s.write_all(&header).await.expect("io");
         assert!(closed_within(&mut s, Duration::from_secs(1)).await);
         assert_eq!(hits.load(Ordering::SeqCst), 0);
     }
@@ -1004,20 +1004,20 @@ mod tests {
     async fn silent_stalled_and_idle_connections_are_closed_after_their_timeouts() {
         let (addr, _, _stop) = server(short("test")).await;
         // Connected, nothing sent: the handshake timeout.
-        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let mut silent = TcpStream::connect(addr).await.expect("connect");
         // A frame that starts and stops: the read timeout.
         let mut stalled = opened(addr).await;
-        let mut partial = wire::encode(Service::Gossip.tag(), 1, &[7; 100]).unwrap().to_vec();
+        let mut partial = wire::encode(Service::Gossip.tag(), 1, &[7; 100]).expect("fits a frame").to_vec();
         partial.truncate(50);
-        stalled.write_all(&partial).await.unwrap();
+        stalled.write_all(&partial).await.expect("io");
         // The preamble, then nothing: the idle timeout, announced by a GoAway naming request 0.
         let mut idle = opened(addr).await;
         let started = std::time::Instant::now();
         assert!(closed_within(&mut silent, Duration::from_secs(3)).await);
         assert!(closed_within(&mut stalled, Duration::from_secs(3)).await);
         let mut go_away = [0u8; wire::HEADER_LEN];
-        idle.read_exact(&mut go_away).await.unwrap();
-        assert_eq!(go_away, *wire::encode(wire::TAG_GOAWAY, 0, &[]).unwrap());
+        idle.read_exact(&mut go_away).await.expect("io");
+        assert_eq!(go_away, *wire::encode(wire::TAG_GOAWAY, 0, &[]).expect("fits a frame"));
         assert!(closed_within(&mut idle, Duration::from_secs(3)).await);
         assert!(started.elapsed() >= Duration::from_millis(250), "{:?}", started.elapsed());
     }
@@ -1027,7 +1027,8 @@ mod tests {
         let (addr, _, stop) = server(short("test")).await;
         let client = RpcClient::new(stop.clone());
         // Keyring answers after 600 ms, twice the idle timeout.
-        let answer: Vec<u8> = client.call(addr, Service::Keyring, &vec![1u8, 2], Duration::from_secs(5)).await.unwrap();
+        let answer: Vec<u8> =
+            client.call(addr, Service::Keyring, &vec![1u8, 2], Duration::from_secs(5)).await.expect("io");
         assert_eq!(answer, vec![1, 2]);
     }
 
@@ -1037,7 +1038,8 @@ mod tests {
         let (addr, hits, stop) = server(short("test")).await;
         let client = RpcClient::new(stop.clone());
         for i in 0..3u8 {
-            let answer: Vec<u8> = client.call(addr, Service::Gossip, &vec![i], Duration::from_secs(5)).await.unwrap();
+            let answer: Vec<u8> =
+                client.call(addr, Service::Gossip, &vec![i], Duration::from_secs(5)).await.expect("io");
             assert_eq!(answer, vec![i]);
             tokio::time::sleep(Duration::from_millis(700)).await;
         }
@@ -1049,20 +1051,20 @@ mod tests {
     /// the answer.
     #[tokio::test]
     async fn a_request_after_the_goaway_id_is_sent_again() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
         tokio::spawn(async move {
             // First connection: read the request, answer GoAway(0) as if it crossed the close.
-            let (mut s, _) = listener.accept().await.unwrap();
+            let (mut s, _) = listener.accept().await.expect("accept");
             let mut p = [0u8; 5];
-            s.read_exact(&mut p).await.unwrap();
-            s.write_all(&wire::PREAMBLE).await.unwrap();
+            s.read_exact(&mut p).await.expect("io");
+            s.write_all(&wire::PREAMBLE).await.expect("io");
             let mut header = [0u8; wire::HEADER_LEN];
-            s.read_exact(&mut header).await.unwrap();
-            s.write_all(&wire::encode(wire::TAG_GOAWAY, 0, &[]).unwrap()).await.unwrap();
+            s.read_exact(&mut header).await.expect("io");
+            s.write_all(&wire::encode(wire::TAG_GOAWAY, 0, &[]).expect("fits a frame")).await.expect("io");
             drop(s);
             // Second connection: answer properly.
-            let (s, _) = listener.accept().await.unwrap();
+            let (s, _) = listener.accept().await.expect("accept");
             let router = Router::new().route(Service::Gossip, |v: Vec<u8>| std::future::ready(v));
             let l = Arc::new(Listener {
                 router: Arc::new(router),
@@ -1073,50 +1075,55 @@ mod tests {
             serve_connection(Box::new(s), addr, l, false, CancellationToken::new()).await;
         });
         let client = RpcClient::new(CancellationToken::new());
-        let answer: Vec<u8> = client.call(addr, Service::Gossip, &vec![9u8], Duration::from_secs(5)).await.unwrap();
+        let answer: Vec<u8> = client.call(addr, Service::Gossip, &vec![9u8], Duration::from_secs(5)).await.expect("io");
         assert_eq!(answer, vec![9]);
     }
 
     /// A lost connection after the request went out stays "maybe delivered".
     #[tokio::test]
     async fn a_connection_closed_without_goaway_is_connection_lost() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
         tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
+            let (mut s, _) = listener.accept().await.expect("accept");
             let mut p = [0u8; 5];
-            s.read_exact(&mut p).await.unwrap();
-            s.write_all(&wire::PREAMBLE).await.unwrap();
+            s.read_exact(&mut p).await.expect("io");
+            s.write_all(&wire::PREAMBLE).await.expect("io");
             let mut header = [0u8; wire::HEADER_LEN];
-            s.read_exact(&mut header).await.unwrap();
+            s.read_exact(&mut header).await.expect("io");
         });
         let client = RpcClient::new(CancellationToken::new());
-        let err =
-            client.call::<_, Vec<u8>>(addr, Service::Gossip, &vec![9u8], Duration::from_secs(5)).await.unwrap_err();
+        let err = client
+            .call::<_, Vec<u8>>(addr, Service::Gossip, &vec![9u8], Duration::from_secs(5))
+            .await
+            .expect_err("fails");
         assert!(matches!(err, RpcError::ConnectionLost(_)), "{err}");
     }
 
     #[tokio::test]
     async fn a_peer_that_does_not_answer_the_preamble_is_not_delivered() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
         tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await.unwrap();
+            let (mut s, _) = listener.accept().await.expect("accept");
+            s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await.expect("io");
         });
         let client = RpcClient::new(CancellationToken::new());
-        let err =
-            client.call::<_, Vec<u8>>(addr, Service::Gossip, &vec![9u8], Duration::from_secs(5)).await.unwrap_err();
+        let err = client
+            .call::<_, Vec<u8>>(addr, Service::Gossip, &vec![9u8], Duration::from_secs(5))
+            .await
+            .expect_err("fails");
         assert!(err.not_delivered(), "{err}");
     }
 
     #[test]
     fn an_oversized_request_is_refused_before_it_is_sent() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let client = RpcClient::new(CancellationToken::new());
-        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let err =
-            rt.block_on(client.call_raw(addr, Service::Dns, vec![0; 200 * 1024], Duration::from_secs(1))).unwrap_err();
+        let addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        let err = rt
+            .block_on(client.call_raw(addr, Service::Dns, vec![0; 200 * 1024], Duration::from_secs(1)))
+            .expect_err("fails");
         assert!(matches!(err, RpcError::Codec(_)) && err.not_delivered(), "{err}");
     }
 

@@ -205,12 +205,16 @@ mod tests {
     #[test]
     fn frames_round_trip_across_partial_reads() {
         let mut d = decoder();
-        let bytes = [encode(Service::Gossip.tag(), 7, b"hello").unwrap(), encode(3, 8, b"").unwrap()].concat();
+        let bytes = [
+            encode(Service::Gossip.tag(), 7, b"hello").expect("fits a frame"),
+            encode(3, 8, b"").expect("fits a frame"),
+        ]
+        .concat();
         let mut buf = BytesMut::new();
         let mut got = Vec::new();
         for b in bytes {
             buf.put_u8(b);
-            while let Some(f) = d.decode(&mut buf).unwrap() {
+            while let Some(f) = d.decode(&mut buf).expect("decodes") {
                 got.push(f);
             }
         }
@@ -232,7 +236,7 @@ mod tests {
         let mut buf = BytesMut::with_capacity(64);
         buf.put_slice(&[0x0f, 0xff, 0xff, 0xff, Service::Gossip.tag()]);
         buf.put_u64(1);
-        let err = d.decode(&mut buf).unwrap_err();
+        let err = d.decode(&mut buf).expect_err("fails");
         assert!(matches!(err, FrameError::TooLarge { len: 0x0fff_ffff, max, .. } if max == 20 * MIB), "{err}");
         assert!(buf.capacity() <= 64, "reserved {} bytes", buf.capacity());
     }
@@ -245,7 +249,7 @@ mod tests {
         buf.put_u8(Service::Gossip.tag());
         buf.put_u64(1);
         buf.put_slice(&[0; 20]);
-        assert!(d.decode(&mut buf).unwrap().is_none());
+        assert!(d.decode(&mut buf).expect("decodes").is_none());
         assert!(buf.capacity() <= 64, "reserved {} bytes", buf.capacity());
     }
 
@@ -262,9 +266,9 @@ mod tests {
             buf.put_u64(1);
             assert_eq!(d.decode(&mut buf).is_ok(), ok, "tag {tag} len {len}");
         }
-        let mut buf = BytesMut::from(&encode(42, 1, b"").unwrap()[..]);
+        let mut buf = BytesMut::from(&encode(42, 1, b"").expect("fits a frame")[..]);
         assert!(matches!(d.decode(&mut buf), Err(FrameError::UnknownTag(42))));
-        let mut buf = BytesMut::from(&encode(TAG_GOAWAY, 1, b"x").unwrap()[..]);
+        let mut buf = BytesMut::from(&encode(TAG_GOAWAY, 1, b"x").expect("fits a frame")[..]);
         assert!(matches!(answer_decoder().decode(&mut buf), Err(FrameError::TooLarge { .. })));
     }
 
