@@ -619,6 +619,8 @@ struct Listener {
     junk: LogLimiter,
     /// Connections past the per-client limit.
     over_limit: LogLimiter,
+    /// Room for the large frames its connections are receiving.
+    budget: wire::FrameBudget,
 }
 
 impl Listener {
@@ -655,6 +657,7 @@ pub async fn serve_with(listener: TcpListener, router: Router, shutdown: Cancell
         opts,
         junk: LogLimiter::new(JUNK_LOG_EVERY),
         over_limit: LogLimiter::new(JUNK_LOG_EVERY),
+        budget: wire::FrameBudget::new(wire::FRAME_BUDGET),
     });
     loop {
         let accepted = tokio::select! {
@@ -771,7 +774,8 @@ async fn serve_connection(
     }
     let (read_half, write_half) = tokio::io::split(stream);
     let router = l.router.clone();
-    let mut frames = FramedRead::new(read_half, wire::request_decoder(move |s| router.serves(s)));
+    let gated = wire::Gated::new(read_half, l.budget.clone());
+    let mut frames = FramedRead::new(gated, wire::request_decoder(move |s| router.serves(s)));
     if refuse {
         return refuse_requests(frames, write_half, wait).await;
     }
@@ -1071,6 +1075,7 @@ mod tests {
                 opts: ServeOptions::new("test"),
                 junk: LogLimiter::new(JUNK_LOG_EVERY),
                 over_limit: LogLimiter::new(JUNK_LOG_EVERY),
+                budget: wire::FrameBudget::new(wire::FRAME_BUDGET),
             });
             serve_connection(Box::new(s), addr, l, false, CancellationToken::new()).await;
         });

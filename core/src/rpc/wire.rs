@@ -19,7 +19,14 @@
 //! and the decoder never reserves room for a body: the read buffer grows only as bytes actually
 //! arrive, so a claimed length costs nothing until it is sent.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::Decoder;
 
 use super::Service;
@@ -182,6 +189,127 @@ pub(crate) fn answer_decoder() -> FrameDecoder<impl Fn(u8) -> Option<usize>> {
     })
 }
 
+/// Frames above this size wait for room in their listener's [`FrameBudget`] before their body
+/// is read; smaller ones (heartbeats, votes, gossip, most forwarded writes) never wait.
+pub(crate) const LARGE_FRAME: usize = 1024 * 1024;
+/// What one listener lets all its connections buffer of large frames at once: a 256 MiB
+/// snapshot restore and then some. A connection that waits longer than the read timeout for
+/// room is closed as stalled.
+pub(crate) const FRAME_BUDGET: usize = 512 * MIB;
+/// How much is read at once outside a large frame's body, which bounds what passes before a
+/// large frame's header is seen.
+const UNGATED_READ: usize = 64 * 1024;
+
+/// A listener's budget of large-frame bytes being received, shared by its connections: the
+/// bodies of frames above [`LARGE_FRAME`] are read only once the budget has room for them, so
+/// however many connections announce (and send) big frames, the listener buffers about this
+/// much of them at a time (a read that finishes one large body may carry on into the next
+/// frame, so at most about twice).
+#[derive(Debug, Clone)]
+pub(crate) struct FrameBudget {
+    room: Arc<Semaphore>,
+    total: usize,
+}
+
+impl FrameBudget {
+    /// A budget of `total` bytes.
+    pub(crate) fn new(total: usize) -> Self {
+        FrameBudget { room: Arc::new(Semaphore::new(total)), total }
+    }
+}
+
+type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+/// A connection's read half that follows the frame headers passing through it and holds back
+/// the body of each large frame until its listener's [`FrameBudget`] has room; the room is
+/// given back once the body has passed.
+pub(crate) struct Gated<R> {
+    inner: R,
+    budget: FrameBudget,
+    header: [u8; HEADER_LEN],
+    header_len: usize,
+    body_left: usize,
+    /// A large frame whose body may not pass yet.
+    waiting: Option<u32>,
+    acquiring: Option<Acquire>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<R> Gated<R> {
+    pub(crate) fn new(inner: R, budget: FrameBudget) -> Self {
+        Gated {
+            inner,
+            budget,
+            header: [0; HEADER_LEN],
+            header_len: 0,
+            body_left: 0,
+            waiting: None,
+            acquiring: None,
+            permit: None,
+        }
+    }
+
+    /// Follows the frames through `bytes`, which just passed.
+    fn advance(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.header_len < HEADER_LEN {
+                let n = (HEADER_LEN - self.header_len).min(bytes.len());
+                self.header[self.header_len..self.header_len + n].copy_from_slice(&bytes[..n]);
+                self.header_len += n;
+                bytes = &bytes[n..];
+                if self.header_len == HEADER_LEN {
+                    let h = &self.header;
+                    self.body_left = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
+                    if self.body_left > LARGE_FRAME {
+                        // Never more than the whole budget, so the wait can end.
+                        let room = self.body_left.min(self.budget.total);
+                        self.waiting = Some(u32::try_from(room).unwrap_or(u32::MAX));
+                    }
+                }
+            } else {
+                let n = self.body_left.min(bytes.len());
+                self.body_left -= n;
+                bytes = &bytes[n..];
+            }
+            if self.header_len == HEADER_LEN && self.body_left == 0 {
+                // The frame passed: its room goes back to the budget, the next header starts.
+                (self.header_len, self.waiting, self.acquiring, self.permit) = (0, None, None, None);
+            }
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Gated<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if let Some(bytes) = this.waiting {
+            let room = this.budget.room.clone();
+            let acquiring = this.acquiring.get_or_insert_with(|| Box::pin(room.acquire_many_owned(bytes)));
+            match acquiring.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(permit)) => this.permit = Some(permit),
+                // Never closed; pass the body rather than wedge the connection.
+                Poll::Ready(Err(_)) => {}
+            }
+            (this.waiting, this.acquiring) = (None, None);
+        }
+        let before = buf.filled().len();
+        if this.permit.is_some() || buf.remaining() <= UNGATED_READ {
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            this.advance(&buf.filled()[before..]);
+        } else {
+            // Outside a permitted body, read at most UNGATED_READ, so a large frame's header is
+            // seen before more than that of its body passes.
+            let mut limited = ReadBuf::new(buf.initialize_unfilled_to(UNGATED_READ));
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut limited))?;
+            let n = limited.filled().len();
+            this.advance(limited.filled());
+            buf.advance(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// One frame, header and body, ready to write. `None` when the body does not fit the
 /// header's 32-bit length.
 pub(crate) fn encode(tag: u8, id: u64, body: &[u8]) -> Option<Bytes> {
@@ -270,6 +398,52 @@ mod tests {
         assert!(matches!(d.decode(&mut buf), Err(FrameError::UnknownTag(42))));
         let mut buf = BytesMut::from(&encode(TAG_GOAWAY, 1, b"x").expect("fits a frame")[..]);
         assert!(matches!(answer_decoder().decode(&mut buf), Err(FrameError::TooLarge { .. })));
+    }
+
+    /// Two connections each receiving a 2 MiB frame against a 2 MiB budget: the second body
+    /// waits until the first has passed.
+    #[tokio::test]
+    async fn large_bodies_wait_for_room_in_the_listeners_budget() {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        use tokio_util::codec::FramedRead;
+
+        let budget = FrameBudget::new(2 * MIB);
+        let frame = encode(Service::Raft.tag(), 1, &vec![1u8; 2 * MIB]).expect("fits a frame");
+        let (mut a_tx, a_rx) = tokio::io::duplex(4 * MIB);
+        let (mut b_tx, b_rx) = tokio::io::duplex(4 * MIB);
+        let all = |_: Service| true;
+        let mut a = FramedRead::new(Gated::new(a_rx, budget.clone()), request_decoder(all));
+        let mut b = FramedRead::new(Gated::new(b_rx, budget.clone()), request_decoder(all));
+        a_tx.write_all(&frame[..MIB]).await.expect("write");
+        let wait = std::time::Duration::from_millis(200);
+        assert!(tokio::time::timeout(wait, a.next()).await.is_err(), "half a frame");
+        b_tx.write_all(&frame).await.expect("write");
+        assert!(tokio::time::timeout(wait, b.next()).await.is_err(), "b's body waits for a's room");
+        a_tx.write_all(&frame[MIB..]).await.expect("write");
+        let got = tokio::time::timeout(wait, a.next()).await.expect("a completes");
+        assert_eq!(got.expect("a frame").expect("decodes").body.len(), 2 * MIB);
+        let got = tokio::time::timeout(wait, b.next()).await.expect("b proceeds once a's room is back");
+        assert_eq!(got.expect("a frame").expect("decodes").body.len(), 2 * MIB);
+    }
+
+    #[tokio::test]
+    async fn small_frames_pass_the_gate_without_waiting() {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        use tokio_util::codec::FramedRead;
+
+        // No room at all: frames up to LARGE_FRAME never ask for any.
+        let budget = FrameBudget::new(0);
+        let (mut tx, rx) = tokio::io::duplex(4 * MIB);
+        let mut frames = FramedRead::new(Gated::new(rx, budget), request_decoder(|_| true));
+        for (i, len) in [0, 10, LARGE_FRAME].into_iter().enumerate() {
+            tx.write_all(&encode(Service::Forward.tag(), i as u64, &vec![0; len]).expect("fits")).await.expect("write");
+        }
+        for (i, len) in [0, 10, LARGE_FRAME].into_iter().enumerate() {
+            let f = frames.next().await.expect("a frame").expect("decodes");
+            assert_eq!((f.id, f.body.len()), (i as u64, len));
+        }
     }
 
     #[test]
