@@ -20,7 +20,8 @@
 //! proves it speaks the protocol: a 5-byte preamble, read into a stack buffer within
 //! `limits.rpc_handshake_timeout`. Each frame then carries its length and service in a fixed
 //! header, checked against that service's limit ([`request_max`]) before any body byte is
-//! read, and the body buffer grows only as bytes arrive. A frame that stalls is dropped with
+//! read, and the body buffer grows only as bytes arrive; bodies over 1 MiB are read only when
+//! the listener's 512 MiB budget for large frames has room. A frame that stalls is dropped with
 //! its connection after [`ServeOptions::read_timeout`]; a connection with nothing running is
 //! closed after [`ServeOptions::idle_timeout`] with a GoAway frame naming the last request it
 //! processed, so the client re-sends the rest on a new connection and nothing runs twice; each

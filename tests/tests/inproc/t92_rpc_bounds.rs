@@ -171,3 +171,37 @@ async fn t92_the_default_per_client_cap_holds_while_the_cluster_serves() {
     let follower = c.followers().await[0];
     c.api(follower).put_ok("cap/after", "yes").await;
 }
+
+/// Large legitimate messages still pass the limits and the large-frame budget: 12 values of
+/// 500 KiB (AppendEntries batches over 1 MiB) and a `/v1/snapshot` restore of about 6 MB
+/// through a follower (one Forward frame, then one Raft entry to every server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t92_large_legitimate_frames_still_pass() {
+    let c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let follower = c.followers().await[0];
+    let value = |i: usize| -> Vec<u8> { (0..500 * 1024).map(|j| ((i * 31 + j * 7) % 251) as u8).collect() };
+    let writes = (0..12).map(|i| {
+        let api = c.api(leader);
+        async move { api.put_ok(&format!("big/{i:02}"), value(i)).await }
+    });
+    futures::future::join_all(writes).await;
+    let snap = c.api(leader).get("/v1/snapshot").await.expect("save");
+    assert_eq!(snap.status, 200);
+    c.api(leader).kv_delete("big/", "?recurse").await.expect("delete");
+    let r =
+        c.api(follower).request(reqwest::Method::PUT, "/v1/snapshot", Some(snap.body.clone())).await.expect("restore");
+    assert_eq!(r.status, 200, "{}", r.text());
+    for i in 0..3 {
+        let api = c.api(i);
+        let got = consul_tests::eventually(Duration::from_secs(20), "the restored value everywhere", || {
+            let api = api.clone();
+            async move {
+                let r = api.kv_get("big/11", "?raw&stale").await.ok()?;
+                (r.status == 200).then_some(r.body)
+            }
+        })
+        .await;
+        assert!(got == value(11), "server {i}: restored value differs");
+    }
+}
