@@ -32,8 +32,9 @@
 //! The server port speaks TLS when the agent's `tls` settings give it a certificate (see
 //! [`crate::tls`]): a connection whose first byte starts a TLS handshake record is handed to
 //! rustls (and the preamble follows inside TLS), any other is plaintext framing — served, or
-//! with `verify_incoming` refused with a reply that says why. Outgoing connections to servers use TLS with `verify_outgoing`. The
-//! serf port stays plaintext, as in Consul (gossip has its own encryption).
+//! with `verify_incoming` refused with a reply that says why. Outgoing connections to servers
+//! use TLS with `verify_outgoing`. The serf port stays plaintext, as in Consul (gossip has its
+//! own encryption).
 //!
 //! The bottom of the stack next to `state`: it calls nothing but the leaf modules.
 
