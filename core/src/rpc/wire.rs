@@ -204,7 +204,10 @@ const UNGATED_READ: usize = 64 * 1024;
 /// bodies of frames above [`LARGE_FRAME`] are read only once the budget has room for them, so
 /// however many connections announce (and send) big frames, the listener buffers about this
 /// much of them at a time (a read that finishes one large body may carry on into the next
-/// frame, so at most about twice).
+/// frame, so at most about twice). The room is taken for the whole announced body at once, so
+/// frames never deadlock holding parts of it; the price is that a plaintext peer announcing
+/// big frames and sending nothing can hold room until the read timeout closes it, delaying
+/// other large frames (never memory) — TLS with `verify_incoming` keeps such peers out.
 #[derive(Debug, Clone)]
 pub(crate) struct FrameBudget {
     room: Arc<Semaphore>,
