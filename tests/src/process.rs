@@ -314,6 +314,11 @@ impl ProcCluster {
         format!("127.0.0.1:{}", self.ports[i].server)
     }
 
+    /// The serf_lan address of server `i`.
+    pub fn serf_addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.ports[i].serf)
+    }
+
     /// Number of servers.
     pub fn len(&self) -> usize {
         self.children.len()

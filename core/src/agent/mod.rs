@@ -80,6 +80,21 @@ async fn bind_dns(addr: SocketAddr) -> Result<(tokio::net::UdpSocket, TcpListene
     Err(err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no port free for both UDP and TCP")))
 }
 
+/// The bounds of an agent-to-agent port (server RPC, serf_lan) from `limits { … }`.
+fn rpc_serve_options(
+    name: &'static str,
+    limits: &crate::api::http::Limits,
+    tls: Option<Arc<crate::tls::AgentTls>>,
+) -> rpc::ServeOptions {
+    rpc::ServeOptions {
+        tls,
+        limiter: ConnLimiter::new(limits.rpc_max_conns_per_client),
+        handshake_timeout: limits.rpc_handshake_timeout,
+        idle_timeout: limits.rpc_idle_timeout,
+        ..rpc::ServeOptions::new(name)
+    }
+}
+
 /// The gossip keyring: `data_dir/serf/local.keyring` when it exists (rotated keys survive
 /// restarts), else the `encrypt` key.
 fn open_keyring(config: &AgentConfig) -> Result<Keyring> {
@@ -293,7 +308,9 @@ impl Agent {
         let serf_router = rpc::Router::new()
             .route(Service::Gossip, move |sealed: Vec<u8>| std::future::ready(g1.handle_sync(&sealed)))
             .route(Service::Keyring, move |sealed: Vec<u8>| std::future::ready(g2.handle_keyring(&sealed)));
-        tasks.push(tokio::spawn(rpc::serve(serf_listener, serf_router, shutdown.clone())));
+        // Open to anyone who can reach it, like the server port, so bounded the same way.
+        let serf_opts = rpc_serve_options("serf_lan", &config.limits, None);
+        tasks.push(tokio::spawn(rpc::serve_with(serf_listener, serf_router, shutdown.clone(), serf_opts)));
         tasks.push(tokio::spawn(gossip.clone().run(shutdown.clone())));
         tasks.push(tokio::spawn(cluster.clone().run(shutdown.clone())));
 
@@ -369,8 +386,8 @@ impl Agent {
                     let dns = dns.clone();
                     async move { crate::api::dns::answer_forwarded(&dns, q).await }
                 });
-            let limiter = ConnLimiter::new(config.limits.rpc_max_conns_per_client);
-            tasks.push(tokio::spawn(rpc::serve_limited(rpc_listener, router, shutdown.clone(), tls.clone(), limiter)));
+            let opts = rpc_serve_options("server RPC", &config.limits, tls.clone());
+            tasks.push(tokio::spawn(rpc::serve_with(rpc_listener, router, shutdown.clone(), opts)));
         } else {
             // A client agent holds no server port open; `rpc_addr` is only advertised.
             drop(rpc_listener);

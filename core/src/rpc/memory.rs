@@ -217,6 +217,15 @@ impl MemoryNetwork {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, RpcError> {
+        // The same per-service limit as the TCP transport's, so the simulator sees what an
+        // over-sized request does on a real port.
+        let max = super::request_max(service);
+        if body.len() > max {
+            return Err(RpcError::Codec(format!(
+                "{service:?} request of {} bytes exceeds the limit of {max}",
+                body.len()
+            )));
+        }
         let (router, peer_life, caller_life, request, response) = {
             let mut net = self.net.lock();
             net.stats.calls += 1;

@@ -51,7 +51,9 @@ pub struct RestoreLimits {
 
 impl Default for RestoreLimits {
     fn default() -> Self {
-        RestoreLimits { max_state_bytes: 1024 * 1024 * 1024, max_inflate_ratio: 200 }
+        // 256 MiB: a restored state travels as one Raft entry, and the server RPC port takes no
+        // larger frame (`rpc::wire::request_max`); refusing here says why before any work.
+        RestoreLimits { max_state_bytes: 256 * 1024 * 1024, max_inflate_ratio: 200 }
     }
 }
 
@@ -288,7 +290,7 @@ mod tests {
         assert!(read_archive_from(archive.as_slice(), len, &exact).is_ok());
         assert_eq!(
             RestoreLimits::default().inflate_cap(1 << 40),
-            (1 << 30) + MAX_META_BYTES + MAX_SUMS_BYTES + TAR_OVERHEAD
+            (256 << 20) + MAX_META_BYTES + MAX_SUMS_BYTES + TAR_OVERHEAD
         );
     }
 

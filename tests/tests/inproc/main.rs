@@ -13,6 +13,7 @@ mod t80_session;
 mod t90_agent;
 mod t91_checks;
 mod t92_conn_limits;
+mod t92_rpc_bounds;
 mod t93_connect_ca;
 mod t94_docker_checks;
 mod t95_dns;

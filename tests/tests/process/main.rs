@@ -3,8 +3,9 @@
 //! `consul-rs rtt`, the gossip commands (`members`, `join`, `leave`, `event`, `keyring`, …),
 //! `consul-rs acl` (against HashiCorp Consul 1.16 when built; against consul-rs once it has ACLs) and
 //! `consul-rs tls` (CA and certificate files), a mutual-TLS cluster, and the CLI over HTTPS (CA,
-//! client certificates, server name; flags and environment), and hostile input held to memory and time
-//! budgets (snapshot bombs, slow request heads, oversized events, a hostile gRPC health endpoint).
+//! client certificates, server name; flags and environment), the agent ports bounded against
+//! junk connections, and hostile input held to memory and time budgets (snapshot bombs, slow
+//! request heads, oversized events, a hostile gRPC health endpoint).
 
 mod t10_durability;
 mod t20_cli;
@@ -19,4 +20,5 @@ mod t82_acl_kill9;
 mod t84_tls_cli;
 mod t85_tls_cluster;
 mod t86_cli_https;
+mod t87_rpc_bounds;
 mod t90_hostile_input;

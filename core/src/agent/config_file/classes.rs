@@ -82,15 +82,18 @@ pub const HONOURED: &[KeyGroup] = &[
             "max_query_time",
             "limits.{kv_max_value_size,txn_max_req_len}",
             "limits.{http_max_conns_per_client,rpc_max_conns_per_client}",
+            "limits.rpc_handshake_timeout",
             "http_config.response_headers",
             "limits.{http_read_header_timeout,snapshot_max_size,snapshot_max_inflate_ratio}",
             "limits.{rpc_rate,rpc_max_burst}",
         ],
         "HTTP API: blocking-query waits, request size limits, extra response headers; connections per \
-         client IP on the HTTP(S) and server RPC ports (0 is no limit; HTTP defaults to Consul's 200); \
-         consul-rs extensions: how long a request head may take to arrive and a keep-alive connection \
-         may stay idle (30 s), and how large a restored snapshot may inflate (1 GiB, 200:1); a client \
-         agent's requests to the servers past `rpc_rate` (bursts of `rpc_max_burst`) get 429",
+         client IP on the HTTP(S) ports (Consul's default, 200) and on the server RPC and serf_lan TCP \
+         ports (Consul's default, 100; 0 is no limit), the handshake deadline of the latter two (5 s; 0 \
+         is none); consul-rs extensions: how long a request head may take to arrive and a keep-alive \
+         connection may stay idle (30 s), and how large a restored snapshot may inflate (256 MiB, \
+         200:1); a client agent's requests to the servers past `rpc_rate` (bursts of `rpc_max_burst`) \
+         get 429",
     ),
     group(&["log_level", "log_json", "pid_file", "skip_leave_on_interrupt", "leave_on_terminate"], "the process"),
     group(
@@ -359,10 +362,10 @@ pub const REFUSED: &[KeyGroup] = &[
         &[
             "http_config.{allow_write_http_from,block_endpoints,max_header_bytes}",
             "limits.request_limits.mode",
-            "limits.{rpc_handshake_timeout,https_handshake_timeout}",
+            "limits.https_handshake_timeout",
         ],
         "restrictions not implemented: refused when they restrict (`request_limits.mode` = enforcing; \
-         handshake timeouts below the fixed 5 s)",
+         an HTTPS handshake timeout below the fixed 5 s)",
     ),
     group(
         &["addresses.{dns,http,https,grpc,grpc_tls}", "serf_lan", "serf_lan_allowed_cidrs"],

@@ -13,10 +13,10 @@ use super::classes::{class_of, index};
 use super::{parse_ip_list_first, Ctx, Result, Settings};
 use crate::error::Error;
 
-/// The agent's fixed TLS handshake timeouts (server RPC and HTTPS): a configured timeout at
-/// least this long, or 0 (none), asks for nothing stricter than what happens.
+/// The agent's fixed HTTPS handshake timeout: a configured timeout at least this long, or 0
+/// (none), asks for nothing stricter than what happens.
 fn fixed_handshake_timeout() -> Duration {
-    crate::rpc::HANDSHAKE_TIMEOUT.max(crate::api::http::HTTPS_HANDSHAKE_TIMEOUT)
+    crate::api::http::HTTPS_HANDSHAKE_TIMEOUT
 }
 
 /// The reason of a listed key (for errors raised outside the generic walk).
@@ -203,7 +203,7 @@ impl Settings {
                         return Err(ctx.bad(&key, "must be at least 1"));
                     }
                 }
-                // 0 (and Consul's default -1) means "no limit", which is what happens.
+                // Consul's default, -1, and 0 mean no limit (see `RateLimiter::new`).
                 "rpc_rate" => {
                     let rate = ctx.float(&key, v)?;
                     if rate.is_nan() {
@@ -211,7 +211,9 @@ impl Settings {
                     }
                     l.rpc_rate = rate;
                 }
-                "rpc_handshake_timeout" | "https_handshake_timeout" => {
+                // Honoured on the server RPC and serf_lan ports; 0 is Consul's "no deadline".
+                "rpc_handshake_timeout" => l.rpc_handshake_timeout = ctx.duration(&key, v)?,
+                "https_handshake_timeout" => {
                     let d = ctx.duration(&key, v)?;
                     let fixed = fixed_handshake_timeout();
                     if !d.is_zero() && d < fixed {
@@ -393,7 +395,8 @@ mod tests {
             "rpc_rate": -1, "rpc_max_burst": 1000, "rpc_handshake_timeout": "5s", "https_handshake_timeout": "0s",
             "rpc_client_timeout": "60s", "request_limits": {"mode": "permissive", "read_rate": -1, "write_rate": 100}}}))
         .expect("nothing restricts");
-        assert!(s.no_effect.contains_key("limits.rpc_handshake_timeout"));
+        assert!(!s.no_effect.contains_key("limits.rpc_handshake_timeout"), "honoured");
+        assert_eq!(s.agent.limits.rpc_handshake_timeout, Duration::from_secs(5));
         assert!(!s.no_effect.contains_key("limits.https_handshake_timeout"), "0 asks for nothing");
         assert!(s.no_effect.contains_key("limits.request_limits.mode"));
         let s = apply(json!({"limits": {"http_max_conns_per_client": 200, "rpc_max_conns_per_client": 100}}))
@@ -401,9 +404,10 @@ mod tests {
         assert_eq!((s.agent.limits.http_max_conns_per_client, s.agent.limits.rpc_max_conns_per_client), (200, 100));
         let s = apply(json!({"limits": {"rpc_rate": 10.5, "rpc_max_burst": 20}})).expect("an RPC rate is honoured");
         assert_eq!((s.agent.limits.rpc_rate, s.agent.limits.rpc_max_burst), (10.5, 20));
+        let s = apply(json!({"limits": {"rpc_handshake_timeout": "1s"}})).expect("a shorter deadline is honoured");
+        assert_eq!(s.agent.limits.rpc_handshake_timeout, Duration::from_secs(1));
         for (v, want) in [
             (json!({"limits": {"http_max_conns_per_client": -1}}), "limits.http_max_conns_per_client"),
-            (json!({"limits": {"rpc_handshake_timeout": "1s"}}), "limits.rpc_handshake_timeout"),
             (json!({"limits": {"https_handshake_timeout": "2391ms"}}), "limits.https_handshake_timeout"),
             (json!({"limits": {"request_limits": {"mode": "enforcing"}}}), "limits.request_limits.mode"),
             (json!({"limits": {"request_limits": {"mode": "strict"}}}), "limits.request_limits.mode"),

@@ -11,7 +11,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn_limit::{ConnLimiter, LogThrottle, REFUSAL_LOG_INTERVAL};
+use crate::conn_limit::{ConnLimiter, LogLimiter, REFUSAL_LOG_INTERVAL};
 use crate::tls::AgentTls;
 
 /// How long a client may take to finish the TLS handshake (Consul's default
@@ -30,7 +30,7 @@ pub async fn serve_https(
     header_read_timeout: Duration,
 ) {
     // Refusals are logged at most once per interval: a flood of bad handshakes is not a log flood.
-    let refusals = Arc::new(std::sync::Mutex::new(LogThrottle::new(REFUSAL_LOG_INTERVAL)));
+    let refusals = Arc::new(LogLimiter::new(REFUSAL_LOG_INTERVAL));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -63,9 +63,8 @@ pub async fn serve_https(
     }
 }
 
-fn refused(throttle: &std::sync::Mutex<LogThrottle>, peer: SocketAddr, why: &str) {
-    let allowed = throttle.lock().unwrap_or_else(|p| p.into_inner()).allow();
-    if let Some(held_back) = allowed {
+fn refused(throttle: &LogLimiter, peer: SocketAddr, why: &str) {
+    if let Some(held_back) = throttle.allow() {
         tracing::info!(%peer, reason = %why, more_refused_since_last_report = held_back, "HTTPS connection refused");
     }
 }

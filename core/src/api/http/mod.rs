@@ -82,7 +82,7 @@ pub struct ApiSettings {
     pub connect: crate::tls::connect_ca::ConnectSettings,
 }
 
-/// Request size limits (`limits { … }`).
+/// Request size and connection limits (`limits { … }`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     /// `kv_max_value_size` (512 KiB).
@@ -95,16 +95,24 @@ pub struct Limits {
     /// `http_read_header_timeout` (a consul-rs extension): how long a client may take to send
     /// a request's head, and how long a keep-alive connection may stay idle (30 s).
     pub http_read_header_timeout: std::time::Duration,
-    /// `rpc_max_conns_per_client`: open server-RPC connections allowed per client IP (0: no
-    /// limit, the default here; Consul's is 100).
+    /// `rpc_max_conns_per_client`: open connections allowed per client IP on each of the
+    /// server RPC and serf_lan TCP ports (0: no limit; Consul's default, 100).
     pub rpc_max_conns_per_client: usize,
+    /// `rpc_handshake_timeout`: how long a new connection to the server RPC or serf_lan port
+    /// may take for its TLS handshake and its protocol preamble, each (Consul's default, 5 s;
+    /// 0: none, as in Consul — a silent connection then lasts until `rpc_idle_timeout`).
+    pub rpc_handshake_timeout: std::time::Duration,
+    /// How long a connection to those ports may stay with no request running and nothing
+    /// arriving before the agent closes it (not a Consul setting: yamux keepalives bound this
+    /// there; 3 minutes).
+    pub rpc_idle_timeout: std::time::Duration,
     /// `rpc_rate`: requests a second a client agent may send to the servers (Consul's default,
     /// -1, and 0 mean no limit).
     pub rpc_rate: f64,
     /// `rpc_max_burst`: the bucket size for `rpc_rate` (Consul's default, 1000).
     pub rpc_max_burst: u32,
     /// `snapshot_max_size` (a consul-rs extension): the largest uncompressed state a snapshot
-    /// restore accepts (1 GiB).
+    /// restore accepts (256 MiB, the largest Raft entry the server RPC port carries).
     pub snapshot_max_size: u64,
     /// `snapshot_max_inflate_ratio` (a consul-rs extension): how far an uploaded snapshot may
     /// inflate (200:1).
@@ -128,7 +136,9 @@ impl Default for Limits {
             txn_max_req_len: 512 * 1024,
             http_max_conns_per_client: 200,
             http_read_header_timeout: serve::DEFAULT_HEADER_READ_TIMEOUT,
-            rpc_max_conns_per_client: 0,
+            rpc_max_conns_per_client: 100,
+            rpc_handshake_timeout: crate::rpc::HANDSHAKE_TIMEOUT,
+            rpc_idle_timeout: crate::rpc::IDLE_TIMEOUT,
             rpc_rate: -1.0,
             rpc_max_burst: 1000,
             snapshot_max_size: crate::state::archive::RestoreLimits::default().max_state_bytes,

@@ -56,8 +56,9 @@ pub async fn call_server(remote: &Remote, req: &HttpRequest, timeout: Duration) 
     answer.map_err(Error::BadRequest)
 }
 
-/// Largest body a client agent forwards (snapshot restores are the big ones).
-const MAX_FORWARDED_BODY: usize = 64 * 1024 * 1024;
+/// Largest body a client agent forwards (snapshot restores are the big ones); the server
+/// port's limit for the `Http` service is sized from it.
+const MAX_FORWARDED_BODY: usize = crate::rpc::FORWARDED_HTTP_BODY_MAX;
 /// Headers a server needs to see.
 const FORWARDED_HEADERS: [&str; 4] = ["x-consul-token", "authorization", "content-type", "x-consul-namespace"];
 
