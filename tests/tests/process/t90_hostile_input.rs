@@ -96,15 +96,17 @@ async fn t90_one_restore_at_a_time() {
     slow.write_all(&good.body[..16]).await.expect("start");
     // Until the first upload holds the gate, a second may still get in: retry until refused.
     let mut refused = None;
-    for _ in 0..50 {
+    let mut seen = Vec::new();
+    for _ in 0..100 {
         let r = agent.api.request(reqwest::Method::PUT, "/v1/snapshot", Some(good.body.clone())).await.expect("second");
         if r.status == 429 {
             refused = Some(r);
             break;
         }
+        seen.push((r.status, r.text()));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let refused = refused.expect("a second restore during the first is refused with 429");
+    let refused = refused.unwrap_or_else(|| panic!("a second restore during the first is refused with 429: {seen:?}"));
     assert!(refused.text().contains("already in progress"), "{}", refused.text());
     drop(slow);
     consul_tests::eventually(Duration::from_secs(20), "restores are admitted again", || {
