@@ -6,7 +6,6 @@
 //! `and`/`or` chains become one n-ary node, so evaluation recursion is bounded by the nesting
 //! depth ([`MAX_DEPTH`]) rather than by the expression's length.
 
-
 use super::eval::{Expr, Leaf, Lit, Match, Op, Step};
 use super::lexer::{Tok, Token};
 use super::schema::{Field, Schema};
@@ -159,7 +158,11 @@ impl<'a> Parser<'a> {
             if close.tok != Tok::RParen {
                 return Err(self.err(
                     close.pos,
-                    format!("expected \")\" to close the \"(\" at {}, found {}", self.at_text(t.pos), close.tok.describe()),
+                    format!(
+                        "expected \")\" to close the \"(\" at {}, found {}",
+                        self.at_text(t.pos),
+                        close.tok.describe()
+                    ),
                 ));
             }
             self.bump();
@@ -216,10 +219,9 @@ impl<'a> Parser<'a> {
             }
             _ => {
                 let Operand::Selector(sel) = left else {
-                    return Err(self.err(
-                        start,
-                        format!("expected a selector before \"{}\", found a value", written.text()),
-                    ));
+                    return Err(
+                        self.err(start, format!("expected a selector before \"{}\", found a value", written.text()))
+                    );
                 };
                 if matches!(written, Written::IsEmpty | Written::IsNotEmpty) {
                     (sel, None, start)
@@ -336,10 +338,9 @@ impl<'a> Parser<'a> {
                     *inner
                 }
                 other => {
-                    return Err(self.err(
-                        *pos,
-                        format!("{:?} is a {} and has no field {seg:?}", so_far(), other.describe()),
-                    ))
+                    return Err(
+                        self.err(*pos, format!("{:?} is a {} and has no field {seg:?}", so_far(), other.describe()))
+                    )
                 }
             };
         }
@@ -383,7 +384,11 @@ impl<'a> Parser<'a> {
             };
             return Err(self.err(
                 op_pos,
-                format!("operator \"{}\" does not apply to {full:?} (a {}): {hint}", written.text(), current.describe()),
+                format!(
+                    "operator \"{}\" does not apply to {full:?} (a {}): {hint}",
+                    written.text(),
+                    current.describe()
+                ),
             ));
         }
         let raw = value.unwrap_or_default();

@@ -156,7 +156,9 @@ fn unknown_selectors_name_close_fields() {
     // Case matters, as in Consul.
     assert!(error("node == a", &NODE).contains("\"Node\""));
     let converted: crate::Error = Filter::compile("x ==", &NODE).expect_err("bad").into();
-    assert!(matches!(&converted, crate::Error::BadRequest(m) if m.starts_with("Failed to create boolean expression evaluator: ")));
+    assert!(
+        matches!(&converted, crate::Error::BadRequest(m) if m.starts_with("Failed to create boolean expression evaluator: "))
+    );
 }
 
 #[test]
@@ -206,7 +208,11 @@ fn every_endpoint_selector_compiles() {
                 Field::Object(_) => (vec![], vec![format!("{sel} == x"), format!("{sel} is empty")]),
             };
             for e in good {
-                assert!(Filter::compile(&e, schema).is_ok(), "{endpoint}: {e}: {:?}", Filter::compile(&e, schema).err());
+                assert!(
+                    Filter::compile(&e, schema).is_ok(),
+                    "{endpoint}: {e}: {:?}",
+                    Filter::compile(&e, schema).err()
+                );
             }
             for e in bad {
                 assert!(Filter::compile(&e, schema).is_err(), "{endpoint}: {e} should be refused");
