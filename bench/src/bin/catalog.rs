@@ -61,7 +61,13 @@ fn encode(s: &str) -> String {
 }
 
 /// `clients` closed-loop clients GET `path` for `window`; the latency of every request.
-async fn query_load(http: &reqwest::Client, base: &str, path: &str, window: Duration, clients: usize) -> Result<Vec<Duration>> {
+async fn query_load(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    window: Duration,
+    clients: usize,
+) -> Result<Vec<Duration>> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients.max(1) {

@@ -21,9 +21,7 @@ async fn put(api: &Api, path: &str, body: Value) -> Resp {
 
 /// Percent-encodes a filter for the query string.
 fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 async fn filtered(api: &Api, path: &str, filter: &str) -> Resp {
@@ -57,7 +55,11 @@ fn assert_schema_covers(endpoint: &str, item: &Value, schema: &Schema) {
         if key == "Definition" {
             continue;
         }
-        assert!(schema.fields.iter().any(|(f, _)| f == key), "{endpoint}: field {key:?} is not in the {} schema", schema.name);
+        assert!(
+            schema.fields.iter().any(|(f, _)| f == key),
+            "{endpoint}: field {key:?} is not in the {} schema",
+            schema.name
+        );
     }
 }
 
@@ -69,32 +71,118 @@ fn register(node: &str, rack: &str, id: &str, status: &str, tags: &[&str], versi
     })
 }
 
+/// One endpoint check: path, the field that names an item (empty: the keys of a map answer),
+/// the schema, a filter and what it keeps, and a filter that keeps nothing.
+type Case = (&'static str, &'static str, &'static Schema, &'static str, BTreeSet<String>, &'static str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t71_filter_on_catalog_health_agent_and_session_endpoints() {
     let c = Cluster::start(1).await;
     let api = c.api(0);
     put(&api, "/v1/catalog/register", register("n1", "r1", "web1", "passing", &["primary"], "1")).await;
     put(&api, "/v1/catalog/register", register("n2", "r2", "web2", "critical", &["secondary"], "2")).await;
-    put(&api, "/v1/agent/service/register", json!({"Name": "api", "ID": "api1", "Tags": ["v1"], "Port": 9000, "Check": {"TTL": "1m"}})).await;
+    put(
+        &api,
+        "/v1/agent/service/register",
+        json!({"Name": "api", "ID": "api1", "Tags": ["v1"], "Port": 9000, "Check": {"TTL": "1m"}}),
+    )
+    .await;
     put(&api, "/v1/agent/service/register", json!({"Name": "api", "ID": "api2", "Tags": ["v2"], "Port": 9001})).await;
     put(&api, "/v1/session/create", json!({"Name": "lock-a", "Node": "n1", "NodeChecks": []})).await;
-    put(&api, "/v1/session/create", json!({"Name": "lock-b", "Node": "n1", "NodeChecks": [], "Behavior": "delete"})).await;
+    put(&api, "/v1/session/create", json!({"Name": "lock-b", "Node": "n1", "NodeChecks": [], "Behavior": "delete"}))
+        .await;
 
-    // (path, field to list, schema, matching filter and what it keeps, non-matching filter)
-    let cases: Vec<(&str, &str, &Schema, &str, BTreeSet<String>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("/v1/catalog/nodes", "Node", &schema::NODE, "Meta.rack == r1", set(&["n1"]), "Meta.rack == r9"),
-        ("/v1/catalog/nodes", "Node", &schema::NODE, "Meta[\"rack\"] matches `^r[12]$`", set(&["n1", "n2"]), "rack not in Meta and Node == n1"),
-        ("/v1/catalog/service/web", "ServiceID", &schema::CATALOG_SERVICE, "ServiceMeta.version == 2", set(&["web2"]), "ServicePort != 8080"),
-        ("/v1/catalog/service/web", "ServiceID", &schema::CATALOG_SERVICE, "primary in ServiceTags or NodeMeta.rack == r2", set(&["web1", "web2"]), "ServiceTags is empty"),
-        ("/v1/health/node/n2", "CheckID", &schema::HEALTH_CHECK, "Status == critical", set(&["web2-check"]), "Status == passing"),
-        ("/v1/health/checks/web", "CheckID", &schema::HEALTH_CHECK, "Status == passing and ServiceTags contains primary", set(&["web1-check"]), "Name != `web health`"),
-        ("/v1/health/state/any", "CheckID", &schema::HEALTH_CHECK, "ServiceName == web and Status == critical", set(&["web2-check"]), "ServiceName == nope"),
-        ("/v1/health/service/web", "Service.ID", &schema::SERVICE_ENTRY, "Checks.Status == critical", set(&["web2"]), "Checks.Status == warning"),
-        ("/v1/health/service/web", "Service.ID", &schema::SERVICE_ENTRY, "not (Checks.Status == critical) and Node.Meta.rack == r1 and Service.Tags contains primary", set(&["web1"]), "Service.Port == 1"),
+        (
+            "/v1/catalog/nodes",
+            "Node",
+            &schema::NODE,
+            "Meta[\"rack\"] matches `^r[12]$`",
+            set(&["n1", "n2"]),
+            "rack not in Meta and Node == n1",
+        ),
+        (
+            "/v1/catalog/service/web",
+            "ServiceID",
+            &schema::CATALOG_SERVICE,
+            "ServiceMeta.version == 2",
+            set(&["web2"]),
+            "ServicePort != 8080",
+        ),
+        (
+            "/v1/catalog/service/web",
+            "ServiceID",
+            &schema::CATALOG_SERVICE,
+            "primary in ServiceTags or NodeMeta.rack == r2",
+            set(&["web1", "web2"]),
+            "ServiceTags is empty",
+        ),
+        (
+            "/v1/health/node/n2",
+            "CheckID",
+            &schema::HEALTH_CHECK,
+            "Status == critical",
+            set(&["web2-check"]),
+            "Status == passing",
+        ),
+        (
+            "/v1/health/checks/web",
+            "CheckID",
+            &schema::HEALTH_CHECK,
+            "Status == passing and ServiceTags contains primary",
+            set(&["web1-check"]),
+            "Name != `web health`",
+        ),
+        (
+            "/v1/health/state/any",
+            "CheckID",
+            &schema::HEALTH_CHECK,
+            "ServiceName == web and Status == critical",
+            set(&["web2-check"]),
+            "ServiceName == nope",
+        ),
+        (
+            "/v1/health/service/web",
+            "Service.ID",
+            &schema::SERVICE_ENTRY,
+            "Checks.Status == critical",
+            set(&["web2"]),
+            "Checks.Status == warning",
+        ),
+        (
+            "/v1/health/service/web",
+            "Service.ID",
+            &schema::SERVICE_ENTRY,
+            "not (Checks.Status == critical) and Node.Meta.rack == r1 and Service.Tags contains primary",
+            set(&["web1"]),
+            "Service.Port == 1",
+        ),
         ("/v1/agent/services", "", &schema::AGENT_SERVICE, "Port == 9001", set(&["api2"]), "Tags contains v3"),
-        ("/v1/agent/checks", "", &schema::HEALTH_CHECK, "ServiceID == api1", set(&["service:api1"]), "Status == warning"),
-        ("/v1/agent/members", "Name", &schema::MEMBER, "Tags.role == consul and Name == node0", set(&["node0"]), "Status != 1"),
-        ("/v1/session/list", "Name", &schema::SESSION, "Name == lock-a", set(&["lock-a"]), "Behavior == release and Name == lock-b"),
+        (
+            "/v1/agent/checks",
+            "",
+            &schema::HEALTH_CHECK,
+            "ServiceID == api1",
+            set(&["service:api1"]),
+            "Status == warning",
+        ),
+        (
+            "/v1/agent/members",
+            "Name",
+            &schema::MEMBER,
+            "Tags.role == consul and Name == node0",
+            set(&["node0"]),
+            "Status != 1",
+        ),
+        (
+            "/v1/session/list",
+            "Name",
+            &schema::SESSION,
+            "Name == lock-a",
+            set(&["lock-a"]),
+            "Behavior == release and Name == lock-b",
+        ),
         ("/v1/session/node/n1", "Name", &schema::SESSION, "Behavior == delete", set(&["lock-b"]), "TTL is not empty"),
     ];
     for (path, field, schema, yes, want, no) in &cases {
@@ -141,7 +229,11 @@ async fn t71_filter_on_catalog_health_agent_and_session_endpoints() {
         ("/v1/catalog/nodes", "Meta.rack == r1 and (Node == n1", "at 1:32: expected \")\""),
         ("/v1/catalog/service/web", "ServiceTags == primary", "operator \"==\" does not apply"),
         ("/v1/catalog/services", "ServicePort == abc", "is an integer"),
-        ("/v1/agent/services", "Servce == api", "unknown selector \"Servce\" at 1:1: \"Servce\" is not one of \"Service\""),
+        (
+            "/v1/agent/services",
+            "Servce == api",
+            "unknown selector \"Servce\" at 1:1: \"Servce\" is not one of \"Service\"",
+        ),
         ("/v1/agent/checks", "Status matches \"(\"", "invalid regular expression"),
         ("/v1/agent/members", "Name ==", "at 1:8"),
         ("/v1/session/list", "Name = x", "at 1:6"),
@@ -196,26 +288,44 @@ async fn t71_filter_with_a_blocking_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t71_filter_on_acl_lists() {
     const ROOT: &str = "6a1a4d3c-1f7e-4bde-9d2e-3b9a40c8e111";
-    let c = Cluster::start_with(1, Options { acl: true, initial_management: Some(ROOT.into()), ..Options::default() }).await;
+    let c = Cluster::start_with(1, Options { acl: true, initial_management: Some(ROOT.into()), ..Options::default() })
+        .await;
     let api = c.api(0).with_token(ROOT);
     consul_tests::eventually(Duration::from_secs(20), "ACLs initialized", || async {
         let r = api.get("/v1/acl/token/self").await.ok()?;
         (r.status == 200).then_some(())
     })
     .await;
-    let pa = put(&api, "/v1/acl/policy", json!({"Name": "p-a", "Rules": "key_prefix \"\" { policy = \"read\" }", "Datacenters": ["dc1"]})).await.json();
+    let pa = put(
+        &api,
+        "/v1/acl/policy",
+        json!({"Name": "p-a", "Rules": "key_prefix \"\" { policy = \"read\" }", "Datacenters": ["dc1"]}),
+    )
+    .await
+    .json();
     put(&api, "/v1/acl/policy", json!({"Name": "p-b", "Description": "second"})).await;
     put(&api, "/v1/acl/role", json!({"Name": "r-a", "Policies": [{"ID": pa["ID"]}]})).await;
     put(&api, "/v1/acl/role", json!({"Name": "r-b", "ServiceIdentities": [{"ServiceName": "web"}]})).await;
     put(&api, "/v1/acl/token", json!({"Description": "tok-a", "Policies": [{"Name": "p-a"}]})).await;
-    put(&api, "/v1/acl/token", json!({"Description": "tok-b", "Local": true, "ServiceIdentities": [{"ServiceName": "db"}]})).await;
+    put(
+        &api,
+        "/v1/acl/token",
+        json!({"Description": "tok-b", "Local": true, "ServiceIdentities": [{"ServiceName": "db"}]}),
+    )
+    .await;
     let cases: &[(&str, &str, &Schema, &str, &[&str])] = &[
         ("/v1/acl/policies", "Name", &schema::ACL_POLICY, "dc1 in Datacenters", &["p-a"]),
         ("/v1/acl/policies", "Name", &schema::ACL_POLICY, "Description == second", &["p-b"]),
         ("/v1/acl/roles", "Name", &schema::ACL_ROLE, "Policies.Name == p-a", &["r-a"]),
         ("/v1/acl/roles", "Name", &schema::ACL_ROLE, "ServiceIdentities.ServiceName == web", &["r-b"]),
         ("/v1/acl/tokens", "Description", &schema::ACL_TOKEN, "Local == true", &["tok-b"]),
-        ("/v1/acl/tokens", "Description", &schema::ACL_TOKEN, "Policies.Name == p-a and Description matches \"^tok\"", &["tok-a"]),
+        (
+            "/v1/acl/tokens",
+            "Description",
+            &schema::ACL_TOKEN,
+            "Policies.Name == p-a and Description matches \"^tok\"",
+            &["tok-a"],
+        ),
     ];
     for (path, field, schema, filter, want) in cases {
         for item in api.get(path).await.expect("get").json().as_array().into_iter().flatten() {
@@ -225,7 +335,8 @@ async fn t71_filter_on_acl_lists() {
         assert_eq!(r.status, 200, "{path} ?filter={filter}: {}", r.text());
         assert_eq!(names(&r.json(), field), set(want), "{path} ?filter={filter}");
     }
-    for path in ["/v1/acl/tokens", "/v1/acl/policies", "/v1/acl/roles", "/v1/acl/auth-methods", "/v1/acl/binding-rules"] {
+    for path in ["/v1/acl/tokens", "/v1/acl/policies", "/v1/acl/roles", "/v1/acl/auth-methods", "/v1/acl/binding-rules"]
+    {
         let r = filtered(&api, path, "Nope == 1").await;
         assert_eq!(r.status, 400, "{path}: {}", r.text());
         assert!(r.text().contains("unknown selector \"Nope\" at 1:1"), "{path}: {}", r.text());
