@@ -15,6 +15,9 @@
 //!
 //! Limits: expressions of at most [`MAX_LEN`] bytes, nested at most [`parser::MAX_DEPTH`]
 //! levels (parentheses and `not`s), so nothing a client sends can exhaust the stack.
+//!
+//! A leaf layer: it owns the language and the per-endpoint selector schemas ([`schema`]) and
+//! calls only `error` (a refused expression becomes a 400); the HTTP handlers call it.
 
 mod eval;
 mod lexer;
