@@ -245,3 +245,61 @@ fn filter_docs_match_the_code() {
     let have = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(have == want, "docs/filter-selectors.md is stale: run with UPDATE_FILTER_DOCS=1");
 }
+
+/// Random token soup never panics: it compiles or is refused with a position, and what
+/// compiles evaluates.
+#[test]
+fn random_input_never_panics() {
+    use rand::{Rng, SeedableRng};
+    const PIECES: &[&str] = &[
+        "Service",
+        "Checks",
+        "Node",
+        ".",
+        "Meta",
+        "[",
+        "]",
+        "\"rack\"",
+        "`x`",
+        "Tags",
+        "Status",
+        "Port",
+        "==",
+        "!=",
+        "in",
+        "not",
+        "contains",
+        "matches",
+        "is",
+        "empty",
+        "and",
+        "or",
+        "(",
+        ")",
+        "1",
+        "-2.5",
+        "passing",
+        "\"(\"",
+        " ",
+        "\n",
+        "é",
+        "\"",
+        "=",
+        "!",
+        "Meta.rack",
+        "Service.Port",
+        "Checks.Status",
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+    let item = entry();
+    for _ in 0..20_000 {
+        let n = rng.gen_range(1..12);
+        let expr: String = (0..n).map(|_| PIECES[rng.gen_range(0..PIECES.len())]).collect::<Vec<_>>().join(" ");
+        match Filter::compile(&expr, &SERVICE_ENTRY) {
+            Ok(f) => {
+                f.matches(&item);
+            }
+            Err(e) => assert!(e.to_string().contains(" at "), "{expr:?}: {e}"),
+        }
+    }
+}
