@@ -4,7 +4,8 @@
 //! through `/v1/agent/service/register` (`--instances` instances per service name), and reports
 //! registration throughput, how long anti-entropy takes to show them all in the catalog, the
 //! agent's resident memory before and after (from `/proc/<pid>/status`), the latency of
-//! `/v1/health/service/:name` for a name with `--instances` instances, and the time from a
+//! `/v1/health/service/:name` for a name with `--instances` instances (unfiltered, and with a
+//! `?filter=` every instance passes: issue #17's cost budget), and the time from a
 //! check flip to a parked blocking health query returning. Prints one JSON object.
 
 use std::sync::Arc;
