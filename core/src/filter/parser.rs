@@ -339,7 +339,7 @@ impl<'a> Parser<'a> {
                 }
                 other => {
                     return Err(
-                        self.err(*pos, format!("{:?} is a {} and has no field {seg:?}", so_far(), other.describe()))
+                        self.err(*pos, format!("{:?} is {} and has no field {seg:?}", so_far(), other.with_article()))
                     )
                 }
             };
@@ -385,9 +385,9 @@ impl<'a> Parser<'a> {
             return Err(self.err(
                 op_pos,
                 format!(
-                    "operator \"{}\" does not apply to {full:?} (a {}): {hint}",
+                    "operator \"{}\" does not apply to {full:?} ({}): {hint}",
                     written.text(),
-                    current.describe()
+                    current.with_article()
                 ),
             ));
         }

@@ -23,6 +23,13 @@ pub enum Field {
 }
 
 impl Field {
+    /// The type with its article, for error messages ("an integer", "a list of strings").
+    pub fn with_article(&self) -> String {
+        let d = self.describe();
+        let article = if d.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+        format!("{article} {d}")
+    }
+
     /// How the type reads in the generated docs.
     pub fn describe(&self) -> &'static str {
         match self {

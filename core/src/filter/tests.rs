@@ -125,7 +125,7 @@ fn errors_point_at_their_position() {
         ("Service.Tags == a", "1:14: operator \"==\" does not apply to \"Service.Tags\" (a list of strings)"),
         ("Service.Port contains 1", "1:14: operator \"contains\" does not apply"),
         ("Checks == a", "1:8: operator \"==\" does not apply to \"Checks\""),
-        ("Service == a", "1:9: operator \"==\" does not apply to \"Service\" (a object): select one"),
+        ("Service == a", "1:9: operator \"==\" does not apply to \"Service\" (an object): select one"),
         ("Service.ID matches \"(\"", "1:20: invalid regular expression"),
         ("Service.ID == \"abc", "1:15: unterminated string literal"),
         ("Node.Meta[rack] == a", "1:11: expected a quoted key"),
@@ -134,7 +134,7 @@ fn errors_point_at_their_position() {
         ("\"a\" == Service.ID", "1:1: expected a selector before \"==\""),
         ("a in \"b\"", "1:6: expected a selector after \"in\""),
         ("Service.ID is full", "1:12: expected \"is empty\" or \"is not empty\""),
-        ("Service.Port.Foo == 1", "1:14: \"Service.Port\" is a integer and has no field \"Foo\""),
+        ("Service.Port.Foo == 1", "1:14: \"Service.Port\" is an integer and has no field \"Foo\""),
         ("Service.ID == a b", "1:17: expected \"and\", \"or\" or the end"),
         ("Service.ID == a\nand Service.Tag == b", "2:13"),
     ];
