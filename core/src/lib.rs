@@ -63,6 +63,7 @@ pub mod conn_limit;
 pub mod coordinate;
 pub mod duration;
 pub mod error;
+pub mod filter;
 pub mod local;
 pub mod membership;
 pub mod rate_limit;

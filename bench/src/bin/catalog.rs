@@ -4,7 +4,8 @@
 //! through `/v1/agent/service/register` (`--instances` instances per service name), and reports
 //! registration throughput, how long anti-entropy takes to show them all in the catalog, the
 //! agent's resident memory before and after (from `/proc/<pid>/status`), the latency of
-//! `/v1/health/service/:name` for a name with `--instances` instances, and the time from a
+//! `/v1/health/service/:name` for a name with `--instances` instances (unfiltered, and with a
+//! `?filter=` every instance passes: issue #17's cost budget), and the time from a
 //! check flip to a parked blocking health query returning. Prints one JSON object.
 
 use std::sync::Arc;
@@ -49,6 +50,51 @@ fn rss_kib(pid: Option<u32>) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The filter of the filtered health query: true for every registered instance, and touching
+/// a tag list, a string and the checks list (issue #17's "filtered health query").
+const FILTER: &str = "Service.Tags contains bench and Service.Service matches \"^svc-\" and Checks.Status == passing";
+
+/// Percent-encodes a query-string value.
+fn encode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+/// `clients` closed-loop clients GET `path` for `window`; the latency of every request.
+async fn query_load(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    window: Duration,
+    clients: usize,
+) -> Result<Vec<Duration>> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (http, url) = (http.clone(), format!("{base}{path}"));
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while started.elapsed() < window {
+                let t = Instant::now();
+                let r = http.get(&url).send().await?;
+                if !r.status().is_success() {
+                    bail!("health query: {}", r.status());
+                }
+                let body = r.bytes().await?;
+                if body.len() < 2 {
+                    bail!("empty health answer");
+                }
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    Ok(lat)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -126,32 +172,29 @@ async fn main() -> Result<()> {
     let synced_secs = started.elapsed().as_secs_f64();
     let rss_after = rss_kib(args.pid);
 
-    // 3. Health-query latency for a name with `instances` instances.
-    let mut lat = Vec::new();
+    // 3. Health-query latency for a name with `instances` instances, unfiltered and with a
+    // `?filter=` that keeps every instance (so both answers are the same bytes and the
+    // difference is the filter's cost: compiling it once, evaluating it 1,000 times). The two
+    // alternate in slices so drift on a shared machine hits both alike.
     let window = Duration::from_secs(args.query_seconds);
-    let q_started = Instant::now();
-    let mut clients = Vec::new();
-    for _ in 0..args.query_clients.max(1) {
-        let (http, base) = (http.clone(), base.clone());
-        clients.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            while q_started.elapsed() < window {
-                let t = Instant::now();
-                let r = http.get(format!("{base}/v1/health/service/svc-0?passing")).send().await?;
-                let body = r.bytes().await?;
-                if body.len() < 2 {
-                    bail!("empty health answer");
-                }
-                lat.push(t.elapsed());
-            }
-            Ok::<_, anyhow::Error>(lat)
-        }));
+    let plain_path = "/v1/health/service/svc-0?passing".to_string();
+    let filtered_path = format!("/v1/health/service/svc-0?passing&filter={}", encode(FILTER));
+    let count = |v: serde_json::Value| v.as_array().map_or(0, Vec::len);
+    let plain_n = count(http.get(format!("{base}{plain_path}")).send().await?.json().await?);
+    let filtered_n = count(http.get(format!("{base}{filtered_path}")).send().await?.json().await?);
+    if plain_n != filtered_n || plain_n == 0 {
+        bail!("the filter should keep all {plain_n} instances, kept {filtered_n}");
     }
-    for c in clients {
-        lat.extend(c.await??);
+    let (mut lat, mut filtered) = (Vec::new(), Vec::new());
+    let slices = 4u32;
+    for _ in 0..slices {
+        lat.extend(query_load(&http, &base, &plain_path, window / slices, args.query_clients).await?);
+        filtered.extend(query_load(&http, &base, &filtered_path, window / slices, args.query_clients).await?);
     }
     lat.sort();
+    filtered.sort();
     let qps = lat.len() as f64 / window.as_secs_f64();
+    let filtered_qps = filtered.len() as f64 / window.as_secs_f64();
 
     // 4. Check flip → parked blocking query returns.
     let mut flips = Vec::new();
@@ -191,6 +234,11 @@ async fn main() -> Result<()> {
         "rss_kib_before": rss_before,
         "rss_kib_after": rss_after,
         "health_query": {"clients": args.query_clients, "qps": qps, "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99)},
+        "health_query_filtered": {
+            "filter": FILTER, "qps": filtered_qps, "p50_ms": percentile(&filtered, 0.5),
+            "p99_ms": percentile(&filtered, 0.99),
+            "p50_ratio": percentile(&filtered, 0.5) / percentile(&lat, 0.5).max(f64::MIN_POSITIVE),
+        },
         "flip_to_wake": {"samples": flips.len(), "p50_ms": percentile(&flips, 0.5), "p99_ms": percentile(&flips, 0.99), "max_ms": percentile(&flips, 1.0)},
     });
     println!("{}", serde_json::to_string_pretty(&out)?);

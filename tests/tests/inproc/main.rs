@@ -9,6 +9,7 @@ mod t40_failover;
 mod t50_restart;
 mod t60_snapshot;
 mod t70_catalog;
+mod t71_filter;
 mod t80_session;
 mod t90_agent;
 mod t91_checks;

@@ -118,6 +118,27 @@ async fn read(
     Ok(resp)
 }
 
+/// [`read`] for a list endpoint: the items it picks are narrowed by the request's `?filter=`,
+/// compiled for `schema`.
+async fn read_list(
+    ctx: &Ctx,
+    uri: &Uri,
+    schema: &crate::filter::Schema,
+    pick: impl Fn(&AclTables, u64) -> (u64, Result<Value, Error>),
+) -> Result<Response, Error> {
+    enabled(ctx)?;
+    let filter = crate::filter::from_query(QueryParams::from_uri(uri).get("filter"), schema)?;
+    read(ctx, uri, |acl, now| {
+        let (index, result) = pick(acl, now);
+        let result = result.map(|mut v| {
+            crate::filter::retain(&mut v, filter.as_ref());
+            v
+        });
+        (index, result)
+    })
+    .await
+}
+
 fn write_prelude(ctx: &Ctx, uri: &Uri) -> Result<QueryParams, Error> {
     enabled(ctx)?;
     let q = QueryParams::from_uri(uri);
@@ -700,7 +721,7 @@ pub(super) async fn token_list(State(ctx): State<Ctx>, uri: Uri) -> Result<Respo
     let filter = |k: &str| q.get(k).filter(|v| !v.is_empty()).map(str::to_string);
     let (policy, role, method, service) =
         (filter("policy"), filter("role"), filter("authmethod"), filter("servicename"));
-    read(&ctx, &uri, |acl, now| {
+    read_list(&ctx, &uri, &crate::filter::schema::ACL_TOKEN, |acl, now| {
         let list: Vec<Value> = acl
             .tokens
             .values()
@@ -808,7 +829,7 @@ pub(super) async fn policy_delete(State(ctx): State<Ctx>, Path(id): Path<String>
 
 /// `GET /v1/acl/policies`.
 pub(super) async fn policy_list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, Error> {
-    read(&ctx, &uri, |acl, _| {
+    read_list(&ctx, &uri, &crate::filter::schema::ACL_POLICY, |acl, _| {
         (acl.policies_index, Ok(Value::Array(acl.policies.values().map(|p| policy_json(p, false)).collect())))
     })
     .await
@@ -903,7 +924,7 @@ pub(super) async fn role_delete(State(ctx): State<Ctx>, Path(id): Path<String>, 
 /// `GET /v1/acl/roles` (`?policy`).
 pub(super) async fn role_list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, Error> {
     let policy = QueryParams::from_uri(&uri).get("policy").filter(|p| !p.is_empty()).map(str::to_string);
-    read(&ctx, &uri, |acl, _| {
+    read_list(&ctx, &uri, &crate::filter::schema::ACL_ROLE, |acl, _| {
         let list = acl
             .roles
             .values()
@@ -1083,7 +1104,7 @@ pub(super) async fn auth_method_delete(
 
 /// `GET /v1/acl/auth-methods`.
 pub(super) async fn auth_method_list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, Error> {
-    read(&ctx, &uri, |acl, _| {
+    read_list(&ctx, &uri, &crate::filter::schema::ACL_AUTH_METHOD, |acl, _| {
         let list = acl.auth_methods.values().map(|m| auth_method_json(m, false)).collect();
         (acl.auth_methods_index, Ok(Value::Array(list)))
     })
@@ -1202,7 +1223,7 @@ pub(super) async fn binding_rule_delete(
 /// `GET /v1/acl/binding-rules` (`?authmethod`).
 pub(super) async fn binding_rule_list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, Error> {
     let method = QueryParams::from_uri(&uri).get("authmethod").filter(|m| !m.is_empty()).map(str::to_string);
-    read(&ctx, &uri, |acl, _| {
+    read_list(&ctx, &uri, &crate::filter::schema::ACL_BINDING_RULE, |acl, _| {
         let list = acl
             .binding_rules
             .values()

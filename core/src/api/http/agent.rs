@@ -159,10 +159,14 @@ pub(super) async fn agent_members(
     uri: Uri,
 ) -> Response {
     let q = QueryParams::from_uri(&uri);
+    let filter = match crate::filter::from_query(q.get("filter"), &crate::filter::schema::MEMBER) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
     let wan = q.has("wan") && q.get("wan") != Some("false") && q.get("wan") != Some("0");
     // No network segments exist here: only the default ("") and `_all` name the LAN pool.
     let segment_ok = matches!(q.get("segment"), None | Some("") | Some("_all"));
-    let members: Vec<Value> = if wan {
+    let mut members: Vec<Value> = if wan {
         // One datacenter: its WAN pool would be its servers, named `node.dc`.
         if !ctx.config.server {
             return Error::BadRequest("WAN members are only known to servers".into()).into_response();
@@ -187,6 +191,9 @@ pub(super) async fn agent_members(
     } else {
         Vec::new()
     };
+    if let Some(f) = &filter {
+        members.retain(|m| f.matches(m));
+    }
     json(StatusCode::OK, &members, q.pretty())
 }
 

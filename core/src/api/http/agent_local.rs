@@ -125,16 +125,18 @@ pub(super) async fn deregister_service(
 }
 
 /// `GET /v1/agent/services`: service ID → `AgentService`.
-pub(super) async fn services(State(ctx): State<Ctx>, Extension(acl): Acl, uri: Uri) -> Response {
+pub(super) async fn services(State(ctx): State<Ctx>, Extension(acl): Acl, uri: Uri) -> Result<Response, Error> {
     let q = QueryParams::from_uri(&uri);
+    let filter = crate::filter::from_query(q.get("filter"), &crate::filter::schema::AGENT_SERVICE)?;
     let snap = ctx.local.state.snapshot();
     let out: Map<String, Value> = snap
         .services
         .iter()
         .filter(|(_, s)| acl.visible(Resource::Service, &s.service.service))
         .map(|(id, s)| (id.clone(), agent_service_json(&ctx, &s.service)))
+        .filter(|(_, v)| filter.as_ref().is_none_or(|f| f.matches(v)))
         .collect();
-    json_response(StatusCode::OK, &Value::Object(out), q.pretty())
+    Ok(json_response(StatusCode::OK, &Value::Object(out), q.pretty()))
 }
 
 fn content_hash(v: &Value) -> String {
@@ -190,8 +192,9 @@ pub(super) async fn service(
 }
 
 /// `GET /v1/agent/checks`: check ID → `AgentCheck`.
-pub(super) async fn checks(State(ctx): State<Ctx>, Extension(acl): Acl, uri: Uri) -> Response {
+pub(super) async fn checks(State(ctx): State<Ctx>, Extension(acl): Acl, uri: Uri) -> Result<Response, Error> {
     let q = QueryParams::from_uri(&uri);
+    let filter = crate::filter::from_query(q.get("filter"), &crate::filter::schema::HEALTH_CHECK)?;
     let snap = ctx.local.state.snapshot();
     let visible = |c: &LocalCheck| match snap.services.get(&c.def.service_id) {
         Some(s) => acl.visible(Resource::Service, &s.service.service),
@@ -202,8 +205,9 @@ pub(super) async fn checks(State(ctx): State<Ctx>, Extension(acl): Acl, uri: Uri
         .iter()
         .filter(|(_, c)| visible(c))
         .map(|(id, c)| (id.clone(), agent_check_json(&ctx, c, &snap)))
+        .filter(|(_, v)| filter.as_ref().is_none_or(|f| f.matches(v)))
         .collect();
-    json_response(StatusCode::OK, &Value::Object(out), q.pretty())
+    Ok(json_response(StatusCode::OK, &Value::Object(out), q.pretty()))
 }
 
 /// `PUT /v1/agent/check/register`.

@@ -16,6 +16,7 @@ use super::query::{QueryParams, ReadParams};
 use super::{blocking, json as json_response, read_body, set_read_meta, Ctx};
 use crate::acl::rules::{Need, Resource};
 use crate::api::authz::RequestAcl;
+use crate::filter::{schema, Filter};
 use crate::state::catalog::{
     aggregate_status, service_entries, valid_status, watch_checks, watch_node, watch_nodes, watch_service,
     watch_services, DeregisterRequest, HealthCheck, Node, ServiceInstance, PASSING,
@@ -107,6 +108,16 @@ pub(super) struct ReadCtx {
     pub(super) acl: Arc<RequestAcl>,
 }
 
+/// The request's `?filter=`, compiled for the endpoint's items.
+fn filter_for(rc: &ReadCtx, schema: &schema::Schema) -> Result<Option<Filter>, Error> {
+    crate::filter::from_query(rc.q.get("filter"), schema)
+}
+
+/// Whether `item` passes the (optional) filter.
+fn keep(filter: &Option<Filter>, item: &Value) -> bool {
+    filter.as_ref().is_none_or(|f| f.matches(item))
+}
+
 pub(super) fn read_ctx(ctx: &Ctx, acl: Arc<RequestAcl>, uri: &Uri) -> Result<ReadCtx, Error> {
     let q = QueryParams::from_uri(uri);
     q.check_dc(&ctx.config.datacenter)?;
@@ -146,6 +157,7 @@ pub(super) async fn nodes(
 ) -> Result<Response, Error> {
     let rc = read_ctx(&ctx, acl, &uri)?;
     let filters = node_meta_filter(&rc.q)?;
+    let filter = filter_for(&rc, &schema::NODE)?;
     let near = near_node(&ctx, &rc.q);
     blocking_json(&ctx, &rc, watch_nodes(), |d| {
         let mut nodes: Vec<&Node> = d
@@ -155,7 +167,7 @@ pub(super) async fn nodes(
             .filter(|n| node_matches(n, &filters) && rc.acl.visible(Resource::Node, &n.node))
             .collect();
         sort_near(d, near.as_deref(), &mut nodes, |n| &n.node);
-        let list: Vec<Value> = nodes.into_iter().map(node_json).collect();
+        let list: Vec<Value> = nodes.into_iter().map(node_json).filter(|v| keep(&filter, v)).collect();
         (d.catalog.nodes_index, Value::Array(list))
     })
     .await
@@ -169,10 +181,13 @@ pub(super) async fn services(
 ) -> Result<Response, Error> {
     let rc = read_ctx(&ctx, acl, &uri)?;
     let filters = node_meta_filter(&rc.q)?;
+    // Consul filters the instances (`ServiceNode`s) before folding them into name → tags.
+    let filter = filter_for(&rc, &schema::CATALOG_SERVICE)?;
     blocking_json(&ctx, &rc, watch_services(), |d| {
         let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
         for s in d.catalog.services.values() {
-            if d.catalog.nodes.get(&s.node).is_some_and(|n| node_matches(n, &filters)) {
+            let node = d.catalog.nodes.get(&s.node).filter(|n| node_matches(n, &filters));
+            if node.is_some_and(|n| filter.as_ref().is_none_or(|f| f.matches(&catalog_service_json(n, s)))) {
                 out.entry(s.service.clone()).or_default().extend(s.tags.iter().cloned());
             }
         }
@@ -192,6 +207,7 @@ pub(super) async fn service(
     let rc = read_ctx(&ctx, acl, &uri)?;
     let filters = node_meta_filter(&rc.q)?;
     let tags: Vec<String> = rc.q.all("tag").map(str::to_string).collect();
+    let filter = filter_for(&rc, &schema::CATALOG_SERVICE)?;
     let near = near_node(&ctx, &rc.q);
     blocking_json(&ctx, &rc, watch_service(&name), |d| {
         let mut found: Vec<(&Node, &ServiceInstance)> = d
@@ -203,7 +219,8 @@ pub(super) async fn service(
             .filter(|(n, s)| rc.acl.visible(Resource::Service, &s.service) && rc.acl.visible(Resource::Node, &n.node))
             .collect();
         sort_near(d, near.as_deref(), &mut found, |(n, _)| &n.node);
-        let list: Vec<Value> = found.into_iter().map(|(n, s)| catalog_service_json(n, s)).collect();
+        let list: Vec<Value> =
+            found.into_iter().map(|(n, s)| catalog_service_json(n, s)).filter(|v| keep(&filter, v)).collect();
         (d.catalog.service_index(&name), Value::Array(list))
     })
     .await
@@ -217,6 +234,7 @@ pub(super) async fn node(
     uri: Uri,
 ) -> Result<Response, Error> {
     let rc = read_ctx(&ctx, acl, &uri)?;
+    let filter = filter_for(&rc, &schema::AGENT_SERVICE)?;
     let dc = ctx.config.datacenter.clone();
     blocking_json(&ctx, &rc, watch_node(&name), |d| {
         let body = match d.catalog.nodes.get(&name).filter(|_| rc.acl.visible(Resource::Node, &name)) {
@@ -228,6 +246,7 @@ pub(super) async fn node(
                     .into_iter()
                     .filter(|s| rc.acl.visible(Resource::Service, &s.service))
                     .map(|s| (s.id.clone(), service_json(s, &dc)))
+                    .filter(|(_, v)| keep(&filter, v))
                     .collect();
                 json!({"Node": node_json(n), "Services": services})
             }
@@ -245,6 +264,7 @@ pub(super) async fn node_services(
     uri: Uri,
 ) -> Result<Response, Error> {
     let rc = read_ctx(&ctx, acl, &uri)?;
+    let filter = filter_for(&rc, &schema::AGENT_SERVICE)?;
     let dc = ctx.config.datacenter.clone();
     blocking_json(&ctx, &rc, watch_node(&name), |d| {
         let body = match d.catalog.nodes.get(&name).filter(|_| rc.acl.visible(Resource::Node, &name)) {
@@ -256,6 +276,7 @@ pub(super) async fn node_services(
                     .into_iter()
                     .filter(|s| rc.acl.visible(Resource::Service, &s.service))
                     .map(|s| service_json(s, &dc))
+                    .filter(|v| keep(&filter, v))
                     .collect();
                 json!({"Node": node_json(n), "Services": services})
             }
@@ -273,9 +294,16 @@ pub(super) async fn health_node(
     uri: Uri,
 ) -> Result<Response, Error> {
     let rc = read_ctx(&ctx, acl, &uri)?;
+    let filter = filter_for(&rc, &schema::HEALTH_CHECK)?;
     blocking_json(&ctx, &rc, watch_node(&name), |d| {
-        let list: Vec<Value> =
-            d.catalog.node_checks(&name).into_iter().filter(|c| check_visible(&rc.acl, c)).map(check_json).collect();
+        let list: Vec<Value> = d
+            .catalog
+            .node_checks(&name)
+            .into_iter()
+            .filter(|c| check_visible(&rc.acl, c))
+            .map(check_json)
+            .filter(|v| keep(&filter, v))
+            .collect();
         (d.catalog.node_index(&name), Value::Array(list))
     })
     .await
@@ -290,6 +318,7 @@ pub(super) async fn health_checks(
 ) -> Result<Response, Error> {
     let rc = read_ctx(&ctx, acl, &uri)?;
     let filters = node_meta_filter(&rc.q)?;
+    let filter = filter_for(&rc, &schema::HEALTH_CHECK)?;
     let near = near_node(&ctx, &rc.q);
     blocking_json(&ctx, &rc, watch_service(&name), |d| {
         let mut checks: Vec<&HealthCheck> = d
@@ -301,7 +330,7 @@ pub(super) async fn health_checks(
             .filter(|c| check_visible(&rc.acl, c))
             .collect();
         sort_near(d, near.as_deref(), &mut checks, |c| &c.node);
-        let list: Vec<Value> = checks.into_iter().map(check_json).collect();
+        let list: Vec<Value> = checks.into_iter().map(check_json).filter(|v| keep(&filter, v)).collect();
         (d.catalog.service_index(&name), Value::Array(list))
     })
     .await
@@ -319,6 +348,7 @@ pub(super) async fn health_service(
     let filters = node_meta_filter(&rc.q)?;
     let tags: Vec<String> = rc.q.all("tag").map(str::to_string).collect();
     let passing = rc.q.has("passing");
+    let filter = filter_for(&rc, &schema::SERVICE_ENTRY)?;
     let dc = ctx.config.datacenter.clone();
     let near = near_node(&ctx, &rc.q);
     blocking_json(&ctx, &rc, watch_service(&name), |d| {
@@ -338,6 +368,7 @@ pub(super) async fn health_service(
                     "Checks": checks.into_iter().filter(|c| check_visible(&rc.acl, c)).map(check_json).collect::<Vec<_>>(),
                 })
             })
+            .filter(|v| keep(&filter, v))
             .collect();
         (d.catalog.service_index(&name), Value::Array(list))
     })
@@ -356,6 +387,7 @@ pub(super) async fn health_state(
     }
     let rc = read_ctx(&ctx, acl, &uri)?;
     let filters = node_meta_filter(&rc.q)?;
+    let filter = filter_for(&rc, &schema::HEALTH_CHECK)?;
     let near = near_node(&ctx, &rc.q);
     blocking_json(&ctx, &rc, watch_checks(), |d| {
         let mut checks: Vec<&HealthCheck> = d
@@ -367,7 +399,7 @@ pub(super) async fn health_state(
             .filter(|c| check_visible(&rc.acl, c))
             .collect();
         sort_near(d, near.as_deref(), &mut checks, |c| &c.node);
-        let list: Vec<Value> = checks.into_iter().map(check_json).collect();
+        let list: Vec<Value> = checks.into_iter().map(check_json).filter(|v| keep(&filter, v)).collect();
         (d.catalog.checks_index, Value::Array(list))
     })
     .await

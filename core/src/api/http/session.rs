@@ -216,6 +216,7 @@ async fn read_sessions(
     let q = QueryParams::from_uri(uri);
     q.check_dc(&ctx.config.datacenter)?;
     let params = ReadParams::parse(&q, ctx.config.default_query_time, ctx.config.max_query_time)?;
+    let filter = crate::filter::from_query(q.get("filter"), &crate::filter::schema::SESSION)?;
     let targets = [WatchTarget::Key(WATCH_SESSIONS.to_string())];
     let (index, sessions, meta) = blocking::run(ctx, &params, &targets, |d| {
         let mut sessions = pick(d);
@@ -223,7 +224,8 @@ async fn read_sessions(
         (d.session_index, sessions)
     })
     .await?;
-    let body: Vec<Value> = sessions.iter().map(session_json).collect();
+    let body: Vec<Value> =
+        sessions.iter().map(session_json).filter(|v| filter.as_ref().is_none_or(|f| f.matches(v))).collect();
     let mut resp = json(StatusCode::OK, &body, q.pretty());
     set_read_meta(resp.headers_mut(), index, &meta);
     Ok(resp)
