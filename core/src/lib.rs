@@ -63,6 +63,8 @@ pub mod conn_limit;
 pub mod coordinate;
 pub mod duration;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod local;
 pub mod membership;
 pub mod replication;
