@@ -52,6 +52,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("acl_rules", acl_rules),
     ("acl_selector", acl_selector),
     ("acl_jwt", acl_jwt),
+    ("connect_csr", connect_csr),
     ("durations", durations),
 ];
 
@@ -288,6 +289,25 @@ pub fn acl_jwt(data: &[u8]) {
     }
 }
 
+// ---- Connect CA ----------------------------------------------------------------------------
+
+/// A certificate signing request sent to the internal sign endpoint
+/// (`<service>\n<CSR PEM>`: the service comes from the URL path), signed by a fixed root.
+pub fn connect_csr(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let (service, csr) = text.split_once('\n').unwrap_or(("web", text));
+    let _ = crate::tls::connect_ca::sign_leaf_request(
+        include_str!("tls/testdata/fuzz-ca.pem"),
+        include_str!("tls/testdata/fuzz-ca.key"),
+        "11111111-2222-3333-4444-555555555555",
+        "dc1",
+        service,
+        csr,
+        std::time::Duration::from_secs(72 * 3600),
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+    );
+}
+
 // ---- small grammars ------------------------------------------------------------------------
 
 /// Go durations (`?wait`, TTLs, config) and RFC 3339 timestamps (token expiry).
@@ -330,6 +350,9 @@ pub fn generated_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         if let Ok(bytes) = m.to_vec() {
             out.push(("dns", format!("{}-{rtype}", name.trim_end_matches('.')), bytes));
         }
+    }
+    if let Ok((_, csr)) = crate::tls::connect_ca::leaf_request() {
+        out.push(("connect_csr", "rcgen-p256".into(), format!("web\n{csr}").into_bytes()));
     }
     for (target, sealed) in [("gossip_plain", false), ("gossip_sealed", true)] {
         for (name, bytes) in gossip_traffic(sealed) {

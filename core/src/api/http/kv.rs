@@ -178,8 +178,11 @@ pub(super) async fn put_kv(
     bool_response(result, q.pretty())
 }
 
+/// A PUT's `?flags`, `?cas` index, `?acquire` and `?release` sessions.
+type PutParams = (u64, Option<u64>, Option<String>, Option<String>);
+
 /// A PUT's query: `?flags`, and at most one of `?cas`, `?acquire`, `?release`.
-pub(super) fn put_params(q: &QueryParams) -> Result<(u64, Option<u64>, Option<String>, Option<String>), Error> {
+pub(super) fn put_params(q: &QueryParams) -> Result<PutParams, Error> {
     let flags = q.u64("flags", "flags")?.unwrap_or(0);
     let cas = q.u64("cas", "cas index")?;
     let acquire = q.get("acquire").map(str::to_string);
