@@ -1,7 +1,7 @@
-//! The decoding half of each endpoint family, callable without a server: what
-//! [`crate::fuzzing`] feeds outside bytes to. Each function runs the same parsers the handlers
-//! run on a query string or body, and ignores the outcome (the contract under test is "an
-//! error, never a panic").
+//! The decoding half of each endpoint family, callable without a server: what the fuzz targets
+//! (the top-level `fuzzing` module) feed outside bytes to. Each function runs the same parsers
+//! the handlers run on a query string or body, and ignores the outcome (the contract under test
+//! is "an error, never a panic").
 
 use std::time::Duration;
 
