@@ -3,6 +3,7 @@
 #
 #   scripts/fuzz.sh                    every target, 60 s each
 #   scripts/fuzz.sh dns 600            one target for 10 minutes
+#   scripts/fuzz.sh dns,http_txn 600   several
 #   scripts/fuzz.sh all 300            every target, 5 minutes each
 #   scripts/fuzz.sh --list             the target names
 #   scripts/fuzz.sh --build            build the fuzz binary only (and say how long it took)
@@ -88,11 +89,13 @@ secs=${2:-60}
 if [ "$what" = all ]; then
     list=$(targets)
 else
-    if [ ! -d "fuzz/corpus/$what" ]; then
-        echo "fuzz.sh: unknown target $what; one of:" $(targets) >&2
-        exit 2
-    fi
-    list=$what
+    list=${what//,/ }
+    for t in $list; do
+        if [ ! -d "fuzz/corpus/$t" ]; then
+            echo "fuzz.sh: unknown target $t; one of:" $(targets) >&2
+            exit 2
+        fi
+    done
 fi
 
 build
