@@ -54,6 +54,8 @@
 //! - [`clock`]: the clock seam ([`clock::SystemClock`], and [`clock::ManualClock`] for
 //!   simulations).
 //! - [`coordinate`]: Vivaldi network coordinates (the algorithm and the local client).
+//! - `fuzzing` (hidden): the fuzz targets, one `fn(&[u8])` per parser of outside bytes, above
+//!   every layer and called by none (`fuzz/README.md`).
 
 pub mod acl;
 pub mod agent;
@@ -64,6 +66,8 @@ pub mod coordinate;
 pub mod duration;
 pub mod error;
 pub mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod local;
 pub mod membership;
 pub mod rate_limit;

@@ -784,10 +784,31 @@ pub(crate) fn go_quote(s: &str) -> String {
 }
 
 /// Quote a block label for HCL output: HCL strings also treat `${` and `%{` as template
-/// openers, so those are escaped by doubling.
+/// openers, so those are escaped by doubling. Control characters are written `\uNNNN`, the
+/// only numeric escape HCL reads (Go's `\x7f`, as [`go_quote`] writes it, is a parse error
+/// in HCL: found by fuzzing, `fuzz/regressions/acl_rules/`).
 fn hcl_quote(s: &str) -> String {
-    let quoted = go_quote(s);
-    quoted.replace("${", "$${").replace("%{", "%%{")
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '$' | '%' if chars.peek() == Some(&'{') => {
+                out.push(c);
+                out.push(c);
+            }
+            // Every control character is in the Basic Multilingual Plane: four digits do.
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]
@@ -1130,7 +1151,20 @@ mod tests {
     #[test]
     fn odd_names_round_trip_through_hcl() {
         let mut rules = Rules::default();
-        for name in ["", "a b", "quo\"te", "back\\slash", "${not_a_template}", "%{nor}", "ünïcode/"] {
+        // Control characters too (DEL, NUL, C1): Go's `\x7f` escape is not HCL (found by fuzzing).
+        for name in [
+            "",
+            "a b",
+            "quo\"te",
+            "back\\slash",
+            "${not_a_template}",
+            "%{nor}",
+            "ünïcode/",
+            "f\x7fo",
+            "\0",
+            "\u{85}",
+            "$${x",
+        ] {
             rules.add_rule(Resource::Key, name, true, rule(Access::Read));
         }
         assert_eq!(Rules::parse(&rules.to_hcl()).unwrap(), rules, "{}", rules.to_hcl());

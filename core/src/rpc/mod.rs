@@ -39,7 +39,7 @@
 //! The bottom of the stack next to `state`: it calls nothing but the leaf modules.
 
 pub mod memory;
-mod wire;
+pub(crate) mod wire;
 
 pub use wire::{request_max, FrameError, FORWARDED_HTTP_BODY_MAX};
 

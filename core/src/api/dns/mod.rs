@@ -17,4 +17,5 @@ mod server;
 pub use config::DnsConfig;
 
 pub use resolve::{resolve, DnsAnswer};
+pub(crate) use server::answer_offline;
 pub use server::{answer_forwarded, serve_tcp, serve_udp, DnsContext, ForwardedQuery};

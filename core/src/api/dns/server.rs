@@ -131,36 +131,59 @@ fn encode_within(mut resp: Message, answers: Vec<(Record, Vec<Record>)>, max: us
     Some((bytes, keep < total))
 }
 
-/// Answers one packet; `token` overrides the agent's DNS token (a client agent's, forwarded).
-async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool, token: Option<String>) -> Handled {
+/// Decodes a packet and checks it is one question for our domains: the request and its
+/// question name, or what to do instead.
+fn parse_query(packet: &[u8], config: &DnsConfig) -> Result<(Message, String), Handled> {
     let req = match Message::from_vec(packet) {
         Ok(m) => m,
         Err(_) if packet.len() >= 2 => {
-            return error_reply(u16::from_be_bytes([packet[0], packet[1]]), OpCode::Query, ResponseCode::FormErr);
+            return Err(error_reply(u16::from_be_bytes([packet[0], packet[1]]), OpCode::Query, ResponseCode::FormErr));
         }
-        Err(_) => return Handled::Drop,
+        Err(_) => return Err(Handled::Drop),
     };
     let id = req.metadata.id;
     if req.metadata.message_type != MessageType::Query {
-        return Handled::Drop;
+        return Err(Handled::Drop);
     }
     if req.metadata.op_code != OpCode::Query {
-        return error_reply(id, req.metadata.op_code, ResponseCode::NotImp);
+        return Err(error_reply(id, req.metadata.op_code, ResponseCode::NotImp));
     }
     let [query] = req.queries.as_slice() else {
-        return error_reply(id, OpCode::Query, ResponseCode::FormErr);
+        return Err(error_reply(id, OpCode::Query, ResponseCode::FormErr));
     };
     if !matches!(query.query_class, DNSClass::IN | DNSClass::ANY) {
-        return error_reply(id, OpCode::Query, ResponseCode::NotImp);
+        return Err(error_reply(id, OpCode::Query, ResponseCode::NotImp));
     }
     let qname = query.name.to_ascii();
-    if !in_our_domains(&qname, &ctx.config) {
-        return if ctx.config.recursors.is_empty() {
+    if !in_our_domains(&qname, config) {
+        return Err(if config.recursors.is_empty() {
             error_reply(id, OpCode::Query, ResponseCode::Refused)
         } else {
             Handled::Recurse
-        };
+        });
     }
+    Ok((req, qname))
+}
+
+/// The client's EDNS payload size, if any; the largest answer to build; and the answer
+/// count limit to resolve with (0: none).
+fn size_limits(req: &Message, udp: bool, config: &DnsConfig) -> (Option<usize>, usize, usize) {
+    let client_edns = req.edns.as_ref().map(|e| usize::from(e.max_payload()).max(UDP_PLAIN_MAX));
+    let (max, limit) = match (udp, client_edns) {
+        (false, _) => (TCP_MAX, 0),
+        (true, Some(size)) => (size, 0),
+        (true, None) => (UDP_PLAIN_MAX, config.udp_answer_limit),
+    };
+    (client_edns, max, limit)
+}
+
+/// Answers one packet; `token` overrides the agent's DNS token (a client agent's, forwarded).
+async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool, token: Option<String>) -> Handled {
+    let (req, qname) = match parse_query(packet, &ctx.config) {
+        Ok(x) => x,
+        Err(h) => return h,
+    };
+    let id = req.metadata.id;
     // DNS reads are stale by default (`allow_stale`); past `max_stale` behind the leader, or with
     // stale reads off, read through the leader like a default-mode HTTP query.
     let consensus = match &ctx.backend {
@@ -187,12 +210,8 @@ async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool, token: Option<String
     if consensus.read_barrier(mode).await.is_err() {
         return error_reply(id, OpCode::Query, ResponseCode::ServFail);
     }
-    let client_edns = req.edns.as_ref().map(|e| usize::from(e.max_payload()).max(UDP_PLAIN_MAX));
-    let (max, limit) = match (udp, client_edns) {
-        (false, _) => (TCP_MAX, 0),
-        (true, Some(size)) => (size, 0),
-        (true, None) => (UDP_PLAIN_MAX, ctx.config.udp_answer_limit),
-    };
+    let (_, _, limit) = size_limits(&req, udp, &ctx.config);
+    let Some(query) = req.queries.first() else { return error_reply(id, OpCode::Query, ResponseCode::FormErr) };
     // Answered as the agent's DNS token (else its default token, else anonymous) may read.
     let secret = token.or_else(|| dns_token(ctx));
     let now = crate::replication::session_ttl::now_ms();
@@ -201,10 +220,17 @@ async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool, token: Option<String
         // A configured token that no longer exists reads nothing.
         Err(_) => DnsAnswer { nx_domain: true, ..Default::default() },
     });
+    reply(&req, answer, udp, &ctx.config)
+}
+
+/// Encodes the reply to `req` carrying `answer`, within the size the transport allows.
+fn reply(req: &Message, answer: DnsAnswer, udp: bool, config: &DnsConfig) -> Handled {
+    let id = req.metadata.id;
+    let (client_edns, max, _) = size_limits(req, udp, config);
     let mut resp = Message::response(id, OpCode::Query);
     resp.metadata.authoritative = true;
     resp.metadata.recursion_desired = req.metadata.recursion_desired;
-    resp.metadata.recursion_available = !ctx.config.recursors.is_empty();
+    resp.metadata.recursion_available = !config.recursors.is_empty();
     resp.metadata.response_code = if answer.nx_domain { ResponseCode::NXDomain } else { ResponseCode::NoError };
     resp.queries = req.queries.clone();
     resp.authorities = answer.authorities;
@@ -218,7 +244,7 @@ async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool, token: Option<String
         answer.answers.into_iter().map(|r| (r, extras.next().unwrap_or_default())).collect();
     let limited = answer.limited;
     match encode_within(resp, answers, max) {
-        Some((mut bytes, cut)) if (cut || limited) && udp && ctx.config.enable_truncate => {
+        Some((mut bytes, cut)) if (cut || limited) && udp && config.enable_truncate => {
             // Set TC in the encoded header (byte 2, bit 0x02): the flag does not change the size.
             if let Some(flags) = bytes.get_mut(2) {
                 *flags |= 0x02;
@@ -227,6 +253,31 @@ async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool, token: Option<String
         }
         Some((bytes, _)) => Handled::Reply(bytes),
         None => error_reply(id, OpCode::Query, ResponseCode::ServFail),
+    }
+}
+
+/// The whole answering path short of the network and the Raft read barrier: decode `packet`,
+/// resolve it against `data` with ACLs off, encode the reply (`None`: no reply, or recurse).
+pub(crate) fn answer_offline(
+    packet: &[u8],
+    udp: bool,
+    data: &crate::state::StateData,
+    config: &DnsConfig,
+    datacenter: &str,
+) -> Option<Vec<u8>> {
+    let handled = match parse_query(packet, config) {
+        Err(h) => h,
+        Ok((req, qname)) => {
+            let (_, _, limit) = size_limits(&req, udp, config);
+            let qtype = req.queries.first()?.query_type;
+            let acl = crate::api::authz::Authz::disabled();
+            let answer = resolve(data, &acl, config, datacenter, &qname, qtype, limit);
+            reply(&req, answer, udp, config)
+        }
+    };
+    match handled {
+        Handled::Reply(b) => Some(b),
+        Handled::Recurse | Handled::Drop => None,
     }
 }
 

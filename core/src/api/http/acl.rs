@@ -80,10 +80,15 @@ fn valid_identity_name(s: &str) -> bool {
 /// wording per endpoint. Unknown fields are ignored, as Consul's decoder does.
 async fn body_object(body: Body, headers: &HeaderMap, what: &str) -> Result<Map<String, Value>, Error> {
     let bytes = read_body(body, headers, MAX_BODY, "the ACL request size limit").await?;
+    decode_object(&bytes, what)
+}
+
+/// The decoding half of [`body_object`]: blank is an empty object, else a JSON object.
+pub(super) fn decode_object(bytes: &[u8], what: &str) -> Result<Map<String, Value>, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
-    parse_object(&bytes).map_err(|e| {
+    parse_object(bytes).map_err(|e| {
         let detail = e.to_string();
         let detail = detail.strip_prefix("Request decode failed: ").unwrap_or(&detail).to_string();
         match what {
@@ -407,7 +412,7 @@ fn parse_duration_ns(o: &Obj<'_>, field: &str) -> Result<i128, Error> {
 }
 
 /// The fields a token write takes from its body.
-fn parse_token_body(o: &Obj<'_>) -> Result<(AclToken, i128, Option<u64>), Error> {
+pub(super) fn parse_token_body(o: &Obj<'_>) -> Result<(AclToken, i128, Option<u64>), Error> {
     if !o.string(&["Rules"])?.is_empty() {
         return Err(bad("Rules cannot be specified for this token"));
     }
@@ -446,7 +451,7 @@ fn parse_token_body(o: &Obj<'_>) -> Result<(AclToken, i128, Option<u64>), Error>
     Ok((token, ttl, expiration))
 }
 
-fn validate_token_id(id: &str, field: &str) -> Result<(), Error> {
+pub(super) fn validate_token_id(id: &str, field: &str) -> Result<(), Error> {
     if id.starts_with(RESERVED_ID_PREFIX) {
         return Err(bad(format!("Invalid Token: {field} - UUIDs with the prefix {RESERVED_ID_PREFIX:?} are reserved")));
     }
@@ -457,7 +462,7 @@ fn validate_token_id(id: &str, field: &str) -> Result<(), Error> {
 }
 
 /// Applies Consul's create-time expiry rules; returns the expiry (unix ms) if any.
-fn creation_expiry(ttl_ns: i128, expiration: Option<u64>, now: u64) -> Result<Option<u64>, Error> {
+pub(super) fn creation_expiry(ttl_ns: i128, expiration: Option<u64>, now: u64) -> Result<Option<u64>, Error> {
     if ttl_ns < 0 {
         return Err(bad(format!(
             "Token Expiration TTL '-{}' should be > 0",
@@ -739,7 +744,7 @@ pub(super) async fn token_list(State(ctx): State<Ctx>, uri: Uri) -> Result<Respo
 
 // ---- policies ------------------------------------------------------------------------------
 
-fn parse_policy(map: &Map<String, Value>) -> Result<AclPolicy, Error> {
+pub(super) fn parse_policy(map: &Map<String, Value>) -> Result<AclPolicy, Error> {
     let o = Obj::new(map, "");
     let policy = AclPolicy {
         id: o.string(&["ID"])?,
@@ -837,7 +842,7 @@ pub(super) async fn policy_list(State(ctx): State<Ctx>, uri: Uri) -> Result<Resp
 
 // ---- roles ---------------------------------------------------------------------------------
 
-fn parse_role(map: &Map<String, Value>) -> Result<AclRole, Error> {
+pub(super) fn parse_role(map: &Map<String, Value>) -> Result<AclRole, Error> {
     let o = Obj::new(map, "");
     let role = AclRole {
         id: o.string(&["ID"])?,
@@ -997,7 +1002,7 @@ pub(super) async fn templated_policy_preview(
 
 // ---- auth methods --------------------------------------------------------------------------
 
-fn parse_auth_method(map: &Map<String, Value>) -> Result<AclAuthMethod, Error> {
+pub(super) fn parse_auth_method(map: &Map<String, Value>) -> Result<AclAuthMethod, Error> {
     let o = Obj::new(map, "");
     let name = o.string(&["Name"])?;
     let method_type = o.string(&["Type"])?;

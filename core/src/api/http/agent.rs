@@ -279,15 +279,7 @@ pub(super) async fn agent_token(
     }
     acl.require(Resource::Agent, &ctx.local.node.name, Need::Write)?;
     let bytes = super::read_body(body, &headers, 64 * 1024, "the agent token request limit").await?;
-    let v: Value =
-        serde_json::from_slice(&bytes).map_err(|e| Error::BadRequest(format!("Request decode failed: {e}")))?;
-    let token = match v.get("Token") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => {
-            return Err(Error::BadRequest(format!("Request decode failed: Token must be a string, got {other}")))
-        }
-    };
+    let token = parse_agent_token(&bytes)?;
     ctx.acl.set_agent_token(&kind, Some(token))?;
     if ctx.acl.settings().enable_token_persistence {
         if let Some(dir) = &ctx.config.data_dir {
@@ -295,4 +287,15 @@ pub(super) async fn agent_token(
         }
     }
     Ok(StatusCode::OK.into_response())
+}
+
+/// The `{"Token": "<secret>"}` body of `PUT /v1/agent/token/:kind` (absent or null: clear it).
+pub(super) fn parse_agent_token(bytes: &[u8]) -> Result<String, Error> {
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| Error::BadRequest(format!("Request decode failed: {e}")))?;
+    match v.get("Token") {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(Error::BadRequest(format!("Request decode failed: Token must be a string, got {other}"))),
+    }
 }

@@ -319,7 +319,11 @@ pub(super) async fn check_update(
 
 /// `?enable=true|false` (required) and `?reason=`.
 fn maintenance_params(uri: &Uri) -> Result<(bool, String), Error> {
-    let q = QueryParams::from_uri(uri);
+    maintenance_query(&QueryParams::from_uri(uri))
+}
+
+/// The decoding half of [`maintenance_params`].
+pub(super) fn maintenance_query(q: &QueryParams) -> Result<(bool, String), Error> {
     let enable = match q.get("enable") {
         None | Some("") => return Err(Error::BadRequest("Missing value for enable".into())),
         // Go's strconv.ParseBool spellings.

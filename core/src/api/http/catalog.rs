@@ -82,7 +82,7 @@ fn catalog_service_json(n: &Node, s: &ServiceInstance) -> Value {
 }
 
 /// `?node-meta=key:value` filters (repeatable; all must match).
-fn node_meta_filter(q: &QueryParams) -> Result<Vec<(String, String)>, Error> {
+pub(super) fn node_meta_filter(q: &QueryParams) -> Result<Vec<(String, String)>, Error> {
     q.all("node-meta")
         .map(|v| {
             v.split_once(':')
@@ -439,7 +439,14 @@ pub(super) async fn deregister(
     let q = QueryParams::from_uri(&uri);
     q.check_dc(&ctx.config.datacenter)?;
     let bytes = read_body(body, &headers, MAX_BODY, "the catalog request size limit").await?;
-    let map = parse_object(&bytes)?;
+    let req = parse_deregister(&bytes)?;
+    ctx.consensus()?.state().read(|d| require_deregister(&acl, d, &req))?;
+    write_result(ctx.consensus()?.write(Command::CatalogDeregister(req)).await?, q.pretty())
+}
+
+/// Parses a `PUT /v1/catalog/deregister` body (`Node`, optional `ServiceID` or `CheckID`).
+pub(super) fn parse_deregister(bytes: &[u8]) -> Result<DeregisterRequest, Error> {
+    let map = parse_object(bytes)?;
     let o = Obj::new(&map, "");
     let node = o.string(&["Node"])?;
     if node.is_empty() {
@@ -447,9 +454,7 @@ pub(super) async fn deregister(
     }
     let service_id = Some(o.string(&["ServiceID"])?).filter(|s| !s.is_empty());
     let check_id = Some(o.string(&["CheckID"])?).filter(|s| !s.is_empty());
-    let req = DeregisterRequest { node, service_id, check_id };
-    ctx.consensus()?.state().read(|d| require_deregister(&acl, d, &req))?;
-    write_result(ctx.consensus()?.write(Command::CatalogDeregister(req)).await?, q.pretty())
+    Ok(DeregisterRequest { node, service_id, check_id })
 }
 
 /// What a catalog registration needs (Consul's `vetRegisterWithACL`): `node:write` when it

@@ -62,7 +62,7 @@ async fn blocking_coordinates(
 }
 
 /// `?segment=` keeps only that segment's entries (present but empty: the default segment).
-fn segment_filter(q: &QueryParams) -> Option<String> {
+pub(super) fn segment_filter(q: &QueryParams) -> Option<String> {
     q.has("segment").then(|| q.get("segment").unwrap_or_default().to_string())
 }
 
@@ -144,7 +144,7 @@ pub(super) async fn node(
 }
 
 /// Parses a `{Node, Segment, Coord}` body.
-fn parse_update(bytes: &[u8]) -> Result<CoordinateUpdate, Error> {
+pub(super) fn parse_update(bytes: &[u8]) -> Result<CoordinateUpdate, Error> {
     let map = parse_object(bytes)?;
     let o = Obj::new(&map, "");
     let node = o.string(&["Node"])?;

@@ -44,6 +44,37 @@ fn compile(what: &str, pattern: &str) -> Result<Option<Regex>, Error> {
     Regex::new(pattern).map(Some).map_err(|e| Error::BadRequest(format!("invalid {what} filter {pattern:?}: {e}")))
 }
 
+/// An event name: not empty, not starting with the reserved `_`.
+pub(super) fn check_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() {
+        return Err(Error::BadRequest("Missing name".into()));
+    }
+    if name.starts_with('_') {
+        return Err(Error::BadRequest(format!("event name {name:?}: names starting with '_' are reserved")));
+    }
+    if name.len() > MAX_EVENT_SIZE {
+        return Err(Error::TooLarge(format!(
+            "event name is {} bytes: a user event (name, payload and filters) is limited to {MAX_EVENT_SIZE} bytes",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The `?node`, `?service`, `?tag` filters of a fire, each a valid regex (tag needs service).
+pub(super) fn fire_filters(q: &QueryParams) -> Result<(String, String, String), Error> {
+    let node = q.get("node").unwrap_or_default().to_string();
+    let service = q.get("service").unwrap_or_default().to_string();
+    let tag = q.get("tag").unwrap_or_default().to_string();
+    if !tag.is_empty() && service.is_empty() {
+        return Err(Error::BadRequest("Cannot provide tag filter without service filter.".into()));
+    }
+    compile("node", &node)?;
+    compile("service", &service)?;
+    compile("tag", &tag)?;
+    Ok((node, service, tag))
+}
+
 /// `PUT /v1/event/fire/:name` (`?node`, `?service`, `?tag` regexes; body = payload).
 pub(super) async fn fire(
     State(ctx): State<Ctx>,
@@ -56,28 +87,9 @@ pub(super) async fn fire(
     let q = QueryParams::from_uri(&uri);
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;
-        if name.is_empty() {
-            return Err(Error::BadRequest("Missing name".into()));
-        }
-        if name.starts_with('_') {
-            return Err(Error::BadRequest(format!("event name {name:?}: names starting with '_' are reserved")));
-        }
-        if name.len() > MAX_EVENT_SIZE {
-            return Err(Error::TooLarge(format!(
-                "event name is {} bytes: a user event (name, payload and filters) is limited to {MAX_EVENT_SIZE} bytes",
-                name.len()
-            )));
-        }
+        check_name(&name)?;
         acl.require(Resource::Event, &name, Need::Write)?;
-        let node = q.get("node").unwrap_or_default().to_string();
-        let service = q.get("service").unwrap_or_default().to_string();
-        let tag = q.get("tag").unwrap_or_default().to_string();
-        if !tag.is_empty() && service.is_empty() {
-            return Err(Error::BadRequest("Cannot provide tag filter without service filter.".into()));
-        }
-        compile("node", &node)?;
-        compile("service", &service)?;
-        compile("tag", &tag)?;
+        let (node, service, tag) = fire_filters(&q)?;
         let payload = read_body(body, &headers, MAX_EVENT_SIZE, "the 512-byte user event size limit").await?;
         let ev = UserEvent {
             id: uuid::Uuid::new_v4().to_string(),
@@ -93,7 +105,7 @@ pub(super) async fn fire(
         check_event_size(&ev).map_err(Error::TooLarge)?;
         let fired = ctx.cluster.gossip().fire_event(ev).map_err(|e| Error::BadRequest(e.to_string()))?;
         // Like Consul, the answer carries LTime 0: the time is the pool's business.
-        Ok(UserEvent { ltime: 0, ..fired })
+        Ok::<_, Error>(UserEvent { ltime: 0, ..fired })
     }
     .await;
     match result {

@@ -29,6 +29,17 @@ fn keyring_error(e: KeyringError) -> Error {
     }
 }
 
+/// The `{"Key": "<base64>"}` body of an install, use or remove.
+pub(super) fn parse_key_body(body: &[u8]) -> Result<String, Error> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("Request decode failed: {e}")))?;
+    v.get("Key")
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| Error::BadRequest("Request decode failed: missing \"Key\"".into()))
+}
+
 /// Every keyring verb.
 pub(super) async fn keyring(
     State(ctx): State<Ctx>,
@@ -47,14 +58,7 @@ pub(super) async fn keyring(
             KeyringOp::List
         } else {
             let body = read_body(body, &headers, MAX_BODY, "the keyring request limit").await?;
-            let v: Value =
-                serde_json::from_slice(&body).map_err(|e| Error::BadRequest(format!("Request decode failed: {e}")))?;
-            let key = v
-                .get("Key")
-                .and_then(Value::as_str)
-                .filter(|k| !k.is_empty())
-                .ok_or_else(|| Error::BadRequest("Request decode failed: missing \"Key\"".into()))?
-                .to_string();
+            let key = parse_key_body(&body)?;
             match method {
                 Method::POST => KeyringOp::Install(key),
                 Method::PUT => KeyringOp::Use(key),

@@ -158,13 +158,7 @@ pub(super) async fn put_kv(
         }
         validate_key(&key).map_err(Error::BadRequest)?;
         acl.require(Resource::Key, &key, Need::Write)?;
-        let flags = q.u64("flags", "flags")?.unwrap_or(0);
-        let cas = q.u64("cas", "cas index")?;
-        let acquire = q.get("acquire").map(str::to_string);
-        let release = q.get("release").map(str::to_string);
-        if [cas.is_some(), acquire.is_some(), release.is_some()].iter().filter(|b| **b).count() > 1 {
-            return Err(Error::BadRequest("Conflicting flags: cas=, acquire=, release= are mutually exclusive".into()));
-        }
+        let (flags, cas, acquire, release) = put_params(&q)?;
         let limit = ctx.config.limits.kv_max_value_size;
         let value = read_body(body, &headers, limit, "the kv_max_value_size limit (limits.kv_max_value_size)").await?;
         let op = match (cas, acquire, release) {
@@ -184,6 +178,31 @@ pub(super) async fn put_kv(
     bool_response(result, q.pretty())
 }
 
+/// A PUT's `?flags`, `?cas` index, `?acquire` and `?release` sessions.
+type PutParams = (u64, Option<u64>, Option<String>, Option<String>);
+
+/// A PUT's query: `?flags`, and at most one of `?cas`, `?acquire`, `?release`.
+pub(super) fn put_params(q: &QueryParams) -> Result<PutParams, Error> {
+    let flags = q.u64("flags", "flags")?.unwrap_or(0);
+    let cas = q.u64("cas", "cas index")?;
+    let acquire = q.get("acquire").map(str::to_string);
+    let release = q.get("release").map(str::to_string);
+    if [cas.is_some(), acquire.is_some(), release.is_some()].iter().filter(|b| **b).count() > 1 {
+        return Err(Error::BadRequest("Conflicting flags: cas=, acquire=, release= are mutually exclusive".into()));
+    }
+    Ok((flags, cas, acquire, release))
+}
+
+/// A DELETE's query: `?recurse` or `?cas`, not both.
+pub(super) fn delete_params(q: &QueryParams) -> Result<(bool, Option<u64>), Error> {
+    let recurse = q.has("recurse");
+    let cas = q.u64("cas", "cas index")?;
+    if recurse && cas.is_some() {
+        return Err(Error::BadRequest("Conflicting flags: cas= and recurse are mutually exclusive".into()));
+    }
+    Ok((recurse, cas))
+}
+
 /// `DELETE /v1/kv/:key`.
 pub(super) async fn delete_kv(
     State(ctx): State<Ctx>,
@@ -195,11 +214,7 @@ pub(super) async fn delete_kv(
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;
         let key = key_of(path);
-        let recurse = q.has("recurse");
-        let cas = q.u64("cas", "cas index")?;
-        if recurse && cas.is_some() {
-            return Err(Error::BadRequest("Conflicting flags: cas= and recurse are mutually exclusive".into()));
-        }
+        let (recurse, cas) = delete_params(&q)?;
         if key.is_empty() && !recurse {
             return Err(Error::BadRequest("Missing key name".into()));
         }

@@ -12,6 +12,7 @@ pub(crate) mod catalog;
 pub mod connect_ca;
 mod coordinate;
 mod event;
+pub(crate) mod fuzz;
 mod https;
 pub(crate) use https::HANDSHAKE_TIMEOUT as HTTPS_HANDSHAKE_TIMEOUT;
 mod keyring;

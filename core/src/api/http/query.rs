@@ -19,11 +19,14 @@ pub struct QueryParams {
 impl QueryParams {
     /// Parses the query string of `uri`.
     pub fn from_uri(uri: &Uri) -> Self {
-        let pairs = uri
-            .query()
-            .map(|q| form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
-            .unwrap_or_default();
-        QueryParams { pairs }
+        uri.query().map(Self::from_query).unwrap_or_default()
+    }
+
+    /// Parses a raw query string (the part after `?`).
+    pub fn from_query(query: &str) -> Self {
+        QueryParams {
+            pairs: form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
+        }
     }
 
     /// Whether `name` is present at all.

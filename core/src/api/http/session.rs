@@ -83,7 +83,7 @@ fn parse_lock_delay(v: Option<&Value>) -> Result<u64, Error> {
 }
 
 /// Parses a create body into a session (ID and indexes not yet set).
-fn parse_create(bytes: &[u8], default_node: &str) -> Result<Session, Error> {
+pub(super) fn parse_create(bytes: &[u8], default_node: &str) -> Result<Session, Error> {
     let map = if bytes.iter().all(u8::is_ascii_whitespace) { Default::default() } else { parse_object(bytes)? };
     let o = Obj::new(&map, "");
     let node = Some(o.string(&["Node"])?).filter(|n| !n.is_empty()).unwrap_or_else(|| default_node.to_string());

@@ -117,7 +117,7 @@ fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v).filter(|v| !v.is_null())
 }
 
-fn parse_ops(body: &[u8], max_value: usize) -> Result<Vec<TxnOp>, Error> {
+pub(super) fn parse_ops(body: &[u8], max_value: usize) -> Result<Vec<TxnOp>, Error> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("Failed to parse body: {e}")))?;
     let Value::Array(items) = value else {
