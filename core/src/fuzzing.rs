@@ -54,6 +54,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("acl_jwt", acl_jwt),
     ("connect_csr", connect_csr),
     ("durations", durations),
+    ("filter_expr", filter_expr),
     ("rpc_frames", rpc_frames),
     ("snapshot_archive", snapshot_archive),
 ];
@@ -308,6 +309,33 @@ pub fn connect_csr(data: &[u8]) {
         std::time::Duration::from_secs(72 * 3600),
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
     );
+}
+
+// ---- `?filter=` expressions ----------------------------------------------------------------
+
+/// `?filter=` expressions: the first byte picks an endpoint's schema, the rest is the
+/// expression; a compiled filter is evaluated over a health-service entry and a node, as a
+/// handler would over its items (whatever their shape, evaluation must not panic).
+pub fn filter_expr(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else { return };
+    let Ok(expr) = std::str::from_utf8(rest) else { return };
+    let endpoints = crate::filter::ENDPOINTS;
+    let (_, schema) = endpoints[usize::from(pick) % endpoints.len()];
+    let Ok(filter) = crate::filter::Filter::compile(expr, schema) else { return };
+    let items = [
+        serde_json::json!({
+            "Node": {"Node": "n1", "Address": "10.0.0.1", "Meta": {"rack": "r1", "env": ""}},
+            "Service": {"ID": "web-1", "Service": "web", "Tags": ["v1", "primary"], "Port": 8080,
+                        "Meta": {"version": "2"}, "Weights": {"Passing": 1, "Warning": 1}},
+            "Checks": [{"CheckID": "serfHealth", "Status": "passing", "ServiceTags": []},
+                       {"CheckID": "c2", "Status": "critical", "ServiceTags": ["v1"]}]
+        }),
+        serde_json::json!({"Node": "n2", "Address": "::1", "Meta": null, "TaggedAddresses": {}, "ID": 7}),
+        Value::Null,
+    ];
+    for item in &items {
+        let _ = filter.matches(item);
+    }
 }
 
 // ---- agent-to-agent RPC --------------------------------------------------------------------
