@@ -234,3 +234,22 @@ impl HttpAddr for AgentConfig {
         SocketAddr::new(self.client_addr, self.ports.http.unwrap_or_default())
     }
 }
+
+/// The configuration of a client agent (`server = false`) on 127.0.0.1 with free ports, keeping
+/// its state in `data_dir` and joining the gossip pool at `join` (a serf address) with the dev
+/// gossip timings. Adjust fields before `Agent::start`.
+pub fn client_agent_config(name: &str, data_dir: &std::path::Path, join: SocketAddr) -> AgentConfig {
+    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    AgentConfig {
+        node_name: name.into(),
+        server: false,
+        data_dir: Some(data_dir.to_path_buf()),
+        bind_addr: lo,
+        client_addr: lo,
+        ports: Ports::any(),
+        retry_join: vec![join.to_string()],
+        retry_interval: Duration::from_millis(200),
+        gossip_lan: consul_core::gossip::GossipConfig::dev(),
+        ..AgentConfig::default()
+    }
+}

@@ -350,28 +350,14 @@ async fn t71_filter_on_acl_lists() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t71_filter_through_a_client_agent() {
     use consul_core::agent::Agent;
-    use consul_core::config::{AgentConfig, Ports};
-    use consul_core::gossip::GossipConfig;
-    use std::net::{IpAddr, Ipv4Addr};
-    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    use consul_core::config::AgentConfig;
     let server =
         Agent::start(AgentConfig { node_name: "srv".into(), ..AgentConfig::dev_any_port() }).await.expect("server");
     server.wait_for_leader(Duration::from_secs(10)).await.expect("leader");
     let dir = tempfile::tempdir().expect("tempdir");
-    let client = Agent::start(AgentConfig {
-        node_name: "cli".into(),
-        server: false,
-        data_dir: Some(dir.path().to_path_buf()),
-        bind_addr: lo,
-        client_addr: lo,
-        ports: Ports::any(),
-        retry_join: vec![server.serf_addr().to_string()],
-        retry_interval: Duration::from_millis(200),
-        gossip_lan: GossipConfig::dev(),
-        ..AgentConfig::default()
-    })
-    .await
-    .expect("client");
+    let client = Agent::start(consul_tests::inproc::client_agent_config("cli", dir.path(), server.serf_addr()))
+        .await
+        .expect("client");
     client.wait_for_leader(Duration::from_secs(20)).await.expect("the client reaches a leader");
     let api = Api::new(client.http_addr());
     put(&api, "/v1/catalog/register", register("n1", "r1", "web1", "passing", &["primary"], "1")).await;

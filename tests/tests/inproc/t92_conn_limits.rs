@@ -83,26 +83,11 @@ async fn t92_rpc_connections_past_the_per_client_limit_are_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t92_a_client_agents_rpc_rate_is_limited() {
     use consul_core::agent::Agent;
-    use consul_core::config::Ports;
-    use consul_core::gossip::GossipConfig;
-    use std::net::{IpAddr, Ipv4Addr};
-    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let server =
         Agent::start(AgentConfig { node_name: "srv".into(), ..AgentConfig::dev_any_port() }).await.expect("server");
     server.wait_for_leader(Duration::from_secs(10)).await.expect("leader");
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = AgentConfig {
-        node_name: "cli".into(),
-        server: false,
-        data_dir: Some(dir.path().to_path_buf()),
-        bind_addr: lo,
-        client_addr: lo,
-        ports: Ports::any(),
-        retry_join: vec![server.serf_addr().to_string()],
-        retry_interval: Duration::from_millis(200),
-        gossip_lan: GossipConfig::dev(),
-        ..AgentConfig::default()
-    };
+    let mut config = consul_tests::inproc::client_agent_config("cli", dir.path(), server.serf_addr());
     config.limits.rpc_rate = 2.0;
     config.limits.rpc_max_burst = 5;
     let client = Agent::start(config).await.expect("client");
