@@ -4,20 +4,169 @@
 //! records sets and deletes without touching it. A transaction commits the overlay only when
 //! every operation succeeded, so a rolled-back transaction leaves the state — and every index —
 //! exactly as it was. Error texts follow Consul's `state/txn.go` and `state/kvs.go`.
+//!
+//! Catalog operations (`Node`, `Service`, `Check`) run against a private copy of the catalog,
+//! taken at the first catalog write, through the same [`Catalog::register`] and
+//! [`Catalog::deregister`] that `/v1/catalog` uses; the copy replaces the catalog only when the
+//! whole transaction succeeded. Session deletes are checked while the transaction runs and
+//! applied after its changes are committed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::catalog::{Catalog, DeregisterRequest, HealthCheck, Node, RegisterRequest, ServiceInstance};
 use super::{KvEntry, StateData};
 use crate::state::command::{KvOp, KvVerb};
 
-/// One transaction operation. Only KV operations exist so far; catalog operations (`Node`,
-/// `Service`, `Check`) join with the catalog issue.
+/// One transaction operation.
+///
+/// Part of the Raft log encoding (postcard): new variants go at the end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnOp {
     /// A KV operation.
     Kv(KvOp),
+    /// A node operation (`TxnNodeOp`); `node.modify_index` is the index for `cas`/`delete-cas`.
+    Node {
+        /// What to do.
+        verb: CatalogVerb,
+        /// The node (looked up by ID when it has one, else by name, for `get`).
+        node: Node,
+    },
+    /// A service operation (`TxnServiceOp`); `service.modify_index` is the index for
+    /// `cas`/`delete-cas`.
+    Service {
+        /// What to do.
+        verb: CatalogVerb,
+        /// The node the instance is on.
+        node: String,
+        /// The instance (only `id` matters for `get` and the deletes).
+        service: ServiceInstance,
+    },
+    /// A check operation (`TxnCheckOp`); `check.modify_index` is the index for
+    /// `cas`/`delete-cas`.
+    Check {
+        /// What to do.
+        verb: CatalogVerb,
+        /// The check (only `node` and `check_id` matter for `get` and the deletes).
+        check: HealthCheck,
+    },
+    /// Destroy a session (`TxnSessionOp`, whose only verb is `delete`).
+    SessionDelete {
+        /// Session ID.
+        id: String,
+        /// The proposer's clock (unix ms), starting the lock-delays of the locks it held.
+        now_ms: u64,
+    },
+}
+
+impl TxnOp {
+    /// Whether the operation only reads.
+    pub fn is_read(&self) -> bool {
+        match self {
+            TxnOp::Kv(op) => op.verb.is_read(),
+            TxnOp::Node { verb, .. } | TxnOp::Service { verb, .. } | TxnOp::Check { verb, .. } => {
+                *verb == CatalogVerb::Get
+            }
+            TxnOp::SessionDelete { .. } => false,
+        }
+    }
+
+    /// The proposer's clock carried by the operation, if any (for lock-delays).
+    pub fn now_ms(&self) -> Option<u64> {
+        match self {
+            TxnOp::Kv(op) => op.now_ms,
+            TxnOp::SessionDelete { now_ms, .. } => Some(*now_ms),
+            _ => None,
+        }
+    }
+
+    /// Rough encoded size, for batching.
+    pub fn approx_size(&self) -> usize {
+        match self {
+            TxnOp::Kv(op) => op.key.len() + op.value.len() + 32,
+            TxnOp::Node { .. } => 256,
+            TxnOp::Service { service, .. } => 256 + service.tags.iter().map(String::len).sum::<usize>(),
+            TxnOp::Check { check, .. } => 256 + check.definition.len() + check.output.len(),
+            TxnOp::SessionDelete { .. } => 64,
+        }
+    }
+}
+
+/// The verbs of node, service and check operations (`api.NodeOp`, `ServiceOp`, `CheckOp`).
+///
+/// Part of the Raft log encoding (postcard): new variants go at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CatalogVerb {
+    /// Create or update.
+    Set,
+    /// Create or update only if `ModifyIndex` matches (0: only if absent).
+    Cas,
+    /// Read; fails if absent.
+    Get,
+    /// Remove (absent is fine).
+    Delete,
+    /// Remove only if present with a matching `ModifyIndex`.
+    DeleteCas,
+}
+
+impl CatalogVerb {
+    /// Parses the wire spelling (`"set"`, `"delete-cas"`, …).
+    pub fn parse(s: &str) -> Option<CatalogVerb> {
+        Some(match s {
+            "set" => CatalogVerb::Set,
+            "cas" => CatalogVerb::Cas,
+            "get" => CatalogVerb::Get,
+            "delete" => CatalogVerb::Delete,
+            "delete-cas" => CatalogVerb::DeleteCas,
+            _ => return None,
+        })
+    }
+}
+
+/// One result entry of a transaction that may hold catalog operations (`TxnResult`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnEntry {
+    /// A KV result.
+    Kv(TxnResult),
+    /// The node as read or as stored.
+    Node(Node),
+    /// The service instance as read or as stored.
+    Service(ServiceInstance),
+    /// The check as read or as stored.
+    Check(HealthCheck),
+}
+
+/// The outcome of a transaction holding catalog or session operations. (KV-only transactions
+/// answer [`TxnOutcome`], whose encoding is already in remembered responses.)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnReport {
+    /// Results, in operation order (empty on rollback).
+    pub results: Vec<TxnEntry>,
+    /// Errors (empty on commit).
+    pub errors: Vec<TxnError>,
+}
+
+impl TxnReport {
+    /// Rough in-memory size, for bounds on remembered results.
+    pub fn approx_size(&self) -> usize {
+        let results: usize = self
+            .results
+            .iter()
+            .map(|r| match r {
+                TxnEntry::Kv(r) => 64 + r.entry.key.len() + r.entry.value.len(),
+                TxnEntry::Check(c) => 256 + c.definition.len() + c.output.len(),
+                TxnEntry::Node(_) | TxnEntry::Service(_) => 256,
+            })
+            .sum();
+        results + self.errors.iter().map(|e| 16 + e.what.len()).sum::<usize>()
+    }
+}
+
+impl From<TxnOutcome> for TxnReport {
+    fn from(o: TxnOutcome) -> Self {
+        TxnReport { results: o.results.into_iter().map(TxnEntry::Kv).collect(), errors: o.errors }
+    }
 }
 
 /// One result entry of a transaction (`TxnResult.KV`).
@@ -238,27 +387,304 @@ impl<'a> KvOverlay<'a> {
         }
     }
 
-    /// Runs every operation in order; stops collecting results at the first error but keeps
-    /// checking the rest so the caller sees every failing operation, as Consul does.
+    /// Runs every operation in order (see [`TxnRun::run`]); KV operations only need this view,
+    /// but any operation is accepted.
     pub fn run_txn(&mut self, ops: &[TxnOp], index: u64) -> TxnOutcome {
-        let mut outcome = TxnOutcome::default();
-        for (op_index, op) in ops.iter().enumerate() {
-            let TxnOp::Kv(kv) = op;
-            match self.apply_op(kv, index) {
-                Ok(results) => outcome.results.extend(results),
-                Err(what) => outcome.errors.push(TxnError { op_index, what }),
-            }
+        let mut run = TxnRun::new(self.base);
+        std::mem::swap(&mut run.kv.writes, &mut self.writes);
+        let report = run.run(ops, index);
+        std::mem::swap(&mut run.kv.writes, &mut self.writes);
+        TxnOutcome {
+            results: report
+                .results
+                .into_iter()
+                .filter_map(|e| match e {
+                    TxnEntry::Kv(r) => Some(r),
+                    _ => None,
+                })
+                .collect(),
+            errors: report.errors,
         }
-        if !outcome.errors.is_empty() {
-            outcome.results.clear();
-            self.writes.clear();
-        }
-        outcome
     }
 
     /// Detaches the recorded changes from the borrowed state.
     pub fn finish(self) -> KvChanges {
         KvChanges { writes: self.writes }
+    }
+}
+
+/// A transaction in progress: KV changes in an overlay, catalog changes in a private copy of
+/// the catalog (taken at the first catalog write, so reads and KV-only transactions copy
+/// nothing), session deletes listed for after the commit.
+#[derive(Debug)]
+pub struct TxnRun<'a> {
+    kv: KvOverlay<'a>,
+    catalog: Option<Catalog>,
+    /// Watch keys the catalog changes touched.
+    catalog_keys: Vec<String>,
+    /// Nodes whose catalog entries changed: their sessions are re-checked after the commit.
+    nodes: BTreeSet<String>,
+    /// Sessions to destroy, with the proposer's clock.
+    sessions: Vec<(String, u64)>,
+}
+
+/// The net effect of a [`TxnRun`], detached from the state it was read from.
+#[derive(Debug, Default)]
+pub struct TxnChanges {
+    kv: KvChanges,
+    catalog: Option<Catalog>,
+    catalog_keys: Vec<String>,
+    nodes: BTreeSet<String>,
+    sessions: Vec<(String, u64)>,
+}
+
+impl<'a> TxnRun<'a> {
+    /// A transaction with no changes yet.
+    pub fn new(base: &'a StateData) -> Self {
+        TxnRun {
+            kv: KvOverlay::new(base),
+            catalog: None,
+            catalog_keys: Vec::new(),
+            nodes: BTreeSet::new(),
+            sessions: Vec::new(),
+        }
+    }
+
+    fn catalog(&self) -> &Catalog {
+        self.catalog.as_ref().unwrap_or(&self.kv.base.catalog)
+    }
+
+    fn catalog_mut(&mut self) -> &mut Catalog {
+        let base = self.kv.base;
+        self.catalog.get_or_insert_with(|| base.catalog.clone())
+    }
+
+    /// Registers through the catalog's own registration, so a transaction changes the catalog,
+    /// its indexes and its watch keys exactly as `/v1/catalog/register` would.
+    fn register(&mut self, req: &RegisterRequest, index: u64) -> Result<(), String> {
+        let keys = self.catalog_mut().register(req, index)?;
+        if !keys.is_empty() {
+            self.nodes.insert(req.node.node.clone());
+        }
+        self.catalog_keys.extend(keys);
+        Ok(())
+    }
+
+    /// Deregisters as `/v1/catalog/deregister` does (a node takes its services and checks along,
+    /// a service its checks).
+    fn deregister(&mut self, req: &DeregisterRequest, index: u64) {
+        let keys = self.catalog_mut().deregister(req, index);
+        if !keys.is_empty() {
+            self.nodes.insert(req.node.clone());
+        }
+        self.catalog_keys.extend(keys);
+    }
+
+    /// The registered node `name`, for registering services and checks on it without changing
+    /// it (Consul: "Missing node registration" when absent).
+    fn existing_node(&self, name: &str) -> Result<Node, String> {
+        self.catalog().nodes.get(name).cloned().ok_or_else(|| "Missing node registration".to_string())
+    }
+
+    fn node_op(&mut self, verb: CatalogVerb, node: &Node, index: u64) -> Result<Option<TxnEntry>, String> {
+        let name = node.node.as_str();
+        let lookup = |cat: &Catalog| -> Option<Node> {
+            if node.id.is_empty() {
+                cat.nodes.get(name).cloned()
+            } else {
+                cat.nodes.values().find(|n| n.id == node.id).cloned()
+            }
+        };
+        let current = self.catalog().nodes.get(name).map(|n| n.modify_index);
+        match verb {
+            CatalogVerb::Get => {
+                lookup(self.catalog()).map(|n| Some(TxnEntry::Node(n))).ok_or(format!("node {name:?} doesn't exist"))
+            }
+            CatalogVerb::Set | CatalogVerb::Cas => {
+                if verb == CatalogVerb::Cas && !cas_matches(current, node.modify_index) {
+                    return Err(format!("failed to set node {name:?}, index is stale"));
+                }
+                self.register(&RegisterRequest { node: node.clone(), ..RegisterRequest::default() }, index)?;
+                Ok(lookup(self.catalog()).map(TxnEntry::Node))
+            }
+            CatalogVerb::Delete | CatalogVerb::DeleteCas => {
+                if verb == CatalogVerb::DeleteCas && (current.is_none() || current != Some(node.modify_index)) {
+                    return Err(format!("failed to delete node {name:?}, index is stale"));
+                }
+                self.deregister(&DeregisterRequest { node: name.to_string(), ..DeregisterRequest::default() }, index);
+                Ok(None)
+            }
+        }
+    }
+
+    fn service_op(
+        &mut self,
+        verb: CatalogVerb,
+        node: &str,
+        service: &ServiceInstance,
+        index: u64,
+    ) -> Result<Option<TxnEntry>, String> {
+        let id = service.id.as_str();
+        let key = (node.to_string(), id.to_string());
+        let stored = |cat: &Catalog| cat.services.get(&key).cloned();
+        let current = self.catalog().services.get(&key).map(|s| s.modify_index);
+        match verb {
+            CatalogVerb::Get => stored(self.catalog())
+                .map(|s| Some(TxnEntry::Service(s)))
+                .ok_or(format!("service {id:?} on node {node:?} doesn't exist")),
+            CatalogVerb::Set | CatalogVerb::Cas => {
+                if verb == CatalogVerb::Cas && !cas_matches(current, service.modify_index) {
+                    return Err(format!("failed to set service {id:?} on node {node:?}, index is stale"));
+                }
+                let req = RegisterRequest {
+                    node: self.existing_node(node)?,
+                    skip_node_update: true,
+                    service: Some(service.clone()),
+                    checks: Vec::new(),
+                };
+                self.register(&req, index)?;
+                Ok(stored(self.catalog()).map(TxnEntry::Service))
+            }
+            CatalogVerb::Delete | CatalogVerb::DeleteCas => {
+                if verb == CatalogVerb::DeleteCas && (current.is_none() || current != Some(service.modify_index)) {
+                    return Err(format!("failed to delete service {id:?} on node {node:?}, index is stale"));
+                }
+                let req =
+                    DeregisterRequest { node: node.to_string(), service_id: Some(id.to_string()), check_id: None };
+                self.deregister(&req, index);
+                Ok(None)
+            }
+        }
+    }
+
+    fn check_op(&mut self, verb: CatalogVerb, check: &HealthCheck, index: u64) -> Result<Option<TxnEntry>, String> {
+        let (node, id) = (check.node.as_str(), check.check_id.as_str());
+        let key = (node.to_string(), id.to_string());
+        let stored = |cat: &Catalog| cat.checks.get(&key).cloned();
+        let current = self.catalog().checks.get(&key).map(|c| c.modify_index);
+        match verb {
+            CatalogVerb::Get => stored(self.catalog())
+                .map(|c| Some(TxnEntry::Check(c)))
+                .ok_or(format!("check {id:?} on node {node:?} doesn't exist")),
+            CatalogVerb::Set | CatalogVerb::Cas => {
+                if verb == CatalogVerb::Cas && !cas_matches(current, check.modify_index) {
+                    return Err(format!("failed to set check {id:?} on node {node:?}, index is stale"));
+                }
+                let req = RegisterRequest {
+                    node: self.existing_node(node)?,
+                    skip_node_update: true,
+                    service: None,
+                    checks: vec![check.clone()],
+                };
+                self.register(&req, index)?;
+                Ok(stored(self.catalog()).map(TxnEntry::Check))
+            }
+            CatalogVerb::Delete | CatalogVerb::DeleteCas => {
+                if verb == CatalogVerb::DeleteCas && (current.is_none() || current != Some(check.modify_index)) {
+                    return Err(format!("failed to delete check {id:?} on node {node:?}, index is stale"));
+                }
+                let req =
+                    DeregisterRequest { node: node.to_string(), service_id: None, check_id: Some(id.to_string()) };
+                self.deregister(&req, index);
+                Ok(None)
+            }
+        }
+    }
+
+    fn session_delete(&mut self, id: &str, now_ms: u64) -> Result<(), String> {
+        let gone = self.sessions.iter().any(|(s, _)| s == id);
+        if gone || !self.kv.base.sessions.contains_key(id) {
+            return Err("failed to delete session: failed deleting session: not found".into());
+        }
+        self.sessions.push((id.to_string(), now_ms));
+        Ok(())
+    }
+
+    /// Runs every operation in order at Raft index `index`; stops collecting results at the
+    /// first error but keeps checking the rest so the caller sees every failing operation, as
+    /// Consul does. On any error every change is dropped.
+    pub fn run(&mut self, ops: &[TxnOp], index: u64) -> TxnReport {
+        let mut report = TxnReport::default();
+        for (op_index, op) in ops.iter().enumerate() {
+            let result = match op {
+                TxnOp::Kv(kv) => self.kv.apply_op(kv, index).map(|r| r.into_iter().map(TxnEntry::Kv).collect()),
+                TxnOp::Node { verb, node } => self.node_op(*verb, node, index).map(Vec::from_iter),
+                TxnOp::Service { verb, node, service } => {
+                    self.service_op(*verb, node, service, index).map(Vec::from_iter)
+                }
+                TxnOp::Check { verb, check } => self.check_op(*verb, check, index).map(Vec::from_iter),
+                TxnOp::SessionDelete { id, now_ms } => self.session_delete(id, *now_ms).map(|()| Vec::new()),
+            };
+            match result {
+                Ok(results) => report.results.extend(results),
+                Err(what) => report.errors.push(TxnError { op_index, what }),
+            }
+        }
+        if !report.errors.is_empty() {
+            report.results.clear();
+            self.kv.writes.clear();
+            self.catalog = None;
+            self.catalog_keys.clear();
+            self.nodes.clear();
+            self.sessions.clear();
+        }
+        report
+    }
+
+    /// Detaches the recorded changes from the borrowed state.
+    pub fn finish(self) -> TxnChanges {
+        TxnChanges {
+            kv: self.kv.finish(),
+            catalog: self.catalog,
+            catalog_keys: self.catalog_keys,
+            nodes: self.nodes,
+            sessions: self.sessions,
+        }
+    }
+}
+
+/// Consul's compare-and-set rule for catalog entries: index 0 creates only when absent, any
+/// other index updates only the entry with that `ModifyIndex`.
+fn cas_matches(current: Option<u64>, wanted: u64) -> bool {
+    match current {
+        None => wanted == 0,
+        Some(m) => wanted != 0 && m == wanted,
+    }
+}
+
+/// Watch keys a committed transaction changed: KV keys (prefix-notified) and exact keys
+/// (catalog, coordinates).
+#[derive(Debug, Default)]
+pub struct TxnChanged {
+    /// KV keys.
+    pub kv: Vec<String>,
+    /// Exact watch keys.
+    pub exact: Vec<String>,
+}
+
+impl TxnChanges {
+    /// Writes the changes into `data` at `index`, with what catalog writes and session destroys
+    /// do besides: a removed node loses its coordinates, sessions whose node or checks are gone
+    /// are invalidated, destroyed sessions release or delete their locks.
+    pub fn commit(self, data: &mut StateData, index: u64) -> TxnChanged {
+        let mut changed = TxnChanged { kv: self.kv.commit(data, index), exact: self.catalog_keys };
+        if let Some(catalog) = self.catalog {
+            data.catalog = catalog;
+        }
+        for node in &self.nodes {
+            if !data.catalog.nodes.contains_key(node) && data.coordinates.remove_node(node, index) {
+                changed.exact.push(super::coordinate::WATCH_COORDINATES.to_string());
+            }
+        }
+        for (id, now_ms) in &self.sessions {
+            changed.kv.extend(super::session::invalidate(data, id, index, Some(*now_ms)));
+        }
+        for node in &self.nodes {
+            changed.kv.extend(super::invalidate_unsupported_sessions(data, node, index));
+        }
+        changed.exact.sort();
+        changed.exact.dedup();
+        changed
     }
 }
 

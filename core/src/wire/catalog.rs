@@ -110,29 +110,36 @@ pub(crate) fn parse_service(o: Obj<'_>, name_fields: &[&str]) -> Result<ServiceI
     })
 }
 
-/// Parses a catalog registration (`PUT /v1/catalog/register`).
-pub(crate) fn parse_register(bytes: &[u8], datacenter: &str) -> Result<RegisterRequest, Error> {
-    let map = parse_object(bytes)?;
-    let o = Obj::new(&map, "");
+/// Parses the node part of a registration (`meta_field` is `NodeMeta` there) or a `Node` object
+/// (`Meta`), stamped with `datacenter`. The name is required; indexes are left at 0.
+pub(crate) fn parse_node(o: Obj<'_>, meta_field: &str, datacenter: &str) -> Result<Node, Error> {
     let node_name = o.string(&["Node"])?;
     if node_name.is_empty() {
         return Err(Error::BadRequest("Must provide node".into()));
     }
-    let node_meta = o.string_map(&["NodeMeta"])?;
-    validate_meta("NodeMeta", &node_meta)?;
+    let node_meta = o.string_map(&[meta_field])?;
+    validate_meta(meta_field, &node_meta)?;
     let id = o.string(&["ID"])?;
     if !id.is_empty() && uuid::Uuid::parse_str(&id).is_err() {
         return Err(Error::BadRequest(format!("Invalid node ID {id:?}: must be a UUID")));
     }
-    let node = Node {
+    Ok(Node {
         id,
-        node: node_name.clone(),
+        node: node_name,
         address: o.string(&["Address"])?,
         datacenter: datacenter.to_string(),
         tagged_addresses: o.string_map(&["TaggedAddresses"])?,
         meta: node_meta,
         ..Node::default()
-    };
+    })
+}
+
+/// Parses a catalog registration (`PUT /v1/catalog/register`).
+pub(crate) fn parse_register(bytes: &[u8], datacenter: &str) -> Result<RegisterRequest, Error> {
+    let map = parse_object(bytes)?;
+    let o = Obj::new(&map, "");
+    let node = parse_node(o, "NodeMeta", datacenter)?;
+    let node_name = node.node.clone();
     let service = o.object(&["Service"])?.map(|s| parse_service(Obj::new(s, "Service"), &["Service"])).transpose()?;
     let mut checks = Vec::new();
     if let Some(c) = o.object(&["Check"])? {
