@@ -822,4 +822,278 @@ mod tests {
         assert!(commit(&mut data, &[TxnOp::Kv(op(KvVerb::Unlock, "l").with_session("s1"))], 6).errors.is_empty());
         assert_eq!(data.kvs["l"].session, None);
     }
+
+    /// Runs `ops` on `data` at `index` the way the state machine does (see `State::apply`).
+    fn apply(data: &mut StateData, ops: &[TxnOp], index: u64) -> (TxnReport, TxnChanged) {
+        let mut run = TxnRun::new(data);
+        let report = run.run(ops, index);
+        let changes = run.finish();
+        let changed = if report.errors.is_empty() { changes.commit(data, index) } else { TxnChanged::default() };
+        (report, changed)
+    }
+
+    fn node_op(verb: CatalogVerb, name: &str, modify_index: u64) -> TxnOp {
+        let node = Node {
+            node: name.into(),
+            address: "192.0.2.1".into(),
+            datacenter: "dc1".into(),
+            modify_index,
+            ..Node::default()
+        };
+        TxnOp::Node { verb, node }
+    }
+
+    fn service_op(verb: CatalogVerb, node: &str, id: &str, modify_index: u64) -> TxnOp {
+        let service = ServiceInstance {
+            node: node.into(),
+            id: id.into(),
+            service: "web".into(),
+            port: 80,
+            modify_index,
+            ..ServiceInstance::default()
+        };
+        TxnOp::Service { verb, node: node.into(), service }
+    }
+
+    fn check_op(verb: CatalogVerb, node: &str, id: &str, service_id: &str, modify_index: u64) -> TxnOp {
+        let check = HealthCheck {
+            node: node.into(),
+            check_id: id.into(),
+            name: id.into(),
+            status: "passing".into(),
+            service_id: service_id.into(),
+            modify_index,
+            ..HealthCheck::default()
+        };
+        TxnOp::Check { verb, check }
+    }
+
+    fn kv_set(key: &str) -> TxnOp {
+        TxnOp::Kv(op(KvVerb::Set, key).with_value(b"v".to_vec()))
+    }
+
+    fn errors(report: &TxnReport) -> Vec<(usize, &str)> {
+        report.errors.iter().map(|e| (e.op_index, e.what.as_str())).collect()
+    }
+
+    /// A node with service `web1` and service check `c1`, registered at index 2.
+    fn seeded() -> StateData {
+        let mut data = StateData::default();
+        let (report, _) = apply(
+            &mut data,
+            &[
+                node_op(CatalogVerb::Set, "n1", 0),
+                service_op(CatalogVerb::Set, "n1", "web1", 0),
+                check_op(CatalogVerb::Set, "n1", "c1", "web1", 0),
+            ],
+            2,
+        );
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        data
+    }
+
+    #[test]
+    fn set_returns_what_was_stored_and_moves_catalog_indexes() {
+        let mut data = StateData::default();
+        let (report, changed) = apply(
+            &mut data,
+            &[node_op(CatalogVerb::Set, "n1", 0), service_op(CatalogVerb::Set, "n1", "web1", 0), kv_set("k")],
+            7,
+        );
+        assert!(report.errors.is_empty());
+        assert!(matches!(&report.results[0], TxnEntry::Node(n) if n.node == "n1" && n.create_index == 7));
+        assert!(matches!(&report.results[1], TxnEntry::Service(s) if s.id == "web1" && s.modify_index == 7));
+        assert!(matches!(&report.results[2], TxnEntry::Kv(r) if r.entry.key == "k"));
+        assert_eq!(
+            (data.catalog.nodes_index, data.catalog.services_index, data.catalog.service_index("web")),
+            (7, 7, 7)
+        );
+        assert_eq!(data.kvs["k"].modify_index, 7);
+        // The same watch keys a catalog registration notifies, plus the KV key.
+        assert!(changed.exact.contains(&super::super::catalog::watch_service("web")));
+        assert!(changed.exact.contains(&super::super::catalog::watch_nodes()));
+        assert_eq!(changed.kv, vec!["k".to_string()]);
+    }
+
+    #[test]
+    fn get_reads_and_fails_when_absent() {
+        let mut data = seeded();
+        let (report, _) = apply(
+            &mut data,
+            &[
+                node_op(CatalogVerb::Get, "n1", 0),
+                service_op(CatalogVerb::Get, "n1", "web1", 0),
+                check_op(CatalogVerb::Get, "n1", "c1", "", 0),
+            ],
+            3,
+        );
+        assert!(report.errors.is_empty());
+        assert!(matches!(&report.results[2], TxnEntry::Check(c) if c.service_name == "web" && c.create_index == 2));
+        let (report, _) = apply(
+            &mut data,
+            &[
+                node_op(CatalogVerb::Get, "nope", 0),
+                service_op(CatalogVerb::Get, "n1", "nope", 0),
+                check_op(CatalogVerb::Get, "n1", "nope", "", 0),
+            ],
+            4,
+        );
+        assert_eq!(
+            errors(&report),
+            vec![
+                (0, "node \"nope\" doesn't exist"),
+                (1, "service \"nope\" on node \"n1\" doesn't exist"),
+                (2, "check \"nope\" on node \"n1\" doesn't exist"),
+            ]
+        );
+    }
+
+    #[test]
+    fn cas_and_delete_cas_compare_modify_index() {
+        let mut data = seeded();
+        let before = data.clone();
+        let (report, _) = apply(
+            &mut data,
+            &[
+                node_op(CatalogVerb::Cas, "n1", 0),
+                service_op(CatalogVerb::Cas, "n1", "web1", 9),
+                check_op(CatalogVerb::Cas, "n1", "c1", "web1", 1),
+                node_op(CatalogVerb::DeleteCas, "n1", 3),
+                service_op(CatalogVerb::DeleteCas, "n1", "absent", 0),
+                check_op(CatalogVerb::DeleteCas, "n1", "c1", "", 5),
+                node_op(CatalogVerb::Cas, "fresh", 4),
+            ],
+            3,
+        );
+        assert_eq!(
+            errors(&report),
+            vec![
+                (0, "failed to set node \"n1\", index is stale"),
+                (1, "failed to set service \"web1\" on node \"n1\", index is stale"),
+                (2, "failed to set check \"c1\" on node \"n1\", index is stale"),
+                (3, "failed to delete node \"n1\", index is stale"),
+                (4, "failed to delete service \"absent\" on node \"n1\", index is stale"),
+                (5, "failed to delete check \"c1\" on node \"n1\", index is stale"),
+                (6, "failed to set node \"fresh\", index is stale"),
+            ]
+        );
+        assert_eq!(data, before);
+        // Matching indexes succeed: cas 0 creates, cas with the current index updates.
+        let mut renamed = service_op(CatalogVerb::Cas, "n1", "web1", 2);
+        if let TxnOp::Service { service, .. } = &mut renamed {
+            service.port = 81;
+        }
+        let (report, _) = apply(&mut data, &[node_op(CatalogVerb::Cas, "n2", 0), renamed], 4);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(data.catalog.services[&("n1".to_string(), "web1".to_string())].port, 81);
+        let (report, _) = apply(&mut data, &[check_op(CatalogVerb::DeleteCas, "n1", "c1", "", 2)], 5);
+        assert!(report.errors.is_empty());
+        assert!(data.catalog.checks.is_empty());
+    }
+
+    #[test]
+    fn service_and_check_need_the_node() {
+        let mut data = StateData::default();
+        let (report, _) = apply(
+            &mut data,
+            &[service_op(CatalogVerb::Set, "ghost", "web1", 0), check_op(CatalogVerb::Set, "ghost", "c", "", 0)],
+            2,
+        );
+        assert_eq!(errors(&report), vec![(0, "Missing node registration"), (1, "Missing node registration")]);
+        // A node set earlier in the same transaction counts.
+        let (report, _) = apply(
+            &mut data,
+            &[node_op(CatalogVerb::Set, "ghost", 0), service_op(CatalogVerb::Set, "ghost", "web1", 0)],
+            3,
+        );
+        assert!(report.errors.is_empty());
+    }
+
+    #[test]
+    fn failing_catalog_op_after_kv_set_rolls_both_back() {
+        let mut data = seeded();
+        let before = data.clone();
+        let (report, changed) = apply(
+            &mut data,
+            &[kv_set("k"), node_op(CatalogVerb::Set, "n2", 0), service_op(CatalogVerb::Get, "n1", "missing", 0)],
+            3,
+        );
+        assert_eq!(errors(&report), vec![(2, "service \"missing\" on node \"n1\" doesn't exist")]);
+        assert!(report.results.is_empty());
+        assert!(changed.kv.is_empty() && changed.exact.is_empty());
+        assert_eq!(data, before);
+    }
+
+    #[test]
+    fn failing_kv_op_after_node_set_rolls_both_back() {
+        let mut data = seeded();
+        let before = data.clone();
+        let (report, _) = apply(
+            &mut data,
+            &[node_op(CatalogVerb::Set, "n2", 0), kv_set("k"), TxnOp::Kv(op(KvVerb::CheckIndex, "k").with_index(99))],
+            3,
+        );
+        assert_eq!(errors(&report), vec![(2, "current modify index 3 != 99")]);
+        assert_eq!(data, before);
+        assert!(!data.catalog.nodes.contains_key("n2"));
+    }
+
+    #[test]
+    fn deleting_a_node_takes_its_services_checks_and_sessions() {
+        let mut data = seeded();
+        data.sessions
+            .insert("s1".into(), super::super::Session { id: "s1".into(), node: "n1".into(), ..Default::default() });
+        apply(&mut data, &[TxnOp::Kv(op(KvVerb::Lock, "l").with_session("s1"))], 3);
+        let (report, changed) = apply(&mut data, &[node_op(CatalogVerb::Delete, "n1", 0)], 4);
+        assert!(report.errors.is_empty() && report.results.is_empty());
+        assert!(data.catalog.nodes.is_empty() && data.catalog.services.is_empty() && data.catalog.checks.is_empty());
+        assert!(data.catalog.instances("web").is_empty());
+        assert_eq!(data.catalog.service_index("web"), 4);
+        assert!(!data.sessions.contains_key("s1"), "the node's session ends with it");
+        assert_eq!(data.kvs["l"].session, None);
+        assert!(changed.kv.contains(&"l".to_string()));
+        assert!(changed.exact.contains(&super::super::catalog::watch_service("web")));
+    }
+
+    #[test]
+    fn deleting_a_service_takes_its_checks() {
+        let mut data = seeded();
+        let (report, _) = apply(&mut data, &[service_op(CatalogVerb::Delete, "n1", "web1", 0)], 3);
+        assert!(report.errors.is_empty());
+        assert!(data.catalog.services.is_empty() && data.catalog.checks.is_empty());
+        assert!(data.catalog.nodes.contains_key("n1"));
+        // Deleting what is absent succeeds, as in Consul.
+        let (report, _) = apply(
+            &mut data,
+            &[service_op(CatalogVerb::Delete, "n1", "web1", 0), check_op(CatalogVerb::Delete, "n1", "c1", "", 0)],
+            4,
+        );
+        assert!(report.errors.is_empty());
+    }
+
+    #[test]
+    fn session_delete_releases_locks_and_needs_the_session() {
+        let mut data = StateData::default();
+        data.sessions
+            .insert("s1".into(), super::super::Session { id: "s1".into(), node: "n".into(), ..Default::default() });
+        apply(&mut data, &[TxnOp::Kv(op(KvVerb::Lock, "l").with_session("s1"))], 2);
+        let del = TxnOp::SessionDelete { id: "s1".into(), now_ms: 0 };
+        let (report, _) = apply(&mut data, &[del.clone(), del.clone()], 3);
+        assert_eq!(errors(&report), vec![(1, "failed to delete session: failed deleting session: not found")]);
+        assert!(data.sessions.contains_key("s1"));
+        let (report, changed) = apply(&mut data, &[del], 4);
+        assert!(report.errors.is_empty());
+        assert!(!data.sessions.contains_key("s1"));
+        assert_eq!(data.kvs["l"].session, None);
+        assert_eq!(changed.kv, vec!["l".to_string()]);
+    }
+
+    #[test]
+    fn reads_copy_nothing() {
+        let data = seeded();
+        let mut run = TxnRun::new(&data);
+        let report = run.run(&[node_op(CatalogVerb::Get, "n1", 0)], 0);
+        assert_eq!(report.results.len(), 1);
+        assert!(run.catalog.is_none());
+    }
 }
