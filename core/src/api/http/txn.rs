@@ -212,6 +212,16 @@ fn service_result(s: &ServiceInstance) -> Value {
     v
 }
 
+/// `structs.HealthCheck` as a transaction result: as the health endpoints show it, with a nil
+/// `ServiceTags` (a node check's) as `null`, as Consul's encoder writes it.
+fn check_result(c: &HealthCheck) -> Value {
+    let mut v = check_json(c);
+    if c.service_tags.is_empty() {
+        v["ServiceTags"] = Value::Null;
+    }
+    v
+}
+
 fn render(report: &TxnReport, pretty: bool) -> Response {
     if report.errors.is_empty() {
         let results: Vec<Value> = report
@@ -221,7 +231,7 @@ fn render(report: &TxnReport, pretty: bool) -> Response {
                 TxnEntry::Kv(r) => json_value!({ "KV": KvPairJson::from_entry(&r.entry, r.with_value) }),
                 TxnEntry::Node(n) => json_value!({ "Node": node_result(n) }),
                 TxnEntry::Service(s) => json_value!({ "Service": service_result(s) }),
-                TxnEntry::Check(c) => json_value!({ "Check": check_json(c) }),
+                TxnEntry::Check(c) => json_value!({ "Check": check_result(c) }),
             })
             .collect();
         json(StatusCode::OK, &json_value!({ "Results": results, "Errors": null }), pretty)
