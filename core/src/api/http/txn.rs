@@ -102,9 +102,9 @@ fn denied_ops(acl: &RequestAcl, d: &StateData, ops: &[TxnOp]) -> Vec<crate::erro
                 },
                 TxnOp::Node { verb, node } => match verb {
                     CatalogVerb::Get => acl.require(Resource::Node, &node.node, Need::Read),
-                    CatalogVerb::Set | CatalogVerb::Cas => {
-                        require_register(acl, d, &RegisterRequest { node: node.clone(), ..RegisterRequest::default() })
-                    }
+                    // Consul's `vetNodeTxnOp`: a node write needs node:write even when it would
+                    // change nothing (a catalog registration skips that case).
+                    CatalogVerb::Set | CatalogVerb::Cas => acl.require(Resource::Node, &node.node, Need::Write),
                     CatalogVerb::Delete | CatalogVerb::DeleteCas => require_deregister(
                         acl,
                         d,
