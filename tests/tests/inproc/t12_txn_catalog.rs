@@ -203,3 +203,59 @@ async fn t12_txn_catalog_bad_input_is_400_naming_the_field() {
     assert_eq!(txn(&api, "", Value::Array(many)).await.status, 413);
     c.shutdown().await;
 }
+
+const ROOT: &str = "4d2f7a10-3c1b-4e5a-9f60-7b8c9d0e1f12";
+
+fn acl_opts() -> consul_tests::inproc::Options {
+    fn deny_by_default(c: &mut consul_core::config::AgentConfig) {
+        c.acl.default_allow = false;
+    }
+    consul_tests::inproc::Options {
+        acl: true,
+        initial_management: Some(ROOT.into()),
+        tweak: Some(deny_by_default),
+        ..Default::default()
+    }
+}
+
+/// A token whose one policy holds `rules`; returns its SecretID.
+async fn token_with(api: &Api, name: &str, rules: &str) -> String {
+    let p = txn_put(api, "/v1/acl/policy", json!({"Name": name, "Rules": rules})).await;
+    let t = txn_put(api, "/v1/acl/token", json!({"Description": name, "Policies": [{"ID": p["ID"]}]})).await;
+    t["SecretID"].as_str().expect("secret").into()
+}
+
+async fn txn_put(api: &Api, path: &str, body: Value) -> Value {
+    let r = api.request(Method::PUT, &format!("{path}?token={ROOT}"), Some(body.to_string().into_bytes())).await;
+    let r = r.expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t12_txn_catalog_ops_need_catalog_write_permissions() {
+    let c = Cluster::start_with(1, acl_opts()).await;
+    let api = c.api(0);
+    eventually(Duration::from_secs(20), "initial management token", || async {
+        let r = api.get(&format!("/v1/acl/token/self?token={ROOT}")).await.ok()?;
+        (r.status == 200).then_some(())
+    })
+    .await;
+    let web = token_with(&api, "web", r#"node "n1" { policy = "write" } service "web" { policy = "write" }"#).await;
+    let r = txn(&api, &format!("?token={web}"), register_ops("n1", "web1", "k")).await;
+    // The KV op is denied (no key rule): the whole transaction is refused, nothing written.
+    assert_eq!(r.status, 409, "{}", r.text());
+    let errors = r.json()["Errors"].clone();
+    assert_eq!(errors.as_array().map(Vec::len), Some(1), "{errors}");
+    assert_eq!(errors[0]["OpIndex"], 3);
+    assert_eq!(api.get(&format!("/v1/catalog/node/n1?token={ROOT}")).await.expect("node").json(), Value::Null);
+    // Without the KV op it goes through; a service the token may not write is refused.
+    let ops = register_ops("n1", "web1", "k");
+    let catalog_only = Value::Array(ops.as_array().expect("ops")[..3].to_vec());
+    assert_eq!(txn(&api, &format!("?token={web}"), catalog_only).await.status, 200);
+    let db = json!([{"Service": {"Verb": "set", "Node": "n1", "Service": {"ID": "db1", "Service": "db"}}}]);
+    let r = txn(&api, &format!("?token={web}"), db).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("service:write"), "{}", r.text());
+    c.shutdown().await;
+}

@@ -144,10 +144,20 @@ fn denied_ops(acl: &RequestAcl, d: &StateData, ops: &[TxnOp]) -> Vec<crate::erro
                         }
                     }
                     CatalogVerb::Set | CatalogVerb::Cas => {
+                        // A check on a service set earlier in this transaction belongs to that
+                        // service (the state does not have it yet).
+                        let earlier = ops[..i].iter().rev().find_map(|op| match op {
+                            TxnOp::Service { verb: CatalogVerb::Set | CatalogVerb::Cas, node, service }
+                                if *node == check.node && service.id == check.service_id =>
+                            {
+                                Some(service.clone())
+                            }
+                            _ => None,
+                        });
                         let req = RegisterRequest {
                             node: Node { node: check.node.clone(), ..Node::default() },
                             skip_node_update: true,
-                            service: None,
+                            service: earlier.filter(|_| !check.service_id.is_empty()),
                             checks: vec![check.clone()],
                         };
                         require_register(acl, d, &req)
