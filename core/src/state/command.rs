@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::state::txn::{TxnOp, TxnOutcome};
+use crate::state::txn::{TxnOp, TxnOutcome, TxnReport};
 use crate::state::StateData;
 
 /// A state-machine mutation, replicated through Raft.
@@ -119,9 +119,7 @@ impl Command {
     pub fn approx_size(&self) -> usize {
         match self {
             Command::Kv(op) => op.key.len() + op.value.len() + 32,
-            Command::Txn(ops) => {
-                ops.iter().map(|crate::state::txn::TxnOp::Kv(op)| op.key.len() + op.value.len() + 32).sum()
-            }
+            Command::Txn(ops) => ops.iter().map(TxnOp::approx_size).sum(),
             Command::Restore(_) => usize::MAX / 2,
             Command::ReapTombstones { .. } | Command::Noop => 16,
             Command::Batch(cmds) => cmds.iter().map(Command::approx_size).sum(),
@@ -297,4 +295,7 @@ pub enum CommandResponse {
     Expired,
     /// What an ACL write stored.
     Acl(crate::state::acl::AclApplied),
+    /// The outcome of a transaction holding catalog or session operations (KV-only ones answer
+    /// [`CommandResponse::Txn`]). Appended last: earlier variants keep their encoding.
+    TxnReport(TxnReport),
 }

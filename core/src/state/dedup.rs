@@ -143,6 +143,7 @@ fn response_size(r: &CommandResponse) -> usize {
         CommandResponse::Batch(rs) => 16 + rs.iter().map(response_size).sum::<usize>(),
         CommandResponse::Replayed { response, .. } => 16 + response_size(response),
         CommandResponse::Txn(outcome) => 64 + outcome.approx_size(),
+        CommandResponse::TxnReport(report) => 64 + report.approx_size(),
         CommandResponse::Acl(_) => 1024,
     }
 }

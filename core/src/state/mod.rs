@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApplyError;
 use crate::state::command::{Command, CommandResponse};
-use txn::{KvOverlay, TxnOp, TxnOutcome};
+use txn::{KvOverlay, TxnOutcome, TxnRun};
 use watch::WatchHub;
 
 /// One KV entry with Consul's metadata (`api/kv.go` `KVPair`).
@@ -199,11 +199,34 @@ impl StateStore {
                     CommandResponse::Bool(ok)
                 }
                 Command::Txn(ops) => {
-                    if let Some(now) = ops.iter().filter_map(|TxnOp::Kv(op)| op.now_ms).max() {
+                    if let Some(now) = ops.iter().filter_map(txn::TxnOp::now_ms).max() {
                         session::settle_lock_delays(&mut data, now);
                     }
-                    let outcome = run_txn(&mut data, ops, index, &mut changed);
-                    CommandResponse::Txn(outcome)
+                    let mut run = TxnRun::new(&data);
+                    let report = run.run(ops, index);
+                    let changes = run.finish();
+                    if report.errors.is_empty() {
+                        let committed = changes.commit(&mut data, index);
+                        changed = committed.kv;
+                        changed_exact = committed.exact;
+                    }
+                    // KV-only transactions keep answering the response shape remembered (and
+                    // snapshotted) by request deduplication before catalog operations existed.
+                    if ops.iter().all(|op| matches!(op, txn::TxnOp::Kv(_))) {
+                        CommandResponse::Txn(TxnOutcome {
+                            results: report
+                                .results
+                                .into_iter()
+                                .filter_map(|e| match e {
+                                    txn::TxnEntry::Kv(r) => Some(r),
+                                    _ => None,
+                                })
+                                .collect(),
+                            errors: report.errors,
+                        })
+                    } else {
+                        CommandResponse::TxnReport(report)
+                    }
                 }
                 Command::Restore(restored) => {
                     changed = restore(&mut data, restored, index);
@@ -404,16 +427,6 @@ fn invalidate_unsupported_sessions(data: &mut StateData, node: &str, index: u64)
         changed.extend(session::invalidate(data, &id, index, None));
     }
     changed
-}
-
-fn run_txn(data: &mut StateData, ops: &[TxnOp], index: u64, changed: &mut Vec<String>) -> TxnOutcome {
-    let mut overlay = KvOverlay::new(data);
-    let outcome = overlay.run_txn(ops, index);
-    let changes = overlay.finish();
-    if outcome.errors.is_empty() {
-        *changed = changes.commit(data, index);
-    }
-    outcome
 }
 
 /// Applies a snapshot restore at `index`. Every restored entry is re-stamped with `index` as its

@@ -25,10 +25,9 @@ pub(crate) fn parse_check(o: Obj<'_>, node: &str) -> Result<HealthCheck, Error> 
     let definition = o.get(&["Definition"]).map(|v| v.to_string()).unwrap_or_else(|| "{}".into());
     Ok(HealthCheck {
         node: node.to_string(),
-        name: match o.string(&["Name"])? {
-            n if n.is_empty() => check_id.clone(),
-            n => n,
-        },
+        // Consul stores a catalog check's Name as given (possibly empty); only the ID falls back
+        // to the name.
+        name: o.string(&["Name"])?,
         check_id,
         status,
         notes: o.string(&["Notes"])?,
@@ -110,29 +109,74 @@ pub(crate) fn parse_service(o: Obj<'_>, name_fields: &[&str]) -> Result<ServiceI
     })
 }
 
-/// Parses a catalog registration (`PUT /v1/catalog/register`).
-pub(crate) fn parse_register(bytes: &[u8], datacenter: &str) -> Result<RegisterRequest, Error> {
-    let map = parse_object(bytes)?;
-    let o = Obj::new(&map, "");
+/// The check type a `Definition` implies, in the order Consul's `CheckType.Type()` tests them
+/// (`""` when nothing identifies it).
+fn type_from_definition(definition: &str) -> &'static str {
+    let Ok(serde_json::Value::Object(d)) = serde_json::from_str::<serde_json::Value>(definition) else {
+        return "";
+    };
+    let d = Obj::new(&d, "Definition");
+    let has = |name: &str| match d.get(&[name]) {
+        Some(serde_json::Value::String(s)) => !s.is_empty(),
+        Some(serde_json::Value::Array(a)) => !a.is_empty(),
+        Some(serde_json::Value::Number(n)) => n.as_f64().is_some_and(|n| n != 0.0),
+        _ => false,
+    };
+    if has("GRPC") {
+        "grpc"
+    } else if has("HTTP") {
+        "http"
+    } else if has("TTL") {
+        "ttl"
+    } else if has("TCP") {
+        "tcp"
+    } else if has("UDP") {
+        "udp"
+    } else if has("AliasNode") || has("AliasService") {
+        "alias"
+    } else if has("DockerContainerID") && has("ScriptArgs") {
+        "docker"
+    } else if has("ScriptArgs") {
+        "script"
+    } else if has("H2PING") {
+        "h2ping"
+    } else if has("OSService") {
+        "os_service"
+    } else {
+        ""
+    }
+}
+
+/// Parses the node part of a registration (`meta_field` is `NodeMeta` there) or a `Node` object
+/// (`Meta`), stamped with `datacenter`. The name is required; indexes are left at 0.
+pub(crate) fn parse_node(o: Obj<'_>, meta_field: &str, datacenter: &str) -> Result<Node, Error> {
     let node_name = o.string(&["Node"])?;
     if node_name.is_empty() {
         return Err(Error::BadRequest("Must provide node".into()));
     }
-    let node_meta = o.string_map(&["NodeMeta"])?;
-    validate_meta("NodeMeta", &node_meta)?;
+    let node_meta = o.string_map(&[meta_field])?;
+    validate_meta(meta_field, &node_meta)?;
     let id = o.string(&["ID"])?;
     if !id.is_empty() && uuid::Uuid::parse_str(&id).is_err() {
         return Err(Error::BadRequest(format!("Invalid node ID {id:?}: must be a UUID")));
     }
-    let node = Node {
+    Ok(Node {
         id,
-        node: node_name.clone(),
+        node: node_name,
         address: o.string(&["Address"])?,
         datacenter: datacenter.to_string(),
         tagged_addresses: o.string_map(&["TaggedAddresses"])?,
         meta: node_meta,
         ..Node::default()
-    };
+    })
+}
+
+/// Parses a catalog registration (`PUT /v1/catalog/register`).
+pub(crate) fn parse_register(bytes: &[u8], datacenter: &str) -> Result<RegisterRequest, Error> {
+    let map = parse_object(bytes)?;
+    let o = Obj::new(&map, "");
+    let node = parse_node(o, "NodeMeta", datacenter)?;
+    let node_name = node.node.clone();
     let service = o.object(&["Service"])?.map(|s| parse_service(Obj::new(s, "Service"), &["Service"])).transpose()?;
     let mut checks = Vec::new();
     if let Some(c) = o.object(&["Check"])? {
@@ -140,6 +184,13 @@ pub(crate) fn parse_register(bytes: &[u8], datacenter: &str) -> Result<RegisterR
     }
     for c in o.objects(&["Checks"])? {
         checks.push(parse_check(Obj::new(c, "Checks"), &node_name)?);
+    }
+    // Consul's catalog endpoint fills in the type of a check registered directly (not through
+    // an agent) from its definition.
+    for check in &mut checks {
+        if check.check_type.is_empty() {
+            check.check_type = type_from_definition(&check.definition).to_string();
+        }
     }
     Ok(RegisterRequest { node, skip_node_update: o.boolean(&["SkipNodeUpdate"])?, service, checks })
 }
@@ -151,6 +202,18 @@ mod tests {
     fn weights_of(service: &str) -> Result<Weights, Error> {
         let body = format!(r#"{{"Node": "n1", "Address": "192.0.2.1", "Service": {service}}}"#);
         parse_register(body.as_bytes(), "dc1").map(|r| r.service.expect("a service").weights)
+    }
+
+    #[test]
+    fn catalog_checks_keep_their_name_and_get_a_type() {
+        let body = r#"{"Node": "n1", "Address": "192.0.2.1", "Checks": [
+            {"CheckID": "a", "Definition": {"TCP": "1.1.1.1:80"}},
+            {"CheckID": "b", "Type": "custom", "Definition": {"HTTP": "http://x"}},
+            {"Name": "c", "Definition": {}}]}"#;
+        let checks = parse_register(body.as_bytes(), "dc1").expect("valid").checks;
+        let got: Vec<_> =
+            checks.iter().map(|c| (c.check_id.as_str(), c.name.as_str(), c.check_type.as_str())).collect();
+        assert_eq!(got, vec![("a", "", "tcp"), ("b", "", "custom"), ("c", "c", "")]);
     }
 
     /// Consul keeps valid weights of a catalog registration and stores invalid ones (the Go

@@ -3,6 +3,7 @@
 //! t90 agent services and checks, t95 DNS, t96 network coordinates, t98 TLS, t99 ACL objects).
 
 mod t10_kv;
+mod t12_txn_catalog;
 mod t20_blocking;
 mod t30_cluster;
 mod t40_failover;

@@ -55,7 +55,7 @@ pub(crate) fn kv(data: &[u8]) {
 
 /// `PUT /v1/txn` body.
 pub(crate) fn txn(data: &[u8]) {
-    let _ = super::txn::parse_ops(data, super::Limits::default().kv_max_value_size);
+    let _ = super::txn::parse_ops(data, super::Limits::default().kv_max_value_size, "dc1");
 }
 
 /// `PUT /v1/catalog/register` and `/deregister` bodies (the first byte picks which).
