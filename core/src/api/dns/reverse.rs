@@ -50,18 +50,22 @@ pub(crate) fn parse_reverse_name(qname: &str) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("test address")
+    }
+
     #[test]
     fn ipv4_names() {
-        assert_eq!(parse_reverse_name("4.3.2.10.in-addr.arpa."), Some("10.2.3.4".parse().unwrap()));
-        assert_eq!(parse_reverse_name("1.0.0.127.IN-ADDR.ARPA"), Some("127.0.0.1".parse().unwrap()));
-        assert_eq!(parse_reverse_name("255.255.255.255.in-addr.arpa."), Some("255.255.255.255".parse().unwrap()));
+        assert_eq!(parse_reverse_name("4.3.2.10.in-addr.arpa."), Some(ip("10.2.3.4")));
+        assert_eq!(parse_reverse_name("1.0.0.127.IN-ADDR.ARPA"), Some(ip("127.0.0.1")));
+        assert_eq!(parse_reverse_name("255.255.255.255.in-addr.arpa."), Some(ip("255.255.255.255")));
     }
 
     #[test]
     fn ipv6_names() {
         let name = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.";
-        assert_eq!(parse_reverse_name(name), Some("2001:db8::1".parse().unwrap()));
-        assert_eq!(parse_reverse_name(&name.to_uppercase().replace("B", "b")), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(parse_reverse_name(name), Some(ip("2001:db8::1")));
+        assert_eq!(parse_reverse_name(&name.to_uppercase().replace("B", "b")), Some(ip("2001:db8::1")));
     }
 
     #[test]
