@@ -12,7 +12,7 @@
 //! unreachable). Unlike Consul, which ignores `max-age`/`must-revalidate` for its background
 //! refreshing types, they apply to every endpoint here: a client asking for them gets a fetch.
 //!
-//! Memory is bounded: at most [`MAX_ENTRIES`] entries, and an entry unused for [`ENTRY_TTL`]
+//! Memory is bounded: at most [`MAX_ENTRIES`] entries and [`MAX_BYTES`] of bodies, and an entry unused for [`ENTRY_TTL`]
 //! (Consul's 3 days) is dropped together with its refresh task. The bookkeeping
 //! ([`CacheStore`]) is a plain struct fed `now`, so it is tested without clocks or sockets.
 
@@ -35,6 +35,8 @@ use crate::Error;
 
 /// Most entries one agent keeps; past it the least recently used one goes.
 pub const MAX_ENTRIES: usize = 4096;
+/// Most response bytes one agent keeps; past it the least recently used entries go.
+pub const MAX_BYTES: usize = 64 * 1024 * 1024;
 /// How long an entry (and its background refresh) lives without being read (Consul: 3 days).
 pub const ENTRY_TTL: Duration = Duration::from_secs(3 * 24 * 3600);
 /// How long each background refresh blocks on the servers.
@@ -112,6 +114,7 @@ struct Entry {
 pub struct CacheStore {
     entries: HashMap<String, Entry>,
     max_entries: usize,
+    max_bytes: usize,
     ttl: Duration,
     next_generation: u64,
 }
@@ -119,7 +122,34 @@ pub struct CacheStore {
 impl CacheStore {
     /// An empty store holding at most `max_entries` entries, each for `ttl` after its last use.
     pub fn new(max_entries: usize, ttl: Duration) -> Self {
-        CacheStore { entries: HashMap::new(), max_entries: max_entries.max(1), ttl, next_generation: 1 }
+        Self::with_byte_limit(max_entries, MAX_BYTES, ttl)
+    }
+
+    /// [`CacheStore::new`] holding at most `max_bytes` of response bodies.
+    pub fn with_byte_limit(max_entries: usize, max_bytes: usize, ttl: Duration) -> Self {
+        CacheStore { entries: HashMap::new(), max_entries: max_entries.max(1), max_bytes, ttl, next_generation: 1 }
+    }
+
+    fn bytes(&self) -> usize {
+        self.entries.values().map(|e| e.resp.body.len()).sum()
+    }
+
+    /// Drops least recently used entries (never `keep`) until both limits hold with `extra`
+    /// more entries and `extra_bytes` more bytes.
+    fn make_room(&mut self, keep: &str, extra: usize, extra_bytes: usize) {
+        let mut bytes = self.bytes();
+        while self.entries.len() + extra > self.max_entries || bytes + extra_bytes > self.max_bytes {
+            let lru = self
+                .entries
+                .iter()
+                .filter(|(k, _)| k.as_str() != keep)
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone());
+            let Some(k) = lru else { return };
+            if let Some(e) = self.entries.remove(&k) {
+                bytes = bytes.saturating_sub(e.resp.body.len());
+            }
+        }
     }
 
     /// How many entries are held.
@@ -163,20 +193,23 @@ impl CacheStore {
 
     /// Stores a freshly fetched response. Returns the entry's generation and whether it is a
     /// new entry (which then needs a refresh task).
+    /// A body larger than the whole byte budget is not stored (generation 0, not new).
     pub fn insert(&mut self, key: &str, resp: CachedResponse, now: Instant) -> (u64, bool) {
+        if resp.body.len() > self.max_bytes {
+            self.entries.remove(key);
+            return (0, false);
+        }
         if let Some(e) = self.entries.get_mut(key) {
+            let grow = resp.body.len().saturating_sub(e.resp.body.len());
             e.resp = resp;
             e.fetched_at = now;
             e.last_used = now;
-            return (e.generation, false);
+            let generation = e.generation;
+            self.make_room(key, 0, grow);
+            return (generation, false);
         }
         self.evict(now);
-        if self.entries.len() >= self.max_entries {
-            let lru = self.entries.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone());
-            if let Some(k) = lru {
-                self.entries.remove(&k);
-            }
-        }
+        self.make_room(key, 1, resp.body.len());
         let generation = self.next_generation;
         self.next_generation += 1;
         self.entries.insert(key.to_string(), Entry { resp, fetched_at: now, last_used: now, generation });
@@ -186,10 +219,16 @@ impl CacheStore {
     /// A background refresh of generation `generation` returned `resp`: store it (if the entry
     /// is still that one). Returns false when the entry is gone and the refresh should stop.
     pub fn refreshed(&mut self, key: &str, generation: u64, resp: CachedResponse, now: Instant) -> bool {
+        if resp.body.len() > self.max_bytes {
+            self.entries.remove(key);
+            return false;
+        }
         match self.entries.get_mut(key) {
             Some(e) if e.generation == generation => {
+                let grow = resp.body.len().saturating_sub(e.resp.body.len());
                 e.resp = resp;
                 e.fetched_at = now;
+                self.make_room(key, 0, grow);
                 true
             }
             _ => false,
@@ -462,7 +501,8 @@ async fn cached_read(ctx: &Ctx, q: &QueryParams, uri: &Uri, headers: &HeaderMap)
                 if new {
                     cache.spawn_refresh(key.clone(), generation, base.clone(), headers.clone());
                 }
-                if params.index == 0 || resp.index > params.index {
+                // Too big to keep (generation 0): answered as fetched, like an uncached read.
+                if params.index == 0 || resp.index > params.index || generation == 0 {
                     return Ok(respond(resp, None));
                 }
                 fetched_once = true;
@@ -534,6 +574,22 @@ mod tests {
         assert_eq!(s.refresh_index("c", generation, t0 + Duration::from_secs(200)), None, "refresh stops");
         assert!(s.is_empty());
         assert!(!s.refreshed("c", generation, resp(3), t0), "a refresh of a dropped entry stops");
+    }
+
+    #[test]
+    fn byte_budget() {
+        let t0 = Instant::now();
+        let big = |n: usize| CachedResponse { body: bytes::Bytes::from(vec![b'x'; n]), ..resp(1) };
+        let mut s = CacheStore::with_byte_limit(10, 100, ENTRY_TTL);
+        s.insert("a", big(40), t0);
+        s.insert("b", big(40), t0 + Duration::from_secs(1));
+        s.insert("c", big(40), t0 + Duration::from_secs(2));
+        assert!(!s.entries.contains_key("a") && s.bytes() == 80, "oldest dropped to fit");
+        assert_eq!(s.insert("d", big(101), t0), (0, false), "larger than the budget: not stored");
+        assert!(!s.entries.contains_key("d"));
+        let generation = s.entries["c"].generation;
+        assert!(s.refreshed("c", generation, big(90), t0 + Duration::from_secs(3)));
+        assert!(s.entries.contains_key("c") && !s.entries.contains_key("b") && s.bytes() == 90);
     }
 
     #[test]
