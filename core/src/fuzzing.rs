@@ -428,6 +428,8 @@ pub fn generated_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         ("db.service.consul.", hickory_proto::rr::RecordType::AAAA, Some(4096)),
         ("0a000001.addr.consul.", hickory_proto::rr::RecordType::A, None),
         ("consul.", hickory_proto::rr::RecordType::SOA, None),
+        ("1.0.0.10.in-addr.arpa.", hickory_proto::rr::RecordType::PTR, None),
+        ("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.", hickory_proto::rr::RecordType::PTR, None),
         ("example.com.", hickory_proto::rr::RecordType::A, None),
     ] {
         let Ok(qname) = name.parse::<hickory_proto::rr::Name>() else { continue };

@@ -363,6 +363,7 @@ impl Agent {
             tls: tls.clone(),
             leaf_certs: Default::default(),
             restores: Default::default(),
+            cache: http::cache::AgentCache::new(shutdown.clone()),
         });
         let app = http::router(ctx);
         if let Some(c) = &consensus {

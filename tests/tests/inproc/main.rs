@@ -11,6 +11,7 @@ mod t50_restart;
 mod t60_snapshot;
 mod t70_catalog;
 mod t71_filter;
+mod t72_agent_cache;
 mod t80_session;
 mod t90_agent;
 mod t91_checks;

@@ -279,3 +279,47 @@ async fn t99_query_flood_does_not_starve_the_http_api() {
     assert!(!ask(server, "web.service.consul.", RecordType::A, None, false).await.answers.is_empty());
     c.shutdown().await;
 }
+
+fn ptr_target(m: &Message) -> Option<String> {
+    m.answers.iter().find_map(|r| match &r.data {
+        RData::PTR(p) => Some(p.0.to_ascii()),
+        _ => None,
+    })
+}
+
+/// Reverse lookups (Consul's `handlePtr`): a node's address answers with the node, a service's
+/// own address with the service, in the agent's datacenter and the primary domain, TTL 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t95_ptr_for_nodes_services_and_ipv6() {
+    let c = Cluster::start(1).await;
+    let api = c.api(0);
+    register(&api, "n1", "10.1.0.1", "web1", &[], "passing").await;
+    let body = json!({
+        "Node": "n6", "Address": "2001:db8::6",
+        "Service": {"ID": "db1", "Service": "db", "Address": "10.7.7.7", "Port": 5432},
+    });
+    let r = api.request(Method::PUT, "/v1/catalog/register", Some(body.to_string().into_bytes())).await.expect("reg");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let server = dns(&c, 0);
+
+    let node = ask(server, "1.0.1.10.in-addr.arpa.", RecordType::PTR, None, false).await;
+    assert_eq!(node.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(ptr_target(&node).as_deref(), Some("n1.node.dc1.consul."));
+    assert_eq!(node.answers[0].ttl, 0);
+
+    let svc = ask(server, "7.7.7.10.in-addr.arpa.", RecordType::PTR, None, false).await;
+    assert_eq!(ptr_target(&svc).as_deref(), Some("db.service.dc1.consul."));
+
+    let v6 = "6.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.";
+    let node6 = ask(server, v6, RecordType::PTR, None, true).await;
+    assert_eq!(ptr_target(&node6).as_deref(), Some("n6.node.dc1.consul."), "over TCP too");
+
+    let miss = ask(server, "9.9.9.9.in-addr.arpa.", RecordType::PTR, None, false).await;
+    assert_eq!(miss.metadata.response_code, ResponseCode::NXDomain);
+    assert!(miss.answers.is_empty() && !miss.authorities.is_empty(), "NXDOMAIN with an SOA");
+
+    for bad in ["300.0.1.10.in-addr.arpa.", "0.1.10.in-addr.arpa.", "x.0.ip6.arpa.", "in-addr.arpa."] {
+        let m = ask(server, bad, RecordType::PTR, None, false).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{bad}");
+    }
+}

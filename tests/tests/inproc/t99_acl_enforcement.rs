@@ -190,6 +190,9 @@ async fn t99_catalog_filtering_and_dns() {
     let server = c.agent(0).dns_addr().expect("dns");
     let m = ask(server, "web.service.consul.", RecordType::A, None, false).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let ptr = "1.0.2.10.in-addr.arpa.";
+    let m = ask(server, ptr, RecordType::PTR, None, false).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "PTR hides nodes the DNS token cannot read");
     let r = send(&api, Method::PUT, &with("/v1/agent/token/dns", ROOT), Some(json!({"Token": web}))).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let m = ask(server, "web.service.consul.", RecordType::A, None, false).await;
@@ -197,6 +200,21 @@ async fn t99_catalog_filtering_and_dns() {
     assert_eq!(m.answers.len(), 1);
     let m = ask(server, "db.service.consul.", RecordType::A, None, false).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let m = ask(server, ptr, RecordType::PTR, None, false).await;
+    assert!(matches!(&m.answers[..], [r] if r.data.to_string() == "n1.node.dc1.consul."), "{m:?}");
+
+    // The agent cache keeps each token's answer apart, and a HIT is still only for a valid token.
+    let r = api.get(&with("/v1/catalog/services?cached", ROOT)).await.expect("services");
+    assert_eq!(ok(&r).as_object().map(|m| m.len()), Some(3), "consul, web and db");
+    for expect in ["MISS", "HIT"] {
+        let r = api.get(&with("/v1/catalog/services?cached", &web)).await.expect("services");
+        assert_eq!(header(&r, "X-Cache"), Some(expect));
+        let names: Vec<String> = ok(&r).as_object().expect("map").keys().cloned().collect();
+        assert_eq!(names, ["web"]);
+        assert_eq!(header(&r, "X-Consul-Results-Filtered-By-ACLs"), Some("true"));
+    }
+    let r = api.get(&with("/v1/catalog/services?cached", "00000000-0000-0000-0000-000000000bad")).await.expect("bad");
+    assert_eq!(r.status, 403, "{}", r.text());
     // Setting agent tokens is agent:write on the node (web's token has only service rights).
     let r = send(&api, Method::PUT, &with("/v1/agent/token/dns", &web), Some(json!({"Token": ""}))).await;
     assert_eq!(r.status, 403, "{}", r.text());

@@ -156,4 +156,6 @@ async fn t24_dig_finds_only_healthy_instances() {
     assert_eq!(srv.len(), 2, "{srv:?}");
     assert!(srv.iter().all(|l| l.starts_with("1 1 80 ") && l.ends_with(".node.dc1.consul.")), "{srv:?}");
     assert_eq!(dig(&["b.node.consul", "A"]), ["10.9.0.2"], "node lookups are not health-filtered");
+    // Reverse lookups (PTR, Consul's `handlePtr`) name the node with that address.
+    assert_eq!(dig(&["-x", "10.9.0.2"]), ["b.node.dc1.consul."]);
 }

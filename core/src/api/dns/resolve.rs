@@ -6,10 +6,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 use std::time::Duration;
 
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use rand::seq::SliceRandom;
 
+use super::reverse::{is_reverse_name, parse_reverse_name};
 use super::DnsConfig;
 use crate::state::catalog::{service_entries, HealthCheck, Node, CRITICAL, WARNING};
 use crate::state::StateData;
@@ -175,6 +176,9 @@ pub fn resolve(
     qtype: RecordType,
     max_answers: usize,
 ) -> DnsAnswer {
+    if is_reverse_name(qname) {
+        return ptr_answer(data, acl, config, datacenter, qname, qtype);
+    }
     let lower = qname.to_ascii_lowercase();
     let doms = domains(config);
     let Some((labels, domain)) = labels_under(&lower, &doms) else {
@@ -255,6 +259,51 @@ pub fn resolve(
         }
         _ => negative(true),
     }
+}
+
+/// A reverse lookup (Consul's `handlePtr`): the first node (by name) whose `Address` is the IP,
+/// as `<node>.node.<dc>.<domain>.`; failing that, the first service instance whose own
+/// `Address` is the IP, as `<service>.service.<dc>.<domain>.`. Only what the DNS token may read
+/// is considered. Answers always use the primary domain and TTL 0 (Consul hard-codes it). A
+/// malformed name or an address nobody has is NXDOMAIN with our SOA.
+fn ptr_answer(
+    data: &StateData,
+    acl: &Authz,
+    config: &DnsConfig,
+    datacenter: &str,
+    qname: &str,
+    qtype: RecordType,
+) -> DnsAnswer {
+    let domain = config.domain.as_str();
+    let negative =
+        || DnsAnswer { nx_domain: true, authorities: soa(config, domain).into_iter().collect(), ..Default::default() };
+    let (Some(ip), Some(owner)) = (parse_reverse_name(qname), name(qname)) else { return negative() };
+    let same_ip = |addr: &str| IpAddr::from_str(addr).is_ok_and(|a| a == ip);
+    let node = data
+        .catalog
+        .nodes
+        .values()
+        .find(|n| same_ip(&n.address) && acl.allows(Resource::Node, &n.node, Need::Read))
+        .map(|n| format!("{}.node.{datacenter}.{domain}", n.node));
+    // Only instances with their own address count: one on its node's address is the node's.
+    let target = node.or_else(|| {
+        data.catalog
+            .services
+            .values()
+            .find(|s| {
+                same_ip(&s.address)
+                    && acl.allows(Resource::Service, &s.service, Need::Read)
+                    && acl.allows(Resource::Node, &s.node, Need::Read)
+            })
+            .map(|s| format!("{}.service.{datacenter}.{domain}", s.service))
+    });
+    let Some(target) = target.as_deref().and_then(name) else { return negative() };
+    let mut a = DnsAnswer::default();
+    a.answers.push(Record::from_rdata(owner, 0, RData::PTR(PTR(target))));
+    if qtype == RecordType::SOA {
+        a.answers.extend(soa(config, domain));
+    }
+    a
 }
 
 fn node_answer(
@@ -502,6 +551,54 @@ mod tests {
         assert!(other_dc.nx_domain);
         let cname = resolve(&st, &Authz::disabled(), &cfg, "dc1", "web.service.consul.", RecordType::CNAME, 0);
         assert_eq!(cname.answers.len(), 1);
+    }
+
+    fn ptr_target(a: &DnsAnswer) -> Option<String> {
+        a.answers.iter().find_map(|r| match &r.data {
+            RData::PTR(p) => Some(p.0.to_ascii()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn ptr_for_nodes_then_services() {
+        let cfg = DnsConfig::default();
+        let mut st = state();
+        let q = |st: &StateData, n: &str| resolve(st, &Authz::disabled(), &cfg, "dc1", n, RecordType::PTR, 0);
+        let node = q(&st, "2.0.0.10.in-addr.arpa.");
+        assert_eq!(ptr_target(&node).as_deref(), Some("n2.node.dc1.consul."));
+        assert_eq!(node.answers[0].ttl, 0, "PTR TTL is always 0, as in Consul");
+        assert!(!node.nx_domain);
+        st.catalog
+            .register(
+                &RegisterRequest {
+                    node: Node { node: "n5".into(), address: "10.0.0.5".into(), ..Node::default() },
+                    service: Some(ServiceInstance {
+                        id: "db1".into(),
+                        service: "db".into(),
+                        address: "10.9.9.9".into(),
+                        ..ServiceInstance::default()
+                    }),
+                    ..RegisterRequest::default()
+                },
+                9,
+            )
+            .expect("reg");
+        assert_eq!(ptr_target(&q(&st, "9.9.9.10.in-addr.arpa.")).as_deref(), Some("db.service.dc1.consul."));
+        let miss = q(&st, "9.9.9.9.in-addr.arpa.");
+        assert!(miss.nx_domain && miss.answers.is_empty() && !miss.authorities.is_empty());
+        let bad = q(&st, "x.9.9.9.in-addr.arpa.");
+        assert!(bad.nx_domain && !bad.authorities.is_empty());
+    }
+
+    #[test]
+    fn ptr_honours_acls() {
+        let cfg = DnsConfig::default();
+        use crate::acl::authorizer::{Authorizer, DefaultPolicy};
+        let deny =
+            Authz::new("anon", std::sync::Arc::new(Authorizer::new(Default::default(), DefaultPolicy::Deny, false)));
+        let a = resolve(&state(), &deny, &cfg, "dc1", "1.0.0.10.in-addr.arpa.", RecordType::PTR, 0);
+        assert!(a.nx_domain, "a node the token cannot read has no PTR");
     }
 
     #[test]

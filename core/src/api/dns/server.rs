@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::resolve::{in_our_domains, resolve, DnsAnswer};
+use super::reverse::is_reverse_name;
 use super::DnsConfig;
 use crate::replication::backend::Backend;
 use crate::replication::consensus::Consistency;
@@ -80,7 +81,7 @@ fn dns_token(ctx: &DnsContext) -> Option<String> {
 /// Answers a query a client agent forwarded (`None`: drop it).
 pub async fn answer_forwarded(ctx: &DnsContext, q: ForwardedQuery) -> Option<Vec<u8>> {
     let (packet, udp) = (&q.packet[..], q.udp);
-    match handle(ctx, packet, udp, q.token).await {
+    match handle(ctx, packet, udp, Some(q.token)).await {
         Handled::Reply(b) => Some(b),
         // The client recurses itself; a forwarded query is always for our domains.
         Handled::Recurse | Handled::Drop => None,
@@ -155,7 +156,8 @@ fn parse_query(packet: &[u8], config: &DnsConfig) -> Result<(Message, String), H
         return Err(error_reply(id, OpCode::Query, ResponseCode::NotImp));
     }
     let qname = query.name.to_ascii();
-    if !in_our_domains(&qname, config) {
+    // Reverse names (PTR) are answered from the catalog whatever the configured domains.
+    if !is_reverse_name(&qname) && !in_our_domains(&qname, config) {
         return Err(if config.recursors.is_empty() {
             error_reply(id, OpCode::Query, ResponseCode::Refused)
         } else {
@@ -177,8 +179,11 @@ fn size_limits(req: &Message, udp: bool, config: &DnsConfig) -> (Option<usize>, 
     (client_edns, max, limit)
 }
 
-/// Answers one packet; `token` overrides the agent's DNS token (a client agent's, forwarded).
-async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool, token: Option<String>) -> Handled {
+/// Answers one packet. `forwarded` is `Some` for a query a client agent forwarded, holding the
+/// token that overrides the agent's DNS token.
+async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool, forwarded: Option<Option<String>>) -> Handled {
+    let from_client = forwarded.is_some();
+    let token = forwarded.flatten();
     let (req, qname) = match parse_query(packet, &ctx.config) {
         Ok(x) => x,
         Err(h) => return h,
@@ -220,6 +225,11 @@ async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool, token: Option<String
         // A configured token that no longer exists reads nothing.
         Err(_) => DnsAnswer { nx_domain: true, ..Default::default() },
     });
+    // Like Consul, a reverse name nobody here has goes to the recursors when there are any
+    // (a query a client agent forwarded is answered as is: the server has no say in its recursors).
+    if is_reverse_name(&qname) && answer.nx_domain && !ctx.config.recursors.is_empty() && !from_client {
+        return Handled::Recurse;
+    }
     reply(&req, answer, udp, &ctx.config)
 }
 

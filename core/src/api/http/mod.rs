@@ -8,6 +8,7 @@ mod acl;
 mod agent;
 mod agent_local;
 mod blocking;
+pub mod cache;
 pub(crate) mod catalog;
 pub mod connect_ca;
 mod coordinate;
@@ -175,6 +176,8 @@ pub struct ApiContext {
     pub leaf_certs: connect_ca::LeafCache,
     /// One snapshot restore at a time.
     pub restores: snapshot::RestoreGate,
+    /// The agent cache behind `?cached` reads.
+    pub cache: Arc<cache::AgentCache>,
 }
 
 impl ApiContext {
@@ -228,10 +231,15 @@ pub fn router(ctx: Ctx) -> Router {
     } else {
         agent.fallback(proxy::forward)
     };
-    router
+    // The cache sits inside `authorize`: a HIT is only served to a token that resolves, and a
+    // fetch goes through the whole router again (proxying to a server on client agents).
+    let app = router
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(ctx.clone(), cache::layer))
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), authorize))
-        .with_state(ctx)
+        .with_state(ctx.clone());
+    ctx.cache.set_fetcher(app.clone());
+    app
 }
 
 /// Paths Consul answers without resolving the request's token.
