@@ -429,7 +429,11 @@ pub fn generated_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         ("0a000001.addr.consul.", hickory_proto::rr::RecordType::A, None),
         ("consul.", hickory_proto::rr::RecordType::SOA, None),
         ("1.0.0.10.in-addr.arpa.", hickory_proto::rr::RecordType::PTR, None),
-        ("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.", hickory_proto::rr::RecordType::PTR, None),
+        (
+            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.",
+            hickory_proto::rr::RecordType::PTR,
+            None,
+        ),
         ("example.com.", hickory_proto::rr::RecordType::A, None),
     ] {
         let Ok(qname) = name.parse::<hickory_proto::rr::Name>() else { continue };

@@ -117,6 +117,8 @@ pub struct AgentConfig {
     /// `http_config.response_headers`: added to every HTTP(S) API response that does not set
     /// the header itself (names and values checked when the configuration is read).
     pub http_response_headers: Vec<(String, String)>,
+    /// `http_config.use_cache` (default true): whether `?cached` reads use the agent cache.
+    pub http_use_cache: bool,
 }
 
 pub use crate::tls::connect_ca::ConnectSettings;
@@ -200,6 +202,7 @@ impl Default for AgentConfig {
             sync_coordinate_interval_min: Duration::from_secs(15),
             sync_coordinate_rate_target: 64.0,
             http_response_headers: Vec::new(),
+            http_use_cache: true,
         }
     }
 }
@@ -362,6 +365,7 @@ impl AgentConfig {
             max_query_time: self.max_query_time,
             disable_coordinates: self.disable_coordinates,
             response_headers: self.http_response_headers.clone(),
+            use_cache: self.http_use_cache,
             acl: self.acl.clone(),
             connect: self.connect.clone(),
         }

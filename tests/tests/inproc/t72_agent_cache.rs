@@ -155,3 +155,22 @@ async fn t72_stale_if_error_through_a_client_agent() {
     assert_eq!(too_old.status, 500, "older than stale-if-error allows");
     client.shutdown().await.expect("client shutdown");
 }
+
+/// `http_config.use_cache = false`: `?cached` reads are answered as plain reads (no `X-Cache`,
+/// always current), as in Consul.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t72_use_cache_false_bypasses_the_cache() {
+    fn no_cache(c: &mut AgentConfig) {
+        c.http_use_cache = false;
+    }
+    let c = Cluster::start_with(1, consul_tests::inproc::Options { tweak: Some(no_cache), ..Default::default() }).await;
+    let api = c.api(0);
+    register(&api, "n1", "10.0.0.1", "r1", "web1").await;
+    let first = api.get("/v1/catalog/service/web?cached").await.expect("get");
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.header("X-Cache"), None);
+    register(&api, "n2", "10.0.0.2", "r2", "web2").await;
+    let second = api.get("/v1/catalog/service/web?cached").await.expect("get");
+    assert_eq!((second.header("X-Cache"), names(&second.json())), (None, vec!["n1".to_string(), "n2".to_string()]));
+    c.shutdown().await;
+}

@@ -84,10 +84,12 @@ pub const HONOURED: &[KeyGroup] = &[
             "limits.{http_max_conns_per_client,rpc_max_conns_per_client}",
             "limits.rpc_handshake_timeout",
             "http_config.response_headers",
+            "http_config.use_cache",
             "limits.{http_read_header_timeout,snapshot_max_size,snapshot_max_inflate_ratio}",
             "limits.{rpc_rate,rpc_max_burst}",
         ],
-        "HTTP API: blocking-query waits, request size limits, extra response headers; connections per \
+        "HTTP API: blocking-query waits, request size limits, extra response headers, the agent cache \
+         for `?cached` reads; connections per \
          client IP on the HTTP(S) ports (Consul's default, 200) and on the server RPC and serf_lan TCP \
          ports (Consul's default, 100; 0 is no limit), the handshake deadline of the latter two (5 s; 0 \
          is none); consul-rs extensions: how long a request head may take to arrive and a keep-alive \
@@ -259,12 +261,11 @@ pub const NO_EFFECT: &[KeyGroup] = &[
             "use_streaming_backend",
             "rpc.enable_streaming",
             "cache.{entry_fetch_max_burst,entry_fetch_rate}",
-            "http_config.use_cache",
             "dns_config.{use_cache,cache_max_age}",
             "discovery_max_stale",
         ],
-        "reads are answered by the servers (blocking queries); streaming or an agent cache would return \
-         the same data",
+        "reads are answered by the servers (blocking queries), which streaming would not change; DNS \
+         answers do not go through the agent cache; its fetches are not rate-limited",
     ),
     group(
         &[

@@ -160,6 +160,8 @@ impl Settings {
                         }
                     }
                 }
+                // false: `?cached` reads bypass the agent cache (answered as uncached reads).
+                "use_cache" => self.agent.http_use_cache = ctx.bool(&path, v)?,
                 "max_header_bytes" => {
                     if ctx.int(&path, v)? > 0 {
                         return Err(ctx.refused(&path, reason(&path)));
@@ -417,6 +419,13 @@ mod tests {
             let e = err(v.clone());
             assert!(e.contains(want), "{v}: {e}");
         }
+    }
+
+    #[test]
+    fn use_cache_is_honoured() {
+        assert!(apply(json!({})).expect("defaults").agent.http_use_cache, "Consul's default: true");
+        let s = apply(json!({"http_config": {"use_cache": false}})).expect("use_cache");
+        assert!(!s.agent.http_use_cache && !s.agent.api_settings().use_cache);
     }
 
     #[test]

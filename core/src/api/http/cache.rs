@@ -450,7 +450,8 @@ fn respond(resp: CachedResponse, hit: Option<Duration>) -> Response {
 /// The middleware: answers `?cached` GETs of cacheable endpoints from the agent cache and
 /// passes every other request through.
 pub(super) async fn layer(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
-    if req.method() != Method::GET || !cacheable(req.uri().path()) {
+    // `http_config.use_cache = false`: `?cached` is ignored, as in Consul.
+    if !ctx.config.use_cache || req.method() != Method::GET || !cacheable(req.uri().path()) {
         return next.run(req).await;
     }
     let q = QueryParams::from_uri(req.uri());

@@ -80,6 +80,8 @@ pub struct ApiSettings {
     pub acl: crate::api::authz::AclSettings,
     /// `http_config.response_headers`: added to every response that does not set them.
     pub response_headers: Vec<(String, String)>,
+    /// `http_config.use_cache`: `?cached` reads use the agent cache (Consul's default, true).
+    pub use_cache: bool,
     /// `connect { … }`: the built-in CA.
     pub connect: crate::tls::connect_ca::ConnectSettings,
 }
