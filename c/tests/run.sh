@@ -72,9 +72,17 @@ echo "== build defaults"
 # passes PROFILE=dev). Dry runs, as a user's shell would start them (no PROFILE, nor the
 # MAKEFLAGS through which `make test PROFILE=dev` hands its variables down): nothing is built.
 fresh_make() { env -u PROFILE -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES make "$@"; }
-default_release() { fresh_make -n -C "$C_DIR" cargo | grep -q -- '--profile release'; }
+# The dry run's output is captured before it is searched: `make … | grep -q` under pipefail fails
+# whenever grep exits at its match while make is still writing (SIGPIPE), which made this flaky.
+default_release() {
+  local plan
+  plan=$(fresh_make -n -C "$C_DIR" cargo) && grep -q -- '--profile release' <<<"$plan"
+}
 check "make -C c builds the release profile by default" default_release
-dev_on_request() { fresh_make -n -C "$C_DIR" cargo PROFILE=dev | grep -q -- '--profile dev'; }
+dev_on_request() {
+  local plan
+  plan=$(fresh_make -n -C "$C_DIR" cargo PROFILE=dev) && grep -q -- '--profile dev' <<<"$plan"
+}
 check "make -C c PROFILE=dev builds the dev profile" dev_on_request
 
 echo "== header"
