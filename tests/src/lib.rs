@@ -64,3 +64,19 @@ pub fn free_port() -> u16 {
     }
     panic!("no free port on 127.0.0.1 between {LOW} and {}", LOW + SPAN)
 }
+
+/// Whether the peer closes `s` within `within` (everything it sends meanwhile is discarded).
+pub async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 512];
+    tokio::time::timeout(within, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}

@@ -3,12 +3,10 @@
 //! reads following catalog changes, `stale-if-error` on a client agent whose server is gone, and
 //! `?node-meta` on the cached endpoints.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use consul_core::agent::Agent;
-use consul_core::config::{AgentConfig, Ports};
-use consul_core::gossip::GossipConfig;
+use consul_core::config::AgentConfig;
 use consul_tests::client::Api;
 use consul_tests::inproc::Cluster;
 use reqwest::Method;
@@ -107,25 +105,13 @@ async fn t72_cached_miss_hit_age_max_age_and_blocking() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t72_stale_if_error_through_a_client_agent() {
-    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let server =
         Agent::start(AgentConfig { node_name: "srv".into(), ..AgentConfig::dev_any_port() }).await.expect("server");
     server.wait_for_leader(Duration::from_secs(10)).await.expect("leader");
     let dir = tempfile::tempdir().expect("tempdir");
-    let client = Agent::start(AgentConfig {
-        node_name: "cli".into(),
-        server: false,
-        data_dir: Some(dir.path().to_path_buf()),
-        bind_addr: lo,
-        client_addr: lo,
-        ports: Ports::any(),
-        retry_join: vec![server.serf_addr().to_string()],
-        retry_interval: Duration::from_millis(200),
-        gossip_lan: GossipConfig::dev(),
-        ..AgentConfig::default()
-    })
-    .await
-    .expect("client");
+    let client = Agent::start(consul_tests::inproc::client_agent_config("cli", dir.path(), server.serf_addr()))
+        .await
+        .expect("client");
     client.wait_for_leader(Duration::from_secs(20)).await.expect("the client reaches a leader");
     let (s, c) = (Api::new(server.http_addr()), Api::new(client.http_addr()));
     register(&s, "n1", "10.0.0.1", "r1", "web1").await;

@@ -20,25 +20,10 @@ const PREAMBLE: [u8; 5] = *b"CRPC\x01";
 
 /// This process's resident set (the in-process agents included), in KiB.
 fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
-    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS value")
+    consul_tests::process::rss_kib(std::process::id())
 }
 
-/// Whether the peer closes `s` within `within` (everything it sends is discarded).
-async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
-    let mut buf = [0u8; 512];
-    tokio::time::timeout(within, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .is_ok()
-}
+use consul_tests::closed_within;
 
 /// A connection past the preamble exchange.
 async fn opened(addr: SocketAddr) -> TcpStream {
