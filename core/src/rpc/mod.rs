@@ -62,7 +62,7 @@ use tokio_util::sync::CancellationToken;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::conn_limit::{ConnLimiter, LogLimiter};
+use crate::conn_limit::{ConnLimiter, LogLimiter, REFUSAL_LOG_INTERVAL};
 use crate::tls::{AgentTls, Plaintext};
 
 /// How long a TCP connect may take before the peer counts as unreachable.
@@ -80,8 +80,6 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// How many requests of a refused plaintext connection are answered with the reason.
 const REFUSALS_PER_CONNECTION: usize = 64;
-/// At most one WARN per this long per listener and kind of junk; the rest go to DEBUG, counted.
-const JUNK_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A byte stream a connection runs over: plain TCP or TLS.
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -604,7 +602,7 @@ impl Listener {
                 %reason,
                 suppressed,
                 "RPC connection closed (further ones for the next {}s are logged at debug)",
-                JUNK_LOG_EVERY.as_secs()
+                REFUSAL_LOG_INTERVAL.as_secs()
             ),
             None => tracing::debug!(listener = self.opts.name, %peer, %reason, "RPC connection closed"),
         }
@@ -626,8 +624,8 @@ pub async fn serve_with(listener: TcpListener, router: Router, shutdown: Cancell
     let l = Arc::new(Listener {
         router: Arc::new(router),
         opts,
-        junk: LogLimiter::new(JUNK_LOG_EVERY),
-        over_limit: LogLimiter::new(JUNK_LOG_EVERY),
+        junk: LogLimiter::new(REFUSAL_LOG_INTERVAL),
+        over_limit: LogLimiter::new(REFUSAL_LOG_INTERVAL),
         budget: wire::FrameBudget::new(wire::FRAME_BUDGET),
     });
     loop {
@@ -1044,8 +1042,8 @@ mod tests {
             let l = Arc::new(Listener {
                 router: Arc::new(router),
                 opts: ServeOptions::new("test"),
-                junk: LogLimiter::new(JUNK_LOG_EVERY),
-                over_limit: LogLimiter::new(JUNK_LOG_EVERY),
+                junk: LogLimiter::new(REFUSAL_LOG_INTERVAL),
+                over_limit: LogLimiter::new(REFUSAL_LOG_INTERVAL),
                 budget: wire::FrameBudget::new(wire::FRAME_BUDGET),
             });
             serve_connection(Box::new(s), addr, l, false, CancellationToken::new()).await;

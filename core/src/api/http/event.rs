@@ -21,7 +21,8 @@ use serde_json::{json as json_value, Value};
 
 use super::query::{QueryParams, ReadParams};
 use super::{json, read_body, Ctx};
-use crate::membership::gossip::events::{check_event_size, id_to_index, UserEvent, MAX_EVENT_SIZE};
+use crate::membership::gossip::engine::EngineError;
+use crate::membership::gossip::events::{id_to_index, UserEvent, MAX_EVENT_SIZE};
 use crate::Error;
 
 fn event_json(e: &UserEvent) -> Value {
@@ -101,9 +102,11 @@ pub(super) async fn fire(
             version: 1,
             ltime: 0,
         };
-        // The whole event must fit Serf's limit: refused here (413), never accepted and dropped.
-        check_event_size(&ev).map_err(Error::TooLarge)?;
-        let fired = ctx.cluster.gossip().fire_event(ev).map_err(|e| Error::BadRequest(e.to_string()))?;
+        // An event that cannot travel is refused here (413), never accepted and then dropped.
+        let fired = ctx.cluster.gossip().fire_event(ev).map_err(|e| match e {
+            EngineError::EventTooLarge(m) => Error::TooLarge(m),
+            other => Error::BadRequest(other.to_string()),
+        })?;
         // Like Consul, the answer carries LTime 0: the time is the pool's business.
         Ok::<_, Error>(UserEvent { ltime: 0, ..fired })
     }

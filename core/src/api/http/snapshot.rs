@@ -122,7 +122,7 @@ async fn spool_body(
     dir: Option<&std::path::Path>,
 ) -> Result<(std::fs::File, u64), Error> {
     use http_body_util::BodyExt;
-    use std::io::{Seek, Write};
+    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
     let too_large = |n: String| {
         Error::TooLarge(format!(
             "snapshot archive ({n} bytes) too large, max size: {max} bytes (limits.snapshot_max_size)"
@@ -139,7 +139,9 @@ async fn spool_body(
         _ => tempfile::tempfile(),
     }
     .map_err(|e| Error::Storage(format!("creating a temporary file for the snapshot: {e}")))?;
-    let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+    // tokio's file runs its writes on the blocking pool, off the request's runtime thread.
+    let spool_err = |e: std::io::Error| Error::Storage(format!("spooling the snapshot: {e}"));
+    let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
     let mut body = body;
     let mut len: u64 = 0;
     let mut head: Vec<u8> = Vec::with_capacity(2);
@@ -159,13 +161,14 @@ async fn spool_body(
             drain(body).await;
             return Err(too_large(format!("more than {max}")));
         }
-        // Small synchronous writes into a buffered file: the page cache absorbs them.
-        out.write_all(&data).map_err(|e| Error::Storage(format!("spooling the snapshot: {e}")))?;
+        out.write_all(&data).await.map_err(spool_err)?;
     }
     if len < 2 {
         return Err(Error::BadRequest("invalid snapshot archive: empty or truncated body".into()));
     }
-    let mut file = out.into_inner().map_err(|e| Error::Storage(format!("spooling the snapshot: {e}")))?;
-    file.rewind().map_err(|e| Error::Storage(format!("spooling the snapshot: {e}")))?;
+    out.flush().await.map_err(spool_err)?;
+    let mut file = out.into_inner();
+    file.rewind().await.map_err(spool_err)?;
+    let file = file.into_std().await;
     Ok((file, len))
 }

@@ -371,6 +371,9 @@ pub enum EngineError {
     /// A bad user event.
     #[error("{0}")]
     BadEvent(String),
+    /// A user event over Serf's size limit (name, payload and filters together).
+    #[error("{0}")]
+    EventTooLarge(String),
 }
 
 /// A suspicion timer this node runs (Lifeguard shortens it as confirmations arrive).
@@ -775,7 +778,7 @@ impl Engine {
         self.now = now;
         // Checked here, before the clock ticks, so an event that could not travel is refused to
         // its caller instead of being dropped by the broadcast queue afterwards.
-        check_event_size(&ev).map_err(EngineError::BadEvent)?;
+        check_event_size(&ev).map_err(EngineError::EventTooLarge)?;
         ev.ltime = self.received.lock().tick();
         let bytes = postcard::to_stdvec(&Broadcast::Event(ev.clone()))
             .map_err(|e| EngineError::BadEvent(format!("encoding the event: {e}")))?;
