@@ -72,6 +72,10 @@ pub enum Error {
     /// The request's token does not exist (or expired). HTTP 403, Consul's "ACL not found".
     #[error("ACL not found")]
     AclNotFound,
+    /// The request's token does not exist and the ACL system has not been bootstrapped yet, so
+    /// none can (Consul's wording, which its tools look for). HTTP 403.
+    #[error("ACL system must be bootstrapped before making any requests that require authorization: ACL not found")]
+    AclNotBootstrapped,
     /// The token lacks a permission; the message names the accessor, the permission and the
     /// resource (`Permission denied: token with AccessorID '…' lacks permission 'key:write' on
     /// "foo"`). HTTP 403.
@@ -92,7 +96,7 @@ impl Error {
             | Error::Apply(ApplyError::AclInvalid(_)) => 400,
             Error::Apply(ApplyError::AclBootstrapNotAllowed { .. } | ApplyError::PermissionDenied(_)) => 403,
             Error::AclDisabled => 401,
-            Error::AclNotFound | Error::PermissionDenied(_) => 403,
+            Error::AclNotFound | Error::AclNotBootstrapped | Error::PermissionDenied(_) => 403,
             Error::NotFound(_) => 404,
             Error::TxnRolledBack(_) => 409,
             Error::TooLarge(_) => 413,

@@ -92,6 +92,8 @@ struct Inner {
     datacenter: Option<String>,
     timeout: Duration,
     http: reqwest::Client,
+    /// The TLS settings of an `https://` client, for [`Client::transport_error`]'s probe.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// A Consul HTTP API client.
@@ -390,11 +392,12 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(60))
             // reqwest would otherwise look for a process-wide rustls provider (and panic without
             // one): the SDK never installs one, so embedding programs keep theirs.
-            .tls_backend_preconfigured(tls)
+            .tls_backend_preconfigured(tls.clone())
             .build()
             .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+        let tls = https.then(|| Arc::new(tls));
         Ok(Client {
-            inner: Arc::new(Inner { base, token, datacenter: config.datacenter, timeout: config.timeout, http }),
+            inner: Arc::new(Inner { base, token, datacenter: config.datacenter, timeout: config.timeout, http, tls }),
         })
     }
 
@@ -423,8 +426,24 @@ impl Client {
                 datacenter: self.inner.datacenter.clone(),
                 timeout: self.inner.timeout,
                 http: self.inner.http.clone(),
+                tls: self.inner.tls.clone(),
             }),
         })
+    }
+
+    /// A transport failure as an [`Error`]. On HTTPS, when its causes do not say why, the TLS
+    /// probe's finding is added: an agent's refusal of the client certificate can reach the
+    /// connection before the request does, and then only the probe sees it (see
+    /// [`tls::refusal_reason`]).
+    async fn transport_error(&self, e: reqwest::Error) -> Error {
+        let said_why = crate::error::tls_cause_words(&e).is_some();
+        let mut err = Error::from(e);
+        if let (false, ErrorCode::Connection, Some(config)) = (said_why, err.code, &self.inner.tls) {
+            if let Some(why) = tls::refusal_reason(&self.inner.base, config.clone(), Duration::from_secs(1)).await {
+                err.message = format!("{}: {why}", err.message);
+            }
+        }
+        err
     }
 
     async fn request(
@@ -486,7 +505,10 @@ impl Client {
         if let Some(b) = body {
             req = req.body(b);
         }
-        let resp = req.send().await?;
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return Err(self.transport_error(e).await),
+        };
         let status = resp.status();
         let h = resp.headers();
         let meta = QueryMeta {
@@ -580,12 +602,15 @@ impl Client {
         if let Some(b) = body {
             req = req.body(b);
         }
-        let resp = req.send().await.map_err(|e| {
-            // The message has the whole cause chain (see `Error::from`).
-            let mut err = Error::from(e);
-            err.message = format!("Error connecting to Consul agent at {}: {}", self.inner.base, err.message);
-            err
-        })?;
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                // The message has the whole cause chain (see `Error::from`).
+                let mut err = self.transport_error(e).await;
+                err.message = format!("Error connecting to Consul agent at {}: {}", self.inner.base, err.message);
+                return Err(err);
+            }
+        };
         let status = resp.status().as_u16();
         let headers = resp
             .headers()

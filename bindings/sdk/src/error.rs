@@ -159,6 +159,22 @@ pub(crate) fn transport_message(e: &(dyn std::error::Error + 'static)) -> String
     }
 }
 
+/// A TLS failure somewhere in `e`'s causes, as rustls words it and in a Consul user's words
+/// (`received fatal alert: CertificateRequired (the agent wants a client certificate…)`).
+pub(crate) fn tls_cause_words(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(r) = find_rustls(c) {
+            return Some(match tls_words(r) {
+                Some(words) => format!("{r} ({words})"),
+                None => r.to_string(),
+            });
+        }
+        cur = c.source();
+    }
+    None
+}
+
 /// rustls' error, which reaches us wrapped in io::Errors (twice, for a failed handshake), whose
 /// `source()` skips the wrapped error.
 fn find_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {

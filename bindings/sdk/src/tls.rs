@@ -154,6 +154,36 @@ pub fn client_config(opts: &TlsOptions, https: bool) -> Result<ClientConfig, Tls
     }
 }
 
+/// Why the agent at `base` (`https://host:port`) refuses a TLS session, in a Consul user's
+/// words, found by opening one and reading from it.
+///
+/// With TLS 1.3 the client's half of the handshake ends before the agent has judged the client
+/// certificate, so an agent wanting one (or trusting another CA) sends its alert only after the
+/// client thinks it is connected. If that alert reaches hyper's connection task before a request
+/// is written, the request fails as "connection was not ready" with the alert nowhere in its
+/// causes. This probe does the handshake itself and reads until the agent answers or closes, so
+/// the alert, if there is one, is read here. `None`: no TLS refusal seen within `wait`.
+pub(crate) async fn refusal_reason(base: &str, config: Arc<ClientConfig>, wait: std::time::Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let url = reqwest::Url::parse(base).ok()?;
+    let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = url.port_or_known_default()?;
+    let name = ServerName::try_from(host.clone()).ok()?;
+    let probe = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.ok()?;
+        let mut tls = match tokio_rustls::TlsConnector::from(config).connect(name, tcp).await {
+            Ok(s) => s,
+            Err(e) => return crate::error::tls_cause_words(&e),
+        };
+        let mut byte = [0u8; 1];
+        match tls.read(&mut byte).await {
+            Err(e) => crate::error::tls_cause_words(&e),
+            Ok(_) => None,
+        }
+    };
+    tokio::time::timeout(wait, probe).await.ok().flatten()
+}
+
 /// Consul drops a port from the server name (`host:8501` → `host`, `[::1]:8501` → `::1`).
 fn server_name(raw: &str) -> Result<ServerName<'static>, TlsError> {
     let bad = |reason: &str| TlsError::ServerName { name: raw.to_string(), reason: reason.to_string() };
@@ -374,6 +404,60 @@ mod tests {
         // A plain-HTTP client still loads (and checks) the files it is given, as Consul does.
         assert!(client_config(&TlsOptions { ca_file: Some(junk), ..TlsOptions::default() }, false).is_err());
         assert!(client_config(&TlsOptions::default(), false).is_ok());
+    }
+
+    /// The probe behind [`Client`](crate::Client)'s transport errors: against a TLS 1.3 server
+    /// that wants a client certificate, a client without one finishes its handshake and only
+    /// then is refused; the probe reads that refusal. A client the server accepts is left
+    /// waiting for an answer, and the probe finds nothing.
+    #[tokio::test]
+    async fn the_probe_reads_a_refusal_sent_after_the_handshake() {
+        let f = Files::new();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(f.path("ca.pem")).expect("ca") {
+            roots.add(c.expect("ca")).expect("root");
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .expect("verifier");
+        let chain: Vec<_> =
+            CertificateDer::pem_file_iter(f.path("cert.pem")).expect("cert").map(|c| c.expect("cert")).collect();
+        let key = PrivateKeyDer::from_pem_file(f.path("key.pem")).expect("key");
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("https://127.0.0.1:{}", listener.local_addr().expect("addr").port());
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((tcp, _)) = listener.accept().await {
+                // An accepted session is kept open, as an agent waiting for a request would.
+                if let Ok(s) = acceptor.accept(tcp).await {
+                    held.push(s);
+                }
+            }
+        });
+
+        let anonymous =
+            client_config(&TlsOptions { ca_file: Some(f.path("ca.pem")), ..TlsOptions::default() }, true).expect("c");
+        let why = refusal_reason(&base, Arc::new(anonymous), std::time::Duration::from_secs(10)).await;
+        let why = why.expect("the refusal is read");
+        assert!(why.contains("CertificateRequired") && why.contains("client certificate"), "{why}");
+
+        let trusted = TlsOptions {
+            ca_file: Some(f.path("ca.pem")),
+            client_cert: Some(f.path("cert.pem")),
+            client_key: Some(f.path("key.pem")),
+            ..TlsOptions::default()
+        };
+        let config = Arc::new(client_config(&trusted, true).expect("config"));
+        assert_eq!(refusal_reason(&base, config, std::time::Duration::from_millis(300)).await, None);
+        server.abort();
     }
 
     #[test]

@@ -370,7 +370,8 @@ impl AclResolver {
     }
 
     /// The authorization of a request carrying `secret` (`None`: the agent's default token,
-    /// else anonymous). An unknown or expired secret is `AclNotFound`.
+    /// else anonymous). An unknown or expired secret is `AclNotFound` (`AclNotBootstrapped`
+    /// while the ACL system has not been bootstrapped).
     pub fn resolve(&self, secret: Option<&str>, tables: &AclTables, now_ms: u64) -> Result<Arc<Authz>, Error> {
         if !self.settings.enabled {
             return Ok(self.disabled.clone());
@@ -386,7 +387,11 @@ impl AclResolver {
                 return Ok(authz.clone());
             }
         }
-        let authz = self.compile(&secret, tables, now_ms)?;
+        let authz = match self.compile(&secret, tables, now_ms) {
+            // Consul tells a server's caller why no token can be found yet.
+            Err(Error::AclNotFound) if !tables.bootstrap.bootstrapped => return Err(Error::AclNotBootstrapped),
+            other => other?,
+        };
         let mut cache = self.cache.lock();
         if cache.len() >= CACHE_LIMIT {
             cache.clear();

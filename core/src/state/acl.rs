@@ -734,6 +734,11 @@ impl AclTables {
                         let mut t = (**t).clone();
                         t.policies = vec![AclLink { id: GLOBAL_MANAGEMENT_ID.into(), name: String::new() }];
                         self.insert_token(t, index);
+                        // As in Consul, a configured initial management token is the bootstrap:
+                        // `PUT /v1/acl/bootstrap` is refused from then on.
+                        if !self.bootstrap.bootstrapped {
+                            self.bootstrap = BootstrapState { bootstrapped: true, reset_index: index };
+                        }
                     }
                 }
                 AclApplied::Done

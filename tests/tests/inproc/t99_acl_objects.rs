@@ -56,8 +56,10 @@ async fn t99_acl_disabled_is_401() {
     c.shutdown().await;
 }
 
-/// Bootstrap works once, then 403 with the reset index; writing it to the reset file on the
-/// leader allows one more. The initial management token exists with global-management.
+/// The initial management token is the bootstrap, as in Consul: `PUT /v1/acl/bootstrap` is then
+/// 403 with the reset index; writing that index to the reset file on the leader allows one
+/// bootstrap, which is then refused again with its own index. The initial management token
+/// exists with global-management.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t99_acl_bootstrap_and_reset_file() {
     let c = Cluster::start_with(1, acl_opts()).await;
@@ -71,29 +73,72 @@ async fn t99_acl_bootstrap_and_reset_file() {
     let anon = ok(&anonymous.get("/v1/acl/token/self").await.expect("anonymous"));
     assert_eq!(anon["AccessorID"], "00000000-0000-0000-0000-000000000002");
 
+    let reset_index_of = |r: &Resp| -> u64 {
+        r.text()
+            .rsplit("reset index: ")
+            .next()
+            .and_then(|s| s.trim().trim_end_matches(')').parse().ok())
+            .unwrap_or_else(|| panic!("no reset index in {:?}", r.text()))
+    };
+    let refused_first = call(&api, Method::PUT, "/v1/acl/bootstrap", None).await;
+    refused(&refused_first, 403, "Permission denied: ACL bootstrap no longer allowed (reset index: ");
+    assert_eq!(reset_index_of(&refused_first), me["CreateIndex"].as_u64().expect("index"));
+    // A wrong index in the file does not help.
+    let file = c.data_dir(0).join("acl-bootstrap-reset");
+    std::fs::write(&file, format!("{}\n", reset_index_of(&refused_first) + 100)).expect("write");
+    refused(&call(&api, Method::PUT, "/v1/acl/bootstrap", None).await, 403, "no longer allowed");
+    std::fs::write(&file, format!("{}\n", reset_index_of(&refused_first))).expect("write");
     let first = ok(&call(&api, Method::PUT, "/v1/acl/bootstrap", None).await);
+    assert!(!file.exists(), "the reset file is used up");
     assert_eq!(first["Policies"][0]["Name"], "global-management");
     assert_eq!(first["Description"], "Bootstrap Token (Global Management)");
     let secret = first["SecretID"].as_str().expect("secret").to_string();
     ok(&api.get(&format!("/v1/acl/token/self?token={secret}")).await.expect("self"));
     let again = call(&api, Method::PUT, "/v1/acl/bootstrap", None).await;
     refused(&again, 403, "Permission denied: ACL bootstrap no longer allowed (reset index: ");
-    let reset_index: u64 = again
-        .text()
-        .rsplit("reset index: ")
-        .next()
-        .and_then(|s| s.trim().trim_end_matches(')').parse().ok())
-        .expect("reset index");
-    assert_eq!(reset_index, first["CreateIndex"].as_u64().expect("index"));
-    // A wrong index in the file does not help.
-    let file = c.data_dir(0).join("acl-bootstrap-reset");
-    std::fs::write(&file, format!("{}\n", reset_index + 100)).expect("write");
-    refused(&call(&api, Method::PUT, "/v1/acl/bootstrap", None).await, 403, "no longer allowed");
-    std::fs::write(&file, format!("{reset_index}\n")).expect("write");
+    assert_eq!(reset_index_of(&again), first["CreateIndex"].as_u64().expect("index"));
+    std::fs::write(&file, format!("{}\n", reset_index_of(&again))).expect("write");
     let second = ok(&call(&api, Method::PUT, "/v1/acl/bootstrap", None).await);
     assert_ne!(second["SecretID"], first["SecretID"]);
-    assert!(!file.exists(), "the reset file is used up");
     refused(&call(&api, Method::PUT, "/v1/acl/bootstrap", None).await, 403, "no longer allowed");
+    c.shutdown().await;
+}
+
+/// Without an initial management token nothing is bootstrapped: an unknown token is refused
+/// with Consul's "must be bootstrapped" wording (which its tools look for), the anonymous token
+/// is denied, and after `PUT /v1/acl/bootstrap` an unknown token is plain "ACL not found".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t99_acl_unknown_tokens_before_bootstrap() {
+    let c = Cluster::start_with(1, Options { acl: true, ..Options::default() }).await;
+    let api = c.api(0);
+    let unknown = "7c3e9a4d-0000-4000-8000-00000000beef";
+    let before = eventually(Duration::from_secs(20), "the cluster answers", || {
+        let api = api.clone();
+        async move {
+            let r = api.get(&format!("/v1/acl/tokens?token={unknown}")).await.ok()?;
+            (r.status == 403 && r.text().contains("must be bootstrapped")).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(
+        before.text().trim(),
+        "ACL system must be bootstrapped before making any requests that require authorization: ACL not found"
+    );
+    let anon = api.get("/v1/acl/tokens").await.expect("anonymous");
+    refused(&anon, 403, "Permission denied: anonymous token lacks permission 'acl:read'");
+    // The leader creates the built-in policies first; until then bootstrap is a 400.
+    let root = eventually(Duration::from_secs(20), "bootstrap", || {
+        let api = api.clone();
+        async move {
+            let r = call(&api, Method::PUT, "/v1/acl/bootstrap", None).await;
+            (r.status == 200).then(|| r.json())
+        }
+    })
+    .await;
+    let list = api.get(&format!("/v1/acl/tokens?token={}", root["SecretID"].as_str().expect("secret"))).await;
+    assert_eq!(ok(&list.expect("list")).as_array().map(Vec::len), Some(2), "management and anonymous");
+    let after = api.get(&format!("/v1/acl/tokens?token={unknown}")).await.expect("unknown");
+    assert_eq!((after.status, after.text().trim()), (403, "ACL not found"));
     c.shutdown().await;
 }
 
@@ -451,6 +496,13 @@ async fn t99_acl_three_servers() {
         wait_initialized(&c.api(i)).await;
     }
     let (a, b) = (c.api(followers[0]).with_token(ROOT), c.api(leader).with_token(ROOT));
+    // The initial management token bootstrapped the cluster; the reset file on the leader
+    // allows one more bootstrap, which the two race for.
+    let initial = call(&a, Method::PUT, "/v1/acl/bootstrap", None).await;
+    refused(&initial, 403, "no longer allowed");
+    let initial_index =
+        initial.text().rsplit("reset index: ").next().map(|s| s.trim().trim_end_matches(')').to_string());
+    std::fs::write(c.data_dir(leader).join("acl-bootstrap-reset"), initial_index.expect("reset index")).expect("write");
     let (ra, rb) = tokio::join!(
         call(&a, Method::PUT, "/v1/acl/bootstrap", None),
         call(&b, Method::PUT, "/v1/acl/bootstrap", None)

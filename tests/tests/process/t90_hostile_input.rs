@@ -90,24 +90,27 @@ async fn t90_snapshot_bomb_is_refused_within_budget() {
 async fn t90_one_restore_at_a_time() {
     let agent = DevAgent::start().await;
     let good = agent.api.get("/v1/snapshot").await.expect("save");
-    let mut slow = TcpStream::connect(("127.0.0.1", agent.http)).await.expect("connect");
     let head = format!("PUT /v1/snapshot HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", good.body.len());
-    slow.write_all(head.as_bytes()).await.expect("head");
-    slow.write_all(&good.body[..16]).await.expect("start");
-    // Until the first upload holds the gate, a second may still get in: retry until refused.
-    let mut refused = None;
-    let mut seen = Vec::new();
-    for _ in 0..100 {
+    // The held upload and the second request race for the gate: on a loaded machine the second
+    // can reach the handler first, and then the held one is the request refused. So each round
+    // starts a fresh held upload, and a round in which the second request won is started over.
+    let mut rounds = Vec::new();
+    let (slow, refused) = loop {
+        assert!(rounds.len() < 50, "a second restore during the first is never refused with 429: {rounds:?}");
+        let mut slow = TcpStream::connect(("127.0.0.1", agent.http)).await.expect("connect");
+        slow.write_all(head.as_bytes()).await.expect("head");
+        slow.write_all(&good.body[..16]).await.expect("start");
+        tokio::time::sleep(Duration::from_millis(50 * rounds.len() as u64)).await;
         let r = agent.api.request(reqwest::Method::PUT, "/v1/snapshot", Some(good.body.clone())).await.expect("second");
         if r.status == 429 {
-            refused = Some(r);
-            break;
+            break (slow, r);
         }
-        seen.push((r.status, r.text()));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let refused = refused.unwrap_or_else(|| panic!("a second restore during the first is refused with 429: {seen:?}"));
+        rounds.push((r.status, r.text()));
+    };
     assert!(refused.text().contains("already in progress"), "{}", refused.text());
+    // While the held upload lasts, every other restore is refused.
+    let again = agent.api.request(reqwest::Method::PUT, "/v1/snapshot", Some(good.body.clone())).await.expect("third");
+    assert_eq!(again.status, 429, "{}", again.text());
     drop(slow);
     consul_tests::eventually(Duration::from_secs(20), "restores are admitted again", || {
         let (api, body) = (agent.api.clone(), good.body.clone());
