@@ -184,8 +184,7 @@ pub(crate) fn base_url(addr: &str) -> Result<String> {
     }
     match addr.split_once("://") {
         None => Ok(addr.to_string()),
-        Some(("http" | "https", _)) => Ok(addr.to_string()),
-        Some(("unix", _)) => bail!("{addr}: unix sockets are not supported by this client"),
+        Some(("http" | "https" | "unix", _)) => Ok(addr.to_string()),
         Some((scheme, _)) => bail!("Unknown protocol scheme: {scheme}"),
     }
 }
@@ -213,7 +212,7 @@ mod tests {
         assert_eq!(base_url("127.0.0.1:8500").expect("ok"), "127.0.0.1:8500");
         assert_eq!(base_url("http://localhost:1234/").expect("ok"), "http://localhost:1234");
         assert_eq!(base_url("https://x:1").expect("ok"), "https://x:1");
-        assert!(base_url("unix:///tmp/s").is_err());
+        assert_eq!(base_url("unix:///tmp/s").expect("ok"), "unix:///tmp/s");
         assert_eq!(base_url("ftp://x").expect_err("scheme").to_string(), "Unknown protocol scheme: ftp");
         assert!(base_url("").is_err());
     }

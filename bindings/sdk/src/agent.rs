@@ -53,10 +53,14 @@ impl EmbeddedAgent {
             .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start the agent runtime: {e}")))?;
         let own_token = config.acl.enabled.then(|| config.acl.tokens.initial_management.clone()).flatten();
         let https_only = config.ports.http.is_none() && config.ports.https.is_some();
+        let unix_only = config.ports.http.is_none() && config.ports.https.is_none();
         let tls = config.tls.https();
         let agent = runtime.block_on(Agent::start(config))?;
         let path = |p: Option<std::path::PathBuf>| p.map(|p| p.to_string_lossy().into_owned());
-        let client_config = if https_only {
+        let client_config = if let (true, Some(socket)) = (unix_only, agent.http_unix_socket()) {
+            // HTTP only on a Unix socket: the agent's own client uses it.
+            ClientConfig { address: format!("unix://{}", socket.display()), ..ClientConfig::default() }
+        } else if https_only {
             // The agent's own calls present its certificate (Consul's `tls cert create` makes
             // server certificates for client auth too), so they pass `verify_incoming`; the
             // agent's certificate must name the address they use (127.0.0.1 does, in Consul's).

@@ -28,8 +28,8 @@ use crate::watch::{Watch, WatchOptions, WatchSpec};
 /// options beat the environment, as `-ca-file` beats `CONSUL_CACERT` in Consul's CLI.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Base URL (`http://host:port`, `https://host:port`) or bare `host:port` (default
-    /// `CONSUL_HTTP_ADDR`, else `127.0.0.1:8500`). `unix://` sockets are not supported.
+    /// Base URL (`http://host:port`, `https://host:port`), bare `host:port`, or an agent's Unix
+    /// socket (`unix:///path`, plain HTTP) (default `CONSUL_HTTP_ADDR`, else `127.0.0.1:8500`).
     pub address: String,
     /// Whether a bare `host:port` address is reached over HTTPS: Consul's `Scheme`, default
     /// `CONSUL_HTTP_SSL`. An `https://` address always is; once HTTPS is asked for here, an
@@ -87,7 +87,10 @@ impl Default for ClientConfig {
 
 #[derive(Debug)]
 struct Inner {
+    /// What request URLs start with (`http://localhost` for a Unix socket).
     base: String,
+    /// The agent's address as given (`unix:///path` for a Unix socket), for messages.
+    address: String,
     token: Option<String>,
     datacenter: Option<String>,
     timeout: Duration,
@@ -320,12 +323,8 @@ fn base_url(address: &str, https: bool) -> Result<(String, bool)> {
         None => (default, address),
         Some(("http", rest)) => (default, rest),
         Some(("https", rest)) => ("https", rest),
-        Some(("unix", _)) => {
-            return Err(Error::invalid(
-                "address",
-                format!("{address}: unix sockets are not supported; use http:// or https://"),
-            ));
-        }
+        Some(("unix", path)) if !path.is_empty() => return Ok((format!("unix://{path}"), false)),
+        Some(("unix", _)) => return Err(Error::invalid("address", format!("{address}: no socket path"))),
         Some((other, _)) => return Err(Error::invalid("address", format!("Unknown protocol scheme: {other}"))),
     };
     let base = format!("{scheme}://{rest}");
@@ -387,7 +386,17 @@ impl Client {
                 || env_bool(&env, "CONSUL_HTTP_SSL_VERIFY", true) == Some(false),
         };
         let tls = tls::client_config(&tls, https).map_err(|e| Error::new(ErrorCode::InvalidArgument, e.to_string()))?;
-        let http = reqwest::Client::builder()
+        // An agent's Unix socket: every request goes to it, with `localhost` as the URL's host
+        // (Consul's client does the same); the address shown stays `unix:///path`.
+        let (base, address, socket) = match base.strip_prefix("unix://") {
+            Some(path) => ("http://localhost".to_string(), base.clone(), Some(std::path::PathBuf::from(path))),
+            None => (base.clone(), base, None),
+        };
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = socket {
+            builder = builder.unix_socket(path);
+        }
+        let http = builder
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(60))
             // reqwest would otherwise look for a process-wide rustls provider (and panic without
@@ -397,13 +406,21 @@ impl Client {
             .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
         let tls = https.then(|| Arc::new(tls));
         Ok(Client {
-            inner: Arc::new(Inner { base, token, datacenter: config.datacenter, timeout: config.timeout, http, tls }),
+            inner: Arc::new(Inner {
+                base,
+                address,
+                token,
+                datacenter: config.datacenter,
+                timeout: config.timeout,
+                http,
+                tls,
+            }),
         })
     }
 
     /// The agent's base URL.
     pub fn address(&self) -> &str {
-        &self.inner.base
+        &self.inner.address
     }
 
     /// The ACL token this client sends, if any.
@@ -422,6 +439,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 base: self.inner.base.clone(),
+                address: self.inner.address.clone(),
                 token,
                 datacenter: self.inner.datacenter.clone(),
                 timeout: self.inner.timeout,
@@ -607,7 +625,7 @@ impl Client {
             Err(e) => {
                 // The message has the whole cause chain (see `Error::from`).
                 let mut err = self.transport_error(e).await;
-                err.message = format!("Error connecting to Consul agent at {}: {}", self.inner.base, err.message);
+                err.message = format!("Error connecting to Consul agent at {}: {}", self.inner.address, err.message);
                 return Err(err);
             }
         };
@@ -1147,7 +1165,9 @@ mod https_tests {
         assert_eq!(Client::with_env(explicit, env(&ssl)).expect("explicit").address(), "http://127.0.0.1:8500");
         let e = base("ftp://x:1", &[]).expect_err("scheme");
         assert_eq!((e.code, e.message.as_str()), (ErrorCode::InvalidArgument, "address: Unknown protocol scheme: ftp"));
-        assert!(base("unix:///tmp/consul.sock", &[]).expect_err("unix").message.contains("unix sockets"));
+        assert_eq!(base("unix:///tmp/consul.sock", &[]).expect("unix"), "unix:///tmp/consul.sock");
+        assert_eq!(base("unix:///tmp/consul.sock", &ssl).expect("unix"), "unix:///tmp/consul.sock");
+        assert!(base("unix://", &[]).expect_err("no path").message.contains("no socket path"));
         assert_eq!(parse_go_bool("T"), Some(true));
         assert_eq!(parse_go_bool("False"), Some(false));
         assert_eq!(parse_go_bool("yes"), None);

@@ -108,6 +108,10 @@ pub struct AgentConfig {
     /// reads `DOCKER_HOST` from the environment when the agent starts, else
     /// `/var/run/docker.sock`.
     pub docker_host: Option<String>,
+    /// `addresses.http = "unix:///path"`: the HTTP API is (also) served on this Unix socket,
+    /// with `unix_sockets { mode, user, group }`. When `addresses.http` names only the socket,
+    /// `ports.http` is `None` and there is no TCP listener for HTTP, as in Consul.
+    pub http_unix_socket: Option<crate::api::http::unix_socket::UnixSocketConfig>,
     /// Shortest period between two coordinate publications by this agent (Consul's
     /// `sync_coordinate_interval_min`, 15 s; tests use less). The period grows with the
     /// cluster size so the whole datacenter stays near `sync_coordinate_rate_target`.
@@ -198,6 +202,7 @@ impl Default for AgentConfig {
             tls: crate::tls::TlsConfig::default(),
             connect: ConnectSettings::default(),
             docker_host: None,
+            http_unix_socket: None,
             node_meta: Default::default(),
             sync_coordinate_interval_min: Duration::from_secs(15),
             sync_coordinate_rate_target: 64.0,
@@ -269,8 +274,10 @@ impl AgentConfig {
                 self.datacenter
             )));
         }
-        if self.ports.http.is_none() && self.ports.https.is_none() {
-            return Err(Error::Config("ports.http: -1 turns HTTP off, which needs ports.https on".into()));
+        if self.ports.http.is_none() && self.ports.https.is_none() && self.http_unix_socket.is_none() {
+            return Err(Error::Config(
+                "ports.http: -1 turns HTTP off, which needs ports.https on (or addresses.http on a Unix socket)".into(),
+            ));
         }
         self.tls.validate(self.ports.https.is_some()).map_err(Error::Config)?;
         self.connect.key_type().map_err(|e| Error::Config(format!("connect.ca_config: {e}")))?;

@@ -65,6 +65,11 @@ pub struct Settings {
     listener_addrs: BTreeMap<String, IpAddr>,
     /// `serf_lan`: checked against the final `bind_addr` in [`Settings::finish`].
     serf_lan_addr: Option<IpAddr>,
+    /// `addresses.http` naming a Unix socket: its path, and whether an IP was listed too (else
+    /// HTTP has no TCP listener); settled with `unix_sockets` in [`Settings::finish`].
+    http_unix: Option<(std::path::PathBuf, bool)>,
+    /// `unix_sockets { mode, user, group }`.
+    unix_socket_perms: (Option<u32>, Option<String>, Option<String>),
 }
 
 impl Settings {
@@ -85,6 +90,8 @@ impl Settings {
             acl_primary_datacenter: None,
             listener_addrs: BTreeMap::new(),
             serf_lan_addr: None,
+            http_unix: None,
+            unix_socket_perms: (None, None, None),
         }
     }
 

@@ -186,10 +186,17 @@ impl Agent {
             _ => Ok(None),
         };
         let https_addr = api_addr(&https_listener, "HTTPS", config.ports.https)?;
-        // Validation guarantees one of the two: the API's address is HTTP's, else HTTPS's.
-        let http_addr = api_addr(&http_listener, "HTTP", config.ports.http)?
-            .or(https_addr)
-            .ok_or_else(|| Error::Config("ports: neither HTTP nor HTTPS is on".into()))?;
+        let tcp_http_addr = api_addr(&http_listener, "HTTP", config.ports.http)?;
+        let http_unix = config.http_unix_socket.as_ref().map(|u| u.bind().map(|l| (l, u.path.clone()))).transpose()?;
+        // The API's TCP address is HTTP's, else HTTPS's. An agent serving HTTP only on a Unix
+        // socket (validation guarantees one of the three) has none: the client address with
+        // port 0 stands in, which nothing listens on.
+        let http_addr = tcp_http_addr.or(https_addr).unwrap_or_else(|| SocketAddr::new(config.client_addr, 0));
+        let http_listeners: Vec<String> = tcp_http_addr
+            .map(|a| format!("tcp://{a}"))
+            .into_iter()
+            .chain(http_unix.as_ref().map(|(_, p)| format!("unix://{}", p.display())))
+            .collect();
 
         let shutdown = CancellationToken::new();
         // Network coordinates: fed by gossip probes, published by the sync task below.
@@ -356,6 +363,7 @@ impl Agent {
             config: config.api_settings(),
             shutdown: shutdown.clone(),
             http_addr,
+            http_listeners,
             local: local.clone(),
             left: left.clone(),
             coordinates: coordinates.clone(),
@@ -420,6 +428,14 @@ impl Agent {
                 http::serve_https(listener, app, tls, shutdown, limiter, header_read_timeout).await
             }));
         }
+        if let Some((listener, path)) = http_unix {
+            let (app, shutdown, gate) = (app.clone(), shutdown.clone(), gate.clone());
+            let header_read_timeout = config.limits.http_read_header_timeout;
+            tasks.push(tokio::spawn(async move {
+                gate().await;
+                http::unix_socket::serve_unix(listener, path, app, header_read_timeout, shutdown).await
+            }));
+        }
         if let Some(listener) = http_listener {
             let http_shutdown = shutdown.clone();
             let listener =
@@ -453,9 +469,15 @@ impl Agent {
     }
 
     /// The HTTP API address: the plain-HTTP listener's, or the HTTPS one's when HTTP is off
-    /// (`ports.http = -1`).
+    /// (`ports.http = -1`). An agent serving HTTP only on a Unix socket has no TCP address: the
+    /// client address with port 0 stands in (see [`Agent::http_unix_socket`]).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The Unix socket the HTTP API is served on (`addresses.http = "unix:///path"`), if any.
+    pub fn http_unix_socket(&self) -> Option<&std::path::Path> {
+        self.config.http_unix_socket.as_ref().map(|u| u.path.as_path())
     }
 
     /// The HTTPS API address, when `ports.https` is on.

@@ -168,6 +168,11 @@ pub const HONOURED: &[KeyGroup] = &[
         ],
         "TLS for HTTPS and the server RPC port; the pre-1.12 spellings map as in Consul",
     ),
+    group(
+        &["unix_sockets.{group,mode,user}"],
+        "the HTTP API's Unix socket (`addresses.http = \"unix:///path\"`, alone or beside the IP): owner \
+         and group by ID or by name from /etc/passwd and /etc/group, mode as an octal string",
+    ),
 ];
 
 /// Keys accepted and logged at start, with no effect here.
@@ -318,10 +323,8 @@ pub const NO_EFFECT: &[KeyGroup] = &[
             "segment_name_limit",
             "dns_config.prefer_namespace",
             "acl.disabled_ttl",
-            "unix_sockets.{group,mode,user}",
         ],
-        "Enterprise licensing and tooling, removed settings, Unix socket permissions (no Unix socket \
-         listener exists)",
+        "Enterprise licensing and tooling, removed settings",
     ),
 ];
 
@@ -371,7 +374,8 @@ pub const REFUSED: &[KeyGroup] = &[
     group(
         &["addresses.{dns,http,https,grpc,grpc_tls}", "serf_lan", "serf_lan_allowed_cidrs"],
         "per-listener addresses and gossip source filters are not supported: an address is accepted only \
-         when equal to `client_addr` (`serf_lan`: `bind_addr`)",
+         when equal to `client_addr` (`serf_lan`: `bind_addr`); `addresses.http` may also name a Unix \
+         socket (`unix:///path`), which is served",
     ),
     group(&["audit.{enabled,sink}"], "audit logging is a Consul Enterprise feature this agent does not have"),
     group(

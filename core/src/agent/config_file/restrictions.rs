@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::classes::{class_of, index};
 use super::{parse_ip_list_first, Ctx, Result, Settings};
+use crate::api::http::unix_socket::UnixSocketConfig;
 use crate::error::Error;
 
 /// The agent's fixed HTTPS handshake timeout: a configured timeout at least this long, or 0
@@ -33,7 +34,16 @@ impl Settings {
                     for (k, v) in block {
                         let path = format!("addresses.{k}");
                         match k.as_str() {
-                            "dns" | "http" | "https" | "grpc" | "grpc_tls" => {
+                            "http" => {
+                                // A later source overrides an earlier one; "" unsets.
+                                let (ip, unix) = http_address(ctx, &path, v)?;
+                                match ip {
+                                    Some(ip) => self.listener_addrs.insert(path, ip),
+                                    None => self.listener_addrs.remove(&path),
+                                };
+                                self.http_unix = unix.map(|p| (p, ip.is_some()));
+                            }
+                            "dns" | "https" | "grpc" | "grpc_tls" => {
                                 // A later source overrides an earlier one; "" unsets.
                                 match address(ctx, &path, v)? {
                                     Some(ip) => self.listener_addrs.insert(path, ip),
@@ -46,6 +56,26 @@ impl Settings {
                 }
             }
             "serf_lan" => self.serf_lan_addr = address(ctx, key, v)?,
+            "unix_sockets" => {
+                for block in ctx.blocks(key, v)? {
+                    for (k, v) in block {
+                        let path = format!("unix_sockets.{k}");
+                        let text = ctx.string(&path, v)?;
+                        let set = Some(text.clone()).filter(|s| !s.is_empty());
+                        match k.as_str() {
+                            "mode" => {
+                                self.unix_socket_perms.0 = set
+                                    .map(|m| UnixSocketConfig::parse_mode(&m))
+                                    .transpose()
+                                    .map_err(|e| ctx.bad(&path, &e))?
+                            }
+                            "user" => self.unix_socket_perms.1 = set,
+                            "group" => self.unix_socket_perms.2 = set,
+                            _ => return Err(ctx.unknown(&path)),
+                        }
+                    }
+                }
+            }
             "partition" => {
                 let p = ctx.string(key, v)?;
                 if !(p.is_empty() || p == "default") {
@@ -288,8 +318,19 @@ impl Settings {
                 )));
             }
         }
+        if let Some((path, with_ip)) = &self.http_unix {
+            let (mode, user, group) = self.unix_socket_perms.clone();
+            self.agent.http_unix_socket = Some(UnixSocketConfig { path: path.clone(), mode, user, group });
+            // Only the socket named: no TCP listener for HTTP, as in Consul.
+            if !with_ip {
+                self.agent.ports.http = None;
+            }
+        } else if self.unix_socket_perms != (None, None, None) {
+            self.note_with("unix_sockets", "no Unix socket listener is configured (addresses.http = \"unix://…\")");
+        }
+        let http_on = self.agent.ports.http.is_some() || self.agent.http_unix_socket.is_some();
         let ports = &mut self.agent.ports;
-        if ports.https.is_some() && ports.http.is_some() && !self.agent.tls.https().has_cert() {
+        if ports.https.is_some() && http_on && !self.agent.tls.https().has_cert() {
             ports.https = None;
             self.note_with(
                 "ports.https",
@@ -311,6 +352,23 @@ fn address(ctx: &Ctx<'_>, key: &str, v: &Value) -> Result<Option<IpAddr>> {
         return Err(ctx.refused(key, "Unix socket listeners are not supported"));
     }
     parse_ip_list_first(&s).map(Some).map_err(|e| ctx.bad(key, &e))
+}
+
+/// `addresses.http`: a space-separated list of at most one IP and one `unix:///path` socket.
+fn http_address(ctx: &Ctx<'_>, key: &str, v: &Value) -> Result<(Option<IpAddr>, Option<std::path::PathBuf>)> {
+    let s = ctx.string(key, v)?;
+    let (mut ip, mut unix) = (None, None);
+    for word in s.split_whitespace() {
+        if let Some(path) = word.strip_prefix("unix://") {
+            if path.is_empty() || unix.is_some() {
+                return Err(ctx.bad(key, "name one Unix socket path, as unix:///path"));
+            }
+            unix = Some(std::path::PathBuf::from(path));
+        } else if ip.is_none() {
+            ip = Some(parse_ip_list_first(word).map_err(|e| ctx.bad(key, &e))?);
+        }
+    }
+    Ok((ip, unix))
 }
 
 /// The listed `connect.ca_config` key `k` stands for, compared the way Consul translates them
@@ -354,6 +412,8 @@ mod tests {
         assert!(e.contains("addresses.http") && e.contains("client_addr"), "{e}");
         let e = err(json!({"addresses": {"dns": "unix:///tmp/dns.sock"}}));
         assert!(e.contains("addresses.dns") && e.contains("Unix"), "{e}");
+        let e = err(json!({"addresses": {"https": "unix:///tmp/https.sock"}}));
+        assert!(e.contains("addresses.https") && e.contains("Unix"), "{e}");
         let e = err(json!({"addresses": {"https": "{{ GetPrivateIP }}"}}));
         assert!(e.contains("addresses.https") && e.contains("template"), "{e}");
         assert!(err(json!({"addresses": {"rpc": "127.0.0.1"}})).contains("unknown key \"addresses.rpc\""));
@@ -362,6 +422,34 @@ mod tests {
         apply(json!({"serf_lan": "10.0.0.5", "bind_addr": "10.0.0.5"})).expect("serf_lan equal to bind_addr");
         let e = err(json!({"serf_lan": "10.0.0.5"}));
         assert!(e.contains("serf_lan") && e.contains("bind_addr"), "{e}");
+    }
+
+    #[test]
+    fn http_on_a_unix_socket() {
+        let s = apply(json!({"addresses": {"http": "unix:///tmp/consul-http.sock"},
+            "unix_sockets": {"mode": "0700", "user": "0", "group": "root"}}))
+        .expect("a socket alone");
+        let u = s.agent.http_unix_socket.clone().expect("socket");
+        assert_eq!(u.path, std::path::PathBuf::from("/tmp/consul-http.sock"));
+        assert_eq!((u.mode, u.user.as_deref(), u.group.as_deref()), (Some(0o700), Some("0"), Some("root")));
+        assert_eq!(s.agent.ports.http, None, "no TCP listener for HTTP");
+        // (A default configuration lacks other things, e.g. a data_dir; HTTP is not among them.)
+        let checked = s.agent.validate().map_err(|e| e.to_string());
+        assert!(checked.as_ref().err().is_none_or(|e| !e.contains("ports.http")), "{checked:?}");
+
+        // Consul's test harness also sets ports.https without a certificate: no HTTPS then.
+        let s = apply(json!({"addresses": {"http": "unix:///tmp/x.sock"}, "ports": {"https": 8501}})).expect("https");
+        assert_eq!((s.agent.ports.http, s.agent.ports.https), (None, None));
+        let s = apply(json!({"addresses": {"http": "127.0.0.1 unix:///tmp/x.sock"}})).expect("both");
+        assert!(s.agent.http_unix_socket.is_some() && s.agent.ports.http.is_some());
+        let s = apply(json!({"unix_sockets": {"mode": "0700"}})).expect("no socket");
+        assert!(s.no_effect.contains_key("unix_sockets"), "{:?}", s.no_effect);
+
+        let e = err(json!({"unix_sockets": {"mode": "0800"}}));
+        assert!(e.contains("unix_sockets.mode") && e.contains("octal"), "{e}");
+        let e = err(json!({"addresses": {"http": "unix:// unix:///b"}}));
+        assert!(e.contains("addresses.http"), "{e}");
+        assert!(err(json!({"unix_sockets": {"owner": "x"}})).contains("unix_sockets.owner"));
     }
 
     #[test]

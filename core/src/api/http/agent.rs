@@ -74,7 +74,7 @@ pub(super) async fn agent_self(
             "BootstrapExpect": ctx.config.bootstrap_expect,
             "DevMode": ctx.config.dev,
             "ClientAddrs": [ctx.config.client_addr.to_string()],
-            "HTTPAddrs": [format!("tcp://{}", ctx.http_addr)],
+            "HTTPAddrs": ctx.http_listeners,
             "RPCBindAddr": format!("tcp://{}", me.rpc_addr),
             "SerfBindAddrLAN": format!("tcp://{}", me.serf_addr),
             // What other agents join (Consul's own client tests join through it).

@@ -26,6 +26,7 @@ pub use serve::{serve_http, DEFAULT_HEADER_READ_TIMEOUT};
 mod session;
 pub mod snapshot;
 mod txn;
+pub mod unix_socket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -164,6 +165,9 @@ pub struct ApiContext {
     pub shutdown: CancellationToken,
     /// The address the HTTP listener is bound to.
     pub http_addr: SocketAddr,
+    /// The plain-HTTP listeners as Consul lists them in `DebugConfig.HTTPAddrs`
+    /// (`tcp://127.0.0.1:8500`, `unix:///path`).
+    pub http_listeners: Vec<String>,
     /// The agent's own services and checks.
     pub local: Arc<crate::local::LocalAgent>,
     /// Cancelled once `PUT /v1/agent/leave` has left the pool: the agent should now stop.
