@@ -45,6 +45,7 @@ const BOOL_FLAGS: &[&str] = &[
     "list-primary",
     "local-only",
     "prune",
+    "quiet",
 ];
 
 /// Boolean flags of the `acl` commands only: elsewhere `-meta` takes a value

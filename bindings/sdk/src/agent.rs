@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::client::{Client, ClientConfig};
 use crate::error::{Error, ErrorCode, Result};
 use crate::types::AgentMember;
+use crate::watch_plan::ConfigWatches;
 
 /// A node running inside this process.
 #[derive(Debug)]
@@ -33,6 +34,39 @@ pub struct EmbeddedAgent {
     /// How [`EmbeddedAgent::client`] reaches the API: plain HTTP, or HTTPS for an HTTPS-only
     /// agent (with the agent's own CA and certificate).
     client_config: ClientConfig,
+    /// The configuration's `watches`, running until shutdown.
+    watches: Option<ConfigWatches>,
+}
+
+/// How an agent's own tools (its config `watches`, an embedder's client) reach its API: plain
+/// HTTP, or for an HTTPS-only agent HTTPS with the agent's own CA and certificate (Consul's `tls
+/// cert create` makes server certificates for client auth too, so they pass `verify_incoming`;
+/// the certificate must name the address used, as 127.0.0.1 is in Consul's).
+pub fn own_client_config(https_only: bool, tls: &consul_core::tls::TlsSettings, http_addr: SocketAddr) -> ClientConfig {
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
+    if https_only {
+        ClientConfig {
+            address: format!("https://{http_addr}"),
+            https: Some(true),
+            ca_file: path(&tls.ca_file),
+            ca_path: path(&tls.ca_path),
+            client_cert: path(&tls.cert_file),
+            client_key: path(&tls.key_file),
+            ..ClientConfig::default()
+        }
+    } else {
+        ClientConfig { address: format!("http://{http_addr}"), https: Some(false), ..ClientConfig::default() }
+    }
+}
+
+/// A client made from [`own_client_config`]: of the environment only the ACL token
+/// (`CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE`) is read; `CONSUL_HTTP_SSL`, `CONSUL_CACERT`
+/// and the like describe some other agent.
+pub fn own_client(config: ClientConfig) -> Result<Client> {
+    Client::with_env(config, |k| match k {
+        "CONSUL_HTTP_TOKEN" | "CONSUL_HTTP_TOKEN_FILE" => std::env::var(k).ok(),
+        _ => None,
+    })
 }
 
 impl EmbeddedAgent {
@@ -54,30 +88,26 @@ impl EmbeddedAgent {
         let own_token = config.acl.enabled.then(|| config.acl.tokens.initial_management.clone()).flatten();
         let https_only = config.ports.http.is_none() && config.ports.https.is_some();
         let tls = config.tls.https();
+        let config_watches = config.watches.clone();
         let agent = runtime.block_on(Agent::start(config))?;
-        let path = |p: Option<std::path::PathBuf>| p.map(|p| p.to_string_lossy().into_owned());
-        let client_config = if https_only {
-            // The agent's own calls present its certificate (Consul's `tls cert create` makes
-            // server certificates for client auth too), so they pass `verify_incoming`; the
-            // agent's certificate must name the address they use (127.0.0.1 does, in Consul's).
-            ClientConfig {
-                address: format!("https://{}", agent.http_addr()),
-                https: Some(true),
-                ca_file: path(tls.ca_file),
-                ca_path: path(tls.ca_path),
-                client_cert: path(tls.cert_file),
-                client_key: path(tls.key_file),
-                ..ClientConfig::default()
-            }
+        let client_config = own_client_config(https_only, &tls, agent.http_addr());
+        // The `watches` of the configuration run on the agent's runtime, against its API.
+        let watches = if config_watches.is_empty() {
+            None
         } else {
-            ClientConfig {
-                address: format!("http://{}", agent.http_addr()),
-                https: Some(false),
-                ..ClientConfig::default()
-            }
+            let client = match own_client(client_config.clone()) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = runtime.block_on(agent.shutdown());
+                    return Err(e);
+                }
+            };
+            let _in_runtime = runtime.enter();
+            Some(ConfigWatches::start(&client, &config_watches))
         };
         Ok(EmbeddedAgent {
             client_config,
+            watches,
             http_addr: agent.http_addr(),
             serf_addr: agent.serf_addr(),
             dns_addr: agent.dns_addr(),
@@ -145,10 +175,7 @@ impl EmbeddedAgent {
     /// (`CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE`) is read: `CONSUL_HTTP_SSL`, `CONSUL_CACERT`
     /// and the like describe some other agent.
     pub fn client(&self) -> Result<Client> {
-        Client::with_env(self.client_config.clone(), |k| match k {
-            "CONSUL_HTTP_TOKEN" | "CONSUL_HTTP_TOKEN_FILE" => std::env::var(k).ok(),
-            _ => None,
-        })
+        own_client(self.client_config.clone())
     }
 
     /// Waits until the agent knows a cluster leader.
@@ -201,6 +228,9 @@ impl EmbeddedAgent {
                 std::mem::forget(a);
             }
             return Err(Error::new(ErrorCode::Forked, "this agent belongs to the parent process"));
+        }
+        if let Some(w) = self.watches.take() {
+            w.stop();
         }
         if let (Some(rt), Some(agent)) = (self.runtime.as_ref(), self.agent.take()) {
             rt.block_on(agent.shutdown())?;
