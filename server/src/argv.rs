@@ -96,6 +96,7 @@ const COMMANDS: &[Node] = &[
     leaf("leave"),
     leaf("force-leave"),
     leaf("keygen"),
+    leaf("validate"),
     leaf("keyring"),
     leaf("event"),
     Node {

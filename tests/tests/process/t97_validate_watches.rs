@@ -189,7 +189,7 @@ async fn t97_http_handler_gets_body_and_index() {
     std::fs::write(
         &config,
         format!(
-            "watches = [{{\n  type = \"key\"\n  key = \"t97/h\"\n  handler_type = \"http\"\n  http_handler_config {{\n    path = \"http://127.0.0.1:{port}/hook\"\n    header = {{ x-t97 = [\"yes\"] }}\n    timeout = \"5s\"\n  }}\n}}]\n"
+            "watches = [{{\n  type = \"key\"\n  key = \"t97/h\"\n  handler_type = \"http\"\n  http_handler_config = {{\n    path = \"http://127.0.0.1:{port}/hook\"\n    header = {{ \"x-t97\" = [\"yes\"] }}\n    timeout = \"5s\"\n  }}\n}}]\n"
         ),
     )
     .expect("write");
