@@ -5,17 +5,11 @@
 //! changes, printing the result as JSON or running a handler with the JSON on its stdin.
 //!
 //! The loop is the SDK's [`consul_sdk::Watch`] over a raw endpoint (so Consul's JSON is printed
-//! as the agent sent it), configured with Consul's watch-plan rules:
-//! - the next query blocks on the `X-Consul-Index` of the last answer, with `wait=5m`;
-//! - an index that goes backwards (snapshot restore, reaped tombstones) resets to 0;
-//! - an answer with the same index, or with the same data as last time, does not fire;
-//! - queries start at most once per 100 ms, so a churning key cannot spin the loop;
-//! - errors back off quadratically (5 s, 20 s, 45 s, … up to 3 min), like Consul's watch plans,
-//!   and every error is reported and retried.
-//!
-//! User events (`-type=event`) differ: their index is a hash of the newest event's ID, not a
-//! counter, so any new index means new events (none is "backwards"), and each run gets only the
-//! events that arrived since the last one (all of the agent's recent events at start).
+//! as the agent sent it), planned by [`consul_sdk::watch_plan`] with Consul's watch-plan rules
+//! (blocking on the last index, backwards indexes reset, unchanged answers not fired, at most
+//! one query per 100 ms, quadratic error backoff; user events delivered only once each) — the
+//! same plans the agent's `watches` configuration block runs. The view's flags are checked by
+//! the core's [`consul_core::agent::watches::WatchView::parse`], as that block's fields are.
 
 use std::sync::Arc;
 
