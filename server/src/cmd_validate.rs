@@ -80,6 +80,14 @@ pub(crate) fn check(paths: &[PathBuf], format: Option<Format>) -> Vec<String> {
     if problems.is_empty() {
         if let Err(e) = settings.finish().and_then(|()| settings.agent.validate()) {
             problems.push(e.to_string());
+        } else {
+            // The certificate, key and CA files, read and checked as the agent reads them at start.
+            let a = &settings.agent;
+            if let Err(e) =
+                consul_core::tls::AgentTls::load(&a.tls, a.ports.https.is_some(), &a.datacenter, &a.dns.domain)
+            {
+                problems.push(format!("config: tls: {e}"));
+            }
         }
         if let Err(e) = crate::cmd_agent::parse_log_level(&settings.log_level) {
             problems.push(format!("{e:#}"));
@@ -244,6 +252,17 @@ mod tests {
         let syntax = write(dir.path(), "e.hcl", "server = \n ports {\n");
         let problems = check(&[syntax], None);
         assert!(problems[0].contains("e.hcl:") && problems[0].contains("cannot parse"), "{problems:#?}");
+
+        // The TLS files are read as at start.
+        let tls = write(
+            dir.path(),
+            "g.json",
+            r#"{"data_dir": "/d", "ports": {"https": 8501},
+                "tls": {"defaults": {"cert_file": "/nonexistent/c.pem", "key_file": "/nonexistent/k.pem"}}}"#,
+        );
+        let problems = check(&[tls], None);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(problems[0].starts_with("config: tls:") && problems[0].contains("/nonexistent/c.pem"), "{problems:#?}");
 
         // The start-up checks on the whole configuration: no data_dir.
         let problems = check(&[write(dir.path(), "f.json", "{\"server\": true}")], None);

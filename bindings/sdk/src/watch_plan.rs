@@ -1,7 +1,7 @@
 //! Consul's watch plans: what `consul watch` and the agent's `watches` configuration block run.
 //!
 //! A plan is a [`WatchView`] (checked by the core, which also parses the `watches` block) turned
-//! into a blocking-query loop over the SDK's [`Watch`] with Consul's watch-plan rules:
+//! into a blocking-query loop over the SDK's [`crate::Watch`] with Consul's watch-plan rules:
 //! - the next query blocks on the `X-Consul-Index` of the last answer, with `wait=5m`;
 //! - an index that goes backwards (snapshot restore, reaped tombstones) resets to 0;
 //! - an answer with the same index, or with the same data as last time, does not fire;
