@@ -131,6 +131,16 @@ async fn t97_key_watch_runs_its_script_once_per_change() {
     let lines = runs(&out);
     assert_eq!(lines.len(), 6, "the old watch stopped: {lines:#?}");
     assert!(lines[5].contains(&base64_of("five")), "{lines:#?}");
+
+    // SIGHUP reloads the same way: back to the first key, whose current value fires at once.
+    std::fs::write(&config, body("t97/k")).expect("write");
+    let hup = Command::new("kill").args(["-HUP", &agent.pid().to_string()]).status().expect("kill");
+    assert!(hup.success());
+    eventually(Duration::from_secs(30), "the reloaded watch's first run", || async {
+        (runs(&out).len() >= 7).then_some(())
+    })
+    .await;
+    assert!(runs(&out)[6].contains(&base64_of("four")), "{:#?}", runs(&out));
 }
 
 fn base64_of(s: &str) -> String {
