@@ -45,6 +45,7 @@ const BOOL_FLAGS: &[&str] = &[
     "list-primary",
     "local-only",
     "prune",
+    "quiet",
 ];
 
 /// Boolean flags of the `acl` commands only: elsewhere `-meta` takes a value
@@ -95,6 +96,7 @@ const COMMANDS: &[Node] = &[
     leaf("leave"),
     leaf("force-leave"),
     leaf("keygen"),
+    leaf("validate"),
     leaf("keyring"),
     leaf("event"),
     Node {

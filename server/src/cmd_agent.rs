@@ -419,6 +419,13 @@ async fn wait_for_signal(agent: Option<&Agent>) -> Result<&'static str> {
     }
 }
 
+/// Starts the configuration's `watches` against `agent`'s own HTTP(S) API.
+fn start_watches(settings: &Settings, agent: &Agent) -> Result<consul_sdk::ConfigWatches> {
+    let config = consul_sdk::agent::own_client_config(agent);
+    let client = consul_sdk::agent::own_client(config).map_err(|e| anyhow!("Error starting watches: {e}"))?;
+    Ok(consul_sdk::ConfigWatches::start(&client, &settings.agent.watches))
+}
+
 /// Runs the agent until a signal arrives. Returns the process exit code.
 pub(crate) async fn run(args: AgentArgs, matches: Option<&ArgMatches>) -> Result<u8> {
     let settings = build_settings(&args, matches)?;
@@ -452,15 +459,34 @@ pub(crate) async fn run(args: AgentArgs, matches: Option<&ArgMatches>) -> Result
     tracing::info!(http = %agent.http_addr(), rpc = %agent.rpc_addr(), serf_lan = %agent.serf_addr(), "Consul agent running!");
     stdout_line("==> Consul agent running!");
 
+    // The `watches` of the configuration, against this agent's API; replaced on reload.
+    let watches = match start_watches(&settings, &agent) {
+        Ok(w) => std::sync::Arc::new(std::sync::Mutex::new(w)),
+        Err(e) => {
+            let _ = agent.shutdown().await;
+            return Err(e);
+        }
+    };
     // `PUT /v1/agent/reload` and SIGHUP re-read the same config sources, flags included.
     {
         let args = args.clone();
         let matches = matches.cloned();
+        let watches = watches.clone();
+        let own_client = consul_sdk::agent::own_client_config(&agent);
         agent.set_reload_handler(std::sync::Arc::new(move || {
             let args = args.clone();
             let matches = matches.clone();
+            let watches = watches.clone();
+            let client = own_client.clone();
             Box::pin(async move {
                 let s = build_settings(&args, matches.as_ref()).map_err(|e| format!("{e:#}"))?;
+                // Consul stops every watch plan and starts the new definitions.
+                let client = consul_sdk::agent::own_client(client).map_err(|e| e.to_string())?;
+                let new = consul_sdk::ConfigWatches::start(&client, &s.agent.watches);
+                if let Ok(mut w) = watches.lock() {
+                    w.stop();
+                    *w = new;
+                }
                 Ok((s.agent.services, s.agent.checks))
             })
         }));
@@ -483,6 +509,9 @@ pub(crate) async fn run(args: AgentArgs, matches: Option<&ArgMatches>) -> Result
         agent.cluster().gossip().leave().await;
     }
     stdout_line("==> Gracefully shutting down agent...");
+    if let Ok(w) = watches.lock() {
+        w.stop();
+    }
     // A second signal while shutting down means "now": exit without waiting.
     tokio::spawn(async {
         if wait_for_signal(None).await.is_ok() {

@@ -5,39 +5,26 @@
 //! changes, printing the result as JSON or running a handler with the JSON on its stdin.
 //!
 //! The loop is the SDK's [`consul_sdk::Watch`] over a raw endpoint (so Consul's JSON is printed
-//! as the agent sent it), configured with Consul's watch-plan rules:
-//! - the next query blocks on the `X-Consul-Index` of the last answer, with `wait=5m`;
-//! - an index that goes backwards (snapshot restore, reaped tombstones) resets to 0;
-//! - an answer with the same index, or with the same data as last time, does not fire;
-//! - queries start at most once per 100 ms, so a churning key cannot spin the loop;
-//! - errors back off quadratically (5 s, 20 s, 45 s, … up to 3 min), like Consul's watch plans,
-//!   and every error is reported and retried.
-//!
-//! User events (`-type=event`) differ: their index is a hash of the newest event's ID, not a
-//! counter, so any new index means new events (none is "backwards"), and each run gets only the
-//! events that arrived since the last one (all of the agent's recent events at start).
-
-use std::time::Duration;
+//! as the agent sent it), planned by [`consul_sdk::watch_plan`] with Consul's watch-plan rules
+//! (blocking on the last index, backwards indexes reset, unchanged answers not fired, at most
+//! one query per 100 ms, quadratic error backoff; user events delivered only once each) — the
+//! same plans the agent's `watches` configuration block runs. The view's flags are checked by
+//! the core's [`consul_core::agent::watches::WatchView::parse`], as that block's fields are.
 
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{ArgAction, Args};
-use consul_sdk::{Backoff, Consistency, RetryHook, WatchOptions, WatchSpec, WatchValue};
-use serde::Serialize as _;
+use consul_core::agent::watches::ViewParams;
+use consul_sdk::watch_plan::{handler_input, render, run_script, Deliveries, WatchPlan as _};
+use consul_sdk::{RetryHook, WatchOptions, WatchValue};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt as _;
 
-use crate::api::{escape, kv_path, sdk_err, Client, ClientFlags};
+use crate::api::{sdk_err, Client, ClientFlags};
 
-/// Minimum time between the starts of two queries.
-const MIN_INTERVAL: Duration = Duration::from_millis(100);
-/// First retry delay after an error; the n-th consecutive error waits n² times this.
-const RETRY_BASE: Duration = Duration::from_secs(5);
-/// Longest retry delay.
-const RETRY_MAX: Duration = Duration::from_secs(180);
-/// The blocking wait sent with each query.
-const WAIT: Duration = Duration::from_secs(300);
+/// What is watched, validated (shared with the agent's `watches` block).
+pub(crate) use consul_core::agent::watches::WatchView as Spec;
 
 /// `watch` flags.
 #[derive(Debug, Args)]
@@ -84,35 +71,6 @@ pub(crate) struct WatchArgs {
     handler: Vec<String>,
 }
 
-/// What is watched, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Spec {
-    /// One KV entry: a `KVPair`, or nothing while the key does not exist.
-    Key(String),
-    /// Entries under a prefix: `[KVPair]`.
-    KeyPrefix(String),
-    /// `{name: [tags]}`.
-    Services,
-    /// `[Node]`.
-    Nodes,
-    /// `[ServiceEntry]` of one service.
-    Service {
-        /// Service name.
-        name: String,
-        /// Required tags.
-        tags: Vec<String>,
-        /// `?passing`.
-        passing: bool,
-    },
-    /// `[HealthCheck]` in a state.
-    ChecksInState(String),
-    /// `[HealthCheck]` of a service.
-    ChecksOfService(String),
-    /// `[UserEvent]`, all or those with a name: the agent's recent events at start, then only
-    /// the ones that arrived since the last run.
-    Events(Option<String>),
-}
-
 impl WatchArgs {
     /// Checks the flags against the type, as Consul does: required ones present, the ones that
     /// mean nothing for the type refused by name.
@@ -143,109 +101,16 @@ impl WatchArgs {
         if !extra.is_empty() {
             bail!("Error! Watch type {t} does not take {}", extra.join(", "));
         }
-        let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-        Ok(match t {
-            "key" => {
-                Spec::Key(nonempty(&self.key).ok_or_else(|| anyhow!("Error! Must specify a single key to watch"))?)
-            }
-            "keyprefix" => {
-                // The empty prefix (every key) is allowed, but the flag must be given.
-                Spec::KeyPrefix(
-                    self.prefix.clone().ok_or_else(|| anyhow!("Error! Must specify a key prefix to watch"))?,
-                )
-            }
-            "services" => Spec::Services,
-            "nodes" => Spec::Nodes,
-            "event" => Spec::Events(nonempty(&self.name)),
-            "service" => Spec::Service {
-                name: nonempty(&self.service)
-                    .ok_or_else(|| anyhow!("Error! Must specify a single service to watch"))?,
-                tags: self.tags.clone(),
-                passing: self.passingonly,
-            },
-            _ => match (nonempty(&self.service), nonempty(&self.state)) {
-                (Some(_), Some(_)) => bail!("Error! Cannot specify both -service and -state"),
-                (Some(s), None) => Spec::ChecksOfService(s),
-                (None, state) => {
-                    let state = state.unwrap_or_else(|| "any".to_string());
-                    if !matches!(state.as_str(), "any" | "passing" | "warning" | "critical") {
-                        bail!("Error! Invalid -state {state:?}: use any, passing, warning or critical");
-                    }
-                    Spec::ChecksInState(state)
-                }
-            },
-        })
-    }
-}
-
-impl Spec {
-    /// The endpoint and its query (without `index`, `wait`, `stale`).
-    pub(crate) fn request(&self) -> (String, Vec<(&'static str, Option<String>)>) {
-        match self {
-            Spec::Key(k) => (kv_path(k), vec![]),
-            Spec::KeyPrefix(p) => (kv_path(p), vec![("recurse", None)]),
-            Spec::Services => ("/v1/catalog/services".into(), vec![]),
-            Spec::Nodes => ("/v1/catalog/nodes".into(), vec![]),
-            Spec::Service { name, tags, passing } => {
-                let mut q: Vec<(&'static str, Option<String>)> =
-                    tags.iter().map(|t| ("tag", Some(t.clone()))).collect();
-                if *passing {
-                    q.push(("passing", None));
-                }
-                (format!("/v1/health/service/{}", escape(name, false)), q)
-            }
-            Spec::ChecksInState(s) => (format!("/v1/health/state/{}", escape(s, false)), vec![]),
-            Spec::ChecksOfService(s) => (format!("/v1/health/checks/{}", escape(s, false)), vec![]),
-            Spec::Events(name) => ("/v1/event/list".into(), name.iter().map(|n| ("name", Some(n.clone()))).collect()),
-        }
-    }
-
-    /// The SDK watch spec: the endpoint as it is, a missing key or prefix as "nothing".
-    pub(crate) fn watch_spec(&self) -> WatchSpec {
-        let (path, query) = self.request();
-        WatchSpec::Raw {
-            path,
-            query: query.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-            opaque_index: matches!(self, Spec::Events(_)),
-            allow_missing: matches!(self, Spec::Key(_) | Spec::KeyPrefix(_)),
-        }
-    }
-
-    /// Turns a delivered answer into the watched value: a missing key is `Null` (nothing to
-    /// print), a missing prefix an empty list, a key's one-entry list that entry.
-    pub(crate) fn value(&self, answer: Option<Value>) -> Value {
-        match (self, answer) {
-            (Spec::Key(_), Some(v)) => v.as_array().and_then(|a| a.first()).cloned().unwrap_or(Value::Null),
-            (Spec::KeyPrefix(_), None) => Value::Array(vec![]),
-            (_, v) => v.unwrap_or(Value::Null),
-        }
-    }
-}
-
-/// Consul's watch output: indented with four spaces, like Go's `json.MarshalIndent`.
-pub(crate) fn pretty(v: &Value) -> String {
-    let mut buf = Vec::new();
-    let mut ser =
-        serde_json::Serializer::with_formatter(&mut buf, serde_json::ser::PrettyFormatter::with_indent(b"    "));
-    // Serialising a `Value` into memory cannot fail.
-    let _ = v.serialize(&mut ser);
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// The ID of the newest event in an event list (the last one: the agent lists oldest first).
-pub(crate) fn newest_event_id(list: &Value) -> Option<String> {
-    list.as_array()?.last()?.get("ID")?.as_str().map(str::to_string)
-}
-
-/// The events of `list` that came after the one with ID `seen`, as Consul's event watch prunes
-/// them. All of them when nothing was seen yet, or when the seen event is no longer listed (more
-/// than the agent's buffer of events arrived since).
-pub(crate) fn events_after(list: &Value, seen: Option<&str>) -> Vec<Value> {
-    let events = list.as_array().cloned().unwrap_or_default();
-    let Some(seen) = seen else { return events };
-    match events.iter().position(|e| e.get("ID").and_then(Value::as_str) == Some(seen)) {
-        Some(i) => events[i + 1..].to_vec(),
-        None => events,
+        let params = ViewParams {
+            key: self.key.clone(),
+            prefix: self.prefix.clone(),
+            service: self.service.clone(),
+            tags: self.tags.clone(),
+            passingonly: self.passingonly,
+            state: self.state.clone(),
+            name: self.name.clone(),
+        };
+        Spec::parse(t, &params).map_err(|e| anyhow!("Error! {}", e.message))
     }
 }
 
@@ -282,43 +147,21 @@ trait Sink {
 
 /// The SDK watch options for Consul's watch-plan rules; errors are printed and retried.
 fn watch_options(spec: &Spec, stale: bool) -> WatchOptions {
-    // Events live on each agent, not in the replicated state: there is nothing to read stale.
-    let stale = stale && !matches!(spec, Spec::Events(_));
-    WatchOptions {
-        wait: WAIT,
-        consistency: if stale { Consistency::Stale } else { Consistency::Default },
-        min_interval: MIN_INTERVAL,
-        backoff: Backoff::Quadratic { base: RETRY_BASE, max: RETRY_MAX },
-        retry_all_errors: true,
-        on_retry: Some(RetryHook(Arc::new(|e, delay| {
-            eprintln!("Watch errored: {}; retrying in {delay:?}", e.message)
-        }))),
-        ..WatchOptions::default()
-    }
+    spec.options(
+        stale,
+        RetryHook(Arc::new(|e, delay| eprintln!("Watch errored: {}; retrying in {delay:?}", e.message))),
+    )
 }
 
 async fn watch_loop(client: &Client, spec: &Spec, stale: bool, sink: &mut impl Sink) -> Result<u8> {
     let watch = client.sdk().watch(spec.watch_spec(), watch_options(spec, stale));
-    // The ID of the newest user event already delivered (event watches only).
-    let mut seen_event: Option<String> = None;
-    let mut first = true;
+    let mut deliveries = Deliveries::new();
     // The SDK delivers the first result and then only results that changed.
     while let Some(ev) = watch.next().await.map_err(sdk_err)? {
         let WatchValue::Raw(answer) = ev.value else { continue };
-        let value = spec.value(answer);
-        if let Spec::Events(_) = spec {
-            // Each run gets only the events that arrived since the last one.
-            let fresh = events_after(&value, seen_event.as_deref());
-            if let Some(id) = newest_event_id(&value) {
-                seen_event = Some(id);
-            }
-            if first || !fresh.is_empty() {
-                sink.fire(ev.index, &Value::Array(fresh)).await?;
-            }
-        } else {
+        if let Some(value) = deliveries.next(spec, answer) {
             sink.fire(ev.index, &value).await?;
         }
-        first = false;
     }
     Ok(0)
 }
@@ -331,50 +174,6 @@ struct Handler {
     events: bool,
 }
 
-/// A user event with its fields in the order Consul's watch prints them (`api.UserEvent`);
-/// a `Value` would sort them by name.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct OrderedEvent {
-    #[serde(rename = "ID")]
-    id: String,
-    name: String,
-    payload: Option<String>,
-    node_filter: String,
-    service_filter: String,
-    tag_filter: String,
-    version: u64,
-    #[serde(rename = "LTime")]
-    ltime: u64,
-}
-
-/// The JSON text of a result: indented for the terminal, compact (one line) for a handler's
-/// stdin. Event lists keep Consul's field order; anything else falls back to the `Value`.
-pub(crate) fn render(value: &Value, events: bool, indented: bool) -> String {
-    if events {
-        if let Ok(list) = serde_json::from_value::<Vec<OrderedEvent>>(value.clone()) {
-            let text = if indented {
-                let mut buf = Vec::new();
-                let mut ser = serde_json::Serializer::with_formatter(
-                    &mut buf,
-                    serde_json::ser::PrettyFormatter::with_indent(b"    "),
-                );
-                list.serialize(&mut ser).map(|()| String::from_utf8_lossy(&buf).into_owned())
-            } else {
-                serde_json::to_string(&list)
-            };
-            if let Ok(t) = text {
-                return t;
-            }
-        }
-    }
-    if indented {
-        pretty(value)
-    } else {
-        value.to_string()
-    }
-}
-
 impl Sink for Handler {
     async fn fire(&mut self, index: u64, value: &Value) -> Result<()> {
         if self.args.is_empty() {
@@ -385,40 +184,20 @@ impl Sink for Handler {
             }
             return Ok(());
         }
-        let mut cmd = if self.shell {
-            let mut c = tokio::process::Command::new("sh");
-            c.arg("-c").arg(self.args.join(" "));
-            c
-        } else {
-            let mut c = tokio::process::Command::new(&self.args[0]);
-            c.args(&self.args[1..]);
-            c
-        };
-        cmd.env("CONSUL_INDEX", index.to_string())
-            .stdin(std::process::Stdio::piped())
-            // A watch stopped by a signal must not leave its handler behind.
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| anyhow!("Error starting handler: {e}"))?;
-        // A missing key is passed as empty input.
-        let input =
-            if value.is_null() { Vec::new() } else { format!("{}\n", render(value, self.events, false)).into_bytes() };
-        if let Some(mut stdin) = child.stdin.take() {
-            // A handler that does not read its input is fine: ignore a closed pipe.
-            let _ = stdin.write_all(&input).await;
-            drop(stdin);
-        }
-        let status = child.wait().await.map_err(|e| anyhow!("Error executing handler: {e}"))?;
-        if !status.success() {
-            bail!("Error executing handler: {status}");
-        }
-        Ok(())
+        run_script(&self.args, self.shell, index, &handler_input(value, self.events), false)
+            .await
+            .map(drop)
+            .map_err(|e| anyhow!(e))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use consul_sdk::watch_plan::{events_after, newest_event_id, pretty, RETRY_BASE, RETRY_MAX};
+    use consul_sdk::{Backoff, Consistency, WatchSpec};
     use serde_json::json;
+    use std::time::Duration;
 
     fn args(line: &str) -> WatchArgs {
         match crate::tests::parse(&format!("watch {line}")) {

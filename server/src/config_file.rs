@@ -5,7 +5,7 @@
 //! ([`consul_core::config_file::Settings::apply_value`]), shared with embedders such as the C
 //! library; this module adds reading files, HCL and the directory rules of the binary.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 pub(crate) use consul_core::config_file::Settings;
@@ -36,29 +36,35 @@ impl LoadFiles for Settings {
         Ok(self.apply_value(&value, &path.display().to_string())?)
     }
 
-    /// Loads a `-config-dir`: its `.json` and `.hcl` files in lexical order; other entries
-    /// (subdirectories, editor backups, READMEs) are skipped like Consul skips them.
+    /// Loads a `-config-dir`: the files [`dir_files`] lists, in its order.
     fn apply_dir(&mut self, dir: &Path, format: Option<Format>) -> Result<()> {
-        let entries =
-            std::fs::read_dir(dir).with_context(|| format!("config: cannot read config dir {}", dir.display()))?;
-        let mut files = Vec::new();
-        for entry in entries {
-            let entry = entry.with_context(|| format!("config: cannot read config dir {}", dir.display()))?;
-            let path = entry.path();
-            // Follow symlinks (config management tools link files in) but skip directories.
-            if !path.is_file() {
-                continue;
-            }
-            if format.is_some() || Format::from_path(&path).is_some() {
-                files.push(path);
-            }
-        }
-        files.sort();
-        for file in files {
+        for file in dir_files(dir, format)? {
             self.apply_file(&file, format)?;
         }
         Ok(())
     }
+}
+
+/// The configuration files of a `-config-dir`, in the order they are loaded: its `.json` and
+/// `.hcl` files (any file when `format` is given) in lexical order; other entries
+/// (subdirectories, editor backups, READMEs) are skipped like Consul skips them.
+pub(crate) fn dir_files(dir: &Path, format: Option<Format>) -> Result<Vec<PathBuf>> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("config: cannot read config dir {}", dir.display()))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("config: cannot read config dir {}", dir.display()))?;
+        let path = entry.path();
+        // Follow symlinks (config management tools link files in) but skip directories.
+        if !path.is_file() {
+            continue;
+        }
+        if format.is_some() || Format::from_path(&path).is_some() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// Configuration file syntax.
@@ -107,7 +113,6 @@ mod tests {
     use super::*;
     use consul_core::duration::parse_go_duration;
     use std::io::Write as _;
-    use std::path::PathBuf;
     use std::time::Duration;
 
     fn write(dir: &Path, name: &str, body: &str) -> PathBuf {

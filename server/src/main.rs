@@ -25,6 +25,7 @@ mod cmd_rtt;
 mod cmd_services;
 mod cmd_snapshot;
 mod cmd_tls;
+mod cmd_validate;
 mod cmd_watch;
 mod config_file;
 #[cfg(test)]
@@ -95,6 +96,8 @@ enum Command {
     /// Create a CA and agent TLS certificates signed by it.
     #[command(subcommand)]
     Tls(cmd_tls::TlsCommand),
+    /// Check configuration files and directories without starting an agent.
+    Validate(cmd_validate::ValidateArgs),
 }
 
 fn main() -> ExitCode {
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
         // No agent to talk to: no runtime either.
         Command::Keygen(a) => return ExitCode::from(cmd_keygen::run(a)),
         Command::Tls(c) => return ExitCode::from(cmd_tls::run(c)),
+        Command::Validate(a) => return ExitCode::from(cmd_validate::run(&a)),
         _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -153,7 +157,7 @@ fn main() -> ExitCode {
             Command::Keyring(a) => cmd_keyring::run(*a).await,
             Command::Event(a) => cmd_event::run(a).await,
             Command::Acl(c) => cmd_acl::run(*c).await.map(|()| 0),
-            Command::Version(_) | Command::Keygen(_) | Command::Tls(_) => Ok(0),
+            Command::Version(_) | Command::Keygen(_) | Command::Tls(_) | Command::Validate(_) => Ok(0),
         }
     });
     // Do not wait for stray tasks (a blocked stdin read, a lingering connection) at exit.

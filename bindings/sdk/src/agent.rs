@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::client::{Client, ClientConfig};
 use crate::error::{Error, ErrorCode, Result};
 use crate::types::AgentMember;
+use crate::watch_plan::ConfigWatches;
 
 /// A node running inside this process.
 #[derive(Debug)]
@@ -33,6 +34,57 @@ pub struct EmbeddedAgent {
     /// How [`EmbeddedAgent::client`] reaches the API: plain HTTP, or HTTPS for an HTTPS-only
     /// agent (with the agent's own CA and certificate).
     client_config: ClientConfig,
+    /// The configuration's `watches`, running until shutdown.
+    watches: Option<ConfigWatches>,
+}
+
+/// How an agent's own tools (its config `watches`, an embedder's client) reach its API: plain
+/// HTTP; for an HTTPS-only agent HTTPS with the agent's own CA and certificate; for an agent
+/// serving HTTP only on a Unix socket, that socket.
+pub fn own_client_config(agent: &Agent) -> ClientConfig {
+    let config = agent.config();
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
+    match (config.ports.http, agent.https_addr(), agent.http_unix_socket()) {
+        (Some(_), _, _) => ClientConfig {
+            address: format!("http://{}", agent.http_addr()),
+            https: Some(false),
+            ..ClientConfig::default()
+        },
+        // The agent's own calls present its certificate (Consul's `tls cert create` makes
+        // server certificates for client auth too), so they pass `verify_incoming`; the
+        // agent's certificate must name the address they use (127.0.0.1 does, in Consul's).
+        (None, Some(https), _) => {
+            let tls = config.tls.https();
+            ClientConfig {
+                address: format!("https://{https}"),
+                https: Some(true),
+                ca_file: path(&tls.ca_file),
+                ca_path: path(&tls.ca_path),
+                client_cert: path(&tls.cert_file),
+                client_key: path(&tls.key_file),
+                ..ClientConfig::default()
+            }
+        }
+        // HTTP only on a Unix socket.
+        (None, None, Some(socket)) => {
+            ClientConfig { address: format!("unix://{}", socket.display()), ..ClientConfig::default() }
+        }
+        (None, None, None) => ClientConfig {
+            address: format!("http://{}", agent.http_addr()),
+            https: Some(false),
+            ..ClientConfig::default()
+        },
+    }
+}
+
+/// A client made from [`own_client_config`]: of the environment only the ACL token
+/// (`CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE`) is read; `CONSUL_HTTP_SSL`, `CONSUL_CACERT`
+/// and the like describe some other agent.
+pub fn own_client(config: ClientConfig) -> Result<Client> {
+    Client::with_env(config, |k| match k {
+        "CONSUL_HTTP_TOKEN" | "CONSUL_HTTP_TOKEN_FILE" => std::env::var(k).ok(),
+        _ => None,
+    })
 }
 
 impl EmbeddedAgent {
@@ -52,36 +104,26 @@ impl EmbeddedAgent {
             .build()
             .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start the agent runtime: {e}")))?;
         let own_token = config.acl.enabled.then(|| config.acl.tokens.initial_management.clone()).flatten();
-        let https_only = config.ports.http.is_none() && config.ports.https.is_some();
-        let unix_only = config.ports.http.is_none() && config.ports.https.is_none();
-        let tls = config.tls.https();
+        let config_watches = config.watches.clone();
         let agent = runtime.block_on(Agent::start(config))?;
-        let path = |p: Option<std::path::PathBuf>| p.map(|p| p.to_string_lossy().into_owned());
-        let client_config = if let (true, Some(socket)) = (unix_only, agent.http_unix_socket()) {
-            // HTTP only on a Unix socket: the agent's own client uses it.
-            ClientConfig { address: format!("unix://{}", socket.display()), ..ClientConfig::default() }
-        } else if https_only {
-            // The agent's own calls present its certificate (Consul's `tls cert create` makes
-            // server certificates for client auth too), so they pass `verify_incoming`; the
-            // agent's certificate must name the address they use (127.0.0.1 does, in Consul's).
-            ClientConfig {
-                address: format!("https://{}", agent.http_addr()),
-                https: Some(true),
-                ca_file: path(tls.ca_file),
-                ca_path: path(tls.ca_path),
-                client_cert: path(tls.cert_file),
-                client_key: path(tls.key_file),
-                ..ClientConfig::default()
-            }
+        let client_config = own_client_config(&agent);
+        // The `watches` of the configuration run on the agent's runtime, against its API.
+        let watches = if config_watches.is_empty() {
+            None
         } else {
-            ClientConfig {
-                address: format!("http://{}", agent.http_addr()),
-                https: Some(false),
-                ..ClientConfig::default()
-            }
+            let client = match own_client(client_config.clone()) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = runtime.block_on(agent.shutdown());
+                    return Err(e);
+                }
+            };
+            let _in_runtime = runtime.enter();
+            Some(ConfigWatches::start(&client, &config_watches))
         };
         Ok(EmbeddedAgent {
             client_config,
+            watches,
             http_addr: agent.http_addr(),
             serf_addr: agent.serf_addr(),
             dns_addr: agent.dns_addr(),
@@ -149,10 +191,7 @@ impl EmbeddedAgent {
     /// (`CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE`) is read: `CONSUL_HTTP_SSL`, `CONSUL_CACERT`
     /// and the like describe some other agent.
     pub fn client(&self) -> Result<Client> {
-        Client::with_env(self.client_config.clone(), |k| match k {
-            "CONSUL_HTTP_TOKEN" | "CONSUL_HTTP_TOKEN_FILE" => std::env::var(k).ok(),
-            _ => None,
-        })
+        own_client(self.client_config.clone())
     }
 
     /// Waits until the agent knows a cluster leader.
@@ -205,6 +244,9 @@ impl EmbeddedAgent {
                 std::mem::forget(a);
             }
             return Err(Error::new(ErrorCode::Forked, "this agent belongs to the parent process"));
+        }
+        if let Some(w) = self.watches.take() {
+            w.stop();
         }
         if let (Some(rt), Some(agent)) = (self.runtime.as_ref(), self.agent.take()) {
             rt.block_on(agent.shutdown())?;

@@ -29,6 +29,7 @@ pub mod runtime;
 pub mod tls;
 pub mod types;
 pub mod watch;
+pub mod watch_plan;
 
 pub use acl::*;
 pub use agent::EmbeddedAgent;
@@ -41,3 +42,4 @@ pub use options::{duration, CheckArgs, CheckType, DurationArg, RegistrationSpec}
 pub use registration::Registration;
 pub use types::*;
 pub use watch::{Backoff, RetryHook, Watch, WatchEvent, WatchOptions, WatchSpec, WatchValue};
+pub use watch_plan::{ConfigWatches, WatchPlan};

@@ -342,3 +342,37 @@ fn closing_a_registration_during_a_ttl_round_does_not_register_it_again() {
     out.expect("registrations");
     agent.shutdown().expect("shutdown");
 }
+
+/// The configuration's `watches` run in an embedded agent too: a key watch's script runs once
+/// at start and once per change, and stops with the agent.
+#[test]
+fn embedded_agent_runs_config_watches() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("runs");
+    let script = format!("printf 'run %s\\n' \"$CONSUL_INDEX\" >> '{}'", out.display());
+    let config = consul_sdk::agent::with_config_keys(
+        AgentConfig::dev_any_port(),
+        &json!({"watches": [{"type": "key", "key": "emb/k", "args": ["sh", "-c", script]}]}),
+    )
+    .expect("config");
+    let mut agent = EmbeddedAgent::start(config).expect("start");
+    agent.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    let c = agent.client().expect("client");
+    let runs = || std::fs::read_to_string(&out).unwrap_or_default().lines().count();
+    let wait_for = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while runs() < n {
+            assert!(Instant::now() < deadline, "{} runs, waiting for {n}", runs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(1);
+    for (i, v) in ["a", "b"].iter().enumerate() {
+        let c = c.clone();
+        block_on(async move { c.kv_put("emb/k", *v, &PutOptions::default()).await }).expect("runtime").expect("put");
+        wait_for(i + 2);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(runs(), 3);
+    agent.shutdown().expect("shutdown");
+}

@@ -69,6 +69,9 @@ pub struct AgentConfig {
     pub services: Vec<crate::local::ServiceDefinition>,
     /// `checks`/`check` blocks of the config files.
     pub checks: Vec<crate::local::CheckDefinition>,
+    /// `watches`: watch plans the agent runs with handlers (the SDK's runner starts them once
+    /// the HTTP API is up; the core only carries them).
+    pub watches: Vec<crate::agent::watches::WatchDef>,
     /// Anti-entropy full-sync period (Consul's `ae_interval`, 1 min; tests use less).
     pub ae_interval: Duration,
     /// `check_update_interval`: how long an output-only check change may wait before it is
@@ -187,6 +190,7 @@ impl Default for AgentConfig {
             enable_local_script_checks: false,
             services: Vec::new(),
             checks: Vec::new(),
+            watches: Vec::new(),
             ae_interval: Duration::from_secs(60),
             check_update_interval: Duration::from_secs(5 * 60),
             check_reap_interval: Duration::from_secs(30),

@@ -27,6 +27,8 @@ use crate::duration::parse_go_duration;
 use crate::error::Error;
 
 pub mod classes;
+pub use check::KeyProblem;
+mod check;
 mod restrictions;
 mod security;
 
@@ -268,6 +270,27 @@ impl Settings {
             _ if self.apply_tls(ctx, key, v)? => {}
             _ if self.apply_special(ctx, key, v)? => {}
             // Everything else by its class alone: no effect, refused, or unknown.
+            // Appended across sources, like services and checks.
+            "watches" => {
+                let items: Vec<&Value> = match v {
+                    Value::Array(items) => items.iter().collect(),
+                    Value::Object(_) => vec![v],
+                    Value::Null => Vec::new(),
+                    other => return Err(ctx.expected(key, "a list of watch blocks", other)),
+                };
+                for item in items {
+                    let i = self.agent.watches.len();
+                    let def = crate::agent::watches::WatchDef::from_value(i, item).map_err(|e| {
+                        let at = if e.field.is_empty() {
+                            format!("watches[{i}]")
+                        } else {
+                            format!("watches[{i}].{}", e.field)
+                        };
+                        ctx.bad(&at, &e.message)
+                    })?;
+                    self.agent.watches.push(def);
+                }
+            }
             _ => self.apply_classified(ctx, key, v)?,
         }
         Ok(())

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod config_file;
+pub mod watches;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -23,3 +23,4 @@ mod t86_cli_https;
 mod t87_rpc_bounds;
 mod t88_unix_socket;
 mod t90_hostile_input;
+mod t97_validate_watches;

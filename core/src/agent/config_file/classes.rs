@@ -61,6 +61,11 @@ const fn group(keys: &'static [&'static str], reason: &'static str) -> KeyGroup 
 /// Keys the agent acts on.
 pub const HONOURED: &[KeyGroup] = &[
     group(
+        &["watches"],
+        "watch plans of every `consul watch` type with `args`/`handler` scripts or `handler_type = \"http\"` \
+         handlers, fired once at start and on each change; restarted with the new definitions on reload",
+    ),
+    group(
         &["datacenter", "node_name", "node_id", "node_meta", "server", "bootstrap", "bootstrap_expect", "data_dir"],
         "identity and role of the agent (`node_meta` is the node's catalog metadata)",
     ),
@@ -290,11 +295,10 @@ pub const NO_EFFECT: &[KeyGroup] = &[
             "disable_anonymous_signature",
             "disable_remote_exec",
             "enable_debug",
-            "watches",
             "rejoin_after_leave",
         ],
-        "no update check, remote exec, debug endpoints or watch handlers exist here; the agent never \
-         rejoins on its own after leaving",
+        "no update check, remote exec or debug endpoints exist here; the agent never rejoins on its own \
+         after leaving",
     ),
     group(
         &[

@@ -31,6 +31,7 @@ pub async fn serve_https(
 ) {
     // Refusals are logged at most once per interval: a flood of bad handshakes is not a log flood.
     let refusals = Arc::new(LogLimiter::new(REFUSAL_LOG_INTERVAL));
+    let mut connections = super::serve::Connections::new();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -41,15 +42,15 @@ pub async fn serve_https(
                     continue;
                 }
             },
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
         };
-        let Some(acceptor) = tls.https_acceptor() else { return };
+        let Some(acceptor) = tls.https_acceptor() else { break };
         let Some(permit) = limiter.try_acquire(peer.ip()) else {
             refused(&refusals, peer, "too many connections from this client (limits.http_max_conns_per_client)");
             continue;
         };
         let (app, shutdown, refusals) = (app.clone(), shutdown.clone(), refusals.clone());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             // Held until the connection ends.
             let _permit = permit;
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -61,6 +62,7 @@ pub async fn serve_https(
             super::serve::serve_connection(stream, peer, app, header_read_timeout, shutdown).await;
         });
     }
+    connections.drain().await;
 }
 
 fn refused(throttle: &LogLimiter, peer: SocketAddr, why: &str) {

@@ -51,6 +51,34 @@ pub(crate) async fn serve_connection<S>(
     }
 }
 
+/// The connections a listener serves, each its own task. When the listener stops they are
+/// awaited (each finishes its request in flight within a second of `shutdown`), so an answer
+/// already being written reaches its client before the agent's process exits; `PUT
+/// /v1/agent/leave`'s own answer races the shutdown it starts.
+pub(crate) struct Connections(tokio::task::JoinSet<()>);
+
+impl Connections {
+    /// How long a stopping listener waits for its connections.
+    const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+    pub(crate) fn new() -> Self {
+        Connections(tokio::task::JoinSet::new())
+    }
+
+    /// Serves one connection on its own task (reaping those already finished).
+    pub(crate) fn spawn(&mut self, connection: impl std::future::Future<Output = ()> + Send + 'static) {
+        while self.0.try_join_next().is_some() {}
+        self.0.spawn(connection);
+    }
+
+    /// Waits for the connections to finish, for at most [`Self::DRAIN_TIMEOUT`]; the rest are
+    /// aborted.
+    pub(crate) async fn drain(mut self) {
+        let all = async { while self.0.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(Self::DRAIN_TIMEOUT, all).await;
+    }
+}
+
 /// Serves `app` on the plain HTTP listener until `shutdown`.
 pub async fn serve_http(
     mut listener: LimitedHttpListener,
@@ -59,13 +87,15 @@ pub async fn serve_http(
     shutdown: CancellationToken,
 ) {
     use axum::serve::Listener;
+    let mut connections = Connections::new();
     loop {
         let (io, peer) = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
         };
-        tokio::spawn(serve_connection(io, peer, app.clone(), header_read_timeout, shutdown.clone()));
+        connections.spawn(serve_connection(io, peer, app.clone(), header_read_timeout, shutdown.clone()));
     }
+    connections.drain().await;
 }
 
 #[cfg(test)]

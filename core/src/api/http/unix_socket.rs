@@ -103,6 +103,7 @@ pub(crate) async fn serve_unix(
     // per-client connection limit (an IP's) does not apply; the socket's mode decides who
     // may connect at all.
     let peer = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+    let mut connections = super::serve::Connections::new();
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -116,9 +117,10 @@ pub(crate) async fn serve_unix(
             _ = shutdown.cancelled() => break,
         };
         let serve = super::serve::serve_connection(stream, peer, app.clone(), header_read_timeout, shutdown.clone());
-        tokio::spawn(serve);
+        connections.spawn(serve);
     }
     remove_socket(&path);
+    connections.drain().await;
 }
 
 fn remove_socket(path: &Path) {
