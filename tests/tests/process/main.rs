@@ -22,3 +22,4 @@ mod t85_tls_cluster;
 mod t86_cli_https;
 mod t87_rpc_bounds;
 mod t90_hostile_input;
+mod t96_monitor_logs;
