@@ -45,6 +45,7 @@ const BOOL_FLAGS: &[&str] = &[
     "list-primary",
     "local-only",
     "prune",
+    "archive",
 ];
 
 /// Boolean flags of the `acl` commands only: elsewhere `-meta` takes a value
@@ -91,6 +92,8 @@ const COMMANDS: &[Node] = &[
     leaf("reload"),
     leaf("rtt"),
     leaf("members"),
+    leaf("monitor"),
+    leaf("debug"),
     leaf("join"),
     leaf("leave"),
     leaf("force-leave"),

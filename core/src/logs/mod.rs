@@ -351,9 +351,15 @@ impl<S: Subscriber> Layer<S> for LogLayer {
     }
 }
 
-/// `consul_core::replication::raft` → `replication.raft`.
+/// `consul_core::replication::raft` → `replication.raft`; other crates keep their name
+/// (`openraft::core` → `openraft.core`).
 fn module_name(target: &str) -> String {
-    let rest = target.split_once("::").map_or(if target.contains('_') { "" } else { target }, |(_, r)| r);
+    let own = ["consul_core", "consul_rs"];
+    let rest = match target.split_once("::") {
+        Some((krate, rest)) if own.contains(&krate) => rest,
+        None if own.contains(&target) => "",
+        _ => target,
+    };
     rest.replace("::", ".")
 }
 
@@ -435,6 +441,7 @@ mod tests {
         assert_eq!(module_name("consul_core::replication::raft"), "replication.raft");
         assert_eq!(module_name("consul_rs"), "");
         assert_eq!(module_name("agent"), "agent");
+        assert_eq!(module_name("openraft::core::tick"), "openraft.core.tick");
     }
 
     #[tokio::test]
