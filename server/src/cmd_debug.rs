@@ -273,10 +273,13 @@ mod tests {
     fn timing_and_targets_as_consul_checks_them() {
         let s = Duration::from_secs;
         assert!(validate(s(30), s(120), &[]).is_ok());
-        assert_eq!(validate(s(5), s(9), &[]).unwrap_err(), "duration must be longer than 10s");
-        assert_eq!(validate(s(1), s(10), &[]).unwrap_err(), "interval must be longer than 10s");
-        assert_eq!(validate(s(20), s(10), &[]).unwrap_err(), "duration (10s) must be longer than interval (20s)");
-        assert_eq!(validate(s(5), s(10), &["nope".into()]).unwrap_err(), "target not found: nope");
+        assert_eq!(validate(s(5), s(9), &[]).expect_err("invalid"), "duration must be longer than 10s");
+        assert_eq!(validate(s(1), s(10), &[]).expect_err("invalid"), "interval must be longer than 10s");
+        assert_eq!(
+            validate(s(20), s(10), &[]).expect_err("invalid"),
+            "duration (10s) must be longer than interval (20s)"
+        );
+        assert_eq!(validate(s(5), s(10), &["nope".into()]).expect_err("invalid"), "target not found: nope");
         assert!(validate(s(5), s(10), &["cluster".into(), "agent".into()]).is_ok());
         assert!(captures(&["cluster".into()], "members"));
     }

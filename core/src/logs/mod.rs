@@ -4,7 +4,7 @@
 //! [`file::LogFile`], the rotating `log_file` writer.
 //!
 //! No process-global state: the host program owns the subscriber and the hub, and hands the hub
-//! to the agent through [`crate::agent::config::AgentConfig::log_hub`]. A hub receives every
+//! to the agent through its configuration (`AgentConfig::log_hub`). A hub receives every
 //! event of the subscriber its layer is installed in; in a process that runs one agent (the
 //! `consul-rs` binary) that is exactly the agent's log. Several agents embedded in one process
 //! share one subscriber and so see each other's lines on their monitors.

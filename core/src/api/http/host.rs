@@ -161,7 +161,7 @@ fn disk(errors: &mut Vec<String>) -> Value {
             let (_, mount, fs) = (p.next()?, p.next()?, p.next()?);
             (mount == "/").then(|| fs.to_string())
         })
-        .last()
+        .next_back()
         .unwrap_or_default();
     match rustix::fs::statvfs("/") {
         Ok(s) => {
