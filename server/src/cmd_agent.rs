@@ -670,6 +670,31 @@ mod tests {
     }
 
     #[test]
+    fn log_file_flags_beat_the_file_and_default_as_consul() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("c.json");
+        std::fs::write(&cfg, r#"{"log_file": "/var/log/x/", "log_rotate_bytes": 10, "log_rotate_max_files": 3}"#)
+            .expect("write");
+        let (a, m) = parse(&format!("-dev -config-file {}", cfg.display()));
+        let s = build_settings(&a, Some(&m)).expect("settings");
+        let f = s.log_file_config().expect("log file");
+        assert_eq!(f.path, PathBuf::from("/var/log/x/"));
+        assert_eq!((f.rotate_bytes, f.rotate_max_files), (10, 3));
+        assert_eq!(f.rotate_duration, std::time::Duration::from_secs(24 * 3600));
+        let line = format!(
+            "-dev -config-file {} -log-file /tmp/a.log -log-rotate-bytes 99 -log-rotate-duration 1h -log-rotate-max-files -1",
+            cfg.display()
+        );
+        let (a, m) = parse(&line);
+        let f = build_settings(&a, Some(&m)).expect("settings").log_file_config().expect("log file");
+        assert_eq!(f.path, PathBuf::from("/tmp/a.log"));
+        assert_eq!((f.rotate_bytes, f.rotate_max_files), (99, -1));
+        assert_eq!(f.rotate_duration, std::time::Duration::from_secs(3600));
+        let (a, m) = parse("-dev");
+        assert!(build_settings(&a, Some(&m)).expect("settings").log_file_config().is_none());
+    }
+
+    #[test]
     fn log_levels() {
         assert_eq!(parse_log_level("TRACE").expect("ok"), "trace");
         assert_eq!(parse_log_level("err").expect("ok"), "error");
