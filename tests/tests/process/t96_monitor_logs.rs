@@ -156,6 +156,22 @@ async fn t96_monitor_cli_prints_lines() {
     })
     .await;
     assert!(found.contains("[DEBUG]"), "{found}");
+
+    // The agent goes: the command says so and exits 1, as Consul's does.
+    drop(agent);
+    let status = eventually(Duration::from_secs(30), "monitor CLI exits once the agent is gone", || {
+        let status = child.0.try_wait().ok().flatten();
+        async move {
+            if status.is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            status
+        }
+    })
+    .await;
+    assert_eq!(status.code(), Some(1));
+    let rest: Vec<String> = rx.iter().collect();
+    assert!(rest.iter().any(|l| l.contains("Remote side ended the monitor!")), "{rest:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
