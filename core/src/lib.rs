@@ -51,6 +51,8 @@
 //!   payloads), [`state::archive`] (the `/v1/snapshot` format), [`state::dedup`].
 //! - [`acl`]: the ACL rules language (HCL/JSON), rule merging, the authorizer and Consul's
 //!   built-in policies, identities and templated policies (a leaf: pure code, no I/O).
+//! - [`logs`]: the agent's log lines for `/v1/agent/monitor` (a per-agent hub fed by a
+//!   `tracing` layer the host installs) and the rotating `log_file` writer.
 //! - [`clock`]: the clock seam ([`clock::SystemClock`], and [`clock::ManualClock`] for
 //!   simulations).
 //! - [`coordinate`]: Vivaldi network coordinates (the algorithm and the local client).
@@ -69,6 +71,7 @@ pub mod filter;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod local;
+pub mod logs;
 pub mod membership;
 pub mod rate_limit;
 pub mod replication;

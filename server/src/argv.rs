@@ -46,6 +46,7 @@ const BOOL_FLAGS: &[&str] = &[
     "local-only",
     "prune",
     "quiet",
+    "archive",
 ];
 
 /// Boolean flags of the `acl` commands only: elsewhere `-meta` takes a value
@@ -92,6 +93,8 @@ const COMMANDS: &[Node] = &[
     leaf("reload"),
     leaf("rtt"),
     leaf("members"),
+    leaf("monitor"),
+    leaf("debug"),
     leaf("join"),
     leaf("leave"),
     leaf("force-leave"),

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{ArgAction, ArgMatches, Args};
 use consul_core::agent::Agent;
+use consul_core::logs::file::{LogFile, LogFileConfig};
+use consul_core::logs::LogHub;
 use serde_json::{json, Map, Value};
 
 use crate::config_file::{Format, LoadFiles, Settings};
@@ -105,6 +107,18 @@ pub(crate) struct AgentArgs {
     #[arg(long = "log-json", num_args = 0..=1, require_equals = true, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) log_json: Option<bool>,
+    /// Also write the log to this file (a directory when it ends in `/`).
+    #[arg(long = "log-file", value_name = "PATH")]
+    pub(crate) log_file: Option<String>,
+    /// Rotate the log file once it holds this many bytes.
+    #[arg(long = "log-rotate-bytes", value_name = "BYTES")]
+    pub(crate) log_rotate_bytes: Option<u64>,
+    /// Rotate the log file at this age (Go duration, default 24h).
+    #[arg(long = "log-rotate-duration", value_name = "DURATION")]
+    pub(crate) log_rotate_duration: Option<String>,
+    /// Rotated log files to keep (0: all, -1: none).
+    #[arg(long = "log-rotate-max-files", value_name = "N", allow_negative_numbers = true)]
+    pub(crate) log_rotate_max_files: Option<i64>,
     /// Write the process id to this file.
     #[arg(long = "pid-file", value_name = "PATH")]
     pub(crate) pid_file: Option<PathBuf>,
@@ -240,6 +254,18 @@ fn flags_as_config(a: &AgentArgs) -> Value {
     if let Some(v) = a.log_json {
         put("log_json", json!(v));
     }
+    if let Some(v) = &a.log_file {
+        put("log_file", json!(v));
+    }
+    if let Some(v) = a.log_rotate_bytes {
+        put("log_rotate_bytes", json!(v));
+    }
+    if let Some(v) = &a.log_rotate_duration {
+        put("log_rotate_duration", json!(v));
+    }
+    if let Some(v) = a.log_rotate_max_files {
+        put("log_rotate_max_files", json!(v));
+    }
     if let Some(v) = &a.pid_file {
         put("pid_file", json!(v.to_string_lossy()));
     }
@@ -300,15 +326,40 @@ fn filter_directives(level: &str) -> String {
     }
 }
 
-fn init_logging(level: &str, json: bool) -> Result<()> {
-    use tracing_subscriber::EnvFilter;
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(s) if !s.trim().is_empty() => EnvFilter::try_new(s).context("invalid RUST_LOG")?,
-        _ => EnvFilter::try_new(filter_directives(level)).context("invalid log level")?,
+/// Installs the process's `tracing` subscriber: standard error (and `log_file`) at the
+/// configured level, plus the layer that feeds `/v1/agent/monitor` at whatever level its open
+/// monitors ask for. Each output has its own filter so a debug monitor sees debug lines while
+/// standard error stays at `warn`.
+fn init_logging(level: &str, json: bool, file: Option<LogFileConfig>) -> Result<LogHub> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, Registry};
+    type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
+    let directives = match std::env::var("RUST_LOG") {
+        Ok(s) if !s.trim().is_empty() => s,
+        _ => filter_directives(level),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let result = if json { builder.json().try_init() } else { builder.with_ansi(false).try_init() };
-    result.map_err(|e| anyhow!("cannot set up logging: {e}"))
+    let filter = || EnvFilter::try_new(&directives).context("invalid RUST_LOG or log level");
+    fn output<W>(json: bool, writer: W, filter: EnvFilter) -> Boxed
+    where
+        W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+    {
+        let layer = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(false);
+        if json {
+            layer.json().with_filter(filter).boxed()
+        } else {
+            layer.with_filter(filter).boxed()
+        }
+    }
+    let hub = LogHub::new();
+    let mut layers: Vec<Boxed> = vec![output(json, std::io::stderr, filter()?)];
+    if let Some(cfg) = file {
+        let f = LogFile::open(&cfg).with_context(|| format!("cannot open log file {}", cfg.path.display()))?;
+        layers.push(output(json, std::sync::Mutex::new(f), filter()?));
+    }
+    layers.push(consul_core::logs::layer(hub.clone()).boxed());
+    tracing_subscriber::registry().with(layers).try_init().map_err(|e| anyhow!("cannot set up logging: {e}"))?;
+    Ok(hub)
 }
 
 fn version_name(v: consul_core::tls::TlsVersion) -> &'static str {
@@ -430,7 +481,7 @@ fn start_watches(settings: &Settings, agent: &Agent) -> Result<consul_sdk::Confi
 pub(crate) async fn run(args: AgentArgs, matches: Option<&ArgMatches>) -> Result<u8> {
     let settings = build_settings(&args, matches)?;
     let level = parse_log_level(&settings.log_level)?;
-    init_logging(level, settings.log_json)?;
+    let log_hub = init_logging(level, settings.log_json, settings.log_file_config())?;
 
     for (key, reason) in &settings.no_effect {
         tracing::info!(key = %key, reason = %reason, "config key accepted, no effect here");
@@ -444,7 +495,8 @@ pub(crate) async fn run(args: AgentArgs, matches: Option<&ArgMatches>) -> Result
 
     stdout_line("==> Starting Consul agent...");
     let pid_file = settings.pid_file.clone();
-    let agent = Agent::start(settings.agent.clone()).await.map_err(|e| anyhow!("Error starting agent: {e}"))?;
+    let agent_config = consul_core::config::AgentConfig { log_hub: Some(log_hub), ..settings.agent.clone() };
+    let agent = Agent::start(agent_config).await.map_err(|e| anyhow!("Error starting agent: {e}"))?;
     if let Some(p) = &pid_file {
         if let Err(e) = write_pid_file(p) {
             let _ = agent.shutdown().await;
@@ -644,6 +696,31 @@ mod tests {
         assert!(s.dns_disabled);
         assert_eq!(s.agent.ports.http, Some(0));
         assert_eq!((s.agent.ports.server, s.agent.ports.serf_lan), (18300, 18301));
+    }
+
+    #[test]
+    fn log_file_flags_beat_the_file_and_default_as_consul() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("c.json");
+        std::fs::write(&cfg, r#"{"log_file": "/var/log/x/", "log_rotate_bytes": 10, "log_rotate_max_files": 3}"#)
+            .expect("write");
+        let (a, m) = parse(&format!("-dev -config-file {}", cfg.display()));
+        let s = build_settings(&a, Some(&m)).expect("settings");
+        let f = s.log_file_config().expect("log file");
+        assert_eq!(f.path, PathBuf::from("/var/log/x/"));
+        assert_eq!((f.rotate_bytes, f.rotate_max_files), (10, 3));
+        assert_eq!(f.rotate_duration, std::time::Duration::from_secs(24 * 3600));
+        let line = format!(
+            "-dev -config-file {} -log-file /tmp/a.log -log-rotate-bytes 99 -log-rotate-duration 1h -log-rotate-max-files -1",
+            cfg.display()
+        );
+        let (a, m) = parse(&line);
+        let f = build_settings(&a, Some(&m)).expect("settings").log_file_config().expect("log file");
+        assert_eq!(f.path, PathBuf::from("/tmp/a.log"));
+        assert_eq!((f.rotate_bytes, f.rotate_max_files), (99, -1));
+        assert_eq!(f.rotate_duration, std::time::Duration::from_secs(3600));
+        let (a, m) = parse("-dev");
+        assert!(build_settings(&a, Some(&m)).expect("settings").log_file_config().is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod argv;
 mod cmd_acl;
 mod cmd_agent;
 mod cmd_catalog;
+mod cmd_debug;
 mod cmd_event;
 mod cmd_info;
 mod cmd_join;
@@ -20,6 +21,7 @@ mod cmd_leave;
 mod cmd_lock;
 mod cmd_maint;
 mod cmd_members;
+mod cmd_monitor;
 mod cmd_operator;
 mod cmd_rtt;
 mod cmd_services;
@@ -78,6 +80,10 @@ enum Command {
     Rtt(cmd_rtt::RttArgs),
     /// List the members of the gossip pool.
     Members(cmd_members::MembersArgs),
+    /// Stream the agent's log lines.
+    Monitor(cmd_monitor::MonitorArgs),
+    /// Collect a debug bundle (agent, members, host, metrics, logs) into a tar.gz.
+    Debug(cmd_debug::DebugArgs),
     /// Tell the agent to join a cluster through one of its members.
     Join(cmd_join::JoinArgs),
     /// Leave the cluster gracefully and shut the agent down.
@@ -151,6 +157,8 @@ fn main() -> ExitCode {
             Command::Reload(a) => cmd_maint::reload(a).await.map(|()| 0),
             Command::Rtt(a) => cmd_rtt::run(a).await,
             Command::Members(a) => cmd_members::run(a).await,
+            Command::Monitor(a) => cmd_monitor::run(a).await,
+            Command::Debug(a) => cmd_debug::run(a).await,
             Command::Join(a) => cmd_join::run(a).await,
             Command::Leave(a) => cmd_leave::leave(a).await,
             Command::ForceLeave(a) => cmd_leave::force_leave(a).await,

@@ -130,6 +130,27 @@ pub struct RawResponse {
     pub body: Bytes,
 }
 
+fn response_headers(resp: &reqwest::Response) -> Vec<(String, String)> {
+    resp.headers().iter().filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))).collect()
+}
+
+/// An answer read as it arrives ([`Client::call_streaming`]).
+#[derive(Debug)]
+pub struct StreamingResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers (names lower-case, values that are not text left out).
+    pub headers: Vec<(String, String)>,
+    resp: reqwest::Response,
+}
+
+impl StreamingResponse {
+    /// The next piece of the body as the agent sent it; `None` once the agent ended it.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
+        Ok(self.resp.chunk().await?)
+    }
+}
+
 impl RawResponse {
     /// A header's value by (case-insensitive) name.
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -595,6 +616,39 @@ impl Client {
         wait: Option<Duration>,
     ) -> Result<RawResponse> {
         let timeout = self.inner.timeout + wait.map(|w| w + w / 16).unwrap_or_default();
+        let (resp, method, url) = self.send_raw(method, path, query, body, timeout).await?;
+        let status = resp.status().as_u16();
+        let headers = response_headers(&resp);
+        let body = resp.bytes().await.map_err(|e| {
+            let mut err = Error::from(e);
+            err.message = format!("error reading the answer to {method} {url}: {}", err.message);
+            err
+        })?;
+        Ok(RawResponse { status, headers, body })
+    }
+
+    /// Sends a request whose answer is a stream (`/v1/agent/monitor`): the body is read chunk
+    /// by chunk as the agent sends it, with no deadline (the stream ends when the agent ends
+    /// it or the [`StreamingResponse`] is dropped).
+    pub async fn call_streaming(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, Option<&str>)],
+    ) -> Result<StreamingResponse> {
+        // Long enough never to fire, short enough not to overflow a clock.
+        let (resp, _, _) = self.send_raw(method, path, query, None, Duration::from_secs(365 * 24 * 3600)).await?;
+        Ok(StreamingResponse { status: resp.status().as_u16(), headers: response_headers(&resp), resp })
+    }
+
+    async fn send_raw(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, Option<&str>)],
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<(reqwest::Response, Method, String)> {
         let method = Method::from_bytes(method.as_bytes()).map_err(|e| Error::invalid("method", e))?;
         let mut pairs: Vec<String> = query
             .iter()
@@ -629,18 +683,7 @@ impl Client {
                 return Err(err);
             }
         };
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect();
-        let body = resp.bytes().await.map_err(|e| {
-            let mut err = Error::from(e);
-            err.message = format!("error reading the answer to {method} {url}: {}", err.message);
-            err
-        })?;
-        Ok(RawResponse { status, headers, body })
+        Ok((resp, method, url))
     }
 
     // ---- KV ----

@@ -33,7 +33,7 @@ pub mod watch_plan;
 
 pub use acl::*;
 pub use agent::EmbeddedAgent;
-pub use client::{resolve_token, Client, ClientConfig, RawResponse};
+pub use client::{resolve_token, Client, ClientConfig, RawResponse, StreamingResponse};
 pub use discovery::{Discovery, Strategy};
 pub use election::{ElectionEvent, LeaderElection};
 pub use error::{Error, ErrorCode, Result};

@@ -126,6 +126,10 @@ pub struct AgentConfig {
     pub http_response_headers: Vec<(String, String)>,
     /// `http_config.use_cache` (default true): whether `?cached` reads use the agent cache.
     pub http_use_cache: bool,
+    /// Where `/v1/agent/monitor` reads this agent's log lines: a hub the host program feeds
+    /// with [`crate::logs::layer`] in its `tracing` subscriber. `None`: a hub nothing feeds
+    /// (monitors stay open but see no lines).
+    pub log_hub: Option<crate::logs::LogHub>,
 }
 
 pub use crate::tls::connect_ca::ConnectSettings;
@@ -212,6 +216,7 @@ impl Default for AgentConfig {
             sync_coordinate_rate_target: 64.0,
             http_response_headers: Vec::new(),
             http_use_cache: true,
+            log_hub: None,
         }
     }
 }

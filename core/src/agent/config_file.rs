@@ -46,6 +46,14 @@ pub struct Settings {
     pub log_json: bool,
     /// `pid_file`: where the agent writes its process id.
     pub pid_file: Option<PathBuf>,
+    /// `log_file`: also write the log to this file (a directory when it ends in `/`).
+    pub log_file: Option<PathBuf>,
+    /// `log_rotate_bytes`: rotate the log file at this size (0: by age only).
+    pub log_rotate_bytes: u64,
+    /// `log_rotate_duration`: rotate the log file at this age (Consul's default, 24h).
+    pub log_rotate_duration: Duration,
+    /// `log_rotate_max_files`: rotated log files kept (0: all; -1: none).
+    pub log_rotate_max_files: i64,
     /// `skip_leave_on_interrupt` (servers: true, clients: false).
     pub skip_leave_on_interrupt: bool,
     /// `leave_on_terminate` (servers: false, clients: true).
@@ -75,6 +83,16 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The rotating log file `log_file` and `log_rotate_*` ask for, if any.
+    pub fn log_file_config(&self) -> Option<crate::logs::file::LogFileConfig> {
+        Some(crate::logs::file::LogFileConfig {
+            path: self.log_file.clone()?,
+            rotate_bytes: self.log_rotate_bytes,
+            rotate_duration: self.log_rotate_duration,
+            rotate_max_files: self.log_rotate_max_files,
+        })
+    }
+
     /// Defaults: Consul's (or `-dev`'s when `dev`) before any file or flag is applied.
     pub fn new(dev: bool) -> Self {
         Settings {
@@ -82,6 +100,10 @@ impl Settings {
             log_level: "info".to_string(),
             log_json: false,
             pid_file: None,
+            log_file: None,
+            log_rotate_bytes: 0,
+            log_rotate_duration: crate::logs::file::DEFAULT_ROTATE_DURATION,
+            log_rotate_max_files: 0,
             skip_leave_on_interrupt: true,
             leave_on_terminate: false,
             leave_flags_set: (false, false),
@@ -177,6 +199,12 @@ impl Settings {
             "log_level" => self.log_level = ctx.string(key, v)?,
             "log_json" => self.log_json = ctx.bool(key, v)?,
             "pid_file" => self.pid_file = Some(PathBuf::from(ctx.string(key, v)?)),
+            "log_file" => {
+                self.log_file = Some(PathBuf::from(ctx.string(key, v)?)).filter(|p| !p.as_os_str().is_empty())
+            }
+            "log_rotate_bytes" => self.log_rotate_bytes = ctx.uint(key, v, u64::MAX)?,
+            "log_rotate_duration" => self.log_rotate_duration = ctx.duration(key, v)?,
+            "log_rotate_max_files" => self.log_rotate_max_files = ctx.int(key, v)?,
             "encrypt" => {
                 let k = ctx.string(key, v)?;
                 crate::membership::gossip::keyring::decode_key(&k).map_err(|e| ctx.bad(key, &e.to_string()))?;

@@ -373,6 +373,7 @@ impl Agent {
             leaf_certs: Default::default(),
             restores: Default::default(),
             cache: http::cache::AgentCache::new(shutdown.clone()),
+            logs: config.log_hub.clone().unwrap_or_default(),
         });
         let app = http::router(ctx);
         if let Some(c) = &consensus {

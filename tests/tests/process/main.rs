@@ -23,4 +23,5 @@ mod t86_cli_https;
 mod t87_rpc_bounds;
 mod t88_unix_socket;
 mod t90_hostile_input;
+mod t96_monitor_logs;
 mod t97_validate_watches;

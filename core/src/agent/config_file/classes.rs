@@ -104,6 +104,11 @@ pub const HONOURED: &[KeyGroup] = &[
     ),
     group(&["log_level", "log_json", "pid_file", "skip_leave_on_interrupt", "leave_on_terminate"], "the process"),
     group(
+        &["log_file", "log_rotate_{bytes,duration,max_files}"],
+        "the log also goes to this file, rotated by size and age and pruned as Consul does \
+         (`consul-<unix nanos>.log`)",
+    ),
+    group(
         &[
             "encrypt",
             "encrypt_verify_{incoming,outgoing}",
@@ -182,10 +187,7 @@ pub const HONOURED: &[KeyGroup] = &[
 
 /// Keys accepted and logged at start, with no effect here.
 pub const NO_EFFECT: &[KeyGroup] = &[
-    group(
-        &["log_file", "log_rotate_{bytes,duration,max_files}", "log_sublevels", "enable_syslog", "syslog_facility"],
-        "logs go to standard output only",
-    ),
+    group(&["log_sublevels", "enable_syslog", "syslog_facility"], "logs go to standard error and `log_file` only"),
     group(
         &[
             "ui",

@@ -14,10 +14,12 @@ pub mod connect_ca;
 mod coordinate;
 mod event;
 pub(crate) mod fuzz;
+mod host;
 mod https;
 pub(crate) use https::HANDSHAKE_TIMEOUT as HTTPS_HANDSHAKE_TIMEOUT;
 mod keyring;
 mod kv;
+mod monitor;
 mod operator;
 pub mod proxy;
 mod query;
@@ -184,6 +186,8 @@ pub struct ApiContext {
     pub restores: snapshot::RestoreGate,
     /// The agent cache behind `?cached` reads.
     pub cache: Arc<cache::AgentCache>,
+    /// This agent's log lines, for `/v1/agent/monitor`.
+    pub logs: crate::logs::LogHub,
 }
 
 impl ApiContext {
@@ -204,6 +208,8 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/v1/agent/self", get(agent::agent_self))
         .route("/v1/agent/members", get(agent::agent_members))
         .route("/v1/agent/version", get(agent::agent_version))
+        .route("/v1/agent/monitor", get(monitor::monitor))
+        .route("/v1/agent/host", get(host::host))
         .route("/v1/agent/services", get(agent_local::services))
         .route("/v1/agent/service/register", put(agent_local::register_service))
         .route("/v1/agent/service/deregister/{*id}", put(agent_local::deregister_service))
@@ -243,9 +249,26 @@ pub fn router(ctx: Ctx) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), cache::layer))
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), authorize))
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(ctx.clone());
     ctx.cache.set_fetcher(app.clone());
     app
+}
+
+/// Consul's `Request finished` debug line for every request (what `/v1/agent/monitor` at
+/// `debug` shows of API activity). The query string is left out: it may carry a token.
+async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    tracing::debug!(
+        target: "consul_core::agent::http",
+        method = %method,
+        url = %path,
+        latency = ?started.elapsed(),
+        "Request finished"
+    );
+    resp
 }
 
 /// Paths Consul answers without resolving the request's token.
