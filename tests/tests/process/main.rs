@@ -21,4 +21,5 @@ mod t84_tls_cli;
 mod t85_tls_cluster;
 mod t86_cli_https;
 mod t87_rpc_bounds;
+mod t88_autopilot;
 mod t90_hostile_input;
