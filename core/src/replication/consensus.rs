@@ -647,15 +647,11 @@ impl Consensus {
             .collect();
         let chosen = match target {
             Some(id) => others.iter().find(|(_, n)| n.node_id == id).cloned().ok_or_else(|| {
-                Error::BadRequest(format!(
-                    "cannot transfer leadership: {id:?} is not another voter of the Raft configuration"
-                ))
+                Error::BadRequest(format!("cannot find peer: {id:?} is not another voter of the Raft configuration"))
             })?,
-            None => others
-                .iter()
-                .max_by_key(|(id, _)| matched(id))
-                .cloned()
-                .ok_or_else(|| Error::BadRequest("cannot transfer leadership: there is no other voter".into()))?,
+            None => others.iter().max_by_key(|(id, _)| matched(id)).cloned().ok_or_else(|| {
+                Error::BadRequest("cannot find peer: there is no other voter to transfer leadership to".into())
+            })?,
         };
         let (id, node) = chosen;
         tracing::info!(target = %node, behind = last.saturating_sub(matched(&id)), "transferring leadership");
