@@ -47,6 +47,9 @@ const BOOL_FLAGS: &[&str] = &[
     "prune",
     "quiet",
     "archive",
+    "cleanup-dead-servers",
+    "disable-upgrade-migration",
+    "all-datacenters",
 ];
 
 /// Boolean flags of the `acl` commands only: elsewhere `-meta` takes a value
@@ -84,7 +87,14 @@ const COMMANDS: &[Node] = &[
     leaf("info"),
     leaf("lock"),
     Node { name: "kv", children: &[leaf("get"), leaf("put"), leaf("delete"), leaf("export"), leaf("import")] },
-    Node { name: "operator", children: &[Node { name: "raft", children: &[leaf("list-peers"), leaf("remove-peer")] }] },
+    Node {
+        name: "operator",
+        children: &[
+            Node { name: "raft", children: &[leaf("list-peers"), leaf("remove-peer"), leaf("transfer-leader")] },
+            Node { name: "autopilot", children: &[leaf("get-config"), leaf("set-config"), leaf("state")] },
+            Node { name: "usage", children: &[leaf("instances")] },
+        ],
+    },
     Node { name: "snapshot", children: &[leaf("save"), leaf("restore"), leaf("inspect")] },
     Node { name: "services", children: &[leaf("register"), leaf("deregister")] },
     Node { name: "catalog", children: &[leaf("datacenters"), leaf("nodes"), leaf("services")] },
@@ -311,6 +321,11 @@ mod tests {
     #[test]
     fn nested_commands() {
         assert_eq!(joined("operator raft remove-peer -id abc"), "operator raft remove-peer --id=abc");
+        assert_eq!(
+            joined("operator autopilot set-config -cleanup-dead-servers=false -min-quorum 3"),
+            "operator autopilot set-config --cleanup-dead-servers=false --min-quorum=3"
+        );
+        assert_eq!(joined("operator raft transfer-leader -id x"), "operator raft transfer-leader --id=x");
         assert_eq!(joined("snapshot save -stale f.snap"), "snapshot save --stale -- f.snap");
     }
 

@@ -48,11 +48,13 @@ pub struct ProcOptions {
     pub log_to_file: bool,
     /// An `acl` block (JSON object) for every server's config file.
     pub acl_json: Option<&'static str>,
+    /// An `autopilot` block (JSON object) for every server's config file.
+    pub autopilot_json: Option<&'static str>,
 }
 
 impl Default for ProcOptions {
     fn default() -> Self {
-        ProcOptions { raft_multiplier: 1, log_to_file: false, acl_json: None }
+        ProcOptions { raft_multiplier: 1, log_to_file: false, acl_json: None, autopilot_json: None }
     }
 }
 
@@ -136,8 +138,9 @@ impl ProcCluster {
         let dir = self.dirs[i].path();
         let config = dir.join("config.json");
         let acl = self.opts.acl_json.map(|a| format!(r#", "acl": {a}"#)).unwrap_or_default();
+        let autopilot = self.opts.autopilot_json.map(|a| format!(r#", "autopilot": {a}"#)).unwrap_or_default();
         let config_json = format!(
-            r#"{{"performance": {{"raft_multiplier": {}}}, "retry_interval": "200ms"{acl}}}"#,
+            r#"{{"performance": {{"raft_multiplier": {}}}, "retry_interval": "200ms"{acl}{autopilot}}}"#,
             self.opts.raft_multiplier
         );
         std::fs::write(&config, config_json).expect("write config");
@@ -286,6 +289,18 @@ impl ProcCluster {
             })
             .await;
         }
+    }
+
+    /// Starts one more server that joins the running ones (the leader adds it to Raft); returns
+    /// its index.
+    pub fn add_server(&mut self) -> usize {
+        self.ports.push(ProcPorts { http: free_port(), server: free_port(), serf: free_port(), dns: free_port() });
+        self.dirs.push(tempfile::tempdir().expect("tempdir"));
+        self.children.push(None);
+        self.stopped.push(false);
+        let i = self.children.len() - 1;
+        self.spawn(i);
+        i
     }
 
     /// `kill -9` server `i`.

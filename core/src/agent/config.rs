@@ -50,6 +50,9 @@ pub struct AgentConfig {
     pub retry_max: u32,
     /// Raft timing and log-compaction knobs.
     pub raft: RaftTuning,
+    /// `autopilot {}`: seeds the replicated autopilot configuration when this server is the
+    /// cluster's first leader.
+    pub autopilot: crate::state::autopilot::AutopilotConfig,
     /// Size limits on requests.
     pub limits: Limits,
     /// `default_query_time`: blocking-query wait when the client gives none (300 s).
@@ -185,6 +188,7 @@ impl Default for AgentConfig {
             retry_interval: Duration::from_secs(30),
             retry_max: 0,
             raft: RaftTuning::default(),
+            autopilot: Default::default(),
             limits: Limits::default(),
             default_query_time: Duration::from_secs(300),
             max_query_time: Duration::from_secs(600),

@@ -185,6 +185,11 @@ impl Settings {
                     self.apply_performance(ctx, block)?;
                 }
             }
+            "autopilot" => {
+                for block in ctx.blocks(key, v)? {
+                    self.apply_autopilot(ctx, block)?;
+                }
+            }
             "raft_snapshot_threshold" => {
                 a.raft.snapshot_threshold = ctx.uint(key, v, u64::MAX)?;
             }
@@ -367,6 +372,36 @@ impl Settings {
                 "rpc_hold_timeout" => self.agent.rpc_hold_timeout = ctx.duration(&key, v)?,
                 "leave_drain_time" => {
                     ctx.duration(&key, v)?;
+                    self.note_no_effect(&key);
+                }
+                _ => return Err(ctx.unknown(&key)),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_autopilot(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        for (k, v) in block {
+            let key = format!("autopilot.{k}");
+            let a = &mut self.agent.autopilot;
+            match k.as_str() {
+                "cleanup_dead_servers" => a.cleanup_dead_servers = ctx.bool(&key, v)?,
+                "last_contact_threshold" => a.last_contact_threshold_ms = ms(ctx.duration(&key, v)?),
+                "max_trailing_logs" => a.max_trailing_logs = ctx.uint(&key, v, u64::MAX)?,
+                "min_quorum" => a.min_quorum = ctx.uint(&key, v, u64::from(u32::MAX))?,
+                "server_stabilization_time" => a.server_stabilization_time_ms = ms(ctx.duration(&key, v)?),
+                // Enterprise settings: stored and returned by the API, no effect.
+                "redundancy_zone_tag" => {
+                    a.redundancy_zone_tag = ctx.string(&key, v)?;
+                    self.note_no_effect(&key);
+                }
+                "upgrade_version_tag" => {
+                    a.upgrade_version_tag = ctx.string(&key, v)?;
+                    self.note_no_effect(&key);
+                }
+                "disable_upgrade_migration" => {
+                    a.disable_upgrade_migration = ctx.bool(&key, v)?;
                     self.note_no_effect(&key);
                 }
                 _ => return Err(ctx.unknown(&key)),

@@ -267,6 +267,7 @@ impl Agent {
             retry_join: config.retry_join.clone(),
             retry_interval: config.retry_interval,
             retry_max: config.retry_max,
+            autopilot: config.autopilot.clone(),
         };
         let cluster = Cluster::new(gossip.clone(), consensus.clone(), formation);
 

@@ -7,9 +7,11 @@
 //!   them belongs to a formed cluster yet (a gossip tag), the one with the lowest Raft id
 //!   initialises Raft with all of them; the others wait to be contacted by the new leader.
 //!   Deterministic, so no two clusters form.
-//! - The leader adds every alive server it hears of that is not in the configuration yet, first
-//!   as a learner, then as a voter once caught up (Consul's autopilot does the same), and removes
-//!   servers that left gracefully.
+//! - The leader adds every alive server it hears of that is not in the configuration yet as a
+//!   learner, and removes servers that left gracefully. Autopilot
+//!   ([`crate::replication::autopilot`]) promotes learners once they have been healthy for
+//!   `server_stabilization_time` and removes failed servers; this module gathers its facts
+//!   (gossip status, replication progress, last contact) and carries out its plan.
 //! - The leader reconciles members into the catalog (Consul's `leader.go` `reconcileMember`):
 //!   alive → node registered with a passing `serfHealth` check, failed → `serfHealth` critical
 //!   (which invalidates sessions tied to it), left or reaped → node deregistered.
@@ -23,8 +25,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::membership::gossip::MemberInfo;
 use crate::membership::gossip::{Gossip, Member, MemberStatus};
+use crate::replication::autopilot::{self, SerfStatus, ServerFacts, Tracker};
 use crate::replication::consensus::Consensus;
 use crate::replication::raft;
+use crate::state::autopilot::{AutopilotConfig, AutopilotOp};
 use crate::state::catalog::{
     DeregisterRequest, HealthCheck, Node, RegisterRequest, ServiceInstance, CRITICAL, PASSING,
 };
@@ -50,6 +54,9 @@ pub struct FormationConfig {
     pub retry_interval: Duration,
     /// Join rounds before giving up (0 = forever).
     pub retry_max: u32,
+    /// The agent configuration's `autopilot {}` block: what the first leader seeds the
+    /// replicated autopilot configuration with.
+    pub autopilot: AutopilotConfig,
 }
 
 /// Membership-driven tasks of an agent.
@@ -59,12 +66,14 @@ pub struct Cluster {
     /// Raft, on servers; `None` on client agents.
     consensus: Option<Arc<Consensus>>,
     formation: FormationConfig,
+    /// Since when each server has been healthy (leader only).
+    health: parking_lot::Mutex<Tracker>,
 }
 
 impl Cluster {
     /// Cluster tasks over a gossip pool member.
     pub fn new(gossip: Arc<Gossip>, consensus: Option<Arc<Consensus>>, formation: FormationConfig) -> Arc<Self> {
-        Arc::new(Cluster { gossip, consensus, formation })
+        Arc::new(Cluster { gossip, consensus, formation, health: parking_lot::Mutex::default() })
     }
 
     /// The gossip pool.
@@ -238,28 +247,73 @@ impl Cluster {
                 _ => {}
             }
         }
-        // Promote learners that have caught up.
+        self.run_autopilot(consensus, &members).await
+    }
+
+    /// One autopilot pass: judge every server of the Raft configuration, publish the result
+    /// for the operator API, promote and remove as planned.
+    async fn run_autopilot(&self, consensus: &Consensus, members: &[Member]) -> crate::Result<()> {
+        let config = match consensus.state().read(|d| d.autopilot.clone()) {
+            Some(config) => config,
+            None => {
+                // The first leader seeds the replicated configuration from its own.
+                consensus.write(Command::Autopilot(AutopilotOp::Seed(self.formation.autopilot.clone()))).await?;
+                self.formation.autopilot.clone()
+            }
+        };
+        let settings = autopilot::Settings::new(&config, consensus.tuning().heartbeat());
+        let metrics = consensus.metrics();
+        let dc = self.me().datacenter;
+        let by_id: BTreeMap<u64, &Member> = members
+            .iter()
+            .filter(|m| m.info.server && m.info.datacenter == dc)
+            .map(|m| (m.info.raft_id(), m))
+            .collect();
+        let now = consensus.clock().now();
         let last = metrics.last_log_index.unwrap_or(0);
-        let voters: BTreeSet<u64> = metrics.membership_config.membership().voter_ids().collect();
-        let caught_up: Vec<u64> = metrics
-            .replication
-            .as_ref()
-            .map(|r| {
-                r.iter()
-                    // Replicated to at least once: a learner the leader never reached (down,
-                    // or refusing its TLS) would otherwise count as caught up while the log
-                    // is shorter than the margin, and a voter that cannot be reached can stop
-                    // every commit.
-                    .filter(|(id, matched)| !voters.contains(id) && matched.is_some_and(|l| l.index + 64 >= last))
-                    .map(|(id, _)| *id)
-                    .collect()
+        let term = metrics.current_term;
+        let self_id = consensus.self_id();
+        let facts: Vec<ServerFacts> = raft::membership_nodes(&metrics)
+            .into_iter()
+            .map(|(id, node)| {
+                let serf = by_id.get(&id).map_or(SerfStatus::None, |m| serf_status(m.status));
+                let (last_contact, last_index, last_term) = if id == self_id {
+                    (Some(Duration::ZERO), last, term)
+                } else {
+                    let matched = metrics.replication.as_ref().and_then(|r| r.get(&id).copied().flatten());
+                    (
+                        consensus.last_ack(id).map(|t| now.saturating_duration_since(t)),
+                        matched.map_or(0, |l| l.index),
+                        matched.map_or(0, |l| l.leader_id.term),
+                    )
+                };
+                ServerFacts {
+                    id,
+                    node_id: node.node_id,
+                    name: node.name,
+                    address: node.rpc_addr,
+                    serf,
+                    voter: raft::is_voter(&metrics, id),
+                    leader: id == self_id,
+                    last_contact,
+                    last_index,
+                    last_term,
+                    meta: BTreeMap::new(),
+                }
             })
-            .unwrap_or_default();
-        if !caught_up.is_empty() {
-            let mut new_voters = voters;
-            new_voters.extend(caught_up.iter().copied());
-            tracing::info!(?caught_up, "promoting caught-up learners to voters");
-            raft::set_voters(consensus.raft(), new_voters).await?;
+            .collect();
+        let health = self.health.lock().assess(facts, last, term, &settings, now, consensus.clock().unix_ms());
+        let plan = autopilot::plan(&health, &settings);
+        consensus.publish_autopilot(health);
+        if !plan.promote.is_empty() {
+            let mut voters: BTreeSet<u64> = metrics.membership_config.membership().voter_ids().collect();
+            voters.extend(plan.promote.iter().copied());
+            tracing::info!(promote = ?plan.promote, "autopilot: promoting stable servers to voters");
+            raft::set_voters(consensus.raft(), voters).await?;
+        }
+        for id in plan.remove {
+            tracing::warn!(server = id, "autopilot: removing a failed server from the raft configuration");
+            consensus.remove_peer(id).await?;
         }
         Ok(())
     }
@@ -278,6 +332,15 @@ impl Cluster {
             consensus.write(Command::Batch(chunk.to_vec())).await?;
         }
         Ok(())
+    }
+}
+
+fn serf_status(status: MemberStatus) -> SerfStatus {
+    match status {
+        MemberStatus::Alive => SerfStatus::Alive,
+        MemberStatus::Leaving => SerfStatus::Leaving,
+        MemberStatus::Left => SerfStatus::Left,
+        MemberStatus::Failed => SerfStatus::Failed,
     }
 }
 

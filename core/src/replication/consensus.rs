@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{SharedClock, SystemClock};
+use crate::replication::autopilot::ClusterHealth;
 use crate::replication::forward::{ForwardRequest, ForwardResponse, WireError};
 use crate::replication::raft::leader_lease::LeaderLease;
 use crate::replication::raft::{self, NodeId, Raft, RaftNode, RaftTuning, ServerNode, ServerState, WriteError};
@@ -115,6 +116,8 @@ pub struct Consensus {
     closing: CancellationToken,
     /// Time for leases, deadlines and the proposer's `now_ms` stamps (virtual in simulations).
     clock: SharedClock,
+    /// The autopilot's latest assessment, published by the leader's membership task.
+    autopilot: Mutex<Option<ClusterHealth>>,
 }
 
 /// A command waiting to be proposed, with where to send its outcome.
@@ -202,6 +205,7 @@ impl Consensus {
             ids: RequestIds::new(),
             closing: CancellationToken::new(),
             clock,
+            autopilot: Mutex::default(),
         })
     }
 
@@ -428,6 +432,74 @@ impl Consensus {
         }
     }
 
+    /// The Raft timing this server runs with.
+    pub fn tuning(&self) -> &RaftTuning {
+        &self.tuning
+    }
+
+    /// When `peer` last acknowledged a request from this server as its leader.
+    pub fn last_ack(&self, peer: NodeId) -> Option<Instant> {
+        self.lease.last_ack(peer)
+    }
+
+    /// Records the autopilot's latest assessment (the leader's membership task calls this).
+    pub fn publish_autopilot(&self, health: ClusterHealth) {
+        *self.autopilot.lock() = Some(health);
+    }
+
+    /// The leader's latest autopilot assessment (forwarded to the leader from a follower).
+    pub async fn autopilot_health(&self) -> Result<ClusterHealth> {
+        match self.on_leader(ForwardRequest::AutopilotHealth).await? {
+            ForwardResponse::AutopilotHealth(h) => Ok(*h),
+            other => Err(Error::Rpc(format!("unexpected answer to an autopilot read: {other:?}"))),
+        }
+    }
+
+    /// Moves leadership to the voter with node ID `target`, or to any up-to-date voter; returns
+    /// once another server leads. Not through [`Consensus::on_leader`]: its retry after a
+    /// leader change — the very thing a transfer causes — would hand leadership on once more.
+    /// Retried only while no leader is known or the request did not reach it.
+    pub async fn transfer_leader(&self, target: Option<String>) -> Result<()> {
+        let deadline = self.clock.now() + self.hold_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(self.clock.now());
+            match self.route() {
+                Route::Local => return self.hand_over_leadership(target, left).await.map(|_| ()),
+                Route::Remote(_, node) => {
+                    let addr: std::net::SocketAddr = node
+                        .rpc_addr
+                        .parse()
+                        .map_err(|e| Error::Rpc(format!("leader address {:?}: {e}", node.rpc_addr)))?;
+                    let req = ForwardRequest::TransferLeader(target.clone());
+                    let answer = self
+                        .rpc
+                        .call::<_, Result<ForwardResponse, WireError>>(
+                            addr,
+                            Service::Forward,
+                            &req,
+                            left + Duration::from_millis(500),
+                        )
+                        .await;
+                    match answer {
+                        Ok(Ok(_)) => return Ok(()),
+                        Ok(Err(WireError::NotLeader(_))) => {}
+                        Ok(Err(e)) => return Err(e.into_error()),
+                        Err(e) if e.not_delivered() => {}
+                        Err(e) => return Err(Error::Rpc(e.to_string())),
+                    }
+                }
+                Route::Unknown => {}
+            }
+            if self.clock.now() >= deadline {
+                return Err(Error::NoLeader);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY_PAUSE) => {}
+                _ = self.closing.cancelled() => return Err(Error::ShuttingDown),
+            }
+        }
+    }
+
     /// Removes a server from the Raft configuration (on the leader, or forwarded to it).
     pub async fn remove_peer(&self, id: NodeId) -> Result<()> {
         self.on_leader(ForwardRequest::RemovePeer(id)).await.map(|_| ())
@@ -530,8 +602,24 @@ impl Consensus {
                     Err(e) => Err(Failure::Ambiguous(e.to_string())),
                 }
             }
+            ForwardRequest::AutopilotHealth => {
+                if !self.is_leader() {
+                    return Err(Failure::Retry);
+                }
+                match self.autopilot.lock().clone() {
+                    Some(h) if h.leader == self.self_id => Ok(ForwardResponse::AutopilotHealth(Box::new(h))),
+                    // Just elected: the first pass has not run yet.
+                    _ => Err(Failure::Retry),
+                }
+            }
+            ForwardRequest::TransferLeader(target) => {
+                if !self.is_leader() {
+                    return Err(Failure::Retry);
+                }
+                self.hand_over_leadership(target, time_left).await.map_err(Failure::Fatal)
+            }
             // Any server answers these; they never travel through `on_leader`.
-            ForwardRequest::ReadNode(_) | ForwardRequest::ResolveToken(_) => {
+            ForwardRequest::ReadNode(_) | ForwardRequest::ResolveToken(_) | ForwardRequest::Campaign { .. } => {
                 Err(Failure::Fatal(Error::Rpc("a read from the replica is not a leader request".into())))
             }
             // The agent layer checks the token and passes the write on as `Write`; one that
@@ -540,6 +628,79 @@ impl Consensus {
                 Err(Failure::Fatal(Error::Rpc("an agent write must be authorized by the receiving server".into())))
             }
         }
+    }
+
+    /// The leader's side of a transfer. openraft has no transfer call, and a follower refuses
+    /// any candidate while it heard from its leader within `election_timeout_max` (its vote
+    /// lease). So the leader stops its heartbeats, asks the target to campaign until it wins —
+    /// its first attempt after the followers' leases ran out does, its log being up to date —
+    /// and waits until another server leads. Heartbeats are back on either way.
+    async fn hand_over_leadership(&self, target: Option<String>, time_left: Duration) -> Result<ForwardResponse> {
+        let metrics = self.metrics();
+        let last = metrics.last_log_index.unwrap_or(0);
+        let matched = |id: &NodeId| {
+            metrics.replication.as_ref().and_then(|r| r.get(id).copied().flatten()).map_or(0, |l| l.index)
+        };
+        let others: Vec<(NodeId, ServerNode)> = raft::membership_nodes(&metrics)
+            .into_iter()
+            .filter(|(id, _)| *id != self.self_id && raft::is_voter(&metrics, *id))
+            .collect();
+        let chosen = match target {
+            Some(id) => others.iter().find(|(_, n)| n.node_id == id).cloned().ok_or_else(|| {
+                Error::BadRequest(format!("cannot find peer: {id:?} is not another voter of the Raft configuration"))
+            })?,
+            None => others.iter().max_by_key(|(id, _)| matched(id)).cloned().ok_or_else(|| {
+                Error::BadRequest("cannot find peer: there is no other voter to transfer leadership to".into())
+            })?,
+        };
+        let (id, node) = chosen;
+        tracing::info!(target = %node, behind = last.saturating_sub(matched(&id)), "transferring leadership");
+        let addr: std::net::SocketAddr =
+            node.rpc_addr.parse().map_err(|e| Error::Rpc(format!("address {:?}: {e}", node.rpc_addr)))?;
+        let wait = (self.tuning.election_timeout_max() * 3 + Duration::from_secs(1))
+            .min(time_left.saturating_sub(Duration::from_millis(500)))
+            .max(Duration::from_millis(500));
+        let mut leaders = self.leader_changes.subscribe();
+        self.raft.runtime_config().heartbeat(false);
+        let outcome = async {
+            let ask = ForwardRequest::Campaign { for_ms: wait.as_millis() as u64 };
+            let answer: Result<ForwardResponse, WireError> = self
+                .rpc
+                .call(addr, Service::Forward, &ask, Duration::from_secs(2))
+                .await
+                .map_err(|e| Error::Rpc(format!("asking {node} to take over: {e}")))?;
+            answer.map_err(WireError::into_error)?;
+            let moved = leaders.wait_for(|l| l.is_some_and(|l| l != self.self_id));
+            match tokio::time::timeout(wait, moved).await {
+                Ok(Ok(_)) => Ok(ForwardResponse::Done),
+                Ok(Err(_)) => Err(Error::ShuttingDown),
+                Err(_) => Err(Error::Rpc(format!("leadership did not move to {node} within {wait:?}"))),
+            }
+        }
+        .await;
+        self.raft.runtime_config().heartbeat(true);
+        outcome
+    }
+
+    /// The target's side of a transfer: campaign until this server leads or `for_ms` passed.
+    /// Each round waits a whole minimum election timeout: a new round raises the term, and the
+    /// answers to the previous one would then be ignored.
+    fn campaign(&self, for_ms: u64) {
+        let raft = self.raft.clone();
+        let round = self.tuning.election_timeout_min();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(for_ms.min(60_000));
+            let metrics = raft.metrics();
+            while tokio::time::Instant::now() < deadline {
+                if metrics.borrow().state == ServerState::Leader {
+                    return;
+                }
+                if raft.trigger().elect().await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(round).await;
+            }
+        });
     }
 
     async fn renew_on_leader(&self, id: &str) -> Result<Option<Session>> {
@@ -625,6 +786,10 @@ impl Consensus {
             let now = self.clock.unix_ms();
             let found = self.state.read(|d| d.acl.for_secret(secret, now));
             return Ok(ForwardResponse::Acl(found.map(Box::new)));
+        }
+        if let ForwardRequest::Campaign { for_ms } = req {
+            self.campaign(for_ms);
+            return Ok(ForwardResponse::Done);
         }
         if let ForwardRequest::ReadNode(node) = req {
             return match self.read_barrier(Consistency::Default).await {

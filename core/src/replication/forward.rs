@@ -36,6 +36,16 @@ pub enum ForwardRequest {
         /// The write, tracked.
         command: Command,
     },
+    /// Move leadership to the voter with this node ID, or to any up-to-date voter (`None`).
+    TransferLeader(Option<String>),
+    /// From the leader handing its leadership over: campaign now, and again until elected or
+    /// `for_ms` milliseconds have passed (sent straight to the target, never forwarded).
+    Campaign {
+        /// How long to keep trying.
+        for_ms: u64,
+    },
+    /// The autopilot's latest view of server health (the leader answers).
+    AutopilotHealth,
 }
 
 /// The leader's answer to a [`ForwardRequest`].
@@ -53,6 +63,8 @@ pub enum ForwardResponse {
     Node(Box<crate::state::catalog::NodeState>),
     /// Answer to [`ForwardRequest::ResolveToken`] (`None`: no such token).
     Acl(Option<Box<crate::state::acl::AclTables>>),
+    /// Answer to [`ForwardRequest::AutopilotHealth`].
+    AutopilotHealth(Box<crate::replication::autopilot::ClusterHealth>),
 }
 
 /// An error carried over the wire.

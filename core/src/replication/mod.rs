@@ -12,6 +12,7 @@
 //! client agent's server list is handed to [`backend::Remote`] as a [`backend::ServerSource`]).
 
 pub mod acl_upkeep;
+pub mod autopilot;
 pub mod backend;
 pub mod ca_upkeep;
 pub mod consensus;

@@ -61,6 +61,9 @@ pub enum Command {
     /// A Connect CA write (the leader's bootstrap, `PUT /v1/connect/ca/configuration`); see
     /// [`crate::state::connect_ca`]. Appended last: earlier variants keep their log encoding.
     ConnectCa(crate::state::connect_ca::CaOp),
+    /// An autopilot configuration write (the first leader's seed, `PUT
+    /// /v1/operator/autopilot/configuration`); answers [`CommandResponse::Bool`]. Appended last.
+    Autopilot(crate::state::autopilot::AutopilotOp),
 }
 
 /// Identifies one client write across retries: `origin` is a random id drawn by each agent
@@ -131,6 +134,7 @@ impl Command {
             Command::Tracked { cmd, .. } => cmd.approx_size().saturating_add(16),
             Command::Acl(_) => 1024,
             Command::ConnectCa(_) => 4096,
+            Command::Autopilot(_) => 256,
         }
     }
 }

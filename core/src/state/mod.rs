@@ -12,6 +12,7 @@
 
 pub mod acl;
 pub mod archive;
+pub mod autopilot;
 pub mod catalog;
 pub mod command;
 pub mod connect_ca;
@@ -85,6 +86,9 @@ pub struct StateData {
     /// The built-in Connect CA: roots (with the active signing key) and configuration.
     #[serde(default)]
     pub connect_ca: connect_ca::CaTables,
+    /// The autopilot configuration, once the first leader seeded it.
+    #[serde(default)]
+    pub autopilot: Option<autopilot::AutopilotConfig>,
 }
 
 /// The in-memory state store shared by the Raft state machine (writer) and the HTTP API (readers).
@@ -173,6 +177,7 @@ impl StateStore {
         let sessions_changed;
         let mut acl_changed = false;
         let mut ca_changed = false;
+        let mut autopilot_changed = false;
         let response = {
             let mut data = self.data.write();
             data.last_index = data.last_index.max(index);
@@ -288,6 +293,10 @@ impl StateStore {
                     ca_changed = connect_ca::apply(&mut data, op, index);
                     CommandResponse::Ok
                 }
+                Command::Autopilot(op) => {
+                    autopilot_changed = autopilot::apply(&mut data, op, index);
+                    CommandResponse::Bool(autopilot_changed)
+                }
                 // Handled above, before taking the lock.
                 Command::Batch(_) | Command::Tracked { .. } => CommandResponse::Ok,
             };
@@ -312,6 +321,9 @@ impl StateStore {
             if ca_changed {
                 self.watches.notify_exact(connect_ca::WATCH_CA);
             }
+            if autopilot_changed {
+                self.watches.notify_exact(autopilot::WATCH_AUTOPILOT);
+            }
         }
         response
     }
@@ -334,18 +346,59 @@ impl StateStore {
     }
 }
 
-/// Decodes a serialised state, also as written before the Connect CA or the ACL tables existed.
+/// Decodes a serialised state, also as written before the autopilot configuration, the Connect
+/// CA or the ACL tables existed (newest shape first).
 pub fn deserialize_state(bytes: &[u8]) -> Result<StateData, postcard::Error> {
     let mut data: StateData = match postcard::from_bytes(bytes) {
         Ok(data) => data,
-        Err(e) => match postcard::from_bytes::<StateDataBeforeCa>(bytes) {
+        Err(e) => match postcard::from_bytes::<StateDataBeforeAutopilot>(bytes) {
             Ok(old) => StateData::from(old),
-            Err(_) => postcard::from_bytes::<StateDataBeforeAcl>(bytes).map(StateData::from).map_err(|_| e)?,
+            Err(_) => match postcard::from_bytes::<StateDataBeforeCa>(bytes) {
+                Ok(old) => StateData::from(old),
+                Err(_) => postcard::from_bytes::<StateDataBeforeAcl>(bytes).map(StateData::from).map_err(|_| e)?,
+            },
         },
     };
     data.catalog.rebuild();
     data.acl.rebuild();
     Ok(data)
+}
+
+/// [`StateData`] before the `autopilot` field (see [`StateDataBeforeAcl`] for why).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StateDataBeforeAutopilot {
+    kvs: BTreeMap<String, KvEntry>,
+    tombstones: BTreeMap<String, u64>,
+    sessions: BTreeMap<String, Session>,
+    catalog: catalog::Catalog,
+    kv_index: u64,
+    last_index: u64,
+    session_index: u64,
+    lock_delays: BTreeMap<String, session::LockDelay>,
+    coordinates: coordinate::CoordinateTable,
+    dedup: dedup::DedupWindow,
+    acl: acl::AclTables,
+    connect_ca: connect_ca::CaTables,
+}
+
+impl From<StateDataBeforeAutopilot> for StateData {
+    fn from(old: StateDataBeforeAutopilot) -> Self {
+        StateData {
+            kvs: old.kvs,
+            tombstones: old.tombstones,
+            sessions: old.sessions,
+            catalog: old.catalog,
+            kv_index: old.kv_index,
+            last_index: old.last_index,
+            session_index: old.session_index,
+            lock_delays: old.lock_delays,
+            coordinates: old.coordinates,
+            dedup: old.dedup,
+            acl: old.acl,
+            connect_ca: old.connect_ca,
+            autopilot: None,
+        }
+    }
 }
 
 /// [`StateData`] before the `connect_ca` field (see [`StateDataBeforeAcl`] for why).
@@ -379,6 +432,7 @@ impl From<StateDataBeforeCa> for StateData {
             dedup: old.dedup,
             acl: old.acl,
             connect_ca: connect_ca::CaTables::default(),
+            autopilot: None,
         }
     }
 }
@@ -415,6 +469,7 @@ impl From<StateDataBeforeAcl> for StateData {
             dedup: old.dedup,
             acl: acl::AclTables::default(),
             connect_ca: connect_ca::CaTables::default(),
+            autopilot: None,
         }
     }
 }
@@ -490,6 +545,12 @@ fn restore(data: &mut StateData, restored: &StateData, index: u64) -> Vec<String
     let mut ca = restored.connect_ca.clone();
     ca.restamp(index);
     data.connect_ca = ca;
+    // A snapshot from before autopilot existed keeps the running configuration.
+    if let Some(mut ap) = restored.autopilot.clone() {
+        ap.modify_index = index;
+        ap.create_index = ap.create_index.min(index);
+        data.autopilot = Some(ap);
+    }
     data.kv_index = index;
     data.last_index = data.last_index.max(index);
     changed
@@ -576,6 +637,18 @@ mod tests {
         let back = deserialize_state(&bytes).expect("deserialize");
         assert_eq!((back.kv_index, back.last_index, back.acl.tokens_index), (4, 11, 10));
         assert_eq!(back.connect_ca, connect_ca::CaTables::default());
+    }
+
+    #[test]
+    fn state_before_autopilot_loads() {
+        let mut old = StateDataBeforeAutopilot { kv_index: 6, last_index: 12, ..Default::default() };
+        old.connect_ca.cluster_id = "cluster".into();
+        old.acl.tokens_index = 9;
+        let bytes = postcard::to_allocvec(&old).expect("serialize");
+        let back = deserialize_state(&bytes).expect("deserialize");
+        assert_eq!((back.kv_index, back.last_index, back.acl.tokens_index), (6, 12, 9));
+        assert_eq!(back.connect_ca.cluster_id, "cluster");
+        assert_eq!(back.autopilot, None);
     }
 
     #[test]

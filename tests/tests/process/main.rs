@@ -21,6 +21,7 @@ mod t84_tls_cli;
 mod t85_tls_cluster;
 mod t86_cli_https;
 mod t87_rpc_bounds;
+mod t88_autopilot;
 mod t88_unix_socket;
 mod t90_hostile_input;
 mod t96_monitor_logs;

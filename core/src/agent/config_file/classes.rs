@@ -83,6 +83,15 @@ pub const HONOURED: &[KeyGroup] = &[
     ),
     group(
         &[
+            "autopilot.{cleanup_dead_servers,last_contact_threshold,max_trailing_logs,min_quorum}",
+            "autopilot.server_stabilization_time",
+        ],
+        "autopilot: seeds the replicated configuration on the first leader; new servers become voters \
+         after `server_stabilization_time` of health, failed servers are removed while quorum and \
+         `min_quorum` allow (`last_contact_threshold` is never below two Raft heartbeats)",
+    ),
+    group(
+        &[
             "default_query_time",
             "max_query_time",
             "limits.{kv_max_value_size,txn_max_req_len}",
@@ -260,13 +269,10 @@ pub const NO_EFFECT: &[KeyGroup] = &[
          `raft_protocol` must be 3",
     ),
     group(
-        &[
-            "autopilot.{cleanup_dead_servers,last_contact_threshold,max_trailing_logs,min_quorum}",
-            "autopilot.{server_stabilization_time,disable_upgrade_migration,redundancy_zone_tag,upgrade_version_tag}",
-            "server_rejoin_age_max",
-        ],
-        "servers become voters once caught up and are removed only when they leave, never when failed; \
-         a returning server can only catch up, never overwrite committed entries",
+        &["autopilot.{disable_upgrade_migration,redundancy_zone_tag,upgrade_version_tag}", "server_rejoin_age_max"],
+        "redundancy zones and upgrade migration are Consul Enterprise (the tags are stored and returned \
+         by `/v1/operator/autopilot/configuration`); a returning server can only catch up, never \
+         overwrite committed entries",
     ),
     group(
         &[

@@ -7,6 +7,7 @@
 mod acl;
 mod agent;
 mod agent_local;
+mod autopilot;
 mod blocking;
 pub mod cache;
 pub(crate) mod catalog;
@@ -365,6 +366,11 @@ fn data_routes() -> Router<Ctx> {
         .route("/v1/status/peers", get(operator::status_peers))
         .route("/v1/operator/raft/configuration", get(operator::raft_configuration))
         .route("/v1/operator/raft/peer", delete(operator::raft_remove_peer))
+        .route("/v1/operator/raft/transfer-leader", post(autopilot::transfer_leader))
+        .route("/v1/operator/autopilot/configuration", get(autopilot::config_get).put(autopilot::config_set))
+        .route("/v1/operator/autopilot/health", get(autopilot::health))
+        .route("/v1/operator/autopilot/state", get(autopilot::state))
+        .route("/v1/operator/usage", get(autopilot::usage))
         .route("/v1/catalog/register", put(catalog::register))
         .route("/v1/catalog/deregister", put(catalog::deregister))
         .route("/v1/catalog/datacenters", get(catalog::datacenters))

@@ -52,6 +52,11 @@ impl LeaderLease {
         }
     }
 
+    /// When the latest request `peer` acknowledged was sent (autopilot's last contact).
+    pub fn last_ack(&self, peer: NodeId) -> Option<Instant> {
+        self.acks.lock().get(&peer).map(|a| a.sent)
+    }
+
     /// Whether `leader`, holding `vote`, has the lease at `now`: in every configuration of
     /// `configs` (two while membership changes), a majority is the leader itself or acknowledged
     /// `vote` in a request sent less than `lease` ago.
