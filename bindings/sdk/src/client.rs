@@ -335,6 +335,13 @@ fn check_token(t: &str) -> Result<()> {
 /// is; `http://` and a bare `host:port` are when `https` (Consul's scheme, from
 /// `CONSUL_HTTP_SSL`) says so; any other scheme is refused.
 fn base_url(address: &str, https: bool) -> Result<(String, bool)> {
+    // A socket path is taken as is (a trailing '/' is not a path's to lose).
+    if let Some(path) = address.trim().strip_prefix("unix://") {
+        if path.is_empty() {
+            return Err(Error::invalid("address", format!("{}: no socket path", address.trim())));
+        }
+        return Ok((format!("unix://{path}"), false));
+    }
     let address = address.trim().trim_end_matches('/');
     if address.is_empty() {
         return Err(Error::invalid("address", "must not be empty"));
@@ -344,8 +351,6 @@ fn base_url(address: &str, https: bool) -> Result<(String, bool)> {
         None => (default, address),
         Some(("http", rest)) => (default, rest),
         Some(("https", rest)) => ("https", rest),
-        Some(("unix", path)) if !path.is_empty() => return Ok((format!("unix://{path}"), false)),
-        Some(("unix", _)) => return Err(Error::invalid("address", format!("{address}: no socket path"))),
         Some((other, _)) => return Err(Error::invalid("address", format!("Unknown protocol scheme: {other}"))),
     };
     let base = format!("{scheme}://{rest}");
