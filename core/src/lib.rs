@@ -51,6 +51,8 @@
 //!   payloads), [`state::archive`] (the `/v1/snapshot` format), [`state::dedup`].
 //! - [`acl`]: the ACL rules language (HCL/JSON), rule merging, the authorizer and Consul's
 //!   built-in policies, identities and templated policies (a leaf: pure code, no I/O).
+//! - [`metrics`]: telemetry, one sink per agent (Consul's `/v1/agent/metrics` JSON, Prometheus
+//!   text, statsd/DogStatsD over UDP), a leaf fed by the layers above.
 //! - [`clock`]: the clock seam ([`clock::SystemClock`], and [`clock::ManualClock`] for
 //!   simulations).
 //! - [`coordinate`]: Vivaldi network coordinates (the algorithm and the local client).
@@ -70,6 +72,7 @@ pub mod filter;
 pub mod fuzzing;
 pub mod local;
 pub mod membership;
+pub mod metrics;
 pub mod rate_limit;
 pub mod replication;
 pub mod rpc;

@@ -119,6 +119,8 @@ pub struct AgentConfig {
     pub http_response_headers: Vec<(String, String)>,
     /// `http_config.use_cache` (default true): whether `?cached` reads use the agent cache.
     pub http_use_cache: bool,
+    /// `telemetry { … }`.
+    pub telemetry: crate::metrics::TelemetrySettings,
 }
 
 pub use crate::tls::connect_ca::ConnectSettings;
@@ -203,6 +205,7 @@ impl Default for AgentConfig {
             sync_coordinate_rate_target: 64.0,
             http_response_headers: Vec::new(),
             http_use_cache: true,
+            telemetry: Default::default(),
         }
     }
 }
