@@ -37,7 +37,7 @@ impl PrefixFilter {
             parsed.retain(|(p, _)| p != prefix);
             parsed.push((prefix.to_string(), allow));
         }
-        parsed.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        parsed.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         Ok(PrefixFilter { rules: parsed, default_allow })
     }
 

@@ -223,7 +223,7 @@ mod tests {
         assert_eq!(flatten("consul.serf.member.join-x y"), "consul_serf_member_join_x_y");
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
         assert_eq!(number(f64::NAN), "NaN");
-        assert_eq!(quantile(&[], 0.5).is_nan(), true);
+        assert!(quantile(&[], 0.5).is_nan());
         assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.99), 5.0);
     }
 }
