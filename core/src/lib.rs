@@ -53,6 +53,8 @@
 //!   built-in policies, identities and templated policies (a leaf: pure code, no I/O).
 //! - [`logs`]: the agent's log lines for `/v1/agent/monitor` (a per-agent hub fed by a
 //!   `tracing` layer the host installs) and the rotating `log_file` writer.
+//! - [`metrics`]: telemetry, one sink per agent (Consul's `/v1/agent/metrics` JSON, Prometheus
+//!   text, statsd/DogStatsD over UDP), a leaf fed by the layers above.
 //! - [`clock`]: the clock seam ([`clock::SystemClock`], and [`clock::ManualClock`] for
 //!   simulations).
 //! - [`coordinate`]: Vivaldi network coordinates (the algorithm and the local client).
@@ -73,6 +75,7 @@ pub mod fuzzing;
 pub mod local;
 pub mod logs;
 pub mod membership;
+pub mod metrics;
 pub mod rate_limit;
 pub mod replication;
 pub mod rpc;

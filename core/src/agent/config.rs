@@ -133,6 +133,8 @@ pub struct AgentConfig {
     /// with [`crate::logs::layer`] in its `tracing` subscriber. `None`: a hub nothing feeds
     /// (monitors stay open but see no lines).
     pub log_hub: Option<crate::logs::LogHub>,
+    /// `telemetry { … }`.
+    pub telemetry: crate::metrics::TelemetrySettings,
 }
 
 pub use crate::tls::connect_ca::ConnectSettings;
@@ -221,6 +223,7 @@ impl Default for AgentConfig {
             http_response_headers: Vec::new(),
             http_use_cache: true,
             log_hub: None,
+            telemetry: Default::default(),
         }
     }
 }

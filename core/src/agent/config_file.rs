@@ -71,6 +71,8 @@ pub struct Settings {
     pub no_effect: BTreeMap<String, String>,
     /// `primary_datacenter` / `acl_datacenter`: the ACL authority, checked in [`Settings::finish`].
     acl_primary_datacenter: Option<String>,
+    /// `telemetry.prefix_filter` and `telemetry.filter_default` as read so far (parsed together).
+    telemetry_filter: (Vec<String>, bool),
     /// `addresses.*`: checked against the final `client_addr` in [`Settings::finish`].
     listener_addrs: BTreeMap<String, IpAddr>,
     /// `serf_lan`: checked against the final `bind_addr` in [`Settings::finish`].
@@ -112,6 +114,7 @@ impl Settings {
             ui: dev,
             no_effect: BTreeMap::new(),
             acl_primary_datacenter: None,
+            telemetry_filter: (Vec::new(), true),
             listener_addrs: BTreeMap::new(),
             serf_lan_addr: None,
             http_unix: None,

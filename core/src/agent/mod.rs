@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod config_file;
+mod telemetry;
 pub mod watches;
 
 use std::net::SocketAddr;
@@ -59,6 +60,7 @@ pub struct Agent {
     log_store: Option<LogStore>,
     local: Arc<LocalAgent>,
     coordinates: Option<Arc<CoordinateClient>>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener> {
@@ -200,6 +202,7 @@ impl Agent {
             .collect();
 
         let shutdown = CancellationToken::new();
+        let metrics = crate::metrics::Metrics::start(config.telemetry.clone(), &shutdown);
         // Network coordinates: fed by gossip probes, published by the sync task below.
         let coordinates = (!config.disable_coordinates).then(|| Arc::new(CoordinateClient::new()));
         // The server port (Raft, forwarding, client agents' requests) speaks TLS as configured;
@@ -300,7 +303,9 @@ impl Agent {
         };
         tasks.push(tokio::spawn(local::sync::run(local.clone(), backend.clone(), timing, shutdown.clone())));
         tasks.push(tokio::spawn(local::sync::reap(local.clone(), timing, shutdown.clone())));
+        tasks.push(tokio::spawn(telemetry::run(metrics.clone(), cluster.clone(), consensus.clone(), shutdown.clone())));
         if let Some(c) = &consensus {
+            c.set_metrics(metrics.clone());
             tasks.push(tokio::spawn(c.clone().watch_metrics(shutdown.clone())));
             tasks.push(tokio::spawn(c.clone().run_proposer(shutdown.clone())));
             tasks.push(tokio::spawn(reap_tombstones(c.clone(), config.tombstone_ttl, shutdown.clone())));
@@ -324,13 +329,16 @@ impl Agent {
         tasks.push(tokio::spawn(cluster.clone().run(shutdown.clone())));
 
         // Servers resolve DNS queries their client agents forward, even with their own DNS port off.
-        let dns = Arc::new(crate::api::dns::DnsContext::new(
-            backend.clone(),
-            config.dns.clone(),
-            config.datacenter.clone(),
-            shutdown.clone(),
-            acl.clone(),
-        ));
+        let dns = Arc::new(
+            crate::api::dns::DnsContext::new(
+                backend.clone(),
+                config.dns.clone(),
+                config.datacenter.clone(),
+                shutdown.clone(),
+                acl.clone(),
+            )
+            .with_metrics(metrics.clone(), &config.node_name),
+        );
 
         if let Some(client) = &coordinates {
             let members: crate::membership::coordinate_sync::MemberCount = {
@@ -375,26 +383,32 @@ impl Agent {
             restores: Default::default(),
             cache: http::cache::AgentCache::new(shutdown.clone()),
             logs: config.log_hub.clone().unwrap_or_default(),
+            metrics: metrics.clone(),
         });
         let app = http::router(ctx);
         if let Some(c) = &consensus {
             // The server port: Raft, forwarded writes and reads, and client agents' HTTP and DNS.
             let (c, app, dns) = (c.clone(), app.clone(), dns.clone());
             let (c2, app2, acl2) = (c.clone(), app.clone(), acl.clone());
+            // `consul.rpc.request`: requests served on the server port (Raft's own traffic aside).
+            let (m1, m2, m3) = (metrics.clone(), metrics.clone(), metrics.clone());
             let router = rpc::Router::new()
                 .route(Service::Raft, move |req| {
                     let c = c.clone();
                     async move { c.handle_raft(req).await }
                 })
                 .route(Service::Forward, move |req| {
+                    m1.incr_counter("rpc.request", &[], 1.0);
                     let (c, acl) = (c2.clone(), acl2.clone());
                     async move { crate::api::agent_writes::serve_forward(&c, &acl, req).await }
                 })
                 .route(Service::Http, move |req: HttpRequest| {
+                    m2.incr_counter("rpc.request", &[], 1.0);
                     let app = app2.clone();
                     async move { http::proxy::serve_forwarded(app, req).await.map_err(|e| e.to_string()) }
                 })
                 .route(Service::Dns, move |q| {
+                    m3.incr_counter("rpc.request", &[], 1.0);
                     let dns = dns.clone();
                     async move { crate::api::dns::answer_forwarded(&dns, q).await }
                 });
@@ -468,7 +482,13 @@ impl Agent {
             log_store,
             local,
             coordinates,
+            metrics,
         })
+    }
+
+    /// This agent's metrics.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// The HTTP API address: the plain-HTTP listener's, or the HTTPS one's when HTTP is off

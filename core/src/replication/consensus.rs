@@ -118,6 +118,8 @@ pub struct Consensus {
     clock: SharedClock,
     /// The autopilot's latest assessment, published by the leader's membership task.
     autopilot: Mutex<Option<ClusterHealth>>,
+    /// The agent's metrics (Raft apply and commit times, leader contact).
+    metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 /// A command waiting to be proposed, with where to send its outcome.
@@ -206,7 +208,53 @@ impl Consensus {
             closing: CancellationToken::new(),
             clock,
             autopilot: Mutex::default(),
+            metrics: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Records this server's periodic metrics: `raft.leader.lastContact` (on the leader, the
+    /// time since a quorum last acknowledged it), `session_ttl.active` (on the leader, sessions
+    /// with a TTL) and the state store's table sizes (`state.*`, as Consul's usage metrics).
+    pub fn record_metrics(&self, m: &crate::metrics::Metrics) {
+        let (leader, since_ack) = {
+            let rx = self.raft.metrics();
+            let r = rx.borrow();
+            (r.state == ServerState::Leader, r.millis_since_quorum_ack)
+        };
+        if let (true, Some(ms)) = (leader, since_ack) {
+            m.measure("raft.leader.lastContact", &[], Duration::from_millis(ms));
+        }
+        let (kv, nodes, services, instances, checks, sessions, ttl) = self.state.read(|d| {
+            let names: std::collections::BTreeSet<&str> =
+                d.catalog.services.values().map(|s| s.service.as_str()).collect();
+            (
+                d.kvs.len(),
+                d.catalog.nodes.len(),
+                names.len(),
+                d.catalog.services.len(),
+                d.catalog.checks.len(),
+                d.sessions.len(),
+                d.sessions.values().filter(|s| !s.ttl.is_empty()).count(),
+            )
+        });
+        if leader {
+            m.set_gauge("session_ttl.active", &[], ttl as f64);
+        }
+        for (name, n) in [
+            ("state.kv_entries", kv),
+            ("state.nodes", nodes),
+            ("state.services", services),
+            ("state.service_instances", instances),
+            ("state.checks", checks),
+            ("state.sessions", sessions),
+        ] {
+            m.set_gauge(name, &[], n as f64);
+        }
+    }
+
+    /// Gives this server the agent's metrics (once; later calls are ignored).
+    pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Stops Raft participation: pending and new leader requests fail with
@@ -246,9 +294,16 @@ impl Consensus {
                 }
             }
             let raft = self.raft.clone();
+            let metrics = self.metrics.get().cloned();
             tokio::spawn(async move {
                 let _permit = permit;
+                let (count, start) = (batch.len(), std::time::Instant::now());
                 propose_batch(&raft, batch).await;
+                // hashicorp/raft's names: entries handed to Raft, and the time to commit them.
+                if let Some(m) = metrics {
+                    m.incr_counter("raft.apply", &[], count as f64);
+                    m.measure_since("raft.commitTime", &[], start);
+                }
             });
         }
     }

@@ -20,6 +20,7 @@ mod t92_rpc_bounds;
 mod t93_connect_ca;
 mod t94_docker_checks;
 mod t95_dns;
+mod t95_metrics;
 mod t96_coordinate;
 mod t97_gossip;
 mod t98_tls;

@@ -94,6 +94,12 @@ async fn t99_kv_txn_and_snapshot_enforcement() {
     let r = send(&api, Method::DELETE, &with("/v1/kv/?recurse", &app), None).await;
     assert_eq!(r.status, 403, "recursive delete needs write on every key: {}", r.text());
 
+    // `/v1/agent/metrics` needs agent:read on the node, as in Consul.
+    let r = api.get(&with("/v1/agent/metrics", &app)).await.expect("metrics");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("agent:read"), "{}", r.text());
+    ok(&api.get(&with("/v1/agent/metrics", ROOT)).await.expect("metrics"));
+
     // No token: anonymous under default deny. An unknown token: ACL not found.
     assert_eq!(api.get("/v1/kv/app/x").await.expect("get").status, 403);
     let r = api.get(&with("/v1/kv/app/x", "7c3e9a4d-0000-4000-8000-000000000000")).await.expect("get");

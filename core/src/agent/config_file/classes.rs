@@ -111,6 +111,15 @@ pub const HONOURED: &[KeyGroup] = &[
          200:1); a client agent's requests to the servers past `rpc_rate` (bursts of `rpc_max_burst`) \
          get 429",
     ),
+    group(
+        &[
+            "telemetry.{disable_hostname,metrics_prefix,prefix_filter,filter_default}",
+            "telemetry.{prometheus_retention_time,statsd_address,dogstatsd_addr,dogstatsd_tags}",
+            "telemetry.disable_metrics",
+        ],
+        "metrics: names, filtering, `/v1/agent/metrics?format=prometheus` (needs a positive retention), \
+         statsd and DogStatsD over UDP; `disable_metrics` (a consul-rs extension) records nothing",
+    ),
     group(&["log_level", "log_json", "pid_file", "skip_leave_on_interrupt", "leave_on_terminate"], "the process"),
     group(
         &["log_file", "log_rotate_{bytes,duration,max_files}"],
@@ -212,11 +221,11 @@ pub const NO_EFFECT: &[KeyGroup] = &[
             "telemetry.circonus_{api_app,api_token,api_url,broker_id,broker_select_tag,check_display_name}",
             "telemetry.circonus_{check_force_metric_activation,check_id,check_instance_id,check_search_tag}",
             "telemetry.circonus_{check_tags,submission_interval,submission_url}",
-            "telemetry.{disable_hostname,dogstatsd_addr,dogstatsd_tags,retry_failed_connection,filter_default}",
-            "telemetry.{prefix_filter,metrics_prefix,prometheus_retention_time,statsd_address,statsite_address}",
+            "telemetry.{retry_failed_connection,statsite_address}",
             "telemetry.{enable_host_metrics,disable_per_tenancy_usage_metrics}",
         ],
-        "no metrics are collected, sent or served",
+        "metrics are served on `/v1/agent/metrics` and sent to statsd and DogStatsD only; no Circonus or \
+         statsite sink, no host metrics, no per-tenancy usage metrics",
     ),
     group(
         &[

@@ -20,6 +20,19 @@ fn fixed_handshake_timeout() -> Duration {
     crate::api::http::HTTPS_HANDSHAKE_TIMEOUT
 }
 
+/// A statsd/DogStatsD destination, `host:port` (a name is resolved once, when the configuration
+/// is read); "" unsets.
+fn udp_target(ctx: &Ctx<'_>, key: &str, v: &Value) -> Result<Option<std::net::SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    let s = ctx.string(key, v)?;
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let mut addrs =
+        s.to_socket_addrs().map_err(|e| ctx.bad(key, &format!("{s:?} is not a host:port address ({e})")))?;
+    addrs.next().map(Some).ok_or_else(|| ctx.bad(key, &format!("{s:?} resolves to no address")))
+}
+
 /// The reason of a listed key (for errors raised outside the generic walk).
 fn reason(key: &str) -> &'static str {
     class_of(key).map_or("not supported", |(_, r)| r)
@@ -125,6 +138,11 @@ impl Settings {
                     self.apply_limits(ctx, block)?;
                 }
             }
+            "telemetry" => {
+                for block in ctx.blocks(key, v)? {
+                    self.apply_telemetry(ctx, block)?;
+                }
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -200,6 +218,31 @@ impl Settings {
                 _ => self.apply_classified(ctx, &path, v)?,
             }
         }
+        Ok(())
+    }
+
+    fn apply_telemetry(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
+        for (k, v) in block {
+            let path = format!("telemetry.{k}");
+            let t = &mut self.agent.telemetry;
+            match k.as_str() {
+                "disable_hostname" => t.disable_hostname = ctx.bool(&path, v)?,
+                "disable_metrics" => t.disabled = ctx.bool(&path, v)?,
+                "metrics_prefix" => t.metrics_prefix = ctx.string(&path, v)?,
+                "prefix_filter" => self.telemetry_filter.0 = ctx.string_list(&path, v)?,
+                "filter_default" => self.telemetry_filter.1 = ctx.bool(&path, v)?,
+                "prometheus_retention_time" => t.prometheus_retention = ctx.duration(&path, v)?,
+                "statsd_address" => t.statsd_address = udp_target(ctx, &path, v)?,
+                "dogstatsd_addr" => t.dogstatsd_addr = udp_target(ctx, &path, v)?,
+                "dogstatsd_tags" => t.dogstatsd_tags = ctx.string_list(&path, v)?,
+                _ => self.apply_classified(ctx, &path, v)?,
+            }
+        }
+        // Rules and default may come from different sources: parse what is known so far, so a
+        // bad rule names its source.
+        let (rules, default_allow) = &self.telemetry_filter;
+        self.agent.telemetry.filter = crate::metrics::PrefixFilter::new(rules, *default_allow)
+            .map_err(|e| ctx.bad("telemetry.prefix_filter", &e.to_string()))?;
         Ok(())
     }
 
@@ -507,6 +550,37 @@ mod tests {
             let e = err(v.clone());
             assert!(e.contains(want), "{v}: {e}");
         }
+    }
+
+    #[test]
+    fn telemetry_is_honoured() {
+        let t = apply(json!({})).expect("defaults").agent.telemetry;
+        assert_eq!(t, crate::metrics::TelemetrySettings::default());
+        let s = apply(json!({"telemetry": {
+            "disable_hostname": true,
+            "metrics_prefix": "edge",
+            "prefix_filter": ["+edge.raft", "-edge.kvs"],
+            "filter_default": false,
+            "prometheus_retention_time": "60s",
+            "statsd_address": "127.0.0.1:8125",
+            "dogstatsd_addr": "127.0.0.1:8126",
+            "dogstatsd_tags": ["env:test"],
+        }}))
+        .expect("telemetry");
+        let t = s.agent.telemetry;
+        assert!(t.disable_hostname && !t.disabled);
+        assert_eq!(t.metrics_prefix, "edge");
+        assert!(t.filter.allows("edge.raft.apply") && !t.filter.allows("edge.kvs.apply"));
+        assert!(!t.filter.allows("edge.txn.apply"), "filter_default = false");
+        assert_eq!(t.prometheus_retention, Duration::from_secs(60));
+        assert_eq!(t.statsd_address, Some("127.0.0.1:8125".parse().expect("addr")));
+        assert_eq!(t.dogstatsd_addr, Some("127.0.0.1:8126".parse().expect("addr")));
+        assert_eq!(t.dogstatsd_tags, ["env:test"]);
+        assert!(!s.no_effect.contains_key("telemetry.disable_hostname"));
+        assert!(err(json!({"telemetry": {"prefix_filter": ["consul.raft"]}})).contains("telemetry.prefix_filter"));
+        assert!(err(json!({"telemetry": {"statsd_address": "nowhere"}})).contains("telemetry.statsd_address"));
+        let s = apply(json!({"telemetry": {"statsite_address": "127.0.0.1:8125"}})).expect("no effect");
+        assert!(s.no_effect.contains_key("telemetry.statsite_address"));
     }
 
     #[test]

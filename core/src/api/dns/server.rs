@@ -41,6 +41,8 @@ pub struct DnsContext {
     /// Resolves the DNS token.
     pub acl: std::sync::Arc<crate::api::authz::AclResolver>,
     recursions: Semaphore,
+    /// The agent's metrics and its node name (`consul.dns.domain_query`'s `node` label).
+    metrics: Option<(std::sync::Arc<crate::metrics::Metrics>, String)>,
 }
 
 impl DnsContext {
@@ -52,7 +54,21 @@ impl DnsContext {
         shutdown: CancellationToken,
         acl: std::sync::Arc<crate::api::authz::AclResolver>,
     ) -> Self {
-        DnsContext { backend, config, datacenter, shutdown, acl, recursions: Semaphore::new(MAX_RECURSIONS) }
+        DnsContext {
+            backend,
+            config,
+            datacenter,
+            shutdown,
+            acl,
+            recursions: Semaphore::new(MAX_RECURSIONS),
+            metrics: None,
+        }
+    }
+
+    /// Times every query into `metrics` as `consul.dns.domain_query` (label `node`).
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>, node: &str) -> Self {
+        self.metrics = Some((metrics, node.to_string()));
+        self
     }
 
     fn is_client(&self) -> bool {
@@ -182,6 +198,17 @@ fn size_limits(req: &Message, udp: bool, config: &DnsConfig) -> (Option<usize>, 
 /// Answers one packet. `forwarded` is `Some` for a query a client agent forwarded, holding the
 /// token that overrides the agent's DNS token.
 async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool, forwarded: Option<Option<String>>) -> Handled {
+    let start = std::time::Instant::now();
+    // A query a client agent forwarded is timed there, not again here.
+    let local = forwarded.is_none();
+    let handled = handle_query(ctx, packet, udp, forwarded).await;
+    if let (true, Some((m, node))) = (local, &ctx.metrics) {
+        m.measure_since("dns.domain_query", &[("node", node)], start);
+    }
+    handled
+}
+
+async fn handle_query(ctx: &DnsContext, packet: &[u8], udp: bool, forwarded: Option<Option<String>>) -> Handled {
     let from_client = forwarded.is_some();
     let token = forwarded.flatten();
     let (req, qname) = match parse_query(packet, &ctx.config) {

@@ -20,6 +20,7 @@ mod https;
 pub(crate) use https::HANDSHAKE_TIMEOUT as HTTPS_HANDSHAKE_TIMEOUT;
 mod keyring;
 mod kv;
+mod metrics;
 mod monitor;
 mod operator;
 pub mod proxy;
@@ -189,6 +190,8 @@ pub struct ApiContext {
     pub cache: Arc<cache::AgentCache>,
     /// This agent's log lines, for `/v1/agent/monitor`.
     pub logs: crate::logs::LogHub,
+    /// This agent's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl ApiContext {
@@ -211,6 +214,7 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/v1/agent/version", get(agent::agent_version))
         .route("/v1/agent/monitor", get(monitor::monitor))
         .route("/v1/agent/host", get(host::host))
+        .route("/v1/agent/metrics", get(metrics::agent_metrics))
         .route("/v1/agent/services", get(agent_local::services))
         .route("/v1/agent/service/register", put(agent_local::register_service))
         .route("/v1/agent/service/deregister/{*id}", put(agent_local::deregister_service))
@@ -239,10 +243,12 @@ pub fn router(ctx: Ctx) -> Router {
             "/v1/operator/keyring",
             get(keyring::keyring).post(keyring::keyring).put(keyring::keyring).delete(keyring::keyring),
         );
+    // Every routed request is timed (`consul.api.http`); fallbacks are not, as in Consul.
+    let timed = axum::middleware::from_fn_with_state(ctx.clone(), metrics::record);
     let router = if ctx.backend.consensus().is_some() {
-        agent.merge(data_routes()).fallback(not_found)
+        agent.merge(data_routes()).route_layer(timed).fallback(not_found)
     } else {
-        agent.fallback(proxy::forward)
+        agent.route_layer(timed).fallback(proxy::forward)
     };
     // The cache sits inside `authorize`: a HIT is only served to a token that resolves, and a
     // fetch goes through the whole router again (proxying to a server on client agents).
