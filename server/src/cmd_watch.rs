@@ -78,29 +78,6 @@ impl WatchArgs {
         let Some(t) = self.watch_type.as_deref().filter(|t| !t.is_empty()) else {
             bail!("Error! Watch type must be specified");
         };
-        let given: Vec<(&str, bool)> = vec![
-            ("key", self.key.is_some()),
-            ("prefix", self.prefix.is_some()),
-            ("service", self.service.is_some()),
-            ("tag", !self.tags.is_empty()),
-            ("passingonly", self.passingonly),
-            ("state", self.state.is_some()),
-            ("name", self.name.is_some()),
-        ];
-        let allowed: &[&str] = match t {
-            "key" => &["key"],
-            "keyprefix" => &["prefix"],
-            "services" | "nodes" => &[],
-            "service" => &["service", "tag", "passingonly"],
-            "checks" => &["service", "state"],
-            "event" => &["name"],
-            other => bail!("Error! Unsupported watch type: {other}"),
-        };
-        let extra: Vec<String> =
-            given.iter().filter(|(n, set)| *set && !allowed.contains(n)).map(|(n, _)| format!("-{n}")).collect();
-        if !extra.is_empty() {
-            bail!("Error! Watch type {t} does not take {}", extra.join(", "));
-        }
         let params = ViewParams {
             key: self.key.clone(),
             prefix: self.prefix.clone(),
@@ -110,6 +87,11 @@ impl WatchArgs {
             state: self.state.clone(),
             name: self.name.clone(),
         };
+        let extra = params.not_taken_by(t).map_err(|e| anyhow!("Error! {}", e.message))?;
+        if !extra.is_empty() {
+            let flags: Vec<String> = extra.iter().map(|n| format!("-{n}")).collect();
+            bail!("Error! Watch type {t} does not take {}", flags.join(", "));
+        }
         Spec::parse(t, &params).map_err(|e| anyhow!("Error! {}", e.message))
     }
 }

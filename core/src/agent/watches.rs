@@ -69,22 +69,18 @@ pub struct ViewError {
     pub message: String,
 }
 
-impl WatchView {
-    /// Checks `params` against the watch type `t`, as Consul's watch parser does: the
-    /// parameters the type needs present, the ones it does not take refused by name.
-    pub fn parse(t: &str, p: &ViewParams) -> Result<WatchView, ViewError> {
-        let err = |field: &'static str, message: String| ViewError { field, message };
-        if t.is_empty() {
-            return Err(err("type", "Watch type must be specified".into()));
-        }
+impl ViewParams {
+    /// The parameters set here that watch type `t` does not take, in Consul's order; an error
+    /// for an unknown type.
+    pub fn not_taken_by(&self, t: &str) -> Result<Vec<&'static str>, ViewError> {
         let given: [(&'static str, bool); 7] = [
-            ("key", p.key.is_some()),
-            ("prefix", p.prefix.is_some()),
-            ("service", p.service.is_some()),
-            ("tag", !p.tags.is_empty()),
-            ("passingonly", p.passingonly),
-            ("state", p.state.is_some()),
-            ("name", p.name.is_some()),
+            ("key", self.key.is_some()),
+            ("prefix", self.prefix.is_some()),
+            ("service", self.service.is_some()),
+            ("tag", !self.tags.is_empty()),
+            ("passingonly", self.passingonly),
+            ("state", self.state.is_some()),
+            ("name", self.name.is_some()),
         ];
         let allowed: &[&str] = match t {
             "key" => &["key"],
@@ -93,9 +89,21 @@ impl WatchView {
             "service" => &["service", "tag", "passingonly"],
             "checks" => &["service", "state"],
             "event" => &["name"],
-            other => return Err(err("type", format!("Unsupported watch type: {other}"))),
+            other => return Err(ViewError { field: "type", message: format!("Unsupported watch type: {other}") }),
         };
-        if let Some((field, _)) = given.iter().find(|(n, set)| *set && !allowed.contains(n)) {
+        Ok(given.iter().filter(|(n, set)| *set && !allowed.contains(n)).map(|(n, _)| *n).collect())
+    }
+}
+
+impl WatchView {
+    /// Checks `params` against the watch type `t`, as Consul's watch parser does: the
+    /// parameters the type needs present, the ones it does not take refused by name.
+    pub fn parse(t: &str, p: &ViewParams) -> Result<WatchView, ViewError> {
+        let err = |field: &'static str, message: String| ViewError { field, message };
+        if t.is_empty() {
+            return Err(err("type", "Watch type must be specified".into()));
+        }
+        if let Some(field) = p.not_taken_by(t)?.first() {
             return Err(err(field, format!("Watch type {t} does not take {field}")));
         }
         let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
