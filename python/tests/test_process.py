@@ -18,7 +18,11 @@ PRELUDE = "import consul_rs, os, sys, time\n"
 
 
 def test_ctrl_c_interrupts_blocked_watch_next(binary_agent):
+    # Python leaves SIGINT ignored when it starts with it ignored (as a test run launched in the
+    # background of a script does): the child asks for Ctrl-C's usual handler itself.
     code = PRELUDE + f"""
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)
 c = consul_rs.Client({binary_agent!r})
 w = c.watch.key("sigint/never")
 w.next(timeout=10)
