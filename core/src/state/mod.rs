@@ -18,6 +18,7 @@ pub mod command;
 pub mod connect_ca;
 pub mod coordinate;
 pub mod dedup;
+pub mod ext_tables;
 pub mod kv;
 pub mod session;
 pub mod txn;
@@ -55,8 +56,9 @@ pub struct KvEntry {
 
 pub use session::Session;
 
-/// The whole replicated state. Serialised as-is into Raft snapshots and `/v1/snapshot` archives.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The whole replicated state. Serialised into Raft snapshots and `/v1/snapshot` archives as its
+/// fields in order, then the [`ext_tables`] envelope that carries everything added since.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StateData {
     /// KV entries by key.
     pub kvs: BTreeMap<String, KvEntry>,
@@ -81,14 +83,81 @@ pub struct StateData {
     /// Kept across `/v1/snapshot` restores (it describes the log, not the data).
     pub dedup: dedup::DedupWindow,
     /// ACL tokens, policies, roles, auth methods, binding rules and the bootstrap state.
-    #[serde(default)]
     pub acl: acl::AclTables,
     /// The built-in Connect CA: roots (with the active signing key) and configuration.
-    #[serde(default)]
     pub connect_ca: connect_ca::CaTables,
     /// The autopilot configuration, once the first leader seeded it.
-    #[serde(default)]
     pub autopilot: Option<autopilot::AutopilotConfig>,
+    /// Extension tables written by a newer version, kept to be saved again unchanged.
+    pub unknown_tables: ext_tables::UnknownTables,
+}
+
+/// The fields every snapshot since the autopilot configuration carries, in their saved order.
+/// New fields never go here: they are tables of the [`ext_tables`] envelope that follows.
+macro_rules! state_fields {
+    ($m:ident) => {
+        $m!(
+            kvs,
+            tombstones,
+            sessions,
+            catalog,
+            kv_index,
+            last_index,
+            session_index,
+            lock_delays,
+            coordinates,
+            dedup,
+            acl,
+            connect_ca,
+            autopilot
+        )
+    };
+}
+
+impl Serialize for StateData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeStruct};
+        let ext = ext_tables::gather(self).map_err(S::Error::custom)?;
+        let mut out = serializer.serialize_struct("StateData", 14)?;
+        macro_rules! put {
+            ($($f:ident),*) => { $(out.serialize_field(stringify!($f), &self.$f)?;)* };
+        }
+        state_fields!(put);
+        out.serialize_field("ext", &ext)?;
+        out.end()
+    }
+}
+
+/// [`StateData`] as saved: the fixed fields, then the extension envelope.
+#[derive(Deserialize)]
+struct StateDataWire {
+    kvs: BTreeMap<String, KvEntry>,
+    tombstones: BTreeMap<String, u64>,
+    sessions: BTreeMap<String, Session>,
+    catalog: catalog::Catalog,
+    kv_index: u64,
+    last_index: u64,
+    session_index: u64,
+    lock_delays: BTreeMap<String, session::LockDelay>,
+    coordinates: coordinate::CoordinateTable,
+    dedup: dedup::DedupWindow,
+    acl: acl::AclTables,
+    connect_ca: connect_ca::CaTables,
+    autopilot: Option<autopilot::AutopilotConfig>,
+    ext: Vec<ext_tables::ExtEntry>,
+}
+
+impl<'de> Deserialize<'de> for StateData {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let w = StateDataWire::deserialize(deserializer)?;
+        macro_rules! take {
+            ($($f:ident),*) => { StateData { $($f: w.$f,)* unknown_tables: Default::default() } };
+        }
+        let mut data = state_fields!(take);
+        ext_tables::scatter(&mut data, w.ext).map_err(D::Error::custom)?;
+        Ok(data)
+    }
 }
 
 /// The in-memory state store shared by the Raft state machine (writer) and the HTTP API (readers).
@@ -351,17 +420,48 @@ impl StateStore {
 pub fn deserialize_state(bytes: &[u8]) -> Result<StateData, postcard::Error> {
     let mut data: StateData = match postcard::from_bytes(bytes) {
         Ok(data) => data,
-        Err(e) => match postcard::from_bytes::<StateDataBeforeAutopilot>(bytes) {
+        Err(e) => match postcard::from_bytes::<StateDataBeforeExt>(bytes) {
             Ok(old) => StateData::from(old),
-            Err(_) => match postcard::from_bytes::<StateDataBeforeCa>(bytes) {
+            Err(_) => match postcard::from_bytes::<StateDataBeforeAutopilot>(bytes) {
                 Ok(old) => StateData::from(old),
-                Err(_) => postcard::from_bytes::<StateDataBeforeAcl>(bytes).map(StateData::from).map_err(|_| e)?,
+                Err(_) => match postcard::from_bytes::<StateDataBeforeCa>(bytes) {
+                    Ok(old) => StateData::from(old),
+                    Err(_) => postcard::from_bytes::<StateDataBeforeAcl>(bytes).map(StateData::from).map_err(|_| e)?,
+                },
             },
         },
     };
     data.catalog.rebuild();
     data.acl.rebuild();
     Ok(data)
+}
+
+/// [`StateData`] before the extension envelope (see [`StateDataBeforeAcl`] for why): the last
+/// compatibility shape, since every later addition is an [`ext_tables`] table.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StateDataBeforeExt {
+    kvs: BTreeMap<String, KvEntry>,
+    tombstones: BTreeMap<String, u64>,
+    sessions: BTreeMap<String, Session>,
+    catalog: catalog::Catalog,
+    kv_index: u64,
+    last_index: u64,
+    session_index: u64,
+    lock_delays: BTreeMap<String, session::LockDelay>,
+    coordinates: coordinate::CoordinateTable,
+    dedup: dedup::DedupWindow,
+    acl: acl::AclTables,
+    connect_ca: connect_ca::CaTables,
+    autopilot: Option<autopilot::AutopilotConfig>,
+}
+
+impl From<StateDataBeforeExt> for StateData {
+    fn from(w: StateDataBeforeExt) -> Self {
+        macro_rules! take {
+            ($($f:ident),*) => { StateData { $($f: w.$f,)* unknown_tables: Default::default() } };
+        }
+        state_fields!(take)
+    }
 }
 
 /// [`StateData`] before the `autopilot` field (see [`StateDataBeforeAcl`] for why).
@@ -397,6 +497,7 @@ impl From<StateDataBeforeAutopilot> for StateData {
             acl: old.acl,
             connect_ca: old.connect_ca,
             autopilot: None,
+            unknown_tables: Default::default(),
         }
     }
 }
@@ -433,6 +534,7 @@ impl From<StateDataBeforeCa> for StateData {
             acl: old.acl,
             connect_ca: connect_ca::CaTables::default(),
             autopilot: None,
+            unknown_tables: Default::default(),
         }
     }
 }
@@ -470,6 +572,7 @@ impl From<StateDataBeforeAcl> for StateData {
             acl: acl::AclTables::default(),
             connect_ca: connect_ca::CaTables::default(),
             autopilot: None,
+            unknown_tables: Default::default(),
         }
     }
 }
@@ -551,6 +654,7 @@ fn restore(data: &mut StateData, restored: &StateData, index: u64) -> Vec<String
         ap.create_index = ap.create_index.min(index);
         data.autopilot = Some(ap);
     }
+    data.unknown_tables = restored.unknown_tables.clone();
     data.kv_index = index;
     data.last_index = data.last_index.max(index);
     changed
@@ -649,6 +753,17 @@ mod tests {
         assert_eq!((back.kv_index, back.last_index, back.acl.tokens_index), (6, 12, 9));
         assert_eq!(back.connect_ca.cluster_id, "cluster");
         assert_eq!(back.autopilot, None);
+    }
+
+    #[test]
+    fn state_before_ext_envelope_loads() {
+        let mut old = StateDataBeforeExt { kv_index: 8, last_index: 13, ..Default::default() };
+        old.autopilot = Some(autopilot::AutopilotConfig::default());
+        let bytes = postcard::to_allocvec(&old).expect("serialize");
+        let back = deserialize_state(&bytes).expect("deserialize");
+        assert_eq!((back.kv_index, back.last_index), (8, 13));
+        assert_eq!(back.autopilot, Some(autopilot::AutopilotConfig::default()));
+        assert!(back.unknown_tables.0.is_empty());
     }
 
     #[test]
