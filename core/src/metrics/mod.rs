@@ -9,8 +9,10 @@
 //!
 //! Names are Consul's (`consul.raft.apply`, `consul.api.http`, …): the code records the part
 //! after the prefix (`raft.apply`), the sink prepends `telemetry.metrics_prefix` ("consul") and,
-//! for gauges unless `disable_hostname`, the host name (`consul.<host>.runtime.alloc_bytes`),
-//! as go-metrics does; then `prefix_filter` decides whether the name is kept. Timers are in
+//! for gauges, the host name (`consul.<host>.runtime.alloc_bytes`) as go-metrics does — only
+//! when some sink besides the in-memory one is configured (statsd, DogStatsD, Prometheus) and
+//! `disable_hostname` is off: Consul's `InitTelemetry` turns the host name off when the
+//! in-memory sink is the only one, so a default agent reports `consul.runtime.alloc_bytes`; then `prefix_filter` decides whether the name is kept. Timers are in
 //! milliseconds. A leaf module: it knows nothing of the rest of the engine.
 
 pub mod filter;
@@ -75,7 +77,19 @@ impl Default for TelemetrySettings {
     }
 }
 
-/// The host name gauges carry (Go's `os.Hostname()`), read once per agent.
+/// The host name gauges carry (Go's `os.Hostname()`), read once per agent; empty when gauges
+/// carry none (see the module doc).
+fn gauge_host(settings: &TelemetrySettings) -> String {
+    let external_sink = settings.statsd_address.is_some()
+        || settings.dogstatsd_addr.is_some()
+        || !settings.prometheus_retention.is_zero();
+    if settings.disable_hostname || !external_sink {
+        return String::new();
+    }
+    host_name()
+}
+
+/// The machine's host name.
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -126,7 +140,7 @@ impl Metrics {
         }
         Arc::new(Metrics {
             enabled: AtomicBool::new(!settings.disabled),
-            host: host_name(),
+            host: gauge_host(&settings),
             settings,
             stores: Mutex::default(),
             senders,
@@ -137,7 +151,7 @@ impl Metrics {
     pub fn in_memory(settings: TelemetrySettings) -> Arc<Self> {
         Arc::new(Metrics {
             enabled: AtomicBool::new(!settings.disabled),
-            host: host_name(),
+            host: gauge_host(&settings),
             settings,
             stores: Mutex::default(),
             senders: Vec::new(),
@@ -192,12 +206,12 @@ impl Metrics {
         self.send(&key, statsd::Kind::Counter, v);
     }
 
-    /// Sets a gauge (named with the host name unless `disable_hostname`).
+    /// Sets a gauge (named with the host name when the settings call for it; see the module doc).
     pub fn set_gauge(&self, name: &str, labels: &[(&str, &str)], v: f64) {
         if !self.enabled() {
             return;
         }
-        let Some(key) = self.key(name, labels, !self.settings.disable_hostname) else { return };
+        let Some(key) = self.key(name, labels, !self.host.is_empty()) else { return };
         {
             let mut s = self.stores.lock();
             s.intervals.set_gauge(SystemTime::now(), &key, v);
@@ -274,12 +288,19 @@ mod tests {
 
     #[test]
     fn names_carry_the_prefix_and_gauges_the_host() {
-        let m = Metrics::in_memory(TelemetrySettings::default());
+        let with_sink = TelemetrySettings { prometheus_retention: Duration::from_secs(60), ..Default::default() };
+        let m = Metrics::in_memory(with_sink);
         m.incr_counter("raft.apply", &[], 1.0);
         m.set_gauge("runtime.num_goroutines", &[], 3.0);
         let s = m.summary();
         assert_eq!(s.counters[0].name, "consul.raft.apply");
+        assert!(!m.host.is_empty());
         assert_eq!(s.gauges[0].name, format!("consul.{}.runtime.num_goroutines", m.host));
+
+        // Only the in-memory sink: no host name, as Consul (what its API test looks for).
+        let m = Metrics::in_memory(TelemetrySettings::default());
+        m.set_gauge("runtime.alloc_bytes", &[], 3.0);
+        assert_eq!(m.summary().gauges[0].name, "consul.runtime.alloc_bytes");
 
         let m = Metrics::in_memory(TelemetrySettings {
             metrics_prefix: "edge".into(),
