@@ -3,7 +3,8 @@
 # Python wire-compatibility suite against the unmodified py-consul client, then the consul_rs
 # Python package (built with `pip install ./python`) and its pytest suite, then the C library's
 # suite (scripts/test-c.sh), the consul-rs Node package (scripts/test-node.sh) and the official Go
-# client's own test suite against consul-rs as `consul` (tests/go-api/run.sh). Prints each
+# client's own test suite against consul-rs as `consul` (tests/go-api/run.sh) and the response-shape
+# comparison with Consul 1.16.0 (tests/go-api/shapes.sh). Prints each
 # runner's summary, then one total line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +72,20 @@ if [ -z "$go_passed" ]; then
   go_failed=1 # no summary line: the runner itself broke
 fi
 
+# ---- Response shapes against Consul's (tests/go-api/shapes.sh): every read endpoint's JSON compared
+# with the Go client's types and with the differences the real Consul 1.16.0 shows. Summary line
+# `go-shapes: N passed, M failed`.
+echo "==> tests/go-api/shapes.sh (response shapes: consul-rs against Consul 1.16.0)"
+CONSUL_RS_BIN="$target/debug/consul-rs" ./tests/go-api/shapes.sh 2>&1 | tee "$log_dir/go-shapes.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+shapes_line=$(grep -E '^go-shapes: [0-9]+ passed, [0-9]+ failed$' "$log_dir/go-shapes.log" | tail -1)
+shapes_passed=$(echo "$shapes_line" | sed -nE 's/^go-shapes: ([0-9]+) passed.*/\1/p')
+shapes_failed=$(echo "$shapes_line" | sed -nE 's/.* ([0-9]+) failed$/\1/p')
+if [ -z "$shapes_passed" ]; then
+  shapes_passed=0
+  shapes_failed=1 # no summary line: the runner itself broke
+fi
+
 # One total over every runner, from their own summary lines.
 cargo_passed=$(grep -E '^test result:' "$log_dir/cargo.log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | paste -sd+ - | bc)
 cargo_failed=$(grep -E '^test result:' "$log_dir/cargo.log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | paste -sd+ - | bc)
@@ -88,8 +103,8 @@ done
 c_line=$(grep -E '^c: [0-9]+ passed, [0-9]+ failed$' "$log_dir/c.log" | tail -1)
 c_passed=$(echo "$c_line" | sed -nE 's/^c: ([0-9]+) passed.*/\1/p')
 c_failed=$(echo "$c_line" | sed -nE 's/.* ([0-9]+) failed$/\1/p')
-passed=$(( ${cargo_passed:-0} + ${py_passed:-0} + ${c_passed:-0} + ${node_passed:-0} + ${go_passed:-0} ))
-failed=$(( ${cargo_failed:-0} + ${py_failed:-0} + ${c_failed:-0} + ${node_failed:-0} + ${go_failed:-0} ))
+passed=$(( ${cargo_passed:-0} + ${py_passed:-0} + ${c_passed:-0} + ${node_passed:-0} + ${go_passed:-0} + ${shapes_passed:-0} ))
+failed=$(( ${cargo_failed:-0} + ${py_failed:-0} + ${c_failed:-0} + ${node_failed:-0} + ${go_failed:-0} + ${shapes_failed:-0} ))
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1 # a runner failed without a countable test failure (build or collection error)
 fi

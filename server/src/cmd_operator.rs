@@ -26,7 +26,7 @@ pub(crate) enum OperatorCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum AutopilotCommand {
     /// Show the autopilot configuration.
-    GetConfig(GetConfigArgs),
+    GetConfig(StaleReadArgs),
     /// Change the autopilot configuration (check-and-set on the one read).
     SetConfig(SetConfigArgs),
     /// Show autopilot's view of the servers.
@@ -40,9 +40,10 @@ pub(crate) enum UsageCommand {
     Instances(UsageArgs),
 }
 
-/// `operator autopilot get-config` flags.
+/// Flags of the read-only commands that may be answered by any server (`operator autopilot
+/// get-config`, `operator raft list-peers`): the client flags and `-stale`.
 #[derive(Debug, Args)]
-pub(crate) struct GetConfigArgs {
+pub(crate) struct StaleReadArgs {
     #[command(flatten)]
     client: ClientFlags,
     /// Let any server answer, even without a leader.
@@ -121,23 +122,11 @@ pub(crate) struct TransferLeaderArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum RaftCommand {
     /// Show the Raft peer set.
-    ListPeers(ListPeersArgs),
+    ListPeers(StaleReadArgs),
     /// Remove a server from the Raft peer set.
     RemovePeer(RemovePeerArgs),
     /// Hand Raft leadership to another voter.
     TransferLeader(TransferLeaderArgs),
-}
-
-/// `operator raft list-peers` flags.
-#[derive(Debug, Args)]
-pub(crate) struct ListPeersArgs {
-    #[command(flatten)]
-    client: ClientFlags,
-    /// Let any server answer, even without a leader.
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_value = "false", default_missing_value = "true",
-          value_parser = clap::builder::BoolishValueParser::new())]
-    stale: bool,
 }
 
 /// `operator raft remove-peer` flags.
@@ -212,7 +201,7 @@ fn render_config(c: &Map<String, Value>) -> String {
     )
 }
 
-async fn get_config(a: GetConfigArgs) -> Result<()> {
+async fn get_config(a: StaleReadArgs) -> Result<()> {
     let client = Client::new(&a.client)?;
     print!("{}", render_config(&read_config(&client, a.stale).await?));
     Ok(())
@@ -394,7 +383,7 @@ struct RaftServer {
     protocol_version: String,
 }
 
-async fn list_peers(a: ListPeersArgs) -> Result<()> {
+async fn list_peers(a: StaleReadArgs) -> Result<()> {
     let client = Client::new(&a.client)?;
     let q: Vec<(&str, Option<String>)> = if a.stale { vec![("stale", None)] } else { Vec::new() };
     let resp = client
