@@ -44,7 +44,7 @@ if [ "${1:-}" = -record ]; then
     echo "# LABEL<TAB>difference; consul-rs must show exactly these (shapes/shapes_test.go)."
   } >"$work/record.txt"
   (cd shapes && env "${unset_consul_env[@]}" PATH="$work/bin:$PATH" TMPDIR="$work/tmp" SHAPES_RECORD="$work/record.txt" \
-    timeout 300 "$work/shapes.test" -test.count=1 -test.run 'TestShapes') || broken "recording failed"
+    timeout 300 "$work/shapes.test" -test.count=1 -test.v -test.run "TestShapes") >"$work/record.log" 2>&1 || { grep -E "^\s+shapes_test|FAIL|Error" "$work/record.log" | head -30; broken "recording failed"; }
   mv "$work/record.txt" "$out"
   echo "go-shapes: recorded $(grep -vc '^#' "$out") differences in $out"
   exit 0

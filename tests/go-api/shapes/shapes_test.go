@@ -155,22 +155,34 @@ func fetch(t *testing.T, addr, token string, e endpoint) []string {
 		must(t, err)
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(e.method, "http://"+addr+e.path, body)
-	must(t, err)
-	if token != "" {
-		req.Header.Set("X-Consul-Token", token)
+	var raw []byte
+	var status int
+	// A 500 is retried a few times: Consul's own /v1/agent/metrics fails now and then with
+	// "json: unsupported value: NaN" while a sample's statistics are undefined.
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequest(e.method, "http://"+addr+e.path, body)
+		must(t, err)
+		if token != "" {
+			req.Header.Set("X-Consul-Token", token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", e.method, e.path, err)
+		}
+		raw, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		must(t, err)
+		status = resp.StatusCode
+		if status != 500 || attempt == 4 || e.method != "GET" {
+			break
+		}
+		time.Sleep(time.Second)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", e.method, e.path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	must(t, err)
-	// The agent health endpoints answer 429 (warning) and 503 (critical) with the same body.
-	agentHealth := strings.HasPrefix(e.path, "/v1/agent/health/")
-	if resp.StatusCode != 200 && !(agentHealth && (resp.StatusCode == 429 || resp.StatusCode == 503)) {
-		t.Fatalf("%s %s: status %d: %s", e.method, e.path, resp.StatusCode, raw)
+	// The health endpoints of the agent and of autopilot answer 429 (warning, or not yet
+	// healthy) and 503 (critical) with the same body as their 200.
+	health := strings.HasPrefix(e.path, "/v1/agent/health/") || e.path == "/v1/operator/autopilot/health"
+	if status != 200 && !(health && (status == 429 || status == 503)) {
+		t.Fatalf("%s %s: status %d: %s", e.method, e.path, status, raw)
 	}
 	var value interface{}
 	dec := json.NewDecoder(bytes.NewReader(raw))
