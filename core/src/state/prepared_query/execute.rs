@@ -56,7 +56,7 @@ pub fn healthy(q: &PreparedQuery, checks: &[&HealthCheck]) -> bool {
     let ignored = q.service.ignore_check_ids.as_deref().unwrap_or_default();
     checks
         .iter()
-        .filter(|c| !ignored.iter().any(|i| *i == c.check_id))
+        .filter(|c| !ignored.contains(&c.check_id))
         .all(|c| c.status != CRITICAL && !(q.service.only_passing && c.status != PASSING))
 }
 

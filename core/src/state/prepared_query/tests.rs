@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 use super::execute::{healthy, instances, resolve, tags_match, ResolveError};
 use super::template::Compiled;
 use super::*;
