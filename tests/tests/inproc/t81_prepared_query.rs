@@ -96,6 +96,11 @@ async fn t81_queries_through_followers_http_and_dns() {
     let by_name = ok(&send(&leader, Method::GET, "/v1/query/db-main/execute?limit=1", None).await);
     assert_eq!(by_name["Nodes"].as_array().map(Vec::len), Some(1));
     assert_eq!(send(&leader, Method::GET, "/v1/query/nothing/execute", None).await.status, 404);
+    // `?near=` puts the named node first (results are otherwise shuffled).
+    for _ in 0..5 {
+        let near = ok(&send(&leader, Method::GET, "/v1/query/db-main/execute?near=n2", None).await);
+        assert_eq!(near["Nodes"][0]["Node"]["Node"], "n2");
+    }
 
     // Update (OnlyPassing), list with a filter, explain.
     let upd = json!({
