@@ -166,8 +166,19 @@ async fn t81_queries_survive_restart_and_snapshot_restore() {
     let mut c = Cluster::start(3).await;
     let api = c.api(0);
     register(&api, "n1", "10.3.0.1", &[], "passing").await;
+    // A blocking list wakes on a create, with a larger index.
+    let before = api.get("/v1/query").await.expect("list");
+    let index = before.index().expect("index");
+    let watcher = {
+        let api = c.api(1);
+        tokio::spawn(async move { api.get(&format!("/v1/query?index={index}&wait=30s")).await.expect("list") })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let def = json!({"Name": "keep", "Service": {"Service": "db"}});
     let id = ok(&send(&api, Method::POST, "/v1/query", Some(def)).await)["ID"].as_str().expect("ID").to_string();
+    let woke = tokio::time::timeout(Duration::from_secs(20), watcher).await.expect("woken").expect("join");
+    assert!(woke.index() > Some(index));
+    assert_eq!(woke.json().as_array().map(Vec::len), Some(1));
     let snap = api.get("/v1/snapshot").await.expect("save");
     assert_eq!(snap.status, 200);
     done(&send(&api, Method::DELETE, &format!("/v1/query/{id}"), None).await);
