@@ -97,7 +97,10 @@ pub(crate) fn parse_definition(bytes: &[u8]) -> Result<PreparedQuery, Error> {
         peer: s.string(&["Peer"]).map_err(decode)?,
     };
     if let Some(meta) = &service.node_meta {
-        validate_meta("NodeMeta", meta).map_err(|e| Error::BadRequest(format!("Invalid prepared query: {e}")))?;
+        // A filter may name Consul's own `consul-` keys (`ValidateNodeMetadata(.., true)`).
+        let checked: std::collections::BTreeMap<String, String> =
+            meta.iter().filter(|(k, _)| !k.starts_with("consul-")).map(|(k, v)| (k.clone(), v.clone())).collect();
+        validate_meta("NodeMeta", &checked).map_err(|e| Error::BadRequest(format!("Invalid prepared query: {e}")))?;
     }
     let t_map = o.object(&["Template"]).map_err(decode)?.unwrap_or(&empty);
     let t = Obj::new(t_map, "Template");
@@ -497,6 +500,12 @@ mod tests {
         assert_eq!(v["Template"], json!({"Type": "name_prefix_match", "Regexp": "^q-(.*)$", "RemoveEmptyTags": true}));
         assert_eq!(v["DNS"], json!({"TTL": "10s"}));
         // Field names compare without case, as Go's decoder does.
+        let reserved = br#"{"Name":"x","Service":{"Service":"s","NodeMeta":{"consul-network-segment":""}}}"#;
+        assert!(parse_definition(reserved).is_ok(), "a filter may name consul- keys");
+        let bad_meta = br#"{"Name":"x","Service":{"Service":"s","NodeMeta":{"bad key":"v"}}}"#;
+        assert!(
+            matches!(parse_definition(bad_meta), Err(Error::BadRequest(m)) if m.starts_with("Invalid prepared query"))
+        );
         let lower = parse_definition(br#"{"name":"x","service":{"service":"s"}}"#).expect("parses");
         assert_eq!((lower.name.as_str(), lower.service.service.as_str()), ("x", "s"));
     }
