@@ -93,7 +93,8 @@ impl Error {
             Error::BadRequest(_)
             | Error::Config(_)
             | Error::Apply(ApplyError::InvalidRegistration(_))
-            | Error::Apply(ApplyError::AclInvalid(_)) => 400,
+            | Error::Apply(ApplyError::AclInvalid(_))
+            | Error::Apply(ApplyError::PreparedQueryInvalid(_)) => 400,
             Error::Apply(ApplyError::AclBootstrapNotAllowed { .. } | ApplyError::PermissionDenied(_)) => 403,
             Error::AclDisabled => 401,
             Error::AclNotFound | Error::AclNotBootstrapped | Error::PermissionDenied(_) => 403,
@@ -160,6 +161,10 @@ pub enum ApplyError {
     /// applied. Never produced by the state machine itself: the receiving server answers it.
     #[error("{0}")]
     PermissionDenied(String),
+    /// A prepared query write was refused: a name in use, a bad template, a missing session
+    /// (400, Consul's message). Appended last: earlier variants keep their encoding.
+    #[error("{0}")]
+    PreparedQueryInvalid(String),
 }
 
 impl From<ApplyError> for Error {

@@ -862,6 +862,63 @@ impl Client {
         Self::ok(self.request(Method::PUT, "/v1/catalog/register", vec![], None, Some(body)).await?).map(|_| ())
     }
 
+    // ---- prepared queries ----
+
+    /// Creates a prepared query (`POST /v1/query`, Consul's `PreparedQuery` JSON); returns its ID.
+    pub async fn query_create(&self, definition: &Value) -> Result<String> {
+        let body = serde_json::to_vec(definition).map_err(|e| Error::invalid("definition", e))?;
+        let v: Value = Self::ok(self.request(Method::POST, "/v1/query", vec![], None, Some(body)).await?)?.json()?;
+        v.get("ID").and_then(Value::as_str).map(str::to_string).ok_or_else(|| Error::invalid("answer", "no ID"))
+    }
+
+    /// Every prepared query the token may see.
+    pub async fn query_list(&self, q: &QueryOptions) -> Result<(QueryMeta, Vec<Value>)> {
+        let a = Self::ok(self.request(Method::GET, "/v1/query", vec![], Some(q), None).await?)?;
+        Ok((a.meta, a.json()?))
+    }
+
+    /// One prepared query by ID (`None` when it does not exist).
+    pub async fn query_get(&self, id: &str, q: &QueryOptions) -> Result<(QueryMeta, Option<Value>)> {
+        check_name("id", id)?;
+        let a = self.request(Method::GET, &format!("/v1/query/{}", url_path(id)), vec![], Some(q), None).await?;
+        if a.status == StatusCode::NOT_FOUND {
+            return Ok((a.meta, None));
+        }
+        let a = Self::ok(a)?;
+        let list: Vec<Value> = a.json()?;
+        Ok((a.meta, list.into_iter().next()))
+    }
+
+    /// Replaces prepared query `id`'s definition.
+    pub async fn query_update(&self, id: &str, definition: &Value) -> Result<()> {
+        check_name("id", id)?;
+        let body = serde_json::to_vec(definition).map_err(|e| Error::invalid("definition", e))?;
+        let path = format!("/v1/query/{}", url_path(id));
+        Self::ok(self.request(Method::PUT, &path, vec![], None, Some(body)).await?).map(|_| ())
+    }
+
+    /// Deletes prepared query `id`.
+    pub async fn query_delete(&self, id: &str) -> Result<()> {
+        check_name("id", id)?;
+        let path = format!("/v1/query/{}", url_path(id));
+        Self::ok(self.request(Method::DELETE, &path, vec![], None, None).await?).map(|_| ())
+    }
+
+    /// Executes the prepared query with this ID or name (`PreparedQueryExecuteResponse` JSON);
+    /// `limit` 0 means all, `near` sorts by distance from a node (`_agent`: this agent).
+    pub async fn query_execute(&self, id_or_name: &str, limit: u32, near: Option<&str>) -> Result<Value> {
+        check_name("id_or_name", id_or_name)?;
+        let mut params = Vec::new();
+        if limit > 0 {
+            params.push(("limit".to_string(), limit.to_string()));
+        }
+        if let Some(n) = near {
+            params.push(("near".to_string(), n.to_string()));
+        }
+        let path = format!("/v1/query/{}/execute", url_path(id_or_name));
+        Self::ok(self.request(Method::GET, &path, params, None, None).await?)?.json()
+    }
+
     // ---- agent ----
 
     /// `/v1/agent/self`.

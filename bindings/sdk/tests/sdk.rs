@@ -376,3 +376,28 @@ fn embedded_agent_runs_config_watches() {
     assert_eq!(runs(), 3);
     agent.shutdown().expect("shutdown");
 }
+
+#[test]
+fn prepared_queries_create_execute_and_delete() {
+    let (mut agent, c) = agent();
+    let out = block_on(async move {
+        let q = QueryOptions::default();
+        c.catalog_register(&json!({"Node": "n1", "Address": "10.9.0.1", "Service": {"Service": "db", "Port": 1}}))
+            .await?;
+        let id = c.query_create(&json!({"Name": "db", "Service": {"Service": "db"}})).await?;
+        assert_eq!(c.query_get(&id, &q).await?.1.expect("stored")["Name"], "db");
+        assert_eq!(c.query_list(&q).await?.1.len(), 1);
+        let r = c.query_execute("db", 1, Some("_agent")).await?;
+        assert_eq!(r["Nodes"][0]["Node"]["Node"], "n1");
+        c.query_update(&id, &json!({"Name": "db2", "Service": {"Service": "db"}})).await?;
+        assert!(c.query_execute("db", 0, None).await.is_err(), "renamed");
+        let bad = c.query_create(&json!({"Name": "x", "Service": {}})).await.expect_err("no service");
+        assert_eq!(bad.http_status, Some(400));
+        c.query_delete(&id).await?;
+        assert!(c.query_get(&id, &q).await?.1.is_none());
+        Ok::<_, consul_sdk::Error>(())
+    })
+    .expect("runtime");
+    out.expect("query calls");
+    agent.shutdown().expect("shutdown");
+}

@@ -310,6 +310,47 @@ pub const ACL_BINDING_RULE: Schema = Schema {
     ],
 };
 
+/// `PreparedQuery` (`/v1/query`).
+pub const PREPARED_QUERY: Schema = Schema {
+    name: "PreparedQuery",
+    fields: &[
+        ("ID", Field::String),
+        ("Name", Field::String),
+        ("Session", Field::String),
+        ("Token", Field::String),
+        (
+            "Template",
+            Field::Object(&[("Type", Field::String), ("Regexp", Field::String), ("RemoveEmptyTags", Field::Bool)]),
+        ),
+        (
+            "Service",
+            Field::Object(&[
+                ("Service", Field::String),
+                ("SamenessGroup", Field::String),
+                (
+                    "Failover",
+                    Field::Object(&[
+                        ("NearestN", Field::Int),
+                        ("Datacenters", Field::StringList),
+                        ("Targets", Field::ObjectList(&[("Peer", Field::String), ("Datacenter", Field::String)])),
+                    ]),
+                ),
+                ("OnlyPassing", Field::Bool),
+                ("IgnoreCheckIDs", Field::StringList),
+                ("Near", Field::String),
+                ("Tags", Field::StringList),
+                ("NodeMeta", STRING_MAP),
+                ("ServiceMeta", STRING_MAP),
+                ("Peer", Field::String),
+                ("Connect", Field::Bool),
+            ]),
+        ),
+        ("DNS", Field::Object(&[("TTL", Field::String)])),
+        ("CreateIndex", Field::Int),
+        ("ModifyIndex", Field::Int),
+    ],
+};
+
 /// Every endpoint that takes `?filter=`, with the schema of the items it filters.
 pub const ENDPOINTS: &[(&str, &Schema)] = &[
     ("GET /v1/catalog/nodes", &NODE),
@@ -332,4 +373,5 @@ pub const ENDPOINTS: &[(&str, &Schema)] = &[
     ("GET /v1/acl/roles", &ACL_ROLE),
     ("GET /v1/acl/auth-methods", &ACL_AUTH_METHOD),
     ("GET /v1/acl/binding-rules", &ACL_BINDING_RULE),
+    ("GET /v1/query", &PREPARED_QUERY),
 ];

@@ -64,6 +64,9 @@ pub enum Command {
     /// An autopilot configuration write (the first leader's seed, `PUT
     /// /v1/operator/autopilot/configuration`); answers [`CommandResponse::Bool`]. Appended last.
     Autopilot(crate::state::autopilot::AutopilotOp),
+    /// A prepared query write (`/v1/query`); answers [`CommandResponse::Ok`], or `Failed` with
+    /// Consul's message for an invalid query. Appended last.
+    PreparedQuery(crate::state::prepared_query::PreparedQueryOp),
 }
 
 /// Identifies one client write across retries: `origin` is a random id drawn by each agent
@@ -135,6 +138,7 @@ impl Command {
             Command::Acl(_) => 1024,
             Command::ConnectCa(_) => 4096,
             Command::Autopilot(_) => 256,
+            Command::PreparedQuery(_) => 1024,
         }
     }
 }

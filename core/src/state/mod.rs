@@ -20,6 +20,7 @@ pub mod coordinate;
 pub mod dedup;
 pub mod ext_tables;
 pub mod kv;
+pub mod prepared_query;
 pub mod session;
 pub mod txn;
 pub mod watch;
@@ -90,6 +91,8 @@ pub struct StateData {
     pub autopilot: Option<autopilot::AutopilotConfig>,
     /// Extension tables written by a newer version, kept to be saved again unchanged.
     pub unknown_tables: ext_tables::UnknownTables,
+    /// Prepared queries (an [`ext_tables`] table).
+    pub prepared_queries: prepared_query::PreparedQueries,
 }
 
 /// The fields every snapshot since the autopilot configuration carries, in their saved order.
@@ -152,7 +155,7 @@ impl<'de> Deserialize<'de> for StateData {
         use serde::de::Error as _;
         let w = StateDataWire::deserialize(deserializer)?;
         macro_rules! take {
-            ($($f:ident),*) => { StateData { $($f: w.$f,)* unknown_tables: Default::default() } };
+            ($($f:ident),*) => { StateData { $($f: w.$f,)* ..Default::default() } };
         }
         let mut data = state_fields!(take);
         ext_tables::scatter(&mut data, w.ext).map_err(D::Error::custom)?;
@@ -247,6 +250,7 @@ impl StateStore {
         let mut acl_changed = false;
         let mut ca_changed = false;
         let mut autopilot_changed = false;
+        let mut queries_changed = false;
         let response = {
             let mut data = self.data.write();
             data.last_index = data.last_index.max(index);
@@ -366,10 +370,21 @@ impl StateStore {
                     autopilot_changed = autopilot::apply(&mut data, op, index);
                     CommandResponse::Bool(autopilot_changed)
                 }
+                Command::PreparedQuery(op) => match prepared_query::apply(&mut data, op, index) {
+                    Ok(changed) => {
+                        queries_changed = changed;
+                        CommandResponse::Ok
+                    }
+                    Err(e) => CommandResponse::Failed(ApplyError::PreparedQueryInvalid(e)),
+                },
                 // Handled above, before taking the lock.
                 Command::Batch(_) | Command::Tracked { .. } => CommandResponse::Ok,
             };
             sessions_changed = data.session_index != session_index;
+            // A session's prepared queries end with it.
+            if sessions_changed && prepared_query::drop_orphans(&mut data, index) {
+                queries_changed = true;
+            }
             response
         };
         if matches!(cmd, Command::Restore(_)) {
@@ -392,6 +407,9 @@ impl StateStore {
             }
             if autopilot_changed {
                 self.watches.notify_exact(autopilot::WATCH_AUTOPILOT);
+            }
+            if queries_changed {
+                self.watches.notify_exact(prepared_query::WATCH_QUERIES);
             }
         }
         response
@@ -458,7 +476,7 @@ struct StateDataBeforeExt {
 impl From<StateDataBeforeExt> for StateData {
     fn from(w: StateDataBeforeExt) -> Self {
         macro_rules! take {
-            ($($f:ident),*) => { StateData { $($f: w.$f,)* unknown_tables: Default::default() } };
+            ($($f:ident),*) => { StateData { $($f: w.$f,)* ..Default::default() } };
         }
         state_fields!(take)
     }
@@ -497,7 +515,7 @@ impl From<StateDataBeforeAutopilot> for StateData {
             acl: old.acl,
             connect_ca: old.connect_ca,
             autopilot: None,
-            unknown_tables: Default::default(),
+            ..Default::default()
         }
     }
 }
@@ -534,7 +552,7 @@ impl From<StateDataBeforeCa> for StateData {
             acl: old.acl,
             connect_ca: connect_ca::CaTables::default(),
             autopilot: None,
-            unknown_tables: Default::default(),
+            ..Default::default()
         }
     }
 }
@@ -572,7 +590,7 @@ impl From<StateDataBeforeAcl> for StateData {
             acl: acl::AclTables::default(),
             connect_ca: connect_ca::CaTables::default(),
             autopilot: None,
-            unknown_tables: Default::default(),
+            ..Default::default()
         }
     }
 }
@@ -655,6 +673,7 @@ fn restore(data: &mut StateData, restored: &StateData, index: u64) -> Vec<String
         data.autopilot = Some(ap);
     }
     data.unknown_tables = restored.unknown_tables.clone();
+    data.prepared_queries = prepared_query::restored(&restored.prepared_queries, index);
     data.kv_index = index;
     data.last_index = data.last_index.max(index);
     changed

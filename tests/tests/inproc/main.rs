@@ -1,5 +1,5 @@
 //! In-process cluster tests: several agents in this process on 127.0.0.1 with free ports.
-//! Files are named by area with a numeric prefix (t10 KV … t60 snapshots, t70 catalog, t80 sessions,
+//! Files are named by area with a numeric prefix (t10 KV … t60 snapshots, t70 catalog, t80 sessions, t81 prepared queries,
 //! t90 agent services and checks, t95 DNS, t96 network coordinates, t98 TLS, t99 ACL objects).
 
 mod t10_kv;
@@ -13,6 +13,7 @@ mod t70_catalog;
 mod t71_filter;
 mod t72_agent_cache;
 mod t80_session;
+mod t81_prepared_query;
 mod t90_agent;
 mod t91_checks;
 mod t92_conn_limits;

@@ -2,7 +2,8 @@
 //! domain over UDP and TCP, answered from the catalog.
 //!
 //! Names: `[tag.]<service>.service[.<dc>].<domain>`, RFC 2782 `_<service>._<tag|proto>[.service][.<dc>].<domain>`,
-//! `<node>.node[.<dc>].<domain>`, `<hex-ip>.addr[.<dc>].<domain>`, and reverse lookups (PTR) under
+//! `<node>.node[.<dc>].<domain>`, `<hex-ip>.addr[.<dc>].<domain>`, `<query>.query[.<dc>].<domain>`
+//! (prepared queries), and reverse lookups (PTR) under
 //! `in-addr.arpa.` / `ip6.arpa.` for node and service addresses. Instances with a critical
 //! check are never returned (`only_passing` drops warning ones too); answers are shuffled on
 //! every reply. Unknown names get NXDOMAIN with an SOA; known names with nothing healthy get an
@@ -12,6 +13,7 @@
 //! function of (query, state, config) so it is tested without sockets.
 
 mod config;
+mod query;
 mod resolve;
 mod reverse;
 mod server;

@@ -63,17 +63,17 @@ fn domains(config: &DnsConfig) -> Vec<&str> {
     std::iter::once(config.domain.as_str()).chain(config.alt_domain.as_deref()).collect()
 }
 
-fn name(s: &str) -> Option<Name> {
+pub(super) fn name(s: &str) -> Option<Name> {
     let fq = if s.ends_with('.') { s.to_string() } else { format!("{s}.") };
     Name::from_str(&fq).ok()
 }
 
-fn ttl_secs(d: Duration) -> u32 {
+pub(super) fn ttl_secs(d: Duration) -> u32 {
     d.as_secs().min(u64::from(u32::MAX)) as u32
 }
 
 /// `dns_config.service_ttl`: exact name, then the longest matching `prefix*`, then `*`.
-fn service_ttl(config: &DnsConfig, service: &str) -> u32 {
+pub(super) fn service_ttl(config: &DnsConfig, service: &str) -> u32 {
     if let Some(d) = config.service_ttl.get(service) {
         return ttl_secs(*d);
     }
@@ -102,7 +102,7 @@ pub(crate) fn soa(config: &DnsConfig, domain: &str) -> Option<Record> {
     Some(Record::from_rdata(name(domain)?, 0, RData::SOA(rdata)))
 }
 
-fn addr_record(owner: &Name, ttl: u32, ip: IpAddr, qtype: RecordType) -> Option<Record> {
+pub(super) fn addr_record(owner: &Name, ttl: u32, ip: IpAddr, qtype: RecordType) -> Option<Record> {
     match (ip, qtype) {
         (IpAddr::V4(v4), RecordType::A | RecordType::ANY | RecordType::SRV) => {
             Some(Record::from_rdata(owner.clone(), ttl, RData::A(A(v4))))
@@ -125,7 +125,7 @@ fn meta_txt(node: &Node) -> Vec<String> {
         .collect()
 }
 
-fn hex_ip(ip: IpAddr) -> String {
+pub(super) fn hex_ip(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.octets().iter().map(|b| format!("{b:02x}")).collect(),
         IpAddr::V6(v6) => v6.octets().iter().map(|b| format!("{b:02x}")).collect(),
@@ -150,7 +150,7 @@ fn parse_hex_ip(s: &str) -> Option<IpAddr> {
 /// `_svc._tag.dc1`) from the end of `labels`.
 fn split_dc<'a>(labels: &mut Vec<&'a str>) -> Option<&'a str> {
     let n = labels.len();
-    let is_kind = |l: &str| matches!(l, "service" | "node" | "addr");
+    let is_kind = |l: &str| matches!(l, "service" | "node" | "addr" | "query");
     if n >= 3 && labels[n - 1] == "dc" && is_kind(labels[n - 3]) {
         labels.pop();
         return labels.pop();
@@ -247,6 +247,17 @@ pub fn resolve(
             max_answers,
             negative,
         ),
+        [query @ .., "query"] if !query.is_empty() => {
+            let asked = super::query::Asked {
+                domain: &domain,
+                datacenter,
+                owner: &owner,
+                query: &query.join("."),
+                qtype,
+                max_answers,
+            };
+            super::query::answer(data, acl, config, &asked).unwrap_or_else(|| negative(true))
+        }
         [] => {
             // The domain apex: SOA (and nothing else).
             let mut a = DnsAnswer::default();

@@ -23,6 +23,7 @@ mod kv;
 mod metrics;
 mod monitor;
 mod operator;
+mod prepared_query;
 pub mod proxy;
 mod query;
 mod serve;
@@ -403,6 +404,8 @@ fn data_routes() -> Router<Ctx> {
         .route("/v1/connect/ca/roots", get(connect_ca::roots))
         .route("/v1/connect/ca/configuration", get(connect_ca::config_get).put(connect_ca::config_set))
         .route("/v1/internal/connect/ca/sign/{service}", put(connect_ca::sign))
+        .route("/v1/query", get(prepared_query::list).post(prepared_query::create))
+        .route("/v1/query/{*rest}", get(prepared_query::get).put(prepared_query::update).delete(prepared_query::delete))
         .merge(acl_routes())
 }
 

@@ -1,0 +1,172 @@
+//! `<name-or-id>.query[.<dc>].<domain>`: answering from a prepared query (Consul's
+//! `preparedQueryLookup`).
+//!
+//! The query is resolved (templates rendered for the asked name) and executed like
+//! `/v1/query/:id/execute`; its instances become A/AAAA or SRV records as a service lookup's
+//! do, shuffled on every reply and cut to the answer limits. The TTL is the query's `DNS.TTL`,
+//! else `dns_config.service_ttl` for the queried service, else 0. Instances are those the DNS
+//! token may read (the query's stored `Token` is applied by the HTTP execute only). No distance
+//! sort: Consul's DNS sorts only on the query's `Near`, and the catalog's coordinates are not
+//! consulted here.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use hickory_proto::rr::rdata::{CNAME, SRV};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use rand::seq::SliceRandom;
+
+use super::resolve::{addr_record, hex_ip, name, service_ttl, ttl_secs, DnsAnswer};
+use super::DnsConfig;
+use crate::acl::rules::{Need, Resource};
+use crate::api::authz::Authz;
+use crate::state::catalog::WARNING;
+use crate::state::prepared_query::execute;
+use crate::state::StateData;
+
+/// Where the answer goes and what it may hold.
+pub(super) struct Asked<'a> {
+    /// The zone (`consul.`).
+    pub domain: &'a str,
+    /// This datacenter.
+    pub datacenter: &'a str,
+    /// The question's name, as asked.
+    pub owner: &'a Name,
+    /// The query's ID or name (lower case, dots kept).
+    pub query: &'a str,
+    /// The question type.
+    pub qtype: RecordType,
+    /// The answer limit for the transport (0: none).
+    pub max_answers: usize,
+}
+
+/// The answer for a prepared query lookup; `None` when the query does not exist or answers
+/// with no instance (NXDOMAIN, as Consul).
+pub(super) fn answer(data: &StateData, acl: &Authz, config: &DnsConfig, asked: &Asked<'_>) -> Option<DnsAnswer> {
+    let pq = execute::resolve(data, asked.query, "").ok()?;
+    let mut picked: Vec<_> = execute::instances(data, &pq, false)
+        .into_iter()
+        .filter(|(n, s, _)| {
+            acl.allows(Resource::Node, &n.node, Need::Read) && acl.allows(Resource::Service, &s.service, Need::Read)
+        })
+        .collect();
+    if picked.is_empty() {
+        return None;
+    }
+    picked.shuffle(&mut rand::thread_rng());
+    let ttl = match crate::duration::parse_go_duration(&pq.dns_ttl) {
+        Ok(d) if !pq.dns_ttl.is_empty() => ttl_secs(d),
+        _ => service_ttl(config, &pq.service.service),
+    };
+    let mut limit = if asked.max_answers == 0 { usize::MAX } else { asked.max_answers };
+    if config.a_record_limit > 0 && asked.qtype != RecordType::SRV {
+        limit = limit.min(config.a_record_limit);
+    }
+    let (domain, datacenter, owner) = (asked.domain, asked.datacenter, asked.owner);
+    let mut a = DnsAnswer::default();
+    let mut seen_ips = std::collections::HashSet::new();
+    for (node, svc, checks) in picked {
+        if a.answers.len() >= limit {
+            a.limited = true;
+            break;
+        }
+        let address = if svc.address.is_empty() { node.address.as_str() } else { svc.address.as_str() };
+        let ip = IpAddr::from_str(address).ok();
+        if asked.qtype == RecordType::SRV {
+            let warning = checks.iter().any(|c| c.status == WARNING);
+            let weight = if warning { svc.weights.warning } else { svc.weights.passing }.clamp(0, 65535) as u16;
+            let target = match ip {
+                _ if svc.address.is_empty() => format!("{}.node.{datacenter}.{domain}", node.node),
+                Some(ip) => format!("{}.addr.{datacenter}.{domain}", hex_ip(ip)),
+                None => format!("{address}."),
+            };
+            let Some(target_name) = name(&target) else { continue };
+            let mut extra = Vec::with_capacity(1);
+            match ip {
+                Some(ip) => extra.extend(addr_record(&target_name, ttl, ip, RecordType::SRV)),
+                None => {
+                    if let Some(cname) = name(address) {
+                        extra.push(Record::from_rdata(target_name.clone(), ttl, RData::CNAME(CNAME(cname))));
+                    }
+                }
+            }
+            a.answers.push(Record::from_rdata(
+                owner.clone(),
+                ttl,
+                RData::SRV(SRV::new(1, weight, svc.port, target_name)),
+            ));
+            a.extras.push(extra);
+        } else if let Some(ip) = ip.filter(|ip| seen_ips.insert(*ip)) {
+            a.answers.extend(addr_record(owner, ttl, ip, asked.qtype));
+        }
+    }
+    if a.answers.is_empty() {
+        a.authorities.extend(super::resolve::soa(config, domain));
+    }
+    Some(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::catalog::{HealthCheck, Node, RegisterRequest, ServiceInstance, CRITICAL, PASSING};
+    use crate::state::command::Command;
+    use crate::state::prepared_query::{
+        PreparedQuery, PreparedQueryOp, QueryTemplate, ServiceQuery, NAME_PREFIX_MATCH,
+    };
+    use crate::state::StateStore;
+
+    fn store() -> StateStore {
+        let store = StateStore::new();
+        for (i, (node, status)) in [("n1", PASSING), ("n2", CRITICAL), ("n3", PASSING)].into_iter().enumerate() {
+            let req = RegisterRequest {
+                node: Node { node: node.into(), address: format!("10.0.0.{}", i + 1), ..Default::default() },
+                service: Some(ServiceInstance {
+                    id: "db1".into(),
+                    service: "db".into(),
+                    port: 5432,
+                    ..Default::default()
+                }),
+                checks: vec![HealthCheck {
+                    check_id: "c".into(),
+                    service_id: "db1".into(),
+                    status: status.into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            store.apply(&Command::CatalogRegister(Box::new(req)), 2 + i as u64);
+        }
+        let q = PreparedQuery {
+            id: "11111111-2222-3333-4444-555555555555".into(),
+            name: "db-".into(),
+            template: QueryTemplate { kind: NAME_PREFIX_MATCH.into(), ..Default::default() },
+            service: ServiceQuery { service: "${name.suffix}".into(), ..Default::default() },
+            dns_ttl: "30s".into(),
+            ..Default::default()
+        };
+        store.apply(&Command::PreparedQuery(PreparedQueryOp::Create(Box::new(q))), 9);
+        store
+    }
+
+    #[test]
+    fn query_lookups_answer_healthy_instances_with_the_query_ttl() {
+        let store = store();
+        let config = DnsConfig::default();
+        let acl = Authz::disabled();
+        store.read(|d| {
+            let a = crate::api::dns::resolve(d, &acl, &config, "dc1", "db-db.query.consul.", RecordType::A, 0);
+            let mut ips: Vec<String> = a.answers.iter().map(|r| r.data.to_string()).collect();
+            ips.sort();
+            assert_eq!(ips, ["10.0.0.1", "10.0.0.3"]);
+            assert!(a.answers.iter().all(|r| r.ttl == 30));
+            let srv = crate::api::dns::resolve(d, &acl, &config, "dc1", "db-db.query.dc1.consul.", RecordType::SRV, 1);
+            assert_eq!((srv.answers.len(), srv.limited), (1, true));
+            assert!(matches!(&srv.answers[0].data, RData::SRV(s) if s.port == 5432));
+            // Unknown query, and a query answering nothing: NXDOMAIN.
+            for q in ["nothing.query.consul.", "db-web.query.consul.", "db-db.query.dc2.consul."] {
+                assert!(crate::api::dns::resolve(d, &acl, &config, "dc1", q, RecordType::A, 0).nx_domain, "{q}");
+            }
+        });
+    }
+}
