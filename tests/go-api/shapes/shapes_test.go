@@ -202,20 +202,26 @@ func fetch(t *testing.T, addr, token string, e endpoint) []string {
 // its server sends beyond or short of the client's types (shapes.sh -record writes it).
 const expectedFile = "consul-1.16.0.txt"
 
-// readExpected loads expectedFile: `LABEL<TAB>difference` lines, # comments.
+// deliberateFile lists where consul-rs departs from Consul on purpose, each with its reason.
+const deliberateFile = "deliberate.txt"
+
+// readExpected loads expectedFile and deliberateFile: `LABEL<TAB>difference[<TAB>why]` lines,
+// # comments.
 func readExpected(t *testing.T) map[string][]string {
-	raw, err := os.ReadFile(expectedFile)
-	must(t, err)
 	out := map[string][]string{}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+	for _, file := range []string{expectedFile, deliberateFile} {
+		raw, err := os.ReadFile(file)
+		must(t, err)
+		for _, line := range strings.Split(string(raw), "\n") {
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			parts := strings.Split(line, "\t")
+			if len(parts) < 2 || (file == deliberateFile && len(parts) != 3) {
+				t.Fatalf("%s: malformed line %q", file, line)
+			}
+			out[parts[0]] = append(out[parts[0]], parts[1])
 		}
-		label, diff, ok := strings.Cut(line, "\t")
-		if !ok {
-			t.Fatalf("%s: malformed line %q", expectedFile, line)
-		}
-		out[label] = append(out[label], diff)
 	}
 	return out
 }

@@ -242,7 +242,14 @@ fn policy_json(p: &AclPolicy, with_rules: bool) -> Value {
     if with_rules {
         o.insert("Rules".into(), json_value!(p.rules));
     }
-    o.insert("Datacenters".into(), if p.datacenters.is_empty() { Value::Null } else { json_value!(p.datacenters) });
+    // A policy (`structs.ACLPolicy`) leaves out empty datacenters; a list entry
+    // (`ACLPolicyListStub`) always has them, null when empty.
+    if with_rules {
+        insert_nonempty(&mut o, "Datacenters", json_value!(p.datacenters));
+    } else {
+        let dcs = if p.datacenters.is_empty() { Value::Null } else { json_value!(p.datacenters) };
+        o.insert("Datacenters".into(), dcs);
+    }
     o.insert("Hash".into(), json_value!(p.hash));
     o.insert("CreateIndex".into(), json_value!(p.create_index));
     o.insert("ModifyIndex".into(), json_value!(p.modify_index));

@@ -381,9 +381,20 @@ fn health_entry(ctx: &Ctx, snap: &Snapshot, id: &str) -> Option<(&'static str, V
     let body = json!({
         "AggregatedStatus": status,
         "Service": agent_service_json(ctx, &s.service),
-        "Checks": checks.iter().map(|c| agent_check_json(ctx, c, snap)).collect::<Vec<_>>(),
+        "Checks": checks.iter().map(|c| health_entry_check_json(ctx, c, snap)).collect::<Vec<_>>(),
     });
     Some((status, body))
+}
+
+/// A check as the agent health endpoints show it: Consul builds these as `api.HealthCheck`,
+/// which has no `Interval` and `Timeout`, unlike `/v1/agent/checks` and the catalog.
+fn health_entry_check_json(ctx: &Ctx, c: &LocalCheck, snap: &Snapshot) -> Value {
+    let mut v = agent_check_json(ctx, c, snap);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("Interval");
+        o.remove("Timeout");
+    }
+    v
 }
 
 fn health_response(status: &'static str, body: Value, q: &QueryParams) -> Response {

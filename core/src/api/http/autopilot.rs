@@ -289,11 +289,6 @@ pub(super) fn usage_json(catalog: &crate::state::catalog::Catalog) -> Value {
         "ServiceInstances": instances,
         "ConnectServiceInstances": connect,
         "BillableServiceInstances": billable,
-        "Nodes": catalog.nodes.len(),
-        "PartitionNamespaceServices": {"default": {"default": names.len()}},
-        "PartitionNamespaceServiceInstances": {"default": {"default": instances}},
-        "PartitionNamespaceBillableServiceInstances": {"default": {"default": billable}},
-        "PartitionNamespaceConnectServiceInstances": {"default": {"default": connect}},
     })
 }
 
@@ -312,6 +307,10 @@ pub(super) async fn usage(
         let index = d.catalog.services_index.max(d.catalog.nodes_index);
         (json_value!({ "Usage": { ctx.config.datacenter.clone(): usage_json(&d.catalog) } }), index)
     });
+    // Consul's answer embeds its QueryMeta; the partition and namespace breakdowns are
+    // Enterprise-only and absent, as in Consul's community edition.
+    let mut body = body;
+    super::add_query_meta(&mut body, index, &meta, &acl);
     let mut resp = json(StatusCode::OK, &body, q.pretty());
     set_read_meta(resp.headers_mut(), index, &meta);
     Ok(resp)

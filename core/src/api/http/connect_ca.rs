@@ -491,8 +491,6 @@ fn leaf_json(service: &str, l: &Leaf) -> Value {
         "ServiceURI": l.service_uri,
         "ValidAfter": format_secs(l.valid_after),
         "ValidBefore": format_secs(l.valid_before),
-        "Namespace": "",
-        "Partition": "",
         "CreateIndex": l.index,
         "ModifyIndex": l.index,
     })

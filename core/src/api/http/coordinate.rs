@@ -89,7 +89,7 @@ pub(super) async fn datacenters(State(ctx): State<Ctx>, uri: Uri) -> Response {
                 // This agent's own coordinate is fresher in its client than in the store.
                 let live = (*name == me.name).then(|| ctx.coordinates.as_ref().map(|c| c.get())).flatten();
                 let coord = live.or_else(|| d.coordinates.get(name, "").copied())?;
-                Some(json!({"Node": name, "Coord": coord}))
+                Some(json!({"Node": name, "Segment": "", "Coord": coord}))
             })
             .collect()
     });

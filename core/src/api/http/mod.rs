@@ -494,6 +494,28 @@ fn set_read_meta(headers: &mut HeaderMap, index: u64, meta: &ReadMeta) {
     headers.insert("X-Consul-Query-Backend", HeaderValue::from_static("blocking-query"));
 }
 
+/// Adds the `QueryMeta` fields Consul embeds in some bodies (prepared-query execute and
+/// explain, read-only transactions, operator usage) to `body`.
+pub(super) fn add_query_meta(
+    body: &mut serde_json::Value,
+    index: u64,
+    meta: &ReadMeta,
+    acl: &crate::api::authz::RequestAcl,
+) {
+    if let Some(obj) = body.as_object_mut() {
+        let last_contact_ns =
+            if meta.last_contact_ms == u64::MAX { 0 } else { meta.last_contact_ms.saturating_mul(1_000_000) };
+        use serde_json::json;
+        obj.insert("Index".into(), json!(index.max(1)));
+        obj.insert("LastContact".into(), json!(last_contact_ns));
+        obj.insert("KnownLeader".into(), json!(meta.known_leader));
+        obj.insert("ConsistencyLevel".into(), json!(meta.consistency.as_header()));
+        obj.insert("NotModified".into(), json!(false));
+        obj.insert("Backend".into(), json!(0));
+        obj.insert("ResultsFilteredByACLs".into(), json!(acl.was_filtered()));
+    }
+}
+
 /// Reads a request body of at most `limit` bytes; a larger one is a 413 naming both sizes.
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize, what: &str) -> Result<bytes::Bytes, Error> {
     let too_large =

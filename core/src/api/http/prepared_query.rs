@@ -25,7 +25,7 @@ use serde_json::{json, Map, Value};
 use super::catalog::{check_json, node_json, service_json};
 use super::coordinate::sort_near;
 use super::query::{QueryParams, ReadParams};
-use super::{blocking, json as json_response, read_body, set_read_meta, Ctx};
+use super::{add_query_meta, blocking, json as json_response, read_body, set_read_meta, Ctx};
 use crate::acl::rules::{Need, Resource, Scalar};
 use crate::api::authz::{Authz, RequestAcl};
 use crate::replication::consensus::ReadMeta;
@@ -338,21 +338,6 @@ async fn explain(ctx: &Ctx, acl: &RequestAcl, id_or_name: &str, uri: &Uri) -> Re
     let mut body = json!({ "Query": query_json(&pq, shown_token(acl, &pq)) });
     add_query_meta(&mut body, index, &meta, acl);
     Ok(with_meta(json_response(StatusCode::OK, &body, q.pretty()), index, &meta))
-}
-
-/// The `QueryMeta` fields Consul's execute and explain bodies embed.
-fn add_query_meta(body: &mut Value, index: u64, meta: &ReadMeta, acl: &RequestAcl) {
-    if let Some(obj) = body.as_object_mut() {
-        let last_contact_ns =
-            if meta.last_contact_ms == u64::MAX { 0 } else { meta.last_contact_ms.saturating_mul(1_000_000) };
-        obj.insert("Index".into(), json!(index.max(1)));
-        obj.insert("LastContact".into(), json!(last_contact_ns));
-        obj.insert("KnownLeader".into(), json!(meta.known_leader));
-        obj.insert("ConsistencyLevel".into(), json!(meta.consistency.as_header()));
-        obj.insert("NotModified".into(), json!(false));
-        obj.insert("Backend".into(), json!(0));
-        obj.insert("ResultsFilteredByACLs".into(), json!(acl.was_filtered()));
-    }
 }
 
 /// The node to sort by distance from: `?near=`, else the query's `Near`; `_agent` is this
