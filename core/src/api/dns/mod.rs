@@ -11,6 +11,7 @@
 //! Packets are parsed and written by `hickory-proto`; the lookup logic ([`resolve`]) is a plain
 //! function of (query, state, config) so it is tested without sockets.
 
+mod answer_cache;
 mod config;
 mod resolve;
 mod reverse;
