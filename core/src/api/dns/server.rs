@@ -282,7 +282,8 @@ async fn answer_from_cache(ctx: &DnsContext, packet: &[u8], udp: bool, token: Op
     if consensus.read_barrier(mode).await.is_err() {
         return Some(error_reply(q.id(), OpCode::Query, ResponseCode::ServFail));
     }
-    let secret = token.map(str::to_string).or_else(|| dns_token(ctx));
+    // With ACLs off the token is never looked at: skip copying the agent's tokens.
+    let secret = if ctx.acl.enabled() { token.map(str::to_string).or_else(|| dns_token(ctx)) } else { None };
     let now = crate::replication::session_ttl::now_ms();
     consensus
         .state()
