@@ -486,3 +486,19 @@ fn replies_fit_the_udp_limits() {
     assert_eq!(m.answers.len(), 100, "TCP: everything");
     assert!(!m.metadata.truncation);
 }
+
+/// Past 16 KiB a pointer cannot reach a target: those additional records spell the owner out.
+#[test]
+fn big_tcp_answers_name_far_targets_in_full() {
+    let data = state(400);
+    let cache = AnswerCache::default();
+    let config = DnsConfig::default();
+    let m = ask(&cache, &data, &open(), &config, "web.service.consul.", RecordType::SRV, None, false).expect("answer");
+    assert_eq!(m.answers.len(), 400);
+    let owners: BTreeSet<String> =
+        m.additionals.iter().filter(|r| r.record_type() == RecordType::A).map(|r| r.name.to_ascii()).collect();
+    for srv in &m.answers {
+        let RData::SRV(s) = &srv.data else { panic!("not SRV: {srv}") };
+        assert!(owners.contains(&s.target.to_ascii()), "{srv}");
+    }
+}
