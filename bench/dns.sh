@@ -11,10 +11,10 @@
 #   OUTSTANDING=64     dnsperf -q (queries in flight at most, over all clients)
 #   MAX_QPS=           dnsperf -Q (rate cap; empty = none, i.e. closed loop at OUTSTANDING)
 #   INSTANCES=100      passing instances of `web` (nodes n000…, one instance each; at most 999)
-#   UNBOUND_THREADS=1  unbound num-threads (consul-rs answers catalog lookups on one UDP task)
+#   UNBOUND_THREADS=1  unbound num-threads (consul-rs answers catalog lookups on two UDP receiver tasks)
 #   RESULTS_DIR=<repo>/bench-results   where dns-<timestamp>/ is written
 #   SKIP_BUILD=1       use the existing release binary
-#   CONSUL_BIN=<repo>/target/release/consul-rs
+#   CONSUL_BIN=<CARGO_TARGET_DIR, else repo/target>/release/consul-rs
 #   PROFILE=1          after the measured runs, `perf record -g` the agent during one more
 #                      DURATION-long run per mode and write `perf report` summaries to the results
 set -euo pipefail
@@ -29,7 +29,7 @@ MAX_QPS="${MAX_QPS:-}"
 INSTANCES="${INSTANCES:-100}"
 UNBOUND_THREADS="${UNBOUND_THREADS:-1}"
 RESULTS_DIR="${RESULTS_DIR:-$ROOT/bench-results}"
-CONSUL_BIN="${CONSUL_BIN:-$ROOT/target/release/consul-rs}"
+CONSUL_BIN="${CONSUL_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/consul-rs}"
 PROFILE="${PROFILE:-0}"
 
 MODES=(udp edns)

@@ -10,8 +10,11 @@
 //! empty NOERROR. Names outside our domains go to `recursors`, or are refused.
 //!
 //! Packets are parsed and written by `hickory-proto`; the lookup logic ([`resolve`]) is a plain
-//! function of (query, state, config) so it is tested without sockets.
+//! function of (query, state, config) so it is tested without sockets. Service questions on a
+//! server take a faster path first (`answer_cache`): their records are built once per change of
+//! the service's catalog index and written into the reply directly.
 
+mod answer_cache;
 mod config;
 mod query;
 mod resolve;

@@ -39,7 +39,7 @@ impl DnsAnswer {
 }
 
 /// A question under one of our domains, split into the labels before the domain (lower case).
-fn labels_under<'a>(qname: &'a str, domains: &[&str]) -> Option<(Vec<&'a str>, String)> {
+pub(super) fn labels_under<'a>(qname: &'a str, domains: &[&str]) -> Option<(Vec<&'a str>, String)> {
     for domain in domains {
         let domain = domain.trim_end_matches('.');
         let name = qname.trim_end_matches('.');
@@ -59,7 +59,7 @@ pub(crate) fn in_our_domains(qname: &str, config: &DnsConfig) -> bool {
     labels_under(&lower, &domains(config)).is_some()
 }
 
-fn domains(config: &DnsConfig) -> Vec<&str> {
+pub(super) fn domains(config: &DnsConfig) -> Vec<&str> {
     std::iter::once(config.domain.as_str()).chain(config.alt_domain.as_deref()).collect()
 }
 
@@ -115,7 +115,7 @@ pub(super) fn addr_record(owner: &Name, ttl: u32, ip: IpAddr, qtype: RecordType)
 }
 
 /// Node metadata as TXT strings (RFC 1464 `key=value`; `rfc1035-` keys give the bare value).
-fn meta_txt(node: &Node) -> Vec<String> {
+pub(super) fn meta_txt(node: &Node) -> Vec<String> {
     node.meta
         .iter()
         .map(|(k, v)| match k.strip_prefix("rfc1035-") {
@@ -148,7 +148,7 @@ fn parse_hex_ip(s: &str) -> Option<IpAddr> {
 
 /// Removes and returns an optional datacenter label (`…service.dc1`, `…service.dc1.dc`,
 /// `_svc._tag.dc1`) from the end of `labels`.
-fn split_dc<'a>(labels: &mut Vec<&'a str>) -> Option<&'a str> {
+pub(super) fn split_dc<'a>(labels: &mut Vec<&'a str>) -> Option<&'a str> {
     let n = labels.len();
     let is_kind = |l: &str| matches!(l, "service" | "node" | "addr" | "query");
     if n >= 3 && labels[n - 1] == "dc" && is_kind(labels[n - 3]) {
@@ -353,6 +353,21 @@ fn node_answer(
     Some(a)
 }
 
+/// The registered service name `service` means (names match case-insensitively; with several
+/// spellings registered, the first in byte order wins). Every ASCII-case variant of a name lies
+/// between its upper-case and lower-case spellings in byte order, so a range scan finds it
+/// without walking every service.
+pub(super) fn find_service_name<'a, V>(
+    names: &'a std::collections::BTreeMap<String, V>,
+    service: &str,
+) -> Option<&'a str> {
+    let (low, high) = (service.to_ascii_uppercase(), service.to_ascii_lowercase());
+    names
+        .range::<str, _>((std::ops::Bound::Included(low.as_str()), std::ops::Bound::Included(high.as_str())))
+        .map(|(k, _)| k.as_str())
+        .find(|k| k.eq_ignore_ascii_case(service))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn service_answer(
     data: &StateData,
@@ -366,7 +381,7 @@ fn service_answer(
     max_answers: usize,
     negative: impl Fn(bool) -> DnsAnswer,
 ) -> DnsAnswer {
-    let name_match = data.catalog.service_indexes.keys().find(|k| k.eq_ignore_ascii_case(service)).cloned();
+    let name_match = find_service_name(&data.catalog.service_indexes, service).map(str::to_string);
     let service_name = name_match.unwrap_or_else(|| service.to_string());
     if !acl.allows(Resource::Service, &service_name, Need::Read) {
         return negative(true);

@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::answer_cache::{parse_fast, AnswerCache, FastQuery, ReplyLimits};
 use super::resolve::{in_our_domains, resolve, DnsAnswer};
 use super::reverse::is_reverse_name;
 use super::DnsConfig;
@@ -41,6 +42,8 @@ pub struct DnsContext {
     /// Resolves the DNS token.
     pub acl: std::sync::Arc<crate::api::authz::AclResolver>,
     recursions: Semaphore,
+    /// Service answers built once per catalog change (see `answer_cache`).
+    answers: AnswerCache,
     /// The agent's metrics and its node name (`consul.dns.domain_query`'s `node` label).
     metrics: Option<(std::sync::Arc<crate::metrics::Metrics>, String)>,
 }
@@ -61,6 +64,7 @@ impl DnsContext {
             shutdown,
             acl,
             recursions: Semaphore::new(MAX_RECURSIONS),
+            answers: AnswerCache::default(),
             metrics: None,
         }
     }
@@ -186,7 +190,12 @@ fn parse_query(packet: &[u8], config: &DnsConfig) -> Result<(Message, String), H
 /// The client's EDNS payload size, if any; the largest answer to build; and the answer
 /// count limit to resolve with (0: none).
 fn size_limits(req: &Message, udp: bool, config: &DnsConfig) -> (Option<usize>, usize, usize) {
-    let client_edns = req.edns.as_ref().map(|e| usize::from(e.max_payload()).max(UDP_PLAIN_MAX));
+    payload_limits(req.edns.as_ref().map(|e| e.max_payload()), udp, config)
+}
+
+/// [`size_limits`] from the client's EDNS payload size (`None`: no OPT record).
+fn payload_limits(client_payload: Option<u16>, udp: bool, config: &DnsConfig) -> (Option<usize>, usize, usize) {
+    let client_edns = client_payload.map(|p| usize::from(p).max(UDP_PLAIN_MAX));
     let (max, limit) = match (udp, client_edns) {
         (false, _) => (TCP_MAX, 0),
         (true, Some(size)) => (size, 0),
@@ -211,6 +220,9 @@ async fn handle(ctx: &DnsContext, packet: &[u8], udp: bool, forwarded: Option<Op
 async fn handle_query(ctx: &DnsContext, packet: &[u8], udp: bool, forwarded: Option<Option<String>>) -> Handled {
     let from_client = forwarded.is_some();
     let token = forwarded.flatten();
+    if let Some(handled) = answer_from_cache(ctx, packet, udp, token.as_deref()).await {
+        return handled;
+    }
     let (req, qname) = match parse_query(packet, &ctx.config) {
         Ok(x) => x,
         Err(h) => return h,
@@ -260,6 +272,33 @@ async fn handle_query(ctx: &DnsContext, packet: &[u8], udp: bool, forwarded: Opt
     reply(&req, answer, udp, &ctx.config)
 }
 
+/// The fast path for service questions on a server: the reply written from the answer cache
+/// without decoding the packet into a `Message` or building records. `None`: the general path
+/// answers (any other question, a client agent, an answer the cache leaves to it).
+async fn answer_from_cache(ctx: &DnsContext, packet: &[u8], udp: bool, token: Option<&str>) -> Option<Handled> {
+    let Backend::Server(consensus) = &ctx.backend else { return None };
+    let q = parse_fast(packet)?;
+    let mode = if ctx.config.allow_stale { Consistency::MaxStale(ctx.config.max_stale) } else { Consistency::Default };
+    if consensus.read_barrier(mode).await.is_err() {
+        return Some(error_reply(q.id(), OpCode::Query, ResponseCode::ServFail));
+    }
+    // With ACLs off the token is never looked at: skip copying the agent's tokens.
+    let secret = if ctx.acl.enabled() { token.map(str::to_string).or_else(|| dns_token(ctx)) } else { None };
+    let now = crate::replication::session_ttl::now_ms();
+    consensus
+        .state()
+        .read(|d| {
+            let acl = ctx.acl.resolve(secret.as_deref(), &d.acl, now).ok()?;
+            ctx.answers.answer(d, &acl, &ctx.config, &ctx.datacenter, &q, fast_limits(&q, udp, &ctx.config))
+        })
+        .map(Handled::Reply)
+}
+
+fn fast_limits(q: &FastQuery<'_>, udp: bool, config: &DnsConfig) -> ReplyLimits {
+    let (client_edns, max_bytes, max_answers) = payload_limits(q.edns_payload, udp, config);
+    ReplyLimits { client_edns, max_bytes, max_answers, udp }
+}
+
 /// Encodes the reply to `req` carrying `answer`, within the size the transport allows.
 fn reply(req: &Message, answer: DnsAnswer, udp: bool, config: &DnsConfig) -> Handled {
     let id = req.metadata.id;
@@ -302,12 +341,18 @@ pub(crate) fn answer_offline(
     config: &DnsConfig,
     datacenter: &str,
 ) -> Option<Vec<u8>> {
+    let acl = crate::api::authz::Authz::disabled();
+    if let Some(q) = parse_fast(packet) {
+        let cache = AnswerCache::default();
+        if let Some(reply) = cache.answer(data, &acl, config, datacenter, &q, fast_limits(&q, udp, config)) {
+            return Some(reply);
+        }
+    }
     let handled = match parse_query(packet, config) {
         Err(h) => h,
         Ok((req, qname)) => {
             let (_, _, limit) = size_limits(&req, udp, config);
             let qtype = req.queries.first()?.query_type;
-            let acl = crate::api::authz::Authz::disabled();
             let answer = resolve(data, &acl, config, datacenter, &qname, qtype, limit);
             reply(&req, answer, udp, config)
         }
@@ -315,6 +360,26 @@ pub(crate) fn answer_offline(
     match handled {
         Handled::Reply(b) => Some(b),
         Handled::Recurse | Handled::Drop => None,
+    }
+}
+
+/// The reply limits for a query with EDNS payload `edns` (tests of the answer cache).
+#[cfg(test)]
+pub(super) fn test_limits(edns: Option<u16>, udp: bool, config: &DnsConfig) -> ReplyLimits {
+    let (client_edns, max_bytes, max_answers) = payload_limits(edns, udp, config);
+    ReplyLimits { client_edns, max_bytes, max_answers, udp }
+}
+
+/// The general path's UDP reply to `packet` with ACLs off (tests compare the cache with it).
+#[cfg(test)]
+pub(super) fn general_reply(packet: &[u8], data: &crate::state::StateData, config: &DnsConfig) -> Vec<u8> {
+    let Ok((req, qname)) = parse_query(packet, config) else { panic!("not a query for our domains") };
+    let (_, _, limit) = size_limits(&req, true, config);
+    let acl = crate::api::authz::Authz::disabled();
+    let answer = resolve(data, &acl, config, "dc1", &qname, req.queries[0].query_type, limit);
+    match reply(&req, answer, true, config) {
+        Handled::Reply(b) => b,
+        _ => panic!("no reply"),
     }
 }
 
