@@ -20,6 +20,7 @@ use crate::state::catalog::{
     DeregisterRequest, HealthCheck, Node, NodeState, RegisterRequest, ServiceInstance, CRITICAL,
 };
 use crate::state::command::{Command, CommandResponse};
+use crate::state::ext_fields::NodeExt;
 use crate::{Error, Result};
 
 /// The node-level check maintained by the leader from gossip; never touched by anti-entropy.
@@ -58,6 +59,7 @@ fn node_registration(agent: &LocalAgent) -> Node {
         datacenter: n.datacenter.clone(),
         tagged_addresses: tagged,
         meta: node_meta(n),
+        ext: NodeExt { locality: n.locality.clone() },
         ..Node::default()
     }
 }
@@ -219,7 +221,11 @@ fn compare_full(agent: &LocalAgent, catalog: NodeState, snap: &mut Snapshot) -> 
     let node_dirty = match node {
         None => true,
         Some(n) => {
-            n.address != me.address || n.id != me.id || n.tagged_addresses != me.tagged_addresses || n.meta != me.meta
+            n.address != me.address
+                || n.id != me.id
+                || n.tagged_addresses != me.tagged_addresses
+                || n.meta != me.meta
+                || n.ext != me.ext
         }
     };
     for s in &services {

@@ -76,6 +76,15 @@ pub fn decode<T: for<'de> Deserialize<'de>>(entry: &ExtEntry, known: u32) -> Res
 pub fn gather(data: &StateData) -> Result<Vec<ExtEntry>, postcard::Error> {
     // Known tables go here, one line each: `if let Some(e) = some_table::save(data)? { out.push(e) }`.
     let mut out: Vec<ExtEntry> = Vec::new();
+    if let Some(e) = super::ext_fields::save_nodes(data)? {
+        out.push(e)
+    }
+    if let Some(e) = super::ext_fields::save_services(data)? {
+        out.push(e)
+    }
+    if let Some(e) = super::ext_fields::save_sessions(data)? {
+        out.push(e)
+    }
     let known: Vec<String> = out.iter().map(|e| e.table.clone()).collect();
     out.extend(data.unknown_tables.0.iter().filter(|e| !known.contains(&e.table)).cloned());
     Ok(out)
@@ -85,8 +94,10 @@ pub fn gather(data: &StateData) -> Result<Vec<ExtEntry>, postcard::Error> {
 pub fn scatter(data: &mut StateData, entries: Vec<ExtEntry>) -> Result<(), ExtError> {
     for entry in entries {
         // Known tables are matched here by name: `"some_table" => some_table::load(data, &entry)?`.
-        #[allow(clippy::match_single_binding)]
         match entry.table.as_str() {
+            super::ext_fields::NODE_TABLE => super::ext_fields::load_nodes(data, &entry)?,
+            super::ext_fields::SERVICE_TABLE => super::ext_fields::load_services(data, &entry)?,
+            super::ext_fields::SESSION_TABLE => super::ext_fields::load_sessions(data, &entry)?,
             _ => data.unknown_tables.0.push(entry),
         }
     }
