@@ -409,6 +409,25 @@ mod tests {
         }
     }
 
+    /// Anti-entropy compares the extras too: a catalog copy whose locality differs from the
+    /// local definition (or lost it) is rewritten.
+    #[test]
+    fn a_locality_difference_is_a_difference() {
+        use crate::state::ext_fields::{Locality, ServiceExt};
+        let located = |zone: &str| ServiceExt {
+            locality: Some(Locality { region: "r".into(), zone: zone.into() }),
+            ..ServiceExt::default()
+        };
+        let local =
+            ServiceInstance { id: "web".into(), service: "web".into(), ext: located("a"), ..Default::default() };
+        let mut catalog = ServiceInstance { node: "n".into(), create_index: 3, modify_index: 4, ..local.clone() };
+        assert!(same_service(&local, &catalog));
+        catalog.ext = located("b");
+        assert!(!same_service(&local, &catalog));
+        catalog.ext = ServiceExt::default();
+        assert!(!same_service(&local, &catalog));
+    }
+
     #[test]
     fn one_settlement_per_command_and_deferred_output_waits() {
         let node = Node { node: "n".into(), address: "10.0.0.1".into(), ..Node::default() };
