@@ -570,7 +570,15 @@ impl Consensus {
     /// after a consistent read, or `None` if it does not exist.
     pub async fn renew_session(&self, id: &str) -> Result<Option<Session>> {
         match self.on_leader(ForwardRequest::SessionRenew(id.to_string())).await? {
-            ForwardResponse::Session(found) => Ok(found.map(|s| *s)),
+            ForwardResponse::Session(found) => Ok(found.map(|s| {
+                // The session's extras do not travel in this answer's encoding (see
+                // `state::ext_fields`); they are the same in this replica, which applied its create.
+                let mut s = *s;
+                if let Some(ext) = self.state.read(|d| d.sessions.get(&s.id).map(|l| l.ext.clone())) {
+                    s.ext = ext;
+                }
+                s
+            })),
             other => Err(Error::Rpc(format!("unexpected answer to a renew: {other:?}"))),
         }
     }

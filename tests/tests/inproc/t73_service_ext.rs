@@ -78,6 +78,9 @@ async fn check_server(c: &Cluster, i: usize, session: &str) {
         read_until(&api, &format!("/v1/session/info/{session}"), |v| v.as_array().is_some_and(|a| a.len() == 1)).await;
     assert_eq!(info[0]["Checks"], json!(["ext-alive"]), "server {i}: {}", info[0]);
     assert_eq!(info[0]["NodeChecks"], json!(["serfHealth"]), "server {i}");
+    // A renew answered through the leader shows them too.
+    let renewed = put(&api, &format!("/v1/session/renew/{session}"), "").await;
+    assert_eq!(renewed[0]["Checks"], json!(["ext-alive"]), "server {i}: {renewed}");
 
     let usage = read_until(&api, "/v1/operator/usage", |_| true).await;
     let connect = &usage["Usage"]["dc1"]["ConnectServiceInstances"];
