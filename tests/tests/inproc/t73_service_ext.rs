@@ -152,3 +152,30 @@ async fn t73_agent_service_extras_sync_and_persist() {
     assert_eq!(nodes[0]["ServiceLocality"]["Zone"], "ap-south-1b");
     c.shutdown().await;
 }
+
+/// A client agent's `locality` config: its node's `Locality` in the catalog and the default of
+/// the services registered on it, written and compared by anti-entropy over RPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t73_client_agent_locality_config() {
+    use consul_core::agent::Agent;
+    use consul_core::config::AgentConfig;
+    use consul_core::state::ext_fields::Locality;
+    let server =
+        Agent::start(AgentConfig { node_name: "srv".into(), ..AgentConfig::dev_any_port() }).await.expect("server");
+    server.wait_for_leader(Duration::from_secs(10)).await.expect("leader");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = consul_tests::inproc::client_agent_config("cli", dir.path(), server.serf_addr());
+    config.locality = Some(Locality { region: "us-east-2".into(), zone: "us-east-2c".into() });
+    let client = Agent::start(config).await.expect("client");
+    client.wait_for_leader(Duration::from_secs(20)).await.expect("the client reaches a leader");
+    let api = Api::new(client.http_addr());
+    put(&api, "/v1/agent/service/register", r#"{"Name": "inherits", "Port": 1}"#).await;
+    put(&api, "/v1/agent/service/register", r#"{"Name": "own", "Port": 2, "Locality": {"Region": "x"}}"#).await;
+    let server_api = Api::new(server.http_addr());
+    let node = read_until(&server_api, "/v1/catalog/node/cli", |v| v["Services"]["own"].is_object()).await;
+    assert_eq!(node["Node"]["Locality"], json!({"Region": "us-east-2", "Zone": "us-east-2c"}), "{node}");
+    assert_eq!(node["Services"]["inherits"]["Locality"]["Zone"], "us-east-2c", "{node}");
+    assert_eq!(node["Services"]["own"]["Locality"], json!({"Region": "x"}), "{node}");
+    client.shutdown().await.expect("shutdown");
+    server.shutdown().await.expect("shutdown");
+}
