@@ -110,6 +110,9 @@ pub struct AgentConfig {
     pub connect: ConnectSettings,
     /// `node_meta`: metadata of this node in the catalog (`-node-meta key:value`).
     pub node_meta: std::collections::BTreeMap<String, String>,
+    /// `locality { region, zone }`: this node's locality in the catalog, and the default of
+    /// the services registered on it.
+    pub locality: Option<crate::state::ext_fields::Locality>,
     /// The Docker engine Docker checks use, as `DOCKER_HOST` spells it (`unix:///path`); `None`
     /// reads `DOCKER_HOST` from the environment when the agent starts, else
     /// `/var/run/docker.sock`.
@@ -218,6 +221,7 @@ impl Default for AgentConfig {
             docker_host: None,
             http_unix_socket: None,
             node_meta: Default::default(),
+            locality: None,
             sync_coordinate_interval_min: Duration::from_secs(15),
             sync_coordinate_rate_target: 64.0,
             http_response_headers: Vec::new(),

@@ -149,6 +149,22 @@ impl Settings {
                 }
                 crate::agent::config::validate_node_meta(&self.agent.node_meta).map_err(|e| ctx.bad(key, &e))?;
             }
+            // Merged across sources key by key, as Consul merges blocks.
+            "locality" => {
+                for block in ctx.blocks(key, v)? {
+                    for (k, value) in block {
+                        let value = ctx.string(&format!("{key}.{k}"), value)?;
+                        let l = self.agent.locality.get_or_insert_with(Default::default);
+                        match k.as_str() {
+                            "region" => l.region = value,
+                            "zone" => l.zone = value,
+                            _ => {
+                                return Err(ctx.bad(&format!("{key}.{k}"), "unknown key (locality has region and zone)"))
+                            }
+                        }
+                    }
+                }
+            }
             "node_id" => {
                 let s = ctx.string(key, v)?;
                 // Consul insists on the canonical 8-4-4-4-12 form; the uuid parser alone would
@@ -750,6 +766,9 @@ mod tests {
         assert_eq!(acl.tokens.initial_management.as_deref(), Some("root"));
         assert_eq!(acl.tokens.agent_recovery.as_deref(), Some("recovery"));
         assert!(s.dns_disabled);
-        assert!(s.no_effect.contains_key("locality.region") && s.no_effect.contains_key("ports.proxy_min_port"));
+        assert!(s.no_effect.contains_key("ports.proxy_min_port"));
+        let locality = s.agent.locality.as_ref().expect("locality is honoured");
+        assert_eq!((locality.region.as_str(), locality.zone.as_str()), ("us-east-1", "us-east-1a"));
+        assert!(!s.no_effect.contains_key("locality.region"));
     }
 }

@@ -280,6 +280,7 @@ impl Agent {
             id: node_id.to_string(),
             address: advertise.to_string(),
             datacenter: config.datacenter.clone(),
+            locality: config.locality.clone(),
         };
         let local = match LocalAgent::start(&config.local_config(), node_info, backend.clone(), shutdown.clone()) {
             Ok(l) => l,

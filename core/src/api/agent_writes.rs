@@ -107,7 +107,7 @@ pub fn authorize(acl: &RequestAcl, d: &StateData, cmd: &Command) -> Result<(), E
         return Ok(());
     }
     match cmd {
-        Command::Tracked { cmd, .. } => authorize(acl, d, cmd),
+        Command::Tracked { cmd, .. } | Command::WithExt { cmd, .. } => authorize(acl, d, cmd),
         Command::Batch(cmds) => cmds.iter().try_for_each(|c| authorize(acl, d, c)),
         Command::CatalogRegister(req) => require_register(acl, d, req),
         Command::CatalogDeregister(req) => require_deregister(acl, d, req),

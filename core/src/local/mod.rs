@@ -297,7 +297,7 @@ impl LocalState {
         let checks: Vec<LocalCheck> = def.checks.into_iter().map(|c| Self::new_check(&mut g, c, source)).collect();
         // Persist first: a storage failure leaves memory untouched.
         if let (Some(p), Source::Api) = (&self.persist, source) {
-            p.save_service(&PersistedService { service: svc.service.clone() })?;
+            p.save_service(&PersistedService::new(svc.service.clone()))?;
         }
         for c in &checks {
             self.persist_check(c)?;
@@ -464,7 +464,7 @@ impl LocalState {
             if s.service.enable_tag_override && s.service.tags != tags {
                 s.service.tags = tags.to_vec();
                 if let (Some(p), Source::Api) = (&self.persist, s.source) {
-                    if let Err(e) = p.save_service(&PersistedService { service: s.service.clone() }) {
+                    if let Err(e) = p.save_service(&PersistedService::new(s.service.clone())) {
                         tracing::warn!(service = %id, error = %e, "could not persist adopted tags");
                     }
                 }
@@ -527,6 +527,8 @@ pub struct NodeInfo {
     pub address: String,
     /// Datacenter.
     pub datacenter: String,
+    /// `locality`: the node's locality in the catalog, and the default of its services'.
+    pub locality: Option<crate::state::ext_fields::Locality>,
 }
 
 /// The local state plus everything that acts on it: check runners, persistence and the rules
@@ -606,7 +608,7 @@ impl LocalAgent {
         let (services, checks) = agent.state.load();
         for s in services {
             let id = s.service.id.clone();
-            let def = ServiceDefinition { service: s.service, checks: Vec::new() };
+            let def = ServiceDefinition { service: s.into_service(), checks: Vec::new() };
             if let Err(e) = agent.register_service(def, Source::Api, false) {
                 tracing::warn!(service = %id, error = %e, "skipping persisted service");
             }
@@ -674,10 +676,14 @@ impl LocalAgent {
     /// Registers (or replaces) a service with its checks.
     pub fn register_service(
         &self,
-        def: ServiceDefinition,
+        mut def: ServiceDefinition,
         source: Source,
         replace_existing_checks: bool,
     ) -> Result<()> {
+        // A service registered without a locality takes the agent's (Consul 1.17+).
+        if def.service.ext.locality.is_none() {
+            def.service.ext.locality = self.node.locality.clone();
+        }
         for c in &def.checks {
             self.check_allowed(c, source)?;
         }

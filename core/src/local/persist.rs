@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::def::CheckDefinition;
 use crate::state::catalog::ServiceInstance;
+use crate::state::ext_fields::ServiceExt;
 use crate::{Error, Result};
 
 /// A persisted service.
@@ -18,6 +19,23 @@ use crate::{Error, Result};
 pub(crate) struct PersistedService {
     /// The service.
     pub(crate) service: ServiceInstance,
+    /// Its fields kept beside the catalog encoding (`ServiceInstance::ext`, which the field
+    /// above leaves out); absent in files written before they existed.
+    #[serde(default, skip_serializing_if = "ServiceExt::is_default")]
+    pub(crate) ext: ServiceExt,
+}
+
+impl PersistedService {
+    /// `service` as saved, extras included.
+    pub(crate) fn new(service: ServiceInstance) -> Self {
+        let ext = service.ext.clone();
+        PersistedService { service, ext }
+    }
+
+    /// The saved service, extras put back.
+    pub(crate) fn into_service(self) -> ServiceInstance {
+        ServiceInstance { ext: self.ext, ..self.service }
+    }
 }
 
 /// A persisted check, with its last status (TTL checks keep theirs across restarts).
@@ -126,18 +144,24 @@ impl Persist {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::ext_fields::Locality;
 
     #[test]
     fn round_trips_and_removes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = Persist::new(dir.path());
-        let svc = ServiceInstance { id: "a/b".into(), service: "web".into(), port: 80, ..Default::default() };
-        p.save_service(&PersistedService { service: svc.clone() }).expect("save");
+        let ext = ServiceExt {
+            locality: Some(Locality { region: "r".into(), zone: "z".into() }),
+            socket_path: "/s".into(),
+            ..ServiceExt::default()
+        };
+        let svc = ServiceInstance { id: "a/b".into(), service: "web".into(), port: 80, ext, ..Default::default() };
+        p.save_service(&PersistedService::new(svc.clone())).expect("save");
         let def = CheckDefinition::manual("c1", "c", "", "a/b", "passing");
         p.save_check(&PersistedCheck { def: def.clone(), status: "passing".into(), output: "ok".into() })
             .expect("save");
         let (s, c) = p.load();
-        assert_eq!(s[0].service, svc);
+        assert_eq!(s[0].clone().into_service(), svc);
         assert_eq!((c[0].def.clone(), c[0].output.as_str()), (def, "ok"));
         p.remove_service("a/b").expect("remove");
         p.remove_check("c1").expect("remove");

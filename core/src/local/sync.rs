@@ -20,6 +20,7 @@ use crate::state::catalog::{
     DeregisterRequest, HealthCheck, Node, NodeState, RegisterRequest, ServiceInstance, CRITICAL,
 };
 use crate::state::command::{Command, CommandResponse};
+use crate::state::ext_fields::NodeExt;
 use crate::{Error, Result};
 
 /// The node-level check maintained by the leader from gossip; never touched by anti-entropy.
@@ -58,6 +59,7 @@ fn node_registration(agent: &LocalAgent) -> Node {
         datacenter: n.datacenter.clone(),
         tagged_addresses: tagged,
         meta: node_meta(n),
+        ext: NodeExt { locality: n.locality.clone() },
         ..Node::default()
     }
 }
@@ -219,7 +221,11 @@ fn compare_full(agent: &LocalAgent, catalog: NodeState, snap: &mut Snapshot) -> 
     let node_dirty = match node {
         None => true,
         Some(n) => {
-            n.address != me.address || n.id != me.id || n.tagged_addresses != me.tagged_addresses || n.meta != me.meta
+            n.address != me.address
+                || n.id != me.id
+                || n.tagged_addresses != me.tagged_addresses
+                || n.meta != me.meta
+                || n.ext != me.ext
         }
     };
     for s in &services {
@@ -401,6 +407,25 @@ mod tests {
             critical_since: None,
             generation: rev,
         }
+    }
+
+    /// Anti-entropy compares the extras too: a catalog copy whose locality differs from the
+    /// local definition (or lost it) is rewritten.
+    #[test]
+    fn a_locality_difference_is_a_difference() {
+        use crate::state::ext_fields::{Locality, ServiceExt};
+        let located = |zone: &str| ServiceExt {
+            locality: Some(Locality { region: "r".into(), zone: zone.into() }),
+            ..ServiceExt::default()
+        };
+        let local =
+            ServiceInstance { id: "web".into(), service: "web".into(), ext: located("a"), ..Default::default() };
+        let mut catalog = ServiceInstance { node: "n".into(), create_index: 3, modify_index: 4, ..local.clone() };
+        assert!(same_service(&local, &catalog));
+        catalog.ext = located("b");
+        assert!(!same_service(&local, &catalog));
+        catalog.ext = ServiceExt::default();
+        assert!(!same_service(&local, &catalog));
     }
 
     #[test]

@@ -212,7 +212,8 @@ impl Backend {
             // A transport failure here may follow attempts that reached a server (each retried
             // with the same request id): the write's fate is unknown, never "not applied".
             Backend::Client(r) => {
-                let command = r.ids.track(cmd);
+                // Extras of services and sessions leave this process beside their records.
+                let command = r.ids.track(crate::state::ext_fields::carry(cmd));
                 let req = match r.tokens.get() {
                     Some(source) => ForwardRequest::AgentWrite { token: source.agent_write_token(), command },
                     None => ForwardRequest::Write(command),
@@ -234,7 +235,17 @@ impl Backend {
     pub async fn read_node(&self, node: &str) -> Result<NodeState> {
         match self {
             Backend::Server(c) => Ok(c.state().read(|d| d.catalog.node_state(node))),
-            Backend::Client(r) => match r.forward(ForwardRequest::ReadNode(node.to_string())).await? {
+            Backend::Client(r) => match r.forward(ForwardRequest::ReadNodeExt(node.to_string())).await? {
+                ForwardResponse::NodeExt(state, ext) => {
+                    let mut state = *state;
+                    if let Some(n) = state.node.as_mut() {
+                        n.ext = ext.0.node;
+                    }
+                    for (s, e) in state.services.iter_mut().zip(ext.0.services) {
+                        s.ext = e;
+                    }
+                    Ok(state)
+                }
                 ForwardResponse::Node(state) => Ok(*state),
                 other => Err(Error::Rpc(format!("unexpected answer to a node read: {other:?}"))),
             },

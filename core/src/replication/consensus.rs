@@ -447,7 +447,8 @@ impl Consensus {
     /// the command was applied at and its result. Applied exactly once however often it is
     /// retried (see the module docs); a repeat answers the first application's index and result.
     pub async fn write(&self, cmd: Command) -> Result<(u64, CommandResponse)> {
-        let cmd = self.ids.track(cmd);
+        // Extras of services and sessions leave this process beside their records.
+        let cmd = self.ids.track(crate::state::ext_fields::carry(cmd));
         match self.on_leader(ForwardRequest::Write(cmd)).await? {
             ForwardResponse::Written(index, resp) => settle_write(index, resp),
             other => Err(Error::Rpc(format!("unexpected answer to a write: {other:?}"))),
@@ -569,7 +570,15 @@ impl Consensus {
     /// after a consistent read, or `None` if it does not exist.
     pub async fn renew_session(&self, id: &str) -> Result<Option<Session>> {
         match self.on_leader(ForwardRequest::SessionRenew(id.to_string())).await? {
-            ForwardResponse::Session(found) => Ok(found.map(|s| *s)),
+            ForwardResponse::Session(found) => Ok(found.map(|s| {
+                // The session's extras do not travel in this answer's encoding (see
+                // `state::ext_fields`); they are the same in this replica, which applied its create.
+                let mut s = *s;
+                if let Some(ext) = self.state.read(|d| d.sessions.get(&s.id).map(|l| l.ext.clone())) {
+                    s.ext = ext;
+                }
+                s
+            })),
             other => Err(Error::Rpc(format!("unexpected answer to a renew: {other:?}"))),
         }
     }
@@ -674,7 +683,10 @@ impl Consensus {
                 self.hand_over_leadership(target, time_left).await.map_err(Failure::Fatal)
             }
             // Any server answers these; they never travel through `on_leader`.
-            ForwardRequest::ReadNode(_) | ForwardRequest::ResolveToken(_) | ForwardRequest::Campaign { .. } => {
+            ForwardRequest::ReadNode(_)
+            | ForwardRequest::ReadNodeExt(_)
+            | ForwardRequest::ResolveToken(_)
+            | ForwardRequest::Campaign { .. } => {
                 Err(Failure::Fatal(Error::Rpc("a read from the replica is not a leader request".into())))
             }
             // The agent layer checks the token and passes the write on as `Write`; one that
@@ -849,6 +861,19 @@ impl Consensus {
         if let ForwardRequest::ReadNode(node) = req {
             return match self.read_barrier(Consistency::Default).await {
                 Ok(_) => Ok(ForwardResponse::Node(Box::new(self.state.read(|d| d.catalog.node_state(&node))))),
+                Err(e) => Err(WireError::from_error(e)),
+            };
+        }
+        if let ForwardRequest::ReadNodeExt(node) = req {
+            return match self.read_barrier(Consistency::Default).await {
+                Ok(_) => {
+                    let state = self.state.read(|d| d.catalog.node_state(&node));
+                    let ext = crate::state::ext_fields::NodeStateExt {
+                        node: state.node.as_ref().map(|n| n.ext.clone()).unwrap_or_default(),
+                        services: state.services.iter().map(|s| s.ext.clone()).collect(),
+                    };
+                    Ok(ForwardResponse::NodeExt(Box::new(state), crate::state::ext_fields::JsonText(ext)))
+                }
                 Err(e) => Err(WireError::from_error(e)),
             };
         }

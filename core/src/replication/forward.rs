@@ -46,6 +46,9 @@ pub enum ForwardRequest {
     },
     /// The autopilot's latest view of server health (the leader answers).
     AutopilotHealth,
+    /// [`Self::ReadNode`] answered with the services' extras too ([`ForwardResponse::NodeExt`]),
+    /// which `NodeState`'s encoding cannot hold (see [`crate::state::ext_fields`]).
+    ReadNodeExt(String),
 }
 
 /// The leader's answer to a [`ForwardRequest`].
@@ -65,6 +68,12 @@ pub enum ForwardResponse {
     Acl(Option<Box<crate::state::acl::AclTables>>),
     /// Answer to [`ForwardRequest::AutopilotHealth`].
     AutopilotHealth(Box<crate::replication::autopilot::ClusterHealth>),
+    /// Answer to [`ForwardRequest::ReadNodeExt`]: the node's state and the extras of the node
+    /// and its services.
+    NodeExt(
+        Box<crate::state::catalog::NodeState>,
+        crate::state::ext_fields::JsonText<crate::state::ext_fields::NodeStateExt>,
+    ),
 }
 
 /// An error carried over the wire.

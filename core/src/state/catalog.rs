@@ -30,6 +30,10 @@ pub struct Node {
     pub create_index: u64,
     /// Raft index of the last change.
     pub modify_index: u64,
+    /// Fields added after this encoding settled (`Locality`): they travel beside it (see
+    /// [`super::ext_fields`]).
+    #[serde(skip)]
+    pub ext: super::ext_fields::NodeExt,
 }
 
 /// A tagged service address.
@@ -85,6 +89,11 @@ pub struct ServiceInstance {
     pub create_index: u64,
     /// Raft index of the last change.
     pub modify_index: u64,
+    /// Fields added after this encoding settled (`Locality`, `SocketPath`, `Proxy`, `Connect`):
+    /// not in this struct's postcard encoding, they travel beside it (see
+    /// [`super::ext_fields`]).
+    #[serde(skip)]
+    pub ext: super::ext_fields::ServiceExt,
 }
 
 /// Check status values.

@@ -65,8 +65,18 @@ pub enum Command {
     /// /v1/operator/autopilot/configuration`); answers [`CommandResponse::Bool`]. Appended last.
     Autopilot(crate::state::autopilot::AutopilotOp),
     /// A prepared query write (`/v1/query`); answers [`CommandResponse::Ok`], or `Failed` with
-    /// Consul's message for an invalid query. Appended last.
+    /// Consul's message for an invalid query.
     PreparedQuery(crate::state::prepared_query::PreparedQueryOp),
+    /// `cmd` with the extras of the service instances and sessions it carries (fields added
+    /// after their encoding settled; see [`crate::state::ext_fields`]), in
+    /// [`crate::state::ext_fields::visit`] order. Proposed instead of `cmd` whenever an extra is
+    /// set; applying it puts them back and applies `cmd`. Appended last.
+    WithExt {
+        /// The write (never a `Batch`, `Tracked` or `WithExt`).
+        cmd: Box<Command>,
+        /// Its records' extras, self-describing.
+        ext: crate::state::ext_fields::JsonText<crate::state::ext_fields::CommandExt>,
+    },
 }
 
 /// Identifies one client write across retries: `origin` is a random id drawn by each agent
@@ -139,6 +149,9 @@ impl Command {
             Command::ConnectCa(_) => 4096,
             Command::Autopilot(_) => 256,
             Command::PreparedQuery(_) => 1024,
+            Command::WithExt { cmd, ext } => {
+                cmd.approx_size().saturating_add(ext.0.services.len() * 256 + ext.0.sessions.len() * 64)
+            }
         }
     }
 }

@@ -79,6 +79,15 @@ pub fn gather(data: &StateData) -> Result<Vec<ExtEntry>, postcard::Error> {
     if let Some(e) = super::prepared_query::save(data)? {
         out.push(e)
     }
+    if let Some(e) = super::ext_fields::save_nodes(data)? {
+        out.push(e)
+    }
+    if let Some(e) = super::ext_fields::save_services(data)? {
+        out.push(e)
+    }
+    if let Some(e) = super::ext_fields::save_sessions(data)? {
+        out.push(e)
+    }
     let known: Vec<String> = out.iter().map(|e| e.table.clone()).collect();
     out.extend(data.unknown_tables.0.iter().filter(|e| !known.contains(&e.table)).cloned());
     Ok(out)
@@ -90,6 +99,9 @@ pub fn scatter(data: &mut StateData, entries: Vec<ExtEntry>) -> Result<(), ExtEr
         // Known tables are matched here by name: `"some_table" => some_table::load(data, &entry)?`.
         match entry.table.as_str() {
             super::prepared_query::TABLE_NAME => super::prepared_query::load(data, &entry)?,
+            super::ext_fields::NODE_TABLE => super::ext_fields::load_nodes(data, &entry)?,
+            super::ext_fields::SERVICE_TABLE => super::ext_fields::load_services(data, &entry)?,
+            super::ext_fields::SESSION_TABLE => super::ext_fields::load_sessions(data, &entry)?,
             _ => data.unknown_tables.0.push(entry),
         }
     }

@@ -18,6 +18,7 @@ pub mod command;
 pub mod connect_ca;
 pub mod coordinate;
 pub mod dedup;
+pub mod ext_fields;
 pub mod ext_tables;
 pub mod kv;
 pub mod prepared_query;
@@ -223,6 +224,11 @@ impl StateStore {
         if let Command::Batch(cmds) = cmd {
             return CommandResponse::Batch(cmds.iter().map(|c| self.apply(c, index)).collect());
         }
+        if let Command::WithExt { cmd, ext } = cmd {
+            let mut cmd = (**cmd).clone();
+            ext_fields::attach(&mut cmd, &ext.0);
+            return self.apply(&cmd, index);
+        }
         if let Command::Tracked { id, cmd } = cmd {
             // Look up, apply, record: three lock scopes are fine, the state machine is the only
             // writer and applies one entry at a time.
@@ -378,7 +384,7 @@ impl StateStore {
                     Err(e) => CommandResponse::Failed(ApplyError::PreparedQueryInvalid(e)),
                 },
                 // Handled above, before taking the lock.
-                Command::Batch(_) | Command::Tracked { .. } => CommandResponse::Ok,
+                Command::Batch(_) | Command::Tracked { .. } | Command::WithExt { .. } => CommandResponse::Ok,
             };
             sessions_changed = data.session_index != session_index;
             // A session's prepared queries end with it.

@@ -89,6 +89,10 @@ pub struct Session {
     pub create_index: u64,
     /// Raft index of the last change.
     pub modify_index: u64,
+    /// Fields added after this encoding settled (the deprecated `Checks`): they travel beside
+    /// it (see [`super::ext_fields`]).
+    #[serde(skip)]
+    pub ext: super::ext_fields::SessionExt,
 }
 
 /// A lock-delay on one key.
@@ -101,9 +105,15 @@ pub enum LockDelay {
 }
 
 impl Session {
-    /// Every check ID the session is linked to (node and service checks).
+    /// Every check ID the session is linked to (the deprecated `Checks`, node and service
+    /// checks: Consul's `Session.CheckIDs`).
     fn linked_checks(&self) -> impl Iterator<Item = &str> {
-        self.node_checks.iter().map(String::as_str).chain(self.service_checks.iter().map(|c| c.id.as_str()))
+        self.ext
+            .checks
+            .iter()
+            .map(String::as_str)
+            .chain(self.node_checks.iter().map(String::as_str))
+            .chain(self.service_checks.iter().map(|c| c.id.as_str()))
     }
 }
 

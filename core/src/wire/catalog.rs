@@ -6,6 +6,7 @@ use super::body::{parse_object, validate_meta, Obj};
 use crate::state::catalog::{
     valid_status, HealthCheck, Node, RegisterRequest, ServiceAddress, ServiceInstance, Weights, CRITICAL,
 };
+use crate::state::ext_fields::{Locality, NodeExt, ServiceExt};
 use crate::Error;
 
 /// Parses a `Check` object of a catalog registration.
@@ -105,7 +106,23 @@ pub(crate) fn parse_service(o: Obj<'_>, name_fields: &[&str]) -> Result<ServiceI
         tagged_addresses: tagged,
         weights,
         enable_tag_override: o.boolean(&["EnableTagOverride", "enable_tag_override"])?,
+        ext: parse_service_ext(o)?,
         ..ServiceInstance::default()
+    })
+}
+
+/// The service fields kept beside the original encoding (see [`crate::state::ext_fields`]):
+/// `Locality`, `SocketPath`, and `Proxy`/`Connect` kept as given.
+fn parse_service_ext(o: Obj<'_>) -> Result<ServiceExt, Error> {
+    let locality = parse_locality(o)?;
+    let raw_object = |names: &[&str]| -> Result<Option<serde_json::Value>, Error> {
+        Ok(o.object(names)?.map(|m| serde_json::Value::Object(m.clone())))
+    };
+    Ok(ServiceExt {
+        locality,
+        socket_path: o.string(&["SocketPath", "socket_path"])?,
+        proxy: raw_object(&["Proxy"])?,
+        connect: raw_object(&["Connect"])?,
     })
 }
 
@@ -167,8 +184,19 @@ pub(crate) fn parse_node(o: Obj<'_>, meta_field: &str, datacenter: &str) -> Resu
         datacenter: datacenter.to_string(),
         tagged_addresses: o.string_map(&["TaggedAddresses"])?,
         meta: node_meta,
+        ext: NodeExt { locality: parse_locality(o)? },
         ..Node::default()
     })
+}
+
+/// A `Locality` object (`None` when absent).
+fn parse_locality(o: Obj<'_>) -> Result<Option<Locality>, Error> {
+    o.object(&["Locality"])?
+        .map(|l| {
+            let l = Obj::new(l, "Locality");
+            Ok(Locality { region: l.string(&["Region"])?, zone: l.string(&["Zone"])? })
+        })
+        .transpose()
 }
 
 /// Parses a catalog registration (`PUT /v1/catalog/register`).

@@ -70,6 +70,10 @@ pub const HONOURED: &[KeyGroup] = &[
         "identity and role of the agent (`node_meta` is the node's catalog metadata)",
     ),
     group(
+        &["locality.{region,zone}"],
+        "the node's `Locality` in the catalog, and the locality of services registered on this agent without one",
+    ),
+    group(
         &["bind_addr", "advertise_addr", "client_addr", "ports.{http,https,dns,server,serf_lan}"],
         "listeners (`-1` turns HTTP or DNS off; `ports.https` without any certificate opens no listener, logged)",
     ),
@@ -299,7 +303,6 @@ pub const NO_EFFECT: &[KeyGroup] = &[
             "tagged_addresses",
             "advertise_addr_{ipv4,ipv6}",
             "advertise_reconnect_timeout",
-            "locality.{region,zone}",
             "disable_host_node_id",
             "server_name",
         ],

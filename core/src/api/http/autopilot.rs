@@ -279,6 +279,10 @@ pub(super) fn usage_json(catalog: &crate::state::catalog::Catalog) -> Value {
         if let Some(n) = connect.get_mut(s.kind.as_str()) {
             *n += 1;
         }
+        // A typical service with `Connect.Native` counts as connect-native too.
+        if s.kind.is_empty() && s.ext.connect_native() {
+            *connect.entry("connect-native").or_default() += 1;
+        }
         if s.kind.is_empty() && s.service != "consul" {
             billable += 1;
         }
@@ -319,6 +323,34 @@ pub(super) async fn usage(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A typical service with `Connect.Native` counts under `connect-native` and stays billable;
+    /// a proxy counts under its kind.
+    #[test]
+    fn usage_counts_connect_native_instances() {
+        use crate::state::catalog::{Catalog, Node, RegisterRequest, ServiceInstance};
+        use crate::state::ext_fields::ServiceExt;
+        let mut catalog = Catalog::default();
+        let node = Node { node: "n".into(), address: "10.0.0.1".into(), ..Node::default() };
+        let native = ServiceExt { connect: Some(json_value!({"Native": true})), ..ServiceExt::default() };
+        for svc in [
+            ServiceInstance { id: "web1".into(), service: "web".into(), ext: native, ..Default::default() },
+            ServiceInstance { id: "db1".into(), service: "db".into(), ..Default::default() },
+            ServiceInstance {
+                id: "p1".into(),
+                service: "p".into(),
+                kind: "connect-proxy".into(),
+                ..Default::default()
+            },
+        ] {
+            let req = RegisterRequest { node: node.clone(), service: Some(svc), ..RegisterRequest::default() };
+            catalog.register(&req, 1).expect("register");
+        }
+        let u = usage_json(&catalog);
+        assert_eq!(u["ConnectServiceInstances"]["connect-native"], 1);
+        assert_eq!(u["ConnectServiceInstances"]["connect-proxy"], 1);
+        assert_eq!(u["BillableServiceInstances"], 2);
+    }
 
     #[test]
     fn a_put_body_reads_durations_as_strings_or_nanoseconds_and_absent_fields_as_zero() {

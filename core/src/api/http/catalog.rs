@@ -22,6 +22,7 @@ use crate::state::catalog::{
     watch_services, DeregisterRequest, HealthCheck, Node, ServiceInstance, PASSING,
 };
 use crate::state::command::{Command, CommandResponse};
+use crate::state::ext_fields::ServiceExt;
 use crate::state::watch::WatchTarget;
 use crate::state::StateData;
 use crate::wire::body::{parse_object, Obj};
@@ -31,13 +32,22 @@ use crate::Error;
 /// Largest catalog request body.
 const MAX_BODY: usize = 1024 * 1024;
 
-/// `Node` JSON.
+/// `Node` JSON (`Locality` only when set, as Consul's `omitempty`).
 pub(crate) fn node_json(n: &Node) -> Value {
-    json!({
+    let mut v = json!({
         "ID": n.id, "Node": n.node, "Address": n.address, "Datacenter": n.datacenter,
         "TaggedAddresses": n.tagged_addresses, "Meta": n.meta,
         "CreateIndex": n.create_index, "ModifyIndex": n.modify_index,
-    })
+    });
+    add_node_ext(&mut v, n);
+    v
+}
+
+/// Adds a node's `Locality` to its JSON when set.
+pub(crate) fn add_node_ext(v: &mut Value, n: &Node) {
+    if let (Some(l), Some(m)) = (&n.ext.locality, v.as_object_mut()) {
+        m.insert("Locality".into(), json!(l));
+    }
 }
 
 fn tagged_json(s: &ServiceInstance) -> Value {
@@ -46,15 +56,37 @@ fn tagged_json(s: &ServiceInstance) -> Value {
     Value::Object(m)
 }
 
+/// Adds the fields kept beside the original encoding (`SocketPath`, `Proxy`, `Connect`,
+/// `Locality`) to a service's JSON, each only when set (Consul's `omitempty`). `catalog` names
+/// them as `structs.ServiceNode` does (`ServiceProxy`, ...), which has no socket path.
+pub(crate) fn add_service_ext(v: &mut Value, ext: &ServiceExt, catalog: bool) {
+    let Some(m) = v.as_object_mut() else { return };
+    let prefix = if catalog { "Service" } else { "" };
+    if !catalog && !ext.socket_path.is_empty() {
+        m.insert("SocketPath".into(), json!(ext.socket_path));
+    }
+    if let Some(p) = &ext.proxy {
+        m.insert(format!("{prefix}Proxy"), p.clone());
+    }
+    if let Some(c) = &ext.connect {
+        m.insert(format!("{prefix}Connect"), c.clone());
+    }
+    if let Some(l) = &ext.locality {
+        m.insert(format!("{prefix}Locality"), json!(l));
+    }
+}
+
 /// `AgentService` JSON (the read shape: `Service` holds the name).
 pub(crate) fn service_json(s: &ServiceInstance, datacenter: &str) -> Value {
-    json!({
+    let mut v = json!({
         "Kind": s.kind, "ID": s.id, "Service": s.service, "Tags": s.tags, "Meta": s.meta,
         "Port": s.port, "Address": s.address, "TaggedAddresses": tagged_json(s),
         "Weights": {"Passing": s.weights.passing, "Warning": s.weights.warning},
         "EnableTagOverride": s.enable_tag_override, "Datacenter": datacenter,
         "CreateIndex": s.create_index, "ModifyIndex": s.modify_index,
-    })
+    });
+    add_service_ext(&mut v, &s.ext, false);
+    v
 }
 
 /// `HealthCheck` JSON.
@@ -70,7 +102,7 @@ pub(crate) fn check_json(c: &HealthCheck) -> Value {
 }
 
 fn catalog_service_json(n: &Node, s: &ServiceInstance) -> Value {
-    json!({
+    let mut v = json!({
         "ID": n.id, "Node": n.node, "Address": n.address, "Datacenter": n.datacenter,
         "TaggedAddresses": n.tagged_addresses, "NodeMeta": n.meta,
         "ServiceKind": s.kind, "ServiceID": s.id, "ServiceName": s.service, "ServiceTags": s.tags,
@@ -78,7 +110,9 @@ fn catalog_service_json(n: &Node, s: &ServiceInstance) -> Value {
         "ServicePort": s.port, "ServiceWeights": {"Passing": s.weights.passing, "Warning": s.weights.warning},
         "ServiceEnableTagOverride": s.enable_tag_override,
         "CreateIndex": s.create_index, "ModifyIndex": s.modify_index,
-    })
+    });
+    add_service_ext(&mut v, &s.ext, true);
+    v
 }
 
 /// `?node-meta=key:value` filters (repeatable; all must match).

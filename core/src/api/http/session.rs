@@ -18,6 +18,7 @@ use crate::api::authz::RequestAcl;
 use crate::duration::{format_go_duration, parse_go_duration};
 use crate::replication::session_ttl::{now_ms, TTL_MAX, TTL_MIN};
 use crate::state::command::{Command, CommandResponse};
+use crate::state::ext_fields::SessionExt;
 use crate::state::session::{
     Behavior, ServiceCheck, Session, DEFAULT_LOCK_DELAY_NS, MAX_LOCK_DELAY_NS, SERF_HEALTH, WATCH_SESSIONS,
 };
@@ -44,13 +45,10 @@ pub(crate) fn session_json(s: &Session) -> Value {
         "CreateIndex": s.create_index,
         "ModifyIndex": s.modify_index,
     });
-    // The deprecated `Checks` (node and service check IDs) is left out when it would only name
-    // the default serfHealth, and when empty (Consul's `omitempty`: never `[]`).
-    let checks: Vec<&str> =
-        s.node_checks.iter().map(String::as_str).chain(s.service_checks.iter().map(|c| c.id.as_str())).collect();
-    if !checks.is_empty() && checks != [SERF_HEALTH] {
+    // The deprecated `Checks` is `omitempty` in Consul: absent, never `[]`.
+    if !s.ext.checks.is_empty() {
         if let Some(obj) = v.as_object_mut() {
-            obj.insert("Checks".into(), json_value!(checks));
+            obj.insert("Checks".into(), json_value!(s.ext.checks));
         }
     }
     v
@@ -104,16 +102,22 @@ pub(super) fn parse_create(bytes: &[u8], default_node: &str) -> Result<Session, 
             )));
         }
     }
-    // NodeChecks (or the deprecated Checks) default to serfHealth only when neither is given;
-    // an explicit empty list links the session to no node check.
-    let mut node_checks = o.strings(&["NodeChecks"])?;
-    for c in o.strings(&["Checks"])? {
-        if !node_checks.contains(&c) {
-            node_checks.push(c);
+    // Consul starts from `Checks` and `NodeChecks` both [serfHealth], takes what the body gives
+    // (null counts as empty), then settles the deprecated field against the new one
+    // (`fixupEmptySessionChecks`): an empty `Checks` empties `NodeChecks`; a `Checks` of only
+    // serfHealth, or beside an empty `NodeChecks`, is dropped. The session is linked to both.
+    let given = |name: &str| -> Result<Vec<String>, Error> {
+        match o.get(&[name]) {
+            None => Ok(vec![SERF_HEALTH.to_string()]),
+            Some(_) => o.strings(&[name]),
         }
-    }
-    if o.get(&["NodeChecks"]).is_none() && o.get(&["Checks"]).is_none() {
-        node_checks.push(SERF_HEALTH.to_string());
+    };
+    let mut checks = given("Checks")?;
+    let mut node_checks = given("NodeChecks")?;
+    if checks.is_empty() {
+        node_checks.clear();
+    } else if checks == [SERF_HEALTH] || node_checks.is_empty() {
+        checks.clear();
     }
     let service_checks = o
         .objects(&["ServiceChecks"])?
@@ -138,6 +142,7 @@ pub(super) fn parse_create(bytes: &[u8], default_node: &str) -> Result<Session, 
         service_checks,
         create_index: 0,
         modify_index: 0,
+        ext: SessionExt { checks },
     })
 }
 
@@ -299,7 +304,28 @@ mod tests {
         assert_eq!(v.get("Checks"), None);
         assert_eq!(session_json(&parse_create(b"", "a").expect("parse")).get("Checks"), None);
         let two = parse_create(br#"{"NodeChecks":["serfHealth","n:1"]}"#, "a").expect("parse");
-        assert_eq!(session_json(&two).get("Checks"), Some(&json_value!(["serfHealth", "n:1"])));
+        assert_eq!(session_json(&two).get("Checks"), None);
+    }
+
+    /// The deprecated `Checks` is kept apart from `NodeChecks`, settled as Consul's
+    /// `fixupEmptySessionChecks` does.
+    #[test]
+    fn deprecated_checks_are_settled_against_node_checks() {
+        let parse = |b: &[u8]| parse_create(b, "a").expect("parse");
+        let s = parse(b"{}");
+        assert_eq!((s.ext.checks.len(), s.node_checks.clone()), (0, vec![SERF_HEALTH.to_string()]));
+        let s = parse(br#"{"Checks":[]}"#);
+        assert!(s.ext.checks.is_empty() && s.node_checks.is_empty());
+        let s = parse(br#"{"Checks":["c1"]}"#);
+        assert_eq!(
+            (s.ext.checks.clone(), s.node_checks.clone()),
+            (vec!["c1".to_string()], vec![SERF_HEALTH.to_string()])
+        );
+        assert_eq!(session_json(&s).get("Checks"), Some(&json_value!(["c1"])));
+        let s = parse(br#"{"Checks":["c1"],"NodeChecks":[]}"#);
+        assert!(s.ext.checks.is_empty() && s.node_checks.is_empty());
+        let s = parse(br#"{"NodeChecks":["n1"]}"#);
+        assert_eq!((s.ext.checks.len(), s.node_checks.clone()), (0, vec!["n1".to_string()]));
     }
 
     #[test]

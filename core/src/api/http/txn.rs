@@ -193,11 +193,13 @@ fn map_or_null<T: serde::Serialize>(m: &std::collections::BTreeMap<String, T>) -
 
 /// `structs.Node` as a transaction result.
 fn node_result(n: &Node) -> Value {
-    json_value!({
+    let mut v = json_value!({
         "ID": n.id, "Node": n.node, "Address": n.address, "Datacenter": n.datacenter,
         "TaggedAddresses": map_or_null(&n.tagged_addresses), "Meta": map_or_null(&n.meta),
         "CreateIndex": n.create_index, "ModifyIndex": n.modify_index,
-    })
+    });
+    super::catalog::add_node_ext(&mut v, n);
+    v
 }
 
 /// `structs.NodeService` as a transaction result (no `Datacenter`, `TaggedAddresses` only when
@@ -219,6 +221,7 @@ fn service_result(s: &ServiceInstance) -> Value {
             .collect();
         v["TaggedAddresses"] = Value::Object(tagged);
     }
+    super::catalog::add_service_ext(&mut v, &s.ext, false);
     v
 }
 
