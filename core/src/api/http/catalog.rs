@@ -76,6 +76,15 @@ pub(crate) fn add_service_ext(v: &mut Value, ext: &ServiceExt, catalog: bool) {
     }
 }
 
+/// Fills in what `structs.NodeService` / `structs.ServiceNode` always encode when the service has
+/// none (`prefix` is `"Service"` for the catalog's field names): an empty proxy configuration
+/// (`ConnectProxyConfig` with its non-pointer members) and an empty `Connect`.
+pub(crate) fn add_node_service_defaults(v: &mut Value, prefix: &str) {
+    let Some(m) = v.as_object_mut() else { return };
+    m.entry(format!("{prefix}Proxy")).or_insert_with(|| json!({"Mode": "", "MeshGateway": {}, "Expose": {}}));
+    m.entry(format!("{prefix}Connect")).or_insert_with(|| json!({}));
+}
+
 /// `AgentService` JSON (the read shape: `Service` holds the name).
 pub(crate) fn service_json(s: &ServiceInstance, datacenter: &str) -> Value {
     let mut v = json!({
@@ -106,12 +115,18 @@ fn catalog_service_json(n: &Node, s: &ServiceInstance) -> Value {
         "ID": n.id, "Node": n.node, "Address": n.address, "Datacenter": n.datacenter,
         "TaggedAddresses": n.tagged_addresses, "NodeMeta": n.meta,
         "ServiceKind": s.kind, "ServiceID": s.id, "ServiceName": s.service, "ServiceTags": s.tags,
-        "ServiceAddress": s.address, "ServiceTaggedAddresses": tagged_json(s), "ServiceMeta": s.meta,
+        "ServiceAddress": s.address, "ServiceMeta": s.meta,
         "ServicePort": s.port, "ServiceWeights": {"Passing": s.weights.passing, "Warning": s.weights.warning},
-        "ServiceEnableTagOverride": s.enable_tag_override,
+        "ServiceEnableTagOverride": s.enable_tag_override, "ServiceSocketPath": s.ext.socket_path,
         "CreateIndex": s.create_index, "ModifyIndex": s.modify_index,
     });
+    // `structs.ServiceNode`: tagged addresses only when set; socket path, proxy and connect
+    // always (the last two empty when unset).
+    if !s.tagged_addresses.is_empty() {
+        v["ServiceTaggedAddresses"] = tagged_json(s);
+    }
     add_service_ext(&mut v, &s.ext, true);
+    add_node_service_defaults(&mut v, "Service");
     v
 }
 

@@ -21,6 +21,7 @@ use super::query::QueryParams;
 use super::{json, read_body, set_read_meta, Ctx};
 use crate::acl::rules::{Need, Resource};
 use crate::api::authz::RequestAcl;
+use crate::replication::consensus::ReadMeta;
 use crate::state::catalog::{DeregisterRequest, HealthCheck, Node, RegisterRequest, ServiceInstance};
 use crate::state::command::{Command, CommandResponse, KvOp, KvVerb};
 use crate::state::kv::validate_key;
@@ -66,13 +67,13 @@ async fn txn_inner(
     // runs, with one error per refused operation (Consul's 409 shape).
     let denied = ctx.consensus()?.state().read(|d| denied_ops(acl, d, &ops));
     if !denied.is_empty() {
-        return Ok(render(&TxnReport { results: Vec::new(), errors: denied }, pretty));
+        return Ok(render(&TxnReport { results: Vec::new(), errors: denied }, pretty, None));
     }
     if ops.iter().all(TxnOp::is_read) {
         let consistency = q.consistency()?;
         let meta = ctx.consensus()?.read_barrier(consistency).await?;
         let (index, report) = ctx.consensus()?.state().read(|d| (d.last_index, TxnRun::new(d).run(&ops, 0)));
-        let mut resp = render(&report, pretty);
+        let mut resp = render(&report, pretty, Some((index, &meta, acl)));
         set_read_meta(resp.headers_mut(), index, &meta);
         return Ok(resp);
     }
@@ -81,7 +82,7 @@ async fn txn_inner(
         (index, CommandResponse::TxnReport(report)) => (index, report),
         (_, other) => return Err(Error::Raft(format!("unexpected result {other:?}"))),
     };
-    let mut resp = render(&report, pretty);
+    let mut resp = render(&report, pretty, None);
     resp.headers_mut().insert("X-Consul-Index", index.max(1).into());
     Ok(resp)
 }
@@ -206,7 +207,7 @@ fn node_result(n: &Node) -> Value {
 /// set: the Go client decodes it into `CatalogService`, whose `TaggedAddresses` is a string map).
 fn service_result(s: &ServiceInstance) -> Value {
     let mut v = json_value!({
-        "Kind": s.kind, "ID": s.id, "Service": s.service,
+        "ID": s.id, "Service": s.service,
         "Tags": if s.tags.is_empty() { Value::Null } else { json_value!(s.tags) },
         "Address": s.address, "Meta": map_or_null(&s.meta), "Port": s.port,
         "Weights": {"Passing": s.weights.passing, "Warning": s.weights.warning},
@@ -221,7 +222,12 @@ fn service_result(s: &ServiceInstance) -> Value {
             .collect();
         v["TaggedAddresses"] = Value::Object(tagged);
     }
+    if !s.kind.is_empty() {
+        v["Kind"] = json_value!(s.kind);
+    }
     super::catalog::add_service_ext(&mut v, &s.ext, false);
+    super::catalog::add_node_service_defaults(&mut v, "");
+    v["PeerName"] = json_value!("");
     v
 }
 
@@ -235,7 +241,15 @@ fn check_result(c: &HealthCheck) -> Value {
     v
 }
 
-fn render(report: &TxnReport, pretty: bool) -> Response {
+/// The answer; a read-only transaction's (`read`) also carries Consul's `QueryMeta` fields, as
+/// its `TxnReadResponse` does.
+fn render(report: &TxnReport, pretty: bool, read: Option<(u64, &ReadMeta, &RequestAcl)>) -> Response {
+    let with_meta = |mut body: Value| {
+        if let Some((index, meta, acl)) = read {
+            super::add_query_meta(&mut body, index, meta, acl);
+        }
+        body
+    };
     if report.errors.is_empty() {
         let results: Vec<Value> = report
             .results
@@ -247,11 +261,11 @@ fn render(report: &TxnReport, pretty: bool) -> Response {
                 TxnEntry::Check(c) => json_value!({ "Check": check_result(c) }),
             })
             .collect();
-        json(StatusCode::OK, &json_value!({ "Results": results, "Errors": null }), pretty)
+        json(StatusCode::OK, &with_meta(json_value!({ "Results": results, "Errors": null })), pretty)
     } else {
         let errors: Vec<Value> =
             report.errors.iter().map(|e| json_value!({ "OpIndex": e.op_index, "What": e.what })).collect();
-        json(StatusCode::CONFLICT, &json_value!({ "Results": null, "Errors": errors }), pretty)
+        json(StatusCode::CONFLICT, &with_meta(json_value!({ "Results": null, "Errors": errors })), pretty)
     }
 }
 
