@@ -9,18 +9,13 @@
 //! sort: Consul's DNS sorts only on the query's `Near`, and the catalog's coordinates are not
 //! consulted here.
 
-use std::net::IpAddr;
-use std::str::FromStr;
-
-use hickory_proto::rr::rdata::{CNAME, SRV};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::{Name, RecordType};
 use rand::seq::SliceRandom;
 
-use super::resolve::{addr_record, hex_ip, name, service_ttl, ttl_secs, DnsAnswer};
+use super::resolve::{service_ttl, ttl_secs, DnsAnswer};
 use super::DnsConfig;
 use crate::acl::rules::{Need, Resource};
 use crate::api::authz::Authz;
-use crate::state::catalog::WARNING;
 use crate::state::prepared_query::execute;
 use crate::state::StateData;
 
@@ -62,48 +57,15 @@ pub(super) fn answer(data: &StateData, acl: &Authz, config: &DnsConfig, asked: &
     if config.a_record_limit > 0 && asked.qtype != RecordType::SRV {
         limit = limit.min(config.a_record_limit);
     }
-    let (domain, datacenter, owner) = (asked.domain, asked.datacenter, asked.owner);
-    let mut a = DnsAnswer::default();
-    let mut seen_ips = std::collections::HashSet::new();
-    for (node, svc, checks) in picked {
-        if a.answers.len() >= limit {
-            a.limited = true;
-            break;
-        }
-        let address = if svc.address.is_empty() { node.address.as_str() } else { svc.address.as_str() };
-        let ip = IpAddr::from_str(address).ok();
-        if asked.qtype == RecordType::SRV {
-            let warning = checks.iter().any(|c| c.status == WARNING);
-            let weight = if warning { svc.weights.warning } else { svc.weights.passing }.clamp(0, 65535) as u16;
-            let target = match ip {
-                _ if svc.address.is_empty() => format!("{}.node.{datacenter}.{domain}", node.node),
-                Some(ip) => format!("{}.addr.{datacenter}.{domain}", hex_ip(ip)),
-                None => format!("{address}."),
-            };
-            let Some(target_name) = name(&target) else { continue };
-            let mut extra = Vec::with_capacity(1);
-            match ip {
-                Some(ip) => extra.extend(addr_record(&target_name, ttl, ip, RecordType::SRV)),
-                None => {
-                    if let Some(cname) = name(address) {
-                        extra.push(Record::from_rdata(target_name.clone(), ttl, RData::CNAME(CNAME(cname))));
-                    }
-                }
-            }
-            a.answers.push(Record::from_rdata(
-                owner.clone(),
-                ttl,
-                RData::SRV(SRV::new(1, weight, svc.port, target_name)),
-            ));
-            a.extras.push(extra);
-        } else if let Some(ip) = ip.filter(|ip| seen_ips.insert(*ip)) {
-            a.answers.extend(addr_record(owner, ttl, ip, asked.qtype));
-        }
-    }
-    if a.answers.is_empty() {
-        a.authorities.extend(super::resolve::soa(config, domain));
-    }
-    Some(a)
+    Some(super::resolve::instances_answer(
+        config,
+        picked,
+        asked.qtype,
+        asked.owner,
+        ttl,
+        limit,
+        (asked.datacenter, asked.domain),
+    ))
 }
 
 #[cfg(test)]
@@ -115,6 +77,7 @@ mod tests {
         PreparedQuery, PreparedQueryOp, QueryTemplate, ServiceQuery, NAME_PREFIX_MATCH,
     };
     use crate::state::StateStore;
+    use hickory_proto::rr::RData;
 
     fn store() -> StateStore {
         let store = StateStore::new();

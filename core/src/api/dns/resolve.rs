@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 
 use super::reverse::{is_reverse_name, parse_reverse_name};
 use super::DnsConfig;
-use crate::state::catalog::{service_entries, HealthCheck, Node, CRITICAL, WARNING};
+use crate::state::catalog::{service_entries, HealthCheck, Node, ServiceInstance, CRITICAL, WARNING};
 use crate::state::StateData;
 
 /// What a question resolved to.
@@ -405,6 +405,22 @@ fn service_answer(
     if config.a_record_limit > 0 && qtype != RecordType::SRV {
         limit = limit.min(config.a_record_limit);
     }
+    instances_answer(config, picked, qtype, owner, ttl, limit, (datacenter, domain))
+}
+
+/// The records for `picked` (healthy, visible instances, already shuffled) under `owner`: SRV
+/// with their targets' address (or CNAME) and node-meta TXT records, or A/AAAA answering each
+/// address once; at most `limit` answers. Shared by service and prepared-query lookups.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn instances_answer(
+    config: &DnsConfig,
+    picked: Vec<(&Node, &ServiceInstance, Vec<&HealthCheck>)>,
+    qtype: RecordType,
+    owner: &Name,
+    ttl: u32,
+    limit: usize,
+    (datacenter, domain): (&str, &str),
+) -> DnsAnswer {
     let mut a = DnsAnswer::default();
     // Several instances on one address give identical A records: answer each address once.
     let mut seen_ips = std::collections::HashSet::new();
