@@ -86,6 +86,17 @@ impl Schema {
 const STRING_MAP: Field = Field::Map(&Field::String);
 const WEIGHTS: Field = Field::Object(&[("Passing", Field::Int), ("Warning", Field::Int)]);
 const SERVICE_ADDRESS: Field = Field::Object(&[("Address", Field::String), ("Port", Field::Int)]);
+const LOCALITY: Field = Field::Object(&[("Region", Field::String), ("Zone", Field::String)]);
+/// The selectable part of a proxy configuration (`ConnectProxyConfig`).
+const PROXY: Field = Field::Object(&[
+    ("DestinationServiceName", Field::String),
+    ("DestinationServiceID", Field::String),
+    ("LocalServiceAddress", Field::String),
+    ("LocalServicePort", Field::Int),
+    ("LocalServiceSocketPath", Field::String),
+    ("Mode", Field::String),
+]);
+const CONNECT: Field = Field::Object(&[("Native", Field::Bool)]);
 
 /// `Node` (`/v1/catalog/nodes`, and `Node` in other shapes).
 pub const NODE: Schema = Schema {
@@ -97,6 +108,7 @@ pub const NODE: Schema = Schema {
         ("Datacenter", Field::String),
         ("TaggedAddresses", STRING_MAP),
         ("Meta", STRING_MAP),
+        ("Locality", LOCALITY),
         ("CreateIndex", Field::Int),
         ("ModifyIndex", Field::Int),
     ],
@@ -117,6 +129,10 @@ pub const AGENT_SERVICE: Schema = Schema {
         ("Weights", WEIGHTS),
         ("EnableTagOverride", Field::Bool),
         ("Datacenter", Field::String),
+        ("SocketPath", Field::String),
+        ("Proxy", PROXY),
+        ("Connect", CONNECT),
+        ("Locality", LOCALITY),
         ("CreateIndex", Field::Int),
         ("ModifyIndex", Field::Int),
     ],
@@ -165,6 +181,10 @@ pub const CATALOG_SERVICE: Schema = Schema {
         ("ServicePort", Field::Int),
         ("ServiceWeights", WEIGHTS),
         ("ServiceEnableTagOverride", Field::Bool),
+        ("ServiceSocketPath", Field::String),
+        ("ServiceProxy", PROXY),
+        ("ServiceConnect", CONNECT),
+        ("ServiceLocality", LOCALITY),
         ("CreateIndex", Field::Int),
         ("ModifyIndex", Field::Int),
     ],
