@@ -284,3 +284,47 @@ async fn t81_queries_through_a_client_agent() {
     client.shutdown().await.expect("shutdown");
     server.shutdown().await.expect("shutdown");
 }
+
+/// Execute blocks on `?index=` until its service changes, and `?cached` answers it from the
+/// agent cache (MISS, then HIT), kept current by that blocking refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t81_execute_blocks_and_is_cached() {
+    let c = Cluster::start(1).await;
+    let api = c.api(0);
+    register(&api, "n1", "10.0.1.1", &["primary"], "passing").await;
+    let created =
+        ok(&send(&api, Method::POST, "/v1/query", Some(json!({"Name": "db-q", "Service": {"Service": "db"}}))).await);
+    assert!(created["ID"].as_str().is_some_and(|id| !id.is_empty()), "{created}");
+
+    let first = send(&api, Method::GET, "/v1/query/db-q/execute", None).await;
+    let index: u64 = first.header("X-Consul-Index").and_then(|v| v.parse().ok()).expect("index");
+    assert_eq!(nodes(&ok(&first)), ["n1"]);
+
+    // A blocking execute returns when an instance of its service comes.
+    let waiter = {
+        let api = api.clone();
+        tokio::spawn(async move { api.get(&format!("/v1/query/db-q/execute?index={index}&wait=20s")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    register(&api, "n2", "10.0.1.2", &["primary"], "passing").await;
+    let woke =
+        tokio::time::timeout(Duration::from_secs(15), waiter).await.expect("in time").expect("join").expect("get");
+    assert_eq!(nodes(&ok(&woke)), ["n1", "n2"]);
+    let later: u64 = woke.header("X-Consul-Index").and_then(|v| v.parse().ok()).expect("index");
+    assert!(later > index, "{later} > {index}");
+
+    let miss = send(&api, Method::GET, "/v1/query/db-q/execute?cached", None).await;
+    assert_eq!(miss.header("X-Cache").as_deref(), Some("MISS"));
+    assert_eq!(nodes(&ok(&miss)), ["n1", "n2"]);
+    let hit = send(&api, Method::GET, "/v1/query/db-q/execute?cached", None).await;
+    assert_eq!(hit.header("X-Cache").as_deref(), Some("HIT"));
+    assert_eq!(nodes(&ok(&hit)), ["n1", "n2"]);
+
+    // The background refresh sees a third instance without the client asking to fetch.
+    register(&api, "n3", "10.0.1.3", &["primary"], "passing").await;
+    eventually(Duration::from_secs(15), "the cached execute to show n3", || async {
+        let r = send(&api, Method::GET, "/v1/query/db-q/execute?cached", None).await;
+        (r.header("X-Cache").as_deref() == Some("HIT") && nodes(&r.json()) == ["n1", "n2", "n3"]).then_some(())
+    })
+    .await;
+}

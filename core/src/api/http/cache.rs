@@ -51,6 +51,10 @@ pub fn cacheable(path: &str) -> bool {
         || ["/v1/catalog/service/", "/v1/health/service/", "/v1/agent/connect/ca/leaf/"]
             .iter()
             .any(|p| path.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
+        || path
+            .strip_prefix("/v1/query/")
+            .and_then(|rest| rest.strip_suffix("/execute"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// A response as stored: everything needed to answer it again.
@@ -615,5 +619,7 @@ mod tests {
         assert_ne!(key_and_base(&u("/v1/health/service/web?cached"), &tok).expect("key").0, k1);
         assert!(cacheable("/v1/catalog/service/web") && !cacheable("/v1/catalog/service/"));
         assert!(!cacheable("/v1/kv/x") && cacheable("/v1/catalog/services"));
+        assert!(cacheable("/v1/query/geo-db/execute") && !cacheable("/v1/query/geo-db"));
+        assert!(!cacheable("/v1/query//execute") && !cacheable("/v1/query/a/b/execute"));
     }
 }

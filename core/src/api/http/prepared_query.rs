@@ -364,10 +364,18 @@ async fn run(ctx: &Ctx, acl: &RequestAcl, id_or_name: &str, uri: &Uri) -> Result
         Some(l) => l.parse::<i64>().map_err(|e| Error::BadRequest(format!("Bad limit: {e}")))?,
     };
     let connect = q.has("connect") && q.get("connect") != Some("false");
-    let meta = ctx.consensus()?.read_barrier(params.consistency).await?;
     let dc = ctx.config.datacenter.clone();
     let now = crate::replication::session_ttl::now_ms();
-    let (index, result) = ctx.consensus()?.state().read(|d| {
+    // Execute blocks (`?index=`) like a health query: it wakes when the query table or the
+    // service it answers for changes. That also lets the agent cache keep `?cached` answers
+    // current with a blocking refresh.
+    let service =
+        ctx.consensus()?.state().read(|d| execute::resolve(d, id_or_name, "").ok().map(|pq| pq.service.service));
+    let mut targets = vec![WatchTarget::Key(WATCH_QUERIES.to_string())];
+    if let Some(service) = &service {
+        targets.push(WatchTarget::Key(crate::state::catalog::watch_service(service)));
+    }
+    let (index, result, meta) = blocking::run(ctx, &params, &targets, |d| {
         let pq = match execute::resolve(d, id_or_name, "") {
             Ok(pq) => pq,
             Err(e) => return (d.prepared_queries.index, Err(resolve_error(e))),
@@ -421,8 +429,9 @@ async fn run(ctx: &Ctx, acl: &RequestAcl, id_or_name: &str, uri: &Uri) -> Result
             "PeerName": "",
             "Failovers": 0,
         });
-        (d.prepared_queries.index, Ok(body))
-    });
+        (d.prepared_queries.index.max(d.catalog.service_index(&pq.service.service)), Ok(body))
+    })
+    .await?;
     let mut body = result?;
     add_query_meta(&mut body, index, &meta, acl);
     Ok(with_meta(json_response(StatusCode::OK, &body, q.pretty()), index, &meta))
