@@ -338,7 +338,8 @@ impl Agent {
                 shutdown.clone(),
                 acl.clone(),
             )
-            .with_metrics(metrics.clone(), &config.node_name),
+            .with_metrics(metrics.clone(), &config.node_name)
+            .with_node_name(&config.node_name),
         );
 
         if let Some(client) = &coordinates {

@@ -257,6 +257,13 @@ async fn t81_query_acl_rules_and_token_redaction() {
     let anon = c.api(0);
     assert_eq!(nodes(&ok(&send(&anon, Method::GET, "/v1/query/app-db/execute", None).await)), ["n1"]);
     assert_eq!(nodes(&ok(&send(&anon, Method::GET, "/v1/query/ops/execute", None).await)), Vec::<String>::new());
+
+    // DNS runs a query the same way: as its stored token when it has one, else as the DNS
+    // token (here none: anonymous, which reads nothing under `deny`).
+    let dns = c.agent(0).dns_addr().expect("dns");
+    assert_eq!(a_ips(&ask(dns, "app-db.query.consul.", RecordType::A, None, false).await), ["10.4.0.1"]);
+    let ops = ask(dns, "ops.query.consul.", RecordType::A, None, false).await;
+    assert!(ops.answers.is_empty(), "{ops:?}");
     c.shutdown().await;
 }
 

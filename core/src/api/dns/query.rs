@@ -12,7 +12,7 @@
 use hickory_proto::rr::{Name, RecordType};
 use rand::seq::SliceRandom;
 
-use super::resolve::{service_ttl, ttl_secs, DnsAnswer};
+use super::resolve::{service_ttl, ttl_secs, DnsAnswer, QueryRunner};
 use super::DnsConfig;
 use crate::acl::rules::{Need, Resource};
 use crate::api::authz::Authz;
@@ -36,9 +36,23 @@ pub(super) struct Asked<'a> {
 }
 
 /// The answer for a prepared query lookup; `None` when the query does not exist or answers
-/// with no instance (NXDOMAIN, as Consul).
-pub(super) fn answer(data: &StateData, acl: &Authz, config: &DnsConfig, asked: &Asked<'_>) -> Option<DnsAnswer> {
+/// with no instance (NXDOMAIN, as Consul). With a `runner`, a query that stores a token runs as
+/// that token and its `Near` orders the instances, as `/execute` does.
+pub(super) fn answer(
+    data: &StateData,
+    acl: &Authz,
+    runner: Option<&QueryRunner<'_>>,
+    config: &DnsConfig,
+    asked: &Asked<'_>,
+) -> Option<DnsAnswer> {
     let pq = execute::resolve(data, asked.query, "").ok()?;
+    let query_acl = match runner {
+        Some(r) if !pq.token.is_empty() && r.acl.enabled() => {
+            Some(r.acl.resolve(Some(&pq.token), &data.acl, r.now_ms).ok()?)
+        }
+        _ => None,
+    };
+    let acl: &Authz = query_acl.as_deref().unwrap_or(acl);
     let mut picked: Vec<_> = execute::instances(data, &pq, false)
         .into_iter()
         .filter(|(n, s, _)| {
@@ -49,6 +63,15 @@ pub(super) fn answer(data: &StateData, acl: &Authz, config: &DnsConfig, asked: &
         return None;
     }
     picked.shuffle(&mut rand::thread_rng());
+    // Nearest first (a stable sort: instances at one distance stay shuffled).
+    if let Some(r) = runner {
+        let near = match pq.service.near.as_str() {
+            "" => None,
+            "_agent" => Some(r.agent_node),
+            node => Some(node),
+        };
+        crate::api::http::sort_near(data, near, &mut picked, |(n, _, _)| &n.node);
+    }
     let ttl = match crate::duration::parse_go_duration(&pq.dns_ttl) {
         Ok(d) if !pq.dns_ttl.is_empty() => ttl_secs(d),
         _ => service_ttl(config, &pq.service.service),
@@ -110,6 +133,50 @@ mod tests {
         };
         store.apply(&Command::PreparedQuery(PreparedQueryOp::Create(Box::new(q))), 9);
         store
+    }
+
+    /// With a runner (the DNS server's), a query's `Near` orders its answers: `_agent` is the
+    /// serving agent, a name is that node; without one they stay shuffled.
+    #[test]
+    fn near_orders_answers_from_the_agent_or_the_named_node() {
+        use crate::coordinate::{Coordinate, CoordinateConfig};
+        let store = store();
+        for (id, name, near) in [("a", "near-agent", "_agent"), ("b", "near-n3", "n3")] {
+            let q = PreparedQuery {
+                id: format!("{id}1111111-2222-3333-4444-555555555555"),
+                name: name.into(),
+                service: ServiceQuery { service: "db".into(), near: near.into(), ..Default::default() },
+                ..Default::default()
+            };
+            store.apply(&Command::PreparedQuery(PreparedQueryOp::Create(Box::new(q))), 20);
+        }
+        let mut d = store.read(|d| d.clone());
+        // n1 sits at 0, n3 at 50 ms; the agent's node "me" is at 45 ms (next to n3).
+        for (node, x) in [("n1", 0.0), ("n3", 0.050), ("me", 0.045)] {
+            let mut c = Coordinate::new(&CoordinateConfig::default());
+            c.vec[0] = x;
+            d.coordinates.entries.insert((node.to_string(), String::new()), c);
+        }
+        let resolver = crate::api::authz::AclResolver::new(Default::default(), "dc1", "me");
+        let runner = QueryRunner { acl: &resolver, now_ms: 0, agent_node: "me" };
+        let (config, acl) = (DnsConfig::default(), Authz::disabled());
+        let ips = |qname: &str| -> Vec<String> {
+            let a = crate::api::dns::resolve::resolve_with(
+                &d,
+                &acl,
+                Some(&runner),
+                &config,
+                "dc1",
+                qname,
+                RecordType::A,
+                0,
+            );
+            a.answers.iter().map(|r| r.data.to_string()).collect()
+        };
+        for _ in 0..10 {
+            assert_eq!(ips("near-agent.query.consul."), ["10.0.0.3", "10.0.0.1"]);
+            assert_eq!(ips("near-n3.query.consul."), ["10.0.0.3", "10.0.0.1"]);
+        }
     }
 
     #[test]

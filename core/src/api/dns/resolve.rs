@@ -176,6 +176,34 @@ pub fn resolve(
     qtype: RecordType,
     max_answers: usize,
 ) -> DnsAnswer {
+    resolve_with(data, acl, None, config, datacenter, qname, qtype, max_answers)
+}
+
+/// What a prepared-query lookup needs besides the DNS token, as the HTTP `execute` has it: the
+/// agent's ACL resolver (a query with a stored token runs as that token) and this agent's node
+/// name (`Near: "_agent"`).
+pub(super) struct QueryRunner<'a> {
+    /// Resolves a query's stored token.
+    pub(super) acl: &'a crate::api::authz::AclResolver,
+    /// Now, unix ms (token expiry).
+    pub(super) now_ms: u64,
+    /// This agent's node name.
+    pub(super) agent_node: &'a str,
+}
+
+/// [`resolve`], with what prepared-query lookups need to run as over HTTP (`None`: they run as
+/// the DNS token and are not sorted by distance).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn resolve_with(
+    data: &StateData,
+    acl: &Authz,
+    runner: Option<&QueryRunner<'_>>,
+    config: &DnsConfig,
+    datacenter: &str,
+    qname: &str,
+    qtype: RecordType,
+    max_answers: usize,
+) -> DnsAnswer {
     if is_reverse_name(qname) {
         return ptr_answer(data, acl, config, datacenter, qname, qtype);
     }
@@ -256,7 +284,7 @@ pub fn resolve(
                 qtype,
                 max_answers,
             };
-            super::query::answer(data, acl, config, &asked).unwrap_or_else(|| negative(true))
+            super::query::answer(data, acl, runner, config, &asked).unwrap_or_else(|| negative(true))
         }
         [] => {
             // The domain apex: SOA (and nothing else).

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::answer_cache::{parse_fast, AnswerCache, FastQuery, ReplyLimits};
-use super::resolve::{in_our_domains, resolve, DnsAnswer};
+use super::resolve::{in_our_domains, resolve, resolve_with, DnsAnswer, QueryRunner};
 use super::reverse::is_reverse_name;
 use super::DnsConfig;
 use crate::replication::backend::Backend;
@@ -46,6 +46,8 @@ pub struct DnsContext {
     answers: AnswerCache,
     /// The agent's metrics and its node name (`consul.dns.domain_query`'s `node` label).
     metrics: Option<(std::sync::Arc<crate::metrics::Metrics>, String)>,
+    /// This agent's node name.
+    node_name: String,
 }
 
 impl DnsContext {
@@ -66,7 +68,14 @@ impl DnsContext {
             recursions: Semaphore::new(MAX_RECURSIONS),
             answers: AnswerCache::default(),
             metrics: None,
+            node_name: String::new(),
         }
+    }
+
+    /// This agent's node name (prepared queries' `Near: "_agent"`).
+    pub fn with_node_name(mut self, node: &str) -> Self {
+        self.node_name = node.to_string();
+        self
     }
 
     /// Times every query into `metrics` as `consul.dns.domain_query` (label `node`).
@@ -259,8 +268,9 @@ async fn handle_query(ctx: &DnsContext, packet: &[u8], udp: bool, forwarded: Opt
     // Answered as the agent's DNS token (else its default token, else anonymous) may read.
     let secret = token.or_else(|| dns_token(ctx));
     let now = crate::replication::session_ttl::now_ms();
+    let runner = QueryRunner { acl: &ctx.acl, now_ms: now, agent_node: &ctx.node_name };
     let answer = consensus.state().read(|d| match ctx.acl.resolve(secret.as_deref(), &d.acl, now) {
-        Ok(acl) => resolve(d, &acl, &ctx.config, &ctx.datacenter, &qname, query.query_type, limit),
+        Ok(acl) => resolve_with(d, &acl, Some(&runner), &ctx.config, &ctx.datacenter, &qname, query.query_type, limit),
         // A configured token that no longer exists reads nothing.
         Err(_) => DnsAnswer { nx_domain: true, ..Default::default() },
     });

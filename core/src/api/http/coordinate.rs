@@ -198,7 +198,7 @@ pub(super) fn near_node(ctx: &ApiContext, q: &QueryParams) -> Option<String> {
 /// Sorts `items` by estimated RTT from `source`'s coordinate, nearest first (stable, so equal
 /// distances keep their order); items whose node has no coordinate go last. Without a source,
 /// or when the source has no coordinate, the order is left alone — Consul's rules.
-pub(super) fn sort_near<T>(d: &StateData, source: Option<&str>, items: &mut [T], node: impl Fn(&T) -> &str) {
+pub(crate) fn sort_near<T>(d: &StateData, source: Option<&str>, items: &mut [T], node: impl Fn(&T) -> &str) {
     let Some(from) = source.and_then(|s| d.coordinates.get(s, "")) else {
         return;
     };

@@ -13,6 +13,8 @@ pub mod cache;
 pub(crate) mod catalog;
 pub mod connect_ca;
 mod coordinate;
+/// Distance ordering, also used by the DNS interface's prepared-query answers.
+pub(crate) use coordinate::sort_near;
 mod event;
 pub(crate) mod fuzz;
 mod host;
