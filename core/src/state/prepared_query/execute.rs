@@ -12,6 +12,33 @@ use crate::state::StateData;
 /// included), as `/v1/health/service` shows them.
 pub type Entry<'a> = (&'a Node, &'a ServiceInstance, Vec<&'a HealthCheck>);
 
+/// The Connect-capable instances of service `name` (Consul's `CheckConnectServiceNodes`): the
+/// connect proxies whose `Proxy.DestinationServiceName` is `name`, and the instances of `name`
+/// that are Connect-native (`Connect.Native`).
+pub fn connect_entries<'a>(data: &'a StateData, name: &str) -> Vec<Entry<'a>> {
+    fn field<'v>(v: &'v Option<serde_json::Value>, camel: &str, snake: &str) -> Option<&'v serde_json::Value> {
+        let o = v.as_ref()?.as_object()?;
+        o.get(camel).or_else(|| o.get(snake))
+    }
+    let proxies_for = |s: &ServiceInstance| {
+        s.kind == "connect-proxy"
+            && field(&s.ext.proxy, "DestinationServiceName", "destination_service_name").and_then(|v| v.as_str())
+                == Some(name)
+    };
+    let native = |s: &ServiceInstance| {
+        field(&s.ext.connect, "Native", "native").and_then(serde_json::Value::as_bool) == Some(true)
+    };
+    let proxy_names: std::collections::BTreeSet<&str> =
+        data.catalog.services.values().filter(|s| proxies_for(s)).map(|s| s.service.as_str()).collect();
+    let mut out: Vec<Entry<'a>> = proxy_names
+        .into_iter()
+        .flat_map(|proxy| service_entries(data, proxy))
+        .filter(|(_, s, _)| proxies_for(s))
+        .collect();
+    out.extend(service_entries(data, name).into_iter().filter(|(_, s, _)| native(s)));
+    out
+}
+
 /// Why a query could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
@@ -83,11 +110,13 @@ fn meta_match(
 /// `Connect` or `?connect`) asks for Connect-capable instances: the catalog holds no Connect
 /// proxy or native registrations yet, so that answer is empty.
 pub fn instances<'a>(data: &'a StateData, q: &PreparedQuery, connect: bool) -> Vec<Entry<'a>> {
-    if connect || q.service.connect {
-        return Vec::new();
-    }
     let tags = q.service.tags.as_deref().unwrap_or_default();
-    service_entries(data, &q.service.service)
+    let entries = if connect || q.service.connect {
+        connect_entries(data, &q.service.service)
+    } else {
+        service_entries(data, &q.service.service)
+    };
+    entries
         .into_iter()
         .filter(|(_, _, checks)| healthy(q, checks))
         .filter(|(n, s, _)| meta_match(&q.service.node_meta, &n.meta) && meta_match(&q.service.service_meta, &s.meta))

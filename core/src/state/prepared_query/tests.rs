@@ -226,6 +226,50 @@ fn node_and_service_meta_and_tags_select_instances() {
     assert!(store.read(|d| instances(d, &query(ID1, "q", "web"), true).is_empty()));
 }
 
+/// `?connect` (or `Service.Connect`) answers the service's connect proxies and its
+/// Connect-native instances, not its plain ones.
+#[test]
+fn connect_queries_answer_proxies_and_native_instances() {
+    let store = StateStore::new();
+    let reg = |node: &str, id: &str, service: &str, kind: &str, index: u64| {
+        let req = RegisterRequest {
+            node: Node { node: node.into(), address: "10.0.0.1".into(), ..Default::default() },
+            service: Some(ServiceInstance {
+                node: node.into(),
+                id: id.into(),
+                service: service.into(),
+                kind: kind.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(store.apply(&Command::CatalogRegister(Box::new(req)), index), CommandResponse::Ok);
+    };
+    reg("n1", "web1", "web", "", 2);
+    reg("n2", "web-proxy1", "web-sidecar-proxy", "connect-proxy", 3);
+    reg("n3", "web3", "web", "", 4);
+    reg("n4", "db-proxy1", "db-sidecar-proxy", "connect-proxy", 5);
+    let mut d = store.read(|d| d.clone());
+    for s in d.catalog.services.values_mut() {
+        match s.id.as_str() {
+            "web-proxy1" => s.ext.proxy = Some(serde_json::json!({"DestinationServiceName": "web"})),
+            "db-proxy1" => s.ext.proxy = Some(serde_json::json!({"DestinationServiceName": "db"})),
+            "web3" => s.ext.connect = Some(serde_json::json!({"Native": true})),
+            _ => {}
+        }
+    }
+    let names = |q: &PreparedQuery, connect: bool| {
+        let mut n: Vec<String> = instances(&d, q, connect).iter().map(|(n, _, _)| n.node.clone()).collect();
+        n.sort();
+        n
+    };
+    let mut q = query(ID1, "q", "web");
+    assert_eq!(names(&q, false), ["n1", "n3"]);
+    assert_eq!(names(&q, true), ["n2", "n3"]);
+    q.service.connect = true;
+    assert_eq!(names(&q, false), ["n2", "n3"]);
+}
+
 #[test]
 fn sessions_take_their_queries_with_them() {
     let store = StateStore::new();
