@@ -38,6 +38,23 @@ def _eventually(pred, timeout=10.0, interval=0.05):
         time.sleep(interval)
 
 
+def _sync_diagnostics(cluster: "Cluster") -> str:
+    """What each side holds, for a failed anti-entropy assertion: the client agent's local
+    services and members, and each server's (stale) catalog entry for the client's node."""
+    out = []
+    urls = [f"http://{cluster.client_agent.http_addr}/v1/agent/services",
+            f"http://{cluster.client_agent.http_addr}/v1/agent/members"]
+    urls += [f"http://{s.http_addr}/v1/catalog/node/gclient?stale" for s in cluster.servers]
+    urls += [f"http://{s.http_addr}/v1/status/leader" for s in cluster.servers]
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                out.append(f"{url}: {r.read().decode()}")
+        except OSError as e:
+            out.append(f"{url}: {e}")
+    return "\n".join(out)
+
+
 class Cluster:
     def __init__(self, servers: list[consul_rs.Agent], client_agent: consul_rs.Agent) -> None:
         self.servers = servers
@@ -148,8 +165,9 @@ def test_client_agent_forwards_data_requests(cluster):
     try:
         # The agent syncs at once; a sync that fails (a server busy or between connections) is
         # retried with backoff of up to 15 s, as Consul's anti-entropy does, so allow for one.
-        assert _eventually(lambda: [e.node.node for e in cluster.server_clients[0].health.service("gweb")]
-                           == ["gclient"], timeout=30.0)
+        synced = _eventually(lambda: [e.node.node for e in cluster.server_clients[0].health.service("gweb")]
+                             == ["gclient"], timeout=30.0)
+        assert synced, "gweb-1 not in the catalog after 30 s:\n" + _sync_diagnostics(cluster)
     finally:
         c.agent.service_deregister("gweb-1")
     assert "gclient" in {n.node for n in cluster.server_clients[0].catalog.nodes()}

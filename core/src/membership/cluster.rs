@@ -394,8 +394,10 @@ fn plan_reconcile(members: &BTreeMap<String, Member>, catalog: &crate::state::ca
                         datacenter: m.info.datacenter.clone(),
                         ..Node::default()
                     },
-                    // The agent's anti-entropy owns the node's address and metadata once it exists.
-                    skip_node_update: node_known,
+                    // The agent's anti-entropy owns the node's address, tagged addresses, meta and
+                    // locality. Always "create if missing", never "replace": this plan was made from
+                    // a snapshot, and the agent's own registration may land before it is applied.
+                    skip_node_update: true,
                     service,
                     checks: vec![serf_check(name, status)],
                 })));
@@ -471,6 +473,33 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_plan_made_before_the_agent_registered_keeps_the_agents_node_data() {
+        let mut catalog = Catalog::default();
+        let members: BTreeMap<String, Member> =
+            [member("c1", false, MemberStatus::Alive)].into_iter().map(|m| (m.info.name.clone(), m)).collect();
+        // The leader plans while the node is still unknown...
+        let cmds = plan_reconcile(&members, &catalog);
+        // ...the agent's first anti-entropy sync lands first, with its meta and tagged addresses...
+        let node = Node {
+            node: "c1".into(),
+            address: "127.0.0.1".into(),
+            datacenter: "dc1".into(),
+            meta: [("rack".to_string(), "r1".to_string())].into(),
+            tagged_addresses: [("wan".to_string(), "127.0.0.1".to_string())].into(),
+            ..Node::default()
+        };
+        catalog
+            .register(&RegisterRequest { node, skip_node_update: false, service: None, checks: vec![] }, 5)
+            .expect("test setup");
+        // ...and the leader's registration must add serfHealth without replacing the node.
+        apply(&mut catalog, &cmds);
+        let n = &catalog.nodes["c1"];
+        assert_eq!(n.meta.get("rack").map(String::as_str), Some("r1"), "{n:?}");
+        assert_eq!(n.tagged_addresses.get("wan").map(String::as_str), Some("127.0.0.1"), "{n:?}");
+        assert_eq!(catalog.checks[&("c1".into(), SERF_HEALTH.into())].status, PASSING);
     }
 
     #[test]
