@@ -257,6 +257,9 @@ const CHECK_FIELDS: &[(&str, Kind)] = &[
     ("FailuresBeforeCritical", Kind::Plain),
     ("DeregisterCriticalServiceAfter", Kind::Plain),
     ("OutputMaxSize", Kind::Plain),
+    // consul-rs's service-quality thresholds (not in Consul).
+    ("LatencyWarning", Kind::Plain),
+    ("LatencyCritical", Kind::Plain),
     ("Namespace", Kind::Plain),
     ("Partition", Kind::Plain),
 ];

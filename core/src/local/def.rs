@@ -169,6 +169,13 @@ pub struct CheckDefinition {
     pub failures_before_warning: u32,
     /// Consecutive failures needed before critical.
     pub failures_before_critical: u32,
+    /// A probe that succeeds but takes longer than this reports `warning` (HTTP, TCP, UDP and
+    /// gRPC checks; consul-rs's service-quality extension, `LatencyWarning`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_warning: Option<Duration>,
+    /// A probe that succeeds but takes longer than this reports `critical` (`LatencyCritical`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_critical: Option<Duration>,
 }
 
 impl CheckDefinition {
@@ -187,6 +194,8 @@ impl CheckDefinition {
             success_before_passing: 0,
             failures_before_warning: 0,
             failures_before_critical: 0,
+            latency_warning: None,
+            latency_critical: None,
         }
     }
 
@@ -261,6 +270,13 @@ impl CheckDefinition {
                 m.insert("TTL".into(), json!(format_go_duration(*ttl)));
             }
             CheckKind::Manual => {}
+        }
+        // Only when set, so definitions without them keep Consul's exact shape.
+        if let Some(w) = self.latency_warning {
+            m.insert("LatencyWarning".into(), json!(format_go_duration(w)));
+        }
+        if let Some(c) = self.latency_critical {
+            m.insert("LatencyCritical".into(), json!(format_go_duration(c)));
         }
         d
     }
@@ -500,6 +516,7 @@ pub(crate) fn parse_check(o: Obj<'_>, default_id: &str, default_name: &str) -> R
             "Invalid check: FailuresBeforeWarning ({failures_before_warning}) must not exceed FailuresBeforeCritical ({failures_before_critical})"
         )));
     }
+    let (latency_warning, latency_critical) = latency_thresholds(&o, &kind, timeout)?;
     Ok(CheckDefinition {
         id,
         name,
@@ -513,7 +530,60 @@ pub(crate) fn parse_check(o: Obj<'_>, default_id: &str, default_name: &str) -> R
         success_before_passing: count(&o, &["SuccessBeforePassing", "success_before_passing"])?,
         failures_before_warning,
         failures_before_critical,
+        latency_warning,
+        latency_critical,
     })
+}
+
+/// `LatencyWarning` / `LatencyCritical`: positive, warning below critical, both below the
+/// probe's timeout (a slower probe fails anyway), and only on checks whose probe is a timed
+/// round trip.
+fn latency_thresholds(
+    o: &Obj<'_>,
+    kind: &CheckKind,
+    timeout: Option<Duration>,
+) -> Result<(Option<Duration>, Option<Duration>), Error> {
+    let warning = duration(o, &["LatencyWarning", "latency_warning"], "LatencyWarning")?;
+    let critical = duration(o, &["LatencyCritical", "latency_critical"], "LatencyCritical")?;
+    if warning.is_none() && critical.is_none() {
+        return Ok((None, None));
+    }
+    let field = if warning.is_some() { "LatencyWarning" } else { "LatencyCritical" };
+    if !matches!(kind, CheckKind::Http { .. } | CheckKind::Tcp { .. } | CheckKind::Udp { .. } | CheckKind::Grpc { .. })
+    {
+        return Err(bad(format!(
+            "Invalid check: {field} applies only to HTTP, TCP, UDP and gRPC checks, not {} checks",
+            kind.type_name()
+        )));
+    }
+    let limit = match timeout {
+        Some(t) if !t.is_zero() => t,
+        _ => DEFAULT_TIMEOUT,
+    };
+    for (name, value) in [("LatencyWarning", warning), ("LatencyCritical", critical)] {
+        match value {
+            Some(v) if v.is_zero() => return Err(bad(format!("Invalid check: {name} must be greater than 0"))),
+            Some(v) if v >= limit => {
+                return Err(bad(format!(
+                    "Invalid check: {name} ({}) must be shorter than the check's Timeout ({}): a slower probe \
+                     fails anyway",
+                    format_go_duration(v),
+                    format_go_duration(limit)
+                )))
+            }
+            _ => {}
+        }
+    }
+    if let (Some(w), Some(c)) = (warning, critical) {
+        if w >= c {
+            return Err(bad(format!(
+                "Invalid check: LatencyWarning ({}) must be shorter than LatencyCritical ({})",
+                format_go_duration(w),
+                format_go_duration(c)
+            )));
+        }
+    }
+    Ok((warning, critical))
 }
 
 /// Parses `AgentCheckRegistration` (the body of `/v1/agent/check/register`, or a `check` block).
@@ -652,6 +722,47 @@ mod tests {
         }
         let ok = json!({"Name": "c", "HTTP": "http://127.0.0.1:1/", "Interval": "24h", "Timeout": "1h"});
         assert!(parse_check_registration(&ok).is_ok());
+    }
+
+    #[test]
+    fn latency_thresholds_are_parsed_shown_and_checked() {
+        let c = parse_check_registration(&json!({
+            "Name": "l", "HTTP": "http://127.0.0.1:1/", "Interval": "1s", "Timeout": "2s",
+            "LatencyWarning": "150ms", "latency_critical": "300ms",
+        }))
+        .expect("ok");
+        assert_eq!((c.latency_warning, c.latency_critical), (Some(Duration::from_millis(150)), Some(Duration::from_millis(300))));
+        let d = c.definition_json();
+        assert_eq!((d["LatencyWarning"].as_str(), d["LatencyCritical"].as_str()), (Some("150ms"), Some("300ms")));
+        // Unset, they are not in the definition (Consul's shape).
+        let plain = parse_check_registration(&json!({"Name": "p", "TCP": "127.0.0.1:1", "Interval": "1s"})).expect("ok");
+        assert!(plain.definition_json().get("LatencyWarning").is_none());
+        // Persisted definitions written before the fields existed still load.
+        let mut old = serde_json::to_value(&plain).expect("encode");
+        assert!(old.get("latency_warning").is_none());
+        old.as_object_mut().expect("object").remove("latency_critical");
+        let back: CheckDefinition = serde_json::from_value(old).expect("decode");
+        assert_eq!(back, plain);
+
+        for (check, want) in [
+            (json!({"TTL": "10s", "LatencyWarning": "1s"}), "LatencyWarning applies only to HTTP, TCP, UDP and gRPC"),
+            (json!({"TCP": "127.0.0.1:1", "Interval": "1s", "LatencyCritical": "0s"}), "LatencyCritical must be greater than 0"),
+            (json!({"TCP": "127.0.0.1:1", "Interval": "1s", "LatencyWarning": "soon"}), "Invalid LatencyWarning"),
+            (
+                json!({"TCP": "127.0.0.1:1", "Interval": "1s", "LatencyWarning": "300ms", "LatencyCritical": "200ms"}),
+                "LatencyWarning (300ms) must be shorter than LatencyCritical (200ms)",
+            ),
+            (
+                json!({"TCP": "127.0.0.1:1", "Interval": "1s", "Timeout": "1s", "LatencyCritical": "2s"}),
+                "LatencyCritical (2s) must be shorter than the check's Timeout (1s)",
+            ),
+            (json!({"UDP": "127.0.0.1:1", "Interval": "1s", "LatencyWarning": "10s"}), "Timeout (10s)"),
+        ] {
+            let mut v = check.clone();
+            v["Name"] = json!("c");
+            let e = parse_check_registration(&v).expect_err(&v.to_string()).to_string();
+            assert!(e.contains(want), "{v}: {e}");
+        }
     }
 
     #[test]

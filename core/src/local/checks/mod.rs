@@ -204,6 +204,43 @@ async fn probe(
     }
 }
 
+/// Holds a successful probe to the check's latency thresholds (`LatencyWarning`,
+/// `LatencyCritical`): slower than a threshold, it reports that status, and the output says the
+/// measured latency and the threshold crossed. Failed probes and checks without thresholds pass
+/// through unchanged. The result then goes through [`Thresholds`] like any other, so with
+/// `FailuresBeforeCritical` one slow probe does not flap the status.
+pub(crate) fn apply_latency(def: &CheckDefinition, status: &'static str, output: String, took: Duration) -> Outcome {
+    if status == CRITICAL {
+        return (status, output);
+    }
+    let crossed = match (def.latency_critical, def.latency_warning) {
+        (Some(c), _) if took > c => Some((CRITICAL, "critical", c)),
+        (_, Some(w)) if took > w => Some((WARNING, "warning", w)),
+        _ => None,
+    };
+    let Some((new_status, label, limit)) = crossed else { return (status, output) };
+    let note = format!(
+        ", latency {} > {label} {}",
+        crate::duration::format_go_duration(round_ms(took)),
+        crate::duration::format_go_duration(limit)
+    );
+    // HTTP outputs end with the response body (" Output: ..."): the verdict goes before it.
+    let output = match output.find(" Output: ") {
+        Some(at) => format!("{}{note}{}", &output[..at], &output[at..]),
+        None => format!("{output}{note}"),
+    };
+    (new_status, output)
+}
+
+/// Latencies are reported to the millisecond (sub-millisecond ones to the microsecond).
+fn round_ms(d: Duration) -> Duration {
+    if d >= Duration::from_millis(1) {
+        Duration::from_millis(d.as_millis() as u64)
+    } else {
+        Duration::from_micros(d.as_micros() as u64)
+    }
+}
+
 /// Runs an interval check until cancelled.
 async fn run_interval(ctx: RunCtx, def: CheckDefinition, generation: u64, cancel: CancellationToken) {
     let interval = def.interval.max(Duration::from_millis(10));
@@ -228,6 +265,7 @@ async fn run_interval(ctx: RunCtx, def: CheckDefinition, generation: u64, cancel
             r = probe(&def, client.as_ref(), &ctx.docker_socket) => r,
             _ = cancel.cancelled() => return,
         };
+        let (status, output) = apply_latency(&def, status, output, started.elapsed());
         if let Some(status) = thresholds.apply(status) {
             ctx.state.update_check(&def.id, Some(generation), status, output);
         } else {
@@ -250,6 +288,38 @@ mod tests {
         d.failures_before_warning = fbw;
         d.failures_before_critical = fbc;
         d
+    }
+
+    #[test]
+    fn latency_over_a_threshold_sets_the_status_and_says_why() {
+        let mut d = def(0, 0, 0);
+        d.latency_warning = Some(Duration::from_millis(150));
+        d.latency_critical = Some(Duration::from_millis(300));
+        let ok = || "HTTP GET http://127.0.0.1:1/: 200 OK Output: fine".to_string();
+        let fast = apply_latency(&d, PASSING, ok(), Duration::from_millis(20));
+        assert_eq!(fast, (PASSING, ok()));
+        let slow = apply_latency(&d, PASSING, ok(), Duration::from_micros(212_400));
+        assert_eq!(
+            slow,
+            (WARNING, "HTTP GET http://127.0.0.1:1/: 200 OK, latency 212ms > warning 150ms Output: fine".to_string())
+        );
+        let slower = apply_latency(&d, PASSING, "TCP connect 127.0.0.1:1: Success".into(), Duration::from_millis(400));
+        assert_eq!(slower, (CRITICAL, "TCP connect 127.0.0.1:1: Success, latency 400ms > critical 300ms".to_string()));
+        // A failed probe is critical whatever its latency; a 429 stays warning when fast.
+        assert_eq!(apply_latency(&d, CRITICAL, "refused".into(), Duration::from_secs(1)), (CRITICAL, "refused".into()));
+        assert_eq!(apply_latency(&d, WARNING, "429".into(), Duration::from_millis(1)), (WARNING, "429".into()));
+        // Without thresholds nothing changes.
+        assert_eq!(apply_latency(&def(0, 0, 0), PASSING, ok(), Duration::from_secs(9)), (PASSING, ok()));
+        // Slow probes are failures for the thresholds: with FailuresBeforeCritical = 3 one slow
+        // probe reports nothing new, the third in a row reports critical.
+        let mut d3 = d.clone();
+        d3.failures_before_warning = 3;
+        d3.failures_before_critical = 3;
+        let mut t = Thresholds::new(&d3);
+        let slow = || apply_latency(&d3, PASSING, "ok".into(), Duration::from_millis(500)).0;
+        assert_eq!(t.apply(slow()), None);
+        assert_eq!(t.apply(slow()), None);
+        assert_eq!(t.apply(slow()), Some(CRITICAL));
     }
 
     #[test]
