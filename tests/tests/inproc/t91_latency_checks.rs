@@ -126,3 +126,37 @@ async fn t91_bad_latency_thresholds_are_refused_by_name() {
     assert!(services.get("bad").is_none(), "nothing registered: {services}");
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t91_udp_latency_is_judged_only_on_replies() {
+    let c = Cluster::start(1).await;
+    let api = c.api(0);
+    // One service echoes after 600 ms; the other never answers (Consul counts silence as passing).
+    let echo = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let echo_addr = echo.local_addr().expect("addr");
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    let echo_task = tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            let _ = echo.send_to(&buf[..n], from).await;
+        }
+    });
+    let reg = json!({"Name": "udp", "Checks": [
+        {"UDP": echo_addr.to_string(), "Interval": "1s", "Timeout": "3s", "LatencyWarning": "300ms"},
+        {"UDP": silent_addr.to_string(), "Interval": "1s", "Timeout": "1s", "LatencyWarning": "300ms"},
+    ]});
+    let r = api.request(Method::PUT, "/v1/agent/service/register", Some(reg.to_string().into_bytes())).await.expect("put");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let slow = wait_status(&api, "service:udp:1", "warning").await;
+    assert!(slow["Output"].as_str().unwrap_or("").contains("> warning 300ms"), "{slow}");
+    let quiet = wait_status(&api, "service:udp:2", "passing").await;
+    assert!(quiet["Output"].as_str().unwrap_or("").contains("no error within"), "{quiet}");
+    // A few more rounds: silence never turns into a latency verdict.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(check(&api, "service:udp:2").await["Status"], "passing");
+    echo_task.abort();
+    drop(silent);
+    c.shutdown().await;
+}

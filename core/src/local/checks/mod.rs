@@ -178,20 +178,22 @@ enum HttpClient {
     Tls(std::sync::Arc<rustls::ClientConfig>),
 }
 
+/// One probe's outcome, and whether its duration is a round trip to the service (what latency
+/// thresholds judge): a UDP probe that heard nothing back only waited out its timeout.
 async fn probe(
     def: &CheckDefinition,
     http_client: Option<&HttpClient>,
     docker_socket: &Result<std::path::PathBuf, String>,
-) -> Outcome {
+) -> (Outcome, bool) {
     let timeout = def.effective_timeout();
-    match &def.kind {
+    let outcome = match &def.kind {
         CheckKind::Http { url, method, header, body, tls_server_name, .. } => match http_client {
             Some(HttpClient::Plain(client)) => http::check(client, url, method, header, body).await,
             Some(HttpClient::Tls(tls)) => https::check(tls, url, method, header, body, tls_server_name, timeout).await,
             None => (CRITICAL, "HTTP client could not be built".to_string()),
         },
         CheckKind::Tcp { address } => tcp::check(address, timeout).await,
-        CheckKind::Udp { address } => udp::check(address, timeout).await,
+        CheckKind::Udp { address } => return udp::check(address, timeout).await,
         CheckKind::Grpc { target, .. } => grpc::check(target, timeout).await,
         CheckKind::Script { args } => script::check(args, timeout).await,
         CheckKind::Docker { container_id, args, .. } => match docker_socket {
@@ -201,7 +203,8 @@ async fn probe(
         CheckKind::Manual | CheckKind::Ttl { .. } | CheckKind::Alias { .. } => {
             (CRITICAL, "not an interval check".to_string())
         }
-    }
+    };
+    (outcome, true)
 }
 
 /// Holds a successful probe to the check's latency thresholds (`LatencyWarning`,
@@ -261,11 +264,12 @@ async fn run_interval(ctx: RunCtx, def: CheckDefinition, generation: u64, cancel
     }
     loop {
         let started = tokio::time::Instant::now();
-        let (status, output) = tokio::select! {
+        let ((status, output), round_trip) = tokio::select! {
             r = probe(&def, client.as_ref(), &ctx.docker_socket) => r,
             _ = cancel.cancelled() => return,
         };
-        let (status, output) = apply_latency(&def, status, output, started.elapsed());
+        let (status, output) =
+            if round_trip { apply_latency(&def, status, output, started.elapsed()) } else { (status, output) };
         if let Some(status) = thresholds.apply(status) {
             ctx.state.update_check(&def.id, Some(generation), status, output);
         } else {

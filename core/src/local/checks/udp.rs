@@ -9,8 +9,10 @@ use tokio::net::UdpSocket;
 use super::Outcome;
 use crate::state::catalog::{CRITICAL, PASSING};
 
-pub(super) async fn check(address: &str, timeout: Duration) -> Outcome {
-    let fail = |e: &dyn std::fmt::Display| (CRITICAL, format!("UDP check {address}: {e}"));
+/// The outcome, and whether it was a round trip (a reply came back): only then is its latency
+/// the service's, so latency thresholds apply.
+pub(super) async fn check(address: &str, timeout: Duration) -> (Outcome, bool) {
+    let fail = |e: &dyn std::fmt::Display| ((CRITICAL, format!("UDP check {address}: {e}")), false);
     let target = match tokio::net::lookup_host(address).await.map(|mut a| a.next()) {
         Ok(Some(a)) => a,
         Ok(None) => return fail(&"no address found"),
@@ -29,8 +31,8 @@ pub(super) async fn check(address: &str, timeout: Duration) -> Outcome {
     }
     let mut buf = [0u8; 1024];
     match tokio::time::timeout(timeout, sock.recv(&mut buf)).await {
-        Ok(Ok(n)) => (PASSING, format!("UDP check {address}: received {n} bytes")),
+        Ok(Ok(n)) => ((PASSING, format!("UDP check {address}: received {n} bytes")), true),
         Ok(Err(e)) => fail(&e),
-        Err(_) => (PASSING, format!("UDP check {address}: no error within {timeout:?}")),
+        Err(_) => ((PASSING, format!("UDP check {address}: no error within {timeout:?}")), false),
     }
 }
