@@ -260,6 +260,8 @@ const CHECK_FIELDS: &[(&str, Kind)] = &[
     // consul-rs's service-quality thresholds (not in Consul).
     ("LatencyWarning", Kind::Plain),
     ("LatencyCritical", Kind::Plain),
+    ("Metrics", Kind::Plain),
+    ("Rules", Kind::Opaque),
     ("Namespace", Kind::Plain),
     ("Partition", Kind::Plain),
 ];

@@ -103,6 +103,20 @@ pub enum CheckKind {
         /// Program and arguments.
         args: Vec<String>,
     },
+    /// Scrapes a Prometheus text endpoint and holds it to rules (consul-rs's service-quality
+    /// extension; see [`crate::local::metric_rules`]).
+    Metrics {
+        /// `http://` or `https://` URL of the page.
+        url: String,
+        /// Request headers.
+        header: BTreeMap<String, Vec<String>>,
+        /// Skip TLS verification (`https://`).
+        tls_skip_verify: bool,
+        /// TLS server name (`https://`).
+        tls_server_name: String,
+        /// The rules.
+        rules: Vec<crate::local::metric_rules::MetricRule>,
+    },
     /// Mirrors the health of another service (on this node or another).
     Alias {
         /// The aliased service ID.
@@ -125,6 +139,7 @@ impl CheckKind {
             CheckKind::Script { .. } => "script",
             CheckKind::Docker { .. } => "docker",
             CheckKind::Alias { .. } => "alias",
+            CheckKind::Metrics { .. } => "metrics",
         }
     }
 
@@ -138,6 +153,7 @@ impl CheckKind {
                 | CheckKind::Grpc { .. }
                 | CheckKind::Script { .. }
                 | CheckKind::Docker { .. }
+                | CheckKind::Metrics { .. }
         )
     }
 }
@@ -268,6 +284,13 @@ impl CheckDefinition {
             }
             CheckKind::Ttl { ttl } => {
                 m.insert("TTL".into(), json!(format_go_duration(*ttl)));
+            }
+            CheckKind::Metrics { url, header, tls_skip_verify, tls_server_name, rules } => {
+                m.insert("Metrics".into(), json!(url));
+                m.insert("Header".into(), json!(header));
+                m.insert("TLSSkipVerify".into(), json!(tls_skip_verify));
+                m.insert("TLSServerName".into(), json!(tls_server_name));
+                m.insert("Rules".into(), Value::Array(rules.iter().map(|r| r.to_json()).collect()));
             }
             CheckKind::Manual => {}
         }
@@ -430,7 +453,9 @@ pub(crate) fn parse_check(o: Obj<'_>, default_id: &str, default_name: &str) -> R
     let grpc = o.string(&["GRPC"])?;
     let alias_service = o.string(&["AliasService", "alias_service"])?;
     let alias_node = o.string(&["AliasNode", "alias_node"])?;
+    let metrics = o.string(&["Metrics"])?;
     let defined = [
+        !metrics.is_empty(),
         !args.is_empty(),
         !http.is_empty(),
         !tcp.is_empty(),
@@ -442,11 +467,16 @@ pub(crate) fn parse_check(o: Obj<'_>, default_id: &str, default_name: &str) -> R
     match defined.iter().filter(|d| **d).count() {
         0 => {
             return Err(bad(
-                "Invalid check: must provide TTL, or Args/HTTP/TCP/UDP/GRPC with an Interval, or AliasService".into(),
+                "Invalid check: must provide TTL, or Args/HTTP/TCP/UDP/GRPC/Metrics with an Interval, or AliasService"
+                    .into(),
             ))
         }
         1 => {}
-        _ => return Err(bad("Invalid check: give only one of Args, HTTP, TCP, UDP, GRPC, TTL, AliasService".into())),
+        _ => {
+            return Err(bad(
+                "Invalid check: give only one of Args, HTTP, TCP, UDP, GRPC, Metrics, TTL, AliasService".into()
+            ))
+        }
     }
     let kind = if let Some(ttl) = ttl {
         if ttl.is_zero() {
@@ -475,6 +505,21 @@ pub(crate) fn parse_check(o: Obj<'_>, default_id: &str, default_name: &str) -> R
             tls_skip_verify: o.boolean(&["TLSSkipVerify", "tls_skip_verify"])?,
             tls_server_name: o.string(&["TLSServerName", "tls_server_name"])?,
             disable_redirects: o.boolean(&["DisableRedirects", "disable_redirects"])?,
+        }
+    } else if !metrics.is_empty() {
+        let lower = metrics.to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) || reqwest::Url::parse(&metrics).is_err() {
+            return Err(bad(format!("Invalid Metrics {metrics:?}: expected an http:// or https:// URL")));
+        }
+        let rules =
+            crate::local::metric_rules::parse_rules(o.get(&["Rules", "rules"]), interval.unwrap_or(MIN_INTERVAL))
+                .map_err(|e| bad(format!("Invalid check: {e}")))?;
+        CheckKind::Metrics {
+            url: metrics,
+            header: headers(&o)?,
+            tls_skip_verify: o.boolean(&["TLSSkipVerify", "tls_skip_verify"])?,
+            tls_server_name: o.string(&["TLSServerName", "tls_server_name"])?,
+            rules,
         }
     } else if !tcp.is_empty() {
         CheckKind::Tcp { address: host_port("TCP", &tcp)? }
@@ -731,11 +776,15 @@ mod tests {
             "LatencyWarning": "150ms", "latency_critical": "300ms",
         }))
         .expect("ok");
-        assert_eq!((c.latency_warning, c.latency_critical), (Some(Duration::from_millis(150)), Some(Duration::from_millis(300))));
+        assert_eq!(
+            (c.latency_warning, c.latency_critical),
+            (Some(Duration::from_millis(150)), Some(Duration::from_millis(300)))
+        );
         let d = c.definition_json();
         assert_eq!((d["LatencyWarning"].as_str(), d["LatencyCritical"].as_str()), (Some("150ms"), Some("300ms")));
         // Unset, they are not in the definition (Consul's shape).
-        let plain = parse_check_registration(&json!({"Name": "p", "TCP": "127.0.0.1:1", "Interval": "1s"})).expect("ok");
+        let plain =
+            parse_check_registration(&json!({"Name": "p", "TCP": "127.0.0.1:1", "Interval": "1s"})).expect("ok");
         assert!(plain.definition_json().get("LatencyWarning").is_none());
         // Persisted definitions written before the fields existed still load.
         let mut old = serde_json::to_value(&plain).expect("encode");
@@ -746,7 +795,10 @@ mod tests {
 
         for (check, want) in [
             (json!({"TTL": "10s", "LatencyWarning": "1s"}), "LatencyWarning applies only to HTTP, TCP, UDP and gRPC"),
-            (json!({"TCP": "127.0.0.1:1", "Interval": "1s", "LatencyCritical": "0s"}), "LatencyCritical must be greater than 0"),
+            (
+                json!({"TCP": "127.0.0.1:1", "Interval": "1s", "LatencyCritical": "0s"}),
+                "LatencyCritical must be greater than 0",
+            ),
             (json!({"TCP": "127.0.0.1:1", "Interval": "1s", "LatencyWarning": "soon"}), "Invalid LatencyWarning"),
             (
                 json!({"TCP": "127.0.0.1:1", "Interval": "1s", "LatencyWarning": "300ms", "LatencyCritical": "200ms"}),

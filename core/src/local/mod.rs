@@ -14,6 +14,7 @@
 
 pub(crate) mod checks;
 pub mod def;
+pub mod metric_rules;
 pub(crate) mod persist;
 pub mod sync;
 

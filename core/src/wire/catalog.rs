@@ -151,6 +151,8 @@ fn type_from_definition(definition: &str) -> &'static str {
         "udp"
     } else if has("AliasNode") || has("AliasService") {
         "alias"
+    } else if has("Metrics") {
+        "metrics"
     } else if has("DockerContainerID") && has("ScriptArgs") {
         "docker"
     } else if has("ScriptArgs") {

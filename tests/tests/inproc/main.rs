@@ -17,7 +17,7 @@ mod t80_session;
 mod t81_prepared_query;
 mod t90_agent;
 mod t91_checks;
-mod t91_latency_checks;
+mod t91_service_quality;
 mod t92_conn_limits;
 mod t92_rpc_bounds;
 mod t93_connect_ca;

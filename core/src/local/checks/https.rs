@@ -44,8 +44,9 @@ pub(super) async fn check(
     server_name: &str,
     timeout: Duration,
 ) -> Outcome {
-    match tokio::time::timeout(timeout, request(tls, url, method, header, body, server_name)).await {
-        Ok(Ok((code, text))) => {
+    match tokio::time::timeout(timeout, request(tls, url, method, header, body, server_name, MAX_OUTPUT)).await {
+        Ok(Ok((code, out))) => {
+            let text = String::from_utf8_lossy(&out);
             let output = format!("HTTP {method} {url}: {code} Output: {text}");
             let status = match code {
                 200..=299 => PASSING,
@@ -59,14 +60,16 @@ pub(super) async fn check(
     }
 }
 
-async fn request(
+/// One request over TLS: the status code and up to `max_body` bytes of the body.
+pub(super) async fn request(
     tls: &Arc<ClientConfig>,
     url: &str,
     method: &str,
     header: &BTreeMap<String, Vec<String>>,
     body: &str,
     server_name: &str,
-) -> Result<(u16, String), String> {
+    max_body: usize,
+) -> Result<(u16, Vec<u8>), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
     let host = parsed.host_str().ok_or("URL has no host")?.trim_matches(|c| c == '[' || c == ']').to_string();
     let port = parsed.port().unwrap_or(443);
@@ -100,16 +103,16 @@ async fn request(
     let code = resp.status().as_u16();
     let mut body = resp.into_body();
     let mut out = Vec::new();
-    while out.len() < MAX_OUTPUT {
+    while out.len() < max_body {
         match body.frame().await {
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
-                    out.extend_from_slice(&data[..data.len().min(MAX_OUTPUT - out.len())]);
+                    out.extend_from_slice(&data[..data.len().min(max_body - out.len())]);
                 }
             }
             _ => break,
         }
     }
     driver.abort();
-    Ok((code, String::from_utf8_lossy(&out).into_owned()))
+    Ok((code, out))
 }

@@ -13,6 +13,7 @@ pub(crate) mod docker;
 mod grpc;
 mod http;
 mod https;
+mod metrics;
 mod script;
 mod tcp;
 mod ttl;
@@ -184,7 +185,8 @@ async fn probe(
     def: &CheckDefinition,
     http_client: Option<&HttpClient>,
     docker_socket: &Result<std::path::PathBuf, String>,
-) -> (Outcome, bool) {
+    rates: &mut crate::local::metric_rules::RateHistory,
+) -> Option<(Outcome, bool)> {
     let timeout = def.effective_timeout();
     let outcome = match &def.kind {
         CheckKind::Http { url, method, header, body, tls_server_name, .. } => match http_client {
@@ -193,7 +195,11 @@ async fn probe(
             None => (CRITICAL, "HTTP client could not be built".to_string()),
         },
         CheckKind::Tcp { address } => tcp::check(address, timeout).await,
-        CheckKind::Udp { address } => return udp::check(address, timeout).await,
+        CheckKind::Udp { address } => return Some(udp::check(address, timeout).await),
+        CheckKind::Metrics { url, header, tls_server_name, rules, .. } => {
+            let outcome = metrics::check(http_client, url, header, tls_server_name, timeout, rules, rates).await?;
+            return Some((outcome, false));
+        }
         CheckKind::Grpc { target, .. } => grpc::check(target, timeout).await,
         CheckKind::Script { args } => script::check(args, timeout).await,
         CheckKind::Docker { container_id, args, .. } => match docker_socket {
@@ -204,7 +210,7 @@ async fn probe(
             (CRITICAL, "not an interval check".to_string())
         }
     };
-    (outcome, true)
+    Some((outcome, true))
 }
 
 /// Holds a successful probe to the check's latency thresholds (`LatencyWarning`,
@@ -249,14 +255,18 @@ async fn run_interval(ctx: RunCtx, def: CheckDefinition, generation: u64, cancel
     let interval = def.interval.max(Duration::from_millis(10));
     let first = Duration::from_millis(rand::thread_rng().gen_range(0..interval.as_millis().max(1) as u64));
     let client = match &def.kind {
-        CheckKind::Http { url, tls_skip_verify, .. } if url.to_ascii_lowercase().starts_with("https://") => {
+        CheckKind::Http { url, tls_skip_verify, .. } | CheckKind::Metrics { url, tls_skip_verify, .. }
+            if url.to_ascii_lowercase().starts_with("https://") =>
+        {
             https::tls_config(*tls_skip_verify).ok().map(HttpClient::Tls)
         }
         CheckKind::Http { disable_redirects, .. } => {
             http::client(def.effective_timeout(), *disable_redirects).map(HttpClient::Plain)
         }
+        CheckKind::Metrics { .. } => http::client(def.effective_timeout(), false).map(HttpClient::Plain),
         _ => None,
     };
+    let mut rates = crate::local::metric_rules::RateHistory::default();
     let mut thresholds = Thresholds::new(&def);
     tokio::select! {
         _ = tokio::time::sleep(first) => {}
@@ -264,16 +274,19 @@ async fn run_interval(ctx: RunCtx, def: CheckDefinition, generation: u64, cancel
     }
     loop {
         let started = tokio::time::Instant::now();
-        let ((status, output), round_trip) = tokio::select! {
-            r = probe(&def, client.as_ref(), &ctx.docker_socket) => r,
+        let result = tokio::select! {
+            r = probe(&def, client.as_ref(), &ctx.docker_socket, &mut rates) => r,
             _ = cancel.cancelled() => return,
         };
-        let (status, output) =
-            if round_trip { apply_latency(&def, status, output, started.elapsed()) } else { (status, output) };
-        if let Some(status) = thresholds.apply(status) {
-            ctx.state.update_check(&def.id, Some(generation), status, output);
-        } else {
-            tracing::debug!(check = %def.id, status, "check result below its threshold; status kept");
+        // `None`: the probe could not judge yet (a metrics rate before its second scrape).
+        if let Some(((status, output), round_trip)) = result {
+            let (status, output) =
+                if round_trip { apply_latency(&def, status, output, started.elapsed()) } else { (status, output) };
+            if let Some(status) = thresholds.apply(status) {
+                ctx.state.update_check(&def.id, Some(generation), status, output);
+            } else {
+                tracing::debug!(check = %def.id, status, "check result below its threshold; status kept");
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep_until(started + interval) => {}
