@@ -10,6 +10,7 @@ use parking_lot::RwLock;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
+use crate::balancer::{instance_key, Balancer, BalancerConfig, InstanceKey};
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
 use crate::types::{HealthFilter, QueryOptions, ServiceEntry};
@@ -37,10 +38,14 @@ pub enum Strategy {
     /// the instances' nodes have no coordinates yet, Consul leaves the order alone, and this
     /// falls back to round-robin.
     Nearest,
+    /// The lower-latency of two random instances by the latencies the application reports
+    /// ([`Discovery::report`]); see [`crate::balancer`].
+    LeastLatency,
 }
 
 impl Strategy {
-    /// Parses `round_robin`, `random`, `weighted`, `consistent_hash`, `nearest` (dashes allowed).
+    /// Parses `round_robin`, `random`, `weighted`, `consistent_hash`, `nearest`, `least_latency`
+    /// (dashes allowed).
     pub fn parse(s: &str) -> Result<Strategy> {
         Ok(match s.replace('-', "_").as_str() {
             "round_robin" => Strategy::RoundRobin,
@@ -48,6 +53,7 @@ impl Strategy {
             "weighted" => Strategy::Weighted,
             "consistent_hash" => Strategy::ConsistentHash,
             "nearest" => Strategy::Nearest,
+            "least_latency" => Strategy::LeastLatency,
             other => return Err(Error::invalid("strategy", format!("unknown strategy {other:?}"))),
         })
     }
@@ -73,6 +79,8 @@ pub struct Discovery {
     ready: tokio::sync::watch::Receiver<bool>,
     /// Set by the first [`Strategy::Nearest`] pick: only then is the RTT order kept fresh.
     near_wanted: Arc<AtomicBool>,
+    /// Reported latencies and outcomes: least-latency picks and outlier ejection.
+    balancer: parking_lot::Mutex<Balancer>,
 }
 
 impl Drop for Discovery {
@@ -100,7 +108,8 @@ fn choose(
     Ok(match strategy {
         Strategy::Nearest if by_distance => 0,
         Strategy::RoundRobin | Strategy::Nearest => cursor.fetch_add(1, Ordering::Relaxed) % list.len(),
-        Strategy::Random => rand::thread_rng().gen_range(0..list.len()),
+        // Chosen by the balancer before this is reached; a uniform pick if it ever is.
+        Strategy::Random | Strategy::LeastLatency => rand::thread_rng().gen_range(0..list.len()),
         Strategy::Weighted => {
             let weights: Vec<u64> = list.iter().map(|e| e.service.weights.passing.max(0) as u64).collect();
             let total: u64 = weights.iter().sum();
@@ -265,7 +274,14 @@ impl Discovery {
             coord_index: None,
         };
         tokio::spawn(tracker.run(cancel.clone()));
-        Ok(Discovery { current, cursor: AtomicUsize::new(0), cancel, ready, near_wanted })
+        Ok(Discovery {
+            current,
+            cursor: AtomicUsize::new(0),
+            cancel,
+            ready,
+            near_wanted,
+            balancer: parking_lot::Mutex::new(Balancer::new(BalancerConfig::default())),
+        })
     }
 
     /// Waits until the first result has arrived.
@@ -299,8 +315,63 @@ impl Discovery {
         if cur.list.is_empty() {
             return Ok(None);
         }
-        let i = choose(&cur.list, cur.by_distance, strategy, key, &self.cursor)?;
-        Ok(cur.list.get(i).cloned())
+        let now = std::time::Instant::now();
+        let balancer = self.balancer.lock();
+        let eligible = balancer.eligible(&cur.list, now);
+        if strategy == Strategy::LeastLatency {
+            let i = balancer.least_latency(&cur.list, &eligible, now, &mut rand::thread_rng());
+            return Ok(i.and_then(|i| cur.list.get(i).cloned()));
+        }
+        drop(balancer);
+        if eligible.len() == cur.list.len() {
+            let i = choose(&cur.list, cur.by_distance, strategy, key, &self.cursor)?;
+            return Ok(cur.list.get(i).cloned());
+        }
+        // Some instances are ejected: choose among the rest, in the same order.
+        let rest: Vec<ServiceEntry> = eligible.iter().map(|i| cur.list[*i].clone()).collect();
+        let i = choose(&rest, cur.by_distance, strategy, key, &self.cursor)?;
+        Ok(rest.into_iter().nth(i))
+    }
+
+    /// Reports how a call to `instance` went: its latency and whether it succeeded. Drives
+    /// [`Strategy::LeastLatency`] and outlier ejection (every strategy leaves ejected
+    /// instances out).
+    pub fn report(&self, instance: &ServiceEntry, latency: Duration, ok: bool) {
+        self.report_key(instance_key(instance), latency, ok);
+    }
+
+    /// [`Discovery::report`] by the instance's node name and service ID.
+    pub fn report_instance(&self, node: &str, service_id: &str, latency: Duration, ok: bool) -> Result<()> {
+        if node.is_empty() || service_id.is_empty() {
+            return Err(Error::invalid("instance", "needs its node name and service ID"));
+        }
+        self.report_key((node.to_string(), service_id.to_string()), latency, ok);
+        Ok(())
+    }
+
+    fn report_key(&self, key: InstanceKey, latency: Duration, ok: bool) {
+        let cur = self.current.read();
+        let mut b = self.balancer.lock();
+        b.report(key, latency, ok, std::time::Instant::now(), cur.list.len());
+        b.retain_if_grown(&cur.list);
+    }
+
+    /// Replaces the balancer's tuning (what it learnt so far is kept).
+    pub fn set_balancer_config(&self, config: BalancerConfig) -> Result<()> {
+        config.validate()?;
+        self.balancer.lock().set_config(config);
+        Ok(())
+    }
+
+    /// Whether `instance` is ejected now.
+    pub fn is_ejected(&self, instance: &ServiceEntry) -> bool {
+        self.balancer.lock().is_ejected(&instance_key(instance), std::time::Instant::now())
+    }
+
+    /// The decayed average latency reported for `instance`, when there are reports.
+    pub fn latency(&self, instance: &ServiceEntry) -> Option<Duration> {
+        let ms = self.balancer.lock().latency_ms(&instance_key(instance), std::time::Instant::now())?;
+        Some(Duration::from_secs_f64(ms / 1000.0))
     }
 
     /// Stops tracking.

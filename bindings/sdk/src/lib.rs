@@ -18,6 +18,7 @@
 
 pub mod acl;
 pub mod agent;
+pub mod balancer;
 pub mod client;
 pub mod discovery;
 pub mod election;
@@ -33,6 +34,7 @@ pub mod watch_plan;
 
 pub use acl::*;
 pub use agent::EmbeddedAgent;
+pub use balancer::BalancerConfig;
 pub use client::{resolve_token, Client, ClientConfig, RawResponse, StreamingResponse};
 pub use discovery::{Discovery, Strategy};
 pub use election::{ElectionEvent, LeaderElection};
