@@ -28,3 +28,4 @@ mod t97_gossip;
 mod t98_tls;
 mod t99_acl_enforcement;
 mod t99_acl_objects;
+mod t99_kube_auth;

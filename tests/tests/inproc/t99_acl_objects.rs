@@ -361,7 +361,7 @@ async fn t99_acl_jwt_login_logout() {
     refused(
         &put(&api, "/v1/acl/auth-method", json!({"Name": "k8s", "Type": "kubernetes", "Config": {}})).await,
         400,
-        "kubernetes",
+        "Invalid Auth Method: Config.Host is required",
     );
     refused(
         &put(

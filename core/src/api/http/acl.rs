@@ -15,7 +15,7 @@ use serde_json::{json as json_value, Map, Value};
 
 use super::query::{token as request_token, QueryParams, ReadParams};
 use super::{blocking, json, read_body, set_read_meta, Ctx};
-use crate::api::jwt_auth::JwtConfig;
+use crate::api::auth_method::{AuthMethodConfig, LoginFailure, TYPES as AUTH_METHOD_TYPES};
 use crate::duration::{format_go_duration, parse_go_duration};
 use crate::replication::session_ttl::now_ms;
 use crate::state::acl::{
@@ -1019,8 +1019,8 @@ pub(super) fn parse_auth_method(map: &Map<String, Value>) -> Result<AclAuthMetho
     if !valid_name(&name, 128) {
         return Err(bad("Invalid Auth Method: invalid Name. Only alphanumeric characters, '-' and '_' are allowed"));
     }
-    if method_type != "jwt" {
-        return Err(bad(format!("Invalid Auth Method: Type should be one of: [jwt] (got {method_type:?})")));
+    if !AUTH_METHOD_TYPES.contains(&method_type.as_str()) {
+        return Err(bad(format!("Invalid Auth Method: Type should be one of: [{}]", AUTH_METHOD_TYPES.join(" "))));
     }
     let locality = o.string(&["TokenLocality"])?;
     if !matches!(locality.as_str(), "" | "local" | "global") {
@@ -1039,7 +1039,7 @@ pub(super) fn parse_auth_method(map: &Map<String, Value>) -> Result<AclAuthMetho
         }
     }
     let config = o.get(&["Config"]).cloned().unwrap_or(Value::Null);
-    JwtConfig::parse(&config).map_err(|e| bad(format!("Invalid Auth Method: {e}")))?;
+    AuthMethodConfig::parse(&method_type, &config).map_err(|e| bad(format!("Invalid Auth Method: {e}")))?;
     Ok(AclAuthMethod {
         name,
         method_type,
@@ -1155,17 +1155,20 @@ fn parse_binding_rule(ctx: &Ctx, map: &Map<String, Value>) -> Result<AclBindingR
     if rule.bind_name.is_empty() {
         return Err(bad("Invalid Binding Rule: no BindName is set"));
     }
-    Selector::parse(&rule.selector).map_err(|e| bad(format!("invalid Binding Rule: Selector is invalid: {e}")))?;
+    let selector =
+        Selector::parse(&rule.selector).map_err(|e| bad(format!("invalid Binding Rule: Selector is invalid: {e}")))?;
     // BindName must interpolate with the method's variables (each set to a valid dummy name).
     let method = ctx.consensus()?.state().read(|d| d.acl.auth_methods.get(&rule.auth_method).cloned());
     let method =
         method.ok_or_else(|| bad(format!("Invalid Binding Rule: unknown auth method {:?}", rule.auth_method)))?;
     let config: Value = serde_json::from_str(&method.config_json).unwrap_or(Value::Null);
-    let mut dummy = Vars::default();
-    if let Ok(cfg) = JwtConfig::parse(&config) {
-        let (values, lists) = cfg.variable_names();
-        dummy.values = values.into_iter().map(|v| (v, "fake".to_string())).collect();
-        dummy.lists = lists.into_iter().map(|v| (v, vec!["fake".to_string()])).collect();
+    let dummy =
+        AuthMethodConfig::parse(&method.method_type, &config).map(|cfg| cfg.placeholder_vars()).unwrap_or_default();
+    if let Some(field) = selector.fields().into_iter().find(|f| !dummy.fields.contains_key(*f)) {
+        return Err(bad(format!(
+            "invalid Binding Rule: Selector is invalid: {field:?} is not a field of {} auth methods",
+            method.method_type
+        )));
     }
     interpolate(&rule.bind_name, &dummy).map_err(|e| bad(format!("Invalid Binding Rule: invalid BindName: {e}")))?;
     Ok(rule)
@@ -1312,10 +1315,14 @@ pub(super) async fn login(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, 
     let state = ctx.consensus()?.state().clone();
     let method = state.read(|d| d.acl.auth_methods.get(&method_name).cloned()).ok_or(Error::AclNotFound)?;
     let config: Value = serde_json::from_str(&method.config_json).unwrap_or(Value::Null);
-    let cfg = JwtConfig::parse(&config).map_err(|e| bad(format!("Invalid Auth Method: {e}")))?;
+    let cfg =
+        AuthMethodConfig::parse(&method.method_type, &config).map_err(|e| bad(format!("Invalid Auth Method: {e}")))?;
+    // No state lock is held here: a kubernetes login waits on the cluster's API server.
+    let vars = cfg.login(&bearer, now_ms() / 1000).await.map_err(|e| match e {
+        LoginFailure::Rejected(m) => Error::PermissionDenied(m),
+        LoginFailure::Unavailable(m) => Error::Upstream(m),
+    })?;
     let now = now_ms();
-    let vars =
-        cfg.verify(&bearer, now / 1000).map_err(|e| Error::PermissionDenied(format!("invalid bearer token: {e}")))?;
     let mut description = "token created via login".to_string();
     if !meta.is_empty() {
         description.push_str(": ");
