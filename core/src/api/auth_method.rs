@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::api::jwt_auth::JwtConfig;
+use crate::api::jwt_auth::{JwksCache, JwtConfig, JwtError};
 use crate::api::kube_auth::{self, KubeConfig};
 use crate::wire::selector::Vars;
 
@@ -58,13 +58,24 @@ impl AuthMethodConfig {
         vars
     }
 
-    /// Checks `bearer` at unix time `now_s` and returns the login's variables. The caller must
-    /// hold no state lock: a `kubernetes` login calls the cluster's API server.
-    pub async fn login(&self, bearer: &str, now_s: u64) -> Result<Vars, LoginFailure> {
+    /// What creating the method checks beyond its config's shape: a `jwt` method's `JWKSURL`
+    /// must serve a key set (fetched into `jwks`, as Consul fetches it at create).
+    pub async fn check_reachable(&self, jwks: &JwksCache) -> Result<(), String> {
         match self {
-            AuthMethodConfig::Jwt(cfg) => {
-                cfg.verify(bearer, now_s).map_err(|e| LoginFailure::Rejected(format!("invalid bearer token: {e}")))
-            }
+            AuthMethodConfig::Jwt(cfg) => cfg.check_jwks(jwks).await,
+            AuthMethodConfig::Kubernetes(_) => Ok(()),
+        }
+    }
+
+    /// Checks `bearer` at unix time `now_s` and returns the login's variables. The caller must
+    /// hold no state lock: a `kubernetes` login calls the cluster's API server, a `JWKSURL`
+    /// method may fetch its key set into `jwks`.
+    pub async fn login(&self, bearer: &str, now_s: u64, jwks: &JwksCache) -> Result<Vars, LoginFailure> {
+        match self {
+            AuthMethodConfig::Jwt(cfg) => cfg.verify_login(bearer, now_s, jwks).await.map_err(|e| match e {
+                JwtError::Rejected(m) => LoginFailure::Rejected(format!("invalid bearer token: {m}")),
+                JwtError::KeysUnavailable(m) => LoginFailure::Unavailable(m),
+            }),
             AuthMethodConfig::Kubernetes(cfg) => cfg.login(bearer).await.map_err(|e| match e {
                 kube_auth::LoginError::Rejected(m) => LoginFailure::Rejected(m),
                 kube_auth::LoginError::Unavailable(m) => LoginFailure::Unavailable(m),

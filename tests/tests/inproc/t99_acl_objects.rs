@@ -367,11 +367,11 @@ async fn t99_acl_jwt_login_logout() {
         &put(
             &api,
             "/v1/acl/auth-method",
-            json!({"Name": "oidc", "Type": "jwt", "Config": {"JWKSURL": "https://idp/keys"}}),
+            json!({"Name": "oidc", "Type": "jwt", "Config": {"OIDCDiscoveryURL": "https://idp/"}}),
         )
         .await,
         400,
-        "no outbound requests",
+        "OIDCDiscoveryURL is not supported",
     );
     let m = ok(&put(
         &api,

@@ -38,7 +38,7 @@ struct ApiServer {
     reviews: Mutex<Vec<Value>>,
 }
 
-fn reply(status: u16, body: Value) -> Response<Full<Bytes>> {
+pub(crate) fn reply(status: u16, body: Value) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .header("Content-Type", "application/json")
@@ -106,7 +106,7 @@ async fn serve(
 }
 
 /// A CA (its PEM) and a server certificate for 127.0.0.1 it signed (DER chain and key).
-fn pki() -> (String, rustls::pki_types::CertificateDer<'static>, rustls::pki_types::PrivateKeyDer<'static>) {
+pub(crate) fn pki() -> (String, rustls::pki_types::CertificateDer<'static>, rustls::pki_types::PrivateKeyDer<'static>) {
     let ca_key = KeyPair::generate().expect("key");
     let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -121,8 +121,13 @@ fn pki() -> (String, rustls::pki_types::CertificateDer<'static>, rustls::pki_typ
     (ca_pem, der, key)
 }
 
-/// Starts the stand-in API server on 127.0.0.1 over TLS; returns its port, its CA and the task.
-async fn start_api_server(server: Arc<ApiServer>, reviewer: &str) -> (u16, String, JoinHandle<()>) {
+/// Serves `handler` over TLS on 127.0.0.1 with a certificate from a fresh CA; returns the
+/// port, the CA's PEM and the accept task (aborting it closes the listener).
+pub(crate) async fn tls_server<F, Fut>(handler: F) -> (u16, String, JoinHandle<()>)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+{
     let (ca_pem, der, key) = pki();
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -133,13 +138,12 @@ async fn start_api_server(server: Arc<ApiServer>, reviewer: &str) -> (u16, Strin
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let reviewer = reviewer.to_string();
     let task = tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, server, reviewer) = (acceptor.clone(), server.clone(), reviewer.clone());
+            let (acceptor, handler) = (acceptor.clone(), handler.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let svc = hyper::service::service_fn(move |req| serve(server.clone(), reviewer.clone(), req));
+                let svc = hyper::service::service_fn(handler);
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
                     .await;
@@ -147,6 +151,12 @@ async fn start_api_server(server: Arc<ApiServer>, reviewer: &str) -> (u16, Strin
         }
     });
     (port, ca_pem, task)
+}
+
+/// Starts the stand-in API server; returns its port, its CA and the task.
+async fn start_api_server(server: Arc<ApiServer>, reviewer: &str) -> (u16, String, JoinHandle<()>) {
+    let reviewer = reviewer.to_string();
+    tls_server(move |req| serve(server.clone(), reviewer.clone(), req)).await
 }
 
 async fn call(api: &Api, method: Method, path: &str, body: Value) -> Resp {

@@ -1052,6 +1052,14 @@ pub(super) fn parse_auth_method(map: &Map<String, Value>) -> Result<AclAuthMetho
     })
 }
 
+/// Fetches what the method's config points at (a `JWKSURL` key set), holding no lock.
+async fn check_reachable(ctx: &Ctx, method: &AclAuthMethod) -> Result<(), Error> {
+    let config: Value = serde_json::from_str(&method.config_json).unwrap_or(Value::Null);
+    let cfg =
+        AuthMethodConfig::parse(&method.method_type, &config).map_err(|e| bad(format!("Invalid Auth Method: {e}")))?;
+    cfg.check_reachable(&ctx.jwks).await.map_err(|e| bad(format!("Invalid Auth Method: {e}")))
+}
+
 /// `PUT /v1/acl/auth-method`.
 pub(super) async fn auth_method_create(
     State(ctx): State<Ctx>,
@@ -1061,6 +1069,7 @@ pub(super) async fn auth_method_create(
 ) -> Result<Response, Error> {
     let q = write_prelude(&ctx, &uri)?;
     let method = parse_auth_method(&body_object(body, &headers, "AuthMethod").await?)?;
+    check_reachable(&ctx, &method).await?;
     let applied = write(&ctx, AclOp::AuthMethodSet(Box::new(method))).await?;
     Ok(json(StatusCode::OK, &applied_json(&ctx, applied)?, q.pretty()))
 }
@@ -1086,6 +1095,7 @@ pub(super) async fn auth_method_update(
     if !ctx.consensus()?.state().read(|d| d.acl.auth_methods.contains_key(&name)) {
         return Err(bad(format!("cannot find auth method {name}")));
     }
+    check_reachable(&ctx, &method).await?;
     let applied = write(&ctx, AclOp::AuthMethodSet(Box::new(method))).await?;
     Ok(json(StatusCode::OK, &applied_json(&ctx, applied)?, q.pretty()))
 }
@@ -1318,7 +1328,7 @@ pub(super) async fn login(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, 
     let cfg =
         AuthMethodConfig::parse(&method.method_type, &config).map_err(|e| bad(format!("Invalid Auth Method: {e}")))?;
     // No state lock is held here: a kubernetes login waits on the cluster's API server.
-    let vars = cfg.login(&bearer, now_ms() / 1000).await.map_err(|e| match e {
+    let vars = cfg.login(&bearer, now_ms() / 1000, &ctx.jwks).await.map_err(|e| match e {
         LoginFailure::Rejected(m) => Error::PermissionDenied(m),
         LoginFailure::Unavailable(m) => Error::Upstream(m),
     })?;
