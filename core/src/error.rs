@@ -84,6 +84,10 @@ pub enum Error {
     /// An ACL endpoint was called on an agent without ACLs. HTTP 401, Consul's wording.
     #[error("ACL support disabled")]
     AclDisabled,
+    /// A service the agent calls on the request's behalf (a `kubernetes` auth method's API
+    /// server) failed or could not be reached; the message names it. HTTP 500.
+    #[error("{0}")]
+    Upstream(String),
 }
 
 impl Error {
@@ -110,7 +114,8 @@ impl Error {
             | Error::Bind { .. }
             | Error::Storage(_)
             | Error::Apply(_)
-            | Error::Raft(_) => 500,
+            | Error::Raft(_)
+            | Error::Upstream(_) => 500,
         }
     }
 

@@ -386,6 +386,7 @@ impl Agent {
             cache: http::cache::AgentCache::new(shutdown.clone()),
             logs: config.log_hub.clone().unwrap_or_default(),
             metrics: metrics.clone(),
+            jwks: Default::default(),
         });
         let app = http::router(ctx);
         if let Some(c) = &consensus {

@@ -3,13 +3,21 @@
 //! audiences and its time claims, and turns claims into the `value.*` / `list.*` variables
 //! binding rules select on.
 //!
-//! Keys come only from `JWTValidationPubKeys` (PEM): `JWKSURL` and `OIDCDiscoveryURL` are
-//! refused because a server here makes no outbound requests.
+//! Keys come from `JWTValidationPubKeys` (PEM) or from the JSON Web Key Set at `JWKSURL`
+//! (fetched over HTTPS trusting `JWKSCACert`, or the public web's CAs without it), kept per
+//! agent in a [`JwksCache`] and fetched again when a token names a key id the cached set lacks
+//! (the issuer rotated its keys). `OIDCDiscoveryURL` is refused: no OIDC discovery yet.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use parking_lot::Mutex;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, RootCertStore};
 use serde_json::{Map, Value};
 
 use crate::duration::parse_go_duration;
@@ -19,11 +27,60 @@ use crate::wire::selector::Vars;
 const DEFAULT_CLAIM_LEEWAY: Duration = Duration::from_secs(150);
 /// Clock skew allowed when the config leaves it at 0.
 const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
+/// How long fetching a key set may take (connect included).
+const JWKS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest key set accepted.
+const MAX_JWKS: usize = 1024 * 1024;
+
+/// A public key a token may be signed with.
+#[derive(Clone)]
+pub struct VerifyKey {
+    /// The JWK's `kid` (keys from PEM have none and are tried for every token).
+    kid: Option<String>,
+    key: DecodingKey,
+    /// RSA (RS*/PS*) rather than EC or EdDSA: a key is only tried for its algorithm family.
+    rsa: bool,
+}
+
+/// Where a `JWKSURL` method's keys come from.
+#[derive(Clone)]
+struct JwksSource {
+    url: reqwest::Url,
+    /// `JWKSCACert`'s CAs; `None` trusts the public web's CAs.
+    roots: Option<Arc<RootCertStore>>,
+    /// Identifies the source in the cache (URL and CA: a method changed to another CA must
+    /// not reuse keys fetched under the old one).
+    cache_key: String,
+}
+
+/// The key sets fetched from `JWKSURL`s, per agent (no process-wide state), by URL and CA.
+#[derive(Default)]
+pub struct JwksCache {
+    sets: Mutex<HashMap<String, Arc<Vec<VerifyKey>>>>,
+}
+
+impl std::fmt::Debug for JwksCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwksCache").field("sets", &self.sets.lock().len()).finish()
+    }
+}
+
+/// Why a token was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum JwtError {
+    /// The token is not valid for the method (HTTP 403).
+    #[error("{0}")]
+    Rejected(String),
+    /// The key set could not be fetched (HTTP 500).
+    #[error("{0}")]
+    KeysUnavailable(String),
+}
 
 /// A validated `jwt` auth method config.
 #[derive(Clone)]
 pub struct JwtConfig {
-    keys: Vec<(DecodingKey, bool)>,
+    keys: Vec<VerifyKey>,
+    jwks: Option<JwksSource>,
     bound_issuer: String,
     bound_audiences: Vec<String>,
     claim_mappings: BTreeMap<String, String>,
@@ -36,7 +93,11 @@ pub struct JwtConfig {
 
 impl std::fmt::Debug for JwtConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtConfig").field("keys", &self.keys.len()).field("bound_issuer", &self.bound_issuer).finish()
+        f.debug_struct("JwtConfig")
+            .field("keys", &self.keys.len())
+            .field("jwks", &self.jwks.as_ref().map(|j| j.url.as_str()))
+            .field("bound_issuer", &self.bound_issuer)
+            .finish()
     }
 }
 
@@ -103,22 +164,33 @@ impl JwtConfig {
             Value::Null => &empty,
             _ => return Err("Config must be a JSON object".into()),
         };
-        for url_key in ["JWKSURL", "OIDCDiscoveryURL"] {
-            if field(m, url_key).and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
-                return Err(format!(
-                    "{url_key} is not supported: this server makes no outbound requests; give the keys in JWTValidationPubKeys"
-                ));
-            }
+        if field(m, "OIDCDiscoveryURL").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+            return Err("OIDCDiscoveryURL is not supported yet: give JWKSURL or JWTValidationPubKeys".into());
         }
         let pems = strings(m, "JWTValidationPubKeys")?;
-        if pems.is_empty() {
-            return Err("exactly one of 'JWTValidationPubKeys', 'JWKSURL', or 'OIDCDiscoveryURL' must be set".into());
+        let jwks_url = field(m, "JWKSURL").and_then(Value::as_str).unwrap_or_default();
+        let ca_pem = field(m, "JWKSCACert").and_then(Value::as_str).unwrap_or_default();
+        if pems.is_empty() == jwks_url.is_empty() {
+            return Err(
+                "exactly one of 'JWTValidationPubKeys', 'JWKSURL', or 'OIDCDiscoveryURL' must be set for type \"jwt\""
+                    .into(),
+            );
         }
+        let jwks = if jwks_url.is_empty() {
+            if !ca_pem.is_empty() {
+                return Err("'JWKSCACert' should not be set unless 'JWKSURL' is set".into());
+            }
+            None
+        } else {
+            Some(jwks_source(jwks_url, ca_pem)?)
+        };
         let mut keys = Vec::new();
         for (i, pem) in pems.iter().enumerate() {
             let key = DecodingKey::from_rsa_pem(pem.as_bytes())
-                .map(|k| (k, true))
-                .or_else(|_| DecodingKey::from_ec_pem(pem.as_bytes()).map(|k| (k, false)))
+                .map(|key| VerifyKey { kid: None, key, rsa: true })
+                .or_else(|_| {
+                    DecodingKey::from_ec_pem(pem.as_bytes()).map(|key| VerifyKey { kid: None, key, rsa: false })
+                })
                 .map_err(|e| format!("error parsing public key JWTValidationPubKeys[{i}]: {e}"))?;
             keys.push(key);
         }
@@ -153,6 +225,7 @@ impl JwtConfig {
         let bound_issuer = field(m, "BoundIssuer").and_then(Value::as_str).unwrap_or_default().to_string();
         Ok(JwtConfig {
             keys,
+            jwks,
             bound_issuer,
             bound_audiences: audiences,
             claim_mappings,
@@ -169,8 +242,48 @@ impl JwtConfig {
         (self.claim_mappings.values().cloned().collect(), self.list_claim_mappings.values().cloned().collect())
     }
 
-    /// Checks `token` at unix time `now_s` and returns the login's variables.
+    /// Whether this method's keys come from a `JWKSURL`.
+    pub fn uses_jwks(&self) -> bool {
+        self.jwks.is_some()
+    }
+
+    /// Fetches the `JWKSURL` key set into `cache` (what creating the method checks, as Consul
+    /// does); nothing for a method with static keys.
+    pub async fn check_jwks(&self, cache: &JwksCache) -> Result<(), String> {
+        match &self.jwks {
+            Some(source) => cache.refresh(source).await.map(drop).map_err(|e| format!("error checking JWKSURL: {e}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks `token` at unix time `now_s` against the method's keys (fetching a `JWKSURL` set
+    /// when `cache` lacks it or lacks the token's key id) and returns the login's variables.
+    /// No lock is held while fetching.
+    pub async fn verify_login(&self, token: &str, now_s: u64, cache: &JwksCache) -> Result<Vars, JwtError> {
+        let Some(source) = &self.jwks else {
+            return self.verify(token, now_s).map_err(JwtError::Rejected);
+        };
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| JwtError::Rejected(format!("error parsing token: {e}")))?;
+        let cached = cache.sets.lock().get(&source.cache_key).cloned();
+        let known = |keys: &Vec<VerifyKey>| match &header.kid {
+            Some(kid) => keys.iter().any(|k| k.kid.as_deref() == Some(kid.as_str())),
+            None => true,
+        };
+        let keys = match cached {
+            Some(keys) if known(&keys) => keys,
+            _ => cache.refresh(source).await.map_err(|e| JwtError::KeysUnavailable(format!("fetching keys: {e}")))?,
+        };
+        self.verify_with(token, now_s, &keys).map_err(JwtError::Rejected)
+    }
+
+    /// Checks `token` at unix time `now_s` against the configured PEM keys and returns the
+    /// login's variables.
     pub fn verify(&self, token: &str, now_s: u64) -> Result<Vars, String> {
+        self.verify_with(token, now_s, &self.keys)
+    }
+
+    fn verify_with(&self, token: &str, now_s: u64, keys: &[VerifyKey]) -> Result<Vars, String> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| format!("error parsing token: {e}"))?;
         if !self.algs.contains(&header.alg) {
             return Err(format!("unsupported signing algorithm: {:?}", header.alg));
@@ -189,11 +302,14 @@ impl JwtConfig {
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims = HashSet::new();
-        let claims = self
-            .keys
+        let claims = keys
             .iter()
-            .filter(|(_, is_rsa)| *is_rsa == rsa_family)
-            .find_map(|(key, _)| jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation).ok())
+            .filter(|k| k.rsa == rsa_family)
+            .filter(|k| match (&k.kid, &header.kid) {
+                (Some(have), Some(want)) => have == want,
+                _ => true,
+            })
+            .find_map(|k| jsonwebtoken::decode::<Map<String, Value>>(token, &k.key, &validation).ok())
             .ok_or("failed to verify id token signature")?
             .claims;
         let skew = self.clock_skew.unwrap_or(Duration::ZERO).as_secs();
@@ -262,6 +378,94 @@ impl JwtConfig {
             }
         }
         Ok(vars)
+    }
+}
+
+/// Validates `JWKSURL` and `JWKSCACert`.
+fn jwks_source(url: &str, ca_pem: &str) -> Result<JwksSource, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("error checking JWKSURL: {url:?}: {e}"))?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err(format!("error checking JWKSURL: {url:?} is not an http(s) URL"));
+    }
+    let roots = if ca_pem.is_empty() {
+        None
+    } else {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            let cert = cert.map_err(|e| format!("error checking JWKSCACert: {e}"))?;
+            roots.add(cert).map_err(|e| format!("error checking JWKSCACert: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("error checking JWKSCACert: could not parse any PEM certificates".into());
+        }
+        Some(Arc::new(roots))
+    };
+    Ok(JwksSource { url: parsed, roots, cache_key: format!("{url}\n{ca_pem}") })
+}
+
+/// The asymmetric keys of a JWK Set document; keys of other kinds (shared secrets) or that do
+/// not parse are skipped, as a key set may hold keys for other uses.
+pub fn parse_jwks(doc: &Value) -> Result<Vec<VerifyKey>, String> {
+    let list = doc.get("keys").and_then(Value::as_array).ok_or("the key set has no \"keys\" list")?;
+    let keys = list
+        .iter()
+        .filter_map(|v| serde_json::from_value::<Jwk>(v.clone()).ok())
+        .filter_map(|jwk| {
+            let rsa = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => true,
+                AlgorithmParameters::EllipticCurve(_) | AlgorithmParameters::OctetKeyPair(_) => false,
+                AlgorithmParameters::OctetKey(_) => return None,
+            };
+            let key = DecodingKey::from_jwk(&jwk).ok()?;
+            Some(VerifyKey { kid: jwk.common.key_id.clone(), key, rsa })
+        })
+        .collect();
+    Ok(keys)
+}
+
+impl JwksCache {
+    /// Fetches `source`'s key set and caches it. The lock is taken only to store the result.
+    async fn refresh(&self, source: &JwksSource) -> Result<Arc<Vec<VerifyKey>>, String> {
+        let tls = match &source.roots {
+            None => crate::tls::plain_client_tls(),
+            Some(roots) => ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS setup: {e}"))?
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth(),
+        };
+        let client = reqwest::Client::builder()
+            .timeout(JWKS_TIMEOUT)
+            .connect_timeout(JWKS_TIMEOUT)
+            .tls_backend_preconfigured(tls)
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        let url = &source.url;
+        let chain = |e: reqwest::Error| {
+            let e = e.without_url();
+            let mut out = e.to_string();
+            let mut cur = std::error::Error::source(&e);
+            while let Some(c) = cur {
+                out.push_str(&format!(": {c}"));
+                cur = c.source();
+            }
+            format!("GET {url}: {out}")
+        };
+        let mut resp = client.get(url.clone()).header("Accept", "application/json").send().await.map_err(chain)?;
+        if !resp.status().is_success() {
+            return Err(format!("GET {url}: {}", resp.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(chain)? {
+            if body.len() + chunk.len() > MAX_JWKS {
+                return Err(format!("GET {url}: key set larger than {MAX_JWKS} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let doc: Value = serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))?;
+        let keys = Arc::new(parse_jwks(&doc).map_err(|e| format!("GET {url}: {e}"))?);
+        self.sets.lock().insert(source.cache_key.clone(), keys.clone());
+        Ok(keys)
     }
 }
 
@@ -379,9 +583,51 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn jwks_keys_by_kid() {
+        use base64::Engine as _;
+        use ring::signature::KeyPair as _;
+        let rng = ring::rand::SystemRandom::new();
+        let alg = &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).expect("generate");
+        let pair = ring::signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).expect("parse");
+        let point = pair.public_key().as_ref();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let doc = json!({"keys": [
+            {"kty": "EC", "crv": "P-256", "kid": "k1", "x": b64(&point[1..33]), "y": b64(&point[33..])},
+            {"kty": "oct", "kid": "secret", "k": "c2VjcmV0"},
+            {"kty": "weird"},
+        ]});
+        let keys = parse_jwks(&doc).expect("keys");
+        assert_eq!(keys.len(), 1, "only the EC key");
+        assert_eq!(keys[0].kid.as_deref(), Some("k1"));
+        let cfg =
+            JwtConfig::parse(&json!({"JWKSURL": "https://idp/keys", "JWTSupportedAlgs": ["ES256"]})).expect("cfg");
+        let sign = |kid: &str| {
+            let mut h = Header::new(Algorithm::ES256);
+            h.kid = Some(kid.to_string());
+            jsonwebtoken::encode(&h, &json!({"sub": "x"}), &EncodingKey::from_ec_der(pkcs8.as_ref())).expect("sign")
+        };
+        assert!(cfg.verify_with(&sign("k1"), 0, &keys).is_ok());
+        assert!(cfg.verify_with(&sign("k2"), 0, &keys).is_err(), "another key id");
+        assert!(parse_jwks(&json!({"nokeys": []})).is_err());
+    }
+
+    #[test]
     fn config_refusals() {
         assert!(JwtConfig::parse(&json!({})).is_err());
-        assert!(JwtConfig::parse(&json!({"JWKSURL": "https://x"})).expect_err("refused").contains("no outbound"));
+        assert!(JwtConfig::parse(&json!({"JWKSURL": "https://x"})).expect("jwks").uses_jwks());
+        assert!(JwtConfig::parse(&json!({"JWKSURL": "https://x", "JWTValidationPubKeys": [RSA_PUB]}))
+            .expect_err("both")
+            .starts_with("exactly one of"));
+        assert!(JwtConfig::parse(&json!({"JWKSURL": "ftp://x"})).is_err());
+        assert!(JwtConfig::parse(&json!({"JWKSURL": "https://x", "JWKSCACert": "junk"}))
+            .expect_err("ca")
+            .starts_with("error checking JWKSCACert"));
+        assert_eq!(
+            JwtConfig::parse(&json!({"JWTValidationPubKeys": [RSA_PUB], "JWKSCACert": "junk"})).expect_err("ca"),
+            "'JWKSCACert' should not be set unless 'JWKSURL' is set"
+        );
+        assert!(JwtConfig::parse(&json!({"OIDCDiscoveryURL": "https://x"})).is_err());
         assert!(JwtConfig::parse(&json!({"JWTValidationPubKeys": ["garbage"]})).is_err());
         assert!(JwtConfig::parse(&json!({"JWTValidationPubKeys": [RSA_PUB], "JWTSupportedAlgs": ["HS256"]})).is_err());
     }

@@ -8,7 +8,9 @@
 //! the agent layer above: what it needs of the configuration is handed to it as plain values.
 
 pub mod agent_writes;
+pub mod auth_method;
 pub mod authz;
 pub mod dns;
 pub mod http;
 pub mod jwt_auth;
+pub mod kube_auth;

@@ -7,7 +7,8 @@
 //! unary   := "not" unary | "(" expr ")" | match
 //! match   := sel ("==" | "!=") lit | lit ["not"] "in" sel | sel ["not"] "contains" lit
 //!          | sel "is" ["not"] "empty"
-//! sel     := ("value" | "list") "." name
+//! sel     := ("value" | "list") "." name | field
+//! field   := word ("." word)+          (a method's own fields: `serviceaccount.name`)
 //! lit     := "double quoted" | `backquoted` | bare word
 //! ```
 //! `in`/`contains` test membership on a list and substring on a string; a variable the login
@@ -22,6 +23,10 @@ pub struct Vars {
     pub values: BTreeMap<String, String>,
     /// `list.<name>`.
     pub lists: BTreeMap<String, Vec<String>>,
+    /// Fields an auth method type defines itself, by their whole dotted path (the
+    /// `kubernetes` method's `serviceaccount.name`); names here always hold a dot, so they
+    /// never collide with `value.<name>`.
+    pub fields: BTreeMap<String, String>,
 }
 
 /// A selector variable.
@@ -29,6 +34,7 @@ pub struct Vars {
 enum Sel {
     Value(String),
     List(String),
+    Field(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,14 +229,18 @@ impl Parser {
 }
 
 fn parse_sel(w: &str) -> Result<Sel, String> {
-    let bad = || format!("invalid selector {w:?}: use value.<name> or list.<name>");
+    let bad = || format!("invalid selector {w:?}: use value.<name>, list.<name> or a field of the auth method");
     let (kind, name) = w.split_once('.').ok_or_else(bad)?;
-    if name.is_empty() || name.contains('.') {
-        return Err(bad());
-    }
     match kind {
+        "value" | "list" if name.is_empty() || name.contains('.') => Err(bad()),
         "value" => Ok(Sel::Value(name.to_string())),
         "list" => Ok(Sel::List(name.to_string())),
+        _ if w
+            .split('.')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')) =>
+        {
+            Ok(Sel::Field(w.to_string()))
+        }
         _ => Err(bad()),
     }
 }
@@ -253,6 +263,30 @@ impl Selector {
     pub fn matches(&self, vars: &Vars) -> bool {
         self.0.as_ref().is_none_or(|e| eval(e, vars))
     }
+
+    /// The method fields (dotted paths other than `value.*`/`list.*`) the selector names, so a
+    /// binding rule can be refused when its method has no such field.
+    pub fn fields(&self) -> Vec<&str> {
+        fn walk<'a>(e: &'a Expr, out: &mut Vec<&'a str>) {
+            match e {
+                Expr::Or(a, b) | Expr::And(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                Expr::Not(a) => walk(a, out),
+                Expr::Eq(sel, ..) | Expr::In(sel, ..) | Expr::Empty(sel, _) => {
+                    if let Sel::Field(f) = sel {
+                        out.push(f);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(e) = &self.0 {
+            walk(e, &mut out);
+        }
+        out
+    }
 }
 
 fn eval(e: &Expr, vars: &Vars) -> bool {
@@ -264,6 +298,7 @@ fn eval(e: &Expr, vars: &Vars) -> bool {
         Expr::Eq(sel, lit, neg) => {
             let hit = match sel {
                 Sel::Value(n) => vars.values.get(n).map_or("", String::as_str) == lit,
+                Sel::Field(n) => vars.fields.get(n).map_or("", String::as_str) == lit,
                 Sel::List(n) => {
                     let l = vars.lists.get(n).unwrap_or(&empty);
                     l.len() == 1 && &l[0] == lit
@@ -274,6 +309,7 @@ fn eval(e: &Expr, vars: &Vars) -> bool {
         Expr::In(sel, lit, neg) => {
             let hit = match sel {
                 Sel::Value(n) => vars.values.get(n).is_some_and(|v| v.contains(lit.as_str())),
+                Sel::Field(n) => vars.fields.get(n).is_some_and(|v| v.contains(lit.as_str())),
                 Sel::List(n) => vars.lists.get(n).unwrap_or(&empty).iter().any(|x| x == lit),
             };
             hit != *neg
@@ -281,6 +317,7 @@ fn eval(e: &Expr, vars: &Vars) -> bool {
         Expr::Empty(sel, neg) => {
             let is_empty = match sel {
                 Sel::Value(n) => vars.values.get(n).is_none_or(String::is_empty),
+                Sel::Field(n) => vars.fields.get(n).is_none_or(String::is_empty),
                 Sel::List(n) => vars.lists.get(n).is_none_or(Vec::is_empty),
             };
             is_empty != *neg
@@ -300,6 +337,7 @@ pub fn interpolate(template: &str, vars: &Vars) -> Result<String, String> {
         let name = after[..end].trim();
         let value = match parse_sel(name)? {
             Sel::Value(n) => vars.values.get(&n).cloned(),
+            Sel::Field(n) => vars.fields.get(&n).cloned(),
             Sel::List(n) => vars.lists.get(&n).filter(|l| l.len() == 1).map(|l| l[0].clone()),
         };
         out.push_str(&value.ok_or_else(|| format!("unknown variable {name:?}"))?);
@@ -354,13 +392,29 @@ mod tests {
             "(value.name == x",
             "value.name == x y",
             "\"x",
-            "foo.bar == 1",
+            "foo. == 1",
             "value. == x",
+            "value.a.b == x",
         ] {
             assert!(Selector::parse(s).is_err(), "{s}");
         }
         let deep = "(".repeat(500) + "value.a == b" + &")".repeat(500);
         assert!(Selector::parse(&deep).is_err());
+    }
+
+    #[test]
+    fn method_fields() {
+        let mut v = vars();
+        v.fields.insert("serviceaccount.name".into(), "web".into());
+        v.fields.insert("serviceaccount.namespace".into(), "default".into());
+        let s = Selector::parse("serviceaccount.namespace==default and serviceaccount.name != db").expect("parse");
+        assert!(s.matches(&v));
+        assert_eq!(s.fields(), ["serviceaccount.namespace", "serviceaccount.name"]);
+        assert!(!Selector::parse("serviceaccount.namespace == kube-system").expect("parse").matches(&v));
+        assert!(Selector::parse("serviceaccount.uid is empty").expect("parse").matches(&v));
+        assert_eq!(interpolate("${serviceaccount.name}-sidecar", &v), Ok("web-sidecar".into()));
+        assert!(interpolate("${serviceaccount.uid}", &v).is_err());
+        assert!(Selector::parse("value.name == web").expect("parse").fields().is_empty());
     }
 
     #[test]

@@ -29,3 +29,5 @@ mod t97_gossip;
 mod t98_tls;
 mod t99_acl_enforcement;
 mod t99_acl_objects;
+mod t99_jwks_auth;
+mod t99_kube_auth;

@@ -361,17 +361,17 @@ async fn t99_acl_jwt_login_logout() {
     refused(
         &put(&api, "/v1/acl/auth-method", json!({"Name": "k8s", "Type": "kubernetes", "Config": {}})).await,
         400,
-        "kubernetes",
+        "Invalid Auth Method: Config.Host is required",
     );
     refused(
         &put(
             &api,
             "/v1/acl/auth-method",
-            json!({"Name": "oidc", "Type": "jwt", "Config": {"JWKSURL": "https://idp/keys"}}),
+            json!({"Name": "oidc", "Type": "jwt", "Config": {"OIDCDiscoveryURL": "https://idp/"}}),
         )
         .await,
         400,
-        "no outbound requests",
+        "OIDCDiscoveryURL is not supported",
     );
     let m = ok(&put(
         &api,

@@ -15,7 +15,7 @@ use serde_json::{json as json_value, Map, Value};
 
 use super::query::{token as request_token, QueryParams, ReadParams};
 use super::{blocking, json, read_body, set_read_meta, Ctx};
-use crate::api::jwt_auth::JwtConfig;
+use crate::api::auth_method::{AuthMethodConfig, LoginFailure, TYPES as AUTH_METHOD_TYPES};
 use crate::duration::{format_go_duration, parse_go_duration};
 use crate::replication::session_ttl::now_ms;
 use crate::state::acl::{
@@ -1019,8 +1019,8 @@ pub(super) fn parse_auth_method(map: &Map<String, Value>) -> Result<AclAuthMetho
     if !valid_name(&name, 128) {
         return Err(bad("Invalid Auth Method: invalid Name. Only alphanumeric characters, '-' and '_' are allowed"));
     }
-    if method_type != "jwt" {
-        return Err(bad(format!("Invalid Auth Method: Type should be one of: [jwt] (got {method_type:?})")));
+    if !AUTH_METHOD_TYPES.contains(&method_type.as_str()) {
+        return Err(bad(format!("Invalid Auth Method: Type should be one of: [{}]", AUTH_METHOD_TYPES.join(" "))));
     }
     let locality = o.string(&["TokenLocality"])?;
     if !matches!(locality.as_str(), "" | "local" | "global") {
@@ -1039,7 +1039,7 @@ pub(super) fn parse_auth_method(map: &Map<String, Value>) -> Result<AclAuthMetho
         }
     }
     let config = o.get(&["Config"]).cloned().unwrap_or(Value::Null);
-    JwtConfig::parse(&config).map_err(|e| bad(format!("Invalid Auth Method: {e}")))?;
+    AuthMethodConfig::parse(&method_type, &config).map_err(|e| bad(format!("Invalid Auth Method: {e}")))?;
     Ok(AclAuthMethod {
         name,
         method_type,
@@ -1052,6 +1052,14 @@ pub(super) fn parse_auth_method(map: &Map<String, Value>) -> Result<AclAuthMetho
     })
 }
 
+/// Fetches what the method's config points at (a `JWKSURL` key set), holding no lock.
+async fn check_reachable(ctx: &Ctx, method: &AclAuthMethod) -> Result<(), Error> {
+    let config: Value = serde_json::from_str(&method.config_json).unwrap_or(Value::Null);
+    let cfg =
+        AuthMethodConfig::parse(&method.method_type, &config).map_err(|e| bad(format!("Invalid Auth Method: {e}")))?;
+    cfg.check_reachable(&ctx.jwks).await.map_err(|e| bad(format!("Invalid Auth Method: {e}")))
+}
+
 /// `PUT /v1/acl/auth-method`.
 pub(super) async fn auth_method_create(
     State(ctx): State<Ctx>,
@@ -1061,6 +1069,7 @@ pub(super) async fn auth_method_create(
 ) -> Result<Response, Error> {
     let q = write_prelude(&ctx, &uri)?;
     let method = parse_auth_method(&body_object(body, &headers, "AuthMethod").await?)?;
+    check_reachable(&ctx, &method).await?;
     let applied = write(&ctx, AclOp::AuthMethodSet(Box::new(method))).await?;
     Ok(json(StatusCode::OK, &applied_json(&ctx, applied)?, q.pretty()))
 }
@@ -1086,6 +1095,7 @@ pub(super) async fn auth_method_update(
     if !ctx.consensus()?.state().read(|d| d.acl.auth_methods.contains_key(&name)) {
         return Err(bad(format!("cannot find auth method {name}")));
     }
+    check_reachable(&ctx, &method).await?;
     let applied = write(&ctx, AclOp::AuthMethodSet(Box::new(method))).await?;
     Ok(json(StatusCode::OK, &applied_json(&ctx, applied)?, q.pretty()))
 }
@@ -1155,17 +1165,20 @@ fn parse_binding_rule(ctx: &Ctx, map: &Map<String, Value>) -> Result<AclBindingR
     if rule.bind_name.is_empty() {
         return Err(bad("Invalid Binding Rule: no BindName is set"));
     }
-    Selector::parse(&rule.selector).map_err(|e| bad(format!("invalid Binding Rule: Selector is invalid: {e}")))?;
+    let selector =
+        Selector::parse(&rule.selector).map_err(|e| bad(format!("invalid Binding Rule: Selector is invalid: {e}")))?;
     // BindName must interpolate with the method's variables (each set to a valid dummy name).
     let method = ctx.consensus()?.state().read(|d| d.acl.auth_methods.get(&rule.auth_method).cloned());
     let method =
         method.ok_or_else(|| bad(format!("Invalid Binding Rule: unknown auth method {:?}", rule.auth_method)))?;
     let config: Value = serde_json::from_str(&method.config_json).unwrap_or(Value::Null);
-    let mut dummy = Vars::default();
-    if let Ok(cfg) = JwtConfig::parse(&config) {
-        let (values, lists) = cfg.variable_names();
-        dummy.values = values.into_iter().map(|v| (v, "fake".to_string())).collect();
-        dummy.lists = lists.into_iter().map(|v| (v, vec!["fake".to_string()])).collect();
+    let dummy =
+        AuthMethodConfig::parse(&method.method_type, &config).map(|cfg| cfg.placeholder_vars()).unwrap_or_default();
+    if let Some(field) = selector.fields().into_iter().find(|f| !dummy.fields.contains_key(*f)) {
+        return Err(bad(format!(
+            "invalid Binding Rule: Selector is invalid: {field:?} is not a field of {} auth methods",
+            method.method_type
+        )));
     }
     interpolate(&rule.bind_name, &dummy).map_err(|e| bad(format!("Invalid Binding Rule: invalid BindName: {e}")))?;
     Ok(rule)
@@ -1312,10 +1325,14 @@ pub(super) async fn login(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, 
     let state = ctx.consensus()?.state().clone();
     let method = state.read(|d| d.acl.auth_methods.get(&method_name).cloned()).ok_or(Error::AclNotFound)?;
     let config: Value = serde_json::from_str(&method.config_json).unwrap_or(Value::Null);
-    let cfg = JwtConfig::parse(&config).map_err(|e| bad(format!("Invalid Auth Method: {e}")))?;
+    let cfg =
+        AuthMethodConfig::parse(&method.method_type, &config).map_err(|e| bad(format!("Invalid Auth Method: {e}")))?;
+    // No state lock is held here: a kubernetes login waits on the cluster's API server.
+    let vars = cfg.login(&bearer, now_ms() / 1000, &ctx.jwks).await.map_err(|e| match e {
+        LoginFailure::Rejected(m) => Error::PermissionDenied(m),
+        LoginFailure::Unavailable(m) => Error::Upstream(m),
+    })?;
     let now = now_ms();
-    let vars =
-        cfg.verify(&bearer, now / 1000).map_err(|e| Error::PermissionDenied(format!("invalid bearer token: {e}")))?;
     let mut description = "token created via login".to_string();
     if !meta.is_empty() {
         description.push_str(": ");

@@ -195,6 +195,8 @@ pub struct ApiContext {
     pub logs: crate::logs::LogHub,
     /// This agent's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Key sets fetched for `jwt` auth methods with a `JWKSURL`.
+    pub jwks: crate::api::jwt_auth::JwksCache,
 }
 
 impl ApiContext {
