@@ -7,5 +7,6 @@
 
 pub(crate) mod body;
 pub(crate) mod catalog;
+pub mod go_hash;
 pub mod selector;
 pub mod timestamp;

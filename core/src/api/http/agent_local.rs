@@ -11,9 +11,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::catalog::{check_json, service_json};
+use super::content_hash::agent_service_content_hash;
 use super::query::QueryParams;
 use super::{json as json_response, read_body, text, ApiContext, Ctx};
 use crate::acl::rules::{Need, Resource};
@@ -139,11 +139,6 @@ pub(super) async fn services(State(ctx): State<Ctx>, Extension(acl): Acl, uri: U
     Ok(json_response(StatusCode::OK, &Value::Object(out), q.pretty()))
 }
 
-fn content_hash(v: &Value) -> String {
-    let digest = Sha256::digest(v.to_string().as_bytes());
-    hex::encode(&digest[..8])
-}
-
 /// `GET /v1/agent/service/:id`: the local definition with `ContentHash`; `?hash=` blocks until
 /// the hash differs (or `?wait` runs out).
 pub(super) async fn service(
@@ -171,7 +166,7 @@ pub(super) async fn service(
             return Err(Error::NotFound(format!("unknown service ID: {id}")));
         };
         let mut body = agent_service_json(&ctx, &s.service);
-        let hash = content_hash(&body);
+        let hash = agent_service_content_hash(&body);
         let done = want.as_deref() != Some(hash.as_str()) || tokio::time::Instant::now() >= deadline;
         if done {
             if let Value::Object(m) = &mut body {
