@@ -55,8 +55,42 @@ fn agent_service_json(ctx: &Ctx, s: &crate::state::catalog::ServiceInstance) -> 
         if m.get("TaggedAddresses").and_then(Value::as_object).is_some_and(|t| t.is_empty()) {
             m.remove("TaggedAddresses");
         }
+        // `buildAgentService`: a proxy configuration only on connect proxies and gateways (an
+        // empty one when none was given), `Connect` only as `{"Native": true}`.
+        if s.kind == "connect-proxy" || s.kind.ends_with("-gateway") {
+            m.insert("Proxy".into(), agent_proxy_json(s.ext.proxy.as_ref()));
+        } else {
+            m.remove("Proxy");
+        }
+        if s.ext.connect_native() {
+            m.insert("Connect".into(), json!({"Native": true}));
+        } else {
+            m.remove("Connect");
+        }
     }
     v
+}
+
+/// `api.AgentServiceConnectProxyConfig` as Consul writes it from a registered proxy block
+/// (`ConnectProxyConfig.ToAPI`): its struct members (`MeshGateway`, `Expose`, an upstream's
+/// `MeshGateway`) are always present, an exposed path always has `ParsedFromCheck`, and
+/// `EnvoyExtensions` is never copied.
+fn agent_proxy_json(proxy: Option<&Value>) -> Value {
+    let mut p = proxy.and_then(Value::as_object).cloned().unwrap_or_default();
+    p.remove("EnvoyExtensions");
+    p.entry("MeshGateway").or_insert_with(|| json!({}));
+    let expose = p.entry("Expose").or_insert_with(|| json!({}));
+    if let Some(Value::Array(paths)) = expose.get_mut("Paths") {
+        for path in paths.iter_mut().filter_map(Value::as_object_mut) {
+            path.entry("ParsedFromCheck").or_insert(Value::Bool(false));
+        }
+    }
+    if let Some(Value::Array(upstreams)) = p.get_mut("Upstreams") {
+        for u in upstreams.iter_mut().filter_map(Value::as_object_mut) {
+            u.entry("MeshGateway").or_insert_with(|| json!({}));
+        }
+    }
+    Value::Object(p)
 }
 
 fn agent_check_json(ctx: &Ctx, c: &LocalCheck, snap: &Snapshot) -> Value {
