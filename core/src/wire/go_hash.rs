@@ -19,7 +19,8 @@
 //!
 //! [`Schema`] describes a Go type so a JSON document (as `encoding/json` would write that type)
 //! can be turned into the Go value it came from, zero values included for fields the JSON
-//! omitted (`omitempty` changes the JSON, never the hash).
+//! omitted (`omitempty` changes the JSON, never the hash), and so a JSON document we are given
+//! can have its keys spelled as the Go fields they decode into.
 
 use serde_json::Value;
 
@@ -237,6 +238,52 @@ impl Schema {
     }
 }
 
+impl StructSchema {
+    /// Renames the keys of `v` (a JSON object of this type) to the Go field names they decode
+    /// into, nested structs included: Go's `encoding/json` matches field names
+    /// case-insensitively and Consul's registration decoder also takes snake_case
+    /// (`destination_service_name`), so a key matching a field with case and underscores
+    /// ignored is that field. Opaque maps (`Config`) and unknown keys are left as they are;
+    /// when a field's exact name is present too, the other spellings are dropped.
+    pub fn canonicalize_keys(&self, v: &mut Value) {
+        let Value::Object(m) = v else { return };
+        let squash = |k: &str| k.chars().filter(|c| *c != '_').flat_map(char::to_lowercase).collect::<String>();
+        for f in self.fields {
+            let wanted = squash(f.name);
+            let aliases: Vec<String> = m.keys().filter(|k| *k != f.name && squash(k) == wanted).cloned().collect();
+            for alias in aliases {
+                if let Some(value) = m.remove(&alias) {
+                    m.entry(f.name).or_insert(value);
+                }
+            }
+            if let Some(value) = m.get_mut(f.name) {
+                f.ty.canonicalize_keys(value);
+            }
+        }
+    }
+}
+
+impl Schema {
+    /// [`StructSchema::canonicalize_keys`] for whatever structs a value of this type holds.
+    pub fn canonicalize_keys(&self, v: &mut Value) {
+        match self {
+            Schema::Struct(s) => s.canonicalize_keys(v),
+            Schema::Ptr(inner) => inner.canonicalize_keys(v),
+            Schema::Slice(inner) => {
+                if let Value::Array(items) = v {
+                    items.iter_mut().for_each(|item| inner.canonicalize_keys(item));
+                }
+            }
+            Schema::StringMap(inner) => {
+                if let Value::Object(m) = v {
+                    m.values_mut().for_each(|item| inner.canonicalize_keys(item));
+                }
+            }
+            Schema::String | Schema::Int | Schema::Uint64 | Schema::Bool | Schema::Any => {}
+        }
+    }
+}
+
 /// A JSON number as a Go `int` (whole floats included, as `encoding/json` would reject
 /// fractions anyway).
 fn json_int(v: &Value) -> Option<i64> {
@@ -272,6 +319,35 @@ mod tests {
         let s2 = GoValue::Slice(vec![b, a]);
         assert_ne!(s1.hash(), s2.hash());
         assert_eq!(s1.visit(HashTag::Set), s2.visit(HashTag::Set));
+    }
+
+    #[test]
+    fn keys_are_renamed_to_go_field_names_except_in_opaque_maps() {
+        static INNER: StructSchema =
+            StructSchema { name: "I", fields: &[FieldSchema::new("LocalBindPort", Schema::Int)] };
+        static OUTER: StructSchema = StructSchema {
+            name: "O",
+            fields: &[
+                FieldSchema::new("DestinationName", Schema::String),
+                FieldSchema::new("Upstreams", Schema::Slice(&Schema::Struct(&INNER))),
+                FieldSchema::new("Config", Schema::StringMap(&Schema::Any)),
+            ],
+        };
+        let mut v = json!({
+            "destination_name": "a", "upstreams": [{"local_bind_port": 1}, {"LOCALBINDPORT": 2}],
+            "config": {"connect_timeout_ms": 1}, "other_key": true,
+        });
+        OUTER.canonicalize_keys(&mut v);
+        assert_eq!(
+            v,
+            json!({
+                "DestinationName": "a", "Upstreams": [{"LocalBindPort": 1}, {"LocalBindPort": 2}],
+                "Config": {"connect_timeout_ms": 1}, "other_key": true,
+            })
+        );
+        let mut both = json!({"DestinationName": "exact", "destination_name": "alias"});
+        OUTER.canonicalize_keys(&mut both);
+        assert_eq!(both, json!({"DestinationName": "exact"}));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub(crate) mod body;
 pub(crate) mod catalog;
+pub mod go_api_types;
 pub mod go_hash;
 pub mod selector;
 pub mod timestamp;

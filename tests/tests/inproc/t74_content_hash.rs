@@ -65,6 +65,20 @@ const VECTORS: &[(&str, &str, &str)] = &[
     // A gateway registered without a proxy block answers an empty one.
     ("gw2", r#"{"ID":"gw2","Name":"gw2","Kind":"terminating-gateway","Port":9000}"#, "1d95311580df46a0"),
     ("sc", r#"{"ID":"sc","Name":"sc","Port":7000,"Connect":{"SidecarService":{}}}"#, "54e6b1ef18d2dc82"),
+    // Go field names in any case, or snake_case, decode the same.
+    (
+        "snake",
+        r#"{"ID":"snake","Name":"snake","Kind":"connect-proxy","Port":7001,"proxy":{"destination_service_name":"web","upstreams":[{"destination_name":"db","local_bind_port":1234}],"mesh_gateway":{"mode":"local"}}}"#,
+        "f0be0284013e2e8c",
+    ),
+    ("lc", r#"{"ID":"lc","Name":"lc","Port":5,"connect":{"native":true}}"#, "40fdcb70190f7980"),
+    // Weights given without Warning: Warning 0.
+    ("w", r#"{"ID":"w","Name":"w","Weights":{"Passing":3}}"#, "ce85fe4bcb06df08"),
+    (
+        "eto",
+        r#"{"ID":"eto","Name":"eto","enable_tag_override":true,"Tags":null,"Meta":null,"tagged_addresses":{"lan":{"address":"10.9.9.9","port":1}}}"#,
+        "ea0b62888ff72401",
+    ),
 ];
 
 async fn register(api: &Api, body: &str) {
