@@ -708,6 +708,8 @@ mod tests {
         });
         let d = parse_service_registration(&v).expect("parse");
         assert!(d.service.enable_tag_override);
+        let w = parse_service_registration(&json!({"name": "w", "weights": {"passing": 3}})).expect("parse");
+        assert_eq!((w.service.weights.passing, w.service.weights.warning), (3, 0), "Warning left out is 0");
         let c = &d.checks[0];
         assert_eq!(c.kind, CheckKind::Script { args: vec!["/bin/true".into()] });
         assert_eq!(c.deregister_critical_service_after, Some(Duration::from_secs(90 * 60)));
@@ -726,6 +728,7 @@ mod tests {
             (json!({"Name": "x", "Check": {"TCP": "nohost", "Interval": "1s"}}), "TCP"),
             (json!({"Name": "x", "Check": {"TTL": "1s", "Status": "sick"}}), "Status"),
             (json!({"Name": "x", "Kind": "weird"}), "Kind"),
+            (json!({"Name": "x", "Weights": {"Warning": 2}}), "Passing must be greater than 0"),
             (
                 json!({"Name": "x", "Check": {"TTL": "1s", "FailuresBeforeWarning": 3, "FailuresBeforeCritical": 1}}),
                 "FailuresBeforeWarning",

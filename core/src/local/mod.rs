@@ -14,6 +14,7 @@
 
 pub(crate) mod checks;
 pub mod def;
+mod defaults;
 pub mod metric_rules;
 pub(crate) mod persist;
 pub mod sync;
@@ -674,6 +675,15 @@ impl LocalAgent {
         Ok(())
     }
 
+    /// What the agent fills in on a service before storing it: the agent's locality when the
+    /// service gives none (Consul 1.17+), and Consul's registration defaults ([`defaults`]).
+    fn fill_defaults(&self, service: &mut ServiceInstance) {
+        if service.ext.locality.is_none() {
+            service.ext.locality = self.node.locality.clone();
+        }
+        defaults::apply(service);
+    }
+
     /// Registers (or replaces) a service with its checks.
     pub fn register_service(
         &self,
@@ -681,10 +691,7 @@ impl LocalAgent {
         source: Source,
         replace_existing_checks: bool,
     ) -> Result<()> {
-        // A service registered without a locality takes the agent's (Consul 1.17+).
-        if def.service.ext.locality.is_none() {
-            def.service.ext.locality = self.node.locality.clone();
-        }
+        self.fill_defaults(&mut def.service);
         for c in &def.checks {
             self.check_allowed(c, source)?;
         }
@@ -803,6 +810,7 @@ impl LocalAgent {
             let same_service = snap.services.get(&s.service.id).is_some_and(|old| {
                 let mut new = s.service.clone();
                 new.node.clear();
+                self.fill_defaults(&mut new);
                 old.source == Source::Config && old.service == new
             });
             if same_service && s.checks.iter().all(|c| current.get(c.id.as_str()) == Some(&c)) {

@@ -72,12 +72,14 @@ pub(crate) fn parse_service(o: Obj<'_>, name_fields: &[&str]) -> Result<ServiceI
                 Weights::default()
             }
         }
+        // The agent shape (`structs.ValidateWeights`): given weights need a passing weight, and
+        // a warning weight left out is 0.
         Some(w) => {
             let w = Obj::new(w, "Weights");
-            Weights {
-                passing: w.int(&["Passing"], 1, 65535)?.unwrap_or(1) as i32,
-                warning: w.int(&["Warning"], 0, 65535)?.unwrap_or(1) as i32,
-            }
+            let passing = w
+                .int(&["Passing"], 1, 65535)?
+                .ok_or_else(|| Error::BadRequest("Invalid Weights: Passing must be greater than 0".into()))?;
+            Weights { passing: passing as i32, warning: w.int(&["Warning"], 0, 65535)?.unwrap_or(0) as i32 }
         }
     };
     let mut tagged = std::collections::BTreeMap::new();
@@ -121,8 +123,15 @@ fn parse_service_ext(o: Obj<'_>) -> Result<ServiceExt, Error> {
     Ok(ServiceExt {
         locality,
         socket_path: o.string(&["SocketPath", "socket_path"])?,
-        proxy: raw_object(&["Proxy"])?,
-        connect: raw_object(&["Connect"])?,
+        proxy: raw_object(&["Proxy"])?.map(|mut p| {
+            // Stored under Go's field names, whatever spelling Consul's decoder accepted.
+            super::go_api_types::PROXY_CONFIG.canonicalize_keys(&mut p);
+            p
+        }),
+        connect: raw_object(&["Connect"])?.map(|mut c| {
+            super::go_api_types::AGENT_SERVICE_CONNECT.canonicalize_keys(&mut c);
+            c
+        }),
     })
 }
 

@@ -11,9 +11,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::catalog::{check_json, service_json};
+use super::content_hash::agent_service_content_hash;
 use super::query::QueryParams;
 use super::{json as json_response, read_body, text, ApiContext, Ctx};
 use crate::acl::rules::{Need, Resource};
@@ -55,8 +55,42 @@ fn agent_service_json(ctx: &Ctx, s: &crate::state::catalog::ServiceInstance) -> 
         if m.get("TaggedAddresses").and_then(Value::as_object).is_some_and(|t| t.is_empty()) {
             m.remove("TaggedAddresses");
         }
+        // `buildAgentService`: a proxy configuration only on connect proxies and gateways (an
+        // empty one when none was given), `Connect` only as `{"Native": true}`.
+        if s.kind == "connect-proxy" || s.kind.ends_with("-gateway") {
+            m.insert("Proxy".into(), agent_proxy_json(s.ext.proxy.as_ref()));
+        } else {
+            m.remove("Proxy");
+        }
+        if s.ext.connect_native() {
+            m.insert("Connect".into(), json!({"Native": true}));
+        } else {
+            m.remove("Connect");
+        }
     }
     v
+}
+
+/// `api.AgentServiceConnectProxyConfig` as Consul writes it from a registered proxy block
+/// (`ConnectProxyConfig.ToAPI`): its struct members (`MeshGateway`, `Expose`, an upstream's
+/// `MeshGateway`) are always present, an exposed path always has `ParsedFromCheck`, and
+/// `EnvoyExtensions` is never copied.
+fn agent_proxy_json(proxy: Option<&Value>) -> Value {
+    let mut p = proxy.and_then(Value::as_object).cloned().unwrap_or_default();
+    p.remove("EnvoyExtensions");
+    p.entry("MeshGateway").or_insert_with(|| json!({}));
+    let expose = p.entry("Expose").or_insert_with(|| json!({}));
+    if let Some(Value::Array(paths)) = expose.get_mut("Paths") {
+        for path in paths.iter_mut().filter_map(Value::as_object_mut) {
+            path.entry("ParsedFromCheck").or_insert(Value::Bool(false));
+        }
+    }
+    if let Some(Value::Array(upstreams)) = p.get_mut("Upstreams") {
+        for u in upstreams.iter_mut().filter_map(Value::as_object_mut) {
+            u.entry("MeshGateway").or_insert_with(|| json!({}));
+        }
+    }
+    Value::Object(p)
 }
 
 fn agent_check_json(ctx: &Ctx, c: &LocalCheck, snap: &Snapshot) -> Value {
@@ -139,11 +173,6 @@ pub(super) async fn services(State(ctx): State<Ctx>, Extension(acl): Acl, uri: U
     Ok(json_response(StatusCode::OK, &Value::Object(out), q.pretty()))
 }
 
-fn content_hash(v: &Value) -> String {
-    let digest = Sha256::digest(v.to_string().as_bytes());
-    hex::encode(&digest[..8])
-}
-
 /// `GET /v1/agent/service/:id`: the local definition with `ContentHash`; `?hash=` blocks until
 /// the hash differs (or `?wait` runs out).
 pub(super) async fn service(
@@ -171,7 +200,7 @@ pub(super) async fn service(
             return Err(Error::NotFound(format!("unknown service ID: {id}")));
         };
         let mut body = agent_service_json(&ctx, &s.service);
-        let hash = content_hash(&body);
+        let hash = agent_service_content_hash(&body);
         let done = want.as_deref() != Some(hash.as_str()) || tokio::time::Instant::now() >= deadline;
         if done {
             if let Value::Object(m) = &mut body {

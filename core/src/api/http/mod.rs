@@ -12,6 +12,7 @@ mod blocking;
 pub mod cache;
 pub(crate) mod catalog;
 pub mod connect_ca;
+mod content_hash;
 mod coordinate;
 /// Distance ordering, also used by the DNS interface's prepared-query answers.
 pub(crate) use coordinate::sort_near;
