@@ -235,7 +235,30 @@ export type DiscoveryStrategy =
   | 'random'
   | 'weighted'
   | 'consistent_hash' | 'consistentHash'
-  | 'nearest';
+  | 'nearest'
+  | 'least_latency' | 'leastLatency';
+
+/** Tuning of least-latency picks and outlier ejection (`Discovery.configureBalancer`). */
+export interface BalancerOptions {
+  /** Weight of a new latency sample in the moving average, (0, 1]. Default 0.3. */
+  ewmaAlpha?: number;
+  /** An idle instance's average halves this often, so it is tried again. Default 5000. */
+  decayHalfLifeMs?: number;
+  /** Failed calls in a row that eject an instance (0: never). Default 5. */
+  consecutiveFailures?: number;
+  /** Error rate over `errorWindowMs` that ejects (≥ 1: never). Default 0.5. */
+  maxErrorRate?: number;
+  /** Default 10000. */
+  errorWindowMs?: number;
+  /** Calls in the window before the rate counts. Default 10. */
+  minRequests?: number;
+  /** First ejection's length, doubling on repeats. Default 30000. */
+  baseEjectionMs?: number;
+  /** Default 300000. */
+  maxEjectionMs?: number;
+  /** Largest share of instances out at once (one always stays). Default 0.5. */
+  maxEjectedShare?: number;
+}
 
 /** A live set of a service's passing instances; `pick()` answers locally. Does not keep the
  * process alive. */
@@ -245,6 +268,12 @@ export declare class Discovery {
   ready(options?: { timeoutMs?: number }): Promise<this>;
   /** One passing instance, or `null` when there is none (`consistent_hash` needs `key`). */
   pick(options?: { strategy?: DiscoveryStrategy; key?: string }): ServiceEntry | null;
+  /** Reports how a call to `instance` went (drives `least_latency` and outlier ejection). */
+  report(instance: ServiceEntry, options: { latencyMs: number; ok?: boolean }): void;
+  /** Picks (`least_latency` by default), awaits `fn`, reports its duration and outcome. */
+  call<T>(fn: (instance: ServiceEntry) => T | Promise<T>, options?: { strategy?: DiscoveryStrategy; key?: string }): Promise<T>;
+  configureBalancer(options: BalancerOptions): void;
+  isEjected(instance: ServiceEntry): boolean;
   readonly instances: ServiceEntry[];
   readonly index: number;
   close(): Promise<void>;

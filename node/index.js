@@ -924,7 +924,7 @@ class Watch {
   }
 }
 
-const STRATEGIES = new Set(['round_robin', 'random', 'weighted', 'consistent_hash', 'nearest']);
+const STRATEGIES = new Set(['round_robin', 'random', 'weighted', 'consistent_hash', 'nearest', 'least_latency']);
 
 /** A live set of a service's passing instances, kept current by a watch; pick() answers
  * locally. Does not keep the process alive. */
@@ -943,7 +943,8 @@ class Discovery {
   }
 
   /** One passing instance, or `null` when there is none. `strategy`: `round_robin` (default),
-   * `random`, `weighted`, `consistent_hash` (needs `key`), `nearest` (camelCase accepted). */
+   * `random`, `weighted`, `consistent_hash` (needs `key`), `nearest`, `least_latency` (by the
+   * latencies given to report(); camelCase accepted). Ejected instances are left out. */
   pick(options) {
     const o = opts(options);
     const raw = optStr(o.strategy, 'strategy') || 'round_robin';
@@ -952,6 +953,57 @@ class Discovery {
     const key = optStr(o.key, 'key');
     if (strategy === 'consistent_hash' && key === undefined) throw invalid('key', 'consistent_hash needs a key');
     return sync(() => this._d.pick(strategy, key)) || null;
+  }
+
+  /** Reports how a call to `instance` (from pick()) went: `latencyMs` and `ok` (default
+   * true). Drives `least_latency` picks and passive outlier ejection. */
+  report(instance, options) {
+    if (!instance || typeof instance !== 'object' || !instance.node || !instance.service) {
+      throw typeError('instance', 'a ServiceEntry from pick()', instance);
+    }
+    const o = opts(options);
+    const latencyMs = optNum(o.latencyMs, 'latencyMs');
+    if (latencyMs === undefined) throw invalid('latencyMs', 'is required');
+    const ok = o.ok === undefined ? true : optBool(o.ok, 'ok');
+    sync(() => this._d.report(str(instance.node.node, 'instance.node.node'), str(instance.service.id, 'instance.service.id'), latencyMs, ok));
+  }
+
+  /** Picks an instance (strategy `least_latency` unless given), awaits `fn(instance)`, and
+   * reports the call's duration and whether it threw/rejected; resolves to fn's result.
+   * Rejects with code NOT_FOUND when no instance is passing. */
+  async call(fn, options) {
+    if (typeof fn !== 'function') throw typeError('fn', 'a function', fn);
+    const o = opts(options);
+    const instance = this.pick({ strategy: o.strategy || 'least_latency', key: o.key });
+    if (instance === null) throw new ConsulError('no passing instance to call', 'NOT_FOUND');
+    const start = performance.now();
+    let ok = false;
+    try {
+      const out = await fn(instance);
+      ok = true;
+      return out;
+    } finally {
+      this.report(instance, { latencyMs: performance.now() - start, ok });
+    }
+  }
+
+  /** Tunes least-latency and ejection: `ewmaAlpha`, `decayHalfLifeMs`, `consecutiveFailures`,
+   * `maxErrorRate`, `errorWindowMs`, `minRequests`, `baseEjectionMs`, `maxEjectionMs`,
+   * `maxEjectedShare`. */
+  configureBalancer(options) {
+    const o = opts(options);
+    const n = (k) => optNum(o[k], k);
+    sync(() => this._d.configureBalancer({
+      ewmaAlpha: n('ewmaAlpha'), decayHalfLifeMs: n('decayHalfLifeMs'), consecutiveFailures: n('consecutiveFailures'),
+      maxErrorRate: n('maxErrorRate'), errorWindowMs: n('errorWindowMs'), minRequests: n('minRequests'),
+      baseEjectionMs: n('baseEjectionMs'), maxEjectionMs: n('maxEjectionMs'), maxEjectedShare: n('maxEjectedShare'),
+    }));
+  }
+
+  /** Whether `instance` is left out of picks for failing. */
+  isEjected(instance) {
+    if (!instance || !instance.node || !instance.service) throw typeError('instance', 'a ServiceEntry from pick()', instance);
+    return this._d.isEjected(instance.node.node, instance.service.id);
   }
 
   /** The current passing instances. */

@@ -211,6 +211,10 @@ typedef enum consul_pick_strategy {
    * Nearest by network coordinates (round-robin until coordinates exist).
    */
   CONSUL_PICK_NEAREST = 4,
+  /**
+   * The lower-latency of two instances by the latencies given to `consul_discovery_report`.
+   */
+  CONSUL_PICK_LEAST_LATENCY = 5,
 } consul_pick_strategy;
 
 /**
@@ -987,6 +991,45 @@ enum consul_status consul_discovery_pick(const struct consul_discovery *d,
                                          const char *key,
                                          struct consul_instance **out,
                                          struct consul_error **err);
+
+/**
+ * Reports how a call to `inst` (from `consul_discovery_pick`) went: `latency_ms` and whether
+ * it succeeded (`ok` non-zero). Drives `CONSUL_PICK_LEAST_LATENCY` and passive outlier
+ * ejection: an instance that keeps failing is left out of every strategy's picks for a while.
+ *
+ * # Safety
+ * `d` is a live discovery; `inst` a live instance; `err` is NULL or writable.
+ */
+enum consul_status consul_discovery_report(const struct consul_discovery *d,
+                                           const struct consul_instance *inst,
+                                           double latency_ms,
+                                           int32_t ok,
+                                           struct consul_error **err);
+
+/**
+ * Writes 1 to `*out` when `inst` is ejected (left out of picks for failing), else 0.
+ *
+ * # Safety
+ * `d` is a live discovery; `inst` a live instance; `out` is writable; `err` is NULL or
+ * writable.
+ */
+enum consul_status consul_discovery_is_ejected(const struct consul_discovery *d,
+                                               const struct consul_instance *inst,
+                                               int32_t *out,
+                                               struct consul_error **err);
+
+/**
+ * Tunes least-latency picks and ejection from a JSON object; absent fields keep their values:
+ * `ewma_alpha`, `decay_half_life_ms`, `consecutive_failures`, `max_error_rate`,
+ * `error_window_ms`, `min_requests`, `base_ejection_ms`, `max_ejection_ms`,
+ * `max_ejected_share`. A bad value is `CONSUL_E_INVALID_ARGUMENT` naming it; nothing changes.
+ *
+ * # Safety
+ * `d` is a live discovery; `json` is NUL-terminated; `err` is NULL or writable.
+ */
+enum consul_status consul_discovery_configure_balancer(const struct consul_discovery *d,
+                                                       const char *json,
+                                                       struct consul_error **err);
 
 /**
  * The current passing instances as Consul's `/v1/health/service` JSON.

@@ -322,13 +322,51 @@ TEST(discovery_pick) {
   consul_instance_free(b);
   consul_instance *x = NULL;
   CHECK_ERR_MSG(CONSUL_E_INVALID_ARGUMENT, "key", consul_discovery_pick(d, CONSUL_PICK_CONSISTENT_HASH, NULL, &x, &err));
-  for (uint32_t s = CONSUL_PICK_RANDOM; s <= CONSUL_PICK_NEAREST; s++) {
+  for (uint32_t s = CONSUL_PICK_RANDOM; s <= CONSUL_PICK_LEAST_LATENCY; s++) {
     if (s == CONSUL_PICK_CONSISTENT_HASH) continue;
     CHECK_OK(consul_discovery_pick(d, s, NULL, &x, &err));
     CHECK(x != NULL);
     consul_instance_free(x);
     x = NULL;
   }
+  /* Least latency follows reported latencies: pool-0 answers in 2 ms, the others in 20/40. */
+  int fast = 0;
+  for (int i = 0; i < 1300; i++) {
+    CHECK_OK(consul_discovery_pick(d, CONSUL_PICK_LEAST_LATENCY, NULL, &x, &err));
+    if (!x) break;
+    int n = consul_instance_id(x)[5] - '0';
+    if (i >= 300 && n == 0) fast++;
+    CHECK_OK(consul_discovery_report(d, x, n == 0 ? 2.0 : n == 1 ? 20.0 : 40.0, 1, &err));
+    consul_instance_free(x);
+    x = NULL;
+  }
+  CHECK(fast >= 800);
+  /* Failures eject (the share cap keeps the rest in); bad settings are refused by name. */
+  CHECK_OK(consul_discovery_configure_balancer(d, "{\"consecutive_failures\": 2, \"base_ejection_ms\": 60000}", &err));
+  CHECK_ERR_MSG(CONSUL_E_INVALID_ARGUMENT, "max_ejected_share",
+                consul_discovery_configure_balancer(d, "{\"max_ejected_share\": 3}", &err));
+  CHECK_ERR_MSG(CONSUL_E_INVALID_ARGUMENT, "warp", consul_discovery_configure_balancer(d, "{\"warp\": 1}", &err));
+  consul_instance *victim = NULL;
+  CHECK_OK(consul_discovery_pick(d, CONSUL_PICK_CONSISTENT_HASH, "user-42", &victim, &err));
+  CHECK(victim != NULL);
+  if (victim) {
+    int ejected = -1;
+    CHECK_OK(consul_discovery_report(d, victim, 1.0, 0, &err));
+    CHECK_OK(consul_discovery_is_ejected(d, victim, &ejected, &err));
+    CHECK(ejected == 0);
+    CHECK_OK(consul_discovery_report(d, victim, 1.0, 0, &err));
+    CHECK_OK(consul_discovery_is_ejected(d, victim, &ejected, &err));
+    CHECK(ejected == 1);
+    for (int i = 0; i < 20; i++) {
+      CHECK_OK(consul_discovery_pick(d, CONSUL_PICK_ROUND_ROBIN, NULL, &x, &err));
+      CHECK(x && strcmp(consul_instance_id(x), consul_instance_id(victim)) != 0);
+      consul_instance_free(x);
+      x = NULL;
+    }
+    CHECK_ERR_MSG(CONSUL_E_INVALID_ARGUMENT, "latency_ms", consul_discovery_report(d, victim, -5.0, 1, &err));
+    consul_instance_free(victim);
+  }
+  CHECK_ERR_MSG(CONSUL_E_NULL_ARG, "inst", consul_discovery_report(d, NULL, 1.0, 1, &err));
   consul_discovery_free(d);
   /* Nothing passing: pick answers NULL. */
   CHECK_OK(consul_discovery_new(cl, "no-such-service", NULL, &d, &err));

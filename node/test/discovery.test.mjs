@@ -56,6 +56,45 @@ for (const [kind, addr] of agents.kinds) {
       }
     });
 
+    it('least_latency follows reports; failing instances are ejected (beyond Consul)', async () => {
+      const name = unique('lat');
+      const nodes = ['ln0', 'ln1', 'ln2'].map((n) => `${name}-${n}`);
+      for (const n of nodes) await register(c, name, n, 'passing');
+      const d = await c.discover(name).ready({ timeoutMs: 5000 });
+      try {
+        assert.ok(await eventually(() => d.instances.length === 3));
+        const latency = { [nodes[0]]: 2, [nodes[1]]: 20, [nodes[2]]: 40 };
+        for (let i = 0; i < 300; i += 1) {
+          const e = d.pick({ strategy: 'leastLatency' });
+          d.report(e, { latencyMs: latency[e.node.node] });
+        }
+        const picks = count(Array.from({ length: 1000 }, () => {
+          const e = d.pick({ strategy: 'least_latency' });
+          d.report(e, { latencyMs: latency[e.node.node] });
+          return e.node.node;
+        }));
+        assert.ok(picks[nodes[0]] >= 800, JSON.stringify(picks));
+        // call(): awaits the function, reports its time; a rejection is a failed call.
+        assert.equal(await d.call(async (e) => e.node.node.startsWith(name)), true);
+        await assert.rejects(d.call(async () => { throw new Error('boom'); }), /boom/);
+        d.configureBalancer({ consecutiveFailures: 3, baseEjectionMs: 60000, maxEjectedShare: 0.5 });
+        assert.throws(() => d.configureBalancer({ maxEjectedShare: 2 }), (e) => e.code === 'INVALID_ARGUMENT' && /max_ejected_share/.test(e.message));
+        const victim = d.instances.find((e) => e.node.node === nodes[1]);
+        for (let i = 0; i < 3; i += 1) d.report(victim, { latencyMs: 1, ok: false });
+        assert.equal(d.isEjected(victim), true);
+        for (let i = 0; i < 30; i += 1) assert.notEqual(d.pick().node.node, nodes[1]);
+        // The share cap keeps a second failing instance in.
+        const other = d.instances.find((e) => e.node.node === nodes[2]);
+        for (let i = 0; i < 3; i += 1) d.report(other, { latencyMs: 1, ok: false });
+        assert.equal(d.isEjected(other), false);
+        assert.throws(() => d.report(victim, { latencyMs: -1 }), (e) => e.code === 'INVALID_ARGUMENT' && /latencyMs/.test(e.message));
+        assert.throws(() => d.report(victim, {}), (e) => e.code === 'INVALID_ARGUMENT');
+        assert.throws(() => d.report('x', { latencyMs: 1 }), TypeError);
+      } finally {
+        await d.close();
+      }
+    });
+
     it('an unknown service picks null; tags filter', async () => {
       const d = await c.discover(unique('none')).ready();
       assert.equal(d.pick(), null);

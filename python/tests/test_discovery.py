@@ -8,6 +8,8 @@ from collections import Counter
 
 import pytest
 
+import consul_rs
+
 
 def _register(client, name, node, status, weight=1):
     client.catalog.register({
@@ -67,3 +69,48 @@ async def test_async_discovery(aclient, prefix):
     with aclient.discover(name) as d:
         await d.ready(5)
         assert d.pick().service.service == name
+
+
+def test_least_latency_follows_reports_and_failures_eject(client, prefix):
+    """consul-rs's adaptive balancing (issue #21): reported latencies steer ``least_latency``
+    picks, and an instance that keeps failing is left out of every strategy's picks."""
+    name = "lat-" + prefix.strip("/")
+    for i in range(3):
+        _register(client, name, f"ln{i}", "passing")
+    with client.discover(name) as d:
+        d.ready(5)
+        assert _eventually(lambda: len(d.instances) == 3)
+        latency = {"ln0": 0.002, "ln1": 0.020, "ln2": 0.040}
+        for _ in range(300):  # warm-up
+            inst = d.pick("least_latency")
+            d.report(inst, latency=latency[inst.node.node])
+        picks = Counter()
+        for _ in range(1000):
+            inst = d.pick("least_latency")
+            picks[inst.node.node] += 1
+            d.report(inst, latency=latency[inst.node.node])
+        assert picks["ln0"] >= 800, picks
+        # call() times the block and reports it; an exception is a failed call.
+        with d.call() as inst:
+            assert inst.node.node in latency
+        d.configure_balancer(consecutive_failures=3, base_ejection=60.0, max_ejected_share=0.5)
+        with pytest.raises(consul_rs.InvalidArgumentError, match="max_ejected_share"):
+            d.configure_balancer(max_ejected_share=2.0)
+        victim = next(e for e in d.instances if e.node.node == "ln1")
+        for _ in range(3):
+            d.report(victim, latency=0.001, ok=False)
+        assert d.is_ejected(victim)
+        assert "ln1" not in {d.pick().node.node for _ in range(30)}
+        assert "ln1" not in {d.pick("least_latency").node.node for _ in range(30)}
+        # The share cap: a second failing instance stays in (floor(3 × 0.5) = 1 out at most).
+        other = next(e for e in d.instances if e.node.node == "ln2")
+        for _ in range(3):
+            d.report(other, latency=0.001, ok=False)
+        assert not d.is_ejected(other)
+        with pytest.raises(RuntimeError):
+            with d.call("round_robin") as inst:
+                raise RuntimeError("the call failed")
+        with pytest.raises(consul_rs.InvalidArgumentError, match="latency"):
+            d.report(victim, latency=-1)
+        with pytest.raises(TypeError, match="ServiceEntry"):
+            d.report("ln0", latency=0.1)

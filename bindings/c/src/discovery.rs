@@ -27,6 +27,8 @@ pub enum consul_pick_strategy {
     CONSUL_PICK_CONSISTENT_HASH = 3,
     /// Nearest by network coordinates (round-robin until coordinates exist).
     CONSUL_PICK_NEAREST = 4,
+    /// The lower-latency of two instances by the latencies given to `consul_discovery_report`.
+    CONSUL_PICK_LEAST_LATENCY = 5,
 }
 
 /// The passing instances of one service. Thread-safe: pick from any number of threads at once.
@@ -119,6 +121,7 @@ pub unsafe extern "C" fn consul_discovery_pick(
             2 => Strategy::Weighted,
             3 => Strategy::ConsistentHash,
             4 => Strategy::Nearest,
+            5 => Strategy::LeastLatency,
             n => return Err(CError::invalid("strategy", format!("{n} is not a consul_pick_strategy"))),
         };
         let picked = d.pick(strategy, key)?;
@@ -128,6 +131,99 @@ pub unsafe extern "C" fn consul_discovery_pick(
         };
         // SAFETY: checked non-NULL.
         unsafe { ffi::write_out(out, handle) };
+        Ok(())
+    })
+}
+
+/// Reports how a call to `inst` (from `consul_discovery_pick`) went: `latency_ms` and whether
+/// it succeeded (`ok` non-zero). Drives `CONSUL_PICK_LEAST_LATENCY` and passive outlier
+/// ejection: an instance that keeps failing is left out of every strategy's picks for a while.
+///
+/// # Safety
+/// `d` is a live discovery; `inst` a live instance; `err` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn consul_discovery_report(
+    d: *const consul_discovery,
+    inst: *const consul_instance,
+    latency_ms: f64,
+    ok: i32,
+    err: *mut *mut consul_error,
+) -> consul_status {
+    ffi::boundary(err, || {
+        // SAFETY: forwarded contract.
+        let d = unsafe { ffi::borrow::<consul_discovery>(d, "discovery") }?;
+        // SAFETY: forwarded contract.
+        let inst = unsafe { ffi::borrow::<consul_instance>(inst, "inst") }?;
+        let latency = consul_sdk::duration::from_millis("latency_ms", latency_ms)?;
+        d.report(inst.entry(), latency, ok != 0);
+        Ok(())
+    })
+}
+
+/// Writes 1 to `*out` when `inst` is ejected (left out of picks for failing), else 0.
+///
+/// # Safety
+/// `d` is a live discovery; `inst` a live instance; `out` is writable; `err` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn consul_discovery_is_ejected(
+    d: *const consul_discovery,
+    inst: *const consul_instance,
+    out: *mut i32,
+    err: *mut *mut consul_error,
+) -> consul_status {
+    ffi::boundary(err, || {
+        // SAFETY: forwarded contract.
+        let d = unsafe { ffi::borrow::<consul_discovery>(d, "discovery") }?;
+        // SAFETY: forwarded contract.
+        let inst = unsafe { ffi::borrow::<consul_instance>(inst, "inst") }?;
+        ffi::need_out(out, "out")?;
+        // SAFETY: checked non-NULL.
+        unsafe { ffi::write_out(out, i32::from(d.is_ejected(inst.entry()))) };
+        Ok(())
+    })
+}
+
+/// Tunes least-latency picks and ejection from a JSON object; absent fields keep their values:
+/// `ewma_alpha`, `decay_half_life_ms`, `consecutive_failures`, `max_error_rate`,
+/// `error_window_ms`, `min_requests`, `base_ejection_ms`, `max_ejection_ms`,
+/// `max_ejected_share`. A bad value is `CONSUL_E_INVALID_ARGUMENT` naming it; nothing changes.
+///
+/// # Safety
+/// `d` is a live discovery; `json` is NUL-terminated; `err` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn consul_discovery_configure_balancer(
+    d: *const consul_discovery,
+    json: *const c_char,
+    err: *mut *mut consul_error,
+) -> consul_status {
+    ffi::boundary(err, || {
+        // SAFETY: forwarded contract.
+        let d = unsafe { ffi::borrow::<consul_discovery>(d, "discovery") }?;
+        // SAFETY: forwarded contract.
+        let text = unsafe { ffi::str_arg(json, "json") }?;
+        let v = ffi::parse_json(text, "json")?;
+        let serde_json::Value::Object(o) = v else { return Err(CError::invalid("json", "expected an object")) };
+        let mut c = d.balancer_config();
+        for (k, v) in &o {
+            let num = || v.as_f64().ok_or_else(|| CError::invalid(k, "expected a number"));
+            let count =
+                || v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| CError::invalid(k, "expected a count"));
+            let ms = || -> crate::error::CResult<Duration> { Ok(consul_sdk::duration::from_millis(k, num()?)?) };
+            match k.as_str() {
+                "ewma_alpha" => c.ewma_alpha = num()?,
+                "decay_half_life_ms" => c.decay_half_life = ms()?,
+                "consecutive_failures" => c.consecutive_failures = count()?,
+                "max_error_rate" => c.max_error_rate = num()?,
+                "error_window_ms" => c.error_window = ms()?,
+                "min_requests" => c.min_requests = count()?,
+                "base_ejection_ms" => c.base_ejection = ms()?,
+                "max_ejection_ms" => c.max_ejection = ms()?,
+                "max_ejected_share" => c.max_ejected_share = num()?,
+                other => return Err(CError::invalid(other, "unknown balancer setting")),
+            }
+        }
+        d.set_balancer_config(c)?;
         Ok(())
     })
 }

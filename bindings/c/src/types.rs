@@ -402,6 +402,11 @@ impl Handle for consul_instance {
 }
 
 impl InstanceC {
+    /// The instance as the SDK has it.
+    pub(crate) fn entry(&self) -> &ServiceEntry {
+        &self.entry
+    }
+
     pub(crate) fn from_entry(e: ServiceEntry) -> InstanceC {
         InstanceC {
             id: ffi::cstring_lossy(e.service.id.as_str()),

@@ -10,7 +10,7 @@ use consul_sdk::{Discovery, ElectionEvent, Error, ErrorCode, LeaderElection, Loc
 use napi_derive::napi;
 
 use crate::call::{js_err, spawn, spawn_weak, Callback, Result};
-use crate::convert::{millis, JsServiceEntry, JsWatchEvent};
+use crate::convert::{millis, opt_millis, JsServiceEntry, JsWatchEvent};
 
 /// Runs `fut` to completion from the JS thread, bounded by `timeout` (exit-time cleanup only:
 /// the JS thread is not inside any tokio runtime, so this cannot deadlock).
@@ -60,6 +60,20 @@ impl NativeWatch {
     }
 }
 
+/// Balancer tuning (`Discovery.configureBalancer`); every field optional.
+#[napi(object)]
+pub struct JsBalancerOptions {
+    pub ewma_alpha: Option<f64>,
+    pub decay_half_life_ms: Option<f64>,
+    pub consecutive_failures: Option<u32>,
+    pub max_error_rate: Option<f64>,
+    pub error_window_ms: Option<f64>,
+    pub min_requests: Option<u32>,
+    pub base_ejection_ms: Option<f64>,
+    pub max_ejection_ms: Option<f64>,
+    pub max_ejected_share: Option<f64>,
+}
+
 /// A live set of a service's passing instances.
 #[napi]
 pub struct NativeDiscovery {
@@ -93,6 +107,37 @@ impl NativeDiscovery {
     #[napi]
     pub fn instances(&self) -> Vec<JsServiceEntry> {
         self.discovery.instances().into_iter().map(JsServiceEntry::from).collect()
+    }
+
+    /// Reports a call to the instance (`node`, `service_id`): its latency and whether it
+    /// succeeded (drives `least_latency` and outlier ejection).
+    #[napi(catch_unwind)]
+    pub fn report(&self, node: String, service_id: String, latency_ms: f64, ok: bool) -> Result<()> {
+        let l = millis("latencyMs", latency_ms).map_err(js_err)?;
+        self.discovery.report_instance(&node, &service_id, l, ok).map_err(js_err)
+    }
+
+    /// Replaces the balancer's tuning; absent fields keep their current values.
+    #[napi(catch_unwind)]
+    pub fn configure_balancer(&self, o: JsBalancerOptions) -> Result<()> {
+        let mut c = self.discovery.balancer_config();
+        c.ewma_alpha = o.ewma_alpha.unwrap_or(c.ewma_alpha);
+        c.decay_half_life =
+            opt_millis("decayHalfLifeMs", o.decay_half_life_ms).map_err(js_err)?.unwrap_or(c.decay_half_life);
+        c.consecutive_failures = o.consecutive_failures.unwrap_or(c.consecutive_failures);
+        c.max_error_rate = o.max_error_rate.unwrap_or(c.max_error_rate);
+        c.error_window = opt_millis("errorWindowMs", o.error_window_ms).map_err(js_err)?.unwrap_or(c.error_window);
+        c.min_requests = o.min_requests.unwrap_or(c.min_requests);
+        c.base_ejection = opt_millis("baseEjectionMs", o.base_ejection_ms).map_err(js_err)?.unwrap_or(c.base_ejection);
+        c.max_ejection = opt_millis("maxEjectionMs", o.max_ejection_ms).map_err(js_err)?.unwrap_or(c.max_ejection);
+        c.max_ejected_share = o.max_ejected_share.unwrap_or(c.max_ejected_share);
+        self.discovery.set_balancer_config(c).map_err(js_err)
+    }
+
+    /// Whether the instance is ejected now.
+    #[napi]
+    pub fn is_ejected(&self, node: String, service_id: String) -> bool {
+        self.discovery.is_ejected_instance(&node, &service_id)
     }
 
     /// The index of the current set.

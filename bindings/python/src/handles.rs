@@ -94,6 +94,50 @@ impl NativeDiscovery {
         json_text(py, &self.discovery.instances())
     }
 
+    /// Reports a call to the instance (`node`, `service_id`): its latency in seconds and
+    /// whether it succeeded (drives `least_latency` and outlier ejection).
+    fn report(&self, py: Python<'_>, node: &str, service_id: &str, latency: f64, ok: bool) -> PyResult<()> {
+        let l = secs("latency", latency).map_err(|e| to_py_err(py, e))?;
+        self.discovery.report_instance(node, service_id, l, ok).map_err(|e| to_py_err(py, e))
+    }
+
+    /// Replaces the balancer's tuning; `None` keeps a field's current value.
+    #[pyo3(signature = (ewma_alpha=None, decay_half_life=None, consecutive_failures=None, max_error_rate=None,
+                        error_window=None, min_requests=None, base_ejection=None, max_ejection=None,
+                        max_ejected_share=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn configure_balancer(
+        &self,
+        py: Python<'_>,
+        ewma_alpha: Option<f64>,
+        decay_half_life: Option<f64>,
+        consecutive_failures: Option<u32>,
+        max_error_rate: Option<f64>,
+        error_window: Option<f64>,
+        min_requests: Option<u32>,
+        base_ejection: Option<f64>,
+        max_ejection: Option<f64>,
+        max_ejected_share: Option<f64>,
+    ) -> PyResult<()> {
+        let err = |e| to_py_err(py, e);
+        let mut c = self.discovery.balancer_config();
+        c.ewma_alpha = ewma_alpha.unwrap_or(c.ewma_alpha);
+        c.decay_half_life = opt_secs("decay_half_life", decay_half_life).map_err(err)?.unwrap_or(c.decay_half_life);
+        c.consecutive_failures = consecutive_failures.unwrap_or(c.consecutive_failures);
+        c.max_error_rate = max_error_rate.unwrap_or(c.max_error_rate);
+        c.error_window = opt_secs("error_window", error_window).map_err(err)?.unwrap_or(c.error_window);
+        c.min_requests = min_requests.unwrap_or(c.min_requests);
+        c.base_ejection = opt_secs("base_ejection", base_ejection).map_err(err)?.unwrap_or(c.base_ejection);
+        c.max_ejection = opt_secs("max_ejection", max_ejection).map_err(err)?.unwrap_or(c.max_ejection);
+        c.max_ejected_share = max_ejected_share.unwrap_or(c.max_ejected_share);
+        self.discovery.set_balancer_config(c).map_err(err)
+    }
+
+    /// Whether the instance is ejected now.
+    fn is_ejected(&self, node: &str, service_id: &str) -> bool {
+        self.discovery.is_ejected_instance(node, service_id)
+    }
+
     /// The index of the current set.
     #[getter]
     fn index(&self) -> u64 {

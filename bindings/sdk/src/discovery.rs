@@ -363,9 +363,20 @@ impl Discovery {
         Ok(())
     }
 
+    /// The balancer's current tuning.
+    pub fn balancer_config(&self) -> BalancerConfig {
+        self.balancer.lock().config().clone()
+    }
+
     /// Whether `instance` is ejected now.
     pub fn is_ejected(&self, instance: &ServiceEntry) -> bool {
         self.balancer.lock().is_ejected(&instance_key(instance), std::time::Instant::now())
+    }
+
+    /// [`Discovery::is_ejected`] by the instance's node name and service ID.
+    pub fn is_ejected_instance(&self, node: &str, service_id: &str) -> bool {
+        let key = (node.to_string(), service_id.to_string());
+        self.balancer.lock().is_ejected(&key, std::time::Instant::now())
     }
 
     /// The decayed average latency reported for `instance`, when there are reports.

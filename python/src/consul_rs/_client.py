@@ -5,18 +5,20 @@ layer blocking (GIL released, Ctrl-C honoured) or as an awaitable."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import threading
+import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from . import _native
 from ._types import (
     AgentMember, Check, HealthCheck, KVPair, Node, Service, ServiceEntry, UserEvent, WatchEvent, parse_duration,
 )
-from .errors import ConsulError, ConsulTimeoutError, ShutdownError, _invalid
+from .errors import ConsulError, ConsulTimeoutError, NotFoundError, ShutdownError, _invalid
 
 __all__ = [
     "Client", "AsyncClient", "Watch", "Subscription", "Discovery", "Lock", "LeaderElection",
@@ -706,10 +708,45 @@ class Discovery:
         """One instance, or ``None`` when none is passing. ``strategy``: ``round_robin``,
         ``random``, ``weighted``, ``consistent_hash`` (needs ``key``), ``nearest`` (the lowest
         estimated round-trip time from the local agent by network coordinates; round-robin while
-        the agent or the instances have none)."""
+        the agent or the instances have none), ``least_latency`` (by the latencies reported with
+        :meth:`report`). Every strategy leaves out instances ejected for failing."""
         _str(strategy, "strategy")
         s = self._d.pick(strategy, key)
         return None if s is None else ServiceEntry._from_json(json.loads(s))
+
+    def report(self, instance: ServiceEntry, *, latency: float, ok: bool = True) -> None:
+        """Reports how a call to ``instance`` went: ``latency`` in seconds and whether it
+        succeeded. Drives ``least_latency`` picks and passive outlier ejection (an instance with
+        repeated failures, or too high an error rate, is left out for a while)."""
+        if not isinstance(instance, ServiceEntry):
+            raise TypeError(f"instance: expected a ServiceEntry from pick(), got {type(instance).__name__}")
+        self._d.report(instance.node.node, instance.service.id, _seconds(latency, "latency"), bool(ok))
+
+    @contextlib.contextmanager
+    def call(self, strategy: str = "least_latency", *, key: str | None = None) -> Iterator[ServiceEntry]:
+        """Picks an instance for one call and reports it when the block ends: its duration, and
+        failure if the block raised. ``with d.call() as inst: requests.get(...)``. Raises
+        :class:`NotFoundError` when no instance is passing."""
+        inst = self.pick(strategy, key=key)
+        if inst is None:
+            raise NotFoundError("no passing instance to call", "NOT_FOUND")
+        start = time.monotonic()
+        ok = False
+        try:
+            yield inst
+            ok = True
+        finally:
+            self.report(inst, latency=time.monotonic() - start, ok=ok)
+
+    def configure_balancer(self, **settings: float) -> None:
+        """Tunes least-latency and ejection: ``ewma_alpha``, ``decay_half_life`` (s),
+        ``consecutive_failures``, ``max_error_rate``, ``error_window`` (s), ``min_requests``,
+        ``base_ejection`` (s), ``max_ejection`` (s), ``max_ejected_share``."""
+        self._d.configure_balancer(**settings)
+
+    def is_ejected(self, instance: ServiceEntry) -> bool:
+        """Whether ``instance`` is left out of picks for failing."""
+        return self._d.is_ejected(instance.node.node, instance.service.id)
 
     @property
     def instances(self) -> list[ServiceEntry]:
