@@ -7,5 +7,6 @@
 
 pub(crate) mod body;
 pub(crate) mod catalog;
+pub mod connect;
 pub mod selector;
 pub mod timestamp;

@@ -46,6 +46,7 @@ fn check_dc(ctx: &Ctx, q: &QueryParams) -> Result<(), Error> {
 /// when set (`omitempty`, so clients read `null`), and no Raft indexes (the local copy has none).
 fn agent_service_json(ctx: &Ctx, s: &crate::state::catalog::ServiceInstance) -> Value {
     let mut v = service_json(s, &ctx.config.datacenter);
+    super::catalog::agent_proxy_shape(&mut v, s);
     if let Some(m) = v.as_object_mut() {
         m.remove("CreateIndex");
         m.remove("ModifyIndex");

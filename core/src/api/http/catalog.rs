@@ -66,13 +66,27 @@ pub(crate) fn add_service_ext(v: &mut Value, ext: &ServiceExt, catalog: bool) {
         m.insert("SocketPath".into(), json!(ext.socket_path));
     }
     if let Some(p) = &ext.proxy {
-        m.insert(format!("{prefix}Proxy"), p.clone());
+        m.insert(format!("{prefix}Proxy"), crate::wire::connect::render_proxy(p, false));
     }
-    if let Some(c) = &ext.connect {
-        m.insert(format!("{prefix}Connect"), c.clone());
+    if let Some(c) = ext.connect.as_ref().and_then(crate::wire::connect::render_connect) {
+        m.insert(format!("{prefix}Connect"), c);
     }
     if let Some(l) = &ext.locality {
         m.insert(format!("{prefix}Locality"), json!(l));
+    }
+}
+
+/// Rewrites a service's `Proxy` from the catalog's shape to the agent endpoints' one
+/// (`api.AgentServiceConnectProxyConfig`), which Consul renders only for non-typical kinds.
+pub(crate) fn agent_proxy_shape(v: &mut Value, s: &ServiceInstance) {
+    let Some(m) = v.as_object_mut() else { return };
+    match (&s.ext.proxy, s.kind.is_empty()) {
+        (Some(p), false) => {
+            m.insert("Proxy".into(), crate::wire::connect::render_proxy(p, true));
+        }
+        _ => {
+            m.remove("Proxy");
+        }
     }
 }
 
