@@ -152,6 +152,14 @@ async fn t74_api_sidecar_registers_syncs_answers_connect_and_goes_with_its_paren
     assert_eq!(rows[0]["ServiceConnect"], json!({}));
     let web_rows = wait_json(&api, "/v1/catalog/service/web", "web in the catalog", |v| len(v) == 1).await;
     assert_eq!(web_rows[0]["ServiceConnect"], json!({}), "no sidecar definition in the catalog");
+    // Health entries carry `structs.NodeService`: the proxy in the catalog's shape, and the
+    // empty `Proxy`/`Connect` Consul always encodes.
+    let health = get_json(&api, "/v1/health/service/web-sidecar-proxy").await;
+    assert_eq!(health[0]["Service"]["Proxy"], rows[0]["ServiceProxy"], "{health}");
+    assert_eq!(health[0]["Service"]["Connect"], json!({}));
+    let health = get_json(&api, "/v1/health/service/web").await;
+    assert_eq!(health[0]["Service"]["Proxy"], json!({"Mode": "", "MeshGateway": {}, "Expose": {}}), "{health}");
+    assert_eq!(health[0]["Service"]["Connect"], json!({}));
 
     // A Connect prepared query for api answers its (passing) sidecar; web's sidecar fails its
     // TCP check (nothing listens on it), so it would be left out as Consul leaves it out.

@@ -99,6 +99,14 @@ pub(crate) fn add_node_service_defaults(v: &mut Value, prefix: &str) {
     m.entry(format!("{prefix}Connect")).or_insert_with(|| json!({}));
 }
 
+/// `structs.NodeService` JSON (catalog node services, health and prepared query entries):
+/// [`service_json`] with the empty `Proxy` and `Connect` Consul always encodes.
+pub(crate) fn node_service_json(s: &ServiceInstance, datacenter: &str) -> Value {
+    let mut v = service_json(s, datacenter);
+    add_node_service_defaults(&mut v, "");
+    v
+}
+
 /// `AgentService` JSON (the read shape: `Service` holds the name).
 pub(crate) fn service_json(s: &ServiceInstance, datacenter: &str) -> Value {
     let mut v = json!({
@@ -308,7 +316,7 @@ pub(super) async fn node(
                     .node_services(&name)
                     .into_iter()
                     .filter(|s| rc.acl.visible(Resource::Service, &s.service))
-                    .map(|s| (s.id.clone(), service_json(s, &dc)))
+                    .map(|s| (s.id.clone(), node_service_json(s, &dc)))
                     .filter(|(_, v)| keep(&filter, v))
                     .collect();
                 json!({"Node": node_json(n), "Services": services})
@@ -338,7 +346,7 @@ pub(super) async fn node_services(
                     .node_services(&name)
                     .into_iter()
                     .filter(|s| rc.acl.visible(Resource::Service, &s.service))
-                    .map(|s| service_json(s, &dc))
+                    .map(|s| node_service_json(s, &dc))
                     .filter(|v| keep(&filter, v))
                     .collect();
                 json!({"Node": node_json(n), "Services": services})
@@ -427,7 +435,7 @@ pub(super) async fn health_service(
             .map(|(n, s, checks)| {
                 json!({
                     "Node": node_json(n),
-                    "Service": service_json(s, &dc),
+                    "Service": node_service_json(s, &dc),
                     "Checks": checks.into_iter().filter(|c| check_visible(&rc.acl, c)).map(check_json).collect::<Vec<_>>(),
                 })
             })
