@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use consul_core::config::AgentConfig;
 use consul_tests::client::{Api, Resp};
+use consul_tests::dns::ask;
 use consul_tests::eventually;
 use consul_tests::inproc::{Cluster, Options};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{RData, RecordType};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -178,6 +181,20 @@ async fn t74_api_sidecar_registers_syncs_answers_connect_and_goes_with_its_paren
     .await;
     assert_eq!(answered["Nodes"][0]["Service"]["ID"], "api-sidecar-proxy", "{answered}");
     assert_eq!(answered["Nodes"][0]["Service"]["Proxy"]["DestinationServiceName"], "api");
+    // So does DNS: `api.connect.consul` SRV points at the sidecar's port.
+    let server = c.agent(0).dns_addr().expect("dns enabled");
+    let srv = ask(server, "api.connect.consul.", RecordType::SRV, None, false).await;
+    let ports: Vec<u16> = srv
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::SRV(s) => Some(s.port),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ports, [21001], "{srv:?}");
+    let none = ask(server, "nothing.connect.consul.", RecordType::SRV, None, false).await;
+    assert_eq!(none.metadata.response_code, ResponseCode::NXDomain);
     let plain = get_json(&api, "/v1/query/apiq/execute").await;
     assert_eq!(plain["Nodes"][0]["Service"]["ID"], "api", "without ?connect the service itself: {plain}");
 
