@@ -181,6 +181,14 @@ async fn t74_api_sidecar_registers_syncs_answers_connect_and_goes_with_its_paren
     .await;
     assert_eq!(answered["Nodes"][0]["Service"]["ID"], "api-sidecar-proxy", "{answered}");
     assert_eq!(answered["Nodes"][0]["Service"]["Proxy"]["DestinationServiceName"], "api");
+    // So do /v1/catalog/connect and /v1/health/connect.
+    let rows = get_json(&api, "/v1/catalog/connect/web").await;
+    assert_eq!(len(&rows), 1, "{rows}");
+    assert_eq!(rows[0]["ServiceID"], "web-sidecar-proxy");
+    let rows = get_json(&api, "/v1/health/connect/api?passing").await;
+    assert_eq!(len(&rows), 1, "{rows}");
+    assert_eq!(rows[0]["Service"]["ID"], "api-sidecar-proxy");
+    assert_eq!(get_json(&api, "/v1/catalog/connect/nothing").await, json!([]));
     // So does DNS: `api.connect.consul` SRV points at the sidecar's port.
     let server = c.agent(0).dns_addr().expect("dns enabled");
     let srv = ask(server, "api.connect.consul.", RecordType::SRV, None, false).await;

@@ -103,6 +103,10 @@ pub(super) async fn register_service(
     let v = body_json(body, &headers).await?;
     let def = parse_service_registration(&v)?;
     acl.require(Resource::Service, &def.service.service, Need::Write)?;
+    // A sidecar is a service of its own name: writing it needs its own permission, as in Consul.
+    if let Some(sidecar) = crate::local::sidecar::build(&def)? {
+        acl.require(Resource::Service, &sidecar.service.service, Need::Write)?;
+    }
     if let Some(old) = local_service_name(&ctx, &def.service.id).filter(|old| *old != def.service.service) {
         acl.require(Resource::Service, &old, Need::Write)?;
     }

@@ -208,7 +208,17 @@ async fn blocking_json(
     watch: String,
     query: impl Fn(&StateData) -> (u64, Value),
 ) -> Result<Response, Error> {
-    let (index, body, meta) = blocking::run(ctx, &rc.params, &[WatchTarget::Key(watch)], query).await?;
+    blocking_json_on(ctx, rc, &[WatchTarget::Key(watch)], query).await
+}
+
+/// [`blocking_json`] woken by any of `targets`.
+async fn blocking_json_on(
+    ctx: &Ctx,
+    rc: &ReadCtx,
+    targets: &[WatchTarget],
+    query: impl Fn(&StateData) -> (u64, Value),
+) -> Result<Response, Error> {
+    let (index, body, meta) = blocking::run(ctx, &rc.params, targets, query).await?;
     let mut resp = json_response(StatusCode::OK, &body, rc.pretty);
     set_read_meta(resp.headers_mut(), index, &meta);
     Ok(resp)
@@ -275,15 +285,58 @@ pub(super) async fn service(
     Path(name): Path<String>,
     uri: Uri,
 ) -> Result<Response, Error> {
+    service_rows(ctx, acl, name, uri, false).await
+}
+
+/// `GET /v1/catalog/connect/:service`: the Connect-capable instances of the service (its
+/// connect proxies and Connect-native instances), as `/v1/catalog/service` lists instances.
+pub(super) async fn connect(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    service_rows(ctx, acl, name, uri, true).await
+}
+
+/// The index of a service's instances: its own, or (`connect`) that of the whole service and
+/// check tables, where its proxies (of other names) live.
+fn service_watch(d: &StateData, name: &str, connect: bool) -> u64 {
+    if connect {
+        d.catalog.services_index.max(d.catalog.checks_index)
+    } else {
+        d.catalog.service_index(name)
+    }
+}
+
+/// What wakes a blocking read of a service's instances (see [`service_watch`]).
+fn service_targets(name: &str, connect: bool) -> Vec<WatchTarget> {
+    if connect {
+        vec![WatchTarget::Key(watch_services()), WatchTarget::Key(watch_checks())]
+    } else {
+        vec![WatchTarget::Key(watch_service(name))]
+    }
+}
+
+async fn service_rows(
+    ctx: Ctx,
+    acl: Arc<RequestAcl>,
+    name: String,
+    uri: Uri,
+    connect: bool,
+) -> Result<Response, Error> {
     let rc = read_ctx(&ctx, acl, &uri)?;
     let filters = node_meta_filter(&rc.q)?;
     let tags: Vec<String> = rc.q.all("tag").map(str::to_string).collect();
     let filter = filter_for(&rc, &schema::CATALOG_SERVICE)?;
     let near = near_node(&ctx, &rc.q);
-    blocking_json(&ctx, &rc, watch_service(&name), |d| {
-        let mut found: Vec<(&Node, &ServiceInstance)> = d
-            .catalog
-            .instances(&name)
+    blocking_json_on(&ctx, &rc, &service_targets(&name, connect), |d| {
+        let instances: Vec<&ServiceInstance> = if connect {
+            crate::state::prepared_query::execute::connect_entries(d, &name).into_iter().map(|(_, s, _)| s).collect()
+        } else {
+            d.catalog.instances(&name)
+        };
+        let mut found: Vec<(&Node, &ServiceInstance)> = instances
             .into_iter()
             .filter(|s| has_tags(s, &tags))
             .filter_map(|s| d.catalog.nodes.get(&s.node).filter(|n| node_matches(n, &filters)).map(|n| (n, s)))
@@ -292,7 +345,7 @@ pub(super) async fn service(
         sort_near(d, near.as_deref(), &mut found, |(n, _)| &n.node);
         let list: Vec<Value> =
             found.into_iter().map(|(n, s)| catalog_service_json(n, s)).filter(|v| keep(&filter, v)).collect();
-        (d.catalog.service_index(&name), Value::Array(list))
+        (service_watch(d, &name, connect), Value::Array(list))
     })
     .await
 }
@@ -415,6 +468,27 @@ pub(super) async fn health_service(
     Path(name): Path<String>,
     uri: Uri,
 ) -> Result<Response, Error> {
+    health_entries(ctx, acl, name, uri, false).await
+}
+
+/// `GET /v1/health/connect/:service`: `[ServiceEntry]` of the service's Connect-capable
+/// instances (its connect proxies and Connect-native instances).
+pub(super) async fn health_connect(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    health_entries(ctx, acl, name, uri, true).await
+}
+
+async fn health_entries(
+    ctx: Ctx,
+    acl: Arc<RequestAcl>,
+    name: String,
+    uri: Uri,
+    connect: bool,
+) -> Result<Response, Error> {
     let rc = read_ctx(&ctx, acl, &uri)?;
     let filters = node_meta_filter(&rc.q)?;
     let tags: Vec<String> = rc.q.all("tag").map(str::to_string).collect();
@@ -422,8 +496,13 @@ pub(super) async fn health_service(
     let filter = filter_for(&rc, &schema::SERVICE_ENTRY)?;
     let dc = ctx.config.datacenter.clone();
     let near = near_node(&ctx, &rc.q);
-    blocking_json(&ctx, &rc, watch_service(&name), |d| {
-        let mut entries: Vec<_> = service_entries(d, &name)
+    blocking_json_on(&ctx, &rc, &service_targets(&name, connect), |d| {
+        let all = if connect {
+            crate::state::prepared_query::execute::connect_entries(d, &name)
+        } else {
+            service_entries(d, &name)
+        };
+        let mut entries: Vec<_> = all
             .into_iter()
             .filter(|(n, s, _)| node_matches(n, &filters) && has_tags(s, &tags))
             .filter(|(_, _, checks)| !passing || aggregate_status(checks.iter().copied()) == PASSING)
@@ -441,7 +520,7 @@ pub(super) async fn health_service(
             })
             .filter(|v| keep(&filter, v))
             .collect();
-        (d.catalog.service_index(&name), Value::Array(list))
+        (service_watch(d, &name, connect), Value::Array(list))
     })
     .await
 }
