@@ -73,8 +73,9 @@ pub(crate) fn validate_sidecar(parent: &ServiceDefinition) -> Result<Vec<String>
 }
 
 /// The sidecar `parent` asks for, every default filled in but the port (0 when the agent is to
-/// assign one) and the default checks ([`finish`] adds both); `None` when it asks for none.
-pub(crate) fn build(parent: &ServiceDefinition) -> Result<Option<ServiceDefinition>, Error> {
+/// assign one) and the default checks (the local agent adds both when it registers it); `None`
+/// when it asks for none.
+pub fn build(parent: &ServiceDefinition) -> Result<Option<ServiceDefinition>, Error> {
     let Some(mut nested) = connect_of(&parent.service).and_then(|c| c.sidecar_service) else {
         return Ok(None);
     };
