@@ -272,3 +272,54 @@ async fn t74_config_file_sidecar_uses_the_configured_range_and_follows_reloads()
     wait_json(&api, "/v1/catalog/service/cfgweb-sidecar-proxy", "config sidecar gone", |v| len(v) == 0).await;
     c.shutdown().await;
 }
+
+const ROOT: &str = "11111111-2222-3333-4444-555555555555";
+
+fn deny_by_default(c: &mut AgentConfig) {
+    c.acl.default_allow = false;
+}
+
+/// A token with `service "web" { policy = "write" }` may register web but not web's sidecar
+/// (a service of its own name); adding write on `web-sidecar-proxy` (what Consul's service
+/// identity grants) allows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t74_registering_a_sidecar_needs_write_on_its_name() {
+    let c = Cluster::start_with(
+        1,
+        Options {
+            acl: true,
+            initial_management: Some(ROOT.into()),
+            tweak: Some(deny_by_default),
+            ..Options::default()
+        },
+    )
+    .await;
+    let api = c.api(0);
+    let with = |path: &str, token: &str| format!("{path}?token={token}");
+    wait_json(&api, &with("/v1/acl/token/self", ROOT), "initial management token", |v| v["SecretID"] == ROOT).await;
+    let token = |rules: &'static str| {
+        let api = api.clone();
+        async move {
+            let p = put(
+                &api,
+                &with("/v1/acl/policy", ROOT),
+                Some(json!({"Name": format!("p{}", rules.len()), "Rules": rules})),
+            )
+            .await;
+            assert_eq!(p.status, 200, "{}", p.text());
+            let t = put(&api, &with("/v1/acl/token", ROOT), Some(json!({"Policies": [{"ID": p.json()["ID"]}]}))).await;
+            assert_eq!(t.status, 200, "{}", t.text());
+            t.json()["SecretID"].as_str().expect("secret").to_string()
+        }
+    };
+    let web_only = token(r#"service "web" { policy = "write" }"#).await;
+    let body = json!({"Name": "web", "Port": 8080, "Connect": {"SidecarService": {}}});
+    let r = put(&api, &with("/v1/agent/service/register", &web_only), Some(body.clone())).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("web-sidecar-proxy"), "{}", r.text());
+    assert!(get_json(&api, &with("/v1/agent/services", ROOT)).await.get("web").is_none(), "nothing registered");
+    let both = token(r#"service "web" { policy = "write" } service "web-sidecar-proxy" { policy = "write" }"#).await;
+    put_ok(&api, &with("/v1/agent/service/register", &both), Some(body)).await;
+    assert!(get_json(&api, &with("/v1/agent/services", ROOT)).await.get("web-sidecar-proxy").is_some());
+    c.shutdown().await;
+}
