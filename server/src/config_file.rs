@@ -239,6 +239,72 @@ mod tests {
         assert_eq!(s.agent.services[0].service.port, 80);
     }
 
+    /// A config file's connect proxy and sidecar, through the HCL reader: snake_case keys
+    /// decoded, opaque `config` maps kept as written, the sidecar range read from `ports`.
+    /// (Consul's docs write `connect { sidecar_service {} }` on one line, which HCL 2 does not
+    /// allow for a nested block: the block is spelled over several lines here.)
+    #[test]
+    fn proxy_and_sidecar_service_blocks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = write(
+            dir.path(),
+            "mesh.hcl",
+            r#"
+              ports {
+                sidecar_min_port = 22000
+                sidecar_max_port = 22010
+              }
+              service {
+                name = "web"
+                port = 8080
+                connect {
+                  sidecar_service {
+                    proxy {
+                      upstreams = [{ destination_name = "db", local_bind_port = 9191 }]
+                    }
+                  }
+                }
+              }
+              service {
+                name = "web-proxy"
+                kind = "connect-proxy"
+                port = 9999
+                proxy {
+                  destination_service_name = "web"
+                  local_service_port = 8080
+                  config {
+                    some_key = "v"
+                  }
+                  mesh_gateway {
+                    mode = "local"
+                  }
+                  expose {
+                    checks = true
+                    paths = [{ path = "/health", local_path_port = 8080, listener_port = 21500 }]
+                  }
+                }
+              }
+            "#,
+        );
+        let mut s = Settings::new(false);
+        s.apply_file(&f, None).expect("apply");
+        let range = s.agent.sidecar_ports.expect("range");
+        assert_eq!((range.min, range.max), (22000, 22010));
+        let web = &s.agent.services[0];
+        let sidecar = consul_core::local::sidecar::build(web).expect("valid").expect("a sidecar");
+        assert_eq!(sidecar.service.id, "web-sidecar-proxy");
+        assert_eq!(
+            sidecar.service.ext.proxy.as_ref().map(|p| p["Upstreams"][0]["DestinationName"].clone()),
+            Some(Value::from("db"))
+        );
+        let proxy = s.agent.services[1].service.ext.proxy.clone().expect("proxy");
+        assert_eq!(proxy["DestinationServiceName"], "web");
+        assert_eq!(proxy["Config"], serde_json::json!({"some_key": "v"}));
+        assert_eq!(proxy["MeshGateway"]["Mode"], "local");
+        assert_eq!(proxy["Expose"]["Paths"][0]["ListenerPort"], 21500);
+        assert_eq!(proxy["Upstreams"], Value::Null, "none given");
+    }
+
     #[test]
     fn service_and_check_definitions() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -41,6 +41,9 @@ pub struct AgentConfig {
     pub client_addr: IpAddr,
     /// Listener ports; 0 picks a free port (handy for tests and embedding).
     pub ports: Ports,
+    /// `ports.sidecar_min_port`..=`ports.sidecar_max_port`: the ports sidecar proxies are given
+    /// when they name none (default 21000–21255; `None`: no automatic assignment).
+    pub sidecar_ports: Option<crate::local::sidecar::SidecarPorts>,
     /// `retry_join`: addresses (`host` or `host:port`, serf_lan port by default) of agents to
     /// join, retried every `retry_interval` until one answers.
     pub retry_join: Vec<String>,
@@ -189,6 +192,7 @@ impl Default for AgentConfig {
             advertise_addr: None,
             client_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             ports: Ports::default(),
+            sidecar_ports: Some(crate::local::sidecar::SidecarPorts::default()),
             retry_join: Vec::new(),
             retry_interval: Duration::from_secs(30),
             retry_max: 0,
@@ -366,6 +370,7 @@ impl AgentConfig {
             check_update_interval: self.check_update_interval,
             enable_script_checks: self.enable_script_checks,
             enable_local_script_checks: self.enable_local_script_checks,
+            sidecar_ports: self.sidecar_ports,
             services: self.services.clone(),
             checks: self.checks.clone(),
             docker_socket: match &self.docker_host {

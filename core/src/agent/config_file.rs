@@ -368,8 +368,18 @@ impl Settings {
                     }
                 },
                 "https" => p.https = ctx.port(&key, v, true)?,
-                "grpc" | "grpc_tls" | "serf_wan" | "sidecar_min_port" | "sidecar_max_port" | "expose_min_port"
-                | "expose_max_port" | "proxy_min_port" | "proxy_max_port" => {
+                // 0 or -1 turns automatic sidecar ports off, as in Consul.
+                "sidecar_min_port" | "sidecar_max_port" => {
+                    let port = ctx.port(&key, v, true)?.unwrap_or(0);
+                    let range = self.agent.sidecar_ports.get_or_insert_with(Default::default);
+                    if k == "sidecar_min_port" {
+                        range.min = port;
+                    } else {
+                        range.max = port;
+                    }
+                }
+                "grpc" | "grpc_tls" | "serf_wan" | "expose_min_port" | "expose_max_port" | "proxy_min_port"
+                | "proxy_max_port" => {
                     ctx.port(&key, v, true)?;
                     self.note_no_effect(&key);
                 }

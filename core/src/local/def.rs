@@ -643,7 +643,32 @@ const KINDS: &[&str] =
 /// Parses `AgentServiceRegistration` (the body of `/v1/agent/service/register`, or a `service`
 /// block): the service and its embedded `Check`/`Checks` with IDs `service:<id>` (one check) or
 /// `service:<id>:1`, `:2`, … (several).
+///
+/// A `connect-proxy` is validated as Consul validates it, and a `Connect.SidecarService` is
+/// checked by building the sidecar it asks for ([`super::sidecar`]).
 pub fn parse_service_registration(v: &Value) -> Result<ServiceDefinition, Error> {
+    let def = parse_service_fields(v)?;
+    let mut errors = super::sidecar::validate_sidecar(&def)?;
+    errors.extend(validate_kind(&def.service));
+    match crate::wire::connect::validation_error(&errors) {
+        Some(e) => Err(e),
+        None => Ok(def),
+    }
+}
+
+/// `NodeService.Validate` of what this agent accepts: a connect proxy's rules.
+pub(crate) fn validate_kind(s: &ServiceInstance) -> Vec<String> {
+    use crate::wire::connect::{parse_connect, validate_connect_proxy, ProxyConfig, CONNECT_PROXY};
+    if s.kind != CONNECT_PROXY {
+        return Vec::new();
+    }
+    let proxy = s.ext.proxy.as_ref().and_then(ProxyConfig::from_stored);
+    let connect = s.ext.connect.as_ref().and_then(|c| c.as_object()).and_then(|c| parse_connect(c).ok());
+    validate_connect_proxy(proxy.as_ref(), connect.as_ref(), s.port, &s.ext.socket_path)
+}
+
+/// A service registration's fields with the agent's defaults, not yet validated.
+pub(crate) fn parse_service_fields(v: &Value) -> Result<ServiceDefinition, Error> {
     let Value::Object(m) = v else { return Err(bad("Request decode failed: expected a JSON object".into())) };
     let o = Obj::new(m, "");
     let mut service = crate::wire::catalog::parse_service(o, &["Name"])?;
@@ -652,6 +677,15 @@ pub fn parse_service_registration(v: &Value) -> Result<ServiceDefinition, Error>
     }
     if service.kind == "typical" {
         service.kind.clear();
+    }
+    // The agent's defaults for a proxy (`ServiceDefinition.NodeService`) and their merge with
+    // the (absent) central configuration, as Consul's agent stores them.
+    if let Some(mut p) = service.ext.proxy.as_ref().and_then(crate::wire::connect::ProxyConfig::from_stored) {
+        crate::wire::connect::agent_defaults(&mut p);
+        if service.kind == crate::wire::connect::CONNECT_PROXY {
+            crate::wire::connect::merge_defaults(&mut p);
+        }
+        service.ext.proxy = Some(p.catalog_json());
     }
     let mut raw: Vec<&Map<String, Value>> = Vec::new();
     if let Some(c) = o.object(&["Check"])? {

@@ -17,6 +17,9 @@ pub mod def;
 mod defaults;
 pub mod metric_rules;
 pub(crate) mod persist;
+#[cfg(test)]
+mod proxy_tests;
+pub mod sidecar;
 pub mod sync;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -543,6 +546,7 @@ pub struct LocalAgent {
     pub node: NodeInfo,
     enable_script_checks: bool,
     enable_local_script_checks: bool,
+    sidecar_ports: Option<sidecar::SidecarPorts>,
     reload_handler: Mutex<Option<ReloadHandler>>,
     reload_lock: tokio::sync::Mutex<()>,
 }
@@ -564,6 +568,9 @@ pub struct LocalConfig {
     pub enable_script_checks: bool,
     /// `enable_local_script_checks`.
     pub enable_local_script_checks: bool,
+    /// `ports.sidecar_min_port`..=`ports.sidecar_max_port`: where sidecars get their port
+    /// (`None`: no automatic assignment).
+    pub sidecar_ports: Option<sidecar::SidecarPorts>,
     /// `service` blocks of the config files.
     pub services: Vec<ServiceDefinition>,
     /// `check` blocks of the config files.
@@ -580,6 +587,7 @@ impl Default for LocalConfig {
             check_update_interval: std::time::Duration::ZERO,
             enable_script_checks: false,
             enable_local_script_checks: false,
+            sidecar_ports: Some(sidecar::SidecarPorts::default()),
             services: Vec::new(),
             checks: Vec::new(),
             docker_socket: Ok(checks::docker::DEFAULT_SOCKET.into()),
@@ -604,6 +612,7 @@ impl LocalAgent {
             node,
             enable_script_checks: config.enable_script_checks,
             enable_local_script_checks: config.enable_local_script_checks,
+            sidecar_ports: config.sidecar_ports,
             reload_handler: Mutex::new(None),
             reload_lock: tokio::sync::Mutex::new(()),
         });
@@ -684,13 +693,46 @@ impl LocalAgent {
         defaults::apply(service);
     }
 
-    /// Registers (or replaces) a service with its checks.
+    /// Registers (or replaces) a service with its checks, and the sidecar its
+    /// `Connect.SidecarService` asks for ([`sidecar`]).
     pub fn register_service(
         &self,
         mut def: ServiceDefinition,
         source: Source,
         replace_existing_checks: bool,
     ) -> Result<()> {
+        let sidecar = self.sidecar_for(&def)?;
+        sidecar::strip(&mut def.service);
+        if let Some(sidecar) = &sidecar {
+            for c in &sidecar.checks {
+                self.check_allowed(c, source)?;
+            }
+        }
+        self.register_one(def, source, replace_existing_checks)?;
+        match sidecar {
+            Some(sidecar) => self.register_one(sidecar, source, replace_existing_checks),
+            None => Ok(()),
+        }
+    }
+
+    /// The complete sidecar `def` asks for: its port assigned and its default checks added.
+    fn sidecar_for(&self, def: &ServiceDefinition) -> Result<Option<ServiceDefinition>> {
+        let Some(mut sidecar) = sidecar::build(def)? else { return Ok(None) };
+        if sidecar.service.port == 0 {
+            let snap = self.state.snapshot();
+            sidecar.service.port = sidecar::assign_port(
+                self.sidecar_ports,
+                &sidecar.service.id,
+                snap.services.values().map(|s| &s.service),
+            )?;
+        }
+        if sidecar.checks.is_empty() {
+            sidecar.checks = sidecar::default_checks(&sidecar.service, &def.service.id)?;
+        }
+        Ok(Some(sidecar))
+    }
+
+    fn register_one(&self, mut def: ServiceDefinition, source: Source, replace_existing_checks: bool) -> Result<()> {
         self.fill_defaults(&mut def.service);
         for c in &def.checks {
             self.check_allowed(c, source)?;
@@ -705,10 +747,16 @@ impl LocalAgent {
         Ok(())
     }
 
-    /// Deregisters a service and its checks.
+    /// Deregisters a service and its checks, and the sidecar registered with it.
     pub fn deregister_service(&self, id: &str) -> Result<()> {
         for cid in self.state.remove_service(id)? {
             self.runner.stop(&cid);
+        }
+        let sidecar_id = sidecar::sidecar_id(id);
+        if self.state.service(&sidecar_id).is_some_and(|s| sidecar::is_sidecar_of(&s.service, id)) {
+            for cid in self.state.remove_service(&sidecar_id)? {
+                self.runner.stop(&cid);
+            }
         }
         Ok(())
     }
@@ -789,12 +837,22 @@ impl LocalAgent {
             self.check_allowed(c, Source::Config)?;
         }
         let snap = self.state.snapshot();
-        let wanted_services: BTreeSet<&str> = services.iter().map(|s| s.service.id.as_str()).collect();
+        let sidecars: Vec<String> = services
+            .iter()
+            .filter(|s| sidecar::build(s).ok().flatten().is_some())
+            .map(|s| sidecar::sidecar_id(&s.service.id))
+            .collect();
+        let wanted_services: BTreeSet<&str> =
+            services.iter().map(|s| s.service.id.as_str()).chain(sidecars.iter().map(String::as_str)).collect();
         let wanted_checks: BTreeSet<&str> =
             services.iter().flat_map(|s| s.checks.iter()).chain(checks.iter()).map(|c| c.id.as_str()).collect();
         for (id, s) in &snap.services {
             if s.source == Source::Config && !wanted_services.contains(id.as_str()) {
-                self.deregister_service(id)?;
+                // A sidecar may already have gone with its parent.
+                match self.deregister_service(id) {
+                    Ok(()) | Err(Error::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         for (id, c) in &snap.checks {

@@ -3,6 +3,7 @@
 //! `/v1/catalog/register`, the agent's own registration endpoints and config files.
 
 use super::body::{parse_object, validate_meta, Obj};
+use super::connect;
 use crate::state::catalog::{
     valid_status, HealthCheck, Node, RegisterRequest, ServiceAddress, ServiceInstance, Weights, CRITICAL,
 };
@@ -114,25 +115,20 @@ pub(crate) fn parse_service(o: Obj<'_>, name_fields: &[&str]) -> Result<ServiceI
 }
 
 /// The service fields kept beside the original encoding (see [`crate::state::ext_fields`]):
-/// `Locality`, `SocketPath`, and `Proxy`/`Connect` kept as given.
+/// `Locality`, `SocketPath`, and `Proxy`/`Connect` decoded ([`super::connect`]) and kept in
+/// Consul's catalog shape (`Connect` only when not empty).
 fn parse_service_ext(o: Obj<'_>) -> Result<ServiceExt, Error> {
     let locality = parse_locality(o)?;
-    let raw_object = |names: &[&str]| -> Result<Option<serde_json::Value>, Error> {
-        Ok(o.object(names)?.map(|m| serde_json::Value::Object(m.clone())))
+    let single = |names: &[&str]| match o.get(names) {
+        Some(serde_json::Value::Array(a)) if a.len() == 1 && a[0].is_object() => Ok(a[0].as_object()),
+        _ => o.object(names),
     };
-    Ok(ServiceExt {
-        locality,
-        socket_path: o.string(&["SocketPath", "socket_path"])?,
-        proxy: raw_object(&["Proxy"])?.map(|mut p| {
-            // Stored under Go's field names, whatever spelling Consul's decoder accepted.
-            super::go_api_types::PROXY_CONFIG.canonicalize_keys(&mut p);
-            p
-        }),
-        connect: raw_object(&["Connect"])?.map(|mut c| {
-            super::go_api_types::AGENT_SERVICE_CONNECT.canonicalize_keys(&mut c);
-            c
-        }),
-    })
+    let proxy = single(&["Proxy"])?.map(connect::parse_proxy).transpose()?.map(|p| p.catalog_json());
+    let connect = match single(&["Connect"])?.map(connect::parse_connect).transpose()? {
+        Some(c) if !c.is_empty() => serde_json::to_value(&c).ok(),
+        _ => None,
+    };
+    Ok(ServiceExt { locality, socket_path: o.string(&["SocketPath", "socket_path"])?, proxy, connect })
 }
 
 /// The check type a `Definition` implies, in the order Consul's `CheckType.Type()` tests them

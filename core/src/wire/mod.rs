@@ -9,6 +9,7 @@
 
 pub(crate) mod body;
 pub(crate) mod catalog;
+pub mod connect;
 pub(crate) mod go_api_types;
 pub mod go_hash;
 pub mod selector;

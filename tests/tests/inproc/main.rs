@@ -14,6 +14,7 @@ mod t71_filter;
 mod t72_agent_cache;
 mod t73_service_ext;
 mod t74_content_hash;
+mod t74_sidecar;
 mod t80_session;
 mod t81_prepared_query;
 mod t90_agent;

@@ -78,6 +78,11 @@ pub const HONOURED: &[KeyGroup] = &[
         "listeners (`-1` turns HTTP or DNS off; `ports.https` without any certificate opens no listener, logged)",
     ),
     group(
+        &["ports.{sidecar_min_port,sidecar_max_port}"],
+        "the range a `connect { sidecar_service {} }` proxy takes its port from when it gives none (`0` or `-1`: \
+         no automatic assignment)",
+    ),
+    group(
         &["retry_join", "start_join", "retry_interval", "retry_max"],
         "joining the LAN pool (`start_join` is added to `retry_join`, as in Consul)",
     ),
@@ -251,7 +256,7 @@ pub const NO_EFFECT: &[KeyGroup] = &[
         &[
             "connect.ca_config.{rotation_period,csr_max_per_second,csr_max_concurrent}",
             "connect.test_ca_leaf_root_change_spread",
-            "ports.{grpc,grpc_tls,sidecar_min_port,sidecar_max_port,expose_min_port,expose_max_port}",
+            "ports.{grpc,grpc_tls,expose_min_port,expose_max_port}",
             "ports.{proxy_min_port,proxy_max_port}",
             "tls.grpc.{ca_file,ca_path,cert_file,key_file,verify_incoming,verify_outgoing}",
             "tls.grpc.{tls_min_version,tls_cipher_suites,tls_prefer_server_cipher_suites}",

@@ -150,7 +150,7 @@ fn parse_hex_ip(s: &str) -> Option<IpAddr> {
 /// `_svc._tag.dc1`) from the end of `labels`.
 pub(super) fn split_dc<'a>(labels: &mut Vec<&'a str>) -> Option<&'a str> {
     let n = labels.len();
-    let is_kind = |l: &str| matches!(l, "service" | "node" | "addr" | "query");
+    let is_kind = |l: &str| matches!(l, "service" | "connect" | "node" | "addr" | "query");
     if n >= 3 && labels[n - 1] == "dc" && is_kind(labels[n - 3]) {
         labels.pop();
         return labels.pop();
@@ -242,9 +242,32 @@ pub(super) fn resolve_with(
             }
             None => negative(true),
         },
-        [svc, "service"] => {
-            service_answer(data, acl, config, &domain, datacenter, &owner, (svc, None), qtype, max_answers, negative)
-        }
+        [svc, "service"] => service_answer(
+            data,
+            acl,
+            config,
+            &domain,
+            datacenter,
+            &owner,
+            (svc, None, false),
+            qtype,
+            max_answers,
+            negative,
+        ),
+        // Consul's `<service>.connect`: the instances that accept Connect traffic for it (its
+        // proxies, and its Connect-native instances).
+        [svc, "connect"] => service_answer(
+            data,
+            acl,
+            config,
+            &domain,
+            datacenter,
+            &owner,
+            (svc, None, true),
+            qtype,
+            max_answers,
+            negative,
+        ),
         [svc, proto, "service"] | [svc, proto] if svc.starts_with('_') && proto.starts_with('_') => {
             let svc = &svc[1..];
             let tag = &proto[1..];
@@ -257,7 +280,7 @@ pub(super) fn resolve_with(
                 &domain,
                 datacenter,
                 &owner,
-                (svc, tag),
+                (svc, tag, false),
                 RecordType::SRV,
                 max_answers,
                 negative,
@@ -270,7 +293,7 @@ pub(super) fn resolve_with(
             &domain,
             datacenter,
             &owner,
-            (svc, Some(tag)),
+            (svc, Some(tag), false),
             qtype,
             max_answers,
             negative,
@@ -404,7 +427,7 @@ fn service_answer(
     domain: &str,
     datacenter: &str,
     owner: &Name,
-    (service, tag): (&str, Option<&str>),
+    (service, tag, connect): (&str, Option<&str>, bool),
     qtype: RecordType,
     max_answers: usize,
     negative: impl Fn(bool) -> DnsAnswer,
@@ -414,8 +437,14 @@ fn service_answer(
     if !acl.allows(Resource::Service, &service_name, Need::Read) {
         return negative(true);
     }
-    let mut entries = service_entries(data, &service_name);
-    entries.retain(|(n, _, _)| acl.allows(Resource::Node, &n.node, Need::Read));
+    let mut entries = if connect {
+        crate::state::prepared_query::execute::connect_entries(data, &service_name)
+    } else {
+        service_entries(data, &service_name)
+    };
+    entries.retain(|(n, s, _)| {
+        acl.allows(Resource::Node, &n.node, Need::Read) && acl.allows(Resource::Service, &s.service, Need::Read)
+    });
     if entries.is_empty() {
         return negative(true);
     }

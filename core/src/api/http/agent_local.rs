@@ -58,7 +58,8 @@ fn agent_service_json(ctx: &Ctx, s: &crate::state::catalog::ServiceInstance) -> 
         // `buildAgentService`: a proxy configuration only on connect proxies and gateways (an
         // empty one when none was given), `Connect` only as `{"Native": true}`.
         if s.kind == "connect-proxy" || s.kind.ends_with("-gateway") {
-            m.insert("Proxy".into(), agent_proxy_json(s.ext.proxy.as_ref()));
+            let rendered = s.ext.proxy.as_ref().map(|p| crate::wire::connect::render_proxy(p, true));
+            m.insert("Proxy".into(), agent_proxy_json(rendered.as_ref()));
         } else {
             m.remove("Proxy");
         }
@@ -72,7 +73,8 @@ fn agent_service_json(ctx: &Ctx, s: &crate::state::catalog::ServiceInstance) -> 
 }
 
 /// `api.AgentServiceConnectProxyConfig` as Consul writes it from a registered proxy block
-/// (`ConnectProxyConfig.ToAPI`): its struct members (`MeshGateway`, `Expose`, an upstream's
+/// (`ConnectProxyConfig.ToAPI`), from the agent rendering of the stored proxy
+/// ([`crate::wire::connect::render_proxy`]): its struct members (`MeshGateway`, `Expose`, an upstream's
 /// `MeshGateway`) are always present, an exposed path always has `ParsedFromCheck`, and
 /// `EnvoyExtensions` is never copied.
 fn agent_proxy_json(proxy: Option<&Value>) -> Value {
@@ -136,6 +138,10 @@ pub(super) async fn register_service(
     let v = body_json(body, &headers).await?;
     let def = parse_service_registration(&v)?;
     acl.require(Resource::Service, &def.service.service, Need::Write)?;
+    // A sidecar is a service of its own name: writing it needs its own permission, as in Consul.
+    if let Some(sidecar) = crate::local::sidecar::build(&def)? {
+        acl.require(Resource::Service, &sidecar.service.service, Need::Write)?;
+    }
     if let Some(old) = local_service_name(&ctx, &def.service.id).filter(|old| *old != def.service.service) {
         acl.require(Resource::Service, &old, Need::Write)?;
     }

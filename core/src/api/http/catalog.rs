@@ -66,10 +66,10 @@ pub(crate) fn add_service_ext(v: &mut Value, ext: &ServiceExt, catalog: bool) {
         m.insert("SocketPath".into(), json!(ext.socket_path));
     }
     if let Some(p) = &ext.proxy {
-        m.insert(format!("{prefix}Proxy"), p.clone());
+        m.insert(format!("{prefix}Proxy"), crate::wire::connect::render_proxy(p, false));
     }
-    if let Some(c) = &ext.connect {
-        m.insert(format!("{prefix}Connect"), c.clone());
+    if let Some(c) = ext.connect.as_ref().and_then(crate::wire::connect::render_connect) {
+        m.insert(format!("{prefix}Connect"), c);
     }
     if let Some(l) = &ext.locality {
         m.insert(format!("{prefix}Locality"), json!(l));
@@ -83,6 +83,14 @@ pub(crate) fn add_node_service_defaults(v: &mut Value, prefix: &str) {
     let Some(m) = v.as_object_mut() else { return };
     m.entry(format!("{prefix}Proxy")).or_insert_with(|| json!({"Mode": "", "MeshGateway": {}, "Expose": {}}));
     m.entry(format!("{prefix}Connect")).or_insert_with(|| json!({}));
+}
+
+/// `structs.NodeService` JSON (catalog node services, health and prepared query entries):
+/// [`service_json`] with the empty `Proxy` and `Connect` Consul always encodes.
+pub(crate) fn node_service_json(s: &ServiceInstance, datacenter: &str) -> Value {
+    let mut v = service_json(s, datacenter);
+    add_node_service_defaults(&mut v, "");
+    v
 }
 
 /// `AgentService` JSON (the read shape: `Service` holds the name).
@@ -186,7 +194,17 @@ async fn blocking_json(
     watch: String,
     query: impl Fn(&StateData) -> (u64, Value),
 ) -> Result<Response, Error> {
-    let (index, body, meta) = blocking::run(ctx, &rc.params, &[WatchTarget::Key(watch)], query).await?;
+    blocking_json_on(ctx, rc, &[WatchTarget::Key(watch)], query).await
+}
+
+/// [`blocking_json`] woken by any of `targets`.
+async fn blocking_json_on(
+    ctx: &Ctx,
+    rc: &ReadCtx,
+    targets: &[WatchTarget],
+    query: impl Fn(&StateData) -> (u64, Value),
+) -> Result<Response, Error> {
+    let (index, body, meta) = blocking::run(ctx, &rc.params, targets, query).await?;
     let mut resp = json_response(StatusCode::OK, &body, rc.pretty);
     set_read_meta(resp.headers_mut(), index, &meta);
     Ok(resp)
@@ -253,15 +271,58 @@ pub(super) async fn service(
     Path(name): Path<String>,
     uri: Uri,
 ) -> Result<Response, Error> {
+    service_rows(ctx, acl, name, uri, false).await
+}
+
+/// `GET /v1/catalog/connect/:service`: the Connect-capable instances of the service (its
+/// connect proxies and Connect-native instances), as `/v1/catalog/service` lists instances.
+pub(super) async fn connect(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    service_rows(ctx, acl, name, uri, true).await
+}
+
+/// The index of a service's instances: its own, or (`connect`) that of the whole service and
+/// check tables, where its proxies (of other names) live.
+fn service_watch(d: &StateData, name: &str, connect: bool) -> u64 {
+    if connect {
+        d.catalog.services_index.max(d.catalog.checks_index)
+    } else {
+        d.catalog.service_index(name)
+    }
+}
+
+/// What wakes a blocking read of a service's instances (see [`service_watch`]).
+fn service_targets(name: &str, connect: bool) -> Vec<WatchTarget> {
+    if connect {
+        vec![WatchTarget::Key(watch_services()), WatchTarget::Key(watch_checks())]
+    } else {
+        vec![WatchTarget::Key(watch_service(name))]
+    }
+}
+
+async fn service_rows(
+    ctx: Ctx,
+    acl: Arc<RequestAcl>,
+    name: String,
+    uri: Uri,
+    connect: bool,
+) -> Result<Response, Error> {
     let rc = read_ctx(&ctx, acl, &uri)?;
     let filters = node_meta_filter(&rc.q)?;
     let tags: Vec<String> = rc.q.all("tag").map(str::to_string).collect();
     let filter = filter_for(&rc, &schema::CATALOG_SERVICE)?;
     let near = near_node(&ctx, &rc.q);
-    blocking_json(&ctx, &rc, watch_service(&name), |d| {
-        let mut found: Vec<(&Node, &ServiceInstance)> = d
-            .catalog
-            .instances(&name)
+    blocking_json_on(&ctx, &rc, &service_targets(&name, connect), |d| {
+        let instances: Vec<&ServiceInstance> = if connect {
+            crate::state::prepared_query::execute::connect_entries(d, &name).into_iter().map(|(_, s, _)| s).collect()
+        } else {
+            d.catalog.instances(&name)
+        };
+        let mut found: Vec<(&Node, &ServiceInstance)> = instances
             .into_iter()
             .filter(|s| has_tags(s, &tags))
             .filter_map(|s| d.catalog.nodes.get(&s.node).filter(|n| node_matches(n, &filters)).map(|n| (n, s)))
@@ -270,7 +331,7 @@ pub(super) async fn service(
         sort_near(d, near.as_deref(), &mut found, |(n, _)| &n.node);
         let list: Vec<Value> =
             found.into_iter().map(|(n, s)| catalog_service_json(n, s)).filter(|v| keep(&filter, v)).collect();
-        (d.catalog.service_index(&name), Value::Array(list))
+        (service_watch(d, &name, connect), Value::Array(list))
     })
     .await
 }
@@ -294,7 +355,7 @@ pub(super) async fn node(
                     .node_services(&name)
                     .into_iter()
                     .filter(|s| rc.acl.visible(Resource::Service, &s.service))
-                    .map(|s| (s.id.clone(), service_json(s, &dc)))
+                    .map(|s| (s.id.clone(), node_service_json(s, &dc)))
                     .filter(|(_, v)| keep(&filter, v))
                     .collect();
                 json!({"Node": node_json(n), "Services": services})
@@ -324,7 +385,7 @@ pub(super) async fn node_services(
                     .node_services(&name)
                     .into_iter()
                     .filter(|s| rc.acl.visible(Resource::Service, &s.service))
-                    .map(|s| service_json(s, &dc))
+                    .map(|s| node_service_json(s, &dc))
                     .filter(|v| keep(&filter, v))
                     .collect();
                 json!({"Node": node_json(n), "Services": services})
@@ -393,6 +454,27 @@ pub(super) async fn health_service(
     Path(name): Path<String>,
     uri: Uri,
 ) -> Result<Response, Error> {
+    health_entries(ctx, acl, name, uri, false).await
+}
+
+/// `GET /v1/health/connect/:service`: `[ServiceEntry]` of the service's Connect-capable
+/// instances (its connect proxies and Connect-native instances).
+pub(super) async fn health_connect(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    health_entries(ctx, acl, name, uri, true).await
+}
+
+async fn health_entries(
+    ctx: Ctx,
+    acl: Arc<RequestAcl>,
+    name: String,
+    uri: Uri,
+    connect: bool,
+) -> Result<Response, Error> {
     let rc = read_ctx(&ctx, acl, &uri)?;
     let filters = node_meta_filter(&rc.q)?;
     let tags: Vec<String> = rc.q.all("tag").map(str::to_string).collect();
@@ -400,8 +482,13 @@ pub(super) async fn health_service(
     let filter = filter_for(&rc, &schema::SERVICE_ENTRY)?;
     let dc = ctx.config.datacenter.clone();
     let near = near_node(&ctx, &rc.q);
-    blocking_json(&ctx, &rc, watch_service(&name), |d| {
-        let mut entries: Vec<_> = service_entries(d, &name)
+    blocking_json_on(&ctx, &rc, &service_targets(&name, connect), |d| {
+        let all = if connect {
+            crate::state::prepared_query::execute::connect_entries(d, &name)
+        } else {
+            service_entries(d, &name)
+        };
+        let mut entries: Vec<_> = all
             .into_iter()
             .filter(|(n, s, _)| node_matches(n, &filters) && has_tags(s, &tags))
             .filter(|(_, _, checks)| !passing || aggregate_status(checks.iter().copied()) == PASSING)
@@ -413,13 +500,13 @@ pub(super) async fn health_service(
             .map(|(n, s, checks)| {
                 json!({
                     "Node": node_json(n),
-                    "Service": service_json(s, &dc),
+                    "Service": node_service_json(s, &dc),
                     "Checks": checks.into_iter().filter(|c| check_visible(&rc.acl, c)).map(check_json).collect::<Vec<_>>(),
                 })
             })
             .filter(|v| keep(&filter, v))
             .collect();
-        (d.catalog.service_index(&name), Value::Array(list))
+        (service_watch(d, &name, connect), Value::Array(list))
     })
     .await
 }

@@ -22,7 +22,7 @@ use axum::Extension;
 use rand::seq::SliceRandom;
 use serde_json::{json, Map, Value};
 
-use super::catalog::{check_json, node_json, service_json};
+use super::catalog::{check_json, node_json, node_service_json};
 use super::coordinate::sort_near;
 use super::query::{QueryParams, ReadParams};
 use super::{add_query_meta, blocking, json as json_response, read_body, set_read_meta, Ctx};
@@ -418,7 +418,7 @@ async fn run(ctx: &Ctx, acl: &RequestAcl, id_or_name: &str, uri: &Uri) -> Result
                     .filter(|c| c.service_name.is_empty() || visible(Resource::Service, &c.service_name))
                     .map(check_json)
                     .collect();
-                json!({"Node": node_json(n), "Service": service_json(s, &dc), "Checks": checks})
+                json!({"Node": node_json(n), "Service": node_service_json(s, &dc), "Checks": checks})
             })
             .collect();
         let body = json!({
