@@ -2,6 +2,7 @@
 //! Files are named by area with a numeric prefix (t10 KV … t60 snapshots, t70 catalog, t80 sessions, t81 prepared queries,
 //! t90 agent services and checks, t95 DNS, t96 network coordinates, t98 TLS, t99 ACL objects).
 
+mod agent_api;
 mod t10_kv;
 mod t12_txn_catalog;
 mod t20_blocking;

@@ -6,48 +6,14 @@
 use std::time::Duration;
 
 use consul_core::config::AgentConfig;
-use consul_tests::client::{Api, Resp};
 use consul_tests::dns::ask;
-use consul_tests::eventually;
 use consul_tests::inproc::{Cluster, Options};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
-async fn put(api: &Api, path: &str, body: Option<Value>) -> Resp {
-    api.request(Method::PUT, path, body.map(|b| b.to_string().into_bytes())).await.expect("request")
-}
-
-async fn put_ok(api: &Api, path: &str, body: Option<Value>) {
-    let r = put(api, path, body).await;
-    assert_eq!(r.status, 200, "PUT {path}: {}", r.text());
-}
-
-async fn get_json(api: &Api, path: &str) -> Value {
-    let r = api.get(path).await.expect("get");
-    assert_eq!(r.status, 200, "GET {path}: {}", r.text());
-    r.json()
-}
-
-/// Waits until `GET path` returns JSON for which `f` holds.
-async fn wait_json(api: &Api, path: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-    eventually(Duration::from_secs(30), what, || {
-        let api = api.clone();
-        let path = path.to_string();
-        let f = &f;
-        async move {
-            let r = api.get(&path).await.ok()?;
-            let v: Value = serde_json::from_slice(&r.body).ok()?;
-            f(&v).then_some(v)
-        }
-    })
-    .await
-}
-
-fn len(v: &Value) -> usize {
-    v.as_array().map_or(0, Vec::len)
-}
+use crate::agent_api::{get_json, len, put, put_ok, wait_json};
 
 fn fast(c: &mut AgentConfig) {
     c.ae_interval = Duration::from_millis(500);

@@ -55,6 +55,23 @@ async fn dns_answers(c: &Cluster, name: &str) -> usize {
     m.answers.iter().filter(|r| matches!(r.data, RData::A(_))).count()
 }
 
+/// Registers a service with each check of `cases`: every one must be a 400 containing its
+/// expected text, and nothing named `name` may be registered.
+async fn assert_refused(api: &Api, name: &str, cases: Vec<(Value, &str)>) {
+    for (check, want) in cases {
+        let reg = json!({"Name": name, "Check": check});
+        let r = register(api, &reg).await;
+        assert_eq!(r.status, 400, "{reg}: {}", r.text());
+        assert!(r.text().contains(want), "{reg}: {}", r.text());
+    }
+    let services = api.get("/v1/agent/services").await.expect("services").json();
+    assert!(services.get(name).is_none(), "nothing registered: {services}");
+}
+
+async fn register(api: &Api, body: &Value) -> consul_tests::client::Resp {
+    api.request(Method::PUT, "/v1/agent/service/register", Some(body.to_string().into_bytes())).await.expect("put")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t91_latency_thresholds_move_a_check_and_discovery_follows() {
     let c = Cluster::start(1).await;
@@ -65,8 +82,7 @@ async fn t91_latency_thresholds_move_a_check_and_discovery_follows() {
         "HTTP": format!("http://127.0.0.1:{port}/health"), "Interval": "1s", "Timeout": "5s",
         "LatencyWarning": "400ms", "LatencyCritical": "1500ms",
     }});
-    let r =
-        api.request(Method::PUT, "/v1/agent/service/register", Some(reg.to_string().into_bytes())).await.expect("put");
+    let r = register(&api, &reg).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let id = "service:slow1";
     let passing = wait_status(&api, id, "passing").await;
@@ -112,24 +128,19 @@ async fn t91_latency_thresholds_move_a_check_and_discovery_follows() {
 async fn t91_bad_latency_thresholds_are_refused_by_name() {
     let c = Cluster::start(1).await;
     let api = c.api(0);
-    for (check, want) in [
-        (json!({"TTL": "10s", "LatencyWarning": "1s"}), "LatencyWarning applies only to HTTP, TCP, UDP and gRPC"),
-        (json!({"TCP": "127.0.0.1:1", "Interval": "1s", "LatencyCritical": "fast"}), "Invalid LatencyCritical"),
-        (
-            json!({"TCP": "127.0.0.1:1", "Interval": "1s", "LatencyWarning": "2s", "LatencyCritical": "1s"}),
-            "LatencyWarning (2s) must be shorter than LatencyCritical (1s)",
-        ),
-    ] {
-        let reg = json!({"Name": "bad", "Check": check});
-        let r = api
-            .request(Method::PUT, "/v1/agent/service/register", Some(reg.to_string().into_bytes()))
-            .await
-            .expect("put");
-        assert_eq!(r.status, 400, "{reg}: {}", r.text());
-        assert!(r.text().contains(want), "{reg}: {}", r.text());
-    }
-    let services = api.get("/v1/agent/services").await.expect("services").json();
-    assert!(services.get("bad").is_none(), "nothing registered: {services}");
+    assert_refused(
+        &api,
+        "bad",
+        vec![
+            (json!({"TTL": "10s", "LatencyWarning": "1s"}), "LatencyWarning applies only to HTTP, TCP, UDP and gRPC"),
+            (json!({"TCP": "127.0.0.1:1", "Interval": "1s", "LatencyCritical": "fast"}), "Invalid LatencyCritical"),
+            (
+                json!({"TCP": "127.0.0.1:1", "Interval": "1s", "LatencyWarning": "2s", "LatencyCritical": "1s"}),
+                "LatencyWarning (2s) must be shorter than LatencyCritical (1s)",
+            ),
+        ],
+    )
+    .await;
     c.shutdown().await;
 }
 
@@ -153,8 +164,7 @@ async fn t91_udp_latency_is_judged_only_on_replies() {
         {"UDP": echo_addr.to_string(), "Interval": "1s", "Timeout": "3s", "LatencyWarning": "300ms"},
         {"UDP": silent_addr.to_string(), "Interval": "1s", "Timeout": "1s", "LatencyWarning": "300ms"},
     ]});
-    let r =
-        api.request(Method::PUT, "/v1/agent/service/register", Some(reg.to_string().into_bytes())).await.expect("put");
+    let r = register(&api, &reg).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let slow = wait_status(&api, "service:udp:1", "warning").await;
     assert!(slow["Output"].as_str().unwrap_or("").contains("> warning 300ms"), "{slow}");
@@ -211,8 +221,7 @@ async fn t91_metrics_check_holds_a_service_to_its_rules() {
             {"Metric": "errors_total", "Labels": {"code": "500"}, "Rate": "3s", "Critical": "> 5"},
         ],
     }});
-    let r =
-        api.request(Method::PUT, "/v1/agent/service/register", Some(reg.to_string().into_bytes())).await.expect("put");
+    let r = register(&api, &reg).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let id = "service:worker1";
     let ok = wait_status(&api, id, "passing").await;
@@ -280,7 +289,10 @@ async fn t91_metrics_check_holds_a_service_to_its_rules() {
 async fn t91_bad_metrics_rules_are_refused_by_name() {
     let c = Cluster::start(1).await;
     let api = c.api(0);
-    for (check, want) in [
+    assert_refused(
+        &api,
+        "badm",
+        vec![
         (json!({"Metrics": "http://127.0.0.1:1/m", "Interval": "1s"}), "Rules: a Metrics check needs a list of rules"),
         (
             json!({"Metrics": "http://127.0.0.1:1/m", "Interval": "1s", "Rules": [{"Metric": "up", "Warning": "lots"}]}),
@@ -298,16 +310,8 @@ async fn t91_bad_metrics_rules_are_refused_by_name() {
             json!({"Metrics": "http://127.0.0.1:1/m", "Rules": [{"Metric": "up", "Critical": "== 0"}]}),
             "Interval is required",
         ),
-    ] {
-        let reg = json!({"Name": "badm", "Check": check});
-        let r = api
-            .request(Method::PUT, "/v1/agent/service/register", Some(reg.to_string().into_bytes()))
-            .await
-            .expect("put");
-        assert_eq!(r.status, 400, "{reg}: {}", r.text());
-        assert!(r.text().contains(want), "{reg}: {}", r.text());
-    }
-    let services = api.get("/v1/agent/services").await.expect("services").json();
-    assert!(services.get("badm").is_none(), "nothing registered: {services}");
+        ],
+    )
+    .await;
     c.shutdown().await;
 }
