@@ -1,5 +1,5 @@
-//! HTTP helpers the agent tests share: PUT with a JSON body, GET expecting 200, and waiting for
-//! a GET whose JSON satisfies a predicate.
+//! HTTP helpers the agent and ACL tests share: PUT with a JSON body, GET expecting 200, waiting
+//! for a GET whose JSON satisfies a predicate, and checking an answer or a refusal.
 
 use std::time::Duration;
 
@@ -39,6 +39,18 @@ pub(crate) async fn wait_json(api: &Api, path: &str, what: &str, f: impl Fn(&Val
         }
     })
     .await
+}
+
+/// The JSON of a 200 answer (anything else fails the test with the answer's text).
+pub(crate) fn ok(r: &Resp) -> Value {
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// Asserts a refusal: `status`, with `text` in the message.
+pub(crate) fn refused(r: &Resp, status: u16, text: &str) {
+    assert_eq!(r.status, status, "{}", r.text());
+    assert!(r.text().contains(text), "expected {text:?} in {:?}", r.text());
 }
 
 /// The length of a JSON array (0 for anything else).

@@ -10,6 +10,8 @@ use consul_tests::inproc::{Cluster, Options};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::agent_api::{ok, refused};
+
 const GM: &str = "00000000-0000-0000-0000-000000000001";
 const ROOT: &str = "6a1a4d3c-1f7e-4bde-9d2e-3b9a40c8e111";
 
@@ -23,16 +25,6 @@ async fn call(api: &Api, method: Method, path: &str, body: Option<Value>) -> Res
 
 async fn put(api: &Api, path: &str, body: Value) -> Resp {
     call(api, Method::PUT, path, Some(body)).await
-}
-
-fn ok(r: &Resp) -> Value {
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
-fn refused(r: &Resp, status: u16, text: &str) {
-    assert_eq!(r.status, status, "{}", r.text());
-    assert!(r.text().contains(text), "expected {text:?} in {:?}", r.text());
 }
 
 /// Waits until the leader created the built-in policy and the initial management token.

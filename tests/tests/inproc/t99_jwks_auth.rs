@@ -21,6 +21,8 @@ use serde_json::{json, Value};
 
 use crate::t99_kube_auth::{pki, reply, tls_server};
 
+use crate::agent_api::{ok, refused};
+
 const ROOT: &str = "6a1a4d3c-1f7e-4bde-9d2e-3b9a40c8e111";
 
 /// A P-256 signing key and its public JWK under `kid`.
@@ -69,16 +71,6 @@ async fn serve(issuer: Arc<Issuer>, req: Request<Incoming>) -> Result<Response<F
 
 async fn call(api: &Api, method: Method, path: &str, body: Value) -> Resp {
     api.request(method, path, Some(body.to_string().into_bytes())).await.expect("request")
-}
-
-fn ok(r: &Resp) -> Value {
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
-fn refused(r: &Resp, status: u16, text: &str) {
-    assert_eq!(r.status, status, "{}", r.text());
-    assert!(r.text().contains(text), "expected {text:?} in {:?}", r.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,8 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::agent_api::{ok, refused};
+
 const ROOT: &str = "6a1a4d3c-1f7e-4bde-9d2e-3b9a40c8e111";
 
 /// A compact-JWS-shaped token whose subject tells the stand-in API server who it is.
@@ -161,16 +163,6 @@ async fn start_api_server(server: Arc<ApiServer>, reviewer: &str) -> (u16, Strin
 
 async fn call(api: &Api, method: Method, path: &str, body: Value) -> Resp {
     api.request(method, path, Some(body.to_string().into_bytes())).await.expect("request")
-}
-
-fn ok(r: &Resp) -> Value {
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
-fn refused(r: &Resp, status: u16, text: &str) {
-    assert_eq!(r.status, status, "{}", r.text());
-    assert!(r.text().contains(text), "expected {text:?} in {:?}", r.text());
 }
 
 async fn login_tokens(api: &Api, method: &str) -> usize {
