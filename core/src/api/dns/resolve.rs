@@ -227,6 +227,10 @@ pub(super) fn resolve_with(
         }
     }
 
+    // The service lookups differ only in what they ask for (service, tag, Connect) and the type.
+    let service = |what: (&str, Option<&str>, bool), qtype: RecordType| {
+        service_answer(data, acl, config, &domain, datacenter, &owner, what, qtype, max_answers, negative)
+    };
     match labels.as_slice() {
         [node, "node"] => {
             node_answer(data, acl, config, &domain, &owner, node, qtype).unwrap_or_else(|| negative(true))
@@ -242,62 +246,18 @@ pub(super) fn resolve_with(
             }
             None => negative(true),
         },
-        [svc, "service"] => service_answer(
-            data,
-            acl,
-            config,
-            &domain,
-            datacenter,
-            &owner,
-            (svc, None, false),
-            qtype,
-            max_answers,
-            negative,
-        ),
+        [svc, "service"] => service((svc, None, false), qtype),
         // Consul's `<service>.connect`: the instances that accept Connect traffic for it (its
         // proxies, and its Connect-native instances).
-        [svc, "connect"] => service_answer(
-            data,
-            acl,
-            config,
-            &domain,
-            datacenter,
-            &owner,
-            (svc, None, true),
-            qtype,
-            max_answers,
-            negative,
-        ),
+        [svc, "connect"] => service((svc, None, true), qtype),
         [svc, proto, "service"] | [svc, proto] if svc.starts_with('_') && proto.starts_with('_') => {
             let svc = &svc[1..];
             let tag = &proto[1..];
             // RFC 2782: `_tcp`/`_udp` as the protocol label means "no tag filter".
             let tag = if matches!(tag, "tcp" | "udp") { None } else { Some(tag) };
-            service_answer(
-                data,
-                acl,
-                config,
-                &domain,
-                datacenter,
-                &owner,
-                (svc, tag, false),
-                RecordType::SRV,
-                max_answers,
-                negative,
-            )
+            service((svc, tag, false), RecordType::SRV)
         }
-        [tag, svc, "service"] => service_answer(
-            data,
-            acl,
-            config,
-            &domain,
-            datacenter,
-            &owner,
-            (svc, Some(tag), false),
-            qtype,
-            max_answers,
-            negative,
-        ),
+        [tag, svc, "service"] => service((svc, Some(tag), false), qtype),
         [query @ .., "query"] if !query.is_empty() => {
             let asked = super::query::Asked {
                 domain: &domain,
