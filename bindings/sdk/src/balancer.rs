@@ -143,9 +143,12 @@ impl Balancer {
     /// Records one call to `key`: how long it took and whether it succeeded. May eject it.
     /// `instances` is the current set's size (for the share cap).
     pub fn report(&mut self, key: InstanceKey, latency: Duration, ok: bool, now: Instant, instances: usize) {
-        let cfg = self.config.clone();
-        let ejected_now = self.ejected_count(now);
-        let s = self.stats.entry(key).or_default();
+        let Balancer { config: cfg, stats } = self;
+        // Only a failure can eject, so only then is the ejected count (a scan of every instance)
+        // needed: successful calls, the common case, skip it.
+        let ejected_now =
+            if ok { 0 } else { stats.values().filter(|s| s.ejected_until.is_some_and(|t| t > now)).count() };
+        let s = stats.entry(key).or_default();
         let ms = latency.as_secs_f64() * 1000.0;
         let current = s.score(now, cfg.decay_half_life);
         s.ewma_ms = Some(match s.ewma_ms {
@@ -181,10 +184,6 @@ impl Balancer {
         // A fresh start when it comes back: old failures do not eject it again at once.
         s.consecutive_failures = 0;
         s.recent.clear();
-    }
-
-    fn ejected_count(&self, now: Instant) -> usize {
-        self.stats.values().filter(|s| s.ejected_until.is_some_and(|t| t > now)).count()
     }
 
     /// Whether `key` is ejected at `now`.

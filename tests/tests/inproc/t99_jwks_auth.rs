@@ -7,19 +7,17 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use base64::Engine as _;
 use consul_tests::client::{Api, Resp};
-use consul_tests::inproc::{Cluster, Options};
-use consul_tests::{eventually, free_port};
+use consul_tests::free_port;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::t99_kube_auth::{pki, reply, tls_server};
+use crate::t99_kube_auth::{acl_cluster, pki, reply, tls_server};
 
 use crate::agent_api::{ok, refused};
 
@@ -83,14 +81,7 @@ async fn t99_jwks_keys_fetched_cached_and_refetched_on_rotation() {
         tls_server(move |req| serve(issuer.clone(), req)).await
     };
     let fetches = || issuer.fetches.load(Ordering::SeqCst);
-    let c = Cluster::start_with(1, Options { acl: true, initial_management: Some(ROOT.into()), ..Options::default() })
-        .await;
-    let api = c.api(0).with_token(ROOT);
-    eventually(Duration::from_secs(20), "ACLs initialized", || async {
-        let r = api.get(&format!("/v1/acl/token/self?token={ROOT}")).await.ok()?;
-        (r.status == 200).then_some(())
-    })
-    .await;
+    let (c, api) = acl_cluster(ROOT).await;
     let url = format!("https://127.0.0.1:{port}/keys");
     let method = |name: &str, url: &str, ca: &str| {
         json!({"Name": name, "Type": "jwt", "Config": {"JWKSURL": url, "JWKSCACert": ca,

@@ -170,19 +170,26 @@ async fn login_tokens(api: &Api, method: &str) -> usize {
     ok(&r).as_array().map_or(0, Vec::len)
 }
 
+/// A one-server cluster with ACLs on and `root` as its management token, once the token works;
+/// with an API client carrying it.
+pub(crate) async fn acl_cluster(root: &str) -> (Cluster, Api) {
+    let c = Cluster::start_with(1, Options { acl: true, initial_management: Some(root.into()), ..Options::default() })
+        .await;
+    let api = c.api(0).with_token(root);
+    eventually(Duration::from_secs(20), "ACLs initialized", || async {
+        let r = api.get(&format!("/v1/acl/token/self?token={root}")).await.ok()?;
+        (r.status == 200).then_some(())
+    })
+    .await;
+    (c, api)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t99_kube_auth_login_through_token_review() {
     let reviewer = token("consul-reviewer");
     let server = Arc::new(ApiServer::default());
     let (port, ca_pem, api_task) = start_api_server(server.clone(), &reviewer).await;
-    let c = Cluster::start_with(1, Options { acl: true, initial_management: Some(ROOT.into()), ..Options::default() })
-        .await;
-    let api = c.api(0).with_token(ROOT);
-    eventually(Duration::from_secs(20), "ACLs initialized", || async {
-        let r = api.get(&format!("/v1/acl/token/self?token={ROOT}")).await.ok()?;
-        (r.status == 200).then_some(())
-    })
-    .await;
+    let (c, api) = acl_cluster(ROOT).await;
     let host = format!("https://127.0.0.1:{port}");
     let config = json!({"Host": host, "CACert": ca_pem, "ServiceAccountJWT": reviewer});
 
