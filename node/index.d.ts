@@ -88,6 +88,8 @@ export interface HealthCheck {
   output: string;
   serviceId: string;
   serviceName: string;
+  /** Measured probe latency (Go duration, e.g. `"312ms"`) on checks with latency thresholds. */
+  latency?: string;
 }
 
 /** One instance of a service with its node and checks. */

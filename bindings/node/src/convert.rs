@@ -111,6 +111,8 @@ pub struct JsHealthCheck {
     pub output: String,
     pub service_id: String,
     pub service_name: String,
+    /// Measured probe latency (Go duration) on checks with latency thresholds.
+    pub latency: Option<String>,
 }
 
 impl From<HealthCheck> for JsHealthCheck {
@@ -123,6 +125,7 @@ impl From<HealthCheck> for JsHealthCheck {
             output: c.output,
             service_id: c.service_id,
             service_name: c.service_name,
+            latency: c.latency,
         }
     }
 }

@@ -175,6 +175,10 @@ pub struct HealthCheck {
     pub service_id: String,
     /// Service name.
     pub service_name: String,
+    /// Measured latency of the probe (a Go duration such as `"312ms"`), on checks with latency
+    /// thresholds (consul-rs's service-quality extension); `None` elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<String>,
 }
 
 /// One instance with its node and checks (`/v1/health/service/:name`).
@@ -377,5 +381,22 @@ impl Serialize for UserEvent {
         st.serialize_field("Version", &self.version)?;
         st.serialize_field("LTime", &self.ltime)?;
         st.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The measured latency travels when the agent reports one and is left out otherwise, so
+    /// a check without thresholds keeps Consul's shape.
+    #[test]
+    fn a_check_carries_its_measured_latency_only_when_reported() {
+        let c: HealthCheck =
+            serde_json::from_str(r#"{"CheckID":"a","Status":"warning","Latency":"312ms"}"#).expect("check");
+        assert_eq!(c.latency.as_deref(), Some("312ms"));
+        let plain: HealthCheck = serde_json::from_str(r#"{"CheckID":"b","Status":"passing"}"#).expect("check");
+        assert_eq!(plain.latency, None);
+        assert!(serde_json::to_value(&plain).expect("json").get("Latency").is_none());
     }
 }

@@ -38,7 +38,7 @@ use persist::{Persist, PersistedCheck, PersistedService};
 
 use crate::local::checks::Runner;
 use crate::replication::backend::Backend;
-use crate::state::catalog::{HealthCheck, ServiceInstance, CRITICAL, PASSING, WARNING};
+use crate::state::catalog::{HealthCheck, ServiceInstance, CRITICAL, MEASURED_LATENCY, PASSING, WARNING};
 use crate::{Error, Result};
 
 /// Check ID of node maintenance mode.
@@ -80,6 +80,13 @@ pub struct LocalCheck {
     pub critical_since: Option<Instant>,
     /// Registration generation: results of a runner from an older registration are ignored.
     pub generation: u64,
+    /// Measured round trip of the last probe, kept for checks with latency thresholds only
+    /// (`Latency` on `/v1/agent/checks`).
+    pub latency: Option<Duration>,
+    /// `latency` as it was when the status or output last changed: what the catalog copy
+    /// carries. Copying every probe's figure would rewrite the catalog through Raft once per
+    /// interval; a check over its threshold says the latency in its output, which does change.
+    pub latency_at_change: Option<Duration>,
 }
 
 impl LocalCheck {
@@ -99,10 +106,22 @@ impl LocalCheck {
             check_type: self.def.kind.type_name().to_string(),
             interval: self.def.interval_string(),
             timeout: self.def.timeout_string(),
-            definition: self.def.definition_json().to_string(),
+            definition: self.catalog_definition(),
             create_index: 0,
             modify_index: 0,
         }
+    }
+
+    /// The definition text the catalog stores: the definition, plus the measured latency under
+    /// [`MEASURED_LATENCY`]. It travels inside the definition because the catalog's check
+    /// record cannot gain a field without breaking its Raft encoding; rendering moves it back
+    /// to the check's top level.
+    fn catalog_definition(&self) -> String {
+        let mut d = self.def.definition_json();
+        if let (Some(took), Some(m)) = (self.latency_at_change, d.as_object_mut()) {
+            m.insert(MEASURED_LATENCY.into(), crate::duration::format_go_duration(took).into());
+        }
+        d.to_string()
     }
 }
 
@@ -271,6 +290,8 @@ impl LocalState {
             defer_until: None,
             critical_since,
             generation: rev,
+            latency: None,
+            latency_at_change: None,
         }
     }
 
@@ -418,6 +439,7 @@ impl LocalState {
         }
         c.status = status.to_string();
         c.output = output;
+        c.latency_at_change = c.latency;
         c.rev = rev;
         let persist = matches!(c.def.kind, CheckKind::Ttl { .. }).then(|| c.clone());
         drop(g);
@@ -428,6 +450,15 @@ impl LocalState {
         }
         self.changed();
         true
+    }
+
+    /// Records the measured round trip of a probe of check `id` (from the runner of
+    /// registration `generation`). Not a change by itself: see [`LocalCheck::latency_at_change`].
+    pub(crate) fn record_latency(&self, id: &str, generation: u64, took: Duration) {
+        let mut g = self.inner.lock();
+        if let Some(c) = g.checks.get_mut(id).filter(|c| c.generation == generation) {
+            c.latency = Some(took);
+        }
     }
 
     /// Marks a service as synced at `rev` (unless it changed meanwhile).
@@ -953,6 +984,30 @@ mod tests {
         // Output is capped.
         st.update_check("b", None, PASSING, "x".repeat(10_000));
         assert_eq!(st.check("b").expect("b").output.len(), def::MAX_OUTPUT);
+    }
+
+    /// The live latency changes with every probe; the catalog copy takes it only with a change
+    /// of status or output, so probes alone never rewrite the catalog.
+    #[test]
+    fn measured_latency_reaches_the_catalog_row_with_a_change() {
+        let st = LocalState::new(None, Duration::ZERO);
+        st.add_check(ttl_check("a", ""), Source::Api).expect("add");
+        let generation = st.check("a").expect("a").generation;
+        let row = |st: &LocalState| {
+            let snap = st.snapshot();
+            let c = &snap.checks["a"];
+            (c.latency, serde_json::from_str::<serde_json::Value>(&c.to_health_check("n", &snap.services).definition))
+        };
+        st.record_latency("a", generation + 1, Duration::from_millis(9));
+        assert_eq!(row(&st).0, None, "a stale runner's figure is ignored");
+        st.record_latency("a", generation, Duration::from_millis(120));
+        let (live, def) = row(&st);
+        assert_eq!(live, Some(Duration::from_millis(120)));
+        assert!(def.expect("json").get(MEASURED_LATENCY).is_none(), "not in the catalog before a change");
+        st.update_check("a", None, WARNING, "slow".into());
+        assert_eq!(row(&st).1.expect("json")[MEASURED_LATENCY], "120ms");
+        st.record_latency("a", generation, Duration::from_millis(80));
+        assert_eq!(row(&st).1.expect("json")[MEASURED_LATENCY], "120ms", "the same result keeps the copy");
     }
 
     #[test]

@@ -406,6 +406,8 @@ mod tests {
             defer_until: defer,
             critical_since: None,
             generation: rev,
+            latency: None,
+            latency_at_change: None,
         }
     }
 

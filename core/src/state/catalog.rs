@@ -143,6 +143,10 @@ pub struct HealthCheck {
     pub modify_index: u64,
 }
 
+/// The member of a check's stored definition text holding the measured latency of its probe
+/// (consul-rs's service-quality extension), rendered as the check's top-level `Latency`.
+pub const MEASURED_LATENCY: &str = "Latency";
+
 /// A catalog registration (`structs.RegisterRequest`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterRequest {

@@ -37,6 +37,19 @@ async fn slow_server(delay_ms: Arc<AtomicU64>) -> (u16, tokio::task::JoinHandle<
     (port, task)
 }
 
+/// A Go duration (`"812ms"`, `"1.2s"`, `"950µs"`) in milliseconds; NaN when not one.
+fn go_ms(v: &Value) -> f64 {
+    let s = v.as_str().unwrap_or("");
+    let split = s.find(|c: char| c.is_ascii_alphabetic() || c == 'µ').unwrap_or(s.len());
+    let n: f64 = s[..split].parse().unwrap_or(f64::NAN);
+    match &s[split..] {
+        "ms" => n,
+        "s" => n * 1000.0,
+        "µs" | "us" => n / 1000.0,
+        _ => f64::NAN,
+    }
+}
+
 async fn check(api: &Api, id: &str) -> Value {
     api.get("/v1/agent/checks").await.expect("checks").json()[id].clone()
 }
@@ -87,6 +100,7 @@ async fn t91_latency_thresholds_move_a_check_and_discovery_follows() {
     let id = "service:slow1";
     let passing = wait_status(&api, id, "passing").await;
     assert!(!passing["Output"].as_str().unwrap_or("").contains("latency"), "{passing}");
+    assert!(go_ms(&passing["Latency"]) < 400.0, "{passing}");
     // The thresholds are part of the check's definition, in the catalog too.
     let rows = api.get("/v1/health/checks/slow").await.expect("checks").json();
     assert_eq!(rows[0]["Definition"]["LatencyWarning"], "400ms", "{rows}");
@@ -96,6 +110,18 @@ async fn t91_latency_thresholds_move_a_check_and_discovery_follows() {
     let warning = wait_status(&api, id, "warning").await;
     let out = warning["Output"].as_str().unwrap_or("").to_string();
     assert!(out.contains("200 OK, latency ") && out.contains(" > warning 400ms"), "{out}");
+    // The measured latency is a field of its own: live on the agent, and in the catalog copy
+    // written with the warning (not inside the definition).
+    let measured = go_ms(&warning["Latency"]);
+    assert!(measured >= 400.0, "{warning}");
+    let in_catalog = eventually(Duration::from_secs(10), "the catalog copy carries the latency", || async {
+        let rows = api.get("/v1/health/service/slow").await.ok()?.json();
+        let c = rows[0]["Checks"].as_array()?.iter().find(|c| c["CheckID"] == id)?.clone();
+        (c["Status"] == "warning").then_some(c)
+    })
+    .await;
+    assert!(go_ms(&in_catalog["Latency"]) >= 400.0, "{in_catalog}");
+    assert!(in_catalog["Definition"].get("Latency").is_none(), "{in_catalog}");
     // `?passing` leaves a warning instance out; DNS (only_passing off) still answers it.
     eventually(Duration::from_secs(10), "?passing leaves the warning instance out", || async {
         let l = api.get("/v1/health/service/slow?passing").await.ok()?.json();

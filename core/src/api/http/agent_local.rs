@@ -95,8 +95,14 @@ fn agent_proxy_json(proxy: Option<&Value>) -> Value {
     Value::Object(p)
 }
 
+/// A local check as the agent reports it: the catalog row, with the latency of the last probe
+/// rather than the one the catalog copy holds.
 fn agent_check_json(ctx: &Ctx, c: &LocalCheck, snap: &Snapshot) -> Value {
-    check_json(&c.to_health_check(&ctx.local.node.name, &snap.services))
+    let mut v = check_json(&c.to_health_check(&ctx.local.node.name, &snap.services));
+    if let Some(took) = c.latency {
+        v["Latency"] = crate::duration::format_go_duration(took).into();
+    }
+    v
 }
 
 type Acl = Extension<Arc<RequestAcl>>;

@@ -19,7 +19,7 @@ use crate::api::authz::RequestAcl;
 use crate::filter::{schema, Filter};
 use crate::state::catalog::{
     aggregate_status, service_entries, valid_status, watch_checks, watch_node, watch_nodes, watch_service,
-    watch_services, DeregisterRequest, HealthCheck, Node, ServiceInstance, PASSING,
+    watch_services, DeregisterRequest, HealthCheck, Node, ServiceInstance, MEASURED_LATENCY, PASSING,
 };
 use crate::state::command::{Command, CommandResponse};
 use crate::state::ext_fields::ServiceExt;
@@ -107,15 +107,23 @@ pub(crate) fn service_json(s: &ServiceInstance, datacenter: &str) -> Value {
 }
 
 /// `HealthCheck` JSON.
+///
+/// A latency measured by the agent's probe travels inside the stored definition
+/// ([`MEASURED_LATENCY`]) and is rendered at the top level as `Latency`, only when present.
 pub(crate) fn check_json(c: &HealthCheck) -> Value {
-    let definition: Value = serde_json::from_str(&c.definition).unwrap_or_else(|_| json!({}));
-    json!({
+    let mut definition: Value = serde_json::from_str(&c.definition).unwrap_or_else(|_| json!({}));
+    let latency = definition.as_object_mut().and_then(|d| d.remove(MEASURED_LATENCY));
+    let mut v = json!({
         "Node": c.node, "CheckID": c.check_id, "Name": c.name, "Status": c.status, "Notes": c.notes,
         "Output": c.output, "ServiceID": c.service_id, "ServiceName": c.service_name,
         "ServiceTags": c.service_tags, "Type": c.check_type, "Interval": c.interval, "Timeout": c.timeout,
         "ExposedPort": 0, "Definition": definition,
         "CreateIndex": c.create_index, "ModifyIndex": c.modify_index,
-    })
+    });
+    if let Some(latency) = latency {
+        v["Latency"] = latency;
+    }
+    v
 }
 
 fn catalog_service_json(n: &Node, s: &ServiceInstance) -> Value {

@@ -280,8 +280,15 @@ async fn run_interval(ctx: RunCtx, def: CheckDefinition, generation: u64, cancel
         };
         // `None`: the probe could not judge yet (a metrics rate before its second scrape).
         if let Some(((status, output), round_trip)) = result {
-            let (status, output) =
-                if round_trip { apply_latency(&def, status, output, started.elapsed()) } else { (status, output) };
+            let (status, output) = if round_trip {
+                let took = started.elapsed();
+                if def.latency_warning.is_some() || def.latency_critical.is_some() {
+                    ctx.state.record_latency(&def.id, generation, round_ms(took));
+                }
+                apply_latency(&def, status, output, took)
+            } else {
+                (status, output)
+            };
             if let Some(status) = thresholds.apply(status) {
                 ctx.state.update_check(&def.id, Some(generation), status, output);
             } else {
