@@ -133,6 +133,11 @@ struct Inner {
     removed_services: BTreeSet<String>,
     removed_checks: BTreeSet<String>,
     next_rev: u64,
+    /// Services and checks that may differ from the catalog (every one whose `synced_rev` is
+    /// not its `rev`, and perhaps a few more): a sync round copies these instead of everything,
+    /// which would cost O(all) per round with thousands of services on one agent.
+    pending_services: BTreeSet<String>,
+    pending_checks: BTreeSet<String>,
 }
 
 impl Inner {
@@ -224,6 +229,28 @@ impl LocalState {
         }
     }
 
+    /// A copy of what may differ from the catalog: the pending services and checks, the
+    /// services those checks belong to (for their names and tags), and the removals. Enough
+    /// for a sync round without a full comparison (see [`Inner::pending_services`]).
+    pub(crate) fn pending_snapshot(&self) -> Snapshot {
+        let g = self.inner.lock();
+        let checks: BTreeMap<String, LocalCheck> =
+            g.pending_checks.iter().filter_map(|id| Some((id.clone(), g.checks.get(id)?.clone()))).collect();
+        let mut services = BTreeMap::new();
+        for id in g.pending_services.iter().chain(checks.values().map(|c| &c.def.service_id)) {
+            if let Some(s) = g.services.get(id) {
+                services.entry(id.clone()).or_insert_with(|| s.clone());
+            }
+        }
+        Snapshot {
+            services,
+            checks,
+            removed_services: g.removed_services.clone(),
+            removed_checks: g.removed_checks.clone(),
+            rev: g.next_rev,
+        }
+    }
+
     /// The latest revision of any local change.
     pub fn current_rev(&self) -> u64 {
         self.inner.lock().next_rev
@@ -259,9 +286,7 @@ impl LocalState {
 
     fn persist_check(&self, c: &LocalCheck) -> Result<()> {
         match (&self.persist, c.source) {
-            (Some(p), Source::Api) => {
-                p.save_check(&PersistedCheck { def: c.def.clone(), status: c.status.clone(), output: c.output.clone() })
-            }
+            (Some(p), Source::Api) => p.save_check(&PersistedCheck::of(c)),
             _ => Ok(()),
         }
     }
@@ -304,29 +329,44 @@ impl LocalState {
         source: Source,
         replace_existing_checks: bool,
     ) -> Result<ServiceChange> {
-        let mut g = self.inner.lock();
         let id = def.service.id.clone();
+        let mut service = def.service;
+        service.node.clear();
+        // The new entries (their revisions and carried-over check results come from the
+        // current state), written to disk before memory changes: a storage failure leaves
+        // memory untouched. The fsyncs run outside the lock; see `persist`.
+        let mut checks: Vec<LocalCheck> = {
+            let mut g = self.inner.lock();
+            def.checks.into_iter().map(|c| Self::new_check(&mut g, c, source)).collect()
+        };
+        let mut svc = LocalService { service, source, rev: 0, synced_rev: 0 };
+        let mut staged = Vec::new();
+        if let (Some(p), Source::Api) = (&self.persist, source) {
+            staged.push(p.stage_service(&PersistedService::new(svc.service.clone()))?);
+            for c in &checks {
+                staged.push(p.stage_check(&PersistedCheck::of(c))?);
+            }
+        }
+        let mut g = self.inner.lock();
+        // Revisions are taken now, with the change: a sync round that copied the state before
+        // must not count this change as synced.
+        let rev = g.rev();
+        svc.rev = rev;
+        for c in &mut checks {
+            c.rev = rev;
+        }
         let removed: Vec<String> = if replace_existing_checks {
             g.checks
                 .values()
                 .filter(|c| c.def.service_id == id && !c.def.id.starts_with(SERVICE_MAINTENANCE_PREFIX))
-                .filter(|c| !def.checks.iter().any(|n| n.id == c.def.id))
+                .filter(|c| !checks.iter().any(|n| n.def.id == c.def.id))
                 .map(|c| c.def.id.clone())
                 .collect()
         } else {
             Vec::new()
         };
-        let rev = g.rev();
-        let mut service = def.service;
-        service.node.clear();
-        let svc = LocalService { service, source, rev, synced_rev: 0 };
-        let checks: Vec<LocalCheck> = def.checks.into_iter().map(|c| Self::new_check(&mut g, c, source)).collect();
-        // Persist first: a storage failure leaves memory untouched.
-        if let (Some(p), Source::Api) = (&self.persist, source) {
-            p.save_service(&PersistedService::new(svc.service.clone()))?;
-        }
-        for c in &checks {
-            self.persist_check(c)?;
+        for file in staged {
+            file.commit()?;
         }
         for cid in &removed {
             if let Some(p) = &self.persist {
@@ -334,20 +374,29 @@ impl LocalState {
             }
         }
         g.removed_services.remove(&id);
+        g.pending_services.insert(id.clone());
         g.services.insert(id, svc);
         let mut added = Vec::new();
         for c in checks {
             g.removed_checks.remove(&c.def.id);
+            g.pending_checks.insert(c.def.id.clone());
             added.push((c.def.clone(), c.generation));
             g.checks.insert(c.def.id.clone(), c);
         }
         for cid in &removed {
             g.checks.remove(cid);
+            g.pending_checks.remove(cid);
             g.removed_checks.insert(cid.clone());
         }
         drop(g);
+        self.sync_dirs()?;
         self.changed();
         Ok((added, removed))
+    }
+
+    /// Makes the persisted renames and removals durable (outside the lock: see `persist`).
+    fn sync_dirs(&self) -> Result<()> {
+        self.persist.as_ref().map_or(Ok(()), Persist::sync_dirs)
     }
 
     /// Removes a service and its checks; returns the removed check IDs.
@@ -367,15 +416,18 @@ impl LocalState {
             }
         }
         g.services.remove(id);
+        g.pending_services.remove(id);
         g.removed_services.insert(id.to_string());
         // A removal is a change too: waiting for it to reach the catalog waits for this one.
         g.rev();
         for cid in &checks {
             g.checks.remove(cid);
+            g.pending_checks.remove(cid);
             // The catalog drops a service's checks with the service.
             g.removed_checks.remove(cid);
         }
         drop(g);
+        self.sync_dirs()?;
         self.changed();
         Ok(checks)
     }
@@ -386,12 +438,28 @@ impl LocalState {
         if !def.service_id.is_empty() && !g.services.contains_key(&def.service_id) {
             return Err(Error::BadRequest(format!("ServiceID {:?} does not exist", def.service_id)));
         }
-        let c = Self::new_check(&mut g, def, source);
-        self.persist_check(&c)?;
+        let mut c = Self::new_check(&mut g, def, source);
+        drop(g);
+        // As in `add_service`: the fsync outside the lock, the rename with the memory change.
+        let staged = match (&self.persist, source) {
+            (Some(p), Source::Api) => Some(p.stage_check(&PersistedCheck::of(&c))?),
+            _ => None,
+        };
+        let mut g = self.inner.lock();
+        if !c.def.service_id.is_empty() && !g.services.contains_key(&c.def.service_id) {
+            return Err(Error::BadRequest(format!("ServiceID {:?} does not exist", c.def.service_id)));
+        }
+        if let Some(file) = staged {
+            file.commit()?;
+        }
+        // With the change (see `add_service`).
+        c.rev = g.rev();
         let generation = c.generation;
         g.removed_checks.remove(&c.def.id);
+        g.pending_checks.insert(c.def.id.clone());
         g.checks.insert(c.def.id.clone(), c);
         drop(g);
+        self.sync_dirs()?;
         self.changed();
         Ok(generation)
     }
@@ -408,9 +476,11 @@ impl LocalState {
             p.remove_check(id)?;
         }
         g.checks.remove(id);
+        g.pending_checks.remove(id);
         g.removed_checks.insert(id.to_string());
         g.rev();
         drop(g);
+        self.sync_dirs()?;
         self.changed();
         Ok(())
     }
@@ -442,6 +512,7 @@ impl LocalState {
         c.latency_at_change = c.latency;
         c.rev = rev;
         let persist = matches!(c.def.kind, CheckKind::Ttl { .. }).then(|| c.clone());
+        g.pending_checks.insert(id.to_string());
         drop(g);
         if let Some(c) = persist {
             if let Err(e) = self.persist_check(&c) {
@@ -463,19 +534,23 @@ impl LocalState {
 
     /// Marks a service as synced at `rev` (unless it changed meanwhile).
     pub(crate) fn mark_service_synced(&self, id: &str, rev: u64) {
-        if let Some(s) = self.inner.lock().services.get_mut(id) {
+        let mut g = self.inner.lock();
+        if let Some(s) = g.services.get_mut(id) {
             if s.rev == rev {
                 s.synced_rev = rev;
+                g.pending_services.remove(id);
             }
         }
     }
 
     /// Marks a check as synced at `rev`.
     pub(crate) fn mark_check_synced(&self, id: &str, rev: u64) {
-        if let Some(c) = self.inner.lock().checks.get_mut(id) {
+        let mut g = self.inner.lock();
+        if let Some(c) = g.checks.get_mut(id) {
             if c.rev == rev {
                 c.synced_rev = rev;
                 c.defer_until = None;
+                g.pending_checks.remove(id);
             }
         }
     }
@@ -483,12 +558,14 @@ impl LocalState {
     /// Marks a service (or check) as out of sync: anti-entropy found the catalog differs.
     pub(crate) fn mark_dirty(&self, service: Option<&str>, check: Option<&str>) {
         let mut g = self.inner.lock();
-        if let Some(s) = service.and_then(|id| g.services.get_mut(id)) {
+        if let Some((id, s)) = service.and_then(|id| Some((id, g.services.get_mut(id)?))) {
             s.synced_rev = 0;
+            g.pending_services.insert(id.to_string());
         }
-        if let Some(c) = check.and_then(|id| g.checks.get_mut(id)) {
+        if let Some((id, c)) = check.and_then(|id| Some((id, g.checks.get_mut(id)?))) {
             c.synced_rev = 0;
             c.defer_until = None;
+            g.pending_checks.insert(id.to_string());
         }
     }
 

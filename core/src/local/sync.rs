@@ -295,7 +295,8 @@ pub(crate) async fn run(agent: Arc<LocalAgent>, backend: Backend, timing: SyncTi
         let now = Instant::now();
         let mut full = now >= next_full;
         let mut read_failed = false;
-        let mut snap = agent.state.snapshot();
+        // A full round compares everything; the others push what is pending only.
+        let mut snap = if full { agent.state.snapshot() } else { agent.state.pending_snapshot() };
         let node_dirty = if full {
             // A client agent reads the catalog from a server, which can fail; then this round
             // pushes the local changes only and the comparison is retried later.

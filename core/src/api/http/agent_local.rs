@@ -115,8 +115,7 @@ fn local_service_name(ctx: &Ctx, id: &str) -> Option<String> {
 /// Write on what a local check belongs to: its service, or this agent's node. An unknown
 /// check needs nothing here (the call answers 404 on its own).
 fn require_check_write(ctx: &Ctx, acl: &RequestAcl, check_id: &str) -> Result<(), Error> {
-    let snap = ctx.local.state.snapshot();
-    let Some(check) = snap.checks.get(check_id) else {
+    let Some(check) = ctx.local.state.check(check_id) else {
         return Ok(());
     };
     require_check_target(ctx, acl, &check.def.service_id)
@@ -129,6 +128,19 @@ fn require_check_target(ctx: &Ctx, acl: &RequestAcl, service_id: &str) -> Result
     }
     let name = local_service_name(ctx, service_id).unwrap_or_else(|| service_id.to_string());
     acl.require(Resource::Service, &name, Need::Write)
+}
+
+/// Runs a change of the local state, which writes definition files, on the blocking pool: its
+/// fsyncs must not hold one of the runtime's few workers, and concurrent registrations then
+/// share the file system's journal commits instead of queueing behind each other.
+async fn on_disk<T: Send + 'static>(
+    ctx: &Ctx,
+    change: impl FnOnce(&crate::local::LocalAgent) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let local = ctx.local.clone();
+    tokio::task::spawn_blocking(move || change(&local))
+        .await
+        .map_err(|e| Error::Storage(format!("the local state change did not finish: {e}")))?
 }
 
 /// `PUT /v1/agent/service/register`.
@@ -151,7 +163,8 @@ pub(super) async fn register_service(
     if let Some(old) = local_service_name(&ctx, &def.service.id).filter(|old| *old != def.service.service) {
         acl.require(Resource::Service, &old, Need::Write)?;
     }
-    ctx.local.register_service(def, Source::Api, q.has("replace-existing-checks"))?;
+    let replace = q.has("replace-existing-checks");
+    on_disk(&ctx, move |local| local.register_service(def, Source::Api, replace)).await?;
     in_catalog(&ctx).await;
     Ok(ok_empty())
 }
@@ -165,7 +178,7 @@ pub(super) async fn deregister_service(
     if let Some(name) = local_service_name(&ctx, &id) {
         acl.require(Resource::Service, &name, Need::Write)?;
     }
-    ctx.local.deregister_service(&id)?;
+    on_disk(&ctx, move |local| local.deregister_service(&id)).await?;
     in_catalog(&ctx).await;
     Ok(ok_empty())
 }
@@ -265,7 +278,7 @@ pub(super) async fn register_check(
     let def = parse_check_registration(&v)?;
     require_check_target(&ctx, &acl, &def.service_id)?;
     require_check_write(&ctx, &acl, &def.id)?;
-    ctx.local.register_check(def, Source::Api)?;
+    on_disk(&ctx, move |local| local.register_check(def, Source::Api)).await?;
     in_catalog(&ctx).await;
     Ok(ok_empty())
 }
@@ -277,7 +290,7 @@ pub(super) async fn deregister_check(
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
     require_check_write(&ctx, &acl, &id)?;
-    ctx.local.deregister_check(&id)?;
+    on_disk(&ctx, move |local| local.deregister_check(&id)).await?;
     in_catalog(&ctx).await;
     Ok(ok_empty())
 }
