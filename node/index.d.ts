@@ -66,6 +66,14 @@ export interface Node {
   datacenter: string;
   taggedAddresses: Record<string, string>;
   meta: Record<string, string>;
+  /** Where the node runs (its agent's `locality`). */
+  locality?: Locality | null;
+}
+
+/** Where a node or service runs (Consul 1.17+). */
+export interface Locality {
+  region: string;
+  zone: string;
 }
 
 export interface Service {
@@ -77,6 +85,8 @@ export interface Service {
   port: number;
   meta: Record<string, string>;
   weights: { passing: number; warning: number };
+  /** Where the instance runs (defaults to its agent's locality). */
+  locality?: Locality | null;
 }
 
 export interface HealthCheck {
@@ -238,7 +248,22 @@ export type DiscoveryStrategy =
   | 'weighted'
   | 'consistent_hash' | 'consistentHash'
   | 'nearest'
-  | 'least_latency' | 'leastLatency';
+  | 'least_latency' | 'leastLatency'
+  | 'locality';
+
+/** Locality-aware picking (`Discovery.setLocalityPolicy`). */
+export interface LocalityPolicy {
+  /** Fewest passing, not-ejected instances a ring needs before picks widen. Default 1. */
+  minHealthy?: number;
+  /** Strategy inside the caller's zone. Default round_robin. */
+  zoneStrategy?: Exclude<DiscoveryStrategy, 'locality'>;
+  /** Strategy once widened to the region. Default round_robin. */
+  regionStrategy?: Exclude<DiscoveryStrategy, 'locality'>;
+  /** Strategy once widened to every instance. Default round_robin. */
+  otherStrategy?: Exclude<DiscoveryStrategy, 'locality'>;
+  /** The caller's locality; `null`: the local agent's. */
+  locality?: Locality | null;
+}
 
 /** Tuning of least-latency picks and outlier ejection (`Discovery.configureBalancer`). */
 export interface BalancerOptions {
@@ -275,6 +300,9 @@ export declare class Discovery {
   /** Picks (`least_latency` by default), awaits `fn`, reports its duration and outcome. */
   call<T>(fn: (instance: ServiceEntry) => T | Promise<T>, options?: { strategy?: DiscoveryStrategy; key?: string }): Promise<T>;
   configureBalancer(options: BalancerOptions): void;
+  setLocalityPolicy(options: LocalityPolicy): void;
+  /** The caller's locality `locality` picks use (set, else the local agent's). */
+  readonly callerLocality: Locality | null;
   isEjected(instance: ServiceEntry): boolean;
   readonly instances: ServiceEntry[];
   readonly index: number;

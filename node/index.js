@@ -924,7 +924,14 @@ class Watch {
   }
 }
 
-const STRATEGIES = new Set(['round_robin', 'random', 'weighted', 'consistent_hash', 'nearest', 'least_latency']);
+const STRATEGIES = new Set(['round_robin', 'random', 'weighted', 'consistent_hash', 'nearest', 'least_latency', 'locality']);
+
+/** A strategy name as the native SDK spells it (`leastLatency` → `least_latency`), or throws. */
+function strategyName(raw, name) {
+  const s = raw.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`).replace(/-/g, '_');
+  if (!STRATEGIES.has(s)) throw invalid(name, `unknown strategy ${JSON.stringify(raw)}`);
+  return s;
+}
 
 /** A live set of a service's passing instances, kept current by a watch; pick() answers
  * locally. Does not keep the process alive. */
@@ -947,9 +954,7 @@ class Discovery {
    * latencies given to report(); camelCase accepted). Ejected instances are left out. */
   pick(options) {
     const o = opts(options);
-    const raw = optStr(o.strategy, 'strategy') || 'round_robin';
-    const strategy = raw.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`).replace(/-/g, '_');
-    if (!STRATEGIES.has(strategy)) throw invalid('strategy', `unknown strategy ${JSON.stringify(raw)}`);
+    const strategy = strategyName(optStr(o.strategy, 'strategy') || 'round_robin', 'strategy');
     const key = optStr(o.key, 'key');
     if (strategy === 'consistent_hash' && key === undefined) throw invalid('key', 'consistent_hash needs a key');
     return sync(() => this._d.pick(strategy, key)) || null;
@@ -998,6 +1003,38 @@ class Discovery {
       maxErrorRate: n('maxErrorRate'), errorWindowMs: n('errorWindowMs'), minRequests: n('minRequests'),
       baseEjectionMs: n('baseEjectionMs'), maxEjectionMs: n('maxEjectionMs'), maxEjectedShare: n('maxEjectedShare'),
     }));
+  }
+
+  /** Tunes `pick({ strategy: 'locality' })`: the caller's zone first, then its region, then
+   * anywhere, widening when the nearer ring has fewer than `minHealthy` passing, not-ejected
+   * instances; each ring picks with its own strategy (`zoneStrategy`, `regionStrategy`,
+   * `otherStrategy`). `locality: { region, zone }` is the caller's (default: the local agent's;
+   * `null` returns to it). Omitted settings keep their values; a bad one throws (code
+   * INVALID_ARGUMENT) and changes nothing. */
+  setLocalityPolicy(options) {
+    const o = opts(options);
+    const strat = (k) => {
+      const v = optStr(o[k], k);
+      return v === undefined ? undefined : strategyName(v, k);
+    };
+    let locality;
+    if (o.locality === null) {
+      locality = { region: '', zone: '' };
+    } else if (o.locality !== undefined) {
+      if (typeof o.locality !== 'object') throw typeError('locality', 'an object { region, zone }', o.locality);
+      locality = { region: optStr(o.locality.region, 'locality.region') || '', zone: optStr(o.locality.zone, 'locality.zone') || '' };
+    }
+    const minHealthy = optNum(o.minHealthy, 'minHealthy');
+    if (minHealthy !== undefined && (!Number.isInteger(minHealthy) || minHealthy < 0)) throw invalid('minHealthy', 'expected a count');
+    sync(() => this._d.setLocalityPolicy({
+      minHealthy, zoneStrategy: strat('zoneStrategy'), regionStrategy: strat('regionStrategy'),
+      otherStrategy: strat('otherStrategy'), locality,
+    }));
+  }
+
+  /** The caller's `{ region, zone }` that `locality` picks use, or `null` while unknown. */
+  get callerLocality() {
+    return this._d.callerLocality() || null;
   }
 
   /** Whether `instance` is left out of picks for failing. */

@@ -215,6 +215,11 @@ typedef enum consul_pick_strategy {
    * The lower-latency of two instances by the latencies given to `consul_discovery_report`.
    */
   CONSUL_PICK_LEAST_LATENCY = 5,
+  /**
+   * The caller's zone first, then its region, then anywhere
+   * (`consul_discovery_set_locality_policy`).
+   */
+  CONSUL_PICK_LOCALITY = 6,
 } consul_pick_strategy;
 
 /**
@@ -1030,6 +1035,21 @@ enum consul_status consul_discovery_is_ejected(const struct consul_discovery *d,
 enum consul_status consul_discovery_configure_balancer(const struct consul_discovery *d,
                                                        const char *json,
                                                        struct consul_error **err);
+
+/**
+ * Tunes `CONSUL_PICK_LOCALITY` from a JSON object; absent fields keep their values:
+ * `min_healthy` (fewest passing, not-ejected instances a ring needs before picks widen),
+ * `zone_strategy`, `region_strategy`, `other_strategy` (strategy names such as
+ * `"consistent_hash"`, `"round_robin"`, `"least_latency"`; not `"locality"`), `locality`
+ * (`{"region": ..., "zone": ...}`, the caller's; `null`: the local agent's). A bad value is
+ * `CONSUL_E_INVALID_ARGUMENT` naming it; nothing changes.
+ *
+ * # Safety
+ * `d` is a live discovery; `json` is NUL-terminated; `err` is NULL or writable.
+ */
+enum consul_status consul_discovery_set_locality_policy(const struct consul_discovery *d,
+                                                        const char *json,
+                                                        struct consul_error **err);
 
 /**
  * The current passing instances as Consul's `/v1/health/service` JSON.

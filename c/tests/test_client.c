@@ -382,6 +382,66 @@ TEST(discovery_pick) {
   }
 }
 
+static consul_status loc_register(const char *node, const char *status, const char *region, const char *zone) {
+  char reg[512];
+  snprintf(reg, sizeof reg,
+           "{\"Node\":\"%s\",\"Address\":\"10.9.1.1\",\"Service\":{\"Service\":\"zoned\",\"ID\":\"zoned\","
+           "\"Port\":80,\"Locality\":{\"Region\":\"%s\",\"Zone\":\"%s\"}},\"Checks\":[{\"CheckID\":\"zoned-%s\","
+           "\"Name\":\"c\",\"Status\":\"%s\",\"ServiceID\":\"zoned\"}]}",
+           node, region, zone, node, status);
+  return consul_catalog_register(cl, reg, NULL);
+}
+
+static int instance_count(consul_discovery *d) {
+  char *j = NULL;
+  consul_discovery_instances(d, &j, NULL, NULL);
+  int n = 0;
+  for (const char *p = j; p && (p = strstr(p, "\"ServiceID\":\"zoned\"")); p++) n++;
+  consul_string_free(j);
+  return n;
+}
+
+/* Picks from `d` by locality (key "k") 20 times: whether every one was on `node`. */
+static int locality_picks_only(consul_discovery *d, const char *node) {
+  int all = 1;
+  for (int i = 0; i < 20; i++) {
+    consul_instance *x = NULL;
+    if (consul_discovery_pick(d, CONSUL_PICK_LOCALITY, "k", &x, NULL) != CONSUL_OK || !x) return 0;
+    all &= strcmp(consul_instance_node(x), node) == 0;
+    consul_instance_free(x);
+  }
+  return all;
+}
+
+/* Issue #20: the caller's zone first, the region when the zone has no passing instance. */
+TEST(discovery_locality) {
+  consul_error *err = NULL;
+  CHECK_OK(loc_register("zn1", "passing", "eu", "eu-a"));
+  CHECK_OK(loc_register("rn2", "passing", "eu", "eu-b"));
+  CHECK_OK(loc_register("on3", "passing", "us", "us-a"));
+  consul_discovery *d = NULL;
+  CHECK_OK(consul_discovery_new(cl, "zoned", NULL, &d, &err));
+  CHECK_OK(consul_discovery_ready(d, 10000, &err));
+  CHECK(WAIT_FOR(instance_count(d) == 3, 10));
+  CHECK_OK(consul_discovery_set_locality_policy(
+      d, "{\"locality\": {\"region\": \"eu\", \"zone\": \"eu-a\"}, \"region_strategy\": \"consistent_hash\"}", &err));
+  CHECK(locality_picks_only(d, "zn1"));
+  CHECK_OK(loc_register("zn1", "critical", "eu", "eu-a"));
+  CHECK(WAIT_FOR(instance_count(d) == 2, 10));
+  CHECK(locality_picks_only(d, "rn2"));
+  CHECK_OK(loc_register("rn2", "critical", "eu", "eu-b"));
+  CHECK(WAIT_FOR(instance_count(d) == 1, 10));
+  CHECK(locality_picks_only(d, "on3"));
+  CHECK_ERR_MSG(CONSUL_E_INVALID_ARGUMENT, "min_healthy",
+                consul_discovery_set_locality_policy(d, "{\"min_healthy\": 0}", &err));
+  CHECK_ERR_MSG(CONSUL_E_INVALID_ARGUMENT, "zone",
+                consul_discovery_set_locality_policy(d, "{\"zone_strategy\": \"locality\"}", &err));
+  CHECK_ERR_MSG(CONSUL_E_INVALID_ARGUMENT, "locality.zone",
+                consul_discovery_set_locality_policy(d, "{\"locality\": {\"zone\": 3}}", &err));
+  CHECK_ERR_MSG(CONSUL_E_INVALID_ARGUMENT, "warp", consul_discovery_set_locality_policy(d, "{\"warp\": 1}", &err));
+  consul_discovery_free(d);
+}
+
 TEST(locks) {
   consul_error *err = NULL;
   consul_lock *l = NULL;
@@ -458,6 +518,7 @@ int main(int argc, char **argv) {
   RUN(catalog_and_health);
   RUN(registration_keeps_ttl_passing);
   RUN(discovery_pick);
+  RUN(discovery_locality);
   RUN(locks);
   RUN(one_client_many_threads);
   consul_client_free(cl);

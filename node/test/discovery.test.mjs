@@ -95,6 +95,39 @@ for (const [kind, addr] of agents.kinds) {
       }
     });
 
+    it('locality picks the zone, then spills over to the region (issue #20)', async () => {
+      const name = unique('loc');
+      const at = (node, status, Region, Zone) => c.catalog.register({
+        Node: `${name}-${node}`, Address: '10.9.1.1',
+        Service: { Service: name, ID: name, Port: 80, Locality: { Region, Zone } },
+        Checks: [{ CheckID: `${name}-${node}`, Name: 'c', Status: status, ServiceID: name }],
+      });
+      await at('zn1', 'passing', 'eu', 'eu-a');
+      await at('rn2', 'passing', 'eu', 'eu-b');
+      await at('on3', 'passing', 'us', 'us-a');
+      const d = await c.discover(name).ready({ timeoutMs: 5000 });
+      try {
+        assert.ok(await eventually(() => d.instances.length === 3));
+        assert.deepEqual(d.instances.find((e) => e.node.node === `${name}-on3`).service.locality, { region: 'us', zone: 'us-a' });
+        d.setLocalityPolicy({ locality: { region: 'eu', zone: 'eu-a' }, regionStrategy: 'consistentHash' });
+        assert.deepEqual(d.callerLocality, { region: 'eu', zone: 'eu-a' });
+        const picks = (o) => new Set(Array.from({ length: 20 }, () => d.pick({ strategy: 'locality', ...o }).node.node));
+        assert.deepEqual(picks(), new Set([`${name}-zn1`]));
+        await at('zn1', 'critical', 'eu', 'eu-a');
+        assert.ok(await eventually(() => d.instances.length === 2));
+        assert.deepEqual(picks({ key: 'k' }), new Set([`${name}-rn2`]));
+        await at('rn2', 'critical', 'eu', 'eu-b');
+        assert.ok(await eventually(() => d.instances.length === 1));
+        assert.deepEqual(picks({ key: 'k' }), new Set([`${name}-on3`]));
+        assert.throws(() => d.setLocalityPolicy({ minHealthy: 0 }), (e) => e.code === 'INVALID_ARGUMENT' && /min_healthy/.test(e.message));
+        assert.throws(() => d.setLocalityPolicy({ zoneStrategy: 'locality' }), (e) => e.code === 'INVALID_ARGUMENT' && /zone/.test(e.message));
+        assert.throws(() => d.setLocalityPolicy({ otherStrategy: 'closest' }), (e) => e.code === 'INVALID_ARGUMENT');
+        assert.throws(() => d.setLocalityPolicy({ locality: 'eu' }), TypeError);
+      } finally {
+        await d.close();
+      }
+    });
+
     it('an unknown service picks null; tags filter', async () => {
       const d = await c.discover(unique('none')).ready();
       assert.equal(d.pick(), null);

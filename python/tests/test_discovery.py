@@ -114,3 +114,49 @@ def test_least_latency_follows_reports_and_failures_eject(client, prefix):
             d.report(victim, latency=-1)
         with pytest.raises(TypeError, match="ServiceEntry"):
             d.report("ln0", latency=0.1)
+
+
+def _register_at(client, name, node, status, region, zone):
+    client.catalog.register({
+        "Node": node, "Address": "10.9.1." + node[-1],
+        "Service": {"Service": name, "ID": name, "Port": 80, "Locality": {"Region": region, "Zone": zone}},
+        "Checks": [{"CheckID": name + "-" + node, "Name": "c", "Status": status, "ServiceID": name}],
+    })
+
+
+def test_locality_picks_the_zone_then_spills_to_the_region(client, prefix):
+    """Issue #20: ``pick("locality")`` prefers the caller's zone, widens to its region when the
+    zone has no passing instance (or fewer than ``min_healthy``), then to anywhere."""
+    name = "loc-" + prefix.strip("/")
+    _register_at(client, name, "zn1", "passing", "eu", "eu-a")
+    _register_at(client, name, "rn2", "passing", "eu", "eu-b")
+    _register_at(client, name, "rn3", "passing", "eu", "eu-c")
+    _register_at(client, name, "on4", "passing", "us", "us-a")
+    with client.discover(name) as d:
+        d.ready(5)
+        assert _eventually(lambda: len(d.instances) == 4)
+        assert d.instances[0].service.locality is not None
+        d.set_locality_policy(locality=("eu", "eu-a"), region_strategy="consistent_hash")
+        assert d.caller_locality == consul_rs.Locality(region="eu", zone="eu-a")
+        assert {d.pick("locality").node.node for _ in range(20)} == {"zn1"}
+        # The zone's instance turns critical: picks spill over to the region, with the region's
+        # strategy (consistent hashing: one owner per key), never across the ocean.
+        _register_at(client, name, "zn1", "critical", "eu", "eu-a")
+        assert _eventually(lambda: "zn1" not in {e.node.node for e in d.instances})
+        owners = {d.pick("locality", key="k1").node.node for _ in range(20)}
+        assert len(owners) == 1 and owners <= {"rn2", "rn3"}, owners
+        # Back: the zone serves again. With min_healthy=2 one zone instance is not enough, and
+        # the region's instances join it.
+        _register_at(client, name, "zn1", "passing", "eu", "eu-a")
+        assert _eventually(lambda: len(d.instances) == 4)
+        assert {d.pick("locality").node.node for _ in range(20)} == {"zn1"}
+        d.set_locality_policy(min_healthy=2, region_strategy="round_robin")
+        assert Counter(d.pick("locality").node.node for _ in range(30)) == {"zn1": 10, "rn2": 10, "rn3": 10}
+        # Bad settings name themselves and change nothing.
+        with pytest.raises(consul_rs.InvalidArgumentError, match="min_healthy"):
+            d.set_locality_policy(min_healthy=0)
+        with pytest.raises(consul_rs.InvalidArgumentError, match="zone"):
+            d.set_locality_policy(zone_strategy="locality")
+        with pytest.raises(consul_rs.InvalidArgumentError, match="strategy"):
+            d.set_locality_policy(other_strategy="closest")
+        assert len({d.pick("locality").node.node for _ in range(30)}) == 3

@@ -29,6 +29,9 @@ pub enum consul_pick_strategy {
     CONSUL_PICK_NEAREST = 4,
     /// The lower-latency of two instances by the latencies given to `consul_discovery_report`.
     CONSUL_PICK_LEAST_LATENCY = 5,
+    /// The caller's zone first, then its region, then anywhere
+    /// (`consul_discovery_set_locality_policy`).
+    CONSUL_PICK_LOCALITY = 6,
 }
 
 /// The passing instances of one service. Thread-safe: pick from any number of threads at once.
@@ -122,6 +125,7 @@ pub unsafe extern "C" fn consul_discovery_pick(
             3 => Strategy::ConsistentHash,
             4 => Strategy::Nearest,
             5 => Strategy::LeastLatency,
+            6 => Strategy::Locality,
             n => return Err(CError::invalid("strategy", format!("{n} is not a consul_pick_strategy"))),
         };
         let picked = d.pick(strategy, key)?;
@@ -224,6 +228,66 @@ pub unsafe extern "C" fn consul_discovery_configure_balancer(
             }
         }
         d.set_balancer_config(c)?;
+        Ok(())
+    })
+}
+
+/// Tunes `CONSUL_PICK_LOCALITY` from a JSON object; absent fields keep their values:
+/// `min_healthy` (fewest passing, not-ejected instances a ring needs before picks widen),
+/// `zone_strategy`, `region_strategy`, `other_strategy` (strategy names such as
+/// `"consistent_hash"`, `"round_robin"`, `"least_latency"`; not `"locality"`), `locality`
+/// (`{"region": ..., "zone": ...}`, the caller's; `null`: the local agent's). A bad value is
+/// `CONSUL_E_INVALID_ARGUMENT` naming it; nothing changes.
+///
+/// # Safety
+/// `d` is a live discovery; `json` is NUL-terminated; `err` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn consul_discovery_set_locality_policy(
+    d: *const consul_discovery,
+    json: *const c_char,
+    err: *mut *mut consul_error,
+) -> consul_status {
+    ffi::boundary(err, || {
+        // SAFETY: forwarded contract.
+        let d = unsafe { ffi::borrow::<consul_discovery>(d, "discovery") }?;
+        // SAFETY: forwarded contract.
+        let text = unsafe { ffi::str_arg(json, "json") }?;
+        let v = ffi::parse_json(text, "json")?;
+        let serde_json::Value::Object(o) = v else { return Err(CError::invalid("json", "expected an object")) };
+        let mut p = d.locality_policy();
+        for (k, v) in &o {
+            let strategy = || -> crate::error::CResult<Strategy> {
+                Ok(v.as_str().ok_or_else(|| CError::invalid(k, "expected a strategy name"))?.parse()?)
+            };
+            match k.as_str() {
+                "min_healthy" => {
+                    p.min_healthy = v
+                        .as_u64()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| CError::invalid(k, "expected a count"))?
+                }
+                "zone_strategy" => p.zone = strategy()?,
+                "region_strategy" => p.region = strategy()?,
+                "other_strategy" => p.other = strategy()?,
+                "locality" if v.is_null() => p.locality = None,
+                "locality" => {
+                    let part = |name: &str| -> crate::error::CResult<String> {
+                        match v.get(name) {
+                            None | Some(serde_json::Value::Null) => Ok(String::new()),
+                            Some(serde_json::Value::String(s)) => Ok(s.clone()),
+                            Some(_) => Err(CError::invalid(&format!("locality.{name}"), "expected a string")),
+                        }
+                    };
+                    if !v.is_object() {
+                        return Err(CError::invalid(k, "expected {\"region\": ..., \"zone\": ...} or null"));
+                    }
+                    let l = consul_sdk::Locality { region: part("region")?, zone: part("zone")? };
+                    p.locality = (!l.region.is_empty() || !l.zone.is_empty()).then_some(l);
+                }
+                other => return Err(CError::invalid(other, "unknown locality setting")),
+            }
+        }
+        d.set_locality_policy(p)?;
         Ok(())
     })
 }

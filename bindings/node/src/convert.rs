@@ -53,6 +53,21 @@ pub struct JsNode {
     pub datacenter: String,
     pub tagged_addresses: HashMap<String, String>,
     pub meta: HashMap<String, String>,
+    /// Where the node runs (its agent's `locality`).
+    pub locality: Option<JsLocality>,
+}
+
+/// Where a node or service runs: a region and a zone in it.
+#[napi(object)]
+pub struct JsLocality {
+    pub region: String,
+    pub zone: String,
+}
+
+impl From<consul_sdk::Locality> for JsLocality {
+    fn from(l: consul_sdk::Locality) -> Self {
+        JsLocality { region: l.region, zone: l.zone }
+    }
 }
 
 impl From<Node> for JsNode {
@@ -64,6 +79,7 @@ impl From<Node> for JsNode {
             datacenter: n.datacenter,
             tagged_addresses: map(n.tagged_addresses),
             meta: map(n.meta),
+            locality: n.locality.map(JsLocality::from),
         }
     }
 }
@@ -85,6 +101,8 @@ pub struct JsService {
     pub port: u32,
     pub meta: HashMap<String, String>,
     pub weights: JsWeights,
+    /// Where the instance runs (defaults to its agent's locality).
+    pub locality: Option<JsLocality>,
 }
 
 impl From<AgentService> for JsService {
@@ -97,6 +115,7 @@ impl From<AgentService> for JsService {
             port: u32::from(s.port),
             meta: map(s.meta),
             weights: JsWeights { passing: s.weights.passing, warning: s.weights.warning },
+            locality: s.locality.map(JsLocality::from),
         }
     }
 }

@@ -10,7 +10,7 @@ use consul_sdk::{Discovery, ElectionEvent, Error, ErrorCode, LeaderElection, Loc
 use napi_derive::napi;
 
 use crate::call::{js_err, spawn, spawn_weak, Callback, Result};
-use crate::convert::{millis, opt_millis, JsServiceEntry, JsWatchEvent};
+use crate::convert::{millis, opt_millis, JsLocality, JsServiceEntry, JsWatchEvent};
 
 /// Runs `fut` to completion from the JS thread, bounded by `timeout` (exit-time cleanup only:
 /// the JS thread is not inside any tokio runtime, so this cannot deadlock).
@@ -74,6 +74,17 @@ pub struct JsBalancerOptions {
     pub max_ejected_share: Option<f64>,
 }
 
+/// Locality-aware picking (`Discovery.setLocalityPolicy`); every field optional.
+#[napi(object)]
+pub struct JsLocalityPolicy {
+    pub min_healthy: Option<u32>,
+    pub zone_strategy: Option<String>,
+    pub region_strategy: Option<String>,
+    pub other_strategy: Option<String>,
+    /// The caller's locality; `null` (or both parts empty): the local agent's again.
+    pub locality: Option<JsLocality>,
+}
+
 /// A live set of a service's passing instances.
 #[napi]
 pub struct NativeDiscovery {
@@ -132,6 +143,30 @@ impl NativeDiscovery {
         c.max_ejection = opt_millis("maxEjectionMs", o.max_ejection_ms).map_err(js_err)?.unwrap_or(c.max_ejection);
         c.max_ejected_share = o.max_ejected_share.unwrap_or(c.max_ejected_share);
         self.discovery.set_balancer_config(c).map_err(js_err)
+    }
+
+    /// Replaces how `locality` picks; absent fields keep their current values.
+    #[napi(catch_unwind)]
+    pub fn set_locality_policy(&self, o: JsLocalityPolicy) -> Result<()> {
+        let mut p = self.discovery.locality_policy();
+        p.min_healthy = o.min_healthy.map_or(p.min_healthy, |n| n as usize);
+        let parse = |s: Option<String>, current: Strategy| -> Result<Strategy> {
+            s.map(|s| s.parse().map_err(js_err)).transpose().map(|s| s.unwrap_or(current))
+        };
+        p.zone = parse(o.zone_strategy, p.zone)?;
+        p.region = parse(o.region_strategy, p.region)?;
+        p.other = parse(o.other_strategy, p.other)?;
+        if let Some(l) = o.locality {
+            p.locality = (!l.region.is_empty() || !l.zone.is_empty())
+                .then_some(consul_sdk::Locality { region: l.region, zone: l.zone });
+        }
+        self.discovery.set_locality_policy(p).map_err(js_err)
+    }
+
+    /// The caller's locality `locality` picks use (set, else the local agent's), or `null`.
+    #[napi]
+    pub fn caller_locality(&self) -> Option<JsLocality> {
+        self.discovery.caller_locality().map(JsLocality::from)
     }
 
     /// Whether the instance is ejected now.

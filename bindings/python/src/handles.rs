@@ -2,7 +2,8 @@
 use std::sync::Arc;
 
 use consul_sdk::{
-    Discovery, ElectionEvent, Error, ErrorCode, LeaderElection, Lock, Registration, Strategy, Watch, WatchValue,
+    Discovery, ElectionEvent, Error, ErrorCode, LeaderElection, Locality, Lock, Registration, Strategy, Watch,
+    WatchValue,
 };
 use pyo3::prelude::*;
 
@@ -131,6 +132,39 @@ impl NativeDiscovery {
         c.max_ejection = opt_secs("max_ejection", max_ejection).map_err(err)?.unwrap_or(c.max_ejection);
         c.max_ejected_share = max_ejected_share.unwrap_or(c.max_ejected_share);
         self.discovery.set_balancer_config(c).map_err(err)
+    }
+
+    /// Replaces how `locality` picks; `None` keeps a field's current value. `region`/`zone`
+    /// set the caller's locality (both empty: the local agent's again).
+    #[pyo3(signature = (min_healthy=None, zone_strategy=None, region_strategy=None, other_strategy=None,
+                        region=None, zone=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn set_locality_policy(
+        &self,
+        py: Python<'_>,
+        min_healthy: Option<usize>,
+        zone_strategy: Option<&str>,
+        region_strategy: Option<&str>,
+        other_strategy: Option<&str>,
+        region: Option<String>,
+        zone: Option<String>,
+    ) -> PyResult<()> {
+        let err = |e| to_py_err(py, e);
+        let mut p = self.discovery.locality_policy();
+        p.min_healthy = min_healthy.unwrap_or(p.min_healthy);
+        p.zone = zone_strategy.map(str::parse).transpose().map_err(err)?.unwrap_or(p.zone);
+        p.region = region_strategy.map(str::parse).transpose().map_err(err)?.unwrap_or(p.region);
+        p.other = other_strategy.map(str::parse).transpose().map_err(err)?.unwrap_or(p.other);
+        if region.is_some() || zone.is_some() {
+            let l = Locality { region: region.unwrap_or_default(), zone: zone.unwrap_or_default() };
+            p.locality = (!l.region.is_empty() || !l.zone.is_empty()).then_some(l);
+        }
+        self.discovery.set_locality_policy(p).map_err(err)
+    }
+
+    /// The caller's `(region, zone)` that `locality` picks use, or `None` while unknown.
+    fn caller_locality(&self) -> Option<(String, String)> {
+        self.discovery.caller_locality().map(|l| (l.region, l.zone))
     }
 
     /// Whether the instance is ejected now.

@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::tls;
 use crate::types::{
     AgentMember, AgentService, CheckKind, Consistency, EventFilter, HealthCheck, HealthFilter, KvPair, KvPairWire,
-    Node, PutOptions, QueryMeta, QueryOptions, ServiceEntry, ServiceRegistration, UserEvent, UserEventWire,
+    Locality, Node, PutOptions, QueryMeta, QueryOptions, ServiceEntry, ServiceRegistration, UserEvent, UserEventWire,
 };
 use crate::watch::{Watch, WatchOptions, WatchSpec};
 
@@ -814,6 +814,18 @@ impl Client {
     pub async fn catalog_nodes(&self, q: &QueryOptions) -> Result<(QueryMeta, Vec<Node>)> {
         let a = Self::ok(self.request(Method::GET, "/v1/catalog/nodes", vec![], Some(q), None).await?)?;
         Ok((a.meta, a.json()?))
+    }
+
+    /// The `Locality` of node `name` (`None` when the node is unknown or has none). Reads
+    /// `/v1/catalog/nodes` filtered to that node, not `/v1/catalog/node/:name`, whose answer
+    /// lists every service of the node.
+    pub async fn node_locality(&self, name: &str) -> Result<Option<Locality>> {
+        check_name("node", name)?;
+        let quoted = name.replace('\\', "\\\\").replace('"', "\\\"");
+        let params = vec![("filter".to_string(), format!("Node == \"{quoted}\""))];
+        let a = Self::ok(self.request(Method::GET, "/v1/catalog/nodes", params, None, None).await?)?;
+        let nodes: Vec<Node> = a.json()?;
+        Ok(nodes.into_iter().find(|n| n.node == name).and_then(|n| n.locality))
     }
 
     /// Instances of `name` with their nodes and checks.

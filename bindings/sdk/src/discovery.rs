@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::balancer::{instance_key, Balancer, BalancerConfig, InstanceKey};
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
-use crate::types::{HealthFilter, QueryOptions, ServiceEntry};
+use crate::locality::{self, LocalityPolicy, Ring};
+use crate::types::{HealthFilter, Locality, QueryOptions, ServiceEntry};
 use crate::watch::{Watch, WatchOptions, WatchSpec, WatchValue};
 
 /// How often a discovery that has served a [`Strategy::Nearest`] pick checks whether network
@@ -41,6 +42,9 @@ pub enum Strategy {
     /// The lower-latency of two random instances by the latencies the application reports
     /// ([`Discovery::report`]); see [`crate::balancer`].
     LeastLatency,
+    /// The caller's zone first, then its region, then anywhere, each ring with a strategy of
+    /// its own ([`Discovery::set_locality_policy`]; see [`crate::locality`]).
+    Locality,
 }
 
 impl Strategy {
@@ -54,6 +58,7 @@ impl Strategy {
             "consistent_hash" => Strategy::ConsistentHash,
             "nearest" => Strategy::Nearest,
             "least_latency" => Strategy::LeastLatency,
+            "locality" => Strategy::Locality,
             other => return Err(Error::invalid("strategy", format!("unknown strategy {other:?}"))),
         })
     }
@@ -81,6 +86,12 @@ pub struct Discovery {
     near_wanted: Arc<AtomicBool>,
     /// Reported latencies and outcomes: least-latency picks and outlier ejection.
     balancer: parking_lot::Mutex<Balancer>,
+    /// How [`Strategy::Locality`] picks.
+    locality_policy: RwLock<LocalityPolicy>,
+    /// The local agent's locality, as its node's catalog entry says (read by the tracker).
+    agent_locality: Arc<RwLock<Option<Locality>>>,
+    /// Set by the first use of the caller's locality (see [`Tracker::locality_wanted`]).
+    locality_wanted: Arc<AtomicBool>,
 }
 
 impl Drop for Discovery {
@@ -107,7 +118,10 @@ fn choose(
 ) -> Result<usize> {
     Ok(match strategy {
         Strategy::Nearest if by_distance => 0,
-        Strategy::RoundRobin | Strategy::Nearest => cursor.fetch_add(1, Ordering::Relaxed) % list.len(),
+        // `Locality` picks by its rings' strategies before this is reached.
+        Strategy::RoundRobin | Strategy::Nearest | Strategy::Locality => {
+            cursor.fetch_add(1, Ordering::Relaxed) % list.len()
+        }
         // Chosen by the balancer before this is reached; a uniform pick if it ever is.
         Strategy::Random | Strategy::LeastLatency => rand::thread_rng().gen_range(0..list.len()),
         Strategy::Weighted => {
@@ -169,6 +183,10 @@ struct Tracker {
     source: Option<String>,
     /// The coordinate table's index when the order was last checked.
     coord_index: Option<u64>,
+    /// Where the local agent runs, once read.
+    agent_locality: Arc<RwLock<Option<Locality>>>,
+    /// Set once the caller's locality is needed: only then is a missing one asked for again.
+    locality_wanted: Arc<AtomicBool>,
 }
 
 impl Tracker {
@@ -182,6 +200,10 @@ impl Tracker {
 
     /// Takes a new set and says whether it is in RTT order.
     async fn publish(&mut self, index: u64, list: Vec<ServiceEntry>) {
+        // The agent's node may reach the catalog after discovery started: ask again until known.
+        if self.agent_locality.read().is_none() {
+            self.read_agent_locality().await;
+        }
         let (coord_index, by_distance) = sorted_by_distance(&self.client, self.source.as_deref(), &list).await;
         self.coord_index = coord_index;
         *self.current.write() = Current { index, list, by_distance };
@@ -210,11 +232,23 @@ impl Tracker {
         None
     }
 
+    /// Reads the local agent's locality from its node's catalog entry.
+    async fn read_agent_locality(&self) {
+        let Some(node) = &self.source else { return };
+        if let Ok(Some(l)) = self.client.node_locality(node).await {
+            *self.agent_locality.write() = Some(l);
+        }
+    }
+
     async fn run(mut self, stop: CancellationToken) {
         self.source = tokio::select! {
             s = local_node(&self.client) => s,
             _ = stop.cancelled() => return,
         };
+        tokio::select! {
+            _ = self.read_agent_locality() => {}
+            _ = stop.cancelled() => return,
+        }
         let mut watch = self.watch();
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + NEAR_REFRESH, NEAR_REFRESH);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -234,6 +268,14 @@ impl Tracker {
                 },
                 // Always armed: a branch guard would be read once, before a watch wait of minutes.
                 _ = tick.tick() => {
+                    // The leader may register the agent's node before the agent's own sync adds
+                    // its locality: once locality picks are used, ask again until it is known.
+                    if self.locality_wanted.load(Ordering::Relaxed) && self.agent_locality.read().is_none() {
+                        tokio::select! {
+                            _ = self.read_agent_locality() => {}
+                            _ = stop.cancelled() => break,
+                        }
+                    }
                     if !self.near_wanted.load(Ordering::Relaxed) {
                         continue;
                     }
@@ -263,6 +305,8 @@ impl Discovery {
         let cancel = CancellationToken::new();
         let (ready_tx, ready) = tokio::sync::watch::channel(false);
         let near_wanted = Arc::new(AtomicBool::new(false));
+        let agent_locality: Arc<RwLock<Option<Locality>>> = Arc::default();
+        let locality_wanted = Arc::new(AtomicBool::new(false));
         let tracker = Tracker {
             client: client.clone(),
             service: service.to_string(),
@@ -272,6 +316,8 @@ impl Discovery {
             near_wanted: near_wanted.clone(),
             source: None,
             coord_index: None,
+            agent_locality: agent_locality.clone(),
+            locality_wanted: locality_wanted.clone(),
         };
         tokio::spawn(tracker.run(cancel.clone()));
         Ok(Discovery {
@@ -281,6 +327,9 @@ impl Discovery {
             ready,
             near_wanted,
             balancer: parking_lot::Mutex::new(Balancer::new(BalancerConfig::default())),
+            locality_policy: RwLock::new(LocalityPolicy::default()),
+            agent_locality,
+            locality_wanted,
         })
     }
 
@@ -317,7 +366,22 @@ impl Discovery {
         }
         let now = std::time::Instant::now();
         let balancer = self.balancer.lock();
-        let eligible = balancer.eligible(&cur.list, now);
+        let mut eligible = balancer.eligible(&cur.list, now);
+        let mut strategy = strategy;
+        if strategy == Strategy::Locality {
+            // Before taking the policy's lock: `caller_locality` reads it too.
+            let caller = self.caller_locality();
+            let policy = self.locality_policy.read();
+            let (ring, within) = locality::candidates(&cur.list, &eligible, caller.as_ref(), policy.min_healthy);
+            eligible = within;
+            strategy = policy.strategy(ring);
+            if strategy == Strategy::Nearest {
+                self.near_wanted.store(true, Ordering::Relaxed);
+            }
+        }
+        if eligible.is_empty() {
+            return Ok(None);
+        }
         if strategy == Strategy::LeastLatency {
             let i = balancer.least_latency(&cur.list, &eligible, now, &mut rand::thread_rng());
             return Ok(i.and_then(|i| cur.list.get(i).cloned()));
@@ -354,6 +418,33 @@ impl Discovery {
         let mut b = self.balancer.lock();
         b.report(key, latency, ok, std::time::Instant::now(), cur.list.len());
         b.retain_if_grown(&cur.list);
+    }
+
+    /// Replaces how [`Strategy::Locality`] picks (refused, naming the field, when invalid).
+    pub fn set_locality_policy(&self, policy: LocalityPolicy) -> Result<()> {
+        policy.validate()?;
+        *self.locality_policy.write() = policy;
+        Ok(())
+    }
+
+    /// How [`Strategy::Locality`] picks now.
+    pub fn locality_policy(&self) -> LocalityPolicy {
+        self.locality_policy.read().clone()
+    }
+
+    /// The caller's locality that [`Strategy::Locality`] uses: the policy's, else the local
+    /// agent's (`None` while neither is known).
+    pub fn caller_locality(&self) -> Option<Locality> {
+        self.locality_wanted.store(true, Ordering::Relaxed);
+        self.locality_policy.read().locality.clone().or_else(|| self.agent_locality.read().clone())
+    }
+
+    /// The ring of `instance` seen from [`Discovery::caller_locality`].
+    pub fn ring_of(&self, instance: &ServiceEntry) -> Ring {
+        match self.caller_locality() {
+            Some(caller) => locality::ring_of(&caller, locality::instance_locality(instance)),
+            None => Ring::Any,
+        }
     }
 
     /// Replaces the balancer's tuning (what it learnt so far is kept).

@@ -23,6 +23,7 @@ pub mod client;
 pub mod discovery;
 pub mod election;
 pub mod error;
+pub mod locality;
 pub mod lock;
 pub mod options;
 pub mod registration;
@@ -39,6 +40,7 @@ pub use client::{resolve_token, Client, ClientConfig, RawResponse, StreamingResp
 pub use discovery::{Discovery, Strategy};
 pub use election::{ElectionEvent, LeaderElection};
 pub use error::{Error, ErrorCode, Result};
+pub use locality::{LocalityPolicy, Ring};
 pub use lock::{Lock, LockOptions};
 pub use options::{duration, CheckArgs, CheckType, DurationArg, RegistrationSpec};
 pub use registration::Registration;

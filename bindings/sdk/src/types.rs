@@ -116,6 +116,19 @@ pub struct Node {
     pub tagged_addresses: BTreeMap<String, String>,
     /// Metadata.
     pub meta: BTreeMap<String, String>,
+    /// Where the node runs (`locality` of its agent, Consul 1.17+); `None` when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locality: Option<Locality>,
+}
+
+/// Where a node or service runs (Consul 1.17+ `Locality`): a region and a zone within it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Locality {
+    /// Region (empty: unset).
+    pub region: String,
+    /// Zone within the region (empty: unset).
+    pub zone: String,
 }
 
 /// SRV weights.
@@ -153,6 +166,10 @@ pub struct AgentService {
     pub meta: BTreeMap<String, String>,
     /// SRV weights.
     pub weights: Weights,
+    /// Where the instance runs (its own `Locality`, which the agent defaults to its own);
+    /// `None` when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locality: Option<Locality>,
 }
 
 /// A health check (`HealthCheck`).

@@ -131,6 +131,54 @@ fn discovery_tracks_health_and_picks_locally() {
     .expect("runtime");
 }
 
+/// Issue #20: without a locality of its own, a `locality` pick takes the local agent's (its
+/// `locality` config, read from its node's catalog entry): its zone first, then its region.
+#[test]
+fn locality_picks_default_to_the_agent_locality() {
+    let mut config = AgentConfig::dev_any_port();
+    config.locality = Some(consul_core::state::ext_fields::Locality { region: "eu".into(), zone: "eu-a".into() });
+    let agent = EmbeddedAgent::start(config).expect("start");
+    agent.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    let c = agent.client().expect("client");
+    block_on(async move {
+        let at = |node: &str, status: &str, region: &str, zone: &str| {
+            json!({
+                "Node": node, "Address": "10.5.1.1",
+                "Service": {"ID": "db", "Service": "db", "Port": 5432, "Locality": {"Region": region, "Zone": zone}},
+                "Check": {"CheckID": format!("c-{node}"), "Status": status, "ServiceID": "db"},
+            })
+        };
+        for (node, region, zone) in [("z", "eu", "eu-a"), ("r", "eu", "eu-b"), ("o", "us", "us-a")] {
+            c.catalog_register(&at(node, "passing", region, zone)).await.expect("register");
+        }
+        let d = Discovery::start(&c, "db", None).expect("discovery");
+        d.ready(Duration::from_secs(5)).await.expect("ready");
+        // The leader may register the agent's node a moment before the agent's sync adds its
+        // locality; the discovery asks again on its refresh tick (5 s).
+        let want = consul_sdk::Locality { region: "eu".into(), zone: "eu-a".into() };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while d.caller_locality().as_ref() != Some(&want) {
+            assert!(Instant::now() < deadline, "the agent's locality was never read");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let pick = || d.pick(Strategy::Locality, None).expect("pick").expect("some").node.node;
+        assert!((0..10).all(|_| pick() == "z"));
+        assert_eq!(
+            d.ring_of(&d.instances().into_iter().find(|e| e.node.node == "o").expect("o")),
+            consul_sdk::Ring::Any
+        );
+        c.catalog_register(&at("z", "critical", "eu", "eu-a")).await.expect("flip");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while d.instances().len() != 2 {
+            assert!(Instant::now() < deadline, "discovery did not drop the critical instance");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!((0..10).all(|_| pick() == "r"), "the region takes over, not another region");
+    })
+    .expect("runtime");
+    drop(agent);
+}
+
 #[test]
 fn blocking_calls_refuse_inside_a_runtime() {
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");

@@ -24,7 +24,7 @@ from ._client import (
     Watch,
     register,
 )
-from ._types import AgentMember, Check, HealthCheck, KVPair, Node, Service, ServiceEntry, UserEvent, WatchEvent
+from ._types import AgentMember, Check, HealthCheck, KVPair, Locality, Node, Service, ServiceEntry, UserEvent, WatchEvent
 from .errors import (
     ConflictError,
     ConsulConnectionError,
@@ -45,7 +45,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Agent", "AsyncClient", "Client", "Discovery", "LeaderElection", "Lock", "Registration",
-    "Subscription", "Watch", "register", "AgentMember", "Check", "HealthCheck", "KVPair", "Node",
+    "Subscription", "Watch", "register", "AgentMember", "Check", "HealthCheck", "KVPair", "Locality", "Node",
     "Service", "ServiceEntry", "UserEvent", "WatchEvent", "ConsulError", "ConflictError", "ConsulConnectionError",
     "ConsulTimeoutError", "ForkedError", "InvalidArgumentError", "NoLeaderError", "NotFoundError",
     "PermissionDeniedError", "ACLNotFoundError", "ShutdownError", "TooLargeError", "WouldDeadlockError",

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import _native
 from ._types import (
-    AgentMember, Check, HealthCheck, KVPair, Node, Service, ServiceEntry, UserEvent, WatchEvent, parse_duration,
+    AgentMember, Check, HealthCheck, KVPair, Locality, Node, Service, ServiceEntry, UserEvent, WatchEvent, parse_duration,
 )
 from .errors import ConsulError, ConsulTimeoutError, NotFoundError, ShutdownError, _invalid
 
@@ -743,6 +743,42 @@ class Discovery:
         ``consecutive_failures``, ``max_error_rate``, ``error_window`` (s), ``min_requests``,
         ``base_ejection`` (s), ``max_ejection`` (s), ``max_ejected_share``."""
         self._d.configure_balancer(**settings)
+
+    def set_locality_policy(
+        self,
+        *,
+        min_healthy: int | None = None,
+        zone_strategy: str | None = None,
+        region_strategy: str | None = None,
+        other_strategy: str | None = None,
+        locality: Locality | tuple[str, str] | None = None,
+    ) -> None:
+        """Tunes ``pick("locality")``: instances in the caller's zone first, then its region, then
+        anywhere, widening when the nearer ring has fewer than ``min_healthy`` passing,
+        not-ejected instances; each ring picks with its own strategy (``zone_strategy``,
+        ``region_strategy``, ``other_strategy``, any strategy name but ``locality``).
+        ``locality`` (a :class:`Locality` or ``(region, zone)``) is the caller's; by default the
+        local agent's ``locality``. Omitted settings keep their values; a bad one raises
+        :class:`~consul_rs.errors.InvalidArgumentError` and changes nothing."""
+        region = zone = None
+        if locality is not None:
+            region, zone = (locality.region, locality.zone) if isinstance(locality, Locality) else locality
+            _str(region, "locality.region", empty=True)
+            _str(zone, "locality.zone", empty=True)
+        for name, s in (("zone_strategy", zone_strategy), ("region_strategy", region_strategy),
+                        ("other_strategy", other_strategy)):
+            if s is not None:
+                _str(s, name)
+        if min_healthy is not None and (isinstance(min_healthy, bool) or not isinstance(min_healthy, int)
+                                        or min_healthy < 0):
+            raise _invalid(f"min_healthy: expected a count, got {min_healthy!r}")
+        self._d.set_locality_policy(min_healthy, zone_strategy, region_strategy, other_strategy, region, zone)
+
+    @property
+    def caller_locality(self) -> Locality | None:
+        """The caller's locality ``pick("locality")`` uses (set, else the local agent's)."""
+        loc = self._d.caller_locality()
+        return None if loc is None else Locality(region=loc[0], zone=loc[1])
 
     def is_ejected(self, instance: ServiceEntry) -> bool:
         """Whether ``instance`` is left out of picks for failing."""

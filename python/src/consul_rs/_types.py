@@ -7,7 +7,7 @@ from typing import Any
 
 from . import _native
 
-__all__ = ["KVPair", "Node", "Service", "HealthCheck", "ServiceEntry", "AgentMember", "UserEvent", "WatchEvent", "Check",
+__all__ = ["KVPair", "Node", "Locality", "Service", "HealthCheck", "ServiceEntry", "AgentMember", "UserEvent", "WatchEvent", "Check",
            "parse_duration"]
 
 def parse_duration(value: float | int | str, name: str) -> float:
@@ -49,6 +49,8 @@ class Node:
     datacenter: str = ""
     tagged_addresses: dict[str, str] = field(default_factory=dict)
     meta: dict[str, str] = field(default_factory=dict)
+    #: Where the node runs (its agent's ``locality``), or ``None``.
+    locality: Locality | None = None
 
     @classmethod
     def _from_json(cls, d: dict[str, Any]) -> Node:
@@ -59,7 +61,20 @@ class Node:
             datacenter=d.get("Datacenter", ""),
             tagged_addresses=d.get("TaggedAddresses") or {},
             meta=d.get("Meta") or {},
+            locality=Locality._from_json(d.get("Locality")),
         )
+
+
+@dataclass(frozen=True)
+class Locality:
+    """Where a node or service runs (Consul 1.17+ ``Locality``): a region and a zone in it."""
+
+    region: str = ""
+    zone: str = ""
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any] | None) -> Locality | None:
+        return None if not d else cls(region=d.get("Region", ""), zone=d.get("Zone", ""))
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,8 @@ class Service:
     port: int = 0
     meta: dict[str, str] = field(default_factory=dict)
     weights: dict[str, int] = field(default_factory=dict)
+    #: Where the instance runs (defaults to its agent's locality), or ``None``.
+    locality: Locality | None = None
 
     @classmethod
     def _from_json(cls, d: dict[str, Any]) -> Service:
@@ -84,6 +101,7 @@ class Service:
             port=d.get("Port", 0),
             meta=d.get("Meta") or {},
             weights=d.get("Weights") or {},
+            locality=Locality._from_json(d.get("Locality")),
         )
 
 
@@ -98,6 +116,9 @@ class HealthCheck:
     output: str = ""
     service_id: str = ""
     service_name: str = ""
+    #: Measured probe latency (a Go duration such as ``"312ms"``) on checks with latency
+    #: thresholds, else ``None``.
+    latency: str | None = None
 
     @classmethod
     def _from_json(cls, d: dict[str, Any]) -> HealthCheck:
@@ -109,6 +130,7 @@ class HealthCheck:
             output=d.get("Output", ""),
             service_id=d.get("ServiceID", ""),
             service_name=d.get("ServiceName", ""),
+            latency=d.get("Latency"),
         )
 
 
