@@ -1,0 +1,1 @@
+export function eventsPage(ctx) { ctx.main.textContent = 'todo'; }

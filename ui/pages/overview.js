@@ -1,0 +1,1 @@
+export function overviewPage(ctx) { ctx.main.textContent = 'todo'; }

@@ -1,0 +1,1 @@
+export function sessionsPage(ctx) { ctx.main.textContent = 'todo'; }
