@@ -1,11 +1,11 @@
 // Formatting of API values for display.
 
 /** Decodes a base64 value (KV values, event payloads) as UTF-8 text. */
-export function decodeBase64(value) {
+export function decodeBase64(value, strict = false) {
   if (value === null || value === undefined) return '';
   const bin = atob(value);
   const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
-  return new TextDecoder().decode(bytes);
+  return new TextDecoder('utf-8', { fatal: strict }).decode(bytes);
 }
 
 /** Formats nanoseconds (LockDelay) like Go's time.Duration. */
