@@ -139,6 +139,7 @@ export function watch(path, { params = {}, signal, onData, onError, allow404 = f
           p.index = index;
           p.wait = wait;
         }
+        const started = Date.now();
         const resp = await request(path, { params: p, signal, allow404 });
         if (signal.aborted) return;
         failures = 0;
@@ -151,6 +152,9 @@ export function watch(path, { params = {}, signal, onData, onError, allow404 = f
         // An index that goes backwards (a restored snapshot, a restarted agent) starts over.
         index = resp.index < index ? 0 : Math.max(resp.index, 1);
         if (changed) onData(resp.data, resp);
+        // An unchanged index returned at once means the endpoint does not block: re-read later
+        // instead of spinning.
+        else if (Date.now() - started < 1000) await sleep(refreshMs, signal);
       } catch (e) {
         if (signal.aborted) return;
         if (onError) onError(e);
