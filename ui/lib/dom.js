@@ -49,6 +49,27 @@ export function replace(el, ...kids) {
   return append(el, kids);
 }
 
+const FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])';
+
+/** Keeps Tab and Shift+Tab cycling inside `dlg` (a modal <dialog> otherwise lets focus leave
+ * for the browser's own UI). */
+export function trapFocus(dlg) {
+  dlg.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'Tab') return;
+    const items = [...dlg.querySelectorAll(FOCUSABLE)].filter((el) => el.offsetParent !== null);
+    if (items.length === 0) return;
+    const first = items[0];
+    const last = items[items.length - 1];
+    if (ev.shiftKey && document.activeElement === first) {
+      ev.preventDefault();
+      last.focus();
+    } else if (!ev.shiftKey && document.activeElement === last) {
+      ev.preventDefault();
+      first.focus();
+    }
+  });
+}
+
 /** Opens a modal dialog (native <dialog>: focus stays inside, Esc closes); resolves on close
  * with the returnValue of the button used. */
 export function dialog(title, body, buttons) {
@@ -63,6 +84,7 @@ export function dialog(title, body, buttons) {
       dlg.remove();
       resolve(dlg.returnValue || 'cancel');
     });
+    trapFocus(dlg);
     document.body.appendChild(dlg);
     dlg.showModal();
   });
