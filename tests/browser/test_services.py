@@ -4,7 +4,7 @@ import re
 
 from playwright.sync_api import expect
 
-from conftest import screenshot
+from conftest import screenshot, wait_until
 
 
 def test_services_page_lists_seeded_services_with_health(agent, page):
@@ -119,3 +119,29 @@ def test_nodes_page_shows_gossip_status_address_and_rtt(agent, page):
     expect(page.locator('#main li[data-check="serfHealth"]')).to_be_visible()
     expect(page.locator("#main")).to_contain_text("web-1")
     expect(page.locator("#main")).to_contain_text("leader-election")
+
+
+def test_check_latency_thresholds_and_measured_latency_are_shown(agent, page):
+    agent.put("/v1/agent/service/register", {
+        "Name": "timed", "ID": "timed-1", "Port": agent.http,
+        "Check": {
+            "CheckID": "timed-http", "Name": "timed http", "HTTP": f"{agent.base}/v1/status/leader",
+            "Interval": "1s", "Timeout": "5s", "LatencyWarning": "2s", "LatencyCritical": "4s",
+        },
+    })
+    page.goto(agent.ui("/ui/dc1/services/timed/instances"))
+    check = page.locator('#instances li[data-check="timed-http"]')
+    expect(check.locator(".latency")).to_contain_text("warning ≥ 2s")
+    expect(check.locator(".latency")).to_contain_text("critical ≥ 4s")
+    expect(check).to_contain_text("http")
+    # The measured latency of the last probe, when the agent reports it.
+    wait_until(lambda: any(c["CheckID"] == "timed-http" and c["Status"] == "passing"
+                           for e in agent.get("/v1/health/service/timed") for c in e["Checks"]), "the probe passes")
+    measured = [c.get("Latency") for e in agent.get("/v1/health/service/timed") for c in e["Checks"]
+                if c["CheckID"] == "timed-http"][0]
+    if measured:
+        expect(check.locator(".latency")).not_to_contain_text("—", timeout=30000)
+    # Checks without thresholds show no latency row.
+    page.goto(agent.ui("/ui/dc1/services/web/instances"))
+    expect(page.locator('#instances li[data-check="web-ttl"]')).to_be_visible()
+    expect(page.locator('#instances li[data-check="web-ttl"] .latency')).to_have_count(0)
