@@ -113,6 +113,7 @@ def test_nodes_page_shows_gossip_status_address_and_rtt(agent, page):
     expect(row).to_have_attribute("data-health", "passing")
     expect(row).to_contain_text("127.0.0.1")
     expect(row.locator(".rtt")).to_contain_text("ms")
+    expect(row.locator(".member")).to_contain_text("alive")
     screenshot(page, "nodes")
     row.locator("a").first.click()
     expect(page).to_have_url(re.compile(rf"/ui/dc1/nodes/{node}/health-checks$"))

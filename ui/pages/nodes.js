@@ -16,6 +16,8 @@ export function nodesPage(ctx) {
   let nodes = null;
   let serf = {};
   let coords = {};
+  let members = {};
+  const memberStatus = ['none', 'alive', 'leaving', 'left', 'failed'];
   const show = region(list, () => {
     if (nodes.length === 0) return h('p', { class: 'muted' }, 'No nodes.');
     const mine = coords[config.NodeName];
@@ -29,7 +31,9 @@ export function nodesPage(ctx) {
         return h('tr', { 'data-node': n.Node, 'data-health': status },
           h('td', {}, h('a', { href: ctx.link(`nodes/${encodeURIComponent(n.Node)}/health-checks`) }, n.Node),
             n.Node === config.NodeName ? h('span', { class: 'muted' }, ' (this agent)') : null),
-          h('td', {}, statusBadge(status), check ? h('span', { class: 'muted' }, ` ${check.Output ? check.Output.split('\n')[0] : ''}`) : null),
+          h('td', {}, statusBadge(status),
+            members[n.Node] !== undefined ? h('span', { class: 'member' }, ` member ${memberStatus[members[n.Node]] || members[n.Node]}`) : null,
+            check && check.Output ? h('div', { class: 'muted' }, check.Output.split('\n')[0]) : null),
           h('td', { class: 'address' }, n.Address, n.TaggedAddresses && n.TaggedAddresses.wan && n.TaggedAddresses.wan !== n.Address ? h('span', { class: 'muted' }, ` (wan ${n.TaggedAddresses.wan})`) : null),
           h('td', { class: 'rtt' }, rtt === null ? '—' : millis(rtt)),
           h('td', {}, tagList(Object.entries(n.Meta || {}).map(([k, v]) => `${k}=${v}`))));
@@ -41,6 +45,12 @@ export function nodesPage(ctx) {
     params: { filter: 'CheckID == "serfHealth"' }, signal: ctx.signal,
     onData: (d) => { serf = Object.fromEntries((d || []).map((c) => [c.Node, c])); redraw(); },
     onError: show.error,
+  });
+  // Gossip membership as this agent sees it (no blocking support: re-read every few seconds).
+  watch('/v1/agent/members', {
+    signal: ctx.signal, refreshMs: 5000,
+    onData: (d) => { members = Object.fromEntries((d || []).map((m) => [m.Name, m.Status])); redraw(); },
+    onError: () => {},
   });
   watch('/v1/coordinate/nodes', {
     signal: ctx.signal,
