@@ -1,5 +1,7 @@
 """Overview, sessions and events pages."""
 
+import os
+
 from playwright.sync_api import expect
 
 from conftest import screenshot, wait_until
@@ -21,6 +23,11 @@ def test_overview_shows_leader_peers_autopilot_and_live_charts(agent, page):
     expect(page.locator("#chart-kv polyline")).to_have_count(1)
     wait_until(lambda: page.locator("#chart-kv .value").inner_text() not in ("—", "0.00"), "KV ops/s shows the writes")
     expect(page.locator("#chart-commit .value")).not_to_have_text("—")
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        # A few more samples make a chart worth looking at.
+        for i in range(20):
+            agent.put(f"/v1/kv/overview/more{i}", "v")
+        expect(page.locator("#chart-kv")).to_have_attribute("data-points", "6", timeout=60000)
     screenshot(page, "overview")
 
 
