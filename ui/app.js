@@ -63,12 +63,10 @@ const SECTIONS = [
 ];
 
 function renderNav(dc, section) {
-  const items = SECTIONS.map(([path, label]) => [path, label]);
+  const items = [...SECTIONS];
   if (config.ACLsEnabled) items.push(['acls/tokens', 'Tokens'], ['acls/policies', 'Policies'], ['acls/roles', 'Roles']);
-  replace(nav, h('ul', {}, items.map(([path, label]) => {
-    const current = section === path || (path.startsWith('acls/') && section === path);
-    return h('li', {}, h('a', { href: pageUrl(dc, path), 'aria-current': current ? 'page' : null }, label));
-  })));
+  replace(nav, h('ul', {}, items.map(([path, label]) =>
+    h('li', {}, h('a', { href: pageUrl(dc, path), 'aria-current': section === path ? 'page' : null }, label)))));
 }
 
 function renderTools() {
