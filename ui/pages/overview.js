@@ -68,12 +68,14 @@ export function overviewPage(ctx) {
     http: chart('chart-http', 'HTTP latency (mean, without long polls)', 'ms'),
   };
   const metricsError = h('div', {});
+  const catalog = h('div', { id: 'catalog-overview' });
   replace(ctx.main,
     pageHeader('Overview'),
     h('div', { class: 'stats' },
       h('div', { class: 'stat' }, h('span', { class: 'muted' }, 'Raft leader'), leader),
       h('div', { class: 'stat' }, h('span', { class: 'muted' }, 'Autopilot'), healthy),
       h('div', { class: 'stat' }, h('span', { class: 'muted' }, 'Failure tolerance'), tolerance)),
+    catalog,
     h('h2', { class: 'section' }, 'Live metrics'),
     metricsError,
     h('div', { class: 'charts' }, charts.kv.el, charts.commit.el, charts.http.el),
@@ -102,6 +104,13 @@ export function overviewPage(ctx) {
     onError: showServers.error,
   });
 
+  // Catalog totals, when the agent has the console's summary endpoint.
+  watch('/v1/internal/ui/catalog-overview', {
+    signal: ctx.signal,
+    onData: (d) => replace(catalog, catalogSummary(d)),
+    onError: () => replace(catalog),
+  });
+
   const sample = async () => {
     if (ctx.signal.aborted) return;
     try {
@@ -118,4 +127,20 @@ export function overviewPage(ctx) {
     if (!ctx.signal.aborted) setTimeout(sample, SAMPLE_MS);
   };
   sample();
+}
+
+/** Totals per kind (nodes, services, checks) from /v1/internal/ui/catalog-overview: each kind is a
+ * list of summaries carrying Total/Passing/Warning/Critical. */
+function catalogSummary(d) {
+  const kinds = Object.entries(d || {}).filter(([, v]) => Array.isArray(v));
+  if (kinds.length === 0) return null;
+  const sum = (list, field) => list.reduce((n, x) => n + (Number(x[field]) || 0), 0);
+  return h('div', { class: 'stats catalog' }, kinds.map(([kind, list]) =>
+    h('div', { class: 'stat', 'data-kind': kind },
+      h('span', { class: 'muted' }, kind),
+      h('span', { class: 'value' }, String(sum(list, 'Total') || list.length)),
+      h('span', { class: 'counts' },
+        h('span', { class: 'count status-passing' }, `✓ ${sum(list, 'Passing')}`),
+        h('span', { class: 'count status-warning' }, `! ${sum(list, 'Warning')}`),
+        h('span', { class: 'count status-critical' }, `✕ ${sum(list, 'Critical')}`)))));
 }
