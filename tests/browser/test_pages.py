@@ -16,18 +16,22 @@ def test_overview_shows_leader_peers_autopilot_and_live_charts(agent, page):
     expect(page.locator("#autopilot-healthy")).to_contain_text("healthy")
     expect(page.locator("#failure-tolerance")).to_have_text("0")
     expect(page.locator("#autopilot-servers tbody tr")).to_contain_text("alive")
-    # Charts fill from /v1/agent/metrics while KV writes happen.
-    for i in range(5):
-        agent.put(f"/v1/kv/overview/k{i}", "v")
-    expect(page.locator("#chart-kv")).to_have_attribute("data-points", "2", timeout=30000)
+    # Charts fill from /v1/agent/metrics while KV writes happen (written on every poll: the
+    # agent's metrics interval may roll over between a write and the next sample).
+    written = iter(range(10**6))
+
+    def charts_show_writes():
+        agent.put(f"/v1/kv/overview/k{next(written)}", "v")
+        return (int(page.locator("#chart-kv").get_attribute("data-points")) >= 2
+                and page.locator("#chart-kv .value").inner_text() not in ("—", "0.00")
+                and page.locator("#chart-commit .value").inner_text() != "—")
+
+    wait_until(charts_show_writes, "the charts show the KV writes", timeout=60)
     expect(page.locator("#chart-kv polyline")).to_have_count(1)
-    wait_until(lambda: page.locator("#chart-kv .value").inner_text() not in ("—", "0.00"), "KV ops/s shows the writes")
-    expect(page.locator("#chart-commit .value")).not_to_have_text("—")
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
         # A few more samples make a chart worth looking at.
-        for i in range(20):
-            agent.put(f"/v1/kv/overview/more{i}", "v")
-        expect(page.locator("#chart-kv")).to_have_attribute("data-points", "6", timeout=60000)
+        wait_until(lambda: charts_show_writes() and int(page.locator("#chart-kv").get_attribute("data-points")) >= 6,
+                   "more samples", timeout=60)
     screenshot(page, "overview")
 
 

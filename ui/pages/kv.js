@@ -177,6 +177,7 @@ function editor(ctx, key, entry, body) {
     if (!validate()) return;
     const flagValue = flags.value.trim() === '' ? 0 : Number(flags.value);
     if (!Number.isInteger(flagValue) || flagValue < 0) { replace(status, h('p', { class: 'field-error', role: 'alert' }, 'Flags must be a non-negative integer.')); return; }
+    replace(status, h('p', { class: 'muted' }, 'Saving…'));
     try {
       const r = await request(apiPath('/v1/kv/', key), { method: 'PUT', params: { cas: modifyIndex, flags: flagValue }, body: value.value });
       if (r.data === true) {
