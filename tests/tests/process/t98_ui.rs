@@ -235,3 +235,163 @@ async fn an_agent_without_ui_answers_consuls_disabled_text() {
     assert!(root.text().starts_with("Consul Agent: UI disabled."));
     assert_eq!(get(port, "/ui/", &[]).await.status, 404);
 }
+
+/// Registers the catalog the internal-endpoint tests read: `web` on n1 and n2 (n1's has a
+/// passing check and an external source, n2's a critical one), `db` on n2, a proxy for `web`
+/// on n1, and a warning node check on n1.
+async fn seed_catalog(api: &consul_tests::client::Api) {
+    let regs = [
+        serde_json::json!({
+            "Node": "n1", "Address": "10.0.0.1",
+            "Service": {"ID": "web1", "Service": "web", "Tags": ["b", "a"], "Meta": {"external-source": "k8s"}},
+            "Checks": [
+                {"CheckID": "web1-http", "Name": "http", "Status": "passing", "ServiceID": "web1"},
+                {"CheckID": "disk", "Name": "disk", "Status": "warning"},
+            ],
+        }),
+        serde_json::json!({
+            "Node": "n1", "Address": "10.0.0.1",
+            "Service": {"ID": "web-proxy1", "Service": "web-proxy", "Kind": "connect-proxy", "Port": 21000,
+                        "Proxy": {"DestinationServiceName": "web"}},
+        }),
+        serde_json::json!({
+            "Node": "n2", "Address": "10.0.0.2",
+            "Service": {"ID": "web2", "Service": "web", "Tags": ["a", "c"]},
+            "Checks": [{"CheckID": "web2-http", "Name": "http", "Status": "critical", "ServiceID": "web2"}],
+        }),
+        serde_json::json!({"Node": "n2", "Address": "10.0.0.2", "Service": {"ID": "db1", "Service": "db"}}),
+    ];
+    for r in regs {
+        let resp = api.request(reqwest::Method::PUT, "/v1/catalog/register", Some(r.to_string().into_bytes())).await;
+        let resp = resp.expect("register");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+}
+
+/// The summary line of service `name`.
+fn line<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array().and_then(|l| l.iter().find(|s| s["Name"] == name)).unwrap_or_else(|| panic!("{name} in {list}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_ui_endpoints_summarise_the_catalog() {
+    let agent = DevAgent::start_with(&["-node", "dev-node"]).await;
+    let api = agent.api.clone();
+    seed_catalog(&api).await;
+
+    let resp = api.get("/v1/internal/ui/services").await.expect("services");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let list = resp.json();
+    let names: Vec<&str> = list.as_array().expect("list").iter().filter_map(|s| s["Name"].as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "sorted by name");
+    assert!(names.contains(&"db") && names.contains(&"web-proxy"), "{names:?}");
+    let web = line(&list, "web");
+    assert_eq!(web["Datacenter"], "dc1");
+    assert_eq!(web["InstanceCount"], 2);
+    assert_eq!(web["Nodes"], serde_json::json!(["n1", "n2"]));
+    assert_eq!(web["Tags"], serde_json::json!(["a", "b", "c"]));
+    assert_eq!(web["ExternalSources"], serde_json::json!(["k8s"]));
+    // n1's node check counts once although both web1 and the proxy sit on n1.
+    assert_eq!(
+        (&web["ChecksPassing"], &web["ChecksWarning"], &web["ChecksCritical"]),
+        (&1.into(), &1.into(), &1.into())
+    );
+    assert_eq!(web["ConnectedWithProxy"], true);
+    assert_eq!(web["GatewayConfig"], serde_json::json!({}));
+    assert!(web.get("Kind").is_none(), "Kind omitted for typical services: {web}");
+    assert_eq!(line(&list, "web-proxy")["Kind"], "connect-proxy");
+    assert_eq!(line(&list, "db")["InstanceCount"], 1);
+    assert_eq!(line(&list, "db")["ConnectedWithProxy"], false);
+
+    // ?filter= selects instances before they are summarised.
+    let filtered = api.get("/v1/internal/ui/services?filter=Service.Tags%20contains%20c").await.expect("filter").json();
+    assert_eq!(filtered.as_array().map(Vec::len), Some(1), "{filtered}");
+    assert_eq!((&filtered[0]["Name"], &filtered[0]["InstanceCount"]), (&"web".into(), &1.into()));
+    let bad = api.get("/v1/internal/ui/services?filter=Bogus%20==%201").await.expect("bad filter");
+    assert_eq!(bad.status, 400, "{}", bad.text());
+
+    // Blocking: a query at the current index returns once the catalog changes. The agent's
+    // own start-up syncs may still be landing: first wait for a second with no change.
+    let mut index = resp.index().expect("X-Consul-Index");
+    for _ in 0..30 {
+        let r = api.get(&format!("/v1/internal/ui/services?index={index}&wait=1s")).await.expect("settle");
+        let now = r.index().expect("X-Consul-Index");
+        if now == index {
+            break;
+        }
+        index = now;
+    }
+    let waiter = {
+        let api = api.clone();
+        tokio::spawn(async move { api.get(&format!("/v1/internal/ui/services?index={index}&wait=60s")).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let reg = serde_json::json!({"Node": "n3", "Address": "10.0.0.3", "Service": {"ID": "cache1", "Service": "cache"}});
+    let r = api.request(reqwest::Method::PUT, "/v1/catalog/register", Some(reg.to_string().into_bytes())).await;
+    assert_eq!(r.expect("register").status, 200);
+    let woke = waiter.await.expect("join").expect("blocking query");
+    assert!(woke.index().expect("index") > index);
+    line(&woke.json(), "cache");
+
+    // Nodes, one node, a missing node.
+    let nodes = api.get("/v1/internal/ui/nodes").await.expect("nodes");
+    assert_eq!(nodes.status, 200);
+    let nodes = nodes.json();
+    let n1 = nodes.as_array().and_then(|l| l.iter().find(|n| n["Node"] == "n1")).expect("n1 in the dump");
+    assert_eq!(n1["Address"], "10.0.0.1");
+    assert_eq!(n1["Services"].as_array().map(Vec::len), Some(2), "{n1}");
+    assert_eq!(n1["Checks"].as_array().map(Vec::len), Some(2), "{n1}");
+    let only_n2 = api.get("/v1/internal/ui/nodes?filter=Node%20==%20n2").await.expect("filter").json();
+    assert_eq!(only_n2.as_array().map(Vec::len), Some(1), "{only_n2}");
+    let one = api.get("/v1/internal/ui/node/n2").await.expect("node");
+    assert_eq!((one.status, one.json()["Services"].as_array().map(Vec::len)), (200, Some(2)));
+    assert!(one.index().is_some());
+    assert_eq!(api.get("/v1/internal/ui/node/nope").await.expect("missing").status, 404);
+
+    // The overview: service instances by their own checks, nodes by their node checks.
+    let overview = api.get("/v1/internal/ui/catalog-overview").await.expect("overview");
+    assert_eq!(overview.status, 200, "{}", overview.text());
+    let overview = overview.json();
+    let web = overview["Services"].as_array().and_then(|l| l.iter().find(|s| s["Name"] == "web")).expect("web");
+    assert_eq!(*web, serde_json::json!({"Name": "web", "Total": 2, "Passing": 1, "Warning": 0, "Critical": 1}));
+    let nodes = &overview["Nodes"][0];
+    assert_eq!((&nodes["Total"], &nodes["Warning"]), (&4.into(), &1.into()), "{overview}");
+    let http = overview["Checks"].as_array().and_then(|l| l.iter().find(|s| s["Name"] == "http")).expect("http");
+    assert_eq!((&http["Total"], &http["Passing"], &http["Critical"]), (&2.into(), &1.into(), &1.into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_ui_endpoints_show_only_what_the_token_may_read() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("acl.json");
+    std::fs::write(
+        &config,
+        r#"{"acl": {"enabled": true, "default_policy": "deny", "tokens": {"initial_management": "root-secret"}}}"#,
+    )
+    .expect("write");
+    let agent = DevAgent::start_with(&["-config-file", config.to_str().expect("utf-8")]).await;
+    let root = agent.api.with_token("root-secret");
+    seed_catalog(&root).await;
+    let policy = serde_json::json!({"Name": "nodes-only", "Rules": "node_prefix \"\" { policy = \"read\" }"});
+    let r = root.request(reqwest::Method::PUT, "/v1/acl/policy", Some(policy.to_string().into_bytes())).await;
+    assert_eq!(r.expect("policy").status, 200);
+    let token = serde_json::json!({"Policies": [{"Name": "nodes-only"}]});
+    let r = root.request(reqwest::Method::PUT, "/v1/acl/token", Some(token.to_string().into_bytes())).await;
+    let secret = r.expect("token").json()["SecretID"].as_str().expect("secret").to_string();
+    let nodes_only = agent.api.with_token(&secret);
+
+    let all = root.get("/v1/internal/ui/services").await.expect("services");
+    line(&all.json(), "web");
+    let none = nodes_only.get("/v1/internal/ui/services").await.expect("services");
+    assert_eq!(none.status, 200);
+    assert_eq!(none.json(), serde_json::json!([]));
+    assert_eq!(none.header("X-Consul-Results-Filtered-By-ACLs").as_deref(), Some("true"));
+    // Nodes are readable, their services are not.
+    let n1 = nodes_only.get("/v1/internal/ui/node/n1").await.expect("node").json();
+    assert_eq!(n1["Services"], serde_json::json!([]), "{n1}");
+    assert_eq!(agent.api.get("/v1/internal/ui/node/n1").await.expect("anonymous").status, 404);
+    assert_eq!(nodes_only.get("/v1/internal/ui/catalog-overview").await.expect("overview").status, 403);
+    assert_eq!(root.get("/v1/internal/ui/catalog-overview").await.expect("overview").status, 200);
+}

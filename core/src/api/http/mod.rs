@@ -20,6 +20,7 @@ mod event;
 pub(crate) mod fuzz;
 mod host;
 mod https;
+mod internal_ui;
 pub(crate) use https::HANDSHAKE_TIMEOUT as HTTPS_HANDSHAKE_TIMEOUT;
 mod keyring;
 mod kv;
@@ -418,6 +419,10 @@ fn data_routes() -> Router<Ctx> {
         .route("/v1/connect/ca/roots", get(connect_ca::roots))
         .route("/v1/connect/ca/configuration", get(connect_ca::config_get).put(connect_ca::config_set))
         .route("/v1/internal/connect/ca/sign/{service}", put(connect_ca::sign))
+        .route("/v1/internal/ui/services", get(internal_ui::services))
+        .route("/v1/internal/ui/nodes", get(internal_ui::nodes))
+        .route("/v1/internal/ui/node/{node}", get(internal_ui::node))
+        .route("/v1/internal/ui/catalog-overview", get(internal_ui::catalog_overview))
         .route("/v1/query", get(prepared_query::list).post(prepared_query::create))
         .route("/v1/query/{*rest}", get(prepared_query::get).put(prepared_query::update).delete(prepared_query::delete))
         .merge(acl_routes())
