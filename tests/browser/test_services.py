@@ -13,6 +13,8 @@ def test_services_page_lists_seeded_services_with_health(agent, page):
     expect(web).to_contain_text("web")
     expect(web).to_contain_text("v1")
     expect(web).to_contain_text("http")
+    expect(web.locator("td").nth(2)).to_have_text("1")  # instance count
+    expect(web.locator(".count.status-passing")).to_contain_text("2")  # serfHealth + the TTL check
     expect(page.locator('#services tr[data-service="db"]')).to_contain_text("primary")
     expect(page.locator('#services tr[data-service="consul"]')).to_be_visible()
     screenshot(page, "services")
@@ -79,10 +81,9 @@ def test_service_filter_builds_expression_and_shows_bad_expression_error(agent, 
     expect(page.locator('#services tr[data-service="db"]')).to_be_visible()
     assert "filter=primary" in page.url
     page.check("#service-filter-raw")
-    # A raw expression goes to the endpoint as is: the console's summary endpoint names the
-    # field Name; the public catalog fallback (agents without it) names it ServiceName.
-    internal = agent.status(agent.base + "/v1/internal/ui/services") == 200
-    page.fill("#service-filter", 'Name == "web"' if internal else 'ServiceName == "web"')
+    # A raw expression goes to the endpoint as is (/v1/internal/ui/services filters service
+    # entries, as Consul's does).
+    page.fill("#service-filter", 'Service.Service == "web"')
     expect(page.locator('#services tr[data-service="db"]')).to_have_count(0)
     expect(page.locator('#services tr[data-service="web"]')).to_be_visible()
     page.fill("#service-filter", "Name ==")

@@ -25,8 +25,8 @@ def test_vivaldi_rtt_matches_consul_formula(agent, page):
 
 def test_search_text_becomes_consul_filter_expression(agent, page):
     page.goto(agent.ui("/ui/dc1/services"))
-    got = page.evaluate(f"async () => (await import({_module(page, 'pages/services.js')})).searchFilter('we\"b', ['Name', 'Tags'])")
-    assert got == 'Name contains "we\\"b" or Tags contains "we\\"b"'
+    got = page.evaluate(f"async () => (await import({_module(page, 'pages/services.js')})).searchFilter('we\"b', ['Service.Service', 'Service.Tags'])")
+    assert got == 'Service.Service contains "we\\"b" or Service.Tags contains "we\\"b"'
 
 
 def test_metrics_are_read_for_the_charts(agent, page):

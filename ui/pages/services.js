@@ -84,10 +84,13 @@ export function servicesPage(ctx) {
         h('td', {}, tagList(s.Tags)))))));
   });
 
-  function expression() {
+  /** The ?filter= for the search box: raw mode sends the text as is; otherwise a name-or-tag
+   * match over the endpoint's own selectors (the console endpoint filters service entries, as
+   * Consul's does; the catalog fallback filters catalog service nodes). */
+  function expression(fields) {
     const text = search.value.trim();
     if (!text) return null;
-    return rawBox.checked ? text : searchFilter(text, ['Name', 'Tags']);
+    return rawBox.checked ? text : searchFilter(text, fields);
   }
 
   function restart() {
@@ -99,10 +102,11 @@ export function servicesPage(ctx) {
     if (rawBox.checked) params.set('raw', '1');
     if (sort.value !== 'name-asc') params.set('sort', sort.value);
     history.replaceState(null, '', `${location.pathname}${params.toString() ? `?${params}` : ''}`);
-    start(child.signal, expression());
+    start(child.signal);
   }
 
-  async function start(signal, filter) {
+  async function start(signal) {
+    const filter = expression(['Service.Service', 'Service.Tags']);
     // Prefer the console endpoint (one request per change); fall back to public endpoints.
     try {
       await request('/v1/internal/ui/services', { params: { filter }, signal });
@@ -114,7 +118,7 @@ export function servicesPage(ctx) {
     }
     let catalog = null;
     let checks = [];
-    const fallbackFilter = filter && !rawBox.checked ? searchFilter(search.value.trim(), ['ServiceName', 'ServiceTags']) : filter;
+    const fallbackFilter = expression(['ServiceName', 'ServiceTags']);
     const update = () => { if (catalog) { latest = summarize(catalog, checks); show.data(latest); } };
     watch('/v1/catalog/services', { params: { filter: fallbackFilter }, signal, onData: (d) => { catalog = d || {}; update(); }, onError: show.error });
     watch('/v1/health/state/any', { signal, onData: (d) => { checks = d || []; update(); }, onError: show.error });
