@@ -16,6 +16,9 @@ def test_overview_shows_leader_peers_autopilot_and_live_charts(agent, page):
     expect(page.locator("#autopilot-healthy")).to_contain_text("healthy")
     expect(page.locator("#failure-tolerance")).to_have_text("0")
     expect(page.locator("#autopilot-servers tbody tr")).to_contain_text("alive")
+    # Catalog totals from /v1/internal/ui/catalog-overview.
+    expect(page.locator('#catalog-overview .stat[data-kind="Services"] .value')).not_to_have_text("0")
+    expect(page.locator('#catalog-overview .stat[data-kind="Nodes"]')).to_be_visible()
     # Charts fill from /v1/agent/metrics while KV writes happen (written on every poll: the
     # agent's metrics interval may roll over between a write and the next sample).
     written = iter(range(10**6))
