@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust (unit + in-process clusters + real processes) and the
 # Python wire-compatibility suite against the unmodified py-consul client, then the consul_rs
-# Python package (built with `pip install ./python`) and its pytest suite, then the C library's
+# Python package (built with `pip install ./python`) and its pytest suite, the console's
+# real-browser suite (scripts/test-browser.sh), then the C library's
 # suite (scripts/test-c.sh), the consul-rs Node package (scripts/test-node.sh) and the official Go
 # client's own test suite against consul-rs as `consul` (tests/go-api/run.sh) and the response-shape
 # comparison with Consul 1.16.0 (tests/go-api/shapes.sh). Prints each
@@ -42,6 +43,10 @@ if MATURIN_PEP517_ARGS="--profile dev" "$venv/bin/pip" install --quiet \
 else
   status=1
 fi
+
+echo "==> scripts/test-browser.sh (the console in headless Chromium)"
+CONSUL_RS_BIN="$target/debug/consul-rs" ./scripts/test-browser.sh 2>&1 | tee "$log_dir/pytest-browser.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo "==> C library: make -C c test (libconsul_rs; ASan/UBSan, valgrind, install + pkg-config)"
 ./scripts/test-c.sh 2>&1 | tee "$log_dir/c.log"

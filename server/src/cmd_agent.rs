@@ -122,10 +122,16 @@ pub(crate) struct AgentArgs {
     /// Write the process id to this file.
     #[arg(long = "pid-file", value_name = "PATH")]
     pub(crate) pid_file: Option<PathBuf>,
-    /// Serve the web UI (accepted; there is no UI).
+    /// Serve the web console (on in -dev).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) ui: Option<bool>,
+    /// Serve the web console from this directory instead of the built-in one.
+    #[arg(long = "ui-dir", value_name = "DIR")]
+    pub(crate) ui_dir: Option<String>,
+    /// Where the web console is served (default /ui/).
+    #[arg(long = "ui-content-path", value_name = "PATH")]
+    pub(crate) ui_content_path: Option<String>,
     /// Gossip encryption key (base64, as `consul-rs keygen` prints).
     #[arg(long)]
     pub(crate) encrypt: Option<String>,
@@ -269,8 +275,19 @@ fn flags_as_config(a: &AgentArgs) -> Value {
     if let Some(v) = &a.pid_file {
         put("pid_file", json!(v.to_string_lossy()));
     }
+    // Consul's flags set the `ui_config` keys themselves (which win over the legacy ones).
+    let mut ui = Map::new();
     if let Some(v) = a.ui {
-        put("ui", json!(v));
+        ui.insert("enabled".into(), json!(v));
+    }
+    if let Some(v) = &a.ui_dir {
+        ui.insert("dir".into(), json!(v));
+    }
+    if let Some(v) = &a.ui_content_path {
+        ui.insert("content_path".into(), json!(v));
+    }
+    if !ui.is_empty() {
+        put("ui_config", Value::Object(ui));
     }
     if let Some(v) = &a.encrypt {
         put("encrypt", json!(v));
@@ -288,6 +305,9 @@ fn flags_as_config(a: &AgentArgs) -> Value {
 pub(crate) fn build_settings(args: &AgentArgs, matches: Option<&ArgMatches>) -> Result<Settings> {
     let dev = args.dev.unwrap_or(false);
     let mut s = Settings::new(dev);
+    if dev {
+        s.enable_ui_by_default();
+    }
     let format = args.config_format.as_deref().map(Format::from_flag).transpose()?;
     for source in sources_in_order(args, matches) {
         match source {

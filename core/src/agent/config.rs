@@ -141,6 +141,9 @@ pub struct AgentConfig {
     pub log_hub: Option<crate::logs::LogHub>,
     /// `telemetry { … }`.
     pub telemetry: crate::metrics::TelemetrySettings,
+    /// `ui_config { … }`: the web console (off unless asked for; the `consul-rs` binary turns
+    /// it on for `-dev`, as Consul does, while embedded agents leave it off).
+    pub ui: crate::api::http::ui::UiSettings,
 }
 
 pub use crate::tls::connect_ca::ConnectSettings;
@@ -231,6 +234,7 @@ impl Default for AgentConfig {
             http_response_headers: Vec::new(),
             http_use_cache: true,
             log_hub: None,
+            ui: Default::default(),
             telemetry: Default::default(),
         }
     }
@@ -400,6 +404,7 @@ impl AgentConfig {
             use_cache: self.http_use_cache,
             acl: self.acl.clone(),
             connect: self.connect.clone(),
+            ui: self.ui.clone(),
         }
     }
 }

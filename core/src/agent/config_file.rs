@@ -31,6 +31,7 @@ pub use check::KeyProblem;
 mod check;
 mod restrictions;
 mod security;
+mod ui;
 
 /// Results of this module; errors are [`Error::Config`] naming the key and the source.
 type Result<T> = std::result::Result<T, Error>;
@@ -64,8 +65,8 @@ pub struct Settings {
     pub enable_script_checks: bool,
     /// `ports.dns = -1`: DNS disabled. The core has no switch for this yet, so it is carried here.
     pub dns_disabled: bool,
-    /// `ui` / `ui_config.enabled`: accepted; there is no UI.
-    pub ui: bool,
+    /// `ui_config { … }` and its legacy spellings as read so far (settled in [`Settings::finish`]).
+    ui_keys: ui::UiKeys,
     /// Keys seen that are accepted with no effect here (dotted names), with the reason: the
     /// agent logs each once at start ("accepted, no effect here").
     pub no_effect: BTreeMap<String, String>,
@@ -111,7 +112,7 @@ impl Settings {
             leave_flags_set: (false, false),
             enable_script_checks: false,
             dns_disabled: false,
-            ui: dev,
+            ui_keys: Default::default(),
             no_effect: BTreeMap::new(),
             acl_primary_datacenter: None,
             telemetry_filter: (Vec::new(), true),
@@ -301,23 +302,12 @@ impl Settings {
                     self.apply_dns_config(ctx, block)?;
                 }
             }
-            "ui" => {
-                self.ui = ctx.bool(key, v)?;
-                self.note_no_effect(key);
-            }
-            "ui_config" => {
-                for block in ctx.blocks(key, v)? {
-                    if let Some(enabled) = block.get("enabled") {
-                        self.ui = ctx.bool("ui_config.enabled", enabled)?;
-                    }
-                }
-                self.apply_classified(ctx, key, v)?;
-            }
             "acl" => {
                 for block in ctx.blocks(key, v)? {
                     self.apply_acl(ctx, block)?;
                 }
             }
+            _ if self.apply_ui(ctx, key, v)? => {}
             _ if self.apply_legacy_acl(ctx, key, v)? => {}
             _ if self.apply_tls(ctx, key, v)? => {}
             _ if self.apply_special(ctx, key, v)? => {}
@@ -502,6 +492,7 @@ impl Settings {
     pub fn finish(&mut self) -> Result<()> {
         self.settle_leave_defaults();
         self.settle_acl()?;
+        self.settle_ui()?;
         self.settle_listeners()
     }
 

@@ -200,6 +200,21 @@ pub const SERVICE_ENTRY: Schema = Schema {
     ],
 };
 
+/// `NodeInfo` (`/v1/internal/ui/nodes`): a node with its services and checks.
+pub const NODE_INFO: Schema = Schema {
+    name: "NodeInfo",
+    fields: &[
+        ("ID", Field::String),
+        ("Node", Field::String),
+        ("Address", Field::String),
+        ("Datacenter", Field::String),
+        ("TaggedAddresses", STRING_MAP),
+        ("Meta", STRING_MAP),
+        ("Services", Field::ObjectList(AGENT_SERVICE.fields)),
+        ("Checks", Field::ObjectList(HEALTH_CHECK.fields)),
+    ],
+};
+
 /// `AgentMember` (`/v1/agent/members`).
 pub const MEMBER: Schema = Schema {
     name: "AgentMember",
@@ -394,4 +409,6 @@ pub const ENDPOINTS: &[(&str, &Schema)] = &[
     ("GET /v1/acl/auth-methods", &ACL_AUTH_METHOD),
     ("GET /v1/acl/binding-rules", &ACL_BINDING_RULE),
     ("GET /v1/query", &PREPARED_QUERY),
+    ("GET /v1/internal/ui/services", &SERVICE_ENTRY),
+    ("GET /v1/internal/ui/nodes", &NODE_INFO),
 ];

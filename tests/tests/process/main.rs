@@ -26,3 +26,4 @@ mod t88_unix_socket;
 mod t90_hostile_input;
 mod t96_monitor_logs;
 mod t97_validate_watches;
+mod t98_ui;

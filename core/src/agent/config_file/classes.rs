@@ -206,6 +206,18 @@ pub const HONOURED: &[KeyGroup] = &[
         "TLS for HTTPS and the server RPC port; the pre-1.12 spellings map as in Consul",
     ),
     group(
+        &[
+            "ui",
+            "ui_dir",
+            "ui_content_path",
+            "ui_config.{enabled,dir,content_path,metrics_provider}",
+            "ui_config.{metrics_provider_options_json,dashboard_url_templates}",
+            "ui_config.metrics_proxy.{base_url,add_headers,path_allowlist}",
+        ],
+        "the web console at `content_path` (embedded in the binary, or read from `dir`), and the metrics \
+         proxy at `/v1/internal/ui/metrics-proxy/`; `ui_config` wins over the legacy keys",
+    ),
+    group(
         &["unix_sockets.{group,mode,user}"],
         "the HTTP API's Unix socket (`addresses.http = \"unix:///path\"`, alone or beside the IP): owner \
          and group by ID or by name from /etc/passwd and /etc/group, mode as an octal string",
@@ -216,14 +228,8 @@ pub const HONOURED: &[KeyGroup] = &[
 pub const NO_EFFECT: &[KeyGroup] = &[
     group(&["log_sublevels", "enable_syslog", "syslog_facility"], "logs go to standard error and `log_file` only"),
     group(
-        &[
-            "ui",
-            "ui_dir",
-            "ui_content_path",
-            "ui_config.{enabled,dir,content_path,metrics_provider,metrics_provider_files}",
-            "ui_config.{metrics_provider_options_json,metrics_proxy,dashboard_url_templates}",
-        ],
-        "there is no web UI, so no UI metrics proxy either",
+        &["ui_config.metrics_provider_files"],
+        "custom metrics provider scripts are not served; the console's built-in `prometheus` provider is",
     ),
     group(
         &[

@@ -174,12 +174,12 @@ pub(super) struct ReadCtx {
 }
 
 /// The request's `?filter=`, compiled for the endpoint's items.
-fn filter_for(rc: &ReadCtx, schema: &schema::Schema) -> Result<Option<Filter>, Error> {
+pub(super) fn filter_for(rc: &ReadCtx, schema: &schema::Schema) -> Result<Option<Filter>, Error> {
     crate::filter::from_query(rc.q.get("filter"), schema)
 }
 
 /// Whether `item` passes the (optional) filter.
-fn keep(filter: &Option<Filter>, item: &Value) -> bool {
+pub(super) fn keep(filter: &Option<Filter>, item: &Value) -> bool {
     filter.as_ref().is_none_or(|f| f.matches(item))
 }
 
@@ -191,7 +191,7 @@ pub(super) fn read_ctx(ctx: &Ctx, acl: Arc<RequestAcl>, uri: &Uri) -> Result<Rea
 }
 
 /// Whether a check may be shown: its node readable, and its service too if it has one.
-fn check_visible(acl: &RequestAcl, c: &HealthCheck) -> bool {
+pub(super) fn check_visible(acl: &RequestAcl, c: &HealthCheck) -> bool {
     acl.visible(Resource::Node, &c.node)
         && (c.service_name.is_empty() || acl.visible(Resource::Service, &c.service_name))
 }
@@ -206,7 +206,7 @@ async fn blocking_json(
 }
 
 /// [`blocking_json`] woken by any of `targets`.
-async fn blocking_json_on(
+pub(super) async fn blocking_json_on(
     ctx: &Ctx,
     rc: &ReadCtx,
     targets: &[WatchTarget],

@@ -20,6 +20,7 @@ mod event;
 pub(crate) mod fuzz;
 mod host;
 mod https;
+mod internal_ui;
 pub(crate) use https::HANDSHAKE_TIMEOUT as HTTPS_HANDSHAKE_TIMEOUT;
 mod keyring;
 mod kv;
@@ -34,6 +35,7 @@ pub use serve::{serve_http, DEFAULT_HEADER_READ_TIMEOUT};
 mod session;
 pub mod snapshot;
 mod txn;
+pub mod ui;
 pub mod unix_socket;
 
 use std::net::SocketAddr;
@@ -93,6 +95,8 @@ pub struct ApiSettings {
     pub use_cache: bool,
     /// `connect { … }`: the built-in CA.
     pub connect: crate::tls::connect_ca::ConnectSettings,
+    /// `ui_config { … }`: the web console.
+    pub ui: ui::UiSettings,
 }
 
 /// Request size and connection limits (`limits { … }`).
@@ -256,6 +260,8 @@ pub fn router(ctx: Ctx) -> Router {
     } else {
         agent.route_layer(timed).fallback(proxy::forward)
     };
+    // The console is served by every agent itself and, as in Consul, not timed.
+    let router = router.merge(ui::routes(&ctx));
     // The cache sits inside `authorize`: a HIT is only served to a token that resolves, and a
     // fetch goes through the whole router again (proxying to a server on client agents).
     let app = router
@@ -284,9 +290,11 @@ async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) 
     resp
 }
 
-/// Paths Consul answers without resolving the request's token.
-fn needs_no_token(path: &str) -> bool {
-    path.starts_with("/v1/status/")
+/// Paths Consul answers without resolving the request's token (the console's pages and files
+/// among them: the data they load is checked by the API).
+fn needs_no_token(path: &str, ui: &ui::UiSettings) -> bool {
+    ui::is_console_path(ui, path)
+        || path.starts_with("/v1/status/")
         || matches!(
             path,
             "/v1/acl/login"
@@ -307,7 +315,7 @@ async fn authorize(
     next: axum::middleware::Next,
 ) -> Response {
     use crate::api::authz::{Authz, RequestAcl};
-    let resolved = if !ctx.acl.enabled() || needs_no_token(req.uri().path()) {
+    let resolved = if !ctx.acl.enabled() || needs_no_token(req.uri().path(), &ctx.config.ui) {
         Ok(Authz::disabled())
     } else {
         let q = QueryParams::from_uri(req.uri());
@@ -411,6 +419,10 @@ fn data_routes() -> Router<Ctx> {
         .route("/v1/connect/ca/roots", get(connect_ca::roots))
         .route("/v1/connect/ca/configuration", get(connect_ca::config_get).put(connect_ca::config_set))
         .route("/v1/internal/connect/ca/sign/{service}", put(connect_ca::sign))
+        .route("/v1/internal/ui/services", get(internal_ui::services))
+        .route("/v1/internal/ui/nodes", get(internal_ui::nodes))
+        .route("/v1/internal/ui/node/{node}", get(internal_ui::node))
+        .route("/v1/internal/ui/catalog-overview", get(internal_ui::catalog_overview))
         .route("/v1/query", get(prepared_query::list).post(prepared_query::create))
         .route("/v1/query/{*rest}", get(prepared_query::get).put(prepared_query::update).delete(prepared_query::delete))
         .merge(acl_routes())

@@ -1,0 +1,322 @@
+//! `/v1/internal/ui/*`: the summaries Consul's web console reads (`agent/ui_endpoint.go`):
+//! one line per service with its health counts, the node dump, one node, and the catalog
+//! overview. Served from the replica like the catalog reads (client agents forward them), as
+//! blocking queries, filtered by `?filter=` and by the token's read rights.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde_json::{json, Value};
+
+use super::catalog::{
+    blocking_json_on, check_json, check_visible, filter_for, keep, node_json, node_service_json, read_ctx,
+};
+use super::{blocking, json as json_response, set_read_meta, Ctx};
+use crate::acl::rules::{Need, Resource, Scalar};
+use crate::api::authz::RequestAcl;
+use crate::filter::schema;
+use crate::state::catalog::{watch_checks, watch_node, watch_nodes, watch_services, HealthCheck, Node, CRITICAL};
+use crate::state::catalog::{PASSING, WARNING};
+use crate::state::watch::WatchTarget;
+use crate::state::StateData;
+use crate::Error;
+
+/// The service meta key naming where a registration came from (`structs.MetaExternalSource`).
+const EXTERNAL_SOURCE: &str = "external-source";
+
+/// What a read of the whole catalog watches, and its index.
+fn catalog_targets() -> Vec<WatchTarget> {
+    vec![WatchTarget::Key(watch_nodes()), WatchTarget::Key(watch_services()), WatchTarget::Key(watch_checks())]
+}
+
+fn catalog_index(d: &StateData) -> u64 {
+    d.catalog.nodes_index.max(d.catalog.services_index).max(d.catalog.checks_index)
+}
+
+/// One service name's line (`ServiceListingSummary`), being accumulated.
+#[derive(Default)]
+struct Summary {
+    kind: String,
+    datacenter: String,
+    tags: BTreeSet<String>,
+    nodes: BTreeSet<String>,
+    external_sources: Vec<String>,
+    instances: usize,
+    /// Checks by (node, check ID), so a node check shared by two instances counts once.
+    checks: BTreeMap<(String, String), String>,
+    transparent_proxy: Option<bool>,
+    connect_native: bool,
+    has_proxy: bool,
+}
+
+/// A string field of a service's registered `Proxy`/`Connect` JSON.
+fn ext_str<'a>(v: &'a Option<Value>, key: &str) -> &'a str {
+    v.as_ref().and_then(|v| v.get(key)).and_then(Value::as_str).unwrap_or("")
+}
+
+/// `GET /v1/internal/ui/services`: `[ServiceListingSummary]`, sorted by name.
+pub(super) async fn services(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    let rc = read_ctx(&ctx, acl, &uri)?;
+    let filter = filter_for(&rc, &schema::SERVICE_ENTRY)?;
+    let dc = ctx.config.datacenter.clone();
+    blocking_json_on(&ctx, &rc, &catalog_targets(), |d| {
+        let mut sums: BTreeMap<String, Summary> = BTreeMap::new();
+        for s in d.catalog.services.values() {
+            let Some(node) = d.catalog.nodes.get(&s.node) else { continue };
+            if !(rc.acl.visible(Resource::Service, &s.service) && rc.acl.visible(Resource::Node, &node.node)) {
+                continue;
+            }
+            let checks: Vec<&HealthCheck> = d
+                .catalog
+                .node_checks(&s.node)
+                .into_iter()
+                .filter(|c| (c.service_id.is_empty() || c.service_id == s.id) && check_visible(&rc.acl, c))
+                .collect();
+            if filter.is_some() {
+                let entry = json!({
+                    "Node": node_json(node),
+                    "Service": node_service_json(s, &dc),
+                    "Checks": checks.iter().map(|c| check_json(c)).collect::<Vec<_>>(),
+                });
+                if !keep(&filter, &entry) {
+                    continue;
+                }
+            }
+            let sum = sums.entry(s.service.clone()).or_default();
+            sum.kind = s.kind.clone();
+            sum.datacenter = node.datacenter.clone();
+            sum.nodes.insert(node.node.clone());
+            sum.instances += 1;
+            sum.tags.extend(s.tags.iter().cloned());
+            if let Some(src) = s.meta.get(EXTERNAL_SOURCE).filter(|v| !v.is_empty()) {
+                if !sum.external_sources.contains(src) {
+                    sum.external_sources.push(src.clone());
+                }
+            }
+            let native = s.ext.connect.as_ref().and_then(|c| c.get("Native")).and_then(Value::as_bool);
+            sum.connect_native |= native == Some(true);
+            for c in &checks {
+                sum.checks.insert((c.node.clone(), c.check_id.clone()), c.status.clone());
+            }
+            if s.kind == "connect-proxy" {
+                let dest_name = ext_str(&s.ext.proxy, "DestinationServiceName").to_string();
+                if dest_name.is_empty() || !rc.acl.visible(Resource::Service, &dest_name) {
+                    continue;
+                }
+                let transparent = ext_str(&s.ext.proxy, "Mode") == "transparent";
+                let dest = sums.entry(dest_name).or_default();
+                dest.has_proxy = true;
+                // Transparent only when every proxy instance is (the console warns otherwise).
+                dest.transparent_proxy = Some(dest.transparent_proxy.unwrap_or(true) && transparent);
+                for c in &checks {
+                    dest.checks.insert((c.node.clone(), c.check_id.clone()), c.status.clone());
+                }
+            }
+        }
+        let list: Vec<Value> = sums
+            .into_iter()
+            // A proxy's destination with no instance of its own still gets a line, as in Consul.
+            .map(|(name, s)| {
+                let count = |status: &str| s.checks.values().filter(|st| st.as_str() == status).count();
+                let mut v = json!({
+                    "Name": name,
+                    "Datacenter": s.datacenter,
+                    "Tags": s.tags,
+                    "Nodes": s.nodes,
+                    "ExternalSources": s.external_sources,
+                    "InstanceCount": s.instances,
+                    "ChecksPassing": count(PASSING),
+                    "ChecksWarning": count(WARNING),
+                    "ChecksCritical": count(CRITICAL),
+                    "GatewayConfig": {},
+                    "TransparentProxy": s.transparent_proxy.unwrap_or(false),
+                    "ConnectNative": s.connect_native,
+                    "ConnectedWithProxy": s.has_proxy,
+                    "ConnectedWithGateway": false,
+                });
+                if !s.kind.is_empty() {
+                    v["Kind"] = json!(s.kind);
+                }
+                v
+            })
+            .collect();
+        (catalog_index(d), Value::Array(list))
+    })
+    .await
+}
+
+/// `structs.NodeInfo`: a node with its services and checks (what the token may read of them).
+fn node_info(d: &StateData, node: &Node, acl: &RequestAcl, dc: &str) -> Value {
+    let services: Vec<Value> = d
+        .catalog
+        .node_services(&node.node)
+        .into_iter()
+        .filter(|s| acl.visible(Resource::Service, &s.service))
+        .map(|s| node_service_json(s, dc))
+        .collect();
+    let checks: Vec<Value> =
+        d.catalog.node_checks(&node.node).into_iter().filter(|c| check_visible(acl, c)).map(check_json).collect();
+    json!({
+        "ID": node.id, "Node": node.node, "Address": node.address, "Datacenter": node.datacenter,
+        "TaggedAddresses": node.tagged_addresses, "Meta": node.meta,
+        "Services": services, "Checks": checks,
+    })
+}
+
+/// `GET /v1/internal/ui/nodes`: the node dump, sorted by node name.
+pub(super) async fn nodes(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    let rc = read_ctx(&ctx, acl, &uri)?;
+    let filter = filter_for(&rc, &schema::NODE_INFO)?;
+    let dc = ctx.config.datacenter.clone();
+    blocking_json_on(&ctx, &rc, &catalog_targets(), |d| {
+        let list: Vec<Value> = d
+            .catalog
+            .nodes
+            .values()
+            .filter(|n| rc.acl.visible(Resource::Node, &n.node))
+            .map(|n| node_info(d, n, &rc.acl, &dc))
+            .filter(|v| keep(&filter, v))
+            .collect();
+        (catalog_index(d), Value::Array(list))
+    })
+    .await
+}
+
+/// `GET /v1/internal/ui/node/:node`: one node's `NodeInfo`; 404 when it is not there (or the
+/// token may not read it).
+pub(super) async fn node(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    let rc = read_ctx(&ctx, acl, &uri)?;
+    let dc = ctx.config.datacenter.clone();
+    let targets = [WatchTarget::Key(watch_node(&name)), WatchTarget::Key(watch_nodes())];
+    let (index, body, meta) = blocking::run(&ctx, &rc.params, &targets, |d| {
+        let info = d
+            .catalog
+            .nodes
+            .get(&name)
+            .filter(|n| rc.acl.visible(Resource::Node, &n.node))
+            .map(|n| node_info(d, n, &rc.acl, &dc));
+        (d.catalog.node_index(&name), info)
+    })
+    .await?;
+    let mut resp = match body {
+        Some(info) => json_response(StatusCode::OK, &info, rc.pretty),
+        None => StatusCode::NOT_FOUND.into_response(),
+    };
+    set_read_meta(resp.headers_mut(), index, &meta);
+    Ok(resp)
+}
+
+/// `GET /v1/internal/ui/catalog-overview`: nodes, service instances and checks counted by
+/// status (`structs.CatalogSummary`). Needs `operator:read`, as in Consul.
+pub(super) async fn catalog_overview(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    acl.require_scalar(Scalar::Operator, Need::Read)?;
+    let rc = read_ctx(&ctx, acl, &uri)?;
+    blocking_json_on(&ctx, &rc, &catalog_targets(), |d| (catalog_index(d), overview(d))).await
+}
+
+/// Counts of one kind of thing by status (`structs.HealthSummary`).
+#[derive(Default)]
+struct Counts {
+    passing: u64,
+    warning: u64,
+    critical: u64,
+}
+
+impl Counts {
+    fn add(&mut self, status: &str) {
+        match status {
+            PASSING => self.passing += 1,
+            WARNING => self.warning += 1,
+            CRITICAL => self.critical += 1,
+            _ => {}
+        }
+    }
+
+    fn json(&self, name: Option<&str>) -> Value {
+        let mut v = json!({
+            "Total": self.passing + self.warning + self.critical,
+            "Passing": self.passing, "Warning": self.warning, "Critical": self.critical,
+        });
+        if let Some(n) = name.filter(|n| !n.is_empty()) {
+            v["Name"] = json!(n);
+        }
+        v
+    }
+}
+
+/// The worst of some statuses (passing when there are none).
+fn worst<'a>(statuses: impl IntoIterator<Item = &'a str>) -> &'static str {
+    let mut w = PASSING;
+    for s in statuses {
+        if s == CRITICAL {
+            return CRITICAL;
+        }
+        if s == WARNING {
+            w = WARNING;
+        }
+    }
+    w
+}
+
+/// Consul's overview: checks by name; service instances by name, each as healthy as its worst
+/// service check; nodes all together, each as healthy as its worst node check.
+fn overview(d: &StateData) -> Value {
+    let mut checks: BTreeMap<&str, Counts> = BTreeMap::new();
+    for c in d.catalog.checks.values() {
+        checks.entry(c.name.as_str()).or_default().add(&c.status);
+    }
+    let mut services: BTreeMap<&str, Counts> = BTreeMap::new();
+    for s in d.catalog.services.values() {
+        let own = d.catalog.node_checks(&s.node).into_iter().filter(|c| c.service_id == s.id);
+        services.entry(s.service.as_str()).or_default().add(worst(own.map(|c| c.status.as_str())));
+    }
+    let mut nodes = Counts::default();
+    for n in d.catalog.nodes.values() {
+        let own = d.catalog.node_checks(&n.node).into_iter().filter(|c| c.service_id.is_empty());
+        nodes.add(worst(own.map(|c| c.status.as_str())));
+    }
+    json!({
+        "Nodes": if d.catalog.nodes.is_empty() { json!([]) } else { json!([nodes.json(None)]) },
+        "Services": services.iter().map(|(n, c)| c.json(Some(n))).collect::<Vec<_>>(),
+        "Checks": checks.iter().map(|(n, c)| c.json(Some(n))).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worst_status_wins() {
+        assert_eq!(worst([]), PASSING);
+        assert_eq!(worst([PASSING, WARNING]), WARNING);
+        assert_eq!(worst([WARNING, CRITICAL, PASSING]), CRITICAL);
+        let mut c = Counts::default();
+        for s in [PASSING, PASSING, WARNING, CRITICAL, "bogus"] {
+            c.add(s);
+        }
+        assert_eq!(c.json(Some("x")), json!({"Name": "x", "Total": 4, "Passing": 2, "Warning": 1, "Critical": 1}));
+        assert_eq!(c.json(None).get("Name"), None);
+    }
+}
