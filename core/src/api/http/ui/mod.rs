@@ -14,6 +14,7 @@
 mod assets;
 mod dir;
 mod encoding;
+mod metrics_proxy;
 mod page;
 pub mod settings;
 
@@ -119,8 +120,14 @@ fn gzip(bytes: &[u8]) -> Option<Vec<u8>> {
 /// Served by every agent; the caller leaves them out of request metrics, as Consul does.
 pub(crate) fn routes(ctx: &Ctx) -> Router<Ctx> {
     let ui = &ctx.config.ui;
+    // Answered here whatever the settings ("UI is not enabled" / "Metrics proxy is not
+    // enabled" when off), so client agents do not forward it.
+    let proxy = Arc::new(metrics_proxy::MetricsProxy::new(ui));
+    let proxy: Router<Ctx> = Router::new()
+        .route(&format!("{}/{{*path}}", metrics_proxy::PREFIX), get(metrics_proxy::forward))
+        .with_state(proxy);
     if !ui.serves() {
-        return Router::new().route("/", get(|| async { plain(StatusCode::OK, UI_DISABLED_TEXT) }));
+        return Router::new().route("/", get(|| async { plain(StatusCode::OK, UI_DISABLED_TEXT) })).merge(proxy);
     }
     let console = Arc::new(Console::new(&ctx.config));
     let bare = console.content_path.trim_end_matches('/').to_string();
@@ -129,7 +136,7 @@ pub(crate) fn routes(ctx: &Ctx) -> Router<Ctx> {
         .route(&bare, get(redirect_to_console))
         .route(&console.content_path, get(index))
         .route(&format!("{}{{*rest}}", console.content_path), get(page_or_asset));
-    router.with_state(console)
+    router.with_state(console).merge(proxy)
 }
 
 /// Sizes of one embedded console file, for checks on what a first visit transfers.
