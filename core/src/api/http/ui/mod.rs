@@ -14,6 +14,7 @@
 mod assets;
 mod dir;
 mod encoding;
+mod first_visit;
 mod metrics_proxy;
 mod page;
 pub mod settings;
@@ -29,6 +30,7 @@ use axum::routing::get;
 use axum::Router;
 
 use self::encoding::{negotiate, none_match, Encoding};
+pub use self::first_visit::{first_visit, Fetched};
 pub use self::settings::{MetricsProxySettings, UiSettings};
 use super::{ApiSettings, Ctx};
 
