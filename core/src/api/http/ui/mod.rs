@@ -131,14 +131,18 @@ pub(crate) fn routes(ctx: &Ctx) -> Router<Ctx> {
     if !ui.serves() {
         return Router::new().route("/", get(|| async { plain(StatusCode::OK, UI_DISABLED_TEXT) })).merge(proxy);
     }
-    let console = Arc::new(Console::new(&ctx.config));
+    console_routes(Arc::new(Console::new(&ctx.config))).merge(proxy)
+}
+
+/// `/`, the content path with and without its slash, and everything under it.
+fn console_routes<S: Clone + Send + Sync + 'static>(console: Arc<Console>) -> Router<S> {
     let bare = console.content_path.trim_end_matches('/').to_string();
     let router: Router<Arc<Console>> = Router::new()
         .route("/", get(redirect_to_console))
         .route(&bare, get(redirect_to_console))
         .route(&console.content_path, get(index))
         .route(&format!("{}{{*rest}}", console.content_path), get(page_or_asset));
-    router.with_state(console).merge(proxy)
+    router.with_state(console)
 }
 
 /// Sizes of one embedded console file, for checks on what a first visit transfers.
@@ -325,4 +329,78 @@ fn respond(
 /// has none).
 fn plain(status: StatusCode, body: &'static str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    fn console(content_path: &str) -> Router {
+        let mut config = crate::agent::config::AgentConfig { node_name: "n\"<1>".into(), ..Default::default() };
+        config.ui.enabled = true;
+        config.ui.content_path = content_path.into();
+        console_routes(Arc::new(Console::new(&config.api_settings())))
+    }
+
+    async fn call(app: &Router, path: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let mut req = Request::get(path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = app.clone().oneshot(req.body(Body::empty()).expect("request")).await.expect("infallible");
+        let (parts, body) = resp.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.expect("body").to_vec();
+        (parts.status, parts.headers, body)
+    }
+
+    #[tokio::test]
+    async fn page_paths_get_the_page_and_unknown_assets_a_404() {
+        let app = console("/ui/");
+        let (status, headers, page) = call(&app, "/ui/", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+        let html = String::from_utf8(page.clone()).expect("utf-8");
+        assert!(html.contains("n\\&quot;&lt;1&gt;"), "the node name is escaped: {html}");
+        for path in ["/ui/dc1/kv/a.b/edit", "/ui/dc1/services/web/instances", "/ui/assets", "/ui/x.js"] {
+            let (status, _, body) = call(&app, path, &[]).await;
+            assert_eq!((status, &body), (StatusCode::OK, &page), "{path}");
+        }
+        let prefix = format!("/ui/assets/{}/", assets::version());
+        for path in ["/ui/assets/", "/ui/assets/app.js", "/ui/assets/0000000000/app.js", &format!("{prefix}nope.js")] {
+            let (status, headers, _) = call(&app, path, &[]).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+            assert!(headers[header::CONTENT_TYPE].to_str().is_ok_and(|t| t.starts_with("text/plain")));
+        }
+        let (status, headers, _) = call(&app, "/ui", &[]).await;
+        assert_eq!(
+            (status, &headers[header::LOCATION]),
+            (StatusCode::MOVED_PERMANENTLY, &HeaderValue::from_static("/ui/"))
+        );
+    }
+
+    #[tokio::test]
+    async fn assets_are_negotiated_and_revalidated() {
+        let app = console("/console/");
+        let path = format!("/console/assets/{}/app.js", assets::version());
+        let (status, headers, plain) = call(&app, &path, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CACHE_CONTROL], IMMUTABLE);
+        assert_eq!(headers[header::VARY], "Accept-Encoding");
+        assert!(headers.get(header::CONTENT_ENCODING).is_none());
+        let app_js = assets::find("app.js").expect("embedded");
+        assert_eq!(plain, app_js.identity);
+        if let Some(br) = app_js.br {
+            let (_, headers, body) = call(&app, &path, &[("accept-encoding", "gzip, br")]).await;
+            assert_eq!((headers[header::CONTENT_ENCODING].to_str().ok(), &body[..]), (Some("br"), br));
+            let etag = headers[header::ETAG].to_str().expect("etag").to_string();
+            let (status, _, body) = call(&app, &path, &[("accept-encoding", "br"), ("if-none-match", &etag)]).await;
+            assert_eq!((status, body.len()), (StatusCode::NOT_MODIFIED, 0));
+            // The identity ETag differs: a 200 for a client holding the brotli copy but not asking for it.
+            let (status, _, _) = call(&app, &path, &[("if-none-match", &etag)]).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+    }
 }
