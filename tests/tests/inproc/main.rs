@@ -30,6 +30,7 @@ mod t95_metrics;
 mod t96_coordinate;
 mod t97_gossip;
 mod t98_tls;
+mod t98_ui_client;
 mod t99_acl_enforcement;
 mod t99_acl_objects;
 mod t99_jwks_auth;

@@ -395,3 +395,83 @@ async fn internal_ui_endpoints_show_only_what_the_token_may_read() {
     assert_eq!(nodes_only.get("/v1/internal/ui/catalog-overview").await.expect("overview").status, 403);
     assert_eq!(root.get("/v1/internal/ui/catalog-overview").await.expect("overview").status, 200);
 }
+
+/// A one-request-at-a-time HTTP backend that answers `200 {"status":"success"}` and sends
+/// each request's head (request line and headers, lower-cased) on the channel.
+async fn fake_metrics_backend() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = tx.send(String::from_utf8_lossy(&head).to_ascii_lowercase());
+            let body = r#"{"status":"success"}"#;
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(resp.as_bytes()).await;
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_proxy_forwards_allowed_paths_without_the_token() {
+    let (backend, mut seen) = fake_metrics_backend().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("ui.json");
+    let json = serde_json::json!({
+        "acl": {"enabled": true, "default_policy": "deny", "tokens": {"initial_management": "root-secret"}},
+        "ui_config": {
+            "metrics_provider": "prometheus",
+            "metrics_proxy": {
+                "base_url": format!("http://127.0.0.1:{backend}"),
+                "add_headers": [{"name": "X-Scope-OrgID", "value": "tenant-1"}],
+            },
+        },
+    });
+    std::fs::write(&config, json.to_string()).expect("write");
+    let agent = DevAgent::start_with(&["-config-file", config.to_str().expect("utf-8")]).await;
+    let root = agent.api.with_token("root-secret");
+
+    let page = get(agent.http, "/ui/", &[]).await;
+    let ui_config = page_config(&page.text());
+    assert_eq!(
+        (&ui_config["MetricsProvider"], &ui_config["MetricsProxyEnabled"]),
+        (&"prometheus".into(), &true.into())
+    );
+
+    let resp = root.get("/v1/internal/ui/metrics-proxy/api/v1/query?query=up").await.expect("proxied");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["status"], "success");
+    let head = seen.recv().await.expect("the backend saw the request");
+    assert!(head.starts_with("get /api/v1/query?query=up http/1.1"), "{head}");
+    assert!(head.contains("x-scope-orgid: tenant-1"), "{head}");
+    assert!(!head.contains("root-secret") && !head.contains("x-consul-token"), "token forwarded: {head}");
+
+    // Outside Prometheus' query paths: 403, nothing forwarded.
+    let denied = root.get("/v1/internal/ui/metrics-proxy/api/v1/admin/tsdb/delete_series").await.expect("denied");
+    assert_eq!(denied.status, 403);
+    // Without a token that reads every node and service: 403.
+    let anonymous = agent.api.get("/v1/internal/ui/metrics-proxy/api/v1/query?query=up").await.expect("anonymous");
+    assert_eq!(anonymous.status, 403);
+    assert!(seen.try_recv().is_err(), "nothing else reached the backend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_proxy_is_404_when_not_configured() {
+    let agent = DevAgent::start().await;
+    let resp = agent.api.get("/v1/internal/ui/metrics-proxy/api/v1/query").await.expect("request");
+    assert_eq!(resp.status, 404);
+    assert!(resp.text().contains("Metrics proxy is not enabled"), "{}", resp.text());
+}

@@ -14,6 +14,8 @@
 mod assets;
 mod dir;
 mod encoding;
+mod first_visit;
+mod metrics_proxy;
 mod page;
 pub mod settings;
 
@@ -28,6 +30,7 @@ use axum::routing::get;
 use axum::Router;
 
 use self::encoding::{negotiate, none_match, Encoding};
+pub use self::first_visit::{first_visit, Fetched};
 pub use self::settings::{MetricsProxySettings, UiSettings};
 use super::{ApiSettings, Ctx};
 
@@ -119,10 +122,20 @@ fn gzip(bytes: &[u8]) -> Option<Vec<u8>> {
 /// Served by every agent; the caller leaves them out of request metrics, as Consul does.
 pub(crate) fn routes(ctx: &Ctx) -> Router<Ctx> {
     let ui = &ctx.config.ui;
+    // Answered here whatever the settings ("UI is not enabled" / "Metrics proxy is not
+    // enabled" when off), so client agents do not forward it.
+    let proxy = Arc::new(metrics_proxy::MetricsProxy::new(ui));
+    let proxy: Router<Ctx> = Router::new()
+        .route(&format!("{}/{{*path}}", metrics_proxy::PREFIX), get(metrics_proxy::forward))
+        .with_state(proxy);
     if !ui.serves() {
-        return Router::new().route("/", get(|| async { plain(StatusCode::OK, UI_DISABLED_TEXT) }));
+        return Router::new().route("/", get(|| async { plain(StatusCode::OK, UI_DISABLED_TEXT) })).merge(proxy);
     }
-    let console = Arc::new(Console::new(&ctx.config));
+    console_routes(Arc::new(Console::new(&ctx.config))).merge(proxy)
+}
+
+/// `/`, the content path with and without its slash, and everything under it.
+fn console_routes<S: Clone + Send + Sync + 'static>(console: Arc<Console>) -> Router<S> {
     let bare = console.content_path.trim_end_matches('/').to_string();
     let router: Router<Arc<Console>> = Router::new()
         .route("/", get(redirect_to_console))
@@ -316,4 +329,78 @@ fn respond(
 /// has none).
 fn plain(status: StatusCode, body: &'static str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    fn console(content_path: &str) -> Router {
+        let mut config = crate::agent::config::AgentConfig { node_name: "n\"<1>".into(), ..Default::default() };
+        config.ui.enabled = true;
+        config.ui.content_path = content_path.into();
+        console_routes(Arc::new(Console::new(&config.api_settings())))
+    }
+
+    async fn call(app: &Router, path: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let mut req = Request::get(path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = app.clone().oneshot(req.body(Body::empty()).expect("request")).await.expect("infallible");
+        let (parts, body) = resp.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.expect("body").to_vec();
+        (parts.status, parts.headers, body)
+    }
+
+    #[tokio::test]
+    async fn page_paths_get_the_page_and_unknown_assets_a_404() {
+        let app = console("/ui/");
+        let (status, headers, page) = call(&app, "/ui/", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+        let html = String::from_utf8(page.clone()).expect("utf-8");
+        assert!(html.contains("n\\&quot;&lt;1&gt;"), "the node name is escaped: {html}");
+        for path in ["/ui/dc1/kv/a.b/edit", "/ui/dc1/services/web/instances", "/ui/assets", "/ui/x.js"] {
+            let (status, _, body) = call(&app, path, &[]).await;
+            assert_eq!((status, &body), (StatusCode::OK, &page), "{path}");
+        }
+        let prefix = format!("/ui/assets/{}/", assets::version());
+        for path in ["/ui/assets/", "/ui/assets/app.js", "/ui/assets/0000000000/app.js", &format!("{prefix}nope.js")] {
+            let (status, headers, _) = call(&app, path, &[]).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+            assert!(headers[header::CONTENT_TYPE].to_str().is_ok_and(|t| t.starts_with("text/plain")));
+        }
+        let (status, headers, _) = call(&app, "/ui", &[]).await;
+        assert_eq!(
+            (status, &headers[header::LOCATION]),
+            (StatusCode::MOVED_PERMANENTLY, &HeaderValue::from_static("/ui/"))
+        );
+    }
+
+    #[tokio::test]
+    async fn assets_are_negotiated_and_revalidated() {
+        let app = console("/console/");
+        let path = format!("/console/assets/{}/app.js", assets::version());
+        let (status, headers, plain) = call(&app, &path, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CACHE_CONTROL], IMMUTABLE);
+        assert_eq!(headers[header::VARY], "Accept-Encoding");
+        assert!(headers.get(header::CONTENT_ENCODING).is_none());
+        let app_js = assets::find("app.js").expect("embedded");
+        assert_eq!(plain, app_js.identity);
+        if let Some(br) = app_js.br {
+            let (_, headers, body) = call(&app, &path, &[("accept-encoding", "gzip, br")]).await;
+            assert_eq!((headers[header::CONTENT_ENCODING].to_str().ok(), &body[..]), (Some("br"), br));
+            let etag = headers[header::ETAG].to_str().expect("etag").to_string();
+            let (status, _, body) = call(&app, &path, &[("accept-encoding", "br"), ("if-none-match", &etag)]).await;
+            assert_eq!((status, body.len()), (StatusCode::NOT_MODIFIED, 0));
+            // The identity ETag differs: a 200 for a client holding the brotli copy but not asking for it.
+            let (status, _, _) = call(&app, &path, &[("if-none-match", &etag)]).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+    }
 }
