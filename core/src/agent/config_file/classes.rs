@@ -229,7 +229,7 @@ pub const NO_EFFECT: &[KeyGroup] = &[
     group(&["log_sublevels", "enable_syslog", "syslog_facility"], "logs go to standard error and `log_file` only"),
     group(
         &["ui_config.metrics_provider_files"],
-        "custom metrics provider scripts are not served; the console's built-in `prometheus` provider is",
+        "custom metrics provider scripts are not served (the console's charts read the agent's own `/v1/agent/metrics`)",
     ),
     group(
         &[
