@@ -199,6 +199,27 @@ impl Settings {
             }
             "retry_interval" => a.retry_interval = ctx.duration(key, v)?,
             "retry_max" => a.retry_max = ctx.uint(key, v, u32::MAX.into())? as u32,
+            // `start_join_wan` is deprecated in Consul like `start_join`, and joins the same way.
+            "retry_join_wan" | "start_join_wan" => {
+                let list = ctx.string_list(key, v)?;
+                self.agent.wan.retry_join.extend(list);
+            }
+            "retry_interval_wan" => a.wan.retry_interval = ctx.duration(key, v)?,
+            "retry_max_wan" => a.wan.retry_max = ctx.uint(key, v, u32::MAX.into())? as u32,
+            "advertise_addr_wan" => a.wan.advertise_addr = Some(ctx.ip(key, v)?),
+            "serf_wan" => a.wan.bind_addr = Some(ctx.ip(key, v)?),
+            "reconnect_timeout_wan" => {
+                let d = ctx.duration(key, v)?;
+                if d < Duration::from_secs(8 * 3600) {
+                    return Err(ctx.bad(key, "must be at least 8h"));
+                }
+                a.wan.gossip.reconnect_timeout = d;
+            }
+            "gossip_wan" => {
+                for block in ctx.blocks(key, v)? {
+                    apply_gossip_block(ctx, "gossip_wan", &mut self.agent.wan.gossip, block)?;
+                }
+            }
             "performance" => {
                 for block in ctx.blocks(key, v)? {
                     self.apply_performance(ctx, block)?;
@@ -356,6 +377,10 @@ impl Settings {
                 "http" => p.http = ctx.port(&key, v, true)?,
                 "server" => p.server = ctx.port(&key, v, false)?.unwrap_or_default(),
                 "serf_lan" => p.serf_lan = ctx.port(&key, v, false)?.unwrap_or_default(),
+                "serf_wan" => {
+                    self.agent.wan.port = ctx.port(&key, v, true)?;
+                    self.agent.wan.port_set = true;
+                }
                 "dns" => match ctx.port(&key, v, true)? {
                     Some(port) => {
                         p.dns = port;
@@ -378,8 +403,7 @@ impl Settings {
                         range.max = port;
                     }
                 }
-                "grpc" | "grpc_tls" | "serf_wan" | "expose_min_port" | "expose_max_port" | "proxy_min_port"
-                | "proxy_max_port" => {
+                "grpc" | "grpc_tls" | "expose_min_port" | "expose_max_port" | "proxy_min_port" | "proxy_max_port" => {
                     ctx.port(&key, v, true)?;
                     self.note_no_effect(&key);
                 }
@@ -482,20 +506,7 @@ impl Settings {
     }
 
     fn apply_gossip_lan(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
-        let g = &mut self.agent.gossip_lan;
-        for (k, v) in block {
-            let key = format!("gossip_lan.{k}");
-            match k.as_str() {
-                "gossip_nodes" => g.gossip_nodes = ctx.uint(&key, v, 64)? as usize,
-                "gossip_interval" => g.gossip_interval = ctx.duration(&key, v)?,
-                "probe_interval" => g.probe_interval = ctx.duration(&key, v)?,
-                "probe_timeout" => g.probe_timeout = ctx.duration(&key, v)?,
-                "suspicion_mult" => g.suspicion_mult = ctx.uint(&key, v, 100)? as u32,
-                "retransmit_mult" => g.retransmit_mult = ctx.uint(&key, v, 100)? as u32,
-                _ => return Err(ctx.unknown(&key)),
-            }
-        }
-        Ok(())
+        apply_gossip_block(ctx, "gossip_lan", &mut self.agent.gossip_lan, block)
     }
 
     /// Settles what depends on several sources; call once after the last one was applied.
@@ -515,6 +526,28 @@ impl Settings {
             self.leave_on_terminate = !self.agent.server;
         }
     }
+}
+
+/// A `gossip_lan { … }` or `gossip_wan { … }` block onto that pool's timing.
+fn apply_gossip_block(
+    ctx: &Ctx<'_>,
+    block_name: &str,
+    g: &mut crate::membership::gossip::GossipConfig,
+    block: &Map<String, Value>,
+) -> Result<()> {
+    for (k, v) in block {
+        let key = format!("{block_name}.{k}");
+        match k.as_str() {
+            "gossip_nodes" => g.gossip_nodes = ctx.uint(&key, v, 64)? as usize,
+            "gossip_interval" => g.gossip_interval = ctx.duration(&key, v)?,
+            "probe_interval" => g.probe_interval = ctx.duration(&key, v)?,
+            "probe_timeout" => g.probe_timeout = ctx.duration(&key, v)?,
+            "suspicion_mult" => g.suspicion_mult = ctx.uint(&key, v, 100)? as u32,
+            "retransmit_mult" => g.retransmit_mult = ctx.uint(&key, v, 100)? as u32,
+            _ => return Err(ctx.unknown(&key)),
+        }
+    }
+    Ok(())
 }
 
 /// A DNS domain in the form the core uses: lower case with a trailing dot.
@@ -734,9 +767,7 @@ mod tests {
         assert_eq!((a.ports.http, a.ports.dns, a.ports.serf_lan, a.ports.server), (Some(21002), 21001, 21004, 21006));
         assert_eq!(a.raft.raft_multiplier, 1);
         assert_eq!(a.ports.https, None, "no certificate: no HTTPS listener");
-        for key in
-            ["ports.https", "ports.serf_wan", "ports.grpc", "ports.grpc_tls", "disable_update_check", "peering.enabled"]
-        {
+        for key in ["ports.https", "ports.grpc", "ports.grpc_tls", "disable_update_check", "peering.enabled"] {
             assert!(s.no_effect.contains_key(key), "{key} not logged as accepted without effect");
         }
         assert!(!s.no_effect.contains_key("segments"), "null asks for nothing");
