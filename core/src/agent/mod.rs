@@ -137,23 +137,12 @@ async fn start_wan(
     let Some(port) = w.port else { return Ok(None) };
     let bind_ip = w.bind_addr.unwrap_or(config.bind_addr);
     let want = SocketAddr::new(bind_ip, port);
-    let listener = match TcpListener::bind(want).await {
-        Ok(l) => l,
-        Err(e) if !w.port_set && e.kind() == std::io::ErrorKind::AddrInUse => {
-            tracing::warn!(addr = %want, "serf_wan: the default port is in use; running without a WAN pool \
-                (set ports.serf_wan or -serf-wan-port to take part in it)");
-            return Ok(None);
-        }
-        Err(source) => return Err(Error::Bind { what: "serf_wan", addr: want, source }),
-    };
-    let bound = listener.local_addr().map_err(|source| Error::Bind { what: "serf_wan", addr: want, source })?;
-    let advertise = w.advertise_addr.unwrap_or_else(|| config.advertise_ip());
-    let me = MemberInfo {
+    let mut me = MemberInfo {
         node_id,
         name: crate::membership::wan::wan_name(&config.node_name, &config.datacenter),
         datacenter: config.datacenter.clone(),
         rpc_addr,
-        serf_addr: SocketAddr::new(advertise, bound.port()),
+        serf_addr: want,
         http_addr,
         server: true,
         bootstrap_expect: config.bootstrap_expect,
@@ -164,10 +153,28 @@ async fn start_wan(
     gossip_config.verify_incoming = config.encrypt_verify_incoming;
     gossip_config.verify_outgoing = config.encrypt_verify_outgoing;
     let keyring = Arc::new(open_wan_keyring(config)?);
-    let udp_bind = SocketAddr::new(bind_ip, bound.port());
-    let gossip = Gossip::bind(udp_bind, me, gossip_config, keyring, RpcClient::new(shutdown.clone()))
-        .await
-        .map_err(|source| Error::Bind { what: "serf_wan (UDP)", addr: udp_bind, source })?;
+    let advertise = w.advertise_addr.unwrap_or_else(|| config.advertise_ip());
+    // TCP and UDP share the port; with port 0 the UDP socket follows the port TCP got, retried
+    // if that one is taken for UDP.
+    let mut attempt = 0;
+    let (listener, gossip) = loop {
+        attempt += 1;
+        let bound = TcpListener::bind(want).await.and_then(|l| l.local_addr().map(|a| (l, a)));
+        let (listener, udp_bind) = match bound {
+            Ok(b) => b,
+            Err(e) if !w.port_set && e.kind() == std::io::ErrorKind::AddrInUse => return Ok(wan_port_taken(want)),
+            Err(source) => return Err(Error::Bind { what: "serf_wan", addr: want, source }),
+        };
+        me.serf_addr = SocketAddr::new(advertise, udp_bind.port());
+        let rpc = RpcClient::new(shutdown.clone());
+        match Gossip::bind(udp_bind, me.clone(), gossip_config.clone(), keyring.clone(), rpc).await {
+            Ok(g) => break (listener, g),
+            Err(e) if port == 0 && attempt < 16 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) if !w.port_set && e.kind() == std::io::ErrorKind::AddrInUse => return Ok(wan_port_taken(want)),
+            Err(source) => return Err(Error::Bind { what: "serf_wan (UDP)", addr: udp_bind, source }),
+        }
+    };
+    let bound = me.serf_addr;
     let join =
         crate::membership::wan::WanJoin { addrs: w.retry_join.clone(), interval: w.retry_interval, max: w.retry_max };
     let pool = WanPool::new(gossip.clone(), !config.disable_coordinates, join);
@@ -183,6 +190,14 @@ async fn start_wan(
     ];
     tracing::info!(addr = %bound, name = %pool.gossip().me().name, "WAN pool started");
     Ok(Some((pool, tasks)))
+}
+
+/// The default serf_wan port is taken and none was configured (several agents on one host):
+/// the server runs without a WAN pool rather than not at all, and says so.
+fn wan_port_taken<T>(addr: SocketAddr) -> Option<T> {
+    tracing::warn!(%addr, "serf_wan: the default port is in use; running without a WAN pool \
+        (set ports.serf_wan or -serf-wan-port to take part in one)");
+    None
 }
 
 /// Reads `<data_dir>/node-id`, or writes a new random one there.
