@@ -148,6 +148,7 @@ async fn start_wan(
         bootstrap_expect: config.bootstrap_expect,
         raft_initialized: false,
         incarnation,
+        wan_addr: None,
     };
     let mut gossip_config = w.gossip.clone();
     gossip_config.verify_incoming = config.encrypt_verify_incoming;
@@ -186,7 +187,6 @@ async fn start_wan(
     let tasks = vec![
         tokio::spawn(rpc::serve_with(listener, router, shutdown.clone(), opts)),
         tokio::spawn(gossip.run(shutdown.clone())),
-        tokio::spawn(pool.clone().run(shutdown.clone())),
     ];
     tracing::info!(addr = %bound, name = %pool.gossip().me().name, "WAN pool started");
     Ok(Some((pool, tasks)))
@@ -300,6 +300,12 @@ impl Agent {
         let rpc_client = RpcClient::with_tls(shutdown.clone(), tls.clone());
         let serf_rpc = RpcClient::new(shutdown.clone());
         let incarnation = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        // Servers only: client agents have no WAN pool.
+        let (wan, wan_tasks) = match config.server {
+            true => start_wan(&config, node_id, rpc_addr, http_addr, incarnation, &shutdown).await?,
+            false => None,
+        }
+        .map_or((None, Vec::new()), |(pool, tasks)| (Some(pool), tasks));
         let me = MemberInfo {
             node_id,
             name: config.node_name.clone(),
@@ -311,6 +317,7 @@ impl Agent {
             bootstrap_expect: config.bootstrap_expect,
             raft_initialized: false,
             incarnation,
+            wan_addr: wan.as_ref().map(|w| w.gossip().me().serf_addr),
         };
         let keyring = Arc::new(open_keyring(&config)?);
         let mut gossip_config = config.gossip_lan.clone();
@@ -324,12 +331,6 @@ impl Agent {
         if let Some(c) = &coordinates {
             gossip.set_rtt_observer(c.clone());
         }
-        // Servers only: client agents have no WAN pool.
-        let (wan, wan_tasks) = match config.server {
-            true => start_wan(&config, node_id, rpc_addr, http_addr, incarnation, &shutdown).await?,
-            false => None,
-        }
-        .map_or((None, Vec::new()), |(pool, tasks)| (Some(pool), tasks));
 
         // Servers open storage and start Raft; client agents reach the servers through gossip.
         let mut log_store = None;
@@ -393,6 +394,9 @@ impl Agent {
         };
 
         let mut tasks = wan_tasks;
+        if let Some(wan) = cluster.wan() {
+            tasks.push(tokio::spawn(wan.clone().run(gossip.clone(), shutdown.clone())));
+        }
         let timing = local::sync::SyncTiming {
             ae_interval: config.ae_interval,
             reap_interval: config.check_reap_interval,

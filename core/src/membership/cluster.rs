@@ -484,6 +484,7 @@ mod tests {
                 bootstrap_expect: 0,
                 raft_initialized: false,
                 incarnation: 1,
+                wan_addr: None,
             },
             status,
             since: std::time::Instant::now(),

@@ -155,8 +155,32 @@ impl WanPool {
         sort_datacenters(&me.datacenter, &servers)
     }
 
-    /// Runs the start-up join (`retry_join_wan`) and forgets the coordinates of reaped members.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    /// Runs the start-up join (`retry_join_wan`) and the flood join: every server of this
+    /// datacenter that the LAN pool `lan` knows (with its WAN address) is joined to the WAN
+    /// pool when missing from it, as Consul's servers do, so one WAN join per datacenter is
+    /// enough.
+    pub async fn run(self: Arc<Self>, lan: Arc<Gossip>, shutdown: CancellationToken) {
+        tokio::join!(self.clone().retry_join(shutdown.clone()), self.flood(lan, shutdown));
+    }
+
+    async fn flood(self: Arc<Self>, lan: Arc<Gossip>, shutdown: CancellationToken) {
+        let mut changes = lan.member_changes();
+        loop {
+            let missing = flood_targets(&lan.members(), &self.members());
+            if !missing.is_empty() {
+                if let Err(e) = self.join(&missing).await {
+                    tracing::debug!(error = %e, "WAN flood join failed; will retry");
+                }
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(FLOOD_INTERVAL) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    async fn retry_join(self: Arc<Self>, shutdown: CancellationToken) {
         if self.join.addrs.is_empty() {
             return;
         }
@@ -181,6 +205,24 @@ impl WanPool {
             }
         }
     }
+}
+
+/// How often the flood join looks for LAN servers missing from the WAN pool, besides on every
+/// LAN membership change.
+const FLOOD_INTERVAL: Duration = Duration::from_secs(10);
+
+/// WAN addresses of the alive servers of this datacenter (as `lan` knows them) that the WAN
+/// pool `wan` does not list as alive.
+pub fn flood_targets(lan: &[Member], wan: &[Member]) -> Vec<String> {
+    lan.iter()
+        .filter(|m| m.status == MemberStatus::Alive && m.info.server)
+        .filter_map(|m| {
+            let addr = m.info.wan_addr?;
+            let name = wan_name(&m.info.name, &m.info.datacenter);
+            let known = wan.iter().any(|w| w.info.name == name && w.status == MemberStatus::Alive);
+            (!known).then(|| addr.to_string())
+        })
+        .collect()
 }
 
 /// Orders datacenters by the median estimated RTT to their servers (Consul's
@@ -235,6 +277,44 @@ mod tests {
         assert_eq!(sort_datacenters("dc2", &equal), ["dc2", "a", "b"]);
         // The local datacenter is listed even before the pool knows any of its servers.
         assert_eq!(sort_datacenters("dc9", &[]), ["dc9"]);
+    }
+
+    fn member(name: &str, dc: &str, server: bool, wan: Option<&str>, status: MemberStatus) -> Member {
+        Member {
+            info: crate::membership::gossip::MemberInfo {
+                node_id: uuid::Uuid::new_v4(),
+                name: name.into(),
+                datacenter: dc.into(),
+                rpc_addr: "127.0.0.1:8300".parse().expect("addr"),
+                serf_addr: "127.0.0.1:8301".parse().expect("addr"),
+                http_addr: "127.0.0.1:8500".parse().expect("addr"),
+                server,
+                bootstrap_expect: 0,
+                raft_initialized: false,
+                incarnation: 1,
+                wan_addr: wan.map(|a| a.parse().expect("addr")),
+            },
+            status,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    #[test]
+    fn flood_joins_alive_lan_servers_missing_from_the_wan_pool() {
+        let lan = vec![
+            member("s1", "dc1", true, Some("10.0.0.1:8302"), MemberStatus::Alive),
+            member("s2", "dc1", true, Some("10.0.0.2:8302"), MemberStatus::Alive),
+            member("s3", "dc1", true, Some("10.0.0.3:8302"), MemberStatus::Failed),
+            member("s4", "dc1", true, None, MemberStatus::Alive),
+            member("c1", "dc1", false, None, MemberStatus::Alive),
+        ];
+        let wan = vec![member("s1.dc1", "dc1", true, None, MemberStatus::Alive)];
+        assert_eq!(flood_targets(&lan, &wan), ["10.0.0.2:8302"]);
+        let wan = vec![
+            member("s1.dc1", "dc1", true, None, MemberStatus::Alive),
+            member("s2.dc1", "dc1", true, None, MemberStatus::Alive),
+        ];
+        assert!(flood_targets(&lan, &wan).is_empty());
     }
 
     #[test]

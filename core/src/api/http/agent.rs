@@ -24,7 +24,7 @@ use crate::Error;
 /// Consul's `AgentMember` shape for one member.
 pub(crate) fn member_json(m: &MemberInfo, status: MemberStatus) -> Value {
     let expect = m.bootstrap_expect;
-    json_value!({
+    let mut v = json_value!({
         "Name": m.name,
         "Addr": m.serf_addr.ip().to_string(),
         "Port": m.serf_addr.port(),
@@ -41,7 +41,11 @@ pub(crate) fn member_json(m: &MemberInfo, status: MemberStatus) -> Value {
         "Status": status.code(),
         "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
         "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
-    })
+    });
+    if let Some(wan) = m.wan_addr {
+        v["Tags"]["wan_join_port"] = Value::String(wan.port().to_string());
+    }
+    v
 }
 
 /// `GET /v1/agent/self`.

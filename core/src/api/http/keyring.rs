@@ -50,6 +50,12 @@ pub(super) async fn keyring(
     body: Body,
 ) -> Response {
     let q = QueryParams::from_uri(&uri);
+    // A client agent asks a server, which answers for the WAN and LAN pools (Consul's
+    // `KeyringOperation` RPC); only `?local-only` lists the client's own keys.
+    let local_only = method == Method::GET && matches!(parse_local_only(q.get("local-only")), Ok(true));
+    if matches!(ctx.backend, crate::replication::backend::Backend::Client(_)) && !local_only {
+        return super::proxy::forward(State(ctx), method, uri, headers, body).await;
+    }
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;
         let need = if method == Method::GET { Need::Read } else { Need::Write };

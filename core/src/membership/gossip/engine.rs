@@ -1046,6 +1046,7 @@ mod tests {
             bootstrap_expect: 0,
             raft_initialized: false,
             incarnation: 1,
+            wan_addr: None,
         }
     }
 
