@@ -19,18 +19,38 @@ const WAIT: Duration = Duration::from_secs(60);
 struct Server {
     child: Option<Child>,
     http: u16,
+    lan: u16,
     wan: u16,
     api: Api,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
     async fn start(node: &str, dc: &str, extra: &[String]) -> Server {
-        let (http, wan) = (free_port(), free_port());
+        Self::spawn(node, dc, &["-dev".to_string()], extra, None).await
+    }
+
+    /// A second server of `first`'s datacenter (not `-dev`: it joins `first`'s cluster).
+    async fn join_lan(node: &str, dc: &str, first: &Server) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mode = [
+            "-server".to_string(),
+            format!("-data-dir={}", dir.path().display()),
+            format!("-retry-join=127.0.0.1:{}", first.lan),
+            "-retry-interval=200ms".to_string(),
+        ];
+        Self::spawn(node, dc, &mode, &[], Some(dir)).await
+    }
+
+    async fn spawn(node: &str, dc: &str, mode: &[String], extra: &[String], dir: Option<tempfile::TempDir>) -> Server {
+        let (http, lan, wan) = (free_port(), free_port(), free_port());
         let child = Command::new(binary())
-            .args(["agent", "-dev", "-client", "127.0.0.1", "-bind=127.0.0.1", "-node", node, "-datacenter", dc])
+            .arg("agent")
+            .args(mode)
+            .args(["-client", "127.0.0.1", "-bind=127.0.0.1", "-node", node, "-datacenter", dc])
             .arg(format!("-http-port={http}"))
             .arg(format!("-server-port={}", free_port()))
-            .arg(format!("-serf-lan-port={}", free_port()))
+            .arg(format!("-serf-lan-port={lan}"))
             .arg(format!("-serf-wan-port={wan}"))
             .arg(format!("-dns-port={}", free_port()))
             .args(["-log-level", "warn"])
@@ -49,7 +69,7 @@ impl Server {
             }
         })
         .await;
-        Server { child: Some(child), http, wan, api }
+        Server { child: Some(child), http, lan, wan, api, _dir: dir }
     }
 
     fn wan_addr(&self) -> String {
@@ -145,6 +165,16 @@ async fn t99_wan_pool_across_datacenters() {
         }
     })
     .await;
+
+    // A second server of dc1 joins its LAN pool only; the flood join puts it in the WAN pool,
+    // where dc2's server sees it.
+    let s1b = Server::join_lan("s1b", "dc1", &s1).await;
+    wait_wan_members(&s2.api, &[("s1.dc1", 1), ("s1b.dc1", 1), ("s2.dc2", 1)], "s1b.dc1 flood-joined").await;
+    drop(s1b);
+    wait_wan_members(&s1.api, &[("s1.dc1", 1), ("s1b.dc1", 4), ("s2.dc2", 1)], "s1b.dc1 failed").await;
+    let r = put(&s1.api, "/v1/agent/force-leave/s1b.dc1?wan=1&prune=1", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_wan_members(&s1.api, &[("s1.dc1", 1), ("s2.dc2", 1)], "s1b.dc1 pruned").await;
 
     // A third datacenter joins through the HTTP API.
     let mut s3 = Server::start("s3", "dc3", &[]).await;
