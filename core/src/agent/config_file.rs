@@ -767,12 +767,47 @@ mod tests {
         assert_eq!((a.ports.http, a.ports.dns, a.ports.serf_lan, a.ports.server), (Some(21002), 21001, 21004, 21006));
         assert_eq!(a.raft.raft_multiplier, 1);
         assert_eq!(a.ports.https, None, "no certificate: no HTTPS listener");
+        assert_eq!((a.wan.port, a.wan.port_set), (Some(21005), true));
         for key in ["ports.https", "ports.grpc", "ports.grpc_tls", "disable_update_check", "peering.enabled"] {
             assert!(s.no_effect.contains_key(key), "{key} not logged as accepted without effect");
         }
         assert!(!s.no_effect.contains_key("segments"), "null asks for nothing");
         assert!(a.connect.enabled);
         assert_eq!(a.connect.cluster_id.as_deref(), Some("11111111-2222-3333-4444-555555555555"));
+    }
+
+    /// The WAN pool keys: port (-1 turns it off), addresses, joins, timing, reconnect timeout.
+    #[test]
+    fn wan_keys_fill_the_wan_settings() {
+        let s = start(&json!({
+            "server": true, "data_dir": "/tmp/w", "ports": {"serf_wan": 18302}, "serf_wan": "127.0.0.2",
+            "advertise_addr_wan": "10.1.1.1", "retry_join_wan": ["a"], "start_join_wan": ["b"],
+            "retry_interval_wan": "3s", "retry_max_wan": 4, "reconnect_timeout_wan": "9h",
+            "gossip_wan": {"probe_interval": "2s", "probe_timeout": "1s", "gossip_nodes": 5, "suspicion_mult": 7}
+        }))
+        .expect("WAN keys");
+        let w = &s.agent.wan;
+        assert_eq!((w.port, w.port_set), (Some(18302), true));
+        assert_eq!(w.bind_addr, Some("127.0.0.2".parse().expect("ip")));
+        assert_eq!(w.advertise_addr, Some("10.1.1.1".parse().expect("ip")));
+        assert_eq!(w.retry_join, ["a", "b"]);
+        assert_eq!((w.retry_interval, w.retry_max), (Duration::from_secs(3), 4));
+        assert_eq!(w.gossip.reconnect_timeout, Duration::from_secs(9 * 3600));
+        assert_eq!((w.gossip.probe_interval, w.gossip.probe_timeout), (Duration::from_secs(2), Duration::from_secs(1)));
+        assert_eq!((w.gossip.gossip_nodes, w.gossip.suspicion_mult), (5, 7));
+        assert_eq!(w.gossip.push_pull_interval, Duration::from_secs(60), "WAN defaults otherwise");
+        assert!(s.no_effect.is_empty(), "{:?}", s.no_effect);
+        assert_eq!(start(&json!({"data_dir": "/tmp/w", "ports": {"serf_wan": -1}})).expect("off").agent.wan.port, None);
+        let defaults = start(&json!({"data_dir": "/tmp/w"})).expect("defaults");
+        assert_eq!((defaults.agent.wan.port, defaults.agent.wan.port_set), (Some(8302), false));
+        for (v, want) in [
+            (json!({"data_dir": "/tmp/w", "reconnect_timeout_wan": "1h"}), "at least 8h"),
+            (json!({"data_dir": "/tmp/w", "gossip_wan": {"probe_interval": "0s"}}), "gossip_wan"),
+            (json!({"data_dir": "/tmp/w", "gossip_wan": {"nope": 1}}), "gossip_wan.nope"),
+        ] {
+            let e = start(&v).expect_err("refused").to_string();
+            assert!(e.contains(want), "{v}: {e}");
+        }
     }
 
     /// The same with the fields tests set through the callback: ACLs on with the legacy token
