@@ -176,7 +176,11 @@ pub(super) async fn agent_members(
             Some(pool) => pool
                 .members()
                 .iter()
-                .filter(|m| acl.visible(Resource::Node, &m.info.name))
+                .filter(|m| {
+                    // ACL rules name the node, not its `node.dc` WAN name.
+                    let node = m.info.name.strip_suffix(&format!(".{}", m.info.datacenter));
+                    acl.visible(Resource::Node, node.unwrap_or(&m.info.name))
+                })
                 .map(|m| member_json(&m.info, m.status))
                 .collect(),
             None => Vec::new(),
