@@ -190,6 +190,7 @@ pub fn gossip_member(i: u8) -> MemberInfo {
         bootstrap_expect: 0,
         raft_initialized: false,
         incarnation: 1,
+        wan_addr: None,
     }
 }
 

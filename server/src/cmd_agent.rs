@@ -94,6 +94,27 @@ pub(crate) struct AgentArgs {
     /// Node metadata `key:value` (the value may be empty); repeatable.
     #[arg(long = "node-meta", value_name = "KEY:VALUE", action = ArgAction::Append)]
     pub(crate) node_meta: Vec<String>,
+    /// serf_wan (WAN pool of servers) port; -1 disables the WAN pool.
+    #[arg(long = "serf-wan-port", value_name = "PORT", allow_negative_numbers = true)]
+    pub(crate) serf_wan_port: Option<i64>,
+    /// Address the WAN pool binds (default: -bind).
+    #[arg(long = "serf-wan-bind", value_name = "ADDR")]
+    pub(crate) serf_wan_bind: Option<String>,
+    /// Address advertised to other datacenters' servers (default: -advertise).
+    #[arg(long = "advertise-wan", value_name = "ADDR")]
+    pub(crate) advertise_wan: Option<String>,
+    /// A server of another datacenter to join over the WAN, retried until it answers; repeatable.
+    #[arg(long = "retry-join-wan", value_name = "ADDR", action = ArgAction::Append)]
+    pub(crate) retry_join_wan: Vec<String>,
+    /// A server to join over the WAN at start (treated like -retry-join-wan); repeatable.
+    #[arg(long = "join-wan", value_name = "ADDR", action = ArgAction::Append)]
+    pub(crate) join_wan: Vec<String>,
+    /// Time between WAN join attempts (Go duration, e.g. 30s).
+    #[arg(long = "retry-interval-wan", value_name = "DURATION")]
+    pub(crate) retry_interval_wan: Option<String>,
+    /// Give up joining the WAN after this many attempts (0: never).
+    #[arg(long = "retry-max-wan", value_name = "N")]
+    pub(crate) retry_max_wan: Option<u32>,
     /// Server RPC port.
     #[arg(long = "server-port", value_name = "PORT", allow_negative_numbers = true)]
     pub(crate) server_port: Option<i64>,
@@ -218,6 +239,22 @@ fn flags_as_config(a: &AgentArgs) -> Value {
     if let Some(v) = a.retry_max {
         put("retry_max", json!(v));
     }
+    let wan_joins: Vec<&String> = a.retry_join_wan.iter().chain(a.join_wan.iter()).collect();
+    if !wan_joins.is_empty() {
+        put("retry_join_wan", json!(wan_joins));
+    }
+    if let Some(v) = &a.retry_interval_wan {
+        put("retry_interval_wan", json!(v));
+    }
+    if let Some(v) = a.retry_max_wan {
+        put("retry_max_wan", json!(v));
+    }
+    if let Some(v) = &a.serf_wan_bind {
+        put("serf_wan", json!(v));
+    }
+    if let Some(v) = &a.advertise_wan {
+        put("advertise_addr_wan", json!(v));
+    }
     if let Some(v) = &a.domain {
         put("domain", json!(v));
     }
@@ -246,6 +283,7 @@ fn flags_as_config(a: &AgentArgs) -> Value {
         ("dns", a.dns_port),
         ("server", a.server_port),
         ("serf_lan", a.serf_lan_port),
+        ("serf_wan", a.serf_wan_port),
     ] {
         if let Some(p) = v {
             ports.insert(k.to_string(), json!(p));
@@ -578,7 +616,7 @@ pub(crate) async fn run(args: AgentArgs, matches: Option<&ArgMatches>) -> Result
     };
     if leave {
         stdout_line("==> Gracefully leaving the cluster...");
-        agent.cluster().gossip().leave().await;
+        agent.cluster().leave().await;
     }
     stdout_line("==> Gracefully shutting down agent...");
     if let Ok(w) = watches.lock() {
@@ -707,6 +745,23 @@ mod tests {
         let (a, m) = parse("-dev -join 10.0.0.1 -retry-join=10.0.0.2 -retry-join 10.0.0.3");
         let s = build_settings(&a, Some(&m)).expect("settings");
         assert_eq!(s.agent.retry_join, vec!["10.0.0.2", "10.0.0.3", "10.0.0.1"]);
+    }
+
+    #[test]
+    fn wan_flags_fill_the_wan_settings() {
+        let (a, m) = parse(
+            "-server -data-dir /tmp/x -serf-wan-port 18302 -serf-wan-bind 127.0.0.2 -advertise-wan 10.0.0.9 \
+             -join-wan 10.0.0.1 -retry-join-wan=10.0.0.2:8302 -retry-interval-wan 2s -retry-max-wan 5",
+        );
+        let s = build_settings(&a, Some(&m)).expect("settings");
+        let w = &s.agent.wan;
+        assert_eq!((w.port, w.port_set), (Some(18302), true));
+        assert_eq!(w.bind_addr, Some("127.0.0.2".parse().expect("ip")));
+        assert_eq!(w.advertise_addr, Some("10.0.0.9".parse().expect("ip")));
+        assert_eq!(w.retry_join, vec!["10.0.0.2:8302", "10.0.0.1"]);
+        assert_eq!((w.retry_interval, w.retry_max), (std::time::Duration::from_secs(2), 5));
+        let (a, m) = parse("-dev -serf-wan-port -1");
+        assert_eq!(build_settings(&a, Some(&m)).expect("settings").agent.wan.port, None);
     }
 
     #[test]

@@ -177,8 +177,8 @@ mod tests {
     #[test]
     fn wan_lookup_needs_the_same_area() {
         let dcs = vec![
-            json!({"Datacenter": "dc1", "AreaID": "WAN", "Coordinates": [{"Node": "s1", "Coord": coord_json(0.0)}]}),
-            json!({"Datacenter": "dc2", "AreaID": "WAN", "Coordinates": [{"Node": "s2", "Coord": coord_json(0.01)}]}),
+            json!({"Datacenter": "dc1", "AreaID": "wan", "Coordinates": [{"Node": "s1", "Coord": coord_json(0.0)}]}),
+            json!({"Datacenter": "dc2", "AreaID": "wan", "Coordinates": [{"Node": "s2", "Coord": coord_json(0.01)}]}),
             json!({"Datacenter": "dc3", "AreaID": "other", "Coordinates": [{"Node": "s3", "Coord": coord_json(0.0)}]}),
         ];
         let (a, b) = find_wan(&dcs, ("s1", "dc1"), ("S2", "dc2"));

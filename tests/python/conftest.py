@@ -37,7 +37,7 @@ def dev_agent():
         [
             _binary(), "agent", "-dev", "-client", "127.0.0.1", "-bind=127.0.0.1",
             f"-http-port={http}", f"-server-port={_free_port()}", f"-serf-lan-port={_free_port()}",
-            f"-dns-port={_free_port()}", "-log-level", "warn",
+            f"-serf-wan-port={_free_port()}", f"-dns-port={_free_port()}", "-log-level", "warn",
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

@@ -170,7 +170,7 @@ def test_coordinates_and_near(c):
     _, missing = c.coordinate.node("py-nowhere")
     assert missing is None
     dcs = c.coordinate.datacenters()
-    assert dcs[0]["Datacenter"] == "dc1" and dcs[0]["AreaID"] == "WAN"
+    assert dcs[0]["Datacenter"] == "dc1" and dcs[0]["AreaID"] == "wan"
     _, nodes = c.catalog.nodes(near="py-near")
     assert [n["Node"] for n in nodes][:2] == ["py-near", "py-far"]
     with pytest.raises(consul.exceptions.ConsulException):

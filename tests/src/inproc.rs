@@ -74,6 +74,8 @@ fn server_config(i: usize, n: usize, join: SocketAddr, dir: &TempDir, opts: &Opt
         },
         retry_join: if i == 0 { vec![] } else { vec![join.to_string()] },
         retry_interval: Duration::from_millis(200),
+        // A WAN pool on a free port: Consul's 8302 would be shared by every test server.
+        wan: consul_core::agent::config::WanSettings { port: Some(0), ..Default::default() },
         raft: RaftTuning {
             raft_multiplier: 1,
             snapshot_threshold: opts.snapshot_threshold,

@@ -156,6 +156,8 @@ impl ProcCluster {
             .arg(format!("-http-port={}", p.http))
             .args(["-server-port", &p.server.to_string()])
             .arg(format!("-serf-lan-port={}", p.serf))
+            // Every server gets its own WAN pool port (Consul's 8302 would be shared).
+            .arg(format!("-serf-wan-port={}", free_port()))
             .arg(format!("-dns-port={}", p.dns))
             .arg(format!("-config-file={}", config.display()))
             .args(["-log-level", if self.opts.log_to_file { "info" } else { "warn" }]);
@@ -383,6 +385,7 @@ impl DevAgent {
             .arg(format!("-http-port={http}"))
             .arg(format!("-server-port={}", free_port()))
             .arg(format!("-serf-lan-port={}", free_port()))
+            .arg(format!("-serf-wan-port={}", free_port()))
             .arg(format!("-dns-port={dns}"))
             .args(["-log-level", "warn"])
             .args(extra)
@@ -541,6 +544,8 @@ impl Datacenter {
             .arg(format!("-http-port={}", p.http))
             .args(["-server-port", &p.server.to_string()])
             .arg(format!("-serf-lan-port={}", p.serf))
+            // Every server gets its own WAN pool port (Consul's 8302 would be shared).
+            .arg(format!("-serf-wan-port={}", free_port()))
             .arg(format!("-dns-port={}", p.dns))
             .arg(format!("-config-file={}", config.display()))
             .arg(format!("-retry-join={}:{}", Self::ip(0), self.ports[0].serf))

@@ -102,6 +102,9 @@ pub struct AgentConfig {
     pub disable_keyring_file: bool,
     /// `gossip_lan { … }` timing, `reconnect_timeout`.
     pub gossip_lan: crate::membership::gossip::GossipConfig,
+    /// The WAN pool of servers (`ports.serf_wan`, `serf_wan`, `advertise_addr_wan`,
+    /// `retry_join_wan`, `gossip_wan { … }`, `reconnect_timeout_wan`).
+    pub wan: WanSettings,
     /// `disable_coordinates`: no network coordinates at all — the agent neither keeps nor
     /// publishes one, `/v1/coordinate/*` answers 401, `?near=` does not sort.
     pub disable_coordinates: bool,
@@ -147,6 +150,44 @@ pub struct AgentConfig {
 }
 
 pub use crate::tls::connect_ca::ConnectSettings;
+
+/// The servers' WAN pool settings. Client agents have no WAN pool and ignore them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WanSettings {
+    /// `ports.serf_wan` (8302; 0 picks a free port; `None`: `-1`, no WAN pool).
+    pub port: Option<u16>,
+    /// Whether `ports.serf_wan` was set. When it was not and the default port is taken (several
+    /// agents on one host), the server runs without a WAN pool and says so in its log.
+    pub port_set: bool,
+    /// `serf_wan` (`-serf-wan-bind`): the address the WAN pool binds (default: `bind_addr`).
+    pub bind_addr: Option<IpAddr>,
+    /// `advertise_addr_wan` (`-advertise-wan`): the address other datacenters' servers reach
+    /// this one at (default: `advertise_addr`).
+    pub advertise_addr: Option<IpAddr>,
+    /// `retry_join_wan` and `start_join_wan` (`-retry-join-wan`, `-join-wan`).
+    pub retry_join: Vec<String>,
+    /// `retry_interval_wan` (30 s).
+    pub retry_interval: Duration,
+    /// `retry_max_wan` (0 = forever).
+    pub retry_max: u32,
+    /// `gossip_wan { … }` timing and `reconnect_timeout_wan`.
+    pub gossip: crate::membership::gossip::GossipConfig,
+}
+
+impl Default for WanSettings {
+    fn default() -> Self {
+        WanSettings {
+            port: Some(crate::membership::wan::DEFAULT_SERF_WAN_PORT),
+            port_set: false,
+            bind_addr: None,
+            advertise_addr: None,
+            retry_join: Vec::new(),
+            retry_interval: Duration::from_secs(30),
+            retry_max: 0,
+            gossip: crate::membership::gossip::GossipConfig::wan(),
+        }
+    }
+}
 
 /// Listener ports (`ports { … }` in Consul's config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +262,7 @@ impl Default for AgentConfig {
             encrypt_verify_outgoing: true,
             disable_keyring_file: false,
             gossip_lan: crate::membership::gossip::GossipConfig::lan(),
+            wan: WanSettings::default(),
             disable_coordinates: false,
             acl: crate::api::authz::AclSettings::default(),
             tls: crate::tls::TlsConfig::default(),
@@ -252,13 +294,19 @@ impl AgentConfig {
             raft: RaftTuning { raft_multiplier: 1, ..RaftTuning::default() },
             retry_interval: Duration::from_secs(1),
             gossip_lan: crate::membership::gossip::GossipConfig::dev(),
+            wan: WanSettings {
+                retry_interval: Duration::from_secs(1),
+                gossip: crate::membership::gossip::GossipConfig::dev_wan(),
+                ..WanSettings::default()
+            },
             ..AgentConfig::default()
         }
     }
 
     /// A configuration for tests and embedding: like [`AgentConfig::dev`] but every port 0.
     pub fn dev_any_port() -> Self {
-        AgentConfig { ports: Ports::any(), ..AgentConfig::dev() }
+        let dev = AgentConfig::dev();
+        AgentConfig { ports: Ports::any(), wan: WanSettings { port: Some(0), ..dev.wan.clone() }, ..dev }
     }
 
     /// The address other servers reach this one at, given the port actually bound.
@@ -339,6 +387,16 @@ impl AgentConfig {
         {
             return Err(Error::Config(
                 "gossip_lan: probe_interval, probe_timeout, gossip_interval and suspicion_mult must be positive".into(),
+            ));
+        }
+        let w = &self.wan.gossip;
+        if w.probe_interval.is_zero()
+            || w.probe_timeout.is_zero()
+            || w.gossip_interval.is_zero()
+            || w.suspicion_mult == 0
+        {
+            return Err(Error::Config(
+                "gossip_wan: probe_interval, probe_timeout, gossip_interval and suspicion_mult must be positive".into(),
             ));
         }
         if self.sync_coordinate_interval_min.is_zero() {

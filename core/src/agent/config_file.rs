@@ -200,6 +200,27 @@ impl Settings {
             }
             "retry_interval" => a.retry_interval = ctx.duration(key, v)?,
             "retry_max" => a.retry_max = ctx.uint(key, v, u32::MAX.into())? as u32,
+            // `start_join_wan` is deprecated in Consul like `start_join`, and joins the same way.
+            "retry_join_wan" | "start_join_wan" => {
+                let list = ctx.string_list(key, v)?;
+                self.agent.wan.retry_join.extend(list);
+            }
+            "retry_interval_wan" => a.wan.retry_interval = ctx.duration(key, v)?,
+            "retry_max_wan" => a.wan.retry_max = ctx.uint(key, v, u32::MAX.into())? as u32,
+            "advertise_addr_wan" => a.wan.advertise_addr = Some(ctx.ip(key, v)?),
+            "serf_wan" => a.wan.bind_addr = Some(ctx.ip(key, v)?),
+            "reconnect_timeout_wan" => {
+                let d = ctx.duration(key, v)?;
+                if d < Duration::from_secs(8 * 3600) {
+                    return Err(ctx.bad(key, "must be at least 8h"));
+                }
+                a.wan.gossip.reconnect_timeout = d;
+            }
+            "gossip_wan" => {
+                for block in ctx.blocks(key, v)? {
+                    apply_gossip_block(ctx, "gossip_wan", &mut self.agent.wan.gossip, block)?;
+                }
+            }
             "performance" => {
                 for block in ctx.blocks(key, v)? {
                     self.apply_performance(ctx, block)?;
@@ -346,6 +367,10 @@ impl Settings {
                 "http" => p.http = ctx.port(&key, v, true)?,
                 "server" => p.server = ctx.port(&key, v, false)?.unwrap_or_default(),
                 "serf_lan" => p.serf_lan = ctx.port(&key, v, false)?.unwrap_or_default(),
+                "serf_wan" => {
+                    self.agent.wan.port = ctx.port(&key, v, true)?;
+                    self.agent.wan.port_set = true;
+                }
                 "dns" => match ctx.port(&key, v, true)? {
                     Some(port) => {
                         p.dns = port;
@@ -368,8 +393,7 @@ impl Settings {
                         range.max = port;
                     }
                 }
-                "grpc" | "grpc_tls" | "serf_wan" | "expose_min_port" | "expose_max_port" | "proxy_min_port"
-                | "proxy_max_port" => {
+                "grpc" | "grpc_tls" | "expose_min_port" | "expose_max_port" | "proxy_min_port" | "proxy_max_port" => {
                     ctx.port(&key, v, true)?;
                     self.note_no_effect(&key);
                 }
@@ -472,20 +496,7 @@ impl Settings {
     }
 
     fn apply_gossip_lan(&mut self, ctx: &Ctx<'_>, block: &Map<String, Value>) -> Result<()> {
-        let g = &mut self.agent.gossip_lan;
-        for (k, v) in block {
-            let key = format!("gossip_lan.{k}");
-            match k.as_str() {
-                "gossip_nodes" => g.gossip_nodes = ctx.uint(&key, v, 64)? as usize,
-                "gossip_interval" => g.gossip_interval = ctx.duration(&key, v)?,
-                "probe_interval" => g.probe_interval = ctx.duration(&key, v)?,
-                "probe_timeout" => g.probe_timeout = ctx.duration(&key, v)?,
-                "suspicion_mult" => g.suspicion_mult = ctx.uint(&key, v, 100)? as u32,
-                "retransmit_mult" => g.retransmit_mult = ctx.uint(&key, v, 100)? as u32,
-                _ => return Err(ctx.unknown(&key)),
-            }
-        }
-        Ok(())
+        apply_gossip_block(ctx, "gossip_lan", &mut self.agent.gossip_lan, block)
     }
 
     /// Settles what depends on several sources; call once after the last one was applied.
@@ -506,6 +517,28 @@ impl Settings {
             self.leave_on_terminate = !self.agent.server;
         }
     }
+}
+
+/// A `gossip_lan { … }` or `gossip_wan { … }` block onto that pool's timing.
+fn apply_gossip_block(
+    ctx: &Ctx<'_>,
+    block_name: &str,
+    g: &mut crate::membership::gossip::GossipConfig,
+    block: &Map<String, Value>,
+) -> Result<()> {
+    for (k, v) in block {
+        let key = format!("{block_name}.{k}");
+        match k.as_str() {
+            "gossip_nodes" => g.gossip_nodes = ctx.uint(&key, v, 64)? as usize,
+            "gossip_interval" => g.gossip_interval = ctx.duration(&key, v)?,
+            "probe_interval" => g.probe_interval = ctx.duration(&key, v)?,
+            "probe_timeout" => g.probe_timeout = ctx.duration(&key, v)?,
+            "suspicion_mult" => g.suspicion_mult = ctx.uint(&key, v, 100)? as u32,
+            "retransmit_mult" => g.retransmit_mult = ctx.uint(&key, v, 100)? as u32,
+            _ => return Err(ctx.unknown(&key)),
+        }
+    }
+    Ok(())
 }
 
 /// A DNS domain in the form the core uses: lower case with a trailing dot.
@@ -725,14 +758,47 @@ mod tests {
         assert_eq!((a.ports.http, a.ports.dns, a.ports.serf_lan, a.ports.server), (Some(21002), 21001, 21004, 21006));
         assert_eq!(a.raft.raft_multiplier, 1);
         assert_eq!(a.ports.https, None, "no certificate: no HTTPS listener");
-        for key in
-            ["ports.https", "ports.serf_wan", "ports.grpc", "ports.grpc_tls", "disable_update_check", "peering.enabled"]
-        {
+        assert_eq!((a.wan.port, a.wan.port_set), (Some(21005), true));
+        for key in ["ports.https", "ports.grpc", "ports.grpc_tls", "disable_update_check", "peering.enabled"] {
             assert!(s.no_effect.contains_key(key), "{key} not logged as accepted without effect");
         }
         assert!(!s.no_effect.contains_key("segments"), "null asks for nothing");
         assert!(a.connect.enabled);
         assert_eq!(a.connect.cluster_id.as_deref(), Some("11111111-2222-3333-4444-555555555555"));
+    }
+
+    /// The WAN pool keys: port (-1 turns it off), addresses, joins, timing, reconnect timeout.
+    #[test]
+    fn wan_keys_fill_the_wan_settings() {
+        let s = start(&json!({
+            "server": true, "data_dir": "/tmp/w", "ports": {"serf_wan": 18302}, "serf_wan": "127.0.0.2",
+            "advertise_addr_wan": "10.1.1.1", "retry_join_wan": ["a"], "start_join_wan": ["b"],
+            "retry_interval_wan": "3s", "retry_max_wan": 4, "reconnect_timeout_wan": "9h",
+            "gossip_wan": {"probe_interval": "2s", "probe_timeout": "1s", "gossip_nodes": 5, "suspicion_mult": 7}
+        }))
+        .expect("WAN keys");
+        let w = &s.agent.wan;
+        assert_eq!((w.port, w.port_set), (Some(18302), true));
+        assert_eq!(w.bind_addr, Some("127.0.0.2".parse().expect("ip")));
+        assert_eq!(w.advertise_addr, Some("10.1.1.1".parse().expect("ip")));
+        assert_eq!(w.retry_join, ["a", "b"]);
+        assert_eq!((w.retry_interval, w.retry_max), (Duration::from_secs(3), 4));
+        assert_eq!(w.gossip.reconnect_timeout, Duration::from_secs(9 * 3600));
+        assert_eq!((w.gossip.probe_interval, w.gossip.probe_timeout), (Duration::from_secs(2), Duration::from_secs(1)));
+        assert_eq!((w.gossip.gossip_nodes, w.gossip.suspicion_mult), (5, 7));
+        assert_eq!(w.gossip.push_pull_interval, Duration::from_secs(60), "WAN defaults otherwise");
+        assert!(s.no_effect.is_empty(), "{:?}", s.no_effect);
+        assert_eq!(start(&json!({"data_dir": "/tmp/w", "ports": {"serf_wan": -1}})).expect("off").agent.wan.port, None);
+        let defaults = start(&json!({"data_dir": "/tmp/w"})).expect("defaults");
+        assert_eq!((defaults.agent.wan.port, defaults.agent.wan.port_set), (Some(8302), false));
+        for (v, want) in [
+            (json!({"data_dir": "/tmp/w", "reconnect_timeout_wan": "1h"}), "at least 8h"),
+            (json!({"data_dir": "/tmp/w", "gossip_wan": {"probe_interval": "0s"}}), "gossip_wan"),
+            (json!({"data_dir": "/tmp/w", "gossip_wan": {"nope": 1}}), "gossip_wan.nope"),
+        ] {
+            let e = start(&v).expect_err("refused").to_string();
+            assert!(e.contains(want), "{v}: {e}");
+        }
     }
 
     /// The same with the fields tests set through the callback: ACLs on with the legacy token

@@ -32,6 +32,7 @@ use crate::local::{self, LocalAgent, NodeInfo};
 use crate::membership::cluster::{Cluster, FormationConfig};
 use crate::membership::gossip::MemberInfo;
 use crate::membership::gossip::{Gossip, Keyring};
+use crate::membership::wan::WanPool;
 use crate::replication::backend::{Backend, Remote};
 use crate::replication::consensus::Consensus;
 use crate::replication::raft::{self, log_store::LogStore, network::NetworkFactory, state_machine::StateMachine};
@@ -108,6 +109,95 @@ fn open_keyring(config: &AgentConfig) -> Result<Keyring> {
         }
         _ => Keyring::new(config.encrypt.as_slice(), None, "").map_err(bad),
     }
+}
+
+/// The WAN keyring: `data_dir/serf/remote.keyring` when it exists, else the `encrypt` key.
+fn open_wan_keyring(config: &AgentConfig) -> Result<Keyring> {
+    let bad = |e: crate::membership::gossip::keyring::KeyringError| Error::Config(format!("encrypt: {e}"));
+    match (&config.data_dir, config.dev || config.disable_keyring_file) {
+        (Some(dir), false) => {
+            Keyring::load_or_init(&dir.join("serf").join("remote.keyring"), config.encrypt.as_deref(), "").map_err(bad)
+        }
+        _ => Keyring::new(config.encrypt.as_slice(), None, "").map_err(bad),
+    }
+}
+
+/// Starts a server's WAN pool member on `ports.serf_wan` (TCP for joins, push/pull and keyring
+/// operations; UDP on the same port for probes and gossip). `None` when the pool is off
+/// (`ports.serf_wan = -1`), or when the default port is taken and none was configured.
+async fn start_wan(
+    config: &AgentConfig,
+    node_id: Uuid,
+    rpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    incarnation: u64,
+    shutdown: &CancellationToken,
+) -> Result<Option<(Arc<WanPool>, Vec<JoinHandle<()>>)>> {
+    let w = &config.wan;
+    let Some(port) = w.port else { return Ok(None) };
+    let bind_ip = w.bind_addr.unwrap_or(config.bind_addr);
+    let want = SocketAddr::new(bind_ip, port);
+    let mut me = MemberInfo {
+        node_id,
+        name: crate::membership::wan::wan_name(&config.node_name, &config.datacenter),
+        datacenter: config.datacenter.clone(),
+        rpc_addr,
+        serf_addr: want,
+        http_addr,
+        server: true,
+        bootstrap_expect: config.bootstrap_expect,
+        raft_initialized: false,
+        incarnation,
+        wan_addr: None,
+    };
+    let mut gossip_config = w.gossip.clone();
+    gossip_config.verify_incoming = config.encrypt_verify_incoming;
+    gossip_config.verify_outgoing = config.encrypt_verify_outgoing;
+    let keyring = Arc::new(open_wan_keyring(config)?);
+    let advertise = w.advertise_addr.unwrap_or_else(|| config.advertise_ip());
+    // TCP and UDP share the port; with port 0 the UDP socket follows the port TCP got, retried
+    // if that one is taken for UDP.
+    let mut attempt = 0;
+    let (listener, gossip) = loop {
+        attempt += 1;
+        let bound = TcpListener::bind(want).await.and_then(|l| l.local_addr().map(|a| (l, a)));
+        let (listener, udp_bind) = match bound {
+            Ok(b) => b,
+            Err(e) if !w.port_set && e.kind() == std::io::ErrorKind::AddrInUse => return Ok(wan_port_taken(want)),
+            Err(source) => return Err(Error::Bind { what: "serf_wan", addr: want, source }),
+        };
+        me.serf_addr = SocketAddr::new(advertise, udp_bind.port());
+        let rpc = RpcClient::new(shutdown.clone());
+        match Gossip::bind(udp_bind, me.clone(), gossip_config.clone(), keyring.clone(), rpc).await {
+            Ok(g) => break (listener, g),
+            Err(e) if port == 0 && attempt < 16 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) if !w.port_set && e.kind() == std::io::ErrorKind::AddrInUse => return Ok(wan_port_taken(want)),
+            Err(source) => return Err(Error::Bind { what: "serf_wan (UDP)", addr: udp_bind, source }),
+        }
+    };
+    let bound = me.serf_addr;
+    let join =
+        crate::membership::wan::WanJoin { addrs: w.retry_join.clone(), interval: w.retry_interval, max: w.retry_max };
+    let pool = WanPool::new(gossip.clone(), !config.disable_coordinates, join);
+    let (g1, g2) = (gossip.clone(), gossip.clone());
+    let router = rpc::Router::new()
+        .route(Service::Gossip, move |sealed: Vec<u8>| std::future::ready(g1.handle_sync(&sealed)))
+        .route(Service::Keyring, move |sealed: Vec<u8>| std::future::ready(g2.handle_keyring(&sealed)));
+    let opts = rpc_serve_options("serf_wan", &config.limits, None);
+    let tasks = vec![
+        tokio::spawn(rpc::serve_with(listener, router, shutdown.clone(), opts)),
+        tokio::spawn(gossip.run(shutdown.clone())),
+    ];
+    tracing::info!(addr = %bound, name = %pool.gossip().me().name, "WAN pool started");
+    Ok(Some((pool, tasks)))
+}
+
+/// The default serf_wan port is taken and none was configured (several agents on one host):
+/// the server runs without a WAN pool rather than not at all, and says so.
+fn wan_port_taken<T>(addr: SocketAddr) -> Option<T> {
+    tracing::warn!(%addr, "serf_wan: the default port is in use; running without a WAN pool \
+        (set ports.serf_wan or -serf-wan-port to take part in one)");
+    None
 }
 
 /// Reads `<data_dir>/node-id`, or writes a new random one there.
@@ -210,6 +300,12 @@ impl Agent {
         let rpc_client = RpcClient::with_tls(shutdown.clone(), tls.clone());
         let serf_rpc = RpcClient::new(shutdown.clone());
         let incarnation = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        // Servers only: client agents have no WAN pool.
+        let (wan, wan_tasks) = match config.server {
+            true => start_wan(&config, node_id, rpc_addr, http_addr, incarnation, &shutdown).await?,
+            false => None,
+        }
+        .map_or((None, Vec::new()), |(pool, tasks)| (Some(pool), tasks));
         let me = MemberInfo {
             node_id,
             name: config.node_name.clone(),
@@ -221,6 +317,7 @@ impl Agent {
             bootstrap_expect: config.bootstrap_expect,
             raft_initialized: false,
             incarnation,
+            wan_addr: wan.as_ref().map(|w| w.gossip().me().serf_addr),
         };
         let keyring = Arc::new(open_keyring(&config)?);
         let mut gossip_config = config.gossip_lan.clone();
@@ -272,7 +369,7 @@ impl Agent {
             retry_max: config.retry_max,
             autopilot: config.autopilot.clone(),
         };
-        let cluster = Cluster::new(gossip.clone(), consensus.clone(), formation);
+        let cluster = Cluster::new(gossip.clone(), consensus.clone(), formation, wan);
 
         let node_info = NodeInfo {
             name: config.node_name.clone(),
@@ -296,7 +393,10 @@ impl Agent {
             }
         };
 
-        let mut tasks = Vec::new();
+        let mut tasks = wan_tasks;
+        if let Some(wan) = cluster.wan() {
+            tasks.push(tokio::spawn(wan.clone().run(gossip.clone(), shutdown.clone())));
+        }
         let timing = local::sync::SyncTiming {
             ae_interval: config.ae_interval,
             reap_interval: config.check_reap_interval,
@@ -569,7 +669,7 @@ impl Agent {
     /// Leaves the gossip pool gracefully (peers list this agent as `left`, and a server is
     /// removed from the Raft configuration), then shuts down.
     pub async fn leave(self) -> Result<()> {
-        self.cluster.gossip().leave().await;
+        self.cluster.leave().await;
         self.shutdown().await
     }
 

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::membership::gossip::MemberInfo;
 use crate::membership::gossip::{Gossip, Member, MemberStatus};
+use crate::membership::wan::WanPool;
 use crate::replication::autopilot::{self, SerfStatus, ServerFacts, Tracker};
 use crate::replication::consensus::Consensus;
 use crate::replication::raft;
@@ -68,12 +69,35 @@ pub struct Cluster {
     formation: FormationConfig,
     /// Since when each server has been healthy (leader only).
     health: parking_lot::Mutex<Tracker>,
+    /// The WAN pool, on servers that run one.
+    wan: Option<Arc<WanPool>>,
 }
 
 impl Cluster {
     /// Cluster tasks over a gossip pool member.
-    pub fn new(gossip: Arc<Gossip>, consensus: Option<Arc<Consensus>>, formation: FormationConfig) -> Arc<Self> {
-        Arc::new(Cluster { gossip, consensus, formation, health: parking_lot::Mutex::default() })
+    pub fn new(
+        gossip: Arc<Gossip>,
+        consensus: Option<Arc<Consensus>>,
+        formation: FormationConfig,
+        wan: Option<Arc<WanPool>>,
+    ) -> Arc<Self> {
+        Arc::new(Cluster { gossip, consensus, formation, health: parking_lot::Mutex::default(), wan })
+    }
+
+    /// The WAN pool: `None` on client agents and servers with `ports.serf_wan = -1`.
+    pub fn wan(&self) -> Option<&Arc<WanPool>> {
+        self.wan.as_ref()
+    }
+
+    /// Leaves the LAN pool and, on a server, the WAN pool gracefully (both intents spread
+    /// together, then one propagation delay each).
+    pub async fn leave(&self) {
+        match &self.wan {
+            Some(wan) => {
+                tokio::join!(self.gossip.leave(), wan.gossip().leave());
+            }
+            None => self.gossip.leave().await,
+        }
     }
 
     /// The gossip pool.
@@ -423,16 +447,21 @@ fn plan_reconcile(members: &BTreeMap<String, Member>, catalog: &crate::state::ca
 
 /// Resolves `host` or `host:port` (serf_lan port by default).
 pub async fn resolve(addr: &str) -> std::io::Result<Vec<SocketAddr>> {
+    resolve_with_port(addr, DEFAULT_SERF_LAN_PORT).await
+}
+
+/// Resolves `host` or `host:port`, with `default_port` when none is given (the pool's own).
+pub async fn resolve_with_port(addr: &str, default_port: u16) -> std::io::Result<Vec<SocketAddr>> {
     if let Ok(sa) = addr.parse::<SocketAddr>() {
         return Ok(vec![sa]);
     }
     if let Ok(ip) = addr.parse::<std::net::IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, DEFAULT_SERF_LAN_PORT)]);
+        return Ok(vec![SocketAddr::new(ip, default_port)]);
     }
     let with_port = if addr.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
         addr.to_string()
     } else {
-        format!("{addr}:{DEFAULT_SERF_LAN_PORT}")
+        format!("{addr}:{default_port}")
     };
     Ok(tokio::net::lookup_host(with_port).await?.collect())
 }
@@ -455,6 +484,7 @@ mod tests {
                 bootstrap_expect: 0,
                 raft_initialized: false,
                 incarnation: 1,
+                wan_addr: None,
             },
             status,
             since: std::time::Instant::now(),

@@ -211,7 +211,7 @@ async fn t96_agent_publishes_its_own_coordinate() {
     // The datacenter map lists this server.
     let dcs = api.get("/v1/coordinate/datacenters").await.expect("dcs").json();
     assert_eq!(dcs[0]["Datacenter"], "dc1");
-    assert_eq!(dcs[0]["AreaID"], "WAN");
+    assert_eq!(dcs[0]["AreaID"], "wan");
     assert_eq!(dcs[0]["Coordinates"][0]["Node"], "node0");
     c.shutdown().await;
 }

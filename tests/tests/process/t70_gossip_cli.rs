@@ -281,7 +281,8 @@ async fn t70_keyring_rotation() {
         let mut keys = keys.to_vec();
         keys.sort();
         let lines: String = keys.iter().map(|k| format!("  {k} [1/1]\n")).collect();
-        format!("\ndc1 (LAN):\n{lines}")
+        // A server answers for its WAN pool first, then its datacenter's LAN pool.
+        format!("\nWAN:\n{lines}\ndc1 (LAN):\n{lines}")
     };
     let listing = "==> Gathering installed encryption keys...\n";
     let primary = "==> Gathering installed primary encryption keys...\n";

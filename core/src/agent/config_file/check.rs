@@ -14,8 +14,17 @@ use crate::error::Error;
 /// Blocks whose keys are independent of each other (no key's meaning depends on a sibling), so
 /// each can be checked on its own. Service and check definitions, `acl` and `tls` are not: a
 /// lone key of those would be refused for what its siblings provide.
-const INDEPENDENT_BLOCKS: &[&str] =
-    &["ports", "addresses", "limits", "performance", "dns_config", "gossip_lan", "http_config", "node_meta"];
+const INDEPENDENT_BLOCKS: &[&str] = &[
+    "ports",
+    "addresses",
+    "limits",
+    "performance",
+    "dns_config",
+    "gossip_lan",
+    "gossip_wan",
+    "http_config",
+    "node_meta",
+];
 
 /// One problem in a source.
 #[derive(Debug, Clone, PartialEq, Eq)]

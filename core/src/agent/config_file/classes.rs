@@ -87,6 +87,17 @@ pub const HONOURED: &[KeyGroup] = &[
         "joining the LAN pool (`start_join` is added to `retry_join`, as in Consul)",
     ),
     group(
+        &[
+            "ports.serf_wan",
+            "serf_wan",
+            "advertise_addr_wan",
+            "{retry_join_wan,start_join_wan,retry_interval_wan,retry_max_wan,reconnect_timeout_wan}",
+            "gossip_wan.{gossip_nodes,gossip_interval,probe_interval,probe_timeout,suspicion_mult,retransmit_mult}",
+        ],
+        "the servers' WAN pool across datacenters: its port (`-1`: none; when the default 8302 is taken and \
+         none was set, the server runs without one and logs it), bind and advertised addresses, joins and timing",
+    ),
+    group(
         &["performance.{raft_multiplier,rpc_hold_timeout}", "raft_snapshot_threshold", "raft_trailing_logs"],
         "Raft timing and log compaction",
     ),
@@ -244,19 +255,15 @@ pub const NO_EFFECT: &[KeyGroup] = &[
     ),
     group(
         &[
-            "advertise_addr_wan",
             "advertise_addr_wan_{ipv4,ipv6}",
             "translate_wan_addrs",
-            "serf_wan",
             "serf_wan_allowed_cidrs",
-            "ports.serf_wan",
-            "{retry_join_wan,start_join_wan,retry_interval_wan,retry_max_wan,reconnect_timeout_wan}",
-            "gossip_wan.{gossip_nodes,gossip_interval,probe_interval,probe_timeout,suspicion_mult,retransmit_mult}",
             "primary_gateways",
             "primary_gateways_interval",
             "connect.enable_mesh_gateway_wan_federation",
         ],
-        "one datacenter: there is no WAN pool or federation, so nothing listens on or joins it",
+        "the WAN pool advertises one address per server and filters no sources; requests are not \
+         forwarded between datacenters, so there are no gateways nor translated addresses",
     ),
     group(
         &[

@@ -117,8 +117,6 @@ impl Settings {
             | "session_ttl_min"
             | "discovery_max_stale"
             | "advertise_reconnect_timeout"
-            | "reconnect_timeout_wan"
-            | "retry_interval_wan"
             | "primary_gateways_interval" => {
                 ctx.duration(key, v)?;
                 self.note_no_effect(key);

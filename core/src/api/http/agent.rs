@@ -24,7 +24,7 @@ use crate::Error;
 /// Consul's `AgentMember` shape for one member.
 pub(crate) fn member_json(m: &MemberInfo, status: MemberStatus) -> Value {
     let expect = m.bootstrap_expect;
-    json_value!({
+    let mut v = json_value!({
         "Name": m.name,
         "Addr": m.serf_addr.ip().to_string(),
         "Port": m.serf_addr.port(),
@@ -41,7 +41,11 @@ pub(crate) fn member_json(m: &MemberInfo, status: MemberStatus) -> Value {
         "Status": status.code(),
         "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
         "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
-    })
+    });
+    if let Some(wan) = m.wan_addr {
+        v["Tags"]["wan_join_port"] = Value::String(wan.port().to_string());
+    }
+    v
 }
 
 /// `GET /v1/agent/self`.
@@ -167,20 +171,20 @@ pub(super) async fn agent_members(
     // No network segments exist here: only the default ("") and `_all` name the LAN pool.
     let segment_ok = matches!(q.get("segment"), None | Some("") | Some("_all"));
     let mut members: Vec<Value> = if wan {
-        // One datacenter: its WAN pool would be its servers, named `node.dc`.
-        if !ctx.config.server {
-            return Error::BadRequest("WAN members are only known to servers".into()).into_response();
+        // The WAN pool's members (`node.dc`); a client agent has none, as in Consul.
+        match ctx.cluster.wan() {
+            Some(pool) => pool
+                .members()
+                .iter()
+                .filter(|m| {
+                    // ACL rules name the node, not its `node.dc` WAN name.
+                    let node = m.info.name.strip_suffix(&format!(".{}", m.info.datacenter));
+                    acl.visible(Resource::Node, node.unwrap_or(&m.info.name))
+                })
+                .map(|m| member_json(&m.info, m.status))
+                .collect(),
+            None => Vec::new(),
         }
-        ctx.cluster
-            .members()
-            .iter()
-            .filter(|m| m.info.server && acl.visible(Resource::Node, &m.info.name))
-            .map(|m| {
-                let mut v = member_json(&m.info, m.status);
-                v["Name"] = Value::String(format!("{}.{}", m.info.name, m.info.datacenter));
-                v
-            })
-            .collect()
     } else if segment_ok {
         ctx.cluster
             .members()
@@ -208,14 +212,19 @@ pub(super) async fn agent_join(
     if let Err(e) = acl.require(Resource::Agent, &ctx.config.node_name, Need::Write) {
         return e.into_response();
     }
-    if q.has("wan") && q.get("wan") != Some("false") && q.get("wan") != Some("0") {
-        return Error::BadRequest("WAN join is not supported: consul-rs runs a single datacenter".into())
-            .into_response();
-    }
+    let wan = q.has("wan") && q.get("wan") != Some("false") && q.get("wan") != Some("0");
     if address.is_empty() {
         return Error::BadRequest("missing address to join".into()).into_response();
     }
-    match ctx.cluster.join(std::slice::from_ref(&address)).await {
+    let joined = if wan {
+        let Some(pool) = ctx.cluster.wan() else {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "Must be a server to join WAN cluster\n").into_response();
+        };
+        pool.join(std::slice::from_ref(&address)).await
+    } else {
+        ctx.cluster.join(std::slice::from_ref(&address)).await
+    };
+    match joined {
         Ok(_) => StatusCode::OK.into_response(),
         Err(e) => Error::Rpc(e.to_string()).into_response(),
     }
@@ -226,12 +235,12 @@ pub(super) async fn agent_leave(State(ctx): State<Ctx>, Extension(acl): Extensio
     if let Err(e) = acl.require(Resource::Agent, &ctx.config.node_name, Need::Write) {
         return e.into_response();
     }
-    ctx.cluster.gossip().leave().await;
+    ctx.cluster.leave().await;
     ctx.left.cancel();
     StatusCode::OK.into_response()
 }
 
-/// `PUT /v1/agent/force-leave/:node` (`?prune`): mark a failed member as left.
+/// `PUT /v1/agent/force-leave/:node` (`?prune`, `?wan`): mark a failed member as left.
 pub(super) async fn agent_force_leave(
     State(ctx): State<Ctx>,
     Extension(acl): Extension<Arc<RequestAcl>>,
@@ -243,7 +252,21 @@ pub(super) async fn agent_force_leave(
         return e.into_response();
     }
     let prune = q.has("prune") && q.get("prune") != Some("false") && q.get("prune") != Some("0");
-    match ctx.cluster.gossip().force_leave(&node, prune) {
+    let gossip = if q.has("wan") && q.get("wan") != Some("false") && q.get("wan") != Some("0") {
+        match ctx.cluster.wan() {
+            Some(pool) => pool.gossip(),
+            None => {
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Must be a server to force-leave a node from the WAN cluster\n",
+                )
+                    .into_response()
+            }
+        }
+    } else {
+        ctx.cluster.gossip()
+    };
+    match gossip.force_leave(&node, prune) {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e @ EngineError::UnknownMember(_)) => {
             (StatusCode::NOT_FOUND, format!("agent: No node found with name '{node}' ({e})\n")).into_response()

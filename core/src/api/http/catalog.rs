@@ -218,10 +218,15 @@ pub(super) async fn blocking_json_on(
     Ok(resp)
 }
 
-/// `GET /v1/catalog/datacenters`.
+/// `GET /v1/catalog/datacenters`: every datacenter the WAN pool knows, nearest first (median
+/// estimated RTT to its servers), this one first on a tie; only this one without a WAN pool.
 pub(super) async fn datacenters(State(ctx): State<Ctx>, uri: Uri) -> Response {
     let q = QueryParams::from_uri(&uri);
-    json_response(StatusCode::OK, &[ctx.config.datacenter.as_str()], q.pretty())
+    let dcs = match ctx.cluster.wan() {
+        Some(pool) => pool.datacenters(),
+        None => vec![ctx.config.datacenter.clone()],
+    };
+    json_response(StatusCode::OK, &dcs, q.pretty())
 }
 
 /// `GET /v1/catalog/nodes`.

@@ -3,10 +3,10 @@
 //!
 //! Differences from Consul, both invisible to clients: updates are written through Raft at
 //! once (our proposer already batches concurrent writes into one entry) instead of being
-//! buffered on the server for 5 s, so a coordinate is readable as soon as the `PUT` returns;
-//! and there is no WAN gossip pool yet, so `/v1/coordinate/datacenters` lists only this
-//! datacenter (area `WAN`), with its servers' LAN coordinates under their node names, which
-//! `consul rtt -wan node.dc` finds.
+//! buffered on the server for 5 s, so a coordinate is readable as soon as the `PUT` returns.
+//! `/v1/coordinate/datacenters` lists the WAN pool's datacenters with their servers' WAN
+//! coordinates; an agent without a WAN pool lists only its datacenter, with its servers' LAN
+//! coordinates.
 
 use std::sync::Arc;
 
@@ -66,12 +66,37 @@ pub(super) fn segment_filter(q: &QueryParams) -> Option<String> {
     q.has("segment").then(|| q.get("segment").unwrap_or_default().to_string())
 }
 
-/// `GET /v1/coordinate/datacenters`.
+/// `GET /v1/coordinate/datacenters`: the WAN coordinates of every datacenter's servers, one
+/// entry per datacenter in [`crate::membership::wan::WanPool::datacenters`] order, node names
+/// without their `.dc` suffix (as Consul strips them). Without a WAN pool: this datacenter's
+/// servers with their LAN coordinates.
 pub(super) async fn datacenters(State(ctx): State<Ctx>, uri: Uri) -> Response {
     if let Some(r) = disabled(&ctx) {
         return r;
     }
     let q = QueryParams::from_uri(&uri);
+    if let Some(pool) = ctx.cluster.wan() {
+        let members = pool.members();
+        let body: Vec<Value> = pool
+            .datacenters()
+            .into_iter()
+            .map(|dc| {
+                let suffix = format!(".{dc}");
+                let mut coords: Vec<Value> = members
+                    .iter()
+                    .filter(|m| m.info.datacenter == dc && m.status != crate::membership::gossip::MemberStatus::Left)
+                    .filter_map(|m| {
+                        let coord = pool.coordinate_of(&m.info.name)?;
+                        let node = m.info.name.strip_suffix(&suffix).unwrap_or(&m.info.name);
+                        Some(json!({"Node": node, "Segment": "", "Coord": coord}))
+                    })
+                    .collect();
+                coords.sort_by(|a, b| a["Node"].as_str().cmp(&b["Node"].as_str()));
+                json!({"Datacenter": dc, "AreaID": AREA_WAN, "Coordinates": coords})
+            })
+            .collect();
+        return json_response(StatusCode::OK, &body, q.pretty());
+    }
     let dc = ctx.config.datacenter.clone();
     let me = ctx.cluster.me();
     let mut servers: Vec<String> =
@@ -93,9 +118,12 @@ pub(super) async fn datacenters(State(ctx): State<Ctx>, uri: Uri) -> Response {
             })
             .collect()
     });
-    let body = json!([{"Datacenter": dc, "AreaID": "WAN", "Coordinates": coords}]);
+    let body = json!([{"Datacenter": dc, "AreaID": AREA_WAN, "Coordinates": coords}]);
     json_response(StatusCode::OK, &body, q.pretty())
 }
+
+/// Consul's `types.AreaWAN`: the area of the WAN pool.
+const AREA_WAN: &str = "wan";
 
 /// `GET /v1/coordinate/nodes`: every node's LAN coordinate, by node name (blocking).
 pub(super) async fn nodes(

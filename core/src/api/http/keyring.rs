@@ -15,7 +15,7 @@ use serde_json::{json as json_value, Value};
 
 use super::query::QueryParams;
 use super::{json, read_body, Ctx};
-use crate::membership::gossip::driver::KeyringOp;
+use crate::membership::gossip::driver::{KeyringOp, KeyringSummary};
 use crate::membership::gossip::keyring::KeyringError;
 use crate::Error;
 
@@ -50,6 +50,12 @@ pub(super) async fn keyring(
     body: Body,
 ) -> Response {
     let q = QueryParams::from_uri(&uri);
+    // A client agent asks a server, which answers for the WAN and LAN pools (Consul's
+    // `KeyringOperation` RPC); only `?local-only` lists the client's own keys.
+    let local_only = method == Method::GET && matches!(parse_local_only(q.get("local-only")), Ok(true));
+    if matches!(ctx.backend, crate::replication::backend::Backend::Client(_)) && !local_only {
+        return super::proxy::forward(State(ctx), method, uri, headers, body).await;
+    }
     let result = async {
         q.check_dc(&ctx.config.datacenter)?;
         let need = if method == Method::GET { Need::Read } else { Need::Write };
@@ -66,29 +72,120 @@ pub(super) async fn keyring(
             }
         };
         let list = op == KeyringOp::List;
-        let summary = ctx.cluster.gossip().keyring_op(op).await.map_err(keyring_error)?;
-        Ok::<_, Error>((list, summary))
+        let local_only = list && parse_local_only(q.get("local-only"))?;
+        // Servers answer for the WAN pool first, then the LAN pool, as Consul does.
+        let mut pools = Vec::new();
+        if let Some(wan) = ctx.cluster.wan() {
+            pools.push((true, wan.gossip().clone()));
+        }
+        pools.push((false, ctx.cluster.gossip().clone()));
+        let mut summaries = Vec::new();
+        for (wan, gossip) in pools {
+            let summary = match local_only {
+                true => gossip.keyring_local().map_err(keyring_error)?,
+                false => gossip.keyring_op(op.clone()).await.map_err(keyring_error)?,
+            };
+            summaries.push((wan, summary));
+        }
+        Ok::<_, Error>((list, summaries))
     }
     .await;
     match result {
         Err(e) => e.into_response(),
-        Ok((true, s)) => {
-            let body = json_value!([{
-                "WAN": false,
-                "Datacenter": ctx.config.datacenter,
-                "Segment": "",
-                "Keys": s.keys,
-                "PrimaryKeys": s.primary_keys,
-                "NumNodes": s.num_nodes,
-                "Messages": s.messages,
-            }]);
+        Ok((true, summaries)) => {
+            let body: Vec<Value> =
+                summaries.iter().map(|(wan, s)| keyring_response(*wan, &ctx.config.datacenter, s)).collect();
             json(StatusCode::OK, &body, q.pretty())
         }
-        Ok((false, s)) if s.messages.is_empty() => StatusCode::OK.into_response(),
-        Ok((false, s)) => {
-            let detail: Vec<String> = s.messages.iter().map(|(n, m)| format!("{n}: {m}")).collect();
-            Error::Rpc(format!("{} of {} nodes reported failure: {}", s.messages.len(), s.num_nodes, detail.join("; ")))
-                .into_response()
+        Ok((false, summaries)) => match failure(&summaries) {
+            None => StatusCode::OK.into_response(),
+            Some(message) => Error::Rpc(message).into_response(),
+        },
+    }
+}
+
+/// `?local-only=<bool>` (Go's `strconv.ParseBool`; empty: off): list only this agent's keys.
+pub(super) fn parse_local_only(v: Option<&str>) -> Result<bool, Error> {
+    match v.unwrap_or("") {
+        "" | "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        other => Err(Error::BadRequest(format!(
+            "Error parsing local-only: strconv.ParseBool: parsing {other:?}: invalid syntax"
+        ))),
+    }
+}
+
+/// One pool's entry of the list answer (Consul's `KeyringResponse`).
+pub(super) fn keyring_response(wan: bool, datacenter: &str, s: &KeyringSummary) -> Value {
+    json_value!({
+        "WAN": wan,
+        "Datacenter": datacenter,
+        "Segment": "",
+        "Keys": s.keys,
+        "PrimaryKeys": s.primary_keys,
+        "NumNodes": s.num_nodes,
+        "Messages": s.messages,
+    })
+}
+
+/// Why a change failed, over every pool's answers: `None` when every member of every pool
+/// applied it.
+pub(super) fn failure(summaries: &[(bool, KeyringSummary)]) -> Option<String> {
+    let mut parts = Vec::new();
+    for (wan, s) in summaries.iter().filter(|(_, s)| !s.messages.is_empty()) {
+        let pool = if *wan { "WAN" } else { "LAN" };
+        let detail: Vec<String> = s.messages.iter().map(|(n, m)| format!("{n}: {m}")).collect();
+        parts.push(format!(
+            "{pool}: {} of {} nodes reported failure: {}",
+            s.messages.len(),
+            s.num_nodes,
+            detail.join("; ")
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(nodes: usize, keys: &[(&str, usize)], errors: &[(&str, &str)]) -> KeyringSummary {
+        KeyringSummary {
+            num_nodes: nodes,
+            keys: keys.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+            primary_keys: keys.iter().take(1).map(|(k, n)| (k.to_string(), *n)).collect(),
+            messages: errors.iter().map(|(n, e)| (n.to_string(), e.to_string())).collect(),
         }
+    }
+
+    #[test]
+    fn list_entries_carry_pool_datacenter_and_counts() {
+        let wan = keyring_response(true, "dc1", &summary(2, &[("k1", 2), ("k2", 1)], &[]));
+        assert_eq!(wan["WAN"], true);
+        assert_eq!(wan["Datacenter"], "dc1");
+        assert_eq!(wan["Segment"], "");
+        assert_eq!(wan["Keys"]["k2"], 1);
+        assert_eq!(wan["PrimaryKeys"]["k1"], 2);
+        assert_eq!(wan["NumNodes"], 2);
+        let lan = keyring_response(false, "dc1", &summary(3, &[("k1", 3)], &[]));
+        assert_eq!(lan["WAN"], false);
+        assert_eq!(lan["NumNodes"], 3);
+    }
+
+    #[test]
+    fn local_only_parses_like_go() {
+        assert!(!parse_local_only(None).expect("absent"));
+        assert!(parse_local_only(Some("true")).expect("true"));
+        assert!(!parse_local_only(Some("0")).expect("0"));
+        assert!(parse_local_only(Some("yes")).is_err());
+    }
+
+    #[test]
+    fn a_change_fails_when_any_pool_reports_a_failure() {
+        let ok = [(true, summary(2, &[], &[])), (false, summary(3, &[], &[]))];
+        assert_eq!(failure(&ok), None);
+        let bad = [(true, summary(2, &[], &[("s2.dc2", "timeout")])), (false, summary(3, &[], &[]))];
+        let m = failure(&bad).expect("a failure");
+        assert!(m.contains("WAN") && m.contains("1 of 2") && m.contains("s2.dc2: timeout"), "{m}");
     }
 }

@@ -234,7 +234,7 @@ impl Gossip {
         let mut reasons = Vec::new();
         let me = self.me().serf_addr;
         for addr in addrs {
-            let targets = match crate::membership::cluster::resolve(addr).await {
+            let targets = match crate::membership::cluster::resolve_with_port(addr, self.config.default_port).await {
                 Ok(t) if !t.is_empty() => t,
                 Ok(_) => {
                     reasons.push(format!("{addr}: no address"));
@@ -395,6 +395,22 @@ impl Gossip {
                     summary.messages.insert(name, e);
                 }
             }
+        }
+        Ok(summary)
+    }
+
+    /// This member's own keys only, tallied like a pool's answer (`?local-only`).
+    pub fn keyring_local(&self) -> Result<KeyringSummary, super::keyring::KeyringError> {
+        if !self.keyring.enabled() {
+            return Err(super::keyring::KeyringError::NotEnabled);
+        }
+        let reply = self.apply_keyring(&KeyringOp::List);
+        let mut summary = KeyringSummary { num_nodes: 1, ..KeyringSummary::default() };
+        for k in reply.keys {
+            summary.keys.insert(k, 1);
+        }
+        if let Some(p) = reply.primary {
+            summary.primary_keys.insert(p, 1);
         }
         Ok(summary)
     }

@@ -86,6 +86,8 @@ pub struct GossipConfig {
     pub verify_incoming: bool,
     /// Seal outgoing packets when a key is installed (`encrypt_verify_outgoing`).
     pub verify_outgoing: bool,
+    /// The port a join address without one is taken to mean (serf_lan 8301, serf_wan 8302).
+    pub default_port: u16,
 }
 
 impl GossipConfig {
@@ -106,7 +108,29 @@ impl GossipConfig {
             tombstone_timeout: Duration::from_secs(24 * 3600),
             verify_incoming: true,
             verify_outgoing: true,
+            default_port: 8301,
         }
+    }
+
+    /// memberlist's `DefaultWANConfig` (the pool of servers of every datacenter): 5 s probes
+    /// with a 3 s timeout, suspicion multiplier 6, gossip to 4 members every 500 ms, push/pull
+    /// every 60 s; joins default to the serf_wan port.
+    pub fn wan() -> Self {
+        GossipConfig {
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(3),
+            gossip_interval: Duration::from_millis(500),
+            gossip_nodes: 4,
+            suspicion_mult: 6,
+            push_pull_interval: Duration::from_secs(60),
+            default_port: 8302,
+            ..GossipConfig::lan()
+        }
+    }
+
+    /// What `-dev` uses for the WAN pool: the same quick timing as its LAN pool.
+    pub fn dev_wan() -> Self {
+        GossipConfig { default_port: 8302, ..GossipConfig::dev() }
     }
 
     /// What `-dev` uses: 100 ms probes and gossip, suspicion multiplier 3.
@@ -1022,6 +1046,7 @@ mod tests {
             bootstrap_expect: 0,
             raft_initialized: false,
             incarnation: 1,
+            wan_addr: None,
         }
     }
 

@@ -31,6 +31,9 @@ pub struct MemberInfo {
     /// Start time in ms since the epoch: a restarted agent has a larger incarnation, which is how
     /// a server removed from Raft is recognised when it comes back.
     pub incarnation: u64,
+    /// A server's WAN pool address (Consul's `wan_join_port` tag): where the other servers of its
+    /// datacenter join it to the WAN pool. `None` on client agents and without a WAN pool.
+    pub wan_addr: Option<SocketAddr>,
 }
 
 impl MemberInfo {

@@ -101,6 +101,7 @@ fn member(i: usize) -> MemberInfo {
         bootstrap_expect: 0,
         raft_initialized: false,
         incarnation: 1,
+        wan_addr: None,
     }
 }
 
