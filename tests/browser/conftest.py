@@ -46,7 +46,7 @@ class Agent:
 
     def __init__(self, config: str | None = None, token: str | None = None):
         self.http = _free_port()
-        self.ports = {p: _free_port() for p in ("server", "serf-lan", "dns")}
+        self.ports = {p: _free_port() for p in ("server", "serf-lan", "serf-wan", "dns")}
         self.dir = tempfile.mkdtemp(prefix="consul-rs-browser-")
         self.data_dir = os.path.join(self.dir, "data")
         self.token = token
@@ -69,7 +69,8 @@ class Agent:
         args = [
             _binary(), "agent", "-dev", "-client", "127.0.0.1", "-bind=127.0.0.1",
             f"-http-port={self.http}", f"-server-port={self.ports['server']}",
-            f"-serf-lan-port={self.ports['serf-lan']}", f"-dns-port={self.ports['dns']}",
+            f"-serf-lan-port={self.ports['serf-lan']}", f"-serf-wan-port={self.ports['serf-wan']}",
+            f"-dns-port={self.ports['dns']}",
             f"-data-dir={self.data_dir}", "-log-level", "warn",
         ]
         if self.config_file:
