@@ -504,7 +504,7 @@ export interface AgentOptions {
   bindAddr?: string;
   /** 0 (the default) picks a free port. `https` opens the HTTPS API (needs `tls` certificates);
    * `http: -1` turns plain HTTP off. */
-  ports?: { http?: number; https?: number; dns?: number; serfLan?: number; server?: number };
+  ports?: { http?: number; https?: number; dns?: number; serfLan?: number; serfWan?: number; server?: number };
   /** serf_lan addresses to join, retried until they answer. */
   retryJoin?: string[];
   /** Raft timing scale 1–10 (default 1: fast elections). */

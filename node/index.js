@@ -1347,7 +1347,7 @@ class Agent {
 
   /** Starts a node and resolves once it serves (and, for a dev or single-server node, once it
    * is leader). Options: nodeName, dev, server (default true), bootstrapExpect, dataDir,
-   * datacenter, bindAddr, ports: { http, dns, serfLan, server } (0 = any free port, the
+   * datacenter, bindAddr, ports: { http, dns, serfLan, serfWan, server } (0 = any free port, the
    * default), retryJoin, raftMultiplier, waitForLeader, timeoutMs, acl (Consul's `acl { … }`
    * keys: enabled, defaultPolicy, downPolicy, tokenTtl, policyTtl, roleTtl, enableKeyListPolicy,
    * enableTokenPersistence, tokens: { initialManagement, agent, default, agentRecovery,
@@ -1379,6 +1379,7 @@ class Agent {
       bindAddr: optStr(o.bindAddr, 'bindAddr') ?? '127.0.0.1',
       httpPort: ports.http === -1 ? 0 : port('http'),
       serfLanPort: port('serfLan'),
+      serfWanPort: port('serfWan'),
       serverPort: port('server'),
       dnsPort: port('dns'),
       retryJoin: strList(o.retryJoin, 'retryJoin'),

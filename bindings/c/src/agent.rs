@@ -61,6 +61,9 @@ pub(crate) fn agent_config(text: Option<&str>) -> CResult<AgentConfig> {
     };
     let mut s = Settings::new(dev);
     s.agent.ports = Ports::any();
+    // Like every other port of an embedded node, the WAN pool's is any free one unless
+    // `ports.serf_wan` names it: several nodes share one host.
+    s.agent.wan.port = Some(0);
     s.agent.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     s.agent.client_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     s.agent.retry_interval = Duration::from_secs(1);

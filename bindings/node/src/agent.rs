@@ -24,6 +24,7 @@ pub struct AgentOpts {
     pub bind_addr: String,
     pub http_port: u32,
     pub serf_lan_port: u32,
+    pub serf_wan_port: u32,
     pub server_port: u32,
     pub dns_port: u32,
     pub retry_join: Vec<String>,
@@ -86,6 +87,9 @@ fn config(o: AgentOpts) -> consul_sdk::Result<AgentConfig> {
         ..base
     };
     config.raft.raft_multiplier = o.raft_multiplier;
+    // The WAN pool (servers only) binds any free port by default, like the others.
+    config.wan.port = Some(port("ports.serfWan", o.serf_wan_port)?);
+    config.wan.port_set = true;
     if let Some(text) = o.config_json {
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::invalid("config", e))?;
         config = consul_sdk::agent::with_config_keys(config, &v)?;

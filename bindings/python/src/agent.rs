@@ -58,7 +58,7 @@ impl NativeAgent {
     /// Starts a node and returns once it serves (GIL released while starting).
     #[new]
     #[pyo3(signature = (node_name, dev=true, server=true, bootstrap_expect=0, data_dir=None, datacenter="dc1", bind_addr="127.0.0.1",
-                        http_port=0, serf_lan_port=0, server_port=0, dns_port=0, retry_join=vec![], raft_multiplier=1, acl_json=None, config_json=None))]
+                        http_port=0, serf_lan_port=0, serf_wan_port=0, server_port=0, dns_port=0, retry_join=vec![], raft_multiplier=1, acl_json=None, config_json=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -71,6 +71,7 @@ impl NativeAgent {
         bind_addr: &str,
         http_port: u16,
         serf_lan_port: u16,
+        serf_wan_port: u16,
         server_port: u16,
         dns_port: u16,
         retry_join: Vec<String>,
@@ -108,6 +109,9 @@ impl NativeAgent {
             ..base
         };
         config.raft.raft_multiplier = raft_multiplier;
+        // The WAN pool (servers only) binds any free port by default, like the others.
+        config.wan.port = Some(serf_wan_port);
+        config.wan.port_set = true;
         if let Some(text) = config_json {
             // Consul config-file keys (`tls`, `ports.https`, the `config` mapping), read by the
             // binary's own parser in the SDK.

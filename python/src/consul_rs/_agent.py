@@ -54,7 +54,7 @@ class Agent:
     def __init__(self, node_name: str | None = None, *, server: bool = True, dev: bool | None = None,
                  bootstrap_expect: int = 0, data_dir: str | os.PathLike[str] | None = None,
                  datacenter: str = "dc1", bind_addr: str = "127.0.0.1", http_port: int = 0,
-                 serf_lan_port: int = 0, server_port: int = 0, dns_port: int = 0,
+                 serf_lan_port: int = 0, serf_wan_port: int = 0, server_port: int = 0, dns_port: int = 0,
                  retry_join: Iterable[str] = (), raft_multiplier: int = 1, wait_for_leader: bool | None = None,
                  timeout: float = 30.0, acl: Mapping[str, Any] | None = None,
                  tls: Mapping[str, Any] | None = None, https_port: int | None = None,
@@ -84,6 +84,7 @@ class Agent:
         if bootstrap_expect < 0:
             raise _invalid(f"bootstrap_expect: {bootstrap_expect} is negative")
         for name, port in (("http_port", http_port), ("serf_lan_port", serf_lan_port),
+                           ("serf_wan_port", serf_wan_port),
                            ("server_port", server_port), ("dns_port", dns_port)):
             if isinstance(port, bool) or not isinstance(port, int):
                 raise TypeError(f"{name}: expected int, got {type(port).__name__}")
@@ -113,7 +114,8 @@ class Agent:
             self._a = _native.NativeAgent(
                 node_name, dev=dev, server=server, bootstrap_expect=bootstrap_expect,
                 data_dir=None if data_dir is None else os.fspath(data_dir), datacenter=datacenter,
-                bind_addr=bind_addr, http_port=http_port, serf_lan_port=serf_lan_port, server_port=server_port,
+                bind_addr=bind_addr, http_port=http_port, serf_lan_port=serf_lan_port,
+                serf_wan_port=serf_wan_port, server_port=server_port,
                 dns_port=dns_port, retry_join=join, raft_multiplier=raft_multiplier, acl_json=acl_json,
                 config_json=config_json)
         except BaseException:

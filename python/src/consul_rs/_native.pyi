@@ -142,7 +142,7 @@ class NativeRegistration:
 class NativeAgent:
     def __new__(cls, node_name: str, dev: bool = True, server: bool = True, bootstrap_expect: int = 0,
                 data_dir: str | None = None, datacenter: str = "dc1", bind_addr: str = "127.0.0.1",
-                http_port: int = 0, serf_lan_port: int = 0, server_port: int = 0, dns_port: int = 0,
+                http_port: int = 0, serf_lan_port: int = 0, serf_wan_port: int = 0, server_port: int = 0, dns_port: int = 0,
                 retry_join: list[str] = ..., raft_multiplier: int = 1,
                 acl_json: str | None = None, config_json: str | None = None) -> NativeAgent: ...
     @property
