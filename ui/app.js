@@ -2,7 +2,7 @@
 // client-side router over Consul's URL scheme.
 
 import { config } from './lib/config.js';
-import { reachability, isReachable, setDatacenter, storedToken, clearToken } from './lib/api.js';
+import { reachability, isReachable, setDatacenter, storedToken, clearToken, request } from './lib/api.js';
 import { h, replace } from './lib/dom.js';
 import { pageUrl } from './lib/view.js';
 import { servicesPage, instancesPage, instancePage } from './pages/services.js';
@@ -88,7 +88,41 @@ function renderTools() {
       ? h('button', { type: 'button', class: 'ghost', id: 'logout', onclick: () => { clearToken(); renderTools(); route(); } }, 'Log out')
       : h('button', { type: 'button', class: 'ghost', id: 'login', onclick: async () => { if (await loginDialog()) { renderTools(); route(); } } }, 'Log in');
   }
-  replace(tools, h('span', { class: 'dc', title: 'Datacenter' }, config.Datacenter), themeButton, auth);
+  replace(tools, dcPicker, themeButton, auth);
+  renderDcPicker();
+}
+
+// The datacenter picker: every datacenter the agent knows (/v1/catalog/datacenters, nearest
+// first), the page's own selected. Choosing one shows the same section there; the API calls then
+// carry ?dc= and the agent forwards them to that datacenter's servers.
+const dcPicker = h('select', {
+  class: 'dc', id: 'dc-picker', 'aria-label': 'Datacenter', title: 'Datacenter',
+  onchange: (ev) => navigate(pageUrl(ev.target.value, currentSection || 'services')),
+  // The list has no blocking query in Consul's API: it is re-read when the picker is about to be
+  // used rather than on a timer.
+  onfocus: () => refreshDcs(),
+});
+let knownDcs = [config.Datacenter];
+let shownDc = config.Datacenter;
+let currentSection = 'services';
+
+function renderDcPicker() {
+  const dcs = knownDcs.includes(shownDc) ? knownDcs : [shownDc, ...knownDcs];
+  replace(dcPicker, dcs.map((dc) => h('option', { value: dc, selected: dc === shownDc }, dc)));
+  // On a phone-width screen the picker is shown only when there is a choice to make.
+  dcPicker.classList.toggle('multi', dcs.length > 1);
+}
+
+/** Re-reads the datacenter list. `dc: undefined` keeps ?dc= off: the local agent answers, so the
+ * list stays available while a remote datacenter is unreachable. */
+async function refreshDcs() {
+  try {
+    const { data } = await request('/v1/catalog/datacenters', { params: { dc: undefined } });
+    if (Array.isArray(data) && data.length) knownDcs = data;
+  } catch {
+    // Keep the last list: the unreachable banner already says why.
+  }
+  renderDcPicker();
 }
 
 /** Shows the page for the current location. */
@@ -126,6 +160,9 @@ function route(focus = false) {
     setDatacenter(ctx.dc);
     const section = rel.split('/')[1] === 'acls' ? rel.split('/').slice(1, 3).join('/') : rel.split('/')[1] || 'services';
     renderNav(ctx.dc, section);
+    shownDc = ctx.dc;
+    currentSection = section.startsWith('acls/') ? section : section.split('/')[0];
+    renderDcPicker();
     replace(main);
     show(ctx, args);
     if (focus) main.focus();
@@ -175,3 +212,4 @@ if (savedTheme === 'dark' || savedTheme === 'light') document.documentElement.da
 document.querySelector('.brand').setAttribute('href', pageUrl(config.Datacenter, 'services'));
 renderTools();
 route();
+refreshDcs();
