@@ -164,6 +164,17 @@ pub(super) fn split_dc<'a>(labels: &mut Vec<&'a str>) -> Option<&'a str> {
     None
 }
 
+/// The datacenter a lookup name names, if any (reverse names and names outside our domains
+/// name none).
+pub(super) fn named_dc(qname: &str, config: &DnsConfig) -> Option<String> {
+    if is_reverse_name(qname) {
+        return None;
+    }
+    let lower = qname.to_ascii_lowercase();
+    let (mut labels, _) = labels_under(&lower, &domains(config))?;
+    split_dc(&mut labels).map(str::to_string)
+}
+
 /// Resolves one question against `data`. `qname` is the question name as asked.
 /// `max_answers` (0 = no limit) caps the answers built (the UDP answer limit), so a big service
 /// costs no more than the records that will be sent.
