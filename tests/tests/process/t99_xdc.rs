@@ -91,6 +91,24 @@ async fn t99_xdc_dc_param_forwards_reads_writes_and_blocking_queries() {
     let me = s1.api.get("/v1/agent/self?dc=dc2").await.expect("self").json();
     assert_eq!(me["Config"]["NodeName"], "s1", "agent endpoints answer locally");
 
+    // A user event fired through dc1 for dc2 reaches dc2's agents; the event list is each
+    // agent's own (`?dc` ignored, as in Consul).
+    let r = put(&s1.api, "/v1/event/fire/deploy?dc=dc2", Some("payload")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let names = |v: Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(|e| e["Name"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    eventually(WAIT, "dc2's server received the event", || {
+        let api = s2.api.clone();
+        async move { names(api.get("/v1/event/list").await.ok()?.json()).contains(&"deploy".to_string()).then_some(()) }
+    })
+    .await;
+    let local = s1.api.get("/v1/event/list?dc=dc2").await.expect("list");
+    assert_eq!(local.status, 200, "{}", local.text());
+    assert!(!names(local.json()).contains(&"deploy".to_string()), "dc1 never saw dc2's event");
+
     // A blocking query through dc1 is released by a write in dc2.
     let r = s1.api.kv_get("xdc/watched", "?dc=dc2").await.expect("get");
     assert_eq!(r.status, 404);
@@ -258,4 +276,40 @@ async fn t99_xdc_dns_and_prepared_query_failover() {
     let out = s1.api.get("/v1/query/dc2q/execute?dc=dc2").await.expect("execute").json();
     assert_eq!(out["Datacenter"], "dc2", "{out}");
     let _: Value = out;
+}
+
+/// Three datacenters: `?dc=` reaches each, and failover walks `Failover.Datacenters` in order,
+/// counting every datacenter tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t99_xdc_three_datacenters_failover_in_order() {
+    let (s1, s2) = two_dcs().await;
+    let s3 = Server::start("s3", "dc3", &[format!("-retry-join-wan={}", s1.wan_addr())]).await;
+    let all = [("s1.dc1", 1), ("s2.dc2", 1), ("s3.dc3", 1)];
+    for s in [&s1, &s2, &s3] {
+        wait_wan_members(&s.api, &all, "three servers in the WAN pool").await;
+    }
+    for (dc, node) in [("dc2", "s2"), ("dc3", "s3")] {
+        let nodes = s1.api.get(&format!("/v1/catalog/nodes?dc={dc}")).await.expect("nodes").json();
+        assert_eq!(nodes[0]["Node"], node, "{nodes}");
+    }
+    // dc2 forwards to dc3 just as well: every server knows every datacenter.
+    let nodes = s2.api.get("/v1/catalog/nodes?dc=dc3").await.expect("nodes").json();
+    assert_eq!(nodes[0]["Node"], "s3", "{nodes}");
+
+    register_web(&s1.api, "", "n1", "127.0.0.1", "critical").await;
+    register_web(&s2.api, "", "n2", "127.0.0.2", "critical").await;
+    register_web(&s3.api, "", "n3", "127.0.0.3", "passing").await;
+    let def = json!({"Name": "webq", "Service": {"Service": "web", "Failover": {"Datacenters": ["dc2", "dc3"]}}});
+    let r =
+        s1.api.request(reqwest::Method::POST, "/v1/query", Some(def.to_string().into_bytes())).await.expect("create");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let out = s1.api.get("/v1/query/webq/execute").await.expect("execute").json();
+    assert_eq!((out["Datacenter"].clone(), out["Failovers"].clone()), (json!("dc3"), json!(2)), "{out}");
+    assert_eq!(out["Nodes"][0]["Node"]["Node"], "n3", "{out}");
+    assert_eq!(dns_a(&s1, "webq.query.consul.").await, (ResponseCode::NoError, vec!["127.0.0.3".to_string()]));
+    // Nowhere healthy: the last datacenter's empty answer, every datacenter counted.
+    register_web(&s3.api, "", "n3", "127.0.0.3", "critical").await;
+    let out = s1.api.get("/v1/query/webq/execute").await.expect("execute").json();
+    assert_eq!((out["Failovers"].clone(), out["Nodes"].clone()), (json!(2), json!([])), "{out}");
+    assert_eq!(dns_a(&s1, "webq.query.consul.").await.0, ResponseCode::NXDomain);
 }

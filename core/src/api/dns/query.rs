@@ -184,6 +184,19 @@ mod tests {
 
     /// With a runner (the DNS server's), a query's `Near` orders its answers: `_agent` is the
     /// serving agent, a name is that node; without one they stay shuffled.
+    /// The query a name asks for, in this datacenter only, with the domain it was asked under.
+    #[test]
+    fn query_names() {
+        let cfg = DnsConfig::default();
+        let got = |q: &str| query_name(q, &cfg, "dc1");
+        assert_eq!(got("webq.query.consul."), Some(("webq".into(), "consul.".into())));
+        assert_eq!(got("a.b.query.DC1.consul."), Some(("a.b".into(), "consul.".into())));
+        assert_eq!(got("webq.query.dc1.dc.consul."), Some(("webq".into(), "consul.".into())));
+        assert_eq!(got("webq.query.dc2.consul."), None);
+        assert_eq!(got("web.service.consul."), None);
+        assert_eq!(got("query.consul."), None);
+    }
+
     #[test]
     fn near_orders_answers_from_the_agent_or_the_named_node() {
         use crate::coordinate::{Coordinate, CoordinateConfig};

@@ -601,6 +601,28 @@ mod tests {
         assert_eq!(tagged.answers.len(), 1);
     }
 
+    /// The datacenter a name asks for, in every form Consul accepts; none for reverse names,
+    /// names outside our domains, or names without one.
+    #[test]
+    fn named_datacenters() {
+        let cfg = DnsConfig::default();
+        for (q, dc) in [
+            ("web.service.dc2.consul.", Some("dc2")),
+            ("WEB.service.DC2.consul.", Some("dc2")),
+            ("primary.web.service.dc2.consul.", Some("dc2")),
+            ("web.service.dc2.dc.consul.", Some("dc2")),
+            ("n1.node.dc3.consul.", Some("dc3")),
+            ("q.query.dc2.consul.", Some("dc2")),
+            ("_web._tcp.service.dc2.consul.", Some("dc2")),
+            ("web.service.consul.", None),
+            ("n1.node.consul.", None),
+            ("web.service.dc2.example.com.", None),
+            ("1.0.0.127.in-addr.arpa.", None),
+        ] {
+            assert_eq!(named_dc(q, &cfg).as_deref(), dc, "{q}");
+        }
+    }
+
     #[test]
     fn nodes_addrs_and_negatives() {
         let cfg = DnsConfig::default();

@@ -46,7 +46,8 @@ fn agent_local(path: &str) -> bool {
 /// The foreign datacenter a request names, if it names one and is for an endpoint Consul
 /// forwards.
 fn foreign_dc(ctx: &Ctx, req: &Request) -> Option<String> {
-    if agent_local(req.uri().path()) {
+    // Most requests name no datacenter: skip decoding their query string.
+    if agent_local(req.uri().path()) || !req.uri().query().is_some_and(|q| q.contains("dc=")) {
         return None;
     }
     let q = QueryParams::from_uri(req.uri());
