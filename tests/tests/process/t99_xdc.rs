@@ -143,6 +143,7 @@ async fn t99_xdc_dc_param_forwards_reads_writes_and_blocking_queries() {
 struct Client {
     child: Child,
     api: Api,
+    dns: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -156,13 +157,13 @@ impl Drop for Client {
 impl Client {
     async fn start(server: &Server, dc: &str) -> Client {
         let dir = tempfile::tempdir().expect("tempdir");
-        let http = free_port();
+        let (http, dns) = (free_port(), free_port());
         let child = Command::new(binary())
             .args(["agent", "-server=false", "-node", "c1", "-bind=127.0.0.1", "-client=127.0.0.1", "-datacenter", dc])
             .arg(format!("-data-dir={}", dir.path().display()))
             .arg(format!("-http-port={http}"))
             .arg(format!("-serf-lan-port={}", free_port()))
-            .arg(format!("-dns-port={}", free_port()))
+            .arg(format!("-dns-port={dns}"))
             .arg(format!("-retry-join=127.0.0.1:{}", server.lan))
             .args(["-log-level", "error"])
             .stdin(Stdio::null())
@@ -170,7 +171,7 @@ impl Client {
             .spawn()
             .expect("spawn client agent");
         let api = Api::new(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), http));
-        Client { child, api, _dir: dir }
+        Client { child, api, dns: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), dns), _dir: dir }
     }
 }
 
@@ -189,6 +190,11 @@ async fn t99_xdc_client_agent_and_dead_datacenter() {
     assert_eq!(r.kv_value().as_deref(), Some(&b"v2"[..]));
     let r = client.api.kv_get("xdc/k", "?dc=dc9").await.expect("get");
     assert_eq!((r.status, r.text().trim()), (500, "No path to datacenter: dc9"));
+    // Its DNS lookups for dc2 go to its server, which asks dc2.
+    register_web(&s2.api, "", "n2", "127.0.0.2", "passing").await;
+    let m = consul_tests::dns::ask(client.dns, "web.service.dc2.consul.", RecordType::A, None, false).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(matches!(m.answers.first().map(|r| &r.data), Some(RData::A(a)) if a.0.to_string() == "127.0.0.2"), "{m:?}");
 
     // dc2's server dies: requests for dc2 fail fast with an error naming it, dc1 keeps working.
     s2.kill9();
