@@ -561,6 +561,15 @@ mod tests {
         }
     }
 
+    /// `--dc`: every Consul request, the preload's writes included, names the datacenter.
+    #[test]
+    fn consul_requests_name_a_datacenter() {
+        let r = Planner::new(Target::Consul, Op::Get, Some(ReadKind::Stale), 3).with_dc(Some("dc2".into())).request(3);
+        assert_eq!(r.path, "/v1/kv/bench/3?stale&dc=dc2");
+        let w = Planner::new(Target::Consul, Op::Get, Some(ReadKind::Leader), 3).with_dc(Some("dc2".into())).writer();
+        assert_eq!(w.request(3).path, "/v1/kv/bench/3?dc=dc2");
+    }
+
     #[test]
     fn etcd_requests() {
         let p = Planner::new(Target::Etcd, Op::Put, None, 3);
@@ -571,10 +580,6 @@ mod tests {
         assert_eq!(j["key"], B64.encode("bench/12"));
         assert_eq!(j["value"], B64.encode("abc"));
 
-        let r = Planner::new(Target::Consul, Op::Get, Some(ReadKind::Stale), 3).with_dc(Some("dc2".into())).request(3);
-        assert_eq!(r.path, "/v1/kv/bench/3?stale&dc=dc2");
-        let w = Planner::new(Target::Consul, Op::Put, None, 3).with_dc(Some("dc2".into())).request(3);
-        assert_eq!(w.path, "/v1/kv/bench/3?dc=dc2");
         let r = Planner::new(Target::Etcd, Op::Get, Some(ReadKind::Linearizable), 3).request(1);
         assert_eq!(r.path, "/v3/kv/range");
         let j = body_json(&r);
