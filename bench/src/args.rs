@@ -154,6 +154,10 @@ pub(crate) struct RunArgs {
     /// ACL token sent as `X-Consul-Token` on every request (default: `CONSUL_HTTP_TOKEN`).
     #[arg(long)]
     pub(crate) token: Option<String>,
+    /// Datacenter every Consul request names (`?dc=`): another one measures cross-datacenter
+    /// forwarding.
+    #[arg(long)]
+    pub(crate) dc: Option<String>,
     /// CA bundle that signs the servers' certificates, for `https://` endpoints (default:
     /// `CONSUL_CACERT`).
     #[arg(long = "cacert")]
@@ -267,6 +271,8 @@ pub(crate) struct Config {
     pub(crate) tag: Option<String>,
     /// Preload the key space before GET runs.
     pub(crate) preload: bool,
+    /// `?dc=` on every Consul request.
+    pub(crate) dc: Option<String>,
 }
 
 fn seconds(name: &str, v: f64, allow_zero: bool) -> Result<Duration> {
@@ -383,6 +389,7 @@ impl RunArgs {
             threads: self.threads,
             tag: self.tag.clone(),
             preload: self.op == Op::Get && !self.no_preload,
+            dc: self.dc.clone().filter(|d| !d.is_empty()),
         })
     }
 }

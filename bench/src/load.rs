@@ -50,6 +50,9 @@ pub(crate) struct Planner {
     read: Option<ReadKind>,
     value: Bytes,
     value_b64: String,
+    /// `?dc=` on every Consul request (a request for another datacenter, forwarded by the
+    /// server it reaches).
+    dc: Option<String>,
 }
 
 /// The benchmark's key name for index `n`.
@@ -68,7 +71,22 @@ impl Planner {
     pub(crate) fn new(target: Target, op: Op, read: Option<ReadKind>, value_size: usize) -> Self {
         let value = make_value(value_size);
         let value_b64 = B64.encode(&value);
-        Self { target, op, read, value, value_b64 }
+        Self { target, op, read, value, value_b64, dc: None }
+    }
+
+    /// Sends every Consul request for datacenter `dc` (`?dc=`).
+    pub(crate) fn with_dc(mut self, dc: Option<String>) -> Self {
+        self.dc = dc;
+        self
+    }
+
+    /// `path` with `?dc=` added when a datacenter is set.
+    fn in_dc(&self, path: String) -> String {
+        match &self.dc {
+            None => path,
+            Some(dc) if path.contains('?') => format!("{path}&dc={dc}"),
+            Some(dc) => format!("{path}?dc={dc}"),
+        }
     }
 
     /// A planner that writes (used for preloading before a GET run).
@@ -90,7 +108,7 @@ impl Planner {
         match (self.target, self.op) {
             (Target::Consul, Op::Put) => PlannedRequest {
                 method: Method::PUT,
-                path: format!("/v1/kv/{key}"),
+                path: self.in_dc(format!("/v1/kv/{key}")),
                 body: self.value.clone(),
                 content_type: None,
             },
@@ -102,7 +120,7 @@ impl Planner {
                 };
                 PlannedRequest {
                     method: Method::GET,
-                    path: format!("/v1/kv/{key}{query}"),
+                    path: self.in_dc(format!("/v1/kv/{key}{query}")),
                     body: Bytes::new(),
                     content_type: None,
                 }
@@ -438,7 +456,7 @@ fn us(ns: u64) -> f64 {
 
 /// Runs one benchmark as configured and returns its result.
 pub(crate) async fn run(cfg: &Config) -> Result<RunResult> {
-    let planner = Arc::new(Planner::new(cfg.target, cfg.op, cfg.read, cfg.value_size));
+    let planner = Arc::new(Planner::new(cfg.target, cfg.op, cfg.read, cfg.value_size).with_dc(cfg.dc.clone()));
     if cfg.preload {
         preload(cfg, &planner, cfg.clients).await.context("preloading the key space")?;
     }
@@ -541,6 +559,15 @@ mod tests {
             assert_eq!(r.path, path);
             assert!(r.body.is_empty());
         }
+    }
+
+    /// `--dc`: every Consul request, the preload's writes included, names the datacenter.
+    #[test]
+    fn consul_requests_name_a_datacenter() {
+        let r = Planner::new(Target::Consul, Op::Get, Some(ReadKind::Stale), 3).with_dc(Some("dc2".into())).request(3);
+        assert_eq!(r.path, "/v1/kv/bench/3?stale&dc=dc2");
+        let w = Planner::new(Target::Consul, Op::Get, Some(ReadKind::Leader), 3).with_dc(Some("dc2".into())).writer();
+        assert_eq!(w.request(3).path, "/v1/kv/bench/3?dc=dc2");
     }
 
     #[test]

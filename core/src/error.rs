@@ -28,8 +28,8 @@ pub enum Error {
     /// A transaction was rolled back; carries the per-operation errors. HTTP 409.
     #[error("transaction rolled back: {}", .0.iter().map(|e| e.what.clone()).collect::<Vec<_>>().join("; "))]
     TxnRolledBack(Vec<TxnError>),
-    /// The request names another datacenter; WAN federation is not supported yet. HTTP 500 like
-    /// Consul's "No path to datacenter".
+    /// The request names a datacenter the WAN pool does not know, or whose servers are all
+    /// failed. HTTP 500, Consul's wording.
     #[error("No path to datacenter: {0}")]
     NoPathToDatacenter(String),
     /// No leader is known (election in progress or quorum lost). HTTP 500, Consul's wording.

@@ -429,6 +429,12 @@ impl Agent {
         tasks.push(tokio::spawn(gossip.clone().run(shutdown.clone())));
         tasks.push(tokio::spawn(cluster.clone().run(shutdown.clone())));
 
+        // The other datacenters, reached over the server port with its TLS settings.
+        let datacenters = crate::api::remote_dc::Datacenters::new(
+            config.datacenter.clone(),
+            cluster.wan().cloned(),
+            rpc_client.clone(),
+        );
         // Servers resolve DNS queries their client agents forward, even with their own DNS port off.
         let dns = Arc::new(
             crate::api::dns::DnsContext::new(
@@ -439,7 +445,8 @@ impl Agent {
                 acl.clone(),
             )
             .with_metrics(metrics.clone(), &config.node_name)
-            .with_node_name(&config.node_name),
+            .with_node_name(&config.node_name)
+            .with_datacenters(datacenters.clone()),
         );
 
         if let Some(client) = &coordinates {
@@ -487,6 +494,7 @@ impl Agent {
             logs: config.log_hub.clone().unwrap_or_default(),
             metrics: metrics.clone(),
             jwks: Default::default(),
+            datacenters: datacenters.clone(),
         });
         let app = http::router(ctx);
         if let Some(c) = &consensus {

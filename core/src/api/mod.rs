@@ -14,3 +14,4 @@ pub mod dns;
 pub mod http;
 pub mod jwt_auth;
 pub mod kube_auth;
+pub mod remote_dc;

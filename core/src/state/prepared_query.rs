@@ -33,7 +33,7 @@ const TABLE: &str = "prepared_queries";
 /// The table's encoding version.
 const TABLE_VERSION: u32 = 1;
 
-/// `Failover.Targets[]` (kept and returned; there is one datacenter and no peers).
+/// `Failover.Targets[]` (kept and returned; there is no peering).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailoverTarget {
     /// `Peer`.
@@ -42,9 +42,8 @@ pub struct FailoverTarget {
     pub datacenter: String,
 }
 
-/// `Service.Failover` (`QueryFailoverOptions`). Kept and returned; with one datacenter there
-/// is nowhere to fail over to (multi-datacenter is issue #20), so execution answers from the
-/// local datacenter with `Failovers: 0`.
+/// `Service.Failover` (`QueryFailoverOptions`): where execution goes when the local datacenter
+/// has no instance (see `api::http::prepared_query`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failover {
     /// `NearestN`.

@@ -5,8 +5,8 @@
 //! `consul-rs tls` (CA and certificate files), a mutual-TLS cluster, and the CLI over HTTPS (CA,
 //! client certificates, server name; flags and environment), the agent ports bounded against
 //! junk connections, and hostile input held to memory and time budgets (snapshot bombs, slow
-//! request heads, oversized events, a hostile gRPC health endpoint), and the WAN pool across
-//! datacenters.
+//! request heads, oversized events, a hostile gRPC health endpoint), the WAN pool across
+//! datacenters, and requests across datacenters (`?dc=`, DNS, prepared-query failover).
 
 mod t10_durability;
 mod t20_cli;
@@ -29,3 +29,4 @@ mod t96_monitor_logs;
 mod t97_validate_watches;
 mod t98_ui;
 mod t99_wan;
+mod t99_xdc;

@@ -13,20 +13,22 @@ use consul_tests::{eventually, free_port};
 use serde_json::Value;
 
 /// Generous: a loaded 2-core CI machine runs several agents per test.
-const WAIT: Duration = Duration::from_secs(60);
+pub(super) const WAIT: Duration = Duration::from_secs(60);
 
 /// One `-dev` server of datacenter `dc` (its WAN pool on a port of its own), killed on drop.
-struct Server {
+pub(super) struct Server {
     child: Option<Child>,
-    http: u16,
-    lan: u16,
+    pub(super) http: u16,
+    pub(super) lan: u16,
     wan: u16,
-    api: Api,
+    /// The DNS port (UDP and TCP).
+    pub(super) dns: u16,
+    pub(super) api: Api,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
-    async fn start(node: &str, dc: &str, extra: &[String]) -> Server {
+    pub(super) async fn start(node: &str, dc: &str, extra: &[String]) -> Server {
         Self::spawn(node, dc, &["-dev".to_string()], extra, None).await
     }
 
@@ -43,7 +45,7 @@ impl Server {
     }
 
     async fn spawn(node: &str, dc: &str, mode: &[String], extra: &[String], dir: Option<tempfile::TempDir>) -> Server {
-        let (http, lan, wan) = (free_port(), free_port(), free_port());
+        let (http, lan, wan, dns) = (free_port(), free_port(), free_port(), free_port());
         let child = Command::new(binary())
             .arg("agent")
             .args(mode)
@@ -52,7 +54,7 @@ impl Server {
             .arg(format!("-server-port={}", free_port()))
             .arg(format!("-serf-lan-port={lan}"))
             .arg(format!("-serf-wan-port={wan}"))
-            .arg(format!("-dns-port={}", free_port()))
+            .arg(format!("-dns-port={dns}"))
             .args(["-log-level", "warn"])
             .args(extra)
             .stdin(Stdio::null())
@@ -69,10 +71,10 @@ impl Server {
             }
         })
         .await;
-        Server { child: Some(child), http, lan, wan, api, _dir: dir }
+        Server { child: Some(child), http, lan, wan, dns, api, _dir: dir }
     }
 
-    fn wan_addr(&self) -> String {
+    pub(super) fn wan_addr(&self) -> String {
         format!("127.0.0.1:{}", self.wan)
     }
 
@@ -85,7 +87,7 @@ impl Server {
             .expect("run cli")
     }
 
-    fn kill9(&mut self) {
+    pub(super) fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -99,7 +101,7 @@ impl Drop for Server {
     }
 }
 
-async fn put(api: &Api, path: &str, body: Option<&str>) -> consul_tests::client::Resp {
+pub(super) async fn put(api: &Api, path: &str, body: Option<&str>) -> consul_tests::client::Resp {
     api.request(reqwest::Method::PUT, path, body.map(|b| b.as_bytes().to_vec())).await.expect("PUT")
 }
 
@@ -116,7 +118,7 @@ async fn wan_members(api: &Api) -> Option<Vec<(String, u64)>> {
     Some(out)
 }
 
-async fn wait_wan_members(api: &Api, want: &[(&str, u64)], what: &str) {
+pub(super) async fn wait_wan_members(api: &Api, want: &[(&str, u64)], what: &str) {
     let want: Vec<(String, u64)> = want.iter().map(|(n, s)| (n.to_string(), *s)).collect();
     eventually(WAIT, what, || {
         let (api, want) = (api.clone(), want.clone());

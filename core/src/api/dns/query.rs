@@ -7,16 +7,18 @@
 //! else `dns_config.service_ttl` for the queried service, else 0. Instances are those the DNS
 //! token may read (the query's stored `Token` is applied by the HTTP execute only). No distance
 //! sort: Consul's DNS sorts only on the query's `Near`, and the catalog's coordinates are not
-//! consulted here.
+//! consulted here. With no instance here, the query fails over to other datacenters as
+//! `/execute` does, and the records name the datacenter that answered.
 
 use hickory_proto::rr::{Name, RecordType};
 use rand::seq::SliceRandom;
 
-use super::resolve::{service_ttl, ttl_secs, DnsAnswer, QueryRunner};
+use super::resolve::{domains, labels_under, service_ttl, split_dc, ttl_secs, DnsAnswer, QueryRunner};
 use super::DnsConfig;
 use crate::acl::rules::{Need, Resource};
 use crate::api::authz::Authz;
-use crate::state::prepared_query::execute;
+use crate::state::prepared_query::execute::{self, Entry};
+use crate::state::prepared_query::PreparedQuery;
 use crate::state::StateData;
 
 /// Where the answer goes and what it may hold.
@@ -72,6 +74,12 @@ pub(super) fn answer(
         };
         crate::api::http::sort_near(data, near, &mut picked, |(n, _, _)| &n.node);
     }
+    Some(records(config, &pq, picked, asked))
+}
+
+/// The records of a query's instances: TTL from the query's `DNS.TTL` (else the service's),
+/// the answer limits of the transport and `a_record_limit`.
+fn records(config: &DnsConfig, pq: &PreparedQuery, picked: Vec<Entry<'_>>, asked: &Asked<'_>) -> DnsAnswer {
     let ttl = match crate::duration::parse_go_duration(&pq.dns_ttl) {
         Ok(d) if !pq.dns_ttl.is_empty() => ttl_secs(d),
         _ => service_ttl(config, &pq.service.service),
@@ -80,7 +88,7 @@ pub(super) fn answer(
     if config.a_record_limit > 0 && asked.qtype != RecordType::SRV {
         limit = limit.min(config.a_record_limit);
     }
-    Some(super::resolve::instances_answer(
+    super::resolve::instances_answer(
         config,
         picked,
         asked.qtype,
@@ -88,7 +96,46 @@ pub(super) fn answer(
         ttl,
         limit,
         (asked.datacenter, asked.domain),
-    ))
+    )
+}
+
+/// The prepared query a lookup name asks for (`<query>.query[.<this dc>].<domain>`), with the
+/// domain it was asked under; `None` for any other name.
+pub(super) fn query_name(qname: &str, config: &DnsConfig, datacenter: &str) -> Option<(String, String)> {
+    let lower = qname.to_ascii_lowercase();
+    let (mut labels, domain) = labels_under(&lower, &domains(config))?;
+    if let Some(dc) = split_dc(&mut labels) {
+        if !dc.eq_ignore_ascii_case(datacenter) {
+            return None;
+        }
+    }
+    match labels.as_slice() {
+        [query @ .., "query"] if !query.is_empty() => Some((query.join("."), format!("{domain}."))),
+        _ => None,
+    }
+}
+
+/// A prepared-query lookup that found no instance here, failed over as `/execute` does
+/// (`Failover.NearestN`, `Failover.Datacenters`): the records of the first datacenter with
+/// instances, named under that datacenter. `None`: no failover, or nothing anywhere.
+pub(super) async fn failover_answer(
+    ctx: &super::DnsContext,
+    data_pq: Option<PreparedQuery>,
+    qname: &str,
+    qtype: RecordType,
+    max_answers: usize,
+    token: Option<&str>,
+) -> Option<DnsAnswer> {
+    let pq = data_pq?;
+    let datacenters = ctx.datacenters.as_ref()?;
+    let (_, domain) = query_name(qname, &ctx.config, &ctx.datacenter)?;
+    let owner = super::resolve::name(qname)?;
+    let (found, _) = crate::api::http::prepared_query_failover(datacenters, &pq, 0, false, token).await;
+    let found = found.filter(|f| !f.nodes.is_empty())?;
+    let mut picked: Vec<Entry<'_>> = found.nodes.iter().map(|(n, s, c)| (n, s, c.iter().collect())).collect();
+    picked.shuffle(&mut rand::thread_rng());
+    let asked = Asked { domain: &domain, datacenter: &found.datacenter, owner: &owner, query: "", qtype, max_answers };
+    Some(records(&ctx.config, &pq, picked, &asked))
 }
 
 #[cfg(test)]
@@ -137,6 +184,19 @@ mod tests {
 
     /// With a runner (the DNS server's), a query's `Near` orders its answers: `_agent` is the
     /// serving agent, a name is that node; without one they stay shuffled.
+    /// The query a name asks for, in this datacenter only, with the domain it was asked under.
+    #[test]
+    fn query_names() {
+        let cfg = DnsConfig::default();
+        let got = |q: &str| query_name(q, &cfg, "dc1");
+        assert_eq!(got("webq.query.consul."), Some(("webq".into(), "consul.".into())));
+        assert_eq!(got("a.b.query.DC1.consul."), Some(("a.b".into(), "consul.".into())));
+        assert_eq!(got("webq.query.dc1.dc.consul."), Some(("webq".into(), "consul.".into())));
+        assert_eq!(got("webq.query.dc2.consul."), None);
+        assert_eq!(got("web.service.consul."), None);
+        assert_eq!(got("query.consul."), None);
+    }
+
     #[test]
     fn near_orders_answers_from_the_agent_or_the_named_node() {
         use crate::coordinate::{Coordinate, CoordinateConfig};

@@ -164,6 +164,17 @@ pub(super) fn split_dc<'a>(labels: &mut Vec<&'a str>) -> Option<&'a str> {
     None
 }
 
+/// The datacenter a lookup name names, if any (reverse names and names outside our domains
+/// name none).
+pub(super) fn named_dc(qname: &str, config: &DnsConfig) -> Option<String> {
+    if is_reverse_name(qname) {
+        return None;
+    }
+    let lower = qname.to_ascii_lowercase();
+    let (mut labels, _) = labels_under(&lower, &domains(config))?;
+    split_dc(&mut labels).map(str::to_string)
+}
+
 /// Resolves one question against `data`. `qname` is the question name as asked.
 /// `max_answers` (0 = no limit) caps the answers built (the UDP answer limit), so a big service
 /// costs no more than the records that will be sent.
@@ -588,6 +599,28 @@ mod tests {
             0,
         );
         assert_eq!(tagged.answers.len(), 1);
+    }
+
+    /// The datacenter a name asks for, in every form Consul accepts; none for reverse names,
+    /// names outside our domains, or names without one.
+    #[test]
+    fn named_datacenters() {
+        let cfg = DnsConfig::default();
+        for (q, dc) in [
+            ("web.service.dc2.consul.", Some("dc2")),
+            ("WEB.service.DC2.consul.", Some("dc2")),
+            ("primary.web.service.dc2.consul.", Some("dc2")),
+            ("web.service.dc2.dc.consul.", Some("dc2")),
+            ("n1.node.dc3.consul.", Some("dc3")),
+            ("q.query.dc2.consul.", Some("dc2")),
+            ("_web._tcp.service.dc2.consul.", Some("dc2")),
+            ("web.service.consul.", None),
+            ("n1.node.consul.", None),
+            ("web.service.dc2.example.com.", None),
+            ("1.0.0.127.in-addr.arpa.", None),
+        ] {
+            assert_eq!(named_dc(q, &cfg).as_deref(), dc, "{q}");
+        }
     }
 
     #[test]

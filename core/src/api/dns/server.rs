@@ -48,6 +48,9 @@ pub struct DnsContext {
     metrics: Option<(std::sync::Arc<crate::metrics::Metrics>, String)>,
     /// This agent's node name.
     node_name: String,
+    /// The other datacenters (servers): `<name>.<kind>.<dc>` lookups for another datacenter
+    /// go to a server there, and prepared queries fail over.
+    pub(super) datacenters: Option<Arc<crate::api::remote_dc::Datacenters>>,
 }
 
 impl DnsContext {
@@ -69,7 +72,14 @@ impl DnsContext {
             answers: AnswerCache::default(),
             metrics: None,
             node_name: String::new(),
+            datacenters: None,
         }
+    }
+
+    /// Where lookups for other datacenters go (servers).
+    pub fn with_datacenters(mut self, datacenters: Arc<crate::api::remote_dc::Datacenters>) -> Self {
+        self.datacenters = Some(datacenters);
+        self
     }
 
     /// This agent's node name (prepared queries' `Near: "_agent"`).
@@ -259,6 +269,9 @@ async fn handle_query(ctx: &DnsContext, packet: &[u8], udp: bool, forwarded: Opt
             };
         }
     };
+    if let Some(dc) = remote_dc(ctx, &qname) {
+        return forward_to_dc(ctx, packet, udp, token, id, &dc).await;
+    }
     let mode = if ctx.config.allow_stale { Consistency::MaxStale(ctx.config.max_stale) } else { Consistency::Default };
     if consensus.read_barrier(mode).await.is_err() {
         return error_reply(id, OpCode::Query, ResponseCode::ServFail);
@@ -269,17 +282,75 @@ async fn handle_query(ctx: &DnsContext, packet: &[u8], udp: bool, forwarded: Opt
     let secret = token.or_else(|| dns_token(ctx));
     let now = crate::replication::session_ttl::now_ms();
     let runner = QueryRunner { acl: &ctx.acl, now_ms: now, agent_node: &ctx.node_name };
-    let answer = consensus.state().read(|d| match ctx.acl.resolve(secret.as_deref(), &d.acl, now) {
+    let mut answer = consensus.state().read(|d| match ctx.acl.resolve(secret.as_deref(), &d.acl, now) {
         Ok(acl) => resolve_with(d, &acl, Some(&runner), &ctx.config, &ctx.datacenter, &qname, query.query_type, limit),
         // A configured token that no longer exists reads nothing.
         Err(_) => DnsAnswer { nx_domain: true, ..Default::default() },
     });
+    // A prepared query with nothing here fails over to other datacenters.
+    if answer.nx_domain && ctx.datacenters.as_ref().is_some_and(|d| d.can_forward()) {
+        let pq = super::query::query_name(&qname, &ctx.config, &ctx.datacenter).and_then(|(name, _)| {
+            consensus.state().read(|d| crate::state::prepared_query::execute::resolve(d, &name, "").ok())
+        });
+        if pq.is_some() {
+            let failed_over =
+                super::query::failover_answer(ctx, pq, &qname, query.query_type, limit, secret.as_deref()).await;
+            if let Some(a) = failed_over {
+                answer = a;
+            }
+        }
+    }
     // Like Consul, a reverse name nobody here has goes to the recursors when there are any
     // (a query a client agent forwarded is answered as is: the server has no say in its recursors).
     if is_reverse_name(&qname) && answer.nx_domain && !ctx.config.recursors.is_empty() && !from_client {
         return Handled::Recurse;
     }
     reply(&req, answer, udp, &ctx.config)
+}
+
+/// The other datacenter a lookup name names (`….service.dc2.consul`, `….service.dc2.dc.consul`),
+/// when this server can reach it; `None` for this datacenter or an unknown one (NXDOMAIN here,
+/// as Consul answers it).
+fn remote_dc(ctx: &DnsContext, qname: &str) -> Option<String> {
+    let datacenters = ctx.datacenters.as_ref()?;
+    let dc = super::resolve::named_dc(qname, &ctx.config)?;
+    if !datacenters.is_remote(&dc) {
+        return None;
+    }
+    datacenters.known(&dc)
+}
+
+/// Has a server of `dc` answer the packet (as a client agent's server does), with the token
+/// the answer is filtered by. SERVFAIL when no server there answers.
+async fn forward_to_dc(
+    ctx: &DnsContext,
+    packet: &[u8],
+    udp: bool,
+    token: Option<String>,
+    id: u16,
+    dc: &str,
+) -> Handled {
+    let Some(datacenters) = &ctx.datacenters else { return error_reply(id, OpCode::Query, ResponseCode::ServFail) };
+    let q = ForwardedQuery {
+        packet: packet.to_vec(),
+        udp,
+        token: ctx.acl.enabled().then(|| token.or_else(|| dns_token(ctx))).flatten(),
+    };
+    let answer = match postcard::to_allocvec(&q) {
+        Ok(body) => datacenters.call(dc, Service::Dns, body, FORWARD_TIMEOUT, true).await,
+        Err(e) => Err(crate::Error::Rpc(e.to_string())),
+    };
+    match answer {
+        Ok(b) => match postcard::from_bytes::<Option<Vec<u8>>>(&b) {
+            Ok(Some(bytes)) => Handled::Reply(bytes),
+            Ok(None) => Handled::Drop,
+            Err(_) => error_reply(id, OpCode::Query, ResponseCode::ServFail),
+        },
+        Err(e) => {
+            tracing::debug!(datacenter = dc, error = %e, "DNS lookup for another datacenter failed");
+            error_reply(id, OpCode::Query, ResponseCode::ServFail)
+        }
+    }
 }
 
 /// The fast path for service questions on a server: the reply written from the answer cache

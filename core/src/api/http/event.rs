@@ -138,9 +138,8 @@ fn for_this_agent(ctx: &super::ApiContext, e: &UserEvent) -> bool {
 /// `GET /v1/event/list` (`?name`; blocking on `?index`).
 pub(super) async fn list(State(ctx): State<Ctx>, Extension(acl): Extension<Arc<RequestAcl>>, uri: Uri) -> Response {
     let q = QueryParams::from_uri(&uri);
-    let params = match ReadParams::parse(&q, ctx.config.default_query_time, ctx.config.max_query_time)
-        .and_then(|p| q.check_dc(&ctx.config.datacenter).map(|_| p))
-    {
+    // `?dc` is ignored, as in Consul: the list is this agent's own events.
+    let params = match ReadParams::parse(&q, ctx.config.default_query_time, ctx.config.max_query_time) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };

@@ -28,8 +28,11 @@ mod metrics;
 mod monitor;
 mod operator;
 mod prepared_query;
+/// Prepared-query failover to other datacenters, also used by DNS prepared-query lookups.
+pub(crate) use prepared_query::failover as prepared_query_failover;
 pub mod proxy;
 mod query;
+mod remote;
 mod serve;
 pub use serve::{serve_http, DEFAULT_HEADER_READ_TIMEOUT};
 mod session;
@@ -202,6 +205,8 @@ pub struct ApiContext {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Key sets fetched for `jwt` auth methods with a `JWKSURL`.
     pub jwks: crate::api::jwt_auth::JwksCache,
+    /// The other datacenters (`?dc=`, prepared-query failover).
+    pub datacenters: Arc<crate::api::remote_dc::Datacenters>,
 }
 
 impl ApiContext {
@@ -268,6 +273,9 @@ pub fn router(ctx: Ctx) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), cache::layer))
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), authorize))
+        // Outside `authorize`: another datacenter's servers resolve the token of a request
+        // for that datacenter, as in Consul.
+        .layer(axum::middleware::from_fn_with_state(ctx.clone(), remote::layer))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(ctx.clone());
     ctx.cache.set_fetcher(app.clone());
@@ -423,6 +431,7 @@ fn data_routes() -> Router<Ctx> {
         .route("/v1/internal/ui/nodes", get(internal_ui::nodes))
         .route("/v1/internal/ui/node/{node}", get(internal_ui::node))
         .route("/v1/internal/ui/catalog-overview", get(internal_ui::catalog_overview))
+        .route(prepared_query::EXECUTE_REMOTE_PATH, post(prepared_query::execute_remote))
         .route("/v1/query", get(prepared_query::list).post(prepared_query::create))
         .route("/v1/query/{*rest}", get(prepared_query::get).put(prepared_query::update).delete(prepared_query::delete))
         .merge(acl_routes())

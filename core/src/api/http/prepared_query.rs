@@ -8,9 +8,15 @@
 //! as `<hidden>` to anyone without `acl:write`. Execution needs no query permission: its
 //! instances are filtered by the query's own token when it has one, else by the caller's.
 //!
-//! Failover (`Failover.NearestN`/`Datacenters`/`Targets`) is stored and returned but there is
-//! one datacenter (multi-datacenter is issue #20): execution always answers from the local
-//! datacenter with `Failovers: 0`.
+//! Failover (Consul's `queryFailover`): when the local datacenter has no instance the caller may
+//! see, execution tries `Failover.NearestN` other datacenters nearest first (WAN RTT order), then
+//! the `Failover.Datacenters` not already tried, in the listed order, skipping datacenters the
+//! WAN pool does not know; the first that has instances answers. Each is sent the *resolved
+//! definition* (Consul's `ExecuteRemote`) over the server RPC port, to an internal path served
+//! only there ([`EXECUTE_REMOTE_PATH`]), and runs it against its own catalog with the caller's
+//! token (and the query's own token, when it has one). The answer names the datacenter that
+//! answered (`Datacenter`) and how many were tried (`Failovers`). `Failover.Targets` (peers) is
+//! stored and returned only: there is no peering.
 
 use std::sync::Arc;
 
@@ -28,7 +34,9 @@ use super::query::{QueryParams, ReadParams};
 use super::{add_query_meta, blocking, json as json_response, read_body, set_read_meta, Ctx};
 use crate::acl::rules::{Need, Resource, Scalar};
 use crate::api::authz::{Authz, RequestAcl};
+use crate::api::remote_dc::{failover_order, Datacenters};
 use crate::replication::consensus::ReadMeta;
+use crate::state::catalog::{HealthCheck, Node, ServiceInstance};
 use crate::state::command::{Command, CommandResponse};
 use crate::state::prepared_query::execute::{self, ResolveError};
 use crate::state::prepared_query::{
@@ -288,10 +296,11 @@ pub(super) async fn get(
     Extension(acl): Extension<Arc<RequestAcl>>,
     Path(rest): Path<String>,
     uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Response, Error> {
     match target(&rest) {
         Target::Query(id) => read(&ctx, &acl, id, &uri).await,
-        Target::Execute(id) => run(&ctx, &acl, id, &uri).await,
+        Target::Execute(id) => run(&ctx, &acl, id, &uri, &headers).await,
         Target::Explain(id) => explain(&ctx, &acl, id, &uri).await,
     }
 }
@@ -354,18 +363,77 @@ fn near_source(ctx: &Ctx, q: &QueryParams, pq: &PreparedQuery) -> Option<String>
     }
 }
 
-/// `GET /v1/query/:id_or_name/execute`: `PreparedQueryExecuteResponse`.
-async fn run(ctx: &Ctx, acl: &RequestAcl, id_or_name: &str, uri: &Uri) -> Result<Response, Error> {
+/// One instance an execution found, owned (it may come from another datacenter).
+pub(crate) type Found = (Node, ServiceInstance, Vec<HealthCheck>);
+
+/// What one datacenter's execution of a query answered.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Executed {
+    /// The datacenter that answered.
+    pub datacenter: String,
+    /// Its instances, filtered, ordered and limited.
+    pub nodes: Vec<Found>,
+}
+
+/// The instances `pq` finds in `d` that the caller (`acl`, or the query's own token when it
+/// has one) may see, shuffled, sorted near `source` when given, cut to `limit` (0: all).
+fn select(
+    ctx: &Ctx,
+    d: &crate::state::StateData,
+    acl: &RequestAcl,
+    pq: &PreparedQuery,
+    connect: bool,
+    source: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Found>, Error> {
+    let now = crate::replication::session_ttl::now_ms();
+    // The query's own token, when it has one, decides what the answer may show.
+    let query_authz: Option<Arc<Authz>> = if pq.token.is_empty() || !acl.enabled() {
+        None
+    } else {
+        Some(ctx.acl.resolve(Some(&pq.token), &d.acl, now)?)
+    };
+    let visible = |r: Resource, name: &str| match &query_authz {
+        Some(a) => a.allows(r, name, Need::Read),
+        None => acl.visible(r, name),
+    };
+    let mut entries: Vec<_> = execute::instances(d, pq, connect)
+        .into_iter()
+        .filter(|(n, s, _)| visible(Resource::Node, &n.node) && visible(Resource::Service, &s.service))
+        .collect();
+    entries.shuffle(&mut rand::thread_rng());
+    sort_near(d, source, &mut entries, |(n, _, _)| &n.node);
+    // The source node itself goes first when it is among the nearest (Consul looks at the
+    // first ten).
+    if let Some(src) = source {
+        if let Some(pos) = entries.iter().take(10).position(|(n, _, _)| n.node == *src) {
+            entries.swap(0, pos);
+        }
+    }
+    if limit > 0 {
+        entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    }
+    Ok(entries
+        .into_iter()
+        .map(|(n, s, checks)| {
+            let checks = checks
+                .into_iter()
+                .filter(|c| c.service_name.is_empty() || visible(Resource::Service, &c.service_name))
+                .cloned()
+                .collect();
+            (n.clone(), s.clone(), checks)
+        })
+        .collect())
+}
+
+/// `GET /v1/query/:id_or_name/execute`: `PreparedQueryExecuteResponse`. With no instance
+/// here, the query fails over to other datacenters ([`failover`]).
+async fn run(ctx: &Ctx, acl: &RequestAcl, id_or_name: &str, uri: &Uri, headers: &HeaderMap) -> Result<Response, Error> {
     let q = QueryParams::from_uri(uri);
     q.check_dc(&ctx.config.datacenter)?;
     let params = ReadParams::parse(&q, ctx.config.default_query_time, ctx.config.max_query_time)?;
-    let limit = match q.get("limit").filter(|l| !l.is_empty()) {
-        None => 0,
-        Some(l) => l.parse::<i64>().map_err(|e| Error::BadRequest(format!("Bad limit: {e}")))?,
-    };
+    let limit = parse_limit(&q)?;
     let connect = q.has("connect") && q.get("connect") != Some("false");
-    let dc = ctx.config.datacenter.clone();
-    let now = crate::replication::session_ttl::now_ms();
     // Execute blocks (`?index=`) like a health query: it wakes when the query table or the
     // service it answers for changes. That also lets the agent cache keep `?cached` answers
     // current with a blocking refresh.
@@ -380,61 +448,152 @@ async fn run(ctx: &Ctx, acl: &RequestAcl, id_or_name: &str, uri: &Uri) -> Result
             Ok(pq) => pq,
             Err(e) => return (d.prepared_queries.index, Err(resolve_error(e))),
         };
-        // The query's own token, when it has one, decides what the answer may show.
-        let query_authz: Option<Arc<Authz>> = if pq.token.is_empty() || !acl.enabled() {
-            None
-        } else {
-            match ctx.acl.resolve(Some(&pq.token), &d.acl, now) {
-                Ok(a) => Some(a),
-                Err(e) => return (d.prepared_queries.index, Err(e)),
-            }
-        };
-        let visible = |r: Resource, name: &str| match &query_authz {
-            Some(a) => a.allows(r, name, Need::Read),
-            None => acl.visible(r, name),
-        };
-        let mut entries: Vec<_> = execute::instances(d, &pq, connect)
-            .into_iter()
-            .filter(|(n, s, _)| visible(Resource::Node, &n.node) && visible(Resource::Service, &s.service))
-            .collect();
-        entries.shuffle(&mut rand::thread_rng());
         let source = near_source(ctx, &q, &pq);
-        sort_near(d, source.as_deref(), &mut entries, |(n, _, _)| &n.node);
-        // The source node itself goes first when it is among the nearest (Consul looks at the
-        // first ten).
-        if let Some(src) = &source {
-            if let Some(pos) = entries.iter().take(10).position(|(n, _, _)| n.node == *src) {
-                entries.swap(0, pos);
-            }
-        }
-        if limit > 0 {
-            entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        }
-        let nodes: Vec<Value> = entries
-            .into_iter()
-            .map(|(n, s, checks)| {
-                let checks: Vec<Value> = checks
-                    .into_iter()
-                    .filter(|c| c.service_name.is_empty() || visible(Resource::Service, &c.service_name))
-                    .map(check_json)
-                    .collect();
-                json!({"Node": node_json(n), "Service": node_service_json(s, &dc), "Checks": checks})
-            })
-            .collect();
-        let body = json!({
-            "Service": pq.service.service,
-            "Nodes": nodes,
-            "DNS": {"TTL": pq.dns_ttl},
-            "Datacenter": dc,
-            "PeerName": "",
-            "Failovers": 0,
-        });
-        (d.prepared_queries.index.max(d.catalog.service_index(&pq.service.service)), Ok(body))
+        let index = d.prepared_queries.index.max(d.catalog.service_index(&pq.service.service));
+        (index, select(ctx, d, acl, &pq, connect, source.as_deref(), limit).map(|nodes| (pq, nodes)))
     })
     .await?;
-    let mut body = result?;
+    let (pq, nodes) = result?;
+    let mut executed = Executed { datacenter: ctx.config.datacenter.clone(), nodes };
+    let mut failovers = 0;
+    if executed.nodes.is_empty() {
+        let token = super::token(&q, headers);
+        let (found, tried) = failover(&ctx.datacenters, &pq, limit, connect, token.as_deref()).await;
+        failovers = tried;
+        if let Some(found) = found {
+            executed = found;
+        }
+    }
+    let dc = executed.datacenter.clone();
+    let nodes: Vec<Value> = executed
+        .nodes
+        .iter()
+        .map(|(n, s, checks)| {
+            let checks: Vec<Value> = checks.iter().map(check_json).collect();
+            json!({"Node": node_json(n), "Service": node_service_json(s, &dc), "Checks": checks})
+        })
+        .collect();
+    let mut body = json!({
+        "Service": pq.service.service,
+        "Nodes": nodes,
+        "DNS": {"TTL": pq.dns_ttl},
+        "Datacenter": dc,
+        "PeerName": "",
+        "Failovers": failovers,
+    });
     add_query_meta(&mut body, index, &meta, acl);
     Ok(with_meta(json_response(StatusCode::OK, &body, q.pretty()), index, &meta))
+}
+
+fn parse_limit(q: &QueryParams) -> Result<i64, Error> {
+    match q.get("limit").filter(|l| !l.is_empty()) {
+        None => Ok(0),
+        Some(l) => l.parse::<i64>().map_err(|e| Error::BadRequest(format!("Bad limit: {e}"))),
+    }
+}
+
+/// Where another datacenter runs a query definition for us (Consul's
+/// `PreparedQuery.ExecuteRemote`). Served only to requests that came over the server RPC port
+/// ([`super::proxy::ViaServerRpc`]); on the public HTTP port it does not exist.
+pub(super) const EXECUTE_REMOTE_PATH: &str = "/v1/internal/consul-rs/query/execute-remote";
+
+/// The body of an [`EXECUTE_REMOTE_PATH`] request.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct RemoteExecute {
+    /// The definition, as resolved (templates rendered) where the query lives.
+    query: PreparedQuery,
+    /// `?limit`, applied remotely to save bandwidth.
+    limit: i64,
+    /// `?connect`.
+    connect: bool,
+}
+
+/// Runs a query definition another datacenter sent: its instances here, shuffled and limited
+/// (no distance sort: the caller is elsewhere), as the caller's token and the query's own token
+/// allow. Answers an [`Executed`], postcard-encoded.
+pub(super) async fn execute_remote(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    via: Option<Extension<super::proxy::ViaServerRpc>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Error> {
+    if via.is_none() {
+        return Err(Error::NotFound(format!("Not found: no handler for path {EXECUTE_REMOTE_PATH}")));
+    }
+    let bytes = read_body(body, &headers, MAX_BODY * 2, "the prepared query size limit").await?;
+    let req: RemoteExecute =
+        serde_json::from_slice(&bytes).map_err(|e| Error::BadRequest(format!("Request decode failed: {e}")))?;
+    let consensus = ctx.consensus()?;
+    consensus.read_barrier(crate::replication::consensus::Consistency::Default).await?;
+    let nodes = consensus.state().read(|d| select(&ctx, d, &acl, &req.query, req.connect, None, req.limit))?;
+    let executed = Executed { datacenter: ctx.config.datacenter.clone(), nodes };
+    let bytes = postcard::to_allocvec(&executed).map_err(|e| Error::Rpc(e.to_string()))?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+/// How long a remote execution may take.
+const REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs `pq` in datacenter `dc` as `token`.
+pub(crate) async fn execute_in(
+    datacenters: &Datacenters,
+    dc: &str,
+    pq: &PreparedQuery,
+    limit: i64,
+    connect: bool,
+    token: Option<&str>,
+) -> Result<Executed, Error> {
+    let body = RemoteExecute { query: pq.clone(), limit, connect };
+    let body = serde_json::to_vec(&body).map_err(|e| Error::Rpc(e.to_string()))?;
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    if let Some(t) = token {
+        headers.push(("x-consul-token".to_string(), t.to_string()));
+    }
+    let req = super::proxy::HttpRequest { method: "POST".into(), uri: EXECUTE_REMOTE_PATH.into(), headers, body };
+    let req = postcard::to_allocvec(&req).map_err(|e| Error::Rpc(e.to_string()))?;
+    // Running a query changes nothing: safe to ask another server after any failure.
+    let answer = datacenters.call(dc, crate::rpc::Service::Http, req, REMOTE_TIMEOUT, true).await?;
+    let resp = super::proxy::decode_answer(&answer)?;
+    if resp.status != 200 {
+        let text = String::from_utf8_lossy(&resp.body).trim().to_string();
+        return Err(Error::Rpc(format!("datacenter {dc} answered {}: {text}", resp.status)));
+    }
+    postcard::from_bytes(&resp.body).map_err(|e| Error::Rpc(format!("undecodable answer from datacenter {dc}: {e}")))
+}
+
+/// Consul's `queryFailover`: the datacenters of [`failover_order`] in turn until one has an
+/// instance; a datacenter that fails is logged and skipped. Answers what the last datacenter
+/// that answered found (`None`: none answered) and how many datacenters were tried.
+pub(crate) async fn failover(
+    datacenters: &Datacenters,
+    pq: &PreparedQuery,
+    limit: i64,
+    connect: bool,
+    token: Option<&str>,
+) -> (Option<Executed>, usize) {
+    let f = &pq.service.failover;
+    let listed = f.datacenters.as_deref().unwrap_or_default();
+    if f.nearest_n <= 0 && listed.is_empty() {
+        return (None, 0);
+    }
+    let order = failover_order(&datacenters.others_by_distance(), f.nearest_n, listed);
+    let mut found = None;
+    let mut tried = 0;
+    for dc in order {
+        tried += 1;
+        match execute_in(datacenters, &dc, pq, limit, connect, token).await {
+            Ok(e) => {
+                let done = !e.nodes.is_empty();
+                found = Some(e);
+                if done {
+                    break;
+                }
+            }
+            Err(e) => tracing::warn!(datacenter = %dc, error = %e, "Failed querying for service in datacenter"),
+        }
+    }
+    (found, tried)
 }
 
 /// `PUT /v1/query/:id`: replaces the definition (the ID comes from the path).

@@ -51,19 +51,32 @@ pub async fn call_server(remote: &Remote, req: &HttpRequest, timeout: Duration) 
     let repeatable = matches!(req.method.as_str(), "GET" | "HEAD");
     let body = postcard::to_allocvec(req).map_err(|e| Error::Rpc(e.to_string()))?;
     let answer = remote.call_raw(Service::Http, body, timeout, !stale, repeatable).await?;
+    decode_answer(&answer)
+}
+
+/// Decodes a server's answer to a [`Service::Http`] request.
+pub(super) fn decode_answer(answer: &[u8]) -> Result<HttpResponse, Error> {
     let answer: Result<HttpResponse, String> =
-        postcard::from_bytes(&answer).map_err(|e| Error::Rpc(format!("undecodable answer from a server: {e}")))?;
+        postcard::from_bytes(answer).map_err(|e| Error::Rpc(format!("undecodable answer from a server: {e}")))?;
     answer.map_err(Error::BadRequest)
+}
+
+/// The headers of `headers` a server needs to see (token, content type).
+pub(super) fn forwarded_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    FORWARDED_HEADERS
+        .iter()
+        .filter_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).map(|v| (h.to_string(), v.to_string())))
+        .collect()
 }
 
 /// Largest body a client agent forwards (snapshot restores are the big ones); the server
 /// port's limit for the `Http` service is sized from it.
-const MAX_FORWARDED_BODY: usize = crate::rpc::FORWARDED_HTTP_BODY_MAX;
+pub(super) const MAX_FORWARDED_BODY: usize = crate::rpc::FORWARDED_HTTP_BODY_MAX;
 /// Headers a server needs to see.
 const FORWARDED_HEADERS: [&str; 4] = ["x-consul-token", "authorization", "content-type", "x-consul-namespace"];
 
 /// How long to wait for the server: a blocking query may be held for `wait` + `wait`/16.
-fn timeout_for(uri: &Uri, default_wait: Duration, max_wait: Duration) -> Duration {
+pub(super) fn timeout_for(uri: &Uri, default_wait: Duration, max_wait: Duration) -> Duration {
     let q = QueryParams::from_uri(uri);
     if !q.has("index") {
         return Duration::from_secs(60);
@@ -90,10 +103,7 @@ pub(super) async fn forward(
     let req = HttpRequest {
         method: method.to_string(),
         uri: forwarded_uri(&uri, &ctx.config.node_name),
-        headers: FORWARDED_HEADERS
-            .iter()
-            .filter_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).map(|v| (h.to_string(), v.to_string())))
-            .collect(),
+        headers: forwarded_headers(&headers),
         body: body.to_vec(),
     };
     let timeout = timeout_for(&uri, ctx.config.default_query_time, ctx.config.max_query_time);
@@ -145,7 +155,13 @@ pub(super) fn into_response(r: HttpResponse) -> Response {
     resp
 }
 
-/// On a server: serves a client agent's forwarded request with this agent's own router.
+/// Marks a request that arrived over the server RPC port (from a client agent of this
+/// datacenter or a server of another): internal endpoints serve only those.
+#[derive(Debug, Clone, Copy)]
+pub struct ViaServerRpc;
+
+/// On a server: serves a forwarded request (a client agent's, or another datacenter's) with
+/// this agent's own router.
 pub async fn serve_forwarded(router: axum::Router, req: HttpRequest) -> Result<HttpResponse, Error> {
     use tower::ServiceExt;
     let method = Method::from_bytes(req.method.as_bytes())
@@ -154,10 +170,11 @@ pub async fn serve_forwarded(router: axum::Router, req: HttpRequest) -> Result<H
     for (k, v) in &req.headers {
         builder = builder.header(k, v);
     }
-    let request = builder
+    let mut request = builder
         .header(header::CONTENT_LENGTH, req.body.len())
         .body(Body::from(req.body))
         .map_err(|e| Error::BadRequest(format!("forwarded request: {e}")))?;
+    request.extensions_mut().insert(ViaServerRpc);
     let resp = router.oneshot(request).await.map_err(|e| Error::Rpc(format!("{e}")))?;
     let status = resp.status().as_u16();
     let headers: Vec<(String, String)> = resp

@@ -85,7 +85,9 @@ impl QueryParams {
         }
     }
 
-    /// `?dc`: accepted when it names this datacenter.
+    /// `?dc`: accepted when it names this datacenter. A request for another datacenter the
+    /// WAN pool knows is forwarded before any handler runs (`remote`), so a handler sees a
+    /// foreign `dc` only when there is no path to it: Consul's 500 "No path to datacenter".
     pub fn check_dc(&self, local: &str) -> Result<(), Error> {
         match self.get("dc") {
             Some(dc) if !dc.is_empty() && !dc.eq_ignore_ascii_case(local) => {
