@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, Query};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Asks `server` for `name`/`rtype`. `edns` advertises that UDP payload size; `tcp` uses TCP.
@@ -21,6 +21,20 @@ pub async fn ask(server: SocketAddr, name: &str, rtype: RecordType, edns: Option
     let bytes = msg.to_vec().expect("encode");
     let reply = if tcp { exchange_tcp(server, &bytes).await } else { exchange_udp(server, &bytes).await };
     Message::from_vec(&reply).expect("decode reply")
+}
+
+/// The addresses of the A records in `m`'s answer section, sorted.
+pub fn a_records(m: &Message) -> Vec<String> {
+    let mut v: Vec<String> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 /// Sends raw bytes over UDP and returns the raw reply.

@@ -430,10 +430,11 @@ impl Agent {
         tasks.push(tokio::spawn(cluster.clone().run(shutdown.clone())));
 
         // The other datacenters, reached over the server port with its TLS settings.
-        let datacenters = crate::api::remote_dc::Datacenters::new(
+        let datacenters = crate::api::remote_dc::Datacenters::with_tls(
             config.datacenter.clone(),
             cluster.wan().cloned(),
-            rpc_client.clone(),
+            shutdown.clone(),
+            tls.clone(),
         );
         // Servers resolve DNS queries their client agents forward, even with their own DNS port off.
         let dns = Arc::new(

@@ -17,11 +17,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use rand::seq::SliceRandom;
+use tokio_util::sync::CancellationToken;
 
 use crate::membership::gossip::MemberStatus;
 use crate::membership::wan::WanPool;
 use crate::rpc::{RpcClient, Service};
+use crate::tls::AgentTls;
 use crate::Error;
 
 /// The other datacenters as this agent sees them, and the way to their servers.
@@ -30,13 +33,46 @@ pub struct Datacenters {
     local: String,
     wan: Option<Arc<WanPool>>,
     rpc: RpcClient,
+    /// With TLS to the server port: one client per datacenter, each verifying its servers as
+    /// `server.<that datacenter>.<domain>` (`verify_server_hostname` across datacenters).
+    per_datacenter: Option<PerDatacenter>,
+}
+
+#[derive(Debug)]
+struct PerDatacenter {
+    shutdown: CancellationToken,
+    tls: Arc<AgentTls>,
+    clients: Mutex<std::collections::HashMap<String, RpcClient>>,
 }
 
 impl Datacenters {
     /// `local` is this agent's datacenter; `wan` the server's WAN pool (`None` on client agents
     /// and on servers running without one); `rpc` the server-port client (TLS as configured).
     pub fn new(local: String, wan: Option<Arc<WanPool>>, rpc: RpcClient) -> Arc<Self> {
-        Arc::new(Datacenters { local, wan, rpc })
+        Arc::new(Datacenters { local, wan, rpc, per_datacenter: None })
+    }
+
+    /// As [`Datacenters::new`] for an agent whose server port speaks TLS: each datacenter's
+    /// servers are dialled with TLS and verified under their own datacenter's server name.
+    pub fn with_tls(
+        local: String,
+        wan: Option<Arc<WanPool>>,
+        shutdown: CancellationToken,
+        tls: Option<Arc<AgentTls>>,
+    ) -> Arc<Self> {
+        let rpc = RpcClient::with_tls(shutdown.clone(), tls.clone());
+        let per_datacenter = tls.map(|tls| PerDatacenter { shutdown, tls, clients: Mutex::default() });
+        Arc::new(Datacenters { local, wan, rpc, per_datacenter })
+    }
+
+    /// The RPC client for the servers of `dc`.
+    fn client_for(&self, dc: &str) -> RpcClient {
+        let Some(p) = &self.per_datacenter else { return self.rpc.clone() };
+        p.clients
+            .lock()
+            .entry(dc.to_string())
+            .or_insert_with(|| RpcClient::with_tls_for_datacenter(p.shutdown.clone(), Some(p.tls.clone()), dc))
+            .clone()
     }
 
     /// This agent's datacenter.
@@ -100,9 +136,10 @@ impl Datacenters {
         if servers.is_empty() {
             return Err(Error::NoPathToDatacenter(dc.to_string()));
         }
+        let rpc = self.client_for(dc);
         let mut last = None;
         for addr in servers {
-            match self.rpc.call_raw(addr, service, body.clone(), timeout).await {
+            match rpc.call_raw(addr, service, body.clone(), timeout).await {
                 Ok(answer) => return Ok(answer),
                 Err(e) if !repeatable && !e.not_delivered() => {
                     return Err(Error::OutcomeUnknown(format!("datacenter {dc}, server {addr}: {e}")));

@@ -272,6 +272,13 @@ impl RpcClient {
         RpcClient::with_transport(Arc::new(TcpTransport { tls, ..TcpTransport::new(shutdown) }))
     }
 
+    /// A TCP client for the server port of another datacenter's servers: TLS as
+    /// [`RpcClient::with_tls`], verifying their certificates against that datacenter's name.
+    pub fn with_tls_for_datacenter(shutdown: CancellationToken, tls: Option<Arc<AgentTls>>, datacenter: &str) -> Self {
+        let transport = TcpTransport { tls, datacenter: Some(datacenter.to_string()), ..TcpTransport::new(shutdown) };
+        RpcClient::with_transport(Arc::new(transport))
+    }
+
     /// A client over any transport (the in-memory network in simulations).
     pub fn with_transport(transport: Arc<dyn Transport>) -> Self {
         RpcClient { transport }
@@ -316,12 +323,15 @@ pub struct TcpTransport {
     conns: Arc<Mutex<HashMap<SocketAddr, Arc<Connection>>>>,
     shutdown: CancellationToken,
     tls: Option<Arc<AgentTls>>,
+    /// The datacenter whose servers this transport dials, when not our own: their TLS
+    /// certificates carry that datacenter's server name.
+    datacenter: Option<String>,
 }
 
 impl TcpTransport {
     /// A plaintext transport whose connections close when `shutdown` is cancelled.
     pub fn new(shutdown: CancellationToken) -> Self {
-        TcpTransport { conns: Arc::default(), shutdown, tls: None }
+        TcpTransport { conns: Arc::default(), shutdown, tls: None, datacenter: None }
     }
 
     /// Connects to `addr`, with a TLS handshake when configured, and exchanges the preamble;
@@ -332,7 +342,11 @@ impl TcpTransport {
             .map_err(|_| RpcError::NotDelivered { addr, reason: "connect timed out".into() })?
             .map_err(|e| RpcError::NotDelivered { addr, reason: e.to_string() })?;
         let _ = tcp.set_nodelay(true);
-        let (mut stream, is_tls): (Box<dyn Stream>, bool) = match self.tls.as_ref().and_then(|t| t.rpc_connector()) {
+        let connector = self.tls.as_ref().and_then(|t| match &self.datacenter {
+            Some(dc) => t.rpc_connector_for(dc),
+            None => t.rpc_connector(),
+        });
+        let (mut stream, is_tls): (Box<dyn Stream>, bool) = match connector {
             None => (Box::new(tcp), false),
             Some((connector, name)) => {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp)).await {

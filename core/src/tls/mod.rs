@@ -53,6 +53,8 @@ pub struct AgentTls {
     /// `server.<datacenter>.<domain>`: the name servers' certificates carry and, with
     /// `verify_server_hostname`, must carry.
     server_name: ServerName<'static>,
+    /// The DNS domain (`consul`), for the names of other datacenters' servers.
+    domain: String,
     built: RwLock<Built>,
 }
 
@@ -76,7 +78,9 @@ impl AgentTls {
         let name = format!("server.{datacenter}.{}", domain.trim_end_matches('.'));
         let server_name = ServerName::try_from(name.clone())
             .map_err(|e| TlsError::Settings(format!("cannot verify servers as {name:?}: {e}")))?;
-        let tls = AgentTls { config: config.clone(), https_enabled, server_name, built: RwLock::new(Built::empty()) };
+        let domain = domain.trim_end_matches('.').to_string();
+        let tls =
+            AgentTls { config: config.clone(), https_enabled, server_name, domain, built: RwLock::new(Built::empty()) };
         let built = tls.build()?;
         if built.is_empty() {
             return Ok(None);
@@ -137,6 +141,19 @@ impl AgentTls {
     pub fn rpc_connector(&self) -> Option<(TlsConnector, ServerName<'static>)> {
         let client = self.built.read().rpc_client.clone()?;
         Some((TlsConnector::from(client), self.server_name.clone()))
+    }
+
+    /// How to dial the servers of another datacenter: as [`AgentTls::rpc_connector`], but their
+    /// certificates name `server.<datacenter>.<domain>` (what `verify_server_hostname` checks).
+    pub fn rpc_connector_for(&self, datacenter: &str) -> Option<(TlsConnector, ServerName<'static>)> {
+        let client = self.built.read().rpc_client.clone()?;
+        let name = format!("server.{datacenter}.{}", self.domain);
+        match ServerName::try_from(name) {
+            Ok(name) => Some((TlsConnector::from(client), name)),
+            // A datacenter name that makes no DNS name cannot be verified; dial as for our own
+            // servers, whose name then fails the check with a clear handshake error.
+            Err(_) => Some((TlsConnector::from(client), self.server_name.clone())),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use consul_tests::dns::ask;
 use consul_tests::eventually;
 use consul_tests::inproc::{Cluster, Options};
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -48,16 +48,7 @@ fn nodes(v: &Value) -> Vec<String> {
 }
 
 fn a_ips(m: &hickory_proto::op::Message) -> Vec<String> {
-    let mut v: Vec<String> = m
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0.to_string()),
-            _ => None,
-        })
-        .collect();
-    v.sort();
-    v
+    consul_tests::dns::a_records(m)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,16 +24,7 @@ async fn register(api: &consul_tests::client::Api, node: &str, addr: &str, id: &
 }
 
 fn a_ips(m: &Message) -> Vec<String> {
-    let mut v: Vec<String> = m
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0.to_string()),
-            _ => None,
-        })
-        .collect();
-    v.sort();
-    v
+    consul_tests::dns::a_records(m)
 }
 
 fn dns(c: &Cluster, i: usize) -> SocketAddr {

@@ -113,14 +113,7 @@ fn client_agent(dir: &Path, name: &str, join: &str, tls: Option<Value>) -> (Proc
 
 /// A KV read through a client agent's plain HTTP port (forwarded to the servers over RPC).
 fn client_get(http: u16, key: &str) -> (u16, String) {
-    let o = Command::new("curl")
-        .args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
-        .arg(format!("http://127.0.0.1:{http}/v1/kv/{key}?raw"))
-        .output()
-        .expect("run curl");
-    let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    plain_get(http, &format!("/v1/kv/{key}?raw"))
 }
 
 #[test]
@@ -271,4 +264,79 @@ fn a_tls_cluster_made_with_the_tls_commands() {
     assert!(old.log().contains("TLS certificates reloaded"), "{}", old.log());
     drop(old);
     drop(servers);
+}
+
+/// A plain-HTTP GET (the servers below keep their HTTP port plain; TLS guards the RPC port).
+fn plain_get(http: u16, path_and_query: &str) -> (u16, String) {
+    let o = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{http}{path_and_query}"))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// A single-server datacenter with mutual TLS and hostname verification on its RPC port, plain
+/// HTTP for the test, WAN-joined to `wan_join` when given; its HTTP and serf_wan ports.
+fn tls_datacenter(dir: &Path, pki: &Path, dc: &str, cert: &str, wan_join: Option<u16>) -> (Proc, u16, u16) {
+    let (http, wan) = (free_port(), free_port());
+    let mut cfg = json!({
+        "server": true, "bootstrap": true, "node_name": format!("s-{dc}"), "datacenter": dc,
+        "data_dir": dir.join(dc), "bind_addr": "127.0.0.1", "client_addr": "127.0.0.1",
+        "performance": { "raft_multiplier": 1 },
+        "ports": { "http": http, "dns": -1, "server": free_port(), "serf_lan": free_port(), "serf_wan": wan },
+        "tls": tls_block(pki, cert)
+    });
+    if let Some(port) = wan_join {
+        cfg["retry_join_wan"] = json!([format!("127.0.0.1:{port}")]);
+        cfg["retry_interval_wan"] = json!("1s");
+    }
+    (Proc::start(dir, dc, cfg), http, wan)
+}
+
+/// `verify_server_hostname` across datacenters: a server forwarding `?dc=dc2` dials dc2's
+/// servers over TLS and accepts only a certificate for `server.dc2.consul`; a datacenter whose
+/// server shows another datacenter's certificate is refused with a TLS error.
+#[test]
+fn cross_datacenter_requests_verify_the_remote_datacenters_server_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = dir.path().join("pki");
+    std::fs::create_dir(&pki).expect("mkdir");
+    tls(&pki, &["ca", "create"]);
+    tls(&pki, &["cert", "create", "-server", "-dc", "dc1"]);
+    tls(&pki, &["cert", "create", "-server", "-dc", "dc2"]);
+    tls(&pki, &["cert", "create", "-server", "-dc", "dc1"]);
+
+    let (s1, http1, wan1) = tls_datacenter(dir.path(), &pki, "dc1", "dc1-server-consul-0", None);
+    let (s2, http2, _) = tls_datacenter(dir.path(), &pki, "dc2", "dc2-server-consul-0", Some(wan1));
+    // dc3's server shows a certificate made for dc1 (server.dc1.consul).
+    let (s3, http3, _) = tls_datacenter(dir.path(), &pki, "dc3", "dc1-server-consul-1", Some(wan1));
+    let logs = || [&s1, &s2, &s3].iter().map(|s| s.log()).collect::<Vec<_>>().join("\n---\n");
+
+    wait_for("dc1 knows dc2 and dc3", Duration::from_secs(60), || {
+        let (code, body) = plain_get(http1, "/v1/catalog/datacenters");
+        let dcs: Vec<String> = serde_json::from_str(&body).ok()?;
+        (code == 200 && dcs.len() == 3).then_some(())
+    });
+    for http in [http2, http3] {
+        wait_for("a leader", Duration::from_secs(60), || {
+            let (code, body) = plain_get(http, "/v1/status/leader");
+            (code == 200 && body.len() > 2).then_some(())
+        });
+    }
+    let o = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-X", "PUT", "--data-binary", "from dc2"])
+        .arg(format!("http://127.0.0.1:{http2}/v1/kv/where"))
+        .output()
+        .expect("run curl");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "true", "{}", logs());
+
+    let (code, body) = plain_get(http1, "/v1/kv/where?dc=dc2&raw");
+    assert_eq!((code, body.as_str()), (200, "from dc2"), "{}", logs());
+
+    let (code, body) = plain_get(http1, "/v1/kv/where?dc=dc3&raw");
+    assert_eq!(code, 500, "a server with another datacenter's name must be refused: {body}");
+    assert!(body.contains("dc3") && body.to_lowercase().contains("certificate"), "{body}");
 }

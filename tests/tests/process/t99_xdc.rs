@@ -44,15 +44,7 @@ fn dns_addr(s: &Server) -> SocketAddr {
 /// The A records' addresses of `name` asked of `s`, and the response code.
 async fn dns_a(s: &Server, name: &str) -> (ResponseCode, Vec<String>) {
     let m = consul_tests::dns::ask(dns_addr(s), name, RecordType::A, None, false).await;
-    let ips = m
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0.to_string()),
-            _ => None,
-        })
-        .collect();
-    (m.metadata.response_code, ips)
+    (m.metadata.response_code, consul_tests::dns::a_records(&m))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -262,8 +262,8 @@ pub const NO_EFFECT: &[KeyGroup] = &[
             "primary_gateways_interval",
             "connect.enable_mesh_gateway_wan_federation",
         ],
-        "the WAN pool advertises one address per server and filters no sources; requests are not \
-         forwarded between datacenters, so there are no gateways nor translated addresses",
+        "the WAN pool advertises one address per server and filters no sources; requests for another \
+         datacenter go straight to its servers' RPC address, so there are no gateways nor translated addresses",
     ),
     group(
         &[
