@@ -4,7 +4,7 @@ import re
 
 from playwright.sync_api import expect
 
-from conftest import screenshot, wait_until
+from conftest import Agent, screenshot, wait_until
 
 
 def test_services_page_lists_seeded_services_with_health(agent, page):
@@ -150,3 +150,19 @@ def test_check_latency_thresholds_and_measured_latency_are_shown(agent, page):
     page.goto(agent.ui("/ui/dc1/services/web/instances"))
     expect(page.locator('#instances li[data-check="web-ttl"]')).to_be_visible()
     expect(page.locator('#instances li[data-check="web-ttl"] .latency')).to_have_count(0)
+
+
+def test_service_dashboard_link_from_dashboard_url_templates(page):
+    a = Agent(config='ui_config {\n  enabled = true\n  dashboard_url_templates {\n'
+                     '    service = "https://grafana.example/d/svc?var-service={{Service.Name}}&var-dc={{Datacenter}}"\n'
+                     '  }\n}\n')
+    try:
+        a.start()
+        a.put("/v1/agent/service/register", {"Name": "billing api", "ID": "b-1", "Port": 7000})
+        page.goto(a.ui("/ui/dc1/services/billing%20api/instances"))
+        link = page.locator("#service-dashboard")
+        expect(link).to_have_attribute(
+            "href", "https://grafana.example/d/svc?var-service=billing%20api&var-dc=dc1")
+        expect(link).to_have_text("Open dashboard")
+    finally:
+        a.cleanup()

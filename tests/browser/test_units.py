@@ -39,3 +39,10 @@ def test_metrics_are_read_for_the_charts(agent, page):
     ]}
     got = page.evaluate(f"async (m) => (await import({_module(page, 'pages/overview.js')})).readMetrics(m)", sample)
     assert got == {"kvOps": 2.0, "commitMs": 2.0, "httpMs": 1.5}
+
+
+def test_dashboard_templates_are_filled_like_consuls(agent, page):
+    page.goto(agent.ui("/ui/dc1/services"))
+    got = page.evaluate(f"async () => (await import({_module(page, 'pages/services.js')})).dashboardUrl("
+                        "'https://g/d?s={{Service.Name}}&ns={{ Service.Namespace }}&dc={{Datacenter}}&x={{Other}}', 'a b/c', 'dc1')")
+    assert got == "https://g/d?s=a%20b%2Fc&ns=default&dc=dc1&x={{Other}}"

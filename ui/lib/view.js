@@ -79,7 +79,8 @@ export function table(caption, headers, rows, attrs = {}) {
 
 /** A page heading plus optional actions. */
 export function pageHeader(title, ...actions) {
-  return h('div', { class: 'page-header' }, h('h1', {}, title), actions.length ? h('div', { class: 'actions' }, actions) : null);
+  const shown = actions.filter(Boolean);
+  return h('div', { class: 'page-header' }, h('h1', {}, title), shown.length ? h('div', { class: 'actions' }, shown) : null);
 }
 
 /** An empty, busy region to fill from a watch. */

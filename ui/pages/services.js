@@ -5,6 +5,7 @@ import { request, watch, ApiError } from '../lib/api.js';
 import { h, replace } from '../lib/dom.js';
 import { pageHeader, region, statusBadge, tagList, metaList, loading, errorView } from '../lib/view.js';
 import { worstStatus } from '../lib/format.js';
+import { config } from '../lib/config.js';
 import { checkList } from './checks.js';
 
 /** Builds Consul's filter expression for a plain-text search. */
@@ -147,13 +148,28 @@ function instanceSummary(ctx, name, e) {
     Object.keys(svc.Meta || {}).length ? [h('h3', {}, 'Metadata'), metaList(svc.Meta)] : null);
 }
 
+/** Fills a `ui_config.dashboard_url_templates` template as Consul's console does:
+ * `{{Service.Name}}`, `{{Service.Namespace}}`, `{{Service.Partition}}` and `{{Datacenter}}`, each
+ * URL-encoded. Exported for the unit test. */
+export function dashboardUrl(template, service, dc) {
+  const values = { 'Service.Name': service, 'Service.Namespace': 'default', 'Service.Partition': 'default', Datacenter: dc };
+  return template.replace(/\{\{\s*([A-Za-z.]+)\s*\}\}/g, (all, key) => (key in values ? encodeURIComponent(values[key]) : all));
+}
+
+/** The service's "Open dashboard" link, when the agent has a `service` dashboard template. */
+function dashboardLink(ctx, name) {
+  const template = config.DashboardURLTemplates && config.DashboardURLTemplates.service;
+  if (!template) return null;
+  return h('a', { class: 'button', id: 'service-dashboard', href: dashboardUrl(template, name, ctx.dc), target: '_blank', rel: 'noopener noreferrer' }, 'Open dashboard');
+}
+
 /** /ui/:dc/services/:name/instances */
 export function instancesPage(ctx, name) {
   document.title = `${name} - Services - Consul-rs`;
   const list = loading();
   replace(ctx.main,
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: ctx.link('services') }, 'All services')),
-    pageHeader(name),
+    pageHeader(name, dashboardLink(ctx, name)),
     h('h2', { class: 'section' }, 'Instances'),
     list);
   const show = region(list, (entries) => {

@@ -103,7 +103,7 @@ async fn t60_three_servers_three_clients_one_datacenter() {
         .await
         .expect("register");
     assert_eq!(r.status, 200, "{}", r.text());
-    eventually(Duration::from_secs(20), "web on client0 in the catalog, serfHealth everywhere", || {
+    eventually(Duration::from_secs(60), "web on client0 in the catalog, serfHealth everywhere", || {
         let api = dc.api(1);
         async move {
             let svc = api.get("/v1/catalog/service/web").await.ok()?.json();
