@@ -13,11 +13,16 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+// The same table `ui_config.dir` serving uses (std only, so it builds here too).
+#[path = "src/api/http/ui/content_type.rs"]
+mod content_type;
+
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
     let ui_dir = manifest.join("..").join("ui");
     println!("cargo:rerun-if-changed={}", ui_dir.display());
+    println!("cargo:rerun-if-changed=src/api/http/ui/content_type.rs");
 
     let mut files = Vec::new();
     if ui_dir.is_dir() {
@@ -102,26 +107,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
 
 /// The Content-Type a browser needs for a file, by extension.
 fn content_type(path: &str) -> &'static str {
-    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
-    match ext.as_str() {
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "html" | "htm" => "text/html; charset=utf-8",
-        "json" | "map" => "application/json",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "ico" => "image/x-icon",
-        "woff2" => "font/woff2",
-        "woff" => "font/woff",
-        "ttf" => "font/ttf",
-        "txt" | "md" => "text/plain; charset=utf-8",
-        "xml" => "application/xml",
-        "wasm" => "application/wasm",
-        _ => "application/octet-stream",
-    }
+    content_type::for_extension(path.rsplit_once('.').map(|(_, e)| e).unwrap_or_default())
 }
 
 /// Text types shrink under compression; images and fonts are compressed already.

@@ -205,9 +205,7 @@ pub unsafe extern "C" fn consul_discovery_configure_balancer(
         // SAFETY: forwarded contract.
         let d = unsafe { ffi::borrow::<consul_discovery>(d, "discovery") }?;
         // SAFETY: forwarded contract.
-        let text = unsafe { ffi::str_arg(json, "json") }?;
-        let v = ffi::parse_json(text, "json")?;
-        let serde_json::Value::Object(o) = v else { return Err(CError::invalid("json", "expected an object")) };
+        let o = unsafe { ffi::json_object_arg(json, "json") }?;
         let mut c = d.balancer_config();
         for (k, v) in &o {
             let num = || v.as_f64().ok_or_else(|| CError::invalid(k, "expected a number"));
@@ -251,9 +249,7 @@ pub unsafe extern "C" fn consul_discovery_set_locality_policy(
         // SAFETY: forwarded contract.
         let d = unsafe { ffi::borrow::<consul_discovery>(d, "discovery") }?;
         // SAFETY: forwarded contract.
-        let text = unsafe { ffi::str_arg(json, "json") }?;
-        let v = ffi::parse_json(text, "json")?;
-        let serde_json::Value::Object(o) = v else { return Err(CError::invalid("json", "expected an object")) };
+        let o = unsafe { ffi::json_object_arg(json, "json") }?;
         let mut p = d.locality_policy();
         for (k, v) in &o {
             let strategy = || -> crate::error::CResult<Strategy> {

@@ -227,6 +227,23 @@ pub(crate) fn parse_json(text: &str, arg: &str) -> CResult<serde_json::Value> {
     serde_json::from_str(text).map_err(|e| CError::invalid(arg, format!("invalid JSON: {e}")))
 }
 
+/// A NUL-terminated JSON object argument, parsed; anything else is `CONSUL_E_INVALID_ARGUMENT`
+/// naming `arg`.
+///
+/// # Safety
+/// `p` is NULL or NUL-terminated.
+pub(crate) unsafe fn json_object_arg(
+    p: *const c_char,
+    arg: &str,
+) -> CResult<serde_json::Map<String, serde_json::Value>> {
+    // SAFETY: forwarded contract.
+    let text = unsafe { str_arg(p, arg) }?;
+    match parse_json(text, arg)? {
+        serde_json::Value::Object(o) => Ok(o),
+        _ => Err(CError::invalid(arg, "expected an object")),
+    }
+}
+
 /// A timeout argument in milliseconds: negative = none (wait forever).
 pub(crate) fn timeout_ms(ms: i32) -> Option<std::time::Duration> {
     u64::try_from(ms).ok().map(std::time::Duration::from_millis)

@@ -430,7 +430,7 @@ impl Agent {
         tasks.push(tokio::spawn(cluster.clone().run(shutdown.clone())));
 
         // The other datacenters, reached over the server port with its TLS settings.
-        let datacenters = crate::api::remote_dc::Datacenters::with_tls(
+        let datacenters = crate::api::remote_dc::Datacenters::new(
             config.datacenter.clone(),
             cluster.wan().cloned(),
             shutdown.clone(),

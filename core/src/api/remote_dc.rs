@@ -13,6 +13,7 @@
 //! Client agents have no WAN pool: their foreign-datacenter requests go whole to a server of
 //! their own datacenter, which forwards them on (see `http::remote`).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,47 +33,46 @@ use crate::Error;
 pub struct Datacenters {
     local: String,
     wan: Option<Arc<WanPool>>,
-    rpc: RpcClient,
-    /// With TLS to the server port: one client per datacenter, each verifying its servers as
-    /// `server.<that datacenter>.<domain>` (`verify_server_hostname` across datacenters).
-    per_datacenter: Option<PerDatacenter>,
+    dial: Dial,
 }
 
+/// How other datacenters' server ports are reached.
 #[derive(Debug)]
-struct PerDatacenter {
-    shutdown: CancellationToken,
-    tls: Arc<AgentTls>,
-    clients: Mutex<std::collections::HashMap<String, RpcClient>>,
+enum Dial {
+    /// Plaintext: one client for every datacenter.
+    Plain(RpcClient),
+    /// TLS (`verify_outgoing`): one client per datacenter, each verifying its servers as
+    /// `server.<that datacenter>.<domain>` (`verify_server_hostname` across datacenters).
+    Tls { shutdown: CancellationToken, tls: Arc<AgentTls>, clients: Mutex<HashMap<String, RpcClient>> },
 }
 
 impl Datacenters {
     /// `local` is this agent's datacenter; `wan` the server's WAN pool (`None` on client agents
-    /// and on servers running without one); `rpc` the server-port client (TLS as configured).
-    pub fn new(local: String, wan: Option<Arc<WanPool>>, rpc: RpcClient) -> Arc<Self> {
-        Arc::new(Datacenters { local, wan, rpc, per_datacenter: None })
-    }
-
-    /// As [`Datacenters::new`] for an agent whose server port speaks TLS: each datacenter's
-    /// servers are dialled with TLS and verified under their own datacenter's server name.
-    pub fn with_tls(
+    /// and on servers running without one); `tls` the agent's TLS, used for the server ports of
+    /// other datacenters as for its own.
+    pub fn new(
         local: String,
         wan: Option<Arc<WanPool>>,
         shutdown: CancellationToken,
         tls: Option<Arc<AgentTls>>,
     ) -> Arc<Self> {
-        let rpc = RpcClient::with_tls(shutdown.clone(), tls.clone());
-        let per_datacenter = tls.map(|tls| PerDatacenter { shutdown, tls, clients: Mutex::default() });
-        Arc::new(Datacenters { local, wan, rpc, per_datacenter })
+        let dial = match tls {
+            Some(tls) => Dial::Tls { shutdown, tls, clients: Mutex::default() },
+            None => Dial::Plain(RpcClient::new(shutdown)),
+        };
+        Arc::new(Datacenters { local, wan, dial })
     }
 
     /// The RPC client for the servers of `dc`.
     fn client_for(&self, dc: &str) -> RpcClient {
-        let Some(p) = &self.per_datacenter else { return self.rpc.clone() };
-        p.clients
-            .lock()
-            .entry(dc.to_string())
-            .or_insert_with(|| RpcClient::with_tls_for_datacenter(p.shutdown.clone(), Some(p.tls.clone()), dc))
-            .clone()
+        match &self.dial {
+            Dial::Plain(rpc) => rpc.clone(),
+            Dial::Tls { shutdown, tls, clients } => clients
+                .lock()
+                .entry(dc.to_string())
+                .or_insert_with(|| RpcClient::with_tls_for_datacenter(shutdown.clone(), tls.clone(), dc))
+                .clone(),
+        }
     }
 
     /// This agent's datacenter.
@@ -199,7 +199,7 @@ mod tests {
 
     #[test]
     fn without_a_wan_pool_nothing_is_remote_reachable() {
-        let d = Datacenters::new("dc1".into(), None, RpcClient::new(tokio_util::sync::CancellationToken::new()));
+        let d = Datacenters::new("dc1".into(), None, CancellationToken::new(), None);
         assert!(d.is_remote("dc2") && !d.is_remote("DC1") && !d.is_remote(""));
         assert!(!d.can_forward());
         assert_eq!(d.known("dc2"), None);

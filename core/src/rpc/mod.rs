@@ -274,8 +274,9 @@ impl RpcClient {
 
     /// A TCP client for the server port of another datacenter's servers: TLS as
     /// [`RpcClient::with_tls`], verifying their certificates against that datacenter's name.
-    pub fn with_tls_for_datacenter(shutdown: CancellationToken, tls: Option<Arc<AgentTls>>, datacenter: &str) -> Self {
-        let transport = TcpTransport { tls, datacenter: Some(datacenter.to_string()), ..TcpTransport::new(shutdown) };
+    pub fn with_tls_for_datacenter(shutdown: CancellationToken, tls: Arc<AgentTls>, datacenter: &str) -> Self {
+        let transport =
+            TcpTransport { tls: Some(tls), datacenter: Some(datacenter.to_string()), ..TcpTransport::new(shutdown) };
         RpcClient::with_transport(Arc::new(transport))
     }
 

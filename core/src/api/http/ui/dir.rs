@@ -43,26 +43,7 @@ pub(crate) fn resolve(root: &Path, rel: &str) -> Result<PathBuf, Refusal> {
 /// The Content-Type of a file served from the directory, by extension (as the build script
 /// types the embedded ones).
 pub(crate) fn content_type(path: &Path) -> &'static str {
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
-    match ext.as_str() {
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "html" | "htm" => "text/html; charset=utf-8",
-        "json" | "map" => "application/json",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "ico" => "image/x-icon",
-        "woff2" => "font/woff2",
-        "woff" => "font/woff",
-        "ttf" => "font/ttf",
-        "txt" | "md" => "text/plain; charset=utf-8",
-        "xml" => "application/xml",
-        "wasm" => "application/wasm",
-        _ => "application/octet-stream",
-    }
+    super::content_type::for_extension(path.extension().and_then(|e| e.to_str()).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! data the console loads goes through the API and its ACLs.
 
 mod assets;
+mod content_type;
 mod dir;
 mod encoding;
 mod first_visit;
