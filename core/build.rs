@@ -1,4 +1,5 @@
-//! Embeds the web console (repo-root `ui/`) into the core at compile time.
+//! Embeds the web console (`core/ui/`, inside the crate so `cargo package` and a Python sdist
+//! carry it) into the core at compile time.
 //!
 //! Every file under `ui/` becomes an entry of a generated table (`$OUT_DIR/ui_assets.rs`,
 //! included by `src/api/http/ui/assets.rs`): its path relative to `ui/`, its content type, an
@@ -20,13 +21,16 @@ mod content_type;
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
-    let ui_dir = manifest.join("..").join("ui");
+    let ui_dir = manifest.join("ui");
     println!("cargo:rerun-if-changed={}", ui_dir.display());
     println!("cargo:rerun-if-changed=src/api/http/ui/content_type.rs");
 
     let mut files = Vec::new();
     if ui_dir.is_dir() {
         walk(&ui_dir, &ui_dir, &mut files);
+    } else {
+        // Still builds (the agent then answers /ui/ with a bare page), but says why.
+        println!("cargo:warning=no {} directory: the web console is not embedded", ui_dir.display());
     }
     files.sort();
 

@@ -58,6 +58,8 @@
 //! - [`clock`]: the clock seam ([`clock::SystemClock`], and [`clock::ManualClock`] for
 //!   simulations).
 //! - [`coordinate`]: Vivaldi network coordinates (the algorithm and the local client).
+//! - [`debug`]: profiles of the process for `/debug/pprof` (CPU, threads, the agent's trace;
+//!   heap through the host's allocator), a leaf.
 //! - `fuzzing` (hidden): the fuzz targets, one `fn(&[u8])` per parser of outside bytes, above
 //!   every layer and called by none (`fuzz/README.md`).
 
@@ -67,6 +69,7 @@ pub mod api;
 pub mod clock;
 pub mod conn_limit;
 pub mod coordinate;
+pub mod debug;
 pub mod duration;
 pub mod error;
 pub mod filter;

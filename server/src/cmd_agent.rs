@@ -553,7 +553,18 @@ pub(crate) async fn run(args: AgentArgs, matches: Option<&ArgMatches>) -> Result
 
     stdout_line("==> Starting Consul agent...");
     let pid_file = settings.pid_file.clone();
-    let agent_config = consul_core::config::AgentConfig { log_hub: Some(log_hub), ..settings.agent.clone() };
+    // Heap sampling runs only where someone may read it: `enable_debug`, or ACLs (operator
+    // tokens may read profiles then, as in Consul).
+    if settings.agent.enable_debug || settings.agent.acl.enabled {
+        if let Err(e) = crate::heap_profile::activate() {
+            tracing::warn!(error = %e, "heap profiles will be unavailable");
+        }
+    }
+    let agent_config = consul_core::config::AgentConfig {
+        log_hub: Some(log_hub),
+        heap_profiler: Some(crate::heap_profile::profiler()),
+        ..settings.agent.clone()
+    };
     let agent = Agent::start(agent_config).await.map_err(|e| anyhow!("Error starting agent: {e}"))?;
     if let Some(p) = &pid_file {
         if let Err(e) = write_pid_file(p) {

@@ -5,8 +5,10 @@
 //! (the agent's log at TRACE for the duration) and `index.json`, then archived as
 //! `<output>.tar.gz` (the directory removed) unless `-archive=false`.
 //!
-//! consul-rs has no pprof: `pprof` is dropped from the targets with Consul's warning for an
-//! agent without `enable_debug`.
+//! `pprof` (when the agent has `enable_debug` or ACLs, else dropped with Consul's warning):
+//! `profile.prof` (a CPU profile over the whole duration) and `trace.out` (the agent's trace
+//! over the duration) in the bundle, and `heap.prof` and `goroutine.prof` at the start and at
+//! the end, each pair in a directory named by its time, as Consul lays them out.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -109,7 +111,9 @@ pub(crate) async fn run(a: DebugArgs) -> Result<u8> {
         me["Config"]["Version"].as_str().ok_or_else(|| fail("agent response did not contain version key".into()))?;
     let mut capture: Vec<String> =
         if a.capture.is_empty() { TARGETS.iter().map(|t| t.to_string()).collect() } else { a.capture.clone() };
-    if capture.iter().any(|t| t == "pprof") {
+    let profiles_reachable =
+        me["DebugConfig"]["EnableDebug"] == json!(true) || me["DebugConfig"]["ACLsEnabled"] == json!(true);
+    if capture.iter().any(|t| t == "pprof") && !profiles_reachable {
         capture.retain(|t| t != "pprof");
         println!("==> [WARN] Unable to capture pprof. Set enable_debug to true on target agent to enable profiling.");
     }
@@ -156,12 +160,14 @@ pub(crate) async fn run(a: DebugArgs) -> Result<u8> {
     let total = a.duration + GRACE;
     let logs = captures(&capture, "logs")
         .then(|| tokio::spawn(capture_logs(client.clone(), output.join("consul.log"), total)));
+    let pprof =
+        captures(&capture, "pprof").then(|| tokio::spawn(capture_pprof(client.clone(), output.clone(), a.duration)));
     if captures(&capture, "metrics") {
         capture_metrics(&client, &output.join("metrics.json"), a.interval, total).await?;
     } else if logs.is_some() {
         tokio::time::sleep(total).await;
     }
-    if let Some(task) = logs {
+    for task in [logs, pprof].into_iter().flatten() {
         if let Ok(Err(e)) = task.await {
             println!("==> Error encountered during collection: {e:#}");
         }
@@ -205,6 +211,39 @@ async fn capture_logs(client: Client, path: PathBuf, total: Duration) -> Result<
             None => return Ok(()),
         }
     }
+}
+
+/// The `pprof` target: the CPU profile and the trace over `duration`, while heap and thread
+/// profiles are taken at the start and at the end, each pair in a `<time>/` directory.
+async fn capture_pprof(client: Client, output: PathBuf, duration: Duration) -> Result<()> {
+    let secs = duration.as_secs().max(1).to_string();
+    let long = [("profile", "profile.prof"), ("trace", "trace.out")].map(|(name, file)| {
+        let (client, path, secs) = (client.clone(), output.join(file), secs.clone());
+        tokio::spawn(async move { save_profile(&client, name, &[("seconds", Some(secs))], &path).await })
+    });
+    snapshot_profiles(&client, &output).await?;
+    for task in long {
+        task.await.map_err(|e| anyhow!("profile task: {e}"))??;
+    }
+    snapshot_profiles(&client, &output).await
+}
+
+/// `heap.prof` and `goroutine.prof` now, in `<output>/<time>/`.
+async fn snapshot_profiles(client: &Client, output: &Path) -> Result<()> {
+    let dir = output.join(consul_core::wire::timestamp::format_secs(now_secs()).replace(':', "-"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    save_profile(client, "heap", &[], &dir.join("heap.prof")).await?;
+    save_profile(client, "goroutine", &[], &dir.join("goroutine.prof")).await
+}
+
+/// One `/debug/pprof/<name>` download into `path`.
+async fn save_profile(client: &Client, name: &str, query: &[(&str, Option<String>)], path: &Path) -> Result<()> {
+    let resp = client.send("GET", &format!("/debug/pprof/{name}"), query, None).await?;
+    if !(200..300).contains(&resp.status) {
+        let why = String::from_utf8_lossy(&resp.body);
+        return Err(anyhow!("pprof {name}: unexpected response code {}: {}", resp.status, why.trim()));
+    }
+    std::fs::write(path, &resp.body).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// `metrics.json`: one `/v1/agent/metrics` sample per interval, one JSON document per line.

@@ -30,6 +30,7 @@ mod cmd_tls;
 mod cmd_validate;
 mod cmd_watch;
 mod config_file;
+mod heap_profile;
 #[cfg(test)]
 mod testserver;
 

@@ -16,6 +16,10 @@ def test_overview_shows_leader_peers_autopilot_and_live_charts(agent, page):
     expect(page.locator("#autopilot-healthy")).to_contain_text("healthy")
     expect(page.locator("#failure-tolerance")).to_have_text("0")
     expect(page.locator("#autopilot-servers tbody tr")).to_contain_text("alive")
+    # Gossip members, from the agent's blocking form of /v1/agent/members.
+    node = agent.get("/v1/agent/self")["Config"]["NodeName"]
+    expect(page.locator(f'#gossip-members tr[data-member="{node}"]')).to_contain_text("alive")
+    expect(page.locator(f'#gossip-members tr[data-member="{node}"]')).to_contain_text("server")
     # Catalog totals from /v1/internal/ui/catalog-overview.
     expect(page.locator('#catalog-overview .stat[data-kind="Services"] .value')).not_to_have_text("0")
     expect(page.locator('#catalog-overview .stat[data-kind="Nodes"]')).to_be_visible()
@@ -55,6 +59,52 @@ def test_sessions_page_shows_session_and_held_lock_and_destroys(agent, page):
     page.locator("dialog[open] button", has_text="Destroy").click()
     expect(card).to_have_count(0, timeout=30000)
     assert all(s["ID"] != sid for s in agent.get("/v1/session/list"))
+
+
+def test_sessions_page_follows_locks_as_they_are_taken_and_released(agent, page):
+    sid = agent.put("/v1/session/create", {"Name": "live-locks"})["ID"]
+    page.goto(agent.ui("/ui/dc1/sessions"))
+    locks = page.locator(f'#sessions li[data-session="{sid}"] .locks')
+    expect(locks).to_contain_text("none")
+    agent.put(f"/v1/kv/live/a?acquire={sid}", "x")
+    agent.put(f"/v1/kv/live/b?acquire={sid}", "x")
+    expect(locks).to_contain_text("live/a")
+    expect(locks).to_contain_text("live/b")
+    agent.put(f"/v1/kv/live/a?release={sid}", "x")
+    expect(locks).not_to_contain_text("live/a", timeout=30000)
+    expect(locks).to_contain_text("live/b")
+    agent.request("DELETE", "/v1/kv/live/b")
+    expect(locks).to_contain_text("none", timeout=30000)
+    agent.put(f"/v1/session/destroy/{sid}")
+
+
+def test_node_tabs_are_in_the_url_and_follow_history(agent, page):
+    node = agent.get("/v1/agent/self")["Config"]["NodeName"]
+    base = f"/ui/dc1/nodes/{node}"
+    page.goto(agent.ui(f"{base}/lock-sessions"))
+    expect(page.locator(f'#node-sessions li[data-session="{agent.seeded["session"]}"]')).to_be_visible()
+    expect(page.locator("#tab-lock-sessions")).to_have_attribute("aria-current", "page")
+    expect(page.locator('#main li[data-check="serfHealth"]')).to_have_count(0)
+    page.click("#tab-metadata")
+    expect(page).to_have_url(agent.ui(f"{base}/metadata"))
+    expect(page.locator("#node-meta")).to_be_visible()
+    expect(page.locator("#tab-metadata")).to_have_attribute("aria-current", "page")
+    page.click("#tab-service-instances")
+    expect(page).to_have_url(agent.ui(f"{base}/service-instances"))
+    expect(page.locator('#node-services li[data-service="web-1"]')).to_be_visible()
+    page.go_back()
+    expect(page).to_have_url(agent.ui(f"{base}/metadata"))
+    expect(page.locator("#node-meta")).to_be_visible()
+    page.go_back()
+    expect(page).to_have_url(agent.ui(f"{base}/lock-sessions"))
+    expect(page.locator("#node-sessions")).to_be_visible()
+    page.goto(agent.ui(f"{base}/round-trip-time"))
+    expect(page.locator("#rtt-from-agent")).to_have_text("0.000 ms")
+    page.goto(agent.ui(f"{base}/health-checks"))
+    expect(page.locator('#main li[data-check="serfHealth"]')).to_be_visible()
+    # An unknown tab is the checks tab.
+    page.goto(agent.ui(f"{base}/no-such-tab"))
+    expect(page).to_have_url(agent.ui(f"{base}/health-checks"))
 
 
 def test_events_page_lists_newest_first_decodes_payload_and_fires(agent, page):

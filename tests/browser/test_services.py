@@ -122,8 +122,11 @@ def test_nodes_page_shows_gossip_status_address_and_rtt(agent, page):
     row.locator("a").first.click()
     expect(page).to_have_url(re.compile(rf"/ui/dc1/nodes/{node}/health-checks$"))
     expect(page.locator('#main li[data-check="serfHealth"]')).to_be_visible()
-    expect(page.locator("#main")).to_contain_text("web-1")
-    expect(page.locator("#main")).to_contain_text("leader-election")
+    # The node's other tabs, each its own URL.
+    page.click("#tab-service-instances")
+    expect(page.locator("#node-tab")).to_contain_text("web-1")
+    page.click("#tab-lock-sessions")
+    expect(page.locator("#node-tab")).to_contain_text("leader-election")
 
 
 def test_check_latency_thresholds_and_measured_latency_are_shown(agent, page):

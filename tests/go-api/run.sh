@@ -15,7 +15,7 @@
 #                        built with cargo if missing). Any Consul binary works, e.g. the real
 #                        Consul for a baseline.
 #   GO_API_SHORT=1, CI   short mode: only the tests of kv, txn, catalog, health, session,
-#                        agent, status, event, lock and semaphore (*_test.go of those names).
+#                        agent, status, event, lock, semaphore and debug (*_test.go of those names).
 #   GO_API_RUN=REGEX     only tests whose name matches REGEX (after the short-mode selection).
 #   GO_API_JOBS=N        tests run N at a time (default 4; they mostly wait on agents).
 #   GO_API_TIMEOUT=SECS  per-test timeout (default 120; the slowest test takes about 12 s).
@@ -92,7 +92,7 @@ all_tests=$(cd "$pkg_dir" && "$work/api.test" -test.list '.*' | grep -E '^Test')
   summary_broken "listing the tests failed"
 selected="$all_tests"
 if [ "$short" = 1 ]; then
-  short_files="kv txn catalog health session agent status event lock semaphore"
+  short_files="kv txn catalog health session agent status event lock semaphore debug"
   short_tests=$(for f in $short_files; do
     sed -nE 's/^func (Test[A-Za-z0-9_]+)\(t \*testing\.T\).*/\1/p' "$pkg_dir/${f}_test.go"
   done | sort -u)

@@ -69,6 +69,12 @@ pub struct AgentConfig {
     /// `enable_script_checks`: allow script checks from any source, the HTTP API included
     /// (default false: a script check registered over HTTP is remote code execution).
     pub enable_script_checks: bool,
+    /// `enable_debug`: serve the process's profiles at `/debug/pprof/*` to anyone who can reach
+    /// the HTTP API (with ACLs on, operator-read tokens get them whatever this says).
+    pub enable_debug: bool,
+    /// Takes heap profiles for `/debug/pprof/heap`: only the host program knows its allocator
+    /// (the `consul-rs` binary supplies one; `None` answers that endpoint 501).
+    pub heap_profiler: Option<crate::debug::HeapProfiler>,
     /// `enable_local_script_checks`: allow script checks defined in config files only.
     pub enable_local_script_checks: bool,
     /// `services`/`service` blocks of the config files: registered at start, replaced on reload.
@@ -248,6 +254,8 @@ impl Default for AgentConfig {
             rpc_hold_timeout: Duration::from_secs(7),
             tombstone_ttl: Duration::from_secs(15 * 60),
             enable_script_checks: false,
+            enable_debug: false,
+            heap_profiler: None,
             enable_local_script_checks: false,
             services: Vec::new(),
             checks: Vec::new(),
@@ -463,6 +471,7 @@ impl AgentConfig {
             acl: self.acl.clone(),
             connect: self.connect.clone(),
             ui: self.ui.clone(),
+            enable_debug: self.enable_debug,
         }
     }
 }

@@ -280,6 +280,7 @@ impl Settings {
                     self.apply_gossip_lan(ctx, block)?;
                 }
             }
+            "enable_debug" => self.agent.enable_debug = ctx.bool(key, v)?,
             "enable_script_checks" => {
                 self.enable_script_checks = ctx.bool(key, v)?;
                 self.agent.enable_script_checks = self.enable_script_checks;

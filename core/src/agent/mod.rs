@@ -493,6 +493,7 @@ impl Agent {
             restores: Default::default(),
             cache: http::cache::AgentCache::new(shutdown.clone()),
             logs: config.log_hub.clone().unwrap_or_default(),
+            heap_profiler: config.heap_profiler.clone(),
             metrics: metrics.clone(),
             jwks: Default::default(),
             datacenters: datacenters.clone(),

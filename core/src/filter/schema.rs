@@ -251,6 +251,19 @@ pub const SESSION: Schema = Schema {
     ],
 };
 
+/// `KVPair` (`/v1/kv/:key?recurse`, a consul-rs extension: Consul's KV endpoint has no filter).
+pub const KV_PAIR: Schema = Schema {
+    name: "KVPair",
+    fields: &[
+        ("Key", Field::String),
+        ("Flags", Field::Int),
+        ("Session", Field::String),
+        ("LockIndex", Field::Int),
+        ("CreateIndex", Field::Int),
+        ("ModifyIndex", Field::Int),
+    ],
+};
+
 const ACL_LINKS: Field = Field::ObjectList(&[("ID", Field::String), ("Name", Field::String)]);
 const SERVICE_IDENTITIES: Field =
     Field::ObjectList(&[("ServiceName", Field::String), ("Datacenters", Field::StringList)]);
@@ -400,6 +413,7 @@ pub const ENDPOINTS: &[(&str, &Schema)] = &[
     ("GET /v1/agent/services", &AGENT_SERVICE),
     ("GET /v1/agent/checks", &HEALTH_CHECK),
     ("GET /v1/agent/members", &MEMBER),
+    ("GET /v1/kv/:key?recurse", &KV_PAIR),
     ("GET /v1/session/list", &SESSION),
     ("GET /v1/session/node/:node", &SESSION),
     ("GET /v1/session/info/:id", &SESSION),

@@ -89,7 +89,7 @@ impl LogLevel {
     }
 
     /// hclog's JSON `@level`.
-    fn json_name(self) -> &'static str {
+    pub fn json_name(self) -> &'static str {
         match self {
             LogLevel::Trace => "trace",
             LogLevel::Debug => "debug",

@@ -2,7 +2,8 @@
 //! the exec is created with the check's arguments, its multiplexed output becomes the check's
 //! output and its exit code the status (0 passing, 1 warning, else critical); a missing
 //! container is critical with the reason; registration is refused without script checks or
-//! without a Docker socket.
+//! with a `DOCKER_HOST` that is not a unix socket, and accepted (critical, naming the socket)
+//! while the socket does not exist, as in Consul.
 //!
 //! The engine here is a stand-in serving the three Engine API calls a check makes (create
 //! exec, start it, inspect its exit code), since CI machines have no Docker daemon; it checks
@@ -150,7 +151,8 @@ async fn t94_docker_checks_through_the_engine_api() {
     assert!(r.status == 400 && r.text().contains("enable_script_checks"), "{}", r.text());
     agent.shutdown().await.expect("shutdown");
 
-    // No Docker engine socket: refused, naming the socket and DOCKER_HOST.
+    // No Docker engine socket: accepted as Consul does (Docker may start after the agent), and
+    // critical with an output naming the socket and DOCKER_HOST until the engine is there.
     let mut config = AgentConfig::dev_any_port();
     config.enable_script_checks = true;
     config.docker_host = Some(format!("unix://{}", dir.path().join("absent.sock").display()));
@@ -158,7 +160,22 @@ async fn t94_docker_checks_through_the_engine_api() {
     let api = Api::new(agent.http_addr());
     let r =
         api.request(Method::PUT, "/v1/agent/check/register", Some(body.to_string().into_bytes())).await.expect("put");
-    assert!(r.status == 400 && r.text().contains("absent.sock") && r.text().contains("DOCKER_HOST"), "{}", r.text());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let check = status_of(&api, "d", "critical").await;
+    assert_eq!(check["Type"], "docker", "{check}");
+    let output = check["Output"].as_str().unwrap_or("");
+    assert!(output.contains("absent.sock") && output.contains("DOCKER_HOST"), "{check}");
+    agent.shutdown().await.expect("shutdown");
+
+    // A DOCKER_HOST that is not a unix socket: refused at registration, naming it.
+    let mut config = AgentConfig::dev_any_port();
+    config.enable_script_checks = true;
+    config.docker_host = Some("tcp://127.0.0.1:2375".to_string());
+    let agent = Agent::start(config).await.expect("agent");
+    let api = Api::new(agent.http_addr());
+    let r =
+        api.request(Method::PUT, "/v1/agent/check/register", Some(body.to_string().into_bytes())).await.expect("put");
+    assert!(r.status == 400 && r.text().contains("DOCKER_HOST") && r.text().contains("unix://"), "{}", r.text());
     agent.shutdown().await.expect("shutdown");
     server.abort();
 }

@@ -297,6 +297,54 @@ async fn t96_debug_writes_consuls_bundle() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("duration must be longer than 10s"));
 }
 
+/// With `enable_debug`, the binary serves a real heap profile (jemalloc's samples, symbolised)
+/// and `debug` captures Consul's profile files: `profile.prof` and `trace.out` over the
+/// duration, `heap.prof` and `goroutine.prof` at the start and at the end, each pair in a
+/// directory named by its time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t96_debug_captures_profiles_when_enable_debug_is_set() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("debug.json");
+    std::fs::write(&cfg, r#"{"enable_debug": true}"#).expect("config");
+    let agent = DevAgent::start_with(&[&format!("-config-file={}", cfg.display())]).await;
+
+    let heap = agent.api.get("/debug/pprof/heap").await.expect("heap");
+    assert_eq!(heap.status, 200, "{}", heap.text());
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&heap.body[..]), &mut raw).expect("gzipped pprof");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.contains("inuse_space"), "heap sample type");
+    assert!(text.contains("consul_core::"), "symbolised stacks of the agent's own code");
+
+    let out = dir.path().join("bundle");
+    let o = agent.cli(&[
+        "debug",
+        "-duration=10s",
+        "-interval=5s",
+        "-capture=pprof",
+        "-archive=false",
+        &format!("-output={}", out.display()),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!stdout.contains("Unable to capture pprof"), "{stdout}");
+    for name in ["profile.prof", "trace.out"] {
+        let len = std::fs::metadata(out.join(name)).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 0, "{name} missing or empty");
+    }
+    let trace: Value = serde_json::from_slice(&std::fs::read(out.join("trace.out")).expect("trace")).expect("json");
+    assert!(trace["traceEvents"].is_array());
+    let snapshots: Vec<_> =
+        std::fs::read_dir(&out).expect("bundle").flatten().filter(|e| e.path().is_dir()).map(|e| e.path()).collect();
+    assert_eq!(snapshots.len(), 2, "one directory at the start, one at the end: {snapshots:?}");
+    for d in &snapshots {
+        for name in ["heap.prof", "goroutine.prof"] {
+            let bytes = std::fs::read(d.join(name)).unwrap_or_default();
+            assert_eq!(&bytes[..2.min(bytes.len())], &[0x1f, 0x8b], "{}/{name} is a gzipped profile", d.display());
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t96_agent_host_has_consuls_shape() {
     let agent = DevAgent::start().await;

@@ -70,6 +70,11 @@ pub const HONOURED: &[KeyGroup] = &[
         "identity and role of the agent (`node_meta` is the node's catalog metadata)",
     ),
     group(
+        &["enable_debug"],
+        "`/debug/pprof/*` served without ACLs: CPU and heap profiles (pprof format), the process's threads, \
+         the agent's TRACE events as a Chrome trace; with ACLs on, operator-read tokens get them regardless",
+    ),
+    group(
         &["locality.{region,zone}"],
         "the node's `Locality` in the catalog, and the locality of services registered on this agent without one",
     ),
@@ -222,11 +227,12 @@ pub const HONOURED: &[KeyGroup] = &[
             "ui_dir",
             "ui_content_path",
             "ui_config.{enabled,dir,content_path,metrics_provider}",
-            "ui_config.{metrics_provider_options_json,dashboard_url_templates}",
+            "ui_config.{metrics_provider_files,metrics_provider_options_json,dashboard_url_templates}",
             "ui_config.metrics_proxy.{base_url,add_headers,path_allowlist}",
         ],
-        "the web console at `content_path` (embedded in the binary, or read from `dir`), and the metrics \
-         proxy at `/v1/internal/ui/metrics-proxy/`; `ui_config` wins over the legacy keys",
+        "the web console at `content_path` (embedded in the binary, or read from `dir`), its metrics \
+         providers (the files read at start and served as `assets/compiled-metrics-providers.js`), and the \
+         metrics proxy at `/v1/internal/ui/metrics-proxy/`; `ui_config` wins over the legacy keys",
     ),
     group(
         &["unix_sockets.{group,mode,user}"],
@@ -238,10 +244,6 @@ pub const HONOURED: &[KeyGroup] = &[
 /// Keys accepted and logged at start, with no effect here.
 pub const NO_EFFECT: &[KeyGroup] = &[
     group(&["log_sublevels", "enable_syslog", "syslog_facility"], "logs go to standard error and `log_file` only"),
-    group(
-        &["ui_config.metrics_provider_files"],
-        "custom metrics provider scripts are not served (the console's charts read the agent's own `/v1/agent/metrics`)",
-    ),
     group(
         &[
             "telemetry.circonus_{api_app,api_token,api_url,broker_id,broker_select_tag,check_display_name}",
@@ -328,15 +330,8 @@ pub const NO_EFFECT: &[KeyGroup] = &[
          `server_name` says",
     ),
     group(
-        &[
-            "disable_update_check",
-            "disable_anonymous_signature",
-            "disable_remote_exec",
-            "enable_debug",
-            "rejoin_after_leave",
-        ],
-        "no update check, remote exec or debug endpoints exist here; the agent never rejoins on its own \
-         after leaving",
+        &["disable_update_check", "disable_anonymous_signature", "disable_remote_exec", "rejoin_after_leave"],
+        "no update check or remote exec exist here; the agent never rejoins on its own after leaving",
     ),
     group(
         &[

@@ -62,8 +62,10 @@ impl Settings {
                     ui.metrics_provider_options = ui::parse_provider_options(&raw).map_err(|e| ctx.bad(&path, &e))?;
                 }
                 "metrics_provider_files" => {
-                    ctx.string_list(&path, v)?;
-                    self.note_no_effect(&path);
+                    // Read once every source is applied (`settle_ui`), so a missing file is a
+                    // start-up error naming it.
+                    let files = if v.is_null() { Vec::new() } else { ctx.string_list(&path, v)? };
+                    ui.metrics_provider_files.extend(files.into_iter().filter(|f| !f.is_empty()).map(PathBuf::from));
                 }
                 "dashboard_url_templates" => {
                     for block in ctx.blocks(&path, v)? {
@@ -155,6 +157,8 @@ impl Settings {
             self.agent.ui.content_path =
                 ui::normalize_content_path(&raw).map_err(|e| Error::Config(format!("{key}: {e}")))?;
         }
+        self.agent.ui.metrics_provider_js = ui::read_provider_files(&self.agent.ui.metrics_provider_files)
+            .map_err(|e| Error::Config(format!("ui_config.metrics_provider_files: {e}")))?;
         if let Some(dir) = dir {
             if !self.agent.dev && explicitly_enabled == Some(true) {
                 return Err(Error::Config(
@@ -245,7 +249,13 @@ mod tests {
         assert_eq!(ui.metrics_proxy.add_headers, [("Authorization".to_string(), "Bearer x".to_string())]);
         assert_eq!(ui.metrics_proxy.path_allowlist, ["/api/v1/query"]);
         assert_eq!(ui.dashboard_url_templates["service"], "https://grafana/{{Service.Name}}");
-        let e = settle(json!({"ui_config": {"metrics_provider_files": ["a.js"]}})).expect("ok");
-        assert!(e.no_effect.contains_key("ui_config.metrics_provider_files"));
+        let js = dir.path().join("provider.js");
+        std::fs::write(&js, "consul.registerMetricsProvider('x', {})").expect("write");
+        let s = settle(json!({"ui_config": {"metrics_provider_files": [js.to_str().expect("utf-8")]}})).expect("ok");
+        assert!(!s.no_effect.contains_key("ui_config.metrics_provider_files"));
+        assert!(s.agent.ui.metrics_provider_js.contains("registerMetricsProvider('x'"));
+        let e =
+            settle(json!({"ui_config": {"metrics_provider_files": ["/no/such/provider.js"]}})).expect_err("missing");
+        assert!(e.contains("ui_config.metrics_provider_files") && e.contains("/no/such/provider.js"), "{e}");
     }
 }

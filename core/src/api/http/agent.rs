@@ -12,7 +12,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json as json_value, Value};
 
-use super::query::QueryParams;
+use super::query::{QueryParams, ReadParams};
 use super::{json, ApiContext, Ctx};
 use crate::local::CheckKind;
 use crate::membership::gossip::engine::EngineError;
@@ -77,6 +77,9 @@ pub(super) async fn agent_self(
             "Bootstrap": ctx.config.bootstrap,
             "BootstrapExpect": ctx.config.bootstrap_expect,
             "DevMode": ctx.config.dev,
+            // `consul debug` reads it to decide whether to capture profiles.
+            "EnableDebug": ctx.config.enable_debug,
+            "ACLsEnabled": ctx.config.acl.enabled,
             "ClientAddrs": [ctx.config.client_addr.to_string()],
             "HTTPAddrs": ctx.http_listeners,
             "RPCBindAddr": format!("tcp://{}", me.rpc_addr),
@@ -168,6 +171,20 @@ pub(super) async fn agent_members(
         Err(e) => return e.into_response(),
     };
     let wan = q.has("wan") && q.get("wan") != Some("false") && q.get("wan") != Some("0");
+    let params = match ReadParams::parse(&q, ctx.config.default_query_time, ctx.config.max_query_time) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let changes = if wan {
+        ctx.cluster.wan().map(|pool| pool.gossip().member_changes())
+    } else {
+        Some(ctx.cluster.gossip().member_changes())
+    };
+    let index = match changes {
+        Some(rx) => members_change(&ctx, rx, &params).await,
+        // A client agent has no WAN pool, so nothing ever changes.
+        None => 1,
+    };
     // No network segments exist here: only the default ("") and `_all` name the LAN pool.
     let segment_ok = matches!(q.get("segment"), None | Some("") | Some("_all"));
     let mut members: Vec<Value> = if wan {
@@ -198,7 +215,33 @@ pub(super) async fn agent_members(
     if let Some(f) = &filter {
         members.retain(|m| f.matches(m));
     }
-    json(StatusCode::OK, &members, q.pretty())
+    let mut resp = json(StatusCode::OK, &members, q.pretty());
+    if let Ok(v) = axum::http::HeaderValue::from_str(&index.to_string()) {
+        resp.headers_mut().insert("X-Consul-Index", v);
+    }
+    resp
+}
+
+/// The blocking form of `/v1/agent/members` (a consul-rs extension that Consul's clients, which
+/// send no `index`, never see): the index is this agent's count of gossip membership changes
+/// (joins, leaves, failures, updates) plus one, and `?index=N` waits until it is not N, `wait`
+/// runs out, or the agent shuts down. The count restarts with the agent; a client holding a
+/// larger index is answered at once and starts over.
+async fn members_change(ctx: &ApiContext, mut rx: tokio::sync::watch::Receiver<u64>, params: &ReadParams) -> u64 {
+    let deadline = tokio::time::Instant::now() + params.wait;
+    loop {
+        let index = rx.borrow_and_update().saturating_add(1);
+        if params.index == 0 || index != params.index {
+            return index;
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { break },
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = ctx.shutdown.cancelled() => break,
+        }
+    }
+    let index = rx.borrow().saturating_add(1);
+    index
 }
 
 /// `PUT /v1/agent/join/:address` (`?wan`).

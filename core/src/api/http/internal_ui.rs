@@ -235,6 +235,197 @@ pub(super) async fn catalog_overview(
     blocking_json_on(&ctx, &rc, &catalog_targets(), |d| (catalog_index(d), overview(d))).await
 }
 
+/// The service kinds `service-topology` accepts (`structs.ServiceKindTypical`, ingress).
+const TOPOLOGY_KINDS: &[&str] = &["", "ingress-gateway"];
+
+/// Where an upstream came from (`structs.TopologySourceRegistration`): a proxy's registration.
+const SOURCE_REGISTRATION: &str = "registration";
+
+/// The upstream service names a proxy registration lists (`Proxy.Upstreams`, service
+/// destinations in this datacenter; prepared queries and other datacenters are left out).
+fn proxy_upstreams<'a>(s: &'a crate::state::catalog::ServiceInstance, dc: &str) -> Vec<&'a str> {
+    let Some(list) = s.ext.proxy.as_ref().and_then(|p| p.get("Upstreams")).and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter(|u| matches!(u.get("DestinationType").and_then(Value::as_str).unwrap_or(""), "" | "service"))
+        .filter(|u| u.get("Datacenter").and_then(Value::as_str).is_none_or(|d| d.is_empty() || d == dc))
+        .filter_map(|u| u.get("DestinationName").and_then(Value::as_str))
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// `ServiceTopologySummary` lines for `names`: each a `ServiceSummary` of the name's instances
+/// that the token may read (sidecars left out, as Consul's `prepSummaryOutput` does), with the
+/// intention decision (no intentions exist here: the default) and where the link came from.
+fn topology_summaries(d: &StateData, names: &BTreeSet<String>, acl: &RequestAcl, default_allow: bool) -> Vec<Value> {
+    let mut out = Vec::new();
+    for name in names {
+        if !acl.visible(Resource::Service, name) {
+            continue;
+        }
+        let mut sum = Summary::default();
+        for s in d.catalog.services.values().filter(|s| &s.service == name) {
+            let Some(node) = d.catalog.nodes.get(&s.node) else { continue };
+            if !acl.visible(Resource::Node, &node.node) {
+                continue;
+            }
+            sum.kind = s.kind.clone();
+            sum.datacenter = node.datacenter.clone();
+            sum.nodes.insert(node.node.clone());
+            sum.instances += 1;
+            sum.tags.extend(s.tags.iter().cloned());
+            if let Some(src) = s.meta.get(EXTERNAL_SOURCE).filter(|v| !v.is_empty()) {
+                if !sum.external_sources.contains(src) {
+                    sum.external_sources.push(src.clone());
+                }
+            }
+            let native = s.ext.connect.as_ref().and_then(|c| c.get("Native")).and_then(Value::as_bool);
+            sum.connect_native |= native == Some(true);
+            for c in d.catalog.node_checks(&s.node) {
+                if (c.service_id.is_empty() || c.service_id == s.id) && check_visible(acl, c) {
+                    sum.checks.insert((c.node.clone(), c.check_id.clone()), c.status.clone());
+                }
+            }
+        }
+        if !TOPOLOGY_KINDS.contains(&sum.kind.as_str()) {
+            continue;
+        }
+        let count = |status: &str| sum.checks.values().filter(|st| st.as_str() == status).count();
+        let mut v = json!({
+            "Name": name,
+            "Datacenter": sum.datacenter,
+            "Tags": sum.tags,
+            "Nodes": sum.nodes,
+            "ExternalSources": sum.external_sources,
+            "InstanceCount": sum.instances,
+            "ChecksPassing": count(PASSING),
+            "ChecksWarning": count(WARNING),
+            "ChecksCritical": count(CRITICAL),
+            "GatewayConfig": {},
+            "TransparentProxy": false,
+            "ConnectNative": sum.connect_native,
+            "Source": SOURCE_REGISTRATION,
+            "Intention": {
+                "DefaultAllow": default_allow,
+                "Allowed": default_allow,
+                "HasPermissions": false,
+                "ExternalSource": "",
+                "HasExact": false,
+            },
+        });
+        if !sum.kind.is_empty() {
+            v["Kind"] = json!(sum.kind);
+        }
+        out.push(v);
+    }
+    out
+}
+
+/// A service's topology (`ServiceTopology`) from the catalog: its upstreams are what its proxies'
+/// registrations list, its downstreams the services whose proxies list it. No config entries
+/// exist here, so the protocol is always Consul's default, `tcp`.
+/// `default_allow` is Consul's `IntentionDefaultAllow`: what decides a connection no intention
+/// matches, the agent's `acl.default_policy` (allow with ACLs off), whatever the token.
+fn topology(d: &StateData, service: &str, acl: &RequestAcl, dc: &str, default_allow: bool) -> Value {
+    let mut upstreams = BTreeSet::new();
+    let mut downstreams = BTreeSet::new();
+    let mut proxies = 0usize;
+    let mut transparent = 0usize;
+    for s in d.catalog.services.values().filter(|s| s.kind == "connect-proxy") {
+        let dest = ext_str(&s.ext.proxy, "DestinationServiceName");
+        let ups = proxy_upstreams(s, dc);
+        if dest == service {
+            proxies += 1;
+            if ext_str(&s.ext.proxy, "Mode") == "transparent" {
+                transparent += 1;
+            }
+            upstreams.extend(ups.iter().map(|u| u.to_string()));
+        }
+        if !dest.is_empty() && ups.contains(&service) {
+            downstreams.insert(dest.to_string());
+        }
+    }
+    json!({
+        "Protocol": "tcp",
+        // Only when every proxy of the service is transparent (the console warns otherwise).
+        "TransparentProxy": proxies > 0 && transparent == proxies,
+        "Upstreams": topology_summaries(d, &upstreams, acl, default_allow),
+        "Downstreams": topology_summaries(d, &downstreams, acl, default_allow),
+        "FilteredByACLs": acl.was_filtered(),
+    })
+}
+
+/// `GET /v1/internal/ui/service-topology/:service?kind=`: the service's upstreams and
+/// downstreams. `kind` is required (`""` or `ingress-gateway`); the token needs `service:read`
+/// on the service, and upstreams or downstreams it may not read are left out
+/// (`FilteredByACLs`).
+pub(super) async fn service_topology(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(service): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    let rc = read_ctx(&ctx, acl, &uri)?;
+    let Some(kind) = rc.q.get("kind") else {
+        return Err(Error::BadRequest("Missing service kind".into()));
+    };
+    if !TOPOLOGY_KINDS.contains(&kind) {
+        return Err(Error::BadRequest(format!("Unsupported service kind {kind:?}")));
+    }
+    rc.acl.require(Resource::Service, &service, Need::Read)?;
+    let dc = ctx.config.datacenter.clone();
+    let default_allow = !ctx.config.acl.enabled || ctx.config.acl.default_allow;
+    blocking_json_on(&ctx, &rc, &catalog_targets(), |d| {
+        (catalog_index(d), topology(d, &service, &rc.acl, &dc, default_allow))
+    })
+    .await
+}
+
+/// The answer for a gateway path with no name (`/v1/internal/ui/gateway-…/`).
+pub(super) async fn missing_gateway_name() -> Error {
+    Error::BadRequest("Missing gateway name".into())
+}
+
+/// The answer for `/v1/internal/ui/service-topology/` with no name.
+pub(super) async fn missing_service_name() -> Error {
+    Error::BadRequest("Missing service name".into())
+}
+
+/// What the two gateway endpoints list: services linked to the gateway by an
+/// `ingress-gateway` or `terminating-gateway` config entry, and the intentions towards them.
+/// Neither config entries nor intentions exist here, so both lists are empty whatever the
+/// catalog holds; the query still checks the token and blocks like Consul's (nothing wakes it
+/// before `wait` runs out).
+async fn gateway_list(ctx: &Ctx, acl: Arc<RequestAcl>, gateway: &str, uri: &Uri) -> Result<Response, Error> {
+    let rc = read_ctx(ctx, acl, uri)?;
+    rc.acl.require(Resource::Service, gateway, Need::Read)?;
+    // Consul's blocking queries report at least index 1.
+    blocking_json_on(ctx, &rc, &[], |_| (1, Value::Array(Vec::new()))).await
+}
+
+/// `GET /v1/internal/ui/gateway-services-nodes/:gateway`: the gateway's linked services as
+/// `ServiceSummary` lines (needs `service:read` on the gateway).
+pub(super) async fn gateway_services_nodes(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(gateway): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    gateway_list(&ctx, acl, &gateway, &uri).await
+}
+
+/// `GET /v1/internal/ui/gateway-intentions/:gateway`: intentions whose destination is one of
+/// the gateway's linked services (needs `service:read` on the gateway).
+pub(super) async fn gateway_intentions(
+    State(ctx): State<Ctx>,
+    Extension(acl): Extension<Arc<RequestAcl>>,
+    Path(gateway): Path<String>,
+    uri: Uri,
+) -> Result<Response, Error> {
+    gateway_list(&ctx, acl, &gateway, &uri).await
+}
+
 /// Counts of one kind of thing by status (`structs.HealthSummary`).
 #[derive(Default)]
 struct Counts {

@@ -97,10 +97,17 @@ pub(super) async fn get_kv(
         return Ok(resp);
     }
     if q.has("recurse") {
+        // `?filter=` over the listed pairs is a consul-rs extension (Consul's KV endpoint ignores
+        // it): the console lists the keys sessions hold with `Session != ""` without
+        // downloading every value.
+        let filter = crate::filter::from_query(q.get("filter"), &crate::filter::schema::KV_PAIR)?;
         let target = [WatchTarget::Prefix(key.clone())];
         let (index, entries, meta) = blocking::run(ctx, &params, &target, |d| {
             let (index, mut entries) = kvq::list(d, &key);
             entries.retain(|e| acl.visible(Resource::Key, &e.key));
+            if let Some(f) = &filter {
+                entries.retain(|e| serde_json::to_value(KvPairJson::from_entry(e, true)).is_ok_and(|v| f.matches(&v)));
+            }
             (index, entries)
         })
         .await?;

@@ -14,6 +14,7 @@ pub(crate) mod catalog;
 pub mod connect_ca;
 mod content_hash;
 mod coordinate;
+mod debug;
 /// Distance ordering, also used by the DNS interface's prepared-query answers.
 pub(crate) use coordinate::sort_near;
 mod event;
@@ -100,6 +101,8 @@ pub struct ApiSettings {
     pub connect: crate::tls::connect_ca::ConnectSettings,
     /// `ui_config { … }`: the web console.
     pub ui: ui::UiSettings,
+    /// `enable_debug`: serve `/debug/pprof/*` without ACLs.
+    pub enable_debug: bool,
 }
 
 /// Request size and connection limits (`limits { … }`).
@@ -201,6 +204,8 @@ pub struct ApiContext {
     pub cache: Arc<cache::AgentCache>,
     /// This agent's log lines, for `/v1/agent/monitor`.
     pub logs: crate::logs::LogHub,
+    /// `/debug/pprof/heap`'s profiler, when the host program has one ([`crate::debug`]).
+    pub heap_profiler: Option<crate::debug::HeapProfiler>,
     /// This agent's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Key sets fetched for `jwt` auth methods with a `JWKSURL`.
@@ -228,6 +233,8 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/v1/agent/members", get(agent::agent_members))
         .route("/v1/agent/version", get(agent::agent_version))
         .route("/v1/agent/monitor", get(monitor::monitor))
+        .route("/debug/pprof/", get(debug::index))
+        .route("/debug/pprof/{name}", get(debug::profile))
         .route("/v1/agent/host", get(host::host))
         .route("/v1/agent/metrics", get(metrics::agent_metrics))
         .route("/v1/agent/services", get(agent_local::services))
@@ -431,6 +438,12 @@ fn data_routes() -> Router<Ctx> {
         .route("/v1/internal/ui/nodes", get(internal_ui::nodes))
         .route("/v1/internal/ui/node/{node}", get(internal_ui::node))
         .route("/v1/internal/ui/catalog-overview", get(internal_ui::catalog_overview))
+        .route("/v1/internal/ui/service-topology/{service}", get(internal_ui::service_topology))
+        .route("/v1/internal/ui/service-topology/", get(internal_ui::missing_service_name))
+        .route("/v1/internal/ui/gateway-services-nodes/{gateway}", get(internal_ui::gateway_services_nodes))
+        .route("/v1/internal/ui/gateway-services-nodes/", get(internal_ui::missing_gateway_name))
+        .route("/v1/internal/ui/gateway-intentions/{gateway}", get(internal_ui::gateway_intentions))
+        .route("/v1/internal/ui/gateway-intentions/", get(internal_ui::missing_gateway_name))
         .route(prepared_query::EXECUTE_REMOTE_PATH, post(prepared_query::execute_remote))
         .route("/v1/query", get(prepared_query::list).post(prepared_query::create))
         .route("/v1/query/{*rest}", get(prepared_query::get).put(prepared_query::update).delete(prepared_query::delete))

@@ -3,7 +3,10 @@
 //! /exec/<id>/start`, `GET /exec/<id>/json`), as Consul's checker does; exit 0 passing, 1
 //! warning, anything else critical; stdout and stderr (demultiplexed) become the output, capped at
 //! 4 KiB. The socket is `DOCKER_HOST` when it names a `unix://` path, else
-//! `/var/run/docker.sock`; an agent without one refuses Docker checks at registration.
+//! `/var/run/docker.sock`. As in Consul, a check is accepted while that socket is absent (Docker
+//! often starts after the agent at boot, and checks from config files must not stop the agent
+//! starting); until the engine appears the check is critical and its output names the socket.
+//! A `DOCKER_HOST` that is not a `unix://` path is refused at registration.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,12 +33,12 @@ pub(crate) fn socket_from(docker_host: Option<&str>) -> Result<PathBuf, String> 
     }
 }
 
-/// Why a Docker check cannot run on this agent, if it cannot.
+/// Why a Docker check cannot run on this agent right now, if it cannot.
 pub(crate) fn unavailable(socket: &Path) -> Option<String> {
     (!socket.exists()).then(|| {
         format!(
-            "Invalid check: Docker checks need the Docker engine socket {}, which does not exist on this agent \
-             (set DOCKER_HOST=unix:///path/to/docker.sock)",
+            "Docker checks need the Docker engine socket {}, which does not exist on this agent \
+             (start Docker, or set DOCKER_HOST=unix:///path/to/docker.sock)",
             socket.display()
         )
     })
@@ -43,6 +46,9 @@ pub(crate) fn unavailable(socket: &Path) -> Option<String> {
 
 /// Runs `args` in `container` and maps the exit code.
 pub(super) async fn check(socket: &Path, container: &str, args: &[String], timeout: Duration) -> Outcome {
+    if let Some(why) = unavailable(socket) {
+        return (CRITICAL, why);
+    }
     match tokio::time::timeout(timeout, exec(socket, container, args)).await {
         Err(_) => (CRITICAL, format!("Timed out ({timeout:?}) running check in container {container}")),
         Ok(Err(e)) => (CRITICAL, e),

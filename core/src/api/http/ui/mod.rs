@@ -73,7 +73,13 @@ pub(crate) struct Console {
     /// The front end's settings (before escaping).
     config: serde_json::Value,
     source: Source,
+    /// `ui_config.metrics_provider_files`, concatenated, with its ETag (`None`: no files).
+    providers: Option<(bytes::Bytes, String)>,
 }
+
+/// Where the console loads `ui_config.metrics_provider_files` from (Consul's path, under the
+/// content path but outside the hashed assets: the files can change without a new build).
+const PROVIDERS_PATH: &str = "assets/compiled-metrics-providers.js";
 
 impl Console {
     fn new(api: &ApiSettings) -> Console {
@@ -95,7 +101,12 @@ impl Console {
                 Source::Embedded(RenderedPage::new(page::render(&template, &assets_prefix, &config)))
             }
         };
-        Console { content_path: ui.content_path.clone(), assets_prefix, config, source }
+        let providers = (!ui.metrics_provider_js.is_empty()).then(|| {
+            use sha2::Digest;
+            let etag = hex::encode(&sha2::Sha256::digest(ui.metrics_provider_js.as_bytes())[..8]);
+            (bytes::Bytes::from(ui.metrics_provider_js.clone()), format!("\"{etag}\""))
+        });
+        Console { content_path: ui.content_path.clone(), assets_prefix, config, source, providers }
     }
 
     fn render(&self, template: &str) -> String {
@@ -211,6 +222,9 @@ async fn index(State(console): State<Arc<Console>>, headers: HeaderMap) -> Respo
 }
 
 async fn page_or_asset(State(console): State<Arc<Console>>, Path(rest): Path<String>, headers: HeaderMap) -> Response {
+    if rest == PROVIDERS_PATH {
+        return serve_providers(&console, &headers);
+    }
     match rest.strip_prefix("assets/") {
         Some(asset) => serve_asset(&console, asset, &headers).await,
         None => serve_page(&console, &headers).await,
@@ -250,6 +264,17 @@ async fn serve_page(console: &Console, headers: &HeaderMap) -> Response {
             let etag = format!("\"{}\"", page.etag);
             respond(headers, "text/html; charset=utf-8", "no-cache", &etag, Encoding::Identity, page.identity)
         }
+    }
+}
+
+/// `ui_config.metrics_provider_files`, read at start and concatenated; revalidated on every
+/// load (`no-cache` with an ETag), and a 404 when none are configured, as in Consul.
+fn serve_providers(console: &Console, headers: &HeaderMap) -> Response {
+    match &console.providers {
+        Some((body, etag)) => {
+            respond(headers, "text/javascript; charset=utf-8", "no-cache", etag, Encoding::Identity, body.clone())
+        }
+        None => plain(StatusCode::NOT_FOUND, "No provider JS files configured"),
     }
 }
 
@@ -380,6 +405,28 @@ mod tests {
             (status, &headers[header::LOCATION]),
             (StatusCode::MOVED_PERMANENTLY, &HeaderValue::from_static("/ui/"))
         );
+    }
+
+    #[tokio::test]
+    async fn metrics_provider_files_are_served_at_consuls_path() {
+        let app = console("/ui/");
+        let (status, _, body) = call(&app, "/ui/assets/compiled-metrics-providers.js", &[]).await;
+        assert_eq!((status, &body[..]), (StatusCode::NOT_FOUND, &b"No provider JS files configured"[..]));
+
+        let mut config = crate::agent::config::AgentConfig::default();
+        config.ui.enabled = true;
+        config.ui.metrics_provider_js = "// p.js\nconsul.registerMetricsProvider('p', {})\n;\n".into();
+        let app = console_routes(Arc::new(Console::new(&config.api_settings())));
+        let (status, headers, body) = call(&app, "/ui/assets/compiled-metrics-providers.js", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+        assert_eq!(body, config.ui.metrics_provider_js.as_bytes());
+        let etag = headers[header::ETAG].to_str().expect("etag").to_string();
+        let (status, _, _) = call(&app, "/ui/assets/compiled-metrics-providers.js", &[("if-none-match", &etag)]).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+        let (_, _, page) = call(&app, "/ui/", &[]).await;
+        assert!(String::from_utf8_lossy(&page).contains("&quot;MetricsProviderFiles&quot;:true"));
     }
 
     #[tokio::test]

@@ -30,6 +30,8 @@ pub(crate) fn config_json(ui: &UiSettings, facts: &PageFacts<'_>) -> serde_json:
         "MetricsProvider": ui.metrics_provider,
         "MetricsProviderOptions": ui.metrics_provider_options,
         "MetricsProxyEnabled": ui.metrics_proxy.base_url.is_some(),
+        // Whether `<content_path>assets/compiled-metrics-providers.js` has scripts to load.
+        "MetricsProviderFiles": !ui.metrics_provider_js.is_empty(),
         "DashboardURLTemplates": ui.dashboard_url_templates,
     })
 }

@@ -26,6 +26,11 @@ pub struct UiSettings {
     pub metrics_proxy: MetricsProxySettings,
     /// `ui_config.dashboard_url_templates`: link templates the console shows, by name.
     pub dashboard_url_templates: BTreeMap<String, String>,
+    /// `ui_config.metrics_provider_files`: the scripts, as named in the configuration.
+    pub metrics_provider_files: Vec<PathBuf>,
+    /// Those files read at start and concatenated, each after a comment naming it: served as
+    /// `<content_path>assets/compiled-metrics-providers.js` (empty: no files, a 404 there).
+    pub metrics_provider_js: String,
 }
 
 impl Default for UiSettings {
@@ -38,6 +43,8 @@ impl Default for UiSettings {
             metrics_provider_options: serde_json::Map::new(),
             metrics_proxy: MetricsProxySettings::default(),
             dashboard_url_templates: BTreeMap::new(),
+            metrics_provider_files: Vec::new(),
+            metrics_provider_js: String::new(),
         }
     }
 }
@@ -96,6 +103,21 @@ pub fn normalize_content_path(raw: &str) -> Result<String, String> {
         return Err(format!("cannot have 'v[0-9]'. received: {raw:?}"));
     }
     Ok(path)
+}
+
+/// `ui_config.metrics_provider_files` read and concatenated (what the console loads as
+/// `assets/compiled-metrics-providers.js`), or an error naming the file that could not be read.
+pub fn read_provider_files(files: &[PathBuf]) -> Result<String, String> {
+    let mut out = String::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("cannot read {:?}: {e}", f.display().to_string()))?;
+        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        // The name goes into a line comment: a newline in it would end the comment.
+        out.push_str(&format!("// {}\n", name.replace(['\n', '\r'], " ")));
+        out.push_str(&text);
+        out.push_str("\n;\n");
+    }
+    Ok(out)
 }
 
 /// `ui_config.metrics_provider_options_json`: "" or a JSON object.
@@ -159,6 +181,21 @@ mod tests {
         for bad in ["[]", "1", "{", "\"x\""] {
             assert!(parse_provider_options(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn provider_files_are_concatenated_or_refused_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a.js");
+        let b = dir.path().join("b.js");
+        std::fs::write(&a, "one()").expect("write");
+        std::fs::write(&b, "two()").expect("write");
+        let js = read_provider_files(&[a.clone(), b]).expect("read");
+        assert_eq!(js, "// a.js\none()\n;\n// b.js\ntwo()\n;\n");
+        assert_eq!(read_provider_files(&[]).as_deref(), Ok(""));
+        let missing = dir.path().join("missing.js");
+        let e = read_provider_files(&[a, missing.clone()]).expect_err("missing");
+        assert!(e.contains(&missing.display().to_string()), "{e}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-// Overview: Raft leader and peers, autopilot health, and live charts sampled from
-// /v1/agent/metrics (the only thing on the console read on a timer: metrics can't block).
+// Overview: Raft leader and peers, gossip members, autopilot health, and live charts sampled from
+// /v1/agent/metrics (read on a timer with autopilot health: neither can block).
 
 import { request, watch } from '../lib/api.js';
 import { h, s, replace } from '../lib/dom.js';
@@ -7,6 +7,7 @@ import { pageHeader, region, loading, statusBadge, table } from '../lib/view.js'
 import { millis } from '../lib/format.js';
 
 const SAMPLE_MS = 3000;
+const MEMBER_STATUS = ['none', 'alive', 'leaving', 'left', 'failed'];
 const POINTS = 60;
 /** The agent's metrics interval (Consul's in-memory sink keeps 10 s intervals). */
 const INTERVAL_S = 10;
@@ -62,6 +63,7 @@ export function overviewPage(ctx) {
   const healthy = h('span', { class: 'value', id: 'autopilot-healthy' }, '…');
   const peers = loading();
   const servers = loading();
+  const members = loading();
   const charts = {
     kv: chart('chart-kv', 'KV operations', 'ops/s'),
     commit: chart('chart-commit', 'Raft commit time', 'ms'),
@@ -80,7 +82,8 @@ export function overviewPage(ctx) {
     metricsError,
     h('div', { class: 'charts' }, charts.kv.el, charts.commit.el, charts.http.el),
     h('h2', { class: 'section' }, 'Raft peers'), peers,
-    h('h2', { class: 'section' }, 'Server health'), servers);
+    h('h2', { class: 'section' }, 'Server health'), servers,
+    h('h2', { class: 'section' }, 'Gossip members'), members);
 
   let autopilot = null;
   const showPeers = region(peers, (cfg) => table('Raft peers', ['Node', 'Address', 'Role', 'Voter', 'Last contact'],
@@ -97,12 +100,17 @@ export function overviewPage(ctx) {
       { id: 'autopilot-servers' });
   });
   watch('/v1/status/leader', { signal: ctx.signal, onData: (d) => replace(leader, d || 'no leader'), onError: (e) => replace(leader, `error: ${e.message}`) });
+  // The Raft configuration blocks until the membership changes (the agent's blocking form of
+  // this endpoint, keyed by the membership's log index).
   watch('/v1/operator/raft/configuration', { signal: ctx.signal, onData: (d) => { lastConfig = d; showPeers.data(d); }, onError: showPeers.error });
-  watch('/v1/operator/autopilot/health', {
-    signal: ctx.signal,
-    onData: (d) => { autopilot = d; showServers.data(d); if (lastConfig) showPeers.data(lastConfig); },
-    onError: showServers.error,
-  });
+  // Gossip members block until the agent sees a membership change.
+  const showMembers = region(members, (list) => table('Gossip members', ['Member', 'Address', 'Status', 'Role', 'Datacenter'],
+    (list || []).map((m) => ({
+      attrs: { 'data-member': m.Name, 'data-health': m.Status === 1 ? 'passing' : 'critical' },
+      cells: [m.Name, h('span', { class: 'address' }, `${m.Addr}:${m.Port}`), MEMBER_STATUS[m.Status] || String(m.Status),
+        (m.Tags || {}).role === 'consul' ? 'server' : 'client', (m.Tags || {}).dc || '—'],
+    })), { id: 'gossip-members' }));
+  watch('/v1/agent/members', { signal: ctx.signal, onData: showMembers.data, onError: showMembers.error });
 
   // Catalog totals, when the agent has the console's summary endpoint.
   watch('/v1/internal/ui/catalog-overview', {
@@ -111,8 +119,23 @@ export function overviewPage(ctx) {
     onError: () => replace(catalog),
   });
 
+  // Autopilot health has no blocking form and its timing fields (last contact, stable since)
+  // change on every read, so it is sampled here with the charts rather than watched.
+  const sampleAutopilot = async () => {
+    try {
+      const r = await request('/v1/operator/autopilot/health', { signal: ctx.signal });
+      if (ctx.signal.aborted) return;
+      autopilot = r.data;
+      showServers.data(r.data);
+      if (lastConfig) showPeers.data(lastConfig);
+    } catch (e) {
+      if (!ctx.signal.aborted) showServers.error(e);
+    }
+  };
+
   const sample = async () => {
     if (ctx.signal.aborted) return;
+    sampleAutopilot();
     try {
       const r = await request('/v1/agent/metrics', { signal: ctx.signal });
       const m = readMetrics(r.data);

@@ -19,6 +19,9 @@ function readConfig() {
     Version: parsed.Version || '',
     ACLsEnabled: Boolean(parsed.ACLsEnabled),
     MetricsProvider: parsed.MetricsProvider || '',
+    MetricsProviderOptions: parsed.MetricsProviderOptions && typeof parsed.MetricsProviderOptions === 'object' ? parsed.MetricsProviderOptions : {},
+    MetricsProxyEnabled: Boolean(parsed.MetricsProxyEnabled),
+    MetricsProviderFiles: Boolean(parsed.MetricsProviderFiles),
     DashboardURLTemplates: parsed.DashboardURLTemplates || {},
   };
 }

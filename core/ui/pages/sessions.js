@@ -10,7 +10,8 @@ export function sessionsPage(ctx) {
   document.title = 'Sessions - Consul-rs';
   const list = loading();
   const status = h('div', { 'aria-live': 'polite' });
-  replace(ctx.main, pageHeader('Sessions'), status, list);
+  const lockStatus = h('div', { id: 'locks-status' });
+  replace(ctx.main, pageHeader('Sessions'), status, lockStatus, list);
   let sessions = null;
   let locks = [];
   const show = region(list, () => {
@@ -41,10 +42,12 @@ export function sessionsPage(ctx) {
   });
   const redraw = () => { if (sessions) show.data(); };
   watch('/v1/session/list', { signal: ctx.signal, onData: (d) => { sessions = d || []; redraw(); }, onError: show.error });
-  // Locks: KV entries whose Session is set (the KV endpoint has no filter; keys are filtered here).
+  // Locks: the KV entries a session holds, selected by the agent (`?filter=` on a recursive KV
+  // read is a consul-rs extension) and kept current by a blocking query; none held is a 404.
   watch('/v1/kv/', {
-    params: { recurse: true }, signal: ctx.signal, allow404: true,
-    onData: (d) => { locks = (d || []).filter((k) => k.Session); redraw(); },
-    onError: () => {},
+    params: { recurse: true, filter: 'Session != ""' }, signal: ctx.signal, allow404: true,
+    onData: (d) => { locks = d || []; replace(lockStatus); redraw(); },
+    // Sessions stay listed when the locks can't be read (a token without key read, say).
+    onError: (e) => replace(lockStatus, h('p', { class: 'muted' }, 'Locks unavailable: '), errorView(e)),
   });
 }

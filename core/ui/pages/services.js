@@ -7,6 +7,7 @@ import { pageHeader, region, statusBadge, tagList, metaList, loading, errorView 
 import { worstStatus } from '../lib/format.js';
 import { config } from '../lib/config.js';
 import { checkList } from './checks.js';
+import { serviceMetrics } from './service-metrics.js';
 
 /** Builds Consul's filter expression for a plain-text search. */
 export function searchFilter(text, fields) {
@@ -167,12 +168,15 @@ function dashboardLink(ctx, name) {
 export function instancesPage(ctx, name) {
   document.title = `${name} - Services - Consul-rs`;
   const list = loading();
+  const metrics = serviceMetrics(ctx, name);
   replace(ctx.main,
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: ctx.link('services') }, 'All services')),
     pageHeader(name, dashboardLink(ctx, name)),
+    metrics ? metrics.el : null,
     h('h2', { class: 'section' }, 'Instances'),
     list);
   const show = region(list, (entries) => {
+    if (metrics) metrics.instances(entries);
     if (!entries || entries.length === 0) return h('p', { class: 'muted' }, 'This service has no instances.');
     return h('ul', { class: 'cards', id: 'instances' }, entries.map((e) => instanceSummary(ctx, name, e)));
   });
