@@ -115,6 +115,13 @@ struct Shared {
     meta: Mutex<LogMeta>,
 }
 
+/// redb's page cache for the log. Its default, 1 GiB, let a busy server's RSS grow by every
+/// page it wrote (a heap profile after 100,000 PUTs showed a third of the heap there) although
+/// the log is written once, read back soon after (apply, replication) and then purged; the
+/// operating system's page cache keeps recent pages anyway. With the in-memory backend (`-dev`)
+/// the cache would hold a second copy of what the backend already holds.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 /// The redb-backed log store. Cheap to clone; clones share the database and writer.
 #[derive(Debug, Clone)]
 pub struct LogStore {
@@ -130,9 +137,11 @@ impl LogStore {
         let db = match dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| crate::Error::Storage(format!("{}: {e}", dir.display())))?;
-                Database::create(dir.join("raft.redb"))
+                Database::builder().set_cache_size(CACHE_BYTES).create(dir.join("raft.redb"))
             }
-            None => Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()),
+            None => Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create_with_backend(redb::backends::InMemoryBackend::new()),
         }
         .map_err(|e| crate::Error::Storage(format!("opening raft store: {e}")))?;
         LogStore::over(Arc::new(db), self_id, false)
@@ -141,6 +150,7 @@ impl LogStore {
     /// A fresh in-memory database for [`LogStore::open_inline`].
     pub fn memory_database() -> Result<Arc<Database>, crate::Error> {
         Database::builder()
+            .set_cache_size(CACHE_BYTES)
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map(Arc::new)
             .map_err(|e| crate::Error::Storage(format!("opening raft store: {e}")))
