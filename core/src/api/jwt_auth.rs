@@ -15,8 +15,6 @@ use std::time::Duration;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use parking_lot::Mutex;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 use serde_json::{Map, Value};
 
@@ -390,11 +388,7 @@ fn jwks_source(url: &str, ca_pem: &str) -> Result<JwksSource, String> {
     let roots = if ca_pem.is_empty() {
         None
     } else {
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-            let cert = cert.map_err(|e| format!("error checking JWKSCACert: {e}"))?;
-            roots.add(cert).map_err(|e| format!("error checking JWKSCACert: {e}"))?;
-        }
+        let roots = crate::tls::roots_from_pem(ca_pem).map_err(|e| format!("error checking JWKSCACert: {e}"))?;
         if roots.is_empty() {
             return Err("error checking JWKSCACert: could not parse any PEM certificates".into());
         }

@@ -13,8 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 use serde_json::{json, Map, Value};
 
@@ -137,11 +135,8 @@ impl KubeConfig {
         }
         let host = string(m, "Host")?.ok_or("Config.Host is required")?;
         let ca_cert = string(m, "CACert")?.ok_or("Config.CACert is required")?;
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca_cert.as_bytes()) {
-            let cert = cert.map_err(|e| format!("error parsing kubernetes ca cert: {e}"))?;
-            roots.add(cert).map_err(|e| format!("error parsing kubernetes ca cert: {e}"))?;
-        }
+        let roots =
+            crate::tls::roots_from_pem(ca_cert).map_err(|e| format!("error parsing kubernetes ca cert: {e}"))?;
         if roots.is_empty() {
             return Err(
                 "error parsing kubernetes ca cert: data does not contain any valid RSA or ECDSA certificates".into()

@@ -263,6 +263,17 @@ fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| file_err(path, format!("no usable PEM private key: {e}")))
 }
 
+/// The CA certificates of a PEM text, strictly: a block that does not parse, or a certificate
+/// rustls cannot use as a root, is an error (its text) rather than skipped. The store may be
+/// empty (no certificate block at all); callers say what that means for them.
+pub fn roots_from_pem(pem: &str) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    Ok(roots)
+}
+
 /// The CAs of `ca_file` and every file of `ca_path`.
 fn roots(s: &TlsSettings) -> Result<Arc<RootCertStore>, TlsError> {
     let mut files = Vec::new();
