@@ -53,6 +53,51 @@ struct Summary {
     has_proxy: bool,
 }
 
+impl Summary {
+    /// Counts one instance `s` on `node`, with the checks of it the reader may see (node checks
+    /// shared by several instances count once).
+    fn add_instance(&mut self, s: &crate::state::catalog::ServiceInstance, node: &Node, checks: &[&HealthCheck]) {
+        self.kind = s.kind.clone();
+        self.datacenter = node.datacenter.clone();
+        self.nodes.insert(node.node.clone());
+        self.instances += 1;
+        self.tags.extend(s.tags.iter().cloned());
+        if let Some(src) = s.meta.get(EXTERNAL_SOURCE).filter(|v| !v.is_empty()) {
+            if !self.external_sources.contains(src) {
+                self.external_sources.push(src.clone());
+            }
+        }
+        let native = s.ext.connect.as_ref().and_then(|c| c.get("Native")).and_then(Value::as_bool);
+        self.connect_native |= native == Some(true);
+        for c in checks {
+            self.checks.insert((c.node.clone(), c.check_id.clone()), c.status.clone());
+        }
+    }
+
+    /// The fields `ServiceSummary` and `ServiceTopologySummary` share, for the service `name`.
+    fn to_json(&self, name: &str) -> Value {
+        let count = |status: &str| self.checks.values().filter(|st| st.as_str() == status).count();
+        let mut v = json!({
+            "Name": name,
+            "Datacenter": self.datacenter,
+            "Tags": self.tags,
+            "Nodes": self.nodes,
+            "ExternalSources": self.external_sources,
+            "InstanceCount": self.instances,
+            "ChecksPassing": count(PASSING),
+            "ChecksWarning": count(WARNING),
+            "ChecksCritical": count(CRITICAL),
+            "GatewayConfig": {},
+            "TransparentProxy": self.transparent_proxy.unwrap_or(false),
+            "ConnectNative": self.connect_native,
+        });
+        if !self.kind.is_empty() {
+            v["Kind"] = json!(self.kind);
+        }
+        v
+    }
+}
+
 /// A string field of a service's registered `Proxy`/`Connect` JSON.
 fn ext_str<'a>(v: &'a Option<Value>, key: &str) -> &'a str {
     v.as_ref().and_then(|v| v.get(key)).and_then(Value::as_str).unwrap_or("")
@@ -91,21 +136,7 @@ pub(super) async fn services(
                 }
             }
             let sum = sums.entry(s.service.clone()).or_default();
-            sum.kind = s.kind.clone();
-            sum.datacenter = node.datacenter.clone();
-            sum.nodes.insert(node.node.clone());
-            sum.instances += 1;
-            sum.tags.extend(s.tags.iter().cloned());
-            if let Some(src) = s.meta.get(EXTERNAL_SOURCE).filter(|v| !v.is_empty()) {
-                if !sum.external_sources.contains(src) {
-                    sum.external_sources.push(src.clone());
-                }
-            }
-            let native = s.ext.connect.as_ref().and_then(|c| c.get("Native")).and_then(Value::as_bool);
-            sum.connect_native |= native == Some(true);
-            for c in &checks {
-                sum.checks.insert((c.node.clone(), c.check_id.clone()), c.status.clone());
-            }
+            sum.add_instance(s, node, &checks);
             if s.kind == "connect-proxy" {
                 let dest_name = ext_str(&s.ext.proxy, "DestinationServiceName").to_string();
                 if dest_name.is_empty() || !rc.acl.visible(Resource::Service, &dest_name) {
@@ -125,26 +156,9 @@ pub(super) async fn services(
             .into_iter()
             // A proxy's destination with no instance of its own still gets a line, as in Consul.
             .map(|(name, s)| {
-                let count = |status: &str| s.checks.values().filter(|st| st.as_str() == status).count();
-                let mut v = json!({
-                    "Name": name,
-                    "Datacenter": s.datacenter,
-                    "Tags": s.tags,
-                    "Nodes": s.nodes,
-                    "ExternalSources": s.external_sources,
-                    "InstanceCount": s.instances,
-                    "ChecksPassing": count(PASSING),
-                    "ChecksWarning": count(WARNING),
-                    "ChecksCritical": count(CRITICAL),
-                    "GatewayConfig": {},
-                    "TransparentProxy": s.transparent_proxy.unwrap_or(false),
-                    "ConnectNative": s.connect_native,
-                    "ConnectedWithProxy": s.has_proxy,
-                    "ConnectedWithGateway": false,
-                });
-                if !s.kind.is_empty() {
-                    v["Kind"] = json!(s.kind);
-                }
+                let mut v = s.to_json(&name);
+                v["ConnectedWithProxy"] = json!(s.has_proxy);
+                v["ConnectedWithGateway"] = json!(false);
                 v
             })
             .collect();
@@ -270,53 +284,26 @@ fn topology_summaries(d: &StateData, names: &BTreeSet<String>, acl: &RequestAcl,
             if !acl.visible(Resource::Node, &node.node) {
                 continue;
             }
-            sum.kind = s.kind.clone();
-            sum.datacenter = node.datacenter.clone();
-            sum.nodes.insert(node.node.clone());
-            sum.instances += 1;
-            sum.tags.extend(s.tags.iter().cloned());
-            if let Some(src) = s.meta.get(EXTERNAL_SOURCE).filter(|v| !v.is_empty()) {
-                if !sum.external_sources.contains(src) {
-                    sum.external_sources.push(src.clone());
-                }
-            }
-            let native = s.ext.connect.as_ref().and_then(|c| c.get("Native")).and_then(Value::as_bool);
-            sum.connect_native |= native == Some(true);
-            for c in d.catalog.node_checks(&s.node) {
-                if (c.service_id.is_empty() || c.service_id == s.id) && check_visible(acl, c) {
-                    sum.checks.insert((c.node.clone(), c.check_id.clone()), c.status.clone());
-                }
-            }
+            let checks: Vec<&HealthCheck> = d
+                .catalog
+                .node_checks(&s.node)
+                .into_iter()
+                .filter(|c| (c.service_id.is_empty() || c.service_id == s.id) && check_visible(acl, c))
+                .collect();
+            sum.add_instance(s, node, &checks);
         }
         if !TOPOLOGY_KINDS.contains(&sum.kind.as_str()) {
             continue;
         }
-        let count = |status: &str| sum.checks.values().filter(|st| st.as_str() == status).count();
-        let mut v = json!({
-            "Name": name,
-            "Datacenter": sum.datacenter,
-            "Tags": sum.tags,
-            "Nodes": sum.nodes,
-            "ExternalSources": sum.external_sources,
-            "InstanceCount": sum.instances,
-            "ChecksPassing": count(PASSING),
-            "ChecksWarning": count(WARNING),
-            "ChecksCritical": count(CRITICAL),
-            "GatewayConfig": {},
-            "TransparentProxy": false,
-            "ConnectNative": sum.connect_native,
-            "Source": SOURCE_REGISTRATION,
-            "Intention": {
-                "DefaultAllow": default_allow,
-                "Allowed": default_allow,
-                "HasPermissions": false,
-                "ExternalSource": "",
-                "HasExact": false,
-            },
+        let mut v = sum.to_json(name);
+        v["Source"] = json!(SOURCE_REGISTRATION);
+        v["Intention"] = json!({
+            "DefaultAllow": default_allow,
+            "Allowed": default_allow,
+            "HasPermissions": false,
+            "ExternalSource": "",
+            "HasExact": false,
         });
-        if !sum.kind.is_empty() {
-            v["Kind"] = json!(sum.kind);
-        }
         out.push(v);
     }
     out
