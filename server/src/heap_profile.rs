@@ -21,10 +21,14 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[export_name = "_rjem_malloc_conf"]
 pub(crate) static malloc_conf: &[u8] = b"prof:true,prof_active:false,lg_prof_sample:19\0";
 
+/// jemalloc's profiling control (absent if jemalloc was built without profiling).
+fn prof_ctl() -> Result<&'static tokio::sync::Mutex<jemalloc_pprof::JemallocProfCtl>, String> {
+    jemalloc_pprof::PROF_CTL.as_deref().ok_or_else(|| "jemalloc was built without profiling".to_string())
+}
+
 /// Starts sampling allocations (once; later calls do nothing).
 pub(crate) fn activate() -> Result<(), String> {
-    let ctl = jemalloc_pprof::PROF_CTL.as_ref().ok_or("jemalloc was built without profiling")?;
-    let mut ctl = ctl.try_lock().map_err(|_| "the heap profiler is busy".to_string())?;
+    let mut ctl = prof_ctl()?.try_lock().map_err(|_| "the heap profiler is busy".to_string())?;
     if !ctl.activated() {
         ctl.activate().map_err(|e| format!("could not start heap sampling: {e}"))?;
     }
@@ -34,8 +38,7 @@ pub(crate) fn activate() -> Result<(), String> {
 /// The heap profiler handed to the agent: a jemalloc dump, symbolised, as gzipped pprof.
 pub(crate) fn profiler() -> HeapProfiler {
     HeapProfiler::new(|| {
-        let ctl = jemalloc_pprof::PROF_CTL.as_ref().ok_or("jemalloc was built without profiling")?;
-        let mut ctl = ctl.blocking_lock();
+        let mut ctl = prof_ctl()?.blocking_lock();
         if !ctl.activated() {
             return Err("heap sampling is off: it starts with an agent that has enable_debug or ACLs on".into());
         }

@@ -181,7 +181,7 @@ pub fn with_drop_frames(gz: &[u8], regex: &str) -> Option<Vec<u8>> {
     let mut raw = Vec::new();
     flate2::read::GzDecoder::new(gz).read_to_end(&mut raw).ok()?;
     // New strings go at the end of the string table, so their index is its current length.
-    let strings = top_level_fields(&raw)?.iter().filter(|f| **f == 6).count();
+    let strings = fields(&raw)?.iter().filter(|(f, _)| *f == 6).count();
     bytes_field(&mut raw, 6, regex.as_bytes());
     int_field(&mut raw, 7, strings as i64);
     let mut out = GzEncoder::new(Vec::new(), Compression::default());
@@ -189,31 +189,24 @@ pub fn with_drop_frames(gz: &[u8], regex: &str) -> Option<Vec<u8>> {
     out.finish().ok()
 }
 
-/// The field numbers of a message's top-level fields, in order (`None` if malformed).
-fn top_level_fields(b: &[u8]) -> Option<Vec<u32>> {
-    let read_varint = |i: &mut usize| -> Option<u64> {
-        let (mut v, mut shift) = (0u64, 0u32);
-        loop {
-            let byte = *b.get(*i)?;
-            *i += 1;
-            v |= u64::from(byte & 0x7f).checked_shl(shift)?;
-            if byte < 0x80 {
-                return Some(v);
-            }
-            shift += 7;
-        }
-    };
+/// One field of a message: its number, with its bytes when it is length-delimited.
+type Field<'a> = (u32, Option<&'a [u8]>);
+
+/// A message's top-level fields in order (`None` if the message is malformed).
+fn fields(b: &[u8]) -> Option<Vec<Field<'_>>> {
     let (mut i, mut out) = (0usize, Vec::new());
     while i < b.len() {
-        let key = read_varint(&mut i)?;
+        let key = read_varint(b, &mut i)?;
+        let mut bytes = None;
         match key & 7 {
             0 => {
-                read_varint(&mut i)?;
+                read_varint(b, &mut i)?;
             }
             1 => i = i.checked_add(8)?,
             2 => {
-                let len = usize::try_from(read_varint(&mut i)?).ok()?;
-                i = i.checked_add(len)?;
+                let len = usize::try_from(read_varint(b, &mut i)?).ok()?;
+                bytes = Some(b.get(i..i.checked_add(len)?)?);
+                i += len;
             }
             5 => i = i.checked_add(4)?,
             _ => return None,
@@ -221,9 +214,23 @@ fn top_level_fields(b: &[u8]) -> Option<Vec<u32>> {
         if i > b.len() {
             return None;
         }
-        out.push((key >> 3) as u32);
+        out.push(((key >> 3) as u32, bytes));
     }
     Some(out)
+}
+
+/// The varint at `b[*i..]`, moving `i` past it.
+fn read_varint(b: &[u8], i: &mut usize) -> Option<u64> {
+    let (mut v, mut shift) = (0u64, 0u32);
+    loop {
+        let byte = *b.get(*i)?;
+        *i += 1;
+        v |= u64::from(byte & 0x7f).checked_shl(shift)?;
+        if byte < 0x80 {
+            return Some(v);
+        }
+        shift += 7;
+    }
 }
 
 fn value_type(t: i64, u: i64) -> Vec<u8> {
@@ -275,58 +282,19 @@ pub(crate) mod decode {
 
     use std::io::Read as _;
 
-    /// A decoded field's value: a varint (not inspected by the tests) or bytes.
-    #[derive(Debug, Clone)]
-    pub(crate) enum Value {
-        Int,
-        Bytes(Vec<u8>),
-    }
-
     /// A profile's string table, and its samples as (location IDs, values).
     pub(crate) type Decoded = (Vec<String>, Vec<(Vec<u64>, Vec<u64>)>);
 
-    fn varint(b: &[u8], i: &mut usize) -> u64 {
-        let (mut v, mut shift) = (0u64, 0);
-        loop {
-            let byte = b[*i];
-            *i += 1;
-            v |= u64::from(byte & 0x7f) << shift;
-            if byte < 0x80 {
-                return v;
-            }
-            shift += 7;
-        }
-    }
-
-    /// The fields of one message, in order.
-    pub(crate) fn fields(b: &[u8]) -> Vec<(u32, Value)> {
-        let (mut i, mut out) = (0, Vec::new());
-        while i < b.len() {
-            let key = varint(b, &mut i);
-            let field = (key >> 3) as u32;
-            match key & 7 {
-                0 => {
-                    varint(b, &mut i);
-                    out.push((field, Value::Int));
-                }
-                1 => i += 8,
-                5 => i += 4,
-                2 => {
-                    let len = varint(b, &mut i) as usize;
-                    out.push((field, Value::Bytes(b[i..i + len].to_vec())));
-                    i += len;
-                }
-                w => panic!("unexpected wire type {w}"),
-            }
-        }
-        out
+    /// The fields of one message, in order (see [`super::fields`]).
+    pub(crate) fn fields(b: &[u8]) -> Vec<super::Field<'_>> {
+        super::fields(b).expect("a well-formed message")
     }
 
     /// Packed varints.
     pub(crate) fn packed(b: &[u8]) -> Vec<u64> {
         let (mut i, mut out) = (0, Vec::new());
         while i < b.len() {
-            out.push(varint(b, &mut i));
+            out.push(super::read_varint(b, &mut i).expect("a varint"));
         }
         out
     }
@@ -339,13 +307,13 @@ pub(crate) mod decode {
         let mut samples = Vec::new();
         for (field, v) in fields(&raw) {
             match (field, v) {
-                (6, Value::Bytes(s)) => strings.push(String::from_utf8(s).expect("utf8")),
-                (2, Value::Bytes(s)) => {
+                (6, Some(s)) => strings.push(String::from_utf8(s.to_vec()).expect("utf8")),
+                (2, Some(s)) => {
                     let (mut locs, mut vals) = (Vec::new(), Vec::new());
-                    for (f, v) in fields(&s) {
+                    for (f, v) in fields(s) {
                         match (f, v) {
-                            (1, Value::Bytes(p)) => locs = packed(&p),
-                            (2, Value::Bytes(p)) => vals = packed(&p),
+                            (1, Some(p)) => locs = packed(p),
+                            (2, Some(p)) => vals = packed(p),
                             _ => {}
                         }
                     }

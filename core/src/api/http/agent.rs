@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json as json_value, Value};
 
 use super::query::{QueryParams, ReadParams};
-use super::{json, ApiContext, Ctx};
+use super::{blocking, json, ApiContext, Ctx};
 use crate::local::CheckKind;
 use crate::membership::gossip::engine::EngineError;
 use crate::membership::gossip::MemberInfo;
@@ -180,8 +180,11 @@ pub(super) async fn agent_members(
     } else {
         Some(ctx.cluster.gossip().member_changes())
     };
+    // The blocking form (a consul-rs extension that Consul's clients, which send no `index`,
+    // never see): the index is this agent's count of gossip membership changes (joins, leaves,
+    // failures, updates) plus one; the count restarts with the agent.
     let index = match changes {
-        Some(rx) => members_change(&ctx, rx, &params).await,
+        Some(rx) => blocking::on_watch(&ctx, rx, &params, |n| n.saturating_add(1)).await.saturating_add(1),
         // A client agent has no WAN pool, so nothing ever changes.
         None => 1,
     };
@@ -220,28 +223,6 @@ pub(super) async fn agent_members(
         resp.headers_mut().insert("X-Consul-Index", v);
     }
     resp
-}
-
-/// The blocking form of `/v1/agent/members` (a consul-rs extension that Consul's clients, which
-/// send no `index`, never see): the index is this agent's count of gossip membership changes
-/// (joins, leaves, failures, updates) plus one, and `?index=N` waits until it is not N, `wait`
-/// runs out, or the agent shuts down. The count restarts with the agent; a client holding a
-/// larger index is answered at once and starts over.
-async fn members_change(ctx: &ApiContext, mut rx: tokio::sync::watch::Receiver<u64>, params: &ReadParams) -> u64 {
-    let deadline = tokio::time::Instant::now() + params.wait;
-    loop {
-        let index = rx.borrow_and_update().saturating_add(1);
-        if params.index == 0 || index != params.index {
-            return index;
-        }
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() { break },
-            _ = tokio::time::sleep_until(deadline) => break,
-            _ = ctx.shutdown.cancelled() => break,
-        }
-    }
-    let index = rx.borrow().saturating_add(1);
-    index
 }
 
 /// `PUT /v1/agent/join/:address` (`?wan`).

@@ -17,6 +17,34 @@ use crate::state::watch::WatchTarget;
 use crate::state::StateData;
 use crate::Result;
 
+/// A blocking read of a value outside the state store, published on a `watch` channel (gossip
+/// membership, Raft's metrics): the value at once without `?index=`, else once `index_of` it is
+/// not the client's index (`!=`, not `>`: a counter that restarted with the agent starts the
+/// client over), the wait runs out, or the agent shuts down.
+pub(super) async fn on_watch<T: Clone>(
+    ctx: &ApiContext,
+    mut rx: tokio::sync::watch::Receiver<T>,
+    params: &ReadParams,
+    index_of: impl Fn(&T) -> u64,
+) -> T {
+    let deadline = tokio::time::Instant::now() + params.wait;
+    loop {
+        {
+            let value = rx.borrow_and_update();
+            if params.index == 0 || index_of(&value) != params.index {
+                return value.clone();
+            }
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { break },
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = ctx.shutdown.cancelled() => break,
+        }
+    }
+    let value = rx.borrow().clone();
+    value
+}
+
 /// Runs `query` as a (possibly) blocking read; returns its index, result and read metadata.
 pub(super) async fn run<T>(
     ctx: &ApiContext,

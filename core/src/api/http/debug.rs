@@ -26,6 +26,9 @@ const DEFAULT_TRACE_SECONDS: f64 = 1.0;
 /// not hold the process's only CPU profiler for a day.
 const MAX_SECONDS: f64 = 3600.0;
 
+/// Go's Content-Type for pprof downloads.
+const PPROF: &str = "application/octet-stream";
+
 /// The profiles served, for the index page: name and what it holds.
 const PROFILES: &[(&str, &str)] = &[
     ("profile", "CPU profile of the process; ?seconds=N (default 30)"),
@@ -92,10 +95,10 @@ fn seconds(q: &QueryParams, default: f64) -> Result<Duration, Error> {
 }
 
 /// A profile download, named as Go's handlers name it.
-fn attachment(name: &str, body: Vec<u8>) -> Response {
+fn attachment(name: &str, content_type: &'static str, body: Vec<u8>) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_TYPE, content_type.to_string()),
             (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
         ],
         body,
@@ -110,7 +113,7 @@ async fn cpu_profile(ctx: &Ctx, q: &QueryParams) -> Result<Response, Error> {
     let taken = tokio::task::spawn_blocking(move || cpu::profile(Duration::from_secs(secs), &|| stop.is_cancelled()))
         .await
         .map_err(|e| Error::Upstream(format!("CPU profile: {e}")))?;
-    Ok(attachment("profile", taken.map_err(Error::Busy)?))
+    Ok(attachment("profile", PPROF, taken.map_err(Error::Busy)?))
 }
 
 async fn heap(ctx: &Ctx) -> Result<Response, Error> {
@@ -124,7 +127,7 @@ async fn heap(ctx: &Ctx) -> Result<Response, Error> {
     let taken = tokio::task::spawn_blocking(move || profiler.take())
         .await
         .map_err(|e| Error::Upstream(format!("heap profile: {e}")))?;
-    Ok(attachment("heap", taken.map_err(Error::Upstream)?))
+    Ok(attachment("heap", PPROF, taken.map_err(Error::Upstream)?))
 }
 
 async fn goroutines(q: &QueryParams) -> Result<Response, Error> {
@@ -132,7 +135,7 @@ async fn goroutines(q: &QueryParams) -> Result<Response, Error> {
     // /proc reads are small but blocking file I/O.
     let list = tokio::task::spawn_blocking(threads::threads).await.unwrap_or_default();
     match q.get("debug").unwrap_or("0") {
-        "0" | "" => Ok(attachment("goroutine", threads::profile(&list, tasks))),
+        "0" | "" => Ok(attachment("goroutine", PPROF, threads::profile(&list, tasks))),
         "1" | "2" => {
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], threads::text(&list, tasks)).into_response())
         }
@@ -144,14 +147,7 @@ async fn agent_trace(ctx: &Ctx, q: &QueryParams) -> Result<Response, Error> {
     let duration = seconds(q, DEFAULT_TRACE_SECONDS)?;
     let doc = trace::record(&ctx.logs, duration, &ctx.config.node_name, ctx.shutdown.clone()).await;
     let body = serde_json::to_vec(&doc).map_err(|e| Error::Upstream(format!("trace: {e}")))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/json".to_string()),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"trace\"".to_string()),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(attachment("trace", "application/json", body))
 }
 
 fn cmdline() -> Response {

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json as json_value;
 
 use super::query::{QueryParams, ReadParams};
-use super::{json, set_read_meta, Ctx};
+use super::{blocking, json, set_read_meta, Ctx};
 use crate::replication::raft;
 use crate::Error;
 
@@ -60,7 +60,11 @@ pub(super) async fn raft_configuration(
         let params = ReadParams::parse(&q, ctx.config.default_query_time, ctx.config.max_query_time)?;
         let consensus = ctx.consensus()?;
         let meta = consensus.read_barrier(params.consistency).await?;
-        let metrics = membership_change(&ctx, consensus.raft().metrics(), &params).await;
+        // The blocking form (a consul-rs extension; Consul answers at once and its clients send
+        // no `index`): the index is the Raft membership's log index, as `X-Consul-Index`
+        // reports it (never below 1).
+        let membership_index = |m: &raft::Metrics| m.membership_config.log_id().map(|l| l.index).unwrap_or(0).max(1);
+        let metrics = blocking::on_watch(&ctx, consensus.raft().metrics(), &params, membership_index).await;
         let config = raft::configuration(&metrics);
         let last_index = metrics.last_log_index.unwrap_or(0);
         let self_id = consensus.self_id();
@@ -90,39 +94,6 @@ pub(super) async fn raft_configuration(
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
-}
-
-/// The blocking form of `/v1/operator/raft/configuration` (a consul-rs extension; Consul answers
-/// at once and its clients send no `index`): with `?index=N` the answer waits until the Raft
-/// membership's log index is not N, `wait` runs out, or the agent shuts down, then carries the
-/// metrics of that moment. Without `index`, the current metrics.
-pub(super) async fn membership_change(
-    ctx: &Ctx,
-    mut rx: tokio::sync::watch::Receiver<raft::Metrics>,
-    params: &ReadParams,
-) -> raft::Metrics {
-    if params.index == 0 {
-        return rx.borrow().clone();
-    }
-    let deadline = tokio::time::Instant::now() + params.wait;
-    loop {
-        {
-            let m = rx.borrow_and_update();
-            // `!=`, not `>`: a client holding an index from before a restore starts over.
-            // As reported in `X-Consul-Index`, which is never below 1.
-            let index = m.membership_config.log_id().map(|l| l.index).unwrap_or(0).max(1);
-            if index != params.index {
-                return m.clone();
-            }
-        }
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() { break },
-            _ = tokio::time::sleep_until(deadline) => break,
-            _ = ctx.shutdown.cancelled() => break,
-        }
-    }
-    let m = rx.borrow().clone();
-    m
 }
 
 /// `DELETE /v1/operator/raft/peer?id=…|address=…`.

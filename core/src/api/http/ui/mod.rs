@@ -102,9 +102,8 @@ impl Console {
             }
         };
         let providers = (!ui.metrics_provider_js.is_empty()).then(|| {
-            use sha2::Digest;
-            let etag = hex::encode(&sha2::Sha256::digest(ui.metrics_provider_js.as_bytes())[..8]);
-            (bytes::Bytes::from(ui.metrics_provider_js.clone()), format!("\"{etag}\""))
+            let etag = format!("\"{}\"", content_tag(ui.metrics_provider_js.as_bytes()));
+            (bytes::Bytes::from(ui.metrics_provider_js.clone()), etag)
         });
         Console { content_path: ui.content_path.clone(), assets_prefix, config, source, providers }
     }
@@ -116,11 +115,17 @@ impl Console {
 
 impl RenderedPage {
     fn new(html: String) -> RenderedPage {
-        use sha2::Digest;
-        let etag = hex::encode(&sha2::Sha256::digest(html.as_bytes())[..8]);
+        let etag = content_tag(html.as_bytes());
         let gzip = gzip(html.as_bytes()).filter(|g| g.len() < html.len());
         RenderedPage { identity: html.into(), gzip: gzip.map(Into::into), etag }
     }
+}
+
+/// The ETag (unquoted) of content made or read at run time: the first 8 bytes of its SHA-256,
+/// as `core/build.rs` tags the embedded assets.
+fn content_tag(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(bytes)[..8])
 }
 
 fn gzip(bytes: &[u8]) -> Option<Vec<u8>> {
@@ -315,8 +320,7 @@ async fn serve_asset(console: &Console, rest: &str, headers: &HeaderMap) -> Resp
             let Ok(body) = tokio::fs::read(&file).await else {
                 return not_found();
             };
-            use sha2::Digest;
-            let etag = format!("\"{}\"", hex::encode(&sha2::Sha256::digest(&body)[..8]));
+            let etag = format!("\"{}\"", content_tag(&body));
             respond(headers, dir::content_type(&file), "no-cache", &etag, Encoding::Identity, body.into())
         }
     }
