@@ -224,11 +224,12 @@ impl Consensus {
         if let (true, Some(ms)) = (leader, since_ack) {
             m.measure("raft.leader.lastContact", &[], Duration::from_millis(ms));
         }
-        let (kv, nodes, services, instances, checks, sessions, ttl) = self.state.read(|d| {
+        let (kv, kv_bytes, nodes, services, instances, checks, sessions, ttl) = self.state.read(|d| {
             let names: std::collections::BTreeSet<&str> =
                 d.catalog.services.values().map(|s| s.service.as_str()).collect();
             (
                 d.kvs.len(),
+                d.kvs.bytes(),
                 d.catalog.nodes.len(),
                 names.len(),
                 d.catalog.services.len(),
@@ -240,6 +241,11 @@ impl Consensus {
         if leader {
             m.set_gauge("session_ttl.active", &[], ttl as f64);
         }
+        // `state.kv_bytes` is kept by every KV change (`state::kv_table`), not counted here, so
+        // reading it costs nothing on a big store; per key, it shows what the representation costs.
+        let per_key = if kv == 0 { 0.0 } else { kv_bytes as f64 / kv as f64 };
+        m.set_gauge("state.kv_bytes", &[], kv_bytes as f64);
+        m.set_gauge("state.kv_bytes_per_key", &[], per_key);
         for (name, n) in [
             ("state.kv_entries", kv),
             ("state.nodes", nodes),

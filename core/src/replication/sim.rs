@@ -920,7 +920,7 @@ fn diff(ours: &StateData, theirs: &StateData) -> String {
     if ours.kv_index != theirs.kv_index {
         out.push(format!("kv_index {} vs {}", ours.kv_index, theirs.kv_index));
     }
-    for (k, v) in &ours.kvs {
+    for (k, v) in ours.kvs.iter() {
         if theirs.kvs.get(k) != Some(v) {
             out.push(format!("kv {k}: {v:?} vs {:?}", theirs.kvs.get(k)));
         }

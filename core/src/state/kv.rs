@@ -18,20 +18,15 @@ pub struct KvGet {
 
 /// Reads one key.
 pub fn get(data: &StateData, key: &str) -> KvGet {
-    match data.kvs.get(key) {
-        Some(e) => KvGet { index: e.modify_index, entry: Some(e.clone()) },
+    match data.kvs.entry(key) {
+        Some(e) => KvGet { index: e.modify_index, entry: Some(e) },
         None => KvGet { index: data.kv_index, entry: None },
     }
 }
 
 /// Reads every entry under `prefix`, returning the prefix index and the entries in key order.
 pub fn list(data: &StateData, prefix: &str) -> (u64, Vec<KvEntry>) {
-    let entries: Vec<KvEntry> = data
-        .kvs
-        .range(prefix.to_string()..)
-        .take_while(|(k, _)| k.starts_with(prefix))
-        .map(|(_, v)| v.clone())
-        .collect();
+    let entries: Vec<KvEntry> = data.kvs.prefix(prefix).map(|(k, r)| r.to_entry(k)).collect();
     let max_entry = entries.iter().map(|e| e.modify_index).max().unwrap_or(0);
     (prefix_index(data, prefix, max_entry), entries)
 }
@@ -41,14 +36,14 @@ pub fn list(data: &StateData, prefix: &str) -> (u64, Vec<KvEntry>) {
 pub fn keys(data: &StateData, prefix: &str, separator: Option<&str>) -> (u64, Vec<String>) {
     let mut out: Vec<String> = Vec::new();
     let mut max_entry = 0;
-    for (key, entry) in data.kvs.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)) {
+    for (key, entry) in data.kvs.prefix(prefix) {
         max_entry = max_entry.max(entry.modify_index);
         let folded = match separator {
             Some(sep) if !sep.is_empty() => match key[prefix.len()..].find(sep) {
                 Some(pos) => &key[..prefix.len() + pos + sep.len()],
-                None => key.as_str(),
+                None => key,
             },
-            _ => key.as_str(),
+            _ => key,
         };
         if out.last().map(String::as_str) != Some(folded) {
             out.push(folded.to_string());

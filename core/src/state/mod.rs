@@ -21,6 +21,7 @@ pub mod dedup;
 pub mod ext_fields;
 pub mod ext_tables;
 pub mod kv;
+pub mod kv_table;
 pub mod prepared_query;
 pub mod session;
 pub mod txn;
@@ -63,7 +64,7 @@ pub use session::Session;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StateData {
     /// KV entries by key.
-    pub kvs: BTreeMap<String, KvEntry>,
+    pub kvs: kv_table::KvTable,
     /// Tombstones of deleted keys: key → Raft index of the delete. They keep prefix indexes
     /// moving forward so a prefix watch wakes on deletes; the leader reaps old ones.
     pub tombstones: BTreeMap<String, u64>,
@@ -135,7 +136,7 @@ impl Serialize for StateData {
 /// [`StateData`] as saved: the fixed fields, then the extension envelope.
 #[derive(Deserialize)]
 struct StateDataWire {
-    kvs: BTreeMap<String, KvEntry>,
+    kvs: kv_table::KvTable,
     tombstones: BTreeMap<String, u64>,
     sessions: BTreeMap<String, Session>,
     catalog: catalog::Catalog,
@@ -464,7 +465,7 @@ pub fn deserialize_state(bytes: &[u8]) -> Result<StateData, postcard::Error> {
 /// compatibility shape, since every later addition is an [`ext_tables`] table.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateDataBeforeExt {
-    kvs: BTreeMap<String, KvEntry>,
+    kvs: kv_table::KvTable,
     tombstones: BTreeMap<String, u64>,
     sessions: BTreeMap<String, Session>,
     catalog: catalog::Catalog,
@@ -491,7 +492,7 @@ impl From<StateDataBeforeExt> for StateData {
 /// [`StateData`] before the `autopilot` field (see [`StateDataBeforeAcl`] for why).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateDataBeforeAutopilot {
-    kvs: BTreeMap<String, KvEntry>,
+    kvs: kv_table::KvTable,
     tombstones: BTreeMap<String, u64>,
     sessions: BTreeMap<String, Session>,
     catalog: catalog::Catalog,
@@ -529,7 +530,7 @@ impl From<StateDataBeforeAutopilot> for StateData {
 /// [`StateData`] before the `connect_ca` field (see [`StateDataBeforeAcl`] for why).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateDataBeforeCa {
-    kvs: BTreeMap<String, KvEntry>,
+    kvs: kv_table::KvTable,
     tombstones: BTreeMap<String, u64>,
     sessions: BTreeMap<String, Session>,
     catalog: catalog::Catalog,
@@ -568,7 +569,7 @@ impl From<StateDataBeforeCa> for StateData {
 /// shape to load.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateDataBeforeAcl {
-    kvs: BTreeMap<String, KvEntry>,
+    kvs: kv_table::KvTable,
     tombstones: BTreeMap<String, u64>,
     sessions: BTreeMap<String, Session>,
     catalog: catalog::Catalog,
@@ -616,22 +617,19 @@ fn invalidate_unsupported_sessions(data: &mut StateData, node: &str, index: u64)
 /// watcher sees afterwards is larger than any it saw before: restores never make
 /// `X-Consul-Index` go backwards.
 fn restore(data: &mut StateData, restored: &StateData, index: u64) -> Vec<String> {
-    let mut changed: Vec<String> = data.kvs.keys().cloned().collect();
+    let mut changed: Vec<String> = data.kvs.keys().map(str::to_string).collect();
     let mut kvs = restored.kvs.clone();
-    for entry in kvs.values_mut() {
-        entry.modify_index = index;
-        entry.create_index = entry.create_index.min(index);
-    }
+    kvs.restamp(index);
     let mut tombstones = restored.tombstones.clone();
     for key in data.kvs.keys() {
         if !kvs.contains_key(key) {
-            tombstones.insert(key.clone(), index);
+            tombstones.insert(key.to_string(), index);
         }
     }
     for idx in tombstones.values_mut() {
         *idx = (*idx).min(index);
     }
-    changed.extend(kvs.keys().cloned());
+    changed.extend(kvs.keys().map(str::to_string));
     data.kvs = kvs;
     data.tombstones = tombstones;
     data.sessions = restored.sessions.clone();
@@ -728,8 +726,7 @@ mod tests {
         let mut snap = StateData::default();
         snap.kvs.insert(
             "new".into(),
-            KvEntry {
-                key: "new".into(),
+            kv_table::KvRecord {
                 create_index: 3,
                 modify_index: 3,
                 lock_index: 0,

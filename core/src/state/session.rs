@@ -186,15 +186,15 @@ pub fn invalidate(data: &mut StateData, id: &str, index: u64, now_ms: Option<u64
     };
     data.session_index = index;
     let held: Vec<String> =
-        data.kvs.iter().filter(|(_, e)| e.session.as_deref() == Some(id)).map(|(k, _)| k.clone()).collect();
+        data.kvs.iter().filter(|(_, e)| e.session.as_deref() == Some(id)).map(|(k, _)| k.to_string()).collect();
     let delay_ms = session.lock_delay_ns / 1_000_000;
     for key in &held {
         match session.behavior {
             Behavior::Release => {
-                if let Some(entry) = data.kvs.get_mut(key) {
+                data.kvs.update(key, |entry| {
                     entry.session = None;
                     entry.modify_index = index;
-                }
+                });
             }
             Behavior::Delete => {
                 data.kvs.remove(key);
@@ -263,7 +263,7 @@ mod tests {
     }
 
     fn entry(store: &StateStore, key: &str) -> Option<crate::state::KvEntry> {
-        store.read(|d| d.kvs.get(key).cloned())
+        store.read(|d| d.kvs.entry(key))
     }
 
     /// `PUT /v1/session/create` refuses unknown nodes and missing or critical checks, but

@@ -13,9 +13,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{Catalog, DeregisterRequest, HealthCheck, Node, RegisterRequest, ServiceInstance};
+use super::kv_table::KvRecord;
 use super::{KvEntry, StateData};
 use crate::state::command::{KvOp, KvVerb};
 
@@ -204,13 +206,28 @@ impl TxnOutcome {
 pub struct KvOverlay<'a> {
     base: &'a StateData,
     /// Keys written (`Some`) or deleted (`None`) by operations so far.
-    writes: BTreeMap<String, Option<KvEntry>>,
+    writes: BTreeMap<String, Option<KvRecord>>,
+}
+
+/// The result a write or a check reports: the entry without its value (they answer
+/// `"Value": null`), so the report shares nothing with what is stored.
+fn without_value(key: &str, record: &KvRecord) -> Vec<TxnResult> {
+    let entry = KvEntry {
+        key: key.to_string(),
+        create_index: record.create_index,
+        modify_index: record.modify_index,
+        lock_index: record.lock_index,
+        flags: record.flags,
+        value: Bytes::new(),
+        session: record.session.clone(),
+    };
+    vec![TxnResult { entry, with_value: false }]
 }
 
 /// The net effect of an overlay, detached from the state it was read from.
 #[derive(Debug, Default)]
 pub struct KvChanges {
-    writes: BTreeMap<String, Option<KvEntry>>,
+    writes: BTreeMap<String, Option<KvRecord>>,
 }
 
 impl<'a> KvOverlay<'a> {
@@ -219,7 +236,7 @@ impl<'a> KvOverlay<'a> {
         KvOverlay { base, writes: BTreeMap::new() }
     }
 
-    fn get(&self, key: &str) -> Option<&KvEntry> {
+    fn get(&self, key: &str) -> Option<&KvRecord> {
         match self.writes.get(key) {
             Some(w) => w.as_ref(),
             None => self.base.kvs.get(key),
@@ -228,52 +245,51 @@ impl<'a> KvOverlay<'a> {
 
     /// Every live entry whose key starts with `prefix`, in key order, with the overlay applied.
     fn tree(&self, prefix: &str) -> Vec<KvEntry> {
-        let mut out: BTreeMap<&str, &KvEntry> = self
-            .base
-            .kvs
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.as_str(), v))
-            .collect();
+        let mut out: BTreeMap<&str, &KvRecord> = self.base.kvs.prefix(prefix).collect();
         for (k, w) in self.writes.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)) {
             match w {
-                Some(e) => {
-                    out.insert(k.as_str(), e);
+                Some(r) => {
+                    out.insert(k.as_str(), r);
                 }
                 None => {
                     out.remove(k.as_str());
                 }
             }
         }
-        out.into_values().cloned().collect()
+        out.into_iter().map(|(k, r)| r.to_entry(k)).collect()
     }
 
     fn session_exists(&self, session: &str) -> bool {
         self.base.sessions.contains_key(session)
     }
 
-    fn put(&mut self, entry: KvEntry) {
-        self.writes.insert(entry.key.clone(), Some(entry));
+    /// Records `record` as the new state of `key` and returns the result the write reports.
+    fn put(&mut self, key: &str, record: KvRecord) -> Vec<TxnResult> {
+        let report = without_value(key, &record);
+        self.writes.insert(key.to_string(), Some(record));
+        report
     }
 
-    fn new_entry(&self, op: &KvOp, index: u64) -> KvEntry {
+    /// What `op` makes of its key at `index`, before any lock rules. The value is copied out of
+    /// the command rather than shared with it: a shared `Bytes` keeps the whole decoded buffer
+    /// and a reference-count header alive for as long as the key lives.
+    fn new_record(&self, op: &KvOp, index: u64) -> KvRecord {
+        let value = Bytes::copy_from_slice(&op.value);
         match self.get(&op.key) {
-            Some(existing) => KvEntry {
-                key: op.key.clone(),
+            Some(existing) => KvRecord {
                 create_index: existing.create_index,
                 modify_index: index,
                 lock_index: existing.lock_index,
                 flags: op.flags,
-                value: op.value.clone(),
+                value,
                 session: existing.session.clone(),
             },
-            None => KvEntry {
-                key: op.key.clone(),
+            None => KvRecord {
                 create_index: index,
                 modify_index: index,
                 lock_index: 0,
                 flags: op.flags,
-                value: op.value.clone(),
+                value,
                 session: None,
             },
         }
@@ -283,12 +299,11 @@ impl<'a> KvOverlay<'a> {
     /// `Err` the reason it failed (the overlay is then unchanged by this operation).
     pub fn apply_op(&mut self, op: &KvOp, index: u64) -> Result<Vec<TxnResult>, String> {
         let key = op.key.as_str();
-        let report = |entry: KvEntry| vec![TxnResult { entry, with_value: false }];
+        let report = |record: &KvRecord| without_value(key, record);
         match op.verb {
             KvVerb::Set => {
-                let entry = self.new_entry(op, index);
-                self.put(entry.clone());
-                Ok(report(entry))
+                let record = self.new_record(op, index);
+                Ok(self.put(key, record))
             }
             KvVerb::Cas => {
                 let current = self.get(key).map(|e| e.modify_index);
@@ -299,9 +314,8 @@ impl<'a> KvOverlay<'a> {
                 if !ok {
                     return Err(format!("failed to set key {key:?}, index is stale"));
                 }
-                let entry = self.new_entry(op, index);
-                self.put(entry.clone());
-                Ok(report(entry))
+                let record = self.new_record(op, index);
+                Ok(self.put(key, record))
             }
             KvVerb::Lock => {
                 let session = op.session.as_deref().unwrap_or_default();
@@ -316,44 +330,42 @@ impl<'a> KvOverlay<'a> {
                         return Err(format!("failed to lock key {key:?}, lock delay is in effect"));
                     }
                 }
-                let mut entry = self.new_entry(op, index);
-                match entry.session.as_deref() {
+                let mut record = self.new_record(op, index);
+                match record.session.as_deref() {
                     Some(holder) if holder == session => {}
                     Some(_) => return Err(format!("failed to lock key {key:?}, lock is already held")),
                     None => {
-                        entry.lock_index += 1;
-                        entry.session = Some(session.to_string());
+                        record.lock_index += 1;
+                        record.session = Some(session.to_string());
                     }
                 }
-                self.put(entry.clone());
-                Ok(report(entry))
+                Ok(self.put(key, record))
             }
             KvVerb::Unlock => {
                 let session = op.session.as_deref().unwrap_or_default();
-                let mut entry = self.new_entry(op, index);
-                if entry.session.as_deref() != Some(session) || session.is_empty() {
+                let mut record = self.new_record(op, index);
+                if record.session.as_deref() != Some(session) || session.is_empty() {
                     return Err(format!(
                         "failed to unlock key {key:?}, lock isn't held, or is held by another session"
                     ));
                 }
-                entry.session = None;
-                self.put(entry.clone());
-                Ok(report(entry))
+                record.session = None;
+                Ok(self.put(key, record))
             }
             KvVerb::Get => match self.get(key) {
-                Some(e) => Ok(vec![TxnResult { entry: e.clone(), with_value: true }]),
+                Some(e) => Ok(vec![TxnResult { entry: e.to_entry(key), with_value: true }]),
                 None => Err(format!("key {key:?} doesn't exist")),
             },
             KvVerb::GetTree => {
                 Ok(self.tree(key).into_iter().map(|entry| TxnResult { entry, with_value: true }).collect())
             }
             KvVerb::CheckIndex => match self.get(key) {
-                Some(e) if e.modify_index == op.index => Ok(report(e.clone())),
+                Some(e) if e.modify_index == op.index => Ok(report(e)),
                 Some(e) => Err(format!("current modify index {} != {}", e.modify_index, op.index)),
                 None => Err(format!("key {key:?} doesn't exist")),
             },
             KvVerb::CheckSession => match self.get(key) {
-                Some(e) if e.session.is_some() && e.session == op.session => Ok(report(e.clone())),
+                Some(e) if e.session.is_some() && e.session == op.session => Ok(report(e)),
                 Some(e) => Err(format!(
                     "failed session check for key {key:?}, current session {:?} != {:?}",
                     e.session.clone().unwrap_or_default(),

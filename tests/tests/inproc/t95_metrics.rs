@@ -144,6 +144,16 @@ async fn t95_metrics_move_after_kv_txn_catalog_and_dns_traffic() {
         plain(&s, "consul_state_kv_entries").filter(|v| *v >= round as f64).map(|_| ())
     })
     .await;
+    // The KV table's byte count, beside the entry count: each key costs at least its map slot
+    // and its bytes, and the per-key gauge is the one divided by the other.
+    let s = prometheus(&api).await;
+    let (entries, bytes, per_key) = (
+        plain(&s, "consul_state_kv_entries").expect("entries"),
+        plain(&s, "consul_state_kv_bytes").expect("consul_state_kv_bytes gauge"),
+        plain(&s, "consul_state_kv_bytes_per_key").expect("consul_state_kv_bytes_per_key gauge"),
+    );
+    assert!(per_key > 100.0 && per_key < 1000.0, "{per_key} bytes per key for small keys and values");
+    assert!((bytes / entries - per_key).abs() < 1.0, "{bytes} bytes over {entries} keys is not {per_key}");
 
     for extra in 0..3 {
         traffic(&api, dns, 1000 + extra).await;
