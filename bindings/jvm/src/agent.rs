@@ -103,10 +103,8 @@ impl FfiAgent {
         if options.node_name.is_empty() {
             return Err(invalid("node_name", "must not be empty"));
         }
-        let ip: std::net::IpAddr = options
-            .bind_addr
-            .parse()
-            .map_err(|e| invalid("bind_addr", format!("{:?}: {e}", options.bind_addr)))?;
+        let ip: std::net::IpAddr =
+            options.bind_addr.parse().map_err(|e| invalid("bind_addr", format!("{:?}: {e}", options.bind_addr)))?;
         if !options.server && (options.dev || options.bootstrap_expect > 0) {
             return Err(invalid("server", "a client agent (server=false) cannot use dev or bootstrap_expect"));
         }

@@ -157,8 +157,9 @@ impl FfiWatch {
         .await
     }
 
-    /// Stops the watch; pending and later `next` calls answer `None`. Idempotent.
-    pub fn close(&self) {
+    /// Stops the watch; pending and later `next` calls answer `None`. Idempotent. (Not `close`:
+    /// uniffi's Kotlin objects already have `close()`, which frees the handle.)
+    pub fn stop(&self) {
         self.watch.close();
     }
 
@@ -221,7 +222,7 @@ impl FfiDiscovery {
     }
 
     /// Stops tracking. Idempotent.
-    pub fn close(&self) {
+    pub fn stop(&self) {
         self.discovery.close();
     }
 }
@@ -327,7 +328,7 @@ impl FfiRegistration {
     }
 
     /// Stops the keep-alive and deregisters. Idempotent.
-    pub async fn close(&self) -> FfiResult<()> {
+    pub async fn deregister(&self) -> FfiResult<()> {
         let r = self.reg.clone();
         run(async move { Ok(r.close().await?) }).await
     }

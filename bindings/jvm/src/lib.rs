@@ -20,9 +20,10 @@ mod handles;
 mod runtime;
 
 pub use agent::{AgentOptions, FfiAgent};
-pub use client::{ClientOptions, FfiClient};
+pub use client::{ClientOptions, FfiClient, FfiTxnOp};
 pub use convert::*;
 pub use error::ConsulFfiError;
-pub use handles::{FfiDiscovery, FfiElection, FfiLock, FfiRegistration, FfiWatch};
+pub use handles::{live_handles, FfiDiscovery, FfiElection, FfiLock, FfiRegistration, FfiWatch, FfiWatchEvent};
+pub use runtime::{diagnostic_panic, shutdown_runtime};
 
 uniffi::setup_scaffolding!();

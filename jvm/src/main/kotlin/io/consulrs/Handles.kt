@@ -68,7 +68,7 @@ class Watch internal constructor(private val ffi: FfiWatch) : AutoCloseable {
     /** Stops the watch. Idempotent. */
     override fun close() {
         Live.forget(this)
-        ffi.close()
+        ffi.stop()
     }
 }
 
@@ -155,7 +155,7 @@ class Discovery internal constructor(private val ffi: FfiDiscovery) : AutoClosea
     /** Stops tracking. Idempotent. */
     override fun close() {
         Live.forget(this)
-        ffi.close()
+        ffi.stop()
     }
 }
 
@@ -220,7 +220,7 @@ class LeaderElection internal constructor(private val ffi: FfiElection, listener
         thread = Thread({
             while (true) {
                 val ev = try {
-                    ffi.nextEvent(null)
+                    blocking { ffi.nextEvent(null) }
                 } catch (_: Exception) {
                     if (ffi.isResigned()) break
                     Thread.sleep(200)
@@ -303,7 +303,7 @@ class Registration internal constructor(private val ffi: FfiRegistration) : Auto
     /** Stops the keep-alive and deregisters. Idempotent. */
     suspend fun deregister() {
         Live.forget(this)
-        if (closed.compareAndSet(false, true)) ffi { ffi.close() }
+        if (closed.compareAndSet(false, true)) ffi { ffi.deregister() }
     }
 
     /** Blocking [deregister]. */

@@ -26,7 +26,7 @@ class KvTest {
     }
 
     @Test
-    fun `put get list keys delete`() = runBlocking {
+    fun `put get list keys delete`() = runBlocking<Unit> {
         assertTrue(client.kvPut("app/a", "1"))
         assertTrue(client.kvPut("app/b/c", "2".toByteArray()))
         assertEquals("1", client.kvGet("app/a")!!.valueString())
@@ -62,7 +62,7 @@ class KvTest {
     }
 
     @Test
-    fun `transactions commit or roll back`() = runBlocking {
+    fun `transactions commit or roll back`() = runBlocking<Unit> {
         val results = client.txn(listOf(TxnOp.set("txn/a", "1"), TxnOp.set("txn/b", "2"), TxnOp.get("txn/a")))
         assertEquals(3, results.size)
         assertEquals("1", results[2]!!.valueString())
@@ -78,7 +78,7 @@ class KvTest {
     }
 
     @Test
-    fun `sessions acquire and release keys`() = runBlocking {
+    fun `sessions acquire and release keys`() = runBlocking<Unit> {
         val s = client.sessionCreate("test", ttl = Duration.ofSeconds(30))
         assertTrue(client.kvPut("sess/k", "v".toByteArray(), acquire = s))
         assertEquals(s, client.kvGet("sess/k")!!.session)
@@ -93,7 +93,7 @@ class KvTest {
     }
 
     @Test
-    fun `status catalog health events`() = runBlocking {
+    fun `status catalog health events`() = runBlocking<Unit> {
         assertTrue(client.statusLeader().isNotEmpty())
         assertEquals(1, client.statusPeers().size)
         assertTrue(client.catalogNodes().any { it.node == "kv-test" })
@@ -115,6 +115,17 @@ class KvTest {
         assertTrue(client.agentMembers().single().status == "alive")
         assertTrue(client.agentSelf().contains("kv-test"))
         assertNotNull(client.address)
+    }
+
+    @Test
+    fun `register without a client goes to the agent embedded in this JVM`() = runBlocking<Unit> {
+        val reg = Consul.register("embedded-web", port = 7070, checks = listOf(Check.ttl("10s")))
+        assertEquals(listOf("service:embedded-web"), reg.checkIds)
+        assertTrue("embedded-web" in client.agentServiceIds())
+        reg.close()
+        reg.close()
+        assertTrue(reg.isClosed)
+        assertFalse("embedded-web" in client.agentServiceIds())
     }
 
     @Test

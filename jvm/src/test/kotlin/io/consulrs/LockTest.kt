@@ -25,7 +25,7 @@ class LockTest {
     fun stop() = agent.close()
 
     @Test
-    fun `the second client waits until the first releases`() = runBlocking {
+    fun `the second client waits until the first releases`() = runBlocking<Unit> {
         agent.client().use { a ->
             agent.client().use { b ->
                 val held = a.lock("locks/job", "a".toByteArray(), lockDelay = Duration.ZERO)

@@ -32,7 +32,7 @@ class WatchTest {
     }
 
     @Test
-    fun `flow delivers the current value then each change and closes the watch`() = runBlocking {
+    fun `flow delivers the current value then each change and closes the watch`() = runBlocking<Unit> {
         client.kvPut("w/flow", "0")
         val watch = client.watchKey("w/flow")
         val got = async(Dispatchers.IO) { watch.flow().take(3).toList() }
@@ -47,7 +47,7 @@ class WatchTest {
     }
 
     @Test
-    fun `a PUT releases a blocked next`() = runBlocking {
+    fun `a PUT releases a blocked next`() = runBlocking<Unit> {
         client.watchKey("w/next").use { w ->
             assertNull(w.next()!!.pair, "the key does not exist yet")
             val pending = async(Dispatchers.IO) { w.next() }
@@ -60,7 +60,7 @@ class WatchTest {
     }
 
     @Test
-    fun `prefix and service watches`() = runBlocking {
+    fun `prefix and service watches`() = runBlocking<Unit> {
         client.watchPrefix("wp/").use { w ->
             assertEquals(0, w.next()!!.pairs.size)
             client.kvPut("wp/a", "1")
@@ -92,7 +92,7 @@ class WatchTest {
     }
 
     @Test
-    fun `close releases a pending next with null`() = runBlocking {
+    fun `close releases a pending next with null`() = runBlocking<Unit> {
         val w = client.watchKey("w/close")
         w.next()
         val pending = async(Dispatchers.IO) { w.next() }
