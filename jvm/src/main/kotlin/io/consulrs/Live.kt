@@ -23,6 +23,17 @@ internal object Live {
 
     private const val SHUTDOWN_BUDGET_MS = 8_000L
 
+    init {
+        // uniffi wakes a suspended call by calling back into the JVM from the SDK runtime's
+        // threads. JNA would attach such a native thread for each callback and detach it after,
+        // which costs more than the request on a local agent; kept attached (as a daemon, so it
+        // never holds the JVM open), a wake-up is a plain call.
+        com.sun.jna.Native.setCallbackThreadInitializer(
+            io.consulrs.ffi.uniffiRustFutureContinuationCallbackImpl,
+            com.sun.jna.CallbackThreadInitializer(true, false, "consul-sdk-wake"),
+        )
+    }
+
     private val weak: MutableSet<AutoCloseable> = Collections.synchronizedSet(Collections.newSetFromMap(WeakHashMap()))
     private val pinned: MutableSet<AutoCloseable> = Collections.synchronizedSet(LinkedHashSet())
     @Volatile private var hooked = false
