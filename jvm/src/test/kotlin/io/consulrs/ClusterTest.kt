@@ -1,10 +1,11 @@
 package io.consulrs
 
 import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertFalse
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
 
-/** Three embedded servers in one JVM form a cluster: a leader is elected, a write on one is read on another. */
+/** Three embedded servers in one JVM form a cluster (a leader is elected, a write on one is read on another), and a client agent joins it. */
 class ClusterTest {
     @Test
     fun `three embedded servers elect a leader and replicate`() {
@@ -27,6 +28,19 @@ class ClusterTest {
                 assertEquals("from c1", clients[2].kvGetBlocking("cluster/key", Consistency.CONSISTENT)!!.valueString())
                 assertTrue(clients[1].kvPutBlocking("cluster/key", "from c2"))
                 assertEquals("from c2", clients[0].kvGetBlocking("cluster/key", Consistency.CONSISTENT)!!.valueString())
+                // A client agent (no replicated state) joins the servers and forwards to them.
+                Agent.start(AgentOptions().nodeName("c-client").server(false).retryJoin(listOf(agents[1].serfAddr))).use { edge ->
+                    assertFalse(edge.server)
+                    edge.client().use { ec ->
+                        assertEquals("from c2", ec.kvGetBlocking("cluster/key", Consistency.CONSISTENT)!!.valueString())
+                        assertTrue(ec.kvPutBlocking("cluster/edge", "via client agent"))
+                        ec.registerBlocking("edge-svc", port = 1).use {
+                            Support.eventually(what = "edge service in the catalog") { "edge-svc" in clients[0].catalogServicesBlocking() }
+                        }
+                    }
+                    Support.eventually(what = "four members") { agents[0].members().count { it.status == "alive" } == 4 }
+                }
+                assertEquals("via client agent", clients[2].kvGetBlocking("cluster/edge", Consistency.CONSISTENT)!!.valueString())
             } finally {
                 clients.forEach { it.close() }
             }
