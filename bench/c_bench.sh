@@ -4,7 +4,8 @@
 # the Python extension in test-all), bench/c_bench.c with -O2, starts one
 # `consul-rs agent -dev` ($CONSUL_RS_BIN, else target/release or target/debug), runs the C
 # benchmark, then the same KV loops through consul_rs if $PYTHON (default .venv/bin/python) can
-# import it. Node figures join when the Node package lands.
+# import it. Node figures join when the Node package lands. With BENCH_ADDR=host:port it uses that
+# agent instead of starting one (bench/jvm_bench.sh).
 #
 #   bench/c_bench.sh [seconds-per-row] [threads]
 set -euo pipefail
@@ -15,21 +16,27 @@ PYTHON=${PYTHON:-.venv/bin/python}
 make -s -C c lib >/dev/null
 cc -std=gnu11 -O2 -Wall -Wextra -Werror -Ic/include bench/c_bench.c -o c/build/c_bench -Lc/build -lconsul_rs \
   -Wl,-rpath,"$PWD/c/build" -lpthread
-bin=${CONSUL_RS_BIN:-}
-if [ -z "$bin" ]; then
-  for b in target/release/consul-rs target/debug/consul-rs; do [ -x "$b" ] && { bin=$b; break; }; done
+if [ -n "${BENCH_ADDR:-}" ]; then
+  # An agent someone else started (bench/jvm_bench.sh runs C, Python and the JVM against one).
+  http=${BENCH_ADDR##*:}
+  bin="(given) $BENCH_ADDR"
+else
+  bin=${CONSUL_RS_BIN:-}
+  if [ -z "$bin" ]; then
+    for b in target/release/consul-rs target/debug/consul-rs; do [ -x "$b" ] && { bin=$b; break; }; done
+  fi
+  [ -n "$bin" ] || { echo "build the agent first: cargo build -p consul-rs" >&2; exit 1; }
+  free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+  http=$(free_port)
+  "$bin" agent -dev -client 127.0.0.1 -bind=127.0.0.1 -http-port="$http" -server-port="$(free_port)" \
+    -serf-lan-port="$(free_port)" -dns-port="$(free_port)" -log-level warn </dev/null >/dev/null 2>&1 &
+  agent=$!
+  trap 'kill $agent 2>/dev/null; wait $agent 2>/dev/null' EXIT
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$http/v1/status/leader" 2>/dev/null | grep -q ':' && break
+    sleep 0.1
+  done
 fi
-[ -n "$bin" ] || { echo "build the agent first: cargo build -p consul-rs" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-http=$(free_port)
-"$bin" agent -dev -client 127.0.0.1 -bind=127.0.0.1 -http-port="$http" -server-port="$(free_port)" \
-  -serf-lan-port="$(free_port)" -dns-port="$(free_port)" -log-level warn </dev/null >/dev/null 2>&1 &
-agent=$!
-trap 'kill $agent 2>/dev/null; wait $agent 2>/dev/null' EXIT
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$http/v1/status/leader" 2>/dev/null | grep -q ':' && break
-  sleep 0.1
-done
 echo "agent: $bin on 127.0.0.1:$http; $(nproc) CPUs"
 c/build/c_bench "127.0.0.1:$http" "$secs" "$threads"
 if "$PYTHON" -c 'import consul_rs' 2>/dev/null; then

@@ -3,7 +3,8 @@
 # Python wire-compatibility suite against the unmodified py-consul client, then the consul_rs
 # Python package (built with `pip install ./python`) and its pytest suite, the console's
 # real-browser suite (scripts/test-browser.sh), then the C library's
-# suite (scripts/test-c.sh), the consul-rs Node package (scripts/test-node.sh) and the official Go
+# suite (scripts/test-c.sh), the consul-rs Node package (scripts/test-node.sh), the JVM package
+# (scripts/test-jvm.sh) and the official Go
 # client's own test suite against consul-rs as `consul` (tests/go-api/run.sh) and the response-shape
 # comparison with Consul 1.16.0 (tests/go-api/shapes.sh). Prints each
 # runner's summary, then one total line.
@@ -63,6 +64,17 @@ if [ -z "$node_passed" ]; then
   node_failed=1 # no summary line: the runner itself broke
 fi
 
+# ---- JVM package (jvm/): mvn verify (JUnit 5); summary line `jvm: N passed, M failed`.
+echo "==> scripts/test-jvm.sh (the consul-rs JVM package)"
+./scripts/test-jvm.sh 2>&1 | tee "$log_dir/jvm.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+jvm_passed=$(grep -E '^jvm: [0-9]+ passed, [0-9]+ failed$' "$log_dir/jvm.log" | tail -1 | sed -E 's/^jvm: ([0-9]+) passed.*/\1/')
+jvm_failed=$(grep -E '^jvm: [0-9]+ passed, [0-9]+ failed$' "$log_dir/jvm.log" | tail -1 | sed -E 's/.* ([0-9]+) failed$/\1/')
+if [ -z "$jvm_passed" ]; then
+  jvm_passed=0
+  jvm_failed=1 # no summary line: the runner itself broke
+fi
+
 # ---- The official Go client's own test suite (tests/go-api/run.sh): github.com/hashicorp/consul/api
 # v1.22.0's tests against consul-rs installed as `consul`; short mode under CI=true or
 # GO_API_SHORT=1. Summary line `go-api: N passed, M failed, K skipped`.
@@ -108,8 +120,8 @@ done
 c_line=$(grep -E '^c: [0-9]+ passed, [0-9]+ failed$' "$log_dir/c.log" | tail -1)
 c_passed=$(echo "$c_line" | sed -nE 's/^c: ([0-9]+) passed.*/\1/p')
 c_failed=$(echo "$c_line" | sed -nE 's/.* ([0-9]+) failed$/\1/p')
-passed=$(( ${cargo_passed:-0} + ${py_passed:-0} + ${c_passed:-0} + ${node_passed:-0} + ${go_passed:-0} + ${shapes_passed:-0} ))
-failed=$(( ${cargo_failed:-0} + ${py_failed:-0} + ${c_failed:-0} + ${node_failed:-0} + ${go_failed:-0} + ${shapes_failed:-0} ))
+passed=$(( ${cargo_passed:-0} + ${py_passed:-0} + ${c_passed:-0} + ${node_passed:-0} + ${jvm_passed:-0} + ${go_passed:-0} + ${shapes_passed:-0} ))
+failed=$(( ${cargo_failed:-0} + ${py_failed:-0} + ${c_failed:-0} + ${node_failed:-0} + ${jvm_failed:-0} + ${go_failed:-0} + ${shapes_failed:-0} ))
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1 # a runner failed without a countable test failure (build or collection error)
 fi
