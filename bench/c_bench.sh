@@ -21,21 +21,9 @@ if [ -n "${BENCH_ADDR:-}" ]; then
   http=${BENCH_ADDR##*:}
   bin="(given) $BENCH_ADDR"
 else
-  bin=${CONSUL_RS_BIN:-}
-  if [ -z "$bin" ]; then
-    for b in target/release/consul-rs target/debug/consul-rs; do [ -x "$b" ] && { bin=$b; break; }; done
-  fi
-  [ -n "$bin" ] || { echo "build the agent first: cargo build -p consul-rs" >&2; exit 1; }
-  free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-  http=$(free_port)
-  "$bin" agent -dev -client 127.0.0.1 -bind=127.0.0.1 -http-port="$http" -server-port="$(free_port)" \
-    -serf-lan-port="$(free_port)" -dns-port="$(free_port)" -log-level warn </dev/null >/dev/null 2>&1 &
-  agent=$!
+  . bench/dev-agent.sh
+  start_dev_agent
   trap 'kill $agent 2>/dev/null; wait $agent 2>/dev/null' EXIT
-  for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$http/v1/status/leader" 2>/dev/null | grep -q ':' && break
-    sleep 0.1
-  done
 fi
 echo "agent: $bin on 127.0.0.1:$http; $(nproc) CPUs"
 c/build/c_bench "127.0.0.1:$http" "$secs" "$threads"

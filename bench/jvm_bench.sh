@@ -25,20 +25,8 @@ trap cleanup EXIT
   && mvn -q -B dependency:build-classpath -Dmdep.outputFile="$work/cp.txt" -Dmdep.includeScope=runtime >/dev/null)
 cp="$PWD/jvm/target/classes:$(cat "$work/cp.txt")"
 javac -d "$work" -cp "$cp" jvm/bench/KvBench.java
-bin=${CONSUL_RS_BIN:-}
-if [ -z "$bin" ]; then
-  for b in target/release/consul-rs target/debug/consul-rs; do [ -x "$b" ] && { bin=$b; break; }; done
-fi
-[ -n "$bin" ] || { echo "build the agent first: cargo build -p consul-rs" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-http=$(free_port)
-"$bin" agent -dev -client 127.0.0.1 -bind=127.0.0.1 -http-port="$http" -server-port="$(free_port)" \
-  -serf-lan-port="$(free_port)" -dns-port="$(free_port)" -log-level warn </dev/null >/dev/null 2>&1 &
-agent=$!
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$http/v1/status/leader" 2>/dev/null | grep -q ':' && break
-  sleep 0.1
-done
+. bench/dev-agent.sh
+start_dev_agent
 for r in $(seq "$repeats"); do
   echo "== repeat $r of $repeats"
   BENCH_ADDR="127.0.0.1:$http" bench/c_bench.sh "$secs" "$threads"

@@ -8,6 +8,9 @@
 //! `?filter=` every instance passes: issue #17's cost budget), and the time from a
 //! check flip to a parked blocking health query returning. Prints one JSON object.
 
+#[path = "../proc_status.rs"]
+mod proc_status;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,14 +45,6 @@ struct Args {
     /// Check flips to time.
     #[arg(long, default_value_t = 20)]
     flips: usize,
-}
-
-fn rss_kib(pid: Option<u32>) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// The filter of the filtered health query: true for every registered instance, and touching
@@ -121,7 +116,7 @@ async fn main() -> Result<()> {
         .pool_max_idle_per_host(256)
         .tls_backend_preconfigured(consul_core::tls::plain_client_tls())
         .build()?;
-    let rss_before = rss_kib(args.pid);
+    let rss_before = proc_status::rss_kib(args.pid);
 
     // 1. Registration throughput.
     let names = args.services.div_ceil(args.instances.max(1));
@@ -170,7 +165,7 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let synced_secs = started.elapsed().as_secs_f64();
-    let rss_after = rss_kib(args.pid);
+    let rss_after = proc_status::rss_kib(args.pid);
 
     // 3. Health-query latency for a name with `instances` instances, unfiltered and with a
     // `?filter=` that keeps every instance (so both answers are the same bytes and the

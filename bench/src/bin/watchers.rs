@@ -12,6 +12,9 @@
 //! the count. The process's open-file limit does: each watcher is one descriptor here and one in
 //! the agent. Prints one JSON object.
 
+#[path = "../proc_status.rs"]
+mod proc_status;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -51,14 +54,6 @@ struct Args {
     /// Seconds to let the agent park every query after the last one was sent.
     #[arg(long, default_value_t = 3)]
     settle: u64,
-}
-
-fn rss_kib(pid: Option<u32>) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
@@ -119,7 +114,7 @@ async fn main() -> Result<()> {
             bail!("seeding {}: HTTP {}", key_name(k), r.status());
         }
     }
-    let rss_idle = rss_kib(args.pid);
+    let rss_idle = proc_status::rss_kib(args.pid);
 
     // Each watcher: a connection, then per round one blocking GET at the index it last saw.
     // `round_tx` starts a round; each watcher answers with its latency in that round.
@@ -191,7 +186,7 @@ async fn main() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(args.settle)).await;
         if round == 0 {
-            rss_parked = rss_kib(args.pid);
+            rss_parked = proc_status::rss_kib(args.pid);
         }
         for k in 0..args.keys {
             put_times.lock().expect("lock")[k] = Some(Instant::now());
