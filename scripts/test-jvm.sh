@@ -20,7 +20,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
 echo "==> mvn verify (jvm/, cargo profile dev, target $CARGO_TARGET_DIR)"
 rm -rf jvm/target/surefire-reports
-(cd jvm && mvn -q -B verify -Dcargo.profile=dev)
+(cd jvm && mvn -q -B -Dstyle.color=never verify -Dcargo.profile=dev)
 status=$?
 
 passed=0
@@ -42,5 +42,8 @@ if [ "${#reports[@]}" -eq 0 ] || { [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; }
   failed=$((failed + 1)) # the build or the runner failed without a countable test failure
 fi
 [ "$failed" -gt 0 ] && [ "$status" -eq 0 ] && status=1
+# On a line of its own: Maven's quiet mode can leave an unterminated colour reset on the last
+# line, and test-all.sh reads this line from its start.
+echo
 echo "jvm: $passed passed, $failed failed"
 exit "$status"
