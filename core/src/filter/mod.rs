@@ -22,8 +22,10 @@
 mod eval;
 mod lexer;
 pub mod parser;
+mod project;
 pub mod schema;
 
+pub use project::{project, Projection};
 pub use schema::{Field, Schema, ENDPOINTS};
 
 /// Longest expression accepted, in bytes.
@@ -137,6 +139,12 @@ impl Filter {
     /// Whether `item` (one element of the endpoint's JSON answer) passes.
     pub fn matches(&self, item: &serde_json::Value) -> bool {
         self.expr.eval(item)
+    }
+
+    /// The fields this filter reads: [`matches`](Filter::matches) answers the same for an
+    /// item's [`project`]ion as for the whole item.
+    pub fn projection(&self) -> Projection {
+        Projection::of(&self.expr)
     }
 }
 

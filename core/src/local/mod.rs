@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 pub use def::{
     parse_check_registration, parse_service_registration, CheckDefinition, CheckKind, ServiceDefinition, Source,
 };
-use persist::{Persist, PersistedCheck, PersistedService};
+use persist::{Persist, PersistedCheck, PersistedService, Record};
 
 use crate::local::checks::Runner;
 use crate::replication::backend::Backend;
@@ -171,6 +171,9 @@ pub struct Snapshot {
 pub struct LocalState {
     inner: Mutex<Inner>,
     persist: Option<Persist>,
+    /// Set while the persisted entries are registered again at start: they are in the journal
+    /// already, so re-registering them writes nothing.
+    restoring: std::sync::atomic::AtomicBool,
     version: watch::Sender<u64>,
     sync: Notify,
     /// The revision up to which every change reached the catalog (a successful sync round).
@@ -195,6 +198,7 @@ impl LocalState {
         LocalState {
             inner: Mutex::new(Inner::default()),
             persist: persist_dir.map(Persist::new),
+            restoring: std::sync::atomic::AtomicBool::new(false),
             version: watch::channel(0).0,
             sync: Notify::new(),
             synced: watch::channel(0).0,
@@ -284,9 +288,38 @@ impl LocalState {
         self.inner.lock().checks.get(id).cloned()
     }
 
-    fn persist_check(&self, c: &LocalCheck) -> Result<()> {
-        match (&self.persist, c.source) {
-            (Some(p), Source::Api) => p.save_check(&PersistedCheck::of(c)),
+    /// Appends `records` to the journal; returns the sequence number [`Self::sync_journal`] waits
+    /// for (0: nothing to wait for). Called with the lock held and before memory changes, so the
+    /// journal follows memory's order and a storage failure leaves memory untouched.
+    fn journal(&self, records: &[Record]) -> Result<u64> {
+        match &self.persist {
+            Some(p) if !records.is_empty() && !self.restoring.load(std::sync::atomic::Ordering::Relaxed) => {
+                p.append(records)
+            }
+            _ => Ok(0),
+        }
+    }
+
+    /// Rewrites the journal with only the live entries once it has grown enough. Called with the
+    /// lock held and after memory changed, so the live set includes the change just journalled.
+    /// A failed rewrite loses nothing (the old journal stays), so it is logged, not returned.
+    fn compact_if_due(&self, g: &Inner) {
+        let Some(p) = self.persist.as_ref().filter(|p| p.wants_compaction()) else { return };
+        let services = g.services.values().filter(|s| s.source == Source::Api);
+        let checks = g.checks.values().filter(|c| c.source == Source::Api);
+        let live = services
+            .map(|s| Record::Service(PersistedService::new(s.service.clone())))
+            .chain(checks.map(|c| Record::Check(PersistedCheck::of(c))));
+        if let Err(e) = p.compact(live) {
+            tracing::warn!(error = %e, "could not rewrite the local journal; it keeps growing until a rewrite succeeds");
+        }
+    }
+
+    /// Waits until journal append `seq` is durable (after the lock: concurrent writers share
+    /// one fsync).
+    fn sync_journal(&self, seq: u64) -> Result<()> {
+        match &self.persist {
+            Some(p) if seq > 0 => p.sync(seq),
             _ => Ok(()),
         }
     }
@@ -333,21 +366,11 @@ impl LocalState {
         let mut service = def.service;
         service.node.clear();
         // The new entries (their revisions and carried-over check results come from the
-        // current state), written to disk before memory changes: a storage failure leaves
-        // memory untouched. The fsyncs run outside the lock; see `persist`.
-        let mut checks: Vec<LocalCheck> = {
-            let mut g = self.inner.lock();
-            def.checks.into_iter().map(|c| Self::new_check(&mut g, c, source)).collect()
-        };
-        let mut svc = LocalService { service, source, rev: 0, synced_rev: 0 };
-        let mut staged = Vec::new();
-        if let (Some(p), Source::Api) = (&self.persist, source) {
-            staged.push(p.stage_service(&PersistedService::new(svc.service.clone()))?);
-            for c in &checks {
-                staged.push(p.stage_check(&PersistedCheck::of(c))?);
-            }
-        }
+        // current state), journalled before memory changes: a storage failure leaves memory
+        // untouched. The fsync waits until after the lock; see `persist`.
         let mut g = self.inner.lock();
+        let mut checks: Vec<LocalCheck> = def.checks.into_iter().map(|c| Self::new_check(&mut g, c, source)).collect();
+        let mut svc = LocalService { service, source, rev: 0, synced_rev: 0 };
         // Revisions are taken now, with the change: a sync round that copied the state before
         // must not count this change as synced.
         let rev = g.rev();
@@ -365,14 +388,13 @@ impl LocalState {
         } else {
             Vec::new()
         };
-        for file in staged {
-            file.commit()?;
+        let mut records = Vec::new();
+        if source == Source::Api {
+            records.push(Record::Service(PersistedService::new(svc.service.clone())));
+            records.extend(checks.iter().map(|c| Record::Check(PersistedCheck::of(c))));
         }
-        for cid in &removed {
-            if let Some(p) = &self.persist {
-                p.remove_check(cid)?;
-            }
-        }
+        records.extend(removed.iter().map(|cid| Record::RemoveCheck(cid.clone())));
+        let seq = self.journal(&records)?;
         g.removed_services.remove(&id);
         g.pending_services.insert(id.clone());
         g.services.insert(id, svc);
@@ -388,15 +410,11 @@ impl LocalState {
             g.pending_checks.remove(cid);
             g.removed_checks.insert(cid.clone());
         }
+        self.compact_if_due(&g);
         drop(g);
-        self.sync_dirs()?;
+        self.sync_journal(seq)?;
         self.changed();
         Ok((added, removed))
-    }
-
-    /// Makes the persisted renames and removals durable (outside the lock: see `persist`).
-    fn sync_dirs(&self) -> Result<()> {
-        self.persist.as_ref().map_or(Ok(()), Persist::sync_dirs)
     }
 
     /// Removes a service and its checks; returns the removed check IDs.
@@ -409,12 +427,9 @@ impl LocalState {
         }
         let checks: Vec<String> =
             g.checks.values().filter(|c| c.def.service_id == id).map(|c| c.def.id.clone()).collect();
-        if let Some(p) = &self.persist {
-            p.remove_service(id)?;
-            for cid in &checks {
-                p.remove_check(cid)?;
-            }
-        }
+        let mut records = vec![Record::RemoveService(id.to_string())];
+        records.extend(checks.iter().map(|cid| Record::RemoveCheck(cid.clone())));
+        let seq = self.journal(&records)?;
         g.services.remove(id);
         g.pending_services.remove(id);
         g.removed_services.insert(id.to_string());
@@ -426,8 +441,9 @@ impl LocalState {
             // The catalog drops a service's checks with the service.
             g.removed_checks.remove(cid);
         }
+        self.compact_if_due(&g);
         drop(g);
-        self.sync_dirs()?;
+        self.sync_journal(seq)?;
         self.changed();
         Ok(checks)
     }
@@ -438,28 +454,17 @@ impl LocalState {
         if !def.service_id.is_empty() && !g.services.contains_key(&def.service_id) {
             return Err(Error::BadRequest(format!("ServiceID {:?} does not exist", def.service_id)));
         }
-        let mut c = Self::new_check(&mut g, def, source);
-        drop(g);
-        // As in `add_service`: the fsync outside the lock, the rename with the memory change.
-        let staged = match (&self.persist, source) {
-            (Some(p), Source::Api) => Some(p.stage_check(&PersistedCheck::of(&c))?),
-            _ => None,
-        };
-        let mut g = self.inner.lock();
-        if !c.def.service_id.is_empty() && !g.services.contains_key(&c.def.service_id) {
-            return Err(Error::BadRequest(format!("ServiceID {:?} does not exist", c.def.service_id)));
-        }
-        if let Some(file) = staged {
-            file.commit()?;
-        }
-        // With the change (see `add_service`).
-        c.rev = g.rev();
+        let c = Self::new_check(&mut g, def, source);
+        // As in `add_service`: journalled under the lock before memory changes, synced after.
+        let record = (source == Source::Api).then(|| Record::Check(PersistedCheck::of(&c)));
+        let seq = self.journal(record.as_slice())?;
         let generation = c.generation;
         g.removed_checks.remove(&c.def.id);
         g.pending_checks.insert(c.def.id.clone());
         g.checks.insert(c.def.id.clone(), c);
+        self.compact_if_due(&g);
         drop(g);
-        self.sync_dirs()?;
+        self.sync_journal(seq)?;
         self.changed();
         Ok(generation)
     }
@@ -472,15 +477,14 @@ impl LocalState {
                 "Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name."
             )));
         }
-        if let Some(p) = &self.persist {
-            p.remove_check(id)?;
-        }
+        let seq = self.journal(&[Record::RemoveCheck(id.to_string())])?;
         g.checks.remove(id);
         g.pending_checks.remove(id);
         g.removed_checks.insert(id.to_string());
         g.rev();
+        self.compact_if_due(&g);
         drop(g);
-        self.sync_dirs()?;
+        self.sync_journal(seq)?;
         self.changed();
         Ok(())
     }
@@ -511,13 +515,19 @@ impl LocalState {
         c.output = output;
         c.latency_at_change = c.latency;
         c.rev = rev;
-        let persist = matches!(c.def.kind, CheckKind::Ttl { .. }).then(|| c.clone());
+        // TTL checks keep their status across restarts (Consul persists it too). Memory has
+        // changed already: a journal failure only loses that across a restart, so it is logged.
+        let record = (matches!(c.def.kind, CheckKind::Ttl { .. }) && c.source == Source::Api)
+            .then(|| Record::Check(PersistedCheck::of(c)));
         g.pending_checks.insert(id.to_string());
+        let seq = self.journal(record.as_slice()).unwrap_or_else(|e| {
+            tracing::warn!(check = %id, error = %e, "could not persist TTL check state");
+            0
+        });
+        self.compact_if_due(&g);
         drop(g);
-        if let Some(c) = persist {
-            if let Err(e) = self.persist_check(&c) {
-                tracing::warn!(check = %id, error = %e, "could not persist TTL check state");
-            }
+        if let Err(e) = self.sync_journal(seq) {
+            tracing::warn!(check = %id, error = %e, "could not persist TTL check state");
         }
         self.changed();
         true
@@ -573,17 +583,21 @@ impl LocalState {
     /// them; the agent keeps what they set instead of reverting it).
     pub(crate) fn adopt_tags(&self, id: &str, tags: &[String]) {
         let mut g = self.inner.lock();
+        let mut seq = Ok(0);
         if let Some(s) = g.services.get_mut(id) {
             if s.service.enable_tag_override && s.service.tags != tags {
                 s.service.tags = tags.to_vec();
-                if let (Some(p), Source::Api) = (&self.persist, s.source) {
-                    if let Err(e) = p.save_service(&PersistedService::new(s.service.clone())) {
-                        tracing::warn!(service = %id, error = %e, "could not persist adopted tags");
-                    }
-                }
+                let record =
+                    (s.source == Source::Api).then(|| Record::Service(PersistedService::new(s.service.clone())));
+                seq = self.journal(record.as_slice());
+                self.compact_if_due(&g);
             }
         }
         drop(g);
+        // Memory has changed already: a journal failure only loses the tags across a restart.
+        if let Err(e) = seq.and_then(|seq| self.sync_journal(seq)) {
+            tracing::warn!(service = %id, error = %e, "could not persist adopted tags");
+        }
         self.version.send_modify(|v| *v += 1);
     }
 
@@ -598,8 +612,10 @@ impl LocalState {
         }
     }
 
-    fn load(&self) -> (Vec<PersistedService>, Vec<PersistedCheck>) {
-        self.persist.as_ref().map(Persist::load).unwrap_or_default()
+    /// Everything persisted (nothing in `-dev`). Fails when the journal cannot be read or
+    /// rewritten: starting without the agent's registrations would silently drop them.
+    fn load(&self) -> Result<persist::Loaded> {
+        self.persist.as_ref().map_or(Ok(persist::Loaded::default()), Persist::load)
     }
 }
 
@@ -724,15 +740,17 @@ impl LocalAgent {
             reload_handler: Mutex::new(None),
             reload_lock: tokio::sync::Mutex::new(()),
         });
-        let (services, checks) = agent.state.load();
-        for s in services {
+        let persisted = agent.state.load()?;
+        // Already in the journal: registering them again must not write them again.
+        agent.state.restoring.store(true, std::sync::atomic::Ordering::Relaxed);
+        for s in persisted.services.into_values() {
             let id = s.service.id.clone();
             let def = ServiceDefinition { service: s.into_service(), checks: Vec::new() };
             if let Err(e) = agent.register_service(def, Source::Api, false) {
                 tracing::warn!(service = %id, error = %e, "skipping persisted service");
             }
         }
-        for c in checks {
+        for c in persisted.checks.into_values() {
             let id = c.def.id.clone();
             let ttl = matches!(c.def.kind, CheckKind::Ttl { .. });
             match agent.register_check(c.def, Source::Api) {
@@ -744,6 +762,7 @@ impl LocalAgent {
                 Err(e) => tracing::warn!(check = %id, error = %e, "skipping persisted check"),
             }
         }
+        agent.state.restoring.store(false, std::sync::atomic::Ordering::Relaxed);
         for s in &config.services {
             agent
                 .register_service(s.clone(), Source::Config, false)

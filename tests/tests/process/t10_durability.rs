@@ -110,3 +110,71 @@ async fn t11_five_servers_kill9_leader_reelect_and_rejoin() {
     .await;
     assert_eq!(keys.json().as_array().map(Vec::len), Some(50));
 }
+
+/// Agent registrations are journalled with a shared fsync: every registration (and TTL status)
+/// answered 200 survives kill -9 mid-load, and a deregistration answered 200 stays gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t12_kill9_loses_no_acknowledged_agent_registration() {
+    let mut c = ProcCluster::start(1).await;
+    let api = c.api(0);
+    for i in 0..20 {
+        let reg = serde_json::json!({"Name": "gone", "ID": format!("gone-{i}")});
+        let r = api.request(reqwest::Method::PUT, "/v1/agent/service/register", Some(reg.to_string().into())).await;
+        assert_eq!(r.expect("register").status, 200);
+    }
+    let r = api.request(reqwest::Method::PUT, "/v1/agent/service/deregister/gone-7", None).await;
+    assert_eq!(r.expect("deregister").status, 200);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut registrars = Vec::new();
+    for w in 0..16 {
+        let api = api.clone();
+        let stop = stop.clone();
+        registrars.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) && i < 5000 {
+                let id = format!("svc-{w}-{i}");
+                let reg = serde_json::json!({"Name": format!("svc-{w}"), "ID": id, "Port": i,
+                                             "Check": {"TTL": "1h", "Status": "warning"}});
+                let body = Some(reg.to_string().into_bytes());
+                if let Ok(r) = api.request(reqwest::Method::PUT, "/v1/agent/service/register", body).await {
+                    if r.status == 200 {
+                        acked.push(id);
+                    }
+                }
+                i += 1;
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.kill9(0);
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for r in registrars {
+        acked.extend(r.await.expect("registrar"));
+    }
+    assert!(acked.len() > 50, "the load ran ({} acknowledged registrations)", acked.len());
+    c.restart(0);
+    let api = c.api(0);
+    let services = consul_tests::eventually(Duration::from_secs(30), "agent answering after restart", || {
+        let api = api.clone();
+        async move { api.get("/v1/agent/services").await.ok().filter(|r| r.status == 200) }
+    })
+    .await
+    .json();
+    let lost: Vec<&String> = acked.iter().filter(|id| services.get(id.as_str()).is_none()).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged registrations lost, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert_eq!(services["svc-3-0"]["Port"], 0);
+    assert!(services.get("gone-7").is_none(), "the deregistration survives too");
+    assert!(services.get("gone-8").is_some());
+    let checks = api.get("/v1/agent/checks").await.expect("checks").json();
+    let id = &acked[acked.len() / 2];
+    assert_eq!(checks[format!("service:{id}")]["Status"], "warning", "TTL checks come back with their status");
+}

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 
 use super::coordinate::{near_node, sort_near};
 use super::query::{QueryParams, ReadParams};
-use super::{blocking, json as json_response, read_body, set_read_meta, Ctx};
+use super::{blocking, health_render, json as json_response, read_body, set_read_meta, Ctx};
 use crate::acl::rules::{Need, Resource};
 use crate::api::authz::RequestAcl;
 use crate::filter::{schema, Filter};
@@ -495,7 +495,7 @@ async fn health_entries(
     let filter = filter_for(&rc, &schema::SERVICE_ENTRY)?;
     let dc = ctx.config.datacenter.clone();
     let near = near_node(&ctx, &rc.q);
-    blocking_json_on(&ctx, &rc, &service_targets(&name, connect), |d| {
+    let (index, body, meta) = blocking::run(&ctx, &rc.params, &service_targets(&name, connect), |d| {
         let all = if connect {
             crate::state::prepared_query::execute::connect_entries(d, &name)
         } else {
@@ -505,23 +505,33 @@ async fn health_entries(
             .into_iter()
             .filter(|(n, s, _)| node_matches(n, &filters) && has_tags(s, &tags))
             .filter(|(_, _, checks)| !passing || aggregate_status(checks.iter().copied()) == PASSING)
-            .filter(|(n, s, _)| rc.acl.visible(Resource::Service, &s.service) && rc.acl.visible(Resource::Node, &n.node))
+            .filter(|(n, s, _)| {
+                rc.acl.visible(Resource::Service, &s.service) && rc.acl.visible(Resource::Node, &n.node)
+            })
             .collect();
         sort_near(d, near.as_deref(), &mut entries, |(n, _, _)| &n.node);
-        let list: Vec<Value> = entries
-            .into_iter()
-            .map(|(n, s, checks)| {
-                json!({
-                    "Node": node_json(n),
-                    "Service": node_service_json(s, &dc),
-                    "Checks": checks.into_iter().filter(|c| check_visible(&rc.acl, c)).map(check_json).collect::<Vec<_>>(),
-                })
-            })
-            .filter(|v| keep(&filter, v))
-            .collect();
-        (service_watch(d, &name, connect), Value::Array(list))
+        for (_, _, checks) in &mut entries {
+            checks.retain(|c| check_visible(&rc.acl, c));
+        }
+        // Written straight from the state store, without a `Value` tree per entry; a filter
+        // reads only the fields it names (see `health_render`).
+        let body = (|| {
+            if let Some(f) = &filter {
+                health_render::retain_matching(&mut entries, f, &dc)?;
+            }
+            if rc.pretty {
+                let list = entries.iter().map(|(n, s, checks)| health_render::entry_value(n, s, checks, &dc));
+                super::json_bytes(&Value::Array(list.collect()), true)
+            } else {
+                health_render::entries_json(&entries, &dc)
+            }
+        })();
+        (service_watch(d, &name, connect), body)
     })
-    .await
+    .await?;
+    let mut resp = super::json_encoded(StatusCode::OK, body);
+    set_read_meta(resp.headers_mut(), index, &meta);
+    Ok(resp)
 }
 
 /// `GET /v1/health/state/:state` (`any`, `passing`, `warning`, `critical`).

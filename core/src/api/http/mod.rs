@@ -19,6 +19,7 @@ mod debug;
 pub(crate) use coordinate::sort_near;
 mod event;
 pub(crate) mod fuzz;
+mod health_render;
 mod host;
 mod https;
 mod internal_ui;
@@ -514,14 +515,24 @@ impl IntoResponse for Error {
 
 /// A JSON response, pretty-printed when the request had `?pretty`.
 fn json<T: Serialize>(status: StatusCode, value: &T, pretty: bool) -> Response {
-    let body = if pretty { serde_json::to_vec_pretty(value) } else { serde_json::to_vec(value) };
+    json_encoded(status, json_bytes(value, pretty))
+}
+
+/// `value` encoded as every JSON answer is (`?pretty`: indented, with a final newline).
+fn json_bytes<T: Serialize>(value: &T, pretty: bool) -> serde_json::Result<Vec<u8>> {
+    if pretty {
+        let mut bytes = serde_json::to_vec_pretty(value)?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    } else {
+        serde_json::to_vec(value)
+    }
+}
+
+/// A JSON answer from already encoded bytes.
+fn json_encoded(status: StatusCode, body: serde_json::Result<Vec<u8>>) -> Response {
     match body {
-        Ok(mut bytes) => {
-            if pretty {
-                bytes.push(b'\n');
-            }
-            (status, [(header::CONTENT_TYPE, "application/json")], Body::from(bytes)).into_response()
-        }
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], Body::from(bytes)).into_response(),
         Err(e) => Error::Storage(format!("encoding response: {e}")).into_response(),
     }
 }
