@@ -245,17 +245,35 @@ impl EmbeddedAgent {
             }
             return Err(Error::new(ErrorCode::Forked, "this agent belongs to the parent process"));
         }
-        if let Some(w) = self.watches.take() {
-            w.stop();
+        let (runtime, agent, watches) = (self.runtime.take(), self.agent.take(), self.watches.take());
+        if tokio::runtime::Handle::try_current().is_err() {
+            return stop(runtime, agent, watches);
         }
-        if let (Some(rt), Some(agent)) = (self.runtime.as_ref(), self.agent.take()) {
-            rt.block_on(agent.shutdown())?;
-        }
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_timeout(Duration::from_secs(5));
-        }
-        Ok(())
+        // Called (or dropped) on a thread that runs an async runtime, where tokio refuses to block
+        // on another runtime or to shut one down: stop the agent from a plain thread instead. The
+        // agent runs on its own runtime, so waiting here cannot deadlock on the caller's.
+        std::thread::Builder::new()
+            .name("consul-rs-agent-stop".into())
+            .spawn(move || stop(runtime, agent, watches))
+            .map_err(|e| Error::new(ErrorCode::Internal, format!("could not start a thread to stop the agent: {e}")))?
+            .join()
+            .map_err(|_| Error::new(ErrorCode::Internal, "stopping the embedded agent panicked"))?
     }
+}
+
+/// Stops the watches, then the agent, then its runtime (from a thread outside any runtime).
+fn stop(runtime: Option<tokio::runtime::Runtime>, agent: Option<Agent>, watches: Option<ConfigWatches>) -> Result<()> {
+    if let Some(w) = watches {
+        w.stop();
+    }
+    let stopped = match (runtime.as_ref(), agent) {
+        (Some(rt), Some(agent)) => rt.block_on(agent.shutdown()).map_err(Error::from),
+        _ => Ok(()),
+    };
+    if let Some(rt) = runtime {
+        rt.shutdown_timeout(Duration::from_secs(5));
+    }
+    stopped
 }
 
 impl Drop for EmbeddedAgent {

@@ -190,6 +190,26 @@ fn blocking_calls_refuse_inside_a_runtime() {
     });
 }
 
+/// An embedded agent dropped, or shut down, on a thread that runs an async runtime stops
+/// cleanly (tokio panics when a runtime is blocked on or shut down there, so the SDK must not do
+/// either on that thread).
+#[test]
+fn an_agent_dropped_or_stopped_inside_a_runtime_stops_without_panicking() {
+    let serving = |addr: std::net::SocketAddr| std::net::TcpStream::connect(addr).is_ok();
+    let dropped = EmbeddedAgent::start(AgentConfig::dev_any_port()).expect("agent");
+    let mut stopped = EmbeddedAgent::start(AgentConfig::dev_any_port()).expect("agent");
+    let (a, b) = (dropped.http_addr(), stopped.http_addr());
+    assert!(serving(a) && serving(b));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    rt.block_on(async move {
+        drop(dropped);
+        stopped.shutdown().expect("shutdown inside a runtime");
+        stopped.shutdown().expect("and again: idempotent");
+    });
+    assert!(!serving(a), "the dropped agent's HTTP listener is closed");
+    assert!(!serving(b), "the stopped agent's HTTP listener is closed");
+}
+
 #[test]
 fn lock_options_are_validated_before_any_request() {
     // Consul's session TTL range is 10 s to 24 h; refused locally, naming the argument.

@@ -201,38 +201,23 @@ impl ProjectSeq<'_> {
     }
 }
 
-impl ser::SerializeSeq for ProjectSeq<'_> {
-    type Ok = Value;
-    type Error = serde_json::Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> serde_json::Result<()> {
-        self.push(v)
-    }
-    fn end(self) -> serde_json::Result<Value> {
-        Ok(Value::Array(self.items))
-    }
+/// The three list-like shapes collect the same way.
+macro_rules! project_seq {
+    ($($trait:ident::$method:ident),*) => {
+        $(impl ser::$trait for ProjectSeq<'_> {
+            type Ok = Value;
+            type Error = serde_json::Error;
+            fn $method<T: Serialize + ?Sized>(&mut self, v: &T) -> serde_json::Result<()> {
+                self.push(v)
+            }
+            fn end(self) -> serde_json::Result<Value> {
+                Ok(Value::Array(self.items))
+            }
+        })*
+    };
 }
 
-impl ser::SerializeTuple for ProjectSeq<'_> {
-    type Ok = Value;
-    type Error = serde_json::Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> serde_json::Result<()> {
-        self.push(v)
-    }
-    fn end(self) -> serde_json::Result<Value> {
-        Ok(Value::Array(self.items))
-    }
-}
-
-impl ser::SerializeTupleStruct for ProjectSeq<'_> {
-    type Ok = Value;
-    type Error = serde_json::Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> serde_json::Result<()> {
-        self.push(v)
-    }
-    fn end(self) -> serde_json::Result<Value> {
-        Ok(Value::Array(self.items))
-    }
-}
+project_seq!(SerializeSeq::serialize_element, SerializeTuple::serialize_element, SerializeTupleStruct::serialize_field);
 
 /// An object: only the named fields, each projected further.
 struct ProjectMap<'p> {
