@@ -515,17 +515,8 @@ async fn health_entries(
         }
         // Written straight from the state store, without a `Value` tree per entry; a filter
         // reads only the fields it names (see `health_render`).
-        let body = (|| {
-            if let Some(f) = &filter {
-                health_render::retain_matching(&mut entries, f, &dc)?;
-            }
-            if rc.pretty {
-                let list = entries.iter().map(|(n, s, checks)| health_render::entry_value(n, s, checks, &dc));
-                super::json_bytes(&Value::Array(list.collect()), true)
-            } else {
-                health_render::entries_json(&entries, &dc)
-            }
-        })();
+        let matched = filter.as_ref().map_or(Ok(()), |f| health_render::retain_matching(&mut entries, f, &dc));
+        let body = matched.and_then(|()| health_render::entries_json(&entries, &dc, rc.pretty));
         (service_watch(d, &name, connect), body)
     })
     .await?;

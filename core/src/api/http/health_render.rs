@@ -2,8 +2,8 @@
 //!
 //! Why: the general path builds a `serde_json::Value` tree per entry (node, service, checks) and
 //! then serializes it. For a service with 1,000 instances that is tens of thousands of small
-//! allocations per request, most of the query's time. When no `?filter=` needs the tree, these
-//! borrowed views write the same bytes without building it.
+//! allocations per request, most of the query's time. These borrowed views write the same bytes
+//! without building it; a `?filter=` reads only the fields it names (their projection).
 //!
 //! Same bytes, not just the same JSON: `serde_json`'s maps sort their keys, so every view below
 //! declares its fields in sorted order, and the tests compare the two renderings byte for byte.
@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::catalog::{check_json, node_service_json};
 use crate::filter::{project, Filter};
 use crate::state::catalog::{HealthCheck, Node, ServiceAddress, ServiceInstance, Weights};
 use crate::state::ext_fields::Locality;
@@ -295,16 +294,22 @@ impl<'a> EntryView<'a> {
 /// One health entry: an instance, its node, and its checks (node checks included).
 pub(super) type Entry<'a> = (&'a Node, &'a ServiceInstance, Vec<&'a HealthCheck>);
 
-/// `[ServiceEntry]` for `entries` (already filtered, sorted, and with only visible checks), as
-/// the bytes `serde_json::to_vec` of the general path's `Value` would give.
-pub(super) fn entries_json(entries: &[Entry<'_>], datacenter: &str) -> serde_json::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(entries.len() * 640);
-    let mut ser = serde_json::Serializer::new(&mut out);
-    serde::Serializer::collect_seq(
-        &mut ser,
-        entries.iter().map(|(n, s, checks)| EntryView::of(n, s, checks, datacenter)),
-    )?;
-    Ok(out)
+/// `[ServiceEntry]` of entries (already filtered, sorted, and with only visible checks).
+struct EntriesView<'e, 'a> {
+    entries: &'e [Entry<'a>],
+    datacenter: &'e str,
+}
+
+impl Serialize for EntriesView<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.entries.iter().map(|(n, s, checks)| EntryView::of(n, s, checks, self.datacenter)))
+    }
+}
+
+/// The answer's bytes for `entries` (already filtered, sorted, and with only visible checks):
+/// what encoding the general path's `Value` gave, `?pretty` included.
+pub(super) fn entries_json(entries: &[Entry<'_>], datacenter: &str, pretty: bool) -> serde_json::Result<Vec<u8>> {
+    super::json_bytes(&EntriesView { entries, datacenter }, pretty)
 }
 
 /// Keeps the entries `filter` passes, each tested against just the fields the filter reads
@@ -326,19 +331,20 @@ pub(super) fn retain_matching(
     err.map_or(Ok(()), Err)
 }
 
-/// The general path's rendering of one entry (what [`entries_json`] must match).
-pub(super) fn entry_value(n: &Node, s: &ServiceInstance, checks: &[&HealthCheck], datacenter: &str) -> Value {
-    serde_json::json!({
-        "Node": super::catalog::node_json(n),
-        "Service": node_service_json(s, datacenter),
-        "Checks": checks.iter().map(|c| check_json(c)).collect::<Vec<_>>(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::catalog::{check_json, node_json, node_service_json};
     use super::*;
     use crate::state::ext_fields::{NodeExt, ServiceExt};
+
+    /// The general path's rendering of one entry (what [`entries_json`] must match).
+    fn entry_value(n: &Node, s: &ServiceInstance, checks: &[&HealthCheck], datacenter: &str) -> Value {
+        serde_json::json!({
+            "Node": node_json(n),
+            "Service": node_service_json(s, datacenter),
+            "Checks": checks.iter().map(|c| check_json(c)).collect::<Vec<_>>(),
+        })
+    }
 
     fn node(locality: bool) -> Node {
         Node {
@@ -477,18 +483,20 @@ mod tests {
             for s in &services() {
                 for k in 0..=check_refs.len() {
                     let entries = vec![(&n, s, check_refs[..k].to_vec())];
-                    let fast = entries_json(&entries, "dc1").expect("render");
                     let value = Value::Array(vec![entry_value(&n, s, &check_refs[..k], "dc1")]);
-                    let slow = serde_json::to_vec(&value).expect("render");
-                    assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&slow));
+                    for pretty in [false, true] {
+                        let fast = entries_json(&entries, "dc1", pretty).expect("render");
+                        let slow = super::super::json_bytes(&value, pretty).expect("render");
+                        assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&slow), "pretty {pretty}");
+                    }
                 }
             }
         }
-        assert_eq!(entries_json(&[], "dc1").expect("render"), b"[]");
+        assert_eq!(entries_json(&[], "dc1", false).expect("render"), b"[]");
         // The rare parts were really exercised.
         let (n, rich) = (node(true), &services()[1]);
-        let all =
-            String::from_utf8(entries_json(&[(&n, rich, check_refs.clone())], "dc1").expect("render")).expect("utf8");
+        let all = String::from_utf8(entries_json(&[(&n, rich, check_refs.clone())], "dc1", false).expect("render"))
+            .expect("utf8");
         for part in [
             "\"Latency\":\"1.5ms\"",
             "\"DestinationServiceName\":\"web\"",
